@@ -1,0 +1,125 @@
+/**
+ * Bounds-checked reading and writing of big-endian integers and strings inside one payload. A read past the end
+ * raises MalformedPayloadError instead of returning undefined, so parsers cannot silently accept short payloads.
+ */
+import { MalformedPayloadError } from './errors.js';
+
+const utf8Decoder = new TextDecoder('utf-8', { fatal: true });
+const utf8Encoder = new TextEncoder();
+
+export function utf8(text: string): Uint8Array {
+  return utf8Encoder.encode(text);
+}
+
+/** Encodes `text` and cuts it to at most `maxBytes` without splitting a character. */
+export function utf8Truncated(text: string, maxBytes: number): Uint8Array {
+  const bytes = utf8Encoder.encode(text);
+  if (bytes.length <= maxBytes) return bytes;
+  let end = maxBytes;
+  // step back over continuation bytes (10xxxxxx) so the cut lands on a character boundary
+  while (end > 0 && ((bytes[end] ?? 0) & 0xc0) === 0x80) end--;
+  return bytes.subarray(0, end);
+}
+
+export class ByteReader {
+  private offset = 0;
+  private readonly view: DataView;
+
+  constructor(private readonly bytes: Uint8Array) {
+    this.view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  }
+
+  get remaining(): number {
+    return this.bytes.length - this.offset;
+  }
+
+  private need(n: number, what: string): void {
+    if (this.remaining < n) {
+      throw new MalformedPayloadError(`${what}: needs ${n} bytes, ${this.remaining} left`);
+    }
+  }
+
+  u8(what: string): number {
+    this.need(1, what);
+    return this.view.getUint8(this.offset++);
+  }
+
+  u16(what: string): number {
+    this.need(2, what);
+    const v = this.view.getUint16(this.offset);
+    this.offset += 2;
+    return v;
+  }
+
+  u32(what: string): number {
+    this.need(4, what);
+    const v = this.view.getUint32(this.offset);
+    this.offset += 4;
+    return v;
+  }
+
+  /** A view, not a copy: valid only while the payload is. */
+  bytesView(n: number, what: string): Uint8Array {
+    this.need(n, what);
+    const out = this.bytes.subarray(this.offset, this.offset + n);
+    this.offset += n;
+    return out;
+  }
+
+  utf8(n: number, what: string): string {
+    const view = this.bytesView(n, what);
+    try {
+      return utf8Decoder.decode(view);
+    } catch {
+      throw new MalformedPayloadError(`${what}: not valid UTF-8`);
+    }
+  }
+
+  rest(): Uint8Array {
+    return this.bytesView(this.remaining, 'rest');
+  }
+
+  expectEnd(what: string): void {
+    if (this.remaining !== 0) throw new MalformedPayloadError(`${what}: ${this.remaining} unexpected trailing bytes`);
+  }
+}
+
+export class ByteWriter {
+  private offset = 0;
+  readonly bytes: Uint8Array;
+  private readonly view: DataView;
+
+  constructor(size: number) {
+    this.bytes = new Uint8Array(size);
+    this.view = new DataView(this.bytes.buffer);
+  }
+
+  u8(v: number): this {
+    this.view.setUint8(this.offset, v);
+    this.offset += 1;
+    return this;
+  }
+
+  u16(v: number): this {
+    this.view.setUint16(this.offset, v);
+    this.offset += 2;
+    return this;
+  }
+
+  u32(v: number): this {
+    this.view.setUint32(this.offset, v);
+    this.offset += 4;
+    return this;
+  }
+
+  raw(b: Uint8Array): this {
+    this.bytes.set(b, this.offset);
+    this.offset += b.length;
+    return this;
+  }
+
+  /** The written prefix (normally the whole buffer, since sizes are computed first). */
+  done(): Uint8Array {
+    return this.offset === this.bytes.length ? this.bytes : this.bytes.subarray(0, this.offset);
+  }
+}

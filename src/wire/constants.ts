@@ -1,0 +1,148 @@
+/**
+ * Every number that appears on the gridwire wire: frame types, flags, field sizes, protocol version, error codes and
+ * the default limits. docs/PROTOCOL.md is the prose version of this file; change both together.
+ * Knows nothing of sockets, timers or services.
+ */
+
+/** Bytes in the fixed frame header: type (1) + flags (1) + stream id (4) + payload length (4). */
+export const FRAME_HEADER_BYTES = 1 + 1 + 4 + 4;
+
+/** Frame types (byte 0 of the header). Types 0x80-0xFF are extension frames: a receiver that does not know one ignores it. */
+export const FrameType = {
+  HELLO: 0x01,
+  OPEN: 0x02,
+  DATA: 0x03,
+  END: 0x04,
+  RESET: 0x05,
+  CREDIT: 0x06,
+  PING: 0x07,
+  GOAWAY: 0x08,
+} as const;
+export type FrameType = (typeof FrameType)[keyof typeof FrameType];
+
+/** The first type number a receiver may ignore when it does not know it. */
+export const FIRST_EXTENSION_FRAME_TYPE = 0x80;
+
+/** Flag bits (byte 1 of the header). Their meaning depends on the frame type; unknown bits are ignored. */
+export const Flag = {
+  /** DATA: this frame holds the last bytes of a message. */
+  MESSAGE_END: 0x01,
+  /** DATA: the sender's side of the stream ends cleanly here (status OK, no trailer metadata). */
+  END_STREAM: 0x02,
+  /** PING: this is the reply. */
+  ACK: 0x01,
+  /** RESET: the stream was refused before any handler saw it, so the call is safe to retry. */
+  REFUSED: 0x01,
+} as const;
+
+/** Magic bytes at the start of every HELLO payload: tells a gridwire peer from anything else on the port. */
+export const HELLO_MAGIC = new Uint8Array([0x47, 0x52, 0x49, 0x44, 0x57, 0x49, 0x52, 0x45]); // "GRIDWIRE"
+
+/** Protocol versions this implementation speaks. A peer whose range does not overlap ours is refused. */
+export const PROTOCOL_VERSION_MIN = 1;
+export const PROTOCOL_VERSION_MAX = 1;
+
+/** Identifiers of the HELLO settings (type-length-value entries; unknown ids are ignored). */
+export const Setting = {
+  /** u32: largest frame payload the sender of HELLO accepts. */
+  MAX_FRAME_BYTES: 0x01,
+  /** u32: receive window in bytes the sender of HELLO grants every new stream (OPEN may override for its own side). */
+  INITIAL_STREAM_WINDOW: 0x02,
+  /** u32: receive window in bytes the sender of HELLO grants the whole connection. */
+  CONNECTION_WINDOW: 0x03,
+  /** u32: how many streams the peer may have open towards the sender of HELLO at once. */
+  MAX_CONCURRENT_STREAMS: 0x04,
+  /** u32: largest message the sender of HELLO accepts (informative: lets the peer fail early). */
+  MAX_MESSAGE_BYTES: 0x05,
+  /** utf8: node name of the sender (may be empty). */
+  NODE_NAME: 0x10,
+  /** utf8: connection label, e.g. "control" or "data" (may be empty). */
+  LABEL: 0x11,
+} as const;
+
+/** Codes carried by GOAWAY: why a connection ends. */
+export const ConnectionCode = {
+  NO_ERROR: 0,
+  PROTOCOL_ERROR: 1,
+  INTERNAL_ERROR: 2,
+  FLOW_CONTROL_ERROR: 3,
+  FRAME_SIZE_ERROR: 4,
+  HANDSHAKE_TIMEOUT: 5,
+  VERSION_MISMATCH: 6,
+  ENHANCE_YOUR_CALM: 7,
+  STREAM_IDS_EXHAUSTED: 8,
+} as const;
+export type ConnectionCode = (typeof ConnectionCode)[keyof typeof ConnectionCode];
+
+/** Call status codes, with gRPC's numbers and meanings. Travel in END and RESET frames. */
+export const Status = {
+  OK: 0,
+  CANCELLED: 1,
+  UNKNOWN: 2,
+  INVALID_ARGUMENT: 3,
+  DEADLINE_EXCEEDED: 4,
+  NOT_FOUND: 5,
+  ALREADY_EXISTS: 6,
+  PERMISSION_DENIED: 7,
+  RESOURCE_EXHAUSTED: 8,
+  FAILED_PRECONDITION: 9,
+  ABORTED: 10,
+  OUT_OF_RANGE: 11,
+  UNIMPLEMENTED: 12,
+  INTERNAL: 13,
+  UNAVAILABLE: 14,
+  DATA_LOSS: 15,
+  UNAUTHENTICATED: 16,
+} as const;
+export type Status = (typeof Status)[keyof typeof Status];
+
+const statusNames = new Map<number, string>(Object.entries(Status).map(([name, code]) => [code, name]));
+/** "DEADLINE_EXCEEDED" for 4; "STATUS_99" for a number outside the table. */
+export function statusName(code: number): string {
+  return statusNames.get(code) ?? `STATUS_${code}`;
+}
+export function isStatus(code: number): code is Status {
+  return statusNames.has(code);
+}
+
+const connectionCodeNames = new Map<number, string>(Object.entries(ConnectionCode).map(([n, c]) => [c, n]));
+export function connectionCodeName(code: number): string {
+  return connectionCodeNames.get(code) ?? `CODE_${code}`;
+}
+
+/** Largest stream id; ids are u32 with the top bit reserved (must be 0). */
+export const MAX_STREAM_ID = 0x7fff_ffff;
+/** Largest flow-control window; a CREDIT that would push a window past it is a FLOW_CONTROL_ERROR. */
+export const MAX_WINDOW = 0x7fff_ffff;
+/** Largest relative deadline a frame can carry (u32 milliseconds, about 49 days). 0 means "no deadline". */
+export const MAX_DEADLINE_MS = 0xffff_ffff;
+
+/** Fixed byte sizes inside payloads. */
+export const PING_PAYLOAD_BYTES = 8;
+export const CREDIT_PAYLOAD_BYTES = 4;
+export const MAX_METHOD_BYTES = 255;
+export const MAX_METADATA_KEY_BYTES = 64;
+/** Accounting overhead added per metadata entry, as HPACK does, so that many empty entries still cost something. */
+export const METADATA_ENTRY_OVERHEAD = 32;
+/** Status messages in END, RESET and GOAWAY are cut to this many bytes by the sender and refused above it. */
+export const MAX_STATUS_MESSAGE_BYTES = 1024;
+
+/** Limits that hold before the handshake has finished: HELLO must fit in this. */
+export const PRE_HANDSHAKE_MAX_FRAME_BYTES = 4096;
+
+/** Bounds a peer may announce in HELLO; values outside are a PROTOCOL_ERROR. */
+export const MIN_MAX_FRAME_BYTES = 16 * 1024;
+export const MAX_MAX_FRAME_BYTES = 16 * 1024 * 1024;
+
+/** Default limits (docs/PROTOCOL.md "Limits"; research/reliability.md §5 gives their provenance). */
+export const DEFAULT_LIMITS = {
+  maxFrameBytes: 64 * 1024,
+  maxMessageBytes: 4 * 1024 * 1024,
+  maxMetadataBytes: 8 * 1024,
+  maxMetadataEntries: 64,
+  initialStreamWindow: 256 * 1024,
+  connectionWindow: 16 * 1024 * 1024,
+  maxConcurrentStreams: 100,
+  maxReassemblyBytes: 32 * 1024 * 1024,
+  handshakeTimeoutMs: 10_000,
+} as const;

@@ -1,0 +1,177 @@
+/**
+ * Turns a byte stream into frames. A named state machine (READ_HEADER, READ_PAYLOAD, SKIP_PAYLOAD) that tells
+ * "need more bytes" from "malformed", and checks every header (length against the limit, stream id, per-type shape)
+ * before it keeps a single payload byte. A payload that arrives whole inside one chunk is handed out as a view
+ * without copying; the callee must use or copy it before returning.
+ */
+import {
+  CREDIT_PAYLOAD_BYTES,
+  FIRST_EXTENSION_FRAME_TYPE,
+  FRAME_HEADER_BYTES,
+  FrameType,
+  PING_PAYLOAD_BYTES,
+} from './constants.js';
+import { ProtocolError, ProtocolErrorCode } from './errors.js';
+import { readU32 } from './frame.js';
+
+export type FrameHandler = (type: number, flags: number, streamId: number, payload: Uint8Array) => void;
+
+const enum State {
+  READ_HEADER,
+  READ_PAYLOAD,
+  SKIP_PAYLOAD,
+}
+
+const EMPTY = new Uint8Array(0);
+
+/** Frame types that belong to stream 0 (the connection) and those that belong to a stream. */
+const CONNECTION_TYPES = new Set<number>([FrameType.HELLO, FrameType.PING, FrameType.GOAWAY]);
+const STREAM_TYPES = new Set<number>([FrameType.OPEN, FrameType.DATA, FrameType.END, FrameType.RESET]);
+
+export interface DecoderOptions {
+  /** Largest payload accepted; may be raised later with setMaxFrameBytes (after the handshake). */
+  maxFrameBytes: number;
+  /** Refuse anything but HELLO as the first frame, with a message that says the peer is not gridwire. */
+  expectHelloFirst?: boolean;
+}
+
+export class FrameDecoder {
+  private state = State.READ_HEADER;
+  private readonly header = new Uint8Array(FRAME_HEADER_BYTES);
+  private headerFill = 0;
+  private type = 0;
+  private flags = 0;
+  private streamId = 0;
+  private length = 0;
+  private payload: Uint8Array = EMPTY;
+  private payloadFill = 0;
+  private maxFrameBytes: number;
+  private awaitingHello: boolean;
+  /** Set by parseHeader for an empty extension frame, which is complete but not delivered. */
+  private skipEmpty = false;
+
+  constructor(
+    private readonly onFrame: FrameHandler,
+    options: DecoderOptions,
+  ) {
+    this.maxFrameBytes = options.maxFrameBytes;
+    this.awaitingHello = options.expectHelloFirst ?? false;
+  }
+
+  setMaxFrameBytes(n: number): void {
+    this.maxFrameBytes = n;
+  }
+
+  /** True between frames: a connection that ends now did not cut a frame in half. */
+  get atFrameBoundary(): boolean {
+    return this.state === State.READ_HEADER && this.headerFill === 0;
+  }
+
+  /** Feeds bytes; calls onFrame for each complete frame. Throws ProtocolError; after that the decoder is unusable. */
+  push(chunk: Uint8Array): void {
+    let offset = 0;
+    const end = chunk.length;
+    while (offset < end) {
+      switch (this.state) {
+        case State.READ_HEADER: {
+          if (this.headerFill === 0 && end - offset >= FRAME_HEADER_BYTES) {
+            this.parseHeader(chunk, offset);
+            offset += FRAME_HEADER_BYTES;
+          } else {
+            const n = Math.min(FRAME_HEADER_BYTES - this.headerFill, end - offset);
+            this.header.set(chunk.subarray(offset, offset + n), this.headerFill);
+            this.headerFill += n;
+            offset += n;
+            if (this.headerFill < FRAME_HEADER_BYTES) return;
+            this.headerFill = 0;
+            this.parseHeader(this.header, 0);
+          }
+          if (this.state === State.SKIP_PAYLOAD || this.skipEmpty) {
+            this.skipEmpty = false;
+          } else if (this.state === State.READ_HEADER) {
+            // zero-length payload: the frame is complete with its header
+            this.onFrame(this.type, this.flags, this.streamId, EMPTY);
+          } else if (this.state === State.READ_PAYLOAD && end - offset >= this.length) {
+            const payload = chunk.subarray(offset, offset + this.length);
+            offset += this.length;
+            this.state = State.READ_HEADER;
+            this.onFrame(this.type, this.flags, this.streamId, payload);
+          } else if (this.state === State.READ_PAYLOAD) {
+            // allocation is safe here: parseHeader has checked length against the limit
+            this.payload = new Uint8Array(this.length);
+            this.payloadFill = 0;
+          }
+          break;
+        }
+        case State.READ_PAYLOAD: {
+          const n = Math.min(this.length - this.payloadFill, end - offset);
+          this.payload.set(chunk.subarray(offset, offset + n), this.payloadFill);
+          this.payloadFill += n;
+          offset += n;
+          if (this.payloadFill === this.length) {
+            const payload = this.payload;
+            this.payload = EMPTY;
+            this.state = State.READ_HEADER;
+            this.onFrame(this.type, this.flags, this.streamId, payload);
+          }
+          break;
+        }
+        case State.SKIP_PAYLOAD: {
+          const n = Math.min(this.length - this.payloadFill, end - offset);
+          this.payloadFill += n;
+          offset += n;
+          if (this.payloadFill === this.length) this.state = State.READ_HEADER;
+          break;
+        }
+      }
+    }
+  }
+
+  private parseHeader(source: Uint8Array, at: number): void {
+    const type = source[at]!;
+    const flags = source[at + 1]!;
+    const streamId = readU32(source, at + 2);
+    const length = readU32(source, at + 6);
+    if (this.awaitingHello) {
+      if (type !== FrameType.HELLO || streamId !== 0) {
+        throw new ProtocolError(
+          ProtocolErrorCode.BAD_HANDSHAKE,
+          'the peer\'s first bytes are not a gridwire HELLO frame (is it speaking HTTP, TLS or another protocol?)',
+        );
+      }
+      this.awaitingHello = false;
+    }
+    if (length > this.maxFrameBytes) {
+      throw new ProtocolError(ProtocolErrorCode.FRAME_SIZE, `frame type ${type} declares ${length} payload bytes; the limit is ${this.maxFrameBytes}`);
+    }
+    if (streamId > 0x7fff_ffff) {
+      throw new ProtocolError(ProtocolErrorCode.BAD_STREAM_ID, `stream id ${streamId} has the reserved bit set`);
+    }
+    if (type >= FIRST_EXTENSION_FRAME_TYPE) {
+      this.length = length;
+      this.payloadFill = 0;
+      this.state = length === 0 ? State.READ_HEADER : State.SKIP_PAYLOAD;
+      this.skipEmpty = length === 0;
+      return;
+    }
+    if (CONNECTION_TYPES.has(type)) {
+      if (streamId !== 0) throw new ProtocolError(ProtocolErrorCode.BAD_STREAM_ID, `frame type ${type} must be on stream 0, got ${streamId}`);
+      if (type === FrameType.PING && length !== PING_PAYLOAD_BYTES) {
+        throw new ProtocolError(ProtocolErrorCode.MALFORMED_FRAME, `PING payload must be ${PING_PAYLOAD_BYTES} bytes, got ${length}`);
+      }
+    } else if (STREAM_TYPES.has(type)) {
+      if (streamId === 0) throw new ProtocolError(ProtocolErrorCode.BAD_STREAM_ID, `frame type ${type} must be on a stream, got stream 0`);
+    } else if (type === FrameType.CREDIT) {
+      if (length !== CREDIT_PAYLOAD_BYTES) {
+        throw new ProtocolError(ProtocolErrorCode.MALFORMED_FRAME, `CREDIT payload must be ${CREDIT_PAYLOAD_BYTES} bytes, got ${length}`);
+      }
+    } else {
+      throw new ProtocolError(ProtocolErrorCode.UNKNOWN_FRAME_TYPE, `frame type ${type} is unknown`);
+    }
+    this.type = type;
+    this.flags = flags;
+    this.streamId = streamId;
+    this.length = length;
+    this.state = length === 0 ? State.READ_HEADER : State.READ_PAYLOAD;
+  }
+}
