@@ -74,8 +74,9 @@ export class FrameDecoder {
     while (offset < end) {
       switch (this.state) {
         case State.READ_HEADER: {
+          let next: State;
           if (this.headerFill === 0 && end - offset >= FRAME_HEADER_BYTES) {
-            this.parseHeader(chunk, offset);
+            next = this.parseHeader(chunk, offset);
             offset += FRAME_HEADER_BYTES;
           } else {
             const n = Math.min(FRAME_HEADER_BYTES - this.headerFill, end - offset);
@@ -84,23 +85,25 @@ export class FrameDecoder {
             offset += n;
             if (this.headerFill < FRAME_HEADER_BYTES) return;
             this.headerFill = 0;
-            this.parseHeader(this.header, 0);
+            next = this.parseHeader(this.header, 0);
           }
-          if (this.state === State.SKIP_PAYLOAD || this.skipEmpty) {
-            this.skipEmpty = false;
-          } else if (this.state === State.READ_HEADER) {
+          this.state = next;
+          if (next === State.READ_PAYLOAD) {
+            if (end - offset >= this.length) {
+              const payload = chunk.subarray(offset, offset + this.length);
+              offset += this.length;
+              this.state = State.READ_HEADER;
+              this.onFrame(this.type, this.flags, this.streamId, payload);
+            } else {
+              // allocation is safe here: parseHeader has checked length against the limit
+              this.payload = new Uint8Array(this.length);
+              this.payloadFill = 0;
+            }
+          } else if (next === State.READ_HEADER && !this.skipEmpty) {
             // zero-length payload: the frame is complete with its header
             this.onFrame(this.type, this.flags, this.streamId, EMPTY);
-          } else if (this.state === State.READ_PAYLOAD && end - offset >= this.length) {
-            const payload = chunk.subarray(offset, offset + this.length);
-            offset += this.length;
-            this.state = State.READ_HEADER;
-            this.onFrame(this.type, this.flags, this.streamId, payload);
-          } else if (this.state === State.READ_PAYLOAD) {
-            // allocation is safe here: parseHeader has checked length against the limit
-            this.payload = new Uint8Array(this.length);
-            this.payloadFill = 0;
           }
+          this.skipEmpty = false;
           break;
         }
         case State.READ_PAYLOAD: {
@@ -127,7 +130,7 @@ export class FrameDecoder {
     }
   }
 
-  private parseHeader(source: Uint8Array, at: number): void {
+  private parseHeader(source: Uint8Array, at: number): State {
     const type = source[at]!;
     const flags = source[at + 1]!;
     const streamId = readU32(source, at + 2);
@@ -150,9 +153,8 @@ export class FrameDecoder {
     if (type >= FIRST_EXTENSION_FRAME_TYPE) {
       this.length = length;
       this.payloadFill = 0;
-      this.state = length === 0 ? State.READ_HEADER : State.SKIP_PAYLOAD;
       this.skipEmpty = length === 0;
-      return;
+      return length === 0 ? State.READ_HEADER : State.SKIP_PAYLOAD;
     }
     if (CONNECTION_TYPES.has(type)) {
       if (streamId !== 0) throw new ProtocolError(ProtocolErrorCode.BAD_STREAM_ID, `frame type ${type} must be on stream 0, got ${streamId}`);
@@ -172,6 +174,6 @@ export class FrameDecoder {
     this.flags = flags;
     this.streamId = streamId;
     this.length = length;
-    this.state = length === 0 ? State.READ_HEADER : State.READ_PAYLOAD;
+    return length === 0 ? State.READ_HEADER : State.READ_PAYLOAD;
   }
 }
