@@ -1,0 +1,35 @@
+/**
+ * The one small duplex interface the core (session, rpc) uses to move bytes. Each transport turns an address into
+ * one of these, plus facts about the peer. Knows nothing of frames or calls.
+ */
+
+/** What a session can learn about the other end of its connection. */
+export interface PeerInfo {
+  /** `tcp`, `unix` or `memory`. */
+  readonly transport: string;
+  /** The peer's address as a URL-ish string, e.g. `tcp://127.0.0.1:53122` or `unix:///run/gw.sock`. */
+  readonly address: string;
+}
+
+/** Callbacks a transport delivers to; set once with `attach`. */
+export interface TransportSink {
+  onData(chunk: Uint8Array): void;
+  /** The peer will send no more bytes (EOF). The transport may still accept writes until it closes. */
+  onEnd(): void;
+  /** The transport is fully closed; `error` is set when it closed because something failed. */
+  onClose(error?: Error): void;
+  /** A write that returned false has been flushed; writing may resume. */
+  onDrain(): void;
+}
+
+export interface Transport {
+  readonly peer: PeerInfo;
+  /** Starts delivery to `sink`. Bytes that arrived before are delivered first. */
+  attach(sink: TransportSink): void;
+  /** Writes the chunks in order (as one vectored write where possible). False means: wait for onDrain. */
+  write(chunks: readonly Uint8Array[]): boolean;
+  /** Flushes what was written, then half-closes. */
+  end(): void;
+  /** Closes at once, dropping unwritten bytes. */
+  destroy(error?: Error): void;
+}
