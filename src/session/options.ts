@@ -1,0 +1,65 @@
+/**
+ * Session options: names carry their units, defaults live here, and everything is checked once, in
+ * resolveSessionOptions, so the rest of the session can trust its numbers.
+ */
+import {
+  DEFAULT_LIMITS,
+  MAX_MAX_FRAME_BYTES,
+  MAX_WINDOW,
+  MIN_MAX_FRAME_BYTES,
+} from '../wire/constants.js';
+
+export interface SessionOptions {
+  /** Largest frame payload we accept. Default 65 536; 16 384 - 16 777 216. */
+  maxFrameBytes?: number;
+  /** Largest message we accept (larger ones fail that stream with RESOURCE_EXHAUSTED). Default 4 MiB. */
+  maxMessageBytes?: number;
+  /** Request/trailer metadata we accept, counting keys + values + 32 bytes per entry. Default 8 192. */
+  maxMetadataBytes?: number;
+  /** Metadata entries we accept per block. Default 64, at most 255. */
+  maxMetadataEntries?: number;
+  /** Receive window granted to each new stream. Default 262 144. */
+  initialStreamWindow?: number;
+  /** Receive window granted to the whole connection. Default 16 MiB. */
+  connectionWindow?: number;
+  /** Streams the peer may have open towards us at once; more are refused (retry-safe). Default 100. */
+  maxConcurrentStreams?: number;
+  /** Bytes of partly received messages held across all streams; past it the stream that grows fails. Default 32 MiB. */
+  maxReassemblyBytes?: number;
+  /** Time for the peer's HELLO to arrive. Default 10 000 ms; 0 disables. */
+  handshakeTimeoutMs?: number;
+  /** Our node name, sent in HELLO. Default ''. */
+  nodeName?: string;
+  /** Connection label, sent in HELLO (e.g. 'control', 'data'). Default ''. */
+  label?: string;
+}
+
+export type ResolvedSessionOptions = Required<SessionOptions>;
+
+function integer(name: string, value: number, min: number, max: number): number {
+  if (!Number.isInteger(value) || value < min || value > max) {
+    throw new RangeError(`${name} must be an integer in ${min}..${max}, got ${value}`);
+  }
+  return value;
+}
+
+export function resolveSessionOptions(options: SessionOptions = {}): ResolvedSessionOptions {
+  const o = { ...DEFAULT_LIMITS, nodeName: '', label: '', ...stripUndefined(options) };
+  return {
+    maxFrameBytes: integer('maxFrameBytes', o.maxFrameBytes, MIN_MAX_FRAME_BYTES, MAX_MAX_FRAME_BYTES),
+    maxMessageBytes: integer('maxMessageBytes', o.maxMessageBytes, 0, 0xffff_ffff),
+    maxMetadataBytes: integer('maxMetadataBytes', o.maxMetadataBytes, 0, 1024 * 1024),
+    maxMetadataEntries: integer('maxMetadataEntries', o.maxMetadataEntries, 0, 255),
+    initialStreamWindow: integer('initialStreamWindow', o.initialStreamWindow, MIN_MAX_FRAME_BYTES, MAX_WINDOW),
+    connectionWindow: integer('connectionWindow', o.connectionWindow, MIN_MAX_FRAME_BYTES, MAX_WINDOW),
+    maxConcurrentStreams: integer('maxConcurrentStreams', o.maxConcurrentStreams, 1, 0xffff_ffff),
+    maxReassemblyBytes: integer('maxReassemblyBytes', o.maxReassemblyBytes, 0, Number.MAX_SAFE_INTEGER),
+    handshakeTimeoutMs: integer('handshakeTimeoutMs', o.handshakeTimeoutMs, 0, 0x7fff_ffff),
+    nodeName: o.nodeName,
+    label: o.label,
+  };
+}
+
+function stripUndefined<T extends object>(value: T): Partial<T> {
+  return Object.fromEntries(Object.entries(value).filter(([, v]) => v !== undefined)) as Partial<T>;
+}

@@ -1,0 +1,728 @@
+/**
+ * One connection: the HELLO handshake, the stream table (dialer odd ids, acceptor even ids, so both sides open
+ * streams), connection credit, the write scheduler and coalescing, ping/RTT, GOAWAY and teardown. Knows nothing of
+ * methods or codecs: streams carry opaque messages.
+ *
+ * The read path never awaits: every frame is handled synchronously by one small function per frame type, and any
+ * reply it needs (PONG, CREDIT, RESET) is queued in the outgoing buffer, which is never bounded by the reader.
+ */
+import {
+  ConnectionCode,
+  DEFAULT_LIMITS,
+  Flag,
+  FrameType,
+  MAX_STREAM_ID,
+  MAX_WINDOW,
+  PRE_HANDSHAKE_MAX_FRAME_BYTES,
+  PROTOCOL_VERSION_MAX,
+  PROTOCOL_VERSION_MIN,
+  Status,
+  connectionCodeName,
+} from '../wire/constants.js';
+import { FrameDecoder } from '../wire/decoder.js';
+import { MalformedPayloadError, ProtocolError, ProtocolErrorCode } from '../wire/errors.js';
+import { decodeHello, encodeHello, type HelloSettings } from '../wire/hello.js';
+import { MetadataLimitError, type MetadataLimits } from '../wire/metadata.js';
+import {
+  decodeCredit,
+  decodeEnd,
+  decodeGoaway,
+  decodeOpen,
+  decodePing,
+  decodeReset,
+  encodeCredit,
+  encodeGoaway,
+  encodeOpen,
+  encodePing,
+  encodeReset,
+  type OpenPayload,
+} from '../wire/payloads.js';
+import type { PeerInfo, Transport, TransportSink } from '../transport/transport.js';
+import { resolveSessionOptions, type ResolvedSessionOptions, type SessionOptions } from './options.js';
+import { Stream, WriteResult, type StreamHost } from './stream.js';
+import { FrameWriter } from './writer.js';
+
+export type Role = 'dialer' | 'acceptor';
+
+/** A stream the peer opened, with what its OPEN said. */
+export interface IncomingStream {
+  stream: Stream;
+  method: string;
+  metadata: OpenPayload['metadata'];
+  /** Relative deadline from OPEN, in ms; 0 = none. */
+  deadlineMs: number;
+}
+
+export interface SessionHooks {
+  /** A new stream from the peer. Set `stream.events` before returning; call `session.release(stream)` when done. */
+  onStream(incoming: IncomingStream): void;
+}
+
+export interface OpenStreamInit {
+  /** Relative deadline in ms sent to the peer; 0 or undefined = none. */
+  deadlineMs?: number;
+  /** Metadata block from encodeMetadata. */
+  metadataBlock?: Uint8Array;
+  /** Receive window to grant on this stream; default: the session's initialStreamWindow. */
+  window?: number;
+}
+
+/** What we know of the peer once the handshake is done. */
+export interface SessionPeer extends PeerInfo {
+  readonly nodeName: string;
+  readonly label: string;
+}
+
+/** Raised to callers when the session cannot take new streams; carries a Status the rpc layer passes on. */
+export class SessionError extends Error {
+  override readonly name = 'SessionError';
+  constructor(
+    readonly status: Status,
+    message: string,
+    /** True when nothing was sent for this call, so it is safe to retry elsewhere. */
+    readonly retrySafe = false,
+    options?: ErrorOptions,
+  ) {
+    super(message, options);
+  }
+}
+
+const enum Phase {
+  HANDSHAKE,
+  OPEN,
+  DRAINING,
+  CLOSING,
+  CLOSED,
+}
+
+/** Upper bound on one flush's scheduled stream data, so one tick never writes without yielding. */
+const FLUSH_BUDGET_BYTES = 1024 * 1024;
+/** Pings awaiting a reply; more are refused rather than queued. */
+const MAX_OUTSTANDING_PINGS = 16;
+/** After we end our side, how long the peer has to close before we destroy the socket. */
+const CLOSE_LINGER_MS = 2_000;
+
+interface PendingPing {
+  sentAt: number;
+  resolve(rttMs: number): void;
+  reject(error: Error): void;
+}
+
+export class Session implements StreamHost {
+  readonly options: ResolvedSessionOptions;
+  /** Resolves when the peer's HELLO has been accepted; rejects if the handshake fails. */
+  readonly ready: Promise<void>;
+  /** Resolves when the connection is fully closed, with the error that closed it (undefined for a clean close). */
+  readonly closed: Promise<Error | undefined>;
+
+  private phase = Phase.HANDSHAKE;
+  private readonly decoder: FrameDecoder;
+  private readonly writer = new FrameWriter();
+  private readonly streams = new Map<number, Stream>();
+  private nextStreamId: number;
+  private lastPeerStreamId = 0;
+  private inboundActive = 0;
+  private readonly inboundUnreleased = new Set<Stream>();
+  private outboundActive = 0;
+  private readonly pendingOpens: Array<{ stream: Stream; payload: Uint8Array }> = [];
+  private readonly ready_: Array<Stream> = [];
+  private readyHead = 0;
+  private readonly connectionWaiters: Stream[] = [];
+  private flushScheduled = false;
+  private transportBlocked = false;
+  private peerSettings: HelloSettings | undefined;
+  private peerGoawayLastId = -1;
+  private connRecvWindow: number;
+  private connRecvUnacked = 0;
+  private reassemblyBytes = 0;
+  private readonly pings = new Map<bigint, PendingPing>();
+  private pingCounter = 0n;
+  private handshakeTimer: NodeJS.Timeout | undefined;
+  private graceTimer: NodeJS.Timeout | undefined;
+  private lingerTimer: NodeJS.Timeout | undefined;
+  private closeError: Error | undefined;
+  private resolveReady!: () => void;
+  private rejectReady!: (error: Error) => void;
+  private resolveClosed!: (error: Error | undefined) => void;
+  private lastRttMs: number | undefined;
+  private peerInfo: SessionPeer;
+
+  peerMaxFrameBytes = DEFAULT_LIMITS.maxFrameBytes;
+  connectionSendWindow = 0;
+
+  constructor(
+    private readonly transport: Transport,
+    readonly role: Role,
+    private readonly hooks: SessionHooks,
+    options: SessionOptions = {},
+  ) {
+    this.options = resolveSessionOptions(options);
+    this.nextStreamId = role === 'dialer' ? 1 : 2;
+    this.connRecvWindow = this.options.connectionWindow;
+    this.peerInfo = { ...transport.peer, nodeName: '', label: '' };
+    this.ready = new Promise<void>((resolve, reject) => {
+      this.resolveReady = resolve;
+      this.rejectReady = reject;
+    });
+    this.ready.catch(() => undefined); // the rejection is reported to whoever awaits ready; never unhandled
+    this.closed = new Promise((resolve) => (this.resolveClosed = resolve));
+    this.decoder = new FrameDecoder(this.onFrame, {
+      maxFrameBytes: PRE_HANDSHAKE_MAX_FRAME_BYTES,
+      expectHelloFirst: true,
+    });
+    this.writer.frame(
+      FrameType.HELLO,
+      0,
+      0,
+      encodeHello({
+        versionMin: PROTOCOL_VERSION_MIN,
+        versionMax: PROTOCOL_VERSION_MAX,
+        settings: {
+          maxFrameBytes: this.options.maxFrameBytes,
+          initialStreamWindow: this.options.initialStreamWindow,
+          connectionWindow: this.options.connectionWindow,
+          maxConcurrentStreams: this.options.maxConcurrentStreams,
+          maxMessageBytes: this.options.maxMessageBytes,
+          nodeName: this.options.nodeName,
+          label: this.options.label,
+        },
+      }),
+    );
+    if (this.options.handshakeTimeoutMs > 0) {
+      this.handshakeTimer = setTimeout(() => {
+        this.fail(
+          new ProtocolError(ProtocolErrorCode.HANDSHAKE_TIMEOUT, `no HELLO from the peer within ${this.options.handshakeTimeoutMs} ms`),
+        );
+      }, this.options.handshakeTimeoutMs);
+      this.handshakeTimer.unref();
+    }
+    transport.attach(this.sink);
+    this.flush();
+  }
+
+  // ---------------------------------------------------------------- public surface
+
+  get peer(): SessionPeer {
+    return this.peerInfo;
+  }
+
+  /** Round-trip time of the last answered ping, in ms. */
+  get rttMs(): number | undefined {
+    return this.lastRttMs;
+  }
+
+  /** True while new streams may be opened. */
+  get isOpen(): boolean {
+    return this.phase === Phase.OPEN || this.phase === Phase.HANDSHAKE;
+  }
+
+  /** Why the session closed, once it has. */
+  get error(): Error | undefined {
+    return this.closeError;
+  }
+
+  /** Number of streams in the table (both directions). */
+  get streamCount(): number {
+    return this.streams.size + this.pendingOpens.length;
+  }
+
+  /**
+   * Opens a stream to the peer. Throws SessionError when the session is closing. When the peer's concurrency limit
+   * is reached, the stream waits (queued) until a slot frees.
+   */
+  openStream(method: Uint8Array, init: OpenStreamInit = {}): Stream {
+    if (!this.isOpen || this.peerGoawayLastId >= 0) {
+      throw new SessionError(Status.UNAVAILABLE, this.unavailableReason(), true);
+    }
+    if (this.nextStreamId > MAX_STREAM_ID) {
+      this.close().catch(() => undefined);
+      throw new SessionError(Status.UNAVAILABLE, 'stream ids on this connection are used up; open a new connection', true);
+    }
+    const id = this.nextStreamId;
+    this.nextStreamId += 2;
+    const window = init.window ?? this.options.initialStreamWindow;
+    const stream = new Stream(this, id, true, this.peerSettings?.initialStreamWindow ?? 0, window);
+    const payload = encodeOpen(init.deadlineMs ?? 0, window === this.options.initialStreamWindow ? 0 : window, method, init.metadataBlock);
+    this.streams.set(id, stream);
+    if (this.phase === Phase.OPEN && this.outboundActive < this.peerMaxConcurrent()) this.writeOpen(stream, payload);
+    else this.pendingOpens.push({ stream, payload });
+    return stream;
+  }
+
+  /** Frees the concurrency slot of a stream the peer opened; call when its handler has returned. */
+  release(stream: Stream): void {
+    if (this.inboundUnreleased.delete(stream)) this.inboundActive--;
+  }
+
+  /** Measures the round-trip time. */
+  ping(): Promise<number> {
+    if (this.phase >= Phase.CLOSING) return Promise.reject(new SessionError(Status.UNAVAILABLE, this.unavailableReason()));
+    if (this.pings.size >= MAX_OUTSTANDING_PINGS) {
+      return Promise.reject(new SessionError(Status.RESOURCE_EXHAUSTED, `${MAX_OUTSTANDING_PINGS} pings already await a reply`));
+    }
+    const opaque = ++this.pingCounter;
+    return new Promise<number>((resolve, reject) => {
+      this.pings.set(opaque, { sentAt: performance.now(), resolve, reject });
+      this.writeFrame(FrameType.PING, 0, 0, encodePing(opaque));
+    });
+  }
+
+  /**
+   * Graceful close: tells the peer (GOAWAY) that no new streams will be accepted, lets streams in flight finish,
+   * then closes. After `graceMs` (default 10 000) streams still open fail with UNAVAILABLE.
+   */
+  close(options: { graceMs?: number } = {}): Promise<void> {
+    if (this.phase === Phase.HANDSHAKE) {
+      this.fail(undefined);
+    } else if (this.phase === Phase.OPEN) {
+      this.phase = Phase.DRAINING;
+      this.writeFrame(FrameType.GOAWAY, 0, 0, encodeGoaway(this.lastPeerStreamId, ConnectionCode.NO_ERROR, 'closing'));
+      for (const { stream } of this.pendingOpens.splice(0)) {
+        stream.receiveReset(Status.UNAVAILABLE, 'the session closed before this call was sent', true);
+      }
+      const graceMs = options.graceMs ?? 10_000;
+      this.graceTimer = setTimeout(() => this.fail(undefined, 'close grace period expired'), graceMs);
+      this.graceTimer.unref();
+      this.maybeFinishDrain();
+    }
+    return this.closed.then(() => undefined);
+  }
+
+  /** Closes at once: every stream fails with UNAVAILABLE. */
+  destroy(error?: Error): void {
+    this.fail(error, 'session destroyed');
+    this.transport.destroy();
+  }
+
+  // ---------------------------------------------------------------- StreamHost (used by Stream)
+
+  get maxMessageBytes(): number {
+    return this.options.maxMessageBytes;
+  }
+
+  writeFrame(type: number, flags: number, streamId: number, payload?: Uint8Array): void {
+    if (this.phase === Phase.CLOSED) return;
+    this.writer.frame(type, flags, streamId, payload);
+    this.scheduleFlush();
+  }
+
+  wake(stream: Stream): void {
+    if (stream.scheduled) return;
+    stream.scheduled = true;
+    this.ready_.push(stream);
+    this.scheduleFlush();
+  }
+
+  returnConnectionCredit(bytes: number): void {
+    this.connRecvUnacked += bytes;
+    if (this.connRecvUnacked >= this.options.connectionWindow >>> 2) {
+      this.connRecvWindow += this.connRecvUnacked;
+      this.writeFrame(FrameType.CREDIT, 0, 0, encodeCredit(this.connRecvUnacked));
+      this.connRecvUnacked = 0;
+    }
+  }
+
+  reserveReassembly(bytes: number): boolean {
+    if (bytes > 0 && this.reassemblyBytes + bytes > this.options.maxReassemblyBytes) return false;
+    this.reassemblyBytes += bytes;
+    return true;
+  }
+
+  streamClosed(stream: Stream): void {
+    if (this.streams.get(stream.id) !== stream) return;
+    this.streams.delete(stream.id);
+    if (stream.outbound) {
+      if (stream.opened) {
+        this.outboundActive--;
+        this.openQueued();
+      } else {
+        const i = this.pendingOpens.findIndex((p) => p.stream === stream);
+        if (i >= 0) this.pendingOpens.splice(i, 1);
+      }
+    }
+    this.maybeFinishDrain();
+  }
+
+  // ---------------------------------------------------------------- writing
+
+  private writeOpen(stream: Stream, payload: Uint8Array): void {
+    this.outboundActive++;
+    this.writeFrame(FrameType.OPEN, 0, stream.id, payload);
+    stream.markOpened();
+  }
+
+  private openQueued(): void {
+    while (this.pendingOpens.length > 0 && this.phase === Phase.OPEN && this.outboundActive < this.peerMaxConcurrent()) {
+      const { stream, payload } = this.pendingOpens.shift()!;
+      this.writeOpen(stream, payload);
+    }
+  }
+
+  private peerMaxConcurrent(): number {
+    return this.peerSettings?.maxConcurrentStreams ?? 0;
+  }
+
+  private scheduleFlush(): void {
+    if (this.flushScheduled) return;
+    this.flushScheduled = true;
+    // nextTick runs after the promise jobs queued by the current callback, so every call made in this turn of the
+    // event loop (including those made from resolved promises) shares one socket write
+    process.nextTick(this.flushTick);
+  }
+
+  private readonly flushTick = (): void => {
+    this.flushScheduled = false;
+    this.flush();
+  };
+
+  private flush(): void {
+    if (this.phase === Phase.CLOSED) return;
+    if (!this.transportBlocked) this.pumpStreams();
+    if (this.writer.size === 0) return;
+    if (!this.transport.write(this.writer.take())) this.transportBlocked = true;
+  }
+
+  /** Round-robin over streams with queued data: one frame per stream per turn, control frames already ahead. */
+  private pumpStreams(): void {
+    let budget = FLUSH_BUDGET_BYTES;
+    while (this.readyHead < this.ready_.length && budget > 0) {
+      const stream = this.ready_[this.readyHead++]!;
+      const before = this.writer.size;
+      const result = stream.writeNext();
+      budget -= this.writer.size - before;
+      if (result === WriteResult.MORE) {
+        this.ready_.push(stream);
+      } else if (result === WriteResult.CONNECTION_BLOCKED) {
+        stream.scheduled = false;
+        this.connectionWaiters.push(stream);
+      } else {
+        stream.scheduled = false;
+      }
+    }
+    if (this.readyHead === this.ready_.length) {
+      this.ready_.length = 0;
+      this.readyHead = 0;
+    } else {
+      // budget spent: let I/O run, then continue
+      setImmediate(() => this.scheduleFlush());
+    }
+  }
+
+  // ---------------------------------------------------------------- reading
+
+  private readonly sink: TransportSink = {
+    onData: (chunk) => {
+      if (this.phase === Phase.CLOSED) return;
+      try {
+        this.decoder.push(chunk);
+      } catch (error) {
+        this.fail(error instanceof ProtocolError ? error : internalError(error));
+      }
+    },
+    onEnd: () => this.onPeerEnd(),
+    onDrain: () => {
+      this.transportBlocked = false;
+      this.scheduleFlush();
+    },
+    onClose: (error) => this.onTransportClose(error),
+  };
+
+  private readonly onFrame = (type: number, flags: number, streamId: number, payload: Uint8Array): void => {
+    switch (type) {
+      case FrameType.DATA:
+        return this.onData(flags, streamId, payload);
+      case FrameType.OPEN:
+        return this.onOpen(streamId, payload);
+      case FrameType.END:
+        return this.onEnd(streamId, payload);
+      case FrameType.RESET:
+        return this.onReset(flags, streamId, payload);
+      case FrameType.CREDIT:
+        return this.onCredit(streamId, payload);
+      case FrameType.PING:
+        return this.onPing(flags, payload);
+      case FrameType.GOAWAY:
+        return this.onGoaway(payload);
+      case FrameType.HELLO:
+        return this.onHello(payload);
+    }
+  };
+
+  private onHello(payload: Uint8Array): void {
+    if (this.phase !== Phase.HANDSHAKE) throw new ProtocolError(ProtocolErrorCode.BAD_HANDSHAKE, 'HELLO sent twice');
+    let settings: HelloSettings;
+    try {
+      const hello = decodeHello(payload);
+      const version = Math.min(hello.versionMax, PROTOCOL_VERSION_MAX);
+      if (version < Math.max(hello.versionMin, PROTOCOL_VERSION_MIN)) {
+        throw new ProtocolError(
+          ProtocolErrorCode.VERSION_MISMATCH,
+          `no common protocol version: ours ${PROTOCOL_VERSION_MIN}..${PROTOCOL_VERSION_MAX}, theirs ${hello.versionMin}..${hello.versionMax}`,
+        );
+      }
+      settings = hello.settings;
+    } catch (error) {
+      if (error instanceof MalformedPayloadError) throw new ProtocolError(ProtocolErrorCode.BAD_HANDSHAKE, error.message);
+      throw error;
+    }
+    clearTimeout(this.handshakeTimer);
+    this.peerSettings = settings;
+    this.peerMaxFrameBytes = settings.maxFrameBytes;
+    this.connectionSendWindow = settings.connectionWindow;
+    this.peerInfo = { ...this.transport.peer, nodeName: settings.nodeName, label: settings.label };
+    this.decoder.setMaxFrameBytes(this.options.maxFrameBytes);
+    this.phase = Phase.OPEN;
+    for (const { stream } of this.pendingOpens) stream.sendWindow = settings.initialStreamWindow;
+    this.openQueued();
+    this.resolveReady();
+  }
+
+  private onOpen(id: number, payload: Uint8Array): void {
+    if (id % 2 === this.nextStreamId % 2 || id <= this.lastPeerStreamId) {
+      throw new ProtocolError(ProtocolErrorCode.BAD_STREAM_ID, `OPEN with stream id ${id} (last was ${this.lastPeerStreamId}, ours are ${this.role === 'dialer' ? 'odd' : 'even'})`);
+    }
+    this.lastPeerStreamId = id;
+    if (this.phase !== Phase.OPEN) {
+      this.refuse(id, 'the session is shutting down');
+      return;
+    }
+    if (this.inboundActive >= this.options.maxConcurrentStreams) {
+      this.refuse(id, `the peer allows at most ${this.options.maxConcurrentStreams} concurrent streams`);
+      return;
+    }
+    let open: OpenPayload;
+    try {
+      open = decodeOpen(payload, this.metadataLimits());
+    } catch (error) {
+      this.writeFrame(FrameType.RESET, 0, id, encodeReset(...streamErrorOf(error, 'OPEN')));
+      return;
+    }
+    const sendWindow = open.window === 0 ? this.peerSettings!.initialStreamWindow : open.window;
+    const stream = new Stream(this, id, false, sendWindow, this.options.initialStreamWindow);
+    this.streams.set(id, stream);
+    this.inboundActive++;
+    this.inboundUnreleased.add(stream);
+    try {
+      this.hooks.onStream({ stream, method: open.method, metadata: open.metadata, deadlineMs: open.deadlineMs });
+    } catch (error) {
+      stream.reset(Status.INTERNAL, 'the server failed to start the call');
+      this.release(stream);
+      void error;
+    }
+  }
+
+  private refuse(id: number, reason: string): void {
+    this.writeFrame(FrameType.RESET, Flag.REFUSED, id, encodeReset(Status.UNAVAILABLE, reason));
+  }
+
+  /** Looks up the stream a frame is for; undefined for a stream that has closed. Throws for one never opened. */
+  private streamFor(id: number, what: string): Stream | undefined {
+    const stream = this.streams.get(id);
+    if (stream !== undefined) return stream;
+    const ours = id % 2 === this.nextStreamId % 2;
+    if (ours ? id >= this.nextStreamId : id > this.lastPeerStreamId) {
+      throw new ProtocolError(ProtocolErrorCode.STREAM_NOT_OPEN, `${what} for stream ${id}, which was never opened`);
+    }
+    return undefined;
+  }
+
+  private onData(flags: number, id: number, payload: Uint8Array): void {
+    const n = payload.length;
+    if (n > this.connRecvWindow) {
+      throw new ProtocolError(ProtocolErrorCode.FLOW_CONTROL, `DATA of ${n} bytes exceeds the connection credit of ${this.connRecvWindow}`);
+    }
+    this.connRecvWindow -= n;
+    const stream = this.streamFor(id, 'DATA');
+    if (stream === undefined || stream.closed) {
+      // a stream we already reset: the bytes were in flight; give their credit back and drop them
+      this.returnConnectionCredit(n);
+      return;
+    }
+    if (stream.remoteDone) throw new ProtocolError(ProtocolErrorCode.STREAM_STATE, `DATA on stream ${id} after the peer ended it`);
+    if (n > stream.recvWindow) {
+      throw new ProtocolError(ProtocolErrorCode.FLOW_CONTROL, `DATA of ${n} bytes on stream ${id} exceeds its credit of ${stream.recvWindow}`);
+    }
+    stream.receiveData(flags, payload);
+  }
+
+  private onEnd(id: number, payload: Uint8Array): void {
+    const stream = this.streamFor(id, 'END');
+    if (stream === undefined || stream.closed) return;
+    if (stream.remoteDone) throw new ProtocolError(ProtocolErrorCode.STREAM_STATE, `END on stream ${id} after the peer ended it`);
+    let trailer;
+    try {
+      trailer = decodeEnd(payload, this.metadataLimits());
+    } catch (error) {
+      const [status, message] = streamErrorOf(error, 'END');
+      stream.failLocally(status, message);
+      return;
+    }
+    stream.receiveEnd(trailer);
+  }
+
+  private onReset(flags: number, id: number, payload: Uint8Array): void {
+    const stream = this.streamFor(id, 'RESET');
+    if (stream === undefined || stream.closed) return;
+    let status: Status = Status.INTERNAL;
+    let message = 'the peer reset the stream with a malformed RESET';
+    try {
+      ({ status, message } = decodeReset(payload));
+    } catch {
+      // keep the generic reason: the stream ends either way
+    }
+    const refused = (flags & Flag.REFUSED) !== 0 && stream.outbound;
+    stream.receiveReset(status, message, refused);
+  }
+
+  private onCredit(id: number, payload: Uint8Array): void {
+    const increment = decodeCredit(payload);
+    if (increment === 0) throw new ProtocolError(ProtocolErrorCode.FLOW_CONTROL, `CREDIT of 0 on stream ${id}`);
+    if (id === 0) {
+      if (this.connectionSendWindow + increment > MAX_WINDOW) {
+        throw new ProtocolError(ProtocolErrorCode.FLOW_CONTROL, 'CREDIT pushes the connection window past 2^31-1');
+      }
+      this.connectionSendWindow += increment;
+      for (const stream of this.connectionWaiters.splice(0)) this.wake(stream);
+      return;
+    }
+    const stream = this.streamFor(id, 'CREDIT');
+    if (stream === undefined || stream.closed) return;
+    if (!stream.addSendCredit(increment, MAX_WINDOW)) {
+      throw new ProtocolError(ProtocolErrorCode.FLOW_CONTROL, `CREDIT pushes the window of stream ${id} past 2^31-1`);
+    }
+  }
+
+  private onPing(flags: number, payload: Uint8Array): void {
+    if ((flags & Flag.ACK) === 0) {
+      this.writeFrame(FrameType.PING, Flag.ACK, 0, payload.slice());
+      return;
+    }
+    const opaque = decodePing(payload);
+    const pending = this.pings.get(opaque);
+    if (pending === undefined) return; // a reply to a ping we gave up on
+    this.pings.delete(opaque);
+    this.lastRttMs = performance.now() - pending.sentAt;
+    pending.resolve(this.lastRttMs);
+  }
+
+  private onGoaway(payload: Uint8Array): void {
+    let goaway;
+    try {
+      goaway = decodeGoaway(payload);
+    } catch (error) {
+      throw new ProtocolError(ProtocolErrorCode.MALFORMED_FRAME, (error as Error).message);
+    }
+    if (goaway.code !== ConnectionCode.NO_ERROR) {
+      this.fail(
+        new SessionError(
+          Status.UNAVAILABLE,
+          `the peer closed the connection: ${connectionCodeName(goaway.code)}${goaway.message ? `: ${goaway.message}` : ''}`,
+        ),
+        undefined,
+        false,
+      );
+      return;
+    }
+    this.peerGoawayLastId = goaway.lastStreamId;
+    for (const { stream } of this.pendingOpens.splice(0)) {
+      stream.receiveReset(Status.UNAVAILABLE, 'the peer is shutting down; the call was not sent', true);
+    }
+    for (const stream of [...this.streams.values()]) {
+      if (stream.outbound && stream.id > goaway.lastStreamId) {
+        stream.receiveReset(Status.UNAVAILABLE, 'the peer is shutting down; the call was not processed', true);
+      }
+    }
+    if (this.phase === Phase.OPEN) this.phase = Phase.DRAINING;
+    this.maybeFinishDrain();
+  }
+
+  // ---------------------------------------------------------------- teardown
+
+  private maybeFinishDrain(): void {
+    if (this.phase !== Phase.DRAINING || this.streams.size > 0) return;
+    this.phase = Phase.CLOSING;
+    this.flush();
+    this.transport.end();
+    this.linger();
+  }
+
+  private onPeerEnd(): void {
+    if (this.phase >= Phase.CLOSING) return;
+    if (!this.decoder.atFrameBoundary) {
+      this.fail(new SessionError(Status.UNAVAILABLE, 'connection cut in the middle of a frame'));
+    } else if (this.phase === Phase.DRAINING && this.streams.size === 0) {
+      this.maybeFinishDrain();
+    } else {
+      const during = this.phase === Phase.HANDSHAKE ? ' during the handshake' : '';
+      this.fail(new SessionError(Status.UNAVAILABLE, `the peer closed the connection${during}`));
+    }
+  }
+
+  private onTransportClose(error?: Error): void {
+    if (this.phase === Phase.CLOSED) return;
+    if (this.phase !== Phase.CLOSING || error) {
+      this.fail(error ?? new SessionError(Status.UNAVAILABLE, 'connection lost'), `connection lost${error ? `: ${error.message}` : ''}`, false);
+    }
+    this.phase = Phase.CLOSED;
+    clearTimeout(this.lingerTimer);
+    this.resolveClosed(this.closeError);
+  }
+
+  /**
+   * The one teardown path. The first error wins; the peer is told why (GOAWAY) when we still can; every stream and
+   * ping fails with UNAVAILABLE; the transport is ended and, if the peer lingers, destroyed.
+   */
+  private fail(error: Error | undefined, streamReason?: string, tellPeer = true): void {
+    if (this.phase === Phase.CLOSED) return;
+    const wasClosing = this.phase === Phase.CLOSING;
+    this.closeError ??= error;
+    clearTimeout(this.handshakeTimer);
+    clearTimeout(this.graceTimer);
+    const reason = streamReason ?? (error ? `connection failed: ${error.message}` : 'the session closed');
+    if (this.phase === Phase.HANDSHAKE) this.rejectReady(error ?? new SessionError(Status.UNAVAILABLE, reason));
+    if (tellPeer && !wasClosing) {
+      const code = error instanceof ProtocolError ? error.connectionCode : error ? ConnectionCode.INTERNAL_ERROR : ConnectionCode.NO_ERROR;
+      const message = error instanceof ProtocolError ? error.message : error ? 'internal error' : 'closing';
+      this.writer.frame(FrameType.GOAWAY, 0, 0, encodeGoaway(this.lastPeerStreamId, code, message));
+    }
+    this.phase = Phase.CLOSING;
+    for (const { stream } of this.pendingOpens.splice(0)) stream.receiveReset(Status.UNAVAILABLE, reason, true);
+    for (const stream of [...this.streams.values()]) stream.receiveReset(Status.UNAVAILABLE, reason, false);
+    for (const ping of this.pings.values()) ping.reject(new SessionError(Status.UNAVAILABLE, reason));
+    this.pings.clear();
+    this.ready_.length = 0;
+    this.readyHead = 0;
+    this.connectionWaiters.length = 0;
+    if (!wasClosing) {
+      if (this.writer.size > 0) this.transport.write(this.writer.take());
+      this.transport.end();
+      this.linger();
+    }
+  }
+
+  private linger(): void {
+    this.lingerTimer ??= setTimeout(() => this.transport.destroy(), CLOSE_LINGER_MS);
+    this.lingerTimer.unref();
+  }
+
+  private unavailableReason(): string {
+    if (this.closeError) return `the session is closed: ${this.closeError.message}`;
+    if (this.peerGoawayLastId >= 0) return 'the peer is shutting down (GOAWAY); open a new session';
+    return 'the session is closing';
+  }
+
+  private metadataLimits(): MetadataLimits {
+    return this.options;
+  }
+}
+
+function internalError(error: unknown): ProtocolError {
+  return new ProtocolError(ProtocolErrorCode.MALFORMED_FRAME, `failed to handle a frame: ${(error as Error)?.message ?? String(error)}`);
+}
+
+/** Maps a payload parse failure to the status and message a RESET carries. */
+function streamErrorOf(error: unknown, what: string): [Status, string] {
+  if (error instanceof MetadataLimitError) return [Status.RESOURCE_EXHAUSTED, `${what}: ${error.message}`];
+  if (error instanceof MalformedPayloadError) return [Status.INTERNAL, `malformed ${what}: ${error.message}`];
+  return [Status.INTERNAL, `failed to read ${what}`];
+}

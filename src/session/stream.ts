@@ -1,0 +1,322 @@
+/**
+ * One stream of a session: its send queue and credit, message reassembly on receive, and its lifecycle. Carries
+ * opaque message bytes and trailers; knows nothing of methods, codecs or handlers.
+ *
+ * Lifecycle (each side ends on its own, as in HTTP/2; a reset ends both):
+ *
+ * | state              | event                                  | next               |
+ * |--------------------|----------------------------------------|--------------------|
+ * | queued (ours only) | a concurrency slot frees: OPEN written | open               |
+ * | queued             | local reset                            | closed (no frame)  |
+ * | open               | we write END or DATA+END_STREAM        | half-closed local  |
+ * | open               | we read END or DATA+END_STREAM         | half-closed remote |
+ * | half-closed local  | we read END or DATA+END_STREAM         | closed             |
+ * | half-closed remote | we write END or DATA+END_STREAM        | closed             |
+ * | any but closed     | RESET read or written, connection lost | closed             |
+ *
+ * DATA or END read in half-closed remote is a connection error (GW_ERR_STREAM_STATE): the peer broke its own promise.
+ */
+import { Flag, FrameType, Status } from '../wire/constants.js';
+import { EMPTY_METADATA_BLOCK, type Metadata } from '../wire/metadata.js';
+import { encodeCredit, encodeEnd, encodeReset } from '../wire/payloads.js';
+
+export interface StreamTrailer {
+  status: Status;
+  message: string;
+  metadata: Metadata;
+}
+
+/** What a stream tells its owner (the rpc layer). Payload bytes are valid only during the call. */
+export interface StreamEvents {
+  onMessage(bytes: Uint8Array): void;
+  /** The peer finished its side: cleanly (status OK) or with an error status in its trailer. */
+  onEnd(trailer: StreamTrailer): void;
+  /** The stream was aborted: by a RESET from the peer, by a limit, or by the loss of the connection. */
+  onReset(status: Status, message: string, refused: boolean): void;
+}
+
+/** The part of the session a stream calls back into. */
+export interface StreamHost {
+  readonly peerMaxFrameBytes: number;
+  readonly maxMessageBytes: number;
+  connectionSendWindow: number;
+  writeFrame(type: number, flags: number, streamId: number, payload?: Uint8Array): void;
+  /** The stream has frames to write once credit allows. */
+  wake(stream: Stream): void;
+  /** Bytes were taken out of the connection window and are now the application's (or discarded). */
+  returnConnectionCredit(bytes: number): void;
+  /** Adds (or, negative, removes) bytes held for partly received messages; false if the budget would be exceeded. */
+  reserveReassembly(bytes: number): boolean;
+  streamClosed(stream: Stream): void;
+}
+
+/** Result of Stream.writeNext for the session's scheduler. */
+export const enum WriteResult {
+  /** More frames are ready to write now. */
+  MORE,
+  /** Nothing left to write now (queue empty, or waiting for this stream's credit). */
+  IDLE,
+  /** Waiting for connection-level credit. */
+  CONNECTION_BLOCKED,
+}
+
+/** Small messages are written straight into the outgoing buffer; larger ones go through the fair scheduler. */
+const DIRECT_WRITE_BYTES = 16 * 1024;
+
+const NO_EVENTS: StreamEvents = { onMessage() {}, onEnd() {}, onReset() {} };
+
+type Outgoing = { end: false; bytes: Uint8Array; offset: number; flags: number } | { end: true; payload: Uint8Array };
+
+export class Stream {
+  events: StreamEvents = NO_EVENTS;
+  /** True once OPEN is on the wire (always true for streams the peer opened). */
+  opened: boolean;
+  private localEnded = false;
+  private localDone = false;
+  private remoteEnded = false;
+  private isClosed = false;
+  private readonly queue: Outgoing[] = [];
+  private parts: Uint8Array[] = [];
+  private partBytes = 0;
+  private recvUnacked = 0;
+  /** Credit the peer has granted us on this stream. */
+  sendWindow: number;
+  /** Credit we have granted the peer on this stream and it has not used. */
+  recvWindow: number;
+  /** Set while this stream sits in the session's ready list, so it is never queued twice. */
+  scheduled = false;
+
+  constructor(
+    private readonly host: StreamHost,
+    readonly id: number,
+    readonly outbound: boolean,
+    sendWindow: number,
+    private readonly recvWindowSize: number,
+  ) {
+    this.opened = !outbound;
+    this.sendWindow = sendWindow;
+    this.recvWindow = recvWindowSize;
+  }
+
+  get closed(): boolean {
+    return this.isClosed;
+  }
+
+  /** True when we may still send on this stream. */
+  get writable(): boolean {
+    return !this.localEnded && !this.isClosed;
+  }
+
+  /** True once the peer has ended its side (or the stream is closed). */
+  get remoteDone(): boolean {
+    return this.remoteEnded || this.isClosed;
+  }
+
+  /**
+   * Queues one message; with `endStream` it is the last thing we send (status OK, no trailer metadata).
+   * The bytes are not copied when they are large: do not modify them afterwards.
+   */
+  sendMessage(bytes: Uint8Array, endStream = false): void {
+    if (!this.writable) throw new Error(`stream ${this.id}: cannot send after the stream ended`);
+    const flags = endStream ? Flag.MESSAGE_END | Flag.END_STREAM : Flag.MESSAGE_END;
+    if (endStream) this.localEnded = true;
+    const n = bytes.length;
+    const host = this.host;
+    if (
+      this.queue.length === 0 &&
+      this.opened &&
+      n <= DIRECT_WRITE_BYTES &&
+      n <= this.sendWindow &&
+      n <= host.connectionSendWindow &&
+      n <= host.peerMaxFrameBytes
+    ) {
+      this.sendWindow -= n;
+      host.connectionSendWindow -= n;
+      host.writeFrame(FrameType.DATA, flags, this.id, bytes);
+      if (endStream) this.markLocalDone();
+      return;
+    }
+    this.queue.push({ end: false, bytes, offset: 0, flags });
+    if (this.opened) host.wake(this);
+  }
+
+  /** Ends our side with a trailer. */
+  end(status: Status = Status.OK, message = '', metadataBlock: Uint8Array = EMPTY_METADATA_BLOCK): void {
+    if (!this.writable) return;
+    this.localEnded = true;
+    const payload = encodeEnd(status, message, metadataBlock);
+    if (this.queue.length === 0 && this.opened) {
+      this.host.writeFrame(FrameType.END, 0, this.id, payload);
+      this.markLocalDone();
+      return;
+    }
+    this.queue.push({ end: true, payload });
+    if (this.opened) this.host.wake(this);
+  }
+
+  /** Aborts the stream in both directions and tells the peer why. Queued frames are dropped. Idempotent. */
+  reset(status: Status, message: string): void {
+    if (this.isClosed) return;
+    this.queue.length = 0;
+    if (this.opened) this.host.writeFrame(FrameType.RESET, 0, this.id, encodeReset(status, message));
+    this.close();
+  }
+
+  /** Called by the session when OPEN has been written. */
+  markOpened(): void {
+    this.opened = true;
+    if (this.queue.length > 0) this.host.wake(this);
+  }
+
+  /** Writes the next frame of this stream within the available credit. */
+  writeNext(): WriteResult {
+    const item = this.queue[0];
+    if (item === undefined || this.isClosed) return WriteResult.IDLE;
+    const host = this.host;
+    if (item.end) {
+      this.queue.shift();
+      host.writeFrame(FrameType.END, 0, this.id, item.payload);
+      this.markLocalDone();
+      return WriteResult.IDLE;
+    }
+    const remaining = item.bytes.length - item.offset;
+    const n = Math.min(remaining, this.sendWindow, host.connectionSendWindow, host.peerMaxFrameBytes);
+    if (n === 0 && remaining > 0) {
+      return this.sendWindow === 0 ? WriteResult.IDLE : WriteResult.CONNECTION_BLOCKED;
+    }
+    const last = n === remaining;
+    const chunk = item.offset === 0 && last ? item.bytes : item.bytes.subarray(item.offset, item.offset + n);
+    item.offset += n;
+    this.sendWindow -= n;
+    host.connectionSendWindow -= n;
+    host.writeFrame(FrameType.DATA, last ? item.flags : 0, this.id, chunk);
+    if (last) {
+      this.queue.shift();
+      if (item.flags & Flag.END_STREAM) {
+        this.markLocalDone();
+        return WriteResult.IDLE;
+      }
+    }
+    return this.queue.length > 0 ? WriteResult.MORE : WriteResult.IDLE;
+  }
+
+  /** The peer granted more credit; returns false if the window would pass its maximum. */
+  addSendCredit(increment: number, maxWindow: number): boolean {
+    if (this.sendWindow + increment > maxWindow) return false;
+    this.sendWindow += increment;
+    if (this.queue.length > 0 && this.opened) this.host.wake(this);
+    return true;
+  }
+
+  /**
+   * A DATA frame arrived (the session has checked the stream's state and the credit). Reassembles messages and
+   * returns credit for what it delivers or buffers.
+   */
+  receiveData(flags: number, payload: Uint8Array): void {
+    const n = payload.length;
+    this.recvWindow -= n;
+    if (flags & Flag.MESSAGE_END) {
+      let message = payload;
+      if (this.parts.length > 0) {
+        if (!this.checkMessageSize(n)) return;
+        this.parts.push(payload);
+        message = Buffer.concat(this.parts, this.partBytes + n);
+        this.host.reserveReassembly(-this.partBytes);
+        this.parts = [];
+        this.partBytes = 0;
+      } else if (n > this.host.maxMessageBytes) {
+        this.failTooLarge(n);
+        return;
+      }
+      this.returnCredit(n);
+      this.events.onMessage(message);
+    } else if (n > 0) {
+      if (!this.checkMessageSize(n)) return;
+      if (!this.host.reserveReassembly(n)) {
+        this.failLocally(Status.RESOURCE_EXHAUSTED, 'too many partly received messages on this connection');
+        return;
+      }
+      // copy: a view would pin the whole socket chunk for as long as the message is incomplete
+      this.parts.push(payload.slice());
+      this.partBytes += n;
+      this.returnCredit(n);
+    }
+    if (this.isClosed) return; // onMessage may have reset the stream
+    if (flags & Flag.END_STREAM) {
+      if (this.partBytes > 0) {
+        this.failLocally(Status.INTERNAL, 'the peer ended the stream in the middle of a message');
+        return;
+      }
+      this.receiveEnd({ status: Status.OK, message: '', metadata: EMPTY_TRAILER_METADATA });
+    }
+  }
+
+  /** END arrived (or DATA with END_STREAM). */
+  receiveEnd(trailer: StreamTrailer): void {
+    if (this.partBytes > 0) {
+      this.failLocally(Status.INTERNAL, 'the peer ended the stream in the middle of a message');
+      return;
+    }
+    this.remoteEnded = true;
+    this.events.onEnd(trailer);
+    if (this.localDone) this.close();
+  }
+
+  /** RESET arrived from the peer, or the session is failing every stream. */
+  receiveReset(status: Status, message: string, refused: boolean): void {
+    if (this.isClosed) return;
+    this.queue.length = 0;
+    this.close();
+    this.events.onReset(status, message, refused);
+  }
+
+  /** Fails the stream because of something the peer sent on it: the peer gets a RESET, the owner an onReset. */
+  failLocally(status: Status, message: string): void {
+    if (this.isClosed) return;
+    this.reset(status, message);
+    this.events.onReset(status, message, false);
+  }
+
+  private checkMessageSize(more: number): boolean {
+    if (this.partBytes + more <= this.host.maxMessageBytes) return true;
+    this.failTooLarge(this.partBytes + more);
+    return false;
+  }
+
+  private failTooLarge(atLeast: number): void {
+    this.failLocally(
+      Status.RESOURCE_EXHAUSTED,
+      `message of at least ${atLeast} bytes exceeds the receiver's limit of ${this.host.maxMessageBytes} bytes`,
+    );
+  }
+
+  private returnCredit(n: number): void {
+    this.host.returnConnectionCredit(n);
+    if (this.remoteEnded || n === 0) return;
+    this.recvUnacked += n;
+    // batch credit: one CREDIT frame per half window, not one per message
+    if (this.recvUnacked >= this.recvWindowSize >>> 1) {
+      this.recvWindow += this.recvUnacked;
+      this.host.writeFrame(FrameType.CREDIT, 0, this.id, encodeCredit(this.recvUnacked));
+      this.recvUnacked = 0;
+    }
+  }
+
+  private markLocalDone(): void {
+    this.localDone = true;
+    if (this.remoteEnded) this.close();
+  }
+
+  private close(): void {
+    if (this.isClosed) return;
+    this.isClosed = true;
+    if (this.partBytes > 0) {
+      this.host.reserveReassembly(-this.partBytes);
+      this.parts = [];
+      this.partBytes = 0;
+    }
+    this.host.streamClosed(this);
+  }
+}
+
+const EMPTY_TRAILER_METADATA: Metadata = Object.freeze(Object.create(null) as Metadata);
