@@ -4,7 +4,8 @@
  */
 import { MalformedPayloadError } from './errors.js';
 
-const utf8Decoder = new TextDecoder('utf-8', { fatal: true });
+// ignoreBOM: a leading U+FEFF is part of the string (a method, message or value), not a byte-order mark to drop
+const utf8Decoder = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true });
 const utf8Encoder = new TextEncoder();
 
 export function utf8(text: string): Uint8Array {

@@ -27,6 +27,8 @@ const KEY_PATTERN = /^[a-z0-9][a-z0-9_.-]*$/;
 const KIND_TEXT = 0;
 const KIND_BYTES = 1;
 const MAX_VALUE_BYTES = 0xffff;
+/** The entry count is a u8 on the wire, whatever limits the caller configures. */
+const MAX_WIRE_ENTRIES = 0xff;
 
 /** Throws a TypeError that says what is wrong with a key, so callers learn it before anything is sent. */
 export function checkMetadataKey(key: string): void {
@@ -48,8 +50,9 @@ export function encodeMetadata(metadata: Metadata | undefined, limits: MetadataL
   if (metadata === undefined) return EMPTY_METADATA_BLOCK;
   const keys = Object.keys(metadata);
   if (keys.length === 0) return EMPTY_METADATA_BLOCK;
-  if (keys.length > limits.maxMetadataEntries) {
-    throw new MetadataLimitError(`metadata has ${keys.length} entries; the limit is ${limits.maxMetadataEntries}`);
+  const maxEntries = Math.min(limits.maxMetadataEntries, MAX_WIRE_ENTRIES);
+  if (keys.length > maxEntries) {
+    throw new MetadataLimitError(`metadata has ${keys.length} entries; the limit is ${maxEntries}`);
   }
   const encoded: Array<[Uint8Array, number, Uint8Array]> = [];
   let size = 1;
