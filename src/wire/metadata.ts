@@ -6,7 +6,8 @@
  * Layout: count u8, then per entry: key length u8, key (ASCII), kind u8 (0 = UTF-8 text, 1 = bytes),
  * value length u16, value.
  */
-import { ByteReader, ByteWriter, utf8 } from './bytes.js';
+import type { ByteReader} from './bytes.js';
+import { ByteWriter, utf8 } from './bytes.js';
 import { MAX_METADATA_KEY_BYTES, METADATA_ENTRY_OVERHEAD } from './constants.js';
 import { MalformedPayloadError } from './errors.js';
 

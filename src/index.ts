@@ -1,0 +1,32 @@
+/**
+ * gridwire: daemon-to-daemon RPC for Node.js over one two-way multiplexed connection.
+ * This file only re-exports; each name's documentation lives where it is defined.
+ */
+
+/** Describe a service once: `defineService('files.v1', { stat: unary<Req, Res>() })`. */
+export { defineService, unary } from './rpc/service.js';
+export type { ServiceDef, MethodDef, UnaryMethod, MethodOptions, SchemaMethodOptions, RequestOf, ResponseOf } from './rpc/service.js';
+/** Bind handlers to a service definition. */
+export { serve } from './rpc/rpc-session.js';
+export type { Handlers, Client, ServiceImpl, RpcSessionOptions } from './rpc/rpc-session.js';
+/** A connection with services on both sides: `session.client(Service)`, `ping()`, `close()`. */
+export { RpcSession } from './rpc/rpc-session.js';
+/** Accept connections, dial one, or run a session over any Transport. */
+export { listen, connect, createSession } from './rpc/endpoints.js';
+export type { ListenOptions, ConnectOptions, Server } from './rpc/endpoints.js';
+export type { CallOptions } from './rpc/client-call.js';
+export type { CallContext } from './rpc/context.js';
+/** The error every failed call rejects with, and its gRPC-style codes. */
+export { RpcError } from './rpc/rpc-error.js';
+export { Status, statusName } from './wire/constants.js';
+/** Message codecs: msgpack (default), json, raw. */
+export { msgpackCodec, jsonCodec, rawCodec } from './rpc/codec.js';
+export type { Codec, CodecName } from './rpc/codec.js';
+export type { Metadata } from './wire/metadata.js';
+export type { SessionOptions } from './session/options.js';
+export type { SessionPeer } from './session/session.js';
+/** Protocol errors that close a connection, with stable string codes. */
+export { ProtocolError, ProtocolErrorCode } from './wire/errors.js';
+/** Transports: the duplex interface and an in-memory pair for tests. */
+export type { Transport, TransportSink, PeerInfo } from './transport/transport.js';
+export { createMemoryPair } from './transport/memory.js';

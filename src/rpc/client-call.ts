@@ -1,0 +1,179 @@
+/**
+ * The caller side of a unary call: encodes the request, opens the stream, and settles exactly once: with the
+ * response, with the peer's error status, with CANCELLED when the caller's signal aborts, or with DEADLINE_EXCEEDED
+ * when the caller's own timer fires (so the caller never waits past its deadline on the peer's word).
+ */
+import { MAX_DEADLINE_MS, Status } from '../wire/constants.js';
+import { encodeMetadata, MetadataLimitError, type Metadata } from '../wire/metadata.js';
+import { SessionError } from '../session/session.js';
+import type { Stream, StreamEvents, StreamTrailer } from '../session/stream.js';
+import { RpcError } from './rpc-error.js';
+import type { RpcSession } from './rpc-session.js';
+import { validate } from './schema.js';
+import type { MethodDescriptor } from './service.js';
+
+export interface CallOptions {
+  /** Aborting it cancels the call: the caller gets CANCELLED at once and the handler's ctx.signal fires. */
+  signal?: AbortSignal;
+  /** Time budget for the call in ms; sent to the handler as a relative deadline. */
+  timeoutMs?: number;
+  /** Absolute deadline (a Date or `Date.now()` timestamp); the earlier of this and timeoutMs wins. */
+  deadline?: Date | number;
+  /** Request metadata: lower-case keys, string or Uint8Array values. */
+  metadata?: Metadata;
+  /** Receives the trailer metadata of a successful call. */
+  onTrailer?: (metadata: Metadata) => void;
+}
+
+/** Longest delay setTimeout honours. */
+export const MAX_TIMER_MS = 0x7fff_ffff;
+
+function timeBudget(options: CallOptions): number | undefined {
+  let budget = options.timeoutMs;
+  if (options.deadline !== undefined) {
+    const at = typeof options.deadline === 'number' ? options.deadline : options.deadline.getTime();
+    const left = at - Date.now();
+    budget = budget === undefined ? left : Math.min(budget, left);
+  }
+  return budget;
+}
+
+export function callUnary(rpc: RpcSession, descriptor: MethodDescriptor, request: unknown, options: CallOptions | undefined): Promise<unknown> {
+  const signal = options?.signal;
+  if (signal?.aborted) return Promise.reject(abortError(signal));
+  const budget = options === undefined ? undefined : timeBudget(options);
+  if (budget !== undefined && !(budget > 0)) {
+    return Promise.reject(new RpcError(Status.DEADLINE_EXCEEDED, 'the deadline had passed before the call started', { retrySafe: true }));
+  }
+  const core = rpc.core;
+  let bytes: Uint8Array;
+  let metadataBlock: Uint8Array | undefined;
+  try {
+    bytes = descriptor.def.codec.encode(request);
+    if (options?.metadata !== undefined) metadataBlock = encodeMetadata(options.metadata, core.options);
+  } catch (error) {
+    const status = error instanceof MetadataLimitError ? Status.RESOURCE_EXHAUSTED : Status.INTERNAL;
+    return Promise.reject(new RpcError(status, `could not send the request: ${(error as Error).message}`, { cause: error, retrySafe: true }));
+  }
+  if (bytes.length > core.peerMaxMessageBytes) {
+    return Promise.reject(
+      new RpcError(Status.RESOURCE_EXHAUSTED, `the request of ${bytes.length} bytes exceeds the peer's limit of ${core.peerMaxMessageBytes} bytes`, { retrySafe: true }),
+    );
+  }
+  let stream: Stream;
+  try {
+    const deadlineMs = budget === undefined ? 0 : Math.min(Math.ceil(budget), MAX_DEADLINE_MS);
+    stream = core.openStream(descriptor.pathBytes, { deadlineMs, metadataBlock });
+  } catch (error) {
+    if (error instanceof SessionError) return Promise.reject(new RpcError(error.status, error.message, { retrySafe: error.retrySafe }));
+    throw error;
+  }
+  const call = new ClientUnaryCall(stream, descriptor, options, budget);
+  stream.events = call;
+  stream.sendMessage(bytes, true);
+  return call.promise;
+}
+
+function abortError(signal: AbortSignal): RpcError {
+  const reason: unknown = signal.reason;
+  if (reason instanceof RpcError) return reason;
+  const error = RpcError.from(reason, Status.CANCELLED);
+  return error.code === Status.DEADLINE_EXCEEDED ? error : new RpcError(Status.CANCELLED, 'the caller cancelled the call', { cause: reason });
+}
+
+class ClientUnaryCall implements StreamEvents {
+  readonly promise: Promise<unknown>;
+  private resolve!: (value: unknown) => void;
+  private reject!: (error: RpcError) => void;
+  private response: unknown;
+  private hasResponse = false;
+  private settled = false;
+  private timer: NodeJS.Timeout | undefined;
+
+  constructor(
+    private readonly stream: Stream,
+    private readonly descriptor: MethodDescriptor,
+    private readonly options: CallOptions | undefined,
+    budget: number | undefined,
+  ) {
+    this.promise = new Promise((resolve, reject) => {
+      this.resolve = resolve;
+      this.reject = reject;
+    });
+    // setTimeout cannot wait longer than 2^31-1 ms (it would fire at once); such a deadline is ~25 days away
+    if (budget !== undefined && budget <= MAX_TIMER_MS) this.timer = setTimeout(this.onTimeout, budget);
+    options?.signal?.addEventListener('abort', this.onAbort, { once: true });
+  }
+
+  onMessage(bytes: Uint8Array): void {
+    if (this.settled) return;
+    if (this.hasResponse) {
+      this.fail(new RpcError(Status.UNIMPLEMENTED, `${this.descriptor.path} is unary but the peer sent more than one response`), Status.CANCELLED);
+      return;
+    }
+    try {
+      this.response = this.descriptor.def.codec.decode(bytes);
+      this.hasResponse = true;
+    } catch (error) {
+      this.fail(new RpcError(Status.INTERNAL, `could not decode the response: ${(error as Error).message}`), Status.CANCELLED);
+    }
+  }
+
+  onEnd(trailer: StreamTrailer): void {
+    if (this.settled) return;
+    if (trailer.status !== Status.OK) {
+      this.fail(new RpcError(trailer.status, trailer.message, { metadata: trailer.metadata }));
+      return;
+    }
+    if (!this.hasResponse) {
+      this.fail(new RpcError(Status.UNIMPLEMENTED, `${this.descriptor.path} is unary but the peer sent no response`));
+      return;
+    }
+    this.options?.onTrailer?.(trailer.metadata);
+    const schema = this.descriptor.def.output;
+    if (schema === undefined) {
+      this.succeed(this.response);
+      return;
+    }
+    const checked = validate(schema, this.response);
+    const settle = (result: Awaited<typeof checked>): void => {
+      if (result.ok) this.succeed(result.value);
+      else this.fail(new RpcError(Status.INTERNAL, `invalid response: ${result.message}`));
+    };
+    if (checked instanceof Promise) checked.then(settle, (error: unknown) => this.fail(RpcError.from(error, Status.INTERNAL)));
+    else settle(checked);
+  }
+
+  onReset(status: Status, message: string, refused: boolean): void {
+    this.fail(new RpcError(status, message, { retrySafe: refused }));
+  }
+
+  private readonly onTimeout = (): void => {
+    this.timer = undefined;
+    this.fail(new RpcError(Status.DEADLINE_EXCEEDED, 'the deadline passed before the response arrived'), Status.DEADLINE_EXCEEDED);
+  };
+
+  private readonly onAbort = (): void => {
+    this.fail(abortError(this.options!.signal!), Status.CANCELLED);
+  };
+
+  private succeed(value: unknown): void {
+    if (this.settled) return;
+    this.cleanup();
+    this.resolve(value);
+  }
+
+  /** Settles with `error`; with `resetStatus`, also tells the peer to stop (if the stream is still open). */
+  private fail(error: RpcError, resetStatus?: Status): void {
+    if (this.settled) return;
+    this.cleanup();
+    if (resetStatus !== undefined) this.stream.reset(resetStatus, error.rawMessage);
+    this.reject(error);
+  }
+
+  private cleanup(): void {
+    this.settled = true;
+    if (this.timer !== undefined) clearTimeout(this.timer);
+    this.options?.signal?.removeEventListener('abort', this.onAbort);
+  }
+}

@@ -1,0 +1,49 @@
+/**
+ * What a handler learns about its call: the abort signal, the deadline, the peer, the request metadata, a place for
+ * trailer metadata, and the session (to call the caller back on the same connection).
+ */
+import type { SessionPeer } from '../session/session.js';
+import type { Metadata } from '../wire/metadata.js';
+import type { RpcSession } from './rpc-session.js';
+
+export interface CallContext {
+  /** `service/method`. */
+  readonly method: string;
+  /** Aborts when the caller cancels, the deadline passes or the connection is lost; `reason` is an RpcError. */
+  readonly signal: AbortSignal;
+  /** The deadline as a local `Date.now()` timestamp, or undefined when the caller set none. */
+  readonly deadline: number | undefined;
+  readonly peer: SessionPeer;
+  /** Request metadata. */
+  readonly metadata: Metadata;
+  /** Trailer metadata: entries set here travel back with the response (or the error). */
+  readonly trailer: Metadata;
+  /** The session the call came in on: `ctx.session.client(Service)` calls the caller back. */
+  readonly session: RpcSession;
+}
+
+/** Creates its AbortController only when a handler first reads `signal`: most handlers never do. */
+export class LazySignal {
+  private controller: AbortController | undefined;
+  private reason: unknown;
+  private aborted = false;
+
+  get signal(): AbortSignal {
+    if (this.controller === undefined) {
+      this.controller = new AbortController();
+      if (this.aborted) this.controller.abort(this.reason);
+    }
+    return this.controller.signal;
+  }
+
+  get isAborted(): boolean {
+    return this.aborted;
+  }
+
+  abort(reason: unknown): void {
+    if (this.aborted) return;
+    this.aborted = true;
+    this.reason = reason;
+    this.controller?.abort(reason);
+  }
+}

@@ -1,0 +1,69 @@
+/**
+ * The front doors: `listen` accepts connections and gives each a session with the server's services; `connect`
+ * dials and resolves once the handshake is done. Both sides of a connection can serve and call.
+ */
+import { Status } from '../wire/constants.js';
+import { dial, listenOn, type DialOptions } from '../transport/net.js';
+import type { Transport } from '../transport/transport.js';
+import type { Role } from '../session/session.js';
+import { RpcError } from './rpc-error.js';
+import { Registry, RpcSession, type RpcSessionOptions } from './rpc-session.js';
+
+export interface ListenOptions extends RpcSessionOptions {
+  /** Called for every accepted session once its handshake is done. */
+  onSession?: (session: RpcSession) => void;
+}
+
+export interface Server {
+  /** The bound address (with the real port when 0 was asked for). */
+  readonly url: string;
+  /** Sessions currently open. */
+  readonly sessions: ReadonlySet<RpcSession>;
+  /** Stops accepting, closes every session gracefully (GOAWAY; calls in flight finish within graceMs). */
+  close(options?: { graceMs?: number }): Promise<void>;
+}
+
+export async function listen(url: string, options: ListenOptions = {}): Promise<Server> {
+  const registry = new Registry(options.services);
+  const sessions = new Set<RpcSession>();
+  const listener = await listenOn(url, (transport) => {
+    const session = new RpcSession(transport, 'acceptor', { ...options, registry });
+    sessions.add(session);
+    void session.closed.then(() => sessions.delete(session));
+    session.ready.then(() => options.onSession?.(session), () => undefined);
+  });
+  return {
+    url: listener.url,
+    sessions,
+    async close(closeOptions) {
+      const closing = listener.close();
+      await Promise.all([...sessions].map((s) => s.close(closeOptions)));
+      await closing;
+    },
+  };
+}
+
+export interface ConnectOptions extends RpcSessionOptions, DialOptions {}
+
+/** Dials `url` (tcp://host:port or unix:///path) and resolves with a ready session. Failures are UNAVAILABLE. */
+export async function connect(url: string, options: ConnectOptions = {}): Promise<RpcSession> {
+  let transport: Transport;
+  try {
+    transport = await dial(url, options);
+  } catch (error) {
+    throw new RpcError(Status.UNAVAILABLE, (error as Error).message, { cause: error, retrySafe: true });
+  }
+  const session = new RpcSession(transport, 'dialer', options);
+  try {
+    await session.ready;
+  } catch (error) {
+    session.destroy();
+    throw new RpcError(Status.UNAVAILABLE, `handshake with ${url} failed: ${(error as Error).message}`, { cause: error });
+  }
+  return session;
+}
+
+/** A session over any Transport (an in-memory pair, a custom duplex). Await `session.ready` before calling. */
+export function createSession(transport: Transport, role: Role, options: RpcSessionOptions = {}): RpcSession {
+  return new RpcSession(transport, role, options);
+}

@@ -1,0 +1,141 @@
+/**
+ * A session with services: wraps the core Session, routes the peer's streams to this side's handlers, and makes
+ * typed clients for the peer's services. Either side of a connection can do both.
+ */
+import { Status } from '../wire/constants.js';
+import { Session, type IncomingStream, type Role, type SessionPeer } from '../session/session.js';
+import type { SessionOptions } from '../session/options.js';
+import type { Transport } from '../transport/transport.js';
+import { callUnary, type CallOptions } from './client-call.js';
+import type { CallContext } from './context.js';
+import { ServerUnaryCall, type AnyHandler } from './server-call.js';
+import type { MethodDescriptor, MethodMap, RequestOf, ResponseOf, ServiceDef } from './service.js';
+
+/** Handler functions for every method of a service, typed from its definition. */
+export type Handlers<M extends MethodMap> = {
+  [K in keyof M]: (request: RequestOf<M[K]>, ctx: CallContext) => ResponseOf<M[K]> | Promise<ResponseOf<M[K]>>;
+};
+
+/** A typed client: one function per method. */
+export type Client<M extends MethodMap> = {
+  [K in keyof M]: (request: RequestOf<M[K]>, options?: CallOptions) => Promise<ResponseOf<M[K]>>;
+};
+
+/** A service definition bound to its handlers, ready to pass to `listen` or `connect` as `services`. */
+export interface ServiceImpl {
+  readonly service: ServiceDef;
+  /** @internal */
+  readonly handlers: ReadonlyMap<string, AnyHandler>;
+}
+
+export function serve<M extends MethodMap>(service: ServiceDef<M>, handlers: Handlers<M>): ServiceImpl {
+  const bound = new Map<string, AnyHandler>();
+  for (const name of service.descriptors.keys()) {
+    const handler = (handlers as Record<string, unknown>)[name];
+    if (typeof handler !== 'function') throw new TypeError(`serve(${service.name}): no handler for method '${name}'`);
+    bound.set(name, handler as AnyHandler);
+  }
+  for (const name of Object.keys(handlers)) {
+    if (!service.descriptors.has(name)) throw new TypeError(`serve(${service.name}): '${name}' is not a method of the service`);
+  }
+  return { service: service as unknown as ServiceDef, handlers: bound };
+}
+
+interface Route {
+  descriptor: MethodDescriptor;
+  handler: AnyHandler;
+}
+
+/** Method path -> handler, for every service one side serves. Built once and shared by a server's sessions. */
+export class Registry {
+  private readonly routes = new Map<string, Route>();
+
+  constructor(services: readonly ServiceImpl[] = []) {
+    const names = new Set<string>();
+    for (const impl of services) {
+      if (names.has(impl.service.name)) throw new TypeError(`service ${impl.service.name} is registered twice`);
+      names.add(impl.service.name);
+      for (const [name, descriptor] of impl.service.descriptors) {
+        this.routes.set(descriptor.path, { descriptor, handler: impl.handlers.get(name)! });
+      }
+    }
+  }
+
+  find(path: string): Route | undefined {
+    return this.routes.get(path);
+  }
+}
+
+export interface RpcSessionOptions extends SessionOptions {
+  /** Services this side offers to the peer. */
+  services?: readonly ServiceImpl[];
+}
+
+export class RpcSession {
+  readonly core: Session;
+  private readonly registry: Registry;
+  private readonly clients = new Map<ServiceDef, unknown>();
+
+  constructor(transport: Transport, role: Role, options: RpcSessionOptions & { registry?: Registry } = {}) {
+    this.registry = options.registry ?? new Registry(options.services);
+    this.core = new Session(transport, role, { onStream: this.onStream }, options);
+  }
+
+  /** Resolves when the handshake is done. */
+  get ready(): Promise<void> {
+    return this.core.ready;
+  }
+
+  /** Resolves when the connection is closed, with the error that closed it (undefined when clean). */
+  get closed(): Promise<Error | undefined> {
+    return this.core.closed;
+  }
+
+  get peer(): SessionPeer {
+    return this.core.peer;
+  }
+
+  get rttMs(): number | undefined {
+    return this.core.rttMs;
+  }
+
+  /** A typed client for a service the peer serves. */
+  client<M extends MethodMap>(service: ServiceDef<M>): Client<M> {
+    let client = this.clients.get(service) as Client<M> | undefined;
+    if (client === undefined) {
+      const methods: Record<string, unknown> = {};
+      for (const [name, descriptor] of service.descriptors) {
+        methods[name] = (request: unknown, options?: CallOptions) => callUnary(this, descriptor, request, options);
+      }
+      client = Object.freeze(methods) as Client<M>;
+      this.clients.set(service, client);
+    }
+    return client;
+  }
+
+  /** Measures the round-trip time in ms. */
+  ping(): Promise<number> {
+    return this.core.ping();
+  }
+
+  /** Graceful close: no new calls; calls in flight finish (up to graceMs, default 10 s); then the connection closes. */
+  close(options?: { graceMs?: number }): Promise<void> {
+    return this.core.close(options);
+  }
+
+  /** Closes at once; calls in flight fail with UNAVAILABLE. */
+  destroy(error?: Error): void {
+    this.core.destroy(error);
+  }
+
+  private readonly onStream = (incoming: IncomingStream): void => {
+    const { stream, method } = incoming;
+    const route = this.registry.find(method);
+    if (route === undefined) {
+      stream.reset(Status.UNIMPLEMENTED, `method ${JSON.stringify(method.slice(0, 300))} is not implemented by this peer`);
+      this.core.release(stream);
+      return;
+    }
+    stream.events = new ServerUnaryCall(this, stream, route.descriptor, route.handler, incoming.metadata, incoming.deadlineMs);
+  };
+}

@@ -1,0 +1,90 @@
+/**
+ * Services described once, in TypeScript, with no code generation: `defineService(name, { method: unary<Req, Res>() })`
+ * gives both the client's and the handler's types. A method's wire name is `service/method`, matched exactly (no
+ * case folding or slash normalisation), so routing and any authorisation see one canonical string.
+ */
+import type { StandardSchemaV1 } from '@standard-schema/spec';
+import { MAX_METHOD_BYTES } from '../wire/constants.js';
+import { utf8 } from '../wire/bytes.js';
+import { resolveCodec, type Codec, type CodecName } from './codec.js';
+
+export type MethodKind = 'unary';
+
+/** A method's definition. `Req` and `Res` exist only in the type system. */
+export interface MethodDef<Req, Res, Kind extends MethodKind = MethodKind> {
+  readonly kind: Kind;
+  readonly codec: Codec;
+  readonly input: StandardSchemaV1 | undefined;
+  readonly output: StandardSchemaV1 | undefined;
+  /** @internal phantom fields that carry the types */
+  readonly __req?: (req: Req) => void;
+  readonly __res?: () => Res;
+}
+
+export type UnaryMethod<Req, Res> = MethodDef<Req, Res, 'unary'>;
+
+export interface MethodOptions {
+  /** How messages are encoded: 'msgpack' (default), 'json', 'raw' (Uint8Array in and out) or a Codec. */
+  codec?: CodecName | Codec;
+}
+
+export interface SchemaMethodOptions<In extends StandardSchemaV1, Out extends StandardSchemaV1> extends MethodOptions {
+  /** Validates requests on the server before the handler runs; failures are INVALID_ARGUMENT. */
+  input: In;
+  /** Validates responses on the client; failures are INTERNAL. */
+  output: Out;
+}
+
+/** A unary call with raw bytes: no codec at all. */
+export function unary(options: { codec: 'raw' }): UnaryMethod<Uint8Array, Uint8Array>;
+/** A unary call whose types come from Standard Schema validators (zod, valibot, arktype...). */
+export function unary<In extends StandardSchemaV1, Out extends StandardSchemaV1>(
+  options: SchemaMethodOptions<In, Out>,
+): UnaryMethod<StandardSchemaV1.InferOutput<In>, StandardSchemaV1.InferOutput<Out>>;
+/** A unary call: one request, one response. */
+export function unary<Req = unknown, Res = unknown>(options?: MethodOptions): UnaryMethod<Req, Res>;
+// eslint-disable-next-line @typescript-eslint/no-explicit-any -- the overloads above give the precise types
+export function unary(options: MethodOptions & { input?: StandardSchemaV1; output?: StandardSchemaV1 } = {}): UnaryMethod<any, any> {
+  return { kind: 'unary', codec: resolveCodec(options.codec), input: options.input, output: options.output };
+}
+
+// eslint-disable-next-line @typescript-eslint/no-explicit-any -- the element types are recovered per key below
+export type MethodMap = Record<string, MethodDef<any, any>>;
+
+/** The runtime facts about one method, computed once at definition. @internal */
+export interface MethodDescriptor {
+  readonly name: string;
+  readonly path: string;
+  readonly pathBytes: Uint8Array;
+  readonly def: MethodDef<unknown, unknown>;
+}
+
+export interface ServiceDef<M extends MethodMap = MethodMap> {
+  readonly name: string;
+  readonly methods: M;
+  /** @internal */
+  readonly descriptors: ReadonlyMap<string, MethodDescriptor>;
+}
+
+export type RequestOf<D> = D extends MethodDef<infer Req, unknown> ? Req : never;
+export type ResponseOf<D> = D extends MethodDef<unknown, infer Res> ? Res : never;
+
+const SERVICE_NAME = /^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$/;
+const METHOD_NAME = /^[A-Za-z_][A-Za-z0-9_]*$/;
+
+export function defineService<const M extends MethodMap>(name: string, methods: M): ServiceDef<M> {
+  if (!SERVICE_NAME.test(name)) {
+    throw new TypeError(`service name ${JSON.stringify(name)} is invalid: use dotted identifiers such as 'files.v1'`);
+  }
+  const descriptors = new Map<string, MethodDescriptor>();
+  for (const [methodName, def] of Object.entries(methods)) {
+    if (!METHOD_NAME.test(methodName)) {
+      throw new TypeError(`method name ${JSON.stringify(methodName)} in ${name} is invalid: use an identifier`);
+    }
+    const path = `${name}/${methodName}`;
+    const pathBytes = utf8(path);
+    if (pathBytes.length > MAX_METHOD_BYTES) throw new TypeError(`method path ${path} is longer than ${MAX_METHOD_BYTES} bytes`);
+    descriptors.set(methodName, { name: methodName, path, pathBytes, def });
+  }
+  return { name, methods, descriptors };
+}
