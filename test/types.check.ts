@@ -22,7 +22,7 @@ export type T4 = Expect<Equal<ResponseOf<(typeof Files)['methods']['raw']>, Uint
 // types inferred from Standard Schema validators
 declare const pathSchema: StandardSchemaV1<unknown, { path: string }>;
 declare const sizeSchema: StandardSchemaV1<unknown, { size: number }>;
-const Checked = defineService('checked.v1', { stat: unary({ input: pathSchema, output: sizeSchema }) });
+export const Checked = defineService('checked.v1', { stat: unary({ input: pathSchema, output: sizeSchema }) });
 export type T5 = Expect<Equal<RequestOf<(typeof Checked)['methods']['stat']>, { path: string }>>;
 export type T6 = Expect<Equal<ResponseOf<(typeof Checked)['methods']['stat']>, { size: number }>>;
 

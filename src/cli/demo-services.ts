@@ -6,7 +6,7 @@ import { defineService, unary } from '../index.js';
 
 export const Controller = defineService('demo.Controller', {
   register: unary<{ name: string; cores: number }, { welcome: string; agentsKnown: number }>(),
-  report: unary<{ name: string; load: number }, { ok: true }>(),
+  report: unary<{ name: string; load: number }, { ok: boolean }>(),
 });
 
 export const Agent = defineService('demo.Agent', {

@@ -66,8 +66,8 @@ export interface ServiceDef<M extends MethodMap = MethodMap> {
   readonly descriptors: ReadonlyMap<string, MethodDescriptor>;
 }
 
-export type RequestOf<D> = D extends MethodDef<infer Req, unknown> ? Req : never;
-export type ResponseOf<D> = D extends MethodDef<unknown, infer Res> ? Res : never;
+export type RequestOf<D> = D extends MethodDef<infer Req, infer _Res> ? Req : never;
+export type ResponseOf<D> = D extends MethodDef<infer _Req, infer Res> ? Res : never;
 
 const SERVICE_NAME = /^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$/;
 const METHOD_NAME = /^[A-Za-z_][A-Za-z0-9_]*$/;
