@@ -221,6 +221,11 @@ export class Session implements StreamHost {
     return this.closeError;
   }
 
+  /** Largest message the peer accepts (from its HELLO); larger ones fail before they are sent. */
+  get peerMaxMessageBytes(): number {
+    return this.peerSettings?.maxMessageBytes ?? this.options.maxMessageBytes;
+  }
+
   /** Number of streams in the table (both directions). */
   get streamCount(): number {
     return this.streams.size + this.pendingOpens.length;
