@@ -89,6 +89,7 @@ class ClientUnaryCall implements StreamEvents {
   private hasResponse = false;
   private settled = false;
   private timer: NodeJS.Timeout | undefined;
+  private abortListener: (() => void) | undefined;
 
   constructor(
     private readonly stream: Stream,
@@ -101,8 +102,13 @@ class ClientUnaryCall implements StreamEvents {
       this.reject = reject;
     });
     // setTimeout cannot wait longer than 2^31-1 ms (it would fire at once); such a deadline is ~25 days away
-    if (budget !== undefined && budget <= MAX_TIMER_MS) this.timer = setTimeout(this.onTimeout, budget);
-    options?.signal?.addEventListener('abort', this.onAbort, { once: true });
+    // closures only for calls that need them: most calls have neither a deadline nor a signal
+    if (budget !== undefined && budget <= MAX_TIMER_MS) this.timer = setTimeout(() => this.onTimeout(), budget);
+    const signal = options?.signal;
+    if (signal !== undefined) {
+      this.abortListener = () => this.fail(abortError(signal), Status.CANCELLED);
+      signal.addEventListener('abort', this.abortListener, { once: true });
+    }
   }
 
   onMessage(bytes: Uint8Array): void {
@@ -148,14 +154,10 @@ class ClientUnaryCall implements StreamEvents {
     this.fail(new RpcError(status, message, { retrySafe: refused }));
   }
 
-  private readonly onTimeout = (): void => {
+  private onTimeout(): void {
     this.timer = undefined;
     this.fail(new RpcError(Status.DEADLINE_EXCEEDED, 'the deadline passed before the response arrived'), Status.DEADLINE_EXCEEDED);
-  };
-
-  private readonly onAbort = (): void => {
-    this.fail(abortError(this.options!.signal!), Status.CANCELLED);
-  };
+  }
 
   private succeed(value: unknown): void {
     if (this.settled) return;
@@ -174,6 +176,6 @@ class ClientUnaryCall implements StreamEvents {
   private cleanup(): void {
     this.settled = true;
     if (this.timer !== undefined) clearTimeout(this.timer);
-    this.options?.signal?.removeEventListener('abort', this.onAbort);
+    if (this.abortListener !== undefined) this.options?.signal?.removeEventListener('abort', this.abortListener);
   }
 }

@@ -41,7 +41,7 @@ export class ServerUnaryCall implements StreamEvents, CallContext {
   ) {
     if (deadlineMs > 0) {
       this.deadline = Date.now() + deadlineMs;
-      if (deadlineMs <= MAX_TIMER_MS) this.timer = setTimeout(this.onDeadline, deadlineMs);
+      if (deadlineMs <= MAX_TIMER_MS) this.timer = setTimeout(() => this.onDeadline(), deadlineMs);
     }
   }
 
@@ -90,7 +90,12 @@ export class ServerUnaryCall implements StreamEvents, CallContext {
       return;
     }
     const result = validate(schema, this.request);
-    if (result instanceof Promise) result.then(this.onValidated, (error: unknown) => this.fail(Status.INTERNAL, `input validation failed to run: ${(error as Error).message}`));
+    if (result instanceof Promise) {
+      result.then(
+        (checked) => this.onValidated(checked),
+        (error: unknown) => this.fail(Status.INTERNAL, `input validation failed to run: ${(error as Error).message}`),
+      );
+    }
     else this.onValidated(result);
   }
 
@@ -100,11 +105,11 @@ export class ServerUnaryCall implements StreamEvents, CallContext {
     this.cancel(new RpcError(code, message));
   }
 
-  private readonly onValidated = (result: ValidationResult): void => {
+  private onValidated(result: ValidationResult): void {
     if (this.done) return;
     if (result.ok) this.invoke(result.value);
     else this.fail(Status.INVALID_ARGUMENT, `invalid request: ${result.message}`);
-  };
+  }
 
   private invoke(request: unknown): void {
     if (this.done) return;
@@ -116,23 +121,29 @@ export class ServerUnaryCall implements StreamEvents, CallContext {
       this.onHandlerError(error);
       return;
     }
-    if (isThenable(out)) out.then(this.onHandlerResult, this.onHandlerError);
-    else this.onHandlerResult(out);
+    if (isThenable(out)) {
+      out.then(
+        (value) => this.onHandlerResult(value),
+        (error: unknown) => this.onHandlerError(error),
+      );
+    } else {
+      this.onHandlerResult(out);
+    }
   }
 
-  private readonly onHandlerResult = (value: unknown): void => {
+  private onHandlerResult(value: unknown): void {
     if (!this.done) this.respond(value);
     this.release();
-  };
+  }
 
-  private readonly onHandlerError = (error: unknown): void => {
+  private onHandlerError(error: unknown): void {
     if (!this.done) {
       // only the message travels: never a stack trace or a file path
       const rpcError = RpcError.from(error);
       this.fail(rpcError.code, rpcError.rawMessage, rpcError.metadata);
     }
     this.release();
-  };
+  }
 
   private respond(value: unknown): void {
     let bytes: Uint8Array;
@@ -190,10 +201,10 @@ export class ServerUnaryCall implements StreamEvents, CallContext {
     if (!this.started) this.release();
   }
 
-  private readonly onDeadline = (): void => {
+  private onDeadline(): void {
     this.timer = undefined;
     this.cancel(new RpcError(Status.DEADLINE_EXCEEDED, 'the deadline passed before the handler finished'));
-  };
+  }
 
   private finish(): void {
     this.done = true;

@@ -32,9 +32,10 @@ import {
   decodeReset,
   encodeCredit,
   encodeGoaway,
-  encodeOpen,
   encodePing,
   encodeReset,
+  openPayloadLength,
+  writeOpenPayload,
   type OpenPayload,
 } from '../wire/payloads.js';
 import type { PeerInfo, Transport, TransportSink } from '../transport/transport.js';
@@ -124,7 +125,7 @@ export class Session implements StreamHost {
   private inboundActive = 0;
   private readonly inboundUnreleased = new Set<Stream>();
   private outboundActive = 0;
-  private readonly pendingOpens: Array<{ stream: Stream; payload: Uint8Array }> = [];
+  private readonly pendingOpens: Array<{ stream: Stream; method: Uint8Array; init: OpenStreamInit }> = [];
   private readonly ready_: Array<Stream> = [];
   private readyHead = 0;
   private readonly connectionWaiters: Stream[] = [];
@@ -245,12 +246,11 @@ export class Session implements StreamHost {
     }
     const id = this.nextStreamId;
     this.nextStreamId += 2;
-    const window = init.window ?? this.options.initialStreamWindow;
-    const stream = new Stream(this, id, true, this.peerSettings?.initialStreamWindow ?? 0, window);
-    const payload = encodeOpen(init.deadlineMs ?? 0, window === this.options.initialStreamWindow ? 0 : window, method, init.metadataBlock);
+    const length = openPayloadLength(method, init.metadataBlock); // validates the method before any state changes
+    const stream = new Stream(this, id, true, this.peerSettings?.initialStreamWindow ?? 0, init.window ?? this.options.initialStreamWindow);
     this.streams.set(id, stream);
-    if (this.phase === Phase.OPEN && this.outboundActive < this.peerMaxConcurrent()) this.writeOpen(stream, payload);
-    else this.pendingOpens.push({ stream, payload });
+    if (this.phase === Phase.OPEN && this.outboundActive < this.peerMaxConcurrent()) this.writeOpen(stream, method, init, length);
+    else this.pendingOpens.push({ stream, method, init });
     return stream;
   }
 
@@ -350,16 +350,19 @@ export class Session implements StreamHost {
 
   // ---------------------------------------------------------------- writing
 
-  private writeOpen(stream: Stream, payload: Uint8Array): void {
+  private writeOpen(stream: Stream, method: Uint8Array, init: OpenStreamInit, length: number): void {
     this.outboundActive++;
-    this.writeFrame(FrameType.OPEN, 0, stream.id, payload);
+    const window = init.window === undefined || init.window === this.options.initialStreamWindow ? 0 : init.window;
+    const at = this.writer.beginFrame(FrameType.OPEN, 0, stream.id, length);
+    writeOpenPayload(this.writer.target, at, init.deadlineMs ?? 0, window, method, init.metadataBlock);
+    this.scheduleFlush();
     stream.markOpened();
   }
 
   private openQueued(): void {
     while (this.pendingOpens.length > 0 && this.phase === Phase.OPEN && this.outboundActive < this.peerMaxConcurrent()) {
-      const { stream, payload } = this.pendingOpens.shift()!;
-      this.writeOpen(stream, payload);
+      const { stream, method, init } = this.pendingOpens.shift()!;
+      this.writeOpen(stream, method, init, openPayloadLength(method, init.metadataBlock));
     }
   }
 

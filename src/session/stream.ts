@@ -75,8 +75,9 @@ export class Stream {
   private localDone = false;
   private remoteEnded = false;
   private isClosed = false;
-  private readonly queue: Outgoing[] = [];
-  private parts: Uint8Array[] = [];
+  /** Frames waiting for credit or for their turn; created on first use (most calls never need it). */
+  private queue: Outgoing[] | undefined;
+  private parts: Uint8Array[] | undefined;
   private partBytes = 0;
   private recvUnacked = 0;
   /** Credit the peer has granted us on this stream. */
@@ -123,7 +124,7 @@ export class Stream {
     const n = bytes.length;
     const host = this.host;
     if (
-      this.queue.length === 0 &&
+      this.queue === undefined &&
       this.opened &&
       n <= DIRECT_WRITE_BYTES &&
       n <= this.sendWindow &&
@@ -136,7 +137,7 @@ export class Stream {
       if (endStream) this.markLocalDone();
       return;
     }
-    this.queue.push({ end: false, bytes, offset: 0, flags });
+    (this.queue ??= []).push({ end: false, bytes, offset: 0, flags });
     if (this.opened) host.wake(this);
   }
 
@@ -145,19 +146,19 @@ export class Stream {
     if (!this.writable) return;
     this.localEnded = true;
     const payload = encodeEnd(status, message, metadataBlock);
-    if (this.queue.length === 0 && this.opened) {
+    if (this.queue === undefined && this.opened) {
       this.host.writeFrame(FrameType.END, 0, this.id, payload);
       this.markLocalDone();
       return;
     }
-    this.queue.push({ end: true, payload });
+    (this.queue ??= []).push({ end: true, payload });
     if (this.opened) this.host.wake(this);
   }
 
   /** Aborts the stream in both directions and tells the peer why. Queued frames are dropped. Idempotent. */
   reset(status: Status, message: string): void {
     if (this.isClosed) return;
-    this.queue.length = 0;
+    this.queue = undefined;
     if (this.opened) this.host.writeFrame(FrameType.RESET, 0, this.id, encodeReset(status, message));
     this.close();
   }
@@ -165,16 +166,17 @@ export class Stream {
   /** Called by the session when OPEN has been written. */
   markOpened(): void {
     this.opened = true;
-    if (this.queue.length > 0) this.host.wake(this);
+    if (this.queue !== undefined) this.host.wake(this);
   }
 
   /** Writes the next frame of this stream within the available credit. */
   writeNext(): WriteResult {
-    const item = this.queue[0];
-    if (item === undefined || this.isClosed) return WriteResult.IDLE;
+    const queue = this.queue;
+    const item = queue?.[0];
+    if (queue === undefined || item === undefined || this.isClosed) return WriteResult.IDLE;
     const host = this.host;
     if (item.end) {
-      this.queue.shift();
+      this.dequeue(queue);
       host.writeFrame(FrameType.END, 0, this.id, item.payload);
       this.markLocalDone();
       return WriteResult.IDLE;
@@ -191,20 +193,20 @@ export class Stream {
     host.connectionSendWindow -= n;
     host.writeFrame(FrameType.DATA, last ? item.flags : 0, this.id, chunk);
     if (last) {
-      this.queue.shift();
+      this.dequeue(queue);
       if (item.flags & Flag.END_STREAM) {
         this.markLocalDone();
         return WriteResult.IDLE;
       }
     }
-    return this.queue.length > 0 ? WriteResult.MORE : WriteResult.IDLE;
+    return this.queue !== undefined ? WriteResult.MORE : WriteResult.IDLE;
   }
 
   /** The peer granted more credit; returns false if the window would pass its maximum. */
   addSendCredit(increment: number, maxWindow: number): boolean {
     if (this.sendWindow + increment > maxWindow) return false;
     this.sendWindow += increment;
-    if (this.queue.length > 0 && this.opened) this.host.wake(this);
+    if (this.queue !== undefined && this.opened) this.host.wake(this);
     return true;
   }
 
@@ -217,12 +219,12 @@ export class Stream {
     this.recvWindow -= n;
     if (flags & Flag.MESSAGE_END) {
       let message = payload;
-      if (this.parts.length > 0) {
+      if (this.parts !== undefined) {
         if (!this.checkMessageSize(n)) return;
         this.parts.push(payload);
         message = Buffer.concat(this.parts, this.partBytes + n);
         this.host.reserveReassembly(-this.partBytes);
-        this.parts = [];
+        this.parts = undefined;
         this.partBytes = 0;
       } else if (n > this.host.maxMessageBytes) {
         this.failTooLarge(n);
@@ -237,7 +239,7 @@ export class Stream {
         return;
       }
       // copy: a view would pin the whole socket chunk for as long as the message is incomplete
-      this.parts.push(payload.slice());
+      (this.parts ??= []).push(payload.slice());
       this.partBytes += n;
       this.returnCredit(n);
     }
@@ -265,7 +267,7 @@ export class Stream {
   /** RESET arrived from the peer, or the session is failing every stream. */
   receiveReset(status: Status, message: string, refused: boolean): void {
     if (this.isClosed) return;
-    this.queue.length = 0;
+    this.queue = undefined;
     this.close();
     this.events.onReset(status, message, refused);
   }
@@ -275,6 +277,11 @@ export class Stream {
     if (this.isClosed) return;
     this.reset(status, message);
     this.events.onReset(status, message, false);
+  }
+
+  private dequeue(queue: Outgoing[]): void {
+    queue.shift();
+    if (queue.length === 0) this.queue = undefined;
   }
 
   private checkMessageSize(more: number): boolean {
@@ -312,7 +319,7 @@ export class Stream {
     this.isClosed = true;
     if (this.partBytes > 0) {
       this.host.reserveReassembly(-this.partBytes);
-      this.parts = [];
+      this.parts = undefined;
       this.partBytes = 0;
     }
     this.host.streamClosed(this);

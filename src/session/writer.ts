@@ -42,6 +42,23 @@ export class FrameWriter {
     }
   }
 
+  /**
+   * Writes a frame header and reserves `length` payload bytes right after it, for the caller to fill in
+   * `this.target` at the returned offset before anything else is queued. Saves building the payload separately.
+   */
+  beginFrame(type: number, flags: number, streamId: number, length: number): number {
+    this.reserve(FRAME_HEADER_BYTES + length);
+    writeFrameHeader(this.slab, this.pos, type, flags, streamId, length);
+    const at = this.pos + FRAME_HEADER_BYTES;
+    this.pos = at + length;
+    return at;
+  }
+
+  /** The buffer that beginFrame's offsets point into. */
+  get target(): Uint8Array {
+    return this.slab;
+  }
+
   /** Everything queued so far, in order; the writer starts afresh (segments already handed out are never reused). */
   take(): Uint8Array[] {
     this.cut();

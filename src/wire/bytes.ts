@@ -24,11 +24,8 @@ export function utf8Truncated(text: string, maxBytes: number): Uint8Array {
 
 export class ByteReader {
   private offset = 0;
-  private readonly view: DataView;
 
-  constructor(private readonly bytes: Uint8Array) {
-    this.view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
-  }
+  constructor(private readonly bytes: Uint8Array) {}
 
   get remaining(): number {
     return this.bytes.length - this.offset;
@@ -42,21 +39,23 @@ export class ByteReader {
 
   u8(what: string): number {
     this.need(1, what);
-    return this.view.getUint8(this.offset++);
+    return this.bytes[this.offset++]!;
   }
 
   u16(what: string): number {
     this.need(2, what);
-    const v = this.view.getUint16(this.offset);
+    const b = this.bytes;
+    const v = (b[this.offset]! << 8) | b[this.offset + 1]!;
     this.offset += 2;
     return v;
   }
 
   u32(what: string): number {
     this.need(4, what);
-    const v = this.view.getUint32(this.offset);
+    const b = this.bytes;
+    const o = this.offset;
     this.offset += 4;
-    return v;
+    return ((b[o]! << 24) | (b[o + 1]! << 16) | (b[o + 2]! << 8) | b[o + 3]!) >>> 0;
   }
 
   /** A view, not a copy: valid only while the payload is. */
@@ -68,12 +67,11 @@ export class ByteReader {
   }
 
   utf8(n: number, what: string): string {
-    const view = this.bytesView(n, what);
-    try {
-      return utf8Decoder.decode(view);
-    } catch {
-      throw new MalformedPayloadError(`${what}: not valid UTF-8`);
-    }
+    this.need(n, what);
+    const text = decodeUtf8(this.bytes, this.offset, this.offset + n);
+    if (text === undefined) throw new MalformedPayloadError(`${what}: not valid UTF-8`);
+    this.offset += n;
+    return text;
   }
 
   rest(): Uint8Array {
@@ -85,30 +83,51 @@ export class ByteReader {
   }
 }
 
+/**
+ * Decodes UTF-8 (undefined when invalid). Short ASCII, the common case for method names and metadata, is decoded
+ * without TextDecoder, whose per-call cost dominates for strings of a few bytes.
+ */
+export function decodeUtf8(bytes: Uint8Array, start: number, end: number): string | undefined {
+  if (end - start <= 64) {
+    let ascii = true;
+    for (let i = start; i < end; i++) {
+      if (bytes[i]! >= 0x80) {
+        ascii = false;
+        break;
+      }
+    }
+    if (ascii) return String.fromCharCode.apply(null, bytes.subarray(start, end) as unknown as number[]);
+  }
+  try {
+    return utf8Decoder.decode(bytes.subarray(start, end));
+  } catch {
+    return undefined;
+  }
+}
+
 export class ByteWriter {
   private offset = 0;
   readonly bytes: Uint8Array;
-  private readonly view: DataView;
 
   constructor(size: number) {
     this.bytes = new Uint8Array(size);
-    this.view = new DataView(this.bytes.buffer);
   }
 
   u8(v: number): this {
-    this.view.setUint8(this.offset, v);
-    this.offset += 1;
+    this.bytes[this.offset++] = v;
     return this;
   }
 
   u16(v: number): this {
-    this.view.setUint16(this.offset, v);
+    const b = this.bytes;
+    b[this.offset] = v >>> 8;
+    b[this.offset + 1] = v;
     this.offset += 2;
     return this;
   }
 
   u32(v: number): this {
-    this.view.setUint32(this.offset, v);
+    writeU32(this.bytes, this.offset, v);
     this.offset += 4;
     return this;
   }
@@ -123,4 +142,11 @@ export class ByteWriter {
   done(): Uint8Array {
     return this.offset === this.bytes.length ? this.bytes : this.bytes.subarray(0, this.offset);
   }
+}
+
+export function writeU32(target: Uint8Array, offset: number, v: number): void {
+  target[offset] = v >>> 24;
+  target[offset + 1] = v >>> 16;
+  target[offset + 2] = v >>> 8;
+  target[offset + 3] = v;
 }

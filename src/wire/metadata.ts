@@ -116,5 +116,5 @@ export function decodeMetadata(reader: ByteReader, limits: MetadataLimits): Meta
     else if (kind === KIND_BYTES) out[key] = reader.bytesView(valueLength, 'metadata value').slice();
     else throw new MalformedPayloadError(`metadata kind ${kind} is unknown`);
   }
-  return out;
+  return Object.freeze(out);
 }

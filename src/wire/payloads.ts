@@ -2,7 +2,8 @@
  * Encode and decode the payload of every frame type except DATA (whose payload is opaque bytes) and HELLO
  * (hello.ts). Pure functions; decoders throw MalformedPayloadError for structure and MetadataLimitError for size.
  */
-import { ByteReader, ByteWriter, utf8Truncated } from './bytes.js';
+import { ByteReader, ByteWriter, decodeUtf8, utf8Truncated, writeU32 } from './bytes.js';
+import { readU32 } from './frame.js';
 import {
   CREDIT_PAYLOAD_BYTES,
   MAX_METHOD_BYTES,
@@ -23,29 +24,55 @@ export interface OpenPayload {
   metadata: Metadata;
 }
 
-/** `method` is pre-encoded (callers cache it per method); `metadataBlock` comes from encodeMetadata. */
-export function encodeOpen(deadlineMs: number, window: number, method: Uint8Array, metadataBlock: Uint8Array = EMPTY_METADATA_BLOCK): Uint8Array {
+/** Bytes of an OPEN payload for this method and metadata block. */
+export function openPayloadLength(method: Uint8Array, metadataBlock: Uint8Array = EMPTY_METADATA_BLOCK): number {
   if (method.length === 0 || method.length > MAX_METHOD_BYTES) {
     throw new RangeError(`method name must be 1-${MAX_METHOD_BYTES} bytes, got ${method.length}`);
   }
-  return new ByteWriter(4 + 4 + 1 + method.length + metadataBlock.length)
-    .u32(deadlineMs)
-    .u32(window)
-    .u8(method.length)
-    .raw(method)
-    .raw(metadataBlock)
-    .done();
+  return 4 + 4 + 1 + method.length + metadataBlock.length;
 }
 
+/** Writes an OPEN payload at `offset` (openPayloadLength bytes); lets the session encode straight into its buffer. */
+export function writeOpenPayload(
+  target: Uint8Array,
+  offset: number,
+  deadlineMs: number,
+  window: number,
+  method: Uint8Array,
+  metadataBlock: Uint8Array = EMPTY_METADATA_BLOCK,
+): void {
+  writeU32(target, offset, deadlineMs);
+  writeU32(target, offset + 4, window);
+  target[offset + 8] = method.length;
+  target.set(method, offset + 9);
+  target.set(metadataBlock, offset + 9 + method.length);
+}
+
+/** `method` is pre-encoded (callers cache it per method); `metadataBlock` comes from encodeMetadata. */
+export function encodeOpen(deadlineMs: number, window: number, method: Uint8Array, metadataBlock: Uint8Array = EMPTY_METADATA_BLOCK): Uint8Array {
+  const out = new Uint8Array(openPayloadLength(method, metadataBlock));
+  writeOpenPayload(out, 0, deadlineMs, window, method, metadataBlock);
+  return out;
+}
+
+const NO_METADATA: Metadata = Object.freeze(Object.create(null) as Metadata);
+
 export function decodeOpen(payload: Uint8Array, limits: MetadataLimits): OpenPayload {
-  const r = new ByteReader(payload);
-  const deadlineMs = r.u32('OPEN deadline');
-  const window = r.u32('OPEN window');
-  const methodLength = r.u8('OPEN method length');
+  if (payload.length < 10) throw new MalformedPayloadError(`OPEN: needs at least 10 bytes, got ${payload.length}`);
+  const deadlineMs = readU32(payload, 0);
+  const window = readU32(payload, 4);
+  const methodLength = payload[8]!;
   if (methodLength === 0) throw new MalformedPayloadError('OPEN method is empty');
-  const method = r.utf8(methodLength, 'OPEN method');
-  const metadata = decodeMetadata(r, limits);
-  r.expectEnd('OPEN');
+  const metadataAt = 9 + methodLength;
+  if (payload.length < metadataAt + 1) throw new MalformedPayloadError(`OPEN: method of ${methodLength} bytes runs past the payload`);
+  const method = decodeUtf8(payload, 9, metadataAt);
+  if (method === undefined) throw new MalformedPayloadError('OPEN method: not valid UTF-8');
+  let metadata = NO_METADATA;
+  if (payload[metadataAt] !== 0 || payload.length !== metadataAt + 1) {
+    const r = new ByteReader(payload.subarray(metadataAt));
+    metadata = decodeMetadata(r, limits);
+    r.expectEnd('OPEN');
+  }
   return { deadlineMs, window, method, metadata };
 }
 
