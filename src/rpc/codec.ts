@@ -39,7 +39,8 @@ export const rawCodec: Codec = {
     if (!(value instanceof Uint8Array)) throw new TypeError('a method with codec "raw" takes and returns Uint8Array');
     return value;
   },
-  decode: (bytes) => bytes.slice(),
+  // new Uint8Array(view) copies; bytes.slice() would not when `bytes` is a Buffer (Buffer#slice returns a view)
+  decode: (bytes) => new Uint8Array(bytes),
 };
 
 const byName: Record<CodecName, Codec> = { msgpack: msgpackCodec, json: jsonCodec, raw: rawCodec };

@@ -239,7 +239,7 @@ export class Stream {
         return;
       }
       // copy: a view would pin the whole socket chunk for as long as the message is incomplete
-      (this.parts ??= []).push(payload.slice());
+      (this.parts ??= []).push(new Uint8Array(payload)); // new Uint8Array copies; Buffer#slice would return a view
       this.partBytes += n;
       this.returnCredit(n);
     }

@@ -113,7 +113,7 @@ export function decodeMetadata(reader: ByteReader, limits: MetadataLimits): Meta
     }
     if (Object.hasOwn(out, key)) throw new MalformedPayloadError(`metadata key ${JSON.stringify(key)} appears twice`);
     if (kind === KIND_TEXT) out[key] = reader.utf8(valueLength, 'metadata value');
-    else if (kind === KIND_BYTES) out[key] = reader.bytesView(valueLength, 'metadata value').slice();
+    else if (kind === KIND_BYTES) out[key] = new Uint8Array(reader.bytesView(valueLength, 'metadata value')); // a copy, even of a Buffer
     else throw new MalformedPayloadError(`metadata kind ${kind} is unknown`);
   }
   return Object.freeze(out);
