@@ -135,13 +135,25 @@ class ClientUnaryCall implements StreamEvents {
       this.fail(new RpcError(Status.UNIMPLEMENTED, `${this.descriptor.path} is unary but the peer sent no response`));
       return;
     }
-    this.options?.onTrailer?.(trailer.metadata);
+    // user code runs on the connection's read path: what it throws must fail this call only, never the connection
+    try {
+      this.options?.onTrailer?.(trailer.metadata);
+    } catch (error) {
+      this.fail(new RpcError(Status.INTERNAL, `onTrailer threw: ${(error as Error)?.message ?? String(error)}`, { cause: error }));
+      return;
+    }
     const schema = this.descriptor.def.output;
     if (schema === undefined) {
       this.succeed(this.response);
       return;
     }
-    const checked = validate(schema, this.response);
+    let checked: ReturnType<typeof validate>;
+    try {
+      checked = validate(schema, this.response);
+    } catch (error) {
+      this.fail(new RpcError(Status.INTERNAL, `output validation failed to run: ${(error as Error)?.message ?? String(error)}`, { cause: error }));
+      return;
+    }
     const settle = (result: Awaited<typeof checked>): void => {
       if (result.ok) this.succeed(result.value);
       else this.fail(new RpcError(Status.INTERNAL, `invalid response: ${result.message}`));

@@ -89,7 +89,14 @@ export class ServerUnaryCall implements StreamEvents, CallContext {
       this.invoke(this.request);
       return;
     }
-    const result = validate(schema, this.request);
+    let result: ReturnType<typeof validate>;
+    try {
+      result = validate(schema, this.request);
+    } catch (error) {
+      // a validator that throws instead of returning issues fails this call, never the connection (we are on its read path)
+      this.fail(Status.INTERNAL, `input validation failed to run: ${(error as Error)?.message ?? String(error)}`);
+      return;
+    }
     if (result instanceof Promise) {
       result.then(
         (checked) => this.onValidated(checked),
