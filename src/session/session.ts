@@ -122,6 +122,8 @@ export class Session implements StreamHost {
   private readonly streams = new Map<number, Stream>();
   private nextStreamId: number;
   private lastPeerStreamId = 0;
+  /** Highest peer stream id we accepted (not refused): what GOAWAY reports, so it never grows between GOAWAYs. */
+  private lastAcceptedPeerStreamId = 0;
   private inboundActive = 0;
   private readonly inboundUnreleased = new Set<Stream>();
   private outboundActive = 0;
@@ -247,6 +249,9 @@ export class Session implements StreamHost {
     const id = this.nextStreamId;
     this.nextStreamId += 2;
     const length = openPayloadLength(method, init.metadataBlock); // validates the method before any state changes
+    if (this.peerSettings !== undefined && length > this.peerMaxFrameBytes) {
+      throw new SessionError(Status.RESOURCE_EXHAUSTED, `the call's OPEN frame of ${length} bytes exceeds the peer's frame limit of ${this.peerMaxFrameBytes}; send less metadata`, true);
+    }
     const stream = new Stream(this, id, true, this.peerSettings?.initialStreamWindow ?? 0, init.window ?? this.options.initialStreamWindow);
     this.streams.set(id, stream);
     if (this.phase === Phase.OPEN && this.outboundActive < this.peerMaxConcurrent()) this.writeOpen(stream, method, init, length);
@@ -281,7 +286,7 @@ export class Session implements StreamHost {
       this.fail(undefined);
     } else if (this.phase === Phase.OPEN) {
       this.phase = Phase.DRAINING;
-      this.writeFrame(FrameType.GOAWAY, 0, 0, encodeGoaway(this.lastPeerStreamId, ConnectionCode.NO_ERROR, 'closing'));
+      this.writeFrame(FrameType.GOAWAY, 0, 0, encodeGoaway(this.lastAcceptedPeerStreamId, ConnectionCode.NO_ERROR, 'closing'));
       for (const { stream } of this.pendingOpens.splice(0)) {
         stream.receiveReset(Status.UNAVAILABLE, 'the session closed before this call was sent', true);
       }
@@ -508,6 +513,7 @@ export class Session implements StreamHost {
     const sendWindow = open.window === 0 ? this.peerSettings!.initialStreamWindow : open.window;
     const stream = new Stream(this, id, false, sendWindow, this.options.initialStreamWindow);
     this.streams.set(id, stream);
+    this.lastAcceptedPeerStreamId = id;
     this.inboundActive++;
     this.inboundUnreleased.add(stream);
     try {
@@ -526,7 +532,11 @@ export class Session implements StreamHost {
   /** Looks up the stream a frame is for; undefined for a stream that has closed. Throws for one never opened. */
   private streamFor(id: number, what: string): Stream | undefined {
     const stream = this.streams.get(id);
-    if (stream !== undefined) return stream;
+    if (stream !== undefined) {
+      // a stream of ours still waiting for a concurrency slot: the peer cannot know its id
+      if (!stream.opened) throw new ProtocolError(ProtocolErrorCode.STREAM_NOT_OPEN, `${what} for stream ${id}, which was never opened`);
+      return stream;
+    }
     const ours = id % 2 === this.nextStreamId % 2;
     if (ours ? id >= this.nextStreamId : id > this.lastPeerStreamId) {
       throw new ProtocolError(ProtocolErrorCode.STREAM_NOT_OPEN, `${what} for stream ${id}, which was never opened`);
@@ -541,16 +551,16 @@ export class Session implements StreamHost {
     }
     this.connRecvWindow -= n;
     const stream = this.streamFor(id, 'DATA');
-    if (stream === undefined || stream.closed) {
-      // a stream we already reset: the bytes were in flight; give their credit back and drop them
-      this.returnConnectionCredit(n);
-      return;
+    if (stream !== undefined && !stream.closed) {
+      if (stream.remoteDone) throw new ProtocolError(ProtocolErrorCode.STREAM_STATE, `DATA on stream ${id} after the peer ended it`);
+      if (n > stream.recvWindow) {
+        throw new ProtocolError(ProtocolErrorCode.FLOW_CONTROL, `DATA of ${n} bytes on stream ${id} exceeds its credit of ${stream.recvWindow}`);
+      }
+      stream.receiveData(flags, payload);
     }
-    if (stream.remoteDone) throw new ProtocolError(ProtocolErrorCode.STREAM_STATE, `DATA on stream ${id} after the peer ended it`);
-    if (n > stream.recvWindow) {
-      throw new ProtocolError(ProtocolErrorCode.FLOW_CONTROL, `DATA of ${n} bytes on stream ${id} exceeds its credit of ${stream.recvWindow}`);
-    }
-    stream.receiveData(flags, payload);
+    // Every DATA frame leaves the connection window here, whatever became of it: delivered, buffered for reassembly
+    // (bounded by maxReassemblyBytes instead), or dropped because its stream failed or was already reset.
+    this.returnConnectionCredit(n);
   }
 
   private onEnd(id: number, payload: Uint8Array): void {
@@ -621,6 +631,7 @@ export class Session implements StreamHost {
       throw new ProtocolError(ProtocolErrorCode.MALFORMED_FRAME, (error as Error).message);
     }
     if (goaway.code !== ConnectionCode.NO_ERROR) {
+      this.peerGoawayLastId = goaway.lastStreamId;
       this.fail(
         new SessionError(
           Status.UNAVAILABLE,
@@ -657,12 +668,13 @@ export class Session implements StreamHost {
   private onPeerEnd(): void {
     if (this.phase >= Phase.CLOSING) return;
     if (!this.decoder.atFrameBoundary) {
-      this.fail(new SessionError(Status.UNAVAILABLE, 'connection cut in the middle of a frame'));
+      this.fail(new SessionError(Status.UNAVAILABLE, 'connection cut in the middle of a frame'), undefined, false);
     } else if (this.phase === Phase.DRAINING && this.streams.size === 0) {
       this.maybeFinishDrain();
     } else {
       const during = this.phase === Phase.HANDSHAKE ? ' during the handshake' : '';
-      this.fail(new SessionError(Status.UNAVAILABLE, `the peer closed the connection${during}`));
+      // the peer left without a GOAWAY: there is nobody to explain anything to
+      this.fail(new SessionError(Status.UNAVAILABLE, `the peer closed the connection${during}`), undefined, false);
     }
   }
 
@@ -691,11 +703,15 @@ export class Session implements StreamHost {
     if (tellPeer && !wasClosing) {
       const code = error instanceof ProtocolError ? error.connectionCode : error ? ConnectionCode.INTERNAL_ERROR : ConnectionCode.NO_ERROR;
       const message = error instanceof ProtocolError ? error.message : error ? 'internal error' : 'closing';
-      this.writer.frame(FrameType.GOAWAY, 0, 0, encodeGoaway(this.lastPeerStreamId, code, message));
+      this.writer.frame(FrameType.GOAWAY, 0, 0, encodeGoaway(this.lastAcceptedPeerStreamId, code, message));
     }
     this.phase = Phase.CLOSING;
     for (const { stream } of this.pendingOpens.splice(0)) stream.receiveReset(Status.UNAVAILABLE, reason, true);
-    for (const stream of [...this.streams.values()]) stream.receiveReset(Status.UNAVAILABLE, reason, false);
+    for (const stream of [...this.streams.values()]) {
+      // streams the peer's GOAWAY says it never saw were not processed: safe to retry
+      const unprocessed = stream.outbound && this.peerGoawayLastId >= 0 && stream.id > this.peerGoawayLastId;
+      stream.receiveReset(Status.UNAVAILABLE, reason, unprocessed);
+    }
     for (const ping of this.pings.values()) ping.reject(new SessionError(Status.UNAVAILABLE, reason));
     this.pings.clear();
     this.ready_.length = 0;

@@ -43,8 +43,6 @@ export interface StreamHost {
   writeFrame(type: number, flags: number, streamId: number, payload?: Uint8Array): void;
   /** The stream has frames to write once credit allows. */
   wake(stream: Stream): void;
-  /** Bytes were taken out of the connection window and are now the application's (or discarded). */
-  returnConnectionCredit(bytes: number): void;
   /** Adds (or, negative, removes) bytes held for partly received messages; false if the budget would be exceeded. */
   reserveReassembly(bytes: number): boolean;
   streamClosed(stream: Stream): void;
@@ -230,8 +228,8 @@ export class Stream {
         this.failTooLarge(n);
         return;
       }
-      this.returnCredit(n);
-      this.events.onMessage(message);
+      this.returnCredit(n, flags);
+      this.emitMessage(message);
     } else if (n > 0) {
       if (!this.checkMessageSize(n)) return;
       if (!this.host.reserveReassembly(n)) {
@@ -241,7 +239,7 @@ export class Stream {
       // copy: a view would pin the whole socket chunk for as long as the message is incomplete
       (this.parts ??= []).push(new Uint8Array(payload)); // new Uint8Array copies; Buffer#slice would return a view
       this.partBytes += n;
-      this.returnCredit(n);
+      this.returnCredit(n, flags);
     }
     if (this.isClosed) return; // onMessage may have reset the stream
     if (flags & Flag.END_STREAM) {
@@ -260,7 +258,11 @@ export class Stream {
       return;
     }
     this.remoteEnded = true;
-    this.events.onEnd(trailer);
+    try {
+      this.events.onEnd(trailer);
+    } catch (error) {
+      this.ownerFailed(error);
+    }
     if (this.localDone) this.close();
   }
 
@@ -269,14 +271,35 @@ export class Stream {
     if (this.isClosed) return;
     this.queue = undefined;
     this.close();
-    this.events.onReset(status, message, refused);
+    try {
+      this.events.onReset(status, message, refused);
+    } catch {
+      // the stream is gone either way; an owner that throws here has nothing left to fail
+    }
   }
 
   /** Fails the stream because of something the peer sent on it: the peer gets a RESET, the owner an onReset. */
   failLocally(status: Status, message: string): void {
     if (this.isClosed) return;
     this.reset(status, message);
-    this.events.onReset(status, message, false);
+    try {
+      this.events.onReset(status, message, false);
+    } catch {
+      // as in receiveReset
+    }
+  }
+
+  private emitMessage(message: Uint8Array): void {
+    try {
+      this.events.onMessage(message);
+    } catch (error) {
+      this.ownerFailed(error);
+    }
+  }
+
+  /** The owner's event handler threw: a bug on this side, so only this stream fails (INTERNAL), never the connection. */
+  private ownerFailed(error: unknown): void {
+    this.failLocally(Status.INTERNAL, `the call failed on the receiving side: ${(error as Error)?.message ?? String(error)}`);
   }
 
   private dequeue(queue: Outgoing[]): void {
@@ -297,9 +320,9 @@ export class Stream {
     );
   }
 
-  private returnCredit(n: number): void {
-    this.host.returnConnectionCredit(n);
-    if (this.remoteEnded || n === 0) return;
+  /** Stream credit for bytes delivered or buffered; none once the peer has said it sends no more. */
+  private returnCredit(n: number, flags: number): void {
+    if (this.remoteEnded || n === 0 || flags & Flag.END_STREAM) return;
     this.recvUnacked += n;
     // batch credit: one CREDIT frame per half window, not one per message
     if (this.recvUnacked >= this.recvWindowSize >>> 1) {

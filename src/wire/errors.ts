@@ -24,7 +24,7 @@ export const ProtocolErrorCode = {
   STREAM_NOT_OPEN: 'GW_ERR_STREAM_NOT_OPEN',
   /** Data beyond granted credit, a zero credit, or credit pushing a window past 2^31-1. */
   FLOW_CONTROL: 'GW_ERR_FLOW_CONTROL',
-  /** The peer sent something it had promised not to (OPEN after GOAWAY ours, DATA after its END). */
+  /** The peer sent DATA or END on a stream after it had ended its side of that stream. */
   STREAM_STATE: 'GW_ERR_STREAM_STATE',
   /** The peer made us do too much work for nothing (floods). */
   ENHANCE_YOUR_CALM: 'GW_ERR_ENHANCE_YOUR_CALM',

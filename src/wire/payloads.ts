@@ -6,6 +6,7 @@ import { ByteReader, ByteWriter, decodeUtf8, utf8Truncated, writeU32 } from './b
 import { readU32 } from './frame.js';
 import {
   CREDIT_PAYLOAD_BYTES,
+  MAX_WINDOW,
   MAX_METHOD_BYTES,
   MAX_STATUS_MESSAGE_BYTES,
   PING_PAYLOAD_BYTES,
@@ -61,6 +62,7 @@ export function decodeOpen(payload: Uint8Array, limits: MetadataLimits): OpenPay
   if (payload.length < 10) throw new MalformedPayloadError(`OPEN: needs at least 10 bytes, got ${payload.length}`);
   const deadlineMs = readU32(payload, 0);
   const window = readU32(payload, 4);
+  if (window > MAX_WINDOW) throw new MalformedPayloadError(`OPEN window ${window} is larger than 2^31-1`);
   const methodLength = payload[8]!;
   if (methodLength === 0) throw new MalformedPayloadError('OPEN method is empty');
   const metadataAt = 9 + methodLength;
