@@ -51,6 +51,7 @@ export function writeOpenPayload(
 
 /** `method` is pre-encoded (callers cache it per method); `metadataBlock` comes from encodeMetadata. */
 export function encodeOpen(deadlineMs: number, window: number, method: Uint8Array, metadataBlock: Uint8Array = EMPTY_METADATA_BLOCK): Uint8Array {
+  if (window > MAX_WINDOW) throw new RangeError(`OPEN window ${window} is larger than 2^31-1`);
   const out = new Uint8Array(openPayloadLength(method, metadataBlock));
   writeOpenPayload(out, 0, deadlineMs, window, method, metadataBlock);
   return out;

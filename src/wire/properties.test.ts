@@ -244,13 +244,20 @@ void describe('frames round-trip through FrameDecoder', () => {
 void describe('payload codecs round-trip', () => {
   void test('OPEN: decodeOpen(encodeOpen(x)) equals x, metadata included', () => {
     fc.assert(
-      fc.property(u32Arb, u32Arb, methodArb, metadataArb, (deadlineMs, window, method, metadata) => {
+      fc.property(u32Arb, fc.integer({ min: 0, max: 0x7fff_ffff }), methodArb, metadataArb, (deadlineMs, window, method, metadata) => {
         const decoded = decodeOpen(encodeOpen(deadlineMs, window, utf8(method), encodeMetadata(metadata, LIMITS)), LIMITS);
         assert.equal(Object.getPrototypeOf(decoded.metadata), null);
         assert.deepEqual({ ...decoded, metadata: plain(decoded.metadata) }, { deadlineMs, window, method, metadata });
       }),
       RUNS,
     );
+  });
+
+  void test('OPEN: a window past 2^31-1 is refused on both sides', () => {
+    assert.throws(() => encodeOpen(0, 0x8000_0000, utf8('a/b')), RangeError);
+    const bytes = encodeOpen(0, 1, utf8('a/b'));
+    bytes.set([0x80, 0, 0, 0], 4);
+    assert.throws(() => decodeOpen(bytes, LIMITS), MalformedPayloadError);
   });
 
   void test('END: decodeEnd(encodeEnd(x)) equals x, trailer metadata included', () => {
@@ -387,7 +394,7 @@ void describe('hostile bytes raise only the documented errors', () => {
 
   /** Valid encodings of every payload type, tagged with the decoder for it. */
   const validPayloadArb: fc.Arbitrary<[string, Uint8Array]> = fc.oneof(
-    fc.tuple(u32Arb, u32Arb, methodArb, metadataArb).map(([d, w, m, md]): [string, Uint8Array] => ['open', encodeOpen(d, w, utf8(m), encodeMetadata(md, LIMITS))]),
+    fc.tuple(u32Arb, fc.integer({ min: 0, max: 0x7fff_ffff }), methodArb, metadataArb).map(([d, w, m, md]): [string, Uint8Array] => ['open', encodeOpen(d, w, utf8(m), encodeMetadata(md, LIMITS))]),
     fc.tuple(statusArb, textArb(40), metadataArb).map(([s, m, md]): [string, Uint8Array] => ['end', encodeEnd(s, m, encodeMetadata(md, LIMITS))]),
     fc.tuple(statusArb, textArb(40)).map(([s, m]): [string, Uint8Array] => ['reset', encodeReset(s, m)]),
     fc.tuple(u32Arb, u32Arb, textArb(40)).map(([l, c, m]): [string, Uint8Array] => ['goaway', encodeGoaway(l, c, m)]),
