@@ -127,7 +127,7 @@ export class Session implements StreamHost {
   private inboundActive = 0;
   private readonly inboundUnreleased = new Set<Stream>();
   private outboundActive = 0;
-  private readonly pendingOpens: Array<{ stream: Stream; method: Uint8Array; init: OpenStreamInit }> = [];
+  private readonly pendingOpens: Array<{ stream: Stream; method: Uint8Array; init: OpenStreamInit; queuedAt: number }> = [];
   private readonly ready_: Array<Stream> = [];
   private readyHead = 0;
   private readonly connectionWaiters: Stream[] = [];
@@ -255,7 +255,7 @@ export class Session implements StreamHost {
     const stream = new Stream(this, id, true, this.peerSettings?.initialStreamWindow ?? 0, init.window ?? this.options.initialStreamWindow);
     this.streams.set(id, stream);
     if (this.phase === Phase.OPEN && this.outboundActive < this.peerMaxConcurrent()) this.writeOpen(stream, method, init, length);
-    else this.pendingOpens.push({ stream, method, init });
+    else this.pendingOpens.push({ stream, method, init, queuedAt: performance.now() });
     return stream;
   }
 
@@ -366,8 +366,8 @@ export class Session implements StreamHost {
 
   private openQueued(): void {
     while (this.pendingOpens.length > 0 && this.phase === Phase.OPEN && this.outboundActive < this.peerMaxConcurrent()) {
-      const { stream, method, init } = this.pendingOpens.shift()!;
-      this.writeOpen(stream, method, init, openPayloadLength(method, init.metadataBlock));
+      const { stream, method, init, queuedAt } = this.pendingOpens.shift()!;
+      this.writeOpen(stream, method, lessTimeQueued(init, queuedAt), openPayloadLength(method, init.metadataBlock));
     }
   }
 
@@ -685,6 +685,7 @@ export class Session implements StreamHost {
     }
     this.phase = Phase.CLOSED;
     clearTimeout(this.lingerTimer);
+    clearTimeout(this.graceTimer); // a graceful close that drained in time leaves it armed
     this.resolveClosed(this.closeError);
   }
 
@@ -738,6 +739,12 @@ export class Session implements StreamHost {
   private metadataLimits(): MetadataLimits {
     return this.options;
   }
+}
+
+/** OPEN carries the budget left when it is written (PROTOCOL.md §7), not the one computed before the call was queued. */
+function lessTimeQueued(init: OpenStreamInit, queuedAt: number): OpenStreamInit {
+  if (init.deadlineMs === undefined || init.deadlineMs === 0) return init;
+  return { ...init, deadlineMs: Math.max(1, Math.ceil(init.deadlineMs - (performance.now() - queuedAt))) };
 }
 
 function internalError(error: unknown): ProtocolError {
