@@ -98,6 +98,12 @@ const enum Phase {
 
 /** Upper bound on one flush's scheduled stream data, so one tick never writes without yielding. */
 const FLUSH_BUDGET_BYTES = 1024 * 1024;
+/**
+ * Once this much is queued, write at once instead of at the end of the tick. With 64 calls in flight, waiting for
+ * the whole batch made the two processes take turns; writing every ~25 small calls lets the peer start on the first
+ * part while we encode the rest (bench, c=64: 145k calls/s never eager, 224k at 1 KiB, 284k at 2 KiB, 196k at 4 KiB).
+ */
+const EAGER_FLUSH_BYTES = 2048;
 /** Pings awaiting a reply; more are refused rather than queued. */
 const MAX_OUTSTANDING_PINGS = 16;
 /** After we end our side, how long the peer has to close before we destroy the socket. */
@@ -132,6 +138,7 @@ export class Session implements StreamHost {
   private readyHead = 0;
   private readonly connectionWaiters: Stream[] = [];
   private flushScheduled = false;
+  private flushing = false;
   private transportBlocked = false;
   private peerSettings: HelloSettings | undefined;
   private peerGoawayLastId = -1;
@@ -313,7 +320,8 @@ export class Session implements StreamHost {
   writeFrame(type: number, flags: number, streamId: number, payload?: Uint8Array): void {
     if (this.phase === Phase.CLOSED) return;
     this.writer.frame(type, flags, streamId, payload);
-    this.scheduleFlush();
+    if (this.writer.size >= EAGER_FLUSH_BYTES && !this.flushing) this.flush();
+    else this.scheduleFlush();
   }
 
   wake(stream: Stream): void {
@@ -390,7 +398,9 @@ export class Session implements StreamHost {
 
   private flush(): void {
     if (this.phase === Phase.CLOSED) return;
+    this.flushing = true;
     if (!this.transportBlocked) this.pumpStreams();
+    this.flushing = false;
     if (this.writer.size === 0) return;
     if (!this.transport.write(this.writer.take())) this.transportBlocked = true;
   }
