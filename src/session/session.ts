@@ -758,7 +758,7 @@ function lessTimeQueued(init: OpenStreamInit, queuedAt: number): OpenStreamInit 
 }
 
 function internalError(error: unknown): ProtocolError {
-  return new ProtocolError(ProtocolErrorCode.MALFORMED_FRAME, `failed to handle a frame: ${(error as Error)?.message ?? String(error)}`);
+  return new ProtocolError(ProtocolErrorCode.INTERNAL, `failed to handle a frame: ${(error as Error)?.message ?? String(error)}`);
 }
 
 /** Maps a payload parse failure to the status and message a RESET carries. */

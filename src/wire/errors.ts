@@ -26,6 +26,8 @@ export const ProtocolErrorCode = {
   FLOW_CONTROL: 'GW_ERR_FLOW_CONTROL',
   /** The peer sent DATA or END on a stream after it had ended its side of that stream. */
   STREAM_STATE: 'GW_ERR_STREAM_STATE',
+  /** This implementation failed while handling a frame: a bug here, never blamed on the peer. */
+  INTERNAL: 'GW_ERR_INTERNAL',
   /** The peer made us do too much work for nothing (floods). */
   ENHANCE_YOUR_CALM: 'GW_ERR_ENHANCE_YOUR_CALM',
 } as const;
@@ -42,6 +44,7 @@ const goawayCodeOf: Record<ProtocolErrorCode, ConnectionCode> = {
   GW_ERR_STREAM_NOT_OPEN: ConnectionCode.PROTOCOL_ERROR,
   GW_ERR_FLOW_CONTROL: ConnectionCode.FLOW_CONTROL_ERROR,
   GW_ERR_STREAM_STATE: ConnectionCode.PROTOCOL_ERROR,
+  GW_ERR_INTERNAL: ConnectionCode.INTERNAL_ERROR,
   GW_ERR_ENHANCE_YOUR_CALM: ConnectionCode.ENHANCE_YOUR_CALM,
 };
 
