@@ -30,7 +30,11 @@ export async function listen(url: string, options: ListenOptions = {}): Promise<
     const session = new RpcSession(transport, 'acceptor', { ...options, registry });
     sessions.add(session);
     void session.closed.then(() => sessions.delete(session));
-    session.ready.then(() => options.onSession?.(session), () => undefined);
+    session.ready
+      .then(() => options.onSession?.(session), () => undefined)
+      // onSession is application code: if it throws, that session is not set up, so close it, rather than let the
+      // error become an unhandled rejection (which ends a Node process)
+      .catch((error: unknown) => session.destroy(error instanceof Error ? error : new Error(String(error))));
   });
   return {
     url: listener.url,
