@@ -9,7 +9,7 @@ import { SessionError } from '../session/session.js';
 import type { Stream, StreamEvents, StreamTrailer } from '../session/stream.js';
 import { RpcError } from './rpc-error.js';
 import type { RpcSession } from './rpc-session.js';
-import { validate } from './schema.js';
+import { validateThen } from './schema.js';
 import type { MethodDescriptor } from './service.js';
 
 export interface CallOptions {
@@ -81,6 +81,35 @@ function abortError(signal: AbortSignal): RpcError {
   return error.code === Status.DEADLINE_EXCEEDED ? error : new RpcError(Status.CANCELLED, 'the caller cancelled the call', { cause: reason });
 }
 
+/**
+ * One 'abort' listener per signal, however many calls share it: a listener per call would trip Node's
+ * MaxListenersExceededWarning as soon as eleven calls share one AbortController.
+ */
+const callsBySignal = new WeakMap<AbortSignal, Set<ClientUnaryCall>>();
+
+function watchSignal(signal: AbortSignal, call: ClientUnaryCall): void {
+  let calls = callsBySignal.get(signal);
+  if (calls === undefined) {
+    calls = new Set();
+    callsBySignal.set(signal, calls);
+    signal.addEventListener('abort', onSignalAbort, { once: true });
+  }
+  calls.add(call);
+}
+
+function unwatchSignal(signal: AbortSignal, call: ClientUnaryCall): void {
+  const calls = callsBySignal.get(signal);
+  if (calls === undefined || !calls.delete(call) || calls.size > 0) return;
+  callsBySignal.delete(signal);
+  signal.removeEventListener('abort', onSignalAbort);
+}
+
+function onSignalAbort(this: AbortSignal): void {
+  const calls = callsBySignal.get(this);
+  callsBySignal.delete(this);
+  if (calls !== undefined) for (const call of [...calls]) call.onAbort(this);
+}
+
 class ClientUnaryCall implements StreamEvents {
   readonly promise: Promise<unknown>;
   private resolve!: (value: unknown) => void;
@@ -89,7 +118,6 @@ class ClientUnaryCall implements StreamEvents {
   private hasResponse = false;
   private settled = false;
   private timer: NodeJS.Timeout | undefined;
-  private abortListener: (() => void) | undefined;
 
   constructor(
     private readonly stream: Stream,
@@ -104,11 +132,7 @@ class ClientUnaryCall implements StreamEvents {
     // setTimeout cannot wait longer than 2^31-1 ms (it would fire at once); such a deadline is ~25 days away
     // closures only for calls that need them: most calls have neither a deadline nor a signal
     if (budget !== undefined && budget <= MAX_TIMER_MS) this.timer = setTimeout(() => this.onTimeout(), budget);
-    const signal = options?.signal;
-    if (signal !== undefined) {
-      this.abortListener = () => this.fail(abortError(signal), Status.CANCELLED);
-      signal.addEventListener('abort', this.abortListener, { once: true });
-    }
+    if (options?.signal !== undefined) watchSignal(options.signal, this);
   }
 
   onMessage(bytes: Uint8Array): void {
@@ -147,23 +171,19 @@ class ClientUnaryCall implements StreamEvents {
       this.succeed(this.response);
       return;
     }
-    let checked: ReturnType<typeof validate>;
-    try {
-      checked = validate(schema, this.response);
-    } catch (error) {
-      this.fail(new RpcError(Status.INTERNAL, `output validation failed to run: ${(error as Error)?.message ?? String(error)}`, { cause: error }));
-      return;
-    }
-    const settle = (result: Awaited<typeof checked>): void => {
+    validateThen(schema, this.response, (result) => {
       if (result.ok) this.succeed(result.value);
-      else this.fail(new RpcError(Status.INTERNAL, `invalid response: ${result.message}`));
-    };
-    if (checked instanceof Promise) checked.then(settle, (error: unknown) => this.fail(RpcError.from(error, Status.INTERNAL)));
-    else settle(checked);
+      else this.fail(new RpcError(Status.INTERNAL, result.crashed ? `output validation failed to run: ${result.message}` : `invalid response: ${result.message}`));
+    });
   }
 
   onReset(status: Status, message: string, refused: boolean): void {
     this.fail(new RpcError(status, message, { retrySafe: refused }));
+  }
+
+  /** The caller's signal aborted. */
+  onAbort(signal: AbortSignal): void {
+    this.fail(abortError(signal), Status.CANCELLED);
   }
 
   private onTimeout(): void {
@@ -188,6 +208,6 @@ class ClientUnaryCall implements StreamEvents {
   private cleanup(): void {
     this.settled = true;
     if (this.timer !== undefined) clearTimeout(this.timer);
-    if (this.abortListener !== undefined) this.options?.signal?.removeEventListener('abort', this.abortListener);
+    if (this.options?.signal !== undefined) unwatchSignal(this.options.signal, this);
   }
 }

@@ -3,7 +3,7 @@
  */
 import type { StandardSchemaV1 } from '@standard-schema/spec';
 
-export type ValidationResult = { ok: true; value: unknown } | { ok: false; message: string };
+export type ValidationResult = { ok: true; value: unknown } | { ok: false; message: string; crashed?: boolean };
 
 function summarize(issues: ReadonlyArray<StandardSchemaV1.Issue>): string {
   return issues
@@ -19,8 +19,23 @@ function toResult(result: StandardSchemaV1.Result<unknown>): ValidationResult {
   return result.issues ? { ok: false, message: summarize(result.issues) } : { ok: true, value: result.value };
 }
 
-/** Synchronous when the validator is; a Promise otherwise. */
-export function validate(schema: StandardSchemaV1, value: unknown): ValidationResult | Promise<ValidationResult> {
-  const result = schema['~standard'].validate(value);
-  return result instanceof Promise ? result.then(toResult) : toResult(result);
+/**
+ * Validates `value` and calls `settle` with the result: synchronously when the validator is synchronous, later when it
+ * returns a Promise. Never throws and never rejects: a validator that throws (or rejects) settles with
+ * `{ ok: false, crashed: true }`, since it runs on a connection's read path, where an exception must not escape.
+ */
+export function validateThen(schema: StandardSchemaV1, value: unknown, settle: (result: ValidationResult) => void): void {
+  let result: StandardSchemaV1.Result<unknown> | Promise<StandardSchemaV1.Result<unknown>>;
+  try {
+    result = schema['~standard'].validate(value);
+  } catch (error) {
+    settle(crashed(error));
+    return;
+  }
+  if (result instanceof Promise) result.then((r) => settle(toResult(r)), (error: unknown) => settle(crashed(error)));
+  else settle(toResult(result));
+}
+
+function crashed(error: unknown): ValidationResult {
+  return { ok: false, crashed: true, message: (error as Error)?.message ?? String(error) };
 }

@@ -13,7 +13,7 @@ import { LazySignal } from './context.js';
 import { MAX_TIMER_MS } from './client-call.js';
 import { RpcError } from './rpc-error.js';
 import type { RpcSession } from './rpc-session.js';
-import { validate, type ValidationResult } from './schema.js';
+import { validateThen, type ValidationResult } from './schema.js';
 import type { MethodDescriptor } from './service.js';
 
 // eslint-disable-next-line @typescript-eslint/no-explicit-any -- handlers are typed at serve(); here they are opaque
@@ -89,21 +89,7 @@ export class ServerUnaryCall implements StreamEvents, CallContext {
       this.invoke(this.request);
       return;
     }
-    let result: ReturnType<typeof validate>;
-    try {
-      result = validate(schema, this.request);
-    } catch (error) {
-      // a validator that throws instead of returning issues fails this call, never the connection (we are on its read path)
-      this.fail(Status.INTERNAL, `input validation failed to run: ${(error as Error)?.message ?? String(error)}`);
-      return;
-    }
-    if (result instanceof Promise) {
-      result.then(
-        (checked) => this.onValidated(checked),
-        (error: unknown) => this.fail(Status.INTERNAL, `input validation failed to run: ${(error as Error).message}`),
-      );
-    }
-    else this.onValidated(result);
+    validateThen(schema, this.request, (result) => this.onValidated(result));
   }
 
   onReset(status: Status, message: string): void {
@@ -115,6 +101,7 @@ export class ServerUnaryCall implements StreamEvents, CallContext {
   private onValidated(result: ValidationResult): void {
     if (this.done) return;
     if (result.ok) this.invoke(result.value);
+    else if (result.crashed) this.fail(Status.INTERNAL, `input validation failed to run: ${result.message}`);
     else this.fail(Status.INVALID_ARGUMENT, `invalid request: ${result.message}`);
   }
 
