@@ -12,8 +12,9 @@ export type { Handlers, Client, ServiceImpl, RpcSessionOptions } from './rpc/rpc
 /** A connection with services on both sides: `session.client(Service)`, `ping()`, `close()`. */
 export { RpcSession } from './rpc/rpc-session.js';
 /** Accept connections, dial one, or run a session over any Transport. */
-export { listen, connect, createSession } from './rpc/endpoints.js';
-export type { ListenOptions, ConnectOptions, Server } from './rpc/endpoints.js';
+export { listen, connect } from './endpoints.js';
+export { createSession } from './rpc/rpc-session.js';
+export type { ListenOptions, ConnectOptions, Server } from './endpoints.js';
 export type { CallOptions } from './rpc/client-call.js';
 export type { CallContext } from './rpc/context.js';
 /** The error every failed call rejects with, and its gRPC-style codes. */

@@ -193,20 +193,21 @@ class ClientUnaryCall implements StreamEvents {
 
   private succeed(value: unknown): void {
     if (this.settled) return;
-    this.cleanup();
+    this.settle(Status.CANCELLED, 'the call is already over');
     this.resolve(value);
   }
 
-  /** Settles with `error`; with `resetStatus`, also tells the peer to stop (if the stream is still open). */
-  private fail(error: RpcError, resetStatus?: Status): void {
+  /** Settles with `error`; the peer is told to stop with `resetStatus` if the stream is still open. */
+  private fail(error: RpcError, resetStatus: Status = Status.CANCELLED): void {
     if (this.settled) return;
-    this.cleanup();
-    if (resetStatus !== undefined) this.stream.reset(resetStatus, error.rawMessage);
+    this.settle(resetStatus, error.rawMessage);
     this.reject(error);
   }
 
-  private cleanup(): void {
+  private settle(resetStatus: Status, message: string): void {
     this.settled = true;
+    // a stream still open here (the peer answered early, or we gave up) must not outlive the call
+    if (!this.stream.closed) this.stream.reset(resetStatus, message);
     if (this.timer !== undefined) clearTimeout(this.timer);
     if (this.options?.signal !== undefined) unwatchSignal(this.options.signal, this);
   }

@@ -139,3 +139,8 @@ export class RpcSession {
     stream.events = new ServerUnaryCall(this, stream, route.descriptor, route.handler, incoming.metadata, incoming.deadlineMs);
   };
 }
+
+/** A session over any Transport (an in-memory pair, a custom duplex). Await `session.ready` before calling. */
+export function createSession(transport: Transport, role: Role, options: RpcSessionOptions = {}): RpcSession {
+  return new RpcSession(transport, role, options);
+}

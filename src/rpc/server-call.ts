@@ -24,7 +24,8 @@ export class ServerUnaryCall implements StreamEvents, CallContext {
   private readonly abort = new LazySignal();
   private request: unknown;
   private hasRequest = false;
-  private started = false;
+  /** True from the start of input validation until the handler has settled: the slot stays held meanwhile. */
+  private running = false;
   /** True once the outcome is decided (response sent, error sent, or aborted); later results are dropped. */
   private done = false;
   private released = false;
@@ -89,6 +90,7 @@ export class ServerUnaryCall implements StreamEvents, CallContext {
       this.invoke(this.request);
       return;
     }
+    this.running = true;
     validateThen(schema, this.request, (result) => this.onValidated(result));
   }
 
@@ -99,44 +101,53 @@ export class ServerUnaryCall implements StreamEvents, CallContext {
   }
 
   private onValidated(result: ValidationResult): void {
-    if (this.done) return;
-    if (result.ok) this.invoke(result.value);
-    else if (result.crashed) this.fail(Status.INTERNAL, `input validation failed to run: ${result.message}`);
-    else this.fail(Status.INVALID_ARGUMENT, `invalid request: ${result.message}`);
+    if (result.ok && !this.done) {
+      this.invoke(result.value);
+      return;
+    }
+    if (!result.ok && result.crashed) this.fail(Status.INTERNAL, `input validation failed to run: ${result.message}`);
+    else if (!result.ok) this.fail(Status.INVALID_ARGUMENT, `invalid request: ${result.message}`);
+    this.release(); // the validator has finished and no handler will run
   }
 
   private invoke(request: unknown): void {
-    if (this.done) return;
-    this.started = true;
+    this.running = true;
     let out: unknown;
     try {
       out = this.handler(request, this);
+      if (isThenable(out)) {
+        out.then(
+          (value) => this.onHandlerResult(value),
+          (error: unknown) => this.onHandlerError(error),
+        );
+        return;
+      }
     } catch (error) {
+      // a handler that throws, or a thenable whose then() throws
       this.onHandlerError(error);
       return;
     }
-    if (isThenable(out)) {
-      out.then(
-        (value) => this.onHandlerResult(value),
-        (error: unknown) => this.onHandlerError(error),
-      );
-    } else {
-      this.onHandlerResult(out);
-    }
+    this.onHandlerResult(out);
   }
 
   private onHandlerResult(value: unknown): void {
-    if (!this.done) this.respond(value);
-    this.release();
+    try {
+      if (!this.done) this.respond(value);
+    } finally {
+      this.release();
+    }
   }
 
   private onHandlerError(error: unknown): void {
-    if (!this.done) {
-      // only the message travels: never a stack trace or a file path
-      const rpcError = RpcError.from(error);
-      this.fail(rpcError.code, rpcError.rawMessage, rpcError.metadata);
+    try {
+      if (!this.done) {
+        // only the message travels: never a stack trace or a file path
+        const rpcError = RpcError.from(error);
+        this.fail(rpcError.code, rpcError.rawMessage, rpcError.metadata);
+      }
+    } finally {
+      this.release();
     }
-    this.release();
   }
 
   private respond(value: unknown): void {
@@ -184,7 +195,7 @@ export class ServerUnaryCall implements StreamEvents, CallContext {
       }
       this.stream.end(status, message, trailerBlock);
     }
-    if (!this.started) this.release();
+    if (!this.running) this.release();
   }
 
   private cancel(reason: RpcError): void {
@@ -192,7 +203,7 @@ export class ServerUnaryCall implements StreamEvents, CallContext {
     this.finish();
     this.abort.abort(reason);
     this.stream.reset(reason.code, reason.rawMessage);
-    if (!this.started) this.release();
+    if (!this.running) this.release();
   }
 
   private onDeadline(): void {

@@ -55,9 +55,17 @@ export function resolveSessionOptions(options: SessionOptions = {}): ResolvedSes
     maxConcurrentStreams: integer('maxConcurrentStreams', o.maxConcurrentStreams, 1, 0xffff_ffff),
     maxReassemblyBytes: integer('maxReassemblyBytes', o.maxReassemblyBytes, 0, Number.MAX_SAFE_INTEGER),
     handshakeTimeoutMs: integer('handshakeTimeoutMs', o.handshakeTimeoutMs, 0, 0x7fff_ffff),
-    nodeName: o.nodeName,
-    label: o.label,
+    nodeName: text('nodeName', o.nodeName),
+    label: text('label', o.label),
   };
+}
+
+/** HELLO carries names of at most 255 UTF-8 bytes; say so here rather than when the first connection arrives. */
+function text(name: string, value: string): string {
+  if (typeof value !== 'string' || Buffer.byteLength(value) > 255) {
+    throw new RangeError(`${name} must be a string of at most 255 UTF-8 bytes`);
+  }
+  return value;
 }
 
 function stripUndefined<T extends object>(value: T): Partial<T> {

@@ -130,8 +130,8 @@ export class Session implements StreamHost {
   private lastPeerStreamId = 0;
   /** Highest peer stream id we accepted (not refused): what GOAWAY reports, so it never grows between GOAWAYs. */
   private lastAcceptedPeerStreamId = 0;
+  /** Peer streams holding a concurrency slot: freed when the stream has closed and its owner has released it. */
   private inboundActive = 0;
-  private readonly inboundUnreleased = new Set<Stream>();
   private outboundActive = 0;
   private readonly pendingOpens: Array<{ stream: Stream; method: Uint8Array; init: OpenStreamInit; queuedAt: number }> = [];
   private readonly ready_: Array<Stream> = [];
@@ -139,6 +139,7 @@ export class Session implements StreamHost {
   private readonly connectionWaiters: Stream[] = [];
   private flushScheduled = false;
   private flushing = false;
+  private readStopped = false;
   private transportBlocked = false;
   private peerSettings: HelloSettings | undefined;
   private peerGoawayLastId = -1;
@@ -158,6 +159,10 @@ export class Session implements StreamHost {
   private peerInfo: SessionPeer;
 
   peerMaxFrameBytes = DEFAULT_LIMITS.maxFrameBytes;
+  /** False while the transport asks us to wait: streams then queue instead of writing directly. */
+  get transportWritable(): boolean {
+    return !this.transportBlocked;
+  }
   connectionSendWindow = 0;
 
   constructor(
@@ -255,9 +260,12 @@ export class Session implements StreamHost {
     }
     const id = this.nextStreamId;
     this.nextStreamId += 2;
-    const length = openPayloadLength(method, init.metadataBlock); // validates the method before any state changes
+    const length = openPayloadLength(method, init.metadataBlock); // throws for a bad method name
     if (this.peerSettings !== undefined && length > this.peerMaxFrameBytes) {
       throw new SessionError(Status.RESOURCE_EXHAUSTED, `the call's OPEN frame of ${length} bytes exceeds the peer's frame limit of ${this.peerMaxFrameBytes}; send less metadata`, true);
+    }
+    if (this.peerSettings !== undefined && this.peerSettings.maxConcurrentStreams === 0) {
+      throw new SessionError(Status.UNAVAILABLE, 'the peer accepts no streams (MAX_CONCURRENT_STREAMS is 0)', true);
     }
     const stream = new Stream(this, id, true, this.peerSettings?.initialStreamWindow ?? 0, init.window ?? this.options.initialStreamWindow);
     this.streams.set(id, stream);
@@ -266,9 +274,15 @@ export class Session implements StreamHost {
     return stream;
   }
 
-  /** Frees the concurrency slot of a stream the peer opened; call when its handler has returned. */
+  /**
+   * Says the owner of a stream the peer opened is done with it (its handler has returned). Its concurrency slot frees
+   * once the stream has also closed, so neither a running handler nor a response still waiting for credit escapes
+   * the limit.
+   */
   release(stream: Stream): void {
-    if (this.inboundUnreleased.delete(stream)) this.inboundActive--;
+    if (stream.outbound || stream.ownerReleased) return;
+    stream.ownerReleased = true;
+    if (stream.closed) this.inboundActive--;
   }
 
   /** Measures the round-trip time. */
@@ -294,11 +308,11 @@ export class Session implements StreamHost {
     } else if (this.phase === Phase.OPEN) {
       this.phase = Phase.DRAINING;
       this.writeFrame(FrameType.GOAWAY, 0, 0, encodeGoaway(this.lastAcceptedPeerStreamId, ConnectionCode.NO_ERROR, 'closing'));
-      for (const { stream } of this.pendingOpens.splice(0)) {
-        stream.receiveReset(Status.UNAVAILABLE, 'the session closed before this call was sent', true);
-      }
-      const graceMs = options.graceMs ?? 10_000;
-      this.graceTimer = setTimeout(() => this.fail(undefined, 'close grace period expired'), graceMs);
+      this.failPendingOpens('the session closed before this call was sent');
+    }
+    if (this.phase === Phase.DRAINING && this.graceTimer === undefined) {
+      // also when the peer's GOAWAY started the drain: our close() still bounds how long we wait
+      this.graceTimer = setTimeout(() => this.fail(undefined, 'close grace period expired'), options.graceMs ?? 10_000);
       this.graceTimer.unref();
       this.maybeFinishDrain();
     }
@@ -349,7 +363,9 @@ export class Session implements StreamHost {
   streamClosed(stream: Stream): void {
     if (this.streams.get(stream.id) !== stream) return;
     this.streams.delete(stream.id);
-    if (stream.outbound) {
+    if (!stream.outbound) {
+      if (stream.ownerReleased) this.inboundActive--;
+    } else {
       if (stream.opened) {
         this.outboundActive--;
         this.openQueued();
@@ -375,7 +391,12 @@ export class Session implements StreamHost {
   private openQueued(): void {
     while (this.pendingOpens.length > 0 && this.phase === Phase.OPEN && this.outboundActive < this.peerMaxConcurrent()) {
       const { stream, method, init, queuedAt } = this.pendingOpens.shift()!;
-      this.writeOpen(stream, method, lessTimeQueued(init, queuedAt), openPayloadLength(method, init.metadataBlock));
+      const length = openPayloadLength(method, init.metadataBlock);
+      if (length > this.peerMaxFrameBytes) {
+        stream.receiveReset(Status.RESOURCE_EXHAUSTED, `the call's OPEN frame of ${length} bytes exceeds the peer's frame limit of ${this.peerMaxFrameBytes}; send less metadata`, true);
+        continue;
+      }
+      this.writeOpen(stream, method, lessTimeQueued(init, queuedAt), length);
     }
   }
 
@@ -386,8 +407,9 @@ export class Session implements StreamHost {
   private scheduleFlush(): void {
     if (this.flushScheduled) return;
     this.flushScheduled = true;
-    // nextTick runs after the promise jobs queued by the current callback, so every call made in this turn of the
-    // event loop (including those made from resolved promises) shares one socket write
+    // Scheduled from a socket callback, nextTick runs as soon as that callback returns: the frames it queued share one
+    // write. Scheduled from a promise job, it runs once the microtask queue is empty, so calls made from resolved
+    // promises in a burst share one write too. A response of an async handler leaves in the write after.
     process.nextTick(this.flushTick);
   }
 
@@ -416,7 +438,7 @@ export class Session implements StreamHost {
       if (result === WriteResult.MORE) {
         this.ready_.push(stream);
       } else if (result === WriteResult.CONNECTION_BLOCKED) {
-        stream.scheduled = false;
+        // stays marked scheduled while it waits, so a stream CREDIT cannot queue it a second time
         this.connectionWaiters.push(stream);
       } else {
         stream.scheduled = false;
@@ -435,7 +457,7 @@ export class Session implements StreamHost {
 
   private readonly sink: TransportSink = {
     onData: (chunk) => {
-      if (this.phase === Phase.CLOSED) return;
+      if (this.readStopped) return;
       try {
         this.decoder.push(chunk);
       } catch (error) {
@@ -496,6 +518,7 @@ export class Session implements StreamHost {
     this.decoder.setMaxFrameBytes(this.options.maxFrameBytes);
     this.phase = Phase.OPEN;
     for (const { stream } of this.pendingOpens) stream.sendWindow = settings.initialStreamWindow;
+    if (settings.maxConcurrentStreams === 0) this.failPendingOpens('the peer accepts no streams (MAX_CONCURRENT_STREAMS is 0)');
     this.openQueued();
     this.resolveReady();
   }
@@ -525,7 +548,6 @@ export class Session implements StreamHost {
     this.streams.set(id, stream);
     this.lastAcceptedPeerStreamId = id;
     this.inboundActive++;
-    this.inboundUnreleased.add(stream);
     try {
       this.hooks.onStream({ stream, method: open.method, metadata: open.metadata, deadlineMs: open.deadlineMs });
     } catch (error) {
@@ -561,7 +583,7 @@ export class Session implements StreamHost {
     }
     this.connRecvWindow -= n;
     const stream = this.streamFor(id, 'DATA');
-    if (stream !== undefined && !stream.closed) {
+    if (stream !== undefined) {
       if (stream.remoteDone) throw new ProtocolError(ProtocolErrorCode.STREAM_STATE, `DATA on stream ${id} after the peer ended it`);
       if (n > stream.recvWindow) {
         throw new ProtocolError(ProtocolErrorCode.FLOW_CONTROL, `DATA of ${n} bytes on stream ${id} exceeds its credit of ${stream.recvWindow}`);
@@ -575,7 +597,7 @@ export class Session implements StreamHost {
 
   private onEnd(id: number, payload: Uint8Array): void {
     const stream = this.streamFor(id, 'END');
-    if (stream === undefined || stream.closed) return;
+    if (stream === undefined) return;
     if (stream.remoteDone) throw new ProtocolError(ProtocolErrorCode.STREAM_STATE, `END on stream ${id} after the peer ended it`);
     let trailer;
     try {
@@ -590,7 +612,7 @@ export class Session implements StreamHost {
 
   private onReset(flags: number, id: number, payload: Uint8Array): void {
     const stream = this.streamFor(id, 'RESET');
-    if (stream === undefined || stream.closed) return;
+    if (stream === undefined) return;
     let status: Status = Status.INTERNAL;
     let message = 'the peer reset the stream with a malformed RESET';
     try {
@@ -610,11 +632,14 @@ export class Session implements StreamHost {
         throw new ProtocolError(ProtocolErrorCode.FLOW_CONTROL, 'CREDIT pushes the connection window past 2^31-1');
       }
       this.connectionSendWindow += increment;
-      for (const stream of this.connectionWaiters.splice(0)) this.wake(stream);
+      for (const stream of this.connectionWaiters.splice(0)) {
+        stream.scheduled = false;
+        this.wake(stream);
+      }
       return;
     }
     const stream = this.streamFor(id, 'CREDIT');
-    if (stream === undefined || stream.closed) return;
+    if (stream === undefined) return;
     if (!stream.addSendCredit(increment, MAX_WINDOW)) {
       throw new ProtocolError(ProtocolErrorCode.FLOW_CONTROL, `CREDIT pushes the window of stream ${id} past 2^31-1`);
     }
@@ -653,9 +678,7 @@ export class Session implements StreamHost {
       return;
     }
     this.peerGoawayLastId = goaway.lastStreamId;
-    for (const { stream } of this.pendingOpens.splice(0)) {
-      stream.receiveReset(Status.UNAVAILABLE, 'the peer is shutting down; the call was not sent', true);
-    }
+    this.failPendingOpens('the peer is shutting down; the call was not sent');
     for (const stream of [...this.streams.values()]) {
       if (stream.outbound && stream.id > goaway.lastStreamId) {
         stream.receiveReset(Status.UNAVAILABLE, 'the peer is shutting down; the call was not processed', true);
@@ -694,6 +717,7 @@ export class Session implements StreamHost {
       this.fail(error ?? new SessionError(Status.UNAVAILABLE, 'connection lost'), `connection lost${error ? `: ${error.message}` : ''}`, false);
     }
     this.phase = Phase.CLOSED;
+    this.settleLeftovers('the session closed');
     clearTimeout(this.lingerTimer);
     clearTimeout(this.graceTimer); // a graceful close that drained in time leaves it armed
     this.resolveClosed(this.closeError);
@@ -717,22 +741,32 @@ export class Session implements StreamHost {
       this.writer.frame(FrameType.GOAWAY, 0, 0, encodeGoaway(this.lastAcceptedPeerStreamId, code, message));
     }
     this.phase = Phase.CLOSING;
-    for (const { stream } of this.pendingOpens.splice(0)) stream.receiveReset(Status.UNAVAILABLE, reason, true);
+    this.readStopped = true; // the decoder may be mid-frame or broken: nothing more is read
+    this.failPendingOpens(reason);
     for (const stream of [...this.streams.values()]) {
       // streams the peer's GOAWAY says it never saw were not processed: safe to retry
       const unprocessed = stream.outbound && this.peerGoawayLastId >= 0 && stream.id > this.peerGoawayLastId;
       stream.receiveReset(Status.UNAVAILABLE, reason, unprocessed);
     }
-    for (const ping of this.pings.values()) ping.reject(new SessionError(Status.UNAVAILABLE, reason));
-    this.pings.clear();
-    this.ready_.length = 0;
-    this.readyHead = 0;
-    this.connectionWaiters.length = 0;
+    this.settleLeftovers(reason);
     if (!wasClosing) {
       if (this.writer.size > 0) this.transport.write(this.writer.take());
       this.transport.end();
       this.linger();
     }
+  }
+
+  /** Rejects pings and drops scheduling state: whatever path closed the session, nothing stays pending. */
+  private settleLeftovers(reason: string): void {
+    for (const ping of this.pings.values()) ping.reject(new SessionError(Status.UNAVAILABLE, reason));
+    this.pings.clear();
+    this.ready_.length = 0;
+    this.readyHead = 0;
+    this.connectionWaiters.length = 0;
+  }
+
+  private failPendingOpens(reason: string): void {
+    for (const { stream } of this.pendingOpens.splice(0)) stream.receiveReset(Status.UNAVAILABLE, reason, true);
   }
 
   private linger(): void {

@@ -38,6 +38,8 @@ export interface StreamEvents {
 /** The part of the session a stream calls back into. */
 export interface StreamHost {
   readonly peerMaxFrameBytes: number;
+  /** False while the transport has asked us to wait: nothing may bypass the scheduler then. */
+  readonly transportWritable: boolean;
   readonly maxMessageBytes: number;
   connectionSendWindow: number;
   writeFrame(type: number, flags: number, streamId: number, payload?: Uint8Array): void;
@@ -82,8 +84,10 @@ export class Stream {
   sendWindow: number;
   /** Credit we have granted the peer on this stream and it has not used. */
   recvWindow: number;
-  /** Set while this stream sits in the session's ready list, so it is never queued twice. */
+  /** Set while this stream sits in the session's ready list or waits for connection credit: never queued twice. */
   scheduled = false;
+  /** For a stream the peer opened: its owner (the handler) is done; the session frees the slot once it is closed. */
+  ownerReleased = false;
 
   constructor(
     private readonly host: StreamHost,
@@ -124,6 +128,7 @@ export class Stream {
     if (
       this.queue === undefined &&
       this.opened &&
+      host.transportWritable &&
       n <= DIRECT_WRITE_BYTES &&
       n <= this.sendWindow &&
       n <= host.connectionSendWindow &&
@@ -258,12 +263,13 @@ export class Stream {
       return;
     }
     this.remoteEnded = true;
+    // close before telling the owner, so that it sees a closed stream when both sides are done
+    if (this.localDone) this.close();
     try {
       this.events.onEnd(trailer);
     } catch (error) {
       this.ownerFailed(error);
     }
-    if (this.localDone) this.close();
   }
 
   /** RESET arrived from the peer, or the session is failing every stream. */

@@ -1,13 +1,14 @@
 /**
- * The front doors: `listen` accepts connections and gives each a session with the server's services; `connect`
- * dials and resolves once the handshake is done. Both sides of a connection can serve and call.
+ * The Node front doors: `listen` accepts connections and gives each a session with the server's services; `connect`
+ * dials and resolves once the handshake is done. Both sides of a connection can serve and call. This is the one
+ * module that ties node:net transports to the core; the core itself (wire, session, rpc) takes any Transport.
  */
-import { Status } from '../wire/constants.js';
-import { dial, listenOn, type DialOptions } from '../transport/net.js';
-import type { Transport } from '../transport/transport.js';
-import type { Role } from '../session/session.js';
-import { RpcError } from './rpc-error.js';
-import { Registry, RpcSession, type RpcSessionOptions } from './rpc-session.js';
+import { Status } from './wire/constants.js';
+import { dial, listenOn, type DialOptions } from './transport/net.js';
+import type { Transport } from './transport/transport.js';
+import { resolveSessionOptions } from './session/options.js';
+import { RpcError } from './rpc/rpc-error.js';
+import { Registry, RpcSession, type RpcSessionOptions } from './rpc/rpc-session.js';
 
 export interface ListenOptions extends RpcSessionOptions {
   /** Called for every accepted session once its handshake is done. */
@@ -24,10 +25,17 @@ export interface Server {
 }
 
 export async function listen(url: string, options: ListenOptions = {}): Promise<Server> {
+  resolveSessionOptions(options); // a bad option throws here, not inside the accept callback of the first connection
   const registry = new Registry(options.services);
   const sessions = new Set<RpcSession>();
   const listener = await listenOn(url, (transport) => {
-    const session = new RpcSession(transport, 'acceptor', { ...options, registry });
+    let session: RpcSession;
+    try {
+      session = new RpcSession(transport, 'acceptor', { ...options, registry });
+    } catch {
+      transport.destroy();
+      return;
+    }
     sessions.add(session);
     void session.closed.then(() => sessions.delete(session));
     session.ready
@@ -51,6 +59,7 @@ export interface ConnectOptions extends RpcSessionOptions, DialOptions {}
 
 /** Dials `url` (tcp://host:port or unix:///path) and resolves with a ready session. Failures are UNAVAILABLE. */
 export async function connect(url: string, options: ConnectOptions = {}): Promise<RpcSession> {
+  resolveSessionOptions(options); // before dialing: a bad option must not leave a socket behind
   let transport: Transport;
   try {
     transport = await dial(url, options);
@@ -65,9 +74,4 @@ export async function connect(url: string, options: ConnectOptions = {}): Promis
     throw new RpcError(Status.UNAVAILABLE, `handshake with ${url} failed: ${(error as Error).message}`, { cause: error });
   }
   return session;
-}
-
-/** A session over any Transport (an in-memory pair, a custom duplex). Await `session.ready` before calling. */
-export function createSession(transport: Transport, role: Role, options: RpcSessionOptions = {}): RpcSession {
-  return new RpcSession(transport, role, options);
 }
