@@ -40,7 +40,8 @@ import {
 } from '../wire/payloads.js';
 import type { PeerInfo, Transport, TransportSink } from '../transport/transport.js';
 import { resolveSessionOptions, type ResolvedSessionOptions, type SessionOptions } from './options.js';
-import { Stream, WriteResult, type StreamHost } from './stream.js';
+import { StreamScheduler } from './scheduler.js';
+import { Stream, type StreamHost } from './stream.js';
 import { FrameWriter } from './writer.js';
 
 export type Role = 'dialer' | 'acceptor';
@@ -134,9 +135,7 @@ export class Session implements StreamHost {
   private inboundActive = 0;
   private outboundActive = 0;
   private readonly pendingOpens: Array<{ stream: Stream; method: Uint8Array; init: OpenStreamInit; queuedAt: number }> = [];
-  private readonly ready_: Array<Stream> = [];
-  private readyHead = 0;
-  private readonly connectionWaiters: Stream[] = [];
+  private readonly scheduler = new StreamScheduler();
   private flushScheduled = false;
   private flushing = false;
   private readStopped = false;
@@ -339,10 +338,7 @@ export class Session implements StreamHost {
   }
 
   wake(stream: Stream): void {
-    if (stream.scheduled) return;
-    stream.scheduled = true;
-    this.ready_.push(stream);
-    this.scheduleFlush();
+    if (this.scheduler.add(stream)) this.scheduleFlush();
   }
 
   returnConnectionCredit(bytes: number): void {
@@ -427,30 +423,9 @@ export class Session implements StreamHost {
     if (!this.transport.write(this.writer.take())) this.transportBlocked = true;
   }
 
-  /** Round-robin over streams with queued data: one frame per stream per turn, control frames already ahead. */
+  /** Stream data after the control frames already queued; yields to I/O when one flush's budget is spent. */
   private pumpStreams(): void {
-    let budget = FLUSH_BUDGET_BYTES;
-    while (this.readyHead < this.ready_.length && budget > 0) {
-      const stream = this.ready_[this.readyHead++]!;
-      const before = this.writer.size;
-      const result = stream.writeNext();
-      budget -= this.writer.size - before;
-      if (result === WriteResult.MORE) {
-        this.ready_.push(stream);
-      } else if (result === WriteResult.CONNECTION_BLOCKED) {
-        // stays marked scheduled while it waits, so a stream CREDIT cannot queue it a second time
-        this.connectionWaiters.push(stream);
-      } else {
-        stream.scheduled = false;
-      }
-    }
-    if (this.readyHead === this.ready_.length) {
-      this.ready_.length = 0;
-      this.readyHead = 0;
-    } else {
-      // budget spent: let I/O run, then continue
-      setImmediate(() => this.scheduleFlush());
-    }
+    if (this.scheduler.pump(FLUSH_BUDGET_BYTES, () => this.writer.size)) setImmediate(() => this.scheduleFlush());
   }
 
   // ---------------------------------------------------------------- reading
@@ -632,10 +607,8 @@ export class Session implements StreamHost {
         throw new ProtocolError(ProtocolErrorCode.FLOW_CONTROL, 'CREDIT pushes the connection window past 2^31-1');
       }
       this.connectionSendWindow += increment;
-      for (const stream of this.connectionWaiters.splice(0)) {
-        stream.scheduled = false;
-        this.wake(stream);
-      }
+      this.scheduler.unpark();
+      this.scheduleFlush();
       return;
     }
     const stream = this.streamFor(id, 'CREDIT');
@@ -760,9 +733,7 @@ export class Session implements StreamHost {
   private settleLeftovers(reason: string): void {
     for (const ping of this.pings.values()) ping.reject(new SessionError(Status.UNAVAILABLE, reason));
     this.pings.clear();
-    this.ready_.length = 0;
-    this.readyHead = 0;
-    this.connectionWaiters.length = 0;
+    this.scheduler.clear();
   }
 
   private failPendingOpens(reason: string): void {
