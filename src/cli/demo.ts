@@ -5,7 +5,7 @@
  */
 import { fork } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
-import type { RpcError} from '../index.js';
+import type { RpcError } from '../index.js';
 import { listen, serve, type RpcSession } from '../index.js';
 import { Agent, Controller } from './demo-services.js';
 
