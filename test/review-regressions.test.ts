@@ -452,6 +452,26 @@ void describe('review regressions: connection errors and bad options', () => {
     assert.equal(decodeGoaway(after[0]!.payload).code, ConnectionCode.PROTOCOL_ERROR);
   });
 
+  void test('ping flood from a peer that does not read (CVE-2019-9512): the session closes with ENHANCE_YOUR_CALM instead of buffering every PING ACK', { timeout: 5000 }, async (t) => {
+    const [rawEnd, sessionEnd] = createMemoryPair();
+    const written = tapFrames(sessionEnd);
+    const session = createSession(sessionEnd, 'acceptor');
+    t.after(() => session.destroy());
+    const raw = new RawPeer(rawEnd);
+    raw.sendBytes(helloFrame());
+    await within(session.ready, 1000, 'handshake');
+    sessionEnd.setDeliveryPaused(true); // the peer stops reading what the session writes
+    for (let round = 0; round < 20 && session.core.isOpen; round++) {
+      for (let i = 0; i < 10_000; i++) raw.send(FrameType.PING, 0, 0, encodePing(BigInt(round * 10_000 + i)));
+      await sleep(1);
+    }
+    const error = await within(session.closed, 3000, 'the session closes');
+    assert.ok(error instanceof ProtocolError && error.code === ProtocolErrorCode.ENHANCE_YOUR_CALM, `closed with ${String(error)}`);
+    assert.ok(sessionEnd.bufferedBytes < 256 * 1024, `${sessionEnd.bufferedBytes} bytes were buffered for a peer that reads nothing`);
+    const goaway = written.filter((f) => f.type === FrameType.GOAWAY).at(-1);
+    assert.ok(goaway !== undefined && decodeGoaway(goaway.payload).code === ConnectionCode.ENHANCE_YOUR_CALM);
+  });
+
   void test('listen() with an invalid option (maxFrameBytes: 1; a 300-byte nodeName) rejects with a RangeError before listening', { timeout: 5000 }, async (t) => {
     const servers = activeHandles('ServerWrap');
     const attempts: Array<Promise<unknown>> = [];

@@ -105,6 +105,8 @@ const FLUSH_BUDGET_BYTES = 1024 * 1024;
  * part while we encode the rest (bench, c=64: 145k calls/s never eager, 224k at 1 KiB, 284k at 2 KiB, 196k at 4 KiB).
  */
 const EAGER_FLUSH_BYTES = 2048;
+/** Solicited control replies (PING ACK, refusals) queued while the peer is not reading; more closes the connection. */
+const MAX_REPLIES_WHILE_BLOCKED = 1000;
 /** Pings awaiting a reply; more are refused rather than queued. */
 const MAX_OUTSTANDING_PINGS = 16;
 /** After we end our side, how long the peer has to close before we destroy the socket. */
@@ -139,6 +141,7 @@ export class Session implements StreamHost {
   private flushScheduled = false;
   private flushing = false;
   private readStopped = false;
+  private repliesWhileBlocked = 0;
   private transportBlocked = false;
   private peerSettings: HelloSettings | undefined;
   private peerGoawayLastId = -1;
@@ -442,6 +445,7 @@ export class Session implements StreamHost {
     onEnd: () => this.onPeerEnd(),
     onDrain: () => {
       this.transportBlocked = false;
+      this.repliesWhileBlocked = 0;
       this.scheduleFlush();
     },
     onClose: (error) => this.onTransportClose(error),
@@ -533,7 +537,23 @@ export class Session implements StreamHost {
   }
 
   private refuse(id: number, reason: string): void {
+    this.countSolicitedReply('RESET');
     this.writeFrame(FrameType.RESET, Flag.REFUSED, id, encodeReset(Status.UNAVAILABLE, reason));
+  }
+
+  /**
+   * Replies the peer solicits (PING ACK, refusals) are written even while the transport asks us to wait, so that
+   * control never queues behind data; a peer that keeps soliciting them without reading (CVE-2019-9512, the ping
+   * flood) would grow that buffer forever. Past MAX_REPLIES_WHILE_BLOCKED replies without a drain, it is cut off.
+   */
+  private countSolicitedReply(what: string): void {
+    if (!this.transportBlocked) return;
+    if (++this.repliesWhileBlocked > MAX_REPLIES_WHILE_BLOCKED) {
+      throw new ProtocolError(
+        ProtocolErrorCode.ENHANCE_YOUR_CALM,
+        `the peer solicited more than ${MAX_REPLIES_WHILE_BLOCKED} ${what} replies without reading them`,
+      );
+    }
   }
 
   /** Looks up the stream a frame is for; undefined for a stream that has closed. Throws for one never opened. */
@@ -620,7 +640,8 @@ export class Session implements StreamHost {
 
   private onPing(flags: number, payload: Uint8Array): void {
     if ((flags & Flag.ACK) === 0) {
-      this.writeFrame(FrameType.PING, Flag.ACK, 0, payload.slice());
+      this.countSolicitedReply('PING');
+      this.writeFrame(FrameType.PING, Flag.ACK, 0, payload);
       return;
     }
     const opaque = decodePing(payload);
