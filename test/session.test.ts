@@ -256,12 +256,7 @@ void describe('session: peers that are not gridwire', () => {
   void test('an HTTP request to a listen() port is closed; the server keeps working', { timeout: 5000 }, async (t) => {
     const server = await listen('tcp://127.0.0.1:0', { services: [echoService()] });
     t.after(() => server.close({ graceMs: 0 }));
-    const port = Number(new URL(server.url.replace('tcp:', 'http:')).port);
-    const socket = destroyAfter(t, createConnection({ host: '127.0.0.1', port }));
-    const received: Buffer[] = [];
-    socket.on('data', (chunk: Buffer) => received.push(chunk));
-    socket.on('error', () => undefined);
-    const closed = new Promise<void>((resolve) => socket.on('close', () => resolve()));
+    const { socket, received, closed } = plainSocketTo(t, server.url);
     socket.write('GET / HTTP/1.1\r\nHost: x\r\n\r\n');
     await within(closed, 3000, 'the server closes the HTTP client');
     const frames = decodeAll(Buffer.concat(received));
@@ -341,14 +336,10 @@ void describe('session: peers that are not gridwire', () => {
   void test('a raw socket that connects and says nothing is closed after handshakeTimeoutMs', { timeout: 5000 }, async (t) => {
     const server = await listen('tcp://127.0.0.1:0', { services: [echoService()], handshakeTimeoutMs: 200 });
     t.after(() => server.close({ graceMs: 0 }));
-    const port = Number(new URL(server.url.replace('tcp:', 'http:')).port);
-    const socket = destroyAfter(t, createConnection({ host: '127.0.0.1', port }));
-    const received: Buffer[] = [];
-    socket.on('data', (chunk: Buffer) => received.push(chunk));
-    socket.on('error', () => undefined);
+    const { socket, received, closed } = plainSocketTo(t, server.url);
     await new Promise<void>((resolve) => socket.once('connect', () => resolve()));
     const start = performance.now();
-    await within(new Promise<void>((resolve) => socket.on('close', () => resolve())), 3000, 'the silent socket is closed');
+    await within(closed, 3000, 'the silent socket is closed');
     const elapsed = performance.now() - start;
     assert.ok(elapsed >= 150 && elapsed < 1500, `closed after ${elapsed.toFixed(0)} ms (handshakeTimeoutMs 200)`);
     const goaway = decodeAll(Buffer.concat(received)).find((f) => f.type === FrameType.GOAWAY);
@@ -357,6 +348,17 @@ void describe('session: peers that are not gridwire', () => {
     await until(() => server.sessions.size === 0, 2000, 'the session is forgotten');
   });
 });
+
+/** A plain TCP socket (no gridwire) to a listen() address, recording what the server sends; destroyed after the test. */
+function plainSocketTo(t: TestContext, url: string): { socket: Socket; received: Buffer[]; closed: Promise<void> } {
+  const port = Number(new URL(url.replace('tcp:', 'http:')).port);
+  const socket = destroyAfter(t, createConnection({ host: '127.0.0.1', port }));
+  const received: Buffer[] = [];
+  socket.on('data', (chunk: Buffer) => received.push(chunk));
+  socket.on('error', () => undefined);
+  const closed = new Promise<void>((resolve) => socket.on('close', () => resolve()));
+  return { socket, received, closed };
+}
 
 // ---------------------------------------------------------------- evil peer
 
