@@ -36,10 +36,6 @@ export class LazySignal {
     return this.controller.signal;
   }
 
-  get isAborted(): boolean {
-    return this.aborted;
-  }
-
   abort(reason: unknown): void {
     if (this.aborted) return;
     this.aborted = true;

@@ -22,7 +22,7 @@ import {
 import { FrameDecoder } from '../wire/decoder.js';
 import { MalformedPayloadError, ProtocolError, ProtocolErrorCode } from '../wire/errors.js';
 import { decodeHello, encodeHello, type HelloSettings } from '../wire/hello.js';
-import { MetadataLimitError, type MetadataLimits } from '../wire/metadata.js';
+import { MetadataLimitError } from '../wire/metadata.js';
 import {
   decodeCredit,
   decodeEnd,
@@ -517,7 +517,7 @@ export class Session implements StreamHost {
     }
     let open: OpenPayload;
     try {
-      open = decodeOpen(payload, this.metadataLimits());
+      open = decodeOpen(payload, this.options);
     } catch (error) {
       this.writeFrame(FrameType.RESET, 0, id, encodeReset(...streamErrorOf(error, 'OPEN')));
       return;
@@ -596,7 +596,7 @@ export class Session implements StreamHost {
     if (stream.remoteDone) throw new ProtocolError(ProtocolErrorCode.STREAM_STATE, `END on stream ${id} after the peer ended it`);
     let trailer;
     try {
-      trailer = decodeEnd(payload, this.metadataLimits());
+      trailer = decodeEnd(payload, this.options);
     } catch (error) {
       const [status, message] = streamErrorOf(error, 'END');
       stream.failLocally(status, message);
@@ -770,10 +770,6 @@ export class Session implements StreamHost {
     if (this.closeError) return `the session is closed: ${this.closeError.message}`;
     if (this.peerGoawayLastId >= 0) return 'the peer is shutting down (GOAWAY); open a new session';
     return 'the session is closing';
-  }
-
-  private metadataLimits(): MetadataLimits {
-    return this.options;
   }
 }
 

@@ -52,10 +52,9 @@ export class ByteReader {
 
   u32(what: string): number {
     this.need(4, what);
-    const b = this.bytes;
-    const o = this.offset;
+    const v = readU32(this.bytes, this.offset);
     this.offset += 4;
-    return ((b[o]! << 24) | (b[o + 1]! << 16) | (b[o + 2]! << 8) | b[o + 3]!) >>> 0;
+    return v;
   }
 
   /** A view, not a copy: valid only while the payload is. */
@@ -72,10 +71,6 @@ export class ByteReader {
     if (text === undefined) throw new MalformedPayloadError(`${what}: not valid UTF-8`);
     this.offset += n;
     return text;
-  }
-
-  rest(): Uint8Array {
-    return this.bytesView(this.remaining, 'rest');
   }
 
   expectEnd(what: string): void {
@@ -142,6 +137,10 @@ export class ByteWriter {
   done(): Uint8Array {
     return this.offset === this.bytes.length ? this.bytes : this.bytes.subarray(0, this.offset);
   }
+}
+
+export function readU32(source: Uint8Array, offset: number): number {
+  return ((source[offset]! << 24) | (source[offset + 1]! << 16) | (source[offset + 2]! << 8) | source[offset + 3]!) >>> 0;
 }
 
 export function writeU32(target: Uint8Array, offset: number, v: number): void {

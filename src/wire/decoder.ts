@@ -12,7 +12,7 @@ import {
   PING_PAYLOAD_BYTES,
 } from './constants.js';
 import { ProtocolError, ProtocolErrorCode } from './errors.js';
-import { readU32 } from './frame.js';
+import { readU32 } from './bytes.js';
 
 export type FrameHandler = (type: number, flags: number, streamId: number, payload: Uint8Array) => void;
 

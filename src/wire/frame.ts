@@ -24,10 +24,6 @@ export function writeFrameHeader(target: Uint8Array, offset: number, type: numbe
   target[offset + 9] = length & 0xff;
 }
 
-export function readU32(source: Uint8Array, offset: number): number {
-  return ((source[offset]! << 24) | (source[offset + 1]! << 16) | (source[offset + 2]! << 8) | source[offset + 3]!) >>> 0;
-}
-
 /** One frame as a fresh byte array. The session's writer does the same into a shared buffer instead. */
 export function encodeFrame(frame: Frame): Uint8Array {
   const out = new Uint8Array(FRAME_HEADER_BYTES + frame.payload.length);

@@ -2,8 +2,7 @@
  * Encode and decode the payload of every frame type except DATA (whose payload is opaque bytes) and HELLO
  * (hello.ts). Pure functions; decoders throw MalformedPayloadError for structure and MetadataLimitError for size.
  */
-import { ByteReader, ByteWriter, decodeUtf8, utf8Truncated, writeU32 } from './bytes.js';
-import { readU32 } from './frame.js';
+import { ByteReader, ByteWriter, decodeUtf8, readU32, utf8Truncated, writeU32 } from './bytes.js';
 import {
   CREDIT_PAYLOAD_BYTES,
   MAX_WINDOW,
