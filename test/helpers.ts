@@ -220,6 +220,7 @@ export interface RawFrame {
 export const RAW_HELLO_SETTINGS: HelloSettings = {
   maxFrameBytes: 64 * 1024,
   initialStreamWindow: 256 * 1024,
+  initialMessageWindow: 1024,
   connectionWindow: 16 * 1024 * 1024,
   maxConcurrentStreams: 100,
   maxMessageBytes: 4 * 1024 * 1024,

@@ -20,6 +20,10 @@ export interface SessionOptions {
   maxMetadataEntries?: number;
   /** Receive window granted to each new stream. Default 262 144. */
   initialStreamWindow?: number;
+  /** Messages the peer may send on a stream before we grant more (consumption-based). Default 1 024. */
+  initialMessageWindow?: number;
+  /** Receive window granted to bulk byte streams (upload handlers, download callers). Default 1 MiB. */
+  bulkWindow?: number;
   /** Receive window granted to the whole connection. Default 16 MiB. */
   connectionWindow?: number;
   /** Streams the peer may have open towards us at once; more are refused (retry-safe). Default 100. */
@@ -51,6 +55,8 @@ export function resolveSessionOptions(options: SessionOptions = {}): ResolvedSes
     maxMetadataBytes: integer('maxMetadataBytes', o.maxMetadataBytes, 0, 1024 * 1024),
     maxMetadataEntries: integer('maxMetadataEntries', o.maxMetadataEntries, 0, 255),
     initialStreamWindow: integer('initialStreamWindow', o.initialStreamWindow, MIN_MAX_FRAME_BYTES, MAX_WINDOW),
+    initialMessageWindow: integer('initialMessageWindow', o.initialMessageWindow, 1, MAX_WINDOW),
+    bulkWindow: integer('bulkWindow', o.bulkWindow, MIN_MAX_FRAME_BYTES, MAX_WINDOW),
     connectionWindow: integer('connectionWindow', o.connectionWindow, MIN_MAX_FRAME_BYTES, MAX_WINDOW),
     maxConcurrentStreams: integer('maxConcurrentStreams', o.maxConcurrentStreams, 1, 0xffff_ffff),
     maxReassemblyBytes: integer('maxReassemblyBytes', o.maxReassemblyBytes, 0, Number.MAX_SAFE_INTEGER),

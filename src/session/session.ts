@@ -197,6 +197,7 @@ export class Session implements StreamHost {
         settings: {
           maxFrameBytes: this.options.maxFrameBytes,
           initialStreamWindow: this.options.initialStreamWindow,
+          initialMessageWindow: this.options.initialMessageWindow,
           connectionWindow: this.options.connectionWindow,
           maxConcurrentStreams: this.options.maxConcurrentStreams,
           maxMessageBytes: this.options.maxMessageBytes,
@@ -269,7 +270,12 @@ export class Session implements StreamHost {
     if (this.peerSettings !== undefined && this.peerSettings.maxConcurrentStreams === 0) {
       throw new SessionError(Status.UNAVAILABLE, 'the peer accepts no streams (MAX_CONCURRENT_STREAMS is 0)', true);
     }
-    const stream = new Stream(this, id, true, this.peerSettings?.initialStreamWindow ?? 0, init.window ?? this.options.initialStreamWindow);
+    const peer = this.peerSettings;
+    const stream = new Stream(
+      this, id, true,
+      peer?.initialStreamWindow ?? 0, init.window ?? this.options.initialStreamWindow,
+      peer?.initialMessageWindow ?? 0, this.options.initialMessageWindow,
+    );
     this.streams.set(id, stream);
     if (this.phase === Phase.OPEN && this.outboundActive < this.peerMaxConcurrent()) this.writeOpen(stream, method, init, length);
     else this.pendingOpens.push({ stream, method, init, queuedAt: performance.now() });
@@ -462,7 +468,7 @@ export class Session implements StreamHost {
       case FrameType.RESET:
         return this.onReset(flags, streamId, payload);
       case FrameType.CREDIT:
-        return this.onCredit(streamId, payload);
+        return this.onCredit(flags, streamId, payload);
       case FrameType.PING:
         return this.onPing(flags, payload);
       case FrameType.GOAWAY:
@@ -496,7 +502,10 @@ export class Session implements StreamHost {
     this.peerInfo = { ...this.transport.peer, nodeName: settings.nodeName, label: settings.label };
     this.decoder.setMaxFrameBytes(this.options.maxFrameBytes);
     this.phase = Phase.OPEN;
-    for (const { stream } of this.pendingOpens) stream.sendWindow = settings.initialStreamWindow;
+    for (const { stream } of this.pendingOpens) {
+      stream.sendWindow = settings.initialStreamWindow;
+      stream.sendMessageWindow = settings.initialMessageWindow;
+    }
     if (settings.maxConcurrentStreams === 0) this.failPendingOpens('the peer accepts no streams (MAX_CONCURRENT_STREAMS is 0)');
     this.openQueued();
     this.resolveReady();
@@ -523,7 +532,11 @@ export class Session implements StreamHost {
       return;
     }
     const sendWindow = open.window === 0 ? this.peerSettings!.initialStreamWindow : open.window;
-    const stream = new Stream(this, id, false, sendWindow, this.options.initialStreamWindow);
+    const stream = new Stream(
+      this, id, false,
+      sendWindow, this.options.initialStreamWindow,
+      this.peerSettings!.initialMessageWindow, this.options.initialMessageWindow,
+    );
     this.streams.set(id, stream);
     this.lastAcceptedPeerStreamId = id;
     this.inboundActive++;
@@ -583,6 +596,9 @@ export class Session implements StreamHost {
       if (n > stream.recvWindow) {
         throw new ProtocolError(ProtocolErrorCode.FLOW_CONTROL, `DATA of ${n} bytes on stream ${id} exceeds its credit of ${stream.recvWindow}`);
       }
+      if (flags & Flag.MESSAGE_END && !stream.rawInbound && stream.recvMessageWindow === 0) {
+        throw new ProtocolError(ProtocolErrorCode.FLOW_CONTROL, `a message on stream ${id} exceeds its message credit`);
+      }
       stream.receiveData(flags, payload);
     }
     // Every DATA frame leaves the connection window here, whatever became of it: delivered, buffered for reassembly
@@ -619,10 +635,12 @@ export class Session implements StreamHost {
     stream.receiveReset(status, message, refused);
   }
 
-  private onCredit(id: number, payload: Uint8Array): void {
+  private onCredit(flags: number, id: number, payload: Uint8Array): void {
     const increment = decodeCredit(payload);
     if (increment === 0) throw new ProtocolError(ProtocolErrorCode.FLOW_CONTROL, `CREDIT of 0 on stream ${id}`);
+    const messages = (flags & Flag.MESSAGES) !== 0;
     if (id === 0) {
+      if (messages) throw new ProtocolError(ProtocolErrorCode.FLOW_CONTROL, 'message CREDIT on stream 0: the connection has no message window');
       if (this.connectionSendWindow + increment > MAX_WINDOW) {
         throw new ProtocolError(ProtocolErrorCode.FLOW_CONTROL, 'CREDIT pushes the connection window past 2^31-1');
       }
@@ -633,8 +651,8 @@ export class Session implements StreamHost {
     }
     const stream = this.streamFor(id, 'CREDIT');
     if (stream === undefined) return;
-    if (!stream.addSendCredit(increment, MAX_WINDOW)) {
-      throw new ProtocolError(ProtocolErrorCode.FLOW_CONTROL, `CREDIT pushes the window of stream ${id} past 2^31-1`);
+    if (!stream.addSendCredit(increment, MAX_WINDOW, messages)) {
+      throw new ProtocolError(ProtocolErrorCode.FLOW_CONTROL, `CREDIT pushes the ${messages ? 'message ' : ''}window of stream ${id} past 2^31-1`);
     }
   }
 

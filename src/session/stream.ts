@@ -15,6 +15,13 @@
  * | any but closed     | RESET read or written, connection lost | closed             |
  *
  * DATA or END read in half-closed remote is a connection error (GW_ERR_STREAM_STATE): the peer broke its own promise.
+ *
+ * Credit (PROTOCOL.md §6). A stream counts bytes and messages both ways. By default it returns credit as it delivers
+ * (unary calls, whose single message is consumed at once); an owner that queues what it receives (message streams,
+ * bulk bodies) sets `autoCredit = false` and calls `consume()` as the application takes each item, so a slow reader
+ * holds back only its own stream. Fragments of a message are credited as they arrive while nothing delivered waits
+ * to be consumed, so a message larger than the window always completes, yet a reader that has stopped holds at most
+ * one window plus one message.
  */
 import { Flag, FrameType, Status } from '../wire/constants.js';
 import { EMPTY_METADATA_BLOCK, type Metadata } from '../wire/metadata.js';
@@ -28,11 +35,17 @@ export interface StreamTrailer {
 
 /** What a stream tells its owner (the rpc layer). Payload bytes are valid only during the call. */
 export interface StreamEvents {
-  onMessage(bytes: Uint8Array): void;
+  /**
+   * A message arrived (or, with `rawInbound`, a chunk of bytes). `charge` is what `consume()` must be given once the
+   * application has taken it (only when `autoCredit` is off).
+   */
+  onMessage(bytes: Uint8Array, charge: number): void;
   /** The peer finished its side: cleanly (status OK) or with an error status in its trailer. */
   onEnd(trailer: StreamTrailer): void;
   /** The stream was aborted: by a RESET from the peer, by a limit, or by the loss of the connection. */
   onReset(status: Status, message: string, refused: boolean): void;
+  /** What was queued to send has gone down to the high-water mark after a send returned false. */
+  onWritable?(): void;
 }
 
 /** The part of the session a stream calls back into. */
@@ -62,8 +75,14 @@ export const enum WriteResult {
 
 /** Small messages are written straight into the outgoing buffer; larger ones go through the fair scheduler. */
 const DIRECT_WRITE_BYTES = 16 * 1024;
+/**
+ * Bytes a stream may hold queued beyond what the peer's credit lets out before a sender is asked to wait: one bulk
+ * chunk waits while the next is produced, so credit never arrives to an empty queue, and no queue grows without bound.
+ */
+export const SEND_HIGH_WATER_BYTES = 64 * 1024;
 
 const NO_EVENTS: StreamEvents = { onMessage() {}, onEnd() {}, onReset() {} };
+const EMPTY = new Uint8Array(0);
 
 type Outgoing = { end: false; bytes: Uint8Array; offset: number; flags: number } | { end: true; payload: Uint8Array };
 
@@ -80,10 +99,25 @@ export class Stream {
   private parts: Uint8Array[] | undefined;
   private partBytes = 0;
   private recvUnacked = 0;
+  private recvMessagesUnacked = 0;
+  /** Items delivered to the owner and not yet consumed (autoCredit off). */
+  private unconsumed = 0;
+  /** Bytes of the partly received message not yet credited, because an earlier item still waits to be consumed. */
+  private partialUncredited = 0;
+  private queuedBytes = 0;
+  private wantsWritable = false;
   /** Credit the peer has granted us on this stream. */
   sendWindow: number;
+  /** Message credit the peer has granted us on this stream. */
+  sendMessageWindow: number;
   /** Credit we have granted the peer on this stream and it has not used. */
   recvWindow: number;
+  /** Message credit we have granted the peer on this stream and it has not used. */
+  recvMessageWindow: number;
+  /** Off: credit is returned by `consume()`, when the application takes what was delivered. */
+  autoCredit = true;
+  /** On: DATA payloads are delivered as they arrive, as chunks of a byte stream (bulk), not reassembled messages. */
+  rawInbound = false;
   /** Set while this stream sits in the session's ready list or waits for connection credit: never queued twice. */
   scheduled = false;
   /** For a stream the peer opened: its owner (the handler) is done; the session frees the slot once it is closed. */
@@ -94,11 +128,15 @@ export class Stream {
     readonly id: number,
     readonly outbound: boolean,
     sendWindow: number,
-    private readonly recvWindowSize: number,
+    private recvWindowSize: number,
+    sendMessageWindow: number,
+    private readonly recvMessageWindowSize: number,
   ) {
     this.opened = !outbound;
     this.sendWindow = sendWindow;
     this.recvWindow = recvWindowSize;
+    this.sendMessageWindow = sendMessageWindow;
+    this.recvMessageWindow = recvMessageWindowSize;
   }
 
   get closed(): boolean {
@@ -116,10 +154,11 @@ export class Stream {
   }
 
   /**
-   * Queues one message; with `endStream` it is the last thing we send (status OK, no trailer metadata).
+   * Queues one message; with `endStream` it is the last thing we send (status OK, no trailer metadata). Returns false
+   * once more than SEND_HIGH_WATER_BYTES wait for credit: the sender should then wait for `onWritable`.
    * The bytes are not copied when they are large: do not modify them afterwards.
    */
-  sendMessage(bytes: Uint8Array, endStream = false): void {
+  sendMessage(bytes: Uint8Array, endStream = false): boolean {
     if (!this.writable) throw new Error(`stream ${this.id}: cannot send after the stream ended`);
     const flags = endStream ? Flag.MESSAGE_END | Flag.END_STREAM : Flag.MESSAGE_END;
     if (endStream) this.localEnded = true;
@@ -129,19 +168,48 @@ export class Stream {
       this.queue === undefined &&
       this.opened &&
       host.transportWritable &&
+      this.sendMessageWindow > 0 &&
       n <= DIRECT_WRITE_BYTES &&
       n <= this.sendWindow &&
       n <= host.connectionSendWindow &&
       n <= host.peerMaxFrameBytes
     ) {
       this.sendWindow -= n;
+      this.sendMessageWindow--;
       host.connectionSendWindow -= n;
       host.writeFrame(FrameType.DATA, flags, this.id, bytes);
       if (endStream) this.markLocalDone();
+      return true;
+    }
+    return this.enqueue(bytes, flags);
+  }
+
+  /** Queues bytes of a bulk body: no message boundary, fragmented as credit allows. Returns as sendMessage. */
+  sendChunk(bytes: Uint8Array): boolean {
+    if (!this.writable) throw new Error(`stream ${this.id}: cannot send after the stream ended`);
+    if (bytes.length === 0) return this.queuedBytes <= SEND_HIGH_WATER_BYTES;
+    return this.enqueue(bytes, 0);
+  }
+
+  /** Ends our side cleanly (status OK) after everything queued: the receiver's EOF. */
+  endClean(): void {
+    if (!this.writable) return;
+    this.localEnded = true;
+    if (this.queue === undefined && this.opened) {
+      this.host.writeFrame(FrameType.DATA, Flag.END_STREAM, this.id, EMPTY);
+      this.markLocalDone();
       return;
     }
+    this.enqueue(EMPTY, Flag.END_STREAM);
+  }
+
+  private enqueue(bytes: Uint8Array, flags: number): boolean {
     (this.queue ??= []).push({ end: false, bytes, offset: 0, flags });
-    if (this.opened) host.wake(this);
+    this.queuedBytes += bytes.length;
+    if (this.opened) this.host.wake(this);
+    if (this.queuedBytes <= SEND_HIGH_WATER_BYTES) return true;
+    this.wantsWritable = true;
+    return false;
   }
 
   /** Ends our side with a trailer. */
@@ -161,7 +229,7 @@ export class Stream {
   /** Aborts the stream in both directions and tells the peer why. Queued frames are dropped. Idempotent. */
   reset(status: Status, message: string): void {
     if (this.isClosed) return;
-    this.queue = undefined;
+    this.dropQueue();
     if (this.opened) this.host.writeFrame(FrameType.RESET, 0, this.id, encodeReset(status, message));
     this.close();
   }
@@ -185,6 +253,8 @@ export class Stream {
       return WriteResult.IDLE;
     }
     const remaining = item.bytes.length - item.offset;
+    // a message needs one message credit; fragments of it wait with it, since its last frame would need it anyway
+    if (item.flags & Flag.MESSAGE_END && item.offset === 0 && this.sendMessageWindow === 0) return WriteResult.IDLE;
     const n = Math.min(remaining, this.sendWindow, host.connectionSendWindow, host.peerMaxFrameBytes);
     if (n === 0 && remaining > 0) {
       return this.sendWindow === 0 ? WriteResult.IDLE : WriteResult.CONNECTION_BLOCKED;
@@ -193,7 +263,9 @@ export class Stream {
     const chunk = item.offset === 0 && last ? item.bytes : item.bytes.subarray(item.offset, item.offset + n);
     item.offset += n;
     this.sendWindow -= n;
+    this.queuedBytes -= n;
     host.connectionSendWindow -= n;
+    if (last && item.flags & Flag.MESSAGE_END) this.sendMessageWindow--;
     host.writeFrame(FrameType.DATA, last ? item.flags : 0, this.id, chunk);
     if (last) {
       this.dequeue(queue);
@@ -202,25 +274,43 @@ export class Stream {
         return WriteResult.IDLE;
       }
     }
+    if (this.wantsWritable && this.queuedBytes <= SEND_HIGH_WATER_BYTES) {
+      this.wantsWritable = false;
+      try {
+        this.events.onWritable?.();
+      } catch (error) {
+        this.ownerFailed(error);
+        return WriteResult.IDLE;
+      }
+    }
     return this.queue !== undefined ? WriteResult.MORE : WriteResult.IDLE;
   }
 
-  /** The peer granted more credit; returns false if the window would pass its maximum. */
-  addSendCredit(increment: number, maxWindow: number): boolean {
-    if (this.sendWindow + increment > maxWindow) return false;
-    this.sendWindow += increment;
+  /** The peer granted more credit (bytes, or with `messages` messages); false if the window would pass its maximum. */
+  addSendCredit(increment: number, maxWindow: number, messages = false): boolean {
+    if (messages) {
+      if (this.sendMessageWindow + increment > maxWindow) return false;
+      this.sendMessageWindow += increment;
+    } else {
+      if (this.sendWindow + increment > maxWindow) return false;
+      this.sendWindow += increment;
+    }
     if (this.queue !== undefined && this.opened) this.host.wake(this);
     return true;
   }
 
   /**
-   * A DATA frame arrived (the session has checked the stream's state and the credit). Reassembles messages and
-   * returns credit for what it delivers or buffers.
+   * A DATA frame arrived (the session has checked the stream's state and both credits). Reassembles messages, or
+   * with `rawInbound` passes the bytes on as they are.
    */
   receiveData(flags: number, payload: Uint8Array): void {
     const n = payload.length;
+    const final = (flags & Flag.END_STREAM) !== 0;
     this.recvWindow -= n;
-    if (flags & Flag.MESSAGE_END) {
+    if (this.rawInbound) {
+      if (n > 0) this.deliver(payload, n, false, final);
+    } else if (flags & Flag.MESSAGE_END) {
+      this.recvMessageWindow--;
       let message = payload;
       if (this.parts !== undefined) {
         if (!this.checkMessageSize(n)) return;
@@ -233,8 +323,9 @@ export class Stream {
         this.failTooLarge(n);
         return;
       }
-      this.returnCredit(n, flags);
-      this.emitMessage(message);
+      const charge = n + this.partialUncredited;
+      this.partialUncredited = 0;
+      this.deliver(message, charge, true, final);
     } else if (n > 0) {
       if (!this.checkMessageSize(n)) return;
       if (!this.host.reserveReassembly(n)) {
@@ -244,15 +335,53 @@ export class Stream {
       // copy: a view would pin the whole socket chunk for as long as the message is incomplete
       (this.parts ??= []).push(new Uint8Array(payload)); // new Uint8Array copies; Buffer#slice would return a view
       this.partBytes += n;
-      this.returnCredit(n, flags);
+      if (this.unconsumed > 0) this.partialUncredited += n;
+      else if (!final) this.returnCredit(n);
     }
     if (this.isClosed) return; // onMessage may have reset the stream
-    if (flags & Flag.END_STREAM) {
+    if (final) {
       if (this.partBytes > 0) {
         this.failLocally(Status.INTERNAL, 'the peer ended the stream in the middle of a message');
         return;
       }
       this.receiveEnd({ status: Status.OK, message: '', metadata: EMPTY_TRAILER_METADATA });
+    }
+  }
+
+  /**
+   * The owner's application took an item delivered with `charge` (autoCredit off): its credit goes back to the peer,
+   * and so does that of a partly received message held back meanwhile.
+   */
+  consume(charge: number, message: boolean): void {
+    if (this.unconsumed === 0) return;
+    this.unconsumed--;
+    this.returnCredit(charge);
+    if (message) this.returnMessageCredit();
+    if (this.unconsumed === 0 && this.partialUncredited > 0) {
+      this.returnCredit(this.partialUncredited);
+      this.partialUncredited = 0;
+    }
+  }
+
+  /** Raises the receive window of a stream the peer opened (a bulk upload): the peer learns it by CREDIT. */
+  growReceiveWindow(size: number): void {
+    if (size <= this.recvWindowSize || this.isClosed || this.remoteEnded) return;
+    const increment = size - this.recvWindowSize;
+    this.recvWindowSize = size;
+    this.recvWindow += increment;
+    this.host.writeFrame(FrameType.CREDIT, 0, this.id, encodeCredit(increment));
+  }
+
+  private deliver(bytes: Uint8Array, charge: number, message: boolean, final: boolean): void {
+    if (!this.autoCredit) this.unconsumed++;
+    else if (!final) {
+      this.returnCredit(charge);
+      if (message) this.returnMessageCredit();
+    }
+    try {
+      this.events.onMessage(bytes, charge);
+    } catch (error) {
+      this.ownerFailed(error);
     }
   }
 
@@ -275,7 +404,7 @@ export class Stream {
   /** RESET arrived from the peer, or the session is failing every stream. */
   receiveReset(status: Status, message: string, refused: boolean): void {
     if (this.isClosed) return;
-    this.queue = undefined;
+    this.dropQueue();
     this.close();
     try {
       this.events.onReset(status, message, refused);
@@ -295,17 +424,14 @@ export class Stream {
     }
   }
 
-  private emitMessage(message: Uint8Array): void {
-    try {
-      this.events.onMessage(message);
-    } catch (error) {
-      this.ownerFailed(error);
-    }
-  }
-
   /** The owner's event handler threw: a bug on this side, so only this stream fails (INTERNAL), never the connection. */
   private ownerFailed(error: unknown): void {
     this.failLocally(Status.INTERNAL, `the call failed on the receiving side: ${(error as Error)?.message ?? String(error)}`);
+  }
+
+  private dropQueue(): void {
+    this.queue = undefined;
+    this.queuedBytes = 0;
   }
 
   private dequeue(queue: Outgoing[]): void {
@@ -326,15 +452,24 @@ export class Stream {
     );
   }
 
-  /** Stream credit for bytes delivered or buffered; none once the peer has said it sends no more. */
-  private returnCredit(n: number, flags: number): void {
-    if (this.remoteEnded || n === 0 || flags & Flag.END_STREAM) return;
+  /** Stream credit for bytes consumed or buffered; none once the peer has said it sends no more. */
+  private returnCredit(n: number): void {
+    if (this.remoteEnded || this.isClosed || n === 0) return;
     this.recvUnacked += n;
     // batch credit: one CREDIT frame per half window, not one per message
     if (this.recvUnacked >= this.recvWindowSize >>> 1) {
       this.recvWindow += this.recvUnacked;
       this.host.writeFrame(FrameType.CREDIT, 0, this.id, encodeCredit(this.recvUnacked));
       this.recvUnacked = 0;
+    }
+  }
+
+  private returnMessageCredit(): void {
+    if (this.remoteEnded || this.isClosed) return;
+    if (++this.recvMessagesUnacked >= Math.max(1, this.recvMessageWindowSize >>> 1)) {
+      this.recvMessageWindow += this.recvMessagesUnacked;
+      this.host.writeFrame(FrameType.CREDIT, Flag.MESSAGES, this.id, encodeCredit(this.recvMessagesUnacked));
+      this.recvMessagesUnacked = 0;
     }
   }
 

@@ -33,6 +33,8 @@ export const Flag = {
   ACK: 0x01,
   /** RESET: the stream was refused before any handler saw it, so the call is safe to retry. */
   REFUSED: 0x01,
+  /** CREDIT: the increment counts messages (the stream's message window), not bytes. */
+  MESSAGES: 0x01,
 } as const;
 
 /** Magic bytes at the start of every HELLO payload: tells a gridwire peer from anything else on the port. */
@@ -54,6 +56,8 @@ export const Setting = {
   MAX_CONCURRENT_STREAMS: 0x04,
   /** u32: largest message the sender of HELLO accepts (informative: lets the peer fail early). */
   MAX_MESSAGE_BYTES: 0x05,
+  /** u32 >= 1: messages the sender of HELLO lets the peer send on every stream before granting more. */
+  INITIAL_MESSAGE_WINDOW: 0x06,
   /** utf8: node name of the sender (may be empty). */
   NODE_NAME: 0x10,
   /** utf8: connection label, e.g. "control" or "data" (may be empty). */
@@ -141,6 +145,8 @@ export const DEFAULT_LIMITS = {
   maxMetadataBytes: 8 * 1024,
   maxMetadataEntries: 64,
   initialStreamWindow: 256 * 1024,
+  initialMessageWindow: 1024,
+  bulkWindow: 1024 * 1024,
   connectionWindow: 16 * 1024 * 1024,
   maxConcurrentStreams: 100,
   maxReassemblyBytes: 32 * 1024 * 1024,

@@ -19,6 +19,7 @@ import { MalformedPayloadError } from './errors.js';
 export interface HelloSettings {
   maxFrameBytes: number;
   initialStreamWindow: number;
+  initialMessageWindow: number;
   connectionWindow: number;
   maxConcurrentStreams: number;
   maxMessageBytes: number;
@@ -42,6 +43,7 @@ export function encodeHello(hello: Hello): Uint8Array {
   const numbers: Array<[number, number]> = [
     [Setting.MAX_FRAME_BYTES, s.maxFrameBytes],
     [Setting.INITIAL_STREAM_WINDOW, s.initialStreamWindow],
+    [Setting.INITIAL_MESSAGE_WINDOW, s.initialMessageWindow],
     [Setting.CONNECTION_WINDOW, s.connectionWindow],
     [Setting.MAX_CONCURRENT_STREAMS, s.maxConcurrentStreams],
     [Setting.MAX_MESSAGE_BYTES, s.maxMessageBytes],
@@ -69,6 +71,7 @@ function checkRange(name: string, value: number, min: number, max: number): numb
 const ABSENT: HelloSettings = {
   maxFrameBytes: MIN_MAX_FRAME_BYTES,
   initialStreamWindow: 64 * 1024,
+  initialMessageWindow: 16,
   connectionWindow: 1024 * 1024,
   maxConcurrentStreams: 100,
   maxMessageBytes: 4 * 1024 * 1024,
@@ -101,6 +104,9 @@ export function decodeHello(payload: Uint8Array): Hello {
         break;
       case Setting.INITIAL_STREAM_WINDOW:
         settings.initialStreamWindow = checkRange('initialStreamWindow', u32Setting(vr), 0, MAX_WINDOW);
+        break;
+      case Setting.INITIAL_MESSAGE_WINDOW:
+        settings.initialMessageWindow = checkRange('initialMessageWindow', u32Setting(vr), 1, MAX_WINDOW);
         break;
       case Setting.CONNECTION_WINDOW:
         settings.connectionWindow = checkRange('connectionWindow', u32Setting(vr), 0, MAX_WINDOW);

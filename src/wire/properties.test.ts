@@ -176,6 +176,7 @@ const helloArb: fc.Arbitrary<Hello> = fc
       settings: record({
         maxFrameBytes: fc.integer({ min: MIN_MAX_FRAME_BYTES, max: MAX_MAX_FRAME_BYTES }),
         initialStreamWindow: fc.integer({ min: 0, max: MAX_WINDOW }),
+        initialMessageWindow: fc.integer({ min: 1, max: MAX_WINDOW }),
         connectionWindow: fc.integer({ min: 0, max: MAX_WINDOW }),
         maxConcurrentStreams: u32Arb,
         maxMessageBytes: u32Arb,
