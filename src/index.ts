@@ -4,11 +4,26 @@
  */
 
 /** Describe a service once: `defineService('files.v1', { stat: unary<Req, Res>() })`. */
-export { defineService, unary } from './rpc/service.js';
-export type { ServiceDef, MethodDef, UnaryMethod, MethodOptions, SchemaMethodOptions, RequestOf, ResponseOf } from './rpc/service.js';
+export { defineService, unary, serverStream, clientStream, bidi, upload, download } from './rpc/service.js';
+export type {
+  ServiceDef,
+  MethodDef,
+  MethodKind,
+  UnaryMethod,
+  MethodOptions,
+  SchemaMethodOptions,
+  MethodFactory,
+  DownloadFactory,
+  RequestOf,
+  ResponseOf,
+} from './rpc/service.js';
 /** Bind handlers to a service definition. */
 export { serve } from './rpc/rpc-session.js';
-export type { Handlers, Client, ServiceImpl, RpcSessionOptions } from './rpc/rpc-session.js';
+export type { Handlers, Client, HandlerOf, ClientMethodOf, ResponseSource, ServiceImpl, RpcSessionOptions } from './rpc/rpc-session.js';
+/** Streams: responses and requests are read with `for await`; bulk bodies are chunks of bytes. */
+export type { MessageStream, ByteStream } from './rpc/inbox.js';
+export type { BidiCall } from './rpc/client-stream-call.js';
+export type { ByteSource } from './rpc/sender.js';
 /** A connection with services on both sides: `session.client(Service)`, `ping()`, `close()`. */
 export { RpcSession } from './rpc/rpc-session.js';
 /** Accept connections, dial one, or run a session over any Transport. */

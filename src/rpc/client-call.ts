@@ -28,7 +28,7 @@ export interface CallOptions {
 /** Longest delay setTimeout honours. */
 export const MAX_TIMER_MS = 0x7fff_ffff;
 
-function timeBudget(options: CallOptions): number | undefined {
+export function timeBudget(options: CallOptions): number | undefined {
   let budget = options.timeoutMs;
   if (options.deadline !== undefined) {
     const at = typeof options.deadline === 'number' ? options.deadline : options.deadline.getTime();
@@ -38,43 +38,66 @@ function timeBudget(options: CallOptions): number | undefined {
   return budget;
 }
 
-export function callUnary(rpc: RpcSession, descriptor: MethodDescriptor, request: unknown, options: CallOptions | undefined): Promise<unknown> {
+/**
+ * Everything a call checks before it opens its stream: the signal, the deadline, the request metadata. Returns the
+ * open stream and the time budget, or the error the call fails with (nothing was sent, so it is retry-safe).
+ */
+export function openCall(
+  rpc: RpcSession,
+  descriptor: MethodDescriptor,
+  options: CallOptions | undefined,
+  window?: number,
+): { stream: Stream; budget: number | undefined } | RpcError {
   const signal = options?.signal;
-  if (signal?.aborted) return Promise.reject(abortError(signal));
+  if (signal?.aborted) return abortError(signal);
   const budget = options === undefined ? undefined : timeBudget(options);
   if (budget !== undefined && !(budget > 0)) {
-    return Promise.reject(new RpcError(Status.DEADLINE_EXCEEDED, 'the deadline had passed before the call started', { retrySafe: true }));
+    return new RpcError(Status.DEADLINE_EXCEEDED, 'the deadline had passed before the call started', { retrySafe: true });
   }
   const core = rpc.core;
-  let bytes: Uint8Array;
   let metadataBlock: Uint8Array | undefined;
   try {
-    bytes = descriptor.def.codec.encode(request);
     if (options?.metadata !== undefined) metadataBlock = encodeMetadata(options.metadata, core.options);
   } catch (error) {
     const status = error instanceof MetadataLimitError ? Status.RESOURCE_EXHAUSTED : Status.INTERNAL;
-    return Promise.reject(new RpcError(status, `could not send the request: ${(error as Error).message}`, { cause: error, retrySafe: true }));
+    return new RpcError(status, `could not send the request: ${(error as Error).message}`, { cause: error, retrySafe: true });
   }
-  if (bytes.length > core.peerMaxMessageBytes) {
-    return Promise.reject(
-      new RpcError(Status.RESOURCE_EXHAUSTED, `the request of ${bytes.length} bytes exceeds the peer's limit of ${core.peerMaxMessageBytes} bytes`, { retrySafe: true }),
-    );
-  }
-  let stream: Stream;
   try {
     const deadlineMs = budget === undefined ? 0 : Math.min(Math.ceil(budget), MAX_DEADLINE_MS);
-    stream = core.openStream(descriptor.pathBytes, { deadlineMs, metadataBlock });
+    return { stream: core.openStream(descriptor.pathBytes, { deadlineMs, metadataBlock, window }), budget };
   } catch (error) {
-    if (error instanceof SessionError) return Promise.reject(new RpcError(error.status, error.message, { retrySafe: error.retrySafe }));
+    if (error instanceof SessionError) return new RpcError(error.status, error.message, { retrySafe: error.retrySafe });
     throw error;
   }
-  const call = new ClientUnaryCall(stream, descriptor, options, budget);
-  stream.events = call;
-  stream.sendMessage(bytes, true);
+}
+
+/** Encodes a request message and checks it against the peer's limit; the error is retry-safe (nothing was sent). */
+export function encodeRequest(rpc: RpcSession, descriptor: MethodDescriptor, request: unknown): Uint8Array | RpcError {
+  let bytes: Uint8Array;
+  try {
+    bytes = descriptor.def.codec.encode(request);
+  } catch (error) {
+    return new RpcError(Status.INTERNAL, `could not send the request: ${(error as Error).message}`, { cause: error, retrySafe: true });
+  }
+  const limit = rpc.core.peerMaxMessageBytes;
+  if (bytes.length > limit) {
+    return new RpcError(Status.RESOURCE_EXHAUSTED, `the request of ${bytes.length} bytes exceeds the peer's limit of ${limit} bytes`, { retrySafe: true });
+  }
+  return bytes;
+}
+
+export function callUnary(rpc: RpcSession, descriptor: MethodDescriptor, request: unknown, options: CallOptions | undefined): Promise<unknown> {
+  const bytes = encodeRequest(rpc, descriptor, request);
+  if (bytes instanceof RpcError) return Promise.reject(bytes);
+  const opened = openCall(rpc, descriptor, options);
+  if (opened instanceof RpcError) return Promise.reject(opened);
+  const call = new ClientUnaryCall(opened.stream, descriptor, options, opened.budget);
+  opened.stream.events = call;
+  opened.stream.sendMessage(bytes, true);
   return call.promise;
 }
 
-function abortError(signal: AbortSignal): RpcError {
+export function abortError(signal: AbortSignal): RpcError {
   const reason: unknown = signal.reason;
   if (reason instanceof RpcError) return reason;
   const error = RpcError.from(reason, Status.CANCELLED);
@@ -85,9 +108,13 @@ function abortError(signal: AbortSignal): RpcError {
  * One 'abort' listener per signal, however many calls share it: a listener per call would trip Node's
  * MaxListenersExceededWarning as soon as eleven calls share one AbortController.
  */
-const callsBySignal = new WeakMap<AbortSignal, Set<ClientUnaryCall>>();
+export interface AbortWatcher {
+  onAbort(signal: AbortSignal): void;
+}
 
-function watchSignal(signal: AbortSignal, call: ClientUnaryCall): void {
+const callsBySignal = new WeakMap<AbortSignal, Set<AbortWatcher>>();
+
+export function watchSignal(signal: AbortSignal, call: AbortWatcher): void {
   let calls = callsBySignal.get(signal);
   if (calls === undefined) {
     calls = new Set();
@@ -97,7 +124,7 @@ function watchSignal(signal: AbortSignal, call: ClientUnaryCall): void {
   calls.add(call);
 }
 
-function unwatchSignal(signal: AbortSignal, call: ClientUnaryCall): void {
+export function unwatchSignal(signal: AbortSignal, call: AbortWatcher): void {
   const calls = callsBySignal.get(signal);
   if (calls === undefined || !calls.delete(call) || calls.size > 0) return;
   callsBySignal.delete(signal);

@@ -7,19 +7,42 @@ import { Session, type IncomingStream, type Role, type SessionPeer } from '../se
 import type { SessionOptions } from '../session/options.js';
 import type { Transport } from '../transport/transport.js';
 import { callUnary, type CallOptions } from './client-call.js';
+import { callBidi, callClientStream, callDownload, callServerStream, callUpload, type BidiCall } from './client-stream-call.js';
 import type { CallContext } from './context.js';
-import { ServerUnaryCall, type AnyHandler } from './server-call.js';
+import type { ByteStream, MessageStream } from './inbox.js';
+import type { ByteSource } from './sender.js';
+import { ServerCall, type AnyHandler } from './server-call.js';
 import type { MethodDescriptor, MethodMap, RequestOf, ResponseOf, ServiceDef } from './service.js';
 
+type Awaitable<T> = T | Promise<T>;
+/** What a streaming handler returns: typically an async generator (`async function*`), or any (async) iterable. */
+export type ResponseSource<T> = Iterable<T> | AsyncIterable<T>;
+
+/** The handler of one method, by kind. */
+export type HandlerOf<D extends MethodMap[string]> = {
+  unary: (request: RequestOf<D>, ctx: CallContext) => Awaitable<ResponseOf<D>>;
+  serverStream: (request: RequestOf<D>, ctx: CallContext) => Awaitable<ResponseSource<ResponseOf<D>>>;
+  clientStream: (requests: MessageStream<RequestOf<D>>, ctx: CallContext) => Awaitable<ResponseOf<D>>;
+  bidi: (requests: MessageStream<RequestOf<D>>, ctx: CallContext) => Awaitable<ResponseSource<ResponseOf<D>>>;
+  upload: (request: RequestOf<D>, body: ByteStream, ctx: CallContext) => Awaitable<ResponseOf<D>>;
+  download: (request: RequestOf<D>, ctx: CallContext) => Awaitable<ByteSource>;
+}[D['kind']];
+
+/** The client function of one method, by kind. */
+export type ClientMethodOf<D extends MethodMap[string]> = {
+  unary: (request: RequestOf<D>, options?: CallOptions) => Promise<ResponseOf<D>>;
+  serverStream: (request: RequestOf<D>, options?: CallOptions) => MessageStream<ResponseOf<D>>;
+  clientStream: (requests: Iterable<RequestOf<D>> | AsyncIterable<RequestOf<D>>, options?: CallOptions) => Promise<ResponseOf<D>>;
+  bidi: (options?: CallOptions) => BidiCall<RequestOf<D>, ResponseOf<D>>;
+  upload: (request: RequestOf<D>, body: ByteSource, options?: CallOptions) => Promise<ResponseOf<D>>;
+  download: (request: RequestOf<D>, options?: CallOptions) => ByteStream;
+}[D['kind']];
+
 /** Handler functions for every method of a service, typed from its definition. */
-export type Handlers<M extends MethodMap> = {
-  [K in keyof M]: (request: RequestOf<M[K]>, ctx: CallContext) => ResponseOf<M[K]> | Promise<ResponseOf<M[K]>>;
-};
+export type Handlers<M extends MethodMap> = { [K in keyof M]: HandlerOf<M[K]> };
 
 /** A typed client: one function per method. */
-export type Client<M extends MethodMap> = {
-  [K in keyof M]: (request: RequestOf<M[K]>, options?: CallOptions) => Promise<ResponseOf<M[K]>>;
-};
+export type Client<M extends MethodMap> = { [K in keyof M]: ClientMethodOf<M[K]> };
 
 /** A service definition bound to its handlers, ready to pass to `listen` or `connect` as `services`. */
 export interface ServiceImpl {
@@ -105,12 +128,30 @@ export class RpcSession {
     if (client === undefined) {
       const methods: Record<string, unknown> = {};
       for (const [name, descriptor] of service.descriptors) {
-        methods[name] = (request: unknown, options?: CallOptions) => callUnary(this, descriptor, request, options);
+        methods[name] = this.clientMethod(descriptor);
       }
       client = Object.freeze(methods) as Client<M>;
       this.clients.set(service, client);
     }
     return client;
+  }
+
+  private clientMethod(descriptor: MethodDescriptor): unknown {
+    switch (descriptor.def.kind) {
+      case 'unary':
+        return (request: unknown, options?: CallOptions) => callUnary(this, descriptor, request, options);
+      case 'serverStream':
+        return (request: unknown, options?: CallOptions) => callServerStream(this, descriptor, request, options);
+      case 'clientStream':
+        return (requests: Iterable<unknown> | AsyncIterable<unknown>, options?: CallOptions) =>
+          callClientStream(this, descriptor, requests, options);
+      case 'bidi':
+        return (options?: CallOptions) => callBidi(this, descriptor, options);
+      case 'upload':
+        return (request: unknown, body: ByteSource, options?: CallOptions) => callUpload(this, descriptor, request, body, options);
+      case 'download':
+        return (request: unknown, options?: CallOptions) => callDownload(this, descriptor, request, options);
+    }
   }
 
   /** Measures the round-trip time in ms. */
@@ -136,7 +177,9 @@ export class RpcSession {
       this.core.release(stream);
       return;
     }
-    stream.events = new ServerUnaryCall(this, stream, route.descriptor, route.handler, incoming.metadata, incoming.deadlineMs);
+    const call = new ServerCall(this, stream, route.descriptor, route.handler, incoming.metadata, incoming.deadlineMs);
+    stream.events = call;
+    call.start();
   };
 }
 

@@ -39,3 +39,8 @@ export function validateThen(schema: StandardSchemaV1, value: unknown, settle: (
 function crashed(error: unknown): ValidationResult {
   return { ok: false, crashed: true, message: (error as Error)?.message ?? String(error) };
 }
+
+/** validateThen as a promise (never rejects), for paths that already wait: stream readers. */
+export function validate(schema: StandardSchemaV1, value: unknown): Promise<ValidationResult> {
+  return new Promise((resolve) => validateThen(schema, value, resolve));
+}

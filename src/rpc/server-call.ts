@@ -1,8 +1,9 @@
 /**
- * The handler side of a unary call: collects exactly one request, validates it, runs the handler with its context,
- * and sends the response or the error as the stream's trailer. Enforces the deadline it was given. The stream's
- * concurrency slot is released only once the handler has returned, even when the call was cancelled earlier
- * (the Rapid Reset lesson).
+ * The handler side of a call, for every method kind: reads the request (one message, a stream of messages, or one
+ * message and a bulk body), runs the handler with its context, and sends what it returns (one response, the messages
+ * of an iterable, or the chunks of a byte source) followed by the trailer. Enforces the deadline it was given. The
+ * stream's concurrency slot is released only once the handler, and any response iterable it returned, has finished,
+ * even when the call was cancelled earlier (the Rapid Reset lesson).
  */
 import { Status } from '../wire/constants.js';
 import { encodeMetadata, type Metadata } from '../wire/metadata.js';
@@ -11,20 +12,31 @@ import type { SessionPeer } from '../session/session.js';
 import type { CallContext } from './context.js';
 import { LazySignal } from './context.js';
 import { MAX_TIMER_MS } from './client-call.js';
+import { Inbox } from './inbox.js';
 import { RpcError } from './rpc-error.js';
 import type { RpcSession } from './rpc-session.js';
-import { validateThen, type ValidationResult } from './schema.js';
-import type { MethodDescriptor } from './service.js';
+import { validate, validateThen, type ValidationResult } from './schema.js';
+import { checkChunk, chunksOf, pumpSource, StreamSender, type ByteSource } from './sender.js';
+import type { MethodDescriptor, MethodKind } from './service.js';
 
 // eslint-disable-next-line @typescript-eslint/no-explicit-any -- handlers are typed at serve(); here they are opaque
-export type AnyHandler = (request: any, ctx: CallContext) => unknown;
+export type AnyHandler = (...args: any[]) => unknown;
 
-export class ServerUnaryCall implements StreamEvents, CallContext {
+/** Kinds whose caller sends exactly one request message and ends its side. */
+const SINGLE_REQUEST: ReadonlySet<MethodKind> = new Set(['unary', 'serverStream', 'download']);
+/** Kinds whose handler answers with one response message. */
+const SINGLE_RESPONSE: ReadonlySet<MethodKind> = new Set(['unary', 'clientStream', 'upload']);
+
+export class ServerCall implements StreamEvents, CallContext {
   readonly deadline: number | undefined;
+  private readonly kind: MethodKind;
   private readonly abort = new LazySignal();
   private request: unknown;
   private hasRequest = false;
-  /** True from the start of input validation until the handler has settled: the slot stays held meanwhile. */
+  /** clientStream and bidi: the requests; upload: the body. */
+  private requests: Inbox<unknown> | undefined;
+  private sender: StreamSender | undefined;
+  /** True from the start of input validation until the handler (and its response iterable) has settled. */
   private running = false;
   /** True once the outcome is decided (response sent, error sent, or aborted); later results are dropped. */
   private done = false;
@@ -40,10 +52,21 @@ export class ServerUnaryCall implements StreamEvents, CallContext {
     readonly metadata: Metadata,
     deadlineMs: number,
   ) {
+    this.kind = descriptor.def.kind;
     if (deadlineMs > 0) {
       this.deadline = Date.now() + deadlineMs;
       if (deadlineMs <= MAX_TIMER_MS) this.timer = setTimeout(() => this.onDeadline(), deadlineMs);
     }
+    if (!SINGLE_REQUEST.has(this.kind)) stream.autoCredit = false;
+    if (this.kind === 'clientStream' || this.kind === 'bidi') {
+      const schema = descriptor.def.input;
+      this.requests = new Inbox(stream, true, () => undefined, schema && ((value) => this.checkRequest(value)));
+    }
+  }
+
+  /** Called once the stream's events point here: handlers that read a request stream start at once. */
+  start(): void {
+    if (this.requests !== undefined) this.invoke([this.requests, this]);
   }
 
   get method(): string {
@@ -62,9 +85,26 @@ export class ServerUnaryCall implements StreamEvents, CallContext {
     return (this.trailerMetadata ??= {});
   }
 
-  onMessage(bytes: Uint8Array): void {
+  onMessage(bytes: Uint8Array, charge: number): void {
+    if (this.kind === 'upload' && this.hasRequest) {
+      this.requests!.push(bytes, charge); // a chunk of the body (raw: no copy, no codec)
+      return;
+    }
+    if (this.kind === 'clientStream' || this.kind === 'bidi') {
+      let value: unknown;
+      try {
+        value = this.descriptor.def.codec.decode(bytes);
+      } catch (error) {
+        this.stream.consume(charge, true);
+        this.fail(Status.INTERNAL, `could not decode a request: ${(error as Error).message}`);
+        return;
+      }
+      this.requests!.push(value, charge);
+      return;
+    }
+    if (this.kind === 'upload') this.stream.consume(charge, true);
     if (this.hasRequest) {
-      this.fail(Status.UNIMPLEMENTED, `${this.method} is unary but received more than one request message`);
+      this.fail(Status.UNIMPLEMENTED, `${this.method} takes one request message but received more`);
       return;
     }
     try {
@@ -72,7 +112,9 @@ export class ServerUnaryCall implements StreamEvents, CallContext {
       this.hasRequest = true;
     } catch (error) {
       this.fail(Status.INTERNAL, `could not decode the request: ${(error as Error).message}`);
+      return;
     }
+    if (this.kind === 'upload') this.startUpload();
   }
 
   onEnd(trailer: StreamTrailer): void {
@@ -81,40 +123,78 @@ export class ServerUnaryCall implements StreamEvents, CallContext {
       this.cancel(new RpcError(Status.CANCELLED, `the caller ended the call: ${trailer.message}`));
       return;
     }
+    if (!SINGLE_REQUEST.has(this.kind) && this.kind !== 'upload') {
+      this.requests!.end();
+      return;
+    }
     if (!this.hasRequest) {
-      this.fail(Status.UNIMPLEMENTED, `${this.method} is unary but received no request message`);
+      this.fail(Status.UNIMPLEMENTED, `${this.method} takes one request message but received none`);
       return;
     }
-    const schema = this.descriptor.def.input;
-    if (schema === undefined) {
-      this.invoke(this.request);
+    if (this.kind === 'upload') {
+      this.requests!.end(); // the body's EOF: the caller ended cleanly
       return;
     }
-    this.running = true;
-    validateThen(schema, this.request, (result) => this.onValidated(result));
+    this.validateThenInvoke((request) => [request, this]);
   }
 
   onReset(status: Status, message: string): void {
-    // the caller cancelled, its deadline passed, or the connection is gone: the handler must stop
-    const code = status === Status.DEADLINE_EXCEEDED ? Status.DEADLINE_EXCEEDED : status === Status.UNAVAILABLE ? Status.UNAVAILABLE : Status.CANCELLED;
-    this.cancel(new RpcError(code, message));
+    // the caller cancelled, its deadline passed, its source failed, or the connection is gone: the handler must stop
+    this.cancel(new RpcError(status === Status.OK ? Status.CANCELLED : status, message));
   }
 
-  private onValidated(result: ValidationResult): void {
-    if (result.ok && !this.done) {
-      this.invoke(result.value);
+  onWritable(): void {
+    this.sender?.writable();
+  }
+
+  /** The request of an upload arrived: the body follows as raw chunks, in a window sized for bulk. */
+  private startUpload(): void {
+    this.stream.rawInbound = true;
+    this.stream.growReceiveWindow(this.session.core.options.bulkWindow);
+    const body = new Inbox<Uint8Array>(this.stream, false, () => undefined);
+    this.requests = body as Inbox<unknown>;
+    this.validateThenInvoke((request) => [request, body, this]);
+  }
+
+  private validateThenInvoke(args: (request: unknown) => unknown[]): void {
+    const schema = this.descriptor.def.input;
+    if (schema === undefined) {
+      this.invoke(args(this.request));
       return;
     }
-    if (!result.ok && result.crashed) this.fail(Status.INTERNAL, `input validation failed to run: ${result.message}`);
-    else if (!result.ok) this.fail(Status.INVALID_ARGUMENT, `invalid request: ${result.message}`);
+    this.running = true;
+    validateThen(schema, this.request, (result) => this.onValidated(result, args));
+  }
+
+  private onValidated(result: ValidationResult, args: (request: unknown) => unknown[]): void {
+    if (result.ok && !this.done) {
+      this.invoke(args(result.value));
+      return;
+    }
+    if (!result.ok) this.failValidation(result);
     this.release(); // the validator has finished and no handler will run
   }
 
-  private invoke(request: unknown): void {
+  private failValidation(result: ValidationResult & { ok: false }): RpcError {
+    const error = result.crashed
+      ? new RpcError(Status.INTERNAL, `input validation failed to run: ${result.message}`)
+      : new RpcError(Status.INVALID_ARGUMENT, `invalid request: ${result.message}`);
+    this.fail(error.code, error.rawMessage);
+    return error;
+  }
+
+  /** A request of a stream, as the handler reads it: invalid ones end the call with INVALID_ARGUMENT. */
+  private async checkRequest(value: unknown): Promise<unknown> {
+    const result = await validate(this.descriptor.def.input!, value);
+    if (result.ok) return result.value;
+    throw this.failValidation(result);
+  }
+
+  private invoke(args: unknown[]): void {
     this.running = true;
     let out: unknown;
     try {
-      out = this.handler(request, this);
+      out = this.handler(...args);
       if (isThenable(out)) {
         out.then(
           (value) => this.onHandlerResult(value),
@@ -131,8 +211,73 @@ export class ServerUnaryCall implements StreamEvents, CallContext {
   }
 
   private onHandlerResult(value: unknown): void {
+    if (SINGLE_RESPONSE.has(this.kind) || this.done) {
+      try {
+        if (!this.done) this.respond(value);
+      } finally {
+        this.release();
+      }
+      return;
+    }
+    // the handler returned an iterable: it keeps running (and holds its slot) until that is exhausted
+    let done: Promise<void>;
     try {
-      if (!this.done) this.respond(value);
+      done = this.kind === 'download' ? this.sendBody(value as ByteSource) : this.sendResponses(value);
+    } catch (error) {
+      this.onHandlerError(error);
+      return;
+    }
+    done.then(
+      () => this.finishResponses(),
+      (error: unknown) => this.onHandlerError(error),
+    );
+  }
+
+  private sendResponses(value: unknown): Promise<void> {
+    if (value === null || typeof value !== 'object' || !(Symbol.asyncIterator in value || Symbol.iterator in value)) {
+      throw new RpcError(Status.INTERNAL, `the handler of ${this.method} must return an iterable or async iterable (e.g. an async generator)`);
+    }
+    const sender = (this.sender = new StreamSender(this.stream));
+    const codec = this.descriptor.def.codec;
+    const limit = this.session.core.peerMaxMessageBytes;
+    return pumpSource(value as AsyncIterable<unknown>, (item) => {
+      if (sender.failed) throw sender.failed;
+      let bytes: Uint8Array;
+      try {
+        bytes = codec.encode(item);
+      } catch (error) {
+        throw new RpcError(Status.INTERNAL, `could not encode a response: ${(error as Error).message}`);
+      }
+      if (bytes.length > limit) {
+        throw new RpcError(Status.RESOURCE_EXHAUSTED, `a response of ${bytes.length} bytes exceeds the caller's limit of ${limit} bytes`);
+      }
+      return sender.send(bytes);
+    });
+  }
+
+  private sendBody(source: ByteSource): Promise<void> {
+    const chunks = chunksOf(source);
+    const sender = (this.sender = new StreamSender(this.stream));
+    return pumpSource(chunks, (chunk) => {
+      if (sender.failed) throw sender.failed;
+      return sender.send(checkChunk(chunk), true);
+    });
+  }
+
+  /** A response iterable or byte source is exhausted: the call ends with OK and the trailer. */
+  private finishResponses(): void {
+    try {
+      if (this.done) return;
+      let trailerBlock: Uint8Array | undefined;
+      try {
+        trailerBlock = this.encodeTrailer(this.trailerMetadata);
+      } catch (error) {
+        this.fail(Status.INTERNAL, `the handler set invalid trailer metadata: ${(error as Error).message}`);
+        return;
+      }
+      this.finish();
+      if (trailerBlock === undefined) this.stream.endClean();
+      else this.stream.end(Status.OK, '', trailerBlock);
     } finally {
       this.release();
     }
@@ -182,8 +327,10 @@ export class ServerUnaryCall implements StreamEvents, CallContext {
   /** Ends the call with an error status (as the trailer when the caller is done sending, else as a RESET). */
   private fail(status: Status, message: string, metadata?: Metadata): void {
     if (this.done) return;
-    this.finish();
-    this.abort.abort(new RpcError(status, message));
+    const error = new RpcError(status, message);
+    this.finish(error);
+    this.abort.abort(error);
+    this.sender?.fail(error);
     if (!this.stream.remoteDone) {
       this.stream.reset(status, message);
     } else {
@@ -200,8 +347,10 @@ export class ServerUnaryCall implements StreamEvents, CallContext {
 
   private cancel(reason: RpcError): void {
     if (this.done) return;
-    this.finish();
+    this.finish(reason);
     this.abort.abort(reason);
+    this.sender?.fail(reason);
+    this.requests?.fail(reason);
     this.stream.reset(reason.code, reason.rawMessage);
     if (!this.running) this.release();
   }
@@ -211,9 +360,12 @@ export class ServerUnaryCall implements StreamEvents, CallContext {
     this.cancel(new RpcError(Status.DEADLINE_EXCEEDED, 'the deadline passed before the handler finished'));
   }
 
-  private finish(): void {
+  /** The outcome is decided; a handler still reading requests gets `reason`, or CANCELLED when it succeeded. */
+  private finish(reason?: RpcError): void {
     this.done = true;
     if (this.timer !== undefined) clearTimeout(this.timer);
+    // what still arrives is dropped and credited, not read
+    this.requests?.fail(reason ?? new RpcError(Status.CANCELLED, 'the call is over'));
   }
 
   private release(): void {

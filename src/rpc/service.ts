@@ -8,7 +8,12 @@ import { MAX_METHOD_BYTES } from '../wire/constants.js';
 import { utf8 } from '../wire/bytes.js';
 import { resolveCodec, type Codec, type CodecName } from './codec.js';
 
-export type MethodKind = 'unary';
+/**
+ * How a method's call is shaped. Message kinds send encoded messages; `upload` sends one request message and then
+ * raw bytes caller to handler, `download` one request message and then raw bytes handler to caller. Raw bytes never
+ * pass through a codec.
+ */
+export type MethodKind = 'unary' | 'serverStream' | 'clientStream' | 'bidi' | 'upload' | 'download';
 
 /** A method's definition. `Req` and `Res` exist only in the type system. */
 export interface MethodDef<Req, Res, Kind extends MethodKind = MethodKind> {
@@ -29,24 +34,51 @@ export interface MethodOptions {
 }
 
 export interface SchemaMethodOptions<In extends StandardSchemaV1, Out extends StandardSchemaV1> extends MethodOptions {
-  /** Validates requests on the server before the handler runs; failures are INVALID_ARGUMENT. */
+  /** Validates each request on the server before the handler sees it; failures are INVALID_ARGUMENT. */
   input: In;
-  /** Validates responses on the client; failures are INTERNAL. */
+  /** Validates each response on the client; failures are INTERNAL. */
   output: Out;
 }
 
-/** A unary call with raw bytes: no codec at all. */
-export function unary(options: { codec: 'raw' }): UnaryMethod<Uint8Array, Uint8Array>;
-/** A unary call whose types come from Standard Schema validators (zod, valibot, arktype...). */
-export function unary<In extends StandardSchemaV1, Out extends StandardSchemaV1>(
-  options: SchemaMethodOptions<In, Out>,
-): UnaryMethod<StandardSchemaV1.InferOutput<In>, StandardSchemaV1.InferOutput<Out>>;
-/** A unary call: one request, one response. */
-export function unary<Req = unknown, Res = unknown>(options?: MethodOptions): UnaryMethod<Req, Res>;
-// eslint-disable-next-line @typescript-eslint/no-explicit-any -- the overloads above give the precise types
-export function unary(options: MethodOptions & { input?: StandardSchemaV1; output?: StandardSchemaV1 } = {}): UnaryMethod<any, any> {
-  return { kind: 'unary', codec: resolveCodec(options.codec), input: options.input, output: options.output };
+/** The factory of one method kind: its types come from type arguments, from Standard Schema validators, or are raw. */
+export interface MethodFactory<K extends MethodKind> {
+  /** Raw bytes: no codec at all. */
+  (options: { codec: 'raw' }): MethodDef<Uint8Array, Uint8Array, K>;
+  /** Types from Standard Schema validators (zod, valibot, arktype...). */
+  <In extends StandardSchemaV1, Out extends StandardSchemaV1>(
+    options: SchemaMethodOptions<In, Out>,
+  ): MethodDef<StandardSchemaV1.InferOutput<In>, StandardSchemaV1.InferOutput<Out>, K>;
+  <Req = unknown, Res = unknown>(options?: MethodOptions): MethodDef<Req, Res, K>;
 }
+
+/** A download's response is bytes, so only its request has a codec and a schema. */
+export interface DownloadFactory {
+  <In extends StandardSchemaV1>(options: MethodOptions & { input: In }): MethodDef<StandardSchemaV1.InferOutput<In>, Uint8Array, 'download'>;
+  <Req = unknown>(options?: MethodOptions): MethodDef<Req, Uint8Array, 'download'>;
+}
+
+function factory<K extends MethodKind>(kind: K) {
+  // eslint-disable-next-line @typescript-eslint/no-explicit-any -- the factory interfaces give the precise types
+  return (options: MethodOptions & { input?: StandardSchemaV1; output?: StandardSchemaV1 } = {}): MethodDef<any, any, K> => ({
+    kind,
+    codec: resolveCodec(options.codec),
+    input: options.input,
+    output: options.output,
+  });
+}
+
+/** One request, one response. */
+export const unary: MethodFactory<'unary'> = factory('unary');
+/** One request; the handler yields any number of responses. */
+export const serverStream: MethodFactory<'serverStream'> = factory('serverStream');
+/** The caller sends any number of requests; the handler returns one response. */
+export const clientStream: MethodFactory<'clientStream'> = factory('clientStream');
+/** Both sides send any number of messages, independently. */
+export const bidi: MethodFactory<'bidi'> = factory('bidi');
+/** One request message, then raw bytes from caller to handler; the handler returns one response. */
+export const upload: MethodFactory<'upload'> = factory('upload');
+/** One request message; the handler answers with raw bytes. */
+export const download: DownloadFactory = factory('download');
 
 // eslint-disable-next-line @typescript-eslint/no-explicit-any -- the element types are recovered per key below
 export type MethodMap = Record<string, MethodDef<any, any>>;

@@ -1,0 +1,323 @@
+/**
+ * The caller side of the streaming kinds. One class drives them all; what differs is what the caller sends (one
+ * request, a source of requests, requests written one by one, a request then a bulk body) and what it gets back (one
+ * response, or a stream of responses or body chunks that it reads with `for await`).
+ *
+ * A call settles once: with the peer's clean end, with its error trailer or reset, with CANCELLED when the caller's
+ * signal aborts or it stops reading, or with DEADLINE_EXCEEDED from the caller's own timer. After that, sends fail
+ * and the stream is reset if it is still open. A bulk body never ends cleanly unless the peer ended it cleanly.
+ */
+import { Status } from '../wire/constants.js';
+import type { Stream, StreamEvents, StreamTrailer } from '../session/stream.js';
+import {
+  abortError,
+  encodeRequest,
+  MAX_TIMER_MS,
+  openCall,
+  unwatchSignal,
+  watchSignal,
+  type AbortWatcher,
+  type CallOptions,
+} from './client-call.js';
+import { Inbox, type ByteStream, type MessageStream } from './inbox.js';
+import { RpcError } from './rpc-error.js';
+import type { RpcSession } from './rpc-session.js';
+import { validate, validateThen } from './schema.js';
+import { checkChunk, chunksOf, pumpSource, StreamSender, type ByteSource } from './sender.js';
+import type { MethodDescriptor } from './service.js';
+
+/** The caller's handle on a bidi call: write with `send`, finish with `end`, read the responses with `for await`. */
+export interface BidiCall<Req, Res> extends MessageStream<Res> {
+  /** Sends one request; resolves at once while there is credit, else once there is. Rejects once the call is over. */
+  send(request: Req): Promise<void>;
+  /** Ends the caller's side cleanly after what was sent (the handler's request iterator finishes). */
+  end(): void;
+}
+
+class ClientStreamCall implements StreamEvents, AbortWatcher {
+  readonly responses: Inbox<unknown> | undefined;
+  readonly sender: StreamSender;
+  readonly promise: Promise<unknown> | undefined;
+  private resolve!: (value: unknown) => void;
+  private reject!: (error: RpcError) => void;
+  private response: unknown;
+  private hasResponse = false;
+  private settled = false;
+  private timer: NodeJS.Timeout | undefined;
+
+  constructor(
+    readonly stream: Stream,
+    private readonly descriptor: MethodDescriptor,
+    private readonly options: CallOptions | undefined,
+    budget: number | undefined,
+    streamsResponses: boolean,
+  ) {
+    this.sender = new StreamSender(stream);
+    if (streamsResponses) {
+      stream.autoCredit = false;
+      const raw = descriptor.def.kind === 'download';
+      if (raw) stream.rawInbound = true;
+      const schema = raw ? undefined : descriptor.def.output;
+      this.responses = new Inbox(stream, !raw, () => this.stop(), schema && ((value) => this.checkResponse(value)));
+    } else {
+      this.promise = new Promise((resolve, reject) => {
+        this.resolve = resolve;
+        this.reject = reject;
+      });
+      this.promise.catch(() => undefined); // settled even if the caller never awaits it; the caller still sees it
+    }
+    if (budget !== undefined && budget <= MAX_TIMER_MS) this.timer = setTimeout(() => this.onTimeout(), budget);
+    if (options?.signal !== undefined) watchSignal(options.signal, this);
+    stream.events = this;
+  }
+
+  onMessage(bytes: Uint8Array, charge: number): void {
+    if (this.settled) {
+      this.stream.consume(charge, !this.stream.rawInbound);
+      return;
+    }
+    if (this.responses !== undefined) {
+      if (this.stream.rawInbound) {
+        this.responses.push(bytes, charge);
+        return;
+      }
+      let value: unknown;
+      try {
+        value = this.descriptor.def.codec.decode(bytes);
+      } catch (error) {
+        this.stream.consume(charge, true);
+        this.fail(new RpcError(Status.INTERNAL, `could not decode a response: ${(error as Error).message}`));
+        return;
+      }
+      this.responses.push(value, charge);
+      return;
+    }
+    if (this.hasResponse) {
+      this.fail(new RpcError(Status.UNIMPLEMENTED, `${this.descriptor.path} returns one response but the peer sent more`));
+      return;
+    }
+    try {
+      this.response = this.descriptor.def.codec.decode(bytes);
+      this.hasResponse = true;
+    } catch (error) {
+      this.fail(new RpcError(Status.INTERNAL, `could not decode the response: ${(error as Error).message}`));
+    }
+  }
+
+  onEnd(trailer: StreamTrailer): void {
+    if (this.settled) return;
+    if (trailer.status !== Status.OK) {
+      // after what was already received: the peer sent its data, then its error
+      this.fail(new RpcError(trailer.status, trailer.message, { metadata: trailer.metadata }), true);
+      return;
+    }
+    if (this.responses === undefined && !this.hasResponse) {
+      this.fail(new RpcError(Status.UNIMPLEMENTED, `${this.descriptor.path} returns one response but the peer sent none`));
+      return;
+    }
+    // user code runs on the connection's read path: what it throws must fail this call only, never the connection
+    try {
+      this.options?.onTrailer?.(trailer.metadata);
+    } catch (error) {
+      this.fail(new RpcError(Status.INTERNAL, `onTrailer threw: ${(error as Error)?.message ?? String(error)}`, { cause: error }));
+      return;
+    }
+    if (this.responses !== undefined) {
+      this.responses.end();
+      this.settle(new RpcError(Status.CANCELLED, 'the call is over'));
+      return;
+    }
+    const schema = this.descriptor.def.output;
+    if (schema === undefined) {
+      this.succeed(this.response);
+      return;
+    }
+    validateThen(schema, this.response, (result) => {
+      if (result.ok) this.succeed(result.value);
+      else this.fail(new RpcError(Status.INTERNAL, result.crashed ? `output validation failed to run: ${result.message}` : `invalid response: ${result.message}`));
+    });
+  }
+
+  onReset(status: Status, message: string, refused: boolean): void {
+    this.fail(new RpcError(status, message, { retrySafe: refused }));
+  }
+
+  onWritable(): void {
+    this.sender.writable();
+  }
+
+  onAbort(signal: AbortSignal): void {
+    this.fail(abortError(signal));
+  }
+
+  /** The caller's source of requests or body chunks failed: the peer learns why (RESET with its message). */
+  sourceFailed(error: unknown): void {
+    if (this.settled) return;
+    const rpcError = RpcError.from(error);
+    this.fail(new RpcError(rpcError.code, `the caller's source failed: ${rpcError.rawMessage}`, { cause: error }), false, rpcError.code);
+  }
+
+  private stop(): void {
+    this.fail(new RpcError(Status.CANCELLED, 'the caller stopped reading the responses'));
+  }
+
+  private async checkResponse(value: unknown): Promise<unknown> {
+    const result = await validate(this.descriptor.def.output!, value);
+    if (result.ok) return result.value;
+    const error = new RpcError(Status.INTERNAL, result.crashed ? `output validation failed to run: ${result.message}` : `invalid response: ${result.message}`);
+    this.fail(error);
+    throw error;
+  }
+
+  private onTimeout(): void {
+    this.timer = undefined;
+    this.fail(new RpcError(Status.DEADLINE_EXCEEDED, 'the deadline passed before the call finished'), false, Status.DEADLINE_EXCEEDED);
+  }
+
+  private succeed(value: unknown): void {
+    if (this.settled) return;
+    this.settle(new RpcError(Status.CANCELLED, 'the call is over'));
+    this.resolve(value);
+  }
+
+  /** Settles with `error`; the peer is told with `resetStatus` if the stream is still open. */
+  fail(error: RpcError, afterQueued = false, resetStatus: Status = Status.CANCELLED): void {
+    if (this.settled) return;
+    this.settle(error, resetStatus);
+    this.responses?.fail(error, afterQueued);
+    this.reject?.(error);
+  }
+
+  private settle(reason: RpcError, resetStatus: Status = Status.CANCELLED): void {
+    this.settled = true;
+    this.sender.fail(reason);
+    // a stream still open here (the peer answered early, or we gave up) must not outlive the call
+    if (!this.stream.closed) this.stream.reset(resetStatus, reason.rawMessage);
+    if (this.timer !== undefined) clearTimeout(this.timer);
+    if (this.options?.signal !== undefined) unwatchSignal(this.options.signal, this);
+  }
+}
+
+/** An Inbox that fails at the first read: what a streaming call returns when it could not even start. */
+function failedStream<T>(error: RpcError): Inbox<T> {
+  const inbox = new Inbox<T>(undefined, true, () => undefined);
+  inbox.fail(error);
+  return inbox;
+}
+
+export function callServerStream(rpc: RpcSession, descriptor: MethodDescriptor, request: unknown, options?: CallOptions): MessageStream<unknown> {
+  const bytes = encodeRequest(rpc, descriptor, request);
+  if (bytes instanceof RpcError) return failedStream(bytes);
+  const window = descriptor.def.kind === 'download' ? rpc.core.options.bulkWindow : undefined;
+  const opened = openCall(rpc, descriptor, options, window);
+  if (opened instanceof RpcError) return failedStream(opened);
+  const call = new ClientStreamCall(opened.stream, descriptor, options, opened.budget, true);
+  opened.stream.sendMessage(bytes, true);
+  return call.responses!;
+}
+
+export function callDownload(rpc: RpcSession, descriptor: MethodDescriptor, request: unknown, options?: CallOptions): ByteStream {
+  return callServerStream(rpc, descriptor, request, options) as ByteStream;
+}
+
+export function callClientStream(
+  rpc: RpcSession,
+  descriptor: MethodDescriptor,
+  requests: Iterable<unknown> | AsyncIterable<unknown>,
+  options?: CallOptions,
+): Promise<unknown> {
+  const opened = openCall(rpc, descriptor, options);
+  if (opened instanceof RpcError) return Promise.reject(opened);
+  const call = new ClientStreamCall(opened.stream, descriptor, options, opened.budget, false);
+  const send = (request: unknown): Promise<void> | undefined => {
+    const bytes = encodeRequest(rpc, descriptor, request);
+    if (bytes instanceof RpcError) throw bytes;
+    return call.sender.send(bytes);
+  };
+  pump(call, requests, send);
+  return call.promise!;
+}
+
+export function callUpload(
+  rpc: RpcSession,
+  descriptor: MethodDescriptor,
+  request: unknown,
+  body: ByteSource,
+  options?: CallOptions,
+): Promise<unknown> {
+  const bytes = encodeRequest(rpc, descriptor, request);
+  if (bytes instanceof RpcError) return Promise.reject(bytes);
+  let chunks: Iterable<Uint8Array> | AsyncIterable<Uint8Array>;
+  try {
+    chunks = chunksOf(body);
+  } catch (error) {
+    return Promise.reject(new RpcError(Status.INVALID_ARGUMENT, (error as Error).message, { retrySafe: true }));
+  }
+  const opened = openCall(rpc, descriptor, options);
+  if (opened instanceof RpcError) return Promise.reject(opened);
+  const call = new ClientStreamCall(opened.stream, descriptor, options, opened.budget, false);
+  opened.stream.sendMessage(bytes);
+  pump(call, chunks, (chunk) => call.sender.send(checkChunk(chunk), true));
+  return call.promise!;
+}
+
+/** Sends everything `source` yields, then ends the caller's side; a source that fails fails the call. */
+function pump<T>(call: ClientStreamCall, source: Iterable<T> | AsyncIterable<T>, send: (item: T) => Promise<void> | undefined): void {
+  pumpSource(source, (item) => {
+    if (call.sender.failed) throw call.sender.failed;
+    return send(item);
+  }).then(
+    () => {
+      if (!call.sender.failed) call.stream.endClean();
+    },
+    (error: unknown) => {
+      // a send that failed because the call is over is not the source's fault
+      if (error !== call.sender.failed) call.sourceFailed(error);
+    },
+  );
+}
+
+export function callBidi(rpc: RpcSession, descriptor: MethodDescriptor, options?: CallOptions): BidiCall<unknown, unknown> {
+  const opened = openCall(rpc, descriptor, options);
+  if (opened instanceof RpcError) return new BidiHandle(rpc, descriptor, undefined, failedStream(opened), opened);
+  const call = new ClientStreamCall(opened.stream, descriptor, options, opened.budget, true);
+  return new BidiHandle(rpc, descriptor, call, call.responses!, undefined);
+}
+
+class BidiHandle implements BidiCall<unknown, unknown> {
+  private ended = false;
+
+  constructor(
+    private readonly rpc: RpcSession,
+    private readonly descriptor: MethodDescriptor,
+    private readonly call: ClientStreamCall | undefined,
+    private readonly responses: MessageStream<unknown>,
+    private readonly openError: RpcError | undefined,
+  ) {}
+
+  [Symbol.asyncIterator](): this {
+    return this;
+  }
+
+  next(): Promise<IteratorResult<unknown, undefined>> {
+    return this.responses.next();
+  }
+
+  return(): Promise<IteratorResult<unknown, undefined>> {
+    return this.responses.return();
+  }
+
+  send(request: unknown): Promise<void> {
+    if (this.call === undefined) return Promise.reject(this.openError!);
+    if (this.ended) return Promise.reject(new Error('send() after end(): the caller already ended its side of the call'));
+    const bytes = encodeRequest(this.rpc, this.descriptor, request);
+    if (bytes instanceof RpcError) return Promise.reject(bytes);
+    return this.call.sender.send(bytes) ?? Promise.resolve();
+  }
+
+  end(): void {
+    if (this.ended || this.call === undefined) return;
+    this.ended = true;
+    if (!this.call.sender.failed && this.call.stream.writable) this.call.stream.endClean();
+  }
+}

@@ -1,0 +1,139 @@
+/**
+ * What a stream delivered, waiting for an async-iterating reader (`for await`). Credit goes back to the peer as the
+ * reader takes each item, never on arrival, so a reader that stops holds back only its own stream and the queue never
+ * holds more than the stream's windows allow.
+ *
+ * A clean end is reported after every queued item; so is an error trailer (END), which the peer sent after its data.
+ * A reset, a local cancel or a lost connection is reported at once and drops what was queued: the call is over.
+ */
+import type { Stream } from '../session/stream.js';
+import type { RpcError } from './rpc-error.js';
+
+/** Responses of a streaming call, or the requests a streaming handler reads. `for await` them; `break` cancels. */
+export interface MessageStream<T> extends AsyncIterableIterator<T> {
+  /** Stops reading: the call is cancelled if it is still running. */
+  return(): Promise<IteratorResult<T, undefined>>;
+}
+
+/** The bytes of a bulk body: chunks in order; ends only when the sender ended cleanly, else throws an RpcError. */
+export type ByteStream = MessageStream<Uint8Array>;
+
+interface Item<T> {
+  value: T;
+  charge: number;
+}
+
+const DONE: IteratorResult<never, undefined> = Object.freeze({ done: true, value: undefined });
+
+export class Inbox<T> implements MessageStream<T> {
+  private items: Item<T>[] = [];
+  private head = 0;
+  private ended = false;
+  private failure: RpcError | undefined;
+  /** Set once the reader has seen the end or the error, or stopped: later next() calls are done. */
+  private finished = false;
+  private waiter: { resolve(result: IteratorResult<T, undefined>): void; reject(error: RpcError): void } | undefined;
+
+  constructor(
+    private readonly stream: Stream | undefined,
+    /** True when items are messages (they also carry message credit); false for bulk chunks. */
+    private readonly messages: boolean,
+    /** Called when the reader stops early (`break`, `return()`). */
+    private readonly onStop: () => void,
+    /** Turns a queued item into what the reader gets (validation); may reject with an RpcError. */
+    private readonly check?: (value: T) => T | Promise<T>,
+  ) {}
+
+  [Symbol.asyncIterator](): this {
+    return this;
+  }
+
+  /** An item arrived with the credit `charge` it holds. */
+  push(value: T, charge: number): void {
+    if (this.finished || this.failure !== undefined) {
+      this.stream?.consume(charge, this.messages);
+      return;
+    }
+    const waiter = this.waiter;
+    if (waiter !== undefined && this.head === this.items.length) {
+      this.waiter = undefined;
+      this.stream?.consume(charge, this.messages);
+      this.deliver(value, waiter);
+      return;
+    }
+    this.items.push({ value, charge });
+  }
+
+  /** The sender ended cleanly: the reader gets `done` after what is queued. */
+  end(): void {
+    this.ended = true;
+    if (this.waiter !== undefined && this.head === this.items.length) this.settleWaiter();
+  }
+
+  /** The call failed. `afterQueued`: the error comes after what is queued (an error trailer), else at once. */
+  fail(error: RpcError, afterQueued = false): void {
+    if (this.finished || this.failure !== undefined) return;
+    this.failure = error;
+    if (!afterQueued) this.dropQueued();
+    if (this.waiter !== undefined && this.head === this.items.length) this.settleWaiter();
+  }
+
+  next(): Promise<IteratorResult<T, undefined>> {
+    if (this.head < this.items.length) {
+      const item = this.items[this.head]!;
+      this.items[this.head++] = undefined as unknown as Item<T>; // let the value go as soon as the reader has it
+      if (this.head === this.items.length) {
+        this.items = [];
+        this.head = 0;
+      }
+      this.stream?.consume(item.charge, this.messages);
+      return new Promise((resolve, reject) => this.deliver(item.value, { resolve, reject }));
+    }
+    if (this.finished) return Promise.resolve(DONE);
+    if (this.failure !== undefined || this.ended) {
+      return new Promise((resolve, reject) => this.settleWaiterWith({ resolve, reject }));
+    }
+    if (this.waiter !== undefined) return Promise.reject(new Error('next() called again before the previous one settled'));
+    return new Promise((resolve, reject) => (this.waiter = { resolve, reject }));
+  }
+
+  return(): Promise<IteratorResult<T, undefined>> {
+    if (!this.finished) {
+      this.finished = true;
+      this.dropQueued();
+      this.onStop();
+    }
+    return Promise.resolve(DONE);
+  }
+
+  private deliver(value: T, to: { resolve(result: IteratorResult<T, undefined>): void; reject(error: RpcError): void }): void {
+    if (this.check === undefined) {
+      to.resolve({ done: false, value });
+      return;
+    }
+    Promise.resolve()
+      .then(() => this.check!(value))
+      .then(
+        (checked) => to.resolve({ done: false, value: checked }),
+        (error: RpcError) => to.reject(error),
+      );
+  }
+
+  private settleWaiter(): void {
+    const waiter = this.waiter!;
+    this.waiter = undefined;
+    this.settleWaiterWith(waiter);
+  }
+
+  private settleWaiterWith(to: { resolve(result: IteratorResult<T, undefined>): void; reject(error: RpcError): void }): void {
+    this.finished = true;
+    if (this.failure !== undefined) to.reject(this.failure);
+    else to.resolve(DONE);
+  }
+
+  private dropQueued(): void {
+    for (let i = this.head; i < this.items.length; i++) this.stream?.consume(this.items[i]!.charge, this.messages);
+    this.items = [];
+    this.head = 0;
+  }
+}
