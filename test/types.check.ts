@@ -3,7 +3,23 @@
  * in `npm test`; never executed). A failing expectation is a type error.
  */
 import type { StandardSchemaV1 } from '@standard-schema/spec';
-import { defineService, serve, unary, type Client, type RequestOf, type ResponseOf } from '../src/index.js';
+import {
+  bidi,
+  clientStream,
+  defineService,
+  download,
+  serve,
+  serverStream,
+  unary,
+  upload,
+  type BidiCall,
+  type ByteSource,
+  type ByteStream,
+  type Client,
+  type MessageStream,
+  type RequestOf,
+  type ResponseOf,
+} from '../src/index.js';
 
 type Equal<A, B> = (<T>() => T extends A ? 1 : 2) extends <T>() => T extends B ? 1 : 2 ? true : false;
 type Expect<T extends true> = T;
@@ -39,3 +55,50 @@ serve(Files, {
 
 // @ts-expect-error every method needs a handler
 serve(Files, { stat: () => ({ size: 1 }) });
+
+// streaming kinds: handlers and clients get the shape of their kind
+const Streams = defineService('streams.v1', {
+  tail: serverStream<{ n: number }, { i: number }>(),
+  sum: clientStream<number, number>(),
+  chat: bidi<string, string>(),
+  put: upload<{ name: string }, { bytes: number }>(),
+  get: download<{ name: string }>(),
+});
+type StreamsClient = Client<(typeof Streams)['methods']>;
+export type T7 = Expect<Equal<ReturnType<StreamsClient['tail']>, MessageStream<{ i: number }>>>;
+export type T8 = Expect<Equal<Parameters<StreamsClient['sum']>[0], Iterable<number> | AsyncIterable<number>>>;
+export type T9 = Expect<Equal<ReturnType<StreamsClient['chat']>, BidiCall<string, string>>>;
+export type T10 = Expect<Equal<Parameters<StreamsClient['put']>[1], ByteSource>>;
+export type T11 = Expect<Equal<ReturnType<StreamsClient['get']>, ByteStream>>;
+
+serve(Streams, {
+  async *tail({ n }) {
+    for (let i = 0; i < n; i++) yield { i };
+  },
+  async sum(requests) {
+    let total = 0;
+    for await (const x of requests) total += x;
+    return total;
+  },
+  chat: (requests) => (async function* () {
+    for await (const m of requests) yield m.toUpperCase();
+  })(),
+  async put(req, body) {
+    let bytes = 0;
+    for await (const chunk of body) bytes += chunk.length;
+    return { bytes: bytes + req.name.length };
+  },
+  get: () => new Uint8Array(3),
+});
+
+serve(Streams, {
+  // @ts-expect-error a serverStream handler yields { i: number }
+  async *tail() {
+    yield { i: 'one' };
+  },
+  sum: () => 1,
+  chat: () => [],
+  put: () => ({ bytes: 0 }),
+  // @ts-expect-error a download handler returns bytes
+  get: () => 'text',
+});
