@@ -4,7 +4,25 @@
  */
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { connect, defineService, listen, RpcError, serve, Status, unary } from '../src/index.js';
+import fs from 'node:fs';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { pipeline } from 'node:stream/promises';
+import {
+  bidi,
+  clientStream,
+  connect,
+  defineService,
+  download,
+  listen,
+  RpcError,
+  serve,
+  serverStream,
+  Status,
+  unary,
+  upload,
+} from '../src/index.js';
 
 void test('the README example works as written', { timeout: 10_000 }, async () => {
   const Files = defineService('files.v1', {
@@ -52,5 +70,58 @@ void test('the README example works as written', { timeout: 10_000 }, async () =
   } finally {
     await session.close();
     await server.close();
+  }
+});
+
+void test('the README streams example works as written', { timeout: 10_000 }, async () => {
+  const dir = await mkdtemp(join(tmpdir(), 'gridwire-readme-'));
+  const Store = defineService('store.v1', {
+    watch: serverStream<{ prefix: string }, { key: string }>(),
+    total: clientStream<number, number>(),
+    chat: bidi<string, string>(),
+    put: upload<{ name: string }, { bytes: number }>(),
+    get: download<{ name: string }>(),
+  });
+  const store = serve(Store, {
+    async *watch({ prefix }) {
+      yield { key: `${prefix}/a` };
+    },
+    async total(numbers) {
+      let t = 0;
+      for await (const n of numbers) t += n;
+      return t;
+    },
+    async *chat(lines) {
+      for await (const line of lines) yield line.toUpperCase();
+    },
+    async put({ name }, body) {
+      await pipeline(body, fs.createWriteStream(join(dir, name)));
+      return { bytes: fs.statSync(join(dir, name)).size };
+    },
+    get: ({ name }) => fs.createReadStream(join(dir, name)),
+  });
+  const server = await listen('tcp://127.0.0.1:0', { services: [store] });
+  const session = await connect(server.url);
+  try {
+    const c = session.client(Store);
+    const keys: string[] = [];
+    for await (const { key } of c.watch({ prefix: 'x' }, { timeoutMs: 5000 })) keys.push(key);
+    assert.deepEqual(keys, ['x/a']);
+    assert.equal(await c.total([1, 2, 3]), 6);
+    const chat = c.chat();
+    await chat.send('hi');
+    chat.end();
+    const lines: string[] = [];
+    for await (const line of chat) lines.push(line);
+    assert.deepEqual(lines, ['HI']);
+    const source = join(dir, 'source');
+    fs.writeFileSync(source, Buffer.alloc(300_000, 7));
+    assert.deepEqual(await c.put({ name: 'f' }, fs.createReadStream(source)), { bytes: 300_000 });
+    await pipeline(c.get({ name: 'f' }), fs.createWriteStream(join(dir, 'copy')));
+    assert.deepEqual(fs.readFileSync(join(dir, 'copy')), fs.readFileSync(source));
+  } finally {
+    session.destroy();
+    await server.close({ graceMs: 100 });
+    await rm(dir, { recursive: true, force: true });
   }
 });
