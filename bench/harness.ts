@@ -1,13 +1,14 @@
 // Process orchestration for one run: spawns a fresh server and client worker (pinned with taskset when possible),
-// drives them over the fork IPC channel (start -> warmup -> mark -> window -> mark/report -> stop), enforces a hard
-// deadline, and guarantees no worker outlives the run or the orchestrator. Knows nothing of the systems' protocols.
+// drives them over the fork IPC channel (start [-> armed] -> warmup -> mark -> window -> mark/report -> stop),
+// enforces a hard deadline, and guarantees no worker outlives the run or the orchestrator. Knows nothing of the
+// systems' protocols, nor of what a worker measures.
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import os from 'node:os';
 import { fileURLToPath } from 'node:url';
 import type { ChildMsg, ClientReport, ParentMsg, ServerReport, WorkerReport } from './protocol.js';
 import type { SystemName } from './systems/index.js';
 
-const WORKER_PATH = fileURLToPath(new URL('./worker.ts', import.meta.url));
+const UNARY_WORKER_PATH = fileURLToPath(new URL('./worker.ts', import.meta.url));
 const REPO_ROOT = fileURLToPath(new URL('..', import.meta.url));
 const EXIT_GRACE_MS = 3000;
 
@@ -27,6 +28,40 @@ export interface RunSpec {
 export interface RunReports {
   client: ClientReport;
   server: ServerReport;
+}
+
+/** One run of any worker script that speaks protocol.ts. */
+export interface PairSpec {
+  /** Names the workers in errors, e.g. 'gridwire bulk-upload'. */
+  label: string;
+  /** Absolute path of the worker script: TypeScript, run under tsx, unless `compiled`. */
+  worker: string;
+  /** The worker is plain JS: run it without tsx. */
+  compiled?: boolean;
+  serverArgs: string[];
+  /** The client's arguments, given the address the server reported in its `ready`. */
+  clientArgs(target: string): string[];
+  /** Wait for the client's `armed` after `start` before the warmup begins (for set-up of unknown length). */
+  waitArmed: boolean;
+  /** Node flags for both workers of this run, e.g. ['--expose-gc']. */
+  nodeArgs?: string[];
+  warmupMs: number;
+  windowMs: number;
+  pin: boolean;
+  /** The whole run (spawn to exit) is killed after this long, whatever happens. */
+  timeoutMs: number;
+}
+
+export interface PairReports {
+  client: WorkerReport;
+  server: WorkerReport;
+}
+
+/** Extra node flags for every worker, e.g. ['--cpu-prof', '--cpu-prof-dir=/tmp/prof'] (set by run.ts). */
+let workerNodeArgs: readonly string[] = [];
+
+export function setWorkerNodeArgs(args: readonly string[]): void {
+  workerNodeArgs = args;
 }
 
 // ---- cleanup: every live worker is killed when the orchestrator exits, fails or is interrupted ----
@@ -74,10 +109,13 @@ class WorkerProc {
 
   constructor(
     readonly label: string,
+    worker: string,
     args: string[],
     cpu: number | null,
+    options: { nodeArgs?: readonly string[]; compiled?: boolean } = {},
   ) {
-    const nodeArgs = ['--import', 'tsx', WORKER_PATH, ...args];
+    const loader = options.compiled === true ? [] : ['--import', 'tsx'];
+    const nodeArgs = [...workerNodeArgs, ...(options.nodeArgs ?? []), ...loader, worker, ...args];
     const [cmd, cmdArgs] =
       cpu === null ? [process.execPath, nodeArgs] : ['taskset', ['-c', String(cpu), process.execPath, ...nodeArgs]];
     // Worker stdout goes to our stderr, so our stdout carries only the table and the final JSON line.
@@ -133,8 +171,24 @@ class WorkerProc {
 
 const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
 
-/** Runs one system at one concurrency in fresh processes and returns both sides' reports. */
+/** Runs one system at one concurrency of the unary echo in fresh processes and returns both sides' reports. */
 export async function runOnce(spec: RunSpec): Promise<RunReports> {
+  const { client, server } = await runPair({
+    label: spec.system,
+    worker: UNARY_WORKER_PATH,
+    serverArgs: [spec.system, 'server'],
+    clientArgs: (target) => [spec.system, 'client', target, String(spec.concurrency)],
+    waitArmed: false,
+    warmupMs: spec.warmupMs,
+    windowMs: spec.windowMs,
+    pin: spec.pin,
+    timeoutMs: spec.timeoutMs,
+  });
+  return { client: asRole(client, 'client'), server: asRole(server, 'server') };
+}
+
+/** Runs one server and one client worker through the timeline above and returns both sides' reports. */
+export async function runPair(spec: PairSpec): Promise<PairReports> {
   const workers: WorkerProc[] = [];
   let timer: NodeJS.Timeout | undefined;
   const deadline = new Promise<never>((_, reject) => {
@@ -144,15 +198,16 @@ export async function runOnce(spec: RunSpec): Promise<RunReports> {
   /** Races a step against the deadline and against any worker failing. */
   const guard = <T>(p: Promise<T>): Promise<T> => Promise.race([p, deadline, ...workers.map((w) => w.failed)]);
   try {
-    const server = new WorkerProc(`${spec.system} server`, [spec.system, 'server'], spec.pin ? SERVER_CPU : null);
+    const { label, worker } = spec;
+    const server = new WorkerProc(`${label} server`, worker, spec.serverArgs, spec.pin ? SERVER_CPU : null, spec);
     workers.push(server);
     const { target } = await guard(server.wait('ready'));
-    const clientArgs = [spec.system, 'client', target, String(spec.concurrency)];
-    const client = new WorkerProc(`${spec.system} client`, clientArgs, spec.pin ? CLIENT_CPU : null);
+    const client = new WorkerProc(`${label} client`, worker, spec.clientArgs(target), spec.pin ? CLIENT_CPU : null, spec);
     workers.push(client);
     await guard(client.wait('ready'));
 
     client.send({ t: 'start' });
+    if (spec.waitArmed) await guard(client.wait('armed'));
     await guard(sleep(spec.warmupMs));
     server.send({ t: 'mark' });
     client.send({ t: 'mark' });
@@ -162,14 +217,14 @@ export async function runOnce(spec: RunSpec): Promise<RunReports> {
     const [c, s] = await guard(Promise.all([client.wait('report'), server.wait('report')]));
     await guard(client.stop());
     await guard(server.stop());
-    return { client: asRole(c.report, 'client'), server: asRole(s.report, 'server') };
+    return { client: c.report, server: s.report };
   } finally {
     clearTimeout(timer);
     for (const w of workers) w.kill();
   }
 }
 
-function asRole<R extends WorkerReport['role']>(r: WorkerReport, role: R): Extract<WorkerReport, { role: R }> {
+export function asRole<R extends WorkerReport['role']>(r: WorkerReport, role: R): Extract<WorkerReport, { role: R }> {
   if (r.role !== role) throw new Error(`expected a ${role} report, got ${r.role}`);
   return r as Extract<WorkerReport, { role: R }>;
 }

@@ -2,6 +2,7 @@
 // their targets, the printed table, and the final JSON line. Pure functions; no processes, no I/O but console.
 import type { RunReports } from './harness.js';
 import { median } from './stats.js';
+import { fmt, markdownTable } from './table.js';
 import type { SystemName } from './systems/index.js';
 
 export interface RunResult {
@@ -141,8 +142,6 @@ export function computeRatios(results: RunResult[], runs: number): Record<string
 
 // ---- printing ----
 
-const fmt = (v: number, digits = 0): string => (Number.isFinite(v) ? v.toFixed(digits) : '-');
-
 export function formatTable(rows: SummaryRow[]): string {
   const head = ['system', 'conc', 'calls/s (median)', 'range', 'p50 µs', 'p99 µs', 'CPU cli/srv %', 'CPU µs/call cli/srv', 'runs ok'];
   const body = rows.map((r) => [
@@ -156,10 +155,7 @@ export function formatTable(rows: SummaryRow[]): string {
     `${fmt(r.clientCpuUsPerCall, 1)} / ${fmt(r.serverCpuUsPerCall, 1)}`,
     `${r.runsOk}/${r.runs}`,
   ]);
-  const widths = head.map((h, i) => Math.max(h.length, ...body.map((b) => (b[i] ?? '').length)));
-  const line = (cells: string[]): string =>
-    '| ' + cells.map((c, i) => (i < 2 ? c.padEnd(widths[i] ?? 0) : c.padStart(widths[i] ?? 0))).join(' | ') + ' |';
-  return [line(head), '|' + widths.map((w) => '-'.repeat(w + 2)).join('|') + '|', ...body.map(line)].join('\n');
+  return markdownTable(head, body, 2);
 }
 
 export function formatRatios(ratios: Record<string, Ratio>): string {

@@ -1,30 +1,56 @@
-// `npm run bench`: unary 32-byte echo over loopback TCP for raw node:net, ws, grpc-js and gridwire, at concurrency 1
-// and 64 on one connection, each run in fresh server and client processes pinned to different CPUs. Systems are
-// alternated round-robin (A B C D A B C D) and gridwire is compared with the others within the SAME run, because
-// absolute figures on this machine swing 2-4x between runs (see /work/shared/research/baseline.md).
+// `npm run bench`: gridwire against a raw socket and its peers, client and server in separate processes pinned to
+// different CPUs, each run in fresh processes, systems alternated round-robin and compared within the SAME run,
+// because absolute figures on this machine swing 2-4x between runs (see /work/shared/research/baseline.md).
+// Suites (all by default, in this order):
+//   unary  32-byte echo, concurrency 1 and 64, raw node:net / ws / grpc-js / gridwire         (suites/unary.ts)
+//   bulk   upload and download MiB/s, 64 KiB chunks, raw node:net / grpc-js / gridwire        (suites/bulk.ts)
+//   mixed  gridwire unary p99 on an idle connection vs. beside a download on the same one     (suites/mixed.ts)
+//   rss    gridwire memory: 10 000 idle streams on one connection; a 1 GiB download read slowly (suites/rss.ts)
 //
-//   npm run bench -- [--seconds 3] [--runs 2] [--only raw,ws,grpc,gridwire] [--concurrency 1,64] [--no-pin]
+//   npm run bench -- [--suite unary,bulk,mixed,rss] [--seconds N] [--runs N] [--only raw,ws,grpc,gridwire]
+//                    [--concurrency 1,64] [--no-pin] [--cpu-prof DIR]
 //
-// Prints progress on stderr; on stdout a table, the ratios with their targets, and one final JSON line.
+// Prints progress on stderr; on stdout each suite's table and checks against their targets, then one final JSON
+// line: the suite's own object when one suite ran (so `--suite unary` prints what the unary bench always printed),
+// else { bench: 'all', suites: { <name>: <object> } }.
 import { parseArgs } from 'node:util';
-import { detectPinning, runOnce } from './harness.js';
-import { computeRatios, failedResult, formatRatios, formatTable, summarise, toResult, type RunResult } from './report.js';
-import { isSystemName, SYSTEM_NAMES, type SystemName } from './systems/index.js';
+import { detectPinning, setWorkerNodeArgs } from './harness.js';
+import { runBulkSuite } from './suites/bulk.js';
+import { runMixedSuite } from './suites/mixed.js';
+import { runRssSuite } from './suites/rss.js';
+import type { Suite, SuiteOptions } from './suites/suite.js';
+import { runUnarySuite } from './suites/unary.js';
+import { isSystemName, SYSTEM_NAMES } from './systems/index.js';
 
-const WARMUP_MS = 1000;
-/** Hard limit per run beyond the measured window: process start-up, warmup, reporting and shutdown. */
-const RUN_OVERHEAD_LIMIT_MS = 26_000;
+const SUITES = { unary: runUnarySuite, bulk: runBulkSuite, mixed: runMixedSuite, rss: runRssSuite } satisfies Record<string, Suite>;
+type SuiteName = keyof typeof SUITES;
+const SUITE_NAMES = Object.keys(SUITES) as SuiteName[];
 
-const USAGE = `usage: npm run bench -- [--seconds N] [--runs N] [--only ${SYSTEM_NAMES.join(',')}] [--concurrency 1,64] [--no-pin]`;
+const USAGE =
+  `usage: npm run bench -- [--suite ${SUITE_NAMES.join(',')}] [--seconds N] [--runs N] [--only ${SYSTEM_NAMES.join(',')}] ` +
+  `[--concurrency 1,64] [--no-pin] [--cpu-prof DIR]\n` +
+  `  --seconds  measured window per run (default: unary 3, bulk 2, mixed 2; rss has fixed windows)\n` +
+  `  --runs     runs of each measurement (default: 2; rss 1)\n` +
+  `  --only     systems of the unary and bulk suites; mixed and rss run only with gridwire\n` +
+  `  --cpu-prof write a V8 CPU profile of every worker process into DIR`;
 
-function parseFlags(): { seconds: number; runs: number; systems: SystemName[]; concurrencies: number[]; noPin: boolean } {
+interface Flags {
+  suites: SuiteName[];
+  options: Omit<SuiteOptions, 'pin' | 'notes'>;
+  noPin: boolean;
+  cpuProfDir: string | undefined;
+}
+
+function parseFlags(): Flags {
   const { values } = parseArgs({
     options: {
-      seconds: { type: 'string', default: '3' },
-      runs: { type: 'string', default: '2' },
+      suite: { type: 'string', default: SUITE_NAMES.join(',') },
+      seconds: { type: 'string' },
+      runs: { type: 'string' },
       only: { type: 'string', default: SYSTEM_NAMES.join(',') },
       concurrency: { type: 'string', default: '1,64' },
       'no-pin': { type: 'boolean', default: false },
+      'cpu-prof': { type: 'string' },
       help: { type: 'boolean', short: 'h', default: false },
     },
   });
@@ -32,85 +58,41 @@ function parseFlags(): { seconds: number; runs: number; systems: SystemName[]; c
     console.log(USAGE);
     process.exit(0);
   }
-  const seconds = Number(values.seconds);
-  const runs = Number(values.runs);
-  const systems = values.only.split(',').map((s) => s.trim()).filter(Boolean);
+  const list = (s: string): string[] => s.split(',').map((x) => x.trim()).filter(Boolean);
+  const seconds = values.seconds === undefined ? undefined : Number(values.seconds);
+  const runs = values.runs === undefined ? undefined : Number(values.runs);
+  const suites = list(values.suite);
+  const systems = list(values.only);
   const concurrencies = values.concurrency.split(',').map(Number);
   const bad = (why: string): never => {
     console.error(`bench: ${why}\n${USAGE}`);
     process.exit(2);
   };
-  if (!(seconds > 0)) bad(`--seconds must be a positive number, got '${values.seconds}'`);
-  if (!Number.isInteger(runs) || runs < 1) bad(`--runs must be a positive integer, got '${values.runs}'`);
+  if (seconds !== undefined && !(seconds > 0)) bad(`--seconds must be a positive number, got '${values.seconds}'`);
+  if (runs !== undefined && !(Number.isInteger(runs) && runs >= 1)) bad(`--runs must be a positive integer, got '${values.runs}'`);
+  if (suites.length === 0 || suites.some((s) => !(s in SUITES))) bad(`--suite takes names from ${SUITE_NAMES.join(',')}`);
   const unknown = systems.filter((s) => !isSystemName(s));
   if (unknown.length || systems.length === 0) bad(`--only takes names from ${SYSTEM_NAMES.join(',')}`);
   if (concurrencies.some((c) => !Number.isInteger(c) || c < 1)) bad(`--concurrency takes positive integers`);
-  // Keep the registry order, so the round-robin is always raw ws grpc gridwire.
-  const ordered = SYSTEM_NAMES.filter((s) => systems.includes(s));
-  return { seconds, runs, systems: ordered, concurrencies, noPin: values['no-pin'] };
-}
-
-/** gridwire runs only if its public API imports; otherwise the row is skipped with a printed note. */
-async function probeGridwire(): Promise<string | null> {
-  try {
-    const { loadGridwire } = await import('./systems/gridwire.js');
-    await loadGridwire();
-    return null;
-  } catch (err) {
-    return err instanceof Error ? err.message.split('\n')[0] ?? err.message : String(err);
-  }
+  return {
+    // Keep the registry orders, so suites run as listed and the round-robin is always raw ws grpc gridwire.
+    suites: SUITE_NAMES.filter((s) => suites.includes(s)),
+    options: { seconds, runs, systems: SYSTEM_NAMES.filter((s) => systems.includes(s)), concurrencies },
+    noPin: values['no-pin'],
+    cpuProfDir: values['cpu-prof'],
+  };
 }
 
 async function main(): Promise<void> {
   const flags = parseFlags();
-  const notes: string[] = [];
-  let systems = flags.systems;
-  if (systems.includes('gridwire')) {
-    const why = await probeGridwire();
-    if (why !== null) {
-      notes.push(`gridwire SKIPPED: cannot import ../src/index.js (${why})`);
-      systems = systems.filter((s) => s !== 'gridwire');
-    }
-  }
   const pinning = flags.noPin ? { pin: false, note: 'unpinned (--no-pin)' } : detectPinning();
-  notes.push(pinning.note);
-  for (const n of notes) console.error(`bench: ${n}`);
-
-  const windowMs = flags.seconds * 1000;
-  const results: RunResult[] = [];
-  for (let run = 1; run <= flags.runs; run++) {
-    for (const concurrency of flags.concurrencies) {
-      for (const system of systems) {
-        const label = `[run ${run}/${flags.runs}] ${system.padEnd(8)} c=${String(concurrency).padEnd(3)}`;
-        try {
-          const reports = await runOnce({
-            system, concurrency, warmupMs: WARMUP_MS, windowMs, pin: pinning.pin,
-            timeoutMs: WARMUP_MS + windowMs + RUN_OVERHEAD_LIMIT_MS,
-          });
-          const r = toResult(system, concurrency, run, reports);
-          results.push(r);
-          console.error(
-            `${label} ${r.callsPerSec.toFixed(0).padStart(7)} calls/s  p50 ${r.p50Us.toFixed(0)} µs  ` +
-              `p99 ${r.p99Us.toFixed(0)} µs  CPU ${r.cpuClientPct.toFixed(0)}/${r.cpuServerPct.toFixed(0)}%`,
-          );
-        } catch (err) {
-          const message = err instanceof Error ? err.message : String(err);
-          results.push(failedResult(system, concurrency, run, message));
-          console.error(`${label} FAILED: ${message}`);
-        }
-      }
-    }
-  }
-
-  const rows = summarise(results, systems, flags.concurrencies);
-  const ratios = computeRatios(results, flags.runs);
-  console.log(`\nunary echo, 32-byte payload, loopback TCP, ${flags.runs} run(s) x ${flags.seconds} s window`);
-  for (const n of notes) console.log(`note: ${n}`);
-  console.log(`\n${formatTable(rows)}\n`);
-  console.log('gridwire vs the others, calls/s ratios taken within the same run (median over runs):');
-  console.log(formatRatios(ratios));
-  const config = { seconds: flags.seconds, runs: flags.runs, concurrencies: flags.concurrencies, pinned: pinning.pin, notes };
-  console.log(JSON.stringify({ bench: 'unary-echo-32B', ratios, results: rows, config }));
+  console.error(`bench: ${pinning.note}`);
+  if (flags.cpuProfDir !== undefined) setWorkerNodeArgs(['--cpu-prof', `--cpu-prof-dir=${flags.cpuProfDir}`]);
+  const options: SuiteOptions = { ...flags.options, pin: pinning.pin, notes: [pinning.note] };
+  const out: Partial<Record<SuiteName, object>> = {};
+  for (const name of flags.suites) out[name] = await SUITES[name](options);
+  const only = flags.suites.length === 1 ? out[flags.suites[0] as SuiteName] : undefined;
+  console.log(JSON.stringify(only ?? { bench: 'all', suites: out }));
 }
 
 main().catch((err: unknown) => {

@@ -18,6 +18,11 @@ export class LatencyRecorder {
     this.n = 0;
   }
 
+  /** Samples recorded since the last reset. */
+  get count(): number {
+    return this.n;
+  }
+
   /** Percentiles in µs (nearest rank), e.g. percentilesUs([0.5, 0.99]). NaN when there are no samples. */
   percentilesUs(ps: readonly number[]): number[] {
     const sorted = this.buf.subarray(0, this.n).sort();
