@@ -50,7 +50,7 @@ export interface ScenarioReport {
   cpu: CpuDelta;
   /** Memory when the side reported `ready`, before any load. */
   ready: MemorySample;
-  /** Highest RSS sampled (every SAMPLE_MS) between the two marks. */
+  /** Highest RSS sampled (every SAMPLE_MS, no forced GC) from `ready` to the second mark: set-up bursts included. */
   peakRss: number;
   marks: [MarkSnapshot, MarkSnapshot];
   /** Byte totals once the side's work had ended cleanly after the second mark (the count check uses these). */

@@ -18,7 +18,7 @@ export interface GetRequest {
   fresh: boolean;
 }
 
-/** The handlers of BULK_SERVICE. */
+/** The handlers of the bench.bulk service. */
 export interface BulkHandlers {
   put(req: { name: string }, body: AsyncIterable<Uint8Array>, ctx: HandlerContext): Promise<{ bytes: number }>;
   get(req: GetRequest, ctx: HandlerContext): AsyncIterable<Uint8Array>;
@@ -26,7 +26,7 @@ export interface BulkHandlers {
   echo(req: Uint8Array): Uint8Array;
 }
 
-/** The client of BULK_SERVICE. */
+/** The client of the bench.bulk service. */
 export interface BulkClient {
   put(req: { name: string }, body: AsyncIterable<Uint8Array>, options?: CallOptions): Promise<{ bytes: number }>;
   /** Chunks are views valid until the next iteration step: read their length, keep nothing. */
@@ -94,7 +94,7 @@ async function* produce(req: GetRequest, ctx: SideContext, signal: AbortSignal):
 }
 
 export interface BulkServerHooks {
-  /** Settles when a `put` or `get` handler has ended (returned, or thrown). */
+  /** Called when a `put` or `get` handler has ended: with null when it returned, else with what it threw. */
   onTransferEnd(err: unknown): void;
 }
 

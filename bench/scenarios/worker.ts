@@ -3,8 +3,8 @@
 //   node --import tsx bench/scenarios/worker.ts <scenario> <system> client <target>
 // The worker owns the timeline; the scenario owns the protocol. On `start` the client starts its load and answers
 // `armed` once set up; at each `mark` both sides snapshot their byte meters, CPU and memory; at the second they also
-// abort stopSending, wait for their side to end cleanly (finish), and report. RSS is sampled every SAMPLE_MS inside
-// the window for its peak. Started with --expose-gc (the rss suite), it collects garbage before each snapshot, so
+// abort stopSending, wait for their side to end cleanly (finish), and report. RSS is sampled every SAMPLE_MS from
+// `ready` to the second mark for its peak. Started with --expose-gc (the rss suite), it collects garbage before each snapshot, so
 // the marks show what is retained rather than what the collector has not reached yet.
 import { performance } from 'node:perf_hooks';
 import type { ChildMsg, MarkSnapshot, MemorySample, ParentMsg, ScenarioReport } from '../protocol.js';
@@ -64,14 +64,14 @@ class Recorder {
 
   ready(): void {
     this.readyMemory = sampleMemory();
+    this.peakRss = this.readyMemory.rss;
+    this.sampler = setInterval(() => (this.peakRss = Math.max(this.peakRss, process.memoryUsage.rss())), SAMPLE_MS);
   }
 
   /** Opens the window. */
   firstMark(): void {
     this.snapshot();
     this.inWindow = true;
-    this.peakRss = this.marks[0]?.rss ?? 0;
-    this.sampler = setInterval(() => (this.peakRss = Math.max(this.peakRss, process.memoryUsage.rss())), SAMPLE_MS);
     this.cpu0 = process.cpuUsage();
     this.t0 = performance.now();
   }

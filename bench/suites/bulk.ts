@@ -3,14 +3,13 @@
 // processes, the systems alternated round-robin, and gridwire compared with the others within the SAME run.
 // Throughput is counted at the receiver over the window; after it the sender ends cleanly and the run fails unless
 // the receiver counted every byte the sender sent.
-import type { ScenarioReport } from '../protocol.js';
 import type { ScenarioSystem } from '../scenarios/index.js';
 import { CHUNK_BYTES } from '../scenarios/scenario.js';
 import { median } from '../stats.js';
 import { fmt, markdownTable } from '../table.js';
 import {
   checkTransfer, cpuPct, errorMessage, formatChecks, probeGridwireStreams, ratioCheck, receivedMiBps, runScenario,
-  type RatioCheck, type SuiteOptions,
+  type RatioCheck, type ScenarioReports, type SuiteOptions,
 } from './suite.js';
 
 const DIRECTIONS = ['upload', 'download'] as const;
@@ -36,7 +35,12 @@ interface BulkResult {
 
 const NO_CPU = { user: NaN, sys: NaN };
 
-function toResult(system: ScenarioSystem, direction: Direction, run: number, client: ScenarioReport, server: ScenarioReport): BulkResult {
+function toResult(
+  system: ScenarioSystem,
+  direction: Direction,
+  run: number,
+  { client, server }: ScenarioReports,
+): BulkResult {
   const [sender, receiver] = direction === 'upload' ? [client, server] : [server, client];
   checkTransfer(sender, receiver);
   return {
@@ -67,10 +71,10 @@ export async function runBulkSuite(options: SuiteOptions): Promise<object> {
       for (const system of systems) {
         const label = `[bulk ${run}/${runs}] ${direction.padEnd(8)} ${system.padEnd(8)}`;
         try {
-          const { client, server } = await runScenario(system, `bulk-${direction}`, {
+          const reports = await runScenario(system, `bulk-${direction}`, {
             warmupMs: WARMUP_MS, windowMs: seconds * 1000, pin: options.pin,
           });
-          const r = toResult(system, direction, run, client, server);
+          const r = toResult(system, direction, run, reports);
           results.push(r);
           const { client: c, server: s } = r.cpu;
           console.error(
@@ -79,7 +83,8 @@ export async function runBulkSuite(options: SuiteOptions): Promise<object> {
           );
         } catch (err) {
           const error = errorMessage(err);
-          results.push({ system, direction, run, ok: false, error, mibPerSec: NaN, totalBytes: 0, cpu: { client: NO_CPU, server: NO_CPU } });
+          const cpu = { client: NO_CPU, server: NO_CPU };
+          results.push({ system, direction, run, ok: false, error, mibPerSec: NaN, totalBytes: 0, cpu });
           console.error(`${label} FAILED: ${error}`);
         }
       }
@@ -88,12 +93,14 @@ export async function runBulkSuite(options: SuiteOptions): Promise<object> {
 
   const rows = DIRECTIONS.flatMap((direction) => systems.map((system) => summarise(results, direction, system)));
   const checks = computeChecks(results, runs);
-  console.log(`\nbulk transfer, ${CHUNK_BYTES / 1024} KiB chunks, one loopback TCP connection, ${runs} run(s) x ${seconds} s window`);
+  const chunk = `${CHUNK_BYTES / 1024} KiB chunks`;
+  console.log(`\nbulk transfer, ${chunk}, one loopback TCP connection, ${runs} run(s) x ${seconds} s window`);
   for (const n of notes) console.log(`note: ${n}`);
   console.log(`\n${formatRows(rows)}\n`);
   console.log('gridwire vs the others, MiB/s ratios taken within the same run (median over runs):');
   console.log(formatChecks(checks));
-  return { bench: 'bulk-64KiB', checks, results: rows, config: { seconds, runs, warmupMs: WARMUP_MS, pinned: options.pin, notes } };
+  const config = { seconds, runs, warmupMs: WARMUP_MS, pinned: options.pin, notes };
+  return { bench: 'bulk-64KiB', checks, results: rows, config };
 }
 
 interface BulkRow {

@@ -7,7 +7,9 @@ import { fileURLToPath } from 'node:url';
 
 const CONFIG = fileURLToPath(new URL('../tsconfig.compiled.json', import.meta.url));
 /** Where tsconfig.compiled.json's outDir puts the worker. */
-const COMPILED_WORKER = fileURLToPath(new URL('../../node_modules/.cache/gridwire-bench/bench/scenarios/worker.js', import.meta.url));
+const COMPILED_WORKER = fileURLToPath(
+  new URL('../../node_modules/.cache/gridwire-bench/bench/scenarios/worker.js', import.meta.url),
+);
 
 /** Runs tsc (a few seconds) and returns the compiled worker's path; throws with tsc's exit status on failure. */
 export function compileScenarioWorker(): string {

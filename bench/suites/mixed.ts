@@ -97,7 +97,8 @@ export async function runMixedSuite(options: SuiteOptions): Promise<object> {
   console.log(`\n${formatRows(rows)}\n`);
   console.log('p99 beside the download / p99 on the idle connection, within the same run (median over runs):');
   console.log(formatChecks(checks));
-  return { bench: 'mixed-unary-under-bulk', checks, results: rows, config: { seconds, runs, warmupMs: WARMUP_MS, pinned: options.pin } };
+  const config = { seconds, runs, warmupMs: WARMUP_MS, pinned: options.pin };
+  return { bench: 'mixed-unary-under-bulk', checks, results: rows, config };
 }
 
 interface MixedRow {
