@@ -155,6 +155,27 @@ void describe('streams flow control: back pressure', () => {
     await streamsGone(caller, callee, 'after the stream');
   });
 
+  testConnTypes('tiny messages do not pile up in the sender: a stalled reader holds the producer to the message window + the high-water mark', async (env) => {
+    const SIZE = 4;
+    const MESSAGE_WINDOW = 1024; // the caller's default initialMessageWindow
+    let produced = 0;
+    const { caller, callee } = await env.open({ services: [flow({ onProduce: () => produced++ })] });
+    // each queued message costs its bytes plus 64 against the 64 KiB high-water mark
+    const bound = MESSAGE_WINDOW + Math.ceil(SEND_HIGH_WATER_BYTES / (SIZE + 64)) + 2;
+    const controller = new AbortController();
+    const responses = caller.client(Flow).produce(params(1_000_000, SIZE), { signal: controller.signal });
+    assert.equal((await within(responses.next(), 2000, 'first response')).done, false);
+    await until(() => produced >= MESSAGE_WINDOW, 2000, 'the producer fills the message window');
+    for (let before = -1, waited = 0; produced !== before; waited += 50) {
+      assert.ok(waited < 4000, 'the producer stops within 4 s');
+      before = produced;
+      await sleep(50);
+    }
+    assert.ok(produced - 1 <= bound, `the producer was at most ${bound} messages ahead of the stalled reader (it was ${produced - 1})`);
+    controller.abort();
+    await streamsGone(caller, callee, 'after the cancelled stream');
+  });
+
   testConnTypes(
     'a stalled reader holds back only its own stream: other calls on the connection complete, in both directions of data',
     async (env) => {

@@ -568,10 +568,34 @@ void describe('streams: errors', () => {
     await streamsGone(caller, callee, 'after the failed call');
   });
 
-  void test.todo(
-    'a bidi handler that throws after yielding while the caller is still sending: the caller still reads those replies, then the status ' +
-      '(today the error travels as RESET, which drops every reply the caller has not read yet)',
-  );
+  testConnTypes('a bidi handler that throws after yielding while the caller is still sending: the caller reads those replies, then the status', async (env) => {
+    const threw = deferred();
+    const { caller, callee } = await env.open({
+      services: [
+        streams({
+          async *chat(requests) {
+            let n = 0;
+            try {
+              for await (const m of requests) {
+                yield m;
+                if (++n === 3) throw new RpcError(Status.ABORTED, 'enough');
+              }
+            } finally {
+              threw.resolve();
+            }
+          },
+        }),
+      ],
+    });
+    const chat = caller.client(Streams).chat();
+    for (const w of ['x', 'y', 'z']) await chat.send(w);
+    await within(threw.promise, 2000, 'the handler threw');
+    const { items, error } = await readUntilError(chat, 2000, 'chat that fails mid-conversation');
+    assert.deepEqual(items, ['x', 'y', 'z']);
+    assertStatus(error, Status.ABORTED, 'the error after the replies');
+    assert.equal(error.rawMessage, 'enough');
+    await streamsGone(caller, callee, 'the caller never ended, yet the call is over on both sides');
+  });
 
   testConnTypes('a clientStream handler that throws: the caller rejects with its status; one that answers early: the caller gets the answer', async (env) => {
     let pulled = 0;

@@ -58,6 +58,7 @@ export class ServerCall implements StreamEvents, CallContext {
       if (deadlineMs <= MAX_TIMER_MS) this.timer = setTimeout(() => this.onDeadline(), deadlineMs);
     }
     if (!SINGLE_REQUEST.has(this.kind)) stream.autoCredit = false;
+    stream.resetAfterEnd = true;
     if (this.kind === 'clientStream' || this.kind === 'bidi') {
       const schema = descriptor.def.input;
       this.requests = new Inbox(stream, true, () => undefined, schema && ((value) => this.checkRequest(value)));
@@ -324,24 +325,23 @@ export class ServerCall implements StreamEvents, CallContext {
     }
   }
 
-  /** Ends the call with an error status (as the trailer when the caller is done sending, else as a RESET). */
+  /**
+   * Ends the call with an error status, as the trailer after what was already sent (so the caller reads the responses
+   * before the error); a caller still sending is then reset (resetAfterEnd).
+   */
   private fail(status: Status, message: string, metadata?: Metadata): void {
     if (this.done) return;
     const error = new RpcError(status, message);
     this.finish(error);
     this.abort.abort(error);
     this.sender?.fail(error);
-    if (!this.stream.remoteDone) {
-      this.stream.reset(status, message);
-    } else {
-      let trailerBlock: Uint8Array | undefined;
-      try {
-        trailerBlock = this.encodeTrailer({ ...this.trailerMetadata, ...metadata });
-      } catch {
-        trailerBlock = undefined; // the error status matters more than metadata that cannot be encoded
-      }
-      this.stream.end(status, message, trailerBlock);
+    let trailerBlock: Uint8Array | undefined;
+    try {
+      trailerBlock = this.encodeTrailer({ ...this.trailerMetadata, ...metadata });
+    } catch {
+      trailerBlock = undefined; // the error status matters more than metadata that cannot be encoded
     }
+    this.stream.end(status, message, trailerBlock);
     if (!this.running) this.release();
   }
 

@@ -80,6 +80,8 @@ const DIRECT_WRITE_BYTES = 16 * 1024;
  * chunk waits while the next is produced, so credit never arrives to an empty queue, and no queue grows without bound.
  */
 export const SEND_HIGH_WATER_BYTES = 64 * 1024;
+/** What a queued item costs against the high-water mark besides its bytes, so tiny messages cannot pile up by the million. */
+const QUEUED_ITEM_COST = 64;
 
 const NO_EVENTS: StreamEvents = { onMessage() {}, onEnd() {}, onReset() {} };
 const EMPTY = new Uint8Array(0);
@@ -118,6 +120,11 @@ export class Stream {
   autoCredit = true;
   /** On: DATA payloads are delivered as they arrive, as chunks of a byte stream (bulk), not reassembled messages. */
   rawInbound = false;
+  /**
+   * On: once our side has ended (its last frame written), a peer still sending is told to stop with RESET CANCELLED.
+   * A handler's answer ends the call, and a stream it no longer reads must not keep its slot.
+   */
+  resetAfterEnd = false;
   /** Set while this stream sits in the session's ready list or waits for connection credit: never queued twice. */
   scheduled = false;
   /** For a stream the peer opened: its owner (the handler) is done; the session frees the slot once it is closed. */
@@ -155,7 +162,8 @@ export class Stream {
 
   /**
    * Queues one message; with `endStream` it is the last thing we send (status OK, no trailer metadata). Returns false
-   * once more than SEND_HIGH_WATER_BYTES wait for credit: the sender should then wait for `onWritable`.
+   * once more than SEND_HIGH_WATER_BYTES (counting 64 bytes per queued message) wait for credit: the sender should
+   * then wait for `onWritable`.
    * The bytes are not copied when they are large: do not modify them afterwards.
    */
   sendMessage(bytes: Uint8Array, endStream = false): boolean {
@@ -187,7 +195,7 @@ export class Stream {
   /** Queues bytes of a bulk body: no message boundary, fragmented as credit allows. Returns as sendMessage. */
   sendChunk(bytes: Uint8Array): boolean {
     if (!this.writable) throw new Error(`stream ${this.id}: cannot send after the stream ended`);
-    if (bytes.length === 0) return this.queuedBytes <= SEND_HIGH_WATER_BYTES;
+    if (bytes.length === 0) return this.belowHighWater();
     return this.enqueue(bytes, 0);
   }
 
@@ -207,7 +215,7 @@ export class Stream {
     (this.queue ??= []).push({ end: false, bytes, offset: 0, flags });
     this.queuedBytes += bytes.length;
     if (this.opened) this.host.wake(this);
-    if (this.queuedBytes <= SEND_HIGH_WATER_BYTES) return true;
+    if (this.belowHighWater()) return true;
     this.wantsWritable = true;
     return false;
   }
@@ -274,7 +282,7 @@ export class Stream {
         return WriteResult.IDLE;
       }
     }
-    if (this.wantsWritable && this.queuedBytes <= SEND_HIGH_WATER_BYTES) {
+    if (this.wantsWritable && this.belowHighWater()) {
       this.wantsWritable = false;
       try {
         this.events.onWritable?.();
@@ -429,6 +437,10 @@ export class Stream {
     this.failLocally(Status.INTERNAL, `the call failed on the receiving side: ${(error as Error)?.message ?? String(error)}`);
   }
 
+  private belowHighWater(): boolean {
+    return this.queuedBytes + (this.queue?.length ?? 0) * QUEUED_ITEM_COST <= SEND_HIGH_WATER_BYTES;
+  }
+
   private dropQueue(): void {
     this.queue = undefined;
     this.queuedBytes = 0;
@@ -476,6 +488,7 @@ export class Stream {
   private markLocalDone(): void {
     this.localDone = true;
     if (this.remoteEnded) this.close();
+    else if (this.resetAfterEnd) this.reset(Status.CANCELLED, 'the call is over: the handler has answered');
   }
 
   private close(): void {
