@@ -8,7 +8,7 @@
  */
 import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
-import { describe, test } from 'node:test';
+import { describe } from 'node:test';
 
 import type { StandardSchemaV1 } from '@standard-schema/spec';
 import {
