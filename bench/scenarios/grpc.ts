@@ -73,6 +73,7 @@ async function serverSide(done: Promise<void>, handlers: BulkHandlers): Promise<
   return { target: server.target, finish: () => done, close: server.close };
 }
 
+/** The method a scenario does not use (each scenario's server registers both). */
 const unimplemented = (_call: unknown, cb?: (err: Partial<grpc.ServiceError>) => void): void =>
   cb?.({ code: grpc.status.UNIMPLEMENTED });
 
