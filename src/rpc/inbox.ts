@@ -5,6 +5,8 @@
  *
  * A clean end is reported after every queued item; so is an error trailer (END), which the peer sent after its data.
  * A reset, a local cancel or a lost connection is reported at once and drops what was queued: the call is over.
+ * A reader that stops early (`break`) returns no more credit, so the peer stalls rather than sending into the void;
+ * a caller that stops reading also cancels its call.
  */
 import type { Stream } from '../session/stream.js';
 import type { RpcError } from './rpc-error.js';
@@ -50,7 +52,9 @@ export class Inbox<T> implements MessageStream<T> {
 
   /** An item arrived with the credit `charge` it holds. */
   push(value: T, charge: number): void {
-    if (this.finished || this.failure !== undefined) {
+    // a reader that stopped gets nothing more, and neither does the peer's credit: it stalls instead of sending on
+    if (this.finished) return;
+    if (this.failure !== undefined) {
       this.stream?.consume(charge, this.messages);
       return;
     }
@@ -100,7 +104,8 @@ export class Inbox<T> implements MessageStream<T> {
   return(): Promise<IteratorResult<T, undefined>> {
     if (!this.finished) {
       this.finished = true;
-      this.dropQueued();
+      this.items = []; // dropped without credit, as what still arrives
+      this.head = 0;
       this.onStop();
     }
     return Promise.resolve(DONE);

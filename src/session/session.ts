@@ -244,9 +244,9 @@ export class Session implements StreamHost {
     return this.peerSettings?.maxMessageBytes ?? this.options.maxMessageBytes;
   }
 
-  /** Number of streams in the table (both directions). */
+  /** Number of streams in the table (both directions, including ours still queued for a concurrency slot). */
   get streamCount(): number {
-    return this.streams.size + this.pendingOpens.length;
+    return this.streams.size;
   }
 
   /**
