@@ -26,6 +26,14 @@ interface Item<T> {
 }
 
 const DONE: IteratorResult<never, undefined> = Object.freeze({ done: true, value: undefined });
+/**
+ * Bulk chunks smaller than this are copied when they have to wait, and packed together up to PACKED_CHUNK_BYTES: a
+ * peer sending one-byte frames must not make the reader hold a million items, each pinning a whole socket chunk.
+ */
+const SMALL_CHUNK_BYTES = 16 * 1024;
+const PACKED_CHUNK_BYTES = 64 * 1024;
+/** A reader that always lags a little never empties the queue: drop the taken slots once they are most of it. */
+const COMPACT_AFTER = 1024;
 
 export class Inbox<T> implements MessageStream<T> {
   private items: Item<T>[] = [];
@@ -65,7 +73,25 @@ export class Inbox<T> implements MessageStream<T> {
       this.deliver(value, waiter);
       return;
     }
+    if (!this.messages && (value as Uint8Array).length < SMALL_CHUNK_BYTES) {
+      this.queueSmallChunk(value as Uint8Array, charge);
+      return;
+    }
     this.items.push({ value, charge });
+  }
+
+  private queueSmallChunk(chunk: Uint8Array, charge: number): void {
+    const last = this.head < this.items.length ? (this.items[this.items.length - 1] as Item<Uint8Array>) : undefined;
+    if (last !== undefined && last.value.length < SMALL_CHUNK_BYTES && last.value.length + chunk.length <= PACKED_CHUNK_BYTES) {
+      const packed = new Uint8Array(last.value.length + chunk.length);
+      packed.set(last.value);
+      packed.set(chunk, last.value.length);
+      last.value = packed;
+      last.charge += charge;
+      this.stream?.consume(0, false); // two deliveries, one item: the stream counts what is still unconsumed
+      return;
+    }
+    this.items.push({ value: new Uint8Array(chunk) as T, charge }); // a copy: a view would pin its socket chunk
   }
 
   /** The sender ended cleanly: the reader gets `done` after what is queued. */
@@ -88,6 +114,9 @@ export class Inbox<T> implements MessageStream<T> {
       this.items[this.head++] = undefined as unknown as Item<T>; // let the value go as soon as the reader has it
       if (this.head === this.items.length) {
         this.items = [];
+        this.head = 0;
+      } else if (this.head > COMPACT_AFTER && this.head * 2 > this.items.length) {
+        this.items = this.items.slice(this.head);
         this.head = 0;
       }
       this.stream?.consume(item.charge, this.messages);
