@@ -239,20 +239,9 @@ export class ServerCall implements StreamEvents, CallContext {
       throw new RpcError(Status.INTERNAL, `the handler of ${this.method} must return an iterable or async iterable (e.g. an async generator)`);
     }
     const sender = (this.sender = new StreamSender(this.stream));
-    const codec = this.descriptor.def.codec;
-    const limit = this.session.core.peerMaxMessageBytes;
     return pumpSource(value as AsyncIterable<unknown>, (item) => {
       if (sender.failed) throw sender.failed;
-      let bytes: Uint8Array;
-      try {
-        bytes = codec.encode(item);
-      } catch (error) {
-        throw new RpcError(Status.INTERNAL, `could not encode a response: ${(error as Error).message}`);
-      }
-      if (bytes.length > limit) {
-        throw new RpcError(Status.RESOURCE_EXHAUSTED, `a response of ${bytes.length} bytes exceeds the caller's limit of ${limit} bytes`);
-      }
-      return sender.send(bytes);
+      return sender.send(this.encodeResponse(item));
     });
   }
 
@@ -269,13 +258,8 @@ export class ServerCall implements StreamEvents, CallContext {
   private finishResponses(): void {
     try {
       if (this.done) return;
-      let trailerBlock: Uint8Array | undefined;
-      try {
-        trailerBlock = this.encodeTrailer(this.trailerMetadata);
-      } catch (error) {
-        this.fail(Status.INTERNAL, `the handler set invalid trailer metadata: ${(error as Error).message}`);
-        return;
-      }
+      const trailerBlock = this.okTrailer();
+      if (trailerBlock === null) return;
       this.finish();
       if (trailerBlock === undefined) this.stream.endClean();
       else this.stream.end(Status.OK, '', trailerBlock);
@@ -299,29 +283,45 @@ export class ServerCall implements StreamEvents, CallContext {
   private respond(value: unknown): void {
     let bytes: Uint8Array;
     try {
-      bytes = this.descriptor.def.codec.encode(value);
+      bytes = this.encodeResponse(value);
     } catch (error) {
-      this.fail(Status.INTERNAL, `could not encode the response: ${(error as Error).message}`);
+      const rpcError = error as RpcError;
+      this.fail(rpcError.code, rpcError.rawMessage);
       return;
     }
-    const limit = this.session.core.peerMaxMessageBytes;
-    if (bytes.length > limit) {
-      this.fail(Status.RESOURCE_EXHAUSTED, `the response of ${bytes.length} bytes exceeds the caller's limit of ${limit} bytes`);
-      return;
-    }
-    let trailerBlock: Uint8Array | undefined;
-    try {
-      trailerBlock = this.encodeTrailer(this.trailerMetadata);
-    } catch (error) {
-      this.fail(Status.INTERNAL, `the handler set invalid trailer metadata: ${(error as Error).message}`);
-      return;
-    }
+    const trailerBlock = this.okTrailer();
+    if (trailerBlock === null) return;
     this.finish();
     if (trailerBlock === undefined) {
       this.stream.sendMessage(bytes, true);
     } else {
       this.stream.sendMessage(bytes);
       this.stream.end(Status.OK, '', trailerBlock);
+    }
+  }
+
+  /** One response, encoded and checked against the caller's limit; throws an RpcError. */
+  private encodeResponse(value: unknown): Uint8Array {
+    let bytes: Uint8Array;
+    try {
+      bytes = this.descriptor.def.codec.encode(value);
+    } catch (error) {
+      throw new RpcError(Status.INTERNAL, `could not encode the response: ${(error as Error).message}`);
+    }
+    const limit = this.session.core.peerMaxMessageBytes;
+    if (bytes.length > limit) {
+      throw new RpcError(Status.RESOURCE_EXHAUSTED, `the response of ${bytes.length} bytes exceeds the caller's limit of ${limit} bytes`);
+    }
+    return bytes;
+  }
+
+  /** The trailer of a success; null once the call has failed because the handler's trailer metadata is invalid. */
+  private okTrailer(): Uint8Array | undefined | null {
+    try {
+      return this.encodeTrailer(this.trailerMetadata);
+    } catch (error) {
+      this.fail(Status.INTERNAL, `the handler set invalid trailer metadata: ${(error as Error).message}`);
+      return null;
     }
   }
 
