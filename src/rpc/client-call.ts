@@ -97,6 +97,45 @@ export function callUnary(rpc: RpcSession, descriptor: MethodDescriptor, request
   return call.promise;
 }
 
+/**
+ * The end of a call that returns one response, once END OK has arrived with it: passes the trailer to `onTrailer`,
+ * runs the output schema, then settles. User code here runs on the connection's read path: what it throws fails
+ * this call only, never the connection.
+ */
+export function completeWithResponse(
+  descriptor: MethodDescriptor,
+  options: CallOptions | undefined,
+  trailer: StreamTrailer,
+  response: unknown,
+  succeed: (value: unknown) => void,
+  fail: (error: RpcError) => void,
+): void {
+  const trailerError = deliverTrailer(options, trailer);
+  if (trailerError !== undefined) {
+    fail(trailerError);
+    return;
+  }
+  const schema = descriptor.def.output;
+  if (schema === undefined) {
+    succeed(response);
+    return;
+  }
+  validateThen(schema, response, (result) => {
+    if (result.ok) succeed(result.value);
+    else fail(new RpcError(Status.INTERNAL, result.crashed ? `output validation failed to run: ${result.message}` : `invalid response: ${result.message}`));
+  });
+}
+
+/** Hands a successful call's trailer to `onTrailer`; what that user code throws comes back as the call's error. */
+export function deliverTrailer(options: CallOptions | undefined, trailer: StreamTrailer): RpcError | undefined {
+  try {
+    options?.onTrailer?.(trailer.metadata);
+    return undefined;
+  } catch (error) {
+    return new RpcError(Status.INTERNAL, `onTrailer threw: ${(error as Error)?.message ?? String(error)}`, { cause: error });
+  }
+}
+
 export function abortError(signal: AbortSignal): RpcError {
   const reason: unknown = signal.reason;
   if (reason instanceof RpcError) return reason;
@@ -186,22 +225,7 @@ class ClientUnaryCall implements StreamEvents {
       this.fail(new RpcError(Status.UNIMPLEMENTED, `${this.descriptor.path} is unary but the peer sent no response`));
       return;
     }
-    // user code runs on the connection's read path: what it throws must fail this call only, never the connection
-    try {
-      this.options?.onTrailer?.(trailer.metadata);
-    } catch (error) {
-      this.fail(new RpcError(Status.INTERNAL, `onTrailer threw: ${(error as Error)?.message ?? String(error)}`, { cause: error }));
-      return;
-    }
-    const schema = this.descriptor.def.output;
-    if (schema === undefined) {
-      this.succeed(this.response);
-      return;
-    }
-    validateThen(schema, this.response, (result) => {
-      if (result.ok) this.succeed(result.value);
-      else this.fail(new RpcError(Status.INTERNAL, result.crashed ? `output validation failed to run: ${result.message}` : `invalid response: ${result.message}`));
-    });
+    completeWithResponse(this.descriptor, this.options, trailer, this.response, (value) => this.succeed(value), (error) => this.fail(error));
   }
 
   onReset(status: Status, message: string, refused: boolean): void {

@@ -11,6 +11,8 @@ import { Status } from '../wire/constants.js';
 import type { Stream, StreamEvents, StreamTrailer } from '../session/stream.js';
 import {
   abortError,
+  completeWithResponse,
+  deliverTrailer,
   encodeRequest,
   MAX_TIMER_MS,
   openCall,
@@ -22,7 +24,7 @@ import {
 import { Inbox, type ByteStream, type MessageStream } from './inbox.js';
 import { RpcError } from './rpc-error.js';
 import type { RpcSession } from './rpc-session.js';
-import { validate, validateThen } from './schema.js';
+import { validate } from './schema.js';
 import { checkChunk, chunksOf, pumpSource, StreamSender, type ByteSource } from './sender.js';
 import type { MethodDescriptor } from './service.js';
 
@@ -115,27 +117,17 @@ class ClientStreamCall implements StreamEvents, AbortWatcher {
       this.fail(new RpcError(Status.UNIMPLEMENTED, `${this.descriptor.path} returns one response but the peer sent none`));
       return;
     }
-    // user code runs on the connection's read path: what it throws must fail this call only, never the connection
-    try {
-      this.options?.onTrailer?.(trailer.metadata);
-    } catch (error) {
-      this.fail(new RpcError(Status.INTERNAL, `onTrailer threw: ${(error as Error)?.message ?? String(error)}`, { cause: error }));
+    if (this.responses === undefined) {
+      completeWithResponse(this.descriptor, this.options, trailer, this.response, (value) => this.succeed(value), (error) => this.fail(error));
       return;
     }
-    if (this.responses !== undefined) {
-      this.responses.end();
-      this.settle(new RpcError(Status.CANCELLED, 'the call is over'));
+    const trailerError = deliverTrailer(this.options, trailer);
+    if (trailerError !== undefined) {
+      this.fail(trailerError);
       return;
     }
-    const schema = this.descriptor.def.output;
-    if (schema === undefined) {
-      this.succeed(this.response);
-      return;
-    }
-    validateThen(schema, this.response, (result) => {
-      if (result.ok) this.succeed(result.value);
-      else this.fail(new RpcError(Status.INTERNAL, result.crashed ? `output validation failed to run: ${result.message}` : `invalid response: ${result.message}`));
-    });
+    this.responses.end();
+    this.settle(new RpcError(Status.CANCELLED, 'the call is over'));
   }
 
   onReset(status: Status, message: string, refused: boolean): void {
