@@ -4,29 +4,12 @@
 // The client keeps <concurrency> calls outstanding on one connection from `start` until the second `mark`, and
 // records per-call latency only between the two marks. Both sides report process.cpuUsage() over that window.
 import { performance } from 'node:perf_hooks';
-import type { ChildMsg, ParentMsg } from './protocol.js';
+import { closeAndExit, fail, send } from './child.js';
+import type { ParentMsg } from './protocol.js';
 import { LatencyRecorder } from './stats.js';
 import { isSystemName, loadSystem } from './systems/index.js';
 import type { BenchClient, BenchSystem } from './systems/types.js';
 
-const STOP_GRACE_MS = 2000;
-
-function send(msg: ChildMsg): void {
-  process.send?.(msg);
-}
-
-function fail(err: unknown): never {
-  const message = err instanceof Error ? (err.stack ?? err.message) : String(err);
-  send({ t: 'error', message });
-  process.exit(1);
-}
-
-/** Closes the system, but exits within STOP_GRACE_MS even if closing hangs. */
-async function closeAndExit(close: () => Promise<void>): Promise<never> {
-  setTimeout(() => process.exit(0), STOP_GRACE_MS).unref();
-  await close().catch(() => undefined);
-  process.exit(0);
-}
 
 async function runServer(system: BenchSystem): Promise<void> {
   const server = await system.startServer();

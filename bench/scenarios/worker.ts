@@ -7,31 +7,14 @@
 // `ready` to the second mark for its peak. Started with --expose-gc (the rss suite), it collects garbage before each snapshot, so
 // the marks show what is retained rather than what the collector has not reached yet.
 import { performance } from 'node:perf_hooks';
-import type { ChildMsg, MarkSnapshot, MemorySample, ParentMsg, ScenarioReport } from '../protocol.js';
+import { closeAndExit, fail, send } from '../child.js';
+import type { MarkSnapshot, MemorySample, ParentMsg, ScenarioReport } from '../protocol.js';
 import { LatencyRecorder } from '../stats.js';
 import { isScenarioName, isScenarioSystem, loadScenario } from './index.js';
 import { ByteMeter, type ScenarioClient, type ScenarioServer, type SideContext } from './scenario.js';
 
-const STOP_GRACE_MS = 2000;
 const SAMPLE_MS = 50;
 const collectGarbage = (globalThis as { gc?: () => void }).gc ?? ((): void => undefined);
-
-function send(msg: ChildMsg): void {
-  process.send?.(msg);
-}
-
-function fail(err: unknown): never {
-  const message = err instanceof Error ? (err.stack ?? err.message) : String(err);
-  send({ t: 'error', message });
-  process.exit(1);
-}
-
-/** Closes the side, but exits within STOP_GRACE_MS even if closing hangs. */
-async function closeAndExit(close: () => Promise<void>): Promise<never> {
-  setTimeout(() => process.exit(0), STOP_GRACE_MS).unref();
-  await close().catch(() => undefined);
-  process.exit(0);
-}
 
 function sampleMemory(): MemorySample {
   collectGarbage();

@@ -1,0 +1,22 @@
+// What every benchmark worker process does the same way: report to the parent over the fork IPC channel, die with a
+// readable error, and exit even when closing its side hangs.
+import type { ChildMsg } from './protocol.js';
+
+const STOP_GRACE_MS = 2000;
+
+export function send(msg: ChildMsg): void {
+  process.send?.(msg);
+}
+
+export function fail(err: unknown): never {
+  const message = err instanceof Error ? (err.stack ?? err.message) : String(err);
+  send({ t: 'error', message });
+  process.exit(1);
+}
+
+/** Closes the side, but exits within STOP_GRACE_MS even if closing hangs. */
+export async function closeAndExit(close: () => Promise<void>): Promise<never> {
+  setTimeout(() => process.exit(0), STOP_GRACE_MS).unref();
+  await close().catch(() => undefined);
+  process.exit(0);
+}
