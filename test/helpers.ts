@@ -224,6 +224,7 @@ export const RAW_HELLO_SETTINGS: HelloSettings = {
   connectionWindow: 16 * 1024 * 1024,
   maxConcurrentStreams: 100,
   maxMessageBytes: 4 * 1024 * 1024,
+  features: 0,
   nodeName: 'raw',
   label: '',
 };

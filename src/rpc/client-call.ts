@@ -23,6 +23,8 @@ export interface CallOptions {
   metadata?: Metadata;
   /** Receives the trailer metadata of a successful call. */
   onTrailer?: (metadata: Metadata) => void;
+  /** Upload and download only: fail with DEADLINE_EXCEEDED when the bytes stop moving for this long while waiting on the peer. Default: the session's progressTimeoutMs (60 000); 0 disables. */
+  progressTimeoutMs?: number;
 }
 
 /** Longest delay setTimeout honours. */

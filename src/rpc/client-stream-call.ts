@@ -22,6 +22,7 @@ import {
   type CallOptions,
 } from './client-call.js';
 import { Inbox, type ByteStream, type MessageStream } from './inbox.js';
+import { ProgressWatchdog } from './progress.js';
 import { RpcError } from './rpc-error.js';
 import type { RpcSession } from './rpc-session.js';
 import { validate } from './schema.js';
@@ -46,6 +47,7 @@ class ClientStreamCall implements StreamEvents, AbortWatcher {
   private hasResponse = false;
   private settled = false;
   private timer: NodeJS.Timeout | undefined;
+  private watchdog: ProgressWatchdog | undefined;
 
   constructor(
     readonly stream: Stream,
@@ -53,6 +55,7 @@ class ClientStreamCall implements StreamEvents, AbortWatcher {
     private readonly options: CallOptions | undefined,
     budget: number | undefined,
     streamsResponses: boolean,
+    progressTimeoutMs = 0,
   ) {
     this.sender = new StreamSender(stream);
     if (streamsResponses) {
@@ -69,6 +72,14 @@ class ClientStreamCall implements StreamEvents, AbortWatcher {
       this.promise.catch(() => undefined); // settled even if the caller never awaits it; the caller still sees it
     }
     if (budget !== undefined && budget <= MAX_TIMER_MS) this.timer = setTimeout(() => this.onTimeout(), budget);
+    const kind = descriptor.def.kind;
+    if (kind === 'upload' || kind === 'download') {
+      const responses = this.responses;
+      // download: stuck while our reader has caught up and nothing arrives; upload: while our bytes wait for credit
+      const waitingOnPeer = responses !== undefined ? () => responses.pending === 0 && !stream.remoteDone : () => stream.sendBlocked;
+      const timeoutMs = options?.progressTimeoutMs ?? progressTimeoutMs;
+      this.watchdog = new ProgressWatchdog(stream, timeoutMs, waitingOnPeer, (error) => this.fail(error, false, Status.DEADLINE_EXCEEDED));
+    }
     if (options?.signal !== undefined) watchSignal(options.signal, this);
     stream.events = this;
   }
@@ -186,6 +197,7 @@ class ClientStreamCall implements StreamEvents, AbortWatcher {
     // a stream still open here (the peer answered early, or we gave up) must not outlive the call
     if (!this.stream.closed) this.stream.reset(resetStatus, reason.rawMessage);
     if (this.timer !== undefined) clearTimeout(this.timer);
+    this.watchdog?.stop();
     if (this.options?.signal !== undefined) unwatchSignal(this.options.signal, this);
   }
 }
@@ -203,7 +215,7 @@ export function callServerStream(rpc: RpcSession, descriptor: MethodDescriptor, 
   const window = descriptor.def.kind === 'download' ? rpc.core.options.bulkWindow : undefined;
   const opened = openCall(rpc, descriptor, options, window);
   if (opened instanceof RpcError) return failedStream(opened);
-  const call = new ClientStreamCall(opened.stream, descriptor, options, opened.budget, true);
+  const call = new ClientStreamCall(opened.stream, descriptor, options, opened.budget, true, rpc.core.options.progressTimeoutMs);
   opened.stream.sendMessage(bytes, true);
   return call.responses!;
 }
@@ -247,7 +259,7 @@ export function callUpload(
   }
   const opened = openCall(rpc, descriptor, options);
   if (opened instanceof RpcError) return Promise.reject(opened);
-  const call = new ClientStreamCall(opened.stream, descriptor, options, opened.budget, false);
+  const call = new ClientStreamCall(opened.stream, descriptor, options, opened.budget, false, rpc.core.options.progressTimeoutMs);
   opened.stream.sendMessage(bytes);
   pump(call, chunks, (chunk) => call.sender.send(checkChunk(chunk), true));
   return call.promise!;

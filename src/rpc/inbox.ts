@@ -58,6 +58,11 @@ export class Inbox<T> implements MessageStream<T> {
     return this;
   }
 
+  /** Items delivered and not yet taken by the reader. */
+  get pending(): number {
+    return this.items.length - this.head;
+  }
+
   /** An item arrived with the credit `charge` it holds. */
   push(value: T, charge: number): void {
     // a reader that stopped gets nothing more, and neither does the peer's credit: it stalls instead of sending on

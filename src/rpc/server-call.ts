@@ -13,6 +13,7 @@ import type { CallContext } from './context.js';
 import { LazySignal } from './context.js';
 import { MAX_TIMER_MS } from './client-call.js';
 import { Inbox } from './inbox.js';
+import { ProgressWatchdog } from './progress.js';
 import { RpcError } from './rpc-error.js';
 import type { RpcSession } from './rpc-session.js';
 import { validate, validateThen, type ValidationResult } from './schema.js';
@@ -42,6 +43,7 @@ export class ServerCall implements StreamEvents, CallContext {
   private done = false;
   private released = false;
   private timer: NodeJS.Timeout | undefined;
+  private watchdog: ProgressWatchdog | undefined;
   private trailerMetadata: Metadata | undefined;
 
   constructor(
@@ -62,6 +64,14 @@ export class ServerCall implements StreamEvents, CallContext {
     if (this.kind === 'clientStream' || this.kind === 'bidi') {
       const schema = descriptor.def.input;
       this.requests = new Inbox(stream, true, () => undefined, schema && ((value) => this.checkRequest(value)));
+    }
+    if (this.kind === 'upload' || this.kind === 'download') {
+      // upload: stuck while the body has room and nothing arrives; download: while our bytes wait for credit
+      const waitingOnPeer =
+        this.kind === 'upload'
+          ? () => !stream.remoteDone && (this.requests === undefined || this.requests.pending === 0)
+          : () => stream.sendBlocked;
+      this.watchdog = new ProgressWatchdog(stream, session.core.options.progressTimeoutMs, waitingOnPeer, (error) => this.cancel(error));
     }
   }
 
@@ -364,6 +374,7 @@ export class ServerCall implements StreamEvents, CallContext {
   private finish(reason?: RpcError): void {
     this.done = true;
     if (this.timer !== undefined) clearTimeout(this.timer);
+    this.watchdog?.stop();
     // what still arrives is dropped and credited, not read
     this.requests?.fail(reason ?? new RpcError(Status.CANCELLED, 'the call is over'));
   }

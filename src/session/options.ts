@@ -32,6 +32,23 @@ export interface SessionOptions {
   maxReassemblyBytes?: number;
   /** Time for the peer's HELLO to arrive. Default 10 000 ms; 0 disables. */
   handshakeTimeoutMs?: number;
+  /**
+   * When nothing has been read for this long, send a PING; 0 disables keepalive. Default 30 000. A dead peer is
+   * detected between interval + timeout and 2 x interval + timeout after the last byte read.
+   */
+  keepaliveIntervalMs?: number;
+  /** How long a keepalive PING may go without any byte arriving before the connection is declared dead. Default 20 000. */
+  keepaliveTimeoutMs?: number;
+  /**
+   * Pings from the peer are allowed at one per this interval on average (bursts of 16); each one beyond is a strike,
+   * and the third strike closes the connection with GOAWAY ENHANCE_YOUR_CALM. Default 1 000; 0 allows any rate.
+   */
+  peerPingIntervalMs?: number;
+  /**
+   * A bulk transfer (upload, download) whose bytes have not moved for this long while waiting on the peer fails with
+   * DEADLINE_EXCEEDED on both sides: the peer is alive but the transfer is stuck. Default 60 000; 0 disables.
+   */
+  progressTimeoutMs?: number;
   /** Our node name, sent in HELLO. Default ''. */
   nodeName?: string;
   /** Connection label, sent in HELLO (e.g. 'control', 'data'). Default ''. */
@@ -39,6 +56,15 @@ export interface SessionOptions {
 }
 
 export type ResolvedSessionOptions = Required<SessionOptions>;
+
+const LIFECYCLE_DEFAULTS = {
+  keepaliveIntervalMs: 30_000,
+  keepaliveTimeoutMs: 20_000,
+  peerPingIntervalMs: 1_000,
+  progressTimeoutMs: 60_000,
+  nodeName: '',
+  label: '',
+};
 
 function integer(name: string, value: number, min: number, max: number): number {
   if (!Number.isInteger(value) || value < min || value > max) {
@@ -48,7 +74,7 @@ function integer(name: string, value: number, min: number, max: number): number 
 }
 
 export function resolveSessionOptions(options: SessionOptions = {}): ResolvedSessionOptions {
-  const o = { ...DEFAULT_LIMITS, nodeName: '', label: '', ...stripUndefined(options) };
+  const o = { ...DEFAULT_LIMITS, ...LIFECYCLE_DEFAULTS, ...stripUndefined(options) };
   return {
     maxFrameBytes: integer('maxFrameBytes', o.maxFrameBytes, MIN_MAX_FRAME_BYTES, MAX_MAX_FRAME_BYTES),
     maxMessageBytes: integer('maxMessageBytes', o.maxMessageBytes, 0, 0xffff_ffff),
@@ -61,6 +87,10 @@ export function resolveSessionOptions(options: SessionOptions = {}): ResolvedSes
     maxConcurrentStreams: integer('maxConcurrentStreams', o.maxConcurrentStreams, 1, 0xffff_ffff),
     maxReassemblyBytes: integer('maxReassemblyBytes', o.maxReassemblyBytes, 0, Number.MAX_SAFE_INTEGER),
     handshakeTimeoutMs: integer('handshakeTimeoutMs', o.handshakeTimeoutMs, 0, 0x7fff_ffff),
+    keepaliveIntervalMs: integer('keepaliveIntervalMs', o.keepaliveIntervalMs, 0, 0x7fff_ffff),
+    keepaliveTimeoutMs: integer('keepaliveTimeoutMs', o.keepaliveTimeoutMs, 1, 0x7fff_ffff),
+    peerPingIntervalMs: integer('peerPingIntervalMs', o.peerPingIntervalMs, 0, 0x7fff_ffff),
+    progressTimeoutMs: integer('progressTimeoutMs', o.progressTimeoutMs, 0, 0x7fff_ffff),
     nodeName: text('nodeName', o.nodeName),
     label: text('label', o.label),
   };

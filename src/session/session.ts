@@ -13,6 +13,7 @@ import {
   FrameType,
   MAX_STREAM_ID,
   MAX_WINDOW,
+  OUR_FEATURES,
   PRE_HANDSHAKE_MAX_FRAME_BYTES,
   PROTOCOL_VERSION_MAX,
   PROTOCOL_VERSION_MIN,
@@ -73,6 +74,8 @@ export interface OpenStreamInit {
 export interface SessionPeer extends PeerInfo {
   readonly nodeName: string;
   readonly label: string;
+  /** Feature bits from the peer's HELLO. */
+  readonly features: number;
 }
 
 /** Raised to callers when the session cannot take new streams; carries a Status the rpc layer passes on. */
@@ -111,6 +114,10 @@ const MAX_REPLIES_WHILE_BLOCKED = 1000;
 const MAX_OUTSTANDING_PINGS = 16;
 /** After we end our side, how long the peer has to close before we destroy the socket. */
 const CLOSE_LINGER_MS = 2_000;
+/** Pings the peer may send in a burst before the average rate (peerPingIntervalMs) is enforced. */
+const PEER_PING_BURST = 16;
+/** Pings beyond the permitted rate that are forgiven; the next one closes the connection (gRPC's MAX_PING_STRIKES). */
+const MAX_PING_STRIKES = 2;
 
 interface PendingPing {
   sentAt: number;
@@ -159,6 +166,14 @@ export class Session implements StreamHost {
   private resolveClosed!: (error: Error | undefined) => void;
   private lastRttMs: number | undefined;
   private peerInfo: SessionPeer;
+  /** Set by every read, cleared by each keepalive tick: "the peer was heard from since". */
+  private heardFromPeer = false;
+  private keepaliveTimer: NodeJS.Timeout | undefined;
+  private keepaliveProbeTimer: NodeJS.Timeout | undefined;
+  /** Token bucket for the peer's pings: starts full, refills one per peerPingIntervalMs. */
+  private peerPingTokens = PEER_PING_BURST;
+  private peerPingRefilledAt = 0;
+  private pingStrikes = 0;
 
   peerMaxFrameBytes = DEFAULT_LIMITS.maxFrameBytes;
   /** False while the transport asks us to wait: streams then queue instead of writing directly. */
@@ -176,7 +191,7 @@ export class Session implements StreamHost {
     this.options = resolveSessionOptions(options);
     this.nextStreamId = role === 'dialer' ? 1 : 2;
     this.connRecvWindow = this.options.connectionWindow;
-    this.peerInfo = { ...transport.peer, nodeName: '', label: '' };
+    this.peerInfo = { ...transport.peer, nodeName: '', label: '', features: 0 };
     this.ready = new Promise<void>((resolve, reject) => {
       this.resolveReady = resolve;
       this.rejectReady = reject;
@@ -201,6 +216,7 @@ export class Session implements StreamHost {
           connectionWindow: this.options.connectionWindow,
           maxConcurrentStreams: this.options.maxConcurrentStreams,
           maxMessageBytes: this.options.maxMessageBytes,
+          features: OUR_FEATURES,
           nodeName: this.options.nodeName,
           label: this.options.label,
         },
@@ -224,7 +240,7 @@ export class Session implements StreamHost {
     return this.peerInfo;
   }
 
-  /** Round-trip time of the last answered ping, in ms. */
+  /** Round-trip time of the last answered ping (yours or a keepalive's), in ms. */
   get rttMs(): number | undefined {
     return this.lastRttMs;
   }
@@ -442,6 +458,7 @@ export class Session implements StreamHost {
   private readonly sink: TransportSink = {
     onData: (chunk) => {
       if (this.readStopped) return;
+      this.heardFromPeer = true;
       try {
         this.decoder.push(chunk);
       } catch (error) {
@@ -499,7 +516,7 @@ export class Session implements StreamHost {
     this.peerSettings = settings;
     this.peerMaxFrameBytes = settings.maxFrameBytes;
     this.connectionSendWindow = settings.connectionWindow;
-    this.peerInfo = { ...this.transport.peer, nodeName: settings.nodeName, label: settings.label };
+    this.peerInfo = { ...this.transport.peer, nodeName: settings.nodeName, label: settings.label, features: settings.features };
     this.decoder.setMaxFrameBytes(this.options.maxFrameBytes);
     this.phase = Phase.OPEN;
     for (const { stream } of this.pendingOpens) {
@@ -508,7 +525,69 @@ export class Session implements StreamHost {
     }
     if (settings.maxConcurrentStreams === 0) this.failPendingOpens('the peer accepts no streams (MAX_CONCURRENT_STREAMS is 0)');
     this.openQueued();
+    this.startKeepalive();
     this.resolveReady();
+  }
+
+  // ---------------------------------------------------------------- keepalive
+
+  /**
+   * Liveness is measured from the last byte read, never from the last ping sent (gRFC A8): a connection busy with
+   * data needs no pings, and a peer that stops reading our pings is still alive if it keeps sending.
+   */
+  private startKeepalive(): void {
+    const interval = this.options.keepaliveIntervalMs;
+    if (interval === 0) return;
+    this.peerPingRefilledAt = performance.now();
+    this.keepaliveTimer = setInterval(this.keepaliveTick, interval);
+    this.keepaliveTimer.unref();
+  }
+
+  private readonly keepaliveTick = (): void => {
+    if (this.heardFromPeer) {
+      this.heardFromPeer = false;
+      return;
+    }
+    if (this.keepaliveProbeTimer !== undefined || this.phase >= Phase.CLOSING) return;
+    this.ping().catch(() => undefined); // the answer only matters as bytes read; loss is reported by the probe timer
+    const timeout = this.options.keepaliveTimeoutMs;
+    this.keepaliveProbeTimer = setTimeout(() => {
+      this.keepaliveProbeTimer = undefined;
+      if (this.heardFromPeer) return;
+      const silentMs = this.options.keepaliveIntervalMs + timeout;
+      this.fail(
+        new SessionError(Status.UNAVAILABLE, `the peer is unresponsive: nothing received for over ${silentMs} ms (keepalive)`),
+        undefined,
+        false,
+      );
+      this.transport.destroy(); // a dead peer will not answer our FIN: do not linger on it
+    }, timeout);
+    this.keepaliveProbeTimer.unref();
+  };
+
+  private stopKeepalive(): void {
+    clearInterval(this.keepaliveTimer);
+    clearTimeout(this.keepaliveProbeTimer);
+    this.keepaliveTimer = this.keepaliveProbeTimer = undefined;
+  }
+
+  /** Charges one of the peer's pings against its budget; the third ping beyond the permitted rate ends the connection. */
+  private chargePeerPing(): void {
+    const interval = this.options.peerPingIntervalMs;
+    if (interval === 0) return;
+    const now = performance.now();
+    this.peerPingTokens = Math.min(PEER_PING_BURST, this.peerPingTokens + (now - this.peerPingRefilledAt) / interval);
+    this.peerPingRefilledAt = now;
+    if (this.peerPingTokens >= 1) {
+      this.peerPingTokens -= 1;
+      return;
+    }
+    if (++this.pingStrikes > MAX_PING_STRIKES) {
+      throw new ProtocolError(
+        ProtocolErrorCode.ENHANCE_YOUR_CALM,
+        `too many pings: more than one per ${interval} ms on average (bursts of ${PEER_PING_BURST}) after ${MAX_PING_STRIKES} strikes`,
+      );
+    }
   }
 
   private onOpen(id: number, payload: Uint8Array): void {
@@ -658,6 +737,7 @@ export class Session implements StreamHost {
 
   private onPing(flags: number, payload: Uint8Array): void {
     if ((flags & Flag.ACK) === 0) {
+      this.chargePeerPing();
       this.countSolicitedReply('PING');
       this.writeFrame(FrameType.PING, Flag.ACK, 0, payload);
       return;
@@ -705,6 +785,7 @@ export class Session implements StreamHost {
   private maybeFinishDrain(): void {
     if (this.phase !== Phase.DRAINING || this.streams.size > 0) return;
     this.phase = Phase.CLOSING;
+    this.stopKeepalive();
     this.flush();
     this.transport.end();
     this.linger();
@@ -729,6 +810,7 @@ export class Session implements StreamHost {
       this.fail(error ?? new SessionError(Status.UNAVAILABLE, 'connection lost'), `connection lost${error ? `: ${error.message}` : ''}`, false);
     }
     this.phase = Phase.CLOSED;
+    this.stopKeepalive();
     this.settleLeftovers('the session closed');
     clearTimeout(this.lingerTimer);
     clearTimeout(this.graceTimer); // a graceful close that drained in time leaves it armed
@@ -745,6 +827,7 @@ export class Session implements StreamHost {
     this.closeError ??= error;
     clearTimeout(this.handshakeTimer);
     clearTimeout(this.graceTimer);
+    this.stopKeepalive();
     const reason = streamReason ?? (error ? `connection failed: ${error.message}` : 'the session closed');
     if (this.phase === Phase.HANDSHAKE) this.rejectReady(error ?? new SessionError(Status.UNAVAILABLE, reason));
     if (tellPeer && !wasClosing) {

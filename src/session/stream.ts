@@ -129,6 +129,8 @@ export class Stream {
   scheduled = false;
   /** For a stream the peer opened: its owner (the handler) is done; the session frees the slot once it is closed. */
   ownerReleased = false;
+  /** Counts DATA received and credit granted by the peer: a watchdog that sees it still knows the peer is moving. */
+  progress = 0;
 
   constructor(
     private readonly host: StreamHost,
@@ -144,6 +146,11 @@ export class Stream {
     this.recvWindow = recvWindowSize;
     this.sendMessageWindow = sendMessageWindow;
     this.recvMessageWindow = recvMessageWindowSize;
+  }
+
+  /** True while bytes of ours wait for the peer's credit: a stall of this stream is then the peer's. */
+  get sendBlocked(): boolean {
+    return this.queuedBytes > 0 && this.opened;
   }
 
   get closed(): boolean {
@@ -296,6 +303,7 @@ export class Stream {
 
   /** The peer granted more credit (bytes, or with `messages` messages); false if the window would pass its maximum. */
   addSendCredit(increment: number, maxWindow: number, messages = false): boolean {
+    this.progress++;
     if (messages) {
       if (this.sendMessageWindow + increment > maxWindow) return false;
       this.sendMessageWindow += increment;
@@ -313,6 +321,7 @@ export class Stream {
    */
   receiveData(flags: number, payload: Uint8Array): void {
     const n = payload.length;
+    this.progress++;
     const final = (flags & Flag.END_STREAM) !== 0;
     this.recvWindow -= n;
     if (this.rawInbound) {

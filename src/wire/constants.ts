@@ -44,6 +44,9 @@ export const HELLO_MAGIC = new Uint8Array([0x47, 0x52, 0x49, 0x44, 0x57, 0x49, 0
 export const PROTOCOL_VERSION_MIN = 1;
 export const PROTOCOL_VERSION_MAX = 1;
 
+/** Feature bits this implementation announces in HELLO (none yet; the setting exists so later ones can be negotiated). */
+export const OUR_FEATURES = 0;
+
 /** Identifiers of the HELLO settings (type-length-value entries; unknown ids are ignored). */
 export const Setting = {
   /** u32: largest frame payload the sender of HELLO accepts. */
@@ -58,6 +61,8 @@ export const Setting = {
   MAX_MESSAGE_BYTES: 0x05,
   /** u32 >= 1: messages the sender of HELLO lets the peer send on every stream before granting more. */
   INITIAL_MESSAGE_WINDOW: 0x06,
+  /** u32: feature bits the sender supports (none are defined in version 1; unknown bits are ignored). */
+  FEATURES: 0x07,
   /** utf8: node name of the sender (may be empty). */
   NODE_NAME: 0x10,
   /** utf8: connection label, e.g. "control" or "data" (may be empty). */

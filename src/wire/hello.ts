@@ -23,6 +23,8 @@ export interface HelloSettings {
   connectionWindow: number;
   maxConcurrentStreams: number;
   maxMessageBytes: number;
+  /** Feature bits (Setting.FEATURES); 0 when absent. */
+  features: number;
   nodeName: string;
   label: string;
 }
@@ -47,6 +49,7 @@ export function encodeHello(hello: Hello): Uint8Array {
     [Setting.CONNECTION_WINDOW, s.connectionWindow],
     [Setting.MAX_CONCURRENT_STREAMS, s.maxConcurrentStreams],
     [Setting.MAX_MESSAGE_BYTES, s.maxMessageBytes],
+    [Setting.FEATURES, s.features],
   ];
   const texts: Array<[number, Uint8Array]> = [
     [Setting.NODE_NAME, utf8(s.nodeName)],
@@ -75,6 +78,7 @@ const ABSENT: HelloSettings = {
   connectionWindow: 1024 * 1024,
   maxConcurrentStreams: 100,
   maxMessageBytes: 4 * 1024 * 1024,
+  features: 0,
   nodeName: '',
   label: '',
 };
@@ -116,6 +120,9 @@ export function decodeHello(payload: Uint8Array): Hello {
         break;
       case Setting.MAX_MESSAGE_BYTES:
         settings.maxMessageBytes = u32Setting(vr);
+        break;
+      case Setting.FEATURES:
+        settings.features = u32Setting(vr);
         break;
       case Setting.NODE_NAME:
         settings.nodeName = vr.utf8(length, 'HELLO node name');

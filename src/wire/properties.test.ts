@@ -180,6 +180,7 @@ const helloArb: fc.Arbitrary<Hello> = fc
         connectionWindow: fc.integer({ min: 0, max: MAX_WINDOW }),
         maxConcurrentStreams: u32Arb,
         maxMessageBytes: u32Arb,
+        features: u32Arb,
         nodeName: textArb(63),
         label: textArb(63),
       }),

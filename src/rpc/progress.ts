@@ -1,0 +1,52 @@
+/**
+ * The bulk transfer watchdog (zrepl #424): a peer whose heartbeats keep the connection alive can still leave a
+ * transfer stuck. Fails the call when its bytes have not moved for `timeoutMs` while it was waiting on the peer; a
+ * stall of our own making (a reader that does not read, a source that does not produce) is never the peer's fault.
+ */
+import { Status } from '../wire/constants.js';
+import type { Stream } from '../session/stream.js';
+import { RpcError } from './rpc-error.js';
+
+/** How often the watchdog looks, as a fraction of its timeout: a stall is caught within 1.25 x the timeout. */
+const CHECKS_PER_TIMEOUT = 4;
+
+export class ProgressWatchdog {
+  private timer: NodeJS.Timeout | undefined;
+  private seen = -1;
+  private stillSince = 0;
+
+  constructor(
+    private readonly stream: Stream,
+    private readonly timeoutMs: number,
+    /** True while the transfer waits on the peer (nothing queued for our reader, or our bytes wait for credit). */
+    private readonly waitingOnPeer: () => boolean,
+    private readonly onStuck: (error: RpcError) => void,
+  ) {
+    if (timeoutMs <= 0) return;
+    this.timer = setInterval(this.check, Math.max(5, Math.floor(timeoutMs / CHECKS_PER_TIMEOUT)));
+    this.timer.unref();
+    this.stillSince = performance.now();
+  }
+
+  stop(): void {
+    clearInterval(this.timer);
+    this.timer = undefined;
+  }
+
+  private readonly check = (): void => {
+    const now = performance.now();
+    if (this.stream.progress !== this.seen || !this.waitingOnPeer()) {
+      this.seen = this.stream.progress;
+      this.stillSince = now;
+      return;
+    }
+    if (now - this.stillSince < this.timeoutMs) return;
+    this.stop();
+    this.onStuck(
+      new RpcError(
+        Status.DEADLINE_EXCEEDED,
+        `the transfer made no progress for ${this.timeoutMs} ms (progressTimeoutMs): the peer is connected but not moving bytes`,
+      ),
+    );
+  };
+}
