@@ -4,6 +4,8 @@
  * module that ties node:net transports to the core; the core itself (wire, session, rpc) takes any Transport.
  */
 import { Status } from './wire/constants.js';
+import { ProtocolError, ProtocolErrorCode } from './wire/errors.js';
+import { stderrLog, type LogFn } from './log.js';
 import { dial, listenOn, type DialOptions } from './transport/net.js';
 import type { Transport } from './transport/transport.js';
 import { resolveSessionOptions } from './session/options.js';
@@ -13,6 +15,8 @@ import { Registry, RpcSession, type RpcSessionOptions } from './rpc/rpc-session.
 export interface ListenOptions extends RpcSessionOptions {
   /** Called for every accepted session once its handshake is done. */
   onSession?: (session: RpcSession) => void;
+  /** Where connections refused or closed for a protocol error are reported. Default: warnings to stderr. */
+  log?: LogFn;
 }
 
 export interface Server {
@@ -28,6 +32,7 @@ export async function listen(url: string, options: ListenOptions = {}): Promise<
   resolveSessionOptions(options); // a bad option throws here, not inside the accept callback of the first connection
   const registry = new Registry(options.services);
   const sessions = new Set<RpcSession>();
+  const log = options.log ?? stderrLog;
   const listener = await listenOn(url, (transport) => {
     let session: RpcSession;
     try {
@@ -37,7 +42,11 @@ export async function listen(url: string, options: ListenOptions = {}): Promise<
       return;
     }
     sessions.add(session);
-    void session.closed.then(() => sessions.delete(session));
+    void session.closed.then((error) => {
+      sessions.delete(session);
+      // the handshake runs in the session, never in this accept callback: one slow or bogus client blocks nobody
+      if (error instanceof ProtocolError) log('warn', `closed the connection from ${transport.peer.address}: ${error.message}`);
+    });
     session.ready
       .then(() => options.onSession?.(session), () => undefined)
       // onSession is application code: if it throws, that session is not set up, so close it, rather than let the
@@ -71,7 +80,17 @@ export async function connect(url: string, options: ConnectOptions = {}): Promis
     await session.ready;
   } catch (error) {
     session.destroy();
-    throw new RpcError(Status.UNAVAILABLE, `handshake with ${url} failed: ${(error as Error).message}`, { cause: error });
+    throw handshakeError(url, error);
   }
   return session;
+}
+
+/**
+ * A version mismatch will not heal by retrying: FAILED_PRECONDITION (upgrade one side first). Anything else that ends
+ * a handshake (a timeout, a peer that hung up) is UNAVAILABLE.
+ */
+export function handshakeError(url: string, error: unknown): RpcError {
+  const mismatch = error instanceof ProtocolError && error.code === ProtocolErrorCode.VERSION_MISMATCH;
+  const status = mismatch ? Status.FAILED_PRECONDITION : Status.UNAVAILABLE;
+  return new RpcError(status, `handshake with ${url} failed: ${(error as Error).message}`, { cause: error });
 }
