@@ -28,6 +28,12 @@ export type { ByteSource } from './rpc/sender.js';
 export { RpcSession } from './rpc/rpc-session.js';
 /** Accept connections, dial one, or run a session over any Transport. */
 export { listen, connect } from './endpoints.js';
+/** Connections that stay up: a channel redials one address; a mesh keeps one connection per pair of named nodes. */
+export { channel, Channel } from './mesh/channel.js';
+export type { ChannelOptions } from './mesh/channel.js';
+export type { ReconnectOptions } from './mesh/backoff.js';
+export type { LinkState, LinkStateEvent } from './mesh/link.js';
+export type { LogFn, LogLevel } from './log.js';
 export { createSession } from './rpc/rpc-session.js';
 export type { ListenOptions, ConnectOptions, Server } from './endpoints.js';
 export type { CallOptions } from './rpc/client-call.js';

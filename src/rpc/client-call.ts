@@ -23,6 +23,11 @@ export interface CallOptions {
   metadata?: Metadata;
   /** Receives the trailer metadata of a successful call. */
   onTrailer?: (metadata: Metadata) => void;
+  /**
+   * Channels and mesh peers only (a session is already connected): wait for a connection until the deadline or the
+   * signal, instead of failing at once with UNAVAILABLE while the link is down. Default false (fail fast).
+   */
+  waitForReady?: boolean;
   /** Upload and download only: fail with DEADLINE_EXCEEDED when the bytes stop moving for this long while waiting on the peer. Default: the session's progressTimeoutMs (60 000); 0 disables. */
   progressTimeoutMs?: number;
 }

@@ -203,7 +203,7 @@ class ClientStreamCall implements StreamEvents, AbortWatcher {
 }
 
 /** An Inbox that fails at the first read: what a streaming call returns when it could not even start. */
-function failedStream<T>(error: RpcError): Inbox<T> {
+export function failedStream<T>(error: RpcError): Inbox<T> {
   const inbox = new Inbox<T>(undefined, true, () => undefined);
   inbox.fail(error);
   return inbox;
@@ -283,17 +283,22 @@ function pump<T>(call: ClientStreamCall, source: Iterable<T> | AsyncIterable<T>,
 
 export function callBidi(rpc: RpcSession, descriptor: MethodDescriptor, options?: CallOptions): BidiCall<unknown, unknown> {
   const opened = openCall(rpc, descriptor, options);
-  if (opened instanceof RpcError) return new BidiHandle(rpc, descriptor, undefined, failedStream(opened), opened);
+  if (opened instanceof RpcError) return failedBidi(opened);
   const call = new ClientStreamCall(opened.stream, descriptor, options, opened.budget, true);
   return new BidiHandle(rpc, descriptor, call, call.responses!, undefined);
+}
+
+/** A bidi call that could not start: sends reject and reading throws `error`. */
+export function failedBidi(error: RpcError): BidiCall<unknown, unknown> {
+  return new BidiHandle(undefined, undefined, undefined, failedStream(error), error);
 }
 
 class BidiHandle implements BidiCall<unknown, unknown> {
   private ended = false;
 
   constructor(
-    private readonly rpc: RpcSession,
-    private readonly descriptor: MethodDescriptor,
+    private readonly rpc: RpcSession | undefined,
+    private readonly descriptor: MethodDescriptor | undefined,
     private readonly call: ClientStreamCall | undefined,
     private readonly responses: MessageStream<unknown>,
     private readonly openError: RpcError | undefined,
@@ -314,7 +319,7 @@ class BidiHandle implements BidiCall<unknown, unknown> {
   send(request: unknown): Promise<void> {
     if (this.call === undefined) return Promise.reject(this.openError!);
     if (this.ended) return Promise.reject(new Error('send() after end(): the caller already ended its side of the call'));
-    const bytes = encodeRequest(this.rpc, this.descriptor, request);
+    const bytes = encodeRequest(this.rpc!, this.descriptor!, request);
     if (bytes instanceof RpcError) return Promise.reject(bytes);
     return this.call.sender.send(bytes) ?? Promise.resolve();
   }

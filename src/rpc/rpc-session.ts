@@ -114,6 +114,16 @@ export class RpcSession {
     return this.core.closed;
   }
 
+  /** Resolves when the session stops taking new calls (closing, GOAWAY from the peer, failure); calls in flight may go on. */
+  get goingAway(): Promise<void> {
+    return this.core.goingAway;
+  }
+
+  /** True while new calls may start on this session. */
+  get acceptsCalls(): boolean {
+    return this.core.acceptsStreams;
+  }
+
   get peer(): SessionPeer {
     return this.core.peer;
   }
@@ -159,8 +169,11 @@ export class RpcSession {
     return this.core.ping();
   }
 
-  /** Graceful close: no new calls; calls in flight finish (up to graceMs, default 10 s); then the connection closes. */
-  close(options?: { graceMs?: number }): Promise<void> {
+  /**
+   * Graceful close: no new calls; calls in flight finish (up to graceMs, default 10 s); then the connection closes.
+   * `reason` travels to the peer in the GOAWAY.
+   */
+  close(options?: { graceMs?: number; reason?: string }): Promise<void> {
     return this.core.close(options);
   }
 

@@ -131,6 +131,13 @@ export class Session implements StreamHost {
   readonly ready: Promise<void>;
   /** Resolves when the connection is fully closed, with the error that closed it (undefined for a clean close). */
   readonly closed: Promise<Error | undefined>;
+  /**
+   * Resolves as soon as the session stops taking new streams (our close, the peer's GOAWAY, a failure), while calls
+   * in flight may still finish: the moment to route new calls elsewhere.
+   */
+  readonly goingAway: Promise<void>;
+  /** The message of the peer's GOAWAY, once one arrived (why it closed, e.g. "duplicate connection"). */
+  peerGoawayMessage: string | undefined;
 
   private phase = Phase.HANDSHAKE;
   private readonly decoder: FrameDecoder;
@@ -164,6 +171,7 @@ export class Session implements StreamHost {
   private resolveReady!: () => void;
   private rejectReady!: (error: Error) => void;
   private resolveClosed!: (error: Error | undefined) => void;
+  private resolveGoingAway!: () => void;
   private lastRttMs: number | undefined;
   private peerInfo: SessionPeer;
   /** Set by every read, cleared by each keepalive tick: "the peer was heard from since". */
@@ -198,6 +206,7 @@ export class Session implements StreamHost {
     });
     this.ready.catch(() => undefined); // the rejection is reported to whoever awaits ready; never unhandled
     this.closed = new Promise((resolve) => (this.resolveClosed = resolve));
+    this.goingAway = new Promise((resolve) => (this.resolveGoingAway = resolve));
     this.decoder = new FrameDecoder(this.onFrame, {
       maxFrameBytes: PRE_HANDSHAKE_MAX_FRAME_BYTES,
       expectHelloFirst: true,
@@ -248,6 +257,11 @@ export class Session implements StreamHost {
   /** True while new streams may be opened. */
   get isOpen(): boolean {
     return this.phase === Phase.OPEN || this.phase === Phase.HANDSHAKE;
+  }
+
+  /** True while openStream() would open (not merely queue to fail): open, and no GOAWAY either way. */
+  get acceptsStreams(): boolean {
+    return this.isOpen && this.peerGoawayLastId < 0;
   }
 
   /** Why the session closed, once it has. */
@@ -326,12 +340,14 @@ export class Session implements StreamHost {
    * Graceful close: tells the peer (GOAWAY) that no new streams will be accepted, lets streams in flight finish,
    * then closes. After `graceMs` (default 10 000) streams still open fail with UNAVAILABLE.
    */
-  close(options: { graceMs?: number } = {}): Promise<void> {
+  close(options: { graceMs?: number; reason?: string } = {}): Promise<void> {
     if (this.phase === Phase.HANDSHAKE) {
       this.fail(undefined);
     } else if (this.phase === Phase.OPEN) {
       this.phase = Phase.DRAINING;
-      this.writeFrame(FrameType.GOAWAY, 0, 0, encodeGoaway(this.lastAcceptedPeerStreamId, ConnectionCode.NO_ERROR, 'closing'));
+      this.resolveGoingAway();
+      const reason = options.reason ?? 'closing';
+      this.writeFrame(FrameType.GOAWAY, 0, 0, encodeGoaway(this.lastAcceptedPeerStreamId, ConnectionCode.NO_ERROR, reason));
       this.failPendingOpens('the session closed before this call was sent');
     }
     if (this.phase === Phase.DRAINING && this.graceTimer === undefined) {
@@ -757,6 +773,8 @@ export class Session implements StreamHost {
     } catch (error) {
       throw new ProtocolError(ProtocolErrorCode.MALFORMED_FRAME, (error as Error).message);
     }
+    this.peerGoawayMessage = goaway.message;
+    this.resolveGoingAway();
     if (goaway.code !== ConnectionCode.NO_ERROR) {
       this.peerGoawayLastId = goaway.lastStreamId;
       this.fail(
@@ -828,6 +846,7 @@ export class Session implements StreamHost {
     clearTimeout(this.handshakeTimer);
     clearTimeout(this.graceTimer);
     this.stopKeepalive();
+    this.resolveGoingAway();
     const reason = streamReason ?? (error ? `connection failed: ${error.message}` : 'the session closed');
     if (this.phase === Phase.HANDSHAKE) this.rejectReady(error ?? new SessionError(Status.UNAVAILABLE, reason));
     if (tellPeer && !wasClosing) {

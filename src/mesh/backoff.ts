@@ -1,0 +1,61 @@
+/**
+ * Redial delays: exponential backoff with full jitter (each delay uniform in 0..cap, the cap doubling per failed
+ * attempt), so clients that lost the same server do not come back in step. The first redial after an established
+ * connection is lost is spread over `lossSpreadMs`: that is the moment a whole fleet reconnects at once.
+ */
+export interface ReconnectOptions {
+  /** Cap of the first delay after a failed dial; doubles per failure. Default 500. */
+  initialDelayMs?: number;
+  /** Largest cap. Default 30 000. */
+  maxDelayMs?: number;
+  /** The first redial after losing an established connection waits uniformly in 0..lossSpreadMs. Default 5 000. */
+  lossSpreadMs?: number;
+}
+
+export type ResolvedReconnectOptions = Required<ReconnectOptions>;
+
+export function resolveReconnectOptions(options: ReconnectOptions = {}): ResolvedReconnectOptions {
+  const resolved = {
+    initialDelayMs: options.initialDelayMs ?? 500,
+    maxDelayMs: options.maxDelayMs ?? 30_000,
+    lossSpreadMs: options.lossSpreadMs ?? 5_000,
+  };
+  for (const [name, value] of Object.entries(resolved)) {
+    if (!Number.isFinite(value) || value < 0 || value > 0x7fff_ffff) throw new RangeError(`reconnect.${name} must be a number of ms in 0..2^31-1, got ${value}`);
+  }
+  if (resolved.maxDelayMs < resolved.initialDelayMs) throw new RangeError('reconnect.maxDelayMs must be at least reconnect.initialDelayMs');
+  return resolved;
+}
+
+export class Backoff {
+  private failures = 0;
+
+  constructor(
+    private readonly options: ResolvedReconnectOptions,
+    private readonly random: () => number = Math.random,
+  ) {}
+
+  /** Delay before the next attempt after a failed one. */
+  afterFailure(): number {
+    const cap = Math.min(this.options.maxDelayMs, this.options.initialDelayMs * 2 ** Math.min(this.failures, 30));
+    this.failures++;
+    return this.random() * cap;
+  }
+
+  /** Delay before redialing a connection that was established and then lost. */
+  afterLoss(): number {
+    this.failures = 0;
+    return this.random() * this.options.lossSpreadMs;
+  }
+
+  /** A refusal that will not heal by retrying soon (version mismatch): wait the longest delay. */
+  afterPermanentFailure(): number {
+    this.failures++;
+    return this.options.maxDelayMs * (0.5 + this.random() / 2);
+  }
+
+  /** A connection was established. */
+  reset(): void {
+    this.failures = 0;
+  }
+}

@@ -1,0 +1,86 @@
+/**
+ * A channel: a connection to one address that stays connected. It dials at once, redials with backoff and jitter
+ * when the connection fails or is lost, and gives typed clients whose calls use whichever connection is current
+ * (fail-fast by default, `waitForReady` to wait; retried once when provably never processed). Services passed in
+ * `services` are served to the peer on every connection, as with `connect`.
+ */
+import { resolveSessionOptions } from '../session/options.js';
+import { stderrLog, type LogFn } from '../log.js';
+import type { ConnectOptions } from '../endpoints.js';
+import type { Client, RpcSession } from '../rpc/rpc-session.js';
+import type { MethodMap, ServiceDef } from '../rpc/service.js';
+import { resolveReconnectOptions, type ReconnectOptions } from './backoff.js';
+import { Link, type LinkState, type LinkStateEvent } from './link.js';
+import { routedClient, type Router } from './routed-client.js';
+
+export interface ChannelOptions extends ConnectOptions {
+  reconnect?: ReconnectOptions;
+  /** Where reconnect trouble is reported. Default: warnings to stderr. */
+  log?: LogFn;
+}
+
+export class Channel {
+  private readonly link: Link;
+  private readonly clients = new Map<ServiceDef, unknown>();
+  private readonly router: Router;
+
+  constructor(readonly url: string, options: ChannelOptions = {}) {
+    resolveSessionOptions(options); // a bad option throws here, not at every redial
+    const { reconnect, log, ...connectOptions } = options;
+    this.link = new Link(url, log ?? stderrLog, { url, options: connectOptions, reconnect: resolveReconnectOptions(reconnect) });
+    const link = this.link;
+    this.router = {
+      pick: () => link.session,
+      wait: (_kind, failFast, signal, deadline) => link.whenReady(signal, deadline, failFast),
+      dialing: () => link.dialing,
+      unavailable: () => link.unavailable(),
+    };
+  }
+
+  /** `connecting`, `ready`, `backoff` or `closed`. */
+  get state(): LinkState {
+    return this.link.state;
+  }
+
+  /** The current connection, if one is ready. */
+  get session(): RpcSession | undefined {
+    return this.link.session;
+  }
+
+  /** Listens to state changes: `channel.on('state', ({ state, error, delayMs }) => ...)`. */
+  on(event: 'state', listener: (event: LinkStateEvent) => void): this {
+    this.link.on(event, listener);
+    return this;
+  }
+
+  off(event: 'state', listener: (event: LinkStateEvent) => void): this {
+    this.link.off(event, listener);
+    return this;
+  }
+
+  /** Resolves with the session once connected (or at once); rejects when the signal aborts or the channel closes. */
+  whenReady(options: { signal?: AbortSignal; timeoutMs?: number } = {}): Promise<RpcSession> {
+    const deadline = options.timeoutMs === undefined ? undefined : Date.now() + options.timeoutMs;
+    return this.link.whenReady(options.signal, deadline);
+  }
+
+  /** A typed client whose calls go over whichever connection is current. */
+  client<M extends MethodMap>(service: ServiceDef<M>): Client<M> {
+    let client = this.clients.get(service) as Client<M> | undefined;
+    if (client === undefined) {
+      client = routedClient(this.router, service);
+      this.clients.set(service, client);
+    }
+    return client;
+  }
+
+  /** Stops redialing and closes the connection gracefully (GOAWAY; calls in flight get graceMs, default 10 s). */
+  close(options?: { graceMs?: number }): Promise<void> {
+    return this.link.close(options);
+  }
+}
+
+/** Opens a channel to `url` (tcp:// or unix://): connects in the background and stays connected until closed. */
+export function channel(url: string, options: ChannelOptions = {}): Channel {
+  return new Channel(url, options);
+}

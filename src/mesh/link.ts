@@ -1,0 +1,237 @@
+/**
+ * A link: the slot for one connection to one place (a URL, or one lane to a mesh peer), which sessions fill and
+ * leave over time. It redials with backoff when it is the dialing side, takes the sessions the peer dials in when it
+ * is not, and tells callers waiting for it when a session is ready. Calls never hold on to a link's session: they ask
+ * for the current one (`session`), or wait for one (`whenReady`).
+ *
+ * States: `connecting` (a dial is in progress, or waiting for the peer to dial in), `ready`, `backoff` (waiting to
+ * redial after a failure or a loss), `closed` (for good).
+ */
+import { EventEmitter } from 'node:events';
+import { Status } from '../wire/constants.js';
+import { connect, type ConnectOptions } from '../endpoints.js';
+import type { LogFn } from '../log.js';
+import { RpcError } from '../rpc/rpc-error.js';
+import type { RpcSession } from '../rpc/rpc-session.js';
+import { Backoff, type ResolvedReconnectOptions } from './backoff.js';
+
+export type LinkState = 'connecting' | 'ready' | 'backoff' | 'closed';
+
+export interface LinkStateEvent {
+  state: LinkState;
+  /** The failure that led here (backoff, closed), if any. */
+  error?: Error;
+  /** In backoff: how long until the next dial. */
+  delayMs?: number;
+}
+
+export interface DialPlan {
+  url: string;
+  options: ConnectOptions;
+  reconnect: ResolvedReconnectOptions;
+  /** Dial only after the link has had no session for this long (the side that normally waits to be dialed). */
+  onlyAfterMs?: number;
+}
+
+/** Whether `candidate` should replace the link's current session; by default the newer one always wins. */
+export type Preference = (candidate: RpcSession, current: RpcSession) => boolean;
+
+interface Waiter {
+  /** Fail-fast calls wait only for a dial in progress: they are rejected when it fails. */
+  failFast: boolean;
+  resolve(session: RpcSession): void;
+  reject(error: RpcError): void;
+}
+
+export class Link extends EventEmitter<{ state: [LinkStateEvent] }> {
+  private currentState: LinkState = 'connecting';
+  private current: RpcSession | undefined;
+  private lastError: Error | undefined;
+  private nextDialAt = 0;
+  private readonly waiters = new Set<Waiter>();
+  private dialTimer: NodeJS.Timeout | undefined;
+  private dialAbort: AbortController | undefined;
+  private readonly backoff: Backoff | undefined;
+  /** Sessions attached once and not yet closed (the current one and ones replaced while their calls finish). */
+  private readonly live = new Set<RpcSession>();
+
+  constructor(
+    /** What the link leads to, for messages: a URL, or `peer n2 (data)`. */
+    readonly description: string,
+    private readonly log: LogFn,
+    private readonly dial?: DialPlan,
+    private readonly prefer: Preference = () => true,
+  ) {
+    super();
+    if (dial !== undefined) {
+      this.backoff = new Backoff(dial.reconnect);
+      this.scheduleDial(dial.onlyAfterMs ?? 0, undefined);
+    }
+  }
+
+  get state(): LinkState {
+    return this.currentState;
+  }
+
+  /** The session new calls should use, if one is ready. */
+  get session(): RpcSession | undefined {
+    return this.current;
+  }
+
+  /** True while a dial (connect + handshake) is in progress. */
+  get dialing(): boolean {
+    return this.dialAbort !== undefined;
+  }
+
+  /** Every session of this link not yet closed, including replaced ones still finishing their calls. */
+  get sessions(): ReadonlySet<RpcSession> {
+    return this.live;
+  }
+
+  /**
+   * Offers a session (handshake done) to the link. It becomes the link's session unless the current one is preferred
+   * (then the candidate is closed with a GOAWAY saying so, and false is returned). A session it replaces stops taking
+   * calls and finishes the ones in flight.
+   */
+  offer(session: RpcSession): boolean {
+    if (this.currentState === 'closed' || !session.acceptsCalls) {
+      session.close({ reason: 'the link is closed' }).catch(() => undefined);
+      return false;
+    }
+    if (this.current !== undefined && !this.prefer(session, this.current)) {
+      session.close({ reason: `duplicate connection: ${this.description} already has one` }).catch(() => undefined);
+      return false;
+    }
+    const previous = this.current;
+    this.current = session;
+    this.live.add(session);
+    clearTimeout(this.dialTimer);
+    this.dialTimer = undefined;
+    this.backoff?.reset();
+    void session.closed.then(() => this.live.delete(session));
+    void session.goingAway.then(() => this.onGoingAway(session));
+    previous?.close({ reason: 'duplicate connection: replaced by a newer one' }).catch(() => undefined);
+    this.setState({ state: 'ready' });
+    for (const waiter of this.waiters) waiter.resolve(session);
+    this.waiters.clear();
+    return true;
+  }
+
+  /**
+   * A ready session, now or once one is: rejects with UNAVAILABLE when the link closes, with CANCELLED or
+   * DEADLINE_EXCEEDED when `signal` aborts or `deadline` (ms since epoch) passes first.
+   */
+  whenReady(signal?: AbortSignal, deadline?: number, failFast = false): Promise<RpcSession> {
+    if (this.current !== undefined) return Promise.resolve(this.current);
+    if (this.currentState === 'closed') return Promise.reject(this.unavailable());
+    return new Promise<RpcSession>((resolve, reject) => {
+      let timer: NodeJS.Timeout | undefined;
+      const onAbort = (): void => done(undefined, RpcError.from(signal!.reason ?? new DOMException('aborted', 'AbortError')));
+      const done = (session: RpcSession | undefined, error?: RpcError): void => {
+        this.waiters.delete(waiter);
+        clearTimeout(timer);
+        signal?.removeEventListener('abort', onAbort);
+        if (session !== undefined) resolve(session);
+        else reject(error!);
+      };
+      const waiter: Waiter = { failFast, resolve: (session) => done(session), reject: (error) => done(undefined, error) };
+      if (signal?.aborted) return onAbort();
+      this.waiters.add(waiter);
+      signal?.addEventListener('abort', onAbort, { once: true });
+      if (deadline !== undefined) {
+        const left = deadline - Date.now();
+        timer = setTimeout(
+          () => done(undefined, new RpcError(Status.DEADLINE_EXCEEDED, `the deadline passed while waiting for ${this.description} to connect`, { retrySafe: true })),
+          Math.max(0, Math.min(left, 0x7fff_ffff)),
+        );
+      }
+    });
+  }
+
+  /** The error a fail-fast call gets when there is no session: what the link is doing and why. */
+  unavailable(): RpcError {
+    let why: string;
+    if (this.currentState === 'closed') why = 'the link is closed';
+    else if (this.currentState === 'backoff') why = `reconnecting in ${Math.max(0, Math.round(this.nextDialAt - performance.now()))} ms`;
+    else why = this.dial === undefined ? 'waiting for the peer to connect' : 'connecting';
+    const last = this.lastError === undefined ? '' : ` (last error: ${this.lastError.message})`;
+    return new RpcError(Status.UNAVAILABLE, `not connected to ${this.description}: ${why}${last}`, { retrySafe: true });
+  }
+
+  /** Stops dialing; sessions close gracefully (GOAWAY, calls in flight get graceMs); waiting calls fail UNAVAILABLE. */
+  async close(options: { graceMs?: number; reason?: string } = {}): Promise<void> {
+    if (this.currentState !== 'closed') {
+      clearTimeout(this.dialTimer);
+      this.dialAbort?.abort();
+      this.current = undefined;
+      this.setState({ state: 'closed' });
+      const error = this.unavailable();
+      for (const waiter of this.waiters) waiter.reject(error);
+      this.waiters.clear();
+    }
+    await Promise.all([...this.live].map((session) => session.close(options)));
+  }
+
+  private onGoingAway(session: RpcSession): void {
+    if (this.current !== session) return;
+    this.current = undefined;
+    if (this.currentState === 'closed') return;
+    const cause = session.core.error ?? (session.core.peerGoawayMessage !== undefined ? new Error(`the peer said: ${session.core.peerGoawayMessage}`) : undefined);
+    this.lastError = cause;
+    this.log('info', `${this.description}: connection lost${cause ? `: ${cause.message}` : ''}`);
+    if (this.dial === undefined || this.backoff === undefined) {
+      this.setState({ state: 'connecting', error: cause });
+      return;
+    }
+    const spread = this.backoff.afterLoss();
+    this.scheduleDial(Math.max(spread, this.dial.onlyAfterMs ?? 0), cause);
+  }
+
+  private scheduleDial(delayMs: number, error: Error | undefined): void {
+    if (delayMs <= 0) {
+      this.dialNow();
+      return;
+    }
+    this.nextDialAt = performance.now() + delayMs;
+    this.setState({ state: 'backoff', error, delayMs });
+    this.dialTimer = setTimeout(() => this.dialNow(), delayMs);
+    this.dialTimer.unref();
+  }
+
+  private dialNow(): void {
+    this.dialTimer = undefined;
+    if (this.currentState === 'closed' || this.current !== undefined) return;
+    const plan = this.dial!;
+    this.setState({ state: 'connecting' });
+    const abort = new AbortController();
+    this.dialAbort = abort;
+    connect(plan.url, { ...plan.options, signal: abort.signal }).then(
+      (session) => {
+        this.dialAbort = undefined;
+        this.offer(session);
+      },
+      (error: RpcError) => {
+        this.dialAbort = undefined;
+        if (this.currentState === 'closed' || this.current !== undefined) return;
+        this.lastError = error;
+        const permanent = error.code === Status.FAILED_PRECONDITION;
+        const delay = permanent ? this.backoff!.afterPermanentFailure() : this.backoff!.afterFailure();
+        if (permanent) this.log('warn', `${this.description}: ${error.message}; retrying in ${Math.round(delay)} ms`);
+        this.scheduleDial(Math.max(1, delay), error);
+      },
+    );
+  }
+
+  private setState(event: LinkStateEvent): void {
+    this.currentState = event.state;
+    if (event.state === 'backoff') {
+      const error = this.unavailable();
+      for (const waiter of this.waiters) {
+        if (!waiter.failFast) continue;
+        this.waiters.delete(waiter);
+        waiter.reject(error);
+      }
+    }
+    this.emit('state', event);
+  }
+}

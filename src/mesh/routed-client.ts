@@ -1,0 +1,200 @@
+/**
+ * Typed clients over connections that come and go (a channel, a mesh peer): each call asks a Router for a session
+ * when it starts. Fail-fast calls (the default) get UNAVAILABLE at once while the link is down, and wait only for a
+ * dial already in progress; `waitForReady` calls wait for a connection until their deadline or signal.
+ *
+ * Transparent retry (gRFC A6): a call that provably never reached a handler (never written, refused by the peer, or
+ * above the last stream id of its GOAWAY: UNAVAILABLE with `retrySafe`) is retried once, on whatever session is then
+ * current. Only calls whose whole request is one value are retried (unary, serverStream, download, and those only
+ * before a response arrived); a call that consumed a source of requests or bytes cannot be replayed.
+ */
+import { Status } from '../wire/constants.js';
+import { callUnary, timeBudget, type CallOptions } from '../rpc/client-call.js';
+import {
+  callBidi,
+  callClientStream,
+  callServerStream,
+  callUpload,
+  failedBidi,
+  failedStream,
+  type BidiCall,
+} from '../rpc/client-stream-call.js';
+import type { MessageStream } from '../rpc/inbox.js';
+import { RpcError } from '../rpc/rpc-error.js';
+import type { Client, RpcSession } from '../rpc/rpc-session.js';
+import type { ByteSource } from '../rpc/sender.js';
+import type { MethodDescriptor, MethodKind, MethodMap, ServiceDef } from '../rpc/service.js';
+
+export interface Router {
+  /** The session a call of `kind` should start on now, if one is ready. */
+  pick(kind: MethodKind): RpcSession | undefined;
+  /** A session for `kind` once one is ready; `failFast` waits only for a dial in progress. */
+  wait(kind: MethodKind, failFast: boolean, signal: AbortSignal | undefined, deadline: number | undefined): Promise<RpcSession>;
+  /** True when a fail-fast call should wait: a dial for `kind`'s link is in progress. */
+  dialing(kind: MethodKind): boolean;
+  /** The error a fail-fast call gets when no session is ready. */
+  unavailable(kind: MethodKind): RpcError;
+}
+
+export function routedClient<M extends MethodMap>(router: Router, service: ServiceDef<M>): Client<M> {
+  const methods: Record<string, unknown> = {};
+  for (const [name, descriptor] of service.descriptors) methods[name] = routedMethod(router, descriptor);
+  return Object.freeze(methods) as Client<M>;
+}
+
+function routedMethod(router: Router, descriptor: MethodDescriptor): unknown {
+  switch (descriptor.def.kind) {
+    case 'unary':
+      return (request: unknown, options?: CallOptions) => routedUnary(router, descriptor, request, fixDeadline(options));
+    case 'serverStream':
+    case 'download':
+      return (request: unknown, options?: CallOptions) => {
+        const fixed = fixDeadline(options);
+        return new RoutedStream(() => startOn(router, descriptor.def.kind, fixed, (s) => callServerStream(s, descriptor, request, fixed)));
+      };
+    case 'clientStream':
+      return async (requests: Iterable<unknown> | AsyncIterable<unknown>, options?: CallOptions) => {
+        const fixed = fixDeadline(options);
+        return callClientStream(await acquire(router, 'clientStream', fixed), descriptor, requests, fixed);
+      };
+    case 'upload':
+      return async (request: unknown, body: ByteSource, options?: CallOptions) => {
+        const fixed = fixDeadline(options);
+        return callUpload(await acquire(router, 'upload', fixed), descriptor, request, body, fixed);
+      };
+    case 'bidi':
+      return (options?: CallOptions) => {
+        const fixed = fixDeadline(options);
+        const now = router.pick('bidi');
+        if (now !== undefined) return callBidi(now, descriptor, fixed);
+        return new DeferredBidi(acquire(router, 'bidi', fixed).then((session) => callBidi(session, descriptor, fixed), (error: RpcError) => failedBidi(error)));
+      };
+  }
+}
+
+/** The deadline spans waiting and every attempt: turn a relative budget into an absolute time once, at the start. */
+function fixDeadline(options: CallOptions | undefined): CallOptions | undefined {
+  if (options === undefined) return undefined;
+  const budget = timeBudget(options);
+  if (budget === undefined) return options;
+  return { ...options, timeoutMs: undefined, deadline: Date.now() + budget };
+}
+
+function deadlineOf(options: CallOptions | undefined): number | undefined {
+  const d = options?.deadline;
+  return d === undefined ? undefined : typeof d === 'number' ? d : d.getTime();
+}
+
+async function acquire(router: Router, kind: MethodKind, options: CallOptions | undefined): Promise<RpcSession> {
+  const session = router.pick(kind);
+  if (session !== undefined) return session;
+  const waitForReady = options?.waitForReady === true;
+  if (!waitForReady && !router.dialing(kind)) throw router.unavailable(kind);
+  return router.wait(kind, !waitForReady, options?.signal, deadlineOf(options));
+}
+
+function transparentlyRetryable(error: unknown): boolean {
+  return error instanceof RpcError && error.retrySafe && error.code === Status.UNAVAILABLE;
+}
+
+async function routedUnary(router: Router, descriptor: MethodDescriptor, request: unknown, options: CallOptions | undefined): Promise<unknown> {
+  const first = await acquire(router, 'unary', options);
+  try {
+    return await callUnary(first, descriptor, request, options);
+  } catch (error) {
+    if (!transparentlyRetryable(error)) throw error;
+  }
+  return callUnary(await acquire(router, 'unary', options), descriptor, request, options);
+}
+
+function startOn<T>(
+  router: Router,
+  kind: MethodKind,
+  options: CallOptions | undefined,
+  start: (session: RpcSession) => MessageStream<T>,
+): MessageStream<T> | Promise<MessageStream<T>> {
+  const session = router.pick(kind);
+  if (session !== undefined) return start(session);
+  return acquire(router, kind, options).then(start, (error: RpcError) => failedStream<T>(error));
+}
+
+/** A response stream whose call may still be waiting for a connection, and is retried once if it was never processed. */
+class RoutedStream<T> implements MessageStream<T> {
+  private inner: MessageStream<T> | undefined;
+  private starting: Promise<void> | undefined;
+  private received = false;
+  private retried = false;
+  private stopped = false;
+
+  constructor(private readonly start: () => MessageStream<T> | Promise<MessageStream<T>>) {
+    this.begin();
+  }
+
+  [Symbol.asyncIterator](): this {
+    return this;
+  }
+
+  async next(): Promise<IteratorResult<T, undefined>> {
+    if (this.inner === undefined) await this.starting;
+    try {
+      const result = await this.inner!.next();
+      this.received = true;
+      return result;
+    } catch (error) {
+      if (this.received || this.retried || this.stopped || !transparentlyRetryable(error)) throw error;
+      this.retried = true;
+      this.begin();
+      return this.next();
+    }
+  }
+
+  async return(): Promise<IteratorResult<T, undefined>> {
+    this.stopped = true;
+    // still waiting for a connection: the call is dropped when it starts (below), the reader is done now
+    if (this.inner === undefined) return { done: true, value: undefined };
+    return this.inner.return();
+  }
+
+  private begin(): void {
+    this.inner = undefined;
+    const started = this.start();
+    if (!(started instanceof Promise)) {
+      this.inner = started;
+      return;
+    }
+    this.starting = started.then((inner) => {
+      this.inner = inner;
+      if (this.stopped) void inner.return();
+    });
+  }
+}
+
+/** A bidi call waiting for a connection: sends and reads wait for it, in order; `end()` follows the sends before it. */
+class DeferredBidi implements BidiCall<unknown, unknown> {
+  private inner: BidiCall<unknown, unknown> | undefined;
+
+  constructor(private readonly started: Promise<BidiCall<unknown, unknown>>) {
+    void started.then((inner) => (this.inner = inner));
+  }
+
+  [Symbol.asyncIterator](): this {
+    return this;
+  }
+
+  async send(request: unknown): Promise<void> {
+    return (this.inner ?? (await this.started)).send(request);
+  }
+
+  end(): void {
+    if (this.inner !== undefined) this.inner.end();
+    else void this.started.then((inner) => inner.end());
+  }
+
+  async next(): Promise<IteratorResult<unknown, undefined>> {
+    return (this.inner ?? (await this.started)).next();
+  }
+
+  async return(): Promise<IteratorResult<unknown, undefined>> {
+    return (this.inner ?? (await this.started)).return();
+  }
+}
