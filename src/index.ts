@@ -34,6 +34,8 @@ export type { ChannelOptions } from './mesh/channel.js';
 export type { ReconnectOptions } from './mesh/backoff.js';
 export type { LinkState, LinkStateEvent } from './mesh/link.js';
 export type { LogFn, LogLevel } from './log.js';
+export { Mesh, MeshPeer, dialsTo } from './mesh/mesh.js';
+export type { MeshOptions, PeerState, PeerStateEvent } from './mesh/mesh.js';
 export { createSession } from './rpc/rpc-session.js';
 export type { ListenOptions, ConnectOptions, Server } from './endpoints.js';
 export type { CallOptions } from './rpc/client-call.js';

@@ -27,8 +27,9 @@ export class Channel {
   constructor(readonly url: string, options: ChannelOptions = {}) {
     resolveSessionOptions(options); // a bad option throws here, not at every redial
     const { reconnect, log, ...connectOptions } = options;
-    this.link = new Link(url, log ?? stderrLog, { url, options: connectOptions, reconnect: resolveReconnectOptions(reconnect) });
-    const link = this.link;
+    const link = new Link(url, log ?? stderrLog);
+    link.dialWith({ url, options: connectOptions, reconnect: resolveReconnectOptions(reconnect) });
+    this.link = link;
     this.router = {
       pick: () => link.session,
       wait: (_kind, failFast, signal, deadline) => link.whenReady(signal, deadline, failFast),

@@ -15,6 +15,9 @@ import { RpcError } from '../rpc/rpc-error.js';
 import type { RpcSession } from '../rpc/rpc-session.js';
 import { Backoff, type ResolvedReconnectOptions } from './backoff.js';
 
+/** A connection lost sooner than this after it was made is treated as a failed dial. */
+const SHORT_LIVED_MS = 1_000;
+
 export type LinkState = 'connecting' | 'ready' | 'backoff' | 'closed';
 
 export interface LinkStateEvent {
@@ -51,7 +54,9 @@ export class Link extends EventEmitter<{ state: [LinkStateEvent] }> {
   private readonly waiters = new Set<Waiter>();
   private dialTimer: NodeJS.Timeout | undefined;
   private dialAbort: AbortController | undefined;
-  private readonly backoff: Backoff | undefined;
+  private dial: DialPlan | undefined;
+  private backoff: Backoff | undefined;
+  private attachedAt = 0;
   /** Sessions attached once and not yet closed (the current one and ones replaced while their calls finish). */
   private readonly live = new Set<RpcSession>();
 
@@ -59,14 +64,17 @@ export class Link extends EventEmitter<{ state: [LinkStateEvent] }> {
     /** What the link leads to, for messages: a URL, or `peer n2 (data)`. */
     readonly description: string,
     private readonly log: LogFn,
-    private readonly dial?: DialPlan,
     private readonly prefer: Preference = () => true,
   ) {
     super();
-    if (dial !== undefined) {
-      this.backoff = new Backoff(dial.reconnect);
-      this.scheduleDial(dial.onlyAfterMs ?? 0, undefined);
-    }
+  }
+
+  /** Makes this link the dialing side: it dials now (or after `plan.onlyAfterMs`) and whenever it has no session. */
+  dialWith(plan: DialPlan): void {
+    if (this.dial !== undefined || this.currentState === 'closed') return;
+    this.dial = plan;
+    this.backoff = new Backoff(plan.reconnect);
+    if (this.current === undefined) this.scheduleDial(plan.onlyAfterMs ?? 0, undefined);
   }
 
   get state(): LinkState {
@@ -104,6 +112,7 @@ export class Link extends EventEmitter<{ state: [LinkStateEvent] }> {
     }
     const previous = this.current;
     this.current = session;
+    this.attachedAt = performance.now();
     this.live.add(session);
     clearTimeout(this.dialTimer);
     this.dialTimer = undefined;
@@ -183,8 +192,12 @@ export class Link extends EventEmitter<{ state: [LinkStateEvent] }> {
       this.setState({ state: 'connecting', error: cause });
       return;
     }
-    const spread = this.backoff.afterLoss();
-    this.scheduleDial(Math.max(spread, this.dial.onlyAfterMs ?? 0), cause);
+    // A connection the peer drops at once (it refuses us: unknown node, duplicate) counts as a failed dial, so the
+    // backoff grows instead of redialing every few seconds forever.
+    const shortLived = performance.now() - this.attachedAt < SHORT_LIVED_MS;
+    const delay = shortLived ? this.backoff.afterFailure() : this.backoff.afterLoss();
+    // the side that only dials as a fallback waits its turn on top of that, so the designated dialer comes first
+    this.scheduleDial(delay + (this.dial.onlyAfterMs ?? 0), cause);
   }
 
   private scheduleDial(delayMs: number, error: Error | undefined): void {
