@@ -42,7 +42,7 @@ export class Backoff {
     return this.random() * cap;
   }
 
-  /** Delay before redialing a connection that was established and then lost. */
+  /** Delay before redialing a connection that was established, lasted, and was lost; failures start over. */
   afterLoss(): number {
     this.failures = 0;
     return this.random() * this.options.lossSpreadMs;
@@ -52,10 +52,5 @@ export class Backoff {
   afterPermanentFailure(): number {
     this.failures++;
     return this.options.maxDelayMs * (0.5 + this.random() / 2);
-  }
-
-  /** A connection was established. */
-  reset(): void {
-    this.failures = 0;
   }
 }

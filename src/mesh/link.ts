@@ -116,7 +116,6 @@ export class Link extends EventEmitter<{ state: [LinkStateEvent] }> {
     this.live.add(session);
     clearTimeout(this.dialTimer);
     this.dialTimer = undefined;
-    this.backoff?.reset();
     void session.closed.then(() => this.live.delete(session));
     void session.goingAway.then(() => this.onGoingAway(session));
     previous?.close({ reason: 'duplicate connection: replaced by a newer one' }).catch(() => undefined);
