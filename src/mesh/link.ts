@@ -81,9 +81,12 @@ export class Link extends EventEmitter<{ state: [LinkStateEvent] }> {
     return this.currentState;
   }
 
-  /** The session new calls should use, if one is ready. */
+  /**
+   * The session new calls should use, if one is ready. One that has just stopped taking calls (its GOAWAY is being
+   * handled) is not offered, so a retried call never lands on the session that refused it.
+   */
   get session(): RpcSession | undefined {
-    return this.current;
+    return this.current?.acceptsCalls === true ? this.current : undefined;
   }
 
   /** True while a dial (connect + handshake) is in progress. */
@@ -130,7 +133,8 @@ export class Link extends EventEmitter<{ state: [LinkStateEvent] }> {
    * DEADLINE_EXCEEDED when `signal` aborts or `deadline` (ms since epoch) passes first.
    */
   whenReady(signal?: AbortSignal, deadline?: number, failFast = false): Promise<RpcSession> {
-    if (this.current !== undefined) return Promise.resolve(this.current);
+    const ready = this.session;
+    if (ready !== undefined) return Promise.resolve(ready);
     if (this.currentState === 'closed') return Promise.reject(this.unavailable());
     return new Promise<RpcSession>((resolve, reject) => {
       let timer: NodeJS.Timeout | undefined;
