@@ -1,0 +1,48 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { Backoff, resolveReconnectOptions } from '../src/mesh/backoff.js';
+import { dialsTo } from '../src/mesh/mesh.js';
+
+void test('backoff: full jitter under a cap that doubles per failure up to maxDelayMs', () => {
+  const options = resolveReconnectOptions({ initialDelayMs: 100, maxDelayMs: 1000, lossSpreadMs: 5000 });
+  const top = new Backoff(options, () => 0.999999);
+  const caps = Array.from({ length: 6 }, () => Math.round(top.afterFailure()));
+  assert.deepEqual(caps, [100, 200, 400, 800, 1000, 1000]);
+  const bottom = new Backoff(options, () => 0);
+  assert.equal(bottom.afterFailure(), 0, 'full jitter reaches down to 0');
+});
+
+void test('backoff: a lost connection is redialed within lossSpreadMs and failures start over', () => {
+  const options = resolveReconnectOptions({ initialDelayMs: 100, maxDelayMs: 1000, lossSpreadMs: 5000 });
+  const backoff = new Backoff(options, () => 0.999999);
+  for (let i = 0; i < 5; i++) backoff.afterFailure();
+  assert.equal(Math.round(backoff.afterLoss()), 5000);
+  assert.equal(Math.round(backoff.afterFailure()), 100, 'the cap starts over after a connection that lasted');
+});
+
+void test('backoff: delays drawn with Math.random spread evenly over the window', () => {
+  const backoff = new Backoff(resolveReconnectOptions({ lossSpreadMs: 5000 }));
+  const buckets = new Array<number>(5).fill(0);
+  for (let i = 0; i < 10_000; i++) buckets[Math.floor(backoff.afterLoss() / 1000)]!++;
+  for (const n of buckets) assert.ok(n > 1700 && n < 2300, `each second of the 5 s spread holds about 20 %: ${buckets.join(', ')}`);
+});
+
+void test('backoff: bad options throw a RangeError that names them', () => {
+  assert.throws(() => resolveReconnectOptions({ initialDelayMs: -1 }), /initialDelayMs/);
+  assert.throws(() => resolveReconnectOptions({ initialDelayMs: 1000, maxDelayMs: 10 }), /maxDelayMs/);
+});
+
+void test('dialsTo: exactly one node of every pair dials, and the dialing is spread over the cluster', () => {
+  const names = Array.from({ length: 40 }, (_, i) => `node-${i}`);
+  let lowerDials = 0;
+  let pairs = 0;
+  for (const a of names) {
+    for (const b of names) {
+      if (a >= b) continue;
+      pairs++;
+      assert.notEqual(dialsTo(a, b), dialsTo(b, a), `${a}/${b}: exactly one dials`);
+      if (dialsTo(a, b)) lowerDials++;
+    }
+  }
+  assert.ok(lowerDials > pairs * 0.4 && lowerDials < pairs * 0.6, `the lower name dials in ${lowerDials} of ${pairs} pairs`);
+});
