@@ -22,7 +22,7 @@ import {
 import type { MessageStream } from '../rpc/inbox.js';
 import { RpcError } from '../rpc/rpc-error.js';
 import type { Client, RpcSession } from '../rpc/rpc-session.js';
-import type { ByteSource } from '../rpc/sender.js';
+import { discardSource, type ByteSource } from '../rpc/sender.js';
 import type { MethodDescriptor, MethodKind, MethodMap, ServiceDef } from '../rpc/service.js';
 
 export interface Router {
@@ -60,7 +60,14 @@ function routedMethod(router: Router, descriptor: MethodDescriptor): unknown {
     case 'upload':
       return async (request: unknown, body: ByteSource, options?: CallOptions) => {
         const fixed = fixDeadline(options);
-        return callUpload(await acquire(router, 'upload', fixed), descriptor, request, body, fixed);
+        let session: RpcSession;
+        try {
+          session = await acquire(router, 'upload', fixed);
+        } catch (error) {
+          discardSource(body);
+          throw error;
+        }
+        return callUpload(session, descriptor, request, body, fixed);
       };
     case 'bidi':
       return (options?: CallOptions) => {

@@ -26,7 +26,7 @@ import { ProgressWatchdog } from './progress.js';
 import { RpcError } from './rpc-error.js';
 import type { RpcSession } from './rpc-session.js';
 import { validate } from './schema.js';
-import { checkChunk, chunksOf, pumpSource, StreamSender, type ByteSource } from './sender.js';
+import { checkChunk, chunksOf, discardSource, pumpSource, StreamSender, type ByteSource } from './sender.js';
 import type { MethodDescriptor } from './service.js';
 
 /** The caller's handle on a bidi call: write with `send`, finish with `end`, read the responses with `for await`. */
@@ -250,7 +250,10 @@ export function callUpload(
   options?: CallOptions,
 ): Promise<unknown> {
   const bytes = encodeRequest(rpc, descriptor, request);
-  if (bytes instanceof RpcError) return Promise.reject(bytes);
+  if (bytes instanceof RpcError) {
+    discardSource(body);
+    return Promise.reject(bytes);
+  }
   let chunks: Iterable<Uint8Array> | AsyncIterable<Uint8Array>;
   try {
     chunks = chunksOf(body);
@@ -258,7 +261,10 @@ export function callUpload(
     return Promise.reject(new RpcError(Status.INVALID_ARGUMENT, (error as Error).message, { retrySafe: true }));
   }
   const opened = openCall(rpc, descriptor, options);
-  if (opened instanceof RpcError) return Promise.reject(opened);
+  if (opened instanceof RpcError) {
+    discardSource(body); // the caller handed the body over: an open file must not wait for GC to close
+    return Promise.reject(opened);
+  }
   const call = new ClientStreamCall(opened.stream, descriptor, options, opened.budget, false, rpc.core.options.progressTimeoutMs);
   opened.stream.sendMessage(bytes);
   pump(call, chunks, (chunk) => call.sender.send(checkChunk(chunk), true));

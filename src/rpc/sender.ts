@@ -71,6 +71,21 @@ export function chunksOf(source: ByteSource): Iterable<Uint8Array> | AsyncIterab
   return source;
 }
 
+/**
+ * Lets go of a source that will never be pumped (the call ended first): a Node Readable is destroyed (closing its
+ * file descriptor now rather than at GC), a generator is returned (running its finally blocks once started).
+ */
+export function discardSource(source: unknown): void {
+  if (source === null || typeof source !== 'object') return;
+  const s = source as { destroy?: () => void; return?: () => unknown };
+  try {
+    if (typeof s.destroy === 'function') s.destroy();
+    else if (typeof s.return === 'function') Promise.resolve(s.return()).catch(() => undefined);
+  } catch {
+    // a source that fails to close is still not ours to report on: the call is already over
+  }
+}
+
 /** Rejects what is not bytes before it reaches the wire: a Readable in object or string mode yields strings. */
 export function checkChunk(chunk: unknown): Uint8Array {
   if (chunk instanceof Uint8Array) return chunk;

@@ -17,7 +17,7 @@ import { ProgressWatchdog } from './progress.js';
 import { RpcError } from './rpc-error.js';
 import type { RpcSession } from './rpc-session.js';
 import { validate, validateThen, type ValidationResult } from './schema.js';
-import { checkChunk, chunksOf, pumpSource, StreamSender, type ByteSource } from './sender.js';
+import { checkChunk, chunksOf, discardSource, pumpSource, StreamSender, type ByteSource } from './sender.js';
 import type { MethodDescriptor, MethodKind } from './service.js';
 
 // eslint-disable-next-line @typescript-eslint/no-explicit-any -- handlers are typed at serve(); here they are opaque
@@ -225,6 +225,7 @@ export class ServerCall implements StreamEvents, CallContext {
     if (SINGLE_RESPONSE.has(this.kind) || this.done) {
       try {
         if (!this.done) this.respond(value);
+        else if (!SINGLE_RESPONSE.has(this.kind)) discardSource(value); // e.g. a file stream returned after the deadline
       } finally {
         this.release();
       }
