@@ -12,6 +12,7 @@ import { Flag, FrameType } from '../src/wire/constants.js';
 import { encodeOpen, decodeReset } from '../src/wire/payloads.js';
 import { msgpackCodec } from '../src/rpc/codec.js';
 import { utf8 } from '../src/wire/bytes.js';
+import { refusingChannel } from './fixtures/frame-proxy.js';
 import { deferred, helloFrame, RawPeer, rejectsWithStatus, testConnTypes, trackTimers, until, within, type ConnTestOptions } from './helpers.js';
 
 /** Deadline tests run over memory and TCP, both directions: enough to cover a real socket without tripling the time. */
@@ -244,9 +245,25 @@ void describe('deadlines', () => {
     kinds,
   );
 
-  void test.todo(
-    'a call refused only because the callee still counts a cancelled stream (RESET REFUSED) is retried transparently, ' +
-      'so 200 timed-out calls over a 100-stream limit all report DEADLINE_EXCEEDED',
+  void test(
+    'a channel call refused only because the callee still counts a cancelled stream (RESET REFUSED) is retried ' +
+      'transparently, once, on the same connection: the refused attempt never reached a handler, the retry succeeds',
+    { timeout: 10_000 },
+    async (t) => {
+      const { proxy, client, counts, release, gatedReturned } = await refusingChannel(t);
+      // the callee holds the slot until the gated handler returns; the refusal is held in the proxy until it has
+      proxy.beforeRefusal = async () => {
+        release();
+        await within(gatedReturned, 2000, 'the gated handler returned');
+        await sleepFor(20);
+      };
+      const opensBefore = proxy.opens;
+      assert.equal(await within(client.echo('retried'), 5000, 'the echo call'), 'retried');
+      assert.equal(proxy.opens - opensBefore, 2, 'two attempts: the refused one and the retry');
+      assert.equal(proxy.refusals, 1, 'one refusal');
+      assert.equal(counts.echo, 1, 'the echo handler ran once (the refused attempt never reached it)');
+      assert.equal(counts.gated, 1);
+    },
   );
 
   void test('the callee enforces the deadline from OPEN on its own: signal aborts, RESET DEADLINE_EXCEEDED', { timeout: 5000 }, async (t) => {
@@ -376,5 +393,22 @@ void describe('cancellation', () => {
     kinds,
   );
 
-  void test.todo('calls made right after a burst of cancellations are not refused while the callee winds the cancelled handlers down');
+  void test(
+    'a channel call made right after a cancellation, while the callee still runs the cancelled handler, is retried ' +
+      'exactly once: both attempts refused, UNAVAILABLE retrySafe, no handler saw it',
+    { timeout: 10_000 },
+    async (t) => {
+      const { proxy, client, counts } = await refusingChannel(t);
+      const opensBefore = proxy.opens;
+      const error = await within(rejectsWithStatus(client.echo('refused'), Status.UNAVAILABLE), 5000, 'the echo call');
+      assert.equal(error.retrySafe, true, `refused, so retry-safe: ${error.message}`);
+      assert.equal(proxy.opens - opensBefore, 2, 'exactly two attempts: the call and one transparent retry');
+      assert.equal(proxy.refusals, 2, 'both refused');
+      assert.equal(counts.echo, 0, 'no handler saw the call');
+      // a call with waitForReady is no different: being connected, it is refused twice too
+      await within(rejectsWithStatus(client.echo('again', { waitForReady: true, timeoutMs: 2000 }), Status.UNAVAILABLE), 5000, 'the second call');
+      assert.equal(proxy.opens - opensBefore, 4);
+      assert.equal(counts.echo, 0);
+    },
+  );
 });
