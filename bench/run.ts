@@ -6,8 +6,10 @@
 //   bulk   upload and download MiB/s, 64 KiB chunks, raw node:net / grpc-js / gridwire        (suites/bulk.ts)
 //   mixed  gridwire unary p99 on an idle connection vs. beside a download on the same one     (suites/mixed.ts)
 //   rss    gridwire memory: 10 000 idle streams on one connection; a 1 GiB download read slowly (suites/rss.ts)
+//   mesh   32 node processes form a full mesh and call every ordered pair once: time from spawn (suites/mesh.ts)
+//   connrss server RSS per idle connection, gridwire vs. raw node:net, 2 000 connections (suites/connrss.ts)
 //
-//   npm run bench -- [--suite unary,bulk,mixed,rss] [--seconds N] [--runs N] [--only raw,ws,grpc,gridwire]
+//   npm run bench -- [--suite unary,bulk,mixed,rss,mesh,connrss] [--seconds N] [--runs N] [--only raw,ws,grpc,gridwire]
 //                    [--concurrency 1,64] [--no-pin] [--cpu-prof DIR]
 //
 // Prints progress on stderr; on stdout each suite's table and checks against their targets, then one final JSON
@@ -16,13 +18,22 @@
 import { parseArgs } from 'node:util';
 import { detectPinning, setWorkerNodeArgs } from './harness.js';
 import { runBulkSuite } from './suites/bulk.js';
+import { runConnRssSuite } from './suites/connrss.js';
+import { runMeshSuite } from './suites/mesh.js';
 import { runMixedSuite } from './suites/mixed.js';
 import { runRssSuite } from './suites/rss.js';
 import type { Suite, SuiteOptions } from './suites/suite.js';
 import { runUnarySuite } from './suites/unary.js';
 import { isSystemName, SYSTEM_NAMES } from './systems/index.js';
 
-const SUITES = { unary: runUnarySuite, bulk: runBulkSuite, mixed: runMixedSuite, rss: runRssSuite } satisfies Record<string, Suite>;
+const SUITES = {
+  unary: runUnarySuite,
+  bulk: runBulkSuite,
+  mixed: runMixedSuite,
+  rss: runRssSuite,
+  mesh: runMeshSuite,
+  connrss: runConnRssSuite,
+} satisfies Record<string, Suite>;
 type SuiteName = keyof typeof SUITES;
 const SUITE_NAMES = Object.keys(SUITES) as SuiteName[];
 
@@ -31,7 +42,7 @@ const USAGE =
   `[--concurrency 1,64] [--no-pin] [--cpu-prof DIR]\n` +
   `  --seconds  measured window per run (default: unary 3, bulk 2, mixed 2; rss has fixed windows)\n` +
   `  --runs     runs of each measurement (default: 2; rss 1)\n` +
-  `  --only     systems of the unary and bulk suites; mixed and rss run only with gridwire\n` +
+  `  --only     systems of the unary and bulk suites; mixed and rss run only with gridwire (mesh and connrss ignore it)\n` +
   `  --cpu-prof write a V8 CPU profile of every worker process into DIR`;
 
 interface Flags {

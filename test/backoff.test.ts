@@ -17,11 +17,17 @@ void test('backoff: a lost connection is redialed within lossSpreadMs and failur
   const backoff = new Backoff(options, () => 0.999999);
   for (let i = 0; i < 5; i++) backoff.afterFailure();
   assert.equal(Math.round(backoff.afterLoss()), 5000);
-  assert.equal(Math.round(backoff.afterFailure()), 100, 'the cap starts over after a connection that lasted');
+  const caps = Array.from({ length: 6 }, () => Math.round(backoff.afterFailure()));
+  // the cap starts over after a connection that lasted, but not below half the spread: maxDelayMs bounds it
+  assert.deepEqual(caps, [1000, 1000, 1000, 1000, 1000, 1000]);
+  const wide = new Backoff(resolveReconnectOptions({ initialDelayMs: 100, maxDelayMs: 30_000, lossSpreadMs: 4000 }), () => 0.999999);
+  assert.equal(Math.round(wide.afterFailure()), 100, 'before any loss, failures start at initialDelayMs');
+  wide.afterLoss();
+  assert.deepEqual(Array.from({ length: 7 }, () => Math.round(wide.afterFailure())), [2000, 2000, 2000, 2000, 2000, 3200, 6400]);
 });
 
 void test('backoff: delays drawn with Math.random spread evenly over the window', () => {
-  const backoff = new Backoff(resolveReconnectOptions({ lossSpreadMs: 5000 }));
+  const backoff = new Backoff(resolveReconnectOptions({}, 5000));
   const buckets = new Array<number>(5).fill(0);
   for (let i = 0; i < 10_000; i++) buckets[Math.floor(backoff.afterLoss() / 1000)]!++;
   for (const n of buckets) assert.ok(n > 1700 && n < 2300, `each second of the 5 s spread holds about 20 %: ${buckets.join(', ')}`);

@@ -106,6 +106,7 @@ export class Link extends EventEmitter<{ state: [LinkStateEvent] }> {
    */
   offer(session: RpcSession): boolean {
     if (this.currentState === 'closed' || !session.acceptsCalls) {
+      // a session already going away is closing on its own; ours is only closed when the link is
       session.close({ reason: 'the link is closed' }).catch(() => undefined);
       return false;
     }
@@ -224,18 +225,23 @@ export class Link extends EventEmitter<{ state: [LinkStateEvent] }> {
     connect(plan.url, { ...plan.options, signal: abort.signal }).then(
       (session) => {
         this.dialAbort = undefined;
-        this.offer(session);
+        // refused at once (its GOAWAY came with its HELLO): a failed dial, or the link would wait forever
+        if (!this.offer(session) && this.current === undefined) this.dialFailed(new Error(`${this.description} closed the connection at once: ${session.core.peerGoawayMessage ?? 'no reason given'}`));
       },
       (error: RpcError) => {
         this.dialAbort = undefined;
-        if (this.currentState === 'closed' || this.current !== undefined) return;
-        this.lastError = error;
-        const permanent = error.code === Status.FAILED_PRECONDITION;
-        const delay = permanent ? this.backoff!.afterPermanentFailure() : this.backoff!.afterFailure();
-        if (permanent) this.log('warn', `${this.description}: ${error.message}; retrying in ${Math.round(delay)} ms`);
-        this.scheduleDial(Math.max(1, delay), error);
+        this.dialFailed(error);
       },
     );
+  }
+
+  private dialFailed(error: Error): void {
+    if (this.currentState === 'closed' || this.current !== undefined) return;
+    this.lastError = error;
+    const permanent = error instanceof RpcError && error.code === Status.FAILED_PRECONDITION;
+    const delay = permanent ? this.backoff!.afterPermanentFailure() : this.backoff!.afterFailure();
+    if (permanent) this.log('warn', `${this.description}: ${error.message}; retrying in ${Math.round(delay)} ms`);
+    this.scheduleDial(Math.max(1, delay), error);
   }
 
   private setState(event: LinkStateEvent): void {

@@ -16,6 +16,7 @@ import { listen, type Server } from '../endpoints.js';
 import { stderrLog, type LogFn } from '../log.js';
 import { resolveSessionOptions } from '../session/options.js';
 import type { Client, RpcSession, RpcSessionOptions } from '../rpc/rpc-session.js';
+import type { SessionPeer } from '../session/session.js';
 import type { MethodKind, MethodMap, ServiceDef } from '../rpc/service.js';
 import { resolveReconnectOptions, type ReconnectOptions, type ResolvedReconnectOptions } from './backoff.js';
 import { Link, type LinkState, type LinkStateEvent } from './link.js';
@@ -79,7 +80,7 @@ export class Mesh extends EventEmitter<{ peer: [PeerStateEvent] }> {
     resolveSessionOptions({ ...options, nodeName: options.name });
     if (typeof options.name !== 'string' || options.name === '') throw new TypeError('mesh name must be a non-empty string');
     this.name = options.name;
-    this.reconnect = resolveReconnectOptions(options.reconnect);
+    this.reconnect = resolveReconnectOptions(options.reconnect, 2_000);
     this.log = options.log ?? stderrLog;
     this.poolSize = options.connectionsPerPeer ?? 1;
     if (!Number.isInteger(this.poolSize) || this.poolSize < 1 || this.poolSize > MAX_POOL) {
@@ -104,7 +105,13 @@ export class Mesh extends EventEmitter<{ peer: [PeerStateEvent] }> {
     this.started = true;
     if (this.options.listen !== undefined) {
       const { peers: _peers, listen: url, name: _name, reconnect: _r, dataLane: _d, connectionsPerPeer: _c, fallbackDialAfterMs: _f, ...sessionOptions } = this.options;
-      this.server = await listen(url, { ...sessionOptions, nodeName: this.name, log: this.log, onSession: (session) => this.onInbound(session) });
+      this.server = await listen(url, {
+        ...sessionOptions,
+        nodeName: this.name,
+        log: this.log,
+        admit: (peer) => this.admit(peer),
+        onSession: (session) => this.onInbound(session),
+      });
     }
     if (this.stopped) return;
     for (const peer of this.peerHandles.values()) peer.start();
@@ -153,15 +160,23 @@ export class Mesh extends EventEmitter<{ peer: [PeerStateEvent] }> {
     await Promise.all([...peers.map((peer) => peer.close({ ...options, reason: `node ${this.name} is stopping` })), this.server?.close(options)]);
   }
 
+  /** Runs as a connection's handshake completes, before any call on it is read: strangers never reach a handler. */
+  private admit(peer: SessionPeer): string | undefined {
+    let refusal: string | undefined;
+    if (!this.peerHandles.has(peer.nodeName)) refusal = `node ${JSON.stringify(peer.nodeName)} is not a peer of ${this.name}`;
+    else if (!LANE_LABEL.test(peer.label)) refusal = `lane ${JSON.stringify(peer.label)} is not one of this mesh's lanes (control, control.N, data)`;
+    if (refusal !== undefined) this.log('warn', `refused a connection from ${peer.address}: ${refusal}`);
+    return refusal;
+  }
+
   private onInbound(session: RpcSession): void {
-    const { nodeName, label } = session.peer;
-    const peer = this.peerHandles.get(nodeName);
+    const peer = this.peerHandles.get(session.peer.nodeName);
     if (peer === undefined) {
-      this.log('warn', `refused a connection from ${session.peer.address}: node ${JSON.stringify(nodeName)} is not a peer of ${this.name}`);
-      session.close({ reason: `node ${JSON.stringify(nodeName)} is not a peer of ${this.name}` }).catch(() => undefined);
+      // removed between its handshake and now
+      session.close({ reason: `node ${JSON.stringify(session.peer.nodeName)} is not a peer of ${this.name}` }).catch(() => undefined);
       return;
     }
-    peer.offerInbound(session, label);
+    peer.offerInbound(session, session.peer.label);
   }
 }
 

@@ -92,6 +92,11 @@ export class Registry {
 export interface RpcSessionOptions extends SessionOptions {
   /** Services this side offers to the peer. */
   services?: readonly ServiceImpl[];
+  /**
+   * Decides from the peer's handshake (node name, label, address) whether it may use this connection, before any of
+   * its calls is read: return a reason to refuse it (sent to the peer in the GOAWAY), undefined to admit it.
+   */
+  admit?: (peer: SessionPeer) => string | undefined;
 }
 
 export class RpcSession {
@@ -101,7 +106,7 @@ export class RpcSession {
 
   constructor(transport: Transport, role: Role, options: RpcSessionOptions & { registry?: Registry } = {}) {
     this.registry = options.registry ?? new Registry(options.services);
-    this.core = new Session(transport, role, { onStream: this.onStream }, options);
+    this.core = new Session(transport, role, { onStream: this.onStream, admit: options.admit }, options);
   }
 
   /** Resolves when the handshake is done. */

@@ -59,6 +59,11 @@ export interface IncomingStream {
 export interface SessionHooks {
   /** A new stream from the peer. Set `stream.events` before returning; call `session.release(stream)` when done. */
   onStream(incoming: IncomingStream): void;
+  /**
+   * Decides, as the peer's HELLO is accepted and before any of its streams is read, whether this peer may use the
+   * session: a string refuses it (sent as the GOAWAY reason; `ready` rejects), undefined admits it.
+   */
+  admit?(peer: SessionPeer): string | undefined;
 }
 
 export interface OpenStreamInit {
@@ -540,6 +545,13 @@ export class Session implements StreamHost {
       stream.sendMessageWindow = settings.initialMessageWindow;
     }
     if (settings.maxConcurrentStreams === 0) this.failPendingOpens('the peer accepts no streams (MAX_CONCURRENT_STREAMS is 0)');
+    const refusal = this.hooks.admit?.(this.peerInfo);
+    if (refusal !== undefined) {
+      // before any frame that followed the HELLO in the same read: not one stream of a refused peer is served
+      this.close({ reason: refusal, graceMs: 0 }).catch(() => undefined);
+      this.rejectReady(new SessionError(Status.UNAVAILABLE, `refused: ${refusal}`));
+      return;
+    }
     this.openQueued();
     this.startKeepalive();
     this.resolveReady();

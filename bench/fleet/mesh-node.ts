@@ -1,0 +1,130 @@
+// One node of the mesh suite, run as plain JS (compiled by procs.ts) in its own process:
+//   node mesh-node.js node <index> <url0,url1,...> [barrier]
+//                                                    node n<index> of a mesh of all the urls: listen on urls[index],
+//                                                    report `listening`, call every other node once, report `done`,
+//                                                    keep serving until `stop`. With `barrier`, the node listens with
+//                                                    no peers and adds them all (so starts dialing) only on `go`,
+//                                                    which the orchestrator sends once every node is listening.
+//   node mesh-node.js load-only                      import the library and exit (the start-up baseline)
+// Default options throughout (keepalive 30 s, reconnect backoff 500 ms doubling, fallback dial after 3 s).
+import { performance } from 'node:perf_hooks';
+import type { FleetChildMsg, FleetParentMsg, MeshNodeReport } from './messages.js';
+
+const wallMs = (): number => performance.timeOrigin + performance.now();
+const CALL_TIMEOUT_MS = 60_000;
+
+function send(msg: FleetChildMsg): void {
+  process.send?.(msg);
+}
+
+function fail(err: unknown): never {
+  send({ t: 'error', message: err instanceof Error ? (err.stack ?? err.message) : String(err) });
+  process.exit(1);
+}
+
+/** "dial tcp://127.0.0.1:4001: connect ECONNREFUSED 127.0.0.1:4001" -> "dial: ECONNREFUSED", so counts group. */
+function shape(message: string | undefined): string {
+  if (message === undefined) return 'no error';
+  const code = /\b(E[A-Z]{3,})\b/.exec(message)?.[1];
+  if (code !== undefined) return code;
+  return message.replace(/tcp:\/\/\S+|unix:\/\/\S+|\d+/g, '#').slice(0, 80);
+}
+
+async function runNode(index: number, urls: string[], barrier: boolean): Promise<void> {
+  const gw = await import('../../src/index.js');
+  const self = `n${index}`;
+  const peerNames: string[] = [];
+  const peers: Record<string, string> = {};
+  urls.forEach((url, i) => {
+    if (i === index) return;
+    peers[`n${i}`] = url;
+    peerNames.push(`n${i}`);
+  });
+  const Hello = gw.defineService('bench.mesh', { hello: gw.unary<{ from: string }, { to: string }>() });
+  let warnings = 0;
+  const mesh = new gw.Mesh({
+    name: self,
+    listen: urls[index],
+    peers: barrier ? {} : peers,
+    services: [gw.serve(Hello, { hello: () => ({ to: self }) })],
+    log: (level, message) => {
+      if (level !== 'warn') return;
+      warnings++;
+      process.stderr.write(`[${self}] gridwire: ${message}\n`);
+    },
+  });
+  const backoffs: Record<string, number> = {};
+  const backoffPeers = new Set<string>();
+  let maxBackoffMs = 0;
+  mesh.on('peer', (event) => {
+    // a backoff without an error is the non-dialing side waiting fallbackDialAfterMs for the peer's dial: not a failure
+    if (event.state !== 'backoff' || event.error === undefined) return;
+    const key = shape(event.error?.message);
+    backoffs[key] = (backoffs[key] ?? 0) + 1;
+    backoffPeers.add(event.peer);
+    maxBackoffMs = Math.max(maxBackoffMs, event.delayMs ?? 0);
+  });
+  let go: () => void = () => undefined;
+  const released = new Promise<void>((resolve) => (go = resolve));
+  process.on('message', (m: FleetParentMsg) => {
+    if (m.t === 'go') go();
+    if (m.t !== 'stop') return;
+    setTimeout(() => process.exit(0), 2000).unref();
+    mesh.stop({ graceMs: 0 }).then(
+      () => process.exit(0),
+      () => process.exit(0),
+    );
+  });
+  const loadedAt = wallMs();
+  await mesh.start();
+  const listeningAt = wallMs();
+  send({ t: 'listening', at: listeningAt });
+  let goAt = listeningAt;
+  if (barrier) {
+    await released;
+    goAt = wallMs();
+    for (const [name, url] of Object.entries(peers)) mesh.addPeer(name, url);
+  }
+
+  const callDoneAt: Record<string, number> = {};
+  await Promise.all(
+    peerNames.map(async (peer) => {
+      const reply = await mesh.peer(peer).client(Hello).hello({ from: self }, { waitForReady: true, timeoutMs: CALL_TIMEOUT_MS });
+      if (reply.to !== peer) throw new Error(`call to ${peer} was answered by ${reply.to}`);
+      callDoneAt[peer] = wallMs();
+    }),
+  );
+  const report: MeshNodeReport = {
+    name: self,
+    startedAt: performance.timeOrigin,
+    loadedAt,
+    listeningAt,
+    goAt,
+    callDoneAt,
+    doneAt: Math.max(...Object.values(callDoneAt)),
+    backoffs,
+    backoffPeers: [...backoffPeers],
+    maxBackoffMs,
+    dials: peerNames.filter((p) => mesh.peer(p).dials).length,
+    warnings,
+    cpu: (({ user, system }) => ({ userUs: user, systemUs: system }))(process.cpuUsage()),
+  };
+  send({ t: 'done', report });
+}
+
+async function main(): Promise<void> {
+  const [mode, indexArg, urlsArg, flag] = process.argv.slice(2);
+  if (mode === 'load-only') {
+    await import('../../src/index.js');
+    return;
+  }
+  // the orchestrator is gone (killed, crashed): do not linger
+  process.on('disconnect', () => process.exit(1));
+  if (mode !== 'node' || indexArg === undefined || urlsArg === undefined) throw new Error('usage: mesh-node.js node <index> <urls> | load-only');
+  const urls = urlsArg.split(',');
+  const index = Number(indexArg);
+  if (!Number.isInteger(index) || index < 0 || index >= urls.length) throw new Error(`bad node index ${indexArg}`);
+  await runNode(index, urls, flag === 'barrier');
+}
+
+main().catch(fail);
