@@ -27,7 +27,7 @@ void test('backoff: a lost connection is redialed within lossSpreadMs and failur
 });
 
 void test('backoff: delays drawn with Math.random spread evenly over the window', () => {
-  const backoff = new Backoff(resolveReconnectOptions({}, 5000));
+  const backoff = new Backoff(resolveReconnectOptions({}, { lossSpreadMs: 5000 }));
   const buckets = new Array<number>(5).fill(0);
   for (let i = 0; i < 10_000; i++) buckets[Math.floor(backoff.afterLoss() / 1000)]!++;
   for (const n of buckets) assert.ok(n > 1700 && n < 2300, `each second of the 5 s spread holds about 20 %: ${buckets.join(', ')}`);
@@ -51,4 +51,11 @@ void test('dialsTo: exactly one node of every pair dials, and the dialing is spr
     }
   }
   assert.ok(lowerDials > pairs * 0.4 && lowerDials < pairs * 0.6, `the lower name dials in ${lowerDials} of ${pairs} pairs`);
+});
+
+void test('backoff: during startupRetryMs, failures before the first connection keep the first cap', () => {
+  const backoff = new Backoff(resolveReconnectOptions({ initialDelayMs: 100, maxDelayMs: 10_000, startupRetryMs: 60_000 }), () => 0.999999);
+  assert.deepEqual(Array.from({ length: 5 }, () => Math.round(backoff.afterFailure())), [100, 100, 100, 100, 100]);
+  backoff.connected();
+  assert.deepEqual(Array.from({ length: 3 }, () => Math.round(backoff.afterFailure())), [100, 200, 400], 'once connected, failures grow again');
 });

@@ -17,15 +17,22 @@ export interface ReconnectOptions {
    * channel (many clients of one server), 2 000 for a mesh (a restarted node is redialed by its peers only).
    */
   lossSpreadMs?: number;
+  /**
+   * Until the link first connects, dials failing within this long of the first one retry within initialDelayMs,
+   * without growing: the peers of a cluster that is starting up are not listening yet. Default 0 for a channel,
+   * 10 000 for a mesh.
+   */
+  startupRetryMs?: number;
 }
 
 export type ResolvedReconnectOptions = Required<ReconnectOptions>;
 
-export function resolveReconnectOptions(options: ReconnectOptions = {}, defaultLossSpreadMs = 10_000): ResolvedReconnectOptions {
+export function resolveReconnectOptions(options: ReconnectOptions = {}, defaults: ReconnectOptions = {}): ResolvedReconnectOptions {
   const resolved = {
-    initialDelayMs: options.initialDelayMs ?? 500,
-    maxDelayMs: options.maxDelayMs ?? 30_000,
-    lossSpreadMs: options.lossSpreadMs ?? defaultLossSpreadMs,
+    initialDelayMs: options.initialDelayMs ?? defaults.initialDelayMs ?? 500,
+    maxDelayMs: options.maxDelayMs ?? defaults.maxDelayMs ?? 30_000,
+    lossSpreadMs: options.lossSpreadMs ?? defaults.lossSpreadMs ?? 10_000,
+    startupRetryMs: options.startupRetryMs ?? defaults.startupRetryMs ?? 0,
   };
   for (const [name, value] of Object.entries(resolved)) {
     if (!Number.isFinite(value) || value < 0 || value > 0x7fff_ffff) throw new RangeError(`reconnect.${name} must be a number of ms in 0..2^31-1, got ${value}`);
@@ -36,6 +43,8 @@ export function resolveReconnectOptions(options: ReconnectOptions = {}, defaultL
 
 export class Backoff {
   private failures = 0;
+  private connectedOnce = false;
+  private firstFailureAt: number | undefined;
   /** Smallest cap for failed dials: half the loss spread once a connection was lost, 0 before any. */
   private floorMs = 0;
 
@@ -46,10 +55,20 @@ export class Backoff {
 
   /** Delay before the next attempt after a failed one. */
   afterFailure(): number {
+    if (!this.connectedOnce) {
+      const now = performance.now();
+      this.firstFailureAt ??= now;
+      if (now - this.firstFailureAt < this.options.startupRetryMs) return this.random() * this.options.initialDelayMs;
+    }
     const grown = this.options.initialDelayMs * 2 ** Math.min(this.failures, 30);
     const cap = Math.min(this.options.maxDelayMs, Math.max(this.floorMs, grown));
     this.failures++;
     return this.random() * cap;
+  }
+
+  /** A dial succeeded: startup retries are over for good. */
+  connected(): void {
+    this.connectedOnce = true;
   }
 
   /** Delay before redialing a connection that was established, lasted, and was lost; failures start over. */

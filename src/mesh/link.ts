@@ -117,6 +117,7 @@ export class Link extends EventEmitter<{ state: [LinkStateEvent] }> {
     const previous = this.current;
     this.current = session;
     this.attachedAt = performance.now();
+    this.backoff?.connected();
     this.live.add(session);
     clearTimeout(this.dialTimer);
     this.dialTimer = undefined;

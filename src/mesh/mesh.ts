@@ -80,7 +80,8 @@ export class Mesh extends EventEmitter<{ peer: [PeerStateEvent] }> {
     resolveSessionOptions({ ...options, nodeName: options.name });
     if (typeof options.name !== 'string' || options.name === '') throw new TypeError('mesh name must be a non-empty string');
     this.name = options.name;
-    this.reconnect = resolveReconnectOptions(options.reconnect, 2_000);
+    // a restarted node is redialed by its peers only (no storm to spread), and a cluster starting up retries briskly
+    this.reconnect = resolveReconnectOptions(options.reconnect, { lossSpreadMs: 2_000, initialDelayMs: 250, startupRetryMs: 10_000 });
     this.log = options.log ?? stderrLog;
     this.poolSize = options.connectionsPerPeer ?? 1;
     if (!Number.isInteger(this.poolSize) || this.poolSize < 1 || this.poolSize > MAX_POOL) {

@@ -576,6 +576,9 @@ export class Session implements StreamHost {
       this.heardFromPeer = false;
       return;
     }
+    // a whole interval without a byte from the peer: the connection is idle, so its write slab (64 KiB, resident
+    // once written) is dropped; an idle mesh of many connections then costs ~20 KiB each, not ~90 (bench connrss)
+    this.writer.release();
     if (this.keepaliveProbeTimer !== undefined || this.phase >= Phase.CLOSING) return;
     this.ping().catch(() => undefined); // the answer only matters as bytes read; loss is reported by the probe timer
     const timeout = this.options.keepaliveTimeoutMs;

@@ -9,9 +9,11 @@ import { writeFrameHeader } from '../wire/frame.js';
 const SLAB_BYTES = 64 * 1024;
 const ZERO_COPY_BYTES = 8 * 1024;
 const EMPTY = new Uint8Array(0);
+const NO_SLAB = Buffer.alloc(0);
 
 export class FrameWriter {
-  private slab: Buffer = Buffer.allocUnsafe(SLAB_BYTES);
+  /** Allocated on first use and dropped by release(): an idle connection holds no slab (its pages count in RSS). */
+  private slab: Buffer = NO_SLAB;
   private start = 0;
   private pos = 0;
   private segments: Uint8Array[] = [];
@@ -66,6 +68,14 @@ export class FrameWriter {
     this.segments = [];
     this.pendingBytes = 0;
     return out;
+  }
+
+  /** Lets go of the slab when nothing is queued (an idle connection); the next frame allocates a fresh one. */
+  release(): void {
+    if (this.size > 0) return;
+    this.slab = NO_SLAB;
+    this.start = 0;
+    this.pos = 0;
   }
 
   private reserve(n: number): void {
