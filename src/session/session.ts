@@ -179,8 +179,9 @@ export class Session implements StreamHost {
   private resolveGoingAway!: () => void;
   private lastRttMs: number | undefined;
   private peerInfo: SessionPeer;
-  /** Set by every read, cleared by each keepalive tick: "the peer was heard from since". */
-  private heardFromPeer = false;
+  /** Counts reads; keepalive compares it with what it saw last ("heard from the peer since?") and never resets it. */
+  private reads = 0;
+  private readsAtTick = 0;
   private keepaliveTimer: NodeJS.Timeout | undefined;
   private keepaliveProbeTimer: NodeJS.Timeout | undefined;
   /** Token bucket for the peer's pings: starts full, refills one per peerPingIntervalMs. */
@@ -479,7 +480,7 @@ export class Session implements StreamHost {
   private readonly sink: TransportSink = {
     onData: (chunk) => {
       if (this.readStopped) return;
-      this.heardFromPeer = true;
+      this.reads++;
       try {
         this.decoder.push(chunk);
       } catch (error) {
@@ -572,8 +573,8 @@ export class Session implements StreamHost {
   }
 
   private readonly keepaliveTick = (): void => {
-    if (this.heardFromPeer) {
-      this.heardFromPeer = false;
+    if (this.reads !== this.readsAtTick) {
+      this.readsAtTick = this.reads;
       return;
     }
     // a whole interval without a byte from the peer: the connection is idle, so its write slab (64 KiB, resident
@@ -582,9 +583,10 @@ export class Session implements StreamHost {
     if (this.keepaliveProbeTimer !== undefined || this.phase >= Phase.CLOSING) return;
     this.ping().catch(() => undefined); // the answer only matters as bytes read; loss is reported by the probe timer
     const timeout = this.options.keepaliveTimeoutMs;
+    const readsAtProbe = this.reads;
     this.keepaliveProbeTimer = setTimeout(() => {
       this.keepaliveProbeTimer = undefined;
-      if (this.heardFromPeer) return;
+      if (this.reads !== readsAtProbe) return;
       const silentMs = this.options.keepaliveIntervalMs + timeout;
       this.fail(
         new SessionError(Status.UNAVAILABLE, `the peer is unresponsive: nothing received for over ${silentMs} ms (keepalive)`),
