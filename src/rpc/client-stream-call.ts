@@ -78,7 +78,8 @@ class ClientStreamCall implements StreamEvents, AbortWatcher {
       // download: stuck while our reader has caught up and nothing arrives; upload: while our bytes wait for credit
       const waitingOnPeer = responses !== undefined ? () => responses.pending === 0 && !stream.remoteDone : () => stream.sendBlocked;
       const timeoutMs = options?.progressTimeoutMs ?? progressTimeoutMs;
-      this.watchdog = new ProgressWatchdog(stream, timeoutMs, waitingOnPeer, (error) => this.fail(error, false, Status.DEADLINE_EXCEEDED));
+      const stall = responses !== undefined ? 'sending' : 'reading';
+      this.watchdog = new ProgressWatchdog(stream, timeoutMs, waitingOnPeer, stall, (error) => this.fail(error, false, Status.DEADLINE_EXCEEDED));
     }
     if (options?.signal !== undefined) watchSignal(options.signal, this);
     stream.events = this;

@@ -20,6 +20,8 @@ export class ProgressWatchdog {
     private readonly timeoutMs: number,
     /** True while the transfer waits on the peer (nothing queued for our reader, or our bytes wait for credit). */
     private readonly waitingOnPeer: () => boolean,
+    /** What the peer failed to do, for the message: 'send any bytes' or 'read (grant credit)'. */
+    private readonly stall: 'sending' | 'reading',
     private readonly onStuck: (error: RpcError) => void,
   ) {
     if (timeoutMs <= 0) return;
@@ -45,7 +47,9 @@ export class ProgressWatchdog {
     this.onStuck(
       new RpcError(
         Status.DEADLINE_EXCEEDED,
-        `the transfer made no progress for ${this.timeoutMs} ms (progressTimeoutMs): the peer is connected but not moving bytes`,
+        this.stall === 'sending'
+          ? `the transfer made no progress for ${this.timeoutMs} ms (progressTimeoutMs): the peer is connected but sent no bytes`
+          : `the transfer made no progress for ${this.timeoutMs} ms (progressTimeoutMs): the peer is connected but read none of our bytes (no credit)`,
       ),
     );
   };

@@ -71,7 +71,8 @@ export class ServerCall implements StreamEvents, CallContext {
         this.kind === 'upload'
           ? () => !stream.remoteDone && (this.requests === undefined || this.requests.pending === 0)
           : () => stream.sendBlocked;
-      this.watchdog = new ProgressWatchdog(stream, session.core.options.progressTimeoutMs, waitingOnPeer, (error) => this.cancel(error));
+      const stall = this.kind === 'upload' ? 'sending' : 'reading';
+      this.watchdog = new ProgressWatchdog(stream, session.core.options.progressTimeoutMs, waitingOnPeer, stall, (error) => this.cancel(error));
     }
   }
 
