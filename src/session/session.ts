@@ -555,6 +555,7 @@ export class Session implements StreamHost {
     }
     this.openQueued();
     this.startKeepalive();
+    this.writer.release(); // an idle connection holds no write slab; the first call allocates one (no-op if queued)
     this.resolveReady();
   }
 
