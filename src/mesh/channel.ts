@@ -11,7 +11,7 @@ import type { Client, RpcSession } from '../rpc/rpc-session.js';
 import type { MethodMap, ServiceDef } from '../rpc/service.js';
 import { resolveReconnectOptions, type ReconnectOptions } from './backoff.js';
 import { Link, type LinkState, type LinkStateEvent } from './link.js';
-import { routedClient, type Router } from './routed-client.js';
+import { RoutedClients } from './routed-client.js';
 
 export interface ChannelOptions extends ConnectOptions {
   reconnect?: ReconnectOptions;
@@ -21,8 +21,7 @@ export interface ChannelOptions extends ConnectOptions {
 
 export class Channel {
   private readonly link: Link;
-  private readonly clients = new Map<ServiceDef, unknown>();
-  private readonly router: Router;
+  private readonly clients: RoutedClients;
 
   constructor(readonly url: string, options: ChannelOptions = {}) {
     resolveSessionOptions(options); // a bad option throws here, not at every redial
@@ -30,12 +29,12 @@ export class Channel {
     const link = new Link(url, log ?? stderrLog);
     link.dialWith({ url, options: connectOptions, reconnect: resolveReconnectOptions(reconnect) });
     this.link = link;
-    this.router = {
+    this.clients = new RoutedClients({
       pick: () => link.session,
       wait: (_kind, failFast, signal, deadline) => link.whenReady(signal, deadline, failFast),
       dialing: () => link.dialing,
       unavailable: () => link.unavailable(),
-    };
+    });
   }
 
   /** `connecting`, `ready`, `backoff` or `closed`. */
@@ -67,12 +66,7 @@ export class Channel {
 
   /** A typed client whose calls go over whichever connection is current. */
   client<M extends MethodMap>(service: ServiceDef<M>): Client<M> {
-    let client = this.clients.get(service) as Client<M> | undefined;
-    if (client === undefined) {
-      client = routedClient(this.router, service);
-      this.clients.set(service, client);
-    }
-    return client;
+    return this.clients.client(service);
   }
 
   /** Stops redialing and closes the connection gracefully (GOAWAY; calls in flight get graceMs, default 10 s). */

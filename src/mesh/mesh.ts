@@ -20,7 +20,7 @@ import type { SessionPeer } from '../session/session.js';
 import type { MethodKind, MethodMap, ServiceDef } from '../rpc/service.js';
 import { resolveReconnectOptions, type ReconnectOptions, type ResolvedReconnectOptions } from './backoff.js';
 import { Link, type LinkState, type LinkStateEvent } from './link.js';
-import { routedClient, type Router } from './routed-client.js';
+import { RoutedClients } from './routed-client.js';
 
 export interface MeshOptions extends RpcSessionOptions {
   /** This node's name: unique in the mesh, at most 255 UTF-8 bytes. */
@@ -192,8 +192,7 @@ interface PeerContext {
 /** One peer of a mesh: its lanes, its state, and typed clients whose calls pick a lane and a connection. */
 export class MeshPeer extends EventEmitter<{ state: [PeerStateEvent] }> {
   private readonly lanes = new Map<string, Link>();
-  private readonly clients = new Map<ServiceDef, unknown>();
-  private readonly router: Router;
+  private readonly clients: RoutedClients;
   private peerState: PeerState = 'connecting';
   private nextPick = 0;
   private started = false;
@@ -212,12 +211,12 @@ export class MeshPeer extends EventEmitter<{ state: [PeerStateEvent] }> {
     const labels = poolSize === 1 ? ['control'] : Array.from({ length: poolSize }, (_, i) => `control.${i}`);
     if (dataLane) labels.push('data');
     for (const label of labels) this.lanes.set(label, this.newLane(label));
-    this.router = {
+    this.clients = new RoutedClients({
       pick: (kind) => this.pick(kind),
       wait: (_kind, failFast, signal, deadline) => this.firstControl().whenReady(signal, deadline, failFast),
       dialing: () => this.firstControl().dialing,
       unavailable: () => this.firstControl().unavailable(),
-    };
+    });
   }
 
   /** `ready` while at least one control connection is; `closed` once removed or stopped. */
@@ -232,12 +231,7 @@ export class MeshPeer extends EventEmitter<{ state: [PeerStateEvent] }> {
 
   /** A typed client: calls pick a ready connection (bulk calls the data lane when there is one). */
   client<M extends MethodMap>(service: ServiceDef<M>): Client<M> {
-    let client = this.clients.get(service) as Client<M> | undefined;
-    if (client === undefined) {
-      client = routedClient(this.router, service);
-      this.clients.set(service, client);
-    }
-    return client;
+    return this.clients.client(service);
   }
 
   /** Resolves once a control connection is ready (at once if one is). */

@@ -21,7 +21,7 @@ import {
 } from '../rpc/client-stream-call.js';
 import type { MessageStream } from '../rpc/inbox.js';
 import { RpcError } from '../rpc/rpc-error.js';
-import type { Client, RpcSession } from '../rpc/rpc-session.js';
+import { ClientCache, type Client, type RpcSession } from '../rpc/rpc-session.js';
 import { discardSource, type ByteSource } from '../rpc/sender.js';
 import type { MethodDescriptor, MethodKind, MethodMap, ServiceDef } from '../rpc/service.js';
 
@@ -36,10 +36,15 @@ export interface Router {
   unavailable(kind: MethodKind): RpcError;
 }
 
-export function routedClient<M extends MethodMap>(router: Router, service: ServiceDef<M>): Client<M> {
-  const methods: Record<string, unknown> = {};
-  for (const [name, descriptor] of service.descriptors) methods[name] = routedMethod(router, descriptor);
-  return Object.freeze(methods) as Client<M>;
+/** The typed clients of one router (a channel, a mesh peer), built once per service. */
+export class RoutedClients {
+  private readonly cache = new ClientCache();
+
+  constructor(private readonly router: Router) {}
+
+  client<M extends MethodMap>(service: ServiceDef<M>): Client<M> {
+    return this.cache.client(service, (descriptor) => routedMethod(this.router, descriptor));
+  }
 }
 
 function routedMethod(router: Router, descriptor: MethodDescriptor): unknown {

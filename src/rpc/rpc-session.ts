@@ -99,10 +99,26 @@ export interface RpcSessionOptions extends SessionOptions {
   admit?: (peer: SessionPeer) => string | undefined;
 }
 
+/** Typed clients built once per service: one object of method functions, frozen, reused by every caller. */
+export class ClientCache {
+  private readonly clients = new Map<ServiceDef, unknown>();
+
+  client<M extends MethodMap>(service: ServiceDef<M>, methodOf: (descriptor: MethodDescriptor) => unknown): Client<M> {
+    let client = this.clients.get(service) as Client<M> | undefined;
+    if (client === undefined) {
+      const methods: Record<string, unknown> = {};
+      for (const [name, descriptor] of service.descriptors) methods[name] = methodOf(descriptor);
+      client = Object.freeze(methods) as Client<M>;
+      this.clients.set(service, client);
+    }
+    return client;
+  }
+}
+
 export class RpcSession {
   readonly core: Session;
   private readonly registry: Registry;
-  private readonly clients = new Map<ServiceDef, unknown>();
+  private readonly clients = new ClientCache();
 
   constructor(transport: Transport, role: Role, options: RpcSessionOptions & { registry?: Registry } = {}) {
     this.registry = options.registry ?? new Registry(options.services);
@@ -139,16 +155,7 @@ export class RpcSession {
 
   /** A typed client for a service the peer serves. */
   client<M extends MethodMap>(service: ServiceDef<M>): Client<M> {
-    let client = this.clients.get(service) as Client<M> | undefined;
-    if (client === undefined) {
-      const methods: Record<string, unknown> = {};
-      for (const [name, descriptor] of service.descriptors) {
-        methods[name] = this.clientMethod(descriptor);
-      }
-      client = Object.freeze(methods) as Client<M>;
-      this.clients.set(service, client);
-    }
-    return client;
+    return this.clients.client(service, (descriptor) => this.clientMethod(descriptor));
   }
 
   private clientMethod(descriptor: MethodDescriptor): unknown {
