@@ -6,7 +6,7 @@
 //                                                    no peers and adds them all (so starts dialing) only on `go`,
 //                                                    which the orchestrator sends once every node is listening.
 //   node mesh-node.js load-only                      import the library and exit (the start-up baseline)
-// Default options throughout (keepalive 30 s, reconnect backoff 500 ms doubling, fallback dial after 3 s).
+// Default options throughout (keepalive 30 s, refused dials retried within 250 ms for 10 s then doubling, fallback dial after 3 s).
 import { performance } from 'node:perf_hooks';
 import type { FleetChildMsg, FleetParentMsg, MeshNodeReport } from './messages.js';
 
