@@ -8,8 +8,9 @@
 //   rss    gridwire memory: 10 000 idle streams on one connection; a 1 GiB download read slowly (suites/rss.ts)
 //   mesh   32 node processes form a full mesh and call every ordered pair once: time from spawn (suites/mesh.ts)
 //   connrss server RSS per idle connection, gridwire vs. raw node:net, 2 000 connections (suites/connrss.ts)
+//   lanes  two Mesh nodes: unary p99 idle vs. beside a download on the same connection vs. on the data lane (suites/lanes.ts)
 //
-//   npm run bench -- [--suite unary,bulk,mixed,rss,mesh,connrss] [--seconds N] [--runs N] [--only raw,ws,grpc,gridwire]
+//   npm run bench -- [--suite unary,bulk,mixed,rss,mesh,connrss,lanes] [--seconds N] [--runs N] [--only raw,ws,grpc,gridwire]
 //                    [--concurrency 1,64] [--no-pin] [--cpu-prof DIR]
 //
 // Prints progress on stderr; on stdout each suite's table and checks against their targets, then one final JSON
@@ -19,6 +20,7 @@ import { parseArgs } from 'node:util';
 import { detectPinning, setWorkerNodeArgs } from './harness.js';
 import { runBulkSuite } from './suites/bulk.js';
 import { runConnRssSuite } from './suites/connrss.js';
+import { runLanesSuite } from './suites/lanes.js';
 import { runMeshSuite } from './suites/mesh.js';
 import { runMixedSuite } from './suites/mixed.js';
 import { runRssSuite } from './suites/rss.js';
@@ -33,6 +35,7 @@ const SUITES = {
   rss: runRssSuite,
   mesh: runMeshSuite,
   connrss: runConnRssSuite,
+  lanes: runLanesSuite,
 } satisfies Record<string, Suite>;
 type SuiteName = keyof typeof SUITES;
 const SUITE_NAMES = Object.keys(SUITES) as SuiteName[];
@@ -40,9 +43,9 @@ const SUITE_NAMES = Object.keys(SUITES) as SuiteName[];
 const USAGE =
   `usage: npm run bench -- [--suite ${SUITE_NAMES.join(',')}] [--seconds N] [--runs N] [--only ${SYSTEM_NAMES.join(',')}] ` +
   `[--concurrency 1,64] [--no-pin] [--cpu-prof DIR]\n` +
-  `  --seconds  measured window per run (default: unary 3, bulk 2, mixed 2; rss has fixed windows)\n` +
+  `  --seconds  measured window per run (default: unary 3, bulk 2, mixed 2, lanes 2; rss has fixed windows)\n` +
   `  --runs     runs of each measurement (default: 2; rss 1)\n` +
-  `  --only     systems of the unary and bulk suites; mixed and rss run only with gridwire (mesh and connrss ignore it)\n` +
+  `  --only     systems of the unary and bulk suites; mixed, rss and lanes run only with gridwire (mesh and connrss ignore it)\n` +
   `  --cpu-prof write a V8 CPU profile of every worker process into DIR`;
 
 interface Flags {
