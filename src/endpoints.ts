@@ -76,11 +76,16 @@ export async function connect(url: string, options: ConnectOptions = {}): Promis
     throw new RpcError(Status.UNAVAILABLE, (error as Error).message, { cause: error, retrySafe: true });
   }
   const session = new RpcSession(transport, 'dialer', options);
+  // the signal covers the handshake too: a peer that accepts and never answers must not outlive the caller's abort
+  const onAbort = (): void => session.destroy(new Error(`dial ${url}: aborted during the handshake`));
+  options.signal?.addEventListener('abort', onAbort, { once: true });
   try {
     await session.ready;
   } catch (error) {
     session.destroy();
     throw handshakeError(url, error);
+  } finally {
+    options.signal?.removeEventListener('abort', onAbort);
   }
   return session;
 }

@@ -17,6 +17,13 @@ import { Backoff, type ResolvedReconnectOptions } from './backoff.js';
 
 /** A connection lost sooner than this after it was made is treated as a failed dial. */
 const SHORT_LIVED_MS = 1_000;
+/** Failed dials in a row before the link warns (then again whenever the reason changes): peers starting up are normal. */
+const FAILURES_BEFORE_WARNING = 5;
+/**
+ * How long the current connection has to answer a ping when the peer offers a new one that would lose to it: a
+ * connection that died silently (no RST) must not keep out its replacement until keepalive notices.
+ */
+const DUPLICATE_PROBE_MS = 3_000;
 
 export type LinkState = 'connecting' | 'ready' | 'backoff' | 'closed';
 
@@ -57,6 +64,8 @@ export class Link extends EventEmitter<{ state: [LinkStateEvent] }> {
   private dial: DialPlan | undefined;
   private backoff: Backoff | undefined;
   private attachedAt = 0;
+  private failuresInARow = 0;
+  private lastWarned: string | undefined;
   /** Sessions attached once and not yet closed (the current one and ones replaced while their calls finish). */
   private readonly live = new Set<RpcSession>();
 
@@ -74,7 +83,12 @@ export class Link extends EventEmitter<{ state: [LinkStateEvent] }> {
     if (this.dial !== undefined || this.currentState === 'closed') return;
     this.dial = plan;
     this.backoff = new Backoff(plan.reconnect);
-    if (this.current === undefined) this.scheduleDial(plan.onlyAfterMs ?? 0, undefined);
+    if (this.current !== undefined) return;
+    const wait = plan.onlyAfterMs ?? 0;
+    if (wait <= 0) return this.dialNow();
+    // the side that dials only as a fallback is still 'connecting': it expects the peer to dial in first
+    this.dialTimer = setTimeout(() => this.dialNow(), wait);
+    this.dialTimer.unref();
   }
 
   get state(): LinkState {
@@ -105,19 +119,21 @@ export class Link extends EventEmitter<{ state: [LinkStateEvent] }> {
    * calls and finishes the ones in flight.
    */
   offer(session: RpcSession): boolean {
-    if (this.currentState === 'closed' || !session.acceptsCalls) {
-      // a session already going away is closing on its own; ours is only closed when the link is
+    if (this.currentState === 'closed') {
       session.close({ reason: 'the link is closed' }).catch(() => undefined);
       return false;
     }
+    if (!session.acceptsCalls) return false; // already going away: it closes on its own
     if (this.current !== undefined && !this.prefer(session, this.current)) {
-      session.close({ reason: `duplicate connection: ${this.description} already has one` }).catch(() => undefined);
+      this.keepUnlessCurrentIsDead(session, this.current);
       return false;
     }
     const previous = this.current;
     this.current = session;
     this.attachedAt = performance.now();
     this.backoff?.connected();
+    this.failuresInARow = 0;
+    this.lastWarned = undefined;
     this.live.add(session);
     clearTimeout(this.dialTimer);
     this.dialTimer = undefined;
@@ -186,6 +202,32 @@ export class Link extends EventEmitter<{ state: [LinkStateEvent] }> {
     await Promise.all([...this.live].map((session) => session.close(options)));
   }
 
+  /**
+   * A candidate that loses to the current session is refused as a duplicate, unless the current one fails to answer
+   * a ping within DUPLICATE_PROBE_MS: then it is the one that is dead, and the candidate takes its place.
+   */
+  private keepUnlessCurrentIsDead(candidate: RpcSession, current: RpcSession): void {
+    this.live.add(candidate);
+    void candidate.closed.then(() => this.live.delete(candidate));
+    let timer: NodeJS.Timeout | undefined;
+    const timedOut = new Promise<boolean>((resolve) => {
+      timer = setTimeout(() => resolve(false), DUPLICATE_PROBE_MS);
+      timer.unref();
+    });
+    void Promise.race([current.ping().then(() => true, () => false), timedOut]).then((alive) => {
+      clearTimeout(timer);
+      if (this.currentState === 'closed') return; // close() closes every live session, the candidate included
+      if (alive || this.current !== current) {
+        candidate.close({ reason: `duplicate connection: ${this.description} already has one` }).catch(() => undefined);
+        return;
+      }
+      this.log('info', `${this.description}: the current connection did not answer a ping; the peer's new one replaces it`);
+      this.current = undefined;
+      current.destroy(new Error('replaced: it did not answer a ping while the peer offered a new connection'));
+      this.offer(candidate);
+    });
+  }
+
   private onGoingAway(session: RpcSession): void {
     if (this.current !== session) return;
     this.current = undefined;
@@ -201,6 +243,7 @@ export class Link extends EventEmitter<{ state: [LinkStateEvent] }> {
     // backoff grows instead of redialing every few seconds forever.
     const shortLived = performance.now() - this.attachedAt < SHORT_LIVED_MS;
     const delay = shortLived ? this.backoff.afterFailure() : this.backoff.afterLoss();
+    if (shortLived && cause !== undefined) this.noteFailure(cause, delay);
     // the side that only dials as a fallback waits its turn on top of that, so the designated dialer comes first
     this.scheduleDial(delay + (this.dial.onlyAfterMs ?? 0), cause);
   }
@@ -241,8 +284,16 @@ export class Link extends EventEmitter<{ state: [LinkStateEvent] }> {
     this.lastError = error;
     const permanent = error instanceof RpcError && error.code === Status.FAILED_PRECONDITION;
     const delay = permanent ? this.backoff!.afterPermanentFailure() : this.backoff!.afterFailure();
-    if (permanent) this.log('warn', `${this.description}: ${error.message}; retrying in ${Math.round(delay)} ms`);
+    this.noteFailure(error, delay, permanent);
     this.scheduleDial(Math.max(1, delay), error);
+  }
+
+  /** Warns once a streak of failures is long enough to be news, and again whenever its reason changes. */
+  private noteFailure(error: Error, delayMs: number, urgent = false): void {
+    this.failuresInARow++;
+    if (!urgent && (this.failuresInARow < FAILURES_BEFORE_WARNING || error.message === this.lastWarned)) return;
+    this.lastWarned = error.message;
+    this.log('warn', `${this.description}: ${this.failuresInARow} failed connection attempt(s) in a row; last: ${error.message}; retrying in ${Math.round(delayMs)} ms`);
   }
 
   private setState(event: LinkStateEvent): void {

@@ -103,6 +103,7 @@ export class Mesh extends EventEmitter<{ peer: [PeerStateEvent] }> {
   /** Starts listening, then dialing. Resolves once listening; peers connect in the background (see `peer().whenReady`). */
   async start(): Promise<void> {
     if (this.started) throw new Error('mesh.start() was already called');
+    if (this.stopped) throw new Error('the mesh is stopped; create a new Mesh to start again');
     this.started = true;
     if (this.options.listen !== undefined) {
       const { peers: _peers, listen: url, name: _name, reconnect: _r, dataLane: _d, connectionsPerPeer: _c, fallbackDialAfterMs: _f, ...sessionOptions } = this.options;
@@ -114,7 +115,10 @@ export class Mesh extends EventEmitter<{ peer: [PeerStateEvent] }> {
         onSession: (session) => this.onInbound(session),
       });
     }
-    if (this.stopped) return;
+    if (this.stopped) {
+      await this.server?.close({ graceMs: 0 }); // stop() ran while we were binding: it could not close this yet
+      return;
+    }
     for (const peer of this.peerHandles.values()) peer.start();
   }
 
@@ -134,12 +138,14 @@ export class Mesh extends EventEmitter<{ peer: [PeerStateEvent] }> {
     const peer = new MeshPeer(name, url, dialer, this.poolSize, this.options.dataLane === true, {
       reconnect: this.reconnect,
       log: this.log,
-      fallbackDialAfterMs: this.options.fallbackDialAfterMs ?? 3_000,
+      // a node nobody can dial (no listen address) dials at once, whichever side the hash picked
+      fallbackDialAfterMs: this.options.listen === undefined ? 0 : (this.options.fallbackDialAfterMs ?? 3_000),
       connectOptions: () => {
         const { peers: _p, listen: _l, name: _n, reconnect: _r, dataLane: _d, connectionsPerPeer: _c, fallbackDialAfterMs: _f, log: _log, ...rest } = this.options;
         return { ...rest, nodeName: this.name };
       },
       onState: (event) => this.emit('peer', event),
+      admit: this.options.admit,
     });
     this.peerHandles.set(name, peer);
     if (this.started) peer.start();
@@ -166,6 +172,7 @@ export class Mesh extends EventEmitter<{ peer: [PeerStateEvent] }> {
     let refusal: string | undefined;
     if (!this.peerHandles.has(peer.nodeName)) refusal = `node ${JSON.stringify(peer.nodeName)} is not a peer of ${this.name}`;
     else if (!LANE_LABEL.test(peer.label)) refusal = `lane ${JSON.stringify(peer.label)} is not one of this mesh's lanes (control, control.N, data)`;
+    refusal ??= this.options.admit?.(peer);
     if (refusal !== undefined) this.log('warn', `refused a connection from ${peer.address}: ${refusal}`);
     return refusal;
   }
@@ -182,6 +189,8 @@ export class Mesh extends EventEmitter<{ peer: [PeerStateEvent] }> {
 }
 
 interface PeerContext {
+  /** The application's own admission check (MeshOptions.admit), after the mesh's. */
+  admit?: (peer: SessionPeer) => string | undefined;
   reconnect: ResolvedReconnectOptions;
   log: LogFn;
   fallbackDialAfterMs: number;
@@ -278,9 +287,18 @@ export class MeshPeer extends EventEmitter<{ state: [PeerStateEvent] }> {
 
   private startDialing(label: string, link: Link): void {
     if (this.url === null) return;
+    const expected = this.name;
     link.dialWith({
       url: this.url,
-      options: { ...this.context.connectOptions(), label },
+      // the address may lead to another node (a typo, a reused address): calls meant for this peer must not run there
+      options: {
+        ...this.context.connectOptions(),
+        label,
+        admit: (peer) =>
+          peer.nodeName === expected
+            ? this.context.admit?.(peer)
+            : `${this.url} answered as node ${JSON.stringify(peer.nodeName)}, not ${JSON.stringify(expected)}`,
+      },
       reconnect: this.context.reconnect,
       onlyAfterMs: this.dials ? 0 : this.context.fallbackDialAfterMs,
     });

@@ -55,7 +55,10 @@ function routedMethod(router: Router, descriptor: MethodDescriptor): unknown {
     case 'download':
       return (request: unknown, options?: CallOptions) => {
         const fixed = fixDeadline(options);
-        return new RoutedStream(() => startOn(router, descriptor.def.kind, fixed, (s) => callServerStream(s, descriptor, request, fixed)));
+        return new RoutedStream((stop) => {
+          const withStop = stoppable(fixed, stop);
+          return startOn(router, descriptor.def.kind, withStop, (s) => callServerStream(s, descriptor, request, withStop));
+        });
       };
     case 'clientStream':
       return async (requests: Iterable<unknown> | AsyncIterable<unknown>, options?: CallOptions) => {
@@ -79,7 +82,10 @@ function routedMethod(router: Router, descriptor: MethodDescriptor): unknown {
         const fixed = fixDeadline(options);
         const now = router.pick('bidi');
         if (now !== undefined) return callBidi(now, descriptor, fixed);
-        return new DeferredBidi(acquire(router, 'bidi', fixed).then((session) => callBidi(session, descriptor, fixed), (error: RpcError) => failedBidi(error)));
+        const stop = new AbortController();
+        const withStop = stoppable(fixed, stop.signal);
+        const started = acquire(router, 'bidi', withStop).then((session) => callBidi(session, descriptor, withStop), (error: RpcError) => failedBidi(error));
+        return new DeferredBidi(started, stop);
       };
   }
 }
@@ -90,6 +96,12 @@ function fixDeadline(options: CallOptions | undefined): CallOptions | undefined 
   const budget = timeBudget(options);
   if (budget === undefined) return options;
   return { ...options, timeoutMs: undefined, deadline: Date.now() + budget };
+}
+
+/** The caller's options with `stop` joined to their signal: a reader that gives up while the call waits stops it. */
+function stoppable(options: CallOptions | undefined, stop: AbortSignal): CallOptions {
+  const signal = options?.signal === undefined ? stop : AbortSignal.any([options.signal, stop]);
+  return { ...options, signal };
 }
 
 function deadlineOf(options: CallOptions | undefined): number | undefined {
@@ -138,7 +150,10 @@ class RoutedStream<T> implements MessageStream<T> {
   private retried = false;
   private stopped = false;
 
-  constructor(private readonly start: () => MessageStream<T> | Promise<MessageStream<T>>) {
+  /** Aborted when the reader stops: a call still waiting for a connection is then never sent. */
+  private readonly stop = new AbortController();
+
+  constructor(private readonly start: (stop: AbortSignal) => MessageStream<T> | Promise<MessageStream<T>>) {
     this.begin();
   }
 
@@ -162,14 +177,17 @@ class RoutedStream<T> implements MessageStream<T> {
 
   async return(): Promise<IteratorResult<T, undefined>> {
     this.stopped = true;
-    // still waiting for a connection: the call is dropped when it starts (below), the reader is done now
-    if (this.inner === undefined) return { done: true, value: undefined };
+    // still waiting for a connection: the wait ends (CANCELLED) and the call is never sent; the reader is done now
+    if (this.inner === undefined) {
+      this.stop.abort(new DOMException('the reader stopped', 'AbortError'));
+      return { done: true, value: undefined };
+    }
     return this.inner.return();
   }
 
   private begin(): void {
     this.inner = undefined;
-    const started = this.start();
+    const started = this.start(this.stop.signal);
     if (!(started instanceof Promise)) {
       this.inner = started;
       return;
@@ -185,7 +203,10 @@ class RoutedStream<T> implements MessageStream<T> {
 class DeferredBidi implements BidiCall<unknown, unknown> {
   private inner: BidiCall<unknown, unknown> | undefined;
 
-  constructor(private readonly started: Promise<BidiCall<unknown, unknown>>) {
+  constructor(
+    private readonly started: Promise<BidiCall<unknown, unknown>>,
+    private readonly stop: AbortController,
+  ) {
     void started.then((inner) => (this.inner = inner));
   }
 
@@ -207,6 +228,7 @@ class DeferredBidi implements BidiCall<unknown, unknown> {
   }
 
   async return(): Promise<IteratorResult<unknown, undefined>> {
+    if (this.inner === undefined) this.stop.abort(new DOMException('the reader stopped', 'AbortError'));
     return (this.inner ?? (await this.started)).return();
   }
 }

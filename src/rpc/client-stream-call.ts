@@ -76,7 +76,8 @@ class ClientStreamCall implements StreamEvents, AbortWatcher {
     if (kind === 'upload' || kind === 'download') {
       const responses = this.responses;
       // download: stuck while our reader has caught up and nothing arrives; upload: while our bytes wait for credit
-      const waitingOnPeer = responses !== undefined ? () => responses.pending === 0 && !stream.remoteDone : () => stream.sendBlocked;
+      // a stream still queued for a concurrency slot waits on nobody's bytes: the peer is not stalling it
+      const waitingOnPeer = responses !== undefined ? () => stream.opened && responses.pending === 0 && !stream.remoteDone : () => stream.sendBlocked;
       const timeoutMs = options?.progressTimeoutMs ?? progressTimeoutMs;
       const stall = responses !== undefined ? 'sending' : 'reading';
       this.watchdog = new ProgressWatchdog(stream, timeoutMs, waitingOnPeer, stall, (error) => this.fail(error, false, Status.DEADLINE_EXCEEDED));

@@ -171,6 +171,7 @@ export class Session implements StreamHost {
   private pingCounter = 0n;
   private handshakeTimer: NodeJS.Timeout | undefined;
   private graceTimer: NodeJS.Timeout | undefined;
+  private graceEndsAt = 0;
   private lingerTimer: NodeJS.Timeout | undefined;
   private closeError: Error | undefined;
   private resolveReady!: () => void;
@@ -356,10 +357,17 @@ export class Session implements StreamHost {
       this.writeFrame(FrameType.GOAWAY, 0, 0, encodeGoaway(this.lastAcceptedPeerStreamId, ConnectionCode.NO_ERROR, reason));
       this.failPendingOpens('the session closed before this call was sent');
     }
-    if (this.phase === Phase.DRAINING && this.graceTimer === undefined) {
-      // also when the peer's GOAWAY started the drain: our close() still bounds how long we wait
-      this.graceTimer = setTimeout(() => this.fail(undefined, 'close grace period expired'), options.graceMs ?? 10_000);
-      this.graceTimer.unref();
+    if (this.phase === Phase.DRAINING) {
+      // also when the peer's GOAWAY started the drain: our close() still bounds how long we wait; a later close()
+      // with a shorter grace shortens it (mesh.stop({ graceMs: 0 }) after a link closed a replaced session)
+      const graceMs = options.graceMs ?? 10_000;
+      const endsAt = performance.now() + graceMs;
+      if (this.graceTimer === undefined || endsAt < this.graceEndsAt) {
+        clearTimeout(this.graceTimer);
+        this.graceEndsAt = endsAt;
+        this.graceTimer = setTimeout(() => this.fail(undefined, 'close grace period expired'), graceMs);
+        this.graceTimer.unref();
+      }
       this.maybeFinishDrain();
     }
     return this.closed.then(() => undefined);
@@ -586,15 +594,19 @@ export class Session implements StreamHost {
     const timeout = this.options.keepaliveTimeoutMs;
     const readsAtProbe = this.reads;
     this.keepaliveProbeTimer = setTimeout(() => {
-      this.keepaliveProbeTimer = undefined;
-      if (this.reads !== readsAtProbe) return;
-      const silentMs = this.options.keepaliveIntervalMs + timeout;
-      this.fail(
-        new SessionError(Status.UNAVAILABLE, `the peer is unresponsive: nothing received for over ${silentMs} ms (keepalive)`),
-        undefined,
-        false,
-      );
-      this.transport.destroy(); // a dead peer will not answer our FIN: do not linger on it
+      // Timers run before the poll phase reads sockets: after a stall of our own event loop the answer may be waiting
+      // unread, so look once more after this turn's reads (setImmediate runs after the poll phase).
+      setImmediate(() => {
+        this.keepaliveProbeTimer = undefined;
+        if (this.reads !== readsAtProbe || this.phase >= Phase.CLOSING) return;
+        const silentMs = this.options.keepaliveIntervalMs + timeout;
+        this.fail(
+          new SessionError(Status.UNAVAILABLE, `the peer is unresponsive: nothing received for over ${silentMs} ms (keepalive)`),
+          undefined,
+          false,
+        );
+        this.transport.destroy(); // a dead peer will not answer our FIN: do not linger on it
+      });
     }, timeout);
     this.keepaliveProbeTimer.unref();
   };
@@ -612,6 +624,8 @@ export class Session implements StreamHost {
     const now = performance.now();
     this.peerPingTokens = Math.min(PEER_PING_BURST, this.peerPingTokens + (now - this.peerPingRefilledAt) / interval);
     this.peerPingRefilledAt = now;
+    // a peer whose budget has refilled completely has behaved for a while: old overruns are forgiven
+    if (this.peerPingTokens >= PEER_PING_BURST) this.pingStrikes = 0;
     if (this.peerPingTokens >= 1) {
       this.peerPingTokens -= 1;
       return;
