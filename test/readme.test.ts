@@ -11,11 +11,13 @@ import { join } from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import {
   bidi,
+  channel,
   clientStream,
   connect,
   defineService,
   download,
   listen,
+  Mesh,
   RpcError,
   serve,
   serverStream,
@@ -121,6 +123,54 @@ void test('the README streams example works as written', { timeout: 10_000 }, as
     assert.deepEqual(fs.readFileSync(join(dir, 'copy')), fs.readFileSync(source));
   } finally {
     session.destroy();
+    await server.close({ graceMs: 100 });
+    await rm(dir, { recursive: true, force: true });
+  }
+});
+
+void test('the README channel and mesh example works as written (unix sockets instead of hosts)', { timeout: 15_000 }, async () => {
+  const dir = await mkdtemp(join(tmpdir(), 'gw-readme-mesh-'));
+  const url = (name: string): string => `unix://${join(dir, `${name}.sock`)}`;
+  const Files = defineService('files.v1', { stat: unary<{ path: string }, { size: number }>() });
+  const files = serve(Files, { stat: () => ({ size: 42 }) });
+  const states: string[] = [];
+  const log = (...args: unknown[]): void => void states.push(args.join(' '));
+  const quiet = (): void => undefined;
+  const server = await listen(url('server'), { services: [files], log: quiet });
+  const others = ['n2', 'n3', 'n4'].map(
+    (name) => new Mesh({ name, listen: url(name), peers: { n1: url('n1') }, services: [files], dataLane: true, log: quiet }),
+  );
+  await Promise.all(others.map((m) => m.start()));
+  try {
+    const ch = channel(url('server'), { services: [], reconnect: { initialDelayMs: 500, maxDelayMs: 30_000 }, log: quiet });
+    ch.on('state', ({ state, error, delayMs }) => log(state, error?.message, delayMs));
+    assert.deepEqual(await ch.client(Files).stat({ path: '/' }, { waitForReady: true, timeoutMs: 5000 }), { size: 42 });
+    assert.deepEqual(await ch.client(Files).stat({ path: '/' }), { size: 42 }, 'fail-fast succeeds once connected');
+    assert.ok(states.includes('ready  '), `the channel reported ready: ${JSON.stringify(states)}`);
+    await ch.close();
+
+    const mesh = new Mesh({
+      name: 'n1',
+      listen: url('n1'),
+      peers: { n2: url('n2'), n3: url('n3'), agent7: null },
+      services: [files],
+      dataLane: true,
+      connectionsPerPeer: 1,
+      log: quiet,
+    });
+    await mesh.start();
+    const n2 = mesh.peer('n2');
+    n2.on('state', ({ state, lane }) => log('n2', lane, state));
+    assert.deepEqual(await n2.client(Files).stat({ path: '/' }, { waitForReady: true, timeoutMs: 5000 }), { size: 42 });
+    mesh.addPeer('n4', url('n4'));
+    assert.deepEqual(await mesh.peer('n4').client(Files).stat({ path: '/' }, { waitForReady: true, timeoutMs: 5000 }), { size: 42 });
+    await mesh.removePeer('n3');
+    assert.throws(() => mesh.peer('n3'), /no peer named "n3"/);
+    assert.ok(states.some((line) => line.startsWith('n2 control ready')), `n2's state events: ${JSON.stringify(states)}`);
+    await mesh.stop();
+    assert.equal(n2.state, 'closed');
+  } finally {
+    await Promise.all(others.map((m) => m.stop({ graceMs: 100 })));
     await server.close({ graceMs: 100 });
     await rm(dir, { recursive: true, force: true });
   }
