@@ -14,6 +14,9 @@ import type { LogFn } from '../log.js';
 import { RpcError } from '../rpc/rpc-error.js';
 import type { RpcSession } from '../rpc/rpc-session.js';
 import { Backoff, type ResolvedReconnectOptions } from './backoff.js';
+import { resolveSessionOptions } from '../session/options.js';
+
+const DEFAULT_KEEPALIVE_INTERVAL_MS = resolveSessionOptions().keepaliveIntervalMs;
 
 /** A connection lost sooner than this after it was made is treated as a failed dial. */
 const SHORT_LIVED_MS = 1_000;
@@ -238,6 +241,12 @@ export class Link extends EventEmitter<{ state: [LinkStateEvent] }> {
     if (this.dial === undefined || this.backoff === undefined) {
       this.setState({ state: 'connecting', error: cause });
       return;
+    }
+    if (cause?.message.includes('too many pings') === true) {
+      // gRFC A8: the peer allows fewer pings than our keepalive sends; ping half as often from now on
+      const interval = 2 * (this.dial.options.keepaliveIntervalMs ?? DEFAULT_KEEPALIVE_INTERVAL_MS);
+      this.dial = { ...this.dial, options: { ...this.dial.options, keepaliveIntervalMs: Math.min(interval, 0x7fff_ffff) } };
+      this.log('warn', `${this.description}: the peer closed the connection for too many pings; keepaliveIntervalMs is now ${interval}`);
     }
     // A connection the peer drops at once (it refuses us: unknown node, duplicate) counts as a failed dial, so the
     // backoff grows instead of redialing every few seconds forever.

@@ -183,6 +183,7 @@ export class Session implements StreamHost {
   /** Counts reads; keepalive compares it with what it saw last ("heard from the peer since?") and never resets it. */
   private reads = 0;
   private readsAtTick = 0;
+  private readsAtProbe = 0;
   private keepaliveTimer: NodeJS.Timeout | undefined;
   private keepaliveProbeTimer: NodeJS.Timeout | undefined;
   /** Token bucket for the peer's pings: starts full, refills one per peerPingIntervalMs. */
@@ -582,6 +583,11 @@ export class Session implements StreamHost {
   }
 
   private readonly keepaliveTick = (): void => {
+    if (this.keepaliveProbeTimer !== undefined) {
+      if (this.reads === this.readsAtProbe) return; // still waiting for an answer
+      clearTimeout(this.keepaliveProbeTimer); // answered: the next silent interval sends the next probe
+      this.keepaliveProbeTimer = undefined;
+    }
     if (this.reads !== this.readsAtTick) {
       this.readsAtTick = this.reads;
       return;
@@ -589,15 +595,15 @@ export class Session implements StreamHost {
     // a whole interval without a byte from the peer: the connection is idle, so its write slab (64 KiB, resident
     // once written) is dropped; an idle mesh of many connections then costs ~20 KiB each, not ~90 (bench connrss)
     this.writer.release();
-    if (this.keepaliveProbeTimer !== undefined || this.phase >= Phase.CLOSING) return;
+    if (this.phase >= Phase.CLOSING) return;
     this.ping().catch(() => undefined); // the answer only matters as bytes read; loss is reported by the probe timer
     const timeout = this.options.keepaliveTimeoutMs;
-    const readsAtProbe = this.reads;
-    this.keepaliveProbeTimer = setTimeout(() => {
+    const readsAtProbe = (this.readsAtProbe = this.reads);
+    const probe = setTimeout(() => {
       // Timers run before the poll phase reads sockets: after a stall of our own event loop the answer may be waiting
       // unread, so look once more after this turn's reads (setImmediate runs after the poll phase).
       setImmediate(() => {
-        this.keepaliveProbeTimer = undefined;
+        if (this.keepaliveProbeTimer === probe) this.keepaliveProbeTimer = undefined;
         if (this.reads !== readsAtProbe || this.phase >= Phase.CLOSING) return;
         const silentMs = this.options.keepaliveIntervalMs + timeout;
         this.fail(
@@ -608,7 +614,8 @@ export class Session implements StreamHost {
         this.transport.destroy(); // a dead peer will not answer our FIN: do not linger on it
       });
     }, timeout);
-    this.keepaliveProbeTimer.unref();
+    probe.unref();
+    this.keepaliveProbeTimer = probe;
   };
 
   private stopKeepalive(): void {
