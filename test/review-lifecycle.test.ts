@@ -491,3 +491,35 @@ void test("the designated dialer's connection goes silently dead (blackholed) an
   });
   assert.equal(answer.node, 'new a');
 });
+
+void test('the same, but the new connection goes away again during the ping check: the link does not stay "ready" with no connection; it redials and reaches the next incarnation', { timeout: 15_000 }, async (t) => {
+  const A = 'a';
+  const D = dialerOf(A, 'd');
+  const common = { reconnect: { initialDelayMs: 50, maxDelayMs: 500 }, fallbackDialAfterMs: 200, keepaliveIntervalMs: 60_000 };
+  let aPort = 0;
+  const proxy = await blackholeProxy(t, () => aPort);
+  const a1 = newMesh(t, { name: A, listen: 'tcp://127.0.0.1:0', peers: { [D]: null }, services: [svcService('a1')], ...common });
+  await a1.start();
+  aPort = Number(new URL(a1.url!).port);
+  const meshD = newMesh(t, { name: D, listen: 'tcp://127.0.0.1:0', peers: { [A]: proxy.url }, services: [svcService(D)], ...common });
+  await meshD.start();
+  assert.equal((await meshD.peer(A).client(Svc).whoami('first', { waitForReady: true, timeoutMs: 3000 })).node, 'a1');
+
+  proxy.blackhole = true;
+  await within(a1.stop({ graceMs: 0 }), CLEANUP_MS, 'a1 to stop');
+  const [dead] = [...(meshD.peer(A).sessions.get('control') ?? [])];
+  // a2 dials d and goes away again while d is still checking its dead connection (3 s ping check)
+  const a2 = newMesh(t, { name: A, listen: 'tcp://127.0.0.1:0', peers: { [D]: meshD.url! }, services: [svcService('a2')], ...common });
+  await a2.start();
+  await until(() => (meshD.peer(A).sessions.get('control')?.size ?? 0) === 2, 3000, 'a2 offered d a second connection');
+  await within(a2.stop({ graceMs: 0 }), CLEANUP_MS, 'a2 to stop');
+  // a3 waits to be dialed, at the address d dials
+  const a3 = newMesh(t, { name: A, listen: 'tcp://127.0.0.1:0', peers: { [D]: null }, services: [svcService('a3')], ...common });
+  await a3.start();
+  aPort = Number(new URL(a3.url!).port);
+  proxy.blackhole = false;
+  // a call made while d still believed in the dead connection would fail with it: wait until d knows
+  await until(() => !(meshD.peer(A).sessions.get('control')?.has(dead!) ?? false), 5000, 'd to drop the dead connection');
+  const answer = await meshD.peer(A).client(Svc).whoami('after', { waitForReady: true, timeoutMs: 8000 });
+  assert.equal(answer.node, 'a3');
+});

@@ -225,17 +225,24 @@ export class Link extends EventEmitter<{ state: [LinkStateEvent] }> {
         return;
       }
       this.log('info', `${this.description}: the current connection did not answer a ping; the peer's new one replaces it`);
+      const cause = new Error('it did not answer a ping while the peer offered a new connection');
       this.current = undefined;
-      current.destroy(new Error('replaced: it did not answer a ping while the peer offered a new connection'));
-      this.offer(candidate);
+      current.destroy(cause);
+      // the candidate may have closed meanwhile: then this is a plain loss (redial, or wait for the peer)
+      if (!this.offer(candidate)) this.lost(cause);
     });
   }
 
   private onGoingAway(session: RpcSession): void {
     if (this.current !== session) return;
     this.current = undefined;
-    if (this.currentState === 'closed') return;
     const cause = session.core.error ?? (session.core.peerGoawayMessage !== undefined ? new Error(`the peer said: ${session.core.peerGoawayMessage}`) : undefined);
+    this.lost(cause);
+  }
+
+  /** The link has no session any more: redial after a backoff when it dials, else wait for the peer. */
+  private lost(cause: Error | undefined): void {
+    if (this.currentState === 'closed') return;
     this.lastError = cause;
     this.log('info', `${this.description}: connection lost${cause ? `: ${cause.message}` : ''}`);
     if (this.dial === undefined || this.backoff === undefined) {
