@@ -12,6 +12,7 @@ import { Status } from '../wire/constants.js';
 import { connect, type ConnectOptions } from '../endpoints.js';
 import type { LogFn } from '../log.js';
 import { RpcError } from '../rpc/rpc-error.js';
+import { SessionError } from '../session/session.js';
 import type { RpcSession } from '../rpc/rpc-session.js';
 import { Backoff, type ResolvedReconnectOptions } from './backoff.js';
 import { resolveSessionOptions } from '../session/options.js';
@@ -122,6 +123,7 @@ export class Link extends EventEmitter<{ state: [LinkStateEvent] }> {
    * calls and finishes the ones in flight.
    */
   offer(session: RpcSession): boolean {
+    if (session === this.current) return true;
     if (this.currentState === 'closed') {
       session.close({ reason: 'the link is closed' }).catch(() => undefined);
       return false;
@@ -217,9 +219,19 @@ export class Link extends EventEmitter<{ state: [LinkStateEvent] }> {
       timer = setTimeout(() => resolve(false), DUPLICATE_PROBE_MS);
       timer.unref();
     });
-    void Promise.race([current.ping().then(() => true, () => false), timedOut]).then((alive) => {
+    // a ping refused because 16 of the application's own await answers proves nothing against the connection
+    const answered = current.ping().then(
+      () => true,
+      (error: unknown) => error instanceof SessionError && error.status === Status.RESOURCE_EXHAUSTED,
+    );
+    void Promise.race([answered, timedOut]).then((alive) => {
       clearTimeout(timer);
       if (this.currentState === 'closed') return; // close() closes every live session, the candidate included
+      if (this.current === undefined) {
+        // the old connection failed outright while we waited (e.g. its ping met an RST): the candidate is what's left
+        this.offer(candidate);
+        return;
+      }
       if (alive || this.current !== current) {
         candidate.close({ reason: `duplicate connection: ${this.description} already has one` }).catch(() => undefined);
         return;
@@ -236,8 +248,19 @@ export class Link extends EventEmitter<{ state: [LinkStateEvent] }> {
   private onGoingAway(session: RpcSession): void {
     if (this.current !== session) return;
     this.current = undefined;
-    const cause = session.core.error ?? (session.core.peerGoawayMessage !== undefined ? new Error(`the peer said: ${session.core.peerGoawayMessage}`) : undefined);
+    const peerSaid = session.core.peerGoawayMessage;
+    const cause = session.core.error ?? (peerSaid !== undefined ? new Error(`the peer said: ${peerSaid}`) : undefined);
+    // only the peer's GOAWAY says *we* pinged too much; our own ProtocolError with those words means the reverse
+    if (peerSaid?.includes('too many pings') === true) this.pingLessOften();
     this.lost(cause);
+  }
+
+  /** gRFC A8: the peer allows fewer pings than our keepalive sends; ping half as often on the next connections. */
+  private pingLessOften(): void {
+    if (this.dial === undefined) return;
+    const interval = Math.min(2 * (this.dial.options.keepaliveIntervalMs ?? DEFAULT_KEEPALIVE_INTERVAL_MS), 0x7fff_ffff);
+    this.dial = { ...this.dial, options: { ...this.dial.options, keepaliveIntervalMs: interval } };
+    this.log('warn', `${this.description}: the peer closed the connection for too many pings; keepaliveIntervalMs is now ${interval}`);
   }
 
   /** The link has no session any more: redial after a backoff when it dials, else wait for the peer. */
@@ -249,11 +272,10 @@ export class Link extends EventEmitter<{ state: [LinkStateEvent] }> {
       this.setState({ state: 'connecting', error: cause });
       return;
     }
-    if (cause?.message.includes('too many pings') === true) {
-      // gRFC A8: the peer allows fewer pings than our keepalive sends; ping half as often from now on
-      const interval = 2 * (this.dial.options.keepaliveIntervalMs ?? DEFAULT_KEEPALIVE_INTERVAL_MS);
-      this.dial = { ...this.dial, options: { ...this.dial.options, keepaliveIntervalMs: Math.min(interval, 0x7fff_ffff) } };
-      this.log('warn', `${this.description}: the peer closed the connection for too many pings; keepaliveIntervalMs is now ${interval}`);
+    if (this.dialAbort !== undefined) {
+      // a dial is already under way (an inbound session was attached meanwhile): its outcome decides what is next
+      this.setState({ state: 'connecting', error: cause });
+      return;
     }
     // A connection the peer drops at once (it refuses us: unknown node, duplicate) counts as a failed dial, so the
     // backoff grows instead of redialing every few seconds forever.
@@ -265,6 +287,8 @@ export class Link extends EventEmitter<{ state: [LinkStateEvent] }> {
   }
 
   private scheduleDial(delayMs: number, error: Error | undefined): void {
+    clearTimeout(this.dialTimer); // one dial loop per link, ever
+    this.dialTimer = undefined;
     if (delayMs <= 0) {
       this.dialNow();
       return;
@@ -277,19 +301,19 @@ export class Link extends EventEmitter<{ state: [LinkStateEvent] }> {
 
   private dialNow(): void {
     this.dialTimer = undefined;
-    if (this.currentState === 'closed' || this.current !== undefined) return;
+    if (this.currentState === 'closed' || this.current !== undefined || this.dialAbort !== undefined) return;
     const plan = this.dial!;
     this.setState({ state: 'connecting' });
     const abort = new AbortController();
     this.dialAbort = abort;
     connect(plan.url, { ...plan.options, signal: abort.signal }).then(
       (session) => {
-        this.dialAbort = undefined;
+        if (this.dialAbort === abort) this.dialAbort = undefined;
         // refused at once (its GOAWAY came with its HELLO): a failed dial, or the link would wait forever
         if (!this.offer(session) && this.current === undefined) this.dialFailed(new Error(`${this.description} closed the connection at once: ${session.core.peerGoawayMessage ?? 'no reason given'}`));
       },
       (error: RpcError) => {
-        this.dialAbort = undefined;
+        if (this.dialAbort === abort) this.dialAbort = undefined;
         this.dialFailed(error);
       },
     );

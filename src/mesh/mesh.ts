@@ -73,6 +73,7 @@ export class Mesh extends EventEmitter<{ peer: [PeerStateEvent] }> {
   private readonly poolSize: number;
   private server: Server | undefined;
   private started = false;
+  private starting: Promise<void> | undefined;
   private stopped = false;
 
   constructor(private readonly options: MeshOptions) {
@@ -101,10 +102,18 @@ export class Mesh extends EventEmitter<{ peer: [PeerStateEvent] }> {
   }
 
   /** Starts listening, then dialing. Resolves once listening; peers connect in the background (see `peer().whenReady`). */
-  async start(): Promise<void> {
-    if (this.started) throw new Error('mesh.start() was already called');
-    if (this.stopped) throw new Error('the mesh is stopped; create a new Mesh to start again');
+  start(): Promise<void> {
+    if (this.started) return Promise.reject(new Error('mesh.start() was already called'));
+    if (this.stopped) return Promise.reject(new Error('the mesh is stopped; create a new Mesh to start again'));
     this.started = true;
+    this.starting = this.bindAndDial().catch((error: unknown) => {
+      this.started = false; // binding failed (address in use...): start() may be called again
+      throw error;
+    });
+    return this.starting;
+  }
+
+  private async bindAndDial(): Promise<void> {
     if (this.options.listen !== undefined) {
       const { peers: _peers, listen: url, name: _name, reconnect: _r, dataLane: _d, connectionsPerPeer: _c, fallbackDialAfterMs: _f, ...sessionOptions } = this.options;
       this.server = await listen(url, {
@@ -163,6 +172,7 @@ export class Mesh extends EventEmitter<{ peer: [PeerStateEvent] }> {
   /** Stops: no new connections; every connection closes gracefully (calls in flight get graceMs, default 10 s). */
   async stop(options: { graceMs?: number } = {}): Promise<void> {
     this.stopped = true;
+    await this.starting?.catch(() => undefined); // a start() still binding closes its listener itself, then returns
     const peers = [...this.peerHandles.values()];
     await Promise.all([...peers.map((peer) => peer.close({ ...options, reason: `node ${this.name} is stopping` })), this.server?.close(options)]);
   }
