@@ -1,15 +1,15 @@
 // Process orchestration for one run: spawns a fresh server and client worker (pinned with taskset when possible),
 // drives them over the fork IPC channel (start [-> armed] -> warmup -> mark -> window -> mark/report -> stop),
-// enforces a hard deadline, and guarantees no worker outlives the run or the orchestrator. Knows nothing of the
-// systems' protocols, nor of what a worker measures.
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+// enforces a hard deadline, and guarantees no worker outlives the run or the orchestrator (ipc-child.ts). Knows nothing
+// of the systems' protocols, nor of what a worker measures.
+import { spawnSync } from 'node:child_process';
 import os from 'node:os';
 import { fileURLToPath } from 'node:url';
+import { IpcChild } from './ipc-child.js';
 import type { ChildMsg, ClientReport, ParentMsg, ServerReport, WorkerReport } from './protocol.js';
 import type { SystemName } from './systems/index.js';
 
 const UNARY_WORKER_PATH = fileURLToPath(new URL('./worker.ts', import.meta.url));
-const REPO_ROOT = fileURLToPath(new URL('..', import.meta.url));
 const EXIT_GRACE_MS = 3000;
 
 export const SERVER_CPU = 0;
@@ -64,24 +64,6 @@ export function setWorkerNodeArgs(args: readonly string[]): void {
   workerNodeArgs = args;
 }
 
-// ---- cleanup: every live worker is killed when the orchestrator exits, fails or is interrupted ----
-
-const live = new Set<ChildProcess>();
-
-function killAll(): void {
-  for (const child of live) child.kill('SIGKILL');
-  live.clear();
-}
-
-process.on('exit', killAll);
-for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) {
-  process.on(sig, () => {
-    killAll();
-    console.error(`\nbench: ${sig}, workers killed`);
-    process.exit(128 + (os.constants.signals[sig] ?? 0));
-  });
-}
-
 // ---- pinning ----
 
 /** Whether server and client can be pinned to CPUs 0 and 1, and if not, why. */
@@ -98,17 +80,10 @@ export function detectPinning(): { pin: boolean; note: string } {
 
 // ---- one worker process ----
 
-class WorkerProc {
-  readonly child: ChildProcess;
-  /** Rejects when the worker reports an error or exits before it was told to stop. */
-  readonly failed: Promise<never>;
-  readonly exited: Promise<void>;
-  private stopping = false;
-  private readonly received = new Map<ChildMsg['t'], ChildMsg>();
-  private readonly waiters = new Map<ChildMsg['t'], (m: ChildMsg) => void>();
-
+/** A worker under tsx (unless compiled), pinned to `cpu` with taskset unless null. */
+class WorkerProc extends IpcChild<ChildMsg, ParentMsg> {
   constructor(
-    readonly label: string,
+    label: string,
     worker: string,
     args: string[],
     cpu: number | null,
@@ -118,54 +93,16 @@ class WorkerProc {
     const nodeArgs = [...workerNodeArgs, ...(options.nodeArgs ?? []), ...loader, worker, ...args];
     const [cmd, cmdArgs] =
       cpu === null ? [process.execPath, nodeArgs] : ['taskset', ['-c', String(cpu), process.execPath, ...nodeArgs]];
-    // Worker stdout goes to our stderr, so our stdout carries only the table and the final JSON line.
-    this.child = spawn(cmd, cmdArgs, { cwd: REPO_ROOT, stdio: ['ignore', 2, 2, 'ipc'] });
-    live.add(this.child);
-    let rejectFailed: (e: Error) => void = () => undefined;
-    this.failed = new Promise<never>((_, reject) => (rejectFailed = reject));
-    this.failed.catch(() => undefined);
-    this.exited = new Promise<void>((resolve) => {
-      this.child.once('exit', (code, signal) => {
-        live.delete(this.child);
-        if (!this.stopping) rejectFailed(new Error(`${label} exited early (${signal ?? `code ${code}`})`));
-        resolve();
-      });
-    });
-    this.child.once('error', (err) => rejectFailed(new Error(`${label}: ${err.message}`)));
-    this.child.on('message', (m: ChildMsg) => {
-      if (m.t === 'error') {
-        this.stopping = true;
-        rejectFailed(new Error(`${label} failed: ${m.message}`));
-        return;
-      }
-      const waiter = this.waiters.get(m.t);
-      if (waiter) waiter(m);
-      else this.received.set(m.t, m);
-    });
-  }
-
-  wait<T extends ChildMsg['t']>(t: T): Promise<Extract<ChildMsg, { t: T }>> {
-    const got = this.received.get(t);
-    if (got) return Promise.resolve(got as Extract<ChildMsg, { t: T }>);
-    return new Promise((resolve) => this.waiters.set(t, resolve as (m: ChildMsg) => void));
-  }
-
-  send(msg: ParentMsg): void {
-    if (this.child.connected) this.child.send(msg);
+    super(label, cmd, cmdArgs);
   }
 
   /** Asks the worker to close and exit; kills it if it has not exited within EXIT_GRACE_MS. */
   async stop(): Promise<void> {
-    this.stopping = true;
+    this.expectExit();
     this.send({ t: 'stop' });
     const timer = setTimeout(() => this.kill(), EXIT_GRACE_MS);
     await this.exited;
     clearTimeout(timer);
-  }
-
-  kill(): void {
-    this.stopping = true;
-    if (this.child.exitCode === null && this.child.signalCode === null) this.child.kill('SIGKILL');
   }
 }
 
@@ -201,20 +138,20 @@ export async function runPair(spec: PairSpec): Promise<PairReports> {
     const { label, worker } = spec;
     const server = new WorkerProc(`${label} server`, worker, spec.serverArgs, spec.pin ? SERVER_CPU : null, spec);
     workers.push(server);
-    const { target } = await guard(server.wait('ready'));
+    const { target } = await guard(server.next('ready'));
     const client = new WorkerProc(`${label} client`, worker, spec.clientArgs(target), spec.pin ? CLIENT_CPU : null, spec);
     workers.push(client);
-    await guard(client.wait('ready'));
+    await guard(client.next('ready'));
 
     client.send({ t: 'start' });
-    if (spec.waitArmed) await guard(client.wait('armed'));
+    if (spec.waitArmed) await guard(client.next('armed'));
     await guard(sleep(spec.warmupMs));
     server.send({ t: 'mark' });
     client.send({ t: 'mark' });
     await guard(sleep(spec.windowMs));
     server.send({ t: 'mark' });
     client.send({ t: 'mark' });
-    const [c, s] = await guard(Promise.all([client.wait('report'), server.wait('report')]));
+    const [c, s] = await guard(Promise.all([client.next('report'), server.next('report')]));
     await guard(client.stop());
     await guard(server.stop());
     return { client: c.report, server: s.report };

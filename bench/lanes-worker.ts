@@ -11,9 +11,9 @@
 // its end; both report (protocol.ts ScenarioReport). The server counts, per call kind, which lane each call arrived
 // on (by the session it came in on), so the orchestrator can check the download really took the lane it asked for.
 import { performance } from 'node:perf_hooks';
-import { closeAndExit, fail, send } from './child.js';
-import type { MarkSnapshot, MemorySample, ParentMsg, ScenarioReport } from './protocol.js';
-import { LatencyRecorder } from './stats.js';
+import { closeAndExit, fail, initWorker, send } from './child.js';
+import type { ParentMsg, ScenarioReport } from './protocol.js';
+import { MeasuredWindow, sampleMemory } from './window.js';
 import { Mesh, defineService, download, serve, unary, type MeshPeer, type RpcSession } from '../src/index.js';
 
 export const CLIENT_NODE = 'a';
@@ -28,63 +28,31 @@ const Lanes = defineService('bench.lanes', {
   get: download<null>(),
 });
 
-function memory(): MemorySample {
-  const { rss, heapTotal, heapUsed, external } = process.memoryUsage();
-  return { rss, heapTotal, heapUsed, external };
-}
-
-/** Byte meters, the window's latencies, CPU and time; produces the report. */
+/** Byte meters, the window's latencies, CPU and time; produces the report (peak RSS: the highest of ready and the marks). */
 class Recorder {
   sent = 0;
   received = 0;
   readonly stop = new AbortController();
   readonly facts: Record<string, number> = {};
-  private readonly latencies = new LatencyRecorder();
-  private inWindow = false;
-  private readonly marks: MarkSnapshot[] = [];
-  private readonly ready = memory();
-  private cpu0 = process.cpuUsage();
-  private t0 = 0;
-  private window: { elapsedMs: number; cpu: NodeJS.CpuUsage } | undefined;
+  private readonly ready = sampleMemory();
+  private readonly window = new MeasuredWindow(() => ({ sentBytes: this.sent, receivedBytes: this.received }));
 
   record(ms: number): void {
-    if (this.inWindow) this.latencies.record(ms);
+    this.window.record(ms);
   }
 
   mark(): void {
-    if (this.marks.length === 0) {
-      this.snapshot();
-      this.inWindow = true;
-      this.cpu0 = process.cpuUsage();
-      this.t0 = performance.now();
+    if (this.window.marks.length === 0) {
+      this.window.open();
     } else {
-      this.window = { elapsedMs: performance.now() - this.t0, cpu: process.cpuUsage(this.cpu0) };
-      this.inWindow = false;
-      this.snapshot();
+      this.window.close();
       this.stop.abort();
     }
   }
 
   report(side: 'client' | 'server'): ScenarioReport {
-    const [m1, m2] = this.marks;
-    if (m1 === undefined || m2 === undefined || this.window === undefined) throw new Error('report before the second mark');
-    const [p50Us = NaN, p99Us = NaN] = this.latencies.percentilesUs([0.5, 0.99]);
-    return {
-      role: 'scenario',
-      side,
-      elapsedMs: this.window.elapsedMs,
-      cpu: { userUs: this.window.cpu.user, systemUs: this.window.cpu.system },
-      ready: this.ready,
-      peakRss: Math.max(this.ready.rss, m1.rss, m2.rss),
-      marks: [m1, m2],
-      final: { sentBytes: this.sent, receivedBytes: this.received },
-      latency: { count: this.latencies.count, p50Us, p99Us },
-      facts: this.facts,
-    };
-  }
-
-  private snapshot(): void {
-    this.marks.push({ sentBytes: this.sent, receivedBytes: this.received, ...memory() });
+    const peakRss = Math.max(this.ready.rss, ...this.window.marks.map((m) => m.rss));
+    return this.window.report(side, { ready: this.ready, peakRss }, this.facts);
   }
 }
 
@@ -215,13 +183,7 @@ async function runClient(ownUrl: string, peerUrl: string, dataLane: boolean, wit
 }
 
 async function main(): Promise<void> {
-  if (process.send === undefined) {
-    console.error('bench/lanes-worker.ts is started by bench/run.ts (it needs the fork IPC channel)');
-    process.exit(2);
-  }
-  process.on('disconnect', () => process.exit(1)); // the orchestrator is gone: do not linger
-  process.on('uncaughtException', fail);
-  process.on('unhandledRejection', fail);
+  initWorker('bench/lanes-worker.ts');
   const [role, ownUrl, peerUrl, dataLane, withDownload] = process.argv.slice(2);
   if (ownUrl === undefined || peerUrl === undefined || (dataLane !== '0' && dataLane !== '1')) {
     fail(new Error(`usage: lanes-worker.ts server|client <ownUrl> <peerUrl> <0|1> [<0|1>], got ${process.argv.slice(2).join(' ')}`));

@@ -4,7 +4,7 @@
 // The client keeps <concurrency> calls outstanding on one connection from `start` until the second `mark`, and
 // records per-call latency only between the two marks. Both sides report process.cpuUsage() over that window.
 import { performance } from 'node:perf_hooks';
-import { closeAndExit, fail, send } from './child.js';
+import { closeAndExit, fail, initWorker, send } from './child.js';
 import type { ParentMsg } from './protocol.js';
 import { LatencyRecorder } from './stats.js';
 import { isSystemName, loadSystem } from './systems/index.js';
@@ -73,13 +73,7 @@ async function runClient(system: BenchSystem, target: string, concurrency: numbe
 }
 
 async function main(): Promise<void> {
-  if (process.send === undefined) {
-    console.error('bench/worker.ts is started by bench/run.ts (it needs the fork IPC channel)');
-    process.exit(2);
-  }
-  process.on('disconnect', () => process.exit(1)); // the orchestrator is gone: do not linger
-  process.on('uncaughtException', fail);
-  process.on('unhandledRejection', fail);
+  initWorker('bench/worker.ts');
   const [name = '', role, target = '', conc = '1'] = process.argv.slice(2);
   if (!isSystemName(name)) fail(new Error(`unknown system '${name}'`));
   const system = await loadSystem(name);

@@ -7,7 +7,7 @@
  */
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
-import { createConnection, createServer, type Server as NetServer, type Socket } from 'node:net';
+import type { Socket } from 'node:net';
 import { fileURLToPath } from 'node:url';
 import { describe, test, type TestContext } from 'node:test';
 
@@ -27,6 +27,7 @@ import {
 import { FRAME_HEADER_BYTES, FrameType } from '../src/wire/constants.js';
 import { Bulk, CHUNK_BYTES, KiB, MiB, patternChunk, patternChunks, patternSha256, Tally, type GetRequest } from './fixtures/bulk.js';
 import { deferred, rejectsWithStatus, testConnTypes, until, within } from './helpers.js';
+import { startTcpProxy } from './fixtures/tcp-proxy.js';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
 const PEER = fileURLToPath(new URL('./fixtures/bulk-peer.ts', import.meta.url));
@@ -241,42 +242,21 @@ type Cut = 'mid-frame' | 'boundary' | 'reset';
  */
 class CuttingProxy {
   readonly cutDone = deferred<{ at: number; dataBytes: number }>();
-  private readonly server: NetServer;
-  private readonly sockets = new Set<Socket>();
   url = '';
 
   private constructor(
-    private readonly targetPort: number,
     private readonly watch: 'up' | 'down',
     private readonly cut: Cut,
     private readonly afterBytes: number,
-  ) {
-    this.server = createServer((client) => this.onConnection(client));
-  }
+  ) {}
 
   static async start(t: TestContext, targetUrl: string, watch: 'up' | 'down', cut: Cut, afterBytes: number): Promise<CuttingProxy> {
-    const port = Number(new URL(targetUrl).port);
-    const proxy = new CuttingProxy(port, watch, cut, afterBytes);
-    await new Promise<void>((resolve) => proxy.server.listen(0, '127.0.0.1', resolve));
-    const address = proxy.server.address();
-    assert.ok(address !== null && typeof address === 'object');
-    proxy.url = `tcp://127.0.0.1:${address.port}`;
-    t.after(() => proxy.close());
+    const proxy = new CuttingProxy(watch, cut, afterBytes);
+    proxy.url = await startTcpProxy(t, targetUrl, (client, upstream) => proxy.onConnection(client, upstream));
     return proxy;
   }
 
-  close(): Promise<void> {
-    for (const socket of this.sockets) socket.destroy();
-    return new Promise((resolve) => this.server.close(() => resolve()));
-  }
-
-  private onConnection(client: Socket): void {
-    const upstream = createConnection({ host: '127.0.0.1', port: this.targetPort });
-    for (const socket of [client, upstream]) {
-      this.sockets.add(socket);
-      socket.on('error', () => undefined);
-      socket.on('close', () => this.sockets.delete(socket));
-    }
+  private onConnection(client: Socket, upstream: Socket): void {
     client.pause();
     upstream.once('connect', () => client.resume());
     const [src, dst] = this.watch === 'up' ? [client, upstream] : [upstream, client];

@@ -1,41 +1,21 @@
 // Many worker processes at once, for the mesh and connrss suites: spawn with a fork IPC channel, wait for their
-// messages in order, and a guarantee that none outlives its run or the orchestrator (killed on exit, failure, signal).
-// harness.ts runs exactly one server and one client; these suites need 32 nodes, or one server and several clients.
+// messages in order (../ipc-child.ts), and a guarantee that none outlives its run or the orchestrator (killed on exit,
+// failure, signal). harness.ts runs exactly one server and one client; these suites need 32 nodes, or one server and
+// several clients.
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
-import os from 'node:os';
 import { performance } from 'node:perf_hooks';
 import { fileURLToPath } from 'node:url';
+import { IpcChild, killOnExit, REPO_ROOT } from '../ipc-child.js';
 import type { FleetChildMsg, FleetParentMsg } from './messages.js';
 
-const REPO_ROOT = fileURLToPath(new URL('../..', import.meta.url));
 const CONFIG = fileURLToPath(new URL('../tsconfig.fleet.json', import.meta.url));
 /** Where tsconfig.fleet.json's outDir puts bench/fleet/. */
 const COMPILED_DIR = fileURLToPath(new URL('../../node_modules/.cache/gridwire-bench/bench/fleet/', import.meta.url));
 
 /** Milliseconds since the epoch with sub-ms resolution, comparable between processes on this machine. */
 export const wallMs = (): number => performance.timeOrigin + performance.now();
-
-// ---- cleanup: every live child is killed when the orchestrator exits, fails or is interrupted ----
-
-const live = new Set<ChildProcess>();
-
-function killAllLive(): void {
-  for (const child of live) child.kill('SIGKILL');
-  live.clear();
-}
-
-process.on('exit', killAllLive);
-// harness.ts already turns these signals into process.exit (which runs the handler above); only add ours if not.
-for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) {
-  if (process.listenerCount(sig) === 0) {
-    process.on(sig, () => {
-      killAllLive();
-      process.exit(128 + (os.constants.signals[sig] ?? 0));
-    });
-  }
-}
 
 /** Builds bench/fleet/*.ts and src/ as plain JS (tsx's loader would cost each of 32 processes ~0.3 s and ~34 MiB). */
 export function compileFleetWorkers(): string {
@@ -61,70 +41,10 @@ export function openFilesLimit(): number | null {
 
 // ---- one child ----
 
-export class Child {
-  readonly proc: ChildProcess;
-  /** Rejects when the child reports an error, or exits before it was told to stop. */
-  readonly failed: Promise<never>;
-  readonly exited: Promise<void>;
-  private stopping = false;
-  private readonly queues = new Map<string, FleetChildMsg[]>();
-  private readonly waiters = new Map<string, ((m: FleetChildMsg) => void)[]>();
-
-  constructor(
-    readonly label: string,
-    script: string,
-    args: readonly string[],
-    nodeArgs: readonly string[] = [],
-  ) {
-    this.proc = spawn(process.execPath, [...nodeArgs, script, ...args], { cwd: REPO_ROOT, stdio: ['ignore', 2, 2, 'ipc'] });
-    live.add(this.proc);
-    let rejectFailed: (e: Error) => void = () => undefined;
-    this.failed = new Promise<never>((_, reject) => (rejectFailed = reject));
-    this.failed.catch(() => undefined);
-    this.exited = new Promise<void>((resolve) => {
-      this.proc.once('exit', (code, signal) => {
-        live.delete(this.proc);
-        if (!this.stopping) rejectFailed(new Error(`${label} exited early (${signal ?? `code ${code}`})`));
-        resolve();
-      });
-    });
-    this.proc.once('error', (err) => rejectFailed(new Error(`${label}: ${err.message}`)));
-    this.proc.on('message', (m: FleetChildMsg) => {
-      if (m.t === 'error') {
-        this.stopping = true;
-        rejectFailed(new Error(`${label} failed: ${m.message}`));
-        return;
-      }
-      const waiting = this.waiters.get(m.t);
-      const waiter = waiting?.shift();
-      if (waiter) waiter(m);
-      else this.queues.set(m.t, [...(this.queues.get(m.t) ?? []), m]);
-    });
-  }
-
-  /** The next message of type `t` not yet taken (messages of one type are taken in the order they came). */
-  next<T extends FleetChildMsg['t']>(t: T): Promise<Extract<FleetChildMsg, { t: T }>> {
-    const queued = this.queues.get(t)?.shift();
-    if (queued) return Promise.resolve(queued as Extract<FleetChildMsg, { t: T }>);
-    return new Promise((resolve) => {
-      const list = this.waiters.get(t) ?? [];
-      list.push(resolve as (m: FleetChildMsg) => void);
-      this.waiters.set(t, list);
-    });
-  }
-
-  send(msg: FleetParentMsg): void {
-    if (this.proc.connected) this.proc.send(msg);
-  }
-
-  /** From now on an exit is expected (not a failure). */
-  expectExit(): void {
-    this.stopping = true;
-  }
-
-  kill(): void {
-    this.stopping = true;
-    if (this.proc.exitCode === null && this.proc.signalCode === null) this.proc.kill('SIGKILL');
+/** A fleet worker: plain JS, unpinned, with `nodeArgs` before the script. */
+export class Child extends IpcChild<FleetChildMsg, FleetParentMsg> {
+  constructor(label: string, script: string, args: readonly string[], nodeArgs: readonly string[] = []) {
+    super(label, process.execPath, [...nodeArgs, script, ...args]);
   }
 }
 
@@ -179,13 +99,12 @@ export async function timeSpawnExit(count: number, argv: readonly string[]): Pro
   const exits: Promise<void>[] = [];
   for (let i = 0; i < count; i++) {
     const proc = spawn(process.execPath, argv, { cwd: REPO_ROOT, stdio: ['ignore', 'ignore', 2] });
-    live.add(proc);
+    killOnExit(proc);
     procs.push(proc);
     exits.push(
       new Promise<void>((resolve, reject) => {
         proc.once('error', reject);
         proc.once('exit', (code, signal) => {
-          live.delete(proc);
           if (code === 0) resolve();
           else reject(new Error(`node ${argv.join(' ')} exited with ${signal ?? code}`));
         });

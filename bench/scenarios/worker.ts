@@ -6,31 +6,18 @@
 // abort stopSending, wait for their side to end cleanly (finish), and report. RSS is sampled every SAMPLE_MS from
 // `ready` to the second mark for its peak. Started with --expose-gc (the rss suite), it collects garbage before each snapshot, so
 // the marks show what is retained rather than what the collector has not reached yet.
-import { performance } from 'node:perf_hooks';
-import { closeAndExit, fail, send } from '../child.js';
-import type { MarkSnapshot, MemorySample, ParentMsg, ScenarioReport } from '../protocol.js';
-import { LatencyRecorder } from '../stats.js';
+import { closeAndExit, fail, initWorker, send } from '../child.js';
+import type { MemorySample, ParentMsg, ScenarioReport } from '../protocol.js';
+import { MeasuredWindow, sampleMemory } from '../window.js';
 import { isScenarioName, isScenarioSystem, loadScenario } from './index.js';
 import { ByteMeter, type ScenarioClient, type ScenarioServer, type SideContext } from './scenario.js';
 
 const SAMPLE_MS = 50;
-const collectGarbage = (globalThis as { gc?: () => void }).gc ?? ((): void => undefined);
-
-function sampleMemory(): MemorySample {
-  collectGarbage();
-  const { rss, heapTotal, heapUsed, external } = process.memoryUsage();
-  return { rss, heapTotal, heapUsed, external };
-}
 
 /** The measuring half of a side: meters, latency samples inside the window, marks, CPU and memory. */
 class Recorder {
   private readonly stop = new AbortController();
-  private readonly latencies = new LatencyRecorder();
-  private inWindow = false;
-  private readonly marks: MarkSnapshot[] = [];
-  private cpu0: NodeJS.CpuUsage = process.cpuUsage();
-  private t0 = 0;
-  private window: { elapsedMs: number; cpu: NodeJS.CpuUsage } | undefined;
+  private readonly window = new MeasuredWindow(() => ({ sentBytes: this.ctx.sent.total, receivedBytes: this.ctx.received.total }));
   private readyMemory: MemorySample = { rss: 0, heapTotal: 0, heapUsed: 0, external: 0 };
   private peakRss = 0;
   private sampler: NodeJS.Timeout | undefined;
@@ -40,9 +27,7 @@ class Recorder {
     stopSending: this.stop.signal,
     facts: {},
     fail,
-    recordLatency: (ms) => {
-      if (this.inWindow) this.latencies.record(ms);
-    },
+    recordLatency: (ms) => this.window.record(ms),
   };
 
   ready(): void {
@@ -53,43 +38,20 @@ class Recorder {
 
   /** Opens the window. */
   firstMark(): void {
-    this.snapshot();
-    this.inWindow = true;
-    this.cpu0 = process.cpuUsage();
-    this.t0 = performance.now();
+    this.window.open();
   }
 
   /** Closes the window (time and CPU end here, before the clean end), then tells the side to stop sending. */
   secondMark(): void {
-    this.window = { elapsedMs: performance.now() - this.t0, cpu: process.cpuUsage(this.cpu0) };
-    this.inWindow = false;
+    this.window.close();
     clearInterval(this.sampler);
-    this.snapshot();
-    this.peakRss = Math.max(this.peakRss, this.marks[1]?.rss ?? 0);
+    this.peakRss = Math.max(this.peakRss, this.window.marks[1]?.rss ?? 0);
     this.stop.abort();
   }
 
-  /** The report, once the side's work has ended cleanly: `final` holds the byte totals the count check uses. */
+  /** The report, once the side's work has ended cleanly. */
   report(side: 'client' | 'server'): ScenarioReport {
-    const [m1, m2] = this.marks;
-    if (m1 === undefined || m2 === undefined || this.window === undefined) throw new Error('report before the second mark');
-    const [p50Us = NaN, p99Us = NaN] = this.latencies.percentilesUs([0.5, 0.99]);
-    return {
-      role: 'scenario',
-      side,
-      elapsedMs: this.window.elapsedMs,
-      cpu: { userUs: this.window.cpu.user, systemUs: this.window.cpu.system },
-      ready: this.readyMemory,
-      peakRss: this.peakRss,
-      marks: [m1, m2],
-      final: { sentBytes: this.ctx.sent.total, receivedBytes: this.ctx.received.total },
-      latency: { count: this.latencies.count, p50Us, p99Us },
-      facts: this.ctx.facts,
-    };
-  }
-
-  private snapshot(): void {
-    this.marks.push({ sentBytes: this.ctx.sent.total, receivedBytes: this.ctx.received.total, ...sampleMemory() });
+    return this.window.report(side, { ready: this.readyMemory, peakRss: this.peakRss }, this.ctx.facts);
   }
 }
 
@@ -116,13 +78,7 @@ async function runSide(role: 'client' | 'server', open: (ctx: SideContext) => Pr
 }
 
 async function main(): Promise<void> {
-  if (process.send === undefined) {
-    console.error('bench/scenarios/worker.ts is started by bench/run.ts (it needs the fork IPC channel)');
-    process.exit(2);
-  }
-  process.on('disconnect', () => process.exit(1)); // the orchestrator is gone: do not linger
-  process.on('uncaughtException', fail);
-  process.on('unhandledRejection', fail);
+  initWorker('bench/scenarios/worker.ts');
   const [name = '', system = '', role, target = ''] = process.argv.slice(2);
   if (!isScenarioName(name)) fail(new Error(`unknown scenario '${name}'`));
   if (!isScenarioSystem(system)) fail(new Error(`unknown system '${system}'`));

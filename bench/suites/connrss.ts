@@ -10,7 +10,7 @@ import { compileFleetWorkers, Fleet, openFilesLimit, type Child } from '../fleet
 import type { FleetMemory } from '../fleet/messages.js';
 import { median } from '../stats.js';
 import { fmt, markdownTable } from '../table.js';
-import { errorMessage, type SuiteOptions } from './suite.js';
+import { errorMessage, skipSuite, type SuiteOptions } from './suite.js';
 
 const WANTED_CONNECTIONS = 2000;
 const CLIENTS = 2;
@@ -113,10 +113,7 @@ export async function runConnRssSuite(options: SuiteOptions): Promise<object> {
   try {
     script = `${compileFleetWorkers()}conn-worker.js`;
   } catch (err) {
-    const why = errorMessage(err);
-    console.error(`bench: connrss suite SKIPPED: ${why}`);
-    console.log(`\n${title}\nnote: SKIPPED: ${why}`);
-    return { bench: 'connrss', skipped: why };
+    return skipSuite('connrss', title, errorMessage(err));
   }
   const { n, note } = connectionCount();
   console.error(`bench: connrss: ${note}`);

@@ -7,13 +7,15 @@
 //   data lane      beside the same download, which the mesh routes over the pair's `data` connection (dataLane: true)
 // The check is the per-run ratio p99(beside)/p99(idle), target <= 2x (issue 3). The server counts which lane each
 // call arrived on; a run where the download did not take the lane its condition asks for fails.
-import net from 'node:net';
 import { fileURLToPath } from 'node:url';
 import { runPair } from '../harness.js';
 import type { ScenarioReport } from '../protocol.js';
 import { median } from '../stats.js';
 import { fmt, markdownTable } from '../table.js';
-import { checkTransfer, cpuPct, errorMessage, formatChecks, ratioCheck, receivedMiBps, type RatioCheck, type SuiteOptions } from './suite.js';
+import {
+  checkTransfer, describeEcho, echoFigures, errorMessage, FAILED_ECHO, formatChecks, medianEcho, pickPorts, ratioCheck,
+  receivedMiBps, skipSuite, type EchoFigures, type RatioCheck, type SuiteOptions,
+} from './suite.js';
 
 const WORKER = fileURLToPath(new URL('../lanes-worker.ts', import.meta.url));
 const CONDITIONS = [
@@ -30,34 +32,14 @@ const P99_TARGET = 2;
 /** Hard limit per run beyond warmup and window: two tsx start-ups, the mesh connecting, the clean end, shutdown. */
 const RUN_OVERHEAD_LIMIT_MS = 30_000;
 
-interface LanesResult {
+/** downloadMiBps is NaN when there is no download. */
+interface LanesResult extends EchoFigures {
   condition: ConditionName;
   run: number;
   ok: boolean;
   error?: string;
-  callsPerSec: number;
-  p50Us: number;
-  p99Us: number;
-  /** The download's throughput beside the calls (NaN when there is none). */
-  downloadMiBps: number;
-  cpuClientPct: number;
-  cpuServerPct: number;
   /** Lane each call kind arrived on at the server, e.g. { echoOn_control: 9120, downloadOn_data: 1 }. */
   lanes: Record<string, number>;
-}
-
-/** Two free loopback ports: bound to 127.0.0.1:0 together (so distinct), then released for the nodes to take. */
-async function pickPorts(n: number): Promise<number[]> {
-  const servers = await Promise.all(
-    Array.from({ length: n }, () => new Promise<net.Server>((resolve, reject) => {
-      const s = net.createServer();
-      s.once('error', reject);
-      s.listen(0, '127.0.0.1', () => resolve(s));
-    })),
-  );
-  const ports = servers.map((s) => (s.address() as net.AddressInfo).port);
-  await Promise.all(servers.map((s) => new Promise((resolve) => s.close(resolve))));
-  return ports;
 }
 
 /** Throws unless every call took the lane the condition asks for. */
@@ -90,28 +72,13 @@ async function runCondition(c: Condition, run: number, seconds: number, pin: boo
   if (client.role !== 'scenario' || server.role !== 'scenario') throw new Error('expected scenario reports');
   if (c.download) checkTransfer(server, client);
   checkLanes(c, server);
-  if (client.latency.count === 0) throw new Error('no echo call completed inside the window');
-  const total = (r: ScenarioReport): number => cpuPct(r).user + cpuPct(r).sys;
-  return {
-    condition: c.name, run, ok: true,
-    callsPerSec: client.latency.count / (client.elapsedMs / 1000),
-    p50Us: client.latency.p50Us,
-    p99Us: client.latency.p99Us,
-    downloadMiBps: c.download ? receivedMiBps(client) : NaN,
-    cpuClientPct: total(client),
-    cpuServerPct: total(server),
-    lanes: server.facts,
-  };
+  const figures = echoFigures(client, server, c.download ? receivedMiBps(client) : NaN);
+  return { condition: c.name, run, ok: true, ...figures, lanes: server.facts };
 }
 
 export async function runLanesSuite(options: SuiteOptions): Promise<object> {
   const title = 'Mesh data lane: unary echo p50/p99, 32 bytes, c=1, idle vs. beside a bulk download on the same connection vs. on the data lane';
-  if (!options.systems.includes('gridwire')) {
-    const why = 'gridwire not in --only';
-    console.error(`bench: lanes suite SKIPPED: ${why}`);
-    console.log(`\n${title}\nnote: SKIPPED: ${why}`);
-    return { bench: 'lanes', skipped: why };
-  }
+  if (!options.systems.includes('gridwire')) return skipSuite('lanes', title, 'gridwire not in --only');
   const seconds = options.seconds ?? DEFAULT_SECONDS;
   const runs = options.runs ?? DEFAULT_RUNS;
 
@@ -124,16 +91,10 @@ export async function runLanesSuite(options: SuiteOptions): Promise<object> {
       try {
         const r = await runCondition(c, run, seconds, options.pin);
         results.push(r);
-        console.error(
-          `${label} ${r.callsPerSec.toFixed(0).padStart(6)} calls/s  p50 ${r.p50Us.toFixed(0)} µs  p99 ${r.p99Us.toFixed(0)} µs  ` +
-            `download ${fmt(r.downloadMiBps)} MiB/s  CPU ${r.cpuClientPct.toFixed(0)}/${r.cpuServerPct.toFixed(0)}%  lanes ${JSON.stringify(r.lanes)}`,
-        );
+        console.error(`${label} ${describeEcho(r)}  lanes ${JSON.stringify(r.lanes)}`);
       } catch (err) {
         const error = errorMessage(err);
-        results.push({
-          condition: c.name, run, ok: false, error, callsPerSec: NaN, p50Us: NaN, p99Us: NaN, downloadMiBps: NaN,
-          cpuClientPct: NaN, cpuServerPct: NaN, lanes: {},
-        });
+        results.push({ condition: c.name, run, ok: false, error, ...FAILED_ECHO, lanes: {} });
         console.error(`${label} FAILED: ${error}`);
       }
     }
@@ -174,32 +135,19 @@ export async function runLanesSuite(options: SuiteOptions): Promise<object> {
   return { bench: 'lanes', checks, downloadDataLaneVsSameConn: throughput, results: rows, config };
 }
 
-interface LanesRow {
+/** The figures are medians over the runs that succeeded. */
+interface LanesRow extends EchoFigures {
   condition: ConditionName;
   runsOk: number;
   runs: number;
-  callsPerSec: number;
-  p50Us: number;
-  p99Us: number;
   /** Median of the per-run p99 / idle p99 ratios. */
   p99VsIdle: number;
-  downloadMiBps: number;
-  cpuClientPct: number;
-  cpuServerPct: number;
   perRun: LanesResult[];
 }
 
 function summarise(condition: ConditionName, perRun: LanesResult[], ratios: number[]): LanesRow {
   const ok = perRun.filter((r) => r.ok);
-  const med = (f: (r: LanesResult) => number): number => median(ok.map(f));
-  return {
-    condition, runsOk: ok.length, runs: perRun.length,
-    callsPerSec: med((r) => r.callsPerSec), p50Us: med((r) => r.p50Us), p99Us: med((r) => r.p99Us),
-    p99VsIdle: median(ratios),
-    downloadMiBps: med((r) => r.downloadMiBps),
-    cpuClientPct: med((r) => r.cpuClientPct), cpuServerPct: med((r) => r.cpuServerPct),
-    perRun,
-  };
+  return { condition, runsOk: ok.length, runs: perRun.length, ...medianEcho(ok), p99VsIdle: median(ratios), perRun };
 }
 
 function formatRows(rows: LanesRow[]): string {

@@ -12,13 +12,12 @@
 //                after go        `go` sent -> last node done
 //   baselines  32 x `node -e ''` spawned at once, spawn -> last exit; 32 x importing the compiled library and exiting
 import { readFileSync } from 'node:fs';
-import net from 'node:net';
 import os from 'node:os';
 import { compileFleetWorkers, Fleet, timeSpawnExit, wallMs } from '../fleet/procs.js';
 import type { MeshNodeReport } from '../fleet/messages.js';
 import { median } from '../stats.js';
 import { fmt, markdownTable } from '../table.js';
-import { errorMessage, type SuiteOptions } from './suite.js';
+import { errorMessage, pickPorts, skipSuite, type SuiteOptions } from './suite.js';
 
 const NODES = 32;
 const DEFAULT_RUNS = 2;
@@ -73,20 +72,6 @@ interface MeshRun {
   importMs: number;
   cold: Formation | null;
   barrier: Formation | null;
-}
-
-/** Ports for the nodes: bound to 127.0.0.1:0 all at once (so distinct), then released for the nodes to take. */
-async function pickPorts(n: number): Promise<number[]> {
-  const servers = await Promise.all(
-    Array.from({ length: n }, () => new Promise<net.Server>((resolve, reject) => {
-      const s = net.createServer();
-      s.once('error', reject);
-      s.listen(0, '127.0.0.1', () => resolve(s));
-    })),
-  );
-  const ports = servers.map((s) => (s.address() as net.AddressInfo).port);
-  await Promise.all(servers.map((s) => new Promise((resolve) => s.close(resolve))));
-  return ports;
 }
 
 async function formMesh(nodeScript: string, barrier: boolean): Promise<Formation> {
@@ -196,10 +181,7 @@ export async function runMeshSuite(options: SuiteOptions): Promise<object> {
   try {
     nodeScript = `${compileFleetWorkers()}mesh-node.js`;
   } catch (err) {
-    const why = errorMessage(err);
-    console.error(`bench: mesh suite SKIPPED: ${why}`);
-    console.log(`\n${title}\nnote: SKIPPED: ${why}`);
-    return { bench: 'mesh', skipped: why };
+    return skipSuite('mesh', title, errorMessage(err));
   }
   const results: MeshRun[] = [];
   for (let run = 1; run <= runs; run++) {

@@ -3,11 +3,10 @@
 // (the echo loop and the download reader share the client process, as they would in an application). The two
 // variants alternate within each run, and the check is the per-run ratio of the two p99s.
 import type { ScenarioReport } from '../protocol.js';
-import { median } from '../stats.js';
 import { fmt, markdownTable } from '../table.js';
 import {
-  checkTransfer, cpuPct, errorMessage, formatChecks, probeGridwireStreams, ratioCheck, receivedMiBps, runScenario,
-  type RatioCheck, type SuiteOptions,
+  checkTransfer, describeEcho, echoFigures, errorMessage, FAILED_ECHO, formatChecks, medianEcho, probeGridwireStreams,
+  ratioCheck, receivedMiBps, runScenario, skipSuite, type EchoFigures, type RatioCheck, type SuiteOptions,
 } from './suite.js';
 
 const VARIANTS = [
@@ -20,43 +19,23 @@ const DEFAULT_SECONDS = 2;
 const DEFAULT_RUNS = 2;
 const P99_TARGET = 2;
 
-interface MixedResult {
+/** downloadMiBps is 0 on the idle connection. */
+interface MixedResult extends EchoFigures {
   variant: Variant['name'];
   run: number;
   ok: boolean;
   error?: string;
-  callsPerSec: number;
-  p50Us: number;
-  p99Us: number;
-  /** The download's throughput beside the calls (0 on the idle connection). */
-  downloadMiBps: number;
-  cpuClientPct: number;
-  cpuServerPct: number;
 }
 
 function toResult(variant: Variant, run: number, client: ScenarioReport, server: ScenarioReport): MixedResult {
   if (variant.scenario === 'unary-under-bulk') checkTransfer(server, client);
-  if (client.latency.count === 0) throw new Error('no echo call completed inside the window');
-  const total = (r: ScenarioReport): number => cpuPct(r).user + cpuPct(r).sys;
-  return {
-    variant: variant.name, run, ok: true,
-    callsPerSec: client.latency.count / (client.elapsedMs / 1000),
-    p50Us: client.latency.p50Us,
-    p99Us: client.latency.p99Us,
-    downloadMiBps: receivedMiBps(client),
-    cpuClientPct: total(client),
-    cpuServerPct: total(server),
-  };
+  return { variant: variant.name, run, ok: true, ...echoFigures(client, server, receivedMiBps(client)) };
 }
 
 export async function runMixedSuite(options: SuiteOptions): Promise<object> {
   const title = 'unary echo p99, 32 bytes, c=1, on an idle gridwire connection vs. beside a bulk download on the same one';
   const why = options.systems.includes('gridwire') ? await probeGridwireStreams() : 'gridwire not in --only';
-  if (why !== null) {
-    console.error(`bench: mixed suite SKIPPED: ${why}`);
-    console.log(`\n${title}\nnote: SKIPPED: ${why}`);
-    return { bench: 'mixed-unary-under-bulk', skipped: why };
-  }
+  if (why !== null) return skipSuite('mixed', title, why, 'mixed-unary-under-bulk');
   const seconds = options.seconds ?? DEFAULT_SECONDS;
   const runs = options.runs ?? DEFAULT_RUNS;
 
@@ -70,16 +49,10 @@ export async function runMixedSuite(options: SuiteOptions): Promise<object> {
         });
         const r = toResult(variant, run, client, server);
         results.push(r);
-        console.error(
-          `${label} ${r.callsPerSec.toFixed(0).padStart(6)} calls/s  p50 ${r.p50Us.toFixed(0)} µs  p99 ${r.p99Us.toFixed(0)} µs  ` +
-            `download ${r.downloadMiBps.toFixed(0)} MiB/s  CPU ${r.cpuClientPct.toFixed(0)}/${r.cpuServerPct.toFixed(0)}%`,
-        );
+        console.error(`${label} ${describeEcho(r)}`);
       } catch (err) {
         const error = errorMessage(err);
-        results.push({
-          variant: variant.name, run, ok: false, error, callsPerSec: NaN, p50Us: NaN, p99Us: NaN, downloadMiBps: NaN,
-          cpuClientPct: NaN, cpuServerPct: NaN,
-        });
+        results.push({ variant: variant.name, run, ok: false, error, ...FAILED_ECHO });
         console.error(`${label} FAILED: ${error}`);
       }
     }
@@ -101,29 +74,17 @@ export async function runMixedSuite(options: SuiteOptions): Promise<object> {
   return { bench: 'mixed-unary-under-bulk', checks, results: rows, config };
 }
 
-interface MixedRow {
+/** The figures are medians over the runs that succeeded. */
+interface MixedRow extends EchoFigures {
   variant: Variant['name'];
   runsOk: number;
   runs: number;
-  callsPerSec: number;
-  p50Us: number;
-  p99Us: number;
-  downloadMiBps: number;
-  cpuClientPct: number;
-  cpuServerPct: number;
   perRun: MixedResult[];
 }
 
 function summarise(perRun: MixedResult[], variant: Variant['name']): MixedRow {
   const ok = perRun.filter((r) => r.ok);
-  const med = (pick: (r: MixedResult) => number): number => median(ok.map(pick));
-  return {
-    variant, runsOk: ok.length, runs: perRun.length,
-    callsPerSec: med((r) => r.callsPerSec), p50Us: med((r) => r.p50Us), p99Us: med((r) => r.p99Us),
-    downloadMiBps: med((r) => r.downloadMiBps),
-    cpuClientPct: med((r) => r.cpuClientPct), cpuServerPct: med((r) => r.cpuServerPct),
-    perRun,
-  };
+  return { variant, runsOk: ok.length, runs: perRun.length, ...medianEcho(ok), perRun };
 }
 
 function formatRows(rows: MixedRow[]): string {

@@ -13,7 +13,7 @@ import { median } from '../stats.js';
 import { fmt, markdownTable } from '../table.js';
 import { compileScenarioWorker } from './compiled.js';
 import {
-  errorMessage, probeGridwireStreams, runScenario, type ScenarioReports, type ScenarioRunSpec, type SuiteOptions,
+  errorMessage, probeGridwireStreams, runScenario, skipSuite, type ScenarioReports, type ScenarioRunSpec, type SuiteOptions,
 } from './suite.js';
 
 const DEFAULT_RUNS = 1;
@@ -132,11 +132,7 @@ async function attempt<T>(label: string, run: () => Promise<T>, failed: (error: 
 export async function runRssSuite(options: SuiteOptions): Promise<object> {
   const title = 'gridwire memory (RSS, MiB), one loopback TCP connection, separate server and client processes';
   const why = options.systems.includes('gridwire') ? await probeGridwireStreams() : 'gridwire not in --only';
-  if (why !== null) {
-    console.error(`bench: rss suite SKIPPED: ${why}`);
-    console.log(`\n${title}\nnote: SKIPPED: ${why}`);
-    return { bench: 'rss', skipped: why };
-  }
+  if (why !== null) return skipSuite('rss', title, why);
   const runs = options.runs ?? DEFAULT_RUNS;
   const common = { pin: options.pin, nodeArgs: ['--expose-gc'], compiledWorker: compileScenarioWorker() };
   const idleSpec: ScenarioRunSpec = { ...IDLE_TIMING, ...common, waitArmed: true };

@@ -1,5 +1,7 @@
-// What every suite gets from run.ts and gives back, and the helpers the scenario suites (bulk, mixed, rss) share:
-// running one scenario in fresh processes, and same-run ratio checks against a target. No printing of tables here.
+// What every suite gets from run.ts and gives back, and the helpers the suites share: running one scenario in fresh
+// processes, free loopback ports, the figures of a c=1 echo (mixed, lanes), same-run ratio checks against a target,
+// and the SKIPPED section. No printing of tables here.
+import net from 'node:net';
 import { fileURLToPath } from 'node:url';
 import { runPair } from '../harness.js';
 import type { ScenarioReport } from '../protocol.js';
@@ -7,6 +9,7 @@ import { median } from '../stats.js';
 import type { SystemName } from '../systems/index.js';
 import type { ScenarioName, ScenarioSystem } from '../scenarios/index.js';
 import { MiB } from '../scenarios/scenario.js';
+import { fmt } from '../table.js';
 
 export interface SuiteOptions {
   /** --seconds when given; otherwise each suite uses its own default window. */
@@ -82,6 +85,77 @@ export function cpuPct(r: ScenarioReport): { user: number; sys: number } {
 }
 
 export const errorMessage = (err: unknown): string => (err instanceof Error ? err.message : String(err));
+
+/** Prints a suite's SKIPPED section (stdout) and its reason (stderr); returns the suite's JSON. */
+export function skipSuite(suite: string, title: string, why: string, bench = suite): { bench: string; skipped: string } {
+  console.error(`bench: ${suite} suite SKIPPED: ${why}`);
+  console.log(`\n${title}\nnote: SKIPPED: ${why}`);
+  return { bench, skipped: why };
+}
+
+/** `n` free loopback ports: bound to 127.0.0.1:0 all at once (so distinct), then released for the workers to take. */
+export async function pickPorts(n: number): Promise<number[]> {
+  const servers = await Promise.all(
+    Array.from({ length: n }, () => new Promise<net.Server>((resolve, reject) => {
+      const s = net.createServer();
+      s.once('error', reject);
+      s.listen(0, '127.0.0.1', () => resolve(s));
+    })),
+  );
+  const ports = servers.map((s) => (s.address() as net.AddressInfo).port);
+  await Promise.all(servers.map((s) => new Promise((resolve) => s.close(resolve))));
+  return ports;
+}
+
+// ---- a c=1 echo beside (or without) a download: the mixed and lanes suites ----
+
+/** What one run of a c=1 echo measured at the client, and what both sides cost (% of one core, user + system). */
+export interface EchoFigures {
+  callsPerSec: number;
+  p50Us: number;
+  p99Us: number;
+  /** The download's throughput beside the calls. */
+  downloadMiBps: number;
+  cpuClientPct: number;
+  cpuServerPct: number;
+}
+
+/** The figures of a failed run. */
+export const FAILED_ECHO: EchoFigures = {
+  callsPerSec: NaN, p50Us: NaN, p99Us: NaN, downloadMiBps: NaN, cpuClientPct: NaN, cpuServerPct: NaN,
+};
+
+/** The figures of one run; throws when no echo call completed inside the window. */
+export function echoFigures(client: ScenarioReport, server: ScenarioReport, downloadMiBps: number): EchoFigures {
+  if (client.latency.count === 0) throw new Error('no echo call completed inside the window');
+  const total = (r: ScenarioReport): number => cpuPct(r).user + cpuPct(r).sys;
+  return {
+    callsPerSec: client.latency.count / (client.elapsedMs / 1000),
+    p50Us: client.latency.p50Us,
+    p99Us: client.latency.p99Us,
+    downloadMiBps,
+    cpuClientPct: total(client),
+    cpuServerPct: total(server),
+  };
+}
+
+/** Each figure's median over the runs given (the ones that succeeded). */
+export function medianEcho(ok: readonly EchoFigures[]): EchoFigures {
+  const med = (pick: (r: EchoFigures) => number): number => median(ok.map(pick));
+  return {
+    callsPerSec: med((r) => r.callsPerSec), p50Us: med((r) => r.p50Us), p99Us: med((r) => r.p99Us),
+    downloadMiBps: med((r) => r.downloadMiBps),
+    cpuClientPct: med((r) => r.cpuClientPct), cpuServerPct: med((r) => r.cpuServerPct),
+  };
+}
+
+/** The progress line's figures: calls/s, p50, p99, download MiB/s and CPU client/server. */
+export function describeEcho(r: EchoFigures): string {
+  return (
+    `${r.callsPerSec.toFixed(0).padStart(6)} calls/s  p50 ${r.p50Us.toFixed(0)} µs  p99 ${r.p99Us.toFixed(0)} µs  ` +
+    `download ${fmt(r.downloadMiBps)} MiB/s  CPU ${r.cpuClientPct.toFixed(0)}/${r.cpuServerPct.toFixed(0)}%`
+  );
+}
 
 // ---- same-run ratio checks ----
 
