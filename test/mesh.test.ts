@@ -290,3 +290,30 @@ void describe('mesh: the data lane', () => {
     assert.ok(who !== undefined && lanes(from, 'control').has(who.session), 'the unary back went over control');
   });
 });
+
+void describe('mesh: a pool of control connections', () => {
+  void test('a call refused by a busy connection (maxConcurrentStreams 1, a cancelled handler still running) is retried on the other connection of the pool', { timeout: 10_000 }, async (t) => {
+    const urls = { a: `unix://${socketPath()}`, b: `unix://${socketPath()}` };
+    const [dialer, acceptor] = dialsTo('a', 'b') ? ['a', 'b'] : ['b', 'a'];
+    const probe = new Probe();
+    const serving = await startMesh(t, { name: acceptor!, listen: urls[acceptor as 'a' | 'b'], peers: { [dialer!]: urls[dialer as 'a' | 'b'] }, services: [svcService(acceptor!, probe)], maxConcurrentStreams: 1, connectionsPerPeer: 2 });
+    const calling = await startMesh(t, { name: dialer!, listen: urls[dialer as 'a' | 'b'], peers: { [acceptor!]: urls[acceptor as 'a' | 'b'] }, services: [svcService(dialer!)], connectionsPerPeer: 2 });
+    const peer = calling.peer(acceptor!);
+    await peer.whenReady({ timeoutMs: 3000 });
+    await until(() => [...peer.sessions.values()].every((set) => set.size === 1) && peer.sessions.size === 2, 3000, 'both pooled connections');
+    void serving;
+    const client = peer.client(Svc);
+    // occupy the only slot of one connection: the handler ignores its cancellation and runs 1.5 s
+    const stop = new AbortController();
+    const held = client.sleep(1500, { signal: stop.signal }).catch(() => undefined);
+    await until(() => probe.count('sleep') === 1, 2000, 'the slow handler to start');
+    stop.abort();
+    await held;
+    // each call goes to one connection or the other; the busy one refuses, and the retry must take the other
+    for (let i = 0; i < 6; i++) {
+      const answer = await client.whoami(`call ${i}`, { timeoutMs: 1000 });
+      assert.equal(answer.echo, `call ${i}`);
+    }
+    assert.equal(probe.count('whoami'), 6, 'every call ran exactly once');
+  });
+});

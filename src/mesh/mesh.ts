@@ -231,9 +231,9 @@ export class MeshPeer extends EventEmitter<{ state: [PeerStateEvent] }> {
     if (dataLane) labels.push('data');
     for (const label of labels) this.lanes.set(label, this.newLane(label));
     this.clients = new RoutedClients({
-      pick: (kind) => this.pick(kind),
-      wait: (_kind, failFast, signal, deadline) => this.firstControl().whenReady(signal, deadline, failFast),
-      dialing: () => this.firstControl().dialing,
+      pick: (kind, avoid) => this.pick(kind, avoid),
+      wait: (_kind, failFast, signal, deadline) => this.whenAnyControlReady(signal, deadline, failFast),
+      dialing: () => this.controls().some((link) => link.dialing),
       unavailable: () => this.firstControl().unavailable(),
     });
   }
@@ -333,7 +333,29 @@ export class MeshPeer extends EventEmitter<{ state: [PeerStateEvent] }> {
     return this.lanes.get('control') ?? this.lanes.get('control.0')!;
   }
 
-  private pick(kind: MethodKind): RpcSession | undefined {
+  private controls(): Link[] {
+    return [...this.lanes].filter(([label]) => label !== 'data').map(([, link]) => link);
+  }
+
+  /** The first control connection of the pool to be ready; the other waits are withdrawn once one is. */
+  private whenAnyControlReady(signal: AbortSignal | undefined, deadline: number | undefined, failFast: boolean): Promise<RpcSession> {
+    const controls = this.controls();
+    if (controls.length === 1) return controls[0]!.whenReady(signal, deadline, failFast);
+    const done = new AbortController();
+    const joined = signal === undefined ? done.signal : AbortSignal.any([signal, done.signal]);
+    return Promise.any(controls.map((link) => link.whenReady(joined, deadline, failFast))).then(
+      (session) => {
+        done.abort();
+        return session;
+      },
+      (failures: AggregateError) => {
+        done.abort();
+        throw failures.errors[0];
+      },
+    );
+  }
+
+  private pick(kind: MethodKind, avoid?: RpcSession): RpcSession | undefined {
     if (this.closed) return undefined;
     if (kind === 'upload' || kind === 'download') {
       const data = this.lanes.get('data')?.session;
@@ -348,7 +370,8 @@ export class MeshPeer extends EventEmitter<{ state: [PeerStateEvent] }> {
       if (link === this.lanes.get('data')) continue;
       const session = link.session;
       if (session === undefined || !session.acceptsCalls) continue;
-      const load = session.core.streamCount;
+      // the session to avoid counts as fully loaded: taken only when it is the only one
+      const load = session === avoid ? Number.MAX_SAFE_INTEGER : session.core.streamCount;
       if (load < bestLoad) {
         best = session;
         bestLoad = load;

@@ -26,8 +26,8 @@ import { discardSource, type ByteSource } from '../rpc/sender.js';
 import type { MethodDescriptor, MethodKind, MethodMap, ServiceDef } from '../rpc/service.js';
 
 export interface Router {
-  /** The session a call of `kind` should start on now, if one is ready. */
-  pick(kind: MethodKind): RpcSession | undefined;
+  /** The session a call of `kind` should start on now, if one is ready; one other than `avoid` if there is one. */
+  pick(kind: MethodKind, avoid?: RpcSession): RpcSession | undefined;
   /** A session for `kind` once one is ready; `failFast` waits only for a dial in progress. */
   wait(kind: MethodKind, failFast: boolean, signal: AbortSignal | undefined, deadline: number | undefined): Promise<RpcSession>;
   /** True when a fail-fast call should wait: a dial for `kind`'s link is in progress. */
@@ -109,8 +109,8 @@ function deadlineOf(options: CallOptions | undefined): number | undefined {
   return d === undefined ? undefined : typeof d === 'number' ? d : d.getTime();
 }
 
-async function acquire(router: Router, kind: MethodKind, options: CallOptions | undefined): Promise<RpcSession> {
-  const session = router.pick(kind);
+async function acquire(router: Router, kind: MethodKind, options: CallOptions | undefined, avoid?: RpcSession): Promise<RpcSession> {
+  const session = router.pick(kind, avoid);
   if (session !== undefined) return session;
   const waitForReady = options?.waitForReady === true;
   if (!waitForReady && !router.dialing(kind)) throw router.unavailable(kind);
@@ -128,7 +128,8 @@ async function routedUnary(router: Router, descriptor: MethodDescriptor, request
   } catch (error) {
     if (!transparentlyRetryable(error)) throw error;
   }
-  return callUnary(await acquire(router, 'unary', options), descriptor, request, options);
+  // another connection of a pool, if there is one: the first may have refused for being busy
+  return callUnary(await acquire(router, 'unary', options, first), descriptor, request, options);
 }
 
 function startOn<T>(
