@@ -119,6 +119,8 @@ const MAX_REPLIES_WHILE_BLOCKED = 1000;
 const MAX_OUTSTANDING_PINGS = 16;
 /** After we end our side, how long the peer has to close before we destroy the socket. */
 const CLOSE_LINGER_MS = 2_000;
+/** Per-turn read budget of a connection labelled `data` (a mesh's bulk lane); see SocketTransport.setReadBudget. */
+const DATA_LANE_READ_BUDGET_BYTES = 64 * 1024;
 /** Pings the peer may send in a burst before the average rate (peerPingIntervalMs) is enforced. */
 const PEER_PING_BURST = 16;
 /** Pings beyond the permitted rate that are forgiven; the next one closes the connection (gRPC's MAX_PING_STRIKES). */
@@ -565,6 +567,8 @@ export class Session implements StreamHost {
     this.openQueued();
     this.startKeepalive();
     this.writer.release(); // an idle connection holds no write slab; the first call allocates one (no-op if queued)
+    // a bulk lane yields the event loop every 64 KiB read, so the control connections of this process stay responsive
+    if (this.options.label === 'data' || settings.label === 'data') this.transport.setReadBudget?.(DATA_LANE_READ_BUDGET_BYTES);
     this.resolveReady();
   }
 

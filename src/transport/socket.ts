@@ -8,6 +8,10 @@ import type { PeerInfo, Transport, TransportSink } from './transport.js';
 export class SocketTransport implements Transport {
   private sink: TransportSink | undefined;
   private closed = false;
+  /** Bytes this socket may deliver per event-loop turn; 0 = no limit. */
+  private readBudget = 0;
+  private readThisTurn = 0;
+  private yielded = false;
 
   constructor(
     private readonly socket: Socket,
@@ -21,7 +25,16 @@ export class SocketTransport implements Transport {
     if (this.sink) throw new Error('transport already attached');
     this.sink = sink;
     const socket = this.socket;
-    socket.on('data', (chunk: Buffer) => sink.onData(chunk));
+    socket.on('data', (chunk: Buffer) => {
+      if (this.readBudget === 0) return sink.onData(chunk);
+      if (this.readThisTurn === 0) setImmediate(this.nextTurn);
+      this.readThisTurn += chunk.length;
+      sink.onData(chunk);
+      if (this.readThisTurn >= this.readBudget && !this.yielded && !this.closed) {
+        this.yielded = true;
+        socket.pause();
+      }
+    });
     socket.on('end', () => sink.onEnd());
     socket.on('drain', () => sink.onDrain());
     // 'error' is always followed by 'close'; remember it so close can report it
@@ -40,6 +53,24 @@ export class SocketTransport implements Transport {
     }
     socket.resume();
   }
+
+  /**
+   * libuv reads a ready socket up to 32 times per loop turn: a bulk connection would hold the event loop for ~2 MiB of
+   * processing while another connection's small reply waited. With a budget, the socket pauses once it has delivered
+   * that much in one turn and resumes after the turn's other I/O (setImmediate runs after the poll phase). A paused
+   * stream may still hold up to its highWaterMark, so a turn delivers a few chunks past the budget, not 32.
+   */
+  setReadBudget(bytes: number): void {
+    this.readBudget = bytes;
+  }
+
+  private readonly nextTurn = (): void => {
+    this.readThisTurn = 0;
+    if (this.yielded) {
+      this.yielded = false;
+      if (!this.closed) this.socket.resume();
+    }
+  };
 
   write(chunks: readonly Uint8Array[]): boolean {
     if (this.closed || this.socket.writableEnded) return false;

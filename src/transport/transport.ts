@@ -32,4 +32,6 @@ export interface Transport {
   end(): void;
   /** Closes at once, dropping unwritten bytes. */
   destroy(error?: Error): void;
+  /** Optional: at most this many bytes delivered per event-loop turn (0 = no limit), so other connections get read. */
+  setReadBudget?(bytes: number): void;
 }
