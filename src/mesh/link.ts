@@ -219,7 +219,7 @@ export class Link extends EventEmitter<{ state: [LinkStateEvent] }> {
       timer = setTimeout(() => resolve(false), DUPLICATE_PROBE_MS);
       timer.unref();
     });
-    // a ping refused because 16 of the application's own await answers proves nothing against the connection
+    // a ping refused because 16 of the application's own pings await answers proves nothing against the connection
     const answered = current.ping().then(
       () => true,
       (error: unknown) => error instanceof SessionError && error.status === Status.RESOURCE_EXHAUSTED,

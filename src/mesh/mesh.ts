@@ -75,12 +75,16 @@ export class Mesh extends EventEmitter<{ peer: [PeerStateEvent] }> {
   private started = false;
   private starting: Promise<void> | undefined;
   private stopped = false;
+  /** What every session of this node is made with: the options minus the mesh's own, with our name. */
+  private readonly sessionOptions: RpcSessionOptions;
 
   constructor(private readonly options: MeshOptions) {
     super();
-    resolveSessionOptions({ ...options, nodeName: options.name });
     if (typeof options.name !== 'string' || options.name === '') throw new TypeError('mesh name must be a non-empty string');
-    this.name = options.name;
+    const { peers: _p, listen: _l, name, reconnect: _r, dataLane: _d, connectionsPerPeer: _c, fallbackDialAfterMs: _f, log: _log, admit: _a, ...session } = options;
+    this.sessionOptions = { ...session, nodeName: name };
+    resolveSessionOptions(this.sessionOptions); // a bad option throws here, not at the first connection
+    this.name = name;
     // a restarted node is redialed by its peers only (no storm to spread), and a cluster starting up retries briskly
     this.reconnect = resolveReconnectOptions(options.reconnect, { lossSpreadMs: 2_000, initialDelayMs: 250, startupRetryMs: 10_000 });
     this.log = options.log ?? stderrLog;
@@ -115,10 +119,8 @@ export class Mesh extends EventEmitter<{ peer: [PeerStateEvent] }> {
 
   private async bindAndDial(): Promise<void> {
     if (this.options.listen !== undefined) {
-      const { peers: _peers, listen: url, name: _name, reconnect: _r, dataLane: _d, connectionsPerPeer: _c, fallbackDialAfterMs: _f, ...sessionOptions } = this.options;
-      this.server = await listen(url, {
-        ...sessionOptions,
-        nodeName: this.name,
+      this.server = await listen(this.options.listen, {
+        ...this.sessionOptions,
         log: this.log,
         admit: (peer) => this.admit(peer),
         onSession: (session) => this.onInbound(session),
@@ -149,10 +151,7 @@ export class Mesh extends EventEmitter<{ peer: [PeerStateEvent] }> {
       log: this.log,
       // a node nobody can dial (no listen address) dials at once, whichever side the hash picked
       fallbackDialAfterMs: this.options.listen === undefined ? 0 : (this.options.fallbackDialAfterMs ?? 3_000),
-      connectOptions: () => {
-        const { peers: _p, listen: _l, name: _n, reconnect: _r, dataLane: _d, connectionsPerPeer: _c, fallbackDialAfterMs: _f, log: _log, ...rest } = this.options;
-        return { ...rest, nodeName: this.name };
-      },
+      sessionOptions: this.sessionOptions,
       onState: (event) => this.emit('peer', event),
       admit: this.options.admit,
     });
@@ -204,7 +203,8 @@ interface PeerContext {
   reconnect: ResolvedReconnectOptions;
   log: LogFn;
   fallbackDialAfterMs: number;
-  connectOptions(): RpcSessionOptions;
+  /** The node's session options (with its name), for every dial. */
+  sessionOptions: RpcSessionOptions;
   onState(event: PeerStateEvent): void;
 }
 
@@ -302,7 +302,7 @@ export class MeshPeer extends EventEmitter<{ state: [PeerStateEvent] }> {
       url: this.url,
       // the address may lead to another node (a typo, a reused address): calls meant for this peer must not run there
       options: {
-        ...this.context.connectOptions(),
+        ...this.context.sessionOptions,
         label,
         admit: (peer) =>
           peer.nodeName === expected
@@ -316,7 +316,7 @@ export class MeshPeer extends EventEmitter<{ state: [PeerStateEvent] }> {
 
   private onLaneState(lane: string, event: LinkStateEvent): void {
     let state: PeerState;
-    const controls = [...this.lanes].filter(([label]) => label !== 'data').map(([, link]) => link.state);
+    const controls = this.controls().map((link) => link.state);
     if (this.closed) state = 'closed';
     else if (controls.includes('ready')) state = 'ready';
     else if (controls.includes('connecting')) state = 'connecting';
