@@ -7,6 +7,11 @@ import { FRAME_HEADER_BYTES } from '../wire/constants.js';
 import { writeFrameHeader } from '../wire/frame.js';
 
 const SLAB_BYTES = 64 * 1024;
+/**
+ * A fresh or released writer starts with a slab this small (from Node's shared pool) and doubles it on each refill up
+ * to SLAB_BYTES: an idle connection's keepalive PING must not buy back the 64 KiB that release() let go.
+ */
+const FIRST_SLAB_BYTES = 2 * 1024;
 const ZERO_COPY_BYTES = 8 * 1024;
 const EMPTY = new Uint8Array(0);
 const NO_SLAB = Buffer.alloc(0);
@@ -14,6 +19,7 @@ const NO_SLAB = Buffer.alloc(0);
 export class FrameWriter {
   /** Allocated on first use and dropped by release(): an idle connection holds no slab (its pages count in RSS). */
   private slab: Buffer = NO_SLAB;
+  private nextSlabBytes = FIRST_SLAB_BYTES;
   private start = 0;
   private pos = 0;
   private segments: Uint8Array[] = [];
@@ -74,6 +80,7 @@ export class FrameWriter {
   release(): void {
     if (this.size > 0) return;
     this.slab = NO_SLAB;
+    this.nextSlabBytes = FIRST_SLAB_BYTES;
     this.start = 0;
     this.pos = 0;
   }
@@ -81,7 +88,8 @@ export class FrameWriter {
   private reserve(n: number): void {
     if (this.pos + n <= this.slab.length) return;
     this.cut();
-    this.slab = Buffer.allocUnsafe(Math.max(SLAB_BYTES, n));
+    this.slab = Buffer.allocUnsafe(Math.max(this.nextSlabBytes, n));
+    this.nextSlabBytes = Math.min(SLAB_BYTES, this.nextSlabBytes * 2);
     this.start = 0;
     this.pos = 0;
   }
