@@ -201,25 +201,14 @@ void describe('reconnect: the server process is SIGKILLed mid-call, then started
 
 // ---------------------------------------------------------------- transparent retry
 
-/**
- * A raw server that speaks HELLO and refuses every stream (RESET REFUSED, UNAVAILABLE), counting OPENs by method.
- */
-async function refuseEverything(t: TestContext): Promise<{ url: string; opens: Map<number, number>; total(): number }> {
-  const opens = new Map<number, number>();
+/** A Unix socket server that hands each connection to `onSocket`; its sockets are destroyed and it closes after the test. */
+async function rawUnixServer(t: TestContext, onSocket: (socket: Socket) => void): Promise<string> {
   const sockets = new Set<Socket>();
   const server = createServer((socket) => {
     sockets.add(socket);
     socket.on('error', () => undefined);
     socket.on('close', () => sockets.delete(socket));
-    socket.write(helloFrame({ nodeName: 'refuser' }));
-    socket.on(
-      'data',
-      frameSplitter((header) => {
-        if (header.type !== FrameType.OPEN) return;
-        opens.set(header.streamId, (opens.get(header.streamId) ?? 0) + 1);
-        socket.write(encodeFrame({ type: FrameType.RESET, flags: Flag.REFUSED, streamId: header.streamId, payload: encodeReset(Status.UNAVAILABLE, 'refused by the test') }));
-      }),
-    );
+    onSocket(socket);
   });
   const url = unixUrl(t);
   await new Promise<void>((resolve) => server.listen(new URL(url).pathname, resolve));
@@ -230,6 +219,25 @@ async function refuseEverything(t: TestContext): Promise<{ url: string; opens: M
         server.close(() => resolve());
       }),
   );
+  return url;
+}
+
+/**
+ * A raw server that speaks HELLO and refuses every stream (RESET REFUSED, UNAVAILABLE), counting OPENs by method.
+ */
+async function refuseEverything(t: TestContext): Promise<{ url: string; opens: Map<number, number>; total(): number }> {
+  const opens = new Map<number, number>();
+  const url = await rawUnixServer(t, (socket) => {
+    socket.write(helloFrame({ nodeName: 'refuser' }));
+    socket.on(
+      'data',
+      frameSplitter((header) => {
+        if (header.type !== FrameType.OPEN) return;
+        opens.set(header.streamId, (opens.get(header.streamId) ?? 0) + 1);
+        socket.write(encodeFrame({ type: FrameType.RESET, flags: Flag.REFUSED, streamId: header.streamId, payload: encodeReset(Status.UNAVAILABLE, 'refused by the test') }));
+      }),
+    );
+  });
   return { url, opens, total: () => [...opens.values()].reduce((a, b) => a + b, 0) };
 }
 
@@ -473,24 +481,11 @@ void describe('reconnect: a connection refused right after its handshake', () =>
     },
     async (t) => {
       let connections = 0;
-      const sockets = new Set<Socket>();
-      const server = createServer((socket) => {
+      const url = await rawUnixServer(t, (socket) => {
         connections++;
-        sockets.add(socket);
-        socket.on('error', () => undefined);
-        socket.on('close', () => sockets.delete(socket));
         const goaway = encodeFrame({ type: FrameType.GOAWAY, flags: 0, streamId: 0, payload: encodeGoaway(0, ConnectionCode.NO_ERROR, 'go away') });
         socket.end(Buffer.concat([helloFrame(), goaway]));
       });
-      const url = unixUrl(t);
-      await new Promise<void>((resolve) => server.listen(new URL(url).pathname, resolve));
-      t.after(
-        () =>
-          new Promise<void>((resolve) => {
-            for (const s of sockets) s.destroy();
-            server.close(() => resolve());
-          }),
-      );
       const ch = openChannel(t, url);
       const seen = deferred<void>();
       ch.on('state', (e) => e.state === 'backoff' && seen.resolve());
