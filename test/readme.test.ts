@@ -167,6 +167,8 @@ void test('the README channel and mesh example works as written (unix sockets in
     await mesh.removePeer('n3');
     assert.throws(() => mesh.peer('n3'), /no peer named "n3"/);
     assert.ok(states.some((line) => line.startsWith('n2 control ready')), `n2's state events: ${JSON.stringify(states)}`);
+    await n2.sessions.get('control')!.values().next().value!.ping();
+    assert.equal(typeof n2.rttMs, 'number', 'the peer exposes the RTT of its control connection');
     await mesh.stop();
     assert.equal(n2.state, 'closed');
   } finally {

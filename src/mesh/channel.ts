@@ -47,6 +47,11 @@ export class Channel {
     return this.link.session;
   }
 
+  /** Round-trip time of the current connection's last answered ping (keepalive or `session.ping()`), in ms. */
+  get rttMs(): number | undefined {
+    return this.link.session?.rttMs;
+  }
+
   /** Listens to state changes: `channel.on('state', ({ state, error, delayMs }) => ...)`. */
   on(event: 'state', listener: (event: LinkStateEvent) => void): this {
     this.link.on(event, listener);

@@ -243,6 +243,11 @@ export class MeshPeer extends EventEmitter<{ state: [PeerStateEvent] }> {
     return this.peerState;
   }
 
+  /** Round-trip time of the first control connection's last answered ping (keepalive or `ping()`), in ms. */
+  get rttMs(): number | undefined {
+    return this.firstControl().session?.rttMs;
+  }
+
   /** Open sessions to this peer per lane (`control`, `control.N`, `data`), including ones still finishing calls. */
   get sessions(): Map<string, ReadonlySet<RpcSession>> {
     return new Map([...this.lanes].map(([label, link]) => [label, link.sessions]));
