@@ -183,6 +183,26 @@ function enter(p: Probe, signal: AbortSignal): void {
   p.started.resolve();
 }
 
+/** A `sum` handler that records into `p`: its start and abort reason, each request, what its iterator threw, its return. */
+function recordingSum(p: Probe): StreamHandlers['sum'] {
+  return async (requests, ctx) => {
+    enter(p, ctx.signal);
+    let total = 0;
+    try {
+      for await (const x of requests) {
+        p.seen.push(x);
+        total += x;
+      }
+    } catch (error) {
+      p.requestError = error;
+      throw error;
+    } finally {
+      p.returned.resolve();
+    }
+    return total;
+  };
+}
+
 function assertReason(reason: unknown, code: Status, what: string): void {
   assertStatus(reason, code, `${what}: the handler's signal.reason`);
 }
@@ -673,22 +693,7 @@ void describe('streams: errors', () => {
     const { caller, callee } = await env.open({
       services: [
         streams({
-          async sum(requests, ctx) {
-            enter(p, ctx.signal);
-            let total = 0;
-            try {
-              for await (const x of requests) {
-                p.seen.push(x);
-                total += x;
-              }
-            } catch (error) {
-              p.requestError = error;
-              throw error;
-            } finally {
-              p.returned.resolve();
-            }
-            return total;
-          },
+          sum: recordingSum(p),
         }),
       ],
     });
@@ -861,22 +866,7 @@ void describe('streams: cancellation', () => {
     const { caller, callee } = await env.open({
       services: [
         streams({
-          async sum(requests, ctx) {
-            enter(p, ctx.signal);
-            let total = 0;
-            try {
-              for await (const x of requests) {
-                p.seen.push(x);
-                total += x;
-              }
-            } catch (error) {
-              p.requestError = error;
-              throw error;
-            } finally {
-              p.returned.resolve();
-            }
-            return total;
-          },
+          sum: recordingSum(p),
         }),
       ],
     });
@@ -926,19 +916,7 @@ void describe('streams: cancellation', () => {
               ticks.returned.resolve();
             }
           },
-          async sum(requests, ctx) {
-            enter(sum, ctx.signal);
-            let total = 0;
-            try {
-              for await (const x of requests) total += x;
-            } catch (error) {
-              sum.requestError = error;
-              throw error;
-            } finally {
-              sum.returned.resolve();
-            }
-            return total;
-          },
+          sum: recordingSum(sum),
           async *chat(requests, ctx) {
             enter(chat, ctx.signal);
             try {
