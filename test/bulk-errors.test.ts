@@ -126,6 +126,20 @@ async function quiet(caller: RpcSession, callee: RpcSession): Promise<void> {
   await until(() => caller.core.streamCount === 0 && callee.core.streamCount === 0, 2000, 'no stream left on either side');
 }
 
+/**
+ * After an upload that failed with `status` mid-transfer: the handler stopped reading, its body and signal failed with
+ * that status (never a clean end), the caller's source ran its finally, no stream is left, and the connection is whole.
+ */
+async function assertUploadStopped(log: UploadLog, source: Endless, status: Status, caller: RpcSession, callee: RpcSession): Promise<void> {
+  await within(log.finished.promise, 2000, 'the handler stopped reading');
+  assert.equal(log.cleanEnd, false, 'never a clean end');
+  assertRpcError(log.bodyError, status, "the handler's body");
+  assertRpcError(log.ctx?.signal.reason, status, "the handler's signal");
+  await within(source.stoppedSignal.promise, 2000, "the source's finally");
+  await quiet(caller, callee);
+  await assertConnectionWhole(caller);
+}
+
 /** A transfer each way of 16 connection windows: completes only if the connection's credit all came back. */
 async function assertConnectionWhole(caller: RpcSession): Promise<void> {
   const size = 16 * CONNECTION_WINDOW + 1;
@@ -548,13 +562,7 @@ void describe('bulk: cancel', () => {
       controller.abort();
       await rejectsWithStatus(call, Status.CANCELLED, 'the upload');
       assert.ok(performance.now() - start < 100, 'CANCELLED at once (within 100 ms, with data in flight)');
-      await within(log.finished.promise, 2000, 'the handler stopped reading');
-      assert.equal(log.cleanEnd, false, 'never a clean end');
-      assertRpcError(log.bodyError, Status.CANCELLED, "the handler's body");
-      assertRpcError(log.ctx?.signal.reason, Status.CANCELLED, "the handler's signal");
-      await within(source.stoppedSignal.promise, 2000, "the source's finally");
-      await quiet(caller, callee);
-      await assertConnectionWhole(caller);
+      await assertUploadStopped(log, source, Status.CANCELLED, caller, callee);
     },
     kinds,
   );
@@ -662,13 +670,7 @@ void describe('bulk: deadlines', () => {
       const elapsed = performance.now() - start;
       assert.ok(elapsed >= TIMEOUT_MS - 1 && elapsed <= TIMEOUT_MS + 250, `DEADLINE_EXCEEDED after ${elapsed.toFixed(0)} ms`);
       assert.ok(log.tally.bytes > 0, 'the transfer was under way');
-      await within(log.finished.promise, 2000, 'the handler stopped reading');
-      assert.equal(log.cleanEnd, false, 'never a clean end');
-      assertRpcError(log.bodyError, Status.DEADLINE_EXCEEDED, "the handler's body");
-      assertRpcError(log.ctx?.signal.reason, Status.DEADLINE_EXCEEDED, "the handler's signal");
-      await within(source.stoppedSignal.promise, 2000, "the source's finally");
-      await quiet(caller, callee);
-      await assertConnectionWhole(caller);
+      await assertUploadStopped(log, source, Status.DEADLINE_EXCEEDED, caller, callee);
     },
     kinds,
   );
