@@ -3,28 +3,20 @@
 // and the server answers with its count (8 bytes) before closing. Download: the client writes one byte to start it;
 // the server writes until the second mark and closes; the orchestrator checks the server's count against the client's.
 import net from 'node:net';
-import { splitHostPort } from '../systems/raw.js';
+import { listenLoopback, splitHostPort } from '../systems/raw.js';
 import { pump } from './pump.js';
 import { CHUNK_BYTES, checkCount, deferred, type Scenario } from './scenario.js';
 
 const CHUNK = Buffer.alloc(CHUNK_BYTES, 0x5a);
 const COUNT_BYTES = 8;
 
-async function listenOnce(onConnection: (socket: net.Socket) => void): Promise<{ target: string; close(): Promise<void> }> {
+function listenOnce(onConnection: (socket: net.Socket) => void): Promise<{ target: string; close(): Promise<void> }> {
   // allowHalfOpen: the upload server still answers with its count after the client has half-closed.
   const server = net.createServer({ allowHalfOpen: true }, function rawOnConnection(socket) {
     socket.setNoDelay(true);
     onConnection(socket);
   });
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', resolve);
-  });
-  const { port } = server.address() as net.AddressInfo;
-  return {
-    target: `127.0.0.1:${port}`,
-    close: () => new Promise<void>((resolve) => server.close(() => resolve())),
-  };
+  return listenLoopback(server);
 }
 
 async function dial(target: string): Promise<net.Socket> {

@@ -48,8 +48,8 @@ function onServerConnection(socket: net.Socket): void {
   });
 }
 
-async function startServer(): Promise<BenchServer> {
-  const server = net.createServer(onServerConnection);
+/** Listens on an ephemeral loopback port: the target to dial and how to close it. */
+export async function listenLoopback(server: net.Server): Promise<BenchServer> {
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
     server.listen(0, '127.0.0.1', resolve);
@@ -59,6 +59,10 @@ async function startServer(): Promise<BenchServer> {
     target: `127.0.0.1:${port}`,
     close: () => new Promise<void>((resolve) => server.close(() => resolve())),
   };
+}
+
+function startServer(): Promise<BenchServer> {
+  return listenLoopback(net.createServer(onServerConnection));
 }
 
 async function connectClient(target: string, onReply: ReplyFn): Promise<BenchClient> {
