@@ -27,17 +27,18 @@ export type { ByteSource } from './rpc/sender.js';
 /** A connection with services on both sides: `session.client(Service)`, `ping()`, `close()`. */
 export { RpcSession } from './rpc/rpc-session.js';
 /** Accept connections, dial one, or run a session over any Transport. */
-export { listen, connect } from './endpoints.js';
+export { listen, connect } from './endpoint/endpoints.js';
 /** Connections that stay up: a channel redials one address; a mesh keeps one connection per pair of named nodes. */
-export { channel, Channel } from './mesh/channel.js';
-export type { ChannelOptions } from './mesh/channel.js';
-export type { ReconnectOptions } from './mesh/backoff.js';
-export type { LinkState, LinkStateEvent } from './mesh/link.js';
+export { channel, Channel } from './channel/channel.js';
+export type { ChannelOptions } from './channel/channel.js';
+export type { ReconnectOptions } from './channel/backoff.js';
+export type { LinkState, LinkStateEvent } from './channel/link.js';
 export type { LogFn, LogLevel } from './log.js';
-export { Mesh, MeshPeer, dialsTo } from './mesh/mesh.js';
+export { Mesh, dialsTo } from './mesh/mesh.js';
+export { MeshPeer } from './mesh/mesh-peer.js';
 export type { MeshOptions, PeerState, PeerStateEvent } from './mesh/mesh.js';
 export { createSession } from './rpc/rpc-session.js';
-export type { ListenOptions, ConnectOptions, Server } from './endpoints.js';
+export type { ListenOptions, ConnectOptions, Server } from './endpoint/endpoints.js';
 export type { CallOptions } from './rpc/client-call.js';
 export type { CallContext } from './rpc/context.js';
 /** The error every failed call rejects with, and its gRPC-style codes. */

@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { Backoff, resolveReconnectOptions } from '../src/mesh/backoff.js';
+import { Backoff, resolveReconnectOptions } from '../src/channel/backoff.js';
 import { dialsTo } from '../src/mesh/mesh.js';
 
 void test('backoff: full jitter under a cap that doubles per failure up to maxDelayMs', () => {

@@ -1,12 +1,12 @@
 /**
- * The Link state machine (src/mesh/link.ts) driven directly, over in-memory pairs and a silent TCP server: the
+ * The Link state machine (src/channel/link.ts) driven directly, over in-memory pairs and a silent TCP server: the
  * orderings a mesh meets rarely but must get right.
  */
 import assert from 'node:assert/strict';
 import { createServer, type Socket } from 'node:net';
 import { test } from 'node:test';
 import { createMemoryPair, createSession, type RpcSession } from '../src/index.js';
-import { Link } from '../src/mesh/link.js';
+import { Link } from '../src/channel/link.js';
 import type { MemoryTransport } from '../src/transport/memory.js';
 import { sleep, until, within } from './helpers.js';
 

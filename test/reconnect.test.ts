@@ -425,7 +425,7 @@ void describe('reconnect: a fleet after a server restart', () => {
     `${CLIENTS} channels with the DEFAULT reconnect options spread their reconnects: no 1 s window holds more than 20 % of the attempts`,
     {
       // lossSpreadMs 10 s (channel default) with retries after a loss capped at >= 5 s: a Monte Carlo of
-      // src/mesh/backoff.ts puts the busiest second at 15 % median, 19 % at the 99th percentile for a 0.5 s restart.
+      // src/channel/backoff.ts puts the busiest second at 15 % median, 19 % at the 99th percentile for a 0.5 s restart.
       timeout: 25_000,
     },
     async (t) => {

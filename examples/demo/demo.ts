@@ -5,8 +5,8 @@
  */
 import { fork } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
-import type { RpcError } from '../index.js';
-import { listen, serve, type RpcSession } from '../index.js';
+import type { RpcError } from '../../src/index.js';
+import { listen, serve, type RpcSession } from '../../src/index.js';
 import { Agent, Controller } from './demo-services.js';
 
 function log(line: string): void {

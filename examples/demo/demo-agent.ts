@@ -2,7 +2,7 @@
  * The demo's agent process: dials the controller, serves the Agent service on that same connection, and calls the
  * controller. Started by demo.ts with the controller's address as its argument.
  */
-import { connect, serve } from '../index.js';
+import { connect, serve } from '../../src/index.js';
 import { Agent, Controller } from './demo-services.js';
 
 const url = process.argv[2];

@@ -3,14 +3,14 @@
  * dials and resolves once the handshake is done. Both sides of a connection can serve and call. This is the one
  * module that ties node:net transports to the core; the core itself (wire, session, rpc) takes any Transport.
  */
-import { Status } from './wire/constants.js';
-import { ProtocolError, ProtocolErrorCode } from './wire/errors.js';
-import { stderrLog, type LogFn } from './log.js';
-import { dial, listenOn, type DialOptions } from './transport/net.js';
-import type { Transport } from './transport/transport.js';
-import { resolveSessionOptions } from './session/options.js';
-import { RpcError } from './rpc/rpc-error.js';
-import { Registry, RpcSession, type RpcSessionOptions } from './rpc/rpc-session.js';
+import { Status } from '../wire/constants.js';
+import { ProtocolError, ProtocolErrorCode } from '../wire/errors.js';
+import { stderrLog, type LogFn } from '../log.js';
+import { dial, listenOn, type DialOptions } from '../transport/net.js';
+import type { Transport } from '../transport/transport.js';
+import { resolveSessionOptions } from '../session/options.js';
+import { RpcError } from '../rpc/rpc-error.js';
+import { Registry, RpcSession, type RpcSessionOptions } from '../rpc/rpc-session.js';
 
 export interface ListenOptions extends RpcSessionOptions {
   /** Called for every accepted session once its handshake is done. */

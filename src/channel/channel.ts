@@ -6,7 +6,7 @@
  */
 import { resolveSessionOptions } from '../session/options.js';
 import { stderrLog, type LogFn } from '../log.js';
-import type { ConnectOptions } from '../endpoints.js';
+import type { ConnectOptions } from '../endpoint/endpoints.js';
 import type { Client, RpcSession } from '../rpc/rpc-session.js';
 import type { MethodMap, ServiceDef } from '../rpc/service.js';
 import { resolveReconnectOptions, type ReconnectOptions } from './backoff.js';

@@ -9,7 +9,7 @@
  */
 import { EventEmitter } from 'node:events';
 import { Status } from '../wire/constants.js';
-import { connect, type ConnectOptions } from '../endpoints.js';
+import { connect, type ConnectOptions } from '../endpoint/endpoints.js';
 import type { LogFn } from '../log.js';
 import { RpcError } from '../rpc/rpc-error.js';
 import { SessionError } from '../session/session.js';

@@ -2,7 +2,7 @@
  * The two services of the demo: a controller that agents register with, and an agent the controller can call
  * back on the same connection.
  */
-import { defineService, unary } from '../index.js';
+import { defineService, unary } from '../../src/index.js';
 
 export const Controller = defineService('demo.Controller', {
   register: unary<{ name: string; cores: number }, { welcome: string; agentsKnown: number }>(),
