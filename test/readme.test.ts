@@ -1,6 +1,7 @@
 /**
  * The README's one-screen example, run as a test (as connect-es runs its README): if the example stops working,
- * this fails. Kept in step with README.md by hand; the listen address is port 0 instead of 7000.
+ * this fails. Kept in step with README.md by hand; the listen address is port 0 instead of 7000, and what the README
+ * prints with console.log is collected and checked.
  */
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
@@ -22,6 +23,7 @@ import {
   serve,
   serverStream,
   Status,
+  statusName,
   unary,
   upload,
 } from '../src/index.js';
@@ -41,8 +43,14 @@ void test('the README example works as written', { timeout: 10_000 }, async () =
     raw: (bytes) => bytes,
   });
 
-  const server = await listen('tcp://127.0.0.1:0', { services: [files] });
-  const session = await connect(server.url, { services: [] });
+  const dialedIn: string[] = [];
+  const server = await listen('tcp://127.0.0.1:0', {
+    services: [files],
+    onSession: (s) => dialedIn.push(`${s.peer.nodeName} dialed in from ${s.peer.address}`),
+  });
+
+  // the dialing side serves too: an agent named agent7 offers Files to whoever it dials
+  const session = await connect(server.url, { services: [files], nodeName: 'agent7' });
   try {
     const client = session.client(Files);
     let servedBy: unknown;
@@ -58,13 +66,32 @@ void test('the README example works as written', { timeout: 10_000 }, async () =
     assert.equal(size, 42);
     assert.equal(servedBy, 'node-a');
 
+    // server.sessions: every connection open now; the controller calls each agent back on the agent's own connection
+    assert.equal(server.sessions.size, 1);
+    for (const agent of server.sessions) assert.deepEqual(await agent.client(Files).stat({ path: '/' }), { size: 42 });
+    // onSession ran once the agent's handshake was done, which the call back needed
+    assert.equal(dialedIn.length, 1);
+    assert.match(dialedIn[0]!, /^agent7 dialed in from tcp:\/\/127\.0\.0\.1:\d+$/);
+
     const error = await client.stat({ path: '' }).then(
       () => assert.fail('expected INVALID_ARGUMENT'),
       (e: unknown) => e,
     );
     assert.ok(error instanceof RpcError);
     assert.equal(error.code, Status.INVALID_ARGUMENT);
+    assert.equal(statusName(error.code), 'INVALID_ARGUMENT');
     assert.equal(error.rawMessage, 'empty path');
+    // Status maps names to numbers: indexing it by a code gives no name (what statusName is for)
+    assert.equal((Status as Record<string, unknown>)[String(error.code)], undefined);
+
+    // "0 means already expired": the call fails at once, nothing sent, safe to retry
+    const expired = await client.stat({ path: '/' }, { timeoutMs: 0 }).then(
+      () => assert.fail('expected DEADLINE_EXCEEDED'),
+      (e: unknown) => e,
+    );
+    assert.ok(expired instanceof RpcError);
+    assert.equal(expired.code, Status.DEADLINE_EXCEEDED);
+    assert.equal(expired.retrySafe, true);
 
     assert.deepEqual([...(await client.raw(new Uint8Array([1, 2, 3])))], [1, 2, 3]);
     const rtt = await session.ping();
