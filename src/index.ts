@@ -16,6 +16,8 @@ export type {
   DownloadFactory,
   RequestOf,
   ResponseOf,
+  RequestInputOf,
+  ResponseInputOf,
 } from './rpc/service.js';
 /** Bind handlers to a service definition. */
 export { serve } from './rpc/rpc-session.js';

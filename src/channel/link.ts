@@ -6,6 +6,9 @@
  *
  * States: `connecting` (a dial is in progress, or waiting for the peer to dial in), `ready`, `backoff` (waiting to
  * redial after a failure or a loss), `closed` (for good).
+ *
+ * A dialing link keeps its process alive in every state but `closed` (its socket or its redial timer is ref'd), as a
+ * listening server does; `close()` clears the timer and closes every session, so a closed link holds nothing.
  */
 import { EventEmitter } from 'node:events';
 import { Status } from '../wire/constants.js';
@@ -92,7 +95,6 @@ export class Link extends EventEmitter<{ state: [LinkStateEvent] }> {
     if (wait <= 0) return this.dialNow();
     // the side that dials only as a fallback is still 'connecting': it expects the peer to dial in first
     this.dialTimer = setTimeout(() => this.dialNow(), wait);
-    this.dialTimer.unref();
   }
 
   get state(): LinkState {
@@ -295,8 +297,9 @@ export class Link extends EventEmitter<{ state: [LinkStateEvent] }> {
     }
     this.nextDialAt = performance.now() + delayMs;
     this.setState({ state: 'backoff', error, delayMs });
+    // not unref'd: a dialing link keeps its process alive until close(), like a listening server; an agent whose
+    // controller went away must keep redialing, not exit 0 because nothing else was left to do
     this.dialTimer = setTimeout(() => this.dialNow(), delayMs);
-    this.dialTimer.unref();
   }
 
   private dialNow(): void {

@@ -66,12 +66,20 @@ export async function listen(url: string, options: ListenOptions = {}): Promise<
 
 export interface ConnectOptions extends RpcSessionOptions, DialOptions {}
 
-/** Dials `url` (tcp://host:port or unix:///path) and resolves with a ready session. Failures are UNAVAILABLE. */
+/** `connectTimeoutMs` when not given: the dial and the handshake together get this long. */
+const DEFAULT_CONNECT_TIMEOUT_MS = 10_000;
+
+/**
+ * Dials `url` (tcp://host:port or unix:///path) and resolves with a ready session. `connectTimeoutMs` bounds the dial
+ * and the handshake together. Failures are UNAVAILABLE (FAILED_PRECONDITION for a protocol version mismatch).
+ */
 export async function connect(url: string, options: ConnectOptions = {}): Promise<RpcSession> {
   resolveSessionOptions(options); // before dialing: a bad option must not leave a socket behind
+  const timeoutMs = options.connectTimeoutMs ?? DEFAULT_CONNECT_TIMEOUT_MS;
+  const deadline = performance.now() + timeoutMs;
   let transport: Transport;
   try {
-    transport = await dial(url, options);
+    transport = await dial(url, { ...options, connectTimeoutMs: timeoutMs });
   } catch (error) {
     throw new RpcError(Status.UNAVAILABLE, (error as Error).message, { cause: error, retrySafe: true });
   }
@@ -79,15 +87,33 @@ export async function connect(url: string, options: ConnectOptions = {}): Promis
   // the signal covers the handshake too: a peer that accepts and never answers must not outlive the caller's abort
   const onAbort = (): void => session.destroy(new Error(`dial ${url}: aborted during the handshake`));
   options.signal?.addEventListener('abort', onAbort, { once: true });
+  // so does connectTimeoutMs: what is left of it after the dial, not a fresh handshakeTimeoutMs (10 s by default)
+  let timedOut = false;
+  const timer = setTimeout(() => {
+    timedOut = true;
+    session.destroy(new Error(`no handshake within connectTimeoutMs`));
+  }, Math.min(Math.max(0, deadline - performance.now()), 0x7fff_ffff));
   try {
     await session.ready;
   } catch (error) {
     session.destroy();
+    if (timedOut) throw connectTimeoutError(url, timeoutMs, error);
     throw handshakeError(url, error);
   } finally {
+    clearTimeout(timer);
     options.signal?.removeEventListener('abort', onAbort);
   }
   return session;
+}
+
+/**
+ * The peer took the connection but did not finish the handshake within connectTimeoutMs. UNAVAILABLE, like a dial
+ * that times out (the same option, the same status wherever it fires), and retry-safe: no call was sent. Not
+ * DEADLINE_EXCEEDED, which is a call's own deadline.
+ */
+function connectTimeoutError(url: string, timeoutMs: number, cause: unknown): RpcError {
+  const message = `connect ${url}: the peer accepted the connection but did not complete the handshake within connectTimeoutMs (${timeoutMs} ms)`;
+  return new RpcError(Status.UNAVAILABLE, message, { cause, retrySafe: true });
 }
 
 /**

@@ -36,7 +36,7 @@ export interface MeshOptions extends RpcSessionOptions {
   reconnect?: ReconnectOptions;
   /** The side that normally waits to be dialed dials itself after this long without a connection. Default 3 000. */
   fallbackDialAfterMs?: number;
-  /** Give up a dial after this long. Default 10 000. */
+  /** Give up a dial (connect and handshake together) after this long. Default 10 000. */
   connectTimeoutMs?: number;
   /** Where connection trouble is reported. Default: warnings to stderr. */
   log?: LogFn;

@@ -2,8 +2,11 @@
  * Message codecs, chosen per method: msgpack (msgpackr, the default), JSON, and raw bytes (no codec at all: the
  * handler gets and returns Uint8Array). Decoders never return views into connection buffers, so a value kept by the
  * application does not pin a socket chunk.
+ *
+ * What a codec cannot carry it refuses when the message is sent, never loses silently: msgpack carries Map, Set and
+ * bigint exactly (below); JSON has no type for them, so the json codec throws a TypeError that says where one is.
  */
-import { Packr } from 'msgpackr';
+import { addExtension, Packr } from 'msgpackr';
 
 export interface Codec {
   readonly name: string;
@@ -14,22 +17,158 @@ export interface Codec {
 
 export type CodecName = 'msgpack' | 'json' | 'raw';
 
-// Plain MessagePack (no msgpackr records or structured-clone extensions) so that any msgpack peer can talk to us.
-// msgpackr refuses container lengths beyond the remaining bytes and maps the key __proto__ to a harmless name.
-const packr = new Packr({ useRecords: false, moreTypes: false, copyBuffers: true, mapsAsObjects: true, int64AsType: 'number' });
+// Plain MessagePack (no msgpackr records or structured-clone extensions) so that any msgpack peer can talk to us: a
+// value without a Map, Set or bigint is written exactly as before. msgpackr refuses container lengths beyond the
+// remaining bytes and maps the key __proto__ to a harmless name.
+//
+// The three JavaScript types MessagePack has no type for round-trip exactly:
+// - bigint: an int64/uint64 within 64 bits (msgpackr never writes a number as one, so every int64 read back is a
+//   bigint, and a number stays a number), msgpackr's bigint extension (0x42) beyond.
+// - Set: msgpackr's own structured-clone encoding, extension 0x73 and then an array of its items.
+// - Map: extension 0x6d ('m') and then an array of its keys and values, alternating. msgpackr always writes a Map as
+//   a plain map, which decodes as a plain object (keys turned into strings), so encode() first swaps each Map and Set
+//   for a private wrapper that the extensions below write. Finding them costs one walk of the plain objects and
+//   arrays of a message (about a tenth of msgpackr's own encoding time); raw bytes and strings are not walked.
+// msgpackr keeps extensions process-wide: importing gridwire registers these two types for every msgpackr user of the
+// process (0x73 decodes as msgpackr decodes it anyway; 0x6d is new), and makes no other value encode differently.
+const packr = new Packr({
+  useRecords: false,
+  moreTypes: false,
+  copyBuffers: true,
+  mapsAsObjects: true,
+  int64AsType: 'bigint',
+  useBigIntExtension: true,
+});
+
+const MAP_EXTENSION = 0x6d;
+const SET_EXTENSION = 0x73;
+
+/** A Map on its way to msgpackr: its keys and values, alternating. Only encode() makes these. */
+class MapEntries {
+  constructor(readonly flat: unknown[]) {}
+}
+
+/** A Set on its way to msgpackr: its items. Only encode() makes these. */
+class SetItems {
+  constructor(readonly items: unknown[]) {}
+}
+
+addExtension({
+  Class: MapEntries,
+  type: MAP_EXTENSION,
+  write: (map: MapEntries) => map.flat,
+  read(flat: unknown) {
+    if (!Array.isArray(flat) || flat.length % 2 !== 0) throw new TypeError('malformed Map: expected an array of keys and values');
+    const map = new Map<unknown, unknown>();
+    for (let i = 0; i < flat.length; i += 2) map.set(flat[i], flat[i + 1]);
+    return map;
+  },
+});
+
+addExtension({
+  Class: SetItems,
+  type: SET_EXTENSION,
+  write: (set: SetItems) => set.items,
+  read(items: unknown) {
+    if (!Array.isArray(items)) throw new TypeError('malformed Set: expected an array of items');
+    return new Set(items);
+  },
+});
+
+function isPlainObject(value: object): value is Record<string, unknown> {
+  const proto: unknown = Object.getPrototypeOf(value);
+  return proto === Object.prototype || proto === null;
+}
+
+/** True when `value` is, or holds in its plain objects and arrays, a Map or a Set. */
+function holdsMapOrSet(value: object): boolean {
+  if (Array.isArray(value)) {
+    for (let i = 0; i < value.length; i++) {
+      const item: unknown = value[i];
+      if (typeof item === 'object' && item !== null && holdsMapOrSet(item)) return true;
+    }
+    return false;
+  }
+  if (isPlainObject(value)) {
+    for (const key in value) {
+      const item = value[key];
+      if (typeof item === 'object' && item !== null && holdsMapOrSet(item)) return true;
+    }
+    return false;
+  }
+  return value instanceof Map || value instanceof Set;
+}
+
+/** A copy of `value` with every Map and Set (in plain objects, arrays, and each other) swapped for its wrapper. */
+function wrapMapsAndSets(value: unknown): unknown {
+  if (typeof value !== 'object' || value === null) return value;
+  if (Array.isArray(value)) return value.map(wrapMapsAndSets);
+  if (value instanceof Map) {
+    const flat: unknown[] = [];
+    for (const [key, item] of value) flat.push(wrapMapsAndSets(key), wrapMapsAndSets(item));
+    return new MapEntries(flat);
+  }
+  if (value instanceof Set) return new SetItems(Array.from(value, wrapMapsAndSets));
+  if (!isPlainObject(value)) return value;
+  const copy: Record<string, unknown> = {};
+  for (const key of Object.keys(value)) {
+    // defineProperty, not assignment: an own "__proto__" key must stay a key, not become the copy's prototype
+    Object.defineProperty(copy, key, { value: wrapMapsAndSets(value[key]), enumerable: true, writable: true, configurable: true });
+  }
+  return copy;
+}
 
 export const msgpackCodec: Codec = {
   name: 'msgpack',
-  encode: (value) => packr.pack(value),
+  encode: (value) => packr.pack(typeof value === 'object' && value !== null && holdsMapOrSet(value) ? wrapMapsAndSets(value) : value),
   decode: (bytes) => packr.unpack(bytes),
 };
 
 const textEncoder = new TextEncoder();
 const textDecoder = new TextDecoder('utf-8', { fatal: true });
 
+/** `.a[2]["b c"]`: where a value sits in a message, for error messages. */
+function pathTo(path: string, key: string | number): string {
+  if (typeof key === 'number') return `${path}[${key}]`;
+  return /^[A-Za-z_$][\w$]*$/.test(key) ? `${path}.${key}` : `${path}[${JSON.stringify(key)}]`;
+}
+
+/** Throws a TypeError at the first Map, Set or bigint JSON.stringify would drop, turn into {}, or choke on. */
+function refuseWhatJsonCannotCarry(value: unknown, path: string): void {
+  let type: string | undefined;
+  if (typeof value === 'bigint') type = 'bigint';
+  else if (value instanceof Map) type = 'Map';
+  else if (value instanceof Set) type = 'Set';
+  if (type !== undefined) {
+    throw new TypeError(
+      `codec "json" cannot carry a ${type} at ${path || 'the top level'}: JSON has no Map, Set or bigint. Use the msgpack ` +
+        'codec (the default), which carries them exactly, or convert the value (Object.fromEntries(map), [...set], String(n))',
+    );
+  }
+  if (typeof value !== 'object' || value === null) return;
+  if (typeof (value as { toJSON?: unknown }).toJSON === 'function') return; // JSON.stringify sends what toJSON returns
+  if (Array.isArray(value)) {
+    for (let i = 0; i < value.length; i++) refuseWhatJsonCannotCarry(value[i], pathTo(path, i));
+    return;
+  }
+  for (const key of Object.keys(value)) refuseWhatJsonCannotCarry((value as Record<string, unknown>)[key], pathTo(path, key));
+}
+
 export const jsonCodec: Codec = {
   name: 'json',
-  encode: (value) => textEncoder.encode(JSON.stringify(value) ?? 'null'),
+  encode(value) {
+    let text: string | undefined;
+    try {
+      text = JSON.stringify(value);
+    } catch (error) {
+      // name the bigint and where it is (a cycle, the other TypeError, keeps JSON's own message: the walk would not end)
+      if (error instanceof TypeError && /bigint/i.test(error.message)) refuseWhatJsonCannotCarry(value, '');
+      throw error;
+    }
+    // after stringify, so the value is known to be free of cycles: a Map or Set would have gone out as {}
+    refuseWhatJsonCannotCarry(value, '');
+    return textEncoder.encode(text ?? 'null');
+  },
   decode: (bytes) => JSON.parse(textDecoder.decode(bytes)) as unknown,
 };
 

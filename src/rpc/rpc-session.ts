@@ -12,7 +12,7 @@ import type { CallContext } from './context.js';
 import type { ByteStream, MessageStream } from './inbox.js';
 import type { ByteSource } from './sender.js';
 import { ServerCall, type AnyHandler } from './server-call.js';
-import type { MethodDescriptor, MethodMap, RequestOf, ResponseOf, ServiceDef } from './service.js';
+import type { MethodDescriptor, MethodMap, RequestInputOf, RequestOf, ResponseInputOf, ResponseOf, ServiceDef } from './service.js';
 
 type Awaitable<T> = T | Promise<T>;
 /** What a streaming handler returns: typically an async generator (`async function*`), or any (async) iterable. */
@@ -20,22 +20,22 @@ export type ResponseSource<T> = Iterable<T> | AsyncIterable<T>;
 
 /** The handler of one method, by kind. */
 export type HandlerOf<D extends MethodMap[string]> = {
-  unary: (request: RequestOf<D>, ctx: CallContext) => Awaitable<ResponseOf<D>>;
-  serverStream: (request: RequestOf<D>, ctx: CallContext) => Awaitable<ResponseSource<ResponseOf<D>>>;
-  clientStream: (requests: MessageStream<RequestOf<D>>, ctx: CallContext) => Awaitable<ResponseOf<D>>;
-  bidi: (requests: MessageStream<RequestOf<D>>, ctx: CallContext) => Awaitable<ResponseSource<ResponseOf<D>>>;
-  upload: (request: RequestOf<D>, body: ByteStream, ctx: CallContext) => Awaitable<ResponseOf<D>>;
+  unary: (request: RequestOf<D>, ctx: CallContext) => Awaitable<ResponseInputOf<D>>;
+  serverStream: (request: RequestOf<D>, ctx: CallContext) => Awaitable<ResponseSource<ResponseInputOf<D>>>;
+  clientStream: (requests: MessageStream<RequestOf<D>>, ctx: CallContext) => Awaitable<ResponseInputOf<D>>;
+  bidi: (requests: MessageStream<RequestOf<D>>, ctx: CallContext) => Awaitable<ResponseSource<ResponseInputOf<D>>>;
+  upload: (request: RequestOf<D>, body: ByteStream, ctx: CallContext) => Awaitable<ResponseInputOf<D>>;
   download: (request: RequestOf<D>, ctx: CallContext) => Awaitable<ByteSource>;
 }[D['kind']];
 
 /** The client function of one method, by kind. */
 export type ClientMethodOf<D extends MethodMap[string]> = {
-  unary: (request: RequestOf<D>, options?: CallOptions) => Promise<ResponseOf<D>>;
-  serverStream: (request: RequestOf<D>, options?: CallOptions) => MessageStream<ResponseOf<D>>;
-  clientStream: (requests: Iterable<RequestOf<D>> | AsyncIterable<RequestOf<D>>, options?: CallOptions) => Promise<ResponseOf<D>>;
-  bidi: (options?: CallOptions) => BidiCall<RequestOf<D>, ResponseOf<D>>;
-  upload: (request: RequestOf<D>, body: ByteSource, options?: CallOptions) => Promise<ResponseOf<D>>;
-  download: (request: RequestOf<D>, options?: CallOptions) => ByteStream;
+  unary: (request: RequestInputOf<D>, options?: CallOptions) => Promise<ResponseOf<D>>;
+  serverStream: (request: RequestInputOf<D>, options?: CallOptions) => MessageStream<ResponseOf<D>>;
+  clientStream: (requests: Iterable<RequestInputOf<D>> | AsyncIterable<RequestInputOf<D>>, options?: CallOptions) => Promise<ResponseOf<D>>;
+  bidi: (options?: CallOptions) => BidiCall<RequestInputOf<D>, ResponseOf<D>>;
+  upload: (request: RequestInputOf<D>, body: ByteSource, options?: CallOptions) => Promise<ResponseOf<D>>;
+  download: (request: RequestInputOf<D>, options?: CallOptions) => ByteStream;
 }[D['kind']];
 
 /** Handler functions for every method of a service, typed from its definition. */

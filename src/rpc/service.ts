@@ -15,8 +15,16 @@ import { resolveCodec, type Codec, type CodecName } from './codec.js';
  */
 export type MethodKind = 'unary' | 'serverStream' | 'clientStream' | 'bidi' | 'upload' | 'download';
 
-/** A method's definition. `Req` and `Res` exist only in the type system. */
-export interface MethodDef<Req, Res, Kind extends MethodKind = MethodKind> {
+/**
+ * A method's definition; the type parameters exist only in the type system. With a Standard Schema validator a value's
+ * type differs on the two sides of the validator (a zod `.default()` or `.transform()`, a valibot `optional(x, 10)`):
+ * - `Req`: what the caller sends (the input schema's input type);
+ * - `Res`: what the caller receives (the output schema's output type);
+ * - `HandlerReq`: what the handler receives (the input schema's output type);
+ * - `HandlerRes`: what the handler returns (the output schema's input type).
+ * Without a schema both sides see the same types.
+ */
+export interface MethodDef<Req, Res, Kind extends MethodKind = MethodKind, HandlerReq = Req, HandlerRes = Res> {
   readonly kind: Kind;
   readonly codec: Codec;
   readonly input: StandardSchemaV1 | undefined;
@@ -24,6 +32,10 @@ export interface MethodDef<Req, Res, Kind extends MethodKind = MethodKind> {
   /** @internal phantom fields that carry the types */
   readonly __req?: (req: Req) => void;
   readonly __res?: () => Res;
+  /** @internal (covariant, so `unary<Req, never>()` still fits a MethodMap) */
+  readonly __handlerReq?: () => HandlerReq;
+  /** @internal */
+  readonly __handlerRes?: () => HandlerRes;
 }
 
 export type UnaryMethod<Req, Res> = MethodDef<Req, Res, 'unary'>;
@@ -40,21 +52,37 @@ export interface SchemaMethodOptions<In extends StandardSchemaV1, Out extends St
   output: Out;
 }
 
-/** The factory of one method kind: its types come from type arguments, from Standard Schema validators, or are raw. */
+type InputOf<S extends StandardSchemaV1> = StandardSchemaV1.InferInput<S>;
+type OutputOf<S extends StandardSchemaV1> = StandardSchemaV1.InferOutput<S>;
+
+/**
+ * The factory of one method kind: its types come from type arguments, from Standard Schema validators, or are raw.
+ * With validators the caller sends the input schema's input type and the handler receives its output type (and the
+ * handler returns the output schema's input type, the caller receives its output type). Without type arguments or
+ * validators a method takes and returns `unknown`.
+ */
 export interface MethodFactory<K extends MethodKind> {
   /** Raw bytes: no codec at all. */
   (options: { codec: 'raw' }): MethodDef<Uint8Array, Uint8Array, K>;
   /** Types from Standard Schema validators (zod, valibot, arktype...). */
   <In extends StandardSchemaV1, Out extends StandardSchemaV1>(
     options: SchemaMethodOptions<In, Out>,
-  ): MethodDef<StandardSchemaV1.InferOutput<In>, StandardSchemaV1.InferOutput<Out>, K>;
-  <Req = unknown, Res = unknown>(options?: MethodOptions): MethodDef<Req, Res, K>;
+  ): MethodDef<InputOf<In>, OutputOf<Out>, K, OutputOf<In>, InputOf<Out>>;
+  /** Requests validated, responses `unknown`. */
+  <In extends StandardSchemaV1>(options: MethodOptions & { input: In; output?: undefined }): MethodDef<InputOf<In>, unknown, K, OutputOf<In>, unknown>;
+  /** Responses validated, requests `unknown`. */
+  <Out extends StandardSchemaV1>(options: MethodOptions & { input?: undefined; output: Out }): MethodDef<unknown, OutputOf<Out>, K, unknown, InputOf<Out>>;
+  /**
+   * Types from type arguments; `unknown` without them. NoInfer: inside defineService the expected type is a MethodMap
+   * entry, whose `any` would otherwise be inferred for missing type arguments.
+   */
+  <Req = unknown, Res = unknown>(options?: MethodOptions): MethodDef<NoInfer<Req>, NoInfer<Res>, K>;
 }
 
 /** A download's response is bytes, so only its request has a codec and a schema. */
 export interface DownloadFactory {
-  <In extends StandardSchemaV1>(options: MethodOptions & { input: In }): MethodDef<StandardSchemaV1.InferOutput<In>, Uint8Array, 'download'>;
-  <Req = unknown>(options?: MethodOptions): MethodDef<Req, Uint8Array, 'download'>;
+  <In extends StandardSchemaV1>(options: MethodOptions & { input: In }): MethodDef<InputOf<In>, Uint8Array, 'download', OutputOf<In>>;
+  <Req = unknown>(options?: MethodOptions): MethodDef<NoInfer<Req>, Uint8Array, 'download'>;
 }
 
 function factory<K extends MethodKind>(kind: K) {
@@ -98,8 +126,14 @@ export interface ServiceDef<M extends MethodMap = MethodMap> {
   readonly descriptors: ReadonlyMap<string, MethodDescriptor>;
 }
 
-export type RequestOf<D> = D extends MethodDef<infer Req, infer _Res> ? Req : never;
-export type ResponseOf<D> = D extends MethodDef<infer _Req, infer Res> ? Res : never;
+/** What a method's handler receives: the request after validation (the input schema's output type). */
+export type RequestOf<D> = D extends { readonly __handlerReq?: () => infer Req } ? Req : never;
+/** What a method's caller receives: the response after validation (the output schema's output type). */
+export type ResponseOf<D> = D extends { readonly __res?: () => infer Res } ? Res : never;
+/** What a method's caller sends: the request before validation (the input schema's input type). */
+export type RequestInputOf<D> = D extends { readonly __req?: (req: infer Req) => void } ? Req : never;
+/** What a method's handler returns: the response before validation (the output schema's input type). */
+export type ResponseInputOf<D> = D extends { readonly __handlerRes?: () => infer Res } ? Res : never;
 
 const SERVICE_NAME = /^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$/;
 const METHOD_NAME = /^[A-Za-z_][A-Za-z0-9_]*$/;

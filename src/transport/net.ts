@@ -24,7 +24,7 @@ function peerOf(socket: Socket, address: Address): PeerInfo {
 
 export interface DialOptions {
   signal?: AbortSignal;
-  /** Give up dialing after this long. Default 10 000 ms. */
+  /** Give up after this long (`connect` counts the dial and the handshake together). Default 10 000 ms. */
   connectTimeoutMs?: number;
 }
 
@@ -34,7 +34,7 @@ export function dial(url: string, options: DialOptions = {}): Promise<Transport>
   return new Promise((resolve, reject) => {
     const socket =
       address.kind === 'unix' ? createConnection({ path: address.path }) : createConnection({ host: address.host, port: address.port });
-    const timer = setTimeout(() => fail(new Error(`dial ${url}: no connection after ${timeoutMs} ms`)), timeoutMs);
+    const timer = setTimeout(() => fail(new Error(`dial ${url}: no connection within connectTimeoutMs (${timeoutMs} ms)`)), timeoutMs);
     const onAbort = (): void => fail(new Error(`dial ${url}: aborted`));
     options.signal?.addEventListener('abort', onAbort, { once: true });
     function cleanup(): void {
