@@ -5,9 +5,9 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 
-import { ConnectionCode, Flag, FrameType } from './constants.js';
-import { FrameDecoder, type DecoderOptions } from './decoder.js';
-import { ProtocolError, ProtocolErrorCode } from './errors.js';
+import { ConnectionCode, Flag, FrameType } from '../../src/wire/constants.js';
+import { FrameDecoder, type DecoderOptions } from '../../src/wire/decoder.js';
+import { ProtocolError, ProtocolErrorCode } from '../../src/wire/errors.js';
 
 interface Delivered {
   type: number;

@@ -7,7 +7,7 @@ import { describe, test } from 'node:test';
 
 import fc from 'fast-check';
 
-import { ByteReader, utf8, utf8Truncated } from './bytes.js';
+import { ByteReader, utf8, utf8Truncated } from '../../src/wire/bytes.js';
 import {
   DEFAULT_LIMITS,
   FIRST_EXTENSION_FRAME_TYPE,
@@ -19,12 +19,12 @@ import {
   METADATA_ENTRY_OVERHEAD,
   MIN_MAX_FRAME_BYTES,
   Status,
-} from './constants.js';
-import { FrameDecoder } from './decoder.js';
-import { MalformedPayloadError, ProtocolError, ProtocolErrorCode } from './errors.js';
-import { encodeFrame, type Frame } from './frame.js';
-import { decodeHello, encodeHello, NotGridwireError, type Hello } from './hello.js';
-import { decodeMetadata, encodeMetadata, MetadataLimitError, type Metadata, type MetadataLimits } from './metadata.js';
+} from '../../src/wire/constants.js';
+import { FrameDecoder } from '../../src/wire/decoder.js';
+import { MalformedPayloadError, ProtocolError, ProtocolErrorCode } from '../../src/wire/errors.js';
+import { encodeFrame, type Frame } from '../../src/wire/frame.js';
+import { decodeHello, encodeHello, NotGridwireError, type Hello } from '../../src/wire/hello.js';
+import { decodeMetadata, encodeMetadata, MetadataLimitError, type Metadata, type MetadataLimits } from '../../src/wire/metadata.js';
 import {
   decodeCredit,
   decodeEnd,
@@ -38,7 +38,7 @@ import {
   encodeOpen,
   encodePing,
   encodeReset,
-} from './payloads.js';
+} from '../../src/wire/payloads.js';
 
 const RUNS = { seed: 20261121, numRuns: 2000 } as const;
 const LIMITS: MetadataLimits = { maxMetadataBytes: DEFAULT_LIMITS.maxMetadataBytes, maxMetadataEntries: DEFAULT_LIMITS.maxMetadataEntries };

@@ -5,11 +5,11 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 
-import { ByteReader, utf8 } from './bytes.js';
-import { DEFAULT_LIMITS, MAX_METADATA_KEY_BYTES, METADATA_ENTRY_OVERHEAD, Status } from './constants.js';
-import { MalformedPayloadError } from './errors.js';
-import { decodeMetadata, encodeMetadata, metadataCost, MetadataLimitError, type Metadata, type MetadataLimits } from './metadata.js';
-import { decodeEnd, decodeOpen, encodeEnd, encodeOpen } from './payloads.js';
+import { ByteReader, utf8 } from '../../src/wire/bytes.js';
+import { DEFAULT_LIMITS, MAX_METADATA_KEY_BYTES, METADATA_ENTRY_OVERHEAD, Status } from '../../src/wire/constants.js';
+import { MalformedPayloadError } from '../../src/wire/errors.js';
+import { decodeMetadata, encodeMetadata, metadataCost, MetadataLimitError, type Metadata, type MetadataLimits } from '../../src/wire/metadata.js';
+import { decodeEnd, decodeOpen, encodeEnd, encodeOpen } from '../../src/wire/payloads.js';
 
 const LIMITS: MetadataLimits = { maxMetadataBytes: DEFAULT_LIMITS.maxMetadataBytes, maxMetadataEntries: DEFAULT_LIMITS.maxMetadataEntries };
 /** Limits far above anything the wire can carry, to build blocks the strict side must then refuse. */
