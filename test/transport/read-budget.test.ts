@@ -6,8 +6,8 @@ import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import { createConnection, createServer, type Socket } from 'node:net';
 import { test } from 'node:test';
-import { SocketTransport } from '../src/transport/socket.js';
-import { deferred, within } from './helpers.js';
+import { SocketTransport } from '../../src/transport/socket.js';
+import { deferred, within } from '../helpers.js';
 
 void test('a SocketTransport with a 64 KiB read budget delivers at most ~64 KiB per loop turn, every byte in order', { timeout: 10_000 }, async (t) => {
   const accepted = deferred<Socket>();
