@@ -3,7 +3,9 @@
  * windows; a stalled reader holds back only its own stream; message credit with a window of 4. Then the same rules
  * enforced against a peer that writes frames by hand (PROTOCOL.md §6): DATA beyond a stream's byte credit or its
  * message credit, and message credit on stream 0, close the connection with GW_ERR_FLOW_CONTROL; credit comes back
- * as the application consumes, and our sender keeps to the peer's message window.
+ * as the application consumes, and our sender keeps to the peer's message window. Last, connection credit: a stream
+ * blocked on a zero connection window waits once, however many stream CREDITs arrive, and sends once credit comes.
+ * (Bulk transfers' flow control is in rpc/bulk-flow.test.ts.)
  */
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
@@ -20,14 +22,15 @@ import {
   type Handlers,
   type RpcSession,
   type RpcSessionOptions,
-} from '../src/index.js';
-import { SEND_HIGH_WATER_BYTES } from '../src/session/stream.js';
-import { utf8 } from '../src/wire/bytes.js';
-import { ConnectionCode, connectionCodeName, Flag, FrameType } from '../src/wire/constants.js';
-import { ProtocolError, ProtocolErrorCode } from '../src/wire/errors.js';
-import { decodeHello, type HelloSettings } from '../src/wire/hello.js';
-import { decodeCredit, decodeGoaway, encodeCredit, encodeOpen, encodePing } from '../src/wire/payloads.js';
-import { deferred, helloFrame, RawPeer, sleep, testConnTypes, until, within, type RawFrame } from './helpers.js';
+} from '../../src/index.js';
+import { SEND_HIGH_WATER_BYTES } from '../../src/session/stream.js';
+import { utf8 } from '../../src/wire/bytes.js';
+import { ConnectionCode, connectionCodeName, Flag, FrameType } from '../../src/wire/constants.js';
+import { ProtocolError, ProtocolErrorCode } from '../../src/wire/errors.js';
+import { decodeHello, type HelloSettings } from '../../src/wire/hello.js';
+import { decodeCredit, decodeGoaway, encodeCredit, encodeOpen, encodePing } from '../../src/wire/payloads.js';
+import { Bytes } from '../fixtures/bytes-service.js';
+import { againstRawPeer, deferred, helloFrame, pingBarrier, RawPeer, sleep, testConnTypes, until, within, type RawFrame } from '../helpers.js';
 
 // ---------------------------------------------------------------- data
 
@@ -452,6 +455,7 @@ const isCredit = (id: number, messages: boolean) => (f: RawFrame): boolean =>
   f.type === FrameType.CREDIT && f.streamId === id && ((f.flags & Flag.MESSAGES) !== 0) === messages;
 const SINK = utf8('test.Flow/sink');
 const PRODUCE = utf8('test.Flow/produce');
+const END_OF_REQUEST = Flag.MESSAGE_END | Flag.END_STREAM;
 
 /** A sink handler that reads `first` requests, then waits for `gate` before reading the rest. */
 function stallingSink(first: number, gate: Promise<void>, read: { count: number }): Partial<FlowHandlers> {
@@ -582,5 +586,46 @@ void describe('streams flow control: enforced against a raw peer', () => {
     const all = messages();
     assert.equal(all.length, 10);
     all.forEach((f, i) => assert.ok(sameBytes(f.payload, blob(i, 100)), `response ${i}`));
+  });
+});
+
+void describe('flow control: connection credit', () => {
+  // Regression found by review (fixed in 804d265: no duplicate connection waiters).
+  void test('200 stream CREDIT frames for one stream blocked on a zero connection window do not multiply its scheduling; the data flows once connection credit arrives', { timeout: 5000 }, async (t) => {
+    const { raw, session } = againstRawPeer(t, 'dialer', {}, { connectionWindow: 0 });
+    await within(session.ready, 1000, 'handshake');
+    // Peeking at a private field is acceptable in a regression test: the streams parked for connection credit are
+    // StreamScheduler.waitingForConnectionCredit (Session.connectionWaiters before the scheduler got its own module).
+    const parked = (): number => {
+      const core = session.core as unknown as { scheduler?: { waitingForConnectionCredit?: unknown[] }; connectionWaiters?: unknown[] };
+      const list = core.scheduler?.waitingForConnectionCredit ?? core.connectionWaiters;
+      assert.ok(Array.isArray(list), 'the list of streams parked for connection credit was not found (renamed?)');
+      return list.length;
+    };
+    const request = new Uint8Array(20_000).fill(9);
+    const call = session.client(Bytes).echo(request);
+    await raw.waitFor((f) => f.type === FrameType.OPEN && f.streamId === 1, 1000, 'the OPEN of stream 1');
+    await sleep(5);
+    for (let i = 0; i < 200; i++) {
+      raw.send(FrameType.CREDIT, 0, 1, encodeCredit(1));
+      // one CREDIT per delivery and per flush, as a peer trickling them would
+      await new Promise((resolve) => setImmediate(resolve));
+      await new Promise((resolve) => setImmediate(resolve));
+    }
+    await pingBarrier(raw, 1n);
+    assert.ok(parked() <= 1, `the blocked stream is parked ${parked()} times`);
+    assert.equal(raw.ofType(FrameType.DATA).length, 0, 'nothing was sent without connection credit');
+
+    raw.send(FrameType.CREDIT, 0, 0, encodeCredit(1024 * 1024));
+    await until(() => raw.frames.some((f) => f.type === FrameType.DATA && f.streamId === 1 && (f.flags & Flag.END_STREAM) !== 0), 1000, 'the whole request');
+    const sent = raw.ofType(FrameType.DATA).filter((f) => f.streamId === 1);
+    assert.equal(
+      sent.reduce((n, f) => n + f.payload.length, 0),
+      request.length,
+      'the request is sent exactly once',
+    );
+    raw.send(FrameType.DATA, END_OF_REQUEST, 1, Uint8Array.of(1));
+    assert.deepEqual(await within(call, 1000, 'the call'), Uint8Array.of(1));
+    assert.equal(parked(), 0);
   });
 });
