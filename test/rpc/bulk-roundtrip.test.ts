@@ -18,7 +18,7 @@ import { Readable, Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { describe, type TestContext } from 'node:test';
 
-import { serve, type ByteSource, type ServiceImpl } from '../src/index.js';
+import { serve, type ByteSource, type ServiceImpl } from '../../src/index.js';
 import {
   Bulk,
   CHUNK_BYTES,
@@ -29,8 +29,8 @@ import {
   sha256Of,
   Tally,
   type GetRequest,
-} from './fixtures/bulk.js';
-import { testConnTypes, within } from './helpers.js';
+} from '../fixtures/bulk.js';
+import { testConnTypes, within } from '../helpers.js';
 
 const GiB = 1024 * MiB;
 /** Not a multiple of any frame or chunk size, so the last frame is a short one. */

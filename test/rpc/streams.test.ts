@@ -4,7 +4,7 @@
  * metadata and trailers, per-message Standard Schema validation, errors from either side (and limits), cancellation
  * (signal, `break`, deadline) with the stream and its concurrency slot freed on both sides, a graceful close or a lost
  * connection under a stream, and 100 streams interleaving on one connection. Flow control and protocol enforcement
- * are in streams-flow.test.ts.
+ * are in session/flow-control.test.ts.
  */
 import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
@@ -23,8 +23,8 @@ import {
   type Handlers,
   type Metadata,
   type RpcSession,
-} from '../src/index.js';
-import { deferred, rejectsWithStatus, sleep, testConnTypes, until, within, type ConnTestOptions } from './helpers.js';
+} from '../../src/index.js';
+import { deferred, rejectsWithStatus, sleep, testConnTypes, until, within, type ConnTestOptions } from '../helpers.js';
 
 // ---------------------------------------------------------------- data and reading helpers
 

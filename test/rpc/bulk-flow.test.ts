@@ -13,9 +13,9 @@
 import assert from 'node:assert/strict';
 import { describe } from 'node:test';
 
-import { serve, Status, type RpcSession, type ServiceImpl, type SessionOptions } from '../src/index.js';
-import { Bulk, CHUNK_BYTES, KiB, MiB, patternChunk } from './fixtures/bulk.js';
-import { rejectsWithStatus, sleep, testConnTypes, within, type ConnTestOptions } from './helpers.js';
+import { serve, Status, type RpcSession, type ServiceImpl, type SessionOptions } from '../../src/index.js';
+import { Bulk, CHUNK_BYTES, KiB, MiB, patternChunk } from '../fixtures/bulk.js';
+import { rejectsWithStatus, sleep, testConnTypes, within, type ConnTestOptions } from '../helpers.js';
 
 const kinds: ConnTestOptions = { kinds: ['memory', 'tcp'], timeout: 20_000 };
 const SLACK = 4 * CHUNK_BYTES;

@@ -4,9 +4,9 @@
  */
 import assert from 'node:assert/strict';
 import { Readable } from 'node:stream';
-import { defineService, download, serve, upload } from '../src/index.js';
-import { Status } from '../src/wire/constants.js';
-import { deferred, rejectsWithStatus, testConnTypes, until } from './helpers.js';
+import { defineService, download, serve, upload } from '../../src/index.js';
+import { Status } from '../../src/wire/constants.js';
+import { deferred, rejectsWithStatus, testConnTypes, until } from '../helpers.js';
 
 const Files = defineService('cleanup.v1', {
   get: download<{ name: string }>(),

@@ -7,8 +7,8 @@ import assert from 'node:assert/strict';
 import { describe } from 'node:test';
 
 import type { StandardSchemaV1 } from '@standard-schema/spec';
-import { defineService, RpcError, serve, Status, unary, type RpcSession } from '../src/index.js';
-import { rejectsWithStatus, testConnTypes, type ConnTestOptions } from './helpers.js';
+import { defineService, RpcError, serve, Status, unary, type RpcSession } from '../../src/index.js';
+import { rejectsWithStatus, testConnTypes, type ConnTestOptions } from '../helpers.js';
 
 // ---------------------------------------------------------------- a hand-made Standard Schema
 

@@ -28,7 +28,7 @@ import {
   type CallContext,
   type RpcSession,
   type SessionOptions,
-} from '../src/index.js';
+} from '../../src/index.js';
 import {
   Bulk,
   CHUNK_BYTES,
@@ -41,8 +41,8 @@ import {
   Tally,
   type PutRequest,
   type PutResult,
-} from './fixtures/bulk.js';
-import { deferred, rejectsWithStatus, testConnTypes, until, within, type ConnTestOptions } from './helpers.js';
+} from '../fixtures/bulk.js';
+import { deferred, rejectsWithStatus, testConnTypes, until, within, type ConnTestOptions } from '../helpers.js';
 
 const kinds: ConnTestOptions = { kinds: ['memory', 'tcp'], timeout: 10_000 };
 

@@ -7,8 +7,8 @@ import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { describe } from 'node:test';
 
-import { defineService, RpcError, serve, Status, unary, type CallContext, type Handlers, type Metadata } from '../src/index.js';
-import { rejectsWithStatus, testConnTypes } from './helpers.js';
+import { defineService, RpcError, serve, Status, unary, type CallContext, type Handlers, type Metadata } from '../../src/index.js';
+import { rejectsWithStatus, testConnTypes } from '../helpers.js';
 
 interface WhoAmI {
   method: string;

@@ -7,13 +7,13 @@ import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { setTimeout as sleepFor } from 'node:timers/promises';
 
-import { createMemoryPair, createSession, defineService, RpcError, serve, Status, unary, type CallContext } from '../src/index.js';
-import { Flag, FrameType } from '../src/wire/constants.js';
-import { encodeOpen, decodeReset } from '../src/wire/payloads.js';
-import { msgpackCodec } from '../src/rpc/codec.js';
-import { utf8 } from '../src/wire/bytes.js';
-import { refusingChannel } from './fixtures/frame-proxy.js';
-import { deferred, helloFrame, RawPeer, rejectsWithStatus, testConnTypes, trackTimers, until, within, type ConnTestOptions } from './helpers.js';
+import { createMemoryPair, createSession, defineService, RpcError, serve, Status, unary, type CallContext } from '../../src/index.js';
+import { Flag, FrameType } from '../../src/wire/constants.js';
+import { encodeOpen, decodeReset } from '../../src/wire/payloads.js';
+import { msgpackCodec } from '../../src/rpc/codec.js';
+import { utf8 } from '../../src/wire/bytes.js';
+import { refusingChannel } from '../fixtures/frame-proxy.js';
+import { deferred, helloFrame, RawPeer, rejectsWithStatus, testConnTypes, trackTimers, until, within, type ConnTestOptions } from '../helpers.js';
 
 /** Deadline tests run over memory and TCP, both directions: enough to cover a real socket without tripling the time. */
 const kinds: ConnTestOptions = { kinds: ['memory', 'tcp'], timeout: 10_000 };

@@ -23,14 +23,14 @@ import {
   type RpcSession,
   type Server,
   type ServiceImpl,
-} from '../src/index.js';
-import { FRAME_HEADER_BYTES, FrameType } from '../src/wire/constants.js';
-import { Bulk, CHUNK_BYTES, KiB, MiB, patternChunk, patternChunks, patternSha256, Tally, type GetRequest } from './fixtures/bulk.js';
-import { deferred, rejectsWithStatus, testConnTypes, until, within } from './helpers.js';
-import { startTcpProxy } from './fixtures/tcp-proxy.js';
+} from '../../src/index.js';
+import { FRAME_HEADER_BYTES, FrameType } from '../../src/wire/constants.js';
+import { Bulk, CHUNK_BYTES, KiB, MiB, patternChunk, patternChunks, patternSha256, Tally, type GetRequest } from '../fixtures/bulk.js';
+import { deferred, rejectsWithStatus, testConnTypes, until, within } from '../helpers.js';
+import { startTcpProxy } from '../fixtures/tcp-proxy.js';
 
-const ROOT = fileURLToPath(new URL('..', import.meta.url));
-const PEER = fileURLToPath(new URL('./fixtures/bulk-peer.ts', import.meta.url));
+const ROOT = fileURLToPath(new URL('../..', import.meta.url));
+const PEER = fileURLToPath(new URL('../fixtures/bulk-peer.ts', import.meta.url));
 
 function assertUnavailable(error: unknown, what: string): asserts error is RpcError {
   assert.ok(error instanceof RpcError, `${what}: expected an RpcError, got ${String(error)}`);
