@@ -8,10 +8,9 @@ import { createConnection, createServer, type Server as NetServer, type Socket }
 import { test, type TestContext } from 'node:test';
 
 import { RpcError, statusName } from '../src/index.js';
-import { dialerOf, newMesh, openChannel, startServer, unixUrl } from './fixtures/connections.js';
-import { Counted, countedService } from './fixtures/counted-service.js';
+import { dialerOf, newMesh, unixUrl } from './fixtures/connections.js';
 import { Probe, Svc, svcService } from './fixtures/mesh-service.js';
-import { sleep, until, within } from './helpers.js';
+import { until, within } from './helpers.js';
 
 const CLEANUP_MS = 3000;
 
@@ -82,44 +81,6 @@ void test("a mesh peer's address that leads to another node: calls meant for the
   assert.match(warning, /peer b/, warning);
   assert.notEqual(meshA.peer('b').state, 'ready');
   assert.ok(!states.includes('ready'), `a's peer b was never ready (states: ${states.join(', ')})`);
-});
-
-// ---------------------------------------------------------------- 4. abandoned waitForReady streams
-
-void test('a waitForReady serverStream and download abandoned (return()) before any server exists never reach a handler once the server is up', { timeout: 6000 }, async (t) => {
-  const url = unixUrl(t);
-  const ch = openChannel(t, url);
-  const client = ch.client(Counted);
-  const ticks = client.ticks(null, { waitForReady: true });
-  const bytes = client.get(null, { waitForReady: true });
-  assert.deepEqual(await within(ticks.return(), 1000, 'ticks.return()'), { done: true, value: undefined });
-  assert.deepEqual(await within(bytes.return(), 1000, 'get.return()'), { done: true, value: undefined });
-
-  const counts: Record<string, number> = {};
-  await startServer(t, { services: [countedService(counts)] }, url);
-  await within(ch.whenReady(), 2000, 'the channel to connect');
-  await sleep(500);
-  assert.deepEqual(counts, {}, 'no handler ran for the abandoned calls');
-  // the server does serve: a call made now reaches it
-  const got: number[] = [];
-  for await (const n of client.ticks(null, { timeoutMs: 1000 })) got.push(n);
-  assert.deepEqual([got, counts], [[1, 2], { ticks: 1 }]);
-});
-
-// ---------------------------------------------------------------- 5. an abandoned waitForReady bidi
-
-void test('a waitForReady bidi without a deadline abandoned before any server exists: return() resolves at once, and the handler never runs once the server is up', { timeout: 6000 }, async (t) => {
-  const url = unixUrl(t);
-  const ch = openChannel(t, url);
-  const call = ch.client(Counted).chat({ waitForReady: true });
-  const returned = await within(call.return(), 500, 'return() of a bidi waiting for a connection');
-  assert.equal(returned.done, true);
-
-  const counts: Record<string, number> = {};
-  await startServer(t, { services: [countedService(counts)] }, url);
-  await within(ch.whenReady(), 2000, 'the channel to connect');
-  await sleep(500);
-  assert.deepEqual(counts, {}, 'the abandoned bidi never reached its handler');
 });
 
 // ---------------------------------------------------------------- 10. a blackholed connection vs a fresh one

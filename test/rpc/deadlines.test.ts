@@ -1,7 +1,8 @@
 /**
  * Deadlines and cancellation, end to end (in-memory pair and TCP, both directions), and the callee's own deadline
  * timer with a raw caller. Timing bounds are the specification ("DEADLINE_EXCEEDED no later than deadline + 50 ms",
- * "CANCELLED at once"), not benchmarks.
+ * "CANCELLED at once"), not benchmarks. A channel retrying a call the callee refused because it still counted a
+ * cancelled stream is in channel/retry.test.ts.
  */
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
@@ -12,7 +13,6 @@ import { Flag, FrameType } from '../../src/wire/constants.js';
 import { encodeOpen, decodeReset } from '../../src/wire/payloads.js';
 import { msgpackCodec } from '../../src/rpc/codec.js';
 import { utf8 } from '../../src/wire/bytes.js';
-import { refusingChannel } from '../fixtures/frame-proxy.js';
 import { deferred, helloFrame, RawPeer, rejectsWithStatus, testConnTypes, trackTimers, until, within, type ConnTestOptions } from '../helpers.js';
 
 /** Deadline tests run over memory and TCP, both directions: enough to cover a real socket without tripling the time. */
@@ -245,27 +245,6 @@ void describe('deadlines', () => {
     kinds,
   );
 
-  void test(
-    'a channel call refused only because the callee still counts a cancelled stream (RESET REFUSED) is retried ' +
-      'transparently, once, on the same connection: the refused attempt never reached a handler, the retry succeeds',
-    { timeout: 10_000 },
-    async (t) => {
-      const { proxy, client, counts, release, gatedReturned } = await refusingChannel(t);
-      // the callee holds the slot until the gated handler returns; the refusal is held in the proxy until it has
-      proxy.beforeRefusal = async () => {
-        release();
-        await within(gatedReturned, 2000, 'the gated handler returned');
-        await sleepFor(20);
-      };
-      const opensBefore = proxy.opens;
-      assert.equal(await within(client.echo('retried'), 5000, 'the echo call'), 'retried');
-      assert.equal(proxy.opens - opensBefore, 2, 'two attempts: the refused one and the retry');
-      assert.equal(proxy.refusals, 1, 'one refusal');
-      assert.equal(counts.echo, 1, 'the echo handler ran once (the refused attempt never reached it)');
-      assert.equal(counts.gated, 1);
-    },
-  );
-
   void test('the callee enforces the deadline from OPEN on its own: signal aborts, RESET DEADLINE_EXCEEDED', { timeout: 5000 }, async (t) => {
     const o = observed();
     const [rawEnd, sessionEnd] = createMemoryPair();
@@ -391,24 +370,5 @@ void describe('cancellation', () => {
       assert.deepEqual(after, Array.from({ length: 150 }, (_, i) => i));
     },
     kinds,
-  );
-
-  void test(
-    'a channel call made right after a cancellation, while the callee still runs the cancelled handler, is retried ' +
-      'exactly once: both attempts refused, UNAVAILABLE retrySafe, no handler saw it',
-    { timeout: 10_000 },
-    async (t) => {
-      const { proxy, client, counts } = await refusingChannel(t);
-      const opensBefore = proxy.opens;
-      const error = await within(rejectsWithStatus(client.echo('refused'), Status.UNAVAILABLE), 5000, 'the echo call');
-      assert.equal(error.retrySafe, true, `refused, so retry-safe: ${error.message}`);
-      assert.equal(proxy.opens - opensBefore, 2, 'exactly two attempts: the call and one transparent retry');
-      assert.equal(proxy.refusals, 2, 'both refused');
-      assert.equal(counts.echo, 0, 'no handler saw the call');
-      // a call with waitForReady is no different: being connected, it is refused twice too
-      await within(rejectsWithStatus(client.echo('again', { waitForReady: true, timeoutMs: 2000 }), Status.UNAVAILABLE), 5000, 'the second call');
-      assert.equal(proxy.opens - opensBefore, 4);
-      assert.equal(counts.echo, 0);
-    },
   );
 });

@@ -1,7 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { Backoff, resolveReconnectOptions } from '../src/channel/backoff.js';
-import { dialsTo } from '../src/mesh/mesh.js';
+import { Backoff, resolveReconnectOptions } from '../../src/channel/backoff.js';
+import { dialsTo } from '../../src/mesh/mesh.js';
 
 void test('backoff: full jitter under a cap that doubles per failure up to maxDelayMs', () => {
   const options = resolveReconnectOptions({ initialDelayMs: 100, maxDelayMs: 1000, lossSpreadMs: 5000 });

@@ -1,127 +1,27 @@
 /**
- * Channels that stay connected: waiting for a server that starts late (waitForReady) against failing fast in
- * backoff; a server process SIGKILLed in the middle of a unary call, a message stream and a download, then started
- * again on the same address; transparent retry (once, only for calls no handler saw); a graceful server restart
- * racing calls; and 200 clients coming back after a restart, spread over time by the loss jitter.
+ * Channels that stay connected: a server process SIGKILLed in the middle of a unary call, a message stream and a
+ * download, then started again on the same address; a graceful server restart racing calls; 200 clients coming back
+ * after a restart, spread over time by the loss jitter; and a connection refused right after its handshake. Waiting for
+ * a server that starts late is in wait-for-ready.test.ts, transparent retry in retry.test.ts.
  */
 import assert from 'node:assert/strict';
-import { rm } from 'node:fs/promises';
-import { createServer, type Server as NetServer, type Socket } from 'node:net';
+import { createServer, type Server as NetServer } from 'node:net';
 import { describe, test, type TestContext } from 'node:test';
 
-import {
-  channel,
-  createSession,
-  listen,
-  RpcError,
-  Status,
-  statusName,
-  type Channel,
-  type ChannelOptions,
-  type Client,
-  type RpcSession,
-  type Server,
-  type ServiceImpl,
-} from '../src/index.js';
-import { SocketTransport } from '../src/transport/socket.js';
-import { ConnectionCode, FrameType, Flag } from '../src/wire/constants.js';
-import { encodeFrame } from '../src/wire/frame.js';
-import { encodeGoaway, encodeReset } from '../src/wire/payloads.js';
-import { frameSplitter } from './fixtures/frame-proxy.js';
-import { Probe, Svc, svcService } from './fixtures/mesh-service.js';
-import { spawnServer } from './fixtures/spawn-node.js';
-import { deferred, helloFrame, rejectsWithStatus, sleep, socketPath, until, within } from './helpers.js';
+import { channel, createSession, listen, Status, type Client, type RpcSession, type ServiceImpl } from '../../src/index.js';
+import { SocketTransport } from '../../src/transport/socket.js';
+import { ConnectionCode, FrameType } from '../../src/wire/constants.js';
+import { encodeFrame } from '../../src/wire/frame.js';
+import { encodeGoaway } from '../../src/wire/payloads.js';
+import { openChannel, rawUnixServer, startServer, unixUrl } from '../fixtures/connections.js';
+import { Probe, Svc, svcService } from '../fixtures/mesh-service.js';
+import { spawnServer } from '../fixtures/spawn-node.js';
+import { assertStatus, deferred, errorOf, helloFrame, sleep, until, within } from '../helpers.js';
 
 type SvcClient = Client<typeof Svc.methods>;
 
-const FAST: ChannelOptions['reconnect'] = { initialDelayMs: 20, maxDelayMs: 200, lossSpreadMs: 50 };
 const quiet = (): void => undefined;
 const CLEANUP_MS = 3000;
-
-/** A Unix socket address, removed after the test. */
-function unixUrl(t: TestContext): string {
-  const path = socketPath();
-  t.after(() => rm(path, { force: true }));
-  return `unix://${path}`;
-}
-
-function openChannel(t: TestContext, url: string, options: ChannelOptions = {}): Channel {
-  const ch = channel(url, { reconnect: FAST, log: quiet, ...options });
-  t.after(() => within(ch.close({ graceMs: 0 }), CLEANUP_MS, 'channel close'));
-  return ch;
-}
-
-async function listenAfter(t: TestContext, url: string, services: ServiceImpl[], options: { maxConcurrentStreams?: number } = {}): Promise<Server> {
-  const server = await listen(url, { services, log: quiet, ...options });
-  t.after(async () => {
-    for (const s of server.sessions) s.destroy();
-    await within(server.close({ graceMs: 0 }), CLEANUP_MS, 'server close');
-  });
-  return server;
-}
-
-function assertStatus(error: unknown, code: Status, what: string): asserts error is RpcError {
-  assert.ok(error instanceof RpcError, `${what}: expected an RpcError, got ${String(error)}`);
-  assert.equal(error.code, code, `${what}: expected ${statusName(code)}, got ${statusName(error.code)} (${error.message})`);
-}
-
-/** Runs `action` and returns the error it threw (fails if it did not throw). */
-async function errorOf(action: () => Promise<unknown>): Promise<unknown> {
-  try {
-    await action();
-  } catch (error) {
-    return error;
-  }
-  assert.fail('expected a rejection');
-}
-
-// ---------------------------------------------------------------- a server that starts late
-
-void describe('reconnect: waiting for a server', () => {
-  void test('a waitForReady call made before the server exists succeeds once it listens 300 ms later; fail-fast calls in backoff fail UNAVAILABLE retrySafe at once', { timeout: 10_000 }, async (t) => {
-    const url = unixUrl(t);
-    const ch = openChannel(t, url);
-    const states: string[] = [];
-    ch.on('state', (e) => states.push(e.state));
-    const client = ch.client(Svc);
-    const start = performance.now();
-    const waiting = client.whoami('early', { waitForReady: true, timeoutMs: 5000 });
-    const waitingStream = client.ticks({ count: 3 }, { waitForReady: true, timeoutMs: 5000 });
-    const collected = (async () => {
-      const got: number[] = [];
-      for await (const n of waitingStream) got.push(n);
-      return got;
-    })();
-
-    await until(() => ch.state === 'backoff', 2000, 'the channel in backoff (nothing listens yet)');
-    const failStart = performance.now();
-    const error = await rejectsWithStatus(client.whoami('fail-fast'), Status.UNAVAILABLE, 'a fail-fast call in backoff');
-    assert.ok(performance.now() - failStart < 50, `at once (${(performance.now() - failStart).toFixed(1)} ms)`);
-    assert.equal(error.retrySafe, true, 'never sent, so retry-safe');
-    assert.match(error.message, /not connected/);
-    const streamError = await errorOf(async () => {
-      for await (const n of client.ticks({ count: 1 })) void n;
-    });
-    assertStatus(streamError, Status.UNAVAILABLE, 'a fail-fast stream in backoff');
-    assert.equal(streamError.retrySafe, true);
-    // a waitForReady call whose deadline passes first
-    await rejectsWithStatus(client.whoami('too short', { waitForReady: true, timeoutMs: 100 }), Status.DEADLINE_EXCEEDED, 'a short waitForReady');
-
-    const elapsed = performance.now() - start;
-    await sleep(Math.max(0, 300 - elapsed));
-    const listenedAt = performance.now();
-    await listenAfter(t, url, [svcService('late')]);
-    const answer = await within(waiting, 3000, 'the waiting call');
-    assert.equal(answer.node, 'late');
-    assert.ok(performance.now() - start >= 300, 'it could only succeed after the server started');
-    assert.deepEqual(await within(collected, 3000, 'the waiting stream'), [0, 1, 2]);
-    // FAST backoff caps the redial delay at 200 ms
-    assert.ok(performance.now() - listenedAt < 1000, `connected ${(performance.now() - listenedAt).toFixed(0)} ms after the server started`);
-    assert.equal(ch.state, 'ready');
-    assert.ok(states.includes('backoff') && states.includes('connecting') && states.at(-1) === 'ready', `states: ${states.join(',')}`);
-    assert.equal((await client.whoami('now')).node, 'late', 'fail-fast calls work once connected');
-  });
-});
 
 // ---------------------------------------------------------------- the server process is killed
 
@@ -199,112 +99,6 @@ void describe('reconnect: the server process is SIGKILLed mid-call, then started
   }
 });
 
-// ---------------------------------------------------------------- transparent retry
-
-/** A Unix socket server that hands each connection to `onSocket`; its sockets are destroyed and it closes after the test. */
-async function rawUnixServer(t: TestContext, onSocket: (socket: Socket) => void): Promise<string> {
-  const sockets = new Set<Socket>();
-  const server = createServer((socket) => {
-    sockets.add(socket);
-    socket.on('error', () => undefined);
-    socket.on('close', () => sockets.delete(socket));
-    onSocket(socket);
-  });
-  const url = unixUrl(t);
-  await new Promise<void>((resolve) => server.listen(new URL(url).pathname, resolve));
-  t.after(
-    () =>
-      new Promise<void>((resolve) => {
-        for (const s of sockets) s.destroy();
-        server.close(() => resolve());
-      }),
-  );
-  return url;
-}
-
-/**
- * A raw server that speaks HELLO and refuses every stream (RESET REFUSED, UNAVAILABLE), counting OPENs by method.
- */
-async function refuseEverything(t: TestContext): Promise<{ url: string; opens: Map<number, number>; total(): number }> {
-  const opens = new Map<number, number>();
-  const url = await rawUnixServer(t, (socket) => {
-    socket.write(helloFrame({ nodeName: 'refuser' }));
-    socket.on(
-      'data',
-      frameSplitter((header) => {
-        if (header.type !== FrameType.OPEN) return;
-        opens.set(header.streamId, (opens.get(header.streamId) ?? 0) + 1);
-        socket.write(encodeFrame({ type: FrameType.RESET, flags: Flag.REFUSED, streamId: header.streamId, payload: encodeReset(Status.UNAVAILABLE, 'refused by the test') }));
-      }),
-    );
-  });
-  return { url, opens, total: () => [...opens.values()].reduce((a, b) => a + b, 0) };
-}
-
-void describe('reconnect: transparent retry', () => {
-  void test('a peer that refuses every stream: unary, server stream and download are sent exactly twice (one retry) and fail UNAVAILABLE retrySafe; upload is sent once', { timeout: 10_000 }, async (t) => {
-    const refuser = await refuseEverything(t);
-    const ch = openChannel(t, refuser.url);
-    await within(ch.whenReady(), 3000, 'the channel to connect');
-    const client = ch.client(Svc);
-    const attempts = async (what: string, action: () => Promise<unknown>, expected: number): Promise<void> => {
-      const before = refuser.total();
-      const error = await within(errorOf(action), 3000, what);
-      assertStatus(error, Status.UNAVAILABLE, what);
-      assert.equal(error.retrySafe, true, `${what}: refused, so retry-safe`);
-      assert.equal(refuser.total() - before, expected, `${what}: OPENs sent`);
-    };
-    await attempts('unary', () => client.whoami('x'), 2);
-    await attempts('unary with waitForReady', () => client.whoami('x', { waitForReady: true, timeoutMs: 2000 }), 2);
-    await attempts('server stream', async () => {
-      for await (const n of client.ticks({ count: 1 })) void n;
-    }, 2);
-    await attempts('download', async () => {
-      for await (const chunk of client.get({ bytes: 10 })) void chunk;
-    }, 2);
-    await attempts('upload (its body cannot be replayed)', () => client.put({ name: 'x' }, [new Uint8Array(10)]), 1);
-    assert.ok([...refuser.opens.values()].every((n) => n === 1), 'each attempt is a new stream');
-    assert.equal(ch.state, 'ready', 'refusals do not drop the connection');
-  });
-
-  const sawIt = {
-    'the connection is destroyed': (server: Server) => {
-      for (const s of server.sessions) s.destroy();
-    },
-    'the server closes gracefully and the call outlives the grace period': (server: Server) => {
-      void server.close({ graceMs: 100 });
-    },
-  };
-  for (const [how, end] of Object.entries(sawIt)) {
-    void test(`a call a handler saw is never retried: ${how} -> UNAVAILABLE (not retrySafe), the handler ran exactly once`, { timeout: 10_000 }, async (t) => {
-      const probe = new Probe();
-      const url = unixUrl(t);
-      const server = await listenAfter(t, url, [svcService('one', probe)]);
-      const ch = openChannel(t, url);
-      await within(ch.whenReady(), 3000, 'the channel to connect');
-      const client = ch.client(Svc);
-      const call = client.hang(null, { timeoutMs: 5000 });
-      call.catch(() => undefined);
-      const stream = client.ticks({ count: 0, hang: true }, { timeoutMs: 5000 });
-      const streamDone = errorOf(async () => {
-        for await (const n of stream) void n;
-      });
-      await until(() => probe.count('hang') === 1 && probe.count('ticks') === 1, 2000, 'both handlers started');
-      end(server);
-      const error = await within(errorOf(() => call), 3000, 'the unary call');
-      assertStatus(error, Status.UNAVAILABLE, 'the unary call');
-      assert.equal(error.retrySafe, false, `processed, so not retry-safe: ${error.message}`);
-      const streamError = await within(streamDone, 3000, 'the stream (no message had arrived)');
-      assertStatus(streamError, Status.UNAVAILABLE, 'the stream');
-      assert.equal(streamError.retrySafe, false);
-      // a retry would have gone to the same server (it still listens after a destroy) or waited: give it the time
-      await sleep(300);
-      assert.equal(probe.count('hang'), 1, 'the unary handler ran exactly once');
-      assert.equal(probe.count('ticks'), 1, 'the stream handler ran exactly once');
-    });
-  }
-});
-
 // ---------------------------------------------------------------- graceful restart racing calls
 
 void describe('reconnect: graceful server restart', () => {
@@ -359,7 +153,7 @@ void describe('reconnect: graceful server restart', () => {
     }
     await within(closing, 3000, 'server 1 to close');
     const probe2 = new Probe();
-    await listenAfter(t, url, [svcService('two', probe2)]);
+    await startServer(t, { services: [svcService('two', probe2)] }, url);
 
     for (const outcome of await within(Promise.all(waitingAfter), 5000, 'the waitForReady calls made after the GOAWAY')) {
       assert.deepEqual(outcome.kind === 'ok' ? outcome.node : outcome.error, 'two', 'a waitForReady call after the GOAWAY succeeds on the new server');

@@ -5,10 +5,10 @@
 import assert from 'node:assert/strict';
 import { createServer, type Socket } from 'node:net';
 import { test } from 'node:test';
-import { createMemoryPair, createSession, type RpcSession } from '../src/index.js';
-import { Link } from '../src/channel/link.js';
-import type { MemoryTransport } from '../src/transport/memory.js';
-import { sleep, until, within } from './helpers.js';
+import { createMemoryPair, createSession, type RpcSession } from '../../src/index.js';
+import { Link } from '../../src/channel/link.js';
+import type { MemoryTransport } from '../../src/transport/memory.js';
+import { sleep, until, within } from '../helpers.js';
 
 async function sessionPair(): Promise<{ near: RpcSession; far: RpcSession; farTransport: MemoryTransport }> {
   const [a, b] = createMemoryPair();
