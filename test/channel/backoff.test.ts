@@ -1,7 +1,10 @@
+/**
+ * The reconnect backoff of a channel (src/channel/backoff.ts), on its own: full jitter under a doubling cap, the
+ * spread after a lost connection, the startup retry period, and option checks.
+ */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { Backoff, resolveReconnectOptions } from '../../src/channel/backoff.js';
-import { dialsTo } from '../../src/mesh/mesh.js';
 
 void test('backoff: full jitter under a cap that doubles per failure up to maxDelayMs', () => {
   const options = resolveReconnectOptions({ initialDelayMs: 100, maxDelayMs: 1000, lossSpreadMs: 5000 });
@@ -36,21 +39,6 @@ void test('backoff: delays drawn with Math.random spread evenly over the window'
 void test('backoff: bad options throw a RangeError that names them', () => {
   assert.throws(() => resolveReconnectOptions({ initialDelayMs: -1 }), /initialDelayMs/);
   assert.throws(() => resolveReconnectOptions({ initialDelayMs: 1000, maxDelayMs: 10 }), /maxDelayMs/);
-});
-
-void test('dialsTo: exactly one node of every pair dials, and the dialing is spread over the cluster', () => {
-  const names = Array.from({ length: 40 }, (_, i) => `node-${i}`);
-  let lowerDials = 0;
-  let pairs = 0;
-  for (const a of names) {
-    for (const b of names) {
-      if (a >= b) continue;
-      pairs++;
-      assert.notEqual(dialsTo(a, b), dialsTo(b, a), `${a}/${b}: exactly one dials`);
-      if (dialsTo(a, b)) lowerDials++;
-    }
-  }
-  assert.ok(lowerDials > pairs * 0.4 && lowerDials < pairs * 0.6, `the lower name dials in ${lowerDials} of ${pairs} pairs`);
 });
 
 void test('backoff: during startupRetryMs, failures before the first connection keep the first cap', () => {
