@@ -19,7 +19,7 @@ import {
   type MessageStream,
   type RequestOf,
   type ResponseOf,
-} from '../src/index.js';
+} from '../../src/index.js';
 
 type Equal<A, B> = (<T>() => T extends A ? 1 : 2) extends <T>() => T extends B ? 1 : 2 ? true : false;
 type Expect<T extends true> = T;

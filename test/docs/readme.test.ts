@@ -24,7 +24,7 @@ import {
   Status,
   unary,
   upload,
-} from '../src/index.js';
+} from '../../src/index.js';
 
 void test('the README example works as written', { timeout: 10_000 }, async () => {
   const Files = defineService('files.v1', {
