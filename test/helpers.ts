@@ -409,7 +409,7 @@ export interface Victim {
   aborted: unknown[];
 }
 
-/** An RpcSession serving the echo service (acceptor unless said otherwise), facing a RawPeer that has sent its HELLO. */
+/** An RpcSession serving the echo service (acceptor unless said otherwise) facing a RawPeer that sent its HELLO. */
 export async function victim(t: TestContext, options: Parameters<typeof createSession>[2] = {}, role: 'acceptor' | 'dialer' = 'acceptor'): Promise<Victim> {
   const [rawEnd, sessionEnd] = createMemoryPair();
   const aborted: unknown[] = [];

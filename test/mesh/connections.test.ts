@@ -181,7 +181,8 @@ void describe('mesh: duplicate connections', () => {
 });
 
 void describe('mesh: a silently dead connection', () => {
-  // Regression found by review (fixed in 0e3bab8: a duplicate connection replaces the current one if that one does not answer a ping).
+  // Regression found by review (fixed in 0e3bab8: a duplicate connection replaces a current one that does not
+  // answer a ping).
   void test("the designated dialer's connection goes silently dead (blackholed) and the peer restarts and dials in: the new connection replaces the dead one within 4 s and calls work (keepalive 60 s)", { timeout: 10_000 }, async (t) => {
     const A = 'a';
     const D = dialerOf(A, 'd');

@@ -48,7 +48,8 @@ void describe('concurrency limit: the peer cannot exceed ours', () => {
     assert.equal(msgpackCodec.decode(answer.payload), 7);
   });
 
-  // Regression found by review (fixed in 804d265: a peer stream's slot frees only once its handler returned and the stream closed).
+  // Regression found by review (fixed in 804d265: a peer stream's slot frees only once its handler returned and
+  // the stream closed).
   void test('a raw peer opening calls while granting OPEN window=1 (responses can never be sent): 10 accepted, the rest REFUSED; the server holds at most 10 streams', { timeout: 5000 }, async (t) => {
     const { raw, session: server } = againstRawPeer(t, 'acceptor', { services: [bytesService()], maxConcurrentStreams: 10 });
     await within(server.ready, 1000, 'handshake');

@@ -175,7 +175,8 @@ void describe('ping: keepalive', () => {
     },
   );
 
-  // Regression found by review (fixed in 0e3bab8: keepalive looks again after the turn's reads before declaring a peer dead).
+  // Regression found by review (fixed in 0e3bab8: keepalive looks again after the turn's reads before declaring a
+  // peer dead).
   void test('keepalive (interval 200, timeout 300) does not close a healthy connection after a 600 ms event-loop stall right after its probe was sent; a call works afterwards', { timeout: 8000 }, async (t) => {
     // the server runs in its own process, so it answers the probe during our stall, as a real peer would
     const child = spawn(process.execPath, ['--import', 'tsx', PEER], { cwd: ROOT, stdio: ['pipe', 'pipe', 'pipe'] });
