@@ -5,8 +5,8 @@
  *   directions, like yamux's testConnTypes: "forward" = the dialer calls the acceptor; "reversed" = the acceptor calls
  *   the dialer (which then serves the services). The body asks for its connection with `env.open({...})`, so it can
  *   define handlers that close over test state first.
- * - A `RawPeer` speaks frames by hand to one session (`againstRawPeer`, `victim`), to see what the session writes
- *   (`tapFrames`) and to test what it refuses; `sessionPair` gives two core Sessions, below the rpc layer.
+ * - `RawPeer` speaks frames by hand; the set-ups that face one session with it are in fixtures/sessions.ts, servers,
+ *   channels and meshes on real sockets in fixtures/connections.ts.
  * - Everything a helper creates (sessions, servers, socket files, raw sockets) is torn down in `t.after`, which
  *   node:test runs even when the test fails or times out; cleanup itself is bounded in time.
  */
@@ -24,21 +24,16 @@ import {
   RpcError,
   statusName,
   type RpcSession,
-  type RpcSessionOptions,
   type Server,
   type ServiceImpl,
   type SessionOptions,
 } from '../src/index.js';
-import { Session, type IncomingStream } from '../src/session/session.js';
-import type { Stream, StreamTrailer } from '../src/session/stream.js';
 import type { MemoryTransport } from '../src/transport/memory.js';
 import type { Transport } from '../src/transport/transport.js';
-import { Flag, FrameType, PROTOCOL_VERSION_MAX, PROTOCOL_VERSION_MIN, type Status } from '../src/wire/constants.js';
+import { FrameType, PROTOCOL_VERSION_MAX, PROTOCOL_VERSION_MIN, type Status } from '../src/wire/constants.js';
 import { FrameDecoder } from '../src/wire/decoder.js';
 import { encodeFrame } from '../src/wire/frame.js';
 import { encodeHello, type HelloSettings } from '../src/wire/hello.js';
-import { encodePing } from '../src/wire/payloads.js';
-import { echoService } from './fixtures/echo-service.js';
 
 // ---------------------------------------------------------------- small utilities
 
@@ -357,126 +352,6 @@ export function destroyAfter(t: TestContext, socket: Socket): Socket {
     socket.destroy();
   });
   return socket;
-}
-
-// ---------------------------------------------------------------- one session facing a raw peer
-
-/** Every frame handed to `transport.write` from now on (decoded on the spot, payloads copied), whether or not it is delivered. */
-export function tapFrames(transport: Transport): RawFrame[] {
-  const frames: RawFrame[] = [];
-  const decoder = new FrameDecoder((type, flags, streamId, payload) => frames.push({ type, flags, streamId, payload: payload.slice() }), {
-    maxFrameBytes: 16 * 1024 * 1024,
-  });
-  const original = transport.write.bind(transport);
-  transport.write = (chunks) => {
-    for (const chunk of chunks) decoder.push(chunk);
-    return original(chunks);
-  };
-  return frames;
-}
-
-/** Sends a PING and waits for its ACK: every frame the raw peer sent before it has been handled. */
-export async function pingBarrier(raw: RawPeer, opaque: bigint): Promise<void> {
-  const from = raw.frames.length;
-  raw.send(FrameType.PING, 0, 0, encodePing(opaque));
-  await raw.waitFor((f) => f.type === FrameType.PING && (f.flags & Flag.ACK) !== 0, 1000, `PING ACK ${opaque}`, from);
-}
-
-/**
- * An RpcSession on one end of a memory pair, a RawPeer on the other. The raw peer sends its HELLO (with `hello`
- * settings) at once unless `helloLater`; the session is destroyed after the test.
- */
-export function againstRawPeer(
-  t: TestContext,
-  role: 'dialer' | 'acceptor',
-  options: RpcSessionOptions = {},
-  hello: Partial<HelloSettings> = {},
-  helloLater = false,
-): { raw: RawPeer; session: RpcSession; sendHello(): void; sessionEnd: Transport } {
-  const [rawEnd, sessionEnd] = createMemoryPair();
-  const session = createSession(sessionEnd, role, options);
-  t.after(() => session.destroy());
-  const raw = new RawPeer(rawEnd);
-  const sendHello = (): void => raw.sendBytes(helloFrame(hello));
-  if (!helloLater) sendHello();
-  return { raw, session, sendHello, sessionEnd };
-}
-
-export interface Victim {
-  raw: RawPeer;
-  session: RpcSession;
-  /** The abort reasons of the echo service's `hang` handlers. */
-  aborted: unknown[];
-}
-
-/** An RpcSession serving the echo service (acceptor unless said otherwise) facing a RawPeer that sent its HELLO. */
-export async function victim(t: TestContext, options: Parameters<typeof createSession>[2] = {}, role: 'acceptor' | 'dialer' = 'acceptor'): Promise<Victim> {
-  const [rawEnd, sessionEnd] = createMemoryPair();
-  const aborted: unknown[] = [];
-  const session = createSession(sessionEnd, role, { services: [echoService({ onAbort: (r) => aborted.push(r) })], ...options });
-  t.after(() => session.destroy());
-  const raw = new RawPeer(rawEnd);
-  raw.sendBytes(helloFrame());
-  await within(session.ready, 1000, 'handshake');
-  return { raw, session, aborted };
-}
-
-// ---------------------------------------------------------------- two core sessions (below the rpc layer)
-
-/** Hooks that answer every incoming stream with its request bytes, then release it. */
-function echoHooks(seen: IncomingStream[] = []): { hooks: { onStream(incoming: IncomingStream): void }; bind(session: Session): void } {
-  let session: Session | undefined;
-  return {
-    bind: (s) => (session = s),
-    hooks: {
-      onStream(incoming) {
-        seen.push(incoming);
-        const { stream } = incoming;
-        stream.events = {
-          onMessage: (bytes) => stream.sendMessage(new Uint8Array(bytes), true),
-          onEnd: () => session?.release(stream),
-          onReset: () => session?.release(stream),
-        };
-      },
-    },
-  };
-}
-
-export interface StreamOutcome {
-  messages: Uint8Array[];
-  trailer?: StreamTrailer;
-  reset?: { status: Status; message: string; refused: boolean };
-}
-
-/** Collects what the peer sends on a stream we opened, until it ends or is reset. */
-export function collect(stream: Stream): Promise<StreamOutcome> {
-  const done = deferred<StreamOutcome>();
-  const outcome: StreamOutcome = { messages: [] };
-  stream.events = {
-    onMessage: (bytes) => outcome.messages.push(new Uint8Array(bytes)),
-    onEnd: (trailer) => done.resolve({ ...outcome, trailer }),
-    onReset: (status, message, refused) => done.resolve({ ...outcome, reset: { status, message, refused } }),
-  };
-  return done.promise;
-}
-
-/** Two core Sessions over a memory pair, both echoing; destroyed after the test. */
-export async function sessionPair(t: TestContext): Promise<{ dialer: Session; acceptor: Session; seenByDialer: IncomingStream[]; seenByAcceptor: IncomingStream[] }> {
-  const [a, b] = createMemoryPair();
-  const seenByDialer: IncomingStream[] = [];
-  const seenByAcceptor: IncomingStream[] = [];
-  const d = echoHooks(seenByDialer);
-  const ac = echoHooks(seenByAcceptor);
-  const dialer = new Session(a, 'dialer', d.hooks);
-  const acceptor = new Session(b, 'acceptor', ac.hooks);
-  d.bind(dialer);
-  ac.bind(acceptor);
-  t.after(() => {
-    dialer.destroy();
-    acceptor.destroy();
-  });
-  await within(Promise.all([dialer.ready, acceptor.ready]), 1000, 'handshake');
-  return { dialer, acceptor, seenByDialer, seenByAcceptor };
 }
 
 // ---------------------------------------------------------------- timer leak detection

@@ -22,7 +22,8 @@ import { connectTo, newMesh, openChannel, startServer } from '../fixtures/connec
 import { Counted, countedService } from '../fixtures/counted-service.js';
 import { Echo, echoService, type EchoHooks } from '../fixtures/echo-service.js';
 import { Sleepy, sleepyService } from '../fixtures/lifecycle-service.js';
-import { againstRawPeer, assertStatus, deferred, pingBarrier, rejectsWithStatus, sleep, testConnTypes, until, watch, within } from '../helpers.js';
+import { againstRawPeer, pingBarrier } from '../fixtures/sessions.js';
+import { assertStatus, deferred, rejectsWithStatus, sleep, testConnTypes, until, watch, within } from '../helpers.js';
 
 const FIXTURE = fileURLToPath(new URL('../fixtures/exit-clean.ts', import.meta.url));
 

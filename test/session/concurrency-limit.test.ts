@@ -15,7 +15,8 @@ import { utf8 } from '../../src/wire/bytes.js';
 import { Flag, FrameType } from '../../src/wire/constants.js';
 import { decodeReset, encodeCredit, encodeOpen, encodeReset } from '../../src/wire/payloads.js';
 import { Bytes, bytesPath, bytesService } from '../fixtures/bytes-service.js';
-import { againstRawPeer, deferred, pingBarrier, rejectsWithStatus, sleep, until, victim, watch, within, type RawFrame } from '../helpers.js';
+import { againstRawPeer, pingBarrier, victim } from '../fixtures/sessions.js';
+import { deferred, rejectsWithStatus, sleep, until, watch, within, type RawFrame } from '../helpers.js';
 
 const ECHO = utf8('test.Echo/echo');
 const HANG = utf8('test.Echo/hang');

@@ -30,7 +30,8 @@ import { ProtocolError, ProtocolErrorCode } from '../../src/wire/errors.js';
 import { decodeHello, type HelloSettings } from '../../src/wire/hello.js';
 import { decodeCredit, decodeGoaway, encodeCredit, encodeOpen, encodePing } from '../../src/wire/payloads.js';
 import { Bytes } from '../fixtures/bytes-service.js';
-import { againstRawPeer, deferred, helloFrame, pingBarrier, RawPeer, sleep, testConnTypes, until, within, type RawFrame } from '../helpers.js';
+import { againstRawPeer, pingBarrier } from '../fixtures/sessions.js';
+import { deferred, helloFrame, RawPeer, sleep, testConnTypes, until, within, type RawFrame } from '../helpers.js';
 
 // ---------------------------------------------------------------- data
 

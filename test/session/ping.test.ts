@@ -18,20 +18,8 @@ import { encodeFrame } from '../../src/wire/frame.js';
 import { decodeGoaway, encodePing } from '../../src/wire/payloads.js';
 import { connectTo, goawayOf, oneWarning, rawClient, startServer } from '../fixtures/connections.js';
 import { Sleepy, sleepyService } from '../fixtures/lifecycle-service.js';
-import {
-  againstRawPeer,
-  deferred,
-  helloFrame,
-  RawPeer,
-  rejectsWithStatus,
-  sessionPair,
-  sleep,
-  socketPath,
-  tapFrames,
-  until,
-  watch,
-  within,
-} from '../helpers.js';
+import { againstRawPeer, sessionPair, tapFrames } from '../fixtures/sessions.js';
+import { deferred, helloFrame, RawPeer, rejectsWithStatus, sleep, socketPath, until, watch, within } from '../helpers.js';
 
 const ROOT = fileURLToPath(new URL('../..', import.meta.url));
 const PEER = fileURLToPath(new URL('../fixtures/lifecycle-peer.ts', import.meta.url));

@@ -14,7 +14,8 @@ import { utf8 } from '../../src/wire/bytes.js';
 import { ConnectionCode, connectionCodeName, Flag, FrameType } from '../../src/wire/constants.js';
 import { ProtocolError, ProtocolErrorCode } from '../../src/wire/errors.js';
 import { decodeGoaway, decodeReset, encodeCredit, encodeOpen, encodePing } from '../../src/wire/payloads.js';
-import { helloFrame, pingBarrier, RawPeer, sleep, tapFrames, victim, within, type Victim } from '../helpers.js';
+import { pingBarrier, tapFrames, victim, type Victim } from '../fixtures/sessions.js';
+import { helloFrame, RawPeer, sleep, within } from '../helpers.js';
 
 /** Asserts that the victim closed the connection with GOAWAY `code` and a ProtocolError `protocolCode`. */
 async function assertConnectionError(v: Victim, code: ConnectionCode, protocolCode: ProtocolErrorCode): Promise<void> {

@@ -11,7 +11,8 @@ import { utf8 } from '../../src/wire/bytes.js';
 import { Flag, FrameType } from '../../src/wire/constants.js';
 import { decodeReset, encodeEnd } from '../../src/wire/payloads.js';
 import { Bytes, bytesService } from '../fixtures/bytes-service.js';
-import { againstRawPeer, collect, rejectsWithStatus, sessionPair, sleep, tapFrames, until, within, type RawFrame } from '../helpers.js';
+import { againstRawPeer, collect, sessionPair, tapFrames } from '../fixtures/sessions.js';
+import { rejectsWithStatus, sleep, until, within, type RawFrame } from '../helpers.js';
 
 const END_OF_REQUEST = Flag.MESSAGE_END | Flag.END_STREAM;
 
