@@ -53,10 +53,12 @@ function spawnPeer(t: TestContext): { child: ChildProcess; url: Promise<string> 
   return { child, url };
 }
 
+/** `count` PING frames with opaque values `first`, `first + 1`..., in one buffer. */
 function pings(count: number, first: number): Buffer {
   return Buffer.concat(Array.from({ length: count }, (_, i) => encodeFrame({ type: FrameType.PING, flags: 0, streamId: 0, payload: encodePing(BigInt(first + i)) })));
 }
 
+/** What the channels of the gRFC A8 tests call. */
 const Echo = defineService('pingbackoff.v1', { echo: unary<string, string>() });
 
 // ---------------------------------------------------------------- tests
