@@ -1,10 +1,12 @@
 /**
- * Shared test helpers for the session and rpc suites.
+ * Shared test helpers for the suites of every layer (test/<layer>/*.test.ts).
  *
  * - `testConnTypes` runs one test body over every transport (in-memory pair, TCP loopback, Unix socket) and in both
  *   directions, like yamux's testConnTypes: "forward" = the dialer calls the acceptor; "reversed" = the acceptor calls
  *   the dialer (which then serves the services). The body asks for its connection with `env.open({...})`, so it can
  *   define handlers that close over test state first.
+ * - `RawPeer` speaks frames by hand; the set-ups that face one session with it are in fixtures/sessions.ts, servers,
+ *   channels and meshes on real sockets in fixtures/connections.ts.
  * - Everything a helper creates (sessions, servers, socket files, raw sockets) is torn down in `t.after`, which
  *   node:test runs even when the test fails or times out; cleanup itself is bounded in time.
  */
@@ -85,6 +87,32 @@ export async function rejectsWithStatus(promise: Promise<unknown>, code: Status,
     return error;
   }
   assert.fail(`${what}: expected a rejection with ${statusName(code)}, but it resolved`);
+}
+
+/** Asserts that `value` is an RpcError carrying `code`. */
+export function assertStatus(value: unknown, code: Status, what: string): asserts value is RpcError {
+  assert.ok(value instanceof RpcError, `${what}: expected an RpcError, got ${String(value)}`);
+  assert.equal(value.code, code, `${what}: expected ${statusName(code)}, got ${statusName(value.code)} (${value.message})`);
+}
+
+/** Runs `action` and returns the error it threw (fails if it did not throw). */
+export async function errorOf(action: () => Promise<unknown>): Promise<unknown> {
+  try {
+    await action();
+  } catch (error) {
+    return error;
+  }
+  assert.fail('expected a rejection');
+}
+
+/** Records whether a promise has settled, and keeps its rejection handled. */
+export function watch<T>(promise: Promise<T>): { readonly settled: boolean; promise: Promise<T> } {
+  const state = { settled: false, promise };
+  promise.then(
+    () => (state.settled = true),
+    () => (state.settled = true),
+  );
+  return state;
 }
 
 /** A unique Unix socket path under /tmp (short, to stay below the sun_path limit). */

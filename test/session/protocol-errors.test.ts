@@ -1,0 +1,130 @@
+/**
+ * A peer that breaks the protocol (a RawPeer writing frames by hand over a memory pair): DATA on a stream never opened,
+ * CREDIT of 0, DATA beyond the stream window, OPEN with the wrong parity or a non-increasing id close the connection
+ * with the matching GOAWAY and ProtocolError; malformed metadata in an OPEN resets only that stream; and once a
+ * connection error closed the session, nothing the peer sends afterwards gets a reply. Flow-control violations of
+ * message streams are in flow-control.test.ts, a peer over our stream limit in concurrency-limit.test.ts.
+ */
+import assert from 'node:assert/strict';
+import { describe, test } from 'node:test';
+
+import { createMemoryPair, createSession, Status } from '../../src/index.js';
+import { msgpackCodec } from '../../src/rpc/codec.js';
+import { utf8 } from '../../src/wire/bytes.js';
+import { ConnectionCode, connectionCodeName, Flag, FrameType } from '../../src/wire/constants.js';
+import { ProtocolError, ProtocolErrorCode } from '../../src/wire/errors.js';
+import { decodeGoaway, decodeReset, encodeCredit, encodeOpen, encodePing } from '../../src/wire/payloads.js';
+import { pingBarrier, tapFrames, victim, type Victim } from '../fixtures/sessions.js';
+import { helloFrame, RawPeer, sleep, within } from '../helpers.js';
+
+/** Asserts that the victim closed the connection with GOAWAY `code` and a ProtocolError `protocolCode`. */
+async function assertConnectionError(v: Victim, code: ConnectionCode, protocolCode: ProtocolErrorCode): Promise<void> {
+  const goaway = await v.raw.waitFor((f) => f.type === FrameType.GOAWAY, 1000, 'GOAWAY');
+  const decoded = decodeGoaway(goaway.payload);
+  assert.equal(decoded.code, code, `GOAWAY ${connectionCodeName(decoded.code)}: ${decoded.message}`);
+  const error = await within(v.session.closed, 3000, 'the victim closes');
+  assert.ok(error instanceof ProtocolError, `closed with ${String(error)}`);
+  assert.equal(error.code, protocolCode);
+  await within(v.raw.ended.promise, 1000, 'the raw peer sees the end');
+}
+
+const ECHO = utf8('test.Echo/echo');
+const HANG = utf8('test.Echo/hang');
+const request = (value: unknown): Uint8Array => msgpackCodec.encode(value);
+const END_OF_REQUEST = Flag.MESSAGE_END | Flag.END_STREAM;
+
+// ---------------------------------------------------------------- tests
+
+void describe('protocol errors: an evil peer', () => {
+  void test('DATA on a never-opened stream: GOAWAY PROTOCOL_ERROR', { timeout: 5000 }, async (t) => {
+    const v = await victim(t);
+    v.raw.send(FrameType.DATA, END_OF_REQUEST, 7, request('x'));
+    await assertConnectionError(v, ConnectionCode.PROTOCOL_ERROR, ProtocolErrorCode.STREAM_NOT_OPEN);
+  });
+
+  void test('CREDIT of 0: GOAWAY FLOW_CONTROL_ERROR (connection and stream)', { timeout: 5000 }, async (t) => {
+    const v = await victim(t);
+    v.raw.send(FrameType.CREDIT, 0, 0, encodeCredit(0));
+    await assertConnectionError(v, ConnectionCode.FLOW_CONTROL_ERROR, ProtocolErrorCode.FLOW_CONTROL);
+
+    const w = await victim(t);
+    w.raw.send(FrameType.OPEN, 0, 1, encodeOpen(0, 0, HANG));
+    w.raw.send(FrameType.DATA, END_OF_REQUEST, 1, request(null));
+    w.raw.send(FrameType.CREDIT, 0, 1, encodeCredit(0));
+    await assertConnectionError(w, ConnectionCode.FLOW_CONTROL_ERROR, ProtocolErrorCode.FLOW_CONTROL);
+  });
+
+  void test('DATA beyond the stream window: GOAWAY FLOW_CONTROL_ERROR', { timeout: 5000 }, async (t) => {
+    const v = await victim(t, { initialStreamWindow: 16 * 1024 });
+    v.raw.send(FrameType.OPEN, 0, 1, encodeOpen(0, 0, ECHO));
+    v.raw.send(FrameType.DATA, 0, 1, new Uint8Array(16 * 1024 + 1));
+    await assertConnectionError(v, ConnectionCode.FLOW_CONTROL_ERROR, ProtocolErrorCode.FLOW_CONTROL);
+  });
+
+  void test('OPEN with the wrong parity: GOAWAY PROTOCOL_ERROR', { timeout: 5000 }, async (t) => {
+    const v = await victim(t); // the raw peer is the dialer: its ids must be odd
+    v.raw.send(FrameType.OPEN, 0, 2, encodeOpen(0, 0, ECHO));
+    await assertConnectionError(v, ConnectionCode.PROTOCOL_ERROR, ProtocolErrorCode.BAD_STREAM_ID);
+
+    const w = await victim(t, {}, 'dialer'); // the raw peer is the acceptor: its ids must be even
+    w.raw.send(FrameType.OPEN, 0, 3, encodeOpen(0, 0, ECHO));
+    await assertConnectionError(w, ConnectionCode.PROTOCOL_ERROR, ProtocolErrorCode.BAD_STREAM_ID);
+  });
+
+  void test('OPEN with a non-increasing id: GOAWAY PROTOCOL_ERROR', { timeout: 5000 }, async (t) => {
+    const v = await victim(t);
+    v.raw.send(FrameType.OPEN, 0, 5, encodeOpen(0, 0, ECHO));
+    v.raw.send(FrameType.DATA, END_OF_REQUEST, 5, request(5));
+    await v.raw.waitFor((f) => f.streamId === 5 && f.type === FrameType.DATA, 1000, 'the answer on stream 5');
+    v.raw.send(FrameType.OPEN, 0, 3, encodeOpen(0, 0, ECHO));
+    await assertConnectionError(v, ConnectionCode.PROTOCOL_ERROR, ProtocolErrorCode.BAD_STREAM_ID);
+
+    const w = await victim(t);
+    w.raw.send(FrameType.OPEN, 0, 1, encodeOpen(0, 0, HANG));
+    w.raw.send(FrameType.OPEN, 0, 1, encodeOpen(0, 0, HANG)); // the same id again
+    await assertConnectionError(w, ConnectionCode.PROTOCOL_ERROR, ProtocolErrorCode.BAD_STREAM_ID);
+  });
+
+  void test('OPEN with malformed metadata: only that stream is RESET (INTERNAL); a following call works', { timeout: 5000 }, async (t) => {
+    const v = await victim(t);
+    // one entry, key "BAD" (upper case is not allowed), text value "x"
+    const badBlock = Uint8Array.of(1, 3, 0x42, 0x41, 0x44, 0, 0, 1, 0x78);
+    v.raw.send(FrameType.OPEN, 0, 1, encodeOpen(0, 0, ECHO, badBlock));
+    v.raw.send(FrameType.DATA, END_OF_REQUEST, 1, request('lost')); // in flight already: ignored
+    const reset = await v.raw.waitFor((f) => f.type === FrameType.RESET && f.streamId === 1, 1000, 'RESET on stream 1');
+    assert.equal(decodeReset(reset.payload).status, Status.INTERNAL);
+    assert.equal(reset.flags & Flag.REFUSED, 0);
+    v.raw.send(FrameType.OPEN, 0, 3, encodeOpen(0, 0, ECHO));
+    v.raw.send(FrameType.DATA, END_OF_REQUEST, 3, request({ ok: true }));
+    const answer = await v.raw.waitFor((f) => f.type === FrameType.DATA && f.streamId === 3, 1000, 'the answer on stream 3');
+    assert.equal(answer.flags & END_OF_REQUEST, END_OF_REQUEST);
+    assert.deepEqual(msgpackCodec.decode(answer.payload), { ok: true });
+    assert.equal(v.session.core.isOpen, true);
+    assert.equal(v.raw.ofType(FrameType.GOAWAY).length, 0);
+  });
+
+  // Regression found by review (fixed in 804d265: reading stops after a connection error).
+  void test('after a connection error (an unknown frame type), frames the peer sends afterwards get no reply: no PING ACK', { timeout: 5000 }, async (t) => {
+    const [rawEnd, sessionEnd] = createMemoryPair();
+    const written = tapFrames(sessionEnd); // also what the session tries to write after the transport has ended
+    const session = createSession(sessionEnd, 'acceptor');
+    t.after(() => session.destroy());
+    const raw = new RawPeer(rawEnd);
+    raw.sendBytes(helloFrame());
+    await within(session.ready, 1000, 'handshake');
+    await pingBarrier(raw, 1n); // PINGs are answered while the connection is healthy
+    const mark = written.length;
+    raw.sendBytes(Uint8Array.of(0x09, 0, 0, 0, 0, 0, 0, 0, 0, 0)); // type 9: unknown and below the extension range
+    for (let i = 2n; i <= 4n; i++) raw.send(FrameType.PING, 0, 0, encodePing(i)); // arrive in the same delivery
+    const error = await within(session.closed, 3000, 'the session closes');
+    assert.ok(error instanceof ProtocolError && error.code === ProtocolErrorCode.UNKNOWN_FRAME_TYPE, `closed with ${String(error)}`);
+    await sleep(10);
+    const after = written.slice(mark);
+    assert.deepEqual(
+      after.map((f) => f.type),
+      [FrameType.GOAWAY],
+      'the GOAWAY is the last thing the session writes',
+    );
+    assert.equal(decodeGoaway(after[0]!.payload).code, ConnectionCode.PROTOCOL_ERROR);
+  });
+});
