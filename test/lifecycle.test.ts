@@ -30,7 +30,7 @@ import {
   type ServiceImpl,
 } from '../src/index.js';
 import type { LogLevel } from '../src/log.js';
-import { SessionError } from '../src/session/session.js';
+import { SessionError } from '../src/session/errors.js';
 import { listenOn } from '../src/transport/net.js';
 import { SocketTransport } from '../src/transport/socket.js';
 import { connectionCodeName, Flag, FrameType } from '../src/wire/constants.js';
