@@ -41,6 +41,7 @@ import {
 import type { PeerInfo, Transport, TransportSink } from '../transport/transport.js';
 import { internalError, SessionError, streamErrorOf } from './errors.js';
 import { resolveSessionOptions, type ResolvedSessionOptions, type SessionOptions } from './options.js';
+import { PeerGuard } from './peer-guard.js';
 import { StreamScheduler } from './scheduler.js';
 import { Stream, type StreamHost } from './stream.js';
 import { FrameWriter } from './writer.js';
@@ -103,18 +104,12 @@ const FLUSH_BUDGET_BYTES = 1024 * 1024;
  * part while we encode the rest (bench, c=64: 145k calls/s never eager, 224k at 1 KiB, 284k at 2 KiB, 196k at 4 KiB).
  */
 const EAGER_FLUSH_BYTES = 2048;
-/** Solicited control replies (PING ACK, refusals) queued while the peer is not reading; more closes the connection. */
-const MAX_REPLIES_WHILE_BLOCKED = 1000;
 /** Pings awaiting a reply; more are refused rather than queued. */
 const MAX_OUTSTANDING_PINGS = 16;
 /** After we end our side, how long the peer has to close before we destroy the socket. */
 const CLOSE_LINGER_MS = 2_000;
 /** Per-turn read budget of a connection labelled `data` (a mesh's bulk lane); see SocketTransport.setReadBudget. */
 const DATA_LANE_READ_BUDGET_BYTES = 64 * 1024;
-/** Pings the peer may send in a burst before the average rate (peerPingIntervalMs) is enforced. */
-const PEER_PING_BURST = 16;
-/** Pings beyond the permitted rate that are forgiven; the next one closes the connection (gRPC's MAX_PING_STRIKES). */
-const MAX_PING_STRIKES = 2;
 
 interface PendingPing {
   sentAt: number;
@@ -149,10 +144,10 @@ export class Session implements StreamHost {
   private outboundActive = 0;
   private readonly pendingOpens: Array<{ stream: Stream; method: Uint8Array; init: OpenStreamInit; queuedAt: number }> = [];
   private readonly scheduler = new StreamScheduler();
+  private readonly guard: PeerGuard;
   private flushScheduled = false;
   private flushing = false;
   private readStopped = false;
-  private repliesWhileBlocked = 0;
   private transportBlocked = false;
   private peerSettings: HelloSettings | undefined;
   private peerGoawayLastId = -1;
@@ -178,10 +173,6 @@ export class Session implements StreamHost {
   private readsAtProbe = 0;
   private keepaliveTimer: NodeJS.Timeout | undefined;
   private keepaliveProbeTimer: NodeJS.Timeout | undefined;
-  /** Token bucket for the peer's pings: starts full, refills one per peerPingIntervalMs. */
-  private peerPingTokens = PEER_PING_BURST;
-  private peerPingRefilledAt = 0;
-  private pingStrikes = 0;
 
   peerMaxFrameBytes = DEFAULT_LIMITS.maxFrameBytes;
   /** False while the transport asks us to wait: streams then queue instead of writing directly. */
@@ -199,6 +190,7 @@ export class Session implements StreamHost {
     this.options = resolveSessionOptions(options);
     this.nextStreamId = role === 'dialer' ? 1 : 2;
     this.connRecvWindow = this.options.connectionWindow;
+    this.guard = new PeerGuard(this.options);
     this.peerInfo = { ...transport.peer, nodeName: '', label: '', features: 0 };
     this.ready = new Promise<void>((resolve, reject) => {
       this.resolveReady = resolve;
@@ -491,7 +483,7 @@ export class Session implements StreamHost {
     onEnd: () => this.onPeerEnd(),
     onDrain: () => {
       this.transportBlocked = false;
-      this.repliesWhileBlocked = 0;
+      this.guard.transportDrained();
       this.scheduleFlush();
     },
     onClose: (error) => this.onTransportClose(error),
@@ -571,7 +563,6 @@ export class Session implements StreamHost {
   private startKeepalive(): void {
     const interval = this.options.keepaliveIntervalMs;
     if (interval === 0) return;
-    this.peerPingRefilledAt = performance.now();
     this.keepaliveTimer = setInterval(this.keepaliveTick, interval);
     this.keepaliveTimer.unref();
   }
@@ -618,27 +609,6 @@ export class Session implements StreamHost {
     this.keepaliveTimer = this.keepaliveProbeTimer = undefined;
   }
 
-  /** Charges one of the peer's pings against its budget; the third ping beyond the permitted rate ends the connection. */
-  private chargePeerPing(): void {
-    const interval = this.options.peerPingIntervalMs;
-    if (interval === 0) return;
-    const now = performance.now();
-    this.peerPingTokens = Math.min(PEER_PING_BURST, this.peerPingTokens + (now - this.peerPingRefilledAt) / interval);
-    this.peerPingRefilledAt = now;
-    // a peer whose budget has refilled completely has behaved for a while: old overruns are forgiven
-    if (this.peerPingTokens >= PEER_PING_BURST) this.pingStrikes = 0;
-    if (this.peerPingTokens >= 1) {
-      this.peerPingTokens -= 1;
-      return;
-    }
-    if (++this.pingStrikes > MAX_PING_STRIKES) {
-      throw new ProtocolError(
-        ProtocolErrorCode.ENHANCE_YOUR_CALM,
-        `too many pings: more than one per ${interval} ms on average (bursts of ${PEER_PING_BURST}) after ${MAX_PING_STRIKES} strikes`,
-      );
-    }
-  }
-
   private onOpen(id: number, payload: Uint8Array): void {
     if (id % 2 === this.nextStreamId % 2 || id <= this.lastPeerStreamId) {
       throw new ProtocolError(ProtocolErrorCode.BAD_STREAM_ID, `OPEN with stream id ${id} (last was ${this.lastPeerStreamId}, ours are ${this.role === 'dialer' ? 'odd' : 'even'})`);
@@ -678,23 +648,8 @@ export class Session implements StreamHost {
   }
 
   private refuse(id: number, reason: string): void {
-    this.countSolicitedReply('RESET');
+    this.guard.replySolicited('RESET', this.transportBlocked);
     this.writeFrame(FrameType.RESET, Flag.REFUSED, id, encodeReset(Status.UNAVAILABLE, reason));
-  }
-
-  /**
-   * Replies the peer solicits (PING ACK, refusals) are written even while the transport asks us to wait, so that
-   * control never queues behind data; a peer that keeps soliciting them without reading (CVE-2019-9512, the ping
-   * flood) would grow that buffer forever. Past MAX_REPLIES_WHILE_BLOCKED replies without a drain, it is cut off.
-   */
-  private countSolicitedReply(what: string): void {
-    if (!this.transportBlocked) return;
-    if (++this.repliesWhileBlocked > MAX_REPLIES_WHILE_BLOCKED) {
-      throw new ProtocolError(
-        ProtocolErrorCode.ENHANCE_YOUR_CALM,
-        `the peer solicited more than ${MAX_REPLIES_WHILE_BLOCKED} ${what} replies without reading them`,
-      );
-    }
   }
 
   /** Looks up the stream a frame is for; undefined for a stream that has closed. Throws for one never opened. */
@@ -786,8 +741,8 @@ export class Session implements StreamHost {
 
   private onPing(flags: number, payload: Uint8Array): void {
     if ((flags & Flag.ACK) === 0) {
-      this.chargePeerPing();
-      this.countSolicitedReply('PING');
+      this.guard.pingReceived();
+      this.guard.replySolicited('PING', this.transportBlocked);
       this.writeFrame(FrameType.PING, Flag.ACK, 0, payload);
       return;
     }
