@@ -8,7 +8,6 @@
  */
 import {
   ConnectionCode,
-  DEFAULT_LIMITS,
   Flag,
   FrameType,
   MAX_STREAM_ID,
@@ -42,9 +41,8 @@ import type { PeerInfo, Transport, TransportSink } from '../transport/transport.
 import { internalError, SessionError, streamErrorOf } from './errors.js';
 import { resolveSessionOptions, type ResolvedSessionOptions, type SessionOptions } from './options.js';
 import { PeerGuard } from './peer-guard.js';
-import { StreamScheduler } from './scheduler.js';
+import { Outbox } from './outbox.js';
 import { Stream, type StreamHost } from './stream.js';
-import { FrameWriter } from './writer.js';
 
 // SessionError lives in errors.ts; this re-export keeps imports of it from session.js working until every importer
 // (src/rpc is being restructured meanwhile) takes it from errors.js.
@@ -96,14 +94,6 @@ const enum Phase {
   CLOSED,
 }
 
-/** Upper bound on one flush's scheduled stream data, so one tick never writes without yielding. */
-const FLUSH_BUDGET_BYTES = 1024 * 1024;
-/**
- * Once this much is queued, write at once instead of at the end of the tick. With 64 calls in flight, waiting for
- * the whole batch made the two processes take turns; writing every ~25 small calls lets the peer start on the first
- * part while we encode the rest (bench, c=64: 145k calls/s never eager, 224k at 1 KiB, 284k at 2 KiB, 196k at 4 KiB).
- */
-const EAGER_FLUSH_BYTES = 2048;
 /** Pings awaiting a reply; more are refused rather than queued. */
 const MAX_OUTSTANDING_PINGS = 16;
 /** After we end our side, how long the peer has to close before we destroy the socket. */
@@ -133,7 +123,7 @@ export class Session implements StreamHost {
 
   private phase = Phase.HANDSHAKE;
   private readonly decoder: FrameDecoder;
-  private readonly writer = new FrameWriter();
+  private readonly outbox: Outbox;
   private readonly streams = new Map<number, Stream>();
   private nextStreamId: number;
   private lastPeerStreamId = 0;
@@ -143,12 +133,8 @@ export class Session implements StreamHost {
   private inboundActive = 0;
   private outboundActive = 0;
   private readonly pendingOpens: Array<{ stream: Stream; method: Uint8Array; init: OpenStreamInit; queuedAt: number }> = [];
-  private readonly scheduler = new StreamScheduler();
   private readonly guard: PeerGuard;
-  private flushScheduled = false;
-  private flushing = false;
   private readStopped = false;
-  private transportBlocked = false;
   private peerSettings: HelloSettings | undefined;
   private peerGoawayLastId = -1;
   private connRecvWindow: number;
@@ -174,13 +160,6 @@ export class Session implements StreamHost {
   private keepaliveTimer: NodeJS.Timeout | undefined;
   private keepaliveProbeTimer: NodeJS.Timeout | undefined;
 
-  peerMaxFrameBytes = DEFAULT_LIMITS.maxFrameBytes;
-  /** False while the transport asks us to wait: streams then queue instead of writing directly. */
-  get transportWritable(): boolean {
-    return !this.transportBlocked;
-  }
-  connectionSendWindow = 0;
-
   constructor(
     private readonly transport: Transport,
     readonly role: Role,
@@ -188,6 +167,7 @@ export class Session implements StreamHost {
     options: SessionOptions = {},
   ) {
     this.options = resolveSessionOptions(options);
+    this.outbox = new Outbox(transport);
     this.nextStreamId = role === 'dialer' ? 1 : 2;
     this.connRecvWindow = this.options.connectionWindow;
     this.guard = new PeerGuard(this.options);
@@ -203,7 +183,7 @@ export class Session implements StreamHost {
       maxFrameBytes: PRE_HANDSHAKE_MAX_FRAME_BYTES,
       expectHelloFirst: true,
     });
-    this.writer.frame(
+    this.outbox.queueFrame(
       FrameType.HELLO,
       0,
       0,
@@ -232,7 +212,7 @@ export class Session implements StreamHost {
       this.handshakeTimer.unref();
     }
     transport.attach(this.sink);
-    this.flush();
+    this.outbox.flush();
   }
 
   // ---------------------------------------------------------------- public surface
@@ -286,15 +266,15 @@ export class Session implements StreamHost {
     const id = this.nextStreamId;
     this.nextStreamId += 2;
     const length = openPayloadLength(method, init.metadataBlock); // throws for a bad method name
-    if (this.peerSettings !== undefined && length > this.peerMaxFrameBytes) {
-      throw new SessionError(Status.RESOURCE_EXHAUSTED, `the call's OPEN frame of ${length} bytes exceeds the peer's frame limit of ${this.peerMaxFrameBytes}; send less metadata`, true);
+    if (this.peerSettings !== undefined && length > this.outbox.peerMaxFrameBytes) {
+      throw new SessionError(Status.RESOURCE_EXHAUSTED, `the call's OPEN frame of ${length} bytes exceeds the peer's frame limit of ${this.outbox.peerMaxFrameBytes}; send less metadata`, true);
     }
     if (this.peerSettings !== undefined && this.peerSettings.maxConcurrentStreams === 0) {
       throw new SessionError(Status.UNAVAILABLE, 'the peer accepts no streams (MAX_CONCURRENT_STREAMS is 0)', true);
     }
     const peer = this.peerSettings;
     const stream = new Stream(
-      this, id, true,
+      this, this.outbox, id, true,
       peer?.initialStreamWindow ?? 0, init.window ?? this.options.initialStreamWindow,
       peer?.initialMessageWindow ?? 0, this.options.initialMessageWindow,
     );
@@ -324,7 +304,7 @@ export class Session implements StreamHost {
     const opaque = ++this.pingCounter;
     return new Promise<number>((resolve, reject) => {
       this.pings.set(opaque, { sentAt: performance.now(), resolve, reject });
-      this.writeFrame(FrameType.PING, 0, 0, encodePing(opaque));
+      this.outbox.writeFrame(FrameType.PING, 0, 0, encodePing(opaque));
     });
   }
 
@@ -339,7 +319,7 @@ export class Session implements StreamHost {
       this.phase = Phase.DRAINING;
       this.resolveGoingAway();
       const reason = options.reason ?? 'closing';
-      this.writeFrame(FrameType.GOAWAY, 0, 0, encodeGoaway(this.lastAcceptedPeerStreamId, ConnectionCode.NO_ERROR, reason));
+      this.outbox.writeFrame(FrameType.GOAWAY, 0, 0, encodeGoaway(this.lastAcceptedPeerStreamId, ConnectionCode.NO_ERROR, reason));
       this.failPendingOpens('the session closed before this call was sent');
     }
     if (this.phase === Phase.DRAINING) {
@@ -366,36 +346,28 @@ export class Session implements StreamHost {
 
   // ---------------------------------------------------------------- StreamHost (used by Stream)
 
+  /** @internal */
   get maxMessageBytes(): number {
     return this.options.maxMessageBytes;
   }
 
-  writeFrame(type: number, flags: number, streamId: number, payload?: Uint8Array): void {
-    if (this.phase === Phase.CLOSED) return;
-    this.writer.frame(type, flags, streamId, payload);
-    if (this.writer.size >= EAGER_FLUSH_BYTES && !this.flushing) this.flush();
-    else this.scheduleFlush();
-  }
-
-  wake(stream: Stream): void {
-    if (this.scheduler.add(stream)) this.scheduleFlush();
-  }
-
-  returnConnectionCredit(bytes: number): void {
+  private returnConnectionCredit(bytes: number): void {
     this.connRecvUnacked += bytes;
     if (this.connRecvUnacked >= this.options.connectionWindow >>> 2) {
       this.connRecvWindow += this.connRecvUnacked;
-      this.writeFrame(FrameType.CREDIT, 0, 0, encodeCredit(this.connRecvUnacked));
+      this.outbox.writeFrame(FrameType.CREDIT, 0, 0, encodeCredit(this.connRecvUnacked));
       this.connRecvUnacked = 0;
     }
   }
 
+  /** @internal */
   reserveReassembly(bytes: number): boolean {
     if (bytes > 0 && this.reassemblyBytes + bytes > this.options.maxReassemblyBytes) return false;
     this.reassemblyBytes += bytes;
     return true;
   }
 
+  /** @internal */
   streamClosed(stream: Stream): void {
     if (this.streams.get(stream.id) !== stream) return;
     this.streams.delete(stream.id);
@@ -418,9 +390,8 @@ export class Session implements StreamHost {
   private writeOpen(stream: Stream, method: Uint8Array, init: OpenStreamInit, length: number): void {
     this.outboundActive++;
     const window = init.window === undefined || init.window === this.options.initialStreamWindow ? 0 : init.window;
-    const at = this.writer.beginFrame(FrameType.OPEN, 0, stream.id, length);
-    writeOpenPayload(this.writer.target, at, init.deadlineMs ?? 0, window, method, init.metadataBlock);
-    this.scheduleFlush();
+    const at = this.outbox.beginFrame(FrameType.OPEN, 0, stream.id, length);
+    writeOpenPayload(this.outbox.target, at, init.deadlineMs ?? 0, window, method, init.metadataBlock);
     stream.markOpened();
   }
 
@@ -428,8 +399,8 @@ export class Session implements StreamHost {
     while (this.pendingOpens.length > 0 && this.phase === Phase.OPEN && this.outboundActive < this.peerMaxConcurrent()) {
       const { stream, method, init, queuedAt } = this.pendingOpens.shift()!;
       const length = openPayloadLength(method, init.metadataBlock);
-      if (length > this.peerMaxFrameBytes) {
-        stream.receiveReset(Status.RESOURCE_EXHAUSTED, `the call's OPEN frame of ${length} bytes exceeds the peer's frame limit of ${this.peerMaxFrameBytes}; send less metadata`, true);
+      if (length > this.outbox.peerMaxFrameBytes) {
+        stream.receiveReset(Status.RESOURCE_EXHAUSTED, `the call's OPEN frame of ${length} bytes exceeds the peer's frame limit of ${this.outbox.peerMaxFrameBytes}; send less metadata`, true);
         continue;
       }
       this.writeOpen(stream, method, lessTimeQueued(init, queuedAt), length);
@@ -438,34 +409,6 @@ export class Session implements StreamHost {
 
   private peerMaxConcurrent(): number {
     return this.peerSettings?.maxConcurrentStreams ?? 0;
-  }
-
-  private scheduleFlush(): void {
-    if (this.flushScheduled) return;
-    this.flushScheduled = true;
-    // Scheduled from a socket callback, nextTick runs as soon as that callback returns: the frames it queued share one
-    // write. Scheduled from a promise job, it runs once the microtask queue is empty, so calls made from resolved
-    // promises in a burst share one write too. A response of an async handler leaves in the write after.
-    process.nextTick(this.flushTick);
-  }
-
-  private readonly flushTick = (): void => {
-    this.flushScheduled = false;
-    this.flush();
-  };
-
-  private flush(): void {
-    if (this.phase === Phase.CLOSED) return;
-    this.flushing = true;
-    if (!this.transportBlocked) this.pumpStreams();
-    this.flushing = false;
-    if (this.writer.size === 0) return;
-    if (!this.transport.write(this.writer.take())) this.transportBlocked = true;
-  }
-
-  /** Stream data after the control frames already queued; yields to I/O when one flush's budget is spent. */
-  private pumpStreams(): void {
-    if (this.scheduler.pump(FLUSH_BUDGET_BYTES, () => this.writer.size)) setImmediate(() => this.scheduleFlush());
   }
 
   // ---------------------------------------------------------------- reading
@@ -482,9 +425,8 @@ export class Session implements StreamHost {
     },
     onEnd: () => this.onPeerEnd(),
     onDrain: () => {
-      this.transportBlocked = false;
       this.guard.transportDrained();
-      this.scheduleFlush();
+      this.outbox.drained();
     },
     onClose: (error) => this.onTransportClose(error),
   };
@@ -529,8 +471,7 @@ export class Session implements StreamHost {
     }
     clearTimeout(this.handshakeTimer);
     this.peerSettings = settings;
-    this.peerMaxFrameBytes = settings.maxFrameBytes;
-    this.connectionSendWindow = settings.connectionWindow;
+    this.outbox.start(settings.connectionWindow, settings.maxFrameBytes);
     this.peerInfo = { ...this.transport.peer, nodeName: settings.nodeName, label: settings.label, features: settings.features };
     this.decoder.setMaxFrameBytes(this.options.maxFrameBytes);
     this.phase = Phase.OPEN;
@@ -548,7 +489,7 @@ export class Session implements StreamHost {
     }
     this.openQueued();
     this.startKeepalive();
-    this.writer.release(); // an idle connection holds no write slab; the first call allocates one (no-op if queued)
+    this.outbox.releaseIdle(); // an idle connection holds no write slab; the first call allocates one (no-op if queued)
     // a bulk lane yields the event loop every 64 KiB read, so the control connections of this process stay responsive
     if (this.options.label === 'data' || settings.label === 'data') this.transport.setReadBudget?.(DATA_LANE_READ_BUDGET_BYTES);
     this.resolveReady();
@@ -579,7 +520,7 @@ export class Session implements StreamHost {
     }
     // a whole interval without a byte from the peer: the connection is idle, so its write slab (64 KiB, resident
     // once written) is dropped; an idle mesh of many connections then costs ~20 KiB each, not ~90 (bench connrss)
-    this.writer.release();
+    this.outbox.releaseIdle();
     if (this.phase >= Phase.CLOSING) return;
     this.ping().catch(() => undefined); // the answer only matters as bytes read; loss is reported by the probe timer
     const timeout = this.options.keepaliveTimeoutMs;
@@ -626,12 +567,12 @@ export class Session implements StreamHost {
     try {
       open = decodeOpen(payload, this.options);
     } catch (error) {
-      this.writeFrame(FrameType.RESET, 0, id, encodeReset(...streamErrorOf(error, 'OPEN')));
+      this.outbox.writeFrame(FrameType.RESET, 0, id, encodeReset(...streamErrorOf(error, 'OPEN')));
       return;
     }
     const sendWindow = open.window === 0 ? this.peerSettings!.initialStreamWindow : open.window;
     const stream = new Stream(
-      this, id, false,
+      this, this.outbox, id, false,
       sendWindow, this.options.initialStreamWindow,
       this.peerSettings!.initialMessageWindow, this.options.initialMessageWindow,
     );
@@ -648,8 +589,8 @@ export class Session implements StreamHost {
   }
 
   private refuse(id: number, reason: string): void {
-    this.guard.replySolicited('RESET', this.transportBlocked);
-    this.writeFrame(FrameType.RESET, Flag.REFUSED, id, encodeReset(Status.UNAVAILABLE, reason));
+    this.guard.replySolicited('RESET', !this.outbox.writable);
+    this.outbox.writeFrame(FrameType.RESET, Flag.REFUSED, id, encodeReset(Status.UNAVAILABLE, reason));
   }
 
   /** Looks up the stream a frame is for; undefined for a stream that has closed. Throws for one never opened. */
@@ -724,12 +665,9 @@ export class Session implements StreamHost {
     const messages = (flags & Flag.MESSAGES) !== 0;
     if (id === 0) {
       if (messages) throw new ProtocolError(ProtocolErrorCode.FLOW_CONTROL, 'message CREDIT on stream 0: the connection has no message window');
-      if (this.connectionSendWindow + increment > MAX_WINDOW) {
+      if (!this.outbox.addCredit(increment)) {
         throw new ProtocolError(ProtocolErrorCode.FLOW_CONTROL, 'CREDIT pushes the connection window past 2^31-1');
       }
-      this.connectionSendWindow += increment;
-      this.scheduler.unpark();
-      this.scheduleFlush();
       return;
     }
     const stream = this.streamFor(id, 'CREDIT');
@@ -742,8 +680,8 @@ export class Session implements StreamHost {
   private onPing(flags: number, payload: Uint8Array): void {
     if ((flags & Flag.ACK) === 0) {
       this.guard.pingReceived();
-      this.guard.replySolicited('PING', this.transportBlocked);
-      this.writeFrame(FrameType.PING, Flag.ACK, 0, payload);
+      this.guard.replySolicited('PING', !this.outbox.writable);
+      this.outbox.writeFrame(FrameType.PING, Flag.ACK, 0, payload);
       return;
     }
     const opaque = decodePing(payload);
@@ -792,7 +730,7 @@ export class Session implements StreamHost {
     if (this.phase !== Phase.DRAINING || this.streams.size > 0) return;
     this.phase = Phase.CLOSING;
     this.stopKeepalive();
-    this.flush();
+    this.outbox.flush();
     this.transport.end();
     this.linger();
   }
@@ -816,6 +754,7 @@ export class Session implements StreamHost {
       this.fail(error ?? new SessionError(Status.UNAVAILABLE, 'connection lost'), `connection lost${error ? `: ${error.message}` : ''}`, false);
     }
     this.phase = Phase.CLOSED;
+    this.outbox.stop();
     this.stopKeepalive();
     this.settleLeftovers('the session closed');
     clearTimeout(this.lingerTimer);
@@ -840,7 +779,7 @@ export class Session implements StreamHost {
     if (tellPeer && !wasClosing) {
       const code = error instanceof ProtocolError ? error.connectionCode : error ? ConnectionCode.INTERNAL_ERROR : ConnectionCode.NO_ERROR;
       const message = error instanceof ProtocolError ? error.message : error ? 'internal error' : 'closing';
-      this.writer.frame(FrameType.GOAWAY, 0, 0, encodeGoaway(this.lastAcceptedPeerStreamId, code, message));
+      this.outbox.queueFrame(FrameType.GOAWAY, 0, 0, encodeGoaway(this.lastAcceptedPeerStreamId, code, message));
     }
     this.phase = Phase.CLOSING;
     this.readStopped = true; // the decoder may be mid-frame or broken: nothing more is read
@@ -852,7 +791,7 @@ export class Session implements StreamHost {
     }
     this.settleLeftovers(reason);
     if (!wasClosing) {
-      if (this.writer.size > 0) this.transport.write(this.writer.take());
+      this.outbox.writeRemaining();
       this.transport.end();
       this.linger();
     }
@@ -862,7 +801,7 @@ export class Session implements StreamHost {
   private settleLeftovers(reason: string): void {
     for (const ping of this.pings.values()) ping.reject(new SessionError(Status.UNAVAILABLE, reason));
     this.pings.clear();
-    this.scheduler.clear();
+    this.outbox.dropScheduled();
   }
 
   private failPendingOpens(reason: string): void {

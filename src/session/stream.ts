@@ -48,16 +48,26 @@ export interface StreamEvents {
   onWritable?(): void;
 }
 
-/** The part of the session a stream calls back into. */
-export interface StreamHost {
-  readonly peerMaxFrameBytes: number;
+/**
+ * Where a stream writes: the session's outbox. DATA goes through writeData, which spends connection credit; a stream
+ * never touches that credit itself.
+ */
+export interface StreamOutput {
   /** False while the transport has asked us to wait: nothing may bypass the scheduler then. */
-  readonly transportWritable: boolean;
-  readonly maxMessageBytes: number;
-  connectionSendWindow: number;
+  readonly writable: boolean;
+  /** Largest DATA payload that may be written now: the connection credit left, within the peer's frame limit. */
+  readonly dataAllowance: number;
+  /** Writes a DATA frame (at most dataAllowance bytes), spending that much connection credit. */
+  writeData(flags: number, streamId: number, payload: Uint8Array): void;
+  /** Writes a frame that spends no credit (END, RESET, CREDIT). */
   writeFrame(type: number, flags: number, streamId: number, payload?: Uint8Array): void;
   /** The stream has frames to write once credit allows. */
   wake(stream: Stream): void;
+}
+
+/** The part of the session a stream calls back into. */
+export interface StreamHost {
+  readonly maxMessageBytes: number;
   /** Adds (or, negative, removes) bytes held for partly received messages; false if the budget would be exceeded. */
   reserveReassembly(bytes: number): boolean;
   streamClosed(stream: Stream): void;
@@ -134,6 +144,7 @@ export class Stream {
 
   constructor(
     private readonly host: StreamHost,
+    private readonly output: StreamOutput,
     readonly id: number,
     readonly outbound: boolean,
     sendWindow: number,
@@ -178,21 +189,19 @@ export class Stream {
     const flags = endStream ? Flag.MESSAGE_END | Flag.END_STREAM : Flag.MESSAGE_END;
     if (endStream) this.localEnded = true;
     const n = bytes.length;
-    const host = this.host;
+    const output = this.output;
     if (
       this.queue === undefined &&
       this.opened &&
-      host.transportWritable &&
+      output.writable &&
       this.sendMessageWindow > 0 &&
       n <= DIRECT_WRITE_BYTES &&
       n <= this.sendWindow &&
-      n <= host.connectionSendWindow &&
-      n <= host.peerMaxFrameBytes
+      n <= output.dataAllowance
     ) {
       this.sendWindow -= n;
       this.sendMessageWindow--;
-      host.connectionSendWindow -= n;
-      host.writeFrame(FrameType.DATA, flags, this.id, bytes);
+      output.writeData(flags, this.id, bytes);
       if (endStream) this.markLocalDone();
       return true;
     }
@@ -211,7 +220,7 @@ export class Stream {
     if (!this.writable) return;
     this.localEnded = true;
     if (this.queue === undefined && this.opened) {
-      this.host.writeFrame(FrameType.DATA, Flag.END_STREAM, this.id, EMPTY);
+      this.output.writeData(Flag.END_STREAM, this.id, EMPTY);
       this.markLocalDone();
       return;
     }
@@ -221,7 +230,7 @@ export class Stream {
   private enqueue(bytes: Uint8Array, flags: number): boolean {
     (this.queue ??= []).push({ end: false, bytes, offset: 0, flags });
     this.queuedBytes += bytes.length;
-    if (this.opened) this.host.wake(this);
+    if (this.opened) this.output.wake(this);
     if (this.belowHighWater()) return true;
     this.wantsWritable = true;
     return false;
@@ -233,26 +242,26 @@ export class Stream {
     this.localEnded = true;
     const payload = encodeEnd(status, message, metadataBlock);
     if (this.queue === undefined && this.opened) {
-      this.host.writeFrame(FrameType.END, 0, this.id, payload);
+      this.output.writeFrame(FrameType.END, 0, this.id, payload);
       this.markLocalDone();
       return;
     }
     (this.queue ??= []).push({ end: true, payload });
-    if (this.opened) this.host.wake(this);
+    if (this.opened) this.output.wake(this);
   }
 
   /** Aborts the stream in both directions and tells the peer why. Queued frames are dropped. Idempotent. */
   reset(status: Status, message: string): void {
     if (this.isClosed) return;
     this.dropQueue();
-    if (this.opened) this.host.writeFrame(FrameType.RESET, 0, this.id, encodeReset(status, message));
+    if (this.opened) this.output.writeFrame(FrameType.RESET, 0, this.id, encodeReset(status, message));
     this.close();
   }
 
   /** Called by the session when OPEN has been written. */
   markOpened(): void {
     this.opened = true;
-    if (this.queue !== undefined) this.host.wake(this);
+    if (this.queue !== undefined) this.output.wake(this);
   }
 
   /** Writes the next frame of this stream within the available credit. */
@@ -260,17 +269,17 @@ export class Stream {
     const queue = this.queue;
     const item = queue?.[0];
     if (queue === undefined || item === undefined || this.isClosed) return WriteResult.IDLE;
-    const host = this.host;
+    const output = this.output;
     if (item.end) {
       this.dequeue(queue);
-      host.writeFrame(FrameType.END, 0, this.id, item.payload);
+      output.writeFrame(FrameType.END, 0, this.id, item.payload);
       this.markLocalDone();
       return WriteResult.IDLE;
     }
     const remaining = item.bytes.length - item.offset;
     // a message needs one message credit; fragments of it wait with it, since its last frame would need it anyway
     if (item.flags & Flag.MESSAGE_END && item.offset === 0 && this.sendMessageWindow === 0) return WriteResult.IDLE;
-    const n = Math.min(remaining, this.sendWindow, host.connectionSendWindow, host.peerMaxFrameBytes);
+    const n = Math.min(remaining, this.sendWindow, output.dataAllowance);
     if (n === 0 && remaining > 0) {
       return this.sendWindow === 0 ? WriteResult.IDLE : WriteResult.CONNECTION_BLOCKED;
     }
@@ -279,9 +288,8 @@ export class Stream {
     item.offset += n;
     this.sendWindow -= n;
     this.queuedBytes -= n;
-    host.connectionSendWindow -= n;
     if (last && item.flags & Flag.MESSAGE_END) this.sendMessageWindow--;
-    host.writeFrame(FrameType.DATA, last ? item.flags : 0, this.id, chunk);
+    output.writeData(last ? item.flags : 0, this.id, chunk);
     if (last) {
       this.dequeue(queue);
       if (item.flags & Flag.END_STREAM) {
@@ -311,7 +319,7 @@ export class Stream {
       if (this.sendWindow + increment > maxWindow) return false;
       this.sendWindow += increment;
     }
-    if (this.queue !== undefined && this.opened) this.host.wake(this);
+    if (this.queue !== undefined && this.opened) this.output.wake(this);
     return true;
   }
 
@@ -386,7 +394,7 @@ export class Stream {
     const increment = size - this.recvWindowSize;
     this.recvWindowSize = size;
     this.recvWindow += increment;
-    this.host.writeFrame(FrameType.CREDIT, 0, this.id, encodeCredit(increment));
+    this.output.writeFrame(FrameType.CREDIT, 0, this.id, encodeCredit(increment));
   }
 
   private deliver(bytes: Uint8Array, charge: number, message: boolean, final: boolean): void {
@@ -480,7 +488,7 @@ export class Stream {
     // batch credit: one CREDIT frame per half window, not one per message
     if (this.recvUnacked >= this.recvWindowSize >>> 1) {
       this.recvWindow += this.recvUnacked;
-      this.host.writeFrame(FrameType.CREDIT, 0, this.id, encodeCredit(this.recvUnacked));
+      this.output.writeFrame(FrameType.CREDIT, 0, this.id, encodeCredit(this.recvUnacked));
       this.recvUnacked = 0;
     }
   }
@@ -489,7 +497,7 @@ export class Stream {
     if (this.remoteEnded || this.isClosed) return;
     if (++this.recvMessagesUnacked >= Math.max(1, this.recvMessageWindowSize >>> 1)) {
       this.recvMessageWindow += this.recvMessagesUnacked;
-      this.host.writeFrame(FrameType.CREDIT, Flag.MESSAGES, this.id, encodeCredit(this.recvMessagesUnacked));
+      this.output.writeFrame(FrameType.CREDIT, Flag.MESSAGES, this.id, encodeCredit(this.recvMessagesUnacked));
       this.recvMessagesUnacked = 0;
     }
   }
