@@ -386,13 +386,13 @@ void test('keepalive (interval 200, timeout 300) does not close a healthy connec
   ).catch((error: Error) => assert.fail(`${error.message}; stderr: ${stderr}`));
 
   const session = await connectTo(t, url, { keepaliveIntervalMs: 200, keepaliveTimeoutMs: 300 });
-  const core = session.core as unknown as { keepaliveProbeTimer: unknown };
+  const keepalive = (session.core as unknown as { keepalive: { probeTimer: unknown } }).keepalive;
   const closed = watch(session.closed);
   // Look for the probe once per turn of the event loop, from an immediate: the turn after keepalive sent its PING, we
   // stall in the check phase, before a later poll phase reads the answer (which the peer sends during the stall), and
   // outside the timers phase, so the probe's timer is the first thing to run when the stall ends.
   const looking = performance.now();
-  while (core.keepaliveProbeTimer === undefined) {
+  while (keepalive.probeTimer === undefined) {
     if (performance.now() - looking > 2000) assert.fail('no keepalive probe within 2 s');
     await new Promise((resolve) => setImmediate(resolve));
   }

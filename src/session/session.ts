@@ -27,11 +27,9 @@ import {
   decodeEnd,
   decodeGoaway,
   decodeOpen,
-  decodePing,
   decodeReset,
   encodeCredit,
   encodeGoaway,
-  encodePing,
   encodeReset,
   openPayloadLength,
   writeOpenPayload,
@@ -40,6 +38,7 @@ import {
 import type { PeerInfo, Transport, TransportSink } from '../transport/transport.js';
 import { internalError, SessionError, streamErrorOf } from './errors.js';
 import { resolveSessionOptions, type ResolvedSessionOptions, type SessionOptions } from './options.js';
+import { Keepalive } from './keepalive.js';
 import { PeerGuard } from './peer-guard.js';
 import { Outbox } from './outbox.js';
 import { Stream, type StreamHost } from './stream.js';
@@ -94,18 +93,10 @@ const enum Phase {
   CLOSED,
 }
 
-/** Pings awaiting a reply; more are refused rather than queued. */
-const MAX_OUTSTANDING_PINGS = 16;
 /** After we end our side, how long the peer has to close before we destroy the socket. */
 const CLOSE_LINGER_MS = 2_000;
 /** Per-turn read budget of a connection labelled `data` (a mesh's bulk lane); see SocketTransport.setReadBudget. */
 const DATA_LANE_READ_BUDGET_BYTES = 64 * 1024;
-
-interface PendingPing {
-  sentAt: number;
-  resolve(rttMs: number): void;
-  reject(error: Error): void;
-}
 
 export class Session implements StreamHost {
   readonly options: ResolvedSessionOptions;
@@ -140,8 +131,6 @@ export class Session implements StreamHost {
   private connRecvWindow: number;
   private connRecvUnacked = 0;
   private reassemblyBytes = 0;
-  private readonly pings = new Map<bigint, PendingPing>();
-  private pingCounter = 0n;
   private handshakeTimer: NodeJS.Timeout | undefined;
   private graceTimer: NodeJS.Timeout | undefined;
   private graceEndsAt = 0;
@@ -151,14 +140,8 @@ export class Session implements StreamHost {
   private rejectReady!: (error: Error) => void;
   private resolveClosed!: (error: Error | undefined) => void;
   private resolveGoingAway!: () => void;
-  private lastRttMs: number | undefined;
   private peerInfo: SessionPeer;
-  /** Counts reads; keepalive compares it with what it saw last ("heard from the peer since?") and never resets it. */
-  private reads = 0;
-  private readsAtTick = 0;
-  private readsAtProbe = 0;
-  private keepaliveTimer: NodeJS.Timeout | undefined;
-  private keepaliveProbeTimer: NodeJS.Timeout | undefined;
+  private readonly keepalive: Keepalive;
 
   constructor(
     private readonly transport: Transport,
@@ -171,6 +154,13 @@ export class Session implements StreamHost {
     this.nextStreamId = role === 'dialer' ? 1 : 2;
     this.connRecvWindow = this.options.connectionWindow;
     this.guard = new PeerGuard(this.options);
+    this.keepalive = new Keepalive(this.options, this.outbox, {
+      isClosing: () => this.phase >= Phase.CLOSING,
+      unresponsive: (error) => {
+        this.fail(error, undefined, false);
+        this.transport.destroy(); // a dead peer will not answer our FIN: do not linger on it
+      },
+    });
     this.peerInfo = { ...transport.peer, nodeName: '', label: '', features: 0 };
     this.ready = new Promise<void>((resolve, reject) => {
       this.resolveReady = resolve;
@@ -223,7 +213,7 @@ export class Session implements StreamHost {
 
   /** Round-trip time of the last answered ping (yours or a keepalive's), in ms. */
   get rttMs(): number | undefined {
-    return this.lastRttMs;
+    return this.keepalive.rttMs;
   }
 
   /** True while new streams may be opened. */
@@ -298,14 +288,7 @@ export class Session implements StreamHost {
   /** Measures the round-trip time. */
   ping(): Promise<number> {
     if (this.phase >= Phase.CLOSING) return Promise.reject(new SessionError(Status.UNAVAILABLE, this.unavailableReason()));
-    if (this.pings.size >= MAX_OUTSTANDING_PINGS) {
-      return Promise.reject(new SessionError(Status.RESOURCE_EXHAUSTED, `${MAX_OUTSTANDING_PINGS} pings already await a reply`));
-    }
-    const opaque = ++this.pingCounter;
-    return new Promise<number>((resolve, reject) => {
-      this.pings.set(opaque, { sentAt: performance.now(), resolve, reject });
-      this.outbox.writeFrame(FrameType.PING, 0, 0, encodePing(opaque));
-    });
+    return this.keepalive.ping();
   }
 
   /**
@@ -416,7 +399,7 @@ export class Session implements StreamHost {
   private readonly sink: TransportSink = {
     onData: (chunk) => {
       if (this.readStopped) return;
-      this.reads++;
+      this.keepalive.noteRead();
       try {
         this.decoder.push(chunk);
       } catch (error) {
@@ -488,66 +471,11 @@ export class Session implements StreamHost {
       return;
     }
     this.openQueued();
-    this.startKeepalive();
+    this.keepalive.start();
     this.outbox.releaseIdle(); // an idle connection holds no write slab; the first call allocates one (no-op if queued)
     // a bulk lane yields the event loop every 64 KiB read, so the control connections of this process stay responsive
     if (this.options.label === 'data' || settings.label === 'data') this.transport.setReadBudget?.(DATA_LANE_READ_BUDGET_BYTES);
     this.resolveReady();
-  }
-
-  // ---------------------------------------------------------------- keepalive
-
-  /**
-   * Liveness is measured from the last byte read, never from the last ping sent (gRFC A8): a connection busy with
-   * data needs no pings, and a peer that stops reading our pings is still alive if it keeps sending.
-   */
-  private startKeepalive(): void {
-    const interval = this.options.keepaliveIntervalMs;
-    if (interval === 0) return;
-    this.keepaliveTimer = setInterval(this.keepaliveTick, interval);
-    this.keepaliveTimer.unref();
-  }
-
-  private readonly keepaliveTick = (): void => {
-    if (this.keepaliveProbeTimer !== undefined) {
-      if (this.reads === this.readsAtProbe) return; // still waiting for an answer
-      clearTimeout(this.keepaliveProbeTimer); // answered: the next silent interval sends the next probe
-      this.keepaliveProbeTimer = undefined;
-    }
-    if (this.reads !== this.readsAtTick) {
-      this.readsAtTick = this.reads;
-      return;
-    }
-    // a whole interval without a byte from the peer: the connection is idle, so its write slab (64 KiB, resident
-    // once written) is dropped; an idle mesh of many connections then costs ~20 KiB each, not ~90 (bench connrss)
-    this.outbox.releaseIdle();
-    if (this.phase >= Phase.CLOSING) return;
-    this.ping().catch(() => undefined); // the answer only matters as bytes read; loss is reported by the probe timer
-    const timeout = this.options.keepaliveTimeoutMs;
-    const readsAtProbe = (this.readsAtProbe = this.reads);
-    const probe = setTimeout(() => {
-      // Timers run before the poll phase reads sockets: after a stall of our own event loop the answer may be waiting
-      // unread, so look once more after this turn's reads (setImmediate runs after the poll phase).
-      setImmediate(() => {
-        if (this.keepaliveProbeTimer === probe) this.keepaliveProbeTimer = undefined;
-        if (this.reads !== readsAtProbe || this.phase >= Phase.CLOSING) return;
-        const silentMs = this.options.keepaliveIntervalMs + timeout;
-        this.fail(
-          new SessionError(Status.UNAVAILABLE, `the peer is unresponsive: nothing received for over ${silentMs} ms (keepalive)`),
-          undefined,
-          false,
-        );
-        this.transport.destroy(); // a dead peer will not answer our FIN: do not linger on it
-      });
-    }, timeout);
-    probe.unref();
-    this.keepaliveProbeTimer = probe;
-  };
-
-  private stopKeepalive(): void {
-    clearInterval(this.keepaliveTimer);
-    clearTimeout(this.keepaliveProbeTimer);
-    this.keepaliveTimer = this.keepaliveProbeTimer = undefined;
   }
 
   private onOpen(id: number, payload: Uint8Array): void {
@@ -684,12 +612,7 @@ export class Session implements StreamHost {
       this.outbox.writeFrame(FrameType.PING, Flag.ACK, 0, payload);
       return;
     }
-    const opaque = decodePing(payload);
-    const pending = this.pings.get(opaque);
-    if (pending === undefined) return; // a reply to a ping we gave up on
-    this.pings.delete(opaque);
-    this.lastRttMs = performance.now() - pending.sentAt;
-    pending.resolve(this.lastRttMs);
+    this.keepalive.ackReceived(payload);
   }
 
   private onGoaway(payload: Uint8Array): void {
@@ -729,7 +652,7 @@ export class Session implements StreamHost {
   private maybeFinishDrain(): void {
     if (this.phase !== Phase.DRAINING || this.streams.size > 0) return;
     this.phase = Phase.CLOSING;
-    this.stopKeepalive();
+    this.keepalive.stop();
     this.outbox.flush();
     this.transport.end();
     this.linger();
@@ -755,7 +678,7 @@ export class Session implements StreamHost {
     }
     this.phase = Phase.CLOSED;
     this.outbox.stop();
-    this.stopKeepalive();
+    this.keepalive.stop();
     this.settleLeftovers('the session closed');
     clearTimeout(this.lingerTimer);
     clearTimeout(this.graceTimer); // a graceful close that drained in time leaves it armed
@@ -772,7 +695,7 @@ export class Session implements StreamHost {
     this.closeError ??= error;
     clearTimeout(this.handshakeTimer);
     clearTimeout(this.graceTimer);
-    this.stopKeepalive();
+    this.keepalive.stop();
     this.resolveGoingAway();
     const reason = streamReason ?? (error ? `connection failed: ${error.message}` : 'the session closed');
     if (this.phase === Phase.HANDSHAKE) this.rejectReady(error ?? new SessionError(Status.UNAVAILABLE, reason));
@@ -799,8 +722,7 @@ export class Session implements StreamHost {
 
   /** Rejects pings and drops scheduling state: whatever path closed the session, nothing stays pending. */
   private settleLeftovers(reason: string): void {
-    for (const ping of this.pings.values()) ping.reject(new SessionError(Status.UNAVAILABLE, reason));
-    this.pings.clear();
+    this.keepalive.rejectPings(reason);
     this.outbox.dropScheduled();
   }
 
