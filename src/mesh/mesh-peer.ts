@@ -5,7 +5,7 @@
 import { EventEmitter } from 'node:events';
 import type { LogFn } from '../log.js';
 import type { Client, RpcSession, RpcSessionOptions } from '../rpc/rpc-session.js';
-import type { SessionPeer } from '../session/session.js';
+import type { SessionPeer } from '../session/handshake.js';
 import type { MethodKind, MethodMap, ServiceDef } from '../rpc/service.js';
 import type { ResolvedReconnectOptions } from '../channel/backoff.js';
 import { Link, type LinkState, type LinkStateEvent } from '../channel/link.js';

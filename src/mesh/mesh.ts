@@ -16,7 +16,7 @@ import { listen, type Server } from '../endpoint/endpoints.js';
 import { stderrLog, type LogFn } from '../log.js';
 import { resolveSessionOptions } from '../session/options.js';
 import type { RpcSession, RpcSessionOptions } from '../rpc/rpc-session.js';
-import type { SessionPeer } from '../session/session.js';
+import type { SessionPeer } from '../session/handshake.js';
 import { resolveReconnectOptions, type ReconnectOptions, type ResolvedReconnectOptions } from '../channel/backoff.js';
 import { MAX_POOL, LANE_LABEL, MeshPeer, type PeerStateEvent } from './mesh-peer.js';
 

@@ -12,16 +12,13 @@ import {
   FrameType,
   MAX_STREAM_ID,
   MAX_WINDOW,
-  OUR_FEATURES,
   PRE_HANDSHAKE_MAX_FRAME_BYTES,
-  PROTOCOL_VERSION_MAX,
-  PROTOCOL_VERSION_MIN,
   Status,
   connectionCodeName,
 } from '../wire/constants.js';
 import { FrameDecoder } from '../wire/decoder.js';
-import { MalformedPayloadError, ProtocolError, ProtocolErrorCode } from '../wire/errors.js';
-import { decodeHello, encodeHello, type HelloSettings } from '../wire/hello.js';
+import { ProtocolError, ProtocolErrorCode } from '../wire/errors.js';
+import type { HelloSettings } from '../wire/hello.js';
 import {
   decodeCredit,
   decodeEnd,
@@ -35,17 +32,19 @@ import {
   writeOpenPayload,
   type OpenPayload,
 } from '../wire/payloads.js';
-import type { PeerInfo, Transport, TransportSink } from '../transport/transport.js';
+import type { Transport, TransportSink } from '../transport/transport.js';
 import { internalError, SessionError, streamErrorOf } from './errors.js';
+import { Handshake, type SessionPeer } from './handshake.js';
 import { resolveSessionOptions, type ResolvedSessionOptions, type SessionOptions } from './options.js';
 import { Keepalive } from './keepalive.js';
 import { PeerGuard } from './peer-guard.js';
 import { Outbox } from './outbox.js';
 import { Stream, type StreamHost } from './stream.js';
 
-// SessionError lives in errors.ts; this re-export keeps imports of it from session.js working until every importer
-// (src/rpc is being restructured meanwhile) takes it from errors.js.
+// SessionError lives in errors.ts and SessionPeer in handshake.ts; these re-exports keep imports of them from
+// session.js working until every importer (src/rpc is being restructured meanwhile) takes them from there.
 export { SessionError } from './errors.js';
+export type { SessionPeer } from './handshake.js';
 
 export type Role = 'dialer' | 'acceptor';
 
@@ -75,14 +74,6 @@ export interface OpenStreamInit {
   metadataBlock?: Uint8Array;
   /** Receive window to grant on this stream; default: the session's initialStreamWindow. */
   window?: number;
-}
-
-/** What we know of the peer once the handshake is done. */
-export interface SessionPeer extends PeerInfo {
-  readonly nodeName: string;
-  readonly label: string;
-  /** Feature bits from the peer's HELLO. */
-  readonly features: number;
 }
 
 const enum Phase {
@@ -131,16 +122,13 @@ export class Session implements StreamHost {
   private connRecvWindow: number;
   private connRecvUnacked = 0;
   private reassemblyBytes = 0;
-  private handshakeTimer: NodeJS.Timeout | undefined;
   private graceTimer: NodeJS.Timeout | undefined;
   private graceEndsAt = 0;
   private lingerTimer: NodeJS.Timeout | undefined;
   private closeError: Error | undefined;
-  private resolveReady!: () => void;
-  private rejectReady!: (error: Error) => void;
   private resolveClosed!: (error: Error | undefined) => void;
   private resolveGoingAway!: () => void;
-  private peerInfo: SessionPeer;
+  private readonly handshake: Handshake;
   private readonly keepalive: Keepalive;
 
   constructor(
@@ -161,46 +149,14 @@ export class Session implements StreamHost {
         this.transport.destroy(); // a dead peer will not answer our FIN: do not linger on it
       },
     });
-    this.peerInfo = { ...transport.peer, nodeName: '', label: '', features: 0 };
-    this.ready = new Promise<void>((resolve, reject) => {
-      this.resolveReady = resolve;
-      this.rejectReady = reject;
-    });
-    this.ready.catch(() => undefined); // the rejection is reported to whoever awaits ready; never unhandled
     this.closed = new Promise((resolve) => (this.resolveClosed = resolve));
     this.goingAway = new Promise((resolve) => (this.resolveGoingAway = resolve));
     this.decoder = new FrameDecoder(this.onFrame, {
       maxFrameBytes: PRE_HANDSHAKE_MAX_FRAME_BYTES,
       expectHelloFirst: true,
     });
-    this.outbox.queueFrame(
-      FrameType.HELLO,
-      0,
-      0,
-      encodeHello({
-        versionMin: PROTOCOL_VERSION_MIN,
-        versionMax: PROTOCOL_VERSION_MAX,
-        settings: {
-          maxFrameBytes: this.options.maxFrameBytes,
-          initialStreamWindow: this.options.initialStreamWindow,
-          initialMessageWindow: this.options.initialMessageWindow,
-          connectionWindow: this.options.connectionWindow,
-          maxConcurrentStreams: this.options.maxConcurrentStreams,
-          maxMessageBytes: this.options.maxMessageBytes,
-          features: OUR_FEATURES,
-          nodeName: this.options.nodeName,
-          label: this.options.label,
-        },
-      }),
-    );
-    if (this.options.handshakeTimeoutMs > 0) {
-      this.handshakeTimer = setTimeout(() => {
-        this.fail(
-          new ProtocolError(ProtocolErrorCode.HANDSHAKE_TIMEOUT, `no HELLO from the peer within ${this.options.handshakeTimeoutMs} ms`),
-        );
-      }, this.options.handshakeTimeoutMs);
-      this.handshakeTimer.unref();
-    }
+    this.handshake = new Handshake(this.options, transport.peer, this.outbox, (error) => this.fail(error));
+    this.ready = this.handshake.ready;
     transport.attach(this.sink);
     this.outbox.flush();
   }
@@ -208,7 +164,7 @@ export class Session implements StreamHost {
   // ---------------------------------------------------------------- public surface
 
   get peer(): SessionPeer {
-    return this.peerInfo;
+    return this.handshake.peer;
   }
 
   /** Round-trip time of the last answered ping (yours or a keepalive's), in ms. */
@@ -437,25 +393,9 @@ export class Session implements StreamHost {
 
   private onHello(payload: Uint8Array): void {
     if (this.phase !== Phase.HANDSHAKE) throw new ProtocolError(ProtocolErrorCode.BAD_HANDSHAKE, 'HELLO sent twice');
-    let settings: HelloSettings;
-    try {
-      const hello = decodeHello(payload);
-      const version = Math.min(hello.versionMax, PROTOCOL_VERSION_MAX);
-      if (version < Math.max(hello.versionMin, PROTOCOL_VERSION_MIN)) {
-        throw new ProtocolError(
-          ProtocolErrorCode.VERSION_MISMATCH,
-          `no common protocol version: ours ${PROTOCOL_VERSION_MIN}..${PROTOCOL_VERSION_MAX}, theirs ${hello.versionMin}..${hello.versionMax}`,
-        );
-      }
-      settings = hello.settings;
-    } catch (error) {
-      if (error instanceof MalformedPayloadError) throw new ProtocolError(ProtocolErrorCode.BAD_HANDSHAKE, error.message);
-      throw error;
-    }
-    clearTimeout(this.handshakeTimer);
+    const settings = this.handshake.receive(payload);
     this.peerSettings = settings;
     this.outbox.start(settings.connectionWindow, settings.maxFrameBytes);
-    this.peerInfo = { ...this.transport.peer, nodeName: settings.nodeName, label: settings.label, features: settings.features };
     this.decoder.setMaxFrameBytes(this.options.maxFrameBytes);
     this.phase = Phase.OPEN;
     for (const { stream } of this.pendingOpens) {
@@ -463,11 +403,10 @@ export class Session implements StreamHost {
       stream.sendMessageWindow = settings.initialMessageWindow;
     }
     if (settings.maxConcurrentStreams === 0) this.failPendingOpens('the peer accepts no streams (MAX_CONCURRENT_STREAMS is 0)');
-    const refusal = this.hooks.admit?.(this.peerInfo);
+    const refusal = this.handshake.admit(this.hooks.admit);
     if (refusal !== undefined) {
       // before any frame that followed the HELLO in the same read: not one stream of a refused peer is served
       this.close({ reason: refusal, graceMs: 0 }).catch(() => undefined);
-      this.rejectReady(new SessionError(Status.UNAVAILABLE, `refused: ${refusal}`));
       return;
     }
     this.openQueued();
@@ -475,7 +414,7 @@ export class Session implements StreamHost {
     this.outbox.releaseIdle(); // an idle connection holds no write slab; the first call allocates one (no-op if queued)
     // a bulk lane yields the event loop every 64 KiB read, so the control connections of this process stay responsive
     if (this.options.label === 'data' || settings.label === 'data') this.transport.setReadBudget?.(DATA_LANE_READ_BUDGET_BYTES);
-    this.resolveReady();
+    this.handshake.succeed();
   }
 
   private onOpen(id: number, payload: Uint8Array): void {
@@ -693,12 +632,11 @@ export class Session implements StreamHost {
     if (this.phase === Phase.CLOSED) return;
     const wasClosing = this.phase === Phase.CLOSING;
     this.closeError ??= error;
-    clearTimeout(this.handshakeTimer);
     clearTimeout(this.graceTimer);
     this.keepalive.stop();
     this.resolveGoingAway();
     const reason = streamReason ?? (error ? `connection failed: ${error.message}` : 'the session closed');
-    if (this.phase === Phase.HANDSHAKE) this.rejectReady(error ?? new SessionError(Status.UNAVAILABLE, reason));
+    if (this.phase === Phase.HANDSHAKE) this.handshake.fail(error ?? new SessionError(Status.UNAVAILABLE, reason));
     if (tellPeer && !wasClosing) {
       const code = error instanceof ProtocolError ? error.connectionCode : error ? ConnectionCode.INTERNAL_ERROR : ConnectionCode.NO_ERROR;
       const message = error instanceof ProtocolError ? error.message : error ? 'internal error' : 'closing';
