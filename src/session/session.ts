@@ -307,13 +307,13 @@ export class Session implements StreamHost {
   }
 
   /** @internal */
-  streamClosed(stream: Stream): void {
+  streamClosed(stream: Stream, opened: boolean): void {
     if (this.streams.get(stream.id) !== stream) return;
     this.streams.delete(stream.id);
     if (!stream.outbound) {
       if (stream.ownerReleased) this.inboundActive--;
     } else {
-      if (stream.opened) {
+      if (opened) {
         this.outboundActive--;
         this.openQueued();
       } else {
