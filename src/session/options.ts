@@ -8,6 +8,7 @@ import {
   MAX_WINDOW,
   MIN_MAX_FRAME_BYTES,
 } from '../wire/constants.js';
+import type { SessionPeer } from './handshake.js';
 
 export interface SessionOptions {
   /** Largest frame payload we accept. Default 65 536; 16 384 - 16 777 216. */
@@ -53,6 +54,13 @@ export interface SessionOptions {
   nodeName?: string;
   /** Connection label, sent in HELLO (e.g. 'control', 'data'). Default ''. */
   label?: string;
+  /**
+   * Bytes the connection hands to the session per event-loop turn before it yields, so that the process's other
+   * connections get read while this one carries a bulk transfer (a Mesh sets 64 KiB on its `data` lane). A function
+   * decides per connection once the peer's HELLO is read (a listener learns only then which peer and lane dialed it).
+   * Applies from the end of the handshake, on transports that support it (TCP, Unix). Default 0: no limit.
+   */
+  readBudgetBytes?: number | ((peer: SessionPeer) => number);
 }
 
 export type ResolvedSessionOptions = Required<SessionOptions>;
@@ -64,6 +72,7 @@ const LIFECYCLE_DEFAULTS = {
   progressTimeoutMs: 60_000,
   nodeName: '',
   label: '',
+  readBudgetBytes: 0,
 };
 
 function integer(name: string, value: number, min: number, max: number): number {
@@ -93,7 +102,18 @@ export function resolveSessionOptions(options: SessionOptions = {}): ResolvedSes
     progressTimeoutMs: integer('progressTimeoutMs', o.progressTimeoutMs, 0, 0x7fff_ffff),
     nodeName: text('nodeName', o.nodeName),
     label: text('label', o.label),
+    readBudgetBytes: typeof o.readBudgetBytes === 'function' ? o.readBudgetBytes : readBudget(o.readBudgetBytes),
   };
+}
+
+/** The read budget of a connection to `peer` (0: none); a function option is asked, and its answer checked, here. */
+export function readBudgetFor(options: ResolvedSessionOptions, peer: SessionPeer): number {
+  const budget = options.readBudgetBytes;
+  return typeof budget === 'function' ? readBudget(budget(peer)) : budget;
+}
+
+function readBudget(value: number): number {
+  return integer('readBudgetBytes', value, 0, Number.MAX_SAFE_INTEGER);
 }
 
 /** HELLO carries names of at most 255 UTF-8 bytes; say so here rather than when the first connection arrives. */

@@ -35,7 +35,7 @@ import {
 import type { Transport, TransportSink } from '../transport/transport.js';
 import { internalError, SessionError, streamErrorOf } from './errors.js';
 import { Handshake, type SessionPeer } from './handshake.js';
-import { resolveSessionOptions, type ResolvedSessionOptions, type SessionOptions } from './options.js';
+import { readBudgetFor, resolveSessionOptions, type ResolvedSessionOptions, type SessionOptions } from './options.js';
 import { Keepalive } from './keepalive.js';
 import { PeerGuard } from './peer-guard.js';
 import { Outbox } from './outbox.js';
@@ -86,8 +86,6 @@ const enum Phase {
 
 /** After we end our side, how long the peer has to close before we destroy the socket. */
 const CLOSE_LINGER_MS = 2_000;
-/** Per-turn read budget of a connection labelled `data` (a mesh's bulk lane); see SocketTransport.setReadBudget. */
-const DATA_LANE_READ_BUDGET_BYTES = 64 * 1024;
 
 export class Session implements StreamHost {
   readonly options: ResolvedSessionOptions;
@@ -412,8 +410,8 @@ export class Session implements StreamHost {
     this.openQueued();
     this.keepalive.start();
     this.outbox.releaseIdle(); // an idle connection holds no write slab; the first call allocates one (no-op if queued)
-    // a bulk lane yields the event loop every 64 KiB read, so the control connections of this process stay responsive
-    if (this.options.label === 'data' || settings.label === 'data') this.transport.setReadBudget?.(DATA_LANE_READ_BUDGET_BYTES);
+    const readBudget = readBudgetFor(this.options, this.handshake.peer);
+    if (readBudget > 0) this.transport.setReadBudget?.(readBudget);
     this.handshake.succeed();
   }
 
