@@ -20,6 +20,16 @@ export class SessionError extends Error {
   }
 }
 
+/** Why a stream failed whose incoming message passed maxMessageBytes: names the option and says what to do. */
+export function messageTooLargeMessage(atLeastBytes: number, limitBytes: number): string {
+  return `a message of at least ${atLeastBytes} bytes exceeds the receiver's maxMessageBytes of ${limitBytes}; raise maxMessageBytes on both sides for larger messages`;
+}
+
+/** Why a stream failed whose partly received message did not fit the connection's reassembly budget. */
+export function reassemblyBudgetMessage(limitBytes: number): string {
+  return `partly received messages on this connection would exceed the receiver's maxReassemblyBytes of ${limitBytes}; raise maxReassemblyBytes (default: twice maxMessageBytes, at least 32 MiB) or send fewer large messages at once`;
+}
+
 /** Something other than a ProtocolError thrown while handling a frame: our bug, reported as GW_ERR_INTERNAL. */
 export function internalError(error: unknown): ProtocolError {
   return new ProtocolError(ProtocolErrorCode.INTERNAL, `failed to handle a frame: ${(error as Error)?.message ?? String(error)}`);

@@ -288,6 +288,11 @@ export class Session implements StreamHost {
     return this.options.maxMessageBytes;
   }
 
+  /** @internal */
+  get maxReassemblyBytes(): number {
+    return this.options.maxReassemblyBytes;
+  }
+
   private returnConnectionCredit(bytes: number): void {
     this.connRecvUnacked += bytes;
     if (this.connRecvUnacked >= this.options.connectionWindow >>> 2) {

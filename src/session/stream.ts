@@ -47,6 +47,7 @@
 import { Flag, FrameType, Status } from '../wire/constants.js';
 import { EMPTY_METADATA_BLOCK, type Metadata } from '../wire/metadata.js';
 import { encodeCredit, encodeEnd, encodeReset } from '../wire/payloads.js';
+import { messageTooLargeMessage, reassemblyBudgetMessage } from './errors.js';
 
 export interface StreamTrailer {
   status: Status;
@@ -89,6 +90,7 @@ export interface StreamOutput {
 /** The part of the session a stream calls back into. */
 export interface StreamHost {
   readonly maxMessageBytes: number;
+  readonly maxReassemblyBytes: number;
   /** Adds (or, negative, removes) bytes held for partly received messages; false if the budget would be exceeded. */
   reserveReassembly(bytes: number): boolean;
   /** The stream is CLOSED; `opened` says whether its OPEN was ever written (false: it closed while queued). */
@@ -389,7 +391,7 @@ export class Stream {
     } else if (n > 0) {
       if (!this.checkMessageSize(n)) return;
       if (!this.host.reserveReassembly(n)) {
-        this.failLocally(Status.RESOURCE_EXHAUSTED, 'too many partly received messages on this connection');
+        this.failLocally(Status.RESOURCE_EXHAUSTED, reassemblyBudgetMessage(this.host.maxReassemblyBytes));
         return;
       }
       // copy: a view would pin the whole socket chunk for as long as the message is incomplete
@@ -509,10 +511,7 @@ export class Stream {
   }
 
   private failTooLarge(atLeast: number): void {
-    this.failLocally(
-      Status.RESOURCE_EXHAUSTED,
-      `message of at least ${atLeast} bytes exceeds the receiver's limit of ${this.host.maxMessageBytes} bytes`,
-    );
+    this.failLocally(Status.RESOURCE_EXHAUSTED, messageTooLargeMessage(atLeast, this.host.maxMessageBytes));
   }
 
   /** Stream credit for bytes consumed or buffered; none once the peer has said it sends no more. */
