@@ -1,10 +1,29 @@
 /**
- * One connection: the HELLO handshake, the stream table (dialer odd ids, acceptor even ids, so both sides open
- * streams), connection credit, the write scheduler and coalescing, ping/RTT, GOAWAY and teardown. Knows nothing of
- * methods or codecs: streams carry opaque messages.
+ * One connection: the stream table (dialer odd ids, acceptor even ids, so both sides open streams; concurrency slots
+ * and the streams queued for one), the dispatch of every frame read to one small handler per frame type, GOAWAY, and
+ * the one teardown path. The jobs around it have their own modules: handshake.ts (HELLO and admission), outbox.ts
+ * (everything written, and the connection's send credit), receive-budget.ts (what the peer may make us hold),
+ * keepalive.ts (liveness, pings, RTT), peer-guard.ts (work the peer solicits), stream.ts (one stream). Knows nothing
+ * of methods or codecs: streams carry opaque messages.
  *
- * The read path never awaits: every frame is handled synchronously by one small function per frame type, and any
- * reply it needs (PONG, CREDIT, RESET) is queued in the outgoing buffer, which is never bounded by the reader.
+ * The read path never awaits: every frame is handled synchronously, and any reply it needs (PING ACK, CREDIT, RESET)
+ * is queued in the outbox, which the reader never waits for.
+ *
+ * | phase     | event                                                            | next                          |
+ * |-----------|------------------------------------------------------------------|-------------------------------|
+ * | HANDSHAKE | the peer's HELLO is good and the peer admitted                   | OPEN                          |
+ * | HANDSHAKE | the peer's HELLO is good, the peer refused                       | OPEN, then DRAINING at once   |
+ * | OPEN      | close(): GOAWAY NO_ERROR written; or the peer's GOAWAY NO_ERROR  | DRAINING                      |
+ * | DRAINING  | the last stream closed: our side of the transport ended          | CLOSING                       |
+ * | any open  | fail(): a protocol error (GOAWAY written), the peer's error      | CLOSING                       |
+ * |           | GOAWAY or EOF, keepalive, close() in HANDSHAKE, the grace        |                               |
+ * |           | period ran out, destroy(); every stream fails UNAVAILABLE        |                               |
+ * | any       | the transport closed                                             | CLOSED                        |
+ *
+ * ("any open" is HANDSHAKE, OPEN or DRAINING; from CLOSING only the transport's close moves on.)
+ *
+ * Size: past the house's ~500 lines, because the stream table, the frame handlers and teardown all read and move the
+ * one phase above and the one table of streams and slots; split further, one state machine would span three files.
  */
 import {
   ConnectionCode,
@@ -25,7 +44,6 @@ import {
   decodeGoaway,
   decodeOpen,
   decodeReset,
-  encodeCredit,
   encodeGoaway,
   encodeReset,
   openPayloadLength,
@@ -38,6 +56,7 @@ import { Handshake, type SessionPeer } from './handshake.js';
 import { readBudgetFor, resolveSessionOptions, type ResolvedSessionOptions, type SessionOptions } from './options.js';
 import { Keepalive } from './keepalive.js';
 import { PeerGuard } from './peer-guard.js';
+import { ReceiveBudget } from './receive-budget.js';
 import { Outbox } from './outbox.js';
 import { Stream, type StreamHost } from './stream.js';
 
@@ -117,9 +136,7 @@ export class Session implements StreamHost {
   private readStopped = false;
   private peerSettings: HelloSettings | undefined;
   private peerGoawayLastId = -1;
-  private connRecvWindow: number;
-  private connRecvUnacked = 0;
-  private reassemblyBytes = 0;
+  private readonly receiveBudget: ReceiveBudget;
   private graceTimer: NodeJS.Timeout | undefined;
   private graceEndsAt = 0;
   private lingerTimer: NodeJS.Timeout | undefined;
@@ -138,7 +155,7 @@ export class Session implements StreamHost {
     this.options = resolveSessionOptions(options);
     this.outbox = new Outbox(transport);
     this.nextStreamId = role === 'dialer' ? 1 : 2;
-    this.connRecvWindow = this.options.connectionWindow;
+    this.receiveBudget = new ReceiveBudget(this.options, this.outbox);
     this.guard = new PeerGuard(this.options);
     this.keepalive = new Keepalive(this.options, this.outbox, {
       isClosing: () => this.phase >= Phase.CLOSING,
@@ -293,20 +310,9 @@ export class Session implements StreamHost {
     return this.options.maxReassemblyBytes;
   }
 
-  private returnConnectionCredit(bytes: number): void {
-    this.connRecvUnacked += bytes;
-    if (this.connRecvUnacked >= this.options.connectionWindow >>> 2) {
-      this.connRecvWindow += this.connRecvUnacked;
-      this.outbox.writeFrame(FrameType.CREDIT, 0, 0, encodeCredit(this.connRecvUnacked));
-      this.connRecvUnacked = 0;
-    }
-  }
-
   /** @internal */
   reserveReassembly(bytes: number): boolean {
-    if (bytes > 0 && this.reassemblyBytes + bytes > this.options.maxReassemblyBytes) return false;
-    this.reassemblyBytes += bytes;
-    return true;
+    return this.receiveBudget.reserveReassembly(bytes);
   }
 
   /** @internal */
@@ -480,10 +486,7 @@ export class Session implements StreamHost {
 
   private onData(flags: number, id: number, payload: Uint8Array): void {
     const n = payload.length;
-    if (n > this.connRecvWindow) {
-      throw new ProtocolError(ProtocolErrorCode.FLOW_CONTROL, `DATA of ${n} bytes exceeds the connection credit of ${this.connRecvWindow}`);
-    }
-    this.connRecvWindow -= n;
+    this.receiveBudget.takeData(n);
     const stream = this.streamFor(id, 'DATA');
     if (stream !== undefined) {
       if (stream.remoteDone) throw new ProtocolError(ProtocolErrorCode.STREAM_STATE, `DATA on stream ${id} after the peer ended it`);
@@ -495,9 +498,7 @@ export class Session implements StreamHost {
       }
       stream.receiveData(flags, payload);
     }
-    // Every DATA frame leaves the connection window here, whatever became of it: delivered, buffered for reassembly
-    // (bounded by maxReassemblyBytes instead), or dropped because its stream failed or was already reset.
-    this.returnConnectionCredit(n);
+    this.receiveBudget.giveBack(n); // whatever became of the frame
   }
 
   private onEnd(id: number, payload: Uint8Array): void {
