@@ -333,7 +333,7 @@ export class Session implements StreamHost {
     this.maybeFinishDrain();
   }
 
-  // ---------------------------------------------------------------- writing
+  // ---------------------------------------------------------------- opening our streams
 
   private writeOpen(stream: Stream, method: Uint8Array, init: OpenStreamInit, length: number): void {
     this.outboundActive++;

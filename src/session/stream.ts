@@ -120,6 +120,7 @@ export const SEND_HIGH_WATER_BYTES = 64 * 1024;
 /** What a queued item costs against the high-water mark besides its bytes, so tiny messages cannot pile up by the million. */
 const QUEUED_ITEM_COST = 64;
 
+/** The states of the header's table. Their order matters: `opened` is >= OPEN, `remoteDone` >= HALF_CLOSED_REMOTE. */
 const enum StreamState {
   QUEUED,
   QUEUED_ENDING,
