@@ -51,7 +51,7 @@ export { msgpackCodec, jsonCodec, rawCodec } from './rpc/codec.js';
 export type { Codec, CodecName } from './rpc/codec.js';
 export type { Metadata } from './wire/metadata.js';
 export type { SessionOptions } from './session/options.js';
-export type { SessionPeer } from './session/session.js';
+export type { SessionPeer } from './session/handshake.js';
 /** Protocol errors that close a connection, with stable string codes. */
 export { ProtocolError, ProtocolErrorCode } from './wire/errors.js';
 /** Transports: the duplex interface and an in-memory pair for tests. */

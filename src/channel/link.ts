@@ -15,7 +15,7 @@ import { Status } from '../wire/constants.js';
 import { connect, type ConnectOptions } from '../endpoint/endpoints.js';
 import type { LogFn } from '../log.js';
 import { RpcError } from '../rpc/rpc-error.js';
-import { SessionError } from '../session/session.js';
+import { SessionError } from '../session/errors.js';
 import type { RpcSession } from '../rpc/rpc-session.js';
 import { Backoff, type ResolvedReconnectOptions } from './backoff.js';
 import { resolveSessionOptions } from '../session/options.js';

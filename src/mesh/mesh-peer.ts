@@ -5,7 +5,7 @@
 import { EventEmitter } from 'node:events';
 import type { LogFn } from '../log.js';
 import type { Client, RpcSession, RpcSessionOptions } from '../rpc/rpc-session.js';
-import type { SessionPeer } from '../session/session.js';
+import type { SessionPeer } from '../session/handshake.js';
 import type { MethodKind, MethodMap, ServiceDef } from '../rpc/service.js';
 import type { ResolvedReconnectOptions } from '../channel/backoff.js';
 import { Link, type LinkState, type LinkStateEvent } from '../channel/link.js';
@@ -26,6 +26,16 @@ export interface PeerStateEvent {
 
 export const MAX_POOL = 64;
 export const LANE_LABEL = /^(control(\.\d{1,2})?|data)$/;
+/**
+ * Per-turn read budget of a `data` lane (SessionOptions.readBudgetBytes): a bulk transfer yields the event loop every
+ * 64 KiB read, so the control connections of this process stay responsive. Control lanes read without a budget.
+ */
+const DATA_LANE_READ_BUDGET_BYTES = 64 * 1024;
+
+/** The read budget of a connection of `lane`, on either side of it. */
+export function laneReadBudget(lane: string): number {
+  return lane === 'data' ? DATA_LANE_READ_BUDGET_BYTES : 0;
+}
 
 export interface PeerContext {
   /** The application's own admission check (MeshOptions.admit), after the mesh's. */
@@ -139,6 +149,7 @@ export class MeshPeer extends EventEmitter<{ state: [PeerStateEvent] }> {
       options: {
         ...this.context.sessionOptions,
         label,
+        readBudgetBytes: this.context.sessionOptions.readBudgetBytes ?? laneReadBudget(label),
         admit: (peer) =>
           peer.nodeName === expected
             ? this.context.admit?.(peer)

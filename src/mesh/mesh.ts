@@ -16,9 +16,9 @@ import { listen, type Server } from '../endpoint/endpoints.js';
 import { stderrLog, type LogFn } from '../log.js';
 import { resolveSessionOptions } from '../session/options.js';
 import type { RpcSession, RpcSessionOptions } from '../rpc/rpc-session.js';
-import type { SessionPeer } from '../session/session.js';
+import type { SessionPeer } from '../session/handshake.js';
 import { resolveReconnectOptions, type ReconnectOptions, type ResolvedReconnectOptions } from '../channel/backoff.js';
-import { MAX_POOL, LANE_LABEL, MeshPeer, type PeerStateEvent } from './mesh-peer.js';
+import { MAX_POOL, LANE_LABEL, laneReadBudget, MeshPeer, type PeerStateEvent } from './mesh-peer.js';
 
 export type { PeerState, PeerStateEvent } from './mesh-peer.js';
 
@@ -105,6 +105,8 @@ export class Mesh extends EventEmitter<{ peer: [PeerStateEvent] }> {
     if (this.options.listen !== undefined) {
       this.server = await listen(this.options.listen, {
         ...this.sessionOptions,
+        // the lane of an inbound connection is known from the dialer's HELLO: the same budget on both sides
+        readBudgetBytes: this.sessionOptions.readBudgetBytes ?? ((peer) => laneReadBudget(peer.label)),
         log: this.log,
         admit: (peer) => this.admit(peer),
         onSession: (session) => this.onInbound(session),

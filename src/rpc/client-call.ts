@@ -5,7 +5,7 @@
  */
 import { MAX_DEADLINE_MS, Status } from '../wire/constants.js';
 import { encodeMetadata, MetadataLimitError, type Metadata } from '../wire/metadata.js';
-import { SessionError } from '../session/session.js';
+import { SessionError } from '../session/errors.js';
 import type { Stream, StreamEvents, StreamTrailer } from '../session/stream.js';
 import { RpcError } from './rpc-error.js';
 import type { RpcSession } from './rpc-session.js';

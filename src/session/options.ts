@@ -8,11 +8,16 @@ import {
   MAX_WINDOW,
   MIN_MAX_FRAME_BYTES,
 } from '../wire/constants.js';
+import type { SessionPeer } from './handshake.js';
 
 export interface SessionOptions {
   /** Largest frame payload we accept. Default 65 536; 16 384 - 16 777 216. */
   maxFrameBytes?: number;
-  /** Largest message we accept (larger ones fail that stream with RESOURCE_EXHAUSTED). Default 4 MiB. */
+  /**
+   * Largest message we accept (larger ones fail that stream with RESOURCE_EXHAUSTED); announced in HELLO, and senders
+   * check it before sending. Default 4 MiB. For larger messages raise it on both sides: the reassembly budget
+   * (maxReassemblyBytes) follows it.
+   */
   maxMessageBytes?: number;
   /** Request/trailer metadata we accept, counting keys + values + 32 bytes per entry. Default 8 192. */
   maxMetadataBytes?: number;
@@ -28,7 +33,11 @@ export interface SessionOptions {
   connectionWindow?: number;
   /** Streams the peer may have open towards us at once; more are refused (retry-safe). Default 100. */
   maxConcurrentStreams?: number;
-  /** Bytes of partly received messages held across all streams; past it the stream that grows fails. Default 32 MiB. */
+  /**
+   * Bytes of partly received messages held across all streams of the connection; past it the stream whose message
+   * grows fails with RESOURCE_EXHAUSTED. Default: twice maxMessageBytes, at least 32 MiB (so two messages of the
+   * largest size can arrive at once, while what one connection can make us hold stays bounded).
+   */
   maxReassemblyBytes?: number;
   /** Time for the peer's HELLO to arrive. Default 10 000 ms; 0 disables. */
   handshakeTimeoutMs?: number;
@@ -53,6 +62,13 @@ export interface SessionOptions {
   nodeName?: string;
   /** Connection label, sent in HELLO (e.g. 'control', 'data'). Default ''. */
   label?: string;
+  /**
+   * Bytes the connection hands to the session per event-loop turn before it yields, so that the process's other
+   * connections get read while this one carries a bulk transfer (a Mesh sets 64 KiB on its `data` lane). A function
+   * decides per connection once the peer's HELLO is read (a listener learns only then which peer and lane dialed it).
+   * Applies from the end of the handshake, on transports that support it (TCP, Unix). Default 0: no limit.
+   */
+  readBudgetBytes?: number | ((peer: SessionPeer) => number);
 }
 
 export type ResolvedSessionOptions = Required<SessionOptions>;
@@ -64,6 +80,7 @@ const LIFECYCLE_DEFAULTS = {
   progressTimeoutMs: 60_000,
   nodeName: '',
   label: '',
+  readBudgetBytes: 0,
 };
 
 function integer(name: string, value: number, min: number, max: number): number {
@@ -75,9 +92,10 @@ function integer(name: string, value: number, min: number, max: number): number 
 
 export function resolveSessionOptions(options: SessionOptions = {}): ResolvedSessionOptions {
   const o = { ...DEFAULT_LIMITS, ...LIFECYCLE_DEFAULTS, ...stripUndefined(options) };
+  const maxMessageBytes = integer('maxMessageBytes', o.maxMessageBytes, 0, 0xffff_ffff);
   return {
     maxFrameBytes: integer('maxFrameBytes', o.maxFrameBytes, MIN_MAX_FRAME_BYTES, MAX_MAX_FRAME_BYTES),
-    maxMessageBytes: integer('maxMessageBytes', o.maxMessageBytes, 0, 0xffff_ffff),
+    maxMessageBytes,
     maxMetadataBytes: integer('maxMetadataBytes', o.maxMetadataBytes, 0, 1024 * 1024),
     maxMetadataEntries: integer('maxMetadataEntries', o.maxMetadataEntries, 0, 255),
     initialStreamWindow: integer('initialStreamWindow', o.initialStreamWindow, MIN_MAX_FRAME_BYTES, MAX_WINDOW),
@@ -85,7 +103,12 @@ export function resolveSessionOptions(options: SessionOptions = {}): ResolvedSes
     bulkWindow: integer('bulkWindow', o.bulkWindow, MIN_MAX_FRAME_BYTES, MAX_WINDOW),
     connectionWindow: integer('connectionWindow', o.connectionWindow, MIN_MAX_FRAME_BYTES, MAX_WINDOW),
     maxConcurrentStreams: integer('maxConcurrentStreams', o.maxConcurrentStreams, 1, 0xffff_ffff),
-    maxReassemblyBytes: integer('maxReassemblyBytes', o.maxReassemblyBytes, 0, Number.MAX_SAFE_INTEGER),
+    maxReassemblyBytes: integer(
+      'maxReassemblyBytes',
+      options.maxReassemblyBytes ?? Math.max(DEFAULT_LIMITS.maxReassemblyBytes, 2 * maxMessageBytes),
+      0,
+      Number.MAX_SAFE_INTEGER,
+    ),
     handshakeTimeoutMs: integer('handshakeTimeoutMs', o.handshakeTimeoutMs, 0, 0x7fff_ffff),
     keepaliveIntervalMs: integer('keepaliveIntervalMs', o.keepaliveIntervalMs, 0, 0x7fff_ffff),
     keepaliveTimeoutMs: integer('keepaliveTimeoutMs', o.keepaliveTimeoutMs, 1, 0x7fff_ffff),
@@ -93,7 +116,18 @@ export function resolveSessionOptions(options: SessionOptions = {}): ResolvedSes
     progressTimeoutMs: integer('progressTimeoutMs', o.progressTimeoutMs, 0, 0x7fff_ffff),
     nodeName: text('nodeName', o.nodeName),
     label: text('label', o.label),
+    readBudgetBytes: typeof o.readBudgetBytes === 'function' ? o.readBudgetBytes : readBudget(o.readBudgetBytes),
   };
+}
+
+/** The read budget of a connection to `peer` (0: none); a function option is asked, and its answer checked, here. */
+export function readBudgetFor(options: ResolvedSessionOptions, peer: SessionPeer): number {
+  const budget = options.readBudgetBytes;
+  return typeof budget === 'function' ? readBudget(budget(peer)) : budget;
+}
+
+function readBudget(value: number): number {
+  return integer('readBudgetBytes', value, 0, Number.MAX_SAFE_INTEGER);
 }
 
 /** HELLO carries names of at most 255 UTF-8 bytes; say so here rather than when the first connection arrives. */

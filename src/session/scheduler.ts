@@ -19,12 +19,12 @@ export class StreamScheduler {
   }
 
   /**
-   * Lets ready streams write until `budget` bytes are out (as measured by `written()`) or none is ready.
-   * Returns true when streams are still ready (the budget ran out): the caller should yield, then pump again.
+   * Lets ready streams write until `budget` bytes are out (as measured by `output.size`, the bytes queued) or none is
+   * ready. Returns true when streams are still ready (the budget ran out): the caller should yield, then pump again.
    */
-  pump(budget: number, written: () => number): boolean {
-    const start = written();
-    while (this.head < this.ready.length && written() - start < budget) {
+  pump(budget: number, output: { readonly size: number }): boolean {
+    const start = output.size;
+    while (this.head < this.ready.length && output.size - start < budget) {
       const stream = this.ready[this.head++]!;
       const result = stream.writeNext();
       if (result === WriteResult.MORE) {

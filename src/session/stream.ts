@@ -2,19 +2,40 @@
  * One stream of a session: its send queue and credit, message reassembly on receive, and its lifecycle. Carries
  * opaque message bytes and trailers; knows nothing of methods, codecs or handlers.
  *
- * Lifecycle (each side ends on its own, as in HTTP/2; a reset ends both):
+ * Lifecycle: one StreamState, changed only by the transitions below. Each side ends on its own, as in HTTP/2, with
+ * its last frame (END, or DATA with END_STREAM); a reset ends both. Our last frame may have to wait behind credit:
+ * the ENDING states say it is queued (we may send nothing more), HALF_CLOSED_LOCAL that it is written.
  *
- * | state              | event                                  | next               |
- * |--------------------|----------------------------------------|--------------------|
- * | queued (ours only) | a concurrency slot frees: OPEN written | open               |
- * | queued             | local reset                            | closed (no frame)  |
- * | open               | we write END or DATA+END_STREAM        | half-closed local  |
- * | open               | we read END or DATA+END_STREAM         | half-closed remote |
- * | half-closed local  | we read END or DATA+END_STREAM         | closed             |
- * | half-closed remote | we write END or DATA+END_STREAM        | closed             |
- * | any but closed     | RESET read or written, connection lost | closed             |
+ * | state                     | we may send | the peer may send | OPEN on the wire |
+ * |---------------------------|-------------|-------------------|------------------|
+ * | QUEUED (ours only)        | yes         | -                 | no               |
+ * | QUEUED_ENDING (ours only) | no          | -                 | no               |
+ * | OPEN                      | yes         | yes               | yes              |
+ * | ENDING                    | no          | yes               | yes              |
+ * | HALF_CLOSED_LOCAL         | no          | yes               | yes              |
+ * | HALF_CLOSED_REMOTE        | yes         | no                | yes              |
+ * | HALF_CLOSED_REMOTE_ENDING | no          | no                | yes              |
+ * | CLOSED                    | no          | no                | -                |
  *
- * DATA or END read in half-closed remote is a connection error (GW_ERR_STREAM_STATE): the peer broke its own promise.
+ * | state                     | event                                               | next                      |
+ * |---------------------------|-----------------------------------------------------|---------------------------|
+ * | QUEUED                    | a concurrency slot frees: OPEN written              | OPEN                      |
+ * | QUEUED_ENDING             | a concurrency slot frees: OPEN written              | ENDING                    |
+ * | QUEUED                    | our last frame queued                               | QUEUED_ENDING             |
+ * | OPEN                      | our last frame queued (or written at once, which    | ENDING                    |
+ * |                           | passes through ENDING within the call)              |                           |
+ * | HALF_CLOSED_REMOTE        | our last frame queued (or written at once)          | HALF_CLOSED_REMOTE_ENDING |
+ * | ENDING                    | our last frame written                              | HALF_CLOSED_LOCAL         |
+ * | HALF_CLOSED_REMOTE_ENDING | our last frame written                              | CLOSED                    |
+ * | OPEN                      | the peer's last frame read                          | HALF_CLOSED_REMOTE        |
+ * | ENDING                    | the peer's last frame read                          | HALF_CLOSED_REMOTE_ENDING |
+ * | HALF_CLOSED_LOCAL         | the peer's last frame read                          | CLOSED                    |
+ * | HALF_CLOSED_LOCAL         | entered with resetAfterEnd on                       | CLOSED (RESET CANCELLED)  |
+ * | any but CLOSED            | RESET read or written, a limit, connection lost     | CLOSED (RESET written     |
+ * |                           |                                                     | unless OPEN never was)    |
+ *
+ * DATA or END read while the peer may not send is a connection error (GW_ERR_STREAM_STATE): the peer broke its own
+ * promise. Frames for a CLOSED stream are ignored (it has left the session's table).
  *
  * Credit (PROTOCOL.md §6). A stream counts bytes and messages both ways. By default it returns credit as it delivers
  * (unary calls, whose single message is consumed at once); an owner that queues what it receives (message streams,
@@ -22,10 +43,14 @@
  * holds back only its own stream. Fragments of a message are credited as they arrive while nothing delivered waits
  * to be consumed, so a message larger than the window always completes, yet a reader that has stopped holds at most
  * one window plus one message.
+ *
+ * Size: past the house's ~500 lines, because the send queue, reassembly and the lifecycle share the state and both
+ * credits of one object that every call allocates; helper objects per stream would cost the hot path an allocation.
  */
 import { Flag, FrameType, Status } from '../wire/constants.js';
 import { EMPTY_METADATA_BLOCK, type Metadata } from '../wire/metadata.js';
 import { encodeCredit, encodeEnd, encodeReset } from '../wire/payloads.js';
+import { messageTooLargeMessage, reassemblyBudgetMessage } from './errors.js';
 
 export interface StreamTrailer {
   status: Status;
@@ -48,19 +73,31 @@ export interface StreamEvents {
   onWritable?(): void;
 }
 
-/** The part of the session a stream calls back into. */
-export interface StreamHost {
-  readonly peerMaxFrameBytes: number;
+/**
+ * Where a stream writes: the session's outbox. DATA goes through writeData, which spends connection credit; a stream
+ * never touches that credit itself.
+ */
+export interface StreamOutput {
   /** False while the transport has asked us to wait: nothing may bypass the scheduler then. */
-  readonly transportWritable: boolean;
-  readonly maxMessageBytes: number;
-  connectionSendWindow: number;
+  readonly writable: boolean;
+  /** Largest DATA payload that may be written now: the connection credit left, within the peer's frame limit. */
+  readonly dataAllowance: number;
+  /** Writes a DATA frame (at most dataAllowance bytes), spending that much connection credit. */
+  writeData(flags: number, streamId: number, payload: Uint8Array): void;
+  /** Writes a frame that spends no credit (END, RESET, CREDIT). */
   writeFrame(type: number, flags: number, streamId: number, payload?: Uint8Array): void;
   /** The stream has frames to write once credit allows. */
   wake(stream: Stream): void;
+}
+
+/** The part of the session a stream calls back into. */
+export interface StreamHost {
+  readonly maxMessageBytes: number;
+  readonly maxReassemblyBytes: number;
   /** Adds (or, negative, removes) bytes held for partly received messages; false if the budget would be exceeded. */
   reserveReassembly(bytes: number): boolean;
-  streamClosed(stream: Stream): void;
+  /** The stream is CLOSED; `opened` says whether its OPEN was ever written (false: it closed while queued). */
+  streamClosed(stream: Stream, opened: boolean): void;
 }
 
 /** Result of Stream.writeNext for the session's scheduler. */
@@ -83,6 +120,18 @@ export const SEND_HIGH_WATER_BYTES = 64 * 1024;
 /** What a queued item costs against the high-water mark besides its bytes, so tiny messages cannot pile up by the million. */
 const QUEUED_ITEM_COST = 64;
 
+/** The states of the header's table. Their order matters: `opened` is >= OPEN, `remoteDone` >= HALF_CLOSED_REMOTE. */
+const enum StreamState {
+  QUEUED,
+  QUEUED_ENDING,
+  OPEN,
+  ENDING,
+  HALF_CLOSED_LOCAL,
+  HALF_CLOSED_REMOTE,
+  HALF_CLOSED_REMOTE_ENDING,
+  CLOSED,
+}
+
 const NO_EVENTS: StreamEvents = { onMessage() {}, onEnd() {}, onReset() {} };
 const EMPTY = new Uint8Array(0);
 
@@ -90,12 +139,8 @@ type Outgoing = { end: false; bytes: Uint8Array; offset: number; flags: number }
 
 export class Stream {
   events: StreamEvents = NO_EVENTS;
-  /** True once OPEN is on the wire (always true for streams the peer opened). */
-  opened: boolean;
-  private localEnded = false;
-  private localDone = false;
-  private remoteEnded = false;
-  private isClosed = false;
+  /** Where this stream is in its lifecycle (the table in the module header). */
+  private state: StreamState;
   /** Frames waiting for credit or for their turn; created on first use (most calls never need it). */
   private queue: Outgoing[] | undefined;
   private parts: Uint8Array[] | undefined;
@@ -134,6 +179,7 @@ export class Stream {
 
   constructor(
     private readonly host: StreamHost,
+    private readonly output: StreamOutput,
     readonly id: number,
     readonly outbound: boolean,
     sendWindow: number,
@@ -141,7 +187,7 @@ export class Stream {
     sendMessageWindow: number,
     private readonly recvMessageWindowSize: number,
   ) {
-    this.opened = !outbound;
+    this.state = outbound ? StreamState.QUEUED : StreamState.OPEN;
     this.sendWindow = sendWindow;
     this.recvWindow = recvWindowSize;
     this.sendMessageWindow = sendMessageWindow;
@@ -153,18 +199,24 @@ export class Stream {
     return this.queuedBytes > 0 && this.opened;
   }
 
+  /** True once OPEN is on the wire (always true for streams the peer opened), and after that. */
+  get opened(): boolean {
+    return this.state >= StreamState.OPEN;
+  }
+
   get closed(): boolean {
-    return this.isClosed;
+    return this.state === StreamState.CLOSED;
   }
 
   /** True when we may still send on this stream. */
   get writable(): boolean {
-    return !this.localEnded && !this.isClosed;
+    const state = this.state;
+    return state === StreamState.OPEN || state === StreamState.HALF_CLOSED_REMOTE || state === StreamState.QUEUED;
   }
 
-  /** True once the peer has ended its side (or the stream is closed). */
+  /** True once the peer has ended its side (or the stream is closed): it may send nothing more. */
   get remoteDone(): boolean {
-    return this.remoteEnded || this.isClosed;
+    return this.state >= StreamState.HALF_CLOSED_REMOTE;
   }
 
   /**
@@ -176,24 +228,22 @@ export class Stream {
   sendMessage(bytes: Uint8Array, endStream = false): boolean {
     if (!this.writable) throw new Error(`stream ${this.id}: cannot send after the stream ended`);
     const flags = endStream ? Flag.MESSAGE_END | Flag.END_STREAM : Flag.MESSAGE_END;
-    if (endStream) this.localEnded = true;
+    if (endStream) this.endLocal();
     const n = bytes.length;
-    const host = this.host;
+    const output = this.output;
     if (
       this.queue === undefined &&
       this.opened &&
-      host.transportWritable &&
+      output.writable &&
       this.sendMessageWindow > 0 &&
       n <= DIRECT_WRITE_BYTES &&
       n <= this.sendWindow &&
-      n <= host.connectionSendWindow &&
-      n <= host.peerMaxFrameBytes
+      n <= output.dataAllowance
     ) {
       this.sendWindow -= n;
       this.sendMessageWindow--;
-      host.connectionSendWindow -= n;
-      host.writeFrame(FrameType.DATA, flags, this.id, bytes);
-      if (endStream) this.markLocalDone();
+      output.writeData(flags, this.id, bytes);
+      if (endStream) this.lastFrameWritten();
       return true;
     }
     return this.enqueue(bytes, flags);
@@ -209,10 +259,10 @@ export class Stream {
   /** Ends our side cleanly (status OK) after everything queued: the receiver's EOF. */
   endClean(): void {
     if (!this.writable) return;
-    this.localEnded = true;
+    this.endLocal();
     if (this.queue === undefined && this.opened) {
-      this.host.writeFrame(FrameType.DATA, Flag.END_STREAM, this.id, EMPTY);
-      this.markLocalDone();
+      this.output.writeData(Flag.END_STREAM, this.id, EMPTY);
+      this.lastFrameWritten();
       return;
     }
     this.enqueue(EMPTY, Flag.END_STREAM);
@@ -221,7 +271,7 @@ export class Stream {
   private enqueue(bytes: Uint8Array, flags: number): boolean {
     (this.queue ??= []).push({ end: false, bytes, offset: 0, flags });
     this.queuedBytes += bytes.length;
-    if (this.opened) this.host.wake(this);
+    if (this.opened) this.output.wake(this);
     if (this.belowHighWater()) return true;
     this.wantsWritable = true;
     return false;
@@ -230,47 +280,47 @@ export class Stream {
   /** Ends our side with a trailer. */
   end(status: Status = Status.OK, message = '', metadataBlock: Uint8Array = EMPTY_METADATA_BLOCK): void {
     if (!this.writable) return;
-    this.localEnded = true;
+    this.endLocal();
     const payload = encodeEnd(status, message, metadataBlock);
     if (this.queue === undefined && this.opened) {
-      this.host.writeFrame(FrameType.END, 0, this.id, payload);
-      this.markLocalDone();
+      this.output.writeFrame(FrameType.END, 0, this.id, payload);
+      this.lastFrameWritten();
       return;
     }
     (this.queue ??= []).push({ end: true, payload });
-    if (this.opened) this.host.wake(this);
+    if (this.opened) this.output.wake(this);
   }
 
   /** Aborts the stream in both directions and tells the peer why. Queued frames are dropped. Idempotent. */
   reset(status: Status, message: string): void {
-    if (this.isClosed) return;
+    if (this.state === StreamState.CLOSED) return;
     this.dropQueue();
-    if (this.opened) this.host.writeFrame(FrameType.RESET, 0, this.id, encodeReset(status, message));
+    if (this.opened) this.output.writeFrame(FrameType.RESET, 0, this.id, encodeReset(status, message));
     this.close();
   }
 
   /** Called by the session when OPEN has been written. */
   markOpened(): void {
-    this.opened = true;
-    if (this.queue !== undefined) this.host.wake(this);
+    this.state = this.state === StreamState.QUEUED_ENDING ? StreamState.ENDING : StreamState.OPEN;
+    if (this.queue !== undefined) this.output.wake(this);
   }
 
   /** Writes the next frame of this stream within the available credit. */
   writeNext(): WriteResult {
     const queue = this.queue;
     const item = queue?.[0];
-    if (queue === undefined || item === undefined || this.isClosed) return WriteResult.IDLE;
-    const host = this.host;
+    if (queue === undefined || item === undefined || this.state === StreamState.CLOSED) return WriteResult.IDLE;
+    const output = this.output;
     if (item.end) {
       this.dequeue(queue);
-      host.writeFrame(FrameType.END, 0, this.id, item.payload);
-      this.markLocalDone();
+      output.writeFrame(FrameType.END, 0, this.id, item.payload);
+      this.lastFrameWritten();
       return WriteResult.IDLE;
     }
     const remaining = item.bytes.length - item.offset;
     // a message needs one message credit; fragments of it wait with it, since its last frame would need it anyway
     if (item.flags & Flag.MESSAGE_END && item.offset === 0 && this.sendMessageWindow === 0) return WriteResult.IDLE;
-    const n = Math.min(remaining, this.sendWindow, host.connectionSendWindow, host.peerMaxFrameBytes);
+    const n = Math.min(remaining, this.sendWindow, output.dataAllowance);
     if (n === 0 && remaining > 0) {
       return this.sendWindow === 0 ? WriteResult.IDLE : WriteResult.CONNECTION_BLOCKED;
     }
@@ -279,13 +329,12 @@ export class Stream {
     item.offset += n;
     this.sendWindow -= n;
     this.queuedBytes -= n;
-    host.connectionSendWindow -= n;
     if (last && item.flags & Flag.MESSAGE_END) this.sendMessageWindow--;
-    host.writeFrame(FrameType.DATA, last ? item.flags : 0, this.id, chunk);
+    output.writeData(last ? item.flags : 0, this.id, chunk);
     if (last) {
       this.dequeue(queue);
       if (item.flags & Flag.END_STREAM) {
-        this.markLocalDone();
+        this.lastFrameWritten();
         return WriteResult.IDLE;
       }
     }
@@ -311,7 +360,7 @@ export class Stream {
       if (this.sendWindow + increment > maxWindow) return false;
       this.sendWindow += increment;
     }
-    if (this.queue !== undefined && this.opened) this.host.wake(this);
+    if (this.queue !== undefined && this.opened) this.output.wake(this);
     return true;
   }
 
@@ -346,7 +395,7 @@ export class Stream {
     } else if (n > 0) {
       if (!this.checkMessageSize(n)) return;
       if (!this.host.reserveReassembly(n)) {
-        this.failLocally(Status.RESOURCE_EXHAUSTED, 'too many partly received messages on this connection');
+        this.failLocally(Status.RESOURCE_EXHAUSTED, reassemblyBudgetMessage(this.host.maxReassemblyBytes));
         return;
       }
       // copy: a view would pin the whole socket chunk for as long as the message is incomplete
@@ -355,7 +404,7 @@ export class Stream {
       if (this.unconsumed > 0) this.partialUncredited += n;
       else if (!final) this.returnCredit(n);
     }
-    if (this.isClosed) return; // onMessage may have reset the stream
+    if (this.state === StreamState.CLOSED) return; // onMessage may have reset the stream
     if (final) {
       if (this.partBytes > 0) {
         this.failLocally(Status.INTERNAL, 'the peer ended the stream in the middle of a message');
@@ -382,11 +431,11 @@ export class Stream {
 
   /** Raises the receive window of a stream the peer opened (a bulk upload): the peer learns it by CREDIT. */
   growReceiveWindow(size: number): void {
-    if (size <= this.recvWindowSize || this.isClosed || this.remoteEnded) return;
+    if (size <= this.recvWindowSize || this.remoteDone) return;
     const increment = size - this.recvWindowSize;
     this.recvWindowSize = size;
     this.recvWindow += increment;
-    this.host.writeFrame(FrameType.CREDIT, 0, this.id, encodeCredit(increment));
+    this.output.writeFrame(FrameType.CREDIT, 0, this.id, encodeCredit(increment));
   }
 
   private deliver(bytes: Uint8Array, charge: number, message: boolean, final: boolean): void {
@@ -408,9 +457,8 @@ export class Stream {
       this.failLocally(Status.INTERNAL, 'the peer ended the stream in the middle of a message');
       return;
     }
-    this.remoteEnded = true;
     // close before telling the owner, so that it sees a closed stream when both sides are done
-    if (this.localDone) this.close();
+    this.endRemote();
     try {
       this.events.onEnd(trailer);
     } catch (error) {
@@ -420,7 +468,7 @@ export class Stream {
 
   /** RESET arrived from the peer, or the session is failing every stream. */
   receiveReset(status: Status, message: string, refused: boolean): void {
-    if (this.isClosed) return;
+    if (this.state === StreamState.CLOSED) return;
     this.dropQueue();
     this.close();
     try {
@@ -432,7 +480,7 @@ export class Stream {
 
   /** Fails the stream because of something the peer sent on it: the peer gets a RESET, the owner an onReset. */
   failLocally(status: Status, message: string): void {
-    if (this.isClosed) return;
+    if (this.state === StreamState.CLOSED) return;
     this.reset(status, message);
     try {
       this.events.onReset(status, message, false);
@@ -467,48 +515,68 @@ export class Stream {
   }
 
   private failTooLarge(atLeast: number): void {
-    this.failLocally(
-      Status.RESOURCE_EXHAUSTED,
-      `message of at least ${atLeast} bytes exceeds the receiver's limit of ${this.host.maxMessageBytes} bytes`,
-    );
+    this.failLocally(Status.RESOURCE_EXHAUSTED, messageTooLargeMessage(atLeast, this.host.maxMessageBytes));
   }
 
   /** Stream credit for bytes consumed or buffered; none once the peer has said it sends no more. */
   private returnCredit(n: number): void {
-    if (this.remoteEnded || this.isClosed || n === 0) return;
+    if (this.remoteDone || n === 0) return;
     this.recvUnacked += n;
     // batch credit: one CREDIT frame per half window, not one per message
     if (this.recvUnacked >= this.recvWindowSize >>> 1) {
       this.recvWindow += this.recvUnacked;
-      this.host.writeFrame(FrameType.CREDIT, 0, this.id, encodeCredit(this.recvUnacked));
+      this.output.writeFrame(FrameType.CREDIT, 0, this.id, encodeCredit(this.recvUnacked));
       this.recvUnacked = 0;
     }
   }
 
   private returnMessageCredit(): void {
-    if (this.remoteEnded || this.isClosed) return;
+    if (this.remoteDone) return;
     if (++this.recvMessagesUnacked >= Math.max(1, this.recvMessageWindowSize >>> 1)) {
       this.recvMessageWindow += this.recvMessagesUnacked;
-      this.host.writeFrame(FrameType.CREDIT, Flag.MESSAGES, this.id, encodeCredit(this.recvMessagesUnacked));
+      this.output.writeFrame(FrameType.CREDIT, Flag.MESSAGES, this.id, encodeCredit(this.recvMessagesUnacked));
       this.recvMessagesUnacked = 0;
     }
   }
 
-  private markLocalDone(): void {
-    this.localDone = true;
-    if (this.remoteEnded) this.close();
-    else if (this.resetAfterEnd) this.reset(Status.CANCELLED, 'the call is over: the handler has answered');
+  // ---------------------------------------------------------------- transitions (the table in the module header)
+
+  /** Our last frame is queued, or about to be written at once: we may send nothing more. */
+  private endLocal(): void {
+    const state = this.state;
+    if (state === StreamState.OPEN) this.state = StreamState.ENDING;
+    else if (state === StreamState.HALF_CLOSED_REMOTE) this.state = StreamState.HALF_CLOSED_REMOTE_ENDING;
+    else if (state === StreamState.QUEUED) this.state = StreamState.QUEUED_ENDING;
+  }
+
+  /** Our last frame is on its way (in an ENDING state). */
+  private lastFrameWritten(): void {
+    if (this.state === StreamState.HALF_CLOSED_REMOTE_ENDING) {
+      this.close();
+      return;
+    }
+    this.state = StreamState.HALF_CLOSED_LOCAL;
+    if (this.resetAfterEnd) this.reset(Status.CANCELLED, 'the call is over: the handler has answered');
+  }
+
+  /** The peer's last frame was read (the session has checked that the peer still may send). */
+  private endRemote(): void {
+    const state = this.state;
+    if (state === StreamState.OPEN) this.state = StreamState.HALF_CLOSED_REMOTE;
+    else if (state === StreamState.ENDING) this.state = StreamState.HALF_CLOSED_REMOTE_ENDING;
+    else if (state === StreamState.HALF_CLOSED_LOCAL) this.close();
   }
 
   private close(): void {
-    if (this.isClosed) return;
-    this.isClosed = true;
+    const state = this.state;
+    if (state === StreamState.CLOSED) return;
+    this.state = StreamState.CLOSED;
     if (this.partBytes > 0) {
       this.host.reserveReassembly(-this.partBytes);
       this.parts = undefined;
       this.partBytes = 0;
     }
-    this.host.streamClosed(this);
+    this.host.streamClosed(this, state >= StreamState.OPEN);
   }
 }
 

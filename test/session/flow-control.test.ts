@@ -596,10 +596,11 @@ void describe('flow control: connection credit', () => {
     const { raw, session } = againstRawPeer(t, 'dialer', {}, { connectionWindow: 0 });
     await within(session.ready, 1000, 'handshake');
     // Peeking at a private field is acceptable in a regression test: the streams parked for connection credit are
-    // StreamScheduler.waitingForConnectionCredit (Session.connectionWaiters before the scheduler got its own module).
+    // StreamScheduler.waitingForConnectionCredit, in the session's Outbox (Session.connectionWaiters before the scheduler
+    // got its own module).
     const parked = (): number => {
-      const core = session.core as unknown as { scheduler?: { waitingForConnectionCredit?: unknown[] }; connectionWaiters?: unknown[] };
-      const list = core.scheduler?.waitingForConnectionCredit ?? core.connectionWaiters;
+      const core = session.core as unknown as { outbox?: { scheduler?: { waitingForConnectionCredit?: unknown[] } } };
+      const list = core.outbox?.scheduler?.waitingForConnectionCredit;
       assert.ok(Array.isArray(list), 'the list of streams parked for connection credit was not found (renamed?)');
       return list.length;
     };

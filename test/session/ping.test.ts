@@ -11,7 +11,7 @@ import { describe, test, type TestContext } from 'node:test';
 import { fileURLToPath } from 'node:url';
 
 import { channel, createMemoryPair, createSession, defineService, listen, serve, Status, unary, type RpcSession } from '../../src/index.js';
-import { SessionError } from '../../src/session/session.js';
+import { SessionError } from '../../src/session/errors.js';
 import { ConnectionCode, connectionCodeName, Flag, FrameType } from '../../src/wire/constants.js';
 import { ProtocolError, ProtocolErrorCode } from '../../src/wire/errors.js';
 import { encodeFrame } from '../../src/wire/frame.js';
@@ -192,13 +192,13 @@ void describe('ping: keepalive', () => {
     ).catch((error: Error) => assert.fail(`${error.message}; stderr: ${stderr}`));
 
     const session = await connectTo(t, url, { keepaliveIntervalMs: 200, keepaliveTimeoutMs: 300 });
-    const core = session.core as unknown as { keepaliveProbeTimer: unknown };
+    const keepalive = (session.core as unknown as { keepalive: { probeTimer: unknown } }).keepalive;
     const closed = watch(session.closed);
     // Look for the probe once per turn of the event loop, from an immediate: the turn after keepalive sent its PING, we
     // stall in the check phase, before a later poll phase reads the answer (which the peer sends during the stall), and
     // outside the timers phase, so the probe's timer is the first thing to run when the stall ends.
     const looking = performance.now();
-    while (core.keepaliveProbeTimer === undefined) {
+    while (keepalive.probeTimer === undefined) {
       if (performance.now() - looking > 2000) assert.fail('no keepalive probe within 2 s');
       await new Promise((resolve) => setImmediate(resolve));
     }
