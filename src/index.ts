@@ -18,8 +18,10 @@ export type {
   ResponseOf,
 } from './rpc/service.js';
 /** Bind handlers to a service definition. */
-export { serve } from './rpc/rpc-session.js';
-export type { Handlers, Client, HandlerOf, ClientMethodOf, ResponseSource, ServiceImpl, RpcSessionOptions } from './rpc/rpc-session.js';
+export { serve } from './rpc/handler.js';
+export type { Handlers, HandlerOf, ResponseSource, CallContext } from './rpc/handler.js';
+export type { ServiceImpl } from './rpc/registry.js';
+export type { Client, ClientMethodOf, RpcSessionOptions } from './rpc/rpc-session.js';
 /** Streams: responses and requests are read with `for await`; bulk bodies are chunks of bytes. */
 export type { MessageStream, ByteStream } from './rpc/inbox.js';
 export type { BidiCall } from './rpc/client-stream-call.js';
@@ -40,7 +42,6 @@ export type { MeshOptions, PeerState, PeerStateEvent } from './mesh/mesh.js';
 export { createSession } from './rpc/rpc-session.js';
 export type { ListenOptions, ConnectOptions, Server } from './endpoint/endpoints.js';
 export type { CallOptions } from './rpc/client-call.js';
-export type { CallContext } from './rpc/context.js';
 /** The error every failed call rejects with, and its gRPC-style codes. */
 export { RpcError } from './rpc/rpc-error.js';
 export { Status, statusName } from './wire/constants.js';

@@ -7,6 +7,7 @@
 import { resolveSessionOptions } from '../session/options.js';
 import { stderrLog, type LogFn } from '../log.js';
 import type { ConnectOptions } from '../endpoint/endpoints.js';
+import { deadlineOf } from '../rpc/deadline.js';
 import type { Client, RpcSession } from '../rpc/rpc-session.js';
 import type { MethodMap, ServiceDef } from '../rpc/service.js';
 import { resolveReconnectOptions, type ReconnectOptions } from './backoff.js';
@@ -65,7 +66,7 @@ export class Channel {
 
   /** Resolves with the session once connected (or at once); rejects when the signal aborts or the channel closes. */
   whenReady(options: { signal?: AbortSignal; timeoutMs?: number } = {}): Promise<RpcSession> {
-    const deadline = options.timeoutMs === undefined ? undefined : Date.now() + options.timeoutMs;
+    const deadline = deadlineOf(options);
     return this.link.whenReady(options.signal, deadline);
   }
 

@@ -11,6 +11,7 @@ import { EventEmitter } from 'node:events';
 import { Status } from '../wire/constants.js';
 import { connect, type ConnectOptions } from '../endpoint/endpoints.js';
 import type { LogFn } from '../log.js';
+import { delayUntil } from '../rpc/deadline.js';
 import { RpcError } from '../rpc/rpc-error.js';
 import { SessionError } from '../session/session.js';
 import type { RpcSession } from '../rpc/rpc-session.js';
@@ -174,10 +175,9 @@ export class Link extends EventEmitter<{ state: [LinkStateEvent] }> {
       this.waiters.add(waiter);
       signal?.addEventListener('abort', onAbort, { once: true });
       if (deadline !== undefined) {
-        const left = deadline - Date.now();
         timer = setTimeout(
           () => done(undefined, new RpcError(Status.DEADLINE_EXCEEDED, `the deadline passed while waiting for ${this.description} to connect`, { retrySafe: true })),
-          Math.max(0, Math.min(left, 0x7fff_ffff)),
+          delayUntil(deadline),
         );
       }
     });

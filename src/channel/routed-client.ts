@@ -9,7 +9,8 @@
  * before a response arrived); a call that consumed a source of requests or bytes cannot be replayed.
  */
 import { Status } from '../wire/constants.js';
-import { callUnary, timeBudget, type CallOptions } from '../rpc/client-call.js';
+import { callUnary, type CallOptions } from '../rpc/client-call.js';
+import { budgetOf, timestampOf } from '../rpc/deadline.js';
 import {
   callBidi,
   callClientStream,
@@ -57,13 +58,13 @@ function routedMethod(router: Router, descriptor: MethodDescriptor): unknown {
         const fixed = fixDeadline(options);
         return new RoutedStream((stop) => {
           const withStop = stoppable(fixed, stop);
-          return startOn(router, descriptor.def.kind, withStop, (s) => callServerStream(s, descriptor, request, withStop));
+          return startOn(router, descriptor.def.kind, withStop, (s) => callServerStream(s.core, descriptor, request, withStop));
         });
       };
     case 'clientStream':
       return async (requests: Iterable<unknown> | AsyncIterable<unknown>, options?: CallOptions) => {
         const fixed = fixDeadline(options);
-        return callClientStream(await acquire(router, 'clientStream', fixed), descriptor, requests, fixed);
+        return callClientStream((await acquire(router, 'clientStream', fixed)).core, descriptor, requests, fixed);
       };
     case 'upload':
       return async (request: unknown, body: ByteSource, options?: CallOptions) => {
@@ -75,16 +76,16 @@ function routedMethod(router: Router, descriptor: MethodDescriptor): unknown {
           discardSource(body);
           throw error;
         }
-        return callUpload(session, descriptor, request, body, fixed);
+        return callUpload(session.core, descriptor, request, body, fixed);
       };
     case 'bidi':
       return (options?: CallOptions) => {
         const fixed = fixDeadline(options);
         const now = router.pick('bidi');
-        if (now !== undefined) return callBidi(now, descriptor, fixed);
+        if (now !== undefined) return callBidi(now.core, descriptor, fixed);
         const stop = new AbortController();
         const withStop = stoppable(fixed, stop.signal);
-        const started = acquire(router, 'bidi', withStop).then((session) => callBidi(session, descriptor, withStop), (error: RpcError) => failedBidi(error));
+        const started = acquire(router, 'bidi', withStop).then((session) => callBidi(session.core, descriptor, withStop), (error: RpcError) => failedBidi(error));
         return new DeferredBidi(started, stop);
       };
   }
@@ -93,7 +94,7 @@ function routedMethod(router: Router, descriptor: MethodDescriptor): unknown {
 /** The deadline spans waiting and every attempt: turn a relative budget into an absolute time once, at the start. */
 function fixDeadline(options: CallOptions | undefined): CallOptions | undefined {
   if (options === undefined) return undefined;
-  const budget = timeBudget(options);
+  const budget = budgetOf(options);
   if (budget === undefined) return options;
   return { ...options, timeoutMs: undefined, deadline: Date.now() + budget };
 }
@@ -106,7 +107,7 @@ function stoppable(options: CallOptions | undefined, stop: AbortSignal): CallOpt
 
 function deadlineOf(options: CallOptions | undefined): number | undefined {
   const d = options?.deadline;
-  return d === undefined ? undefined : typeof d === 'number' ? d : d.getTime();
+  return d === undefined ? undefined : timestampOf(d);
 }
 
 async function acquire(router: Router, kind: MethodKind, options: CallOptions | undefined, avoid?: RpcSession): Promise<RpcSession> {
@@ -124,12 +125,12 @@ function transparentlyRetryable(error: unknown): boolean {
 async function routedUnary(router: Router, descriptor: MethodDescriptor, request: unknown, options: CallOptions | undefined): Promise<unknown> {
   const first = await acquire(router, 'unary', options);
   try {
-    return await callUnary(first, descriptor, request, options);
+    return await callUnary(first.core, descriptor, request, options);
   } catch (error) {
     if (!transparentlyRetryable(error)) throw error;
   }
   // another connection of a pool, if there is one: the first may have refused for being busy
-  return callUnary(await acquire(router, 'unary', options, first), descriptor, request, options);
+  return callUnary((await acquire(router, 'unary', options, first)).core, descriptor, request, options);
 }
 
 function startOn<T>(

@@ -10,7 +10,8 @@ import { dial, listenOn, type DialOptions } from '../transport/net.js';
 import type { Transport } from '../transport/transport.js';
 import { resolveSessionOptions } from '../session/options.js';
 import { RpcError } from '../rpc/rpc-error.js';
-import { Registry, RpcSession, type RpcSessionOptions } from '../rpc/rpc-session.js';
+import { Registry } from '../rpc/registry.js';
+import { RpcSession, type RpcSessionOptions } from '../rpc/rpc-session.js';
 
 export interface ListenOptions extends RpcSessionOptions {
   /** Called for every accepted session once its handshake is done. */

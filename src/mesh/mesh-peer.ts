@@ -4,6 +4,7 @@
  */
 import { EventEmitter } from 'node:events';
 import type { LogFn } from '../log.js';
+import { deadlineOf } from '../rpc/deadline.js';
 import type { Client, RpcSession, RpcSessionOptions } from '../rpc/rpc-session.js';
 import type { SessionPeer } from '../session/session.js';
 import type { MethodKind, MethodMap, ServiceDef } from '../rpc/service.js';
@@ -90,7 +91,7 @@ export class MeshPeer extends EventEmitter<{ state: [PeerStateEvent] }> {
 
   /** Resolves once a control connection is ready (at once if one is). */
   async whenReady(options: { signal?: AbortSignal; timeoutMs?: number } = {}): Promise<void> {
-    const deadline = options.timeoutMs === undefined ? undefined : Date.now() + options.timeoutMs;
+    const deadline = deadlineOf(options);
     await this.firstControl().whenReady(options.signal, deadline);
   }
 

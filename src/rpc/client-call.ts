@@ -3,12 +3,12 @@
  * response, with the peer's error status, with CANCELLED when the caller's signal aborts, or with DEADLINE_EXCEEDED
  * when the caller's own timer fires (so the caller never waits past its deadline on the peer's word).
  */
-import { MAX_DEADLINE_MS, Status } from '../wire/constants.js';
+import { Status } from '../wire/constants.js';
 import { encodeMetadata, MetadataLimitError, type Metadata } from '../wire/metadata.js';
-import { SessionError } from '../session/session.js';
+import { SessionError, type Session } from '../session/session.js';
 import type { Stream, StreamEvents, StreamTrailer } from '../session/stream.js';
+import { budgetOf, deadlineTimer, expired, wireDeadlineMs, type DeadlineWatcher } from './deadline.js';
 import { RpcError } from './rpc-error.js';
-import type { RpcSession } from './rpc-session.js';
 import { validateThen } from './schema.js';
 import type { MethodDescriptor } from './service.js';
 
@@ -32,36 +32,22 @@ export interface CallOptions {
   progressTimeoutMs?: number;
 }
 
-/** Longest delay setTimeout honours. */
-export const MAX_TIMER_MS = 0x7fff_ffff;
-
-export function timeBudget(options: CallOptions): number | undefined {
-  let budget = options.timeoutMs;
-  if (options.deadline !== undefined) {
-    const at = typeof options.deadline === 'number' ? options.deadline : options.deadline.getTime();
-    const left = at - Date.now();
-    budget = budget === undefined ? left : Math.min(budget, left);
-  }
-  return budget;
-}
-
 /**
  * Everything a call checks before it opens its stream: the signal, the deadline, the request metadata. Returns the
  * open stream and the time budget, or the error the call fails with (nothing was sent, so it is retry-safe).
  */
 export function openCall(
-  rpc: RpcSession,
+  core: Session,
   descriptor: MethodDescriptor,
   options: CallOptions | undefined,
   window?: number,
 ): { stream: Stream; budget: number | undefined } | RpcError {
   const signal = options?.signal;
   if (signal?.aborted) return abortError(signal);
-  const budget = options === undefined ? undefined : timeBudget(options);
-  if (budget !== undefined && !(budget > 0)) {
+  const budget = budgetOf(options);
+  if (expired(budget)) {
     return new RpcError(Status.DEADLINE_EXCEEDED, 'the deadline had passed before the call started', { retrySafe: true });
   }
-  const core = rpc.core;
   let metadataBlock: Uint8Array | undefined;
   try {
     if (options?.metadata !== undefined) metadataBlock = encodeMetadata(options.metadata, core.options);
@@ -70,8 +56,7 @@ export function openCall(
     return new RpcError(status, `could not send the request: ${(error as Error).message}`, { cause: error, retrySafe: true });
   }
   try {
-    const deadlineMs = budget === undefined ? 0 : Math.min(Math.ceil(budget), MAX_DEADLINE_MS);
-    return { stream: core.openStream(descriptor.pathBytes, { deadlineMs, metadataBlock, window }), budget };
+    return { stream: core.openStream(descriptor.pathBytes, { deadlineMs: wireDeadlineMs(budget), metadataBlock, window }), budget };
   } catch (error) {
     if (error instanceof SessionError) return new RpcError(error.status, error.message, { retrySafe: error.retrySafe });
     throw error;
@@ -79,24 +64,24 @@ export function openCall(
 }
 
 /** Encodes a request message and checks it against the peer's limit; the error is retry-safe (nothing was sent). */
-export function encodeRequest(rpc: RpcSession, descriptor: MethodDescriptor, request: unknown): Uint8Array | RpcError {
+export function encodeRequest(core: Session, descriptor: MethodDescriptor, request: unknown): Uint8Array | RpcError {
   let bytes: Uint8Array;
   try {
     bytes = descriptor.def.codec.encode(request);
   } catch (error) {
     return new RpcError(Status.INTERNAL, `could not send the request: ${(error as Error).message}`, { cause: error, retrySafe: true });
   }
-  const limit = rpc.core.peerMaxMessageBytes;
+  const limit = core.peerMaxMessageBytes;
   if (bytes.length > limit) {
     return new RpcError(Status.RESOURCE_EXHAUSTED, `the request of ${bytes.length} bytes exceeds the peer's limit of ${limit} bytes`, { retrySafe: true });
   }
   return bytes;
 }
 
-export function callUnary(rpc: RpcSession, descriptor: MethodDescriptor, request: unknown, options: CallOptions | undefined): Promise<unknown> {
-  const bytes = encodeRequest(rpc, descriptor, request);
+export function callUnary(core: Session, descriptor: MethodDescriptor, request: unknown, options: CallOptions | undefined): Promise<unknown> {
+  const bytes = encodeRequest(core, descriptor, request);
   if (bytes instanceof RpcError) return Promise.reject(bytes);
-  const opened = openCall(rpc, descriptor, options);
+  const opened = openCall(core, descriptor, options);
   if (opened instanceof RpcError) return Promise.reject(opened);
   const call = new ClientUnaryCall(opened.stream, descriptor, options, opened.budget);
   opened.stream.events = call;
@@ -183,7 +168,7 @@ function onSignalAbort(this: AbortSignal): void {
   if (calls !== undefined) for (const call of [...calls]) call.onAbort(this);
 }
 
-class ClientUnaryCall implements StreamEvents {
+class ClientUnaryCall implements StreamEvents, AbortWatcher, DeadlineWatcher {
   readonly promise: Promise<unknown>;
   private resolve!: (value: unknown) => void;
   private reject!: (error: RpcError) => void;
@@ -202,9 +187,8 @@ class ClientUnaryCall implements StreamEvents {
       this.resolve = resolve;
       this.reject = reject;
     });
-    // setTimeout cannot wait longer than 2^31-1 ms (it would fire at once); such a deadline is ~25 days away
-    // closures only for calls that need them: most calls have neither a deadline nor a signal
-    if (budget !== undefined && budget <= MAX_TIMER_MS) this.timer = setTimeout(() => this.onTimeout(), budget);
+    // no closures: most calls have neither a deadline nor a signal, and those that do are told through their methods
+    this.timer = deadlineTimer(budget, this);
     if (options?.signal !== undefined) watchSignal(options.signal, this);
   }
 
@@ -244,7 +228,8 @@ class ClientUnaryCall implements StreamEvents {
     this.fail(abortError(signal), Status.CANCELLED);
   }
 
-  private onTimeout(): void {
+  /** The caller's own deadline passed: it does not wait on the peer's word. */
+  onDeadline(): void {
     this.timer = undefined;
     this.fail(new RpcError(Status.DEADLINE_EXCEEDED, 'the deadline passed before the response arrived'), Status.DEADLINE_EXCEEDED);
   }

@@ -8,25 +8,11 @@ import type { SessionOptions } from '../session/options.js';
 import type { Transport } from '../transport/transport.js';
 import { callUnary, type CallOptions } from './client-call.js';
 import { callBidi, callClientStream, callDownload, callServerStream, callUpload, type BidiCall } from './client-stream-call.js';
-import type { CallContext } from './context.js';
 import type { ByteStream, MessageStream } from './inbox.js';
+import { Registry, type ServiceImpl } from './registry.js';
 import type { ByteSource } from './sender.js';
-import { ServerCall, type AnyHandler } from './server-call.js';
+import { ServerCall, type ServerHost } from './server-call.js';
 import type { MethodDescriptor, MethodMap, RequestOf, ResponseOf, ServiceDef } from './service.js';
-
-type Awaitable<T> = T | Promise<T>;
-/** What a streaming handler returns: typically an async generator (`async function*`), or any (async) iterable. */
-export type ResponseSource<T> = Iterable<T> | AsyncIterable<T>;
-
-/** The handler of one method, by kind. */
-export type HandlerOf<D extends MethodMap[string]> = {
-  unary: (request: RequestOf<D>, ctx: CallContext) => Awaitable<ResponseOf<D>>;
-  serverStream: (request: RequestOf<D>, ctx: CallContext) => Awaitable<ResponseSource<ResponseOf<D>>>;
-  clientStream: (requests: MessageStream<RequestOf<D>>, ctx: CallContext) => Awaitable<ResponseOf<D>>;
-  bidi: (requests: MessageStream<RequestOf<D>>, ctx: CallContext) => Awaitable<ResponseSource<ResponseOf<D>>>;
-  upload: (request: RequestOf<D>, body: ByteStream, ctx: CallContext) => Awaitable<ResponseOf<D>>;
-  download: (request: RequestOf<D>, ctx: CallContext) => Awaitable<ByteSource>;
-}[D['kind']];
 
 /** The client function of one method, by kind. */
 export type ClientMethodOf<D extends MethodMap[string]> = {
@@ -38,56 +24,8 @@ export type ClientMethodOf<D extends MethodMap[string]> = {
   download: (request: RequestOf<D>, options?: CallOptions) => ByteStream;
 }[D['kind']];
 
-/** Handler functions for every method of a service, typed from its definition. */
-export type Handlers<M extends MethodMap> = { [K in keyof M]: HandlerOf<M[K]> };
-
 /** A typed client: one function per method. */
 export type Client<M extends MethodMap> = { [K in keyof M]: ClientMethodOf<M[K]> };
-
-/** A service definition bound to its handlers, ready to pass to `listen` or `connect` as `services`. */
-export interface ServiceImpl {
-  readonly service: ServiceDef;
-  /** @internal */
-  readonly handlers: ReadonlyMap<string, AnyHandler>;
-}
-
-export function serve<M extends MethodMap>(service: ServiceDef<M>, handlers: Handlers<M>): ServiceImpl {
-  const bound = new Map<string, AnyHandler>();
-  for (const name of service.descriptors.keys()) {
-    const handler = (handlers as Record<string, unknown>)[name];
-    if (typeof handler !== 'function') throw new TypeError(`serve(${service.name}): no handler for method '${name}'`);
-    bound.set(name, handler as AnyHandler);
-  }
-  for (const name of Object.keys(handlers)) {
-    if (!service.descriptors.has(name)) throw new TypeError(`serve(${service.name}): '${name}' is not a method of the service`);
-  }
-  return { service: service as unknown as ServiceDef, handlers: bound };
-}
-
-interface Route {
-  descriptor: MethodDescriptor;
-  handler: AnyHandler;
-}
-
-/** Method path -> handler, for every service one side serves. Built once and shared by a server's sessions. */
-export class Registry {
-  private readonly routes = new Map<string, Route>();
-
-  constructor(services: readonly ServiceImpl[] = []) {
-    const names = new Set<string>();
-    for (const impl of services) {
-      if (names.has(impl.service.name)) throw new TypeError(`service ${impl.service.name} is registered twice`);
-      names.add(impl.service.name);
-      for (const [name, descriptor] of impl.service.descriptors) {
-        this.routes.set(descriptor.path, { descriptor, handler: impl.handlers.get(name)! });
-      }
-    }
-  }
-
-  find(path: string): Route | undefined {
-    return this.routes.get(path);
-  }
-}
 
 export interface RpcSessionOptions extends SessionOptions {
   /** Services this side offers to the peer. */
@@ -119,10 +57,13 @@ export class RpcSession {
   readonly core: Session;
   private readonly registry: Registry;
   private readonly clients = new ClientCache();
+  /** What this session's incoming calls run on. */
+  private readonly host: ServerHost;
 
   constructor(transport: Transport, role: Role, options: RpcSessionOptions & { registry?: Registry } = {}) {
     this.registry = options.registry ?? new Registry(options.services);
     this.core = new Session(transport, role, { onStream: this.onStream, admit: options.admit }, options);
+    this.host = { core: this.core, session: this };
   }
 
   /** Resolves when the handshake is done. */
@@ -159,20 +100,21 @@ export class RpcSession {
   }
 
   private clientMethod(descriptor: MethodDescriptor): unknown {
+    const core = this.core;
     switch (descriptor.def.kind) {
       case 'unary':
-        return (request: unknown, options?: CallOptions) => callUnary(this, descriptor, request, options);
+        return (request: unknown, options?: CallOptions) => callUnary(core, descriptor, request, options);
       case 'serverStream':
-        return (request: unknown, options?: CallOptions) => callServerStream(this, descriptor, request, options);
+        return (request: unknown, options?: CallOptions) => callServerStream(core, descriptor, request, options);
       case 'clientStream':
         return (requests: Iterable<unknown> | AsyncIterable<unknown>, options?: CallOptions) =>
-          callClientStream(this, descriptor, requests, options);
+          callClientStream(core, descriptor, requests, options);
       case 'bidi':
-        return (options?: CallOptions) => callBidi(this, descriptor, options);
+        return (options?: CallOptions) => callBidi(core, descriptor, options);
       case 'upload':
-        return (request: unknown, body: ByteSource, options?: CallOptions) => callUpload(this, descriptor, request, body, options);
+        return (request: unknown, body: ByteSource, options?: CallOptions) => callUpload(core, descriptor, request, body, options);
       case 'download':
-        return (request: unknown, options?: CallOptions) => callDownload(this, descriptor, request, options);
+        return (request: unknown, options?: CallOptions) => callDownload(core, descriptor, request, options);
     }
   }
 
@@ -202,7 +144,7 @@ export class RpcSession {
       this.core.release(stream);
       return;
     }
-    const call = new ServerCall(this, stream, route.descriptor, route.handler, incoming.metadata, incoming.deadlineMs);
+    const call = new ServerCall(this.host, stream, route.descriptor, route.handler, incoming.metadata, incoming.deadlineMs);
     stream.events = call;
     call.start();
   };
