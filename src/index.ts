@@ -20,11 +20,11 @@ export type {
 /** Bind handlers to a service definition. */
 export { serve } from './rpc/handler.js';
 export type { Handlers, HandlerOf, ResponseSource, CallContext } from './rpc/handler.js';
-export type { ServiceImpl } from './rpc/registry.js';
+export type { ServiceImpl } from './rpc/server/registry.js';
 export type { Client, ClientMethodOf, RpcSessionOptions } from './rpc/rpc-session.js';
 /** Streams: responses and requests are read with `for await`; bulk bodies are chunks of bytes. */
 export type { MessageStream, ByteStream } from './rpc/inbox.js';
-export type { BidiCall } from './rpc/client-stream-call.js';
+export type { BidiCall } from './rpc/client/bidi-call.js';
 export type { ByteSource } from './rpc/sender.js';
 /** A connection with services on both sides: `session.client(Service)`, `ping()`, `close()`. */
 export { RpcSession } from './rpc/rpc-session.js';
@@ -41,7 +41,7 @@ export { MeshPeer } from './mesh/mesh-peer.js';
 export type { MeshOptions, PeerState, PeerStateEvent } from './mesh/mesh.js';
 export { createSession } from './rpc/rpc-session.js';
 export type { ListenOptions, ConnectOptions, Server } from './endpoint/endpoints.js';
-export type { CallOptions } from './rpc/client-call.js';
+export type { CallOptions } from './rpc/client/call-options.js';
 /** The error every failed call rejects with, and its gRPC-style codes. */
 export { RpcError } from './rpc/rpc-error.js';
 export { Status, statusName } from './wire/constants.js';

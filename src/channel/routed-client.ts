@@ -9,17 +9,11 @@
  * before a response arrived); a call that consumed a source of requests or bytes cannot be replayed.
  */
 import { Status } from '../wire/constants.js';
-import { callUnary, type CallOptions } from '../rpc/client-call.js';
+import type { CallOptions } from '../rpc/client/call-options.js';
+import { callUnary } from '../rpc/client/unary-call.js';
 import { budgetOf, timestampOf } from '../rpc/deadline.js';
-import {
-  callBidi,
-  callClientStream,
-  callServerStream,
-  callUpload,
-  failedBidi,
-  failedStream,
-  type BidiCall,
-} from '../rpc/client-stream-call.js';
+import { callBidi, failedBidi, type BidiCall } from '../rpc/client/bidi-call.js';
+import { callClientStream, callServerStream, callUpload, failedStream } from '../rpc/client/stream-call.js';
 import type { MessageStream } from '../rpc/inbox.js';
 import { RpcError } from '../rpc/rpc-error.js';
 import { ClientCache, type Client, type RpcSession } from '../rpc/rpc-session.js';

@@ -10,7 +10,7 @@ import { dial, listenOn, type DialOptions } from '../transport/net.js';
 import type { Transport } from '../transport/transport.js';
 import { resolveSessionOptions } from '../session/options.js';
 import { RpcError } from '../rpc/rpc-error.js';
-import { Registry } from '../rpc/registry.js';
+import { Registry } from '../rpc/server/registry.js';
 import { RpcSession, type RpcSessionOptions } from '../rpc/rpc-session.js';
 
 export interface ListenOptions extends RpcSessionOptions {

@@ -1,10 +1,11 @@
 /**
  * What a handler is: its type for each method kind, the context it is called with (the call's facts plus the session
- * it came in on, to call the caller back), and `serve`, which binds handlers to a service definition.
+ * it came in on, to call the caller back), and `serve`, which binds handlers to a service definition. It sits above
+ * the session because the context names it; the server call code below knows only HandlerContext.
  */
-import type { HandlerContext } from './context.js';
+import type { HandlerContext } from './server/context.js';
 import type { ByteStream, MessageStream } from './inbox.js';
-import type { AnyHandler, ServiceImpl } from './registry.js';
+import type { AnyHandler, ServiceImpl } from './server/registry.js';
 import type { RpcSession } from './rpc-session.js';
 import type { ByteSource } from './sender.js';
 import type { MethodMap, RequestOf, ResponseOf, ServiceDef } from './service.js';

@@ -6,12 +6,14 @@ import { Status } from '../wire/constants.js';
 import { Session, type IncomingStream, type Role, type SessionPeer } from '../session/session.js';
 import type { SessionOptions } from '../session/options.js';
 import type { Transport } from '../transport/transport.js';
-import { callUnary, type CallOptions } from './client-call.js';
-import { callBidi, callClientStream, callDownload, callServerStream, callUpload, type BidiCall } from './client-stream-call.js';
+import type { CallOptions } from './client/call-options.js';
+import { callUnary } from './client/unary-call.js';
+import { callBidi, type BidiCall } from './client/bidi-call.js';
+import { callClientStream, callDownload, callServerStream, callUpload } from './client/stream-call.js';
 import type { ByteStream, MessageStream } from './inbox.js';
-import { Registry, type ServiceImpl } from './registry.js';
+import { Registry, type ServiceImpl } from './server/registry.js';
 import type { ByteSource } from './sender.js';
-import { ServerCall, type ServerHost } from './server-call.js';
+import { ServerCall, type ServerHost } from './server/server-call.js';
 import type { MethodDescriptor, MethodMap, RequestOf, ResponseOf, ServiceDef } from './service.js';
 
 /** The client function of one method, by kind. */

@@ -1,43 +1,28 @@
 /**
  * The caller side of the streaming kinds. One class drives them all; what differs is what the caller sends (one
- * request, a source of requests, requests written one by one, a request then a bulk body) and what it gets back (one
- * response, or a stream of responses or body chunks that it reads with `for await`).
+ * request, a source of requests, requests written one by one (bidi-call.ts), a request then a bulk body) and what it
+ * gets back (one response, or a stream of responses or body chunks that it reads with `for await`).
  *
  * A call settles once: with the peer's clean end, with its error trailer or reset, with CANCELLED when the caller's
  * signal aborts or it stops reading, or with DEADLINE_EXCEEDED from the caller's own timer. After that, sends fail
  * and the stream is reset if it is still open. A bulk body never ends cleanly unless the peer ended it cleanly.
  */
-import { Status } from '../wire/constants.js';
-import type { Stream, StreamEvents, StreamTrailer } from '../session/stream.js';
-import {
-  abortError,
-  completeWithResponse,
-  deliverTrailer,
-  encodeRequest,
-  openCall,
-  unwatchSignal,
-  watchSignal,
-  type AbortWatcher,
-  type CallOptions,
-} from './client-call.js';
-import type { Session } from '../session/session.js';
-import { deadlineTimer, type DeadlineWatcher } from './deadline.js';
-import { Inbox, type ByteStream, type MessageStream } from './inbox.js';
-import { ProgressWatchdog } from './progress.js';
-import { RpcError } from './rpc-error.js';
-import { validate } from './schema.js';
-import { checkChunk, chunksOf, discardSource, pumpSource, StreamSender, type ByteSource } from './sender.js';
-import type { MethodDescriptor } from './service.js';
+import { Status } from '../../wire/constants.js';
+import type { Session } from '../../session/session.js';
+import type { Stream, StreamEvents, StreamTrailer } from '../../session/stream.js';
+import { deadlineTimer, type DeadlineWatcher } from '../deadline.js';
+import { Inbox, type ByteStream, type MessageStream } from '../inbox.js';
+import { ProgressWatchdog } from '../progress.js';
+import { RpcError } from '../rpc-error.js';
+import { validate } from '../schema.js';
+import { checkChunk, chunksOf, discardSource, pumpSource, StreamSender, type ByteSource } from '../sender.js';
+import type { MethodDescriptor } from '../service.js';
+import { abortError, unwatchSignal, watchSignal, type AbortWatcher } from './abort-watch.js';
+import type { CallOptions } from './call-options.js';
+import { encodeRequest, openCall } from './request.js';
+import { completeWithResponse, deliverTrailer } from './response.js';
 
-/** The caller's handle on a bidi call: write with `send`, finish with `end`, read the responses with `for await`. */
-export interface BidiCall<Req, Res> extends MessageStream<Res> {
-  /** Sends one request; resolves at once while there is credit, else once there is. Rejects once the call is over. */
-  send(request: Req): Promise<void>;
-  /** Ends the caller's side cleanly after what was sent (the handler's request iterator finishes). */
-  end(): void;
-}
-
-class ClientStreamCall implements StreamEvents, AbortWatcher, DeadlineWatcher {
+export class ClientStreamCall implements StreamEvents, AbortWatcher, DeadlineWatcher {
   readonly responses: Inbox<unknown> | undefined;
   readonly sender: StreamSender;
   readonly promise: Promise<unknown> | undefined;
@@ -287,54 +272,4 @@ function pump<T>(call: ClientStreamCall, source: Iterable<T> | AsyncIterable<T>,
       if (error !== call.sender.failed) call.sourceFailed(error);
     },
   );
-}
-
-export function callBidi(core: Session, descriptor: MethodDescriptor, options?: CallOptions): BidiCall<unknown, unknown> {
-  const opened = openCall(core, descriptor, options);
-  if (opened instanceof RpcError) return failedBidi(opened);
-  const call = new ClientStreamCall(opened.stream, descriptor, options, opened.budget, true);
-  return new BidiHandle(core, descriptor, call, call.responses!, undefined);
-}
-
-/** A bidi call that could not start: sends reject and reading throws `error`. */
-export function failedBidi(error: RpcError): BidiCall<unknown, unknown> {
-  return new BidiHandle(undefined, undefined, undefined, failedStream(error), error);
-}
-
-class BidiHandle implements BidiCall<unknown, unknown> {
-  private ended = false;
-
-  constructor(
-    private readonly core: Session | undefined,
-    private readonly descriptor: MethodDescriptor | undefined,
-    private readonly call: ClientStreamCall | undefined,
-    private readonly responses: MessageStream<unknown>,
-    private readonly openError: RpcError | undefined,
-  ) {}
-
-  [Symbol.asyncIterator](): this {
-    return this;
-  }
-
-  next(): Promise<IteratorResult<unknown, undefined>> {
-    return this.responses.next();
-  }
-
-  return(): Promise<IteratorResult<unknown, undefined>> {
-    return this.responses.return();
-  }
-
-  send(request: unknown): Promise<void> {
-    if (this.call === undefined) return Promise.reject(this.openError!);
-    if (this.ended) return Promise.reject(new Error('send() after end(): the caller already ended its side of the call'));
-    const bytes = encodeRequest(this.core!, this.descriptor!, request);
-    if (bytes instanceof RpcError) return Promise.reject(bytes);
-    return this.call.sender.send(bytes) ?? Promise.resolve();
-  }
-
-  end(): void {
-    if (this.ended || this.call === undefined) return;
-    this.ended = true;
-    if (!this.call.sender.failed && this.call.stream.writable) this.call.stream.endClean();
-  }
 }

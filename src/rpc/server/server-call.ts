@@ -5,19 +5,19 @@
  * stream's concurrency slot is released only once the handler, and any response iterable it returned, has finished,
  * even when the call was cancelled earlier (the Rapid Reset lesson).
  */
-import { Status } from '../wire/constants.js';
-import { encodeMetadata, type Metadata } from '../wire/metadata.js';
-import type { Stream, StreamEvents, StreamTrailer } from '../session/stream.js';
-import type { Session, SessionPeer } from '../session/session.js';
+import { Status } from '../../wire/constants.js';
+import { encodeMetadata, type Metadata } from '../../wire/metadata.js';
+import type { Stream, StreamEvents, StreamTrailer } from '../../session/stream.js';
+import type { Session, SessionPeer } from '../../session/session.js';
 import { LazySignal, type HandlerContext } from './context.js';
-import { deadlineFromWire, deadlineTimer, type DeadlineWatcher } from './deadline.js';
-import { Inbox } from './inbox.js';
-import { ProgressWatchdog } from './progress.js';
+import { deadlineFromWire, deadlineTimer, type DeadlineWatcher } from '../deadline.js';
+import { Inbox } from '../inbox.js';
+import { ProgressWatchdog } from '../progress.js';
 import type { AnyHandler } from './registry.js';
-import { RpcError } from './rpc-error.js';
-import { validate, validateThen, type ValidationResult } from './schema.js';
-import { checkChunk, chunksOf, discardSource, pumpSource, StreamSender, type ByteSource } from './sender.js';
-import type { MethodDescriptor, MethodKind } from './service.js';
+import { RpcError } from '../rpc-error.js';
+import { validate, validateThen, type ValidationResult } from '../schema.js';
+import { checkChunk, chunksOf, discardSource, pumpSource, StreamSender, type ByteSource } from '../sender.js';
+import type { MethodDescriptor, MethodKind } from '../service.js';
 
 /**
  * The connection a call came in on: the core session it runs on, and the handle a handler gets as `ctx.session`

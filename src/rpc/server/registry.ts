@@ -2,7 +2,7 @@
  * Which handler answers which method: services bound to their handlers (`ServiceImpl`, made by `serve`), indexed by
  * method path. Built once per listener and shared by its sessions. Knows nothing of streams or sessions.
  */
-import type { MethodDescriptor, ServiceDef } from './service.js';
+import type { MethodDescriptor, ServiceDef } from '../service.js';
 
 // eslint-disable-next-line @typescript-eslint/no-explicit-any -- handlers are typed at serve(); here they are opaque
 export type AnyHandler = (...args: any[]) => unknown;

@@ -1,10 +1,10 @@
 /**
  * What a handler and a server interceptor learn about an incoming call: the abort signal, the deadline, the peer, the
- * request metadata, and a place for trailer metadata. A handler's CallContext adds the session (handler.ts); this
+ * request metadata, and a place for trailer metadata. A handler's CallContext adds the session (../handler.ts); this
  * file does not know sessions, so the call code below it never imports the session above it.
  */
-import type { SessionPeer } from '../session/session.js';
-import type { Metadata } from '../wire/metadata.js';
+import type { SessionPeer } from '../../session/session.js';
+import type { Metadata } from '../../wire/metadata.js';
 
 export interface HandlerContext {
   /** `service/method`. */
