@@ -21,7 +21,8 @@ export type {
 export { serve } from './rpc/handler.js';
 export type { Handlers, HandlerOf, ResponseSource, CallContext } from './rpc/handler.js';
 export type { ServiceImpl } from './rpc/server/registry.js';
-export type { Client, ClientMethodOf, RpcSessionOptions } from './rpc/rpc-session.js';
+export type { Client, ClientMethodOf } from './rpc/client/typed-client.js';
+export type { RpcSessionOptions } from './rpc/rpc-session.js';
 /** Streams: responses and requests are read with `for await`; bulk bodies are chunks of bytes. */
 export type { MessageStream, ByteStream } from './rpc/inbox.js';
 export type { BidiCall } from './rpc/client/bidi-call.js';

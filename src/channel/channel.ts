@@ -7,12 +7,13 @@
 import { resolveSessionOptions } from '../session/options.js';
 import { stderrLog, type LogFn } from '../log.js';
 import type { ConnectOptions } from '../endpoint/endpoints.js';
+import { TypedClients, type Client } from '../rpc/client/typed-client.js';
 import { deadlineOf } from '../rpc/deadline.js';
-import type { Client, RpcSession } from '../rpc/rpc-session.js';
+import type { RpcSession } from '../rpc/rpc-session.js';
 import type { MethodMap, ServiceDef } from '../rpc/service.js';
 import { resolveReconnectOptions, type ReconnectOptions } from './backoff.js';
 import { Link, type LinkState, type LinkStateEvent } from './link.js';
-import { RoutedClients } from './routed-client.js';
+import { RoutedCaller } from './routed-caller.js';
 
 export interface ChannelOptions extends ConnectOptions {
   reconnect?: ReconnectOptions;
@@ -22,7 +23,7 @@ export interface ChannelOptions extends ConnectOptions {
 
 export class Channel {
   private readonly link: Link;
-  private readonly clients: RoutedClients;
+  private readonly clients: TypedClients;
 
   constructor(readonly url: string, options: ChannelOptions = {}) {
     resolveSessionOptions(options); // a bad option throws here, not at every redial
@@ -30,12 +31,13 @@ export class Channel {
     const link = new Link(url, log ?? stderrLog);
     link.dialWith({ url, options: connectOptions, reconnect: resolveReconnectOptions(reconnect) });
     this.link = link;
-    this.clients = new RoutedClients({
+    const caller = new RoutedCaller({
       pick: () => link.session,
       wait: (_kind, failFast, signal, deadline) => link.whenReady(signal, deadline, failFast),
       dialing: () => link.dialing,
       unavailable: () => link.unavailable(),
     });
+    this.clients = new TypedClients(caller);
   }
 
   /** `connecting`, `ready`, `backoff` or `closed`. */

@@ -4,13 +4,14 @@
  */
 import { EventEmitter } from 'node:events';
 import type { LogFn } from '../log.js';
+import { TypedClients, type Client } from '../rpc/client/typed-client.js';
 import { deadlineOf } from '../rpc/deadline.js';
-import type { Client, RpcSession, RpcSessionOptions } from '../rpc/rpc-session.js';
+import type { RpcSession, RpcSessionOptions } from '../rpc/rpc-session.js';
 import type { SessionPeer } from '../session/session.js';
 import type { MethodKind, MethodMap, ServiceDef } from '../rpc/service.js';
 import type { ResolvedReconnectOptions } from '../channel/backoff.js';
 import { Link, type LinkState, type LinkStateEvent } from '../channel/link.js';
-import { RoutedClients } from '../channel/routed-client.js';
+import { RoutedCaller } from '../channel/routed-caller.js';
 
 export type PeerState = LinkState;
 
@@ -42,7 +43,7 @@ export interface PeerContext {
 /** One peer of a mesh: its lanes, its state, and typed clients whose calls pick a lane and a connection. */
 export class MeshPeer extends EventEmitter<{ state: [PeerStateEvent] }> {
   private readonly lanes = new Map<string, Link>();
-  private readonly clients: RoutedClients;
+  private readonly clients: TypedClients;
   private peerState: PeerState = 'connecting';
   private nextPick = 0;
   private started = false;
@@ -61,12 +62,13 @@ export class MeshPeer extends EventEmitter<{ state: [PeerStateEvent] }> {
     const labels = poolSize === 1 ? ['control'] : Array.from({ length: poolSize }, (_, i) => `control.${i}`);
     if (dataLane) labels.push('data');
     for (const label of labels) this.lanes.set(label, this.newLane(label));
-    this.clients = new RoutedClients({
+    const caller = new RoutedCaller({
       pick: (kind, avoid) => this.pick(kind, avoid),
       wait: (_kind, failFast, signal, deadline) => this.whenAnyControlReady(signal, deadline, failFast),
       dialing: () => this.controls().some((link) => link.dialing),
       unavailable: () => this.firstControl().unavailable(),
     });
+    this.clients = new TypedClients(caller);
   }
 
   /** `ready` while at least one control connection is; `closed` once removed or stopped. */

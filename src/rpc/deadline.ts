@@ -37,6 +37,15 @@ export function deadlineOf(limit: TimeLimit | undefined): number | undefined {
   return budget === undefined ? undefined : Date.now() + budget;
 }
 
+/**
+ * The same limit with its budget fixed as an absolute deadline (a copy; the caller's object is left alone), for a call
+ * that may wait for a connection or be retried. Undefined and limitless ones are returned as they are.
+ */
+export function withFixedDeadline<T extends TimeLimit>(limit: T | undefined): T | undefined {
+  const deadline = deadlineOf(limit);
+  return deadline === undefined ? limit : { ...limit!, timeoutMs: undefined, deadline };
+}
+
 /** A deadline given as a Date or a timestamp, as a timestamp. */
 export function timestampOf(deadline: Date | number): number {
   return typeof deadline === 'number' ? deadline : deadline.getTime();

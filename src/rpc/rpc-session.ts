@@ -6,28 +6,11 @@ import { Status } from '../wire/constants.js';
 import { Session, type IncomingStream, type Role, type SessionPeer } from '../session/session.js';
 import type { SessionOptions } from '../session/options.js';
 import type { Transport } from '../transport/transport.js';
-import type { CallOptions } from './client/call-options.js';
-import { callUnary } from './client/unary-call.js';
-import { callBidi, type BidiCall } from './client/bidi-call.js';
-import { callClientStream, callDownload, callServerStream, callUpload } from './client/stream-call.js';
-import type { ByteStream, MessageStream } from './inbox.js';
+import { SessionCaller, type Caller } from './client/caller.js';
+import { TypedClients, type Client } from './client/typed-client.js';
 import { Registry, type ServiceImpl } from './server/registry.js';
-import type { ByteSource } from './sender.js';
 import { ServerCall, type ServerHost } from './server/server-call.js';
-import type { MethodDescriptor, MethodMap, RequestOf, ResponseOf, ServiceDef } from './service.js';
-
-/** The client function of one method, by kind. */
-export type ClientMethodOf<D extends MethodMap[string]> = {
-  unary: (request: RequestOf<D>, options?: CallOptions) => Promise<ResponseOf<D>>;
-  serverStream: (request: RequestOf<D>, options?: CallOptions) => MessageStream<ResponseOf<D>>;
-  clientStream: (requests: Iterable<RequestOf<D>> | AsyncIterable<RequestOf<D>>, options?: CallOptions) => Promise<ResponseOf<D>>;
-  bidi: (options?: CallOptions) => BidiCall<RequestOf<D>, ResponseOf<D>>;
-  upload: (request: RequestOf<D>, body: ByteSource, options?: CallOptions) => Promise<ResponseOf<D>>;
-  download: (request: RequestOf<D>, options?: CallOptions) => ByteStream;
-}[D['kind']];
-
-/** A typed client: one function per method. */
-export type Client<M extends MethodMap> = { [K in keyof M]: ClientMethodOf<M[K]> };
+import type { MethodMap, ServiceDef } from './service.js';
 
 export interface RpcSessionOptions extends SessionOptions {
   /** Services this side offers to the peer. */
@@ -39,26 +22,12 @@ export interface RpcSessionOptions extends SessionOptions {
   admit?: (peer: SessionPeer) => string | undefined;
 }
 
-/** Typed clients built once per service: one object of method functions, frozen, reused by every caller. */
-export class ClientCache {
-  private readonly clients = new Map<ServiceDef, unknown>();
-
-  client<M extends MethodMap>(service: ServiceDef<M>, methodOf: (descriptor: MethodDescriptor) => unknown): Client<M> {
-    let client = this.clients.get(service) as Client<M> | undefined;
-    if (client === undefined) {
-      const methods: Record<string, unknown> = {};
-      for (const [name, descriptor] of service.descriptors) methods[name] = methodOf(descriptor);
-      client = Object.freeze(methods) as Client<M>;
-      this.clients.set(service, client);
-    }
-    return client;
-  }
-}
-
 export class RpcSession {
   readonly core: Session;
   private readonly registry: Registry;
-  private readonly clients = new ClientCache();
+  /** @internal Starts calls on this connection: what a channel or mesh peer wraps. */
+  readonly caller: Caller;
+  private readonly clients: TypedClients;
   /** What this session's incoming calls run on. */
   private readonly host: ServerHost;
 
@@ -66,6 +35,8 @@ export class RpcSession {
     this.registry = options.registry ?? new Registry(options.services);
     this.core = new Session(transport, role, { onStream: this.onStream, admit: options.admit }, options);
     this.host = { core: this.core, session: this };
+    this.caller = new SessionCaller(this.core);
+    this.clients = new TypedClients(this.caller);
   }
 
   /** Resolves when the handshake is done. */
@@ -98,26 +69,7 @@ export class RpcSession {
 
   /** A typed client for a service the peer serves. */
   client<M extends MethodMap>(service: ServiceDef<M>): Client<M> {
-    return this.clients.client(service, (descriptor) => this.clientMethod(descriptor));
-  }
-
-  private clientMethod(descriptor: MethodDescriptor): unknown {
-    const core = this.core;
-    switch (descriptor.def.kind) {
-      case 'unary':
-        return (request: unknown, options?: CallOptions) => callUnary(core, descriptor, request, options);
-      case 'serverStream':
-        return (request: unknown, options?: CallOptions) => callServerStream(core, descriptor, request, options);
-      case 'clientStream':
-        return (requests: Iterable<unknown> | AsyncIterable<unknown>, options?: CallOptions) =>
-          callClientStream(core, descriptor, requests, options);
-      case 'bidi':
-        return (options?: CallOptions) => callBidi(core, descriptor, options);
-      case 'upload':
-        return (request: unknown, body: ByteSource, options?: CallOptions) => callUpload(core, descriptor, request, body, options);
-      case 'download':
-        return (request: unknown, options?: CallOptions) => callDownload(core, descriptor, request, options);
-    }
+    return this.clients.client(service);
   }
 
   /** Measures the round-trip time in ms. */

@@ -1,0 +1,59 @@
+/**
+ * The one typed-client builder: turns a service definition into an object of method functions over a Caller, built
+ * once per service and reused by every caller. Sessions, channels and mesh peers all make their clients here.
+ */
+import type { ByteStream, MessageStream } from '../inbox.js';
+import type { ByteSource } from '../sender.js';
+import type { MethodDescriptor, MethodMap, RequestOf, ResponseOf, ServiceDef } from '../service.js';
+import type { BidiCall } from './bidi-call.js';
+import type { CallOptions } from './call-options.js';
+import type { Caller } from './caller.js';
+
+/** The client function of one method, by kind. */
+export type ClientMethodOf<D extends MethodMap[string]> = {
+  unary: (request: RequestOf<D>, options?: CallOptions) => Promise<ResponseOf<D>>;
+  serverStream: (request: RequestOf<D>, options?: CallOptions) => MessageStream<ResponseOf<D>>;
+  clientStream: (requests: Iterable<RequestOf<D>> | AsyncIterable<RequestOf<D>>, options?: CallOptions) => Promise<ResponseOf<D>>;
+  bidi: (options?: CallOptions) => BidiCall<RequestOf<D>, ResponseOf<D>>;
+  upload: (request: RequestOf<D>, body: ByteSource, options?: CallOptions) => Promise<ResponseOf<D>>;
+  download: (request: RequestOf<D>, options?: CallOptions) => ByteStream;
+}[D['kind']];
+
+/** A typed client: one function per method. */
+export type Client<M extends MethodMap> = { [K in keyof M]: ClientMethodOf<M[K]> };
+
+/** The typed clients of one Caller (a session, a channel, a mesh peer): one frozen object per service. */
+export class TypedClients {
+  private readonly clients = new Map<ServiceDef, unknown>();
+
+  constructor(private readonly caller: Caller) {}
+
+  client<M extends MethodMap>(service: ServiceDef<M>): Client<M> {
+    let client = this.clients.get(service) as Client<M> | undefined;
+    if (client === undefined) {
+      const methods: Record<string, unknown> = {};
+      for (const [name, descriptor] of service.descriptors) methods[name] = methodOf(this.caller, descriptor);
+      client = Object.freeze(methods) as Client<M>;
+      this.clients.set(service, client);
+    }
+    return client;
+  }
+}
+
+/** The client function of one method: the caller's arguments handed straight to the Caller, nothing in between. */
+function methodOf(caller: Caller, descriptor: MethodDescriptor): unknown {
+  switch (descriptor.def.kind) {
+    case 'unary':
+      return (request: unknown, options?: CallOptions) => caller.unary(descriptor, request, options);
+    case 'serverStream':
+      return (request: unknown, options?: CallOptions) => caller.serverStream(descriptor, request, options);
+    case 'clientStream':
+      return (requests: Iterable<unknown> | AsyncIterable<unknown>, options?: CallOptions) => caller.clientStream(descriptor, requests, options);
+    case 'bidi':
+      return (options?: CallOptions) => caller.bidi(descriptor, options);
+    case 'upload':
+      return (request: unknown, body: ByteSource, options?: CallOptions) => caller.upload(descriptor, request, body, options);
+    case 'download':
+      return (request: unknown, options?: CallOptions) => caller.download(descriptor, request, options);
+  }
+}
