@@ -23,6 +23,28 @@ export type { Handlers, HandlerOf, ResponseSource, CallContext } from './rpc/han
 export type { ServiceImpl } from './rpc/server/registry.js';
 export type { Client, ClientMethodOf } from './rpc/client/typed-client.js';
 export type { RpcSessionOptions } from './rpc/rpc-session.js';
+/** Interceptors: `clientInterceptors` wrap the calls a side makes, `serverInterceptors` the calls its services handle. */
+export type {
+  ClientInterceptor,
+  ClientNext,
+  OutgoingCall,
+  OutgoingMessageCall,
+  OutgoingStreamCall,
+  OutgoingBidiCall,
+  OutgoingUploadCall,
+  CallResult,
+} from './rpc/client/interceptor.js';
+export type {
+  ServerInterceptor,
+  ServerNext,
+  IncomingCall,
+  IncomingMessageCall,
+  IncomingStreamCall,
+  IncomingUploadCall,
+  HandlerResult,
+} from './rpc/server/interceptor.js';
+export type { MethodInfo } from './rpc/interceptor.js';
+export type { HandlerContext } from './rpc/server/context.js';
 /** Streams: responses and requests are read with `for await`; bulk bodies are chunks of bytes. */
 export type { MessageStream, ByteStream } from './rpc/inbox.js';
 export type { BidiCall } from './rpc/client/bidi-call.js';

@@ -4,12 +4,11 @@
  * (fail-fast by default, `waitForReady` to wait; retried once when provably never processed). Services passed in
  * `services` are served to the peer on every connection, as with `connect`.
  */
-import { resolveSessionOptions } from '../session/options.js';
 import { stderrLog, type LogFn } from '../log.js';
 import type { ConnectOptions } from '../endpoint/endpoints.js';
 import { TypedClients, type Client } from '../rpc/client/typed-client.js';
 import { deadlineOf } from '../rpc/deadline.js';
-import type { RpcSession } from '../rpc/rpc-session.js';
+import { checkRpcSessionOptions, type RpcSession } from '../rpc/rpc-session.js';
 import type { MethodMap, ServiceDef } from '../rpc/service.js';
 import { resolveReconnectOptions, type ReconnectOptions } from './backoff.js';
 import { Link, type LinkState, type LinkStateEvent } from './link.js';
@@ -26,7 +25,7 @@ export class Channel {
   private readonly clients: TypedClients;
 
   constructor(readonly url: string, options: ChannelOptions = {}) {
-    resolveSessionOptions(options); // a bad option throws here, not at every redial
+    checkRpcSessionOptions(options); // a bad option throws here, not at every redial
     const { reconnect, log, ...connectOptions } = options;
     const link = new Link(url, log ?? stderrLog);
     link.dialWith({ url, options: connectOptions, reconnect: resolveReconnectOptions(reconnect) });
@@ -37,7 +36,7 @@ export class Channel {
       dialing: () => link.dialing,
       unavailable: () => link.unavailable(),
     });
-    this.clients = new TypedClients(caller);
+    this.clients = new TypedClients(caller, options.clientInterceptors);
   }
 
   /** `connecting`, `ready`, `backoff` or `closed`. */

@@ -8,10 +8,9 @@ import { ProtocolError, ProtocolErrorCode } from '../wire/errors.js';
 import { stderrLog, type LogFn } from '../log.js';
 import { dial, listenOn, type DialOptions } from '../transport/net.js';
 import type { Transport } from '../transport/transport.js';
-import { resolveSessionOptions } from '../session/options.js';
 import { RpcError } from '../rpc/rpc-error.js';
 import { Registry } from '../rpc/server/registry.js';
-import { RpcSession, type RpcSessionOptions } from '../rpc/rpc-session.js';
+import { checkRpcSessionOptions, RpcSession, type RpcSessionOptions } from '../rpc/rpc-session.js';
 
 export interface ListenOptions extends RpcSessionOptions {
   /** Called for every accepted session once its handshake is done. */
@@ -30,8 +29,8 @@ export interface Server {
 }
 
 export async function listen(url: string, options: ListenOptions = {}): Promise<Server> {
-  resolveSessionOptions(options); // a bad option throws here, not inside the accept callback of the first connection
-  const registry = new Registry(options.services);
+  checkRpcSessionOptions(options); // a bad option throws here, not inside the accept callback of the first connection
+  const registry = new Registry(options.services, options.serverInterceptors);
   const sessions = new Set<RpcSession>();
   const log = options.log ?? stderrLog;
   const listener = await listenOn(url, (transport) => {
@@ -69,7 +68,7 @@ export interface ConnectOptions extends RpcSessionOptions, DialOptions {}
 
 /** Dials `url` (tcp://host:port or unix:///path) and resolves with a ready session. Failures are UNAVAILABLE. */
 export async function connect(url: string, options: ConnectOptions = {}): Promise<RpcSession> {
-  resolveSessionOptions(options); // before dialing: a bad option must not leave a socket behind
+  checkRpcSessionOptions(options); // before dialing: a bad option must not leave a socket behind
   let transport: Transport;
   try {
     transport = await dial(url, options);

@@ -68,7 +68,7 @@ export class MeshPeer extends EventEmitter<{ state: [PeerStateEvent] }> {
       dialing: () => this.controls().some((link) => link.dialing),
       unavailable: () => this.firstControl().unavailable(),
     });
-    this.clients = new TypedClients(caller);
+    this.clients = new TypedClients(caller, context.sessionOptions.clientInterceptors);
   }
 
   /** `ready` while at least one control connection is; `closed` once removed or stopped. */

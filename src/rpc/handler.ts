@@ -5,7 +5,8 @@
  */
 import type { HandlerContext } from './server/context.js';
 import type { ByteStream, MessageStream } from './inbox.js';
-import type { AnyHandler, ServiceImpl } from './server/registry.js';
+import type { AnyHandler } from './server/context.js';
+import type { ServiceImpl } from './server/registry.js';
 import type { RpcSession } from './rpc-session.js';
 import type { ByteSource } from './sender.js';
 import type { MethodMap, RequestOf, ResponseOf, ServiceDef } from './service.js';

@@ -4,10 +4,13 @@
  */
 import { Status } from '../wire/constants.js';
 import { Session, type IncomingStream, type Role, type SessionPeer } from '../session/session.js';
-import type { SessionOptions } from '../session/options.js';
+import { resolveSessionOptions, type SessionOptions } from '../session/options.js';
 import type { Transport } from '../transport/transport.js';
 import { SessionCaller, type Caller } from './client/caller.js';
+import type { ClientInterceptor } from './client/interceptor.js';
+import { checkInterceptors } from './interceptor.js';
 import { TypedClients, type Client } from './client/typed-client.js';
+import type { ServerInterceptor } from './server/interceptor.js';
 import { Registry, type ServiceImpl } from './server/registry.js';
 import { ServerCall, type ServerHost } from './server/server-call.js';
 import type { MethodMap, ServiceDef } from './service.js';
@@ -20,6 +23,20 @@ export interface RpcSessionOptions extends SessionOptions {
    * its calls is read: return a reason to refuse it (sent to the peer in the GOAWAY), undefined to admit it.
    */
   admit?: (peer: SessionPeer) => string | undefined;
+  /**
+   * Wrap every call this side makes (its typed clients' calls: a session's, a channel's, a mesh peer's), first one
+   * outermost: `(next) => async (call) => next(call)`. Default none.
+   */
+  clientInterceptors?: readonly ClientInterceptor[];
+  /** Wrap every call this side's `services` handle, before and after the handler, first one outermost. Default none. */
+  serverInterceptors?: readonly ServerInterceptor[];
+}
+
+/** Throws for a bad option: called where options are first given (listen, connect, channel, Mesh), not at a redial. */
+export function checkRpcSessionOptions(options: RpcSessionOptions): void {
+  resolveSessionOptions(options);
+  checkInterceptors(options.clientInterceptors, 'clientInterceptors');
+  checkInterceptors(options.serverInterceptors, 'serverInterceptors');
 }
 
 export class RpcSession {
@@ -32,11 +49,11 @@ export class RpcSession {
   private readonly host: ServerHost;
 
   constructor(transport: Transport, role: Role, options: RpcSessionOptions & { registry?: Registry } = {}) {
-    this.registry = options.registry ?? new Registry(options.services);
+    this.registry = options.registry ?? new Registry(options.services, options.serverInterceptors);
     this.core = new Session(transport, role, { onStream: this.onStream, admit: options.admit }, options);
     this.host = { core: this.core, session: this };
     this.caller = new SessionCaller(this.core);
-    this.clients = new TypedClients(this.caller);
+    this.clients = new TypedClients(this.caller, options.clientInterceptors);
   }
 
   /** Resolves when the handshake is done. */
@@ -98,7 +115,7 @@ export class RpcSession {
       this.core.release(stream);
       return;
     }
-    const call = new ServerCall(this.host, stream, route.descriptor, route.handler, incoming.metadata, incoming.deadlineMs);
+    const call = new ServerCall(this.host, stream, route, incoming.metadata, incoming.deadlineMs);
     stream.events = call;
     call.start();
   };

@@ -1,6 +1,8 @@
 /**
  * The one typed-client builder: turns a service definition into an object of method functions over a Caller, built
- * once per service and reused by every caller. Sessions, channels and mesh peers all make their clients here.
+ * once per service and reused by every caller. Sessions, channels and mesh peers all make their clients here, so
+ * client interceptors reach all three alike. Without interceptors a method function hands its arguments straight to
+ * the Caller: no call object, no closure, no promise of its own.
  */
 import type { ByteStream, MessageStream } from '../inbox.js';
 import type { ByteSource } from '../sender.js';
@@ -8,6 +10,8 @@ import type { MethodDescriptor, MethodMap, RequestOf, ResponseOf, ServiceDef } f
 import type { BidiCall } from './bidi-call.js';
 import type { CallOptions } from './call-options.js';
 import type { Caller } from './caller.js';
+import { checkInterceptors } from '../interceptor.js';
+import { interceptedMethod, type ClientInterceptor } from './interceptor.js';
 
 /** The client function of one method, by kind. */
 export type ClientMethodOf<D extends MethodMap[string]> = {
@@ -25,14 +29,23 @@ export type Client<M extends MethodMap> = { [K in keyof M]: ClientMethodOf<M[K]>
 /** The typed clients of one Caller (a session, a channel, a mesh peer): one frozen object per service. */
 export class TypedClients {
   private readonly clients = new Map<ServiceDef, unknown>();
+  private readonly interceptors: readonly ClientInterceptor[];
 
-  constructor(private readonly caller: Caller) {}
+  constructor(
+    private readonly caller: Caller,
+    interceptors: readonly ClientInterceptor[] = [],
+  ) {
+    checkInterceptors(interceptors, 'clientInterceptors');
+    this.interceptors = [...interceptors]; // the caller's array may change later; the clients built here may not
+  }
 
   client<M extends MethodMap>(service: ServiceDef<M>): Client<M> {
     let client = this.clients.get(service) as Client<M> | undefined;
     if (client === undefined) {
       const methods: Record<string, unknown> = {};
-      for (const [name, descriptor] of service.descriptors) methods[name] = methodOf(this.caller, descriptor);
+      for (const [name, descriptor] of service.descriptors) {
+        methods[name] = this.interceptors.length === 0 ? methodOf(this.caller, descriptor) : interceptedMethod(this.caller, descriptor, this.interceptors);
+      }
       client = Object.freeze(methods) as Client<M>;
       this.clients.set(service, client);
     }

@@ -6,6 +6,10 @@
 import type { SessionPeer } from '../../session/session.js';
 import type { Metadata } from '../../wire/metadata.js';
 
+/** A handler as the call code holds it: typed at serve(), opaque here. */
+// eslint-disable-next-line @typescript-eslint/no-explicit-any -- the argument types depend on the method's kind
+export type AnyHandler = (...args: any[]) => unknown;
+
 export interface HandlerContext {
   /** `service/method`. */
   readonly method: string;

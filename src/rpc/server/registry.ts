@@ -1,11 +1,12 @@
 /**
  * Which handler answers which method: services bound to their handlers (`ServiceImpl`, made by `serve`), indexed by
- * method path. Built once per listener and shared by its sessions. Knows nothing of streams or sessions.
+ * method path, each with its server interceptor chain. Built once per listener and shared by its sessions. Knows
+ * nothing of streams or sessions.
  */
+import { checkInterceptors } from '../interceptor.js';
 import type { MethodDescriptor, ServiceDef } from '../service.js';
-
-// eslint-disable-next-line @typescript-eslint/no-explicit-any -- handlers are typed at serve(); here they are opaque
-export type AnyHandler = (...args: any[]) => unknown;
+import type { AnyHandler } from './context.js';
+import { handlerChain, type HandlerChain, type ServerInterceptor } from './interceptor.js';
 
 /** A service definition bound to its handlers, ready to pass to `listen` or `connect` as `services`. */
 export interface ServiceImpl {
@@ -18,19 +19,23 @@ export interface ServiceImpl {
 export interface Route {
   readonly descriptor: MethodDescriptor;
   readonly handler: AnyHandler;
+  /** The server interceptors in front of the handler; undefined when there are none. */
+  readonly chain: HandlerChain | undefined;
 }
 
 /** Method path -> handler, for every service one side serves. */
 export class Registry {
   private readonly routes = new Map<string, Route>();
 
-  constructor(services: readonly ServiceImpl[] = []) {
+  constructor(services: readonly ServiceImpl[] = [], interceptors: readonly ServerInterceptor[] = []) {
+    checkInterceptors(interceptors, 'serverInterceptors');
     const names = new Set<string>();
     for (const impl of services) {
       if (names.has(impl.service.name)) throw new TypeError(`service ${impl.service.name} is registered twice`);
       names.add(impl.service.name);
       for (const [name, descriptor] of impl.service.descriptors) {
-        this.routes.set(descriptor.path, { descriptor, handler: impl.handlers.get(name)! });
+        const handler = impl.handlers.get(name)!;
+        this.routes.set(descriptor.path, { descriptor, handler, chain: handlerChain(descriptor, handler, interceptors) });
       }
     }
   }

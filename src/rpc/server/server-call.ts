@@ -13,7 +13,8 @@ import { LazySignal, type HandlerContext } from './context.js';
 import { deadlineFromWire, deadlineTimer, type DeadlineWatcher } from '../deadline.js';
 import { Inbox } from '../inbox.js';
 import { ProgressWatchdog } from '../progress.js';
-import type { AnyHandler } from './registry.js';
+import { runChain } from './interceptor.js';
+import type { Route } from './registry.js';
 import { RpcError } from '../rpc-error.js';
 import { validate, validateThen, type ValidationResult } from '../schema.js';
 import { checkChunk, chunksOf, discardSource, pumpSource, StreamSender, type ByteSource } from '../sender.js';
@@ -36,6 +37,7 @@ const SINGLE_RESPONSE: ReadonlySet<MethodKind> = new Set(['unary', 'clientStream
 export class ServerCall implements StreamEvents, HandlerContext, DeadlineWatcher {
   readonly deadline: number | undefined;
   private readonly kind: MethodKind;
+  private readonly descriptor: MethodDescriptor;
   private readonly abort = new LazySignal();
   private request: unknown;
   private hasRequest = false;
@@ -54,11 +56,11 @@ export class ServerCall implements StreamEvents, HandlerContext, DeadlineWatcher
   constructor(
     private readonly host: ServerHost,
     private readonly stream: Stream,
-    private readonly descriptor: MethodDescriptor,
-    private readonly handler: AnyHandler,
+    private readonly route: Route,
     readonly metadata: Metadata,
     deadlineMs: number,
   ) {
+    const descriptor = (this.descriptor = route.descriptor);
     this.kind = descriptor.def.kind;
     this.deadline = deadlineFromWire(deadlineMs);
     if (this.deadline !== undefined) this.timer = deadlineTimer(deadlineMs, this);
@@ -214,7 +216,9 @@ export class ServerCall implements StreamEvents, HandlerContext, DeadlineWatcher
     this.running = true;
     let out: unknown;
     try {
-      out = this.handler(...args);
+      // with server interceptors, the handler runs at the end of their chain
+      const chain = this.route.chain;
+      out = chain === undefined ? this.route.handler(...args) : runChain(chain, args);
       if (isThenable(out)) {
         out.then(
           (value) => this.onHandlerResult(value),
