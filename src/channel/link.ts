@@ -248,8 +248,8 @@ export class Link extends EventEmitter<{ state: [LinkStateEvent] }> {
   private onGoingAway(session: RpcSession): void {
     if (this.current !== session) return;
     this.current = undefined;
-    const peerSaid = session.core.peerGoawayMessage;
-    const cause = session.core.error ?? (peerSaid !== undefined ? new Error(`the peer said: ${peerSaid}`) : undefined);
+    const peerSaid = session.goawayReason;
+    const cause = session.error ?? (peerSaid !== undefined ? new Error(`the peer said: ${peerSaid}`) : undefined);
     // only the peer's GOAWAY says *we* pinged too much; our own ProtocolError with those words means the reverse
     if (peerSaid?.includes('too many pings') === true) this.pingLessOften();
     this.lost(cause);
@@ -310,7 +310,7 @@ export class Link extends EventEmitter<{ state: [LinkStateEvent] }> {
       (session) => {
         if (this.dialAbort === abort) this.dialAbort = undefined;
         // refused at once (its GOAWAY came with its HELLO): a failed dial, or the link would wait forever
-        if (!this.offer(session) && this.current === undefined) this.dialFailed(new Error(`${this.description} closed the connection at once: ${session.core.peerGoawayMessage ?? 'no reason given'}`));
+        if (!this.offer(session) && this.current === undefined) this.dialFailed(new Error(`${this.description} closed the connection at once: ${session.goawayReason ?? 'no reason given'}`));
       },
       (error: RpcError) => {
         if (this.dialAbort === abort) this.dialAbort = undefined;

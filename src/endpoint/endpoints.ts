@@ -36,7 +36,7 @@ export async function listen(url: string, options: ListenOptions = {}): Promise<
   const listener = await listenOn(url, (transport) => {
     let session: RpcSession;
     try {
-      session = new RpcSession(transport, 'acceptor', { ...options, registry });
+      session = new RpcSession(transport, 'acceptor', options, registry);
     } catch {
       transport.destroy();
       return;

@@ -127,7 +127,7 @@ export class MeshPeer extends EventEmitter<{ state: [PeerStateEvent] }> {
 
   private newLane(label: string): Link {
     // both nodes keep the connection the designated dialer made; otherwise the newer one wins
-    const preferred = (session: RpcSession): boolean => (session.core.role === 'dialer') === this.dials;
+    const preferred = (session: RpcSession): boolean => (session.role === 'dialer') === this.dials;
     const link = new Link(`peer ${this.name} (${label})`, this.context.log, (candidate, current) => preferred(candidate) || !preferred(current));
     link.on('state', (event) => this.onLaneState(label, event));
     return link;
@@ -209,7 +209,7 @@ export class MeshPeer extends EventEmitter<{ state: [PeerStateEvent] }> {
       const session = link.session;
       if (session === undefined || !session.acceptsCalls) continue;
       // the session to avoid counts as fully loaded: taken only when it is the only one
-      const load = session === avoid ? Number.MAX_SAFE_INTEGER : session.core.streamCount;
+      const load = session === avoid ? Number.MAX_SAFE_INTEGER : session.streamCount;
       if (load < bestLoad) {
         best = session;
         bestLoad = load;

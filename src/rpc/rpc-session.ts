@@ -32,7 +32,7 @@ export interface RpcSessionOptions extends SessionOptions {
   serverInterceptors?: readonly ServerInterceptor[];
 }
 
-/** Throws for a bad option: called where options are first given (listen, connect, channel, Mesh), not at a redial. */
+/** @internal Throws for a bad option: called where options are first given (listen, connect, channel, Mesh), not at a redial. */
 export function checkRpcSessionOptions(options: RpcSessionOptions): void {
   resolveSessionOptions(options);
   checkInterceptors(options.clientInterceptors, 'clientInterceptors');
@@ -40,7 +40,8 @@ export function checkRpcSessionOptions(options: RpcSessionOptions): void {
 }
 
 export class RpcSession {
-  readonly core: Session;
+  /** The connection underneath: private, so no user (and no layer above) writes frames or moves windows. */
+  private readonly session: Session;
   private readonly registry: Registry;
   /** @internal Starts calls on this connection: what a channel or mesh peer wraps. */
   readonly caller: Caller;
@@ -48,40 +49,70 @@ export class RpcSession {
   /** What this session's incoming calls run on. */
   private readonly host: ServerHost;
 
-  constructor(transport: Transport, role: Role, options: RpcSessionOptions & { registry?: Registry } = {}) {
-    this.registry = options.registry ?? new Registry(options.services, options.serverInterceptors);
-    this.core = new Session(transport, role, { onStream: this.onStream, admit: options.admit }, options);
-    this.host = { core: this.core, session: this };
-    this.caller = new SessionCaller(this.core);
+  constructor(transport: Transport, role: Role, options?: RpcSessionOptions);
+  /** @internal `registry`: one built once by a listener and shared by all its sessions. */
+  constructor(transport: Transport, role: Role, options: RpcSessionOptions | undefined, registry: Registry);
+  constructor(transport: Transport, role: Role, options: RpcSessionOptions = {}, registry?: Registry) {
+    this.registry = registry ?? new Registry(options.services, options.serverInterceptors);
+    this.session = new Session(transport, role, { onStream: this.onStream, admit: options.admit }, options);
+    this.host = { core: this.session, session: this };
+    this.caller = new SessionCaller(this.session);
     this.clients = new TypedClients(this.caller, options.clientInterceptors);
+  }
+
+  /** @internal The core session, for tests that look inside it; nothing in src/ outside rpc/ uses it. */
+  get core(): Session {
+    return this.session;
   }
 
   /** Resolves when the handshake is done. */
   get ready(): Promise<void> {
-    return this.core.ready;
+    return this.session.ready;
   }
 
   /** Resolves when the connection is closed, with the error that closed it (undefined when clean). */
   get closed(): Promise<Error | undefined> {
-    return this.core.closed;
+    return this.session.closed;
+  }
+
+  /** Why the connection closed (or is closing), once it has; undefined while it is open or when it closed cleanly. */
+  get error(): Error | undefined {
+    return this.session.error;
   }
 
   /** Resolves when the session stops taking new calls (closing, GOAWAY from the peer, failure); calls in flight may go on. */
   get goingAway(): Promise<void> {
-    return this.core.goingAway;
+    return this.session.goingAway;
+  }
+
+  /** The reason the peer gave in its GOAWAY, once it sent one. */
+  get goawayReason(): string | undefined {
+    return this.session.peerGoawayMessage;
   }
 
   /** True while new calls may start on this session. */
   get acceptsCalls(): boolean {
-    return this.core.acceptsStreams;
+    return this.session.acceptsStreams;
   }
 
+  /** `dialer` (this side connected) or `acceptor` (the peer connected to it). */
+  get role(): Role {
+    return this.session.role;
+  }
+
+  /** Calls in progress on this connection, both directions (including ours waiting for a concurrency slot). */
+  get streamCount(): number {
+    return this.session.streamCount;
+  }
+
+  /** Who the peer is, from its handshake: node name, connection label, address. */
   get peer(): SessionPeer {
-    return this.core.peer;
+    return this.session.peer;
   }
 
+  /** Round-trip time of the last answered ping (keepalive or `ping()`), in ms. */
   get rttMs(): number | undefined {
-    return this.core.rttMs;
+    return this.session.rttMs;
   }
 
   /** A typed client for a service the peer serves. */
@@ -91,7 +122,7 @@ export class RpcSession {
 
   /** Measures the round-trip time in ms. */
   ping(): Promise<number> {
-    return this.core.ping();
+    return this.session.ping();
   }
 
   /**
@@ -99,12 +130,12 @@ export class RpcSession {
    * `reason` travels to the peer in the GOAWAY.
    */
   close(options?: { graceMs?: number; reason?: string }): Promise<void> {
-    return this.core.close(options);
+    return this.session.close(options);
   }
 
   /** Closes at once; calls in flight fail with UNAVAILABLE. */
   destroy(error?: Error): void {
-    this.core.destroy(error);
+    this.session.destroy(error);
   }
 
   private readonly onStream = (incoming: IncomingStream): void => {
@@ -112,7 +143,7 @@ export class RpcSession {
     const route = this.registry.find(method);
     if (route === undefined) {
       stream.reset(Status.UNIMPLEMENTED, `method ${JSON.stringify(method.slice(0, 300))} is not implemented by this peer`);
-      this.core.release(stream);
+      this.session.release(stream);
       return;
     }
     const call = new ServerCall(this.host, stream, route, incoming.metadata, incoming.deadlineMs);
