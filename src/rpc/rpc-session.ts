@@ -1,6 +1,7 @@
 /**
- * A session with services: wraps the core Session, routes the peer's streams to this side's handlers, and makes
- * typed clients for the peer's services. Either side of a connection can do both.
+ * A session with services: holds the core Session (privately: users and the layers above see only what this class
+ * exposes), routes the peer's streams to this side's handlers, and makes typed clients for the peer's services.
+ * Either side of a connection can do both.
  */
 import { Status } from '../wire/constants.js';
 import { Session, type IncomingStream, type Role, type SessionPeer } from '../session/session.js';
@@ -8,8 +9,8 @@ import { resolveSessionOptions, type SessionOptions } from '../session/options.j
 import type { Transport } from '../transport/transport.js';
 import { SessionCaller, type Caller } from './client/caller.js';
 import type { ClientInterceptor } from './client/interceptor.js';
-import { checkInterceptors } from './interceptor.js';
 import { TypedClients, type Client } from './client/typed-client.js';
+import { checkInterceptors } from './interceptor.js';
 import type { ServerInterceptor } from './server/interceptor.js';
 import { Registry, type ServiceImpl } from './server/registry.js';
 import { ServerCall, type ServerHost } from './server/server-call.js';

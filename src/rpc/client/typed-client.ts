@@ -5,12 +5,12 @@
  * the Caller: no call object, no closure, no promise of its own.
  */
 import type { ByteStream, MessageStream } from '../inbox.js';
+import { checkInterceptors } from '../interceptor.js';
 import type { ByteSource } from '../sender.js';
 import type { MethodDescriptor, MethodMap, RequestOf, ResponseOf, ServiceDef } from '../service.js';
 import type { BidiCall } from './bidi-call.js';
 import type { CallOptions } from './call-options.js';
 import type { Caller } from './caller.js';
-import { checkInterceptors } from '../interceptor.js';
 import { interceptedMethod, type ClientInterceptor } from './interceptor.js';
 
 /** The client function of one method, by kind. */

@@ -1,24 +1,24 @@
 /**
  * The handler side of a call, for every method kind: reads the request (one message, a stream of messages, or one
- * message and a bulk body), runs the handler with its context, and sends what it returns (one response, the messages
- * of an iterable, or the chunks of a byte source) followed by the trailer. Enforces the deadline it was given. The
- * stream's concurrency slot is released only once the handler, and any response iterable it returned, has finished,
- * even when the call was cancelled earlier (the Rapid Reset lesson).
+ * message and a bulk body), runs the handler with its context (behind the route's server interceptors, if any), and
+ * sends what it returns (one response, the messages of an iterable, or the chunks of a byte source) followed by the
+ * trailer. Enforces the deadline it was given. The stream's concurrency slot is released only once the handler, and
+ * any response iterable it returned, has finished, even when the call was cancelled earlier (the Rapid Reset lesson).
  */
 import { Status } from '../../wire/constants.js';
 import { encodeMetadata, type Metadata } from '../../wire/metadata.js';
 import type { Stream, StreamEvents, StreamTrailer } from '../../session/stream.js';
 import type { Session, SessionPeer } from '../../session/session.js';
-import { LazySignal, type HandlerContext } from './context.js';
 import { deadlineFromWire, deadlineTimer, type DeadlineWatcher } from '../deadline.js';
 import { Inbox } from '../inbox.js';
 import { ProgressWatchdog } from '../progress.js';
-import { runChain } from './interceptor.js';
-import type { Route } from './registry.js';
 import { RpcError } from '../rpc-error.js';
 import { validate, validateThen, type ValidationResult } from '../schema.js';
 import { checkChunk, chunksOf, discardSource, pumpSource, StreamSender, type ByteSource } from '../sender.js';
 import type { MethodDescriptor, MethodKind } from '../service.js';
+import { LazySignal, type HandlerContext } from './context.js';
+import { runChain } from './interceptor.js';
+import type { Route } from './registry.js';
 
 /**
  * The connection a call came in on: the core session it runs on, and the handle a handler gets as `ctx.session`
