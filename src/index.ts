@@ -20,11 +20,36 @@ export type {
   ResponseInputOf,
 } from './rpc/service.js';
 /** Bind handlers to a service definition. */
-export { serve } from './rpc/rpc-session.js';
-export type { Handlers, Client, HandlerOf, ClientMethodOf, ResponseSource, ServiceImpl, RpcSessionOptions } from './rpc/rpc-session.js';
+export { serve } from './rpc/handler.js';
+export type { Handlers, HandlerOf, ResponseSource, CallContext } from './rpc/handler.js';
+export type { ServiceImpl } from './rpc/server/registry.js';
+export type { Client, ClientMethodOf } from './rpc/client/typed-client.js';
+export type { RpcSessionOptions } from './rpc/rpc-session.js';
+/** Interceptors: `clientInterceptors` wrap the calls a side makes, `serverInterceptors` the calls its services handle. */
+export type {
+  ClientInterceptor,
+  ClientNext,
+  OutgoingCall,
+  OutgoingMessageCall,
+  OutgoingStreamCall,
+  OutgoingBidiCall,
+  OutgoingUploadCall,
+  CallResult,
+} from './rpc/client/interceptor.js';
+export type {
+  ServerInterceptor,
+  ServerNext,
+  IncomingCall,
+  IncomingMessageCall,
+  IncomingStreamCall,
+  IncomingUploadCall,
+  HandlerResult,
+} from './rpc/server/interceptor.js';
+export type { MethodInfo } from './rpc/interceptor.js';
+export type { HandlerContext } from './rpc/server/context.js';
 /** Streams: responses and requests are read with `for await`; bulk bodies are chunks of bytes. */
 export type { MessageStream, ByteStream } from './rpc/inbox.js';
-export type { BidiCall } from './rpc/client-stream-call.js';
+export type { BidiCall } from './rpc/client/bidi-call.js';
 export type { ByteSource } from './rpc/sender.js';
 /** A connection with services on both sides: `session.client(Service)`, `ping()`, `close()`. */
 export { RpcSession } from './rpc/rpc-session.js';
@@ -41,8 +66,7 @@ export { MeshPeer } from './mesh/mesh-peer.js';
 export type { MeshOptions, PeerState, PeerStateEvent } from './mesh/mesh.js';
 export { createSession } from './rpc/rpc-session.js';
 export type { ListenOptions, ConnectOptions, Server } from './endpoint/endpoints.js';
-export type { CallOptions } from './rpc/client-call.js';
-export type { CallContext } from './rpc/context.js';
+export type { CallOptions } from './rpc/client/call-options.js';
 /** The error every failed call rejects with, and its gRPC-style codes. */
 export { RpcError } from './rpc/rpc-error.js';
 export { Status, statusName } from './wire/constants.js';

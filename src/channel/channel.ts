@@ -4,14 +4,15 @@
  * (fail-fast by default, `waitForReady` to wait; retried once when provably never processed). Services passed in
  * `services` are served to the peer on every connection, as with `connect`.
  */
-import { resolveSessionOptions } from '../session/options.js';
 import { stderrLog, type LogFn } from '../log.js';
 import type { ConnectOptions } from '../endpoint/endpoints.js';
-import type { Client, RpcSession } from '../rpc/rpc-session.js';
+import { TypedClients, type Client } from '../rpc/client/typed-client.js';
+import { deadlineOf } from '../rpc/deadline.js';
+import { checkRpcSessionOptions, type RpcSession } from '../rpc/rpc-session.js';
 import type { MethodMap, ServiceDef } from '../rpc/service.js';
 import { resolveReconnectOptions, type ReconnectOptions } from './backoff.js';
 import { Link, type LinkState, type LinkStateEvent } from './link.js';
-import { RoutedClients } from './routed-client.js';
+import { RoutedCaller } from './routed-caller.js';
 
 export interface ChannelOptions extends ConnectOptions {
   reconnect?: ReconnectOptions;
@@ -21,20 +22,21 @@ export interface ChannelOptions extends ConnectOptions {
 
 export class Channel {
   private readonly link: Link;
-  private readonly clients: RoutedClients;
+  private readonly clients: TypedClients;
 
   constructor(readonly url: string, options: ChannelOptions = {}) {
-    resolveSessionOptions(options); // a bad option throws here, not at every redial
+    checkRpcSessionOptions(options); // a bad option throws here, not at every redial
     const { reconnect, log, ...connectOptions } = options;
     const link = new Link(url, log ?? stderrLog);
     link.dialWith({ url, options: connectOptions, reconnect: resolveReconnectOptions(reconnect) });
     this.link = link;
-    this.clients = new RoutedClients({
+    const caller = new RoutedCaller({
       pick: () => link.session,
       wait: (_kind, failFast, signal, deadline) => link.whenReady(signal, deadline, failFast),
       dialing: () => link.dialing,
       unavailable: () => link.unavailable(),
     });
+    this.clients = new TypedClients(caller, options.clientInterceptors);
   }
 
   /** `connecting`, `ready`, `backoff` or `closed`. */
@@ -65,7 +67,7 @@ export class Channel {
 
   /** Resolves with the session once connected (or at once); rejects when the signal aborts or the channel closes. */
   whenReady(options: { signal?: AbortSignal; timeoutMs?: number } = {}): Promise<RpcSession> {
-    const deadline = options.timeoutMs === undefined ? undefined : Date.now() + options.timeoutMs;
+    const deadline = deadlineOf(options);
     return this.link.whenReady(options.signal, deadline);
   }
 

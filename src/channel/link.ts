@@ -14,6 +14,7 @@ import { EventEmitter } from 'node:events';
 import { Status } from '../wire/constants.js';
 import { connect, type ConnectOptions } from '../endpoint/endpoints.js';
 import type { LogFn } from '../log.js';
+import { delayUntil } from '../rpc/deadline.js';
 import { RpcError } from '../rpc/rpc-error.js';
 import { SessionError } from '../session/errors.js';
 import type { RpcSession } from '../rpc/rpc-session.js';
@@ -176,10 +177,9 @@ export class Link extends EventEmitter<{ state: [LinkStateEvent] }> {
       this.waiters.add(waiter);
       signal?.addEventListener('abort', onAbort, { once: true });
       if (deadline !== undefined) {
-        const left = deadline - Date.now();
         timer = setTimeout(
           () => done(undefined, new RpcError(Status.DEADLINE_EXCEEDED, `the deadline passed while waiting for ${this.description} to connect`, { retrySafe: true })),
-          Math.max(0, Math.min(left, 0x7fff_ffff)),
+          delayUntil(deadline),
         );
       }
     });
@@ -250,8 +250,8 @@ export class Link extends EventEmitter<{ state: [LinkStateEvent] }> {
   private onGoingAway(session: RpcSession): void {
     if (this.current !== session) return;
     this.current = undefined;
-    const peerSaid = session.core.peerGoawayMessage;
-    const cause = session.core.error ?? (peerSaid !== undefined ? new Error(`the peer said: ${peerSaid}`) : undefined);
+    const peerSaid = session.goawayReason;
+    const cause = session.error ?? (peerSaid !== undefined ? new Error(`the peer said: ${peerSaid}`) : undefined);
     // only the peer's GOAWAY says *we* pinged too much; our own ProtocolError with those words means the reverse
     if (peerSaid?.includes('too many pings') === true) this.pingLessOften();
     this.lost(cause);
@@ -313,7 +313,7 @@ export class Link extends EventEmitter<{ state: [LinkStateEvent] }> {
       (session) => {
         if (this.dialAbort === abort) this.dialAbort = undefined;
         // refused at once (its GOAWAY came with its HELLO): a failed dial, or the link would wait forever
-        if (!this.offer(session) && this.current === undefined) this.dialFailed(new Error(`${this.description} closed the connection at once: ${session.core.peerGoawayMessage ?? 'no reason given'}`));
+        if (!this.offer(session) && this.current === undefined) this.dialFailed(new Error(`${this.description} closed the connection at once: ${session.goawayReason ?? 'no reason given'}`));
       },
       (error: RpcError) => {
         if (this.dialAbort === abort) this.dialAbort = undefined;

@@ -8,9 +8,9 @@ import { ProtocolError, ProtocolErrorCode } from '../wire/errors.js';
 import { stderrLog, type LogFn } from '../log.js';
 import { dial, listenOn, type DialOptions } from '../transport/net.js';
 import type { Transport } from '../transport/transport.js';
-import { resolveSessionOptions } from '../session/options.js';
 import { RpcError } from '../rpc/rpc-error.js';
-import { Registry, RpcSession, type RpcSessionOptions } from '../rpc/rpc-session.js';
+import { Registry } from '../rpc/server/registry.js';
+import { checkRpcSessionOptions, RpcSession, type RpcSessionOptions } from '../rpc/rpc-session.js';
 
 export interface ListenOptions extends RpcSessionOptions {
   /** Called for every accepted session once its handshake is done. */
@@ -29,14 +29,14 @@ export interface Server {
 }
 
 export async function listen(url: string, options: ListenOptions = {}): Promise<Server> {
-  resolveSessionOptions(options); // a bad option throws here, not inside the accept callback of the first connection
-  const registry = new Registry(options.services);
+  checkRpcSessionOptions(options); // a bad option throws here, not inside the accept callback of the first connection
+  const registry = new Registry(options.services, options.serverInterceptors);
   const sessions = new Set<RpcSession>();
   const log = options.log ?? stderrLog;
   const listener = await listenOn(url, (transport) => {
     let session: RpcSession;
     try {
-      session = new RpcSession(transport, 'acceptor', { ...options, registry });
+      session = new RpcSession(transport, 'acceptor', options, registry);
     } catch {
       transport.destroy();
       return;
@@ -74,7 +74,7 @@ const DEFAULT_CONNECT_TIMEOUT_MS = 10_000;
  * and the handshake together. Failures are UNAVAILABLE (FAILED_PRECONDITION for a protocol version mismatch).
  */
 export async function connect(url: string, options: ConnectOptions = {}): Promise<RpcSession> {
-  resolveSessionOptions(options); // before dialing: a bad option must not leave a socket behind
+  checkRpcSessionOptions(options); // before dialing: a bad option must not leave a socket behind
   const timeoutMs = options.connectTimeoutMs ?? DEFAULT_CONNECT_TIMEOUT_MS;
   const deadline = performance.now() + timeoutMs;
   let transport: Transport;

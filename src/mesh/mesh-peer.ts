@@ -4,12 +4,14 @@
  */
 import { EventEmitter } from 'node:events';
 import type { LogFn } from '../log.js';
-import type { Client, RpcSession, RpcSessionOptions } from '../rpc/rpc-session.js';
+import { TypedClients, type Client } from '../rpc/client/typed-client.js';
+import { deadlineOf } from '../rpc/deadline.js';
+import type { RpcSession, RpcSessionOptions } from '../rpc/rpc-session.js';
 import type { SessionPeer } from '../session/handshake.js';
 import type { MethodKind, MethodMap, ServiceDef } from '../rpc/service.js';
 import type { ResolvedReconnectOptions } from '../channel/backoff.js';
 import { Link, type LinkState, type LinkStateEvent } from '../channel/link.js';
-import { RoutedClients } from '../channel/routed-client.js';
+import { RoutedCaller } from '../channel/routed-caller.js';
 
 export type PeerState = LinkState;
 
@@ -51,7 +53,7 @@ export interface PeerContext {
 /** One peer of a mesh: its lanes, its state, and typed clients whose calls pick a lane and a connection. */
 export class MeshPeer extends EventEmitter<{ state: [PeerStateEvent] }> {
   private readonly lanes = new Map<string, Link>();
-  private readonly clients: RoutedClients;
+  private readonly clients: TypedClients;
   private peerState: PeerState = 'connecting';
   private nextPick = 0;
   private started = false;
@@ -70,12 +72,13 @@ export class MeshPeer extends EventEmitter<{ state: [PeerStateEvent] }> {
     const labels = poolSize === 1 ? ['control'] : Array.from({ length: poolSize }, (_, i) => `control.${i}`);
     if (dataLane) labels.push('data');
     for (const label of labels) this.lanes.set(label, this.newLane(label));
-    this.clients = new RoutedClients({
+    const caller = new RoutedCaller({
       pick: (kind, avoid) => this.pick(kind, avoid),
       wait: (_kind, failFast, signal, deadline) => this.whenAnyControlReady(signal, deadline, failFast),
       dialing: () => this.controls().some((link) => link.dialing),
       unavailable: () => this.firstControl().unavailable(),
     });
+    this.clients = new TypedClients(caller, context.sessionOptions.clientInterceptors);
   }
 
   /** `ready` while at least one control connection is; `closed` once removed or stopped. */
@@ -100,7 +103,7 @@ export class MeshPeer extends EventEmitter<{ state: [PeerStateEvent] }> {
 
   /** Resolves once a control connection is ready (at once if one is). */
   async whenReady(options: { signal?: AbortSignal; timeoutMs?: number } = {}): Promise<void> {
-    const deadline = options.timeoutMs === undefined ? undefined : Date.now() + options.timeoutMs;
+    const deadline = deadlineOf(options);
     await this.firstControl().whenReady(options.signal, deadline);
   }
 
@@ -134,7 +137,7 @@ export class MeshPeer extends EventEmitter<{ state: [PeerStateEvent] }> {
 
   private newLane(label: string): Link {
     // both nodes keep the connection the designated dialer made; otherwise the newer one wins
-    const preferred = (session: RpcSession): boolean => (session.core.role === 'dialer') === this.dials;
+    const preferred = (session: RpcSession): boolean => (session.role === 'dialer') === this.dials;
     const link = new Link(`peer ${this.name} (${label})`, this.context.log, (candidate, current) => preferred(candidate) || !preferred(current));
     link.on('state', (event) => this.onLaneState(label, event));
     return link;
@@ -217,7 +220,7 @@ export class MeshPeer extends EventEmitter<{ state: [PeerStateEvent] }> {
       const session = link.session;
       if (session === undefined || !session.acceptsCalls) continue;
       // the session to avoid counts as fully loaded: taken only when it is the only one
-      const load = session === avoid ? Number.MAX_SAFE_INTEGER : session.core.streamCount;
+      const load = session === avoid ? Number.MAX_SAFE_INTEGER : session.streamCount;
       if (load < bestLoad) {
         best = session;
         bestLoad = load;

@@ -14,8 +14,7 @@ import { createHash } from 'node:crypto';
 import { EventEmitter } from 'node:events';
 import { listen, type Server } from '../endpoint/endpoints.js';
 import { stderrLog, type LogFn } from '../log.js';
-import { resolveSessionOptions } from '../session/options.js';
-import type { RpcSession, RpcSessionOptions } from '../rpc/rpc-session.js';
+import { checkRpcSessionOptions, type RpcSession, type RpcSessionOptions } from '../rpc/rpc-session.js';
 import type { SessionPeer } from '../session/handshake.js';
 import { resolveReconnectOptions, type ReconnectOptions, type ResolvedReconnectOptions } from '../channel/backoff.js';
 import { MAX_POOL, LANE_LABEL, laneReadBudget, MeshPeer, type PeerStateEvent } from './mesh-peer.js';
@@ -67,7 +66,7 @@ export class Mesh extends EventEmitter<{ peer: [PeerStateEvent] }> {
     if (typeof options.name !== 'string' || options.name === '') throw new TypeError('mesh name must be a non-empty string');
     const { peers: _p, listen: _l, name, reconnect: _r, dataLane: _d, connectionsPerPeer: _c, fallbackDialAfterMs: _f, log: _log, admit: _a, ...session } = options;
     this.sessionOptions = { ...session, nodeName: name };
-    resolveSessionOptions(this.sessionOptions); // a bad option throws here, not at the first connection
+    checkRpcSessionOptions(this.sessionOptions); // a bad option throws here, not at the first connection
     this.name = name;
     // a restarted node is redialed by its peers only (no storm to spread), and a cluster starting up retries briskly
     this.reconnect = resolveReconnectOptions(options.reconnect, { lossSpreadMs: 2_000, initialDelayMs: 250, startupRetryMs: 10_000 });

@@ -1,93 +1,20 @@
 /**
- * A session with services: wraps the core Session, routes the peer's streams to this side's handlers, and makes
- * typed clients for the peer's services. Either side of a connection can do both.
+ * A session with services: holds the core Session (privately: users and the layers above see only what this class
+ * exposes), routes the peer's streams to this side's handlers, and makes typed clients for the peer's services.
+ * Either side of a connection can do both.
  */
 import { Status } from '../wire/constants.js';
 import { Session, type IncomingStream, type Role, type SessionPeer } from '../session/session.js';
-import type { SessionOptions } from '../session/options.js';
+import { resolveSessionOptions, type SessionOptions } from '../session/options.js';
 import type { Transport } from '../transport/transport.js';
-import { callUnary, type CallOptions } from './client-call.js';
-import { callBidi, callClientStream, callDownload, callServerStream, callUpload, type BidiCall } from './client-stream-call.js';
-import type { CallContext } from './context.js';
-import type { ByteStream, MessageStream } from './inbox.js';
-import type { ByteSource } from './sender.js';
-import { ServerCall, type AnyHandler } from './server-call.js';
-import type { MethodDescriptor, MethodMap, RequestInputOf, RequestOf, ResponseInputOf, ResponseOf, ServiceDef } from './service.js';
-
-type Awaitable<T> = T | Promise<T>;
-/** What a streaming handler returns: typically an async generator (`async function*`), or any (async) iterable. */
-export type ResponseSource<T> = Iterable<T> | AsyncIterable<T>;
-
-/** The handler of one method, by kind. */
-export type HandlerOf<D extends MethodMap[string]> = {
-  unary: (request: RequestOf<D>, ctx: CallContext) => Awaitable<ResponseInputOf<D>>;
-  serverStream: (request: RequestOf<D>, ctx: CallContext) => Awaitable<ResponseSource<ResponseInputOf<D>>>;
-  clientStream: (requests: MessageStream<RequestOf<D>>, ctx: CallContext) => Awaitable<ResponseInputOf<D>>;
-  bidi: (requests: MessageStream<RequestOf<D>>, ctx: CallContext) => Awaitable<ResponseSource<ResponseInputOf<D>>>;
-  upload: (request: RequestOf<D>, body: ByteStream, ctx: CallContext) => Awaitable<ResponseInputOf<D>>;
-  download: (request: RequestOf<D>, ctx: CallContext) => Awaitable<ByteSource>;
-}[D['kind']];
-
-/** The client function of one method, by kind. */
-export type ClientMethodOf<D extends MethodMap[string]> = {
-  unary: (request: RequestInputOf<D>, options?: CallOptions) => Promise<ResponseOf<D>>;
-  serverStream: (request: RequestInputOf<D>, options?: CallOptions) => MessageStream<ResponseOf<D>>;
-  clientStream: (requests: Iterable<RequestInputOf<D>> | AsyncIterable<RequestInputOf<D>>, options?: CallOptions) => Promise<ResponseOf<D>>;
-  bidi: (options?: CallOptions) => BidiCall<RequestInputOf<D>, ResponseOf<D>>;
-  upload: (request: RequestInputOf<D>, body: ByteSource, options?: CallOptions) => Promise<ResponseOf<D>>;
-  download: (request: RequestInputOf<D>, options?: CallOptions) => ByteStream;
-}[D['kind']];
-
-/** Handler functions for every method of a service, typed from its definition. */
-export type Handlers<M extends MethodMap> = { [K in keyof M]: HandlerOf<M[K]> };
-
-/** A typed client: one function per method. */
-export type Client<M extends MethodMap> = { [K in keyof M]: ClientMethodOf<M[K]> };
-
-/** A service definition bound to its handlers, ready to pass to `listen` or `connect` as `services`. */
-export interface ServiceImpl {
-  readonly service: ServiceDef;
-  /** @internal */
-  readonly handlers: ReadonlyMap<string, AnyHandler>;
-}
-
-export function serve<M extends MethodMap>(service: ServiceDef<M>, handlers: Handlers<M>): ServiceImpl {
-  const bound = new Map<string, AnyHandler>();
-  for (const name of service.descriptors.keys()) {
-    const handler = (handlers as Record<string, unknown>)[name];
-    if (typeof handler !== 'function') throw new TypeError(`serve(${service.name}): no handler for method '${name}'`);
-    bound.set(name, handler as AnyHandler);
-  }
-  for (const name of Object.keys(handlers)) {
-    if (!service.descriptors.has(name)) throw new TypeError(`serve(${service.name}): '${name}' is not a method of the service`);
-  }
-  return { service: service as unknown as ServiceDef, handlers: bound };
-}
-
-interface Route {
-  descriptor: MethodDescriptor;
-  handler: AnyHandler;
-}
-
-/** Method path -> handler, for every service one side serves. Built once and shared by a server's sessions. */
-export class Registry {
-  private readonly routes = new Map<string, Route>();
-
-  constructor(services: readonly ServiceImpl[] = []) {
-    const names = new Set<string>();
-    for (const impl of services) {
-      if (names.has(impl.service.name)) throw new TypeError(`service ${impl.service.name} is registered twice`);
-      names.add(impl.service.name);
-      for (const [name, descriptor] of impl.service.descriptors) {
-        this.routes.set(descriptor.path, { descriptor, handler: impl.handlers.get(name)! });
-      }
-    }
-  }
-
-  find(path: string): Route | undefined {
-    return this.routes.get(path);
-  }
-}
+import { SessionCaller, type Caller } from './client/caller.js';
+import type { ClientInterceptor } from './client/interceptor.js';
+import { TypedClients, type Client } from './client/typed-client.js';
+import { checkInterceptors } from './interceptor.js';
+import type { ServerInterceptor } from './server/interceptor.js';
+import { Registry, type ServiceImpl } from './server/registry.js';
+import { ServerCall, type ServerHost } from './server/server-call.js';
+import type { MethodMap, ServiceDef } from './service.js';
 
 export interface RpcSessionOptions extends SessionOptions {
   /** Services this side offers to the peer. */
@@ -97,88 +24,106 @@ export interface RpcSessionOptions extends SessionOptions {
    * its calls is read: return a reason to refuse it (sent to the peer in the GOAWAY), undefined to admit it.
    */
   admit?: (peer: SessionPeer) => string | undefined;
+  /**
+   * Wrap every call this side makes (its typed clients' calls: a session's, a channel's, a mesh peer's), first one
+   * outermost: `(next) => async (call) => next(call)`. Default none.
+   */
+  clientInterceptors?: readonly ClientInterceptor[];
+  /** Wrap every call this side's `services` handle, before and after the handler, first one outermost. Default none. */
+  serverInterceptors?: readonly ServerInterceptor[];
 }
 
-/** Typed clients built once per service: one object of method functions, frozen, reused by every caller. */
-export class ClientCache {
-  private readonly clients = new Map<ServiceDef, unknown>();
-
-  client<M extends MethodMap>(service: ServiceDef<M>, methodOf: (descriptor: MethodDescriptor) => unknown): Client<M> {
-    let client = this.clients.get(service) as Client<M> | undefined;
-    if (client === undefined) {
-      const methods: Record<string, unknown> = {};
-      for (const [name, descriptor] of service.descriptors) methods[name] = methodOf(descriptor);
-      client = Object.freeze(methods) as Client<M>;
-      this.clients.set(service, client);
-    }
-    return client;
-  }
+/** @internal Throws for a bad option: called where options are first given (listen, connect, channel, Mesh), not at a redial. */
+export function checkRpcSessionOptions(options: RpcSessionOptions): void {
+  resolveSessionOptions(options);
+  checkInterceptors(options.clientInterceptors, 'clientInterceptors');
+  checkInterceptors(options.serverInterceptors, 'serverInterceptors');
 }
 
 export class RpcSession {
-  readonly core: Session;
+  /** The connection underneath: private, so no user (and no layer above) writes frames or moves windows. */
+  private readonly session: Session;
   private readonly registry: Registry;
-  private readonly clients = new ClientCache();
+  /** @internal Starts calls on this connection: what a channel or mesh peer wraps. */
+  readonly caller: Caller;
+  private readonly clients: TypedClients;
+  /** What this session's incoming calls run on. */
+  private readonly host: ServerHost;
 
-  constructor(transport: Transport, role: Role, options: RpcSessionOptions & { registry?: Registry } = {}) {
-    this.registry = options.registry ?? new Registry(options.services);
-    this.core = new Session(transport, role, { onStream: this.onStream, admit: options.admit }, options);
+  constructor(transport: Transport, role: Role, options?: RpcSessionOptions);
+  /** @internal `registry`: one built once by a listener and shared by all its sessions. */
+  constructor(transport: Transport, role: Role, options: RpcSessionOptions | undefined, registry: Registry);
+  constructor(transport: Transport, role: Role, options: RpcSessionOptions = {}, registry?: Registry) {
+    this.registry = registry ?? new Registry(options.services, options.serverInterceptors);
+    this.session = new Session(transport, role, { onStream: this.onStream, admit: options.admit }, options);
+    this.host = { core: this.session, session: this };
+    this.caller = new SessionCaller(this.session);
+    this.clients = new TypedClients(this.caller, options.clientInterceptors);
+  }
+
+  /** @internal The core session, for tests that look inside it; nothing in src/ outside rpc/ uses it. */
+  get core(): Session {
+    return this.session;
   }
 
   /** Resolves when the handshake is done. */
   get ready(): Promise<void> {
-    return this.core.ready;
+    return this.session.ready;
   }
 
   /** Resolves when the connection is closed, with the error that closed it (undefined when clean). */
   get closed(): Promise<Error | undefined> {
-    return this.core.closed;
+    return this.session.closed;
+  }
+
+  /** Why the connection closed (or is closing), once it has; undefined while it is open or when it closed cleanly. */
+  get error(): Error | undefined {
+    return this.session.error;
   }
 
   /** Resolves when the session stops taking new calls (closing, GOAWAY from the peer, failure); calls in flight may go on. */
   get goingAway(): Promise<void> {
-    return this.core.goingAway;
+    return this.session.goingAway;
+  }
+
+  /** The reason the peer gave in its GOAWAY, once it sent one. */
+  get goawayReason(): string | undefined {
+    return this.session.peerGoawayMessage;
   }
 
   /** True while new calls may start on this session. */
   get acceptsCalls(): boolean {
-    return this.core.acceptsStreams;
+    return this.session.acceptsStreams;
   }
 
+  /** `dialer` (this side connected) or `acceptor` (the peer connected to it). */
+  get role(): Role {
+    return this.session.role;
+  }
+
+  /** Calls in progress on this connection, both directions (including ours waiting for a concurrency slot). */
+  get streamCount(): number {
+    return this.session.streamCount;
+  }
+
+  /** Who the peer is, from its handshake: node name, connection label, address. */
   get peer(): SessionPeer {
-    return this.core.peer;
+    return this.session.peer;
   }
 
+  /** Round-trip time of the last answered ping (keepalive or `ping()`), in ms. */
   get rttMs(): number | undefined {
-    return this.core.rttMs;
+    return this.session.rttMs;
   }
 
   /** A typed client for a service the peer serves. */
   client<M extends MethodMap>(service: ServiceDef<M>): Client<M> {
-    return this.clients.client(service, (descriptor) => this.clientMethod(descriptor));
-  }
-
-  private clientMethod(descriptor: MethodDescriptor): unknown {
-    switch (descriptor.def.kind) {
-      case 'unary':
-        return (request: unknown, options?: CallOptions) => callUnary(this, descriptor, request, options);
-      case 'serverStream':
-        return (request: unknown, options?: CallOptions) => callServerStream(this, descriptor, request, options);
-      case 'clientStream':
-        return (requests: Iterable<unknown> | AsyncIterable<unknown>, options?: CallOptions) =>
-          callClientStream(this, descriptor, requests, options);
-      case 'bidi':
-        return (options?: CallOptions) => callBidi(this, descriptor, options);
-      case 'upload':
-        return (request: unknown, body: ByteSource, options?: CallOptions) => callUpload(this, descriptor, request, body, options);
-      case 'download':
-        return (request: unknown, options?: CallOptions) => callDownload(this, descriptor, request, options);
-    }
+    return this.clients.client(service);
   }
 
   /** Measures the round-trip time in ms. */
   ping(): Promise<number> {
-    return this.core.ping();
+    return this.session.ping();
   }
 
   /**
@@ -186,12 +131,12 @@ export class RpcSession {
    * `reason` travels to the peer in the GOAWAY.
    */
   close(options?: { graceMs?: number; reason?: string }): Promise<void> {
-    return this.core.close(options);
+    return this.session.close(options);
   }
 
   /** Closes at once; calls in flight fail with UNAVAILABLE. */
   destroy(error?: Error): void {
-    this.core.destroy(error);
+    this.session.destroy(error);
   }
 
   private readonly onStream = (incoming: IncomingStream): void => {
@@ -199,10 +144,10 @@ export class RpcSession {
     const route = this.registry.find(method);
     if (route === undefined) {
       stream.reset(Status.UNIMPLEMENTED, `method ${JSON.stringify(method.slice(0, 300))} is not implemented by this peer`);
-      this.core.release(stream);
+      this.session.release(stream);
       return;
     }
-    const call = new ServerCall(this, stream, route.descriptor, route.handler, incoming.metadata, incoming.deadlineMs);
+    const call = new ServerCall(this.host, stream, route, incoming.metadata, incoming.deadlineMs);
     stream.events = call;
     call.start();
   };

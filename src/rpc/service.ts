@@ -29,7 +29,7 @@ export interface MethodDef<Req, Res, Kind extends MethodKind = MethodKind, Handl
   readonly codec: Codec;
   readonly input: StandardSchemaV1 | undefined;
   readonly output: StandardSchemaV1 | undefined;
-  /** @internal phantom fields that carry the types */
+  /** Phantom fields that carry the types: never set. Public on purpose: stripped from the .d.ts, they would lose `Req`. */
   readonly __req?: (req: Req) => void;
   readonly __res?: () => Res;
   /** @internal (covariant, so `unary<Req, never>()` still fits a MethodMap) */
@@ -111,7 +111,7 @@ export const download: DownloadFactory = factory('download');
 // eslint-disable-next-line @typescript-eslint/no-explicit-any -- the element types are recovered per key below
 export type MethodMap = Record<string, MethodDef<any, any>>;
 
-/** The runtime facts about one method, computed once at definition. @internal */
+/** The runtime facts about one method, computed once at definition. Internal (not exported by index.ts), yet kept in the .d.ts: the call code's declarations name it. */
 export interface MethodDescriptor {
   readonly name: string;
   readonly path: string;

@@ -1,12 +1,16 @@
 /**
- * What a handler learns about its call: the abort signal, the deadline, the peer, the request metadata, a place for
- * trailer metadata, and the session (to call the caller back on the same connection).
+ * What a handler and a server interceptor learn about an incoming call: the abort signal, the deadline, the peer, the
+ * request metadata, and a place for trailer metadata. A handler's CallContext adds the session (../handler.ts); this
+ * file does not know sessions, so the call code below it never imports the session above it.
  */
-import type { SessionPeer } from '../session/session.js';
-import type { Metadata } from '../wire/metadata.js';
-import type { RpcSession } from './rpc-session.js';
+import type { SessionPeer } from '../../session/handshake.js';
+import type { Metadata } from '../../wire/metadata.js';
 
-export interface CallContext {
+/** A handler as the call code holds it: typed at serve(), opaque here. */
+// eslint-disable-next-line @typescript-eslint/no-explicit-any -- the argument types depend on the method's kind
+export type AnyHandler = (...args: any[]) => unknown;
+
+export interface HandlerContext {
   /** `service/method`. */
   readonly method: string;
   /** Aborts when the caller cancels, the deadline passes or the connection is lost; `reason` is an RpcError. */
@@ -18,8 +22,6 @@ export interface CallContext {
   readonly metadata: Metadata;
   /** Trailer metadata: entries set here travel back with the response (or the error). */
   readonly trailer: Metadata;
-  /** The session the call came in on: `ctx.session.client(Service)` calls the caller back. */
-  readonly session: RpcSession;
 }
 
 /** Creates its AbortController only when a handler first reads `signal`: most handlers never do. */

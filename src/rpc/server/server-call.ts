@@ -1,36 +1,43 @@
 /**
  * The handler side of a call, for every method kind: reads the request (one message, a stream of messages, or one
- * message and a bulk body), runs the handler with its context, and sends what it returns (one response, the messages
- * of an iterable, or the chunks of a byte source) followed by the trailer. Enforces the deadline it was given. The
- * stream's concurrency slot is released only once the handler, and any response iterable it returned, has finished,
- * even when the call was cancelled earlier (the Rapid Reset lesson).
+ * message and a bulk body), runs the handler with its context (behind the route's server interceptors, if any), and
+ * sends what it returns (one response, the messages of an iterable, or the chunks of a byte source) followed by the
+ * trailer. Enforces the deadline it was given. The stream's concurrency slot is released only once the handler, and
+ * any response iterable it returned, has finished, even when the call was cancelled earlier (the Rapid Reset lesson).
  */
-import { Status } from '../wire/constants.js';
-import { encodeMetadata, type Metadata } from '../wire/metadata.js';
-import type { Stream, StreamEvents, StreamTrailer } from '../session/stream.js';
-import type { SessionPeer } from '../session/session.js';
-import type { CallContext } from './context.js';
-import { LazySignal } from './context.js';
-import { MAX_TIMER_MS } from './client-call.js';
-import { Inbox } from './inbox.js';
-import { ProgressWatchdog } from './progress.js';
-import { RpcError } from './rpc-error.js';
-import type { RpcSession } from './rpc-session.js';
-import { validate, validateThen, type ValidationResult } from './schema.js';
-import { checkChunk, chunksOf, discardSource, pumpSource, StreamSender, type ByteSource } from './sender.js';
-import type { MethodDescriptor, MethodKind } from './service.js';
+import { Status } from '../../wire/constants.js';
+import { encodeMetadata, type Metadata } from '../../wire/metadata.js';
+import type { Stream, StreamEvents, StreamTrailer } from '../../session/stream.js';
+import type { Session, SessionPeer } from '../../session/session.js';
+import { deadlineFromWire, deadlineTimer, type DeadlineWatcher } from '../deadline.js';
+import { Inbox } from '../inbox.js';
+import { ProgressWatchdog } from '../progress.js';
+import { RpcError } from '../rpc-error.js';
+import { validate, validateThen, type ValidationResult } from '../schema.js';
+import { checkChunk, chunksOf, discardSource, pumpSource, StreamSender, type ByteSource } from '../sender.js';
+import type { MethodDescriptor, MethodKind } from '../service.js';
+import { LazySignal, type HandlerContext } from './context.js';
+import { runChain } from './interceptor.js';
+import type { Route } from './registry.js';
 
-// eslint-disable-next-line @typescript-eslint/no-explicit-any -- handlers are typed at serve(); here they are opaque
-export type AnyHandler = (...args: any[]) => unknown;
+/**
+ * The connection a call came in on: the core session it runs on, and the handle a handler gets as `ctx.session`
+ * (opaque here: the rpc session sits above this file). One per session, shared by its calls.
+ */
+export interface ServerHost {
+  readonly core: Session;
+  readonly session: unknown;
+}
 
 /** Kinds whose caller sends exactly one request message and ends its side. */
 const SINGLE_REQUEST: ReadonlySet<MethodKind> = new Set(['unary', 'serverStream', 'download']);
 /** Kinds whose handler answers with one response message. */
 const SINGLE_RESPONSE: ReadonlySet<MethodKind> = new Set(['unary', 'clientStream', 'upload']);
 
-export class ServerCall implements StreamEvents, CallContext {
+export class ServerCall implements StreamEvents, HandlerContext, DeadlineWatcher {
   readonly deadline: number | undefined;
   private readonly kind: MethodKind;
+  private readonly descriptor: MethodDescriptor;
   private readonly abort = new LazySignal();
   private request: unknown;
   private hasRequest = false;
@@ -47,18 +54,16 @@ export class ServerCall implements StreamEvents, CallContext {
   private trailerMetadata: Metadata | undefined;
 
   constructor(
-    readonly session: RpcSession,
+    private readonly host: ServerHost,
     private readonly stream: Stream,
-    private readonly descriptor: MethodDescriptor,
-    private readonly handler: AnyHandler,
+    private readonly route: Route,
     readonly metadata: Metadata,
     deadlineMs: number,
   ) {
+    const descriptor = (this.descriptor = route.descriptor);
     this.kind = descriptor.def.kind;
-    if (deadlineMs > 0) {
-      this.deadline = Date.now() + deadlineMs;
-      if (deadlineMs <= MAX_TIMER_MS) this.timer = setTimeout(() => this.onDeadline(), deadlineMs);
-    }
+    this.deadline = deadlineFromWire(deadlineMs);
+    if (this.deadline !== undefined) this.timer = deadlineTimer(deadlineMs, this);
     if (!SINGLE_REQUEST.has(this.kind)) stream.autoCredit = false;
     stream.resetAfterEnd = true;
     if (this.kind === 'clientStream' || this.kind === 'bidi') {
@@ -72,7 +77,7 @@ export class ServerCall implements StreamEvents, CallContext {
           ? () => !stream.remoteDone && (this.requests === undefined || this.requests.pending === 0)
           : () => stream.sendBlocked;
       const stall = this.kind === 'upload' ? 'sending' : 'reading';
-      this.watchdog = new ProgressWatchdog(stream, session.core.options.progressTimeoutMs, waitingOnPeer, stall, (error) => this.cancel(error));
+      this.watchdog = new ProgressWatchdog(stream, host.core.options.progressTimeoutMs, waitingOnPeer, stall, (error) => this.cancel(error));
     }
   }
 
@@ -90,7 +95,12 @@ export class ServerCall implements StreamEvents, CallContext {
   }
 
   get peer(): SessionPeer {
-    return this.session.peer;
+    return this.host.core.peer;
+  }
+
+  /** The handler's `ctx.session`. */
+  get session(): unknown {
+    return this.host.session;
   }
 
   get trailer(): Metadata {
@@ -162,7 +172,7 @@ export class ServerCall implements StreamEvents, CallContext {
   /** The request of an upload arrived: the body follows as raw chunks, in a window sized for bulk. */
   private startUpload(): void {
     this.stream.rawInbound = true;
-    this.stream.growReceiveWindow(this.session.core.options.bulkWindow);
+    this.stream.growReceiveWindow(this.host.core.options.bulkWindow);
     const body = new Inbox<Uint8Array>(this.stream, false, () => undefined);
     this.requests = body as Inbox<unknown>;
     this.validateThenInvoke((request) => [request, body, this]);
@@ -206,7 +216,9 @@ export class ServerCall implements StreamEvents, CallContext {
     this.running = true;
     let out: unknown;
     try {
-      out = this.handler(...args);
+      // with server interceptors, the handler runs at the end of their chain
+      const chain = this.route.chain;
+      out = chain === undefined ? this.route.handler(...args) : runChain(chain, args);
       if (isThenable(out)) {
         out.then(
           (value) => this.onHandlerResult(value),
@@ -320,7 +332,7 @@ export class ServerCall implements StreamEvents, CallContext {
     } catch (error) {
       throw new RpcError(Status.INTERNAL, `could not encode the response: ${(error as Error).message}`);
     }
-    const limit = this.session.core.peerMaxMessageBytes;
+    const limit = this.host.core.peerMaxMessageBytes;
     if (bytes.length > limit) {
       throw new RpcError(Status.RESOURCE_EXHAUSTED, `the response of ${bytes.length} bytes exceeds the caller's limit of ${limit} bytes`);
     }
@@ -367,7 +379,8 @@ export class ServerCall implements StreamEvents, CallContext {
     if (!this.running) this.release();
   }
 
-  private onDeadline(): void {
+  /** The deadline the caller gave passed: the handler is told (ctx.signal) and the caller gets DEADLINE_EXCEEDED. */
+  onDeadline(): void {
     this.timer = undefined;
     this.cancel(new RpcError(Status.DEADLINE_EXCEEDED, 'the deadline passed before the handler finished'));
   }
@@ -384,12 +397,12 @@ export class ServerCall implements StreamEvents, CallContext {
   private release(): void {
     if (this.released) return;
     this.released = true;
-    this.session.core.release(this.stream);
+    this.host.core.release(this.stream);
   }
 
   private encodeTrailer(metadata: Metadata | undefined): Uint8Array | undefined {
     if (metadata === undefined || Object.keys(metadata).length === 0) return undefined;
-    return encodeMetadata(metadata, this.session.core.options);
+    return encodeMetadata(metadata, this.host.core.options);
   }
 }
 

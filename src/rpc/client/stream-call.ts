@@ -1,43 +1,28 @@
 /**
  * The caller side of the streaming kinds. One class drives them all; what differs is what the caller sends (one
- * request, a source of requests, requests written one by one, a request then a bulk body) and what it gets back (one
- * response, or a stream of responses or body chunks that it reads with `for await`).
+ * request, a source of requests, requests written one by one (bidi-call.ts), a request then a bulk body) and what it
+ * gets back (one response, or a stream of responses or body chunks that it reads with `for await`).
  *
  * A call settles once: with the peer's clean end, with its error trailer or reset, with CANCELLED when the caller's
  * signal aborts or it stops reading, or with DEADLINE_EXCEEDED from the caller's own timer. After that, sends fail
  * and the stream is reset if it is still open. A bulk body never ends cleanly unless the peer ended it cleanly.
  */
-import { Status } from '../wire/constants.js';
-import type { Stream, StreamEvents, StreamTrailer } from '../session/stream.js';
-import {
-  abortError,
-  completeWithResponse,
-  deliverTrailer,
-  encodeRequest,
-  MAX_TIMER_MS,
-  openCall,
-  unwatchSignal,
-  watchSignal,
-  type AbortWatcher,
-  type CallOptions,
-} from './client-call.js';
-import { Inbox, type ByteStream, type MessageStream } from './inbox.js';
-import { ProgressWatchdog } from './progress.js';
-import { RpcError } from './rpc-error.js';
-import type { RpcSession } from './rpc-session.js';
-import { validate } from './schema.js';
-import { checkChunk, chunksOf, discardSource, pumpSource, StreamSender, type ByteSource } from './sender.js';
-import type { MethodDescriptor } from './service.js';
+import { Status } from '../../wire/constants.js';
+import type { Session } from '../../session/session.js';
+import type { Stream, StreamEvents, StreamTrailer } from '../../session/stream.js';
+import { deadlineTimer, type DeadlineWatcher } from '../deadline.js';
+import { Inbox, type ByteStream, type MessageStream } from '../inbox.js';
+import { ProgressWatchdog } from '../progress.js';
+import { RpcError } from '../rpc-error.js';
+import { validate } from '../schema.js';
+import { checkChunk, chunksOf, discardSource, pumpSource, StreamSender, type ByteSource } from '../sender.js';
+import type { MethodDescriptor } from '../service.js';
+import { abortError, unwatchSignal, watchSignal, type AbortWatcher } from './abort-watch.js';
+import type { CallOptions } from './call-options.js';
+import { encodeRequest, openCall } from './request.js';
+import { completeWithResponse, deliverTrailer } from './response.js';
 
-/** The caller's handle on a bidi call: write with `send`, finish with `end`, read the responses with `for await`. */
-export interface BidiCall<Req, Res> extends MessageStream<Res> {
-  /** Sends one request; resolves at once while there is credit, else once there is. Rejects once the call is over. */
-  send(request: Req): Promise<void>;
-  /** Ends the caller's side cleanly after what was sent (the handler's request iterator finishes). */
-  end(): void;
-}
-
-class ClientStreamCall implements StreamEvents, AbortWatcher {
+export class ClientStreamCall implements StreamEvents, AbortWatcher, DeadlineWatcher {
   readonly responses: Inbox<unknown> | undefined;
   readonly sender: StreamSender;
   readonly promise: Promise<unknown> | undefined;
@@ -71,7 +56,7 @@ class ClientStreamCall implements StreamEvents, AbortWatcher {
       });
       this.promise.catch(() => undefined); // settled even if the caller never awaits it; the caller still sees it
     }
-    if (budget !== undefined && budget <= MAX_TIMER_MS) this.timer = setTimeout(() => this.onTimeout(), budget);
+    this.timer = deadlineTimer(budget, this);
     const kind = descriptor.def.kind;
     if (kind === 'upload' || kind === 'download') {
       const responses = this.responses;
@@ -174,7 +159,7 @@ class ClientStreamCall implements StreamEvents, AbortWatcher {
     throw error;
   }
 
-  private onTimeout(): void {
+  onDeadline(): void {
     this.timer = undefined;
     this.fail(new RpcError(Status.DEADLINE_EXCEEDED, 'the deadline passed before the call finished'), false, Status.DEADLINE_EXCEEDED);
   }
@@ -211,32 +196,32 @@ export function failedStream<T>(error: RpcError): Inbox<T> {
   return inbox;
 }
 
-export function callServerStream(rpc: RpcSession, descriptor: MethodDescriptor, request: unknown, options?: CallOptions): MessageStream<unknown> {
-  const bytes = encodeRequest(rpc, descriptor, request);
+export function callServerStream(core: Session, descriptor: MethodDescriptor, request: unknown, options?: CallOptions): MessageStream<unknown> {
+  const bytes = encodeRequest(core, descriptor, request);
   if (bytes instanceof RpcError) return failedStream(bytes);
-  const window = descriptor.def.kind === 'download' ? rpc.core.options.bulkWindow : undefined;
-  const opened = openCall(rpc, descriptor, options, window);
+  const window = descriptor.def.kind === 'download' ? core.options.bulkWindow : undefined;
+  const opened = openCall(core, descriptor, options, window);
   if (opened instanceof RpcError) return failedStream(opened);
-  const call = new ClientStreamCall(opened.stream, descriptor, options, opened.budget, true, rpc.core.options.progressTimeoutMs);
+  const call = new ClientStreamCall(opened.stream, descriptor, options, opened.budget, true, core.options.progressTimeoutMs);
   opened.stream.sendMessage(bytes, true);
   return call.responses!;
 }
 
-export function callDownload(rpc: RpcSession, descriptor: MethodDescriptor, request: unknown, options?: CallOptions): ByteStream {
-  return callServerStream(rpc, descriptor, request, options) as ByteStream;
+export function callDownload(core: Session, descriptor: MethodDescriptor, request: unknown, options?: CallOptions): ByteStream {
+  return callServerStream(core, descriptor, request, options) as ByteStream;
 }
 
 export function callClientStream(
-  rpc: RpcSession,
+  core: Session,
   descriptor: MethodDescriptor,
   requests: Iterable<unknown> | AsyncIterable<unknown>,
   options?: CallOptions,
 ): Promise<unknown> {
-  const opened = openCall(rpc, descriptor, options);
+  const opened = openCall(core, descriptor, options);
   if (opened instanceof RpcError) return Promise.reject(opened);
   const call = new ClientStreamCall(opened.stream, descriptor, options, opened.budget, false);
   const send = (request: unknown): Promise<void> | undefined => {
-    const bytes = encodeRequest(rpc, descriptor, request);
+    const bytes = encodeRequest(core, descriptor, request);
     if (bytes instanceof RpcError) throw bytes;
     return call.sender.send(bytes);
   };
@@ -245,13 +230,13 @@ export function callClientStream(
 }
 
 export function callUpload(
-  rpc: RpcSession,
+  core: Session,
   descriptor: MethodDescriptor,
   request: unknown,
   body: ByteSource,
   options?: CallOptions,
 ): Promise<unknown> {
-  const bytes = encodeRequest(rpc, descriptor, request);
+  const bytes = encodeRequest(core, descriptor, request);
   if (bytes instanceof RpcError) {
     discardSource(body);
     return Promise.reject(bytes);
@@ -262,12 +247,12 @@ export function callUpload(
   } catch (error) {
     return Promise.reject(new RpcError(Status.INVALID_ARGUMENT, (error as Error).message, { retrySafe: true }));
   }
-  const opened = openCall(rpc, descriptor, options);
+  const opened = openCall(core, descriptor, options);
   if (opened instanceof RpcError) {
     discardSource(body); // the caller handed the body over: an open file must not wait for GC to close
     return Promise.reject(opened);
   }
-  const call = new ClientStreamCall(opened.stream, descriptor, options, opened.budget, false, rpc.core.options.progressTimeoutMs);
+  const call = new ClientStreamCall(opened.stream, descriptor, options, opened.budget, false, core.options.progressTimeoutMs);
   opened.stream.sendMessage(bytes);
   pump(call, chunks, (chunk) => call.sender.send(checkChunk(chunk), true));
   return call.promise!;
@@ -287,54 +272,4 @@ function pump<T>(call: ClientStreamCall, source: Iterable<T> | AsyncIterable<T>,
       if (error !== call.sender.failed) call.sourceFailed(error);
     },
   );
-}
-
-export function callBidi(rpc: RpcSession, descriptor: MethodDescriptor, options?: CallOptions): BidiCall<unknown, unknown> {
-  const opened = openCall(rpc, descriptor, options);
-  if (opened instanceof RpcError) return failedBidi(opened);
-  const call = new ClientStreamCall(opened.stream, descriptor, options, opened.budget, true);
-  return new BidiHandle(rpc, descriptor, call, call.responses!, undefined);
-}
-
-/** A bidi call that could not start: sends reject and reading throws `error`. */
-export function failedBidi(error: RpcError): BidiCall<unknown, unknown> {
-  return new BidiHandle(undefined, undefined, undefined, failedStream(error), error);
-}
-
-class BidiHandle implements BidiCall<unknown, unknown> {
-  private ended = false;
-
-  constructor(
-    private readonly rpc: RpcSession | undefined,
-    private readonly descriptor: MethodDescriptor | undefined,
-    private readonly call: ClientStreamCall | undefined,
-    private readonly responses: MessageStream<unknown>,
-    private readonly openError: RpcError | undefined,
-  ) {}
-
-  [Symbol.asyncIterator](): this {
-    return this;
-  }
-
-  next(): Promise<IteratorResult<unknown, undefined>> {
-    return this.responses.next();
-  }
-
-  return(): Promise<IteratorResult<unknown, undefined>> {
-    return this.responses.return();
-  }
-
-  send(request: unknown): Promise<void> {
-    if (this.call === undefined) return Promise.reject(this.openError!);
-    if (this.ended) return Promise.reject(new Error('send() after end(): the caller already ended its side of the call'));
-    const bytes = encodeRequest(this.rpc!, this.descriptor!, request);
-    if (bytes instanceof RpcError) return Promise.reject(bytes);
-    return this.call.sender.send(bytes) ?? Promise.resolve();
-  }
-
-  end(): void {
-    if (this.ended || this.call === undefined) return;
-    this.ended = true;
-    if (!this.call.sender.failed && this.call.stream.writable) this.call.stream.endClean();
-  }
 }

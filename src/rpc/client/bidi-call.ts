@@ -1,0 +1,69 @@
+/**
+ * The caller side of a bidi call: the handle the caller writes requests to (`send`, `end`) and reads responses from
+ * (`for await`). The call itself is a ClientStreamCall; a call that could not start is a handle that fails.
+ */
+import type { Session } from '../../session/session.js';
+import type { MessageStream } from '../inbox.js';
+import { RpcError } from '../rpc-error.js';
+import type { MethodDescriptor } from '../service.js';
+import type { CallOptions } from './call-options.js';
+import { encodeRequest, openCall } from './request.js';
+import { ClientStreamCall, failedStream } from './stream-call.js';
+
+/** The caller's handle on a bidi call: write with `send`, finish with `end`, read the responses with `for await`. */
+export interface BidiCall<Req, Res> extends MessageStream<Res> {
+  /** Sends one request; resolves at once while there is credit, else once there is. Rejects once the call is over. */
+  send(request: Req): Promise<void>;
+  /** Ends the caller's side cleanly after what was sent (the handler's request iterator finishes). */
+  end(): void;
+}
+
+export function callBidi(core: Session, descriptor: MethodDescriptor, options?: CallOptions): BidiCall<unknown, unknown> {
+  const opened = openCall(core, descriptor, options);
+  if (opened instanceof RpcError) return failedBidi(opened);
+  const call = new ClientStreamCall(opened.stream, descriptor, options, opened.budget, true);
+  return new BidiHandle(core, descriptor, call, call.responses!, undefined);
+}
+
+/** A bidi call that could not start: sends reject and reading throws `error`. */
+export function failedBidi(error: RpcError): BidiCall<unknown, unknown> {
+  return new BidiHandle(undefined, undefined, undefined, failedStream(error), error);
+}
+
+class BidiHandle implements BidiCall<unknown, unknown> {
+  private ended = false;
+
+  constructor(
+    private readonly core: Session | undefined,
+    private readonly descriptor: MethodDescriptor | undefined,
+    private readonly call: ClientStreamCall | undefined,
+    private readonly responses: MessageStream<unknown>,
+    private readonly openError: RpcError | undefined,
+  ) {}
+
+  [Symbol.asyncIterator](): this {
+    return this;
+  }
+
+  next(): Promise<IteratorResult<unknown, undefined>> {
+    return this.responses.next();
+  }
+
+  return(): Promise<IteratorResult<unknown, undefined>> {
+    return this.responses.return();
+  }
+
+  send(request: unknown): Promise<void> {
+    if (this.call === undefined) return Promise.reject(this.openError!);
+    if (this.ended) return Promise.reject(new Error('send() after end(): the caller already ended its side of the call'));
+    const bytes = encodeRequest(this.core!, this.descriptor!, request);
+    if (bytes instanceof RpcError) return Promise.reject(bytes);
+    return this.call.sender.send(bytes) ?? Promise.resolve();
+  }
+
+  end(): void {
+    if (this.ended || this.call === undefined) return;
+    this.ended = true;
+    if (!this.call.sender.failed && this.call.stream.writable) this.call.stream.endClean();
+  }
+}

@@ -1,0 +1,61 @@
+/**
+ * The start of every client call: what it checks before its stream opens (signal, deadline, metadata), opening the
+ * stream, and encoding a request message within the peer's limit. Every error here means nothing was sent, so it is
+ * retry-safe.
+ */
+import { Status } from '../../wire/constants.js';
+import { encodeMetadata, MetadataLimitError } from '../../wire/metadata.js';
+import { SessionError } from '../../session/errors.js';
+import type { Session } from '../../session/session.js';
+import type { Stream } from '../../session/stream.js';
+import { budgetOf, expired, wireDeadlineMs } from '../deadline.js';
+import { RpcError } from '../rpc-error.js';
+import type { MethodDescriptor } from '../service.js';
+import { abortError } from './abort-watch.js';
+import type { CallOptions } from './call-options.js';
+
+/**
+ * Everything a call checks before it opens its stream: the signal, the deadline, the request metadata. Returns the
+ * open stream and the time budget, or the error the call fails with (nothing was sent, so it is retry-safe).
+ */
+export function openCall(
+  core: Session,
+  descriptor: MethodDescriptor,
+  options: CallOptions | undefined,
+  window?: number,
+): { stream: Stream; budget: number | undefined } | RpcError {
+  const signal = options?.signal;
+  if (signal?.aborted) return abortError(signal);
+  const budget = budgetOf(options);
+  if (expired(budget)) {
+    return new RpcError(Status.DEADLINE_EXCEEDED, 'the deadline had passed before the call started', { retrySafe: true });
+  }
+  let metadataBlock: Uint8Array | undefined;
+  try {
+    if (options?.metadata !== undefined) metadataBlock = encodeMetadata(options.metadata, core.options);
+  } catch (error) {
+    const status = error instanceof MetadataLimitError ? Status.RESOURCE_EXHAUSTED : Status.INTERNAL;
+    return new RpcError(status, `could not send the request: ${(error as Error).message}`, { cause: error, retrySafe: true });
+  }
+  try {
+    return { stream: core.openStream(descriptor.pathBytes, { deadlineMs: wireDeadlineMs(budget), metadataBlock, window }), budget };
+  } catch (error) {
+    if (error instanceof SessionError) return new RpcError(error.status, error.message, { retrySafe: error.retrySafe });
+    throw error;
+  }
+}
+
+/** Encodes a request message and checks it against the peer's limit; the error is retry-safe (nothing was sent). */
+export function encodeRequest(core: Session, descriptor: MethodDescriptor, request: unknown): Uint8Array | RpcError {
+  let bytes: Uint8Array;
+  try {
+    bytes = descriptor.def.codec.encode(request);
+  } catch (error) {
+    return new RpcError(Status.INTERNAL, `could not send the request: ${(error as Error).message}`, { cause: error, retrySafe: true });
+  }
+  const limit = core.peerMaxMessageBytes;
+  if (bytes.length > limit) {
+    return new RpcError(Status.RESOURCE_EXHAUSTED, `the request of ${bytes.length} bytes exceeds the peer's limit of ${limit} bytes`, { retrySafe: true });
+  }
+  return bytes;
+}
