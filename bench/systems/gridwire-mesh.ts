@@ -5,7 +5,7 @@
 // with dataLane) is up, starts the download when the scenario has one and waits for its first chunk, starts a c=1
 // echo loop on the same peer handle, and is armed. At the second mark the server stops producing, the client stops
 // calling and reads the download to its end. The server counts, per call kind, which lane each call arrived on (by
-// the session it came in on), so the orchestrator can check the download really took the lane it asked for.
+// the session it came in on, named at the end), so the orchestrator can check the download took the lane it asked for.
 //   mesh-idle             no other traffic (dataLane: false: one connection)
 //   mesh-beside-download  beside a download from b that saturates the pair's one connection (dataLane: false)
 //   mesh-data-lane        beside the same download, which the mesh routes over the pair's `data` connection
@@ -23,17 +23,27 @@ interface LanesClient {
   get(req: null): AsyncIterable<Uint8Array>;
 }
 
-/** Which of the peer's lanes a session belongs to (`control`, `data`, or `unknown`), cached per session. */
-function laneOf(peer: () => MeshPeer): (session: RpcSession) => string {
-  const cache = new WeakMap<RpcSession, string>();
-  return (session) => {
-    let lane = cache.get(session);
-    if (lane === undefined) {
-      lane = [...peer().sessions].find(([, set]) => set.has(session))?.[0] ?? 'unknown';
-      cache.set(session, lane);
+/**
+ * Counts calls per kind and per session as they arrive, and names each session's lane (`control`, `data`, or
+ * `unknown`) only at the end: a call can reach the server on an inbound session before the mesh has attached that
+ * session to its peer, so a lane looked up at the first call may not be known yet.
+ */
+class LaneTally {
+  private readonly perSession = new Map<RpcSession, Record<string, number>>();
+
+  count(session: RpcSession, kind: string): void {
+    let counts = this.perSession.get(session);
+    if (counts === undefined) this.perSession.set(session, (counts = {}));
+    counts[kind] = (counts[kind] ?? 0) + 1;
+  }
+
+  /** Adds `<kind>On_<lane>` counts to `facts`. */
+  report(peer: MeshPeer, facts: Record<string, number>): void {
+    for (const [session, counts] of this.perSession) {
+      const lane = [...peer.sessions].find(([, set]) => set.has(session))?.[0] ?? 'unknown';
+      for (const [kind, n] of Object.entries(counts)) facts[`${kind}On_${lane}`] = (facts[`${kind}On_${lane}`] ?? 0) + n;
     }
-    return lane;
-  };
+  }
 }
 
 /** Resolves once `peer` has a session that accepts calls on `label`. */
@@ -54,18 +64,16 @@ interface MeshRun {
 function meshScenario({ api, Lanes, urls }: MeshRun, dataLane: boolean, withDownload: boolean): Scenario {
   return {
     async startServer(ctx) {
-      // handlers run only once the mesh below exists
-      const lane = laneOf(() => mesh.peer(CLIENT_NODE));
-      const count = (key: string): void => void (ctx.facts[key] = (ctx.facts[key] ?? 0) + 1);
+      const lanes = new LaneTally();
       let transfer = deferred();
       transfer.resolve();
       const impl = api.serve(Lanes, {
         echo(req: Uint8Array, call: HandlerContext) {
-          count(`echoOn_${lane(call.session)}`);
+          lanes.count(call.session, 'echo');
           return req;
         },
         get(_req: null, call: HandlerContext) {
-          count(`downloadOn_${lane(call.session)}`);
+          lanes.count(call.session, 'download');
           transfer = deferred();
           transfer.promise.catch(() => undefined);
           const ended = transfer;
@@ -86,7 +94,14 @@ function meshScenario({ api, Lanes, urls }: MeshRun, dataLane: boolean, withDown
       });
       const mesh = new api.Mesh({ name: SERVER_NODE, listen: urls.server, peers: { [CLIENT_NODE]: urls.client }, dataLane, services: [impl] });
       await mesh.start();
-      return { target: urls.server, finish: () => transfer.promise, close: () => mesh.stop({ graceMs: 0 }) };
+      return {
+        target: urls.server,
+        async finish() {
+          await transfer.promise;
+          lanes.report(mesh.peer(CLIENT_NODE), ctx.facts);
+        },
+        close: () => mesh.stop({ graceMs: 0 }),
+      };
     },
 
     async connectClient(target, ctx) {
