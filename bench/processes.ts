@@ -4,6 +4,7 @@
 // through its timeline; a fleet of many workers for one run; and the guarantee that no worker outlives its run or the
 // orchestrator (killed on exit, failure or signal). Knows nothing of the systems' protocols, nor of what is measured.
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { createHash } from 'node:crypto';
 import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import os from 'node:os';
@@ -65,8 +66,13 @@ export function tsxLaunch(against: string | null): Launch {
   return { script: fileURLToPath(new URL('./worker.ts', import.meta.url)), loader: ['--import', 'tsx'], libraries };
 }
 
-/** Where compiled workers and libraries go: under node_modules, so their bare imports resolve from it. */
-const CACHE_DIR = path.join(REPO_ROOT, 'node_modules', '.cache', 'gridwire-bench');
+/**
+ * Where compiled workers and libraries go: under node_modules, so their bare imports resolve from it; one folder per
+ * checkout, because worktrees may share one node_modules.
+ */
+const CACHE_DIR = path.join(
+  REPO_ROOT, 'node_modules', '.cache', 'gridwire-bench', createHash('sha256').update(REPO_ROOT).digest('hex').slice(0, 12),
+);
 const compiled = new Map<string, Launch>();
 
 /**

@@ -4,7 +4,7 @@
 // node is listening. Default mesh options throughout (keepalive 30 s, refused dials retried within 250 ms for 10 s
 // then doubling, fallback dial after 3 s).
 import type { MeshNodeReport, MeshNodeSpec, ParentMsg } from '../messages.js';
-import { loadGridwire, type Service } from '../systems/gridwire-api.js';
+import type { GridwireApi, Service } from '../systems/gridwire-api.js';
 import { send, wallMs } from './child.js';
 
 const CALL_TIMEOUT_MS = 60_000;
@@ -23,7 +23,8 @@ function shape(message: string | undefined): string {
 
 export async function runMeshNode({ library, index, urls, barrier }: MeshNodeSpec): Promise<void> {
   if (!Number.isInteger(index) || index < 0 || index >= urls.length) throw new Error(`bad node index ${index}`);
-  const gw = await loadGridwire(library);
+  // imported directly (not through loadGridwire's module) so a node loads as little as possible besides the library
+  const gw = (await import(library)) as GridwireApi;
   const self = `n${index}`;
   const peerNames: string[] = [];
   const peers: Record<string, string> = {};
