@@ -63,7 +63,10 @@ const describe = (r: Figures): string =>
   `${r.callsPerSec.toFixed(0).padStart(7)} calls/s  p50 ${r.p50Us.toFixed(0)} µs  p99 ${r.p99Us.toFixed(0)} µs  ` +
   `CPU ${r.cpuClientPct.toFixed(0)}/${r.cpuServerPct.toFixed(0)}%`;
 
-/** calls/s ratios within the same run, with the targets the issues set; against gridwire@base without a target. */
+/**
+ * calls/s ratios within the same run, with the targets the issues set (each shown when both its rows run); against
+ * gridwire@base without a target.
+ */
 interface RatioDef {
   key: string;
   num: [SystemName, number];
@@ -99,7 +102,9 @@ export async function runUnarySuite(options: SuiteOptions): Promise<object> {
   const ok = succeeded(results);
   const rate = (run: number, [system, concurrency]: [SystemName, number]): number =>
     ok.find((r) => r.run === run && r.system === system && r.concurrency === concurrency)?.callsPerSec ?? NaN;
-  const ratios = [...TARGETS];
+  const measured = ({ num, den }: RatioDef): boolean =>
+    [num, den].every(([system, c]) => systems.includes(system) && concurrencies.includes(c));
+  const ratios = TARGETS.filter(measured);
   if (systems.includes('gridwire@base')) {
     for (const c of concurrencies) ratios.push({ key: `gridwire_c${c}_vs_base_c${c}`, num: ['gridwire', c], den: ['gridwire@base', c], target: null });
   }
