@@ -9,8 +9,8 @@ import { median } from '../stats.js';
 import type { SystemName } from '../systems/index.js';
 import { CHUNK_BYTES } from '../systems/scenario.js';
 import {
-  attempt, checkTransfer, cpuPct, describeAgainst, perRun, receivedMiBps, roundRobin, runScenario, suiteSystems, succeeded,
-  type Result, type SuiteOptions,
+  attempt, checkTransfer, cpuPct, describeAgainst, receivedMiBps, roundRobin, runScenario, sameRunRatios, suiteSystems,
+  succeeded, type Result, type SuiteOptions,
 } from './common.js';
 
 const DIRECTIONS = ['upload', 'download'] as const;
@@ -73,16 +73,14 @@ export async function runBulkSuite(options: SuiteOptions): Promise<object> {
     }
   }
 
-  const ok = succeeded(results);
-  const rate = (run: number, direction: Direction, system: SystemName): number =>
-    ok.find((r) => r.run === run && r.direction === direction && r.system === system)?.mibPerSec ?? NaN;
   const checks: Record<string, Check> = {};
   for (const direction of DIRECTIONS) {
-    const ratio = (other: SystemName) => (run: number): number => rate(run, direction, 'gridwire') / rate(run, direction, other);
+    const ratio = (other: SystemName): number[] =>
+      sameRunRatios(results, runs, { direction, system: 'gridwire' }, { direction, system: other }, (r) => r.mibPerSec);
     for (const [other, target] of TARGETS.filter(([other]) => systems.includes(other))) {
-      checks[`${direction}_gridwire_vs_${other}`] = check(perRun(runs, ratio(other)), 'x', { sense: '>=', value: target });
+      checks[`${direction}_gridwire_vs_${other}`] = check(ratio(other), 'x', { sense: '>=', value: target });
     }
-    if (systems.includes('gridwire@base')) checks[`${direction}_gridwire_vs_base`] = check(perRun(runs, ratio('gridwire@base')), 'x');
+    if (systems.includes('gridwire@base')) checks[`${direction}_gridwire_vs_base`] = check(ratio('gridwire@base'), 'x');
   }
   const rows = DIRECTIONS.flatMap((direction) => systems.map((system) => summarise(results, direction, system)));
 

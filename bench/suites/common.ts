@@ -141,6 +141,32 @@ export function perRun(runs: number, f: (run: number) => number): number[] {
   return Array.from({ length: runs }, (_, i) => f(i + 1));
 }
 
+/** pick() of the successful result of `run` that matches `match` (e.g. { system: 'raw' }), or NaN. */
+export function figureOf<K extends { run: number }, F>(
+  results: readonly Result<K, F>[],
+  run: number,
+  match: Partial<K>,
+  pick: (r: Success<K, F>) => number,
+): number {
+  const keys = Object.keys(match) as (keyof K)[];
+  const r = succeeded(results).find((x) => x.run === run && keys.every((k) => x[k] === match[k]));
+  return r === undefined ? NaN : pick(r);
+}
+
+/** Per run, pick(num) / pick(den), both taken from that run: a same-run ratio (NaN for a run where either failed). */
+export function sameRunRatios<K extends { run: number }, F>(
+  results: readonly Result<K, F>[],
+  runs: number,
+  num: Partial<K>,
+  den: Partial<K>,
+  pick: (r: Success<K, F>) => number,
+): number[] {
+  return perRun(runs, (run) => figureOf(results, run, num, pick) / figureOf(results, run, den, pick));
+}
+
+/** Checks of gridwire@base are named like gridwire's with this prefix. */
+export const checkPrefix = (system: SystemName): string => (system === 'gridwire@base' ? 'base_' : '');
+
 // ---- transfers ----
 
 /** Payload bytes `r` received inside the window, per second, in MiB/s. */

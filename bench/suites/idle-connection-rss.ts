@@ -11,9 +11,10 @@ import { readFileSync } from 'node:fs';
 import type { MemorySample } from '../messages.js';
 import { compiledLaunch, Fleet, libraryOf, type Launch, type Worker } from '../processes.js';
 import { check, fmt, formatChecks, markdownTable, type Check } from '../report.js';
-import type { SystemName } from '../systems/index.js';
+import { isGridwire, type SystemName } from '../systems/index.js';
 import {
-  attempt, describeAgainst, perRun, skipSuite, succeeded, suiteSystems, type Result, type SuiteOptions,
+  attempt, checkPrefix, describeAgainst, figureOf, perRun, sameRunRatios, skipSuite, suiteSystems, type Result,
+  type SuiteOptions,
 } from './common.js';
 
 const WANTED_CONNECTIONS = 2000;
@@ -140,20 +141,15 @@ export async function runIdleConnectionRssSuite(options: SuiteOptions): Promise<
     }
   }
 
-  const ok = succeeded(results);
-  const perConn = (system: SystemName) => (run: number): number => {
-    const r = ok.find((x) => x.system === system && x.run === run);
-    return r === undefined ? NaN : perConnKiB(r, rss);
-  };
-  const ratio = (a: SystemName, b: SystemName): Check => check(perRun(runs, (run) => perConn(a)(run) / perConn(b)(run)), 'x');
-  const checks: Record<string, Check> = {
-    gridwire_rss_per_connection: check(perRun(runs, perConn('gridwire')), 'KiB', { sense: '<', value: TARGET_KIB }),
-  };
-  if (systems.includes('raw')) checks.gridwire_over_raw = ratio('gridwire', 'raw');
-  if (systems.includes('gridwire@base')) {
-    checks.base_rss_per_connection = check(perRun(runs, perConn('gridwire@base')), 'KiB', { sense: '<', value: TARGET_KIB });
-    checks.gridwire_over_base = ratio('gridwire', 'gridwire@base');
+  const perConn = (r: Figures): number => perConnKiB(r, rss);
+  const ratio = (other: SystemName): Check => check(sameRunRatios(results, runs, { system: 'gridwire' }, { system: other }, perConn), 'x');
+  const checks: Record<string, Check> = {};
+  for (const system of systems.filter(isGridwire)) {
+    const values = perRun(runs, (run) => figureOf(results, run, { system }, perConn));
+    checks[`${checkPrefix(system)}gridwire_rss_per_connection`] = check(values, 'KiB', { sense: '<', value: TARGET_KIB });
   }
+  if (systems.includes('raw')) checks.gridwire_over_raw = ratio('raw');
+  if (systems.includes('gridwire@base')) checks.gridwire_over_base = ratio('gridwire@base');
 
   console.log(`\n${title}, ${runs} run(s)`);
   for (const n of [...skipped, ...describeAgainst(options)]) console.log(`note: ${n}`);

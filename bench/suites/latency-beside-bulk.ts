@@ -14,8 +14,8 @@ import { median } from '../stats.js';
 import type { ScenarioName, SystemName } from '../systems/index.js';
 import { CHUNK_BYTES, ECHO_BYTES } from '../systems/scenario.js';
 import {
-  attempt, checkTransfer, cpuPct, describeAgainst, perRun, pickPorts, receivedMiBps, roundRobin, runScenario, skipSuite,
-  succeeded, suiteSystems, type Result, type Suite, type SuiteOptions,
+  attempt, checkPrefix, checkTransfer, cpuPct, describeAgainst, pickPorts, receivedMiBps, roundRobin, runScenario,
+  sameRunRatios, skipSuite, succeeded, suiteSystems, type Result, type Suite, type SuiteOptions,
 } from './common.js';
 
 const WARMUP_MS = 500;
@@ -151,18 +151,13 @@ async function runLatencySuite(suite: LatencySuite, options: SuiteOptions): Prom
     }
   }
 
-  const ok = succeeded(results);
-  const figure = (system: SystemName, c: Condition, f: (r: Figures) => number) => (run: number): number => {
-    const r = ok.find((x) => x.run === run && x.system === system && x.condition === c.name);
-    return r === undefined ? NaN : f(r);
-  };
   const ratio = (f: (r: Figures) => number, [numSystem, num]: [SystemName, Condition], [denSystem, den]: [SystemName, Condition]) =>
-    perRun(runs, (run) => figure(numSystem, num, f)(run) / figure(denSystem, den, f)(run));
+    sameRunRatios(results, runs, { system: numSystem, condition: num.name }, { system: denSystem, condition: den.name }, f);
   const p99 = (r: Figures): number => r.p99Us;
   const idle = conditions[0]!;
   const checks: Record<string, Check> = {};
   for (const system of systems) {
-    const prefix = system === 'gridwire' ? '' : 'base_';
+    const prefix = checkPrefix(system);
     for (const c of conditions.slice(1)) {
       checks[`${prefix}p99_${c.key}_vs_idle`] = check(ratio(p99, [system, c], [system, idle]), 'x', { sense: '<=', value: P99_TARGET });
     }

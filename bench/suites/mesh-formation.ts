@@ -21,8 +21,8 @@ import { check, fmt, formatChecks, markdownTable, type Check } from '../report.j
 import { median } from '../stats.js';
 import type { SystemName } from '../systems/index.js';
 import {
-  attempt, describeAgainst, perRun, pickPorts, roundRobin, skipSuite, succeeded, suiteSystems, type Result,
-  type SuiteOptions,
+  attempt, checkPrefix, describeAgainst, figureOf, perRun, pickPorts, roundRobin, sameRunRatios, skipSuite, succeeded,
+  suiteSystems, type Result, type SuiteOptions,
 } from './common.js';
 
 const NODES = 32;
@@ -197,24 +197,21 @@ export async function runMeshFormationSuite(options: SuiteOptions): Promise<obje
   }
 
   const ok = succeeded(results);
-  const figure = (system: SystemName, pick: (r: Figures) => number) => (run: number): number => {
-    const r = ok.find((x) => x.system === system && x.run === run);
-    return r === undefined ? NaN : pick(r);
-  };
+  const figure = (system: SystemName, pick: (r: Figures) => number): number[] =>
+    perRun(runs, (run) => figureOf(results, run, { system }, pick));
   const total = (r: Figures): number => r.cold.totalMs;
   const goToDone = (r: Figures): number => r.barrier.totalMs - r.barrier.goMs;
   const checks: Record<string, Check> = {};
   for (const system of systems) {
-    const prefix = system === 'gridwire' ? '' : 'base_';
-    checks[`${prefix}mesh_total_ms`] = check(perRun(runs, figure(system, total)), 'ms', { sense: '<', value: TARGET_MS });
-    checks[`${prefix}cold_total_minus_spawn_baseline`] = check(perRun(runs, figure(system, (r) => r.cold.totalMs - r.emptyMs)), 'ms');
-    checks[`${prefix}barrier_go_to_all_done`] = check(perRun(runs, figure(system, goToDone)), 'ms');
-    checks[`${prefix}cold_total_over_spawn_baseline`] = check(perRun(runs, figure(system, (r) => r.cold.totalMs / r.emptyMs)), 'x');
+    const prefix = checkPrefix(system);
+    checks[`${prefix}mesh_total_ms`] = check(figure(system, total), 'ms', { sense: '<', value: TARGET_MS });
+    checks[`${prefix}cold_total_minus_spawn_baseline`] = check(figure(system, (r) => r.cold.totalMs - r.emptyMs), 'ms');
+    checks[`${prefix}barrier_go_to_all_done`] = check(figure(system, goToDone), 'ms');
+    checks[`${prefix}cold_total_over_spawn_baseline`] = check(figure(system, (r) => r.cold.totalMs / r.emptyMs), 'x');
   }
   if (systems.includes('gridwire@base')) {
     for (const [name, pick] of [['cold_total', total], ['barrier_go_to_done', goToDone]] as const) {
-      const ratio = (run: number): number => figure('gridwire', pick)(run) / figure('gridwire@base', pick)(run);
-      checks[`${name}_gridwire_vs_base`] = check(perRun(runs, ratio), 'x');
+      checks[`${name}_gridwire_vs_base`] = check(sameRunRatios(results, runs, { system: 'gridwire' }, { system: 'gridwire@base' }, pick), 'x');
     }
   }
 

@@ -14,8 +14,8 @@ import { IDLE_LIMITS, IDLE_STREAMS, SLOW_READ_BYTES_PER_SEC } from '../systems/g
 import type { SystemName } from '../systems/index.js';
 import { MiB } from '../systems/scenario.js';
 import {
-  attempt, describeAgainst, perRun, roundRobin, runScenario, skipSuite, succeeded, suiteSystems, type Result,
-  type SuiteOptions,
+  attempt, checkPrefix, describeAgainst, roundRobin, runScenario, sameRunRatios, skipSuite, succeeded, suiteSystems,
+  type Result, type SuiteOptions,
 } from './common.js';
 
 const DEFAULT_RUNS = 1;
@@ -138,7 +138,7 @@ export async function runStreamRssSuite(options: SuiteOptions): Promise<object> 
   const aheadBound = buffers === null ? NaN : BULK_WINDOW + buffers.send + buffers.receive;
   const checks: Record<string, Check> = {};
   for (const system of systems) {
-    const prefix = system === 'gridwire' ? '' : 'base_';
+    const prefix = checkPrefix(system);
     const okIdle = succeeded(idle).filter((r) => r.system === system);
     const okSlow = succeeded(slow).filter((r) => r.system === system);
     const atMost = (values: number[], target: number): Check => check(values.map((v) => v / MiB), 'MiB', { sense: '<=', value: target / MiB });
@@ -148,10 +148,9 @@ export async function runStreamRssSuite(options: SuiteOptions): Promise<object> 
     checks[`${prefix}slow_read_produced_ahead`] = atMost(okSlow.map((r) => Math.max(r.aheadStart, r.aheadEnd)), aheadBound);
   }
   if (systems.includes('gridwire@base')) {
-    const rss = (side: 'server' | 'client', system: SystemName) => (run: number): number =>
-      succeeded(idle).find((r) => r.run === run && r.system === system)?.[side].rss ?? NaN;
     for (const side of ['server', 'client'] as const) {
-      checks[`idle_streams_${side}_rss_gridwire_vs_base`] = check(perRun(runs, (run) => rss(side, 'gridwire')(run) / rss(side, 'gridwire@base')(run)), 'x');
+      const ratios = sameRunRatios(idle, runs, { system: 'gridwire' }, { system: 'gridwire@base' }, (r) => r[side].rss);
+      checks[`idle_streams_${side}_rss_gridwire_vs_base`] = check(ratios, 'x');
     }
   }
   const { warmupMs, windowMs } = SLOW_TIMING;

@@ -7,7 +7,7 @@ import { check, fmt, formatChecks, markdownTable, type Check } from '../report.j
 import { median } from '../stats.js';
 import type { SystemName } from '../systems/index.js';
 import {
-  attempt, describeAgainst, perRun, roundRobin, runScenario, suiteSystems, succeeded, type Result, type SuiteOptions,
+  attempt, describeAgainst, roundRobin, runScenario, sameRunRatios, suiteSystems, succeeded, type Result, type SuiteOptions,
 } from './common.js';
 
 const WARMUP_MS = 1000;
@@ -99,9 +99,6 @@ export async function runUnarySuite(options: SuiteOptions): Promise<object> {
     }
   }
 
-  const ok = succeeded(results);
-  const rate = (run: number, [system, concurrency]: [SystemName, number]): number =>
-    ok.find((r) => r.run === run && r.system === system && r.concurrency === concurrency)?.callsPerSec ?? NaN;
   const measured = ({ num, den }: RatioDef): boolean =>
     [num, den].every(([system, c]) => systems.includes(system) && concurrencies.includes(c));
   const ratios = TARGETS.filter(measured);
@@ -109,7 +106,10 @@ export async function runUnarySuite(options: SuiteOptions): Promise<object> {
     for (const c of concurrencies) ratios.push({ key: `gridwire_c${c}_vs_base_c${c}`, num: ['gridwire', c], den: ['gridwire@base', c], target: null });
   }
   const checks: Record<string, Check> = {};
-  for (const { key, num, den, target } of ratios) checks[key] = check(perRun(runs, (run) => rate(run, num) / rate(run, den)), 'x', target);
+  for (const { key, num: [system, concurrency], den: [otherSystem, otherConcurrency], target } of ratios) {
+    const values = sameRunRatios(results, runs, { system, concurrency }, { system: otherSystem, concurrency: otherConcurrency }, (r) => r.callsPerSec);
+    checks[key] = check(values, 'x', target);
+  }
   const rows = concurrencies.flatMap((concurrency) => systems.map((system) => summarise(results, system, concurrency)));
 
   console.log(`\nunary echo, 32-byte payload, loopback TCP, ${runs} run(s) x ${seconds} s window`);
