@@ -44,6 +44,7 @@ export function check(perRun: readonly number[], unit: Unit, target: Check['targ
 
 /** One line per check: name, value, target and verdict, and the per-run values when there are several. */
 export function formatChecks(checks: Record<string, Check>): string {
+  if (Object.keys(checks).length === 0) return '  none: the rows they compare did not run';
   const width = Math.max(...Object.keys(checks).map((k) => k.length));
   const show = (v: number, unit: Unit): string => `${fmt(v, DIGITS[unit])}${unit === 'x' ? 'x' : ` ${unit}`}`;
   return Object.entries(checks)

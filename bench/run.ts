@@ -33,8 +33,10 @@
 //                    with DIR/tsconfig.json by the memory and fleet suites), driven by THIS checkout's bench code,
 //                    alternated with gridwire within each run; every suite then prints gridwire / gridwire@base
 //                    ratios (calls/s and MiB/s: above 1 is faster; p99, RSS and ms: below 1 is better). DIR is a
-//                    checkout of the other commit with its dependencies reachable (a node_modules in it or above it):
+//                    checkout of the other commit with its dependencies reachable (a node_modules in it or above it);
+//                    the run stops at once if its library does not load:
 //                      git worktree add ../base <commit> && ln -s "$PWD/node_modules" ../base/node_modules
+//                    `--against .` is an A/A run: the spread of its ratios is the noise floor of the machine.
 //     --no-pin       do not pin with taskset
 //     --cpu-prof DIR write a V8 CPU profile of every worker process into DIR
 //   e.g. npm run bench -- --suite unary --against ../base --runs 3
@@ -51,8 +53,8 @@
 import { existsSync } from 'node:fs';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
-import { detectPinning, setWorkerNodeArgs } from './processes.js';
-import type { Suite, SuiteOptions } from './suites/common.js';
+import { detectPinning, REPO_ROOT, setWorkerNodeArgs, tsxLaunch } from './processes.js';
+import { probeLibrary, type Suite, type SuiteOptions } from './suites/common.js';
 import { runBulkSuite } from './suites/bulk-throughput.js';
 import { runIdleConnectionRssSuite } from './suites/idle-connection-rss.js';
 import { runLaneLatencySuite, runUnaryUnderBulkSuite } from './suites/latency-beside-bulk.js';
@@ -146,9 +148,16 @@ async function main(): Promise<void> {
   const pinning = flags.noPin ? { pin: false, note: 'unpinned (--no-pin)' } : detectPinning();
   console.error(`bench: ${pinning.note}`);
   const { against } = flags.options;
-  if (against !== null && !reachesNodeModules(against)) {
-    console.error(`bench: ${against} reaches no node_modules, so its library cannot import its dependencies; ` +
-      `link this checkout's: ln -s ${path.resolve('node_modules')} ${path.join(against, 'node_modules')}`);
+  if (against !== null) {
+    // an A/B without its B is not worth running: stop here with the reason
+    const why = await probeLibrary(tsxLaunch(against).libraries['gridwire@base'] ?? '');
+    if (why !== null) {
+      const hint = reachesNodeModules(against)
+        ? ''
+        : `\n  ${against} reaches no node_modules: ln -s ${path.join(REPO_ROOT, 'node_modules')} ${path.join(against, 'node_modules')}`;
+      console.error(`bench: --against ${against}: its library does not load: ${why}${hint}`);
+      process.exit(2);
+    }
   }
   if (flags.cpuProfDir !== undefined) setWorkerNodeArgs(['--cpu-prof', `--cpu-prof-dir=${flags.cpuProfDir}`]);
   const options: SuiteOptions = { ...flags.options, pin: pinning.pin, notes: [pinning.note] };

@@ -32,7 +32,7 @@ export type Suite = (options: SuiteOptions) => Promise<object>;
 const probes = new Map<string, Promise<string | null>>();
 
 /** Null when the library at `url` imports with everything the bench needs, else why not (first line). */
-function probe(url: string): Promise<string | null> {
+export function probeLibrary(url: string): Promise<string | null> {
   let p = probes.get(url);
   if (p === undefined) {
     p = loadGridwire(url).then(
@@ -53,7 +53,7 @@ export async function suiteSystems(options: SuiteOptions, known: readonly System
   const systems: SystemName[] = [];
   const notes: string[] = [];
   for (const system of options.systems.filter((s) => known.includes(s))) {
-    const why = isGridwire(system) ? await probe(launch.libraries[system] ?? '') : null;
+    const why = isGridwire(system) ? await probeLibrary(launch.libraries[system] ?? '') : null;
     if (why === null) systems.push(system);
     else notes.push(`${system} SKIPPED: ${why}`);
   }
