@@ -1,23 +1,15 @@
 // The contract between the orchestrator (run.ts and the suites, through processes.ts) and a worker process
 // (worker.ts): what a worker is asked to run (a WorkerSpec, its one argument, as JSON), the messages each way over
 // the fork IPC channel, and the figures a worker reports. Knows nothing of the systems' protocols.
-import type { ScenarioName, SystemName } from './systems/index.js';
+import type { ScenarioChoice, SystemName } from './systems/index.js';
 
 // ---- what a worker runs ----
 
 /** One side of a measured pair run (roles/side.ts): a server, or a client dialing `target`. */
-export interface SideSpec {
+export interface SideSpec extends ScenarioChoice {
   role: 'server' | 'client';
-  system: SystemName;
-  scenario: ScenarioName;
-  /** The gridwire library a gridwire system imports: a module URL (processes.ts picks it); '' for the others. */
-  library: string;
   /** The client's: the address its server reported in `ready`. */
   target: string;
-  /** echo: calls kept outstanding on the one connection. */
-  concurrency: number;
-  /** The Mesh scenarios: the listen addresses of the server node and the client node. */
-  meshUrls: { server: string; client: string } | null;
   /** Sample RSS every SAMPLE_MS from `ready` to the second mark, for its peak (the stream-rss suite reads it). */
   samplePeakRss: boolean;
 }

@@ -1,7 +1,6 @@
 // The registry of benchmarked systems and scenarios: their names (systems in round-robin order), and a lazy loader of
 // one system's scenario, so a worker imports only the stack it runs (and a gridwire that cannot load cannot break
 // the other rows). `gridwire@base` is the same gridwire code driven against another checkout's library (--against).
-import type { SideSpec } from '../messages.js';
 import type { Scenario } from './scenario.js';
 
 export const SYSTEM_NAMES = ['raw', 'ws', 'grpc', 'gridwire', 'gridwire@base'] as const;
@@ -31,7 +30,19 @@ export function isGridwire(s: SystemName): s is GridwireSystem {
   return (GRIDWIRE_SYSTEMS as readonly string[]).includes(s);
 }
 
-async function scenarios(spec: SideSpec): Promise<Partial<Record<ScenarioName, Scenario>>> {
+/** Which scenario of which system a side runs, and with what. */
+export interface ScenarioChoice {
+  system: SystemName;
+  scenario: ScenarioName;
+  /** The gridwire library a gridwire system imports: a module URL (processes.ts picks it); '' for the others. */
+  library: string;
+  /** echo: calls kept outstanding on the one connection. */
+  concurrency: number;
+  /** The Mesh scenarios: the listen addresses of the server node and the client node. */
+  meshUrls: { server: string; client: string } | null;
+}
+
+async function scenarios(spec: ScenarioChoice): Promise<Partial<Record<ScenarioName, Scenario>>> {
   switch (spec.system) {
     case 'raw':
       return (await import('./raw.js')).rawScenarios(spec.concurrency);
@@ -48,7 +59,7 @@ async function scenarios(spec: SideSpec): Promise<Partial<Record<ScenarioName, S
   }
 }
 
-export async function loadScenario(spec: SideSpec): Promise<Scenario> {
+export async function loadScenario(spec: ScenarioChoice): Promise<Scenario> {
   const scenario = (await scenarios(spec))[spec.scenario];
   if (scenario === undefined) throw new Error(`${spec.system} has no '${spec.scenario}' scenario`);
   return scenario;
