@@ -1,52 +1,91 @@
-// `npm run bench`: gridwire against a raw socket and its peers, client and server in separate processes pinned to
-// different CPUs, each run in fresh processes, systems alternated round-robin and compared within the SAME run,
-// because absolute figures on this machine swing 2-4x between runs (see /work/shared/research/baseline.md).
-// Suites (all by default, in this order):
-//   unary  32-byte echo, concurrency 1 and 64, raw node:net / ws / grpc-js / gridwire         (suites/unary.ts)
-//   bulk   upload and download MiB/s, 64 KiB chunks, raw node:net / grpc-js / gridwire        (suites/bulk.ts)
-//   mixed  gridwire unary p99 on an idle connection vs. beside a download on the same one     (suites/mixed.ts)
-//   rss    gridwire memory: 10 000 idle streams on one connection; a 1 GiB download read slowly (suites/rss.ts)
-//   mesh   32 node processes form a full mesh and call every ordered pair once: time from spawn (suites/mesh.ts)
-//   connrss server RSS per idle connection, gridwire vs. raw node:net, 2 000 connections (suites/connrss.ts)
-//   lanes  two Mesh nodes: unary p99 idle vs. beside a download on the same connection vs. on the data lane (suites/lanes.ts)
+// `npm run bench` (tsx bench/run.ts): the one orchestrator of gridwire's benchmarks.
 //
-//   npm run bench -- [--suite unary,bulk,mixed,rss,mesh,connrss,lanes] [--seconds N] [--runs N] [--only raw,ws,grpc,gridwire]
-//                    [--concurrency 1,64] [--no-pin] [--cpu-prof DIR]
+// Method. gridwire is measured against a raw socket and its peers on loopback, client and server in separate
+// processes pinned to different CPUs (taskset; CPU 0 server, CPU 1 client), every run in fresh processes, the systems
+// alternated round-robin, and compared within the SAME run (ratios are taken per run, then the median over runs),
+// because absolute figures on a shared machine swing 2-4x between runs. Each measurement has a warmup, then a
+// measured window between two marks; figures are medians over --runs. A failed run is shown as failed, never
+// averaged in. Transfers are checked end to end (the receiver must count every byte the sender sent).
 //
-// Prints progress on stderr; on stdout each suite's table and checks against their targets, then one final JSON
-// line: the suite's own object when one suite ran (so `--suite unary` prints what the unary bench always printed),
-// else { bench: 'all', suites: { <name>: <object> } }.
+// Suites (all by default, in this order), and the targets their checks hold gridwire to:
+//   unary                32-byte echo on one connection: calls/s, p50/p99 latency and CPU per call, at --concurrency
+//                        (default 1 = latency, 64 = throughput); raw node:net, ws, grpc-js, gridwire.
+//                        Targets: calls/s at c=1 >= 0.8x raw; at c=64 >= 1x ws and >= 25x grpc-js
+//   bulk-throughput      upload and download MiB/s of 64 KiB chunks on one connection; raw node:net, grpc-js (best
+//                        case: raised windows), gridwire. Targets: >= 0.9x raw, >= 3x grpc-js, each direction
+//   unary-under-bulk     c=1 echo p50/p99 on an idle gridwire connection vs. beside a download on the same one.
+//                        Target: p99 beside the download <= 2x idle
+//   lane-latency         two Mesh nodes: c=1 echo p50/p99 idle vs. beside a download on the same connection vs. on
+//                        the data lane (dataLane: true), and the download's MiB/s on each. Target: p99 <= 2x idle
+//   stream-rss           RSS of server and client with 10 000 idle streams on one connection; server RSS and bytes
+//                        produced ahead of the reader while a 1 GiB download is read at 1 MiB/s. Targets: <= 100 MiB
+//                        per process with the streams open; RSS growth over the read <= 2 MiB; produced ahead <= the
+//                        bulk window + the kernel's largest socket buffers
+//   idle-connection-rss  server RSS per idle connection, 2 000 connections, gridwire vs. raw node:net. Target: < 64 KiB
+//   mesh-formation       32 node processes form a full mesh and call every ordered pair once: spawn -> all done,
+//                        cold and behind a barrier, with start-up baselines. Target: cold total < 5 s
+// Systems: raw, ws, grpc (grpc-js), gridwire (this checkout's src/index.ts) and, with --against, gridwire@base. Each
+// suite runs the systems of --only it knows. (capnweb and yamux are not installed, so they have no rows.)
+//
+//   npm run bench -- [--suite NAME,...] [--only SYSTEM,...] [--runs N] [--seconds N] [--concurrency 1,64]
+//                    [--against DIR] [--no-pin] [--cpu-prof DIR]
+//     --suite        suites to run, from the list above (default: all)
+//     --only         systems to run (default: all but gridwire@base, which --against adds)
+//     --runs         runs of each measurement (default 2; stream-rss 1)
+//     --seconds      measured window per run (default: unary 3, the others 2; stream-rss, idle-connection-rss and
+//                    mesh-formation have fixed timelines)
+//     --concurrency  calls outstanding in the unary suite (default 1,64)
+//     --against DIR  A/B: adds the system gridwire@base, whose client and server import DIR/src/index.ts (compiled
+//                    with DIR/tsconfig.json by the memory and fleet suites), driven by THIS checkout's bench code,
+//                    alternated with gridwire within each run; every suite then prints gridwire / gridwire@base
+//                    ratios (calls/s and MiB/s: above 1 is faster; p99, RSS and ms: below 1 is better). DIR is a
+//                    checkout of the other commit with its dependencies reachable (a node_modules in it or above it);
+//                    the run stops at once if its library does not load:
+//                      git worktree add ../base <commit> && ln -s "$PWD/node_modules" ../base/node_modules
+//                    `--against .` is an A/A run: the spread of its ratios is the noise floor of the machine.
+//     --no-pin       do not pin with taskset
+//     --cpu-prof DIR write a V8 CPU profile of every worker process into DIR
+//   e.g. npm run bench -- --suite unary --against ../base --runs 3
+//        npm run bench -- --suite bulk-throughput --runs 3
+//        npm run bench -- --suite lane-latency --runs 3
+//
+// Output: progress on stderr; on stdout each suite's table and checks (MET / NOT MET against a target where the
+// issues set one), then one final JSON line: the suite's own object when one suite ran, else
+// { bench: 'all', suites: { <name>: <object> } }.
+//
+// Files: run.ts (this: flags, suites), suites/ (one file per suite; latency-beside-bulk.ts holds two), processes.ts
+// (launching and driving workers), worker.ts (the one worker process) with roles/ (what it runs), messages.ts (the
+// IPC contract), systems/ (each system's protocol: raw, ws, grpc, gridwire), report.ts and stats.ts (figures).
+import { existsSync } from 'node:fs';
+import path from 'node:path';
 import { parseArgs } from 'node:util';
-import { detectPinning, setWorkerNodeArgs } from './harness.js';
-import { runBulkSuite } from './suites/bulk.js';
-import { runConnRssSuite } from './suites/connrss.js';
-import { runLanesSuite } from './suites/lanes.js';
-import { runMeshSuite } from './suites/mesh.js';
-import { runMixedSuite } from './suites/mixed.js';
-import { runRssSuite } from './suites/rss.js';
-import type { Suite, SuiteOptions } from './suites/suite.js';
+import { detectPinning, REPO_ROOT, setWorkerNodeArgs, tsxLaunch } from './processes.js';
+import { probeLibrary, type Suite, type SuiteOptions } from './suites/common.js';
+import { runBulkSuite } from './suites/bulk-throughput.js';
+import { runIdleConnectionRssSuite } from './suites/idle-connection-rss.js';
+import { runLaneLatencySuite, runUnaryUnderBulkSuite } from './suites/latency-beside-bulk.js';
+import { runMeshFormationSuite } from './suites/mesh-formation.js';
+import { runStreamRssSuite } from './suites/stream-rss.js';
 import { runUnarySuite } from './suites/unary.js';
-import { isSystemName, SYSTEM_NAMES } from './systems/index.js';
+import { isSystemName, SYSTEM_NAMES, type SystemName } from './systems/index.js';
 
 const SUITES = {
   unary: runUnarySuite,
-  bulk: runBulkSuite,
-  mixed: runMixedSuite,
-  rss: runRssSuite,
-  mesh: runMeshSuite,
-  connrss: runConnRssSuite,
-  lanes: runLanesSuite,
+  'bulk-throughput': runBulkSuite,
+  'unary-under-bulk': runUnaryUnderBulkSuite,
+  'lane-latency': runLaneLatencySuite,
+  'stream-rss': runStreamRssSuite,
+  'idle-connection-rss': runIdleConnectionRssSuite,
+  'mesh-formation': runMeshFormationSuite,
 } satisfies Record<string, Suite>;
 type SuiteName = keyof typeof SUITES;
 const SUITE_NAMES = Object.keys(SUITES) as SuiteName[];
+const DEFAULT_SYSTEMS = SYSTEM_NAMES.filter((s) => s !== 'gridwire@base');
 
 const USAGE =
-  `usage: npm run bench -- [--suite ${SUITE_NAMES.join(',')}] [--seconds N] [--runs N] [--only ${SYSTEM_NAMES.join(',')}] ` +
-  `[--concurrency 1,64] [--no-pin] [--cpu-prof DIR]\n` +
-  `  --seconds  measured window per run (default: unary 3, bulk 2, mixed 2, lanes 2; rss has fixed windows)\n` +
-  `  --runs     runs of each measurement (default: 2; rss 1)\n` +
-  `  --only     systems of the unary and bulk suites; mixed, rss and lanes run only with gridwire (mesh and connrss ignore it)\n` +
-  `  --cpu-prof write a V8 CPU profile of every worker process into DIR`;
+  `usage: npm run bench -- [--suite ${SUITE_NAMES.join(',')}] [--only ${SYSTEM_NAMES.join(',')}] [--runs N] ` +
+  `[--seconds N] [--concurrency 1,64] [--against DIR] [--no-pin] [--cpu-prof DIR]\n` +
+  `  (the header of bench/run.ts says what each suite measures and what each flag does)`;
 
 interface Flags {
   suites: SuiteName[];
@@ -61,8 +100,9 @@ function parseFlags(): Flags {
       suite: { type: 'string', default: SUITE_NAMES.join(',') },
       seconds: { type: 'string' },
       runs: { type: 'string' },
-      only: { type: 'string', default: SYSTEM_NAMES.join(',') },
+      only: { type: 'string', default: DEFAULT_SYSTEMS.join(',') },
       concurrency: { type: 'string', default: '1,64' },
+      against: { type: 'string' },
       'no-pin': { type: 'boolean', default: false },
       'cpu-prof': { type: 'string' },
       help: { type: 'boolean', short: 'h', default: false },
@@ -76,8 +116,9 @@ function parseFlags(): Flags {
   const seconds = values.seconds === undefined ? undefined : Number(values.seconds);
   const runs = values.runs === undefined ? undefined : Number(values.runs);
   const suites = list(values.suite);
-  const systems = list(values.only);
+  const only = list(values.only);
   const concurrencies = values.concurrency.split(',').map(Number);
+  const against = values.against === undefined ? null : path.resolve(values.against);
   const bad = (why: string): never => {
     console.error(`bench: ${why}\n${USAGE}`);
     process.exit(2);
@@ -85,22 +126,45 @@ function parseFlags(): Flags {
   if (seconds !== undefined && !(seconds > 0)) bad(`--seconds must be a positive number, got '${values.seconds}'`);
   if (runs !== undefined && !(Number.isInteger(runs) && runs >= 1)) bad(`--runs must be a positive integer, got '${values.runs}'`);
   if (suites.length === 0 || suites.some((s) => !(s in SUITES))) bad(`--suite takes names from ${SUITE_NAMES.join(',')}`);
-  const unknown = systems.filter((s) => !isSystemName(s));
-  if (unknown.length || systems.length === 0) bad(`--only takes names from ${SYSTEM_NAMES.join(',')}`);
+  if (only.length === 0 || !only.every(isSystemName)) bad(`--only takes names from ${SYSTEM_NAMES.join(',')}`);
   if (concurrencies.some((c) => !Number.isInteger(c) || c < 1)) bad(`--concurrency takes positive integers`);
+  if (against !== null && !existsSync(path.join(against, 'src', 'index.ts'))) bad(`--against ${against}: no src/index.ts there`);
+  if (against === null && only.includes('gridwire@base')) bad('gridwire@base needs --against DIR');
+  const systems = new Set<string>(only);
+  if (against !== null) systems.add('gridwire@base');
   return {
-    // Keep the registry orders, so suites run as listed and the round-robin is always raw ws grpc gridwire.
+    // Keep the registry orders, so suites run as listed and the round-robin is always raw ws grpc gridwire gridwire@base.
     suites: SUITE_NAMES.filter((s) => suites.includes(s)),
-    options: { seconds, runs, systems: SYSTEM_NAMES.filter((s) => systems.includes(s)), concurrencies },
+    options: { seconds, runs, systems: SYSTEM_NAMES.filter((s: SystemName) => systems.has(s)), concurrencies, against },
     noPin: values['no-pin'],
     cpuProfDir: values['cpu-prof'],
   };
+}
+
+/** Whether a node_modules folder is in `dir` or above it (where the other checkout's imports resolve from). */
+function reachesNodeModules(dir: string): boolean {
+  for (let d = dir; ; d = path.dirname(d)) {
+    if (existsSync(path.join(d, 'node_modules'))) return true;
+    if (path.dirname(d) === d) return false;
+  }
 }
 
 async function main(): Promise<void> {
   const flags = parseFlags();
   const pinning = flags.noPin ? { pin: false, note: 'unpinned (--no-pin)' } : detectPinning();
   console.error(`bench: ${pinning.note}`);
+  const { against } = flags.options;
+  if (against !== null) {
+    // an A/B without its B is not worth running: stop here with the reason
+    const why = await probeLibrary(tsxLaunch(against).libraries['gridwire@base'] ?? '');
+    if (why !== null) {
+      const hint = reachesNodeModules(against)
+        ? ''
+        : `\n  ${against} reaches no node_modules: ln -s ${path.join(REPO_ROOT, 'node_modules')} ${path.join(against, 'node_modules')}`;
+      console.error(`bench: --against ${against}: its library does not load: ${why}${hint}`);
+      process.exit(2);
+    }
+  }
   if (flags.cpuProfDir !== undefined) setWorkerNodeArgs(['--cpu-prof', `--cpu-prof-dir=${flags.cpuProfDir}`]);
   const options: SuiteOptions = { ...flags.options, pin: pinning.pin, notes: [pinning.note] };
   const out: Partial<Record<SuiteName, object>> = {};

@@ -1,75 +1,173 @@
-// Suite `unary` (the original bench): a 32-byte echo over loopback TCP for raw node:net, ws, grpc-js and gridwire, at
-// each concurrency on one connection, each run in fresh processes, the systems alternated round-robin (A B C D A B C
-// D) and gridwire compared with the others within the SAME run.
-import { runOnce } from '../harness.js';
-import { computeRatios, failedResult, formatRatios, formatTable, summarise, toResult, type RunResult } from '../report.js';
-import { errorMessage, type SuiteOptions } from './suite.js';
+// Suite `unary`: calls/s, p50/p99 latency and CPU per call of a 32-byte echo over loopback TCP, raw node:net, ws,
+// grpc-js and gridwire (and gridwire@base with --against), at each --concurrency (default 1 and 64: c=1 gives the
+// latency, c=64 the throughput) on one connection. Each run in fresh pinned processes, the systems alternated
+// round-robin (A B C D A B C D), and gridwire compared with the others within the SAME run.
+import { tsxLaunch, type PairReports } from '../processes.js';
+import { check, fmt, formatChecks, markdownTable, type Check } from '../report.js';
+import { median } from '../stats.js';
+import type { SystemName } from '../systems/index.js';
+import {
+  attempt, describeAgainst, roundRobin, runScenario, sameRunRatios, suiteSystems, succeeded, type Result, type SuiteOptions,
+} from './common.js';
 
 const WARMUP_MS = 1000;
 const DEFAULT_SECONDS = 3;
 const DEFAULT_RUNS = 2;
-/** Hard limit per run beyond the measured window: process start-up, warmup, reporting and shutdown. */
-const RUN_OVERHEAD_LIMIT_MS = 26_000;
 
-/** gridwire runs only if its public API imports; otherwise the row is skipped with a printed note. */
-async function probeGridwire(): Promise<string | null> {
-  try {
-    const { loadGridwire } = await import('../systems/gridwire.js');
-    await loadGridwire();
-    return null;
-  } catch (err) {
-    return errorMessage(err).split('\n')[0] ?? 'unknown';
-  }
+interface Key {
+  system: SystemName;
+  concurrency: number;
+  run: number;
 }
 
+interface Figures {
+  count: number;
+  windowMs: number;
+  callsPerSec: number;
+  p50Us: number;
+  p99Us: number;
+  /** % of one core (user + system) over the window. */
+  cpuClientPct: number;
+  cpuServerPct: number;
+  clientUserPct: number;
+  clientSysPct: number;
+  serverUserPct: number;
+  serverSysPct: number;
+  /** CPU time per completed call, µs. */
+  clientCpuUsPerCall: number;
+  serverCpuUsPerCall: number;
+}
+
+function figures({ client: c, server: s }: PairReports): Figures {
+  const pct = (us: number, ms: number): number => us / (ms * 10);
+  const { count, p50Us, p99Us } = c.latency;
+  if (count === 0) throw new Error('no call completed inside the window');
+  return {
+    count,
+    windowMs: c.elapsedMs,
+    callsPerSec: (count * 1000) / c.elapsedMs,
+    p50Us,
+    p99Us,
+    cpuClientPct: pct(c.cpu.userUs + c.cpu.systemUs, c.elapsedMs),
+    cpuServerPct: pct(s.cpu.userUs + s.cpu.systemUs, s.elapsedMs),
+    clientUserPct: pct(c.cpu.userUs, c.elapsedMs),
+    clientSysPct: pct(c.cpu.systemUs, c.elapsedMs),
+    serverUserPct: pct(s.cpu.userUs, s.elapsedMs),
+    serverSysPct: pct(s.cpu.systemUs, s.elapsedMs),
+    clientCpuUsPerCall: (c.cpu.userUs + c.cpu.systemUs) / count,
+    serverCpuUsPerCall: ((s.cpu.userUs + s.cpu.systemUs) * (c.elapsedMs / s.elapsedMs)) / count,
+  };
+}
+
+const describe = (r: Figures): string =>
+  `${r.callsPerSec.toFixed(0).padStart(7)} calls/s  p50 ${r.p50Us.toFixed(0)} µs  p99 ${r.p99Us.toFixed(0)} µs  ` +
+  `CPU ${r.cpuClientPct.toFixed(0)}/${r.cpuServerPct.toFixed(0)}%`;
+
+/**
+ * calls/s ratios within the same run, with the targets the issues set (each shown when both its rows run); against
+ * gridwire@base without a target.
+ */
+interface RatioDef {
+  key: string;
+  num: [SystemName, number];
+  den: [SystemName, number];
+  target: Check['target'];
+}
+const TARGETS: readonly RatioDef[] = [
+  { key: 'gridwire_c1_vs_raw_c1', num: ['gridwire', 1], den: ['raw', 1], target: { sense: '>=', value: 0.8 } },
+  { key: 'gridwire_c64_vs_ws_c64', num: ['gridwire', 64], den: ['ws', 64], target: { sense: '>=', value: 1.0 } },
+  { key: 'gridwire_c64_vs_grpc_c64', num: ['gridwire', 64], den: ['grpc', 64], target: { sense: '>=', value: 25 } },
+];
+
 export async function runUnarySuite(options: SuiteOptions): Promise<object> {
-  const notes = [...options.notes];
-  let systems = [...options.systems];
-  if (systems.includes('gridwire')) {
-    const why = await probeGridwire();
-    if (why !== null) {
-      notes.unshift(`gridwire SKIPPED: cannot import ../src/index.js (${why})`);
-      systems = systems.filter((s) => s !== 'gridwire');
-    }
-  }
-  if (notes.length > options.notes.length) console.error(`bench: ${notes[0]}`);
+  const { systems, notes: skipped } = await suiteSystems(options, ['raw', 'ws', 'grpc', 'gridwire', 'gridwire@base']);
+  const notes = [...skipped, ...options.notes, ...describeAgainst(options)];
   const seconds = options.seconds ?? DEFAULT_SECONDS;
   const runs = options.runs ?? DEFAULT_RUNS;
   const concurrencies = [...options.concurrencies];
+  const launch = tsxLaunch(options.against);
 
-  const windowMs = seconds * 1000;
-  const results: RunResult[] = [];
+  const results: Result<Key, Figures>[] = [];
   for (let run = 1; run <= runs; run++) {
     for (const concurrency of concurrencies) {
-      for (const system of systems) {
-        const label = `[run ${run}/${runs}] ${system.padEnd(8)} c=${String(concurrency).padEnd(3)}`;
-        try {
-          const reports = await runOnce({
-            system, concurrency, warmupMs: WARMUP_MS, windowMs, pin: options.pin,
-            timeoutMs: WARMUP_MS + windowMs + RUN_OVERHEAD_LIMIT_MS,
-          });
-          const r = toResult(system, concurrency, run, reports);
-          results.push(r);
-          console.error(
-            `${label} ${r.callsPerSec.toFixed(0).padStart(7)} calls/s  p50 ${r.p50Us.toFixed(0)} µs  ` +
-              `p99 ${r.p99Us.toFixed(0)} µs  CPU ${r.cpuClientPct.toFixed(0)}/${r.cpuServerPct.toFixed(0)}%`,
-          );
-        } catch (err) {
-          const message = errorMessage(err);
-          results.push(failedResult(system, concurrency, run, message));
-          console.error(`${label} FAILED: ${message}`);
-        }
+      for (const system of roundRobin(systems, run)) {
+        const label = `[run ${run}/${runs}] ${system.padEnd(13)} c=${String(concurrency).padEnd(3)}`;
+        const measure = async (): Promise<Figures> =>
+          figures(await runScenario(launch, system, 'echo', { concurrency, warmupMs: WARMUP_MS, windowMs: seconds * 1000, pin: options.pin }));
+        results.push(await attempt(label, { system, concurrency, run }, measure, describe));
       }
     }
   }
 
-  const rows = summarise(results, systems, concurrencies);
-  const ratios = computeRatios(results, runs);
+  const measured = ({ num, den }: RatioDef): boolean =>
+    [num, den].every(([system, c]) => systems.includes(system) && concurrencies.includes(c));
+  const ratios = TARGETS.filter(measured);
+  if (systems.includes('gridwire@base')) {
+    for (const c of concurrencies) ratios.push({ key: `gridwire_c${c}_vs_base_c${c}`, num: ['gridwire', c], den: ['gridwire@base', c], target: null });
+  }
+  const checks: Record<string, Check> = {};
+  for (const { key, num: [system, concurrency], den: [otherSystem, otherConcurrency], target } of ratios) {
+    const values = sameRunRatios(results, runs, { system, concurrency }, { system: otherSystem, concurrency: otherConcurrency }, (r) => r.callsPerSec);
+    checks[key] = check(values, 'x', target);
+  }
+  const rows = concurrencies.flatMap((concurrency) => systems.map((system) => summarise(results, system, concurrency)));
+
   console.log(`\nunary echo, 32-byte payload, loopback TCP, ${runs} run(s) x ${seconds} s window`);
   for (const n of notes) console.log(`note: ${n}`);
-  console.log(`\n${formatTable(rows)}\n`);
+  console.log(`\n${formatRows(rows)}\n`);
   console.log('gridwire vs the others, calls/s ratios taken within the same run (median over runs):');
-  console.log(formatRatios(ratios));
-  const config = { seconds, runs, concurrencies, pinned: options.pin, notes };
-  return { bench: 'unary-echo-32B', ratios, results: rows, config };
+  console.log(formatChecks(checks));
+  const config = { seconds, runs, concurrencies, pinned: options.pin, against: options.against, notes };
+  return { bench: 'unary', checks, results: rows, config };
+}
+
+interface Row {
+  system: SystemName;
+  concurrency: number;
+  runsOk: number;
+  runs: number;
+  callsPerSec: number;
+  callsPerSecMin: number;
+  callsPerSecMax: number;
+  p50Us: number;
+  p99Us: number;
+  cpuClientPct: number;
+  cpuServerPct: number;
+  clientCpuUsPerCall: number;
+  serverCpuUsPerCall: number;
+  perRun: Result<Key, Figures>[];
+}
+
+/** Medians over the runs of one system at one concurrency that succeeded. */
+function summarise(results: Result<Key, Figures>[], system: SystemName, concurrency: number): Row {
+  const perRun = results.filter((r) => r.system === system && r.concurrency === concurrency);
+  const ok = succeeded(perRun);
+  const med = (k: keyof Figures): number => median(ok.map((r) => r[k]));
+  const cps = ok.map((r) => r.callsPerSec);
+  return {
+    system, concurrency, runsOk: ok.length, runs: perRun.length,
+    callsPerSec: med('callsPerSec'),
+    callsPerSecMin: cps.length ? Math.min(...cps) : NaN,
+    callsPerSecMax: cps.length ? Math.max(...cps) : NaN,
+    p50Us: med('p50Us'), p99Us: med('p99Us'),
+    cpuClientPct: med('cpuClientPct'), cpuServerPct: med('cpuServerPct'),
+    clientCpuUsPerCall: med('clientCpuUsPerCall'), serverCpuUsPerCall: med('serverCpuUsPerCall'),
+    perRun,
+  };
+}
+
+function formatRows(rows: Row[]): string {
+  const head = ['system', 'conc', 'calls/s (median)', 'range', 'p50 µs', 'p99 µs', 'CPU cli/srv %', 'CPU µs/call cli/srv', 'runs ok'];
+  const body = rows.map((r) => [
+    r.system,
+    String(r.concurrency),
+    fmt(r.callsPerSec),
+    r.runsOk ? `${fmt(r.callsPerSecMin)}–${fmt(r.callsPerSecMax)}` : '-',
+    fmt(r.p50Us),
+    fmt(r.p99Us),
+    `${fmt(r.cpuClientPct)} / ${fmt(r.cpuServerPct)}`,
+    `${fmt(r.clientCpuUsPerCall, 1)} / ${fmt(r.serverCpuUsPerCall, 1)}`,
+    `${r.runsOk}/${r.runs}`,
+  ]);
+  return markdownTable(head, body, 2);
 }

@@ -1,67 +1,313 @@
-// gridwire through its public API (../../src/index.js): an Echo service with one unary method and the default
-// (msgpack) codec. The library is imported at run time through a variable specifier and typed by the local
-// GridwireApi below, so bench/ typechecks and run.ts can skip this row while src/index.ts does not exist yet.
-import { PAYLOAD_BYTES, type BenchClient, type BenchServer, type BenchSystem, type ReplyFn } from './types.js';
+// gridwire's rows over one connect()ed session, through the public API (gridwire-api.ts), for `gridwire` and
+// `gridwire@base` alike:
+//   echo                          bench.Echo/echo, a unary call with the default (msgpack) codec, 32 bytes;
+// and on the bench.bulk service:
+//   bulk-upload / bulk-download   `put` / `get` of 64 KiB chunks until the second mark, then a clean end whose byte
+//                                 count is checked (put's reply, or the server's count against the client's);
+//   unary-idle / unary-under-bulk a c=1 loop of 32-byte raw-codec echo calls, alone or beside a download on the SAME
+//                                 session;
+//   idle-streams                  IDLE_STREAMS serverStream calls opened and left idle, for memory;
+//   slow-read                     a 1 GiB download read at SLOW_READ_BYTES_PER_SEC, for memory.
+import { performance } from 'node:perf_hooks';
+import { setTimeout as sleep } from 'node:timers/promises';
+import type { CallOptions, GridwireApi, HandlerContext, Service, SessionLimits } from './gridwire-api.js';
+import {
+  CHUNK_BYTES, ECHO_BYTES, MiB, checkCount, deferred, echoScenario, type EchoSystem, type Scenario, type ScenarioClient,
+  type SideContext,
+} from './scenario.js';
 
-/** The slice of the public API this benchmark uses (see the brief in run.ts). */
-interface GridwireApi {
-  defineService(name: string, methods: Record<string, unknown>): unknown;
-  unary(): unknown;
-  serve(service: unknown, impl: { echo(req: Uint8Array): Uint8Array | Promise<Uint8Array> }): unknown;
-  listen(url: string, options: { services: unknown[] }): Promise<{ url: string; close(): Promise<void> }>;
-  connect(url: string): Promise<GridwireSession>;
-}
-interface GridwireSession {
-  client(service: unknown): { echo(req: Uint8Array): Promise<Uint8Array> };
-  close(): Promise<void>;
-}
+/** A download's upper bound when the second mark, not the size, ends it. */
+const UNBOUNDED_BYTES = Number.MAX_SAFE_INTEGER;
+export const IDLE_STREAMS = 10_000;
+/** Room for IDLE_STREAMS on one connection (the default is 100), given on both sides. */
+export const IDLE_LIMITS: SessionLimits = { maxConcurrentStreams: 20_000 };
+const SLOW_READ_TOTAL_BYTES = 1024 * MiB;
+export const SLOW_READ_BYTES_PER_SEC = 1 * MiB;
+const CHUNK = new Uint8Array(CHUNK_BYTES).fill(0x5a);
 
-const SPECIFIER = '../../src/index.js';
+// ---- echo (the unary suite) ----
 
-/** Imports the library and checks the functions the benchmark needs; throws with the reason when it cannot. */
-export async function loadGridwire(): Promise<GridwireApi> {
-  const mod = (await import(SPECIFIER)) as Partial<Record<keyof GridwireApi, unknown>>;
-  const missing = (['defineService', 'unary', 'serve', 'listen', 'connect'] as const).filter(
-    (k) => typeof mod[k] !== 'function',
-  );
-  if (missing.length > 0) throw new Error(`src/index.ts does not export ${missing.join(', ')}`);
-  return mod as GridwireApi;
-}
-
-function defineEcho(api: GridwireApi): unknown {
-  return api.defineService('bench.Echo', { echo: api.unary() });
-}
-
-async function startServer(): Promise<BenchServer> {
-  const api = await loadGridwire();
-  const impl = api.serve(defineEcho(api), {
-    echo(req) {
-      return req;
-    },
-  });
-  const server = await api.listen('tcp://127.0.0.1:0', { services: [impl] });
-  return { target: server.url, close: () => server.close() };
+interface EchoClient {
+  echo(req: Uint8Array): Promise<Uint8Array>;
 }
 
-async function connectClient(target: string, onReply: ReplyFn): Promise<BenchClient> {
-  const api = await loadGridwire();
-  const session = await api.connect(target);
-  const client = session.client(defineEcho(api));
-  const request = new Uint8Array(PAYLOAD_BYTES).fill(7);
-  function check(reply: Uint8Array): Error | null {
-    return reply instanceof Uint8Array && reply.byteLength === PAYLOAD_BYTES
-      ? null
-      : new Error(`gridwire: unexpected reply ${String(reply)}`);
-  }
+function echoSystem(api: GridwireApi): EchoSystem {
+  const Echo = api.defineService('bench.Echo', { echo: api.unary() }) as Service<EchoClient>;
   return {
-    call(t0: number): void {
-      client.echo(request).then(
-        (reply) => onReply(check(reply), t0),
-        (err: unknown) => onReply(err instanceof Error ? err : new Error(String(err)), t0),
-      );
+    async startServer() {
+      const impl = api.serve(Echo, { echo: (req: Uint8Array) => req });
+      const server = await api.listen('tcp://127.0.0.1:0', { services: [impl] });
+      return { target: server.url, close: () => server.close() };
     },
-    close: () => session.close(),
+    async connectClient(target, onReply) {
+      const session = await api.connect(target);
+      const client = session.client(Echo);
+      const request = new Uint8Array(ECHO_BYTES).fill(7);
+      function check(reply: Uint8Array): Error | null {
+        return reply instanceof Uint8Array && reply.byteLength === ECHO_BYTES
+          ? null
+          : new Error(`gridwire: unexpected reply ${String(reply)}`);
+      }
+      return {
+        call(t0: number): void {
+          client.echo(request).then(
+            (reply) => onReply(check(reply), t0),
+            (err: unknown) => onReply(err instanceof Error ? err : new Error(String(err)), t0),
+          );
+        },
+        close: () => session.close(),
+      };
+    },
   };
 }
 
-export const gridwire: BenchSystem = { startServer, connectClient };
+// ---- the bench.bulk service ----
+
+/** download request: how many bytes at most, and whether each chunk is a fresh allocation (see `produce`). */
+interface GetRequest {
+  bytes: number;
+  fresh: boolean;
+}
+
+interface BulkClient {
+  put(req: { name: string }, body: AsyncIterable<Uint8Array>, options?: CallOptions): Promise<{ bytes: number }>;
+  /** Chunks are views valid until the next iteration step: read their length, keep nothing. */
+  get(req: GetRequest, options?: CallOptions): AsyncIterable<Uint8Array>;
+  idle(req: null, options?: CallOptions): AsyncIterable<null>;
+  echo(req: Uint8Array, options?: CallOptions): Promise<Uint8Array>;
+}
+
+function defineBulk(api: GridwireApi): Service<BulkClient> {
+  return api.defineService('bench.bulk', {
+    put: api.upload(),
+    get: api.download(),
+    idle: api.serverStream(),
+    echo: api.unary({ codec: 'raw' }),
+  }) as Service<BulkClient>;
+}
+
+/**
+ * The download body. Throughput runs yield one reused chunk, as a file server's read buffer would be; the memory
+ * run asks for `fresh` chunks, each allocated and written (so its pages are resident), so that any buffering ahead
+ * of the reader's credit shows in the server's RSS instead of hiding behind one shared Buffer.
+ */
+async function* produce(req: GetRequest, ctx: SideContext, signal: AbortSignal): AsyncGenerator<Uint8Array> {
+  let left = req.bytes;
+  while (left > 0 && !ctx.stopSending.aborted && !signal.aborted) {
+    const n = Math.min(CHUNK_BYTES, left);
+    const chunk = req.fresh ? new Uint8Array(n).fill(0xa5) : n === CHUNK_BYTES ? CHUNK : CHUNK.subarray(0, n);
+    ctx.sent.add(n);
+    left -= n;
+    yield chunk;
+  }
+}
+
+/** The handlers; `onTransferEnd` is called when a `put` or `get` handler has ended: null when it returned, else what it threw. */
+function bulkHandlers(ctx: SideContext, onTransferEnd: (err: unknown) => void): object {
+  let openIdle = 0;
+  return {
+    async put(_req: unknown, body: AsyncIterable<Uint8Array>) {
+      try {
+        let bytes = 0;
+        for await (const chunk of body) {
+          bytes += chunk.length;
+          ctx.received.add(chunk.length);
+        }
+        onTransferEnd(null);
+        return { bytes };
+      } catch (err) {
+        onTransferEnd(err);
+        throw err;
+      }
+    },
+    async *get(req: GetRequest, call: HandlerContext) {
+      try {
+        yield* produce(req, ctx, call.signal);
+        onTransferEnd(null);
+      } catch (err) {
+        onTransferEnd(err);
+        throw err;
+      }
+    },
+    // One message tells the caller the stream is open at the handler; then it idles until the call is cancelled.
+    async *idle(_req: null, call: HandlerContext) {
+      ctx.facts.idleStreamsPeak = Math.max(ctx.facts.idleStreamsPeak ?? 0, ++openIdle);
+      try {
+        yield null;
+        await new Promise((resolve) => call.signal.addEventListener('abort', resolve, { once: true }));
+      } finally {
+        openIdle--;
+      }
+    },
+    echo: (req: Uint8Array) => req,
+  };
+}
+
+/** Yields CHUNK until the second mark: the upload body. */
+async function* uploadBody(ctx: SideContext): AsyncGenerator<Uint8Array> {
+  while (!ctx.stopSending.aborted) {
+    ctx.sent.add(CHUNK_BYTES);
+    yield CHUNK;
+  }
+}
+
+interface ReadOptions {
+  /** Ask for freshly allocated chunks (see `produce`). */
+  fresh: boolean;
+  /** Read no faster than this many bytes/s. */
+  pace?: number;
+  signal?: AbortSignal;
+}
+
+/** Reads a download to its end, counting bytes. */
+async function readDownload(bulk: BulkClient, ctx: SideContext, bytes: number, options: ReadOptions): Promise<void> {
+  const t0 = performance.now();
+  for await (const chunk of bulk.get({ bytes, fresh: options.fresh }, { signal: options.signal })) {
+    ctx.received.add(chunk.length);
+    if (options.pace !== undefined) {
+      const dueMs = t0 + (ctx.received.total / options.pace) * 1000;
+      const aheadMs = dueMs - performance.now();
+      if (aheadMs > 0) await sleep(aheadMs);
+    }
+  }
+}
+
+/** c=1 echo calls until the second mark, each timed. */
+async function echoLoop(bulk: BulkClient, ctx: SideContext): Promise<void> {
+  const request = new Uint8Array(ECHO_BYTES).fill(7);
+  while (!ctx.stopSending.aborted) {
+    const t0 = performance.now();
+    const reply = await bulk.echo(request);
+    ctx.recordLatency(performance.now() - t0);
+    if (reply.byteLength !== ECHO_BYTES) throw new Error(`gridwire echo: reply of ${reply.byteLength} bytes`);
+  }
+}
+
+/** Runs `work` in the background from start(); finish() waits for it. Failures end the run at once. */
+function backgroundClient(ctx: SideContext, close: () => Promise<void>, work: () => Promise<void>): ScenarioClient {
+  let running: Promise<void> = Promise.resolve();
+  return {
+    start() {
+      running = work();
+      running.catch(ctx.fail);
+      return Promise.resolve();
+    },
+    finish: () => running,
+    close,
+  };
+}
+
+type BulkScenario = 'bulk-upload' | 'bulk-download' | 'unary-idle' | 'unary-under-bulk' | 'idle-streams' | 'slow-read';
+
+function bulkScenarios(api: GridwireApi): Record<BulkScenario, Scenario> {
+  const Bulk = defineBulk(api);
+
+  /** The server side every bulk scenario uses: finish() waits for the transfer when the scenario has one. */
+  function server(opts: { transfer: boolean; limits?: SessionLimits }): Scenario['startServer'] {
+    return async (ctx) => {
+      const transferEnded = deferred();
+      const onTransferEnd = (err: unknown): void => (err === null ? transferEnded.resolve() : transferEnded.reject(err));
+      const impl = api.serve(Bulk, bulkHandlers(ctx, onTransferEnd));
+      const listener = await api.listen('tcp://127.0.0.1:0', { services: [impl], ...opts.limits });
+      return {
+        target: listener.url,
+        finish: () => (opts.transfer ? transferEnded.promise : Promise.resolve()),
+        close: () => listener.close(),
+      };
+    };
+  }
+
+  /** A client whose work runs in the background from `start` (backgroundClient) over one session. */
+  function client(work: (bulk: BulkClient, ctx: SideContext) => Promise<void>): Scenario['connectClient'] {
+    return async (target, ctx) => {
+      const session = await api.connect(target, {});
+      const bulk = session.client(Bulk);
+      return backgroundClient(ctx, () => session.close(), () => work(bulk, ctx));
+    };
+  }
+
+  const idleStreams: Scenario = {
+    startServer: server({ transfer: false, limits: IDLE_LIMITS }),
+    async connectClient(target, ctx) {
+      const session = await api.connect(target, IDLE_LIMITS);
+      const bulk = session.client(Bulk);
+      const cancel = new AbortController();
+      // The iterators stay referenced (as an application holding open streams would) until close.
+      let open: AsyncIterator<null>[] = [];
+      async function openOne(): Promise<AsyncIterator<null>> {
+        const it = bulk.idle(null, { signal: cancel.signal })[Symbol.asyncIterator]();
+        const first = await it.next();
+        if (first.done === true) throw new Error('gridwire idle stream ended before its first message');
+        return it;
+      }
+      return {
+        async start() {
+          const t0 = performance.now();
+          open = await Promise.all(Array.from({ length: IDLE_STREAMS }, openOne));
+          ctx.facts.idleStreamsOpen = open.length;
+          ctx.facts.openMs = performance.now() - t0;
+        },
+        finish: () => Promise.resolve(),
+        async close() {
+          cancel.abort();
+          open = [];
+          await session.close();
+        },
+      };
+    },
+  };
+
+  const slowRead: Scenario = {
+    startServer: server({ transfer: false }),
+    async connectClient(target, ctx) {
+      const session = await api.connect(target, {});
+      const bulk = session.client(Bulk);
+      const cancel = new AbortController();
+      const options = { fresh: true, pace: SLOW_READ_BYTES_PER_SEC, signal: cancel.signal };
+      return {
+        start() {
+          readDownload(bulk, ctx, SLOW_READ_TOTAL_BYTES, options).catch((err: unknown) => {
+            if (!cancel.signal.aborted) ctx.fail(err);
+          });
+          return Promise.resolve();
+        },
+        // The read goes on past the second mark (1 GiB at 1 MiB/s would take 17 minutes); close() cancels it.
+        finish: () => Promise.resolve(),
+        async close() {
+          cancel.abort();
+          await session.close();
+        },
+      };
+    },
+  };
+
+  return {
+    'bulk-upload': {
+      startServer: server({ transfer: true }),
+      connectClient: client(async (bulk, ctx) => {
+        const { bytes } = await bulk.put({ name: 'bench' }, uploadBody(ctx));
+        checkCount('gridwire upload', ctx.sent.total, bytes);
+      }),
+    },
+    'bulk-download': {
+      startServer: server({ transfer: true }),
+      connectClient: client((bulk, ctx) => readDownload(bulk, ctx, UNBOUNDED_BYTES, { fresh: false })),
+    },
+    'unary-idle': {
+      startServer: server({ transfer: false }),
+      connectClient: client(echoLoop),
+    },
+    'unary-under-bulk': {
+      startServer: server({ transfer: true }),
+      connectClient: client(async (bulk, ctx) => {
+        await Promise.all([readDownload(bulk, ctx, UNBOUNDED_BYTES, { fresh: false }), echoLoop(bulk, ctx)]);
+      }),
+    },
+    'idle-streams': idleStreams,
+    'slow-read': slowRead,
+  };
+}
+
+export function gridwireScenarios(api: GridwireApi, concurrency: number): Record<'echo' | BulkScenario, Scenario> {
+  return { echo: echoScenario(echoSystem(api), concurrency), ...bulkScenarios(api) };
+}

@@ -1,32 +1,40 @@
-// @grpc/grpc-js unary Echo(bytes), with bench/echo.proto loaded at run time by @grpc/proto-loader.
-// Default channel and server options; all calls of a client go over its one channel (one HTTP/2 connection).
+// @grpc/grpc-js, with bench/grpc.proto loaded at run time by @grpc/proto-loader; every call of a client goes over its
+// one channel (one HTTP/2 connection).
+//   echo   unary Echo(bytes), default channel and server options.
+//   bulk   the best case: client streaming (Upload) and server streaming (Download) of 64 KiB `bytes` messages, writes
+//          respecting each call's backpressure ('drain'), with raised HTTP/2 windows where grpc-js lets us raise them:
+//          'grpc-node.flow_control_window' sets the client's initial stream window and its connection window. The
+//          server's receive window (what bounds uploads) has no option in grpc-js 1.14, whose Server passes only
+//          maxSessionMemory and maxConcurrentStreams to node:http2; 'grpc.http2.lookahead_bytes' is a grpc-core option
+//          that grpc-js ignores. Message size limits (4 MiB by default) are far above 64 KiB, so left alone.
 import { fileURLToPath } from 'node:url';
 import * as grpc from '@grpc/grpc-js';
 import * as protoLoader from '@grpc/proto-loader';
-import { PAYLOAD_BYTES, type BenchClient, type BenchServer, type BenchSystem, type ReplyFn } from './types.js';
+import { pump } from './io.js';
+import {
+  CHUNK_BYTES, ECHO_BYTES, MiB, checkCount, deferred, echoScenario, type EchoClient, type EchoServer, type ReplyFn,
+  type Scenario, type ScenarioServer,
+} from './scenario.js';
 
-const PROTO_PATH = fileURLToPath(new URL('../echo.proto', import.meta.url));
+const PROTO_PATH = fileURLToPath(new URL('../grpc.proto', import.meta.url));
 
-interface EchoMsg {
-  data: Buffer;
-}
-type EchoCallback = (err: grpc.ServiceError | null, res?: EchoMsg) => void;
-type EchoClient = grpc.Client & { Echo(req: EchoMsg, cb: EchoCallback): grpc.ClientUnaryCall };
+/** The bulk client's receive window (stream and connection), as large as helped most on this machine. */
+const FLOW_CONTROL_WINDOW = 16 * MiB;
+const BULK_CHANNEL_OPTIONS: grpc.ChannelOptions = { 'grpc-node.flow_control_window': FLOW_CONTROL_WINDOW };
 
-function loadEchoService(): grpc.ServiceClientConstructor {
-  const def = protoLoader.loadSync(PROTO_PATH, { keepCase: true, defaults: false });
+function loadService(name: 'Echo' | 'Bulk'): grpc.ServiceClientConstructor {
+  // longs: Number keeps uint64 counts as plain numbers (exact below 2^53 bytes)
+  const def = protoLoader.loadSync(PROTO_PATH, { keepCase: true, defaults: false, longs: Number });
   const pkg = grpc.loadPackageDefinition(def).bench as grpc.GrpcObject;
-  return pkg.Echo as grpc.ServiceClientConstructor;
+  return pkg[name] as grpc.ServiceClientConstructor;
 }
 
-function echoHandler(call: grpc.ServerUnaryCall<EchoMsg, EchoMsg>, callback: grpc.sendUnaryData<EchoMsg>): void {
-  callback(null, call.request);
-}
-
-async function startServer(): Promise<BenchServer> {
-  const Echo = loadEchoService();
+async function startGrpcServer(
+  service: grpc.ServiceDefinition,
+  handlers: grpc.UntypedServiceImplementation,
+): Promise<{ target: string; close(): Promise<void> }> {
   const server = new grpc.Server();
-  server.addService(Echo.service, { Echo: echoHandler });
+  server.addService(service, handlers);
   const port = await new Promise<number>((resolve, reject) => {
     server.bindAsync('127.0.0.1:0', grpc.ServerCredentials.createInsecure(), (err, p) => (err ? reject(err) : resolve(p)));
   });
@@ -36,25 +44,156 @@ async function startServer(): Promise<BenchServer> {
   };
 }
 
-async function connectClient(target: string, onReply: ReplyFn): Promise<BenchClient> {
-  const Echo = loadEchoService();
-  const client = new Echo(target, grpc.credentials.createInsecure()) as unknown as EchoClient;
+async function connectGrpc<C>(name: 'Echo' | 'Bulk', target: string, options?: grpc.ChannelOptions): Promise<C & grpc.Client> {
+  const Service = loadService(name);
+  const client = new Service(target, grpc.credentials.createInsecure(), options);
   await new Promise<void>((resolve, reject) => {
     client.waitForReady(Date.now() + 5000, (err) => (err ? reject(err) : resolve()));
   });
-  const request: EchoMsg = { data: Buffer.alloc(PAYLOAD_BYTES, 7) };
+  return client as C & grpc.Client;
+}
+
+function closeClient(client: grpc.Client): Promise<void> {
+  client.close();
+  return Promise.resolve();
+}
+
+// ---- echo ----
+
+interface EchoMsg {
+  data: Buffer;
+}
+type EchoCallback = (err: grpc.ServiceError | null, res?: EchoMsg) => void;
+type EchoStub = { Echo(req: EchoMsg, cb: EchoCallback): grpc.ClientUnaryCall };
+
+function echoHandler(call: grpc.ServerUnaryCall<EchoMsg, EchoMsg>, callback: grpc.sendUnaryData<EchoMsg>): void {
+  callback(null, call.request);
+}
+
+function startEchoServer(): Promise<EchoServer> {
+  return startGrpcServer(loadService('Echo').service, { Echo: echoHandler });
+}
+
+async function connectEchoClient(target: string, onReply: ReplyFn): Promise<EchoClient> {
+  const client = await connectGrpc<EchoStub>('Echo', target);
+  const request: EchoMsg = { data: Buffer.alloc(ECHO_BYTES, 7) };
   return {
     call(t0: number): void {
       client.Echo(request, (err, res) => {
         const len = res?.data?.length ?? -1;
-        onReply(err ?? (len === PAYLOAD_BYTES ? null : new Error(`grpc: reply of ${len} bytes`)), t0);
+        onReply(err ?? (len === ECHO_BYTES ? null : new Error(`grpc: reply of ${len} bytes`)), t0);
       });
     },
-    close: () => {
-      client.close();
-      return Promise.resolve();
-    },
+    close: () => closeClient(client),
   };
 }
 
-export const grpcSystem: BenchSystem = { startServer, connectClient };
+// ---- bulk ----
+
+interface ChunkMsg {
+  data: Buffer;
+}
+interface CountMsg {
+  bytes: number;
+}
+type CountCallback = (err: grpc.ServiceError | null, res?: CountMsg) => void;
+type BulkStub = {
+  Upload(cb: CountCallback): grpc.ClientWritableStream<ChunkMsg>;
+  Download(req: object): grpc.ClientReadableStream<ChunkMsg>;
+};
+type BulkHandlers = {
+  Upload: grpc.handleClientStreamingCall<ChunkMsg, CountMsg>;
+  Download: grpc.handleServerStreamingCall<object, ChunkMsg>;
+};
+
+const CHUNK_MSG: ChunkMsg = { data: Buffer.alloc(CHUNK_BYTES, 0x5a) };
+
+/** A server whose handlers are the scenario's; `done` settles when the one transfer has ended on the server. */
+async function bulkServer(done: Promise<void>, handlers: BulkHandlers): Promise<ScenarioServer> {
+  const server = await startGrpcServer(loadService('Bulk').service, handlers);
+  return { target: server.target, finish: () => done, close: server.close };
+}
+
+const connectBulk = (target: string): Promise<BulkStub & grpc.Client> => connectGrpc<BulkStub>('Bulk', target, BULK_CHANNEL_OPTIONS);
+
+/** The method a scenario does not use (each scenario's server registers both). */
+const unimplemented = (_call: unknown, cb?: (err: Partial<grpc.ServiceError>) => void): void =>
+  cb?.({ code: grpc.status.UNIMPLEMENTED });
+
+const upload: Scenario = {
+  startServer(ctx) {
+    const done = deferred();
+    return bulkServer(done.promise, {
+      Upload(call, callback) {
+        call.on('data', (msg: ChunkMsg) => ctx.received.add(msg.data.length));
+        call.on('error', done.reject);
+        call.on('end', () => {
+          callback(null, { bytes: ctx.received.total });
+          done.resolve();
+        });
+      },
+      Download: unimplemented,
+    });
+  },
+
+  async connectClient(target, ctx) {
+    const client = await connectBulk(target);
+    const counted = deferred<number>();
+    let call: grpc.ClientWritableStream<ChunkMsg> | undefined;
+    let pumping: Promise<void> = Promise.resolve();
+    return {
+      start() {
+        call = client.Upload((err, res) => (err ? counted.reject(err) : counted.resolve(res?.bytes ?? -1)));
+        pumping = pump(call, CHUNK_MSG, CHUNK_BYTES, ctx);
+        pumping.catch(ctx.fail);
+        return Promise.resolve();
+      },
+      async finish() {
+        await pumping;
+        call?.end();
+        checkCount('grpc upload', ctx.sent.total, await counted.promise);
+      },
+      close: () => closeClient(client),
+    };
+  },
+};
+
+const download: Scenario = {
+  startServer(ctx) {
+    const done = deferred();
+    return bulkServer(done.promise, {
+      Upload: unimplemented,
+      Download(call) {
+        pump(call, CHUNK_MSG, CHUNK_BYTES, ctx).then(() => {
+          call.end();
+          done.resolve();
+        }, done.reject);
+      },
+    });
+  },
+
+  async connectClient(target, ctx) {
+    const client = await connectBulk(target);
+    const ended = deferred();
+    ended.promise.catch(ctx.fail);
+    return {
+      start() {
+        const call = client.Download({});
+        call.on('data', (msg: ChunkMsg) => ctx.received.add(msg.data.length));
+        call.on('error', ended.reject);
+        call.on('end', () => ended.resolve());
+        return Promise.resolve();
+      },
+      finish: () => ended.promise,
+      close: () => closeClient(client),
+    };
+  },
+};
+
+export function grpcScenarios(concurrency: number): Record<'echo' | 'bulk-upload' | 'bulk-download', Scenario> {
+  return {
+    echo: echoScenario({ startServer: startEchoServer, connectClient: connectEchoClient }, concurrency),
+    'bulk-upload': upload,
+    'bulk-download': download,
+  };
+}

@@ -1,23 +1,66 @@
-// The registry of benchmarked systems: their names, in round-robin order, and a lazy loader for each, so a worker
-// only imports the stack it runs (and a missing gridwire cannot break the other rows).
-import type { BenchSystem } from './types.js';
+// The registry of benchmarked systems and scenarios: their names (systems in round-robin order), and a lazy loader of
+// one system's scenario, so a worker imports only the stack it runs (and a gridwire that cannot load cannot break
+// the other rows). `gridwire@base` is the same gridwire code driven against another checkout's library (--against).
+import type { Scenario } from './scenario.js';
 
-export const SYSTEM_NAMES = ['raw', 'ws', 'grpc', 'gridwire'] as const;
+export const SYSTEM_NAMES = ['raw', 'ws', 'grpc', 'gridwire', 'gridwire@base'] as const;
 export type SystemName = (typeof SYSTEM_NAMES)[number];
+export const GRIDWIRE_SYSTEMS = ['gridwire', 'gridwire@base'] as const satisfies readonly SystemName[];
+export type GridwireSystem = (typeof GRIDWIRE_SYSTEMS)[number];
+
+export const SCENARIO_NAMES = [
+  'echo',
+  'bulk-upload',
+  'bulk-download',
+  'unary-idle',
+  'unary-under-bulk',
+  'idle-streams',
+  'slow-read',
+  'mesh-idle',
+  'mesh-beside-download',
+  'mesh-data-lane',
+] as const;
+export type ScenarioName = (typeof SCENARIO_NAMES)[number];
 
 export function isSystemName(s: string): s is SystemName {
   return (SYSTEM_NAMES as readonly string[]).includes(s);
 }
 
-export async function loadSystem(name: SystemName): Promise<BenchSystem> {
-  switch (name) {
+export function isGridwire(s: SystemName): s is GridwireSystem {
+  return (GRIDWIRE_SYSTEMS as readonly string[]).includes(s);
+}
+
+/** Which scenario of which system a side runs, and with what. */
+export interface ScenarioChoice {
+  system: SystemName;
+  scenario: ScenarioName;
+  /** The gridwire library a gridwire system imports: a module URL (processes.ts picks it); '' for the others. */
+  library: string;
+  /** echo: calls kept outstanding on the one connection. */
+  concurrency: number;
+  /** The Mesh scenarios: the listen addresses of the server node and the client node. */
+  meshUrls: { server: string; client: string } | null;
+}
+
+async function scenarios(spec: ScenarioChoice): Promise<Partial<Record<ScenarioName, Scenario>>> {
+  switch (spec.system) {
     case 'raw':
-      return (await import('./raw.js')).raw;
+      return (await import('./raw.js')).rawScenarios(spec.concurrency);
     case 'ws':
-      return (await import('./ws.js')).ws;
+      return (await import('./ws.js')).wsScenarios(spec.concurrency);
     case 'grpc':
-      return (await import('./grpc.js')).grpcSystem;
+      return (await import('./grpc.js')).grpcScenarios(spec.concurrency);
     case 'gridwire':
-      return (await import('./gridwire.js')).gridwire;
+    case 'gridwire@base': {
+      const api = await (await import('./gridwire-api.js')).loadGridwire(spec.library);
+      if (spec.meshUrls !== null) return (await import('./gridwire-mesh.js')).meshScenarios(api, spec.meshUrls);
+      return (await import('./gridwire.js')).gridwireScenarios(api, spec.concurrency);
+    }
   }
+}
+
+export async function loadScenario(spec: ScenarioChoice): Promise<Scenario> {
+  const scenario = (await scenarios(spec))[spec.scenario];
+  if (scenario === undefined) throw new Error(`${spec.system} has no '${spec.scenario}' scenario`);
+  return scenario;
 }

@@ -1,9 +1,19 @@
-// Raw node:net ping-pong: each message is a 4-byte big-endian length followed by the 32-byte payload. The client
-// corks its socket and uncorks on the next tick, so calls issued in one tick leave in one write (as in baseline.md);
-// the server echoes every complete frame of a 'data' chunk in one corked batch. No RPC work at all: this is the floor.
+// Raw node:net, the floor: no RPC work at all.
+//   echo           each message is a 4-byte big-endian length followed by the 32-byte payload. The client corks its
+//                  socket and uncorks on the next tick, so calls issued in one tick leave in one write (as in
+//                  baseline.md); the server echoes every complete frame of a 'data' chunk in one corked batch.
+//   bulk-upload    the client writes 64 KiB of one reused Buffer at a time, respecting backpressure, until the second
+//                  mark, half-closes, and the server answers with its count (8 bytes) before closing. No framing.
+//   bulk-download  the client writes one byte to start it; the server writes until the second mark and closes; the
+//                  orchestrator checks the server's count against the client's.
 import net from 'node:net';
-import { NumberFifo } from './fifo.js';
-import { PAYLOAD_BYTES, type BenchClient, type BenchServer, type BenchSystem, type ReplyFn } from './types.js';
+import { dial, listenLoopback, NumberFifo, pump } from './io.js';
+import {
+  CHUNK_BYTES, ECHO_BYTES, checkCount, deferred, echoScenario, type EchoClient, type EchoServer, type ReplyFn,
+  type Scenario,
+} from './scenario.js';
+
+// ---- echo ----
 
 const HEADER_BYTES = 4;
 
@@ -31,7 +41,7 @@ function frame(payload: Buffer): Buffer {
   return out;
 }
 
-function onServerConnection(socket: net.Socket): void {
+function onEchoConnection(socket: net.Socket): void {
   socket.setNoDelay(true);
   socket.on('error', () => socket.destroy());
   let batch: Buffer[] = [];
@@ -48,32 +58,14 @@ function onServerConnection(socket: net.Socket): void {
   });
 }
 
-/** Listens on an ephemeral loopback port: the target to dial and how to close it. */
-export async function listenLoopback(server: net.Server): Promise<BenchServer> {
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', resolve);
-  });
-  const { port } = server.address() as net.AddressInfo;
-  return {
-    target: `127.0.0.1:${port}`,
-    close: () => new Promise<void>((resolve) => server.close(() => resolve())),
-  };
+function startEchoServer(): Promise<EchoServer> {
+  return listenLoopback(net.createServer(onEchoConnection));
 }
 
-function startServer(): Promise<BenchServer> {
-  return listenLoopback(net.createServer(onServerConnection));
-}
-
-async function connectClient(target: string, onReply: ReplyFn): Promise<BenchClient> {
-  const [host, port] = splitHostPort(target);
-  const socket = net.connect({ host, port, noDelay: true });
-  await new Promise<void>((resolve, reject) => {
-    socket.once('connect', resolve);
-    socket.once('error', reject);
-  });
+async function connectEchoClient(target: string, onReply: ReplyFn): Promise<EchoClient> {
+  const socket = await dial(target);
   const pending = new NumberFifo();
-  const request = frame(Buffer.alloc(PAYLOAD_BYTES, 7));
+  const request = frame(Buffer.alloc(ECHO_BYTES, 7));
   let corked = false;
   function uncork(): void {
     corked = false;
@@ -86,7 +78,7 @@ async function connectClient(target: string, onReply: ReplyFn): Promise<BenchCli
     'data',
     createFrameReader(function onReplyFrame(whole) {
       const len = whole.length - HEADER_BYTES;
-      onReply(len === PAYLOAD_BYTES ? null : new Error(`raw: reply of ${len} bytes`), pending.shift());
+      onReply(len === ECHO_BYTES ? null : new Error(`raw: reply of ${len} bytes`), pending.shift());
     }),
   );
   return {
@@ -103,9 +95,103 @@ async function connectClient(target: string, onReply: ReplyFn): Promise<BenchCli
   };
 }
 
-export function splitHostPort(target: string): [string, number] {
-  const i = target.lastIndexOf(':');
-  return [target.slice(0, i), Number(target.slice(i + 1))];
+// ---- bulk ----
+
+const CHUNK = Buffer.alloc(CHUNK_BYTES, 0x5a);
+const COUNT_BYTES = 8;
+
+function listenBulk(onConnection: (socket: net.Socket) => void): Promise<{ target: string; close(): Promise<void> }> {
+  // allowHalfOpen: the upload server still answers with its count after the client has half-closed.
+  const server = net.createServer({ allowHalfOpen: true }, function rawOnConnection(socket) {
+    socket.setNoDelay(true);
+    onConnection(socket);
+  });
+  return listenLoopback(server);
 }
 
-export const raw: BenchSystem = { startServer, connectClient };
+function destroy(socket: net.Socket): Promise<void> {
+  socket.destroy();
+  return Promise.resolve();
+}
+
+/** Resolves at the socket's 'end' (the peer half-closed), rejects on error. */
+function ended(socket: net.Socket): Promise<void> {
+  return new Promise((resolve, reject) => {
+    socket.once('end', resolve);
+    socket.once('error', reject);
+  });
+}
+
+const upload: Scenario = {
+  async startServer(ctx) {
+    const done = deferred();
+    const listener = await listenBulk(function uploadOnConnection(socket) {
+      socket.on('data', (chunk: Buffer) => ctx.received.add(chunk.length));
+      ended(socket).then(() => {
+        const reply = Buffer.alloc(COUNT_BYTES);
+        reply.writeBigUInt64BE(BigInt(ctx.received.total));
+        socket.end(reply, done.resolve);
+      }, done.reject);
+    });
+    return { target: listener.target, finish: () => done.promise, close: listener.close };
+  },
+
+  async connectClient(target, ctx) {
+    const socket = await dial(target);
+    const replies: Buffer[] = [];
+    socket.on('data', (chunk: Buffer) => replies.push(chunk));
+    let pumping: Promise<void> = Promise.resolve();
+    return {
+      start() {
+        pumping = pump(socket, CHUNK, CHUNK_BYTES, ctx);
+        pumping.catch(ctx.fail);
+        return Promise.resolve();
+      },
+      async finish() {
+        await pumping;
+        const serverDone = ended(socket);
+        socket.end();
+        await serverDone;
+        const reply = Buffer.concat(replies);
+        if (reply.length !== COUNT_BYTES) throw new Error(`raw upload: count reply of ${reply.length} bytes`);
+        checkCount('raw upload', ctx.sent.total, Number(reply.readBigUInt64BE(0)));
+      },
+      close: () => destroy(socket),
+    };
+  },
+};
+
+const download: Scenario = {
+  async startServer(ctx) {
+    const done = deferred();
+    const listener = await listenBulk(function downloadOnConnection(socket) {
+      socket.once('data', () => {
+        pump(socket, CHUNK, CHUNK_BYTES, ctx).then(() => socket.end(done.resolve), done.reject);
+      });
+    });
+    return { target: listener.target, finish: () => done.promise, close: listener.close };
+  },
+
+  async connectClient(target, ctx) {
+    const socket = await dial(target);
+    socket.on('data', (chunk: Buffer) => ctx.received.add(chunk.length));
+    const serverDone = ended(socket);
+    serverDone.catch(ctx.fail);
+    return {
+      start() {
+        socket.write('g');
+        return Promise.resolve();
+      },
+      finish: () => serverDone,
+      close: () => destroy(socket),
+    };
+  },
+};
+
+export function rawScenarios(concurrency: number): Record<'echo' | 'bulk-upload' | 'bulk-download', Scenario> {
+  return {
+    echo: echoScenario({ startServer: startEchoServer, connectClient: connectEchoClient }, concurrency),
+    'bulk-upload': upload,
+    'bulk-download': download,
+  };
+}

@@ -1,8 +1,8 @@
 // Bare `ws` echo, no RPC layer: the client sends binary 32-byte messages, the server sends each one back.
 // perMessageDeflate is off on both sides; bufferutil is not installed, so masking runs in JS (as in baseline.md).
 import { WebSocket, WebSocketServer, type RawData } from 'ws';
-import { NumberFifo } from './fifo.js';
-import { PAYLOAD_BYTES, type BenchClient, type BenchServer, type BenchSystem, type ReplyFn } from './types.js';
+import { NumberFifo } from './io.js';
+import { ECHO_BYTES, echoScenario, type EchoClient, type EchoServer, type ReplyFn, type Scenario } from './scenario.js';
 
 function onServerConnection(socket: WebSocket): void {
   socket.on('error', () => socket.terminate());
@@ -11,7 +11,7 @@ function onServerConnection(socket: WebSocket): void {
   });
 }
 
-async function startServer(): Promise<BenchServer> {
+async function startServer(): Promise<EchoServer> {
   const wss = new WebSocketServer({ host: '127.0.0.1', port: 0, perMessageDeflate: false });
   await new Promise<void>((resolve, reject) => {
     wss.once('listening', resolve);
@@ -29,7 +29,7 @@ async function startServer(): Promise<BenchServer> {
   };
 }
 
-async function connectClient(target: string, onReply: ReplyFn): Promise<BenchClient> {
+async function connectClient(target: string, onReply: ReplyFn): Promise<EchoClient> {
   const socket = new WebSocket(target, { perMessageDeflate: false });
   socket.binaryType = 'nodebuffer';
   await new Promise<void>((resolve, reject) => {
@@ -37,13 +37,13 @@ async function connectClient(target: string, onReply: ReplyFn): Promise<BenchCli
     socket.once('error', reject);
   });
   const pending = new NumberFifo();
-  const request = Buffer.alloc(PAYLOAD_BYTES, 7); // ws copies read-only Buffers when masking, so reuse is safe
+  const request = Buffer.alloc(ECHO_BYTES, 7); // ws copies read-only Buffers when masking, so reuse is safe
   socket.on('error', function clientOnError(err) {
     while (pending.length > 0) onReply(err, pending.shift());
   });
   socket.on('message', function clientOnMessage(data: RawData) {
     const len = Buffer.isBuffer(data) ? data.length : -1;
-    onReply(len === PAYLOAD_BYTES ? null : new Error(`ws: reply of ${len} bytes`), pending.shift());
+    onReply(len === ECHO_BYTES ? null : new Error(`ws: reply of ${len} bytes`), pending.shift());
   });
   return {
     call(t0: number): void {
@@ -58,4 +58,6 @@ async function connectClient(target: string, onReply: ReplyFn): Promise<BenchCli
   };
 }
 
-export const ws: BenchSystem = { startServer, connectClient };
+export function wsScenarios(concurrency: number): Record<'echo', Scenario> {
+  return { echo: echoScenario({ startServer, connectClient }, concurrency) };
+}

@@ -1,7 +1,8 @@
-// Suite `mesh`: how long 32 node processes on loopback take to form a full mesh (src/mesh/mesh.ts, default options)
-// and complete one unary call on every ordered pair (32 x 31 calls), from the moment the orchestrator spawns them to
-// the moment the last node reports its 31 calls done. The nodes run as plain JS (fleet/procs.ts): under tsx their
-// start-up alone would take longer than the target. Each run measures, in fresh processes:
+// Suite `mesh-formation`: how long 32 node processes on loopback take to form a full mesh (src/mesh/, default
+// options) and complete one unary call on every ordered pair (32 x 31 calls), from the moment the orchestrator spawns
+// them to the moment the last node reports its 31 calls done. The nodes run as plain JS (processes.ts
+// compiledLaunch): under tsx their start-up alone would take longer than the target. Each run measures, in fresh
+// processes, for gridwire (and gridwire@base with --against):
 //   cold       each node starts its mesh as soon as it is loaded, as a fleet started by a supervisor would: early
 //              nodes dial peers that are not listening yet and back off (the target figure)
 //                total           spawn -> last node done
@@ -13,11 +14,16 @@
 //   baselines  32 x `node -e ''` spawned at once, spawn -> last exit; 32 x importing the compiled library and exiting
 import { readFileSync } from 'node:fs';
 import os from 'node:os';
-import { compileFleetWorkers, Fleet, timeSpawnExit, wallMs } from '../fleet/procs.js';
-import type { MeshNodeReport } from '../fleet/messages.js';
+import { performance } from 'node:perf_hooks';
+import type { MeshNodeReport } from '../messages.js';
+import { compiledLaunch, Fleet, libraryOf, timeSpawnExit, type Launch } from '../processes.js';
+import { check, fmt, formatChecks, markdownTable, type Check } from '../report.js';
 import { median } from '../stats.js';
-import { fmt, markdownTable } from '../table.js';
-import { errorMessage, pickPorts, skipSuite, type SuiteOptions } from './suite.js';
+import type { SystemName } from '../systems/index.js';
+import {
+  attempt, checkPrefix, describeAgainst, figureOf, perRun, pickPorts, roundRobin, sameRunRatios, skipSuite, succeeded,
+  suiteSystems, type Result, type SuiteOptions,
+} from './common.js';
 
 const NODES = 32;
 const DEFAULT_RUNS = 2;
@@ -26,6 +32,8 @@ const RUN_TIMEOUT_MS = 90_000;
 const CPUS = os.availableParallelism();
 /** USER_HZ: /proc/stat counts in 1/100 s on every Linux Node runs on. */
 const CLOCK_TICKS = 100;
+/** Wall-clock ms, the clock the nodes report in (roles/child.ts wallMs). */
+const wallMs = (): number => performance.timeOrigin + performance.now();
 
 interface Lag {
   pairs: number;
@@ -62,31 +70,32 @@ interface Formation {
   warnings: number;
 }
 
-interface MeshRun {
+interface Key {
+  system: SystemName;
   run: number;
-  ok: boolean;
-  error?: string;
+}
+
+interface Figures {
   /** 32 x `node -e ''`: spawn -> last exit. */
   emptyMs: number;
   /** 32 x import the compiled library and exit. */
   importMs: number;
-  cold: Formation | null;
-  barrier: Formation | null;
+  cold: Formation;
+  barrier: Formation;
 }
 
-async function formMesh(nodeScript: string, barrier: boolean): Promise<Formation> {
+async function formMesh(launch: Launch, library: string, barrier: boolean): Promise<Formation> {
   const urls = (await pickPorts(NODES)).map((port) => `tcp://127.0.0.1:${port}`);
-  const fleet = new Fleet(RUN_TIMEOUT_MS);
+  const fleet = new Fleet(RUN_TIMEOUT_MS, launch);
   try {
     const machine0 = machineCpuMs();
     const t0 = wallMs();
-    const extra = barrier ? ['barrier'] : [];
-    for (let i = 0; i < NODES; i++) fleet.spawn(`mesh node n${i}`, nodeScript, ['node', String(i), urls.join(','), ...extra]);
+    for (let index = 0; index < NODES; index++) fleet.spawn(`mesh node n${index}`, { role: 'mesh-node', library, index, urls, barrier });
     if (barrier) {
-      await fleet.guard(Promise.all(fleet.children.map((c) => c.next('listening'))));
-      for (const c of fleet.children) c.send({ t: 'go' });
+      await fleet.guard(Promise.all(fleet.workers.map((w) => w.next('listening'))));
+      for (const w of fleet.workers) w.send({ t: 'go' });
     }
-    const reports = await fleet.guard(Promise.all(fleet.children.map((c) => c.next('done').then((m) => m.report))));
+    const reports = await fleet.guard(Promise.all(fleet.workers.map((w) => w.next('done').then((m) => m.report))));
     const machineMs = machineCpuMs() - machine0;
     return summarise(t0, reports, machineMs);
   } finally {
@@ -156,9 +165,8 @@ const describeBackoffs = (f: Formation): string => {
   return `${entries.map(([k, v]) => `${v} ${k}`).join(', ')} (longest delay ${fmt(f.maxBackoffMs)} ms)`;
 };
 
-const describeRun = (r: MeshRun): string => {
-  const c = r.cold!;
-  const b = r.barrier!;
+const describe = (r: Figures): string => {
+  const { cold: c, barrier: b } = r;
   return (
     `cold: total ${fmt(c.totalMs)} ms (all listening at ${fmt(c.listeningMs)}, then ${fmt(c.totalMs - c.listeningMs)}; ` +
     `backoffs ${describeBackoffs(c)}); barrier: go -> done ${fmt(b.totalMs - b.goMs)} ms (backoffs ${describeBackoffs(b)}, ` +
@@ -166,110 +174,101 @@ const describeRun = (r: MeshRun): string => {
   );
 };
 
-async function runMeshOnce(run: number, nodeScript: string): Promise<MeshRun> {
+async function measure(launch: Launch, system: SystemName): Promise<Figures> {
+  const library = libraryOf(launch, system);
   const emptyMs = await timeSpawnExit(NODES, ['-e', '']);
-  const importMs = await timeSpawnExit(NODES, [nodeScript, 'load-only']);
-  const cold = await formMesh(nodeScript, false);
-  const barrier = await formMesh(nodeScript, true);
-  return { run, ok: true, emptyMs, importMs, cold, barrier };
+  const importMs = await timeSpawnExit(NODES, [...launch.loader, launch.script, JSON.stringify({ role: 'load-only', library })]);
+  const cold = await formMesh(launch, library, false);
+  const barrier = await formMesh(launch, library, true);
+  return { emptyMs, importMs, cold, barrier };
 }
 
-export async function runMeshSuite(options: SuiteOptions): Promise<object> {
+export async function runMeshFormationSuite(options: SuiteOptions): Promise<object> {
   const title = `mesh formation: ${NODES} node processes on loopback TCP, full mesh, one unary call per ordered pair (${NODES * (NODES - 1)} calls)`;
+  const { systems, notes: skipped } = await suiteSystems(options, ['gridwire', 'gridwire@base']);
+  if (!systems.includes('gridwire')) return skipSuite('mesh-formation', title, skipped[0] ?? 'gridwire not in --only');
   const runs = options.runs ?? DEFAULT_RUNS;
-  let nodeScript: string;
-  try {
-    nodeScript = `${compileFleetWorkers()}mesh-node.js`;
-  } catch (err) {
-    return skipSuite('mesh', title, errorMessage(err));
-  }
-  const results: MeshRun[] = [];
+  const launch = compiledLaunch(options.against);
+  const results: Result<Key, Figures>[] = [];
   for (let run = 1; run <= runs; run++) {
-    const label = `[mesh ${run}/${runs}]`;
-    try {
-      const r = await runMeshOnce(run, nodeScript);
-      console.error(`${label} ${describeRun(r)}`);
-      results.push(r);
-    } catch (err) {
-      const error = errorMessage(err);
-      console.error(`${label} FAILED: ${error}`);
-      results.push({ run, ok: false, error, emptyMs: NaN, importMs: NaN, cold: null, barrier: null });
+    for (const system of roundRobin(systems, run)) {
+      results.push(await attempt(`[mesh-formation ${run}/${runs}] ${system.padEnd(13)}`, { system, run }, () => measure(launch, system), describe));
     }
   }
-  const ok = results.filter((r) => r.ok);
-  const m = (pick: (r: MeshRun) => number): number => median(ok.map(pick));
-  const total = m((r) => r.cold!.totalMs);
-  const empty = m((r) => r.emptyMs);
-  const met = ok.length ? total < TARGET_MS : null;
-  const ratioPerRun = ok.map((r) => r.cold!.totalMs / r.emptyMs);
+
+  const ok = succeeded(results);
+  const figure = (system: SystemName, pick: (r: Figures) => number): number[] =>
+    perRun(runs, (run) => figureOf(results, run, { system }, pick));
+  const total = (r: Figures): number => r.cold.totalMs;
+  const goToDone = (r: Figures): number => r.barrier.totalMs - r.barrier.goMs;
+  const checks: Record<string, Check> = {};
+  for (const system of systems) {
+    const prefix = checkPrefix(system);
+    checks[`${prefix}mesh_total_ms`] = check(figure(system, total), 'ms', { sense: '<', value: TARGET_MS });
+    checks[`${prefix}cold_total_minus_spawn_baseline`] = check(figure(system, (r) => r.cold.totalMs - r.emptyMs), 'ms');
+    checks[`${prefix}barrier_go_to_all_done`] = check(figure(system, goToDone), 'ms');
+    checks[`${prefix}cold_total_over_spawn_baseline`] = check(figure(system, (r) => r.cold.totalMs / r.emptyMs), 'x');
+  }
+  if (systems.includes('gridwire@base')) {
+    for (const [name, pick] of [['cold_total', total], ['barrier_go_to_done', goToDone]] as const) {
+      checks[`${name}_gridwire_vs_base`] = check(sameRunRatios(results, runs, { system: 'gridwire' }, { system: 'gridwire@base' }, pick), 'x');
+    }
+  }
 
   console.log(`\n${title}, ${runs} run(s)`);
-  console.log("note: nodes unpinned (32 processes on the machine's CPUs), plain JS compiled by tsc (bench/tsconfig.fleet.json),");
+  for (const n of [...skipped, ...describeAgainst(options)]) console.log(`note: ${n}`);
+  console.log("note: nodes unpinned (32 processes on the machine's CPUs), plain JS compiled by tsc (into node_modules/.cache/gridwire-bench),");
   console.log('note: default mesh options (refused dials retried within 250 ms for the first 10 s, then doubling; fallback dial after 3 s; keepalive 30 s)\n');
   console.log(formatRuns(results));
   console.log('\nper node, medians over nodes: load = process start -> library imported and Mesh built; listen = mesh.start();');
   console.log('calls = peers added (cold: listening; barrier: go) -> its 31 calls done; pair lag = a\'s call to b done, after');
   console.log('both a and b had added their peers, for pairs whose connection went through a backoff after a failure or not\n');
-  console.log(formatNodes(results));
-  console.log('\nchecks (median over runs):');
-  const verdict = met === null ? '' : met ? '  MET' : '  NOT MET';
-  console.log(`  mesh_total_ms (cold)         ${fmt(total).padStart(7)} ms  target < ${TARGET_MS} ms${verdict}`);
-  console.log(`  cold total - spawn baseline  ${fmt(total - empty).padStart(7)} ms  (total - ${NODES} x node -e '')`);
-  console.log(`  barrier go -> all done       ${fmt(m((r) => r.barrier!.totalMs - r.barrier!.goMs)).padStart(7)} ms  (the mesh's own part)`);
-  console.log(
-    `  cold total / spawn baseline  ${fmt(median(ratioPerRun), 1).padStart(7)}x    (per run: ${ratioPerRun.map((x) => x.toFixed(1)).join(', ')})`,
-  );
-  return {
-    bench: 'mesh',
-    checks: {
-      mesh_total_ms: { ms: total, targetMs: TARGET_MS, met },
-      total_over_spawn_baseline: { median: median(ratioPerRun), perRun: ratioPerRun },
-    },
-    runs: results,
-    config: { nodes: NODES, runs, transport: 'tcp', pinned: false },
-  };
+  console.log(formatNodes(ok));
+  console.log(`\nchecks (median over runs): mesh_total_ms is the cold total; the spawn baseline is ${NODES} x node -e ''; barrier go -> all done`);
+  console.log("is the mesh's own part:");
+  console.log(formatChecks(checks));
+  return { bench: 'mesh-formation', checks, runs: results, config: { nodes: NODES, runs, transport: 'tcp', pinned: false, against: options.against } };
 }
 
-function formatRuns(results: MeshRun[]): string {
+function formatRuns(results: Result<Key, Figures>[]): string {
   const head = [
-    'run', 'mode', 'total ms', 'target', 'spawn -> all listening', 'all listening -> all done', 'go -> all done',
+    'run', 'system', 'mode', 'total ms', 'target', 'spawn -> all listening', 'all listening -> all done', 'go -> all done',
     `${NODES}x node -e ''`, `${NODES}x import lib`, `CPU ms, nodes (% of ${CPUS} CPUs; machine %)`, 'backoffs after a failure',
   ];
   const cpu = (f: Formation): string => `${fmt(f.cpuMs)} (${fmt(f.cpuUtilisation * 100)}%; ${fmt(f.machineUtilisation * 100)}%)`;
   const body: string[][] = [];
   for (const r of results) {
-    if (!r.ok || !r.cold || !r.barrier) {
-      body.push([String(r.run), 'FAILED', r.error ?? '', '', '', '', '', '', '', '', '']);
+    if (!r.ok) {
+      body.push([String(r.run), r.system, 'FAILED', r.error, '', '', '', '', '', '', '', '']);
       continue;
     }
     const { cold: c, barrier: b } = r;
     body.push([
-      String(r.run), 'cold', fmt(c.totalMs), `< ${TARGET_MS}`, fmt(c.listeningMs), fmt(c.totalMs - c.listeningMs), '',
+      String(r.run), r.system, 'cold', fmt(c.totalMs), `< ${TARGET_MS}`, fmt(c.listeningMs), fmt(c.totalMs - c.listeningMs), '',
       fmt(r.emptyMs), fmt(r.importMs), cpu(c), describeBackoffs(c),
     ]);
     body.push([
-      String(r.run), 'barrier', fmt(b.totalMs), '', fmt(b.listeningMs), fmt(b.totalMs - b.listeningMs), fmt(b.totalMs - b.goMs),
+      String(r.run), r.system, 'barrier', fmt(b.totalMs), '', fmt(b.listeningMs), fmt(b.totalMs - b.listeningMs), fmt(b.totalMs - b.goMs),
       '', '', cpu(b), describeBackoffs(b) + (b.warnings ? `; ${b.warnings} warnings` : ''),
     ]);
   }
-  return markdownTable(head, body, 2);
+  return markdownTable(head, body, 3);
 }
 
-function formatNodes(results: MeshRun[]): string {
+function formatNodes(ok: (Key & Figures)[]): string {
   const head = [
-    'run', 'mode', 'spawn -> last started', 'spawn -> last loaded', 'load', 'listen', 'calls',
+    'run', 'system', 'mode', 'spawn -> last started', 'spawn -> last loaded', 'load', 'listen', 'calls',
     'pair lag p50 / max, clean (pairs)', 'pair lag p50 / max, after a backoff (pairs)',
   ];
   const lag = (l: Lag): string => (l.pairs ? `${fmt(l.p50Ms)} / ${fmt(l.maxMs)} (${l.pairs})` : '- (0)');
   const body: string[][] = [];
-  for (const r of results) {
+  for (const r of ok) {
     for (const [mode, f] of [['cold', r.cold], ['barrier', r.barrier]] as const) {
-      if (f === null) continue;
       body.push([
-        String(r.run), mode, fmt(f.startedMs), fmt(f.loadedMs), fmt(f.nodeLoadMs), fmt(f.nodeListenMs, 1), fmt(f.nodeCallsMs),
+        String(r.run), r.system, mode, fmt(f.startedMs), fmt(f.loadedMs), fmt(f.nodeLoadMs), fmt(f.nodeListenMs, 1), fmt(f.nodeCallsMs),
         lag(f.lagClean), lag(f.lagBackoff),
       ]);
     }
   }
-  return markdownTable(head, body, 2);
+  return markdownTable(head, body, 3);
 }

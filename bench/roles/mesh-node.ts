@@ -1,28 +1,19 @@
-// One node of the mesh suite, run as plain JS (compiled by procs.ts) in its own process:
-//   node mesh-node.js node <index> <url0,url1,...> [barrier]
-//                                                    node n<index> of a mesh of all the urls: listen on urls[index],
-//                                                    report `listening`, call every other node once, report `done`,
-//                                                    keep serving until `stop`. With `barrier`, the node listens with
-//                                                    no peers and adds them all (so starts dialing) only on `go`,
-//                                                    which the orchestrator sends once every node is listening.
-//   node mesh-node.js load-only                      import the library and exit (the start-up baseline)
-// Default options throughout (keepalive 30 s, refused dials retried within 250 ms for 10 s then doubling, fallback dial after 3 s).
-import { performance } from 'node:perf_hooks';
-import type { FleetChildMsg, FleetParentMsg, MeshNodeReport } from './messages.js';
+// Node n<index> of the mesh-formation fleet: a Mesh of all the urls, listening on urls[index]; it reports
+// `listening`, calls every other node once, reports `done` with its timings, and serves until `stop`. With `barrier`,
+// it listens with no peers and adds them all (so starts dialing) only on `go`, which the orchestrator sends once every
+// node is listening. Default mesh options throughout (keepalive 30 s, refused dials retried within 250 ms for 10 s
+// then doubling, fallback dial after 3 s).
+import type { MeshNodeReport, MeshNodeSpec, ParentMsg } from '../messages.js';
+import type { GridwireApi, Service } from '../systems/gridwire-api.js';
+import { send, wallMs } from './child.js';
 
-const wallMs = (): number => performance.timeOrigin + performance.now();
 const CALL_TIMEOUT_MS = 60_000;
 
-function send(msg: FleetChildMsg): void {
-  process.send?.(msg);
+interface HelloClient {
+  hello(req: { from: string }, options: { waitForReady: boolean; timeoutMs: number }): Promise<{ to: string }>;
 }
 
-function fail(err: unknown): never {
-  send({ t: 'error', message: err instanceof Error ? (err.stack ?? err.message) : String(err) });
-  process.exit(1);
-}
-
-/** "dial tcp://127.0.0.1:4001: connect ECONNREFUSED 127.0.0.1:4001" -> "dial: ECONNREFUSED", so counts group. */
+/** "dial tcp://127.0.0.1:4001: connect ECONNREFUSED 127.0.0.1:4001" -> "ECONNREFUSED", so counts group. */
 function shape(message: string | undefined): string {
   if (message === undefined) return 'no error';
   const code = /\b(E[A-Z]{3,})\b/.exec(message)?.[1];
@@ -30,8 +21,10 @@ function shape(message: string | undefined): string {
   return message.replace(/tcp:\/\/\S+|unix:\/\/\S+|\d+/g, '#').slice(0, 80);
 }
 
-async function runNode(index: number, urls: string[], barrier: boolean): Promise<void> {
-  const gw = await import('../../src/index.js');
+export async function runMeshNode({ library, index, urls, barrier }: MeshNodeSpec): Promise<void> {
+  if (!Number.isInteger(index) || index < 0 || index >= urls.length) throw new Error(`bad node index ${index}`);
+  // imported directly (not through loadGridwire's module) so a node loads as little as possible besides the library
+  const gw = (await import(library)) as GridwireApi;
   const self = `n${index}`;
   const peerNames: string[] = [];
   const peers: Record<string, string> = {};
@@ -40,7 +33,7 @@ async function runNode(index: number, urls: string[], barrier: boolean): Promise
     peers[`n${i}`] = url;
     peerNames.push(`n${i}`);
   });
-  const Hello = gw.defineService('bench.mesh', { hello: gw.unary<{ from: string }, { to: string }>() });
+  const Hello = gw.defineService('bench.mesh', { hello: gw.unary() }) as Service<HelloClient>;
   let warnings = 0;
   const mesh = new gw.Mesh({
     name: self,
@@ -66,7 +59,7 @@ async function runNode(index: number, urls: string[], barrier: boolean): Promise
   });
   let go: () => void = () => undefined;
   const released = new Promise<void>((resolve) => (go = resolve));
-  process.on('message', (m: FleetParentMsg) => {
+  process.on('message', (m: ParentMsg) => {
     if (m.t === 'go') go();
     if (m.t !== 'stop') return;
     setTimeout(() => process.exit(0), 2000).unref();
@@ -111,20 +104,3 @@ async function runNode(index: number, urls: string[], barrier: boolean): Promise
   };
   send({ t: 'done', report });
 }
-
-async function main(): Promise<void> {
-  const [mode, indexArg, urlsArg, flag] = process.argv.slice(2);
-  if (mode === 'load-only') {
-    await import('../../src/index.js');
-    return;
-  }
-  // the orchestrator is gone (killed, crashed): do not linger
-  process.on('disconnect', () => process.exit(1));
-  if (mode !== 'node' || indexArg === undefined || urlsArg === undefined) throw new Error('usage: mesh-node.js node <index> <urls> | load-only');
-  const urls = urlsArg.split(',');
-  const index = Number(indexArg);
-  if (!Number.isInteger(index) || index < 0 || index >= urls.length) throw new Error(`bad node index ${indexArg}`);
-  await runNode(index, urls, flag === 'barrier');
-}
-
-main().catch(fail);

@@ -1,0 +1,131 @@
+// The contract between the measured side of a pair run (../roles/side.ts) and one system's side of one scenario:
+// what a side is given (byte meters, the stop signal, a latency sink) and what it must provide (start, finish,
+// close); and the echo scenario built on any system's 32-byte echo. A scenario knows its system's protocol; it knows
+// nothing of IPC, marks, timing windows or statistics.
+import { performance } from 'node:perf_hooks';
+
+/** Size of the echoed payload, in bytes. */
+export const ECHO_BYTES = 32;
+/** Size of every bulk chunk written or yielded, in bytes. */
+export const CHUNK_BYTES = 64 * 1024;
+export const MiB = 1024 * 1024;
+
+/** A byte counter; the side snapshots it at each mark. */
+export class ByteMeter {
+  total = 0;
+
+  add(n: number): void {
+    this.total += n;
+  }
+}
+
+export interface SideContext {
+  /** Payload bytes this side received from its peer. */
+  readonly received: ByteMeter;
+  /** Payload bytes this side handed to its transport (or to the library, for a generator it feeds). */
+  readonly sent: ByteMeter;
+  /** Aborts at the second mark: a sending side stops producing then and ends its transfer cleanly. */
+  readonly stopSending: AbortSignal;
+  /** Records one latency sample (ms); only those taken inside the window are kept. */
+  recordLatency(ms: number): void;
+  /** Scenario-specific figures to report, numbers only. */
+  readonly facts: Record<string, number>;
+  /** Fails the worker (and the run): for errors of work started in the background. */
+  fail(err: unknown): never;
+}
+
+export interface ScenarioServer {
+  /** Address the client dials. */
+  readonly target: string;
+  /** Called after the second mark; resolves once this side's part has ended cleanly and its meters are final. */
+  finish(): Promise<void>;
+  close(): Promise<void>;
+}
+
+export interface ScenarioClient {
+  /** Starts the load (on `start`); resolves once set-up is done (`armed`). Errors later go to ctx.fail. */
+  start(): Promise<void>;
+  /** Called after the second mark; resolves once this side's part has ended cleanly, after checking what it can. */
+  finish(): Promise<void>;
+  close(): Promise<void>;
+}
+
+export interface Scenario {
+  startServer(ctx: SideContext): Promise<ScenarioServer>;
+  /** Opens ONE connection to `target` (or one Mesh node peering with it); everything the scenario does goes over it. */
+  connectClient(target: string, ctx: SideContext): Promise<ScenarioClient>;
+}
+
+/** A promise with its resolve and reject in hand, for "this side's work has ended". */
+export interface Deferred<T> {
+  promise: Promise<T>;
+  resolve(value: T): void;
+  reject(err: unknown): void;
+}
+
+export function deferred<T = void>(): Deferred<T> {
+  let resolve!: (value: T) => void;
+  let reject!: (err: unknown) => void;
+  const promise = new Promise<T>((res, rej) => {
+    resolve = res;
+    reject = rej;
+  });
+  return { promise, resolve, reject };
+}
+
+/** Throws when the two sides of a transfer disagree on its size: a short or long transfer is a failed run. */
+export function checkCount(what: string, expected: number, got: number): void {
+  if (expected !== got) throw new Error(`${what}: byte count mismatch, sent ${expected}, counted ${got}`);
+}
+
+// ---- the echo scenario: any system's 32-byte echo, `concurrency` calls outstanding on one connection ----
+
+/** Called once per completed call with the start time that was passed to `call`. */
+export type ReplyFn = (err: Error | null, t0: number) => void;
+
+export interface EchoServer {
+  /** Address the client dials, e.g. '127.0.0.1:41234' or 'tcp://127.0.0.1:41234'. */
+  target: string;
+  close(): Promise<void>;
+}
+
+export interface EchoClient {
+  /** Issue one echo call; the system must eventually call its ReplyFn with this t0 (success or error). */
+  call(t0: number): void;
+  close(): Promise<void>;
+}
+
+/** What a system implements to take part in the unary suite: echo ECHO_BYTES bytes. */
+export interface EchoSystem {
+  startServer(): Promise<EchoServer>;
+  /** Open ONE connection to `target`; all calls of this client share it. */
+  connectClient(target: string, onReply: ReplyFn): Promise<EchoClient>;
+}
+
+/**
+ * The client keeps `concurrency` calls outstanding from `start` until the second mark (each reply issues the next
+ * call), timing every call; the window keeps only those inside it. The server just echoes.
+ */
+export function echoScenario(system: EchoSystem, concurrency: number): Scenario {
+  return {
+    async startServer() {
+      const server = await system.startServer();
+      return { target: server.target, finish: () => Promise.resolve(), close: () => server.close() };
+    },
+    async connectClient(target, ctx) {
+      const client: EchoClient = await system.connectClient(target, function onReply(err, t0) {
+        if (err !== null) ctx.fail(err);
+        ctx.recordLatency(performance.now() - t0);
+        if (!ctx.stopSending.aborted) client.call(performance.now());
+      });
+      return {
+        start() {
+          for (let i = 0; i < concurrency; i++) client.call(performance.now());
+          return Promise.resolve();
+        },
+        finish: () => Promise.resolve(),
+        close: () => client.close(),
+      };
+    },
+  };
+}
