@@ -1,7 +1,8 @@
 /**
  * The README's one-screen example, run as a test (as connect-es runs its README): if the example stops working,
  * this fails. Kept in step with README.md by hand; the listen address is port 0 instead of 7000, and what the README
- * prints with console.log is collected and checked.
+ * prints with console.log is collected and checked (the handler also notes the request-id it saw, which the README's
+ * client interceptor adds).
  */
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
@@ -34,8 +35,10 @@ void test('the README example works as written', { timeout: 10_000 }, async () =
     raw: unary({ codec: 'raw' }),
   });
 
+  const requestIds: unknown[] = [];
   const files = serve(Files, {
     async stat({ path }, ctx) {
+      requestIds.push(ctx.metadata['request-id']); // not in the README: what the interceptor added
       ctx.trailer['served-by'] = 'node-a';
       if (path === '') throw new RpcError(Status.INVALID_ARGUMENT, 'empty path');
       return { size: 42 };
@@ -49,8 +52,23 @@ void test('the README example works as written', { timeout: 10_000 }, async () =
     onSession: (s) => dialedIn.push(`${s.peer.nodeName} dialed in from ${s.peer.address}`),
   });
 
-  // the dialing side serves too: an agent named agent7 offers Files to whoever it dials
-  const session = await connect(server.url, { services: [files], nodeName: 'agent7' });
+  // the dialing side serves too: an agent named agent7 offers Files to whoever it dials; its client interceptor tags and
+  // logs every call it makes
+  const logged: string[] = [];
+  const session = await connect(server.url, {
+    services: [files],
+    nodeName: 'agent7',
+    clientInterceptors: [
+      (next) => async (call) => {
+        call.metadata['request-id'] ??= crypto.randomUUID();
+        try {
+          return await next(call);
+        } finally {
+          logged.push(`${call.method.path} ${call.kind}`);
+        }
+      },
+    ],
+  });
   try {
     const client = session.client(Files);
     let servedBy: unknown;
@@ -65,10 +83,16 @@ void test('the README example works as written', { timeout: 10_000 }, async () =
     );
     assert.equal(size, 42);
     assert.equal(servedBy, 'node-a');
+    // the interceptor ran once, after the call, and left the caller's own request-id alone
+    assert.deepEqual(logged, ['files.v1/stat unary']);
+    assert.deepEqual(requestIds, ['r1']);
 
     // server.sessions: every connection open now; the controller calls each agent back on the agent's own connection
     assert.equal(server.sessions.size, 1);
     for (const agent of server.sessions) assert.deepEqual(await agent.client(Files).stat({ path: '/' }), { size: 42 });
+    // the controller's session has no interceptors: its call back carries no request-id and logs nothing
+    assert.deepEqual(requestIds, ['r1', undefined]);
+    assert.equal(logged.length, 1);
     // onSession ran once the agent's handshake was done, which the call back needed
     assert.equal(dialedIn.length, 1);
     assert.match(dialedIn[0]!, /^agent7 dialed in from tcp:\/\/127\.0\.0\.1:\d+$/);
@@ -81,6 +105,9 @@ void test('the README example works as written', { timeout: 10_000 }, async () =
     assert.equal(error.code, Status.INVALID_ARGUMENT);
     assert.equal(statusName(error.code), 'INVALID_ARGUMENT');
     assert.equal(error.rawMessage, 'empty path');
+    // a call without a request-id of its own gets one from the interceptor, which sees (and logs) the failed call too
+    assert.match(String(requestIds[2]), /^[0-9a-f]{8}-[0-9a-f]{4}-/);
+    assert.deepEqual(logged, ['files.v1/stat unary', 'files.v1/stat unary']);
     // Status maps names to numbers: indexing it by a code gives no name (what statusName is for)
     assert.equal((Status as Record<string, unknown>)[String(error.code)], undefined);
 
@@ -94,8 +121,15 @@ void test('the README example works as written', { timeout: 10_000 }, async () =
     assert.equal(expired.retrySafe, true);
 
     assert.deepEqual([...(await client.raw(new Uint8Array([1, 2, 3])))], [1, 2, 3]);
+    assert.equal(logged.at(-1), 'files.v1/raw unary');
     const rtt = await session.ping();
     assert.ok(Number.isFinite(rtt) && rtt >= 0);
+    // what the README lists beside ping()
+    assert.equal(session.rttMs, rtt);
+    assert.equal(session.role, 'dialer');
+    assert.equal(session.streamCount, 0);
+    assert.equal(session.goawayReason, undefined);
+    assert.equal(session.peer.transport, 'tcp');
   } finally {
     await session.close();
     await server.close();
