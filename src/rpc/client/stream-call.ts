@@ -220,13 +220,17 @@ export function callClientStream(
   const opened = openCall(core, descriptor, options);
   if (opened instanceof RpcError) return Promise.reject(opened);
   const call = new ClientStreamCall(opened.stream, descriptor, options, opened.budget, false);
-  const send = (request: unknown): Promise<void> | undefined => {
+  pumpRequests(core, descriptor, call, requests);
+  return call.promise!;
+}
+
+/** Sends every request `requests` yields on `call` (clientStream, or a bidi call given an iterable), then ends its side. */
+export function pumpRequests(core: Session, descriptor: MethodDescriptor, call: ClientStreamCall, requests: Iterable<unknown> | AsyncIterable<unknown>): void {
+  pump(call, requests, (request) => {
     const bytes = encodeRequest(core, descriptor, request);
     if (bytes instanceof RpcError) throw bytes;
     return call.sender.send(bytes);
-  };
-  pump(call, requests, send);
-  return call.promise!;
+  });
 }
 
 export function callUpload(
