@@ -12,6 +12,7 @@ import type { ClientInterceptor } from './client/interceptor.js';
 import { TypedClients, type Client } from './client/typed-client.js';
 import { checkInterceptors } from './interceptor.js';
 import type { ServerInterceptor } from './server/interceptor.js';
+import { DrainWatch } from './server/draining.js';
 import { Registry, type ServiceImpl } from './server/registry.js';
 import { ServerCall, type ServerHost } from './server/server-call.js';
 import type { MethodMap, ServiceDef } from './service.js';
@@ -56,7 +57,7 @@ export class RpcSession {
   constructor(transport: Transport, role: Role, options: RpcSessionOptions = {}, registry?: Registry) {
     this.registry = registry ?? new Registry(options.services, options.serverInterceptors);
     this.session = new Session(transport, role, { onStream: this.onStream, admit: options.admit }, options);
-    this.host = { core: this.session, session: this };
+    this.host = { core: this.session, session: this, drain: new DrainWatch(this.session) };
     this.caller = new SessionCaller(this.session);
     this.clients = new TypedClients(this.caller, options.clientInterceptors);
   }

@@ -17,6 +17,7 @@ import { validate, validateThen, type ValidationResult } from '../schema.js';
 import { checkChunk, chunksOf, discardSource, pumpSource, StreamSender, type ByteSource } from '../sender.js';
 import type { MethodDescriptor, MethodKind } from '../service.js';
 import { LazySignal, type HandlerContext } from './context.js';
+import type { DrainWatch, DrainWatcher } from './draining.js';
 import { runChain } from './interceptor.js';
 import type { Route } from './registry.js';
 
@@ -27,6 +28,8 @@ import type { Route } from './registry.js';
 export interface ServerHost {
   readonly core: Session;
   readonly session: unknown;
+  /** Tells the calls whose handlers read `ctx.draining` that the connection began to go away. */
+  readonly drain: DrainWatch;
 }
 
 /** Kinds whose caller sends exactly one request message and ends its side. */
@@ -34,11 +37,13 @@ const SINGLE_REQUEST: ReadonlySet<MethodKind> = new Set(['unary', 'serverStream'
 /** Kinds whose handler answers with one response message. */
 const SINGLE_RESPONSE: ReadonlySet<MethodKind> = new Set(['unary', 'clientStream', 'upload']);
 
-export class ServerCall implements StreamEvents, HandlerContext, DeadlineWatcher {
+export class ServerCall implements StreamEvents, HandlerContext, DeadlineWatcher, DrainWatcher {
   readonly deadline: number | undefined;
   private readonly kind: MethodKind;
   private readonly descriptor: MethodDescriptor;
   private readonly abort = new LazySignal();
+  /** Made when the handler first reads `ctx.draining`: most never do, so most calls allocate nothing for it. */
+  private drainController: AbortController | undefined;
   private request: unknown;
   private hasRequest = false;
   /** clientStream and bidi: the requests; upload: the body. */
@@ -92,6 +97,21 @@ export class ServerCall implements StreamEvents, HandlerContext, DeadlineWatcher
 
   get signal(): AbortSignal {
     return this.abort.signal;
+  }
+
+  get draining(): AbortSignal {
+    if (this.drainController === undefined) {
+      this.drainController = new AbortController();
+      const already = this.host.drain.watch(this);
+      if (already !== undefined) this.drainController.abort(already);
+      else if (this.released) this.host.drain.unwatch(this); // read after the call ended: nothing will unwatch it
+    }
+    return this.drainController.signal;
+  }
+
+  /** The connection began to go away: `ctx.draining` fires. */
+  onDraining(reason: RpcError): void {
+    this.drainController?.abort(reason);
   }
 
   get peer(): SessionPeer {
@@ -397,6 +417,7 @@ export class ServerCall implements StreamEvents, HandlerContext, DeadlineWatcher
   private release(): void {
     if (this.released) return;
     this.released = true;
+    if (this.drainController !== undefined) this.host.drain.unwatch(this);
     this.host.core.release(this.stream);
   }
 
