@@ -4,10 +4,11 @@
  * module that ties node:net transports to the core; the core itself (wire, session, rpc) takes any Transport.
  */
 import { Status } from '../wire/constants.js';
-import { ProtocolError, ProtocolErrorCode } from '../wire/errors.js';
+import { ProtocolError } from '../wire/errors.js';
 import { stderrLog, type LogFn } from '../log.js';
-import { dial, listenOn, type DialOptions } from '../transport/net.js';
+import { dial, listenOn, type DialOptions, type Listener } from '../transport/net.js';
 import type { Transport } from '../transport/transport.js';
+import { rpcErrorOf } from '../rpc/connection-error.js';
 import { RpcError } from '../rpc/rpc-error.js';
 import { Registry } from '../rpc/server/registry.js';
 import { checkRpcSessionOptions, RpcSession, type RpcSessionOptions } from '../rpc/rpc-session.js';
@@ -33,7 +34,7 @@ export async function listen(url: string, options: ListenOptions = {}): Promise<
   const registry = new Registry(options.services, options.serverInterceptors);
   const sessions = new Set<RpcSession>();
   const log = options.log ?? stderrLog;
-  const listener = await listenOn(url, (transport) => {
+  const listener = await bind(url, (transport) => {
     let session: RpcSession;
     try {
       session = new RpcSession(transport, 'acceptor', options, registry);
@@ -62,6 +63,20 @@ export async function listen(url: string, options: ListenOptions = {}): Promise<
       await closing;
     },
   };
+}
+
+/**
+ * listenOn, with a failure to bind (address in use, no permission) as an UNAVAILABLE RpcError whose cause is Node's
+ * error (`cause.code` is `EADDRINUSE`...). An address that is not one throws its TypeError as it is: that is a mistake
+ * in the program, not a condition to handle.
+ */
+async function bind(url: string, onTransport: (transport: Transport) => void): Promise<Listener> {
+  try {
+    return await listenOn(url, onTransport);
+  } catch (error) {
+    if (error instanceof TypeError) throw error;
+    throw new RpcError(Status.UNAVAILABLE, `cannot listen on ${url}: ${(error as Error).message}`, { cause: error });
+  }
 }
 
 export interface ConnectOptions extends RpcSessionOptions, DialOptions {}
@@ -121,7 +136,6 @@ function connectTimeoutError(url: string, timeoutMs: number, cause: unknown): Rp
  * a handshake (a timeout, a peer that hung up) is UNAVAILABLE.
  */
 export function handshakeError(url: string, error: unknown): RpcError {
-  const mismatch = error instanceof ProtocolError && error.code === ProtocolErrorCode.VERSION_MISMATCH;
-  const status = mismatch ? Status.FAILED_PRECONDITION : Status.UNAVAILABLE;
-  return new RpcError(status, `handshake with ${url} failed: ${(error as Error).message}`, { cause: error });
+  const { code, rawMessage, cause } = rpcErrorOf(error); // the cause: the ProtocolError or SessionError underneath
+  return new RpcError(code, `handshake with ${url} failed: ${rawMessage}`, { cause: cause ?? error });
 }

@@ -14,7 +14,9 @@ import { createHash } from 'node:crypto';
 import { EventEmitter } from 'node:events';
 import { listen, type Server } from '../endpoint/endpoints.js';
 import { stderrLog, type LogFn } from '../log.js';
+import { RpcError } from '../rpc/rpc-error.js';
 import { checkRpcSessionOptions, type RpcSession, type RpcSessionOptions } from '../rpc/rpc-session.js';
+import { Status } from '../wire/constants.js';
 import type { SessionPeer } from '../session/handshake.js';
 import { resolveReconnectOptions, type ReconnectOptions, type ResolvedReconnectOptions } from '../channel/backoff.js';
 import { MAX_POOL, LANE_LABEL, laneReadBudget, MeshPeer, type PeerStateEvent } from './mesh-peer.js';
@@ -90,8 +92,8 @@ export class Mesh extends EventEmitter<{ peer: [PeerStateEvent] }> {
 
   /** Starts listening, then dialing. Resolves once listening; peers connect in the background (see `peer().whenReady`). */
   start(): Promise<void> {
-    if (this.started) return Promise.reject(new Error('mesh.start() was already called'));
-    if (this.stopped) return Promise.reject(new Error('the mesh is stopped; create a new Mesh to start again'));
+    if (this.started) return Promise.reject(new RpcError(Status.FAILED_PRECONDITION, 'mesh.start() was already called'));
+    if (this.stopped) return Promise.reject(new RpcError(Status.FAILED_PRECONDITION, 'the mesh is stopped; create a new Mesh to start again'));
     this.started = true;
     this.starting = this.bindAndDial().catch((error: unknown) => {
       this.started = false; // binding failed (address in use...): start() may be called again

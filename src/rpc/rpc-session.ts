@@ -10,6 +10,7 @@ import type { Transport } from '../transport/transport.js';
 import { SessionCaller, type Caller } from './client/caller.js';
 import type { ClientInterceptor } from './client/interceptor.js';
 import { TypedClients, type Client } from './client/typed-client.js';
+import { rpcErrorOf } from './connection-error.js';
 import { checkInterceptors } from './interceptor.js';
 import type { ServerInterceptor } from './server/interceptor.js';
 import { DrainWatch } from './server/draining.js';
@@ -50,6 +51,7 @@ export class RpcSession {
   private readonly clients: TypedClients;
   /** What this session's incoming calls run on. */
   private readonly host: ServerHost;
+  private readyPromise: Promise<void> | undefined;
 
   constructor(transport: Transport, role: Role, options?: RpcSessionOptions);
   /** @internal `registry`: one built once by a listener and shared by all its sessions. */
@@ -67,9 +69,18 @@ export class RpcSession {
     return this.session;
   }
 
-  /** Resolves when the handshake is done. */
+  /**
+   * Resolves when the handshake is done; rejects with an RpcError when it fails: UNAVAILABLE (the peer refused us,
+   * hung up or timed out, or the session was closed first), FAILED_PRECONDITION for no common protocol version.
+   */
   get ready(): Promise<void> {
-    return this.session.ready;
+    if (this.readyPromise === undefined) {
+      this.readyPromise = this.session.ready.catch((error: unknown) => {
+        throw rpcErrorOf(error);
+      });
+      this.readyPromise.catch(() => undefined); // reported to whoever awaits it; never an unhandled rejection
+    }
+    return this.readyPromise;
   }
 
   /** Resolves when the connection is closed, with the error that closed it (undefined when clean). */
@@ -122,9 +133,12 @@ export class RpcSession {
     return this.clients.client(service);
   }
 
-  /** Measures the round-trip time in ms. */
+  /**
+   * Measures the round-trip time in ms. Rejects with an RpcError: UNAVAILABLE once the session is closing or closed
+   * (retrySafe when the PING was never sent), RESOURCE_EXHAUSTED while 16 pings already await a reply.
+   */
   ping(): Promise<number> {
-    return this.session.ping();
+    return this.session.ping().catch(failWithRpcError);
   }
 
   /**
@@ -152,6 +166,10 @@ export class RpcSession {
     stream.events = call;
     call.start();
   };
+}
+
+function failWithRpcError(error: unknown): never {
+  throw rpcErrorOf(error);
 }
 
 /** A session over any Transport (an in-memory pair, a custom duplex). Await `session.ready` before calling. */

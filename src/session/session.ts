@@ -258,7 +258,7 @@ export class Session implements StreamHost {
 
   /** Measures the round-trip time. */
   ping(): Promise<number> {
-    if (this.phase >= Phase.CLOSING) return Promise.reject(new SessionError(Status.UNAVAILABLE, this.unavailableReason()));
+    if (this.phase >= Phase.CLOSING) return Promise.reject(new SessionError(Status.UNAVAILABLE, this.unavailableReason(), true));
     return this.keepalive.ping();
   }
 
@@ -679,6 +679,7 @@ export class Session implements StreamHost {
 
   private unavailableReason(): string {
     if (this.closeError) return `the session is closed: ${this.closeError.message}`;
+    if (this.phase === Phase.CLOSED) return 'the session is closed';
     if (this.peerGoawayLastId >= 0) return 'the peer is shutting down (GOAWAY); open a new session';
     return 'the session is closing';
   }

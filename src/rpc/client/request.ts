@@ -8,6 +8,7 @@ import { encodeMetadata, MetadataLimitError } from '../../wire/metadata.js';
 import { SessionError } from '../../session/errors.js';
 import type { Session } from '../../session/session.js';
 import type { Stream } from '../../session/stream.js';
+import { rpcErrorOf } from '../connection-error.js';
 import { budgetOf, expired, wireDeadlineMs } from '../deadline.js';
 import { RpcError } from '../rpc-error.js';
 import type { MethodDescriptor } from '../service.js';
@@ -40,7 +41,7 @@ export function openCall(
   try {
     return { stream: core.openStream(descriptor.pathBytes, { deadlineMs: wireDeadlineMs(budget), metadataBlock, window }), budget };
   } catch (error) {
-    if (error instanceof SessionError) return new RpcError(error.status, error.message, { retrySafe: error.retrySafe });
+    if (error instanceof SessionError) return rpcErrorOf(error);
     throw error;
   }
 }
