@@ -2,11 +2,30 @@
  * The errors a user meets outside a handler's own: every rejection of a public promise (ping, ready, whenReady,
  * listen, mesh.start, a bidi send) is an RpcError with a status that says what happened (UNAVAILABLE with "closed"
  * after close, retrySafe when nothing was sent); mistakes in the arguments themselves are TypeErrors and RangeErrors.
+ * And errors that say what to do: a message over maxMessageBytes names the option, the size and the limit; invalid
+ * request metadata and a request the codec refuses are the caller's mistake (INVALID_ARGUMENT, not INTERNAL); bytes
+ * that do not decode name the codec and point at the two sides' service definitions.
  */
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 
-import { bidi, defineService, listen, Mesh, serve, Status, type MessageStream } from '../../src/index.js';
+import {
+  bidi,
+  clientStream,
+  defineService,
+  download,
+  listen,
+  Mesh,
+  serve,
+  serverStream,
+  Status,
+  unary,
+  upload,
+  type CallOptions,
+  type ClientInterceptor,
+  type MessageStream,
+  type RpcSession,
+} from '../../src/index.js';
 import { openChannel, startServer } from '../fixtures/connections.js';
 import { againstRawPeer } from '../fixtures/sessions.js';
 import { openConn, rejectsWithStatus, socketPath, within } from '../helpers.js';
@@ -85,5 +104,151 @@ void describe('every rejection a user can see is an RpcError', () => {
     const replies: unknown[] = [];
     for await (const reply of call) replies.push(reply);
     assert.equal(replies.length, 1, 'the call finished normally');
+  });
+});
+
+// ---------------------------------------------------------------- errors that say what to do
+
+const Kinds = defineService('test.ApiErrors.Kinds', {
+  one: unary<string, string>(),
+  many: serverStream<string, string>(),
+  sum: clientStream<string, string>(),
+  chat: bidi<string, string>(),
+  put: upload<string, string>(),
+  get: download<string>(),
+});
+
+function kindsService(ran: string[]): ReturnType<typeof serve> {
+  return serve(Kinds, {
+    one: (text) => (ran.push('one'), text),
+    many: async function* (text) {
+      ran.push('many');
+      yield text;
+    },
+    sum: async (requests) => {
+      ran.push('sum');
+      let all = '';
+      for await (const text of requests) all += text;
+      return all;
+    },
+    chat: async function* (requests) {
+      ran.push('chat');
+      for await (const text of requests) yield text;
+    },
+    put: async (name, body) => {
+      ran.push('put');
+      for await (const chunk of body) void chunk;
+      return name;
+    },
+    get: async function* () {
+      ran.push('get');
+      yield new Uint8Array(1);
+    },
+  });
+}
+
+/** One call of each kind with `options`; resolves with each call's outcome (its error, or 'ok'). */
+async function everyKind(session: RpcSession, options: CallOptions): Promise<Record<string, unknown>> {
+  const client = session.client(Kinds);
+  const settle = (p: Promise<unknown>): Promise<unknown> => p.then(() => 'ok', (error: unknown) => error);
+  const drain = async (stream: AsyncIterable<unknown>): Promise<void> => {
+    for await (const item of stream) void item;
+  };
+  return {
+    one: await settle(client.one('x', options)),
+    many: await settle(drain(client.many('x', options))),
+    sum: await settle(client.sum(['x'], options)),
+    chat: await settle(drain(client.chat(['x'], options))),
+    put: await settle(client.put('x', [new Uint8Array(1)], options)),
+    get: await settle(drain(client.get('x', options))),
+  };
+}
+
+void describe('errors say what to do', () => {
+  void test("a request over the peer's maxMessageBytes names the option, the size and the limit, and says to raise it on both sides", { timeout: 5000 }, async (t) => {
+    const ran: string[] = [];
+    const { caller } = await openConn(t, 'memory', false, { services: [kindsService(ran)], callee: { maxMessageBytes: 1024 } });
+    const client = caller.client(Kinds);
+    const big = 'x'.repeat(4000);
+    for (const [what, call] of [
+      ['unary', client.one(big)],
+      ['clientStream', client.sum([big])],
+      ['bidi send', client.chat().send(big)],
+    ] as const) {
+      const error = await rejectsWithStatus(call, Status.RESOURCE_EXHAUSTED, what);
+      assert.match(error.message, /the request of 400\d bytes exceeds the peer's maxMessageBytes of 1024; raise maxMessageBytes on both sides/, what);
+    }
+    assert.equal((await rejectsWithStatus(client.one(big), Status.RESOURCE_EXHAUSTED)).retrySafe, true, 'nothing was sent');
+    assert.deepEqual(ran.filter((k) => k === 'one'), [], 'no unary handler ran');
+  });
+
+  void test("a response over the caller's maxMessageBytes names the option, the size and the limit, and says to raise it on both sides", { timeout: 5000 }, async (t) => {
+    const ran: string[] = [];
+    const { caller } = await openConn(t, 'memory', false, { services: [kindsService(ran)], caller: { maxMessageBytes: 1024 } });
+    // the request itself (1.5 KB) is within the callee's default limit; the echo back is over the caller's
+    const error = await rejectsWithStatus(caller.client(Kinds).one('y'.repeat(1500)), Status.RESOURCE_EXHAUSTED, 'unary response');
+    assert.match(error.message, /the response of 15\d\d bytes exceeds the caller's maxMessageBytes of 1024; raise maxMessageBytes on both sides/);
+  });
+
+  void test('an invalid request metadata key or value is INVALID_ARGUMENT naming the key and the rule, for every kind; retrySafe; no handler runs', { timeout: 10_000 }, async (t) => {
+    const ran: string[] = [];
+    const { caller } = await openConn(t, 'memory', false, { services: [kindsService(ran)] });
+    const upper = await everyKind(caller, { metadata: { 'X-Trace-Id': 'abc' } });
+    for (const [kind, error] of Object.entries(upper)) {
+      const e = await rejectsWithStatus(Promise.reject(error), Status.INVALID_ARGUMENT, `${kind} with an upper-case key`);
+      assert.match(e.message, /metadata key "X-Trace-Id" is invalid: use 1-64 characters of a-z 0-9 _ \. - starting with a letter or digit \(keys are lower case: "x-trace-id"\)/, kind);
+      assert.equal(e.retrySafe, true, `${kind}: nothing was sent`);
+    }
+    const value = await everyKind(caller, { metadata: { 'x-count': 3 as unknown as string } });
+    for (const [kind, error] of Object.entries(value)) {
+      const e = await rejectsWithStatus(Promise.reject(error), Status.INVALID_ARGUMENT, `${kind} with a number value`);
+      assert.match(e.message, /metadata value for "x-count" must be a string or Uint8Array/, kind);
+    }
+    assert.deepEqual(ran, [], 'no handler ran');
+    assert.deepEqual(Object.values(await everyKind(caller, { metadata: { 'x-trace-id': 'abc' } })), ['ok', 'ok', 'ok', 'ok', 'ok', 'ok'], 'a valid key works');
+  });
+
+  void test('a key an interceptor adds is checked the same way, and over a channel', { timeout: 5000 }, async (t) => {
+    const addBadKey: ClientInterceptor = (next) => (call) => next({ ...call, metadata: { ...call.metadata, Tenant: 'a' } });
+    const { server } = await startServer(t, { services: [kindsService([])] });
+    const ch = openChannel(t, server.url, { clientInterceptors: [addBadKey] });
+    const error = await rejectsWithStatus(ch.client(Kinds).one('x', { waitForReady: true, timeoutMs: 2000 }), Status.INVALID_ARGUMENT, 'over a channel');
+    assert.match(error.message, /metadata key "Tenant" is invalid/);
+  });
+
+  void test('a request the codec refuses (json: a Map; raw: a string) is INVALID_ARGUMENT naming the codec, not INTERNAL', { timeout: 5000 }, async (t) => {
+    const Codecs = defineService('test.ApiErrors.Codecs', {
+      json: unary<unknown, unknown>({ codec: 'json' }),
+      raw: unary<Uint8Array, Uint8Array>({ codec: 'raw' }),
+    });
+    const impl = serve(Codecs, { json: (v) => v, raw: (v) => v });
+    const { caller } = await openConn(t, 'memory', false, { services: [impl] });
+    const client = caller.client(Codecs);
+    const json = await rejectsWithStatus(client.json({ tags: new Map([['a', 1]]) }), Status.INVALID_ARGUMENT, 'json with a Map');
+    assert.match(json.message, /the request cannot be encoded with codec "json": codec "json" cannot carry a Map at \.tags/);
+    assert.equal(json.retrySafe, true);
+    await rejectsWithStatus(client.json({ n: 1n }), Status.INVALID_ARGUMENT, 'json with a bigint');
+    const raw = await rejectsWithStatus((client.raw as (v: unknown) => Promise<unknown>)('text'), Status.INVALID_ARGUMENT, 'raw with a string');
+    assert.match(raw.message, /codec "raw"/);
+  });
+
+  void test('a codec mismatch between the two sides says so: the decode failure names the codec and points at the shared service definition', { timeout: 5000 }, async (t) => {
+    // one service name, two definitions that disagree about the codec (as when one side was changed and not the other)
+    const Served = defineService('test.ApiErrors.Mismatch', {
+      ask: unary<unknown, unknown>({ codec: 'json' }),
+      answer: unary<Uint8Array, Uint8Array>({ codec: 'raw' }),
+    });
+    const Called = defineService('test.ApiErrors.Mismatch', {
+      ask: unary<unknown, unknown>(), // msgpack
+      answer: unary<unknown, unknown>({ codec: 'json' }),
+    });
+    const impl = serve(Served, { ask: (v) => v, answer: () => Uint8Array.of(0xff, 0xfe) });
+    const { caller } = await openConn(t, 'memory', false, { services: [impl] });
+    const client = caller.client(Called);
+
+    const request = await rejectsWithStatus(client.ask({ a: 1 }), Status.INTERNAL, 'msgpack request, json handler');
+    assert.match(request.message, /could not decode the request with codec "json" \(.+\); both sides must use the same codec for this method: define the service once and use that definition on both sides/);
+    const response = await rejectsWithStatus(client.answer('hi'), Status.INTERNAL, 'raw response, json caller');
+    assert.match(response.message, /could not decode the response with codec "json" \(.+\); both sides must use the same codec for this method/);
   });
 });

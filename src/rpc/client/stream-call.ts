@@ -10,6 +10,7 @@
 import { Status } from '../../wire/constants.js';
 import type { Session } from '../../session/session.js';
 import type { Stream, StreamEvents, StreamTrailer } from '../../session/stream.js';
+import { decodeFailure } from '../codec.js';
 import { deadlineTimer, type DeadlineWatcher } from '../deadline.js';
 import { Inbox, type ByteStream, type MessageStream } from '../inbox.js';
 import { ProgressWatchdog } from '../progress.js';
@@ -86,7 +87,7 @@ export class ClientStreamCall implements StreamEvents, AbortWatcher, DeadlineWat
         value = this.descriptor.def.codec.decode(bytes);
       } catch (error) {
         this.stream.consume(charge, true);
-        this.fail(new RpcError(Status.INTERNAL, `could not decode a response: ${(error as Error).message}`));
+        this.fail(new RpcError(Status.INTERNAL, decodeFailure(this.descriptor.def.codec, 'a response', error)));
         return;
       }
       this.responses.push(value, charge);
@@ -100,7 +101,7 @@ export class ClientStreamCall implements StreamEvents, AbortWatcher, DeadlineWat
       this.response = this.descriptor.def.codec.decode(bytes);
       this.hasResponse = true;
     } catch (error) {
-      this.fail(new RpcError(Status.INTERNAL, `could not decode the response: ${(error as Error).message}`));
+      this.fail(new RpcError(Status.INTERNAL, decodeFailure(this.descriptor.def.codec, 'the response', error)));
     }
   }
 

@@ -9,6 +9,7 @@ import { Status } from '../../wire/constants.js';
 import { encodeMetadata, type Metadata } from '../../wire/metadata.js';
 import type { Stream, StreamEvents, StreamTrailer } from '../../session/stream.js';
 import type { Session, SessionPeer } from '../../session/session.js';
+import { decodeFailure } from '../codec.js';
 import { deadlineFromWire, deadlineTimer, type DeadlineWatcher } from '../deadline.js';
 import { Inbox } from '../inbox.js';
 import { ProgressWatchdog } from '../progress.js';
@@ -138,7 +139,7 @@ export class ServerCall implements StreamEvents, HandlerContext, DeadlineWatcher
         value = this.descriptor.def.codec.decode(bytes);
       } catch (error) {
         this.stream.consume(charge, true);
-        this.fail(Status.INTERNAL, `could not decode a request: ${(error as Error).message}`);
+        this.fail(Status.INTERNAL, decodeFailure(this.descriptor.def.codec, 'a request', error));
         return;
       }
       this.requests!.push(value, charge);
@@ -153,7 +154,7 @@ export class ServerCall implements StreamEvents, HandlerContext, DeadlineWatcher
       this.request = this.descriptor.def.codec.decode(bytes);
       this.hasRequest = true;
     } catch (error) {
-      this.fail(Status.INTERNAL, `could not decode the request: ${(error as Error).message}`);
+      this.fail(Status.INTERNAL, decodeFailure(this.descriptor.def.codec, 'the request', error));
       return;
     }
     if (this.kind === 'upload') this.startUpload();
@@ -354,7 +355,8 @@ export class ServerCall implements StreamEvents, HandlerContext, DeadlineWatcher
     }
     const limit = this.host.core.peerMaxMessageBytes;
     if (bytes.length > limit) {
-      throw new RpcError(Status.RESOURCE_EXHAUSTED, `the response of ${bytes.length} bytes exceeds the caller's limit of ${limit} bytes`);
+      const message = `the response of ${bytes.length} bytes exceeds the caller's maxMessageBytes of ${limit}; raise maxMessageBytes on both sides for larger messages`;
+      throw new RpcError(Status.RESOURCE_EXHAUSTED, message);
     }
     return bytes;
   }
