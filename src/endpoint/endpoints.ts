@@ -11,7 +11,8 @@ import type { Transport } from '../transport/transport.js';
 import { rpcErrorOf } from '../rpc/connection-error.js';
 import { RpcError } from '../rpc/rpc-error.js';
 import { Registry } from '../rpc/server/registry.js';
-import { checkRpcSessionOptions, RpcSession, type RpcSessionOptions } from '../rpc/rpc-session.js';
+import { MAX_TIMER_MS } from '../rpc/deadline.js';
+import { checkCloseOptions, checkMsOption, checkRpcSessionOptions, RpcSession, type RpcSessionOptions } from '../rpc/rpc-session.js';
 
 export interface ListenOptions extends RpcSessionOptions {
   /** Called for every accepted session once its handshake is done. */
@@ -58,6 +59,7 @@ export async function listen(url: string, options: ListenOptions = {}): Promise<
     url: listener.url,
     sessions,
     async close(closeOptions) {
+      checkCloseOptions(closeOptions); // before the listener stops: a bad option closes nothing
       const closing = listener.close();
       await Promise.all([...sessions].map((s) => s.close(closeOptions)));
       await closing;
@@ -81,6 +83,15 @@ async function bind(url: string, onTransport: (transport: Transport) => void): P
 
 export interface ConnectOptions extends RpcSessionOptions, DialOptions {}
 
+/**
+ * @internal Throws for a bad option of connect(), channel() or a Mesh: the session's options, and connectTimeoutMs
+ * (above 0; Infinity: no bound of ours on the dial, the handshake still bounded by handshakeTimeoutMs).
+ */
+export function checkConnectOptions(options: ConnectOptions): void {
+  checkRpcSessionOptions(options);
+  checkMsOption('connectTimeoutMs', options.connectTimeoutMs, 'no bound of its own; handshakeTimeoutMs still bounds the handshake', true);
+}
+
 /** `connectTimeoutMs` when not given: the dial and the handshake together get this long. */
 const DEFAULT_CONNECT_TIMEOUT_MS = 10_000;
 
@@ -89,7 +100,7 @@ const DEFAULT_CONNECT_TIMEOUT_MS = 10_000;
  * and the handshake together. Failures are UNAVAILABLE (FAILED_PRECONDITION for a protocol version mismatch).
  */
 export async function connect(url: string, options: ConnectOptions = {}): Promise<RpcSession> {
-  checkRpcSessionOptions(options); // before dialing: a bad option must not leave a socket behind
+  checkConnectOptions(options); // before dialing: a bad option must not leave a socket behind
   const timeoutMs = options.connectTimeoutMs ?? DEFAULT_CONNECT_TIMEOUT_MS;
   const deadline = performance.now() + timeoutMs;
   let transport: Transport;
@@ -104,10 +115,10 @@ export async function connect(url: string, options: ConnectOptions = {}): Promis
   options.signal?.addEventListener('abort', onAbort, { once: true });
   // so does connectTimeoutMs: what is left of it after the dial, not a fresh handshakeTimeoutMs (10 s by default)
   let timedOut = false;
-  const timer = setTimeout(() => {
+  const timer = deadline - performance.now() > MAX_TIMER_MS ? undefined : setTimeout(() => {
     timedOut = true;
     session.destroy(new Error(`no handshake within connectTimeoutMs`));
-  }, Math.min(Math.max(0, deadline - performance.now()), 0x7fff_ffff));
+  }, Math.max(0, deadline - performance.now()));
   try {
     await session.ready;
   } catch (error) {

@@ -42,6 +42,24 @@ export function checkRpcSessionOptions(options: RpcSessionOptions): void {
   checkInterceptors(options.serverInterceptors, 'serverInterceptors');
 }
 
+/**
+ * @internal Throws a RangeError naming `name` unless `value` is undefined (the default) or a number of ms: 0 or more,
+ * above 0 when `positive`. Infinity (or anything past setTimeout's 2^31-1) is allowed and means "no limit"; each
+ * option's user says what that is (`unlimited`, for the message), and skips its timer rather than arm one that Node
+ * would fire after 1 ms.
+ */
+export function checkMsOption(name: string, value: unknown, unlimited: string, positive = false): void {
+  if (value === undefined) return;
+  if (typeof value === 'number' && value >= 0 && !(positive && value === 0)) return; // NaN fails both comparisons
+  const shown = typeof value === 'number' ? String(value) : typeof value === 'string' ? JSON.stringify(value) : typeof value;
+  throw new RangeError(`${name} must be a number of ms, ${positive ? 'above 0' : '0 or more'} (Infinity: ${unlimited}), got ${shown}`);
+}
+
+/** @internal Checks a close()'s options before anything closes: graceMs (0: fail calls at once; Infinity: wait for them). */
+export function checkCloseOptions(options: { graceMs?: number } | undefined): void {
+  checkMsOption('graceMs', options?.graceMs, 'wait until the calls in flight finish');
+}
+
 export class RpcSession {
   /** The connection underneath: private, so no user (and no layer above) writes frames or moves windows. */
   private readonly session: Session;
@@ -142,10 +160,17 @@ export class RpcSession {
   }
 
   /**
-   * Graceful close: no new calls; calls in flight finish (up to graceMs, default 10 s); then the connection closes.
+   * Graceful close: no new calls; calls in flight finish (up to graceMs, default 10 s; Infinity waits for them
+   * however long they take); then the connection closes. A graceMs that is not a number of ms, 0 or more, rejects
+   * with a RangeError before anything closes.
    * `reason` travels to the peer in the GOAWAY.
    */
   close(options?: { graceMs?: number; reason?: string }): Promise<void> {
+    try {
+      checkCloseOptions(options);
+    } catch (error) {
+      return Promise.reject(error);
+    }
     return this.session.close(options);
   }
 

@@ -284,8 +284,9 @@ export class Session implements StreamHost {
       if (this.graceTimer === undefined || endsAt < this.graceEndsAt) {
         clearTimeout(this.graceTimer);
         this.graceEndsAt = endsAt;
-        this.graceTimer = setTimeout(() => this.fail(undefined, 'close grace period expired'), graceMs);
-        this.graceTimer.unref();
+        // past 2^31-1 ms (Infinity included) setTimeout would fire at once: wait for the streams however long they take
+        this.graceTimer = graceMs > 0x7fff_ffff ? undefined : setTimeout(() => this.fail(undefined, 'close grace period expired'), graceMs);
+        this.graceTimer?.unref();
       }
       this.maybeFinishDrain();
     }

@@ -16,7 +16,7 @@ import { abortError } from './abort-watch.js';
 import type { CallOptions } from './call-options.js';
 
 /**
- * Everything a call checks before it opens its stream: the signal, the deadline, the request metadata. Returns the
+ * Everything a call checks before it opens its stream: the signal, progressTimeoutMs, the deadline, the request metadata. Returns the
  * open stream and the time budget, or the error the call fails with (nothing was sent, so it is retry-safe).
  */
 export function openCall(
@@ -27,6 +27,11 @@ export function openCall(
 ): { stream: Stream; budget: number | undefined } | RpcError {
   const signal = options?.signal;
   if (signal?.aborted) return abortError(signal);
+  const progressTimeoutMs = options?.progressTimeoutMs;
+  if (progressTimeoutMs !== undefined && !(typeof progressTimeoutMs === 'number' && progressTimeoutMs >= 0)) {
+    const message = `progressTimeoutMs must be a number of ms, 0 or more (0 or Infinity: no progress timeout), got ${String(progressTimeoutMs)}`;
+    return new RpcError(Status.INVALID_ARGUMENT, message, { retrySafe: true });
+  }
   const budget = budgetOf(options);
   if (expired(budget)) {
     return new RpcError(Status.DEADLINE_EXCEEDED, 'the deadline had passed before the call started', { retrySafe: true });
