@@ -5,10 +5,10 @@
  * `services` are served to the peer on every connection, as with `connect`.
  */
 import { stderrLog, type LogFn } from '../log.js';
-import type { ConnectOptions } from '../endpoint/endpoints.js';
+import { checkConnectOptions, type ConnectOptions } from '../endpoint/endpoints.js';
 import { TypedClients, type Client } from '../rpc/client/typed-client.js';
 import { deadlineOf } from '../rpc/deadline.js';
-import { checkRpcSessionOptions, type RpcSession } from '../rpc/rpc-session.js';
+import { checkCloseOptions, type RpcSession } from '../rpc/rpc-session.js';
 import type { MethodMap, ServiceDef } from '../rpc/service.js';
 import { resolveReconnectOptions, type ReconnectOptions } from './backoff.js';
 import { Link, type LinkState, type LinkStateEvent } from './link.js';
@@ -25,7 +25,7 @@ export class Channel {
   private readonly clients: TypedClients;
 
   constructor(readonly url: string, options: ChannelOptions = {}) {
-    checkRpcSessionOptions(options); // a bad option throws here, not at every redial
+    checkConnectOptions(options); // a bad option throws here, not at every redial
     const { reconnect, log, ...connectOptions } = options;
     const link = new Link(url, log ?? stderrLog);
     link.dialWith({ url, options: connectOptions, reconnect: resolveReconnectOptions(reconnect) });
@@ -78,6 +78,11 @@ export class Channel {
 
   /** Stops redialing and closes the connection gracefully (GOAWAY; calls in flight get graceMs, default 10 s). */
   close(options?: { graceMs?: number }): Promise<void> {
+    try {
+      checkCloseOptions(options);
+    } catch (error) {
+      return Promise.reject(error);
+    }
     return this.link.close(options);
   }
 }

@@ -16,7 +16,6 @@ import { connect, type ConnectOptions } from '../endpoint/endpoints.js';
 import type { LogFn } from '../log.js';
 import { delayUntil } from '../rpc/deadline.js';
 import { RpcError } from '../rpc/rpc-error.js';
-import { SessionError } from '../session/errors.js';
 import type { RpcSession } from '../rpc/rpc-session.js';
 import { Backoff, type ResolvedReconnectOptions } from './backoff.js';
 import { resolveSessionOptions } from '../session/options.js';
@@ -224,7 +223,7 @@ export class Link extends EventEmitter<{ state: [LinkStateEvent] }> {
     // a ping refused because 16 of the application's own pings await answers proves nothing against the connection
     const answered = current.ping().then(
       () => true,
-      (error: unknown) => error instanceof SessionError && error.status === Status.RESOURCE_EXHAUSTED,
+      (error: unknown) => error instanceof RpcError && error.code === Status.RESOURCE_EXHAUSTED,
     );
     void Promise.race([answered, timedOut]).then((alive) => {
       clearTimeout(timer);

@@ -79,14 +79,14 @@ export class RoutedCaller implements Caller {
     );
   }
 
-  bidi(method: MethodDescriptor, options: CallOptions | undefined): BidiCall<unknown, unknown> {
+  bidi(method: MethodDescriptor, requests: Iterable<unknown> | AsyncIterable<unknown> | undefined, options: CallOptions | undefined): BidiCall<unknown, unknown> {
     const fixed = withFixedDeadline(options);
     const now = this.router.pick('bidi');
-    if (now !== undefined) return now.caller.bidi(method, fixed);
+    if (now !== undefined) return now.caller.bidi(method, requests, fixed);
     const stop = new AbortController();
     const withStop = stoppable(fixed, stop.signal);
     const started = this.acquire('bidi', withStop).then(
-      (session) => session.caller.bidi(method, withStop),
+      (session) => session.caller.bidi(method, requests, withStop),
       (error: RpcError) => failedBidi(error),
     );
     return new DeferredBidi(started, stop);

@@ -4,13 +4,15 @@
  * module that ties node:net transports to the core; the core itself (wire, session, rpc) takes any Transport.
  */
 import { Status } from '../wire/constants.js';
-import { ProtocolError, ProtocolErrorCode } from '../wire/errors.js';
+import { ProtocolError } from '../wire/errors.js';
 import { stderrLog, type LogFn } from '../log.js';
-import { dial, listenOn, type DialOptions } from '../transport/net.js';
+import { dial, listenOn, type DialOptions, type Listener } from '../transport/net.js';
 import type { Transport } from '../transport/transport.js';
+import { rpcErrorOf } from '../rpc/connection-error.js';
 import { RpcError } from '../rpc/rpc-error.js';
 import { Registry } from '../rpc/server/registry.js';
-import { checkRpcSessionOptions, RpcSession, type RpcSessionOptions } from '../rpc/rpc-session.js';
+import { MAX_TIMER_MS } from '../rpc/deadline.js';
+import { checkCloseOptions, checkMsOption, checkRpcSessionOptions, RpcSession, type RpcSessionOptions } from '../rpc/rpc-session.js';
 
 export interface ListenOptions extends RpcSessionOptions {
   /** Called for every accepted session once its handshake is done. */
@@ -33,7 +35,7 @@ export async function listen(url: string, options: ListenOptions = {}): Promise<
   const registry = new Registry(options.services, options.serverInterceptors);
   const sessions = new Set<RpcSession>();
   const log = options.log ?? stderrLog;
-  const listener = await listenOn(url, (transport) => {
+  const listener = await bind(url, (transport) => {
     let session: RpcSession;
     try {
       session = new RpcSession(transport, 'acceptor', options, registry);
@@ -57,6 +59,7 @@ export async function listen(url: string, options: ListenOptions = {}): Promise<
     url: listener.url,
     sessions,
     async close(closeOptions) {
+      checkCloseOptions(closeOptions); // before the listener stops: a bad option closes nothing
       const closing = listener.close();
       await Promise.all([...sessions].map((s) => s.close(closeOptions)));
       await closing;
@@ -64,7 +67,30 @@ export async function listen(url: string, options: ListenOptions = {}): Promise<
   };
 }
 
+/**
+ * listenOn, with a failure to bind (address in use, no permission) as an UNAVAILABLE RpcError whose cause is Node's
+ * error (`cause.code` is `EADDRINUSE`...). An address that is not one throws its TypeError as it is: that is a mistake
+ * in the program, not a condition to handle.
+ */
+async function bind(url: string, onTransport: (transport: Transport) => void): Promise<Listener> {
+  try {
+    return await listenOn(url, onTransport);
+  } catch (error) {
+    if (error instanceof TypeError) throw error;
+    throw new RpcError(Status.UNAVAILABLE, `cannot listen on ${url}: ${(error as Error).message}`, { cause: error });
+  }
+}
+
 export interface ConnectOptions extends RpcSessionOptions, DialOptions {}
+
+/**
+ * @internal Throws for a bad option of connect(), channel() or a Mesh: the session's options, and connectTimeoutMs
+ * (above 0; Infinity: no bound of ours on the dial, the handshake still bounded by handshakeTimeoutMs).
+ */
+export function checkConnectOptions(options: ConnectOptions): void {
+  checkRpcSessionOptions(options);
+  checkMsOption('connectTimeoutMs', options.connectTimeoutMs, 'no bound of its own; handshakeTimeoutMs still bounds the handshake', true);
+}
 
 /** `connectTimeoutMs` when not given: the dial and the handshake together get this long. */
 const DEFAULT_CONNECT_TIMEOUT_MS = 10_000;
@@ -74,7 +100,7 @@ const DEFAULT_CONNECT_TIMEOUT_MS = 10_000;
  * and the handshake together. Failures are UNAVAILABLE (FAILED_PRECONDITION for a protocol version mismatch).
  */
 export async function connect(url: string, options: ConnectOptions = {}): Promise<RpcSession> {
-  checkRpcSessionOptions(options); // before dialing: a bad option must not leave a socket behind
+  checkConnectOptions(options); // before dialing: a bad option must not leave a socket behind
   const timeoutMs = options.connectTimeoutMs ?? DEFAULT_CONNECT_TIMEOUT_MS;
   const deadline = performance.now() + timeoutMs;
   let transport: Transport;
@@ -89,10 +115,10 @@ export async function connect(url: string, options: ConnectOptions = {}): Promis
   options.signal?.addEventListener('abort', onAbort, { once: true });
   // so does connectTimeoutMs: what is left of it after the dial, not a fresh handshakeTimeoutMs (10 s by default)
   let timedOut = false;
-  const timer = setTimeout(() => {
+  const timer = deadline - performance.now() > MAX_TIMER_MS ? undefined : setTimeout(() => {
     timedOut = true;
     session.destroy(new Error(`no handshake within connectTimeoutMs`));
-  }, Math.min(Math.max(0, deadline - performance.now()), 0x7fff_ffff));
+  }, Math.max(0, deadline - performance.now()));
   try {
     await session.ready;
   } catch (error) {
@@ -121,7 +147,6 @@ function connectTimeoutError(url: string, timeoutMs: number, cause: unknown): Rp
  * a handshake (a timeout, a peer that hung up) is UNAVAILABLE.
  */
 export function handshakeError(url: string, error: unknown): RpcError {
-  const mismatch = error instanceof ProtocolError && error.code === ProtocolErrorCode.VERSION_MISMATCH;
-  const status = mismatch ? Status.FAILED_PRECONDITION : Status.UNAVAILABLE;
-  return new RpcError(status, `handshake with ${url} failed: ${(error as Error).message}`, { cause: error });
+  const { code, rawMessage, cause } = rpcErrorOf(error); // the cause: the ProtocolError or SessionError underneath
+  return new RpcError(code, `handshake with ${url} failed: ${rawMessage}`, { cause: cause ?? error });
 }

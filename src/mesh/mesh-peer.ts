@@ -5,7 +5,7 @@
 import { EventEmitter } from 'node:events';
 import type { LogFn } from '../log.js';
 import { TypedClients, type Client } from '../rpc/client/typed-client.js';
-import { deadlineOf } from '../rpc/deadline.js';
+import { deadlineOf, MAX_TIMER_MS } from '../rpc/deadline.js';
 import type { RpcSession, RpcSessionOptions } from '../rpc/rpc-session.js';
 import type { SessionPeer } from '../session/handshake.js';
 import type { MethodKind, MethodMap, ServiceDef } from '../rpc/service.js';
@@ -145,6 +145,8 @@ export class MeshPeer extends EventEmitter<{ state: [PeerStateEvent] }> {
 
   private startDialing(label: string, link: Link): void {
     if (this.url === null) return;
+    // fallbackDialAfterMs: Infinity (or past what a timer can count): only the peer dials, as if we had no address
+    if (!this.dials && this.context.fallbackDialAfterMs > MAX_TIMER_MS) return;
     const expected = this.name;
     link.dialWith({
       url: this.url,

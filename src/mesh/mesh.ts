@@ -12,9 +12,11 @@
  */
 import { createHash } from 'node:crypto';
 import { EventEmitter } from 'node:events';
-import { listen, type Server } from '../endpoint/endpoints.js';
+import { checkConnectOptions, listen, type Server } from '../endpoint/endpoints.js';
 import { stderrLog, type LogFn } from '../log.js';
-import { checkRpcSessionOptions, type RpcSession, type RpcSessionOptions } from '../rpc/rpc-session.js';
+import { RpcError } from '../rpc/rpc-error.js';
+import { checkCloseOptions, checkMsOption, type RpcSession, type RpcSessionOptions } from '../rpc/rpc-session.js';
+import { Status } from '../wire/constants.js';
 import type { SessionPeer } from '../session/handshake.js';
 import { resolveReconnectOptions, type ReconnectOptions, type ResolvedReconnectOptions } from '../channel/backoff.js';
 import { MAX_POOL, LANE_LABEL, laneReadBudget, MeshPeer, type PeerStateEvent } from './mesh-peer.js';
@@ -33,9 +35,12 @@ export interface MeshOptions extends RpcSessionOptions {
   /** Control connections per pair; calls go to the one with the fewest streams. Default 1. */
   connectionsPerPeer?: number;
   reconnect?: ReconnectOptions;
-  /** The side that normally waits to be dialed dials itself after this long without a connection. Default 3 000. */
+  /**
+   * The side that normally waits to be dialed dials itself after this long without a connection. Default 3 000; 0
+   * dials at once; Infinity never (the peer must dial us).
+   */
   fallbackDialAfterMs?: number;
-  /** Give up a dial (connect and handshake together) after this long. Default 10 000. */
+  /** Give up a dial (connect and handshake together) after this long. Default 10 000; Infinity: no bound of its own. */
   connectTimeoutMs?: number;
   /** Where connection trouble is reported. Default: warnings to stderr. */
   log?: LogFn;
@@ -66,7 +71,8 @@ export class Mesh extends EventEmitter<{ peer: [PeerStateEvent] }> {
     if (typeof options.name !== 'string' || options.name === '') throw new TypeError('mesh name must be a non-empty string');
     const { peers: _p, listen: _l, name, reconnect: _r, dataLane: _d, connectionsPerPeer: _c, fallbackDialAfterMs: _f, log: _log, admit: _a, ...session } = options;
     this.sessionOptions = { ...session, nodeName: name };
-    checkRpcSessionOptions(this.sessionOptions); // a bad option throws here, not at the first connection
+    checkConnectOptions(this.sessionOptions); // a bad option throws here, not at the first connection
+    checkMsOption('fallbackDialAfterMs', options.fallbackDialAfterMs, 'never dial a peer that should dial us');
     this.name = name;
     // a restarted node is redialed by its peers only (no storm to spread), and a cluster starting up retries briskly
     this.reconnect = resolveReconnectOptions(options.reconnect, { lossSpreadMs: 2_000, initialDelayMs: 250, startupRetryMs: 10_000 });
@@ -90,8 +96,8 @@ export class Mesh extends EventEmitter<{ peer: [PeerStateEvent] }> {
 
   /** Starts listening, then dialing. Resolves once listening; peers connect in the background (see `peer().whenReady`). */
   start(): Promise<void> {
-    if (this.started) return Promise.reject(new Error('mesh.start() was already called'));
-    if (this.stopped) return Promise.reject(new Error('the mesh is stopped; create a new Mesh to start again'));
+    if (this.started) return Promise.reject(new RpcError(Status.FAILED_PRECONDITION, 'mesh.start() was already called'));
+    if (this.stopped) return Promise.reject(new RpcError(Status.FAILED_PRECONDITION, 'the mesh is stopped; create a new Mesh to start again'));
     this.started = true;
     this.starting = this.bindAndDial().catch((error: unknown) => {
       this.started = false; // binding failed (address in use...): start() may be called again
@@ -147,6 +153,7 @@ export class Mesh extends EventEmitter<{ peer: [PeerStateEvent] }> {
 
   /** Removes a peer: its connections close gracefully, calls waiting for it fail UNAVAILABLE, it can no longer connect. */
   async removePeer(name: string, options: { graceMs?: number } = {}): Promise<void> {
+    checkCloseOptions(options);
     const peer = this.peerHandles.get(name);
     if (peer === undefined) return;
     this.peerHandles.delete(name);
@@ -155,6 +162,7 @@ export class Mesh extends EventEmitter<{ peer: [PeerStateEvent] }> {
 
   /** Stops: no new connections; every connection closes gracefully (calls in flight get graceMs, default 10 s). */
   async stop(options: { graceMs?: number } = {}): Promise<void> {
+    checkCloseOptions(options); // before anything stops: a bad option stops nothing
     this.stopped = true;
     await this.starting?.catch(() => undefined); // a start() still binding closes its listener itself, then returns
     const peers = [...this.peerHandles.values()];

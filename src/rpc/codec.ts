@@ -182,6 +182,18 @@ export const rawCodec: Codec = {
   decode: (bytes) => new Uint8Array(bytes),
 };
 
+/**
+ * Why a message did not decode: names the codec and the usual cause, two sides that disagree about the method's codec
+ * (the wire does not say which codec a message was written with, so a mismatch shows only as bytes that do not decode).
+ */
+export function decodeFailure(codec: Codec, what: string, error: unknown): string {
+  const why = error instanceof Error ? error.message : String(error);
+  return (
+    `could not decode ${what} with codec "${codec.name}" (${why}); both sides must use the same codec for this method: ` +
+    'define the service once and use that definition on both sides'
+  );
+}
+
 const byName: Record<CodecName, Codec> = { msgpack: msgpackCodec, json: jsonCodec, raw: rawCodec };
 
 export function resolveCodec(codec: CodecName | Codec | undefined): Codec {

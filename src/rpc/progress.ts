@@ -5,6 +5,7 @@
  */
 import { Status } from '../wire/constants.js';
 import type { Stream } from '../session/stream.js';
+import { MAX_TIMER_MS } from './deadline.js';
 import { RpcError } from './rpc-error.js';
 
 /** How often the watchdog looks, as a fraction of its timeout: a stall is caught within 1.25 x the timeout. */
@@ -24,7 +25,8 @@ export class ProgressWatchdog {
     private readonly stall: 'sending' | 'reading',
     private readonly onStuck: (error: RpcError) => void,
   ) {
-    if (timeoutMs <= 0) return;
+    // 0 disables; so does anything past what setInterval can count (Infinity included), which would tick every 1 ms
+    if (!(timeoutMs > 0) || timeoutMs > MAX_TIMER_MS) return;
     this.timer = setInterval(this.check, Math.max(5, Math.floor(timeoutMs / CHECKS_PER_TIMEOUT)));
     this.timer.unref();
     this.stillSince = performance.now();

@@ -10,8 +10,10 @@ import type { Transport } from '../transport/transport.js';
 import { SessionCaller, type Caller } from './client/caller.js';
 import type { ClientInterceptor } from './client/interceptor.js';
 import { TypedClients, type Client } from './client/typed-client.js';
+import { rpcErrorOf } from './connection-error.js';
 import { checkInterceptors } from './interceptor.js';
 import type { ServerInterceptor } from './server/interceptor.js';
+import { DrainWatch } from './server/draining.js';
 import { Registry, type ServiceImpl } from './server/registry.js';
 import { ServerCall, type ServerHost } from './server/server-call.js';
 import type { MethodMap, ServiceDef } from './service.js';
@@ -40,6 +42,24 @@ export function checkRpcSessionOptions(options: RpcSessionOptions): void {
   checkInterceptors(options.serverInterceptors, 'serverInterceptors');
 }
 
+/**
+ * @internal Throws a RangeError naming `name` unless `value` is undefined (the default) or a number of ms: 0 or more,
+ * above 0 when `positive`. Infinity (or anything past setTimeout's 2^31-1) is allowed and means "no limit"; each
+ * option's user says what that is (`unlimited`, for the message), and skips its timer rather than arm one that Node
+ * would fire after 1 ms.
+ */
+export function checkMsOption(name: string, value: unknown, unlimited: string, positive = false): void {
+  if (value === undefined) return;
+  if (typeof value === 'number' && value >= 0 && !(positive && value === 0)) return; // NaN fails both comparisons
+  const shown = typeof value === 'number' ? String(value) : typeof value === 'string' ? JSON.stringify(value) : typeof value;
+  throw new RangeError(`${name} must be a number of ms, ${positive ? 'above 0' : '0 or more'} (Infinity: ${unlimited}), got ${shown}`);
+}
+
+/** @internal Checks a close()'s options before anything closes: graceMs (0: fail calls at once; Infinity: wait for them). */
+export function checkCloseOptions(options: { graceMs?: number } | undefined): void {
+  checkMsOption('graceMs', options?.graceMs, 'wait until the calls in flight finish');
+}
+
 export class RpcSession {
   /** The connection underneath: private, so no user (and no layer above) writes frames or moves windows. */
   private readonly session: Session;
@@ -49,6 +69,7 @@ export class RpcSession {
   private readonly clients: TypedClients;
   /** What this session's incoming calls run on. */
   private readonly host: ServerHost;
+  private readyPromise: Promise<void> | undefined;
 
   constructor(transport: Transport, role: Role, options?: RpcSessionOptions);
   /** @internal `registry`: one built once by a listener and shared by all its sessions. */
@@ -56,7 +77,7 @@ export class RpcSession {
   constructor(transport: Transport, role: Role, options: RpcSessionOptions = {}, registry?: Registry) {
     this.registry = registry ?? new Registry(options.services, options.serverInterceptors);
     this.session = new Session(transport, role, { onStream: this.onStream, admit: options.admit }, options);
-    this.host = { core: this.session, session: this };
+    this.host = { core: this.session, session: this, drain: new DrainWatch(this.session) };
     this.caller = new SessionCaller(this.session);
     this.clients = new TypedClients(this.caller, options.clientInterceptors);
   }
@@ -66,9 +87,18 @@ export class RpcSession {
     return this.session;
   }
 
-  /** Resolves when the handshake is done. */
+  /**
+   * Resolves when the handshake is done; rejects with an RpcError when it fails: UNAVAILABLE (the peer refused us,
+   * hung up or timed out, or the session was closed first), FAILED_PRECONDITION for no common protocol version.
+   */
   get ready(): Promise<void> {
-    return this.session.ready;
+    if (this.readyPromise === undefined) {
+      this.readyPromise = this.session.ready.catch((error: unknown) => {
+        throw rpcErrorOf(error);
+      });
+      this.readyPromise.catch(() => undefined); // reported to whoever awaits it; never an unhandled rejection
+    }
+    return this.readyPromise;
   }
 
   /** Resolves when the connection is closed, with the error that closed it (undefined when clean). */
@@ -121,16 +151,26 @@ export class RpcSession {
     return this.clients.client(service);
   }
 
-  /** Measures the round-trip time in ms. */
+  /**
+   * Measures the round-trip time in ms. Rejects with an RpcError: UNAVAILABLE once the session is closing or closed
+   * (retrySafe when the PING was never sent), RESOURCE_EXHAUSTED while 16 pings already await a reply.
+   */
   ping(): Promise<number> {
-    return this.session.ping();
+    return this.session.ping().catch(failWithRpcError);
   }
 
   /**
-   * Graceful close: no new calls; calls in flight finish (up to graceMs, default 10 s); then the connection closes.
+   * Graceful close: no new calls; calls in flight finish (up to graceMs, default 10 s; Infinity waits for them
+   * however long they take); then the connection closes. A graceMs that is not a number of ms, 0 or more, rejects
+   * with a RangeError before anything closes.
    * `reason` travels to the peer in the GOAWAY.
    */
   close(options?: { graceMs?: number; reason?: string }): Promise<void> {
+    try {
+      checkCloseOptions(options);
+    } catch (error) {
+      return Promise.reject(error);
+    }
     return this.session.close(options);
   }
 
@@ -151,6 +191,10 @@ export class RpcSession {
     stream.events = call;
     call.start();
   };
+}
+
+function failWithRpcError(error: unknown): never {
+  throw rpcErrorOf(error);
 }
 
 /** A session over any Transport (an in-memory pair, a custom duplex). Await `session.ready` before calling. */

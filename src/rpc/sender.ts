@@ -16,7 +16,9 @@ export class StreamSender {
   /** Sends a message (or with `chunk` bulk bytes); undefined when the caller may go on at once, else when to. */
   send(bytes: Uint8Array, chunk = false): Promise<void> | undefined {
     if (this.failure !== undefined) return Promise.reject(this.failure);
-    if (this.waiter !== undefined) return Promise.reject(new Error('send() called while an earlier send() still waits for credit: await each send() first'));
+    if (this.waiter !== undefined) {
+      return Promise.reject(new RpcError(Status.FAILED_PRECONDITION, 'send() called while an earlier send() still waits for credit: await each send() first'));
+    }
     const below = chunk ? this.stream.sendChunk(bytes) : this.stream.sendMessage(bytes);
     if (below) return undefined;
     return new Promise((resolve, reject) => (this.waiter = { resolve, reject }));

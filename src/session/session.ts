@@ -258,7 +258,7 @@ export class Session implements StreamHost {
 
   /** Measures the round-trip time. */
   ping(): Promise<number> {
-    if (this.phase >= Phase.CLOSING) return Promise.reject(new SessionError(Status.UNAVAILABLE, this.unavailableReason()));
+    if (this.phase >= Phase.CLOSING) return Promise.reject(new SessionError(Status.UNAVAILABLE, this.unavailableReason(), true));
     return this.keepalive.ping();
   }
 
@@ -284,8 +284,9 @@ export class Session implements StreamHost {
       if (this.graceTimer === undefined || endsAt < this.graceEndsAt) {
         clearTimeout(this.graceTimer);
         this.graceEndsAt = endsAt;
-        this.graceTimer = setTimeout(() => this.fail(undefined, 'close grace period expired'), graceMs);
-        this.graceTimer.unref();
+        // past 2^31-1 ms (Infinity included) setTimeout would fire at once: wait for the streams however long they take
+        this.graceTimer = graceMs > 0x7fff_ffff ? undefined : setTimeout(() => this.fail(undefined, 'close grace period expired'), graceMs);
+        this.graceTimer?.unref();
       }
       this.maybeFinishDrain();
     }
@@ -679,6 +680,7 @@ export class Session implements StreamHost {
 
   private unavailableReason(): string {
     if (this.closeError) return `the session is closed: ${this.closeError.message}`;
+    if (this.phase === Phase.CLOSED) return 'the session is closed';
     if (this.peerGoawayLastId >= 0) return 'the peer is shutting down (GOAWAY); open a new session';
     return 'the session is closing';
   }

@@ -34,7 +34,8 @@ export function dial(url: string, options: DialOptions = {}): Promise<Transport>
   return new Promise((resolve, reject) => {
     const socket =
       address.kind === 'unix' ? createConnection({ path: address.path }) : createConnection({ host: address.host, port: address.port });
-    const timer = setTimeout(() => fail(new Error(`dial ${url}: no connection within connectTimeoutMs (${timeoutMs} ms)`)), timeoutMs);
+    // none past 2^31-1 ms (Infinity included), which setTimeout would fire after 1 ms: the OS's own connect timeout applies
+    const timer = timeoutMs > 0x7fff_ffff ? undefined : setTimeout(() => fail(new Error(`dial ${url}: no connection within connectTimeoutMs (${timeoutMs} ms)`)), timeoutMs);
     const onAbort = (): void => fail(new Error(`dial ${url}: aborted`));
     options.signal?.addEventListener('abort', onAbort, { once: true });
     function cleanup(): void {

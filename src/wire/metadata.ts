@@ -34,8 +34,10 @@ const MAX_WIRE_ENTRIES = 0xff;
 /** Throws a TypeError that says what is wrong with a key, so callers learn it before anything is sent. */
 export function checkMetadataKey(key: string): void {
   if (key.length === 0 || key.length > MAX_METADATA_KEY_BYTES || !KEY_PATTERN.test(key)) {
+    const lower = key.toLowerCase();
+    const hint = lower !== key && lower.length <= MAX_METADATA_KEY_BYTES && KEY_PATTERN.test(lower) ? ` (keys are lower case: ${JSON.stringify(lower)})` : '';
     throw new TypeError(
-      `metadata key ${JSON.stringify(key)} is invalid: use 1-${MAX_METADATA_KEY_BYTES} characters of a-z 0-9 _ . - starting with a letter or digit`,
+      `metadata key ${JSON.stringify(key)} is invalid: use 1-${MAX_METADATA_KEY_BYTES} characters of a-z 0-9 _ . - starting with a letter or digit${hint}`,
     );
   }
 }

@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import { once } from 'node:events';
 import { createServer, type Socket } from 'node:net';
 import { test, type TestContext } from 'node:test';
-import { connect, defineService, listen, RpcError, serve, Status, unary } from '../../src/index.js';
+import { channel, connect, defineService, listen, Mesh, RpcError, serve, Status, unary } from '../../src/index.js';
 import { sleep, within } from '../helpers.js';
 
 /** A TCP server that accepts every connection and never writes a byte; reports when each socket is closed. */
@@ -62,4 +62,30 @@ void test('a connect that completes within connectTimeoutMs is not cut when the 
   await sleep(400);
   assert.equal(session.acceptsCalls, true, 'the session is still open after connectTimeoutMs');
   assert.equal(await session.client(Echo).echo('still here'), 'still here');
+});
+
+void test('connectTimeoutMs NaN, negative, 0 or not a number: connect() rejects, channel() and new Mesh() throw a RangeError naming it; nothing dials', { timeout: 5000 }, async () => {
+  const bad = [NaN, -1, 0, '100' as unknown as number];
+  for (const connectTimeoutMs of bad) {
+    const named = (error: unknown): boolean => error instanceof RangeError && /connectTimeoutMs must be a number of ms, above 0/.test(error.message);
+    // port 1 on loopback: a dial would fail UNAVAILABLE, not with a RangeError
+    await assert.rejects(connect('tcp://127.0.0.1:1', { connectTimeoutMs }), named, `connect() with ${String(connectTimeoutMs)}`);
+    assert.throws(() => channel('tcp://127.0.0.1:1', { connectTimeoutMs }), named, `channel() with ${String(connectTimeoutMs)}`);
+    assert.throws(() => new Mesh({ name: 'a', connectTimeoutMs }), named, `new Mesh() with ${String(connectTimeoutMs)}`);
+  }
+});
+
+// Regression (issue 9): setTimeout fires a delay past 2^31-1 ms after 1 ms, so connectTimeoutMs: Infinity failed every dial at once.
+void test('connectTimeoutMs: Infinity sets no bound of its own: the connect succeeds', { timeout: 5000 }, async (t) => {
+  const Echo = defineService('echo.v1', { echo: unary<string, string>() });
+  const server = await listen('tcp://127.0.0.1:0', { services: [serve(Echo, { echo: (s) => s })] });
+  t.after(() => server.close({ graceMs: 0 }));
+  const attempt = connect(server.url, { connectTimeoutMs: Infinity });
+  // hold the event loop past 1 ms before the socket's connect is read: a timer armed with Infinity (fired by Node after
+  // 1 ms) would now run first and fail the dial, as it did
+  const until = performance.now() + 20;
+  while (performance.now() < until);
+  const session = await within(attempt, 2000, 'connect with connectTimeoutMs: Infinity');
+  t.after(() => session.close({ graceMs: 0 }));
+  assert.equal(await session.client(Echo).echo('no bound'), 'no bound');
 });

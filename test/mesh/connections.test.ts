@@ -12,7 +12,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, test, type TestContext } from 'node:test';
 
-import { dialsTo, RpcError, statusName, type Mesh, type RpcSession } from '../../src/index.js';
+import { dialsTo, Mesh, RpcError, statusName, type RpcSession } from '../../src/index.js';
 import { controlSessions, dialerOf, newMesh, startMesh } from '../fixtures/connections.js';
 import { Probe, Svc, svcService } from '../fixtures/mesh-service.js';
 import { NodeProcess, type NodeEvent } from '../fixtures/spawn-node.js';
@@ -177,6 +177,34 @@ void describe('mesh: duplicate connections', () => {
       }
     }
     assert.ok(lowerDials > pairs * 0.4 && lowerDials < pairs * 0.6, `the lower name dials in ${lowerDials} of ${pairs} pairs`);
+  });
+});
+
+void describe('mesh: fallbackDialAfterMs', () => {
+  void test('NaN, negative or not a number: new Mesh() throws a RangeError naming it', () => {
+    for (const fallbackDialAfterMs of [NaN, -1, '100' as unknown as number]) {
+      assert.throws(
+        () => new Mesh({ name: 'x', listen: `unix://${socketPath()}`, fallbackDialAfterMs, log: () => undefined }),
+        (error: unknown) => error instanceof RangeError && /fallbackDialAfterMs must be a number of ms, 0 or more/.test(error.message),
+        String(fallbackDialAfterMs),
+      );
+    }
+  });
+
+  // Regression (issue 9): setTimeout fires a delay past 2^31-1 ms after 1 ms, so Infinity made the fallback side dial at once.
+  void test('Infinity: the side that is not the designated dialer never dials; the pair connects once the designated dialer does', { timeout: 10_000 }, async (t) => {
+    const waiter = 'w';
+    const dialer = dialerOf(waiter, 'd');
+    const urls = { [waiter]: `unix://${socketPath()}`, [dialer]: `unix://${socketPath()}` };
+    const w = await startMesh(t, { name: waiter, listen: urls[waiter]!, peers: { [dialer]: urls[dialer]! }, services: [svcService(waiter)], fallbackDialAfterMs: Infinity });
+    const d = await startMesh(t, { name: dialer, listen: urls[dialer]!, peers: { [waiter]: null }, services: [svcService(dialer)] });
+    await sleep(300);
+    assert.notEqual(w.peer(dialer).state, 'ready', 'the waiting side did not dial');
+    // the designated dialer learns the address: it dials, and the pair is up
+    await within(d.removePeer(waiter), 2000, 'removePeer');
+    d.addPeer(waiter, urls[waiter]!);
+    await within(w.peer(dialer).whenReady({ timeoutMs: 3000 }), 4000, 'the designated dialer connects');
+    assert.equal((await w.peer(dialer).client(Svc).whoami('x', { timeoutMs: 2000 })).node, dialer);
   });
 });
 

@@ -7,6 +7,7 @@ import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 
 import { defineService, download, serve, Status, upload, type CallContext, type ServiceImpl } from '../../src/index.js';
+import { checkRpcSessionOptions } from '../../src/rpc/rpc-session.js';
 import { connectTo, startServer } from '../fixtures/connections.js';
 import { Counted, countedService } from '../fixtures/counted-service.js';
 import { assertStatus, deferred, rejectsWithStatus, sleep, within, type Deferred } from '../helpers.js';
@@ -139,5 +140,23 @@ void describe('bulk progress timeout', () => {
     const [a, b] = await within(Promise.all([first, second]), 4000, 'both downloads');
     assert.ok(a > 0 && b > 0, `both delivered bytes (${a}, ${b})`);
     assert.equal(counts.slow, 2);
+  });
+
+  void test('progressTimeoutMs NaN, negative or not a number: on the call, INVALID_ARGUMENT naming it (nothing sent); as a session option, a RangeError', { timeout: 5000 }, async (t) => {
+    const { server } = await startServer(t, { services: [transferService(transferHooks())] });
+    const client = (await connectTo(t, server.url)).client(Transfer);
+    for (const progressTimeoutMs of [NaN, -1, '100' as unknown as number]) {
+      const stream = client.quickDownload({ chunks: 1, bytes: 16 }, { progressTimeoutMs });
+      const error = await rejectsWithStatus(within(stream.next(), 2000, 'the download'), Status.INVALID_ARGUMENT, `progressTimeoutMs ${String(progressTimeoutMs)}`);
+      assert.match(error.message, /progressTimeoutMs must be a number of ms, 0 or more/);
+      assert.equal(error.retrySafe, true);
+      assert.throws(() => checkRpcSessionOptions({ progressTimeoutMs }), (e: unknown) => e instanceof RangeError && /progressTimeoutMs/.test(e.message), 'the session option');
+    }
+    // 0 and Infinity disable the watchdog: the download completes
+    for (const progressTimeoutMs of [0, Infinity]) {
+      const chunks: Uint8Array[] = [];
+      for await (const chunk of client.quickDownload({ chunks: 2, bytes: 16 }, { progressTimeoutMs })) chunks.push(chunk);
+      assert.equal(chunks.length, 2, `progressTimeoutMs ${progressTimeoutMs}`);
+    }
   });
 });

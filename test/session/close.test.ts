@@ -223,6 +223,45 @@ void describe('close: the grace period', () => {
   });
 });
 
+void describe('close: graceMs values', () => {
+  // Regression (issue 9): setTimeout fires a delay past 2^31-1 ms after 1 ms, so graceMs: Infinity failed every call in flight at once.
+  for (const graceMs of [Infinity, 2 ** 31]) {
+    void test(`close({ graceMs: ${graceMs} }) waits until the calls in flight finish, however long: a 300 ms call completes`, { timeout: 5000 }, async (t) => {
+      let started = 0;
+      const { server } = await startServer(t, { services: [sleepyService({ onStart: () => started++ })] });
+      const session = await connectTo(t, server.url);
+      const call = session.client(Sleepy).sleep(300);
+      await until(() => started === 1, 2000, 'the handler starts');
+      const closing = server.close({ graceMs });
+      assert.equal(await within(call, 2000, 'the call in flight'), 'slept 300');
+      await within(closing, 3000, 'server.close()');
+    });
+  }
+
+  void test('graceMs NaN, negative or not a number: close(), server.close(), channel.close(), mesh.stop() and removePeer() reject with a RangeError naming it, and close nothing', { timeout: 8000 }, async (t) => {
+    const { server } = await startServer(t, { services: [sleepyService()] });
+    const session = await connectTo(t, server.url);
+    const ch = openChannel(t, server.url);
+    await within(ch.whenReady(), 2000, 'the channel connects');
+    const mesh = newMesh(t, { name: 'a', peers: { b: null } });
+    for (const graceMs of [NaN, -1, '100' as unknown as number]) {
+      const attempts: Array<[string, () => Promise<void>]> = [
+        ['session.close()', () => session.close({ graceMs })],
+        ['server.close()', () => server.close({ graceMs })],
+        ['channel.close()', () => ch.close({ graceMs })],
+        ['mesh.stop()', () => mesh.stop({ graceMs })],
+        ['mesh.removePeer()', () => mesh.removePeer('b', { graceMs })],
+      ];
+      for (const [what, attempt] of attempts) {
+        await assert.rejects(attempt(), (error: unknown) => error instanceof RangeError && /graceMs must be a number of ms, 0 or more/.test(error.message), `${what} with graceMs ${String(graceMs)}`);
+      }
+    }
+    assert.equal(await session.client(Sleepy).sleep(1), 'slept 1', 'the session still takes calls');
+    assert.equal(await ch.client(Sleepy).sleep(1), 'slept 1', 'the channel still takes calls');
+    assert.deepEqual(mesh.peerNames, ['b'], 'the peer is still there');
+  });
+});
+
 void describe("close: during a dial's handshake", () => {
   // Regression found by review (fixed in 0e3bab8: a dial's abort covers the handshake).
   void test('channel.close() and mesh.stop() during a dial\'s handshake with a peer that never sends HELLO close that socket at once, not after handshakeTimeoutMs', { timeout: 8000 }, async (t) => {

@@ -91,7 +91,8 @@ void describe('ping: session.ping()', () => {
       500,
       'the ping in flight',
     );
-    assert.equal((outcome as { status?: number }).status, Status.UNAVAILABLE, `the ping: ${String(outcome)}`);
+    // an RpcError since issue 9 point 6 (it was the unexported SessionError, whose field was `status`)
+    assert.equal((outcome as { code?: number }).code, Status.UNAVAILABLE, `the ping: ${String(outcome)}`);
   });
 });
 

@@ -18,7 +18,8 @@ export interface Caller {
   unary(method: MethodDescriptor, request: unknown, options: CallOptions | undefined): Promise<unknown>;
   serverStream(method: MethodDescriptor, request: unknown, options: CallOptions | undefined): MessageStream<unknown>;
   clientStream(method: MethodDescriptor, requests: Iterable<unknown> | AsyncIterable<unknown>, options: CallOptions | undefined): Promise<unknown>;
-  bidi(method: MethodDescriptor, options: CallOptions | undefined): BidiCall<unknown, unknown>;
+  /** `requests`, when given, drive the call's sending side (see BidiCall). */
+  bidi(method: MethodDescriptor, requests: Iterable<unknown> | AsyncIterable<unknown> | undefined, options: CallOptions | undefined): BidiCall<unknown, unknown>;
   upload(method: MethodDescriptor, request: unknown, body: ByteSource, options: CallOptions | undefined): Promise<unknown>;
   download(method: MethodDescriptor, request: unknown, options: CallOptions | undefined): ByteStream;
 }
@@ -39,8 +40,8 @@ export class SessionCaller implements Caller {
     return callClientStream(this.core, method, requests, options);
   }
 
-  bidi(method: MethodDescriptor, options: CallOptions | undefined): BidiCall<unknown, unknown> {
-    return callBidi(this.core, method, options);
+  bidi(method: MethodDescriptor, requests: Iterable<unknown> | AsyncIterable<unknown> | undefined, options: CallOptions | undefined): BidiCall<unknown, unknown> {
+    return callBidi(this.core, method, requests, options);
   }
 
   upload(method: MethodDescriptor, request: unknown, body: ByteSource, options: CallOptions | undefined): Promise<unknown> {

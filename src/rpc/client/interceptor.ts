@@ -15,6 +15,7 @@ import { compose, methodInfo, type MethodInfo } from '../interceptor.js';
 import { RpcError } from '../rpc-error.js';
 import { discardSource, type ByteSource } from '../sender.js';
 import type { MethodDescriptor, MethodKind } from '../service.js';
+import { bidiArguments } from './bidi-arguments.js';
 import { failedBidi, type BidiCall } from './bidi-call.js';
 import type { CallOptions } from './call-options.js';
 import type { Caller } from './caller.js';
@@ -45,9 +46,13 @@ export interface OutgoingStreamCall extends OutgoingCallBase {
   readonly requests: Iterable<unknown> | AsyncIterable<unknown>;
 }
 
-/** A bidi call: requests are sent on the handle it returns. */
+/**
+ * A bidi call: requests are sent on the handle it returns, or, when the caller gave an iterable of them
+ * (`chat(requests)`), come from `requests` (replace it with a wrapping generator to see or change them).
+ */
 export interface OutgoingBidiCall extends OutgoingCallBase {
   readonly kind: 'bidi';
+  readonly requests?: Iterable<unknown> | AsyncIterable<unknown>;
 }
 
 /** An upload: one request message, then the bulk body. */
@@ -103,16 +108,20 @@ export function interceptedMethod(caller: Caller, descriptor: MethodDescriptor, 
     case 'download':
       return (request: unknown, options?: CallOptions) => new DeferredStream(run(chain, outgoing(method, options, request, undefined)).then(bodyOf, failedStreamOf));
     case 'bidi':
-      return (options?: CallOptions) => new DeferredBidi(run(chain, outgoing(method, options, undefined, undefined)).then(bidiOf, failedBidiOf));
+      return (first?: unknown, second?: unknown) => {
+        const { requests, options } = bidiArguments(method.path, first, second);
+        return new DeferredBidi(run(chain, outgoing(method, options, requests, undefined)).then(bidiOf, failedBidiOf));
+      };
   }
 }
 
 /**
- * The call object: one shape for every kind. For a clientStream call the caller's first argument is its requests,
- * for an upload the second is the body.
+ * The call object: one shape for every kind. For a clientStream call the caller's first argument is its requests
+ * (for a bidi call its requests, if it gave any), for an upload the second is the body.
  */
 function outgoing(method: MethodInfo, options: CallOptions | undefined, first: unknown, body: ByteSource | undefined): OutgoingCall {
   const kind = method.kind;
+  const streams = kind === 'clientStream' || kind === 'bidi';
   return {
     kind,
     method,
@@ -120,8 +129,8 @@ function outgoing(method: MethodInfo, options: CallOptions | undefined, first: u
     signal: options?.signal,
     deadline: deadlineOf(options),
     options,
-    request: kind === 'clientStream' ? undefined : first,
-    requests: kind === 'clientStream' ? first : undefined,
+    request: streams ? undefined : first,
+    requests: streams ? first : undefined,
     body,
   } as OutgoingCall;
 }
@@ -140,7 +149,7 @@ function endOfChain(caller: Caller, descriptor: MethodDescriptor): ClientNext {
   const kind = descriptor.def.kind;
   return (call) => {
     const options: CallOptions = { ...call.options, metadata: call.metadata, signal: call.signal, deadline: call.deadline, timeoutMs: undefined };
-    const c = call as OutgoingCall & { request: unknown; requests: Iterable<unknown>; body: ByteSource };
+    const c = call as OutgoingCall & { request: unknown; requests: Iterable<unknown> | AsyncIterable<unknown>; body: ByteSource };
     switch (kind) {
       case 'unary':
         return caller.unary(descriptor, c.request, options).then((response) => ({ kind, response }));
@@ -153,7 +162,7 @@ function endOfChain(caller: Caller, descriptor: MethodDescriptor): ClientNext {
       case 'download':
         return Promise.resolve({ kind, body: caller.download(descriptor, c.request, options) });
       case 'bidi':
-        return Promise.resolve({ kind, call: caller.bidi(descriptor, options) });
+        return Promise.resolve({ kind, call: caller.bidi(descriptor, c.requests, options) });
     }
   };
 }

@@ -10,6 +10,7 @@
 import { Status } from '../../wire/constants.js';
 import type { Session } from '../../session/session.js';
 import type { Stream, StreamEvents, StreamTrailer } from '../../session/stream.js';
+import { decodeFailure } from '../codec.js';
 import { deadlineTimer, type DeadlineWatcher } from '../deadline.js';
 import { Inbox, type ByteStream, type MessageStream } from '../inbox.js';
 import { ProgressWatchdog } from '../progress.js';
@@ -86,7 +87,7 @@ export class ClientStreamCall implements StreamEvents, AbortWatcher, DeadlineWat
         value = this.descriptor.def.codec.decode(bytes);
       } catch (error) {
         this.stream.consume(charge, true);
-        this.fail(new RpcError(Status.INTERNAL, `could not decode a response: ${(error as Error).message}`));
+        this.fail(new RpcError(Status.INTERNAL, decodeFailure(this.descriptor.def.codec, 'a response', error)));
         return;
       }
       this.responses.push(value, charge);
@@ -100,7 +101,7 @@ export class ClientStreamCall implements StreamEvents, AbortWatcher, DeadlineWat
       this.response = this.descriptor.def.codec.decode(bytes);
       this.hasResponse = true;
     } catch (error) {
-      this.fail(new RpcError(Status.INTERNAL, `could not decode the response: ${(error as Error).message}`));
+      this.fail(new RpcError(Status.INTERNAL, decodeFailure(this.descriptor.def.codec, 'the response', error)));
     }
   }
 
@@ -220,13 +221,17 @@ export function callClientStream(
   const opened = openCall(core, descriptor, options);
   if (opened instanceof RpcError) return Promise.reject(opened);
   const call = new ClientStreamCall(opened.stream, descriptor, options, opened.budget, false);
-  const send = (request: unknown): Promise<void> | undefined => {
+  pumpRequests(core, descriptor, call, requests);
+  return call.promise!;
+}
+
+/** Sends every request `requests` yields on `call` (clientStream, or a bidi call given an iterable), then ends its side. */
+export function pumpRequests(core: Session, descriptor: MethodDescriptor, call: ClientStreamCall, requests: Iterable<unknown> | AsyncIterable<unknown>): void {
+  pump(call, requests, (request) => {
     const bytes = encodeRequest(core, descriptor, request);
     if (bytes instanceof RpcError) throw bytes;
     return call.sender.send(bytes);
-  };
-  pump(call, requests, send);
-  return call.promise!;
+  });
 }
 
 export function callUpload(

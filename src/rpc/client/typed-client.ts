@@ -8,6 +8,7 @@ import type { ByteStream, MessageStream } from '../inbox.js';
 import { checkInterceptors } from '../interceptor.js';
 import type { ByteSource } from '../sender.js';
 import type { MethodDescriptor, MethodMap, RequestInputOf, ResponseOf, ServiceDef } from '../service.js';
+import { bidiArguments } from './bidi-arguments.js';
 import type { BidiCall } from './bidi-call.js';
 import type { CallOptions } from './call-options.js';
 import type { Caller } from './caller.js';
@@ -18,7 +19,12 @@ export type ClientMethodOf<D extends MethodMap[string]> = {
   unary: (request: RequestInputOf<D>, options?: CallOptions) => Promise<ResponseOf<D>>;
   serverStream: (request: RequestInputOf<D>, options?: CallOptions) => MessageStream<ResponseOf<D>>;
   clientStream: (requests: Iterable<RequestInputOf<D>> | AsyncIterable<RequestInputOf<D>>, options?: CallOptions) => Promise<ResponseOf<D>>;
-  bidi: (options?: CallOptions) => BidiCall<RequestInputOf<D>, ResponseOf<D>>;
+  bidi: {
+    /** Send with `call.send(request)`, finish with `call.end()`, read the responses with `for await`. */
+    (options?: CallOptions): BidiCall<RequestInputOf<D>, ResponseOf<D>>;
+    /** `requests` (an array, a generator, a Readable...) are sent as they come; the caller's side ends when they end. */
+    (requests: Iterable<RequestInputOf<D>> | AsyncIterable<RequestInputOf<D>>, options?: CallOptions): BidiCall<RequestInputOf<D>, ResponseOf<D>>;
+  };
   upload: (request: RequestInputOf<D>, body: ByteSource, options?: CallOptions) => Promise<ResponseOf<D>>;
   download: (request: RequestInputOf<D>, options?: CallOptions) => ByteStream;
 }[D['kind']];
@@ -63,7 +69,10 @@ function methodOf(caller: Caller, descriptor: MethodDescriptor): unknown {
     case 'clientStream':
       return (requests: Iterable<unknown> | AsyncIterable<unknown>, options?: CallOptions) => caller.clientStream(descriptor, requests, options);
     case 'bidi':
-      return (options?: CallOptions) => caller.bidi(descriptor, options);
+      return (first?: unknown, second?: unknown) => {
+        const { requests, options } = bidiArguments(descriptor.path, first, second);
+        return caller.bidi(descriptor, requests, options);
+      };
     case 'upload':
       return (request: unknown, body: ByteSource, options?: CallOptions) => caller.upload(descriptor, request, body, options);
     case 'download':

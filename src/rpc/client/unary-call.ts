@@ -6,6 +6,7 @@
 import { Status } from '../../wire/constants.js';
 import type { Session } from '../../session/session.js';
 import type { Stream, StreamEvents, StreamTrailer } from '../../session/stream.js';
+import { decodeFailure } from '../codec.js';
 import { deadlineTimer, type DeadlineWatcher } from '../deadline.js';
 import { RpcError } from '../rpc-error.js';
 import type { MethodDescriptor } from '../service.js';
@@ -59,7 +60,7 @@ class ClientUnaryCall implements StreamEvents, AbortWatcher, DeadlineWatcher {
       this.response = this.descriptor.def.codec.decode(bytes);
       this.hasResponse = true;
     } catch (error) {
-      this.fail(new RpcError(Status.INTERNAL, `could not decode the response: ${(error as Error).message}`), Status.CANCELLED);
+      this.fail(new RpcError(Status.INTERNAL, decodeFailure(this.descriptor.def.codec, 'the response', error)), Status.CANCELLED);
     }
   }
 

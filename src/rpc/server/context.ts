@@ -1,6 +1,6 @@
 /**
- * What a handler and a server interceptor learn about an incoming call: the abort signal, the deadline, the peer, the
- * request metadata, and a place for trailer metadata. A handler's CallContext adds the session (../handler.ts); this
+ * What a handler and a server interceptor learn about an incoming call: the abort signal, whether the connection is
+ * draining, the deadline, the peer, the request metadata, and a place for trailer metadata. A handler's CallContext adds the session (../handler.ts); this
  * file does not know sessions, so the call code below it never imports the session above it.
  */
 import type { SessionPeer } from '../../session/handshake.js';
@@ -15,6 +15,13 @@ export interface HandlerContext {
   readonly method: string;
   /** Aborts when the caller cancels, the deadline passes or the connection is lost; `reason` is an RpcError. */
   readonly signal: AbortSignal;
+  /**
+   * Aborts when the connection begins a graceful close, from either side: this side's `close()` (`server.close()`,
+   * `channel.close()`, `mesh.stop()`...) or the peer's GOAWAY. The call may go on; a handler of an endless stream (a
+   * watch, a tail) ends cleanly on it, so the close need not wait out its grace period. `reason` is an RpcError
+   * (UNAVAILABLE) saying which side began it. Made on first read, so handlers that never read it pay nothing.
+   */
+  readonly draining: AbortSignal;
   /** The deadline as a local `Date.now()` timestamp, or undefined when the caller set none. */
   readonly deadline: number | undefined;
   readonly peer: SessionPeer;

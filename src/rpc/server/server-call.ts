@@ -9,6 +9,7 @@ import { Status } from '../../wire/constants.js';
 import { encodeMetadata, type Metadata } from '../../wire/metadata.js';
 import type { Stream, StreamEvents, StreamTrailer } from '../../session/stream.js';
 import type { Session, SessionPeer } from '../../session/session.js';
+import { decodeFailure } from '../codec.js';
 import { deadlineFromWire, deadlineTimer, type DeadlineWatcher } from '../deadline.js';
 import { Inbox } from '../inbox.js';
 import { ProgressWatchdog } from '../progress.js';
@@ -17,6 +18,7 @@ import { validate, validateThen, type ValidationResult } from '../schema.js';
 import { checkChunk, chunksOf, discardSource, pumpSource, StreamSender, type ByteSource } from '../sender.js';
 import type { MethodDescriptor, MethodKind } from '../service.js';
 import { LazySignal, type HandlerContext } from './context.js';
+import type { DrainWatch, DrainWatcher } from './draining.js';
 import { runChain } from './interceptor.js';
 import type { Route } from './registry.js';
 
@@ -27,6 +29,8 @@ import type { Route } from './registry.js';
 export interface ServerHost {
   readonly core: Session;
   readonly session: unknown;
+  /** Tells the calls whose handlers read `ctx.draining` that the connection began to go away. */
+  readonly drain: DrainWatch;
 }
 
 /** Kinds whose caller sends exactly one request message and ends its side. */
@@ -34,11 +38,13 @@ const SINGLE_REQUEST: ReadonlySet<MethodKind> = new Set(['unary', 'serverStream'
 /** Kinds whose handler answers with one response message. */
 const SINGLE_RESPONSE: ReadonlySet<MethodKind> = new Set(['unary', 'clientStream', 'upload']);
 
-export class ServerCall implements StreamEvents, HandlerContext, DeadlineWatcher {
+export class ServerCall implements StreamEvents, HandlerContext, DeadlineWatcher, DrainWatcher {
   readonly deadline: number | undefined;
   private readonly kind: MethodKind;
   private readonly descriptor: MethodDescriptor;
   private readonly abort = new LazySignal();
+  /** Made when the handler first reads `ctx.draining`: most never do, so most calls allocate nothing for it. */
+  private drainController: AbortController | undefined;
   private request: unknown;
   private hasRequest = false;
   /** clientStream and bidi: the requests; upload: the body. */
@@ -94,6 +100,21 @@ export class ServerCall implements StreamEvents, HandlerContext, DeadlineWatcher
     return this.abort.signal;
   }
 
+  get draining(): AbortSignal {
+    if (this.drainController === undefined) {
+      this.drainController = new AbortController();
+      const already = this.host.drain.watch(this);
+      if (already !== undefined) this.drainController.abort(already);
+      else if (this.released) this.host.drain.unwatch(this); // read after the call ended: nothing will unwatch it
+    }
+    return this.drainController.signal;
+  }
+
+  /** The connection began to go away: `ctx.draining` fires. */
+  onDraining(reason: RpcError): void {
+    this.drainController?.abort(reason);
+  }
+
   get peer(): SessionPeer {
     return this.host.core.peer;
   }
@@ -118,7 +139,7 @@ export class ServerCall implements StreamEvents, HandlerContext, DeadlineWatcher
         value = this.descriptor.def.codec.decode(bytes);
       } catch (error) {
         this.stream.consume(charge, true);
-        this.fail(Status.INTERNAL, `could not decode a request: ${(error as Error).message}`);
+        this.fail(Status.INTERNAL, decodeFailure(this.descriptor.def.codec, 'a request', error));
         return;
       }
       this.requests!.push(value, charge);
@@ -133,7 +154,7 @@ export class ServerCall implements StreamEvents, HandlerContext, DeadlineWatcher
       this.request = this.descriptor.def.codec.decode(bytes);
       this.hasRequest = true;
     } catch (error) {
-      this.fail(Status.INTERNAL, `could not decode the request: ${(error as Error).message}`);
+      this.fail(Status.INTERNAL, decodeFailure(this.descriptor.def.codec, 'the request', error));
       return;
     }
     if (this.kind === 'upload') this.startUpload();
@@ -334,7 +355,8 @@ export class ServerCall implements StreamEvents, HandlerContext, DeadlineWatcher
     }
     const limit = this.host.core.peerMaxMessageBytes;
     if (bytes.length > limit) {
-      throw new RpcError(Status.RESOURCE_EXHAUSTED, `the response of ${bytes.length} bytes exceeds the caller's limit of ${limit} bytes`);
+      const message = `the response of ${bytes.length} bytes exceeds the caller's maxMessageBytes of ${limit}; raise maxMessageBytes on both sides for larger messages`;
+      throw new RpcError(Status.RESOURCE_EXHAUSTED, message);
     }
     return bytes;
   }
@@ -397,6 +419,7 @@ export class ServerCall implements StreamEvents, HandlerContext, DeadlineWatcher
   private release(): void {
     if (this.released) return;
     this.released = true;
+    if (this.drainController !== undefined) this.host.drain.unwatch(this);
     this.host.core.release(this.stream);
   }
 
