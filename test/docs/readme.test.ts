@@ -146,8 +146,8 @@ void test('the README streams example works as written', { timeout: 10_000 }, as
     get: download<{ name: string }>(),
   });
   const store = serve(Store, {
-    async *watch({ prefix }) {
-      yield { key: `${prefix}/a` };
+    async *watch({ prefix }, ctx) {
+      while (!ctx.draining.aborted) yield { key: `${prefix}/a` };
     },
     async total(numbers) {
       let t = 0;
@@ -168,8 +168,11 @@ void test('the README streams example works as written', { timeout: 10_000 }, as
   try {
     const c = session.client(Store);
     const keys: string[] = [];
-    for await (const { key } of c.watch({ prefix: 'x' }, { timeoutMs: 5000 })) keys.push(key);
-    assert.deepEqual(keys, ['x/a']);
+    for await (const { key } of c.watch({ prefix: 'x' }, { timeoutMs: 5000 })) {
+      keys.push(key);
+      if (keys.length === 3) break;
+    }
+    assert.deepEqual(keys, ['x/a', 'x/a', 'x/a']);
     assert.equal(await c.total([1, 2, 3]), 6);
     const chat = c.chat();
     await chat.send('hi');
@@ -177,11 +180,23 @@ void test('the README streams example works as written', { timeout: 10_000 }, as
     const lines: string[] = [];
     for await (const line of chat) lines.push(line);
     assert.deepEqual(lines, ['HI']);
+    const driven: string[] = [];
+    for await (const line of c.chat(['a', 'b'])) driven.push(line);
+    assert.deepEqual(driven, ['A', 'B']);
     const source = join(dir, 'source');
     fs.writeFileSync(source, Buffer.alloc(300_000, 7));
     assert.deepEqual(await c.put({ name: 'f' }, fs.createReadStream(source)), { bytes: 300_000 });
     await pipeline(c.get({ name: 'f' }), fs.createWriteStream(join(dir, 'copy')));
     assert.deepEqual(fs.readFileSync(join(dir, 'copy')), fs.readFileSync(source));
+
+    // the endless watch ends cleanly once the server begins a graceful close, long before its grace runs out
+    const watching = c.watch({ prefix: 'y' })[Symbol.asyncIterator]();
+    assert.deepEqual((await watching.next()).value, { key: 'y/a' });
+    const started = performance.now();
+    const closing = server.close({ graceMs: 10_000 });
+    while (!(await watching.next()).done);
+    await closing;
+    assert.ok(performance.now() - started < 5000, 'server.close() did not wait for the grace');
   } finally {
     session.destroy();
     await server.close({ graceMs: 100 });
