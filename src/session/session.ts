@@ -1,10 +1,11 @@
 /**
- * One connection: the stream table (dialer odd ids, acceptor even ids, so both sides open streams; concurrency slots
- * and the streams queued for one), the dispatch of every frame read to one small handler per frame type, GOAWAY, and
- * the one teardown path. The jobs around it have their own modules: handshake.ts (HELLO and admission), outbox.ts
- * (everything written, and the connection's send credit), receive-budget.ts (what the peer may make us hold),
- * keepalive.ts (liveness, pings, RTT), peer-guard.ts (work the peer solicits), stream.ts (one stream). Knows nothing
- * of methods or codecs: streams carry opaque messages.
+ * One connection: the stream table (ours and the peer's, by id), the dispatch of every frame read to one small handler
+ * per frame type, GOAWAY, and the one teardown path. The jobs around it have their own modules: handshake.ts (HELLO
+ * and admission), stream-opener.ts (our streams: their ids, the peer's concurrency limit and the queue waiting for
+ * it), stream-acceptor.ts (the peer's streams: its ids, our limit, refusals), outbox.ts (everything written, and the
+ * connection's send credit), receive-budget.ts (what the peer may make us hold), keepalive.ts (liveness, pings, RTT),
+ * peer-guard.ts (work the peer solicits), stream.ts (one stream). Knows nothing of methods or codecs: streams carry
+ * opaque messages.
  *
  * The read path never awaits: every frame is handled synchronously, and any reply it needs (PING ACK, CREDIT, RESET)
  * is queued in the outbox, which the reader never waits for.
@@ -29,7 +30,6 @@ import {
   ConnectionCode,
   Flag,
   FrameType,
-  MAX_STREAM_ID,
   MAX_WINDOW,
   PRE_HANDSHAKE_MAX_FRAME_BYTES,
   Status,
@@ -38,18 +38,7 @@ import {
 import { FrameDecoder } from '../wire/decoder.js';
 import { ProtocolError, ProtocolErrorCode } from '../wire/errors.js';
 import type { HelloSettings } from '../wire/hello.js';
-import {
-  decodeCredit,
-  decodeEnd,
-  decodeGoaway,
-  decodeOpen,
-  decodeReset,
-  encodeGoaway,
-  encodeReset,
-  openPayloadLength,
-  writeOpenPayload,
-  type OpenPayload,
-} from '../wire/payloads.js';
+import { decodeCredit, decodeEnd, decodeGoaway, decodeReset, encodeGoaway } from '../wire/payloads.js';
 import type { Transport, TransportSink } from '../transport/transport.js';
 import { internalError, SessionError, streamErrorOf } from './errors.js';
 import { Handshake, type SessionPeer } from './handshake.js';
@@ -58,23 +47,18 @@ import { Keepalive } from './keepalive.js';
 import { PeerGuard } from './peer-guard.js';
 import { ReceiveBudget } from './receive-budget.js';
 import { Outbox } from './outbox.js';
-import { Stream, type StreamHost } from './stream.js';
+import type { Stream, StreamHost } from './stream.js';
+import { StreamAcceptor, type IncomingStream } from './stream-acceptor.js';
+import { StreamOpener, type OpenStreamInit } from './stream-opener.js';
 
 // SessionError lives in errors.ts and SessionPeer in handshake.ts; these re-exports keep imports of them from
 // session.js working until every importer (src/rpc is being restructured meanwhile) takes them from there.
 export { SessionError } from './errors.js';
 export type { SessionPeer } from './handshake.js';
+export type { IncomingStream } from './stream-acceptor.js';
+export type { OpenStreamInit } from './stream-opener.js';
 
 export type Role = 'dialer' | 'acceptor';
-
-/** A stream the peer opened, with what its OPEN said. */
-export interface IncomingStream {
-  stream: Stream;
-  method: string;
-  metadata: OpenPayload['metadata'];
-  /** Relative deadline from OPEN, in ms; 0 = none. */
-  deadlineMs: number;
-}
 
 export interface SessionHooks {
   /** A new stream from the peer. Set `stream.events` before returning; call `session.release(stream)` when done. */
@@ -84,15 +68,6 @@ export interface SessionHooks {
    * session: a string refuses it (sent as the GOAWAY reason; `ready` rejects), undefined admits it.
    */
   admit?(peer: SessionPeer): string | undefined;
-}
-
-export interface OpenStreamInit {
-  /** Relative deadline in ms sent to the peer; 0 or undefined = none. */
-  deadlineMs?: number;
-  /** Metadata block from encodeMetadata. */
-  metadataBlock?: Uint8Array;
-  /** Receive window to grant on this stream; default: the session's initialStreamWindow. */
-  window?: number;
 }
 
 const enum Phase {
@@ -124,14 +99,8 @@ export class Session implements StreamHost {
   private readonly decoder: FrameDecoder;
   private readonly outbox: Outbox;
   private readonly streams = new Map<number, Stream>();
-  private nextStreamId: number;
-  private lastPeerStreamId = 0;
-  /** Highest peer stream id we accepted (not refused): what GOAWAY reports, so it never grows between GOAWAYs. */
-  private lastAcceptedPeerStreamId = 0;
-  /** Peer streams holding a concurrency slot: freed when the stream has closed and its owner has released it. */
-  private inboundActive = 0;
-  private outboundActive = 0;
-  private readonly pendingOpens: Array<{ stream: Stream; method: Uint8Array; init: OpenStreamInit; queuedAt: number }> = [];
+  private readonly opener: StreamOpener;
+  private readonly acceptor: StreamAcceptor;
   private readonly guard: PeerGuard;
   private readStopped = false;
   private peerSettings: HelloSettings | undefined;
@@ -154,9 +123,10 @@ export class Session implements StreamHost {
   ) {
     this.options = resolveSessionOptions(options);
     this.outbox = new Outbox(transport);
-    this.nextStreamId = role === 'dialer' ? 1 : 2;
+    this.opener = new StreamOpener(role === 'dialer', this.options, this, this.outbox, () => this.phase === Phase.OPEN);
     this.receiveBudget = new ReceiveBudget(this.options, this.outbox);
     this.guard = new PeerGuard(this.options);
+    this.acceptor = new StreamAcceptor(role === 'dialer', this.options, this, this.outbox, this.guard);
     this.keepalive = new Keepalive(this.options, this.outbox, {
       isClosing: () => this.phase >= Phase.CLOSING,
       unresponsive: (error) => {
@@ -220,28 +190,12 @@ export class Session implements StreamHost {
     if (!this.isOpen || this.peerGoawayLastId >= 0) {
       throw new SessionError(Status.UNAVAILABLE, this.unavailableReason(), true);
     }
-    if (this.nextStreamId > MAX_STREAM_ID) {
+    if (this.opener.idsUsedUp) {
       this.close().catch(() => undefined);
       throw new SessionError(Status.UNAVAILABLE, 'stream ids on this connection are used up; open a new connection', true);
     }
-    const id = this.nextStreamId;
-    this.nextStreamId += 2;
-    const length = openPayloadLength(method, init.metadataBlock); // throws for a bad method name
-    if (this.peerSettings !== undefined && length > this.outbox.peerMaxFrameBytes) {
-      throw new SessionError(Status.RESOURCE_EXHAUSTED, `the call's OPEN frame of ${length} bytes exceeds the peer's frame limit of ${this.outbox.peerMaxFrameBytes}; send less metadata`, true);
-    }
-    if (this.peerSettings !== undefined && this.peerSettings.maxConcurrentStreams === 0) {
-      throw new SessionError(Status.UNAVAILABLE, 'the peer accepts no streams (MAX_CONCURRENT_STREAMS is 0)', true);
-    }
-    const peer = this.peerSettings;
-    const stream = new Stream(
-      this, this.outbox, id, true,
-      peer?.initialStreamWindow ?? 0, init.window ?? this.options.initialStreamWindow,
-      peer?.initialMessageWindow ?? 0, this.options.initialMessageWindow,
-    );
-    this.streams.set(id, stream);
-    if (this.phase === Phase.OPEN && this.outboundActive < this.peerMaxConcurrent()) this.writeOpen(stream, method, init, length);
-    else this.pendingOpens.push({ stream, method, init, queuedAt: performance.now() });
+    const stream = this.opener.open(method, init);
+    this.streams.set(stream.id, stream);
     return stream;
   }
 
@@ -251,9 +205,7 @@ export class Session implements StreamHost {
    * the limit.
    */
   release(stream: Stream): void {
-    if (stream.outbound || stream.ownerReleased) return;
-    stream.ownerReleased = true;
-    if (stream.closed) this.inboundActive--;
+    this.acceptor.release(stream);
   }
 
   /** Measures the round-trip time. */
@@ -319,44 +271,9 @@ export class Session implements StreamHost {
   streamClosed(stream: Stream, opened: boolean): void {
     if (this.streams.get(stream.id) !== stream) return;
     this.streams.delete(stream.id);
-    if (!stream.outbound) {
-      if (stream.ownerReleased) this.inboundActive--;
-    } else {
-      if (opened) {
-        this.outboundActive--;
-        this.openQueued();
-      } else {
-        const i = this.pendingOpens.findIndex((p) => p.stream === stream);
-        if (i >= 0) this.pendingOpens.splice(i, 1);
-      }
-    }
+    if (stream.outbound) this.opener.closed(stream, opened);
+    else this.acceptor.closed(stream);
     this.maybeFinishDrain();
-  }
-
-  // ---------------------------------------------------------------- opening our streams
-
-  private writeOpen(stream: Stream, method: Uint8Array, init: OpenStreamInit, length: number): void {
-    this.outboundActive++;
-    const window = init.window === undefined || init.window === this.options.initialStreamWindow ? 0 : init.window;
-    const at = this.outbox.beginFrame(FrameType.OPEN, 0, stream.id, length);
-    writeOpenPayload(this.outbox.target, at, init.deadlineMs ?? 0, window, method, init.metadataBlock);
-    stream.markOpened();
-  }
-
-  private openQueued(): void {
-    while (this.pendingOpens.length > 0 && this.phase === Phase.OPEN && this.outboundActive < this.peerMaxConcurrent()) {
-      const { stream, method, init, queuedAt } = this.pendingOpens.shift()!;
-      const length = openPayloadLength(method, init.metadataBlock);
-      if (length > this.outbox.peerMaxFrameBytes) {
-        stream.receiveReset(Status.RESOURCE_EXHAUSTED, `the call's OPEN frame of ${length} bytes exceeds the peer's frame limit of ${this.outbox.peerMaxFrameBytes}; send less metadata`, true);
-        continue;
-      }
-      this.writeOpen(stream, method, lessTimeQueued(init, queuedAt), length);
-    }
-  }
-
-  private peerMaxConcurrent(): number {
-    return this.peerSettings?.maxConcurrentStreams ?? 0;
   }
 
   // ---------------------------------------------------------------- reading
@@ -407,18 +324,15 @@ export class Session implements StreamHost {
     this.outbox.start(settings.connectionWindow, settings.maxFrameBytes);
     this.decoder.setMaxFrameBytes(this.options.maxFrameBytes);
     this.phase = Phase.OPEN;
-    for (const { stream } of this.pendingOpens) {
-      stream.sendWindow = settings.initialStreamWindow;
-      stream.sendMessageWindow = settings.initialMessageWindow;
-    }
-    if (settings.maxConcurrentStreams === 0) this.failPendingOpens('the peer accepts no streams (MAX_CONCURRENT_STREAMS is 0)');
+    this.opener.start(settings);
+    this.acceptor.start(settings);
     const refusal = this.handshake.admit(this.hooks.admit);
     if (refusal !== undefined) {
       // before any frame that followed the HELLO in the same read: not one stream of a refused peer is served
       this.close({ reason: refusal, graceMs: 0 }).catch(() => undefined);
       return;
     }
-    this.openQueued();
+    this.opener.openQueued();
     this.keepalive.start();
     this.outbox.releaseIdle(); // an idle connection holds no write slab; the first call allocates one (no-op if queued)
     const readBudget = readBudgetFor(this.options, this.handshake.peer);
@@ -427,46 +341,17 @@ export class Session implements StreamHost {
   }
 
   private onOpen(id: number, payload: Uint8Array): void {
-    if (id % 2 === this.nextStreamId % 2 || id <= this.lastPeerStreamId) {
-      throw new ProtocolError(ProtocolErrorCode.BAD_STREAM_ID, `OPEN with stream id ${id} (last was ${this.lastPeerStreamId}, ours are ${this.role === 'dialer' ? 'odd' : 'even'})`);
-    }
-    this.lastPeerStreamId = id;
-    if (this.phase !== Phase.OPEN) {
-      this.refuse(id, 'the session is shutting down');
-      return;
-    }
-    if (this.inboundActive >= this.options.maxConcurrentStreams) {
-      this.refuse(id, `the peer allows at most ${this.options.maxConcurrentStreams} concurrent streams`);
-      return;
-    }
-    let open: OpenPayload;
-    try {
-      open = decodeOpen(payload, this.options);
-    } catch (error) {
-      this.outbox.writeFrame(FrameType.RESET, 0, id, encodeReset(...streamErrorOf(error, 'OPEN')));
-      return;
-    }
-    const sendWindow = open.window === 0 ? this.peerSettings!.initialStreamWindow : open.window;
-    const stream = new Stream(
-      this, this.outbox, id, false,
-      sendWindow, this.options.initialStreamWindow,
-      this.peerSettings!.initialMessageWindow, this.options.initialMessageWindow,
-    );
+    const incoming = this.acceptor.accept(id, payload, this.phase !== Phase.OPEN);
+    if (incoming === undefined) return;
+    const stream = incoming.stream;
     this.streams.set(id, stream);
-    this.lastAcceptedPeerStreamId = id;
-    this.inboundActive++;
     try {
-      this.hooks.onStream({ stream, method: open.method, metadata: open.metadata, deadlineMs: open.deadlineMs });
+      this.hooks.onStream(incoming);
     } catch (error) {
       stream.reset(Status.INTERNAL, 'the server failed to start the call');
       this.release(stream);
       void error;
     }
-  }
-
-  private refuse(id: number, reason: string): void {
-    this.guard.replySolicited('RESET', !this.outbox.writable);
-    this.outbox.writeFrame(FrameType.RESET, Flag.REFUSED, id, encodeReset(Status.UNAVAILABLE, reason));
   }
 
   /** Looks up the stream a frame is for; undefined for a stream that has closed. Throws for one never opened. */
@@ -477,8 +362,7 @@ export class Session implements StreamHost {
       if (!stream.opened) throw new ProtocolError(ProtocolErrorCode.STREAM_NOT_OPEN, `${what} for stream ${id}, which was never opened`);
       return stream;
     }
-    const ours = id % 2 === this.nextStreamId % 2;
-    if (ours ? id >= this.nextStreamId : id > this.lastPeerStreamId) {
+    if (this.opener.isOurs(id) ? this.opener.isUnused(id) : this.acceptor.isUnused(id)) {
       throw new ProtocolError(ProtocolErrorCode.STREAM_NOT_OPEN, `${what} for stream ${id}, which was never opened`);
     }
     return undefined;
@@ -669,7 +553,7 @@ export class Session implements StreamHost {
   }
 
   private failPendingOpens(reason: string): void {
-    for (const { stream } of this.pendingOpens.splice(0)) stream.receiveReset(Status.UNAVAILABLE, reason, true);
+    this.opener.failQueued(reason);
   }
 
   private linger(): void {
@@ -677,15 +561,14 @@ export class Session implements StreamHost {
     this.lingerTimer.unref();
   }
 
+  /** Highest peer stream id we accepted (not refused): what GOAWAY reports, so it never grows between GOAWAYs. */
+  private get lastAcceptedPeerStreamId(): number {
+    return this.acceptor.lastAccepted;
+  }
+
   private unavailableReason(): string {
     if (this.closeError) return `the session is closed: ${this.closeError.message}`;
     if (this.peerGoawayLastId >= 0) return 'the peer is shutting down (GOAWAY); open a new session';
     return 'the session is closing';
   }
-}
-
-/** OPEN carries the budget left when it is written (PROTOCOL.md §7), not the one computed before the call was queued. */
-function lessTimeQueued(init: OpenStreamInit, queuedAt: number): OpenStreamInit {
-  if (init.deadlineMs === undefined || init.deadlineMs === 0) return init;
-  return { ...init, deadlineMs: Math.max(1, Math.ceil(init.deadlineMs - (performance.now() - queuedAt))) };
 }
