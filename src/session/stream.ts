@@ -1,6 +1,7 @@
 /**
- * One stream of a session: its send queue and credit, message reassembly on receive, and its lifecycle. Carries
- * opaque message bytes and trailers; knows nothing of methods, codecs or handlers.
+ * One stream of a session: its send queue and credit, the delivery and credit of what it receives (a message that
+ * arrives in several frames is put together by reassembly.ts), and its lifecycle. Carries opaque message bytes and
+ * trailers; knows nothing of methods, codecs or handlers.
  *
  * Lifecycle: one StreamState, changed only by the transitions below. Each side ends on its own, as in HTTP/2, with
  * its last frame (END, or DATA with END_STREAM); a reset ends both. Our last frame may have to wait behind credit:
@@ -50,7 +51,8 @@
 import { Flag, FrameType, Status } from '../wire/constants.js';
 import { EMPTY_METADATA_BLOCK, type Metadata } from '../wire/metadata.js';
 import { encodeCredit, encodeEnd, encodeReset } from '../wire/payloads.js';
-import { messageTooLargeMessage, reassemblyBudgetMessage } from './errors.js';
+import { messageTooLargeMessage } from './errors.js';
+import { Reassembly, type ReassemblyLimits } from './reassembly.js';
 
 export interface StreamTrailer {
   status: Status;
@@ -91,11 +93,7 @@ export interface StreamOutput {
 }
 
 /** The part of the session a stream calls back into. */
-export interface StreamHost {
-  readonly maxMessageBytes: number;
-  readonly maxReassemblyBytes: number;
-  /** Adds (or, negative, removes) bytes held for partly received messages; false if the budget would be exceeded. */
-  reserveReassembly(bytes: number): boolean;
+export interface StreamHost extends ReassemblyLimits {
   /** The stream is CLOSED; `opened` says whether its OPEN was ever written (false: it closed while queued). */
   streamClosed(stream: Stream, opened: boolean): void;
 }
@@ -143,14 +141,12 @@ export class Stream {
   private state: StreamState;
   /** Frames waiting for credit or for their turn; created on first use (most calls never need it). */
   private queue: Outgoing[] | undefined;
-  private parts: Uint8Array[] | undefined;
-  private partBytes = 0;
+  /** A message arriving in several frames; created when the first such message arrives (most calls never need it). */
+  private reassembly: Reassembly | undefined;
   private recvUnacked = 0;
   private recvMessagesUnacked = 0;
   /** Items delivered to the owner and not yet consumed (autoCredit off). */
   private unconsumed = 0;
-  /** Bytes of the partly received message not yet credited, because an earlier item still waits to be consumed. */
-  private partialUncredited = 0;
   private queuedBytes = 0;
   private wantsWritable = false;
   /** Credit the peer has granted us on this stream. */
@@ -377,36 +373,34 @@ export class Stream {
       if (n > 0) this.deliver(payload, n, false, final);
     } else if (flags & Flag.MESSAGE_END) {
       this.recvMessageWindow--;
-      let message = payload;
-      if (this.parts !== undefined) {
-        if (!this.checkMessageSize(n)) return;
-        this.parts.push(payload);
-        message = Buffer.concat(this.parts, this.partBytes + n);
-        this.host.reserveReassembly(-this.partBytes);
-        this.parts = undefined;
-        this.partBytes = 0;
+      const reassembly = this.reassembly;
+      if (reassembly?.holding === true) {
+        const refusal = reassembly.tooLarge(n);
+        if (refusal !== undefined) {
+          this.failLocally(Status.RESOURCE_EXHAUSTED, refusal);
+          return;
+        }
+        const charge = n + reassembly.takeUncredited();
+        this.deliver(reassembly.complete(payload), charge, true, final);
       } else if (n > this.host.maxMessageBytes) {
-        this.failTooLarge(n);
+        this.failLocally(Status.RESOURCE_EXHAUSTED, messageTooLargeMessage(n, this.host.maxMessageBytes));
         return;
+      } else {
+        this.deliver(payload, n, true, final);
       }
-      const charge = n + this.partialUncredited;
-      this.partialUncredited = 0;
-      this.deliver(message, charge, true, final);
     } else if (n > 0) {
-      if (!this.checkMessageSize(n)) return;
-      if (!this.host.reserveReassembly(n)) {
-        this.failLocally(Status.RESOURCE_EXHAUSTED, reassemblyBudgetMessage(this.host.maxReassemblyBytes));
+      const reassembly = (this.reassembly ??= new Reassembly(this.host));
+      const refusal = reassembly.hold(payload);
+      if (refusal !== undefined) {
+        this.failLocally(Status.RESOURCE_EXHAUSTED, refusal);
         return;
       }
-      // copy: a view would pin the whole socket chunk for as long as the message is incomplete
-      (this.parts ??= []).push(new Uint8Array(payload)); // new Uint8Array copies; Buffer#slice would return a view
-      this.partBytes += n;
-      if (this.unconsumed > 0) this.partialUncredited += n;
+      if (this.unconsumed > 0) reassembly.creditLater(n);
       else if (!final) this.returnCredit(n);
     }
     if (this.state === StreamState.CLOSED) return; // onMessage may have reset the stream
     if (final) {
-      if (this.partBytes > 0) {
+      if (this.reassembly?.holding === true) {
         this.failLocally(Status.INTERNAL, 'the peer ended the stream in the middle of a message');
         return;
       }
@@ -423,10 +417,7 @@ export class Stream {
     this.unconsumed--;
     this.returnCredit(charge);
     if (message) this.returnMessageCredit();
-    if (this.unconsumed === 0 && this.partialUncredited > 0) {
-      this.returnCredit(this.partialUncredited);
-      this.partialUncredited = 0;
-    }
+    if (this.unconsumed === 0 && this.reassembly !== undefined) this.returnCredit(this.reassembly.takeUncredited());
   }
 
   /** Raises the receive window of a stream the peer opened (a bulk upload): the peer learns it by CREDIT. */
@@ -453,7 +444,7 @@ export class Stream {
 
   /** END arrived (or DATA with END_STREAM). */
   receiveEnd(trailer: StreamTrailer): void {
-    if (this.partBytes > 0) {
+    if (this.reassembly?.holding === true) {
       this.failLocally(Status.INTERNAL, 'the peer ended the stream in the middle of a message');
       return;
     }
@@ -506,16 +497,6 @@ export class Stream {
   private dequeue(queue: Outgoing[]): void {
     queue.shift();
     if (queue.length === 0) this.queue = undefined;
-  }
-
-  private checkMessageSize(more: number): boolean {
-    if (this.partBytes + more <= this.host.maxMessageBytes) return true;
-    this.failTooLarge(this.partBytes + more);
-    return false;
-  }
-
-  private failTooLarge(atLeast: number): void {
-    this.failLocally(Status.RESOURCE_EXHAUSTED, messageTooLargeMessage(atLeast, this.host.maxMessageBytes));
   }
 
   /** Stream credit for bytes consumed or buffered; none once the peer has said it sends no more. */
@@ -571,11 +552,7 @@ export class Stream {
     const state = this.state;
     if (state === StreamState.CLOSED) return;
     this.state = StreamState.CLOSED;
-    if (this.partBytes > 0) {
-      this.host.reserveReassembly(-this.partBytes);
-      this.parts = undefined;
-      this.partBytes = 0;
-    }
+    this.reassembly?.release();
     this.host.streamClosed(this, state >= StreamState.OPEN);
   }
 }
