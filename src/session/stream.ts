@@ -1,7 +1,8 @@
 /**
- * One stream of a session: its send queue and credit, the delivery and credit of what it receives (a message that
- * arrives in several frames is put together by reassembly.ts), and its lifecycle. Carries opaque message bytes and
- * trailers; knows nothing of methods, codecs or handlers.
+ * One stream of a session: what it sends and its send credit (what cannot be written at once waits in send-queue.ts),
+ * the delivery and credit of what it receives (a message that arrives in several frames is put together by
+ * reassembly.ts), and its lifecycle. Carries opaque message bytes and trailers; knows nothing of methods, codecs or
+ * handlers.
  *
  * Lifecycle: one StreamState, changed only by the transitions below. Each side ends on its own, as in HTTP/2, with
  * its last frame (END, or DATA with END_STREAM); a reset ends both. Our last frame may have to wait behind credit:
@@ -44,15 +45,13 @@
  * holds back only its own stream. Fragments of a message are credited as they arrive while nothing delivered waits
  * to be consumed, so a message larger than the window always completes, yet a reader that has stopped holds at most
  * one window plus one message.
- *
- * Size: past the house's ~500 lines, because the send queue, reassembly and the lifecycle share the state and both
- * credits of one object that every call allocates; helper objects per stream would cost the hot path an allocation.
  */
 import { Flag, FrameType, Status } from '../wire/constants.js';
 import { EMPTY_METADATA_BLOCK, type Metadata } from '../wire/metadata.js';
 import { encodeCredit, encodeEnd, encodeReset } from '../wire/payloads.js';
 import { messageTooLargeMessage } from './errors.js';
 import { Reassembly, type ReassemblyLimits } from './reassembly.js';
+import { QueueStep, SendQueue, WriteResult, type QueueOutput } from './send-queue.js';
 
 export interface StreamTrailer {
   status: Status;
@@ -79,15 +78,9 @@ export interface StreamEvents {
  * Where a stream writes: the session's outbox. DATA goes through writeData, which spends connection credit; a stream
  * never touches that credit itself.
  */
-export interface StreamOutput {
+export interface StreamOutput extends QueueOutput {
   /** False while the transport has asked us to wait: nothing may bypass the scheduler then. */
   readonly writable: boolean;
-  /** Largest DATA payload that may be written now: the connection credit left, within the peer's frame limit. */
-  readonly dataAllowance: number;
-  /** Writes a DATA frame (at most dataAllowance bytes), spending that much connection credit. */
-  writeData(flags: number, streamId: number, payload: Uint8Array): void;
-  /** Writes a frame that spends no credit (END, RESET, CREDIT). */
-  writeFrame(type: number, flags: number, streamId: number, payload?: Uint8Array): void;
   /** The stream has frames to write once credit allows. */
   wake(stream: Stream): void;
 }
@@ -98,25 +91,8 @@ export interface StreamHost extends ReassemblyLimits {
   streamClosed(stream: Stream, opened: boolean): void;
 }
 
-/** Result of Stream.writeNext for the session's scheduler. */
-export const enum WriteResult {
-  /** More frames are ready to write now. */
-  MORE,
-  /** Nothing left to write now (queue empty, or waiting for this stream's credit). */
-  IDLE,
-  /** Waiting for connection-level credit. */
-  CONNECTION_BLOCKED,
-}
-
 /** Small messages are written straight into the outgoing buffer; larger ones go through the fair scheduler. */
 const DIRECT_WRITE_BYTES = 16 * 1024;
-/**
- * Bytes a stream may hold queued beyond what the peer's credit lets out before a sender is asked to wait: one bulk
- * chunk waits while the next is produced, so credit never arrives to an empty queue, and no queue grows without bound.
- */
-export const SEND_HIGH_WATER_BYTES = 64 * 1024;
-/** What a queued item costs against the high-water mark besides its bytes, so tiny messages cannot pile up by the million. */
-const QUEUED_ITEM_COST = 64;
 
 /** The states of the header's table. Their order matters: `opened` is >= OPEN, `remoteDone` >= HALF_CLOSED_REMOTE. */
 const enum StreamState {
@@ -133,21 +109,19 @@ const enum StreamState {
 const NO_EVENTS: StreamEvents = { onMessage() {}, onEnd() {}, onReset() {} };
 const EMPTY = new Uint8Array(0);
 
-type Outgoing = { end: false; bytes: Uint8Array; offset: number; flags: number } | { end: true; payload: Uint8Array };
-
 export class Stream {
   events: StreamEvents = NO_EVENTS;
   /** Where this stream is in its lifecycle (the table in the module header). */
   private state: StreamState;
-  /** Frames waiting for credit or for their turn; created on first use (most calls never need it). */
-  private queue: Outgoing[] | undefined;
+  /** Frames waiting for credit or for their turn; created on first use (most calls never need it), dropped when empty. */
+  private queue: SendQueue | undefined;
   /** A message arriving in several frames; created when the first such message arrives (most calls never need it). */
   private reassembly: Reassembly | undefined;
   private recvUnacked = 0;
   private recvMessagesUnacked = 0;
   /** Items delivered to the owner and not yet consumed (autoCredit off). */
   private unconsumed = 0;
-  private queuedBytes = 0;
+  /** A send returned false: the sender waits for onWritable. */
   private wantsWritable = false;
   /** Credit the peer has granted us on this stream. */
   sendWindow: number;
@@ -192,7 +166,7 @@ export class Stream {
 
   /** True while bytes of ours wait for the peer's credit: a stall of this stream is then the peer's. */
   get sendBlocked(): boolean {
-    return this.queuedBytes > 0 && this.opened;
+    return this.queue !== undefined && this.queue.holdsData && this.opened;
   }
 
   /** True once OPEN is on the wire (always true for streams the peer opened), and after that. */
@@ -265,10 +239,10 @@ export class Stream {
   }
 
   private enqueue(bytes: Uint8Array, flags: number): boolean {
-    (this.queue ??= []).push({ end: false, bytes, offset: 0, flags });
-    this.queuedBytes += bytes.length;
+    const queue = (this.queue ??= new SendQueue());
+    queue.pushData(bytes, flags);
     if (this.opened) this.output.wake(this);
-    if (this.belowHighWater()) return true;
+    if (queue.belowHighWater) return true;
     this.wantsWritable = true;
     return false;
   }
@@ -283,14 +257,14 @@ export class Stream {
       this.lastFrameWritten();
       return;
     }
-    (this.queue ??= []).push({ end: true, payload });
+    (this.queue ??= new SendQueue()).pushEnd(payload);
     if (this.opened) this.output.wake(this);
   }
 
   /** Aborts the stream in both directions and tells the peer why. Queued frames are dropped. Idempotent. */
   reset(status: Status, message: string): void {
     if (this.state === StreamState.CLOSED) return;
-    this.dropQueue();
+    this.queue = undefined;
     if (this.opened) this.output.writeFrame(FrameType.RESET, 0, this.id, encodeReset(status, message));
     this.close();
   }
@@ -304,35 +278,14 @@ export class Stream {
   /** Writes the next frame of this stream within the available credit. */
   writeNext(): WriteResult {
     const queue = this.queue;
-    const item = queue?.[0];
-    if (queue === undefined || item === undefined || this.state === StreamState.CLOSED) return WriteResult.IDLE;
-    const output = this.output;
-    if (item.end) {
-      this.dequeue(queue);
-      output.writeFrame(FrameType.END, 0, this.id, item.payload);
+    if (queue === undefined || this.state === StreamState.CLOSED) return WriteResult.IDLE;
+    const step = queue.writeNext(this.id, this, this.output);
+    if (queue.empty) this.queue = undefined;
+    if (step === QueueStep.STREAM_BLOCKED) return WriteResult.IDLE;
+    if (step === QueueStep.CONNECTION_BLOCKED) return WriteResult.CONNECTION_BLOCKED;
+    if (step === QueueStep.WROTE_LAST) {
       this.lastFrameWritten();
       return WriteResult.IDLE;
-    }
-    const remaining = item.bytes.length - item.offset;
-    // a message needs one message credit; fragments of it wait with it, since its last frame would need it anyway
-    if (item.flags & Flag.MESSAGE_END && item.offset === 0 && this.sendMessageWindow === 0) return WriteResult.IDLE;
-    const n = Math.min(remaining, this.sendWindow, output.dataAllowance);
-    if (n === 0 && remaining > 0) {
-      return this.sendWindow === 0 ? WriteResult.IDLE : WriteResult.CONNECTION_BLOCKED;
-    }
-    const last = n === remaining;
-    const chunk = item.offset === 0 && last ? item.bytes : item.bytes.subarray(item.offset, item.offset + n);
-    item.offset += n;
-    this.sendWindow -= n;
-    this.queuedBytes -= n;
-    if (last && item.flags & Flag.MESSAGE_END) this.sendMessageWindow--;
-    output.writeData(last ? item.flags : 0, this.id, chunk);
-    if (last) {
-      this.dequeue(queue);
-      if (item.flags & Flag.END_STREAM) {
-        this.lastFrameWritten();
-        return WriteResult.IDLE;
-      }
     }
     if (this.wantsWritable && this.belowHighWater()) {
       this.wantsWritable = false;
@@ -399,13 +352,7 @@ export class Stream {
       else if (!final) this.returnCredit(n);
     }
     if (this.state === StreamState.CLOSED) return; // onMessage may have reset the stream
-    if (final) {
-      if (this.reassembly?.holding === true) {
-        this.failLocally(Status.INTERNAL, 'the peer ended the stream in the middle of a message');
-        return;
-      }
-      this.receiveEnd({ status: Status.OK, message: '', metadata: EMPTY_TRAILER_METADATA });
-    }
+    if (final) this.receiveEnd({ status: Status.OK, message: '', metadata: EMPTY_TRAILER_METADATA });
   }
 
   /**
@@ -442,7 +389,7 @@ export class Stream {
     }
   }
 
-  /** END arrived (or DATA with END_STREAM). */
+  /** END arrived (or DATA with END_STREAM); in the middle of a message, the stream fails. */
   receiveEnd(trailer: StreamTrailer): void {
     if (this.reassembly?.holding === true) {
       this.failLocally(Status.INTERNAL, 'the peer ended the stream in the middle of a message');
@@ -460,7 +407,7 @@ export class Stream {
   /** RESET arrived from the peer, or the session is failing every stream. */
   receiveReset(status: Status, message: string, refused: boolean): void {
     if (this.state === StreamState.CLOSED) return;
-    this.dropQueue();
+    this.queue = undefined;
     this.close();
     try {
       this.events.onReset(status, message, refused);
@@ -486,17 +433,7 @@ export class Stream {
   }
 
   private belowHighWater(): boolean {
-    return this.queuedBytes + (this.queue?.length ?? 0) * QUEUED_ITEM_COST <= SEND_HIGH_WATER_BYTES;
-  }
-
-  private dropQueue(): void {
-    this.queue = undefined;
-    this.queuedBytes = 0;
-  }
-
-  private dequeue(queue: Outgoing[]): void {
-    queue.shift();
-    if (queue.length === 0) this.queue = undefined;
+    return this.queue === undefined || this.queue.belowHighWater;
   }
 
   /** Stream credit for bytes consumed or buffered; none once the peer has said it sends no more. */
