@@ -1,8 +1,9 @@
 /**
  * One connection: the stream table (ours and the peer's, by id), the dispatch of every frame read to one small handler
- * per frame type, GOAWAY, and the one teardown path. The jobs around it have their own modules: handshake.ts (HELLO
- * and admission), stream-opener.ts (our streams: their ids, the peer's concurrency limit and the queue waiting for
- * it), stream-acceptor.ts (the peer's streams: its ids, our limit, refusals), outbox.ts (everything written, and the
+ * per frame type, the phases below (a graceful close drains, a failure takes the one teardown path). The jobs around
+ * it have their own modules: handshake.ts (HELLO and admission), stream-opener.ts (our streams: their ids, the peer's
+ * concurrency limit and the queue waiting for it), stream-acceptor.ts (the peer's streams: its ids, our limit,
+ * refusals), goaway.ts (what our GOAWAY says and what the peer's said), outbox.ts (everything written, and the
  * connection's send credit), receive-budget.ts (what the peer may make us hold), keepalive.ts (liveness, pings, RTT),
  * peer-guard.ts (work the peer solicits), stream.ts (one stream). Knows nothing of methods or codecs: streams carry
  * opaque messages.
@@ -33,14 +34,14 @@ import {
   MAX_WINDOW,
   PRE_HANDSHAKE_MAX_FRAME_BYTES,
   Status,
-  connectionCodeName,
 } from '../wire/constants.js';
 import { FrameDecoder } from '../wire/decoder.js';
 import { ProtocolError, ProtocolErrorCode } from '../wire/errors.js';
 import type { HelloSettings } from '../wire/hello.js';
-import { decodeCredit, decodeEnd, decodeGoaway, decodeReset, encodeGoaway } from '../wire/payloads.js';
+import { decodeCredit, decodeEnd, decodeReset, encodeGoaway } from '../wire/payloads.js';
 import type { Transport, TransportSink } from '../transport/transport.js';
 import { internalError, SessionError, streamErrorOf } from './errors.js';
+import { failureGoaway, PeerGoaway } from './goaway.js';
 import { Handshake, type SessionPeer } from './handshake.js';
 import { readBudgetFor, resolveSessionOptions, type ResolvedSessionOptions, type SessionOptions } from './options.js';
 import { Keepalive } from './keepalive.js';
@@ -92,8 +93,6 @@ export class Session implements StreamHost {
    * in flight may still finish: the moment to route new calls elsewhere.
    */
   readonly goingAway: Promise<void>;
-  /** The message of the peer's GOAWAY, once one arrived (why it closed, e.g. "duplicate connection"). */
-  peerGoawayMessage: string | undefined;
 
   private phase = Phase.HANDSHAKE;
   private readonly decoder: FrameDecoder;
@@ -104,7 +103,7 @@ export class Session implements StreamHost {
   private readonly guard: PeerGuard;
   private readStopped = false;
   private peerSettings: HelloSettings | undefined;
-  private peerGoawayLastId = -1;
+  private readonly peerGoaway = new PeerGoaway();
   private readonly receiveBudget: ReceiveBudget;
   private graceTimer: NodeJS.Timeout | undefined;
   private graceEndsAt = 0;
@@ -164,7 +163,12 @@ export class Session implements StreamHost {
 
   /** True while openStream() would open (not merely queue to fail): open, and no GOAWAY either way. */
   get acceptsStreams(): boolean {
-    return this.isOpen && this.peerGoawayLastId < 0;
+    return this.isOpen && !this.peerGoaway.received;
+  }
+
+  /** The message of the peer's GOAWAY, once one arrived (why it closed, e.g. "duplicate connection"). */
+  get peerGoawayMessage(): string | undefined {
+    return this.peerGoaway.message;
   }
 
   /** Why the session closed, once it has. */
@@ -187,7 +191,7 @@ export class Session implements StreamHost {
    * is reached, the stream waits (queued) until a slot frees.
    */
   openStream(method: Uint8Array, init: OpenStreamInit = {}): Stream {
-    if (!this.isOpen || this.peerGoawayLastId >= 0) {
+    if (!this.acceptsStreams) {
       throw new SessionError(Status.UNAVAILABLE, this.unavailableReason(), true);
     }
     if (this.opener.idsUsedUp) {
@@ -443,30 +447,15 @@ export class Session implements StreamHost {
   }
 
   private onGoaway(payload: Uint8Array): void {
-    let goaway;
-    try {
-      goaway = decodeGoaway(payload);
-    } catch (error) {
-      throw new ProtocolError(ProtocolErrorCode.MALFORMED_FRAME, (error as Error).message);
-    }
-    this.peerGoawayMessage = goaway.message;
+    const error = this.peerGoaway.receive(payload);
     this.resolveGoingAway();
-    if (goaway.code !== ConnectionCode.NO_ERROR) {
-      this.peerGoawayLastId = goaway.lastStreamId;
-      this.fail(
-        new SessionError(
-          Status.UNAVAILABLE,
-          `the peer closed the connection: ${connectionCodeName(goaway.code)}${goaway.message ? `: ${goaway.message}` : ''}`,
-        ),
-        undefined,
-        false,
-      );
+    if (error !== undefined) {
+      this.fail(error, undefined, false);
       return;
     }
-    this.peerGoawayLastId = goaway.lastStreamId;
     this.failPendingOpens('the peer is shutting down; the call was not sent');
     for (const stream of [...this.streams.values()]) {
-      if (stream.outbound && stream.id > goaway.lastStreamId) {
+      if (this.peerGoaway.unprocessed(stream)) {
         stream.receiveReset(Status.UNAVAILABLE, 'the peer is shutting down; the call was not processed', true);
       }
     }
@@ -526,17 +515,14 @@ export class Session implements StreamHost {
     const reason = streamReason ?? (error ? `connection failed: ${error.message}` : 'the session closed');
     if (this.phase === Phase.HANDSHAKE) this.handshake.fail(error ?? new SessionError(Status.UNAVAILABLE, reason));
     if (tellPeer && !wasClosing) {
-      const code = error instanceof ProtocolError ? error.connectionCode : error ? ConnectionCode.INTERNAL_ERROR : ConnectionCode.NO_ERROR;
-      const message = error instanceof ProtocolError ? error.message : error ? 'internal error' : 'closing';
-      this.outbox.queueFrame(FrameType.GOAWAY, 0, 0, encodeGoaway(this.lastAcceptedPeerStreamId, code, message));
+      this.outbox.queueFrame(FrameType.GOAWAY, 0, 0, failureGoaway(this.lastAcceptedPeerStreamId, error));
     }
     this.phase = Phase.CLOSING;
     this.readStopped = true; // the decoder may be mid-frame or broken: nothing more is read
     this.failPendingOpens(reason);
     for (const stream of [...this.streams.values()]) {
       // streams the peer's GOAWAY says it never saw were not processed: safe to retry
-      const unprocessed = stream.outbound && this.peerGoawayLastId >= 0 && stream.id > this.peerGoawayLastId;
-      stream.receiveReset(Status.UNAVAILABLE, reason, unprocessed);
+      stream.receiveReset(Status.UNAVAILABLE, reason, this.peerGoaway.unprocessed(stream));
     }
     this.settleLeftovers(reason);
     if (!wasClosing) {
@@ -568,7 +554,7 @@ export class Session implements StreamHost {
 
   private unavailableReason(): string {
     if (this.closeError) return `the session is closed: ${this.closeError.message}`;
-    if (this.peerGoawayLastId >= 0) return 'the peer is shutting down (GOAWAY); open a new session';
+    if (this.peerGoaway.received) return 'the peer is shutting down (GOAWAY); open a new session';
     return 'the session is closing';
   }
 }
