@@ -1,12 +1,12 @@
 /**
- * One connection: the stream table (ours and the peer's, by id), the dispatch of every frame read to one small handler
- * per frame type, the phases below (a graceful close drains, a failure takes the one teardown path). The jobs around
+ * One connection: the stream table (ours and the peer's, by id), the dispatch of every frame read to one handler per
+ * frame type, and the phases below (a graceful close drains, a failure takes the one teardown path). The jobs around
  * it have their own modules: handshake.ts (HELLO and admission), stream-opener.ts (our streams: their ids, the peer's
  * concurrency limit and the queue waiting for it), stream-acceptor.ts (the peer's streams: its ids, our limit,
- * refusals), goaway.ts (what our GOAWAY says and what the peer's said), outbox.ts (everything written, and the
- * connection's send credit), receive-budget.ts (what the peer may make us hold), keepalive.ts (liveness, pings, RTT),
- * peer-guard.ts (work the peer solicits), stream.ts (one stream). Knows nothing of methods or codecs: streams carry
- * opaque messages.
+ * refusals), stream-frames.ts (DATA, END, RESET and CREDIT for one stream: the peer's promises, then the stream),
+ * goaway.ts (what our GOAWAY says and what the peer's said), outbox.ts (everything written, and the connection's send
+ * credit), receive-budget.ts (what the peer may make us hold), keepalive.ts (liveness, pings, RTT), peer-guard.ts
+ * (work the peer solicits), stream.ts (one stream). Knows nothing of methods or codecs: streams carry opaque messages.
  *
  * The read path never awaits: every frame is handled synchronously, and any reply it needs (PING ACK, CREDIT, RESET)
  * is queued in the outbox, which the reader never waits for.
@@ -23,24 +23,19 @@
  * | any       | the transport closed                                             | CLOSED                        |
  *
  * ("any open" is HANDSHAKE, OPEN or DRAINING; from CLOSING only the transport's close moves on.)
- *
- * Size: past the house's ~500 lines, because the stream table, the frame handlers and teardown all read and move the
- * one phase above and the one table of streams and slots; split further, one state machine would span three files.
  */
 import {
   ConnectionCode,
   Flag,
   FrameType,
-  MAX_WINDOW,
   PRE_HANDSHAKE_MAX_FRAME_BYTES,
   Status,
 } from '../wire/constants.js';
 import { FrameDecoder } from '../wire/decoder.js';
 import { ProtocolError, ProtocolErrorCode } from '../wire/errors.js';
-import type { HelloSettings } from '../wire/hello.js';
-import { decodeCredit, decodeEnd, decodeReset, encodeGoaway } from '../wire/payloads.js';
+import { decodeCredit, encodeGoaway } from '../wire/payloads.js';
 import type { Transport, TransportSink } from '../transport/transport.js';
-import { internalError, SessionError, streamErrorOf } from './errors.js';
+import { internalError, SessionError } from './errors.js';
 import { failureGoaway, PeerGoaway } from './goaway.js';
 import { Handshake, type SessionPeer } from './handshake.js';
 import { readBudgetFor, resolveSessionOptions, type ResolvedSessionOptions, type SessionOptions } from './options.js';
@@ -50,12 +45,10 @@ import { ReceiveBudget } from './receive-budget.js';
 import { Outbox } from './outbox.js';
 import type { Stream, StreamHost } from './stream.js';
 import { StreamAcceptor, type IncomingStream } from './stream-acceptor.js';
+import { StreamFrames } from './stream-frames.js';
 import { StreamOpener, type OpenStreamInit } from './stream-opener.js';
 
-// SessionError lives in errors.ts and SessionPeer in handshake.ts; these re-exports keep imports of them from
-// session.js working until every importer (src/rpc is being restructured meanwhile) takes them from there.
-export { SessionError } from './errors.js';
-export type { SessionPeer } from './handshake.js';
+// what openStream() takes and the onStream hook gets, defined where each is made
 export type { IncomingStream } from './stream-acceptor.js';
 export type { OpenStreamInit } from './stream-opener.js';
 
@@ -100,9 +93,9 @@ export class Session implements StreamHost {
   private readonly streams = new Map<number, Stream>();
   private readonly opener: StreamOpener;
   private readonly acceptor: StreamAcceptor;
+  private readonly streamFrames: StreamFrames;
   private readonly guard: PeerGuard;
   private readStopped = false;
-  private peerSettings: HelloSettings | undefined;
   private readonly peerGoaway = new PeerGoaway();
   private readonly receiveBudget: ReceiveBudget;
   private graceTimer: NodeJS.Timeout | undefined;
@@ -126,6 +119,7 @@ export class Session implements StreamHost {
     this.receiveBudget = new ReceiveBudget(this.options, this.outbox);
     this.guard = new PeerGuard(this.options);
     this.acceptor = new StreamAcceptor(role === 'dialer', this.options, this, this.outbox, this.guard);
+    this.streamFrames = new StreamFrames(this.streams, this.opener, this.acceptor, this.options);
     this.keepalive = new Keepalive(this.options, this.outbox, {
       isClosing: () => this.phase >= Phase.CLOSING,
       unresponsive: (error) => {
@@ -178,7 +172,7 @@ export class Session implements StreamHost {
 
   /** Largest message the peer accepts (from its HELLO); larger ones fail before they are sent. */
   get peerMaxMessageBytes(): number {
-    return this.peerSettings?.maxMessageBytes ?? this.options.maxMessageBytes;
+    return this.handshake.peerSettings?.maxMessageBytes ?? this.options.maxMessageBytes;
   }
 
   /** Number of streams in the table (both directions, including ours still queued for a concurrency slot). */
@@ -307,9 +301,9 @@ export class Session implements StreamHost {
       case FrameType.OPEN:
         return this.onOpen(streamId, payload);
       case FrameType.END:
-        return this.onEnd(streamId, payload);
+        return this.streamFrames.end(streamId, payload);
       case FrameType.RESET:
-        return this.onReset(flags, streamId, payload);
+        return this.streamFrames.reset(flags, streamId, payload);
       case FrameType.CREDIT:
         return this.onCredit(flags, streamId, payload);
       case FrameType.PING:
@@ -324,7 +318,6 @@ export class Session implements StreamHost {
   private onHello(payload: Uint8Array): void {
     if (this.phase !== Phase.HANDSHAKE) throw new ProtocolError(ProtocolErrorCode.BAD_HANDSHAKE, 'HELLO sent twice');
     const settings = this.handshake.receive(payload);
-    this.peerSettings = settings;
     this.outbox.start(settings.connectionWindow, settings.maxFrameBytes);
     this.decoder.setMaxFrameBytes(this.options.maxFrameBytes);
     this.phase = Phase.OPEN;
@@ -358,81 +351,24 @@ export class Session implements StreamHost {
     }
   }
 
-  /** Looks up the stream a frame is for; undefined for a stream that has closed. Throws for one never opened. */
-  private streamFor(id: number, what: string): Stream | undefined {
-    const stream = this.streams.get(id);
-    if (stream !== undefined) {
-      // a stream of ours still waiting for a concurrency slot: the peer cannot know its id
-      if (!stream.opened) throw new ProtocolError(ProtocolErrorCode.STREAM_NOT_OPEN, `${what} for stream ${id}, which was never opened`);
-      return stream;
-    }
-    if (this.opener.isOurs(id) ? this.opener.isUnused(id) : this.acceptor.isUnused(id)) {
-      throw new ProtocolError(ProtocolErrorCode.STREAM_NOT_OPEN, `${what} for stream ${id}, which was never opened`);
-    }
-    return undefined;
-  }
-
   private onData(flags: number, id: number, payload: Uint8Array): void {
     const n = payload.length;
     this.receiveBudget.takeData(n);
-    const stream = this.streamFor(id, 'DATA');
-    if (stream !== undefined) {
-      if (stream.remoteDone) throw new ProtocolError(ProtocolErrorCode.STREAM_STATE, `DATA on stream ${id} after the peer ended it`);
-      if (n > stream.recvWindow) {
-        throw new ProtocolError(ProtocolErrorCode.FLOW_CONTROL, `DATA of ${n} bytes on stream ${id} exceeds its credit of ${stream.recvWindow}`);
-      }
-      if (flags & Flag.MESSAGE_END && !stream.rawInbound && stream.recvMessageWindow === 0) {
-        throw new ProtocolError(ProtocolErrorCode.FLOW_CONTROL, `a message on stream ${id} exceeds its message credit`);
-      }
-      stream.receiveData(flags, payload);
-    }
+    this.streamFrames.data(flags, id, payload);
     this.receiveBudget.giveBack(n); // whatever became of the frame
-  }
-
-  private onEnd(id: number, payload: Uint8Array): void {
-    const stream = this.streamFor(id, 'END');
-    if (stream === undefined) return;
-    if (stream.remoteDone) throw new ProtocolError(ProtocolErrorCode.STREAM_STATE, `END on stream ${id} after the peer ended it`);
-    let trailer;
-    try {
-      trailer = decodeEnd(payload, this.options);
-    } catch (error) {
-      const [status, message] = streamErrorOf(error, 'END');
-      stream.failLocally(status, message);
-      return;
-    }
-    stream.receiveEnd(trailer);
-  }
-
-  private onReset(flags: number, id: number, payload: Uint8Array): void {
-    const stream = this.streamFor(id, 'RESET');
-    if (stream === undefined) return;
-    let status: Status = Status.INTERNAL;
-    let message = 'the peer reset the stream with a malformed RESET';
-    try {
-      ({ status, message } = decodeReset(payload));
-    } catch {
-      // keep the generic reason: the stream ends either way
-    }
-    const refused = (flags & Flag.REFUSED) !== 0 && stream.outbound;
-    stream.receiveReset(status, message, refused);
   }
 
   private onCredit(flags: number, id: number, payload: Uint8Array): void {
     const increment = decodeCredit(payload);
     if (increment === 0) throw new ProtocolError(ProtocolErrorCode.FLOW_CONTROL, `CREDIT of 0 on stream ${id}`);
     const messages = (flags & Flag.MESSAGES) !== 0;
-    if (id === 0) {
-      if (messages) throw new ProtocolError(ProtocolErrorCode.FLOW_CONTROL, 'message CREDIT on stream 0: the connection has no message window');
-      if (!this.outbox.addCredit(increment)) {
-        throw new ProtocolError(ProtocolErrorCode.FLOW_CONTROL, 'CREDIT pushes the connection window past 2^31-1');
-      }
+    if (id !== 0) {
+      this.streamFrames.credit(id, increment, messages);
       return;
     }
-    const stream = this.streamFor(id, 'CREDIT');
-    if (stream === undefined) return;
-    if (!stream.addSendCredit(increment, MAX_WINDOW, messages)) {
-      throw new ProtocolError(ProtocolErrorCode.FLOW_CONTROL, `CREDIT pushes the ${messages ? 'message ' : ''}window of stream ${id} past 2^31-1`);
+    if (messages) throw new ProtocolError(ProtocolErrorCode.FLOW_CONTROL, 'message CREDIT on stream 0: the connection has no message window');
+    if (!this.outbox.addCredit(increment)) {
+      throw new ProtocolError(ProtocolErrorCode.FLOW_CONTROL, 'CREDIT pushes the connection window past 2^31-1');
     }
   }
 
