@@ -32,7 +32,8 @@ export class Reassembly {
   /** Why the message under way cannot grow by `more` bytes (RESOURCE_EXHAUSTED), or undefined when it can. */
   tooLarge(more: number): string | undefined {
     const atLeast = this.bytes + more;
-    return atLeast > this.limits.maxMessageBytes ? messageTooLargeMessage(atLeast, this.limits.maxMessageBytes) : undefined;
+    const limit = this.limits.maxMessageBytes;
+    return atLeast > limit ? messageTooLargeMessage(atLeast, limit) : undefined;
   }
 
   /**

@@ -107,7 +107,9 @@ export class SendQueue {
     }
     const remaining = item.bytes.length - item.offset;
     // a message needs one message credit; fragments of it wait with it, since its last frame would need it anyway
-    if (item.flags & Flag.MESSAGE_END && item.offset === 0 && credit.sendMessageWindow === 0) return QueueStep.STREAM_BLOCKED;
+    if (item.flags & Flag.MESSAGE_END && item.offset === 0 && credit.sendMessageWindow === 0) {
+      return QueueStep.STREAM_BLOCKED;
+    }
     const n = Math.min(remaining, credit.sendWindow, output.dataAllowance);
     if (n === 0 && remaining > 0) {
       return credit.sendWindow === 0 ? QueueStep.STREAM_BLOCKED : QueueStep.CONNECTION_BLOCKED;

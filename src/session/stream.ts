@@ -37,7 +37,7 @@
  * |                           |                                                     | unless OPEN never was)    |
  *
  * DATA or END read while the peer may not send is a connection error (GW_ERR_STREAM_STATE): the peer broke its own
- * promise. Frames for a CLOSED stream are ignored (it has left the session's table).
+ * promise (stream-frames.ts checks it). Frames for a CLOSED stream are ignored (it has left the session's table).
  *
  * Credit (PROTOCOL.md §6). A stream counts bytes and messages both ways. By default it returns credit as it delivers
  * (unary calls, whose single message is consumed at once); an owner that queues what it receives (message streams,
@@ -113,7 +113,7 @@ export class Stream {
   events: StreamEvents = NO_EVENTS;
   /** Where this stream is in its lifecycle (the table in the module header). */
   private state: StreamState;
-  /** Frames waiting for credit or for their turn; created on first use (most calls never need it), dropped when empty. */
+  /** Frames waiting for credit or their turn; created on first use (most calls never need it), dropped when empty. */
   private queue: SendQueue | undefined;
   /** A message arriving in several frames; created when the first such message arrives (most calls never need it). */
   private reassembly: Reassembly | undefined;
@@ -269,7 +269,7 @@ export class Stream {
     this.close();
   }
 
-  /** Called by the session when OPEN has been written. */
+  /** Called by the stream opener when OPEN has been written. */
   markOpened(): void {
     this.state = this.state === StreamState.QUEUED_ENDING ? StreamState.ENDING : StreamState.OPEN;
     if (this.queue !== undefined) this.output.wake(this);
@@ -314,7 +314,7 @@ export class Stream {
   }
 
   /**
-   * A DATA frame arrived (the session has checked the stream's state and both credits). Reassembles messages, or
+   * A DATA frame arrived (stream-frames.ts has checked the stream's state and both credits). Reassembles messages, or
    * with `rawInbound` passes the bytes on as they are.
    */
   receiveData(flags: number, payload: Uint8Array): void {
@@ -477,7 +477,7 @@ export class Stream {
     if (this.resetAfterEnd) this.reset(Status.CANCELLED, 'the call is over: the handler has answered');
   }
 
-  /** The peer's last frame was read (the session has checked that the peer still may send). */
+  /** The peer's last frame was read (stream-frames.ts has checked that the peer still may send). */
   private endRemote(): void {
     const state = this.state;
     if (state === StreamState.OPEN) this.state = StreamState.HALF_CLOSED_REMOTE;
