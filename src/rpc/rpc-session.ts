@@ -4,8 +4,9 @@
  * Either side of a connection can do both.
  */
 import { Status } from '../wire/constants.js';
-import { Session, type IncomingStream, type Role, type SessionPeer } from '../session/session.js';
+import type { SessionPeer } from '../session/handshake.js';
 import { resolveSessionOptions, type SessionOptions } from '../session/options.js';
+import { Session, type IncomingStream, type Role } from '../session/session.js';
 import type { Transport } from '../transport/transport.js';
 import { SessionCaller, type Caller } from './client/caller.js';
 import type { ClientInterceptor } from './client/interceptor.js';

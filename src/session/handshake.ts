@@ -58,6 +58,7 @@ export class Handshake {
   private rejectReady!: (error: Error) => void;
   private timer: NodeJS.Timeout | undefined;
   private peerInfo: SessionPeer;
+  private settings: HelloSettings | undefined;
 
   constructor(
     options: HandshakeOptions,
@@ -106,6 +107,11 @@ export class Handshake {
     return this.peerInfo;
   }
 
+  /** The settings of the peer's HELLO, once it has been accepted. */
+  get peerSettings(): HelloSettings | undefined {
+    return this.settings;
+  }
+
   /**
    * Reads the peer's HELLO and returns its settings. Throws a ProtocolError (the connection fails) for a malformed
    * HELLO (GW_ERR_BAD_HANDSHAKE) or one whose version range does not meet ours (GW_ERR_VERSION_MISMATCH).
@@ -128,6 +134,7 @@ export class Handshake {
     }
     clearTimeout(this.timer);
     this.peerInfo = { ...this.transportPeer, nodeName: settings.nodeName, label: settings.label, features: settings.features };
+    this.settings = settings;
     return settings;
   }
 

@@ -3,7 +3,8 @@
  * budget per flush so a bulk sender cannot monopolise a tick. Streams waiting for connection credit are parked
  * until it arrives. Knows nothing of methods or codecs, nor of how frames reach the socket.
  */
-import { type Stream, WriteResult } from './stream.js';
+import { WriteResult } from './send-queue.js';
+import type { Stream } from './stream.js';
 
 export class StreamScheduler {
   private readonly ready: Stream[] = [];

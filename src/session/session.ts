@@ -1,10 +1,12 @@
 /**
- * One connection: the stream table (dialer odd ids, acceptor even ids, so both sides open streams; concurrency slots
- * and the streams queued for one), the dispatch of every frame read to one small handler per frame type, GOAWAY, and
- * the one teardown path. The jobs around it have their own modules: handshake.ts (HELLO and admission), outbox.ts
- * (everything written, and the connection's send credit), receive-budget.ts (what the peer may make us hold),
- * keepalive.ts (liveness, pings, RTT), peer-guard.ts (work the peer solicits), stream.ts (one stream). Knows nothing
- * of methods or codecs: streams carry opaque messages.
+ * One connection: the stream table (ours and the peer's, by id), the dispatch of every frame read to one handler per
+ * frame type, and the phases below (a graceful close drains, a failure takes the one teardown path). The jobs around
+ * it have their own modules: handshake.ts (HELLO and admission), stream-opener.ts (our streams: their ids, the peer's
+ * concurrency limit and the queue waiting for it), stream-acceptor.ts (the peer's streams: its ids, our limit,
+ * refusals), stream-frames.ts (DATA, END, RESET and CREDIT for one stream: the peer's promises, then the stream),
+ * goaway.ts (what our GOAWAY says and what the peer's said), outbox.ts (everything written, and the connection's send
+ * credit), receive-budget.ts (what the peer may make us hold), keepalive.ts (liveness, pings, RTT), peer-guard.ts
+ * (work the peer solicits), stream.ts (one stream). Knows nothing of methods or codecs: streams carry opaque messages.
  *
  * The read path never awaits: every frame is handled synchronously, and any reply it needs (PING ACK, CREDIT, RESET)
  * is queued in the outbox, which the reader never waits for.
@@ -21,60 +23,36 @@
  * | any       | the transport closed                                             | CLOSED                        |
  *
  * ("any open" is HANDSHAKE, OPEN or DRAINING; from CLOSING only the transport's close moves on.)
- *
- * Size: past the house's ~500 lines, because the stream table, the frame handlers and teardown all read and move the
- * one phase above and the one table of streams and slots; split further, one state machine would span three files.
  */
 import {
   ConnectionCode,
   Flag,
   FrameType,
-  MAX_STREAM_ID,
-  MAX_WINDOW,
   PRE_HANDSHAKE_MAX_FRAME_BYTES,
   Status,
-  connectionCodeName,
 } from '../wire/constants.js';
 import { FrameDecoder } from '../wire/decoder.js';
 import { ProtocolError, ProtocolErrorCode } from '../wire/errors.js';
-import type { HelloSettings } from '../wire/hello.js';
-import {
-  decodeCredit,
-  decodeEnd,
-  decodeGoaway,
-  decodeOpen,
-  decodeReset,
-  encodeGoaway,
-  encodeReset,
-  openPayloadLength,
-  writeOpenPayload,
-  type OpenPayload,
-} from '../wire/payloads.js';
+import { decodeCredit, encodeGoaway } from '../wire/payloads.js';
 import type { Transport, TransportSink } from '../transport/transport.js';
-import { internalError, SessionError, streamErrorOf } from './errors.js';
+import { internalError, SessionError } from './errors.js';
+import { failureGoaway, PeerGoaway } from './goaway.js';
 import { Handshake, type SessionPeer } from './handshake.js';
 import { readBudgetFor, resolveSessionOptions, type ResolvedSessionOptions, type SessionOptions } from './options.js';
 import { Keepalive } from './keepalive.js';
 import { PeerGuard } from './peer-guard.js';
 import { ReceiveBudget } from './receive-budget.js';
 import { Outbox } from './outbox.js';
-import { Stream, type StreamHost } from './stream.js';
+import type { Stream, StreamHost } from './stream.js';
+import { StreamAcceptor, type IncomingStream } from './stream-acceptor.js';
+import { StreamFrames } from './stream-frames.js';
+import { StreamOpener, type OpenStreamInit } from './stream-opener.js';
 
-// SessionError lives in errors.ts and SessionPeer in handshake.ts; these re-exports keep imports of them from
-// session.js working until every importer (src/rpc is being restructured meanwhile) takes them from there.
-export { SessionError } from './errors.js';
-export type { SessionPeer } from './handshake.js';
+// what openStream() takes and the onStream hook gets, defined where each is made
+export type { IncomingStream } from './stream-acceptor.js';
+export type { OpenStreamInit } from './stream-opener.js';
 
 export type Role = 'dialer' | 'acceptor';
-
-/** A stream the peer opened, with what its OPEN said. */
-export interface IncomingStream {
-  stream: Stream;
-  method: string;
-  metadata: OpenPayload['metadata'];
-  /** Relative deadline from OPEN, in ms; 0 = none. */
-  deadlineMs: number;
-}
 
 export interface SessionHooks {
   /** A new stream from the peer. Set `stream.events` before returning; call `session.release(stream)` when done. */
@@ -84,15 +62,6 @@ export interface SessionHooks {
    * session: a string refuses it (sent as the GOAWAY reason; `ready` rejects), undefined admits it.
    */
   admit?(peer: SessionPeer): string | undefined;
-}
-
-export interface OpenStreamInit {
-  /** Relative deadline in ms sent to the peer; 0 or undefined = none. */
-  deadlineMs?: number;
-  /** Metadata block from encodeMetadata. */
-  metadataBlock?: Uint8Array;
-  /** Receive window to grant on this stream; default: the session's initialStreamWindow. */
-  window?: number;
 }
 
 const enum Phase {
@@ -117,25 +86,17 @@ export class Session implements StreamHost {
    * in flight may still finish: the moment to route new calls elsewhere.
    */
   readonly goingAway: Promise<void>;
-  /** The message of the peer's GOAWAY, once one arrived (why it closed, e.g. "duplicate connection"). */
-  peerGoawayMessage: string | undefined;
 
   private phase = Phase.HANDSHAKE;
   private readonly decoder: FrameDecoder;
   private readonly outbox: Outbox;
   private readonly streams = new Map<number, Stream>();
-  private nextStreamId: number;
-  private lastPeerStreamId = 0;
-  /** Highest peer stream id we accepted (not refused): what GOAWAY reports, so it never grows between GOAWAYs. */
-  private lastAcceptedPeerStreamId = 0;
-  /** Peer streams holding a concurrency slot: freed when the stream has closed and its owner has released it. */
-  private inboundActive = 0;
-  private outboundActive = 0;
-  private readonly pendingOpens: Array<{ stream: Stream; method: Uint8Array; init: OpenStreamInit; queuedAt: number }> = [];
+  private readonly opener: StreamOpener;
+  private readonly acceptor: StreamAcceptor;
+  private readonly streamFrames: StreamFrames;
   private readonly guard: PeerGuard;
   private readStopped = false;
-  private peerSettings: HelloSettings | undefined;
-  private peerGoawayLastId = -1;
+  private readonly peerGoaway = new PeerGoaway();
   private readonly receiveBudget: ReceiveBudget;
   private graceTimer: NodeJS.Timeout | undefined;
   private graceEndsAt = 0;
@@ -154,9 +115,11 @@ export class Session implements StreamHost {
   ) {
     this.options = resolveSessionOptions(options);
     this.outbox = new Outbox(transport);
-    this.nextStreamId = role === 'dialer' ? 1 : 2;
+    this.opener = new StreamOpener(role === 'dialer', this.options, this, this.outbox, () => this.phase === Phase.OPEN);
     this.receiveBudget = new ReceiveBudget(this.options, this.outbox);
     this.guard = new PeerGuard(this.options);
+    this.acceptor = new StreamAcceptor(role === 'dialer', this.options, this, this.outbox, this.guard);
+    this.streamFrames = new StreamFrames(this.streams, this.opener, this.acceptor, this.options);
     this.keepalive = new Keepalive(this.options, this.outbox, {
       isClosing: () => this.phase >= Phase.CLOSING,
       unresponsive: (error) => {
@@ -194,7 +157,12 @@ export class Session implements StreamHost {
 
   /** True while openStream() would open (not merely queue to fail): open, and no GOAWAY either way. */
   get acceptsStreams(): boolean {
-    return this.isOpen && this.peerGoawayLastId < 0;
+    return this.isOpen && !this.peerGoaway.received;
+  }
+
+  /** The message of the peer's GOAWAY, once one arrived (why it closed, e.g. "duplicate connection"). */
+  get peerGoawayMessage(): string | undefined {
+    return this.peerGoaway.message;
   }
 
   /** Why the session closed, once it has. */
@@ -204,7 +172,7 @@ export class Session implements StreamHost {
 
   /** Largest message the peer accepts (from its HELLO); larger ones fail before they are sent. */
   get peerMaxMessageBytes(): number {
-    return this.peerSettings?.maxMessageBytes ?? this.options.maxMessageBytes;
+    return this.handshake.peerSettings?.maxMessageBytes ?? this.options.maxMessageBytes;
   }
 
   /** Number of streams in the table (both directions, including ours still queued for a concurrency slot). */
@@ -217,31 +185,15 @@ export class Session implements StreamHost {
    * is reached, the stream waits (queued) until a slot frees.
    */
   openStream(method: Uint8Array, init: OpenStreamInit = {}): Stream {
-    if (!this.isOpen || this.peerGoawayLastId >= 0) {
+    if (!this.acceptsStreams) {
       throw new SessionError(Status.UNAVAILABLE, this.unavailableReason(), true);
     }
-    if (this.nextStreamId > MAX_STREAM_ID) {
+    if (this.opener.idsUsedUp) {
       this.close().catch(() => undefined);
       throw new SessionError(Status.UNAVAILABLE, 'stream ids on this connection are used up; open a new connection', true);
     }
-    const id = this.nextStreamId;
-    this.nextStreamId += 2;
-    const length = openPayloadLength(method, init.metadataBlock); // throws for a bad method name
-    if (this.peerSettings !== undefined && length > this.outbox.peerMaxFrameBytes) {
-      throw new SessionError(Status.RESOURCE_EXHAUSTED, `the call's OPEN frame of ${length} bytes exceeds the peer's frame limit of ${this.outbox.peerMaxFrameBytes}; send less metadata`, true);
-    }
-    if (this.peerSettings !== undefined && this.peerSettings.maxConcurrentStreams === 0) {
-      throw new SessionError(Status.UNAVAILABLE, 'the peer accepts no streams (MAX_CONCURRENT_STREAMS is 0)', true);
-    }
-    const peer = this.peerSettings;
-    const stream = new Stream(
-      this, this.outbox, id, true,
-      peer?.initialStreamWindow ?? 0, init.window ?? this.options.initialStreamWindow,
-      peer?.initialMessageWindow ?? 0, this.options.initialMessageWindow,
-    );
-    this.streams.set(id, stream);
-    if (this.phase === Phase.OPEN && this.outboundActive < this.peerMaxConcurrent()) this.writeOpen(stream, method, init, length);
-    else this.pendingOpens.push({ stream, method, init, queuedAt: performance.now() });
+    const stream = this.opener.open(method, init);
+    this.streams.set(stream.id, stream);
     return stream;
   }
 
@@ -251,9 +203,7 @@ export class Session implements StreamHost {
    * the limit.
    */
   release(stream: Stream): void {
-    if (stream.outbound || stream.ownerReleased) return;
-    stream.ownerReleased = true;
-    if (stream.closed) this.inboundActive--;
+    this.acceptor.release(stream);
   }
 
   /** Measures the round-trip time. */
@@ -320,44 +270,9 @@ export class Session implements StreamHost {
   streamClosed(stream: Stream, opened: boolean): void {
     if (this.streams.get(stream.id) !== stream) return;
     this.streams.delete(stream.id);
-    if (!stream.outbound) {
-      if (stream.ownerReleased) this.inboundActive--;
-    } else {
-      if (opened) {
-        this.outboundActive--;
-        this.openQueued();
-      } else {
-        const i = this.pendingOpens.findIndex((p) => p.stream === stream);
-        if (i >= 0) this.pendingOpens.splice(i, 1);
-      }
-    }
+    if (stream.outbound) this.opener.closed(stream, opened);
+    else this.acceptor.closed(stream);
     this.maybeFinishDrain();
-  }
-
-  // ---------------------------------------------------------------- opening our streams
-
-  private writeOpen(stream: Stream, method: Uint8Array, init: OpenStreamInit, length: number): void {
-    this.outboundActive++;
-    const window = init.window === undefined || init.window === this.options.initialStreamWindow ? 0 : init.window;
-    const at = this.outbox.beginFrame(FrameType.OPEN, 0, stream.id, length);
-    writeOpenPayload(this.outbox.target, at, init.deadlineMs ?? 0, window, method, init.metadataBlock);
-    stream.markOpened();
-  }
-
-  private openQueued(): void {
-    while (this.pendingOpens.length > 0 && this.phase === Phase.OPEN && this.outboundActive < this.peerMaxConcurrent()) {
-      const { stream, method, init, queuedAt } = this.pendingOpens.shift()!;
-      const length = openPayloadLength(method, init.metadataBlock);
-      if (length > this.outbox.peerMaxFrameBytes) {
-        stream.receiveReset(Status.RESOURCE_EXHAUSTED, `the call's OPEN frame of ${length} bytes exceeds the peer's frame limit of ${this.outbox.peerMaxFrameBytes}; send less metadata`, true);
-        continue;
-      }
-      this.writeOpen(stream, method, lessTimeQueued(init, queuedAt), length);
-    }
-  }
-
-  private peerMaxConcurrent(): number {
-    return this.peerSettings?.maxConcurrentStreams ?? 0;
   }
 
   // ---------------------------------------------------------------- reading
@@ -387,9 +302,9 @@ export class Session implements StreamHost {
       case FrameType.OPEN:
         return this.onOpen(streamId, payload);
       case FrameType.END:
-        return this.onEnd(streamId, payload);
+        return this.streamFrames.end(streamId, payload);
       case FrameType.RESET:
-        return this.onReset(flags, streamId, payload);
+        return this.streamFrames.reset(flags, streamId, payload);
       case FrameType.CREDIT:
         return this.onCredit(flags, streamId, payload);
       case FrameType.PING:
@@ -404,22 +319,18 @@ export class Session implements StreamHost {
   private onHello(payload: Uint8Array): void {
     if (this.phase !== Phase.HANDSHAKE) throw new ProtocolError(ProtocolErrorCode.BAD_HANDSHAKE, 'HELLO sent twice');
     const settings = this.handshake.receive(payload);
-    this.peerSettings = settings;
     this.outbox.start(settings.connectionWindow, settings.maxFrameBytes);
     this.decoder.setMaxFrameBytes(this.options.maxFrameBytes);
     this.phase = Phase.OPEN;
-    for (const { stream } of this.pendingOpens) {
-      stream.sendWindow = settings.initialStreamWindow;
-      stream.sendMessageWindow = settings.initialMessageWindow;
-    }
-    if (settings.maxConcurrentStreams === 0) this.failPendingOpens('the peer accepts no streams (MAX_CONCURRENT_STREAMS is 0)');
+    this.opener.start(settings);
+    this.acceptor.start(settings);
     const refusal = this.handshake.admit(this.hooks.admit);
     if (refusal !== undefined) {
       // before any frame that followed the HELLO in the same read: not one stream of a refused peer is served
       this.close({ reason: refusal, graceMs: 0 }).catch(() => undefined);
       return;
     }
-    this.openQueued();
+    this.opener.openQueued();
     this.keepalive.start();
     this.outbox.releaseIdle(); // an idle connection holds no write slab; the first call allocates one (no-op if queued)
     const readBudget = readBudgetFor(this.options, this.handshake.peer);
@@ -428,36 +339,12 @@ export class Session implements StreamHost {
   }
 
   private onOpen(id: number, payload: Uint8Array): void {
-    if (id % 2 === this.nextStreamId % 2 || id <= this.lastPeerStreamId) {
-      throw new ProtocolError(ProtocolErrorCode.BAD_STREAM_ID, `OPEN with stream id ${id} (last was ${this.lastPeerStreamId}, ours are ${this.role === 'dialer' ? 'odd' : 'even'})`);
-    }
-    this.lastPeerStreamId = id;
-    if (this.phase !== Phase.OPEN) {
-      this.refuse(id, 'the session is shutting down');
-      return;
-    }
-    if (this.inboundActive >= this.options.maxConcurrentStreams) {
-      this.refuse(id, `the peer allows at most ${this.options.maxConcurrentStreams} concurrent streams`);
-      return;
-    }
-    let open: OpenPayload;
-    try {
-      open = decodeOpen(payload, this.options);
-    } catch (error) {
-      this.outbox.writeFrame(FrameType.RESET, 0, id, encodeReset(...streamErrorOf(error, 'OPEN')));
-      return;
-    }
-    const sendWindow = open.window === 0 ? this.peerSettings!.initialStreamWindow : open.window;
-    const stream = new Stream(
-      this, this.outbox, id, false,
-      sendWindow, this.options.initialStreamWindow,
-      this.peerSettings!.initialMessageWindow, this.options.initialMessageWindow,
-    );
+    const incoming = this.acceptor.accept(id, payload, this.phase !== Phase.OPEN);
+    if (incoming === undefined) return;
+    const stream = incoming.stream;
     this.streams.set(id, stream);
-    this.lastAcceptedPeerStreamId = id;
-    this.inboundActive++;
     try {
-      this.hooks.onStream({ stream, method: open.method, metadata: open.metadata, deadlineMs: open.deadlineMs });
+      this.hooks.onStream(incoming);
     } catch (error) {
       stream.reset(Status.INTERNAL, 'the server failed to start the call');
       this.release(stream);
@@ -465,87 +352,24 @@ export class Session implements StreamHost {
     }
   }
 
-  private refuse(id: number, reason: string): void {
-    this.guard.replySolicited('RESET', !this.outbox.writable);
-    this.outbox.writeFrame(FrameType.RESET, Flag.REFUSED, id, encodeReset(Status.UNAVAILABLE, reason));
-  }
-
-  /** Looks up the stream a frame is for; undefined for a stream that has closed. Throws for one never opened. */
-  private streamFor(id: number, what: string): Stream | undefined {
-    const stream = this.streams.get(id);
-    if (stream !== undefined) {
-      // a stream of ours still waiting for a concurrency slot: the peer cannot know its id
-      if (!stream.opened) throw new ProtocolError(ProtocolErrorCode.STREAM_NOT_OPEN, `${what} for stream ${id}, which was never opened`);
-      return stream;
-    }
-    const ours = id % 2 === this.nextStreamId % 2;
-    if (ours ? id >= this.nextStreamId : id > this.lastPeerStreamId) {
-      throw new ProtocolError(ProtocolErrorCode.STREAM_NOT_OPEN, `${what} for stream ${id}, which was never opened`);
-    }
-    return undefined;
-  }
-
   private onData(flags: number, id: number, payload: Uint8Array): void {
     const n = payload.length;
     this.receiveBudget.takeData(n);
-    const stream = this.streamFor(id, 'DATA');
-    if (stream !== undefined) {
-      if (stream.remoteDone) throw new ProtocolError(ProtocolErrorCode.STREAM_STATE, `DATA on stream ${id} after the peer ended it`);
-      if (n > stream.recvWindow) {
-        throw new ProtocolError(ProtocolErrorCode.FLOW_CONTROL, `DATA of ${n} bytes on stream ${id} exceeds its credit of ${stream.recvWindow}`);
-      }
-      if (flags & Flag.MESSAGE_END && !stream.rawInbound && stream.recvMessageWindow === 0) {
-        throw new ProtocolError(ProtocolErrorCode.FLOW_CONTROL, `a message on stream ${id} exceeds its message credit`);
-      }
-      stream.receiveData(flags, payload);
-    }
+    this.streamFrames.data(flags, id, payload);
     this.receiveBudget.giveBack(n); // whatever became of the frame
-  }
-
-  private onEnd(id: number, payload: Uint8Array): void {
-    const stream = this.streamFor(id, 'END');
-    if (stream === undefined) return;
-    if (stream.remoteDone) throw new ProtocolError(ProtocolErrorCode.STREAM_STATE, `END on stream ${id} after the peer ended it`);
-    let trailer;
-    try {
-      trailer = decodeEnd(payload, this.options);
-    } catch (error) {
-      const [status, message] = streamErrorOf(error, 'END');
-      stream.failLocally(status, message);
-      return;
-    }
-    stream.receiveEnd(trailer);
-  }
-
-  private onReset(flags: number, id: number, payload: Uint8Array): void {
-    const stream = this.streamFor(id, 'RESET');
-    if (stream === undefined) return;
-    let status: Status = Status.INTERNAL;
-    let message = 'the peer reset the stream with a malformed RESET';
-    try {
-      ({ status, message } = decodeReset(payload));
-    } catch {
-      // keep the generic reason: the stream ends either way
-    }
-    const refused = (flags & Flag.REFUSED) !== 0 && stream.outbound;
-    stream.receiveReset(status, message, refused);
   }
 
   private onCredit(flags: number, id: number, payload: Uint8Array): void {
     const increment = decodeCredit(payload);
     if (increment === 0) throw new ProtocolError(ProtocolErrorCode.FLOW_CONTROL, `CREDIT of 0 on stream ${id}`);
     const messages = (flags & Flag.MESSAGES) !== 0;
-    if (id === 0) {
-      if (messages) throw new ProtocolError(ProtocolErrorCode.FLOW_CONTROL, 'message CREDIT on stream 0: the connection has no message window');
-      if (!this.outbox.addCredit(increment)) {
-        throw new ProtocolError(ProtocolErrorCode.FLOW_CONTROL, 'CREDIT pushes the connection window past 2^31-1');
-      }
+    if (id !== 0) {
+      this.streamFrames.credit(id, increment, messages);
       return;
     }
-    const stream = this.streamFor(id, 'CREDIT');
-    if (stream === undefined) return;
-    if (!stream.addSendCredit(increment, MAX_WINDOW, messages)) {
-      throw new ProtocolError(ProtocolErrorCode.FLOW_CONTROL, `CREDIT pushes the ${messages ? 'message ' : ''}window of stream ${id} past 2^31-1`);
+    if (messages) throw new ProtocolError(ProtocolErrorCode.FLOW_CONTROL, 'message CREDIT on stream 0: the connection has no message window');
+    if (!this.outbox.addCredit(increment)) {
+      throw new ProtocolError(ProtocolErrorCode.FLOW_CONTROL, 'CREDIT pushes the connection window past 2^31-1');
     }
   }
 
@@ -560,30 +384,15 @@ export class Session implements StreamHost {
   }
 
   private onGoaway(payload: Uint8Array): void {
-    let goaway;
-    try {
-      goaway = decodeGoaway(payload);
-    } catch (error) {
-      throw new ProtocolError(ProtocolErrorCode.MALFORMED_FRAME, (error as Error).message);
-    }
-    this.peerGoawayMessage = goaway.message;
+    const error = this.peerGoaway.receive(payload);
     this.resolveGoingAway();
-    if (goaway.code !== ConnectionCode.NO_ERROR) {
-      this.peerGoawayLastId = goaway.lastStreamId;
-      this.fail(
-        new SessionError(
-          Status.UNAVAILABLE,
-          `the peer closed the connection: ${connectionCodeName(goaway.code)}${goaway.message ? `: ${goaway.message}` : ''}`,
-        ),
-        undefined,
-        false,
-      );
+    if (error !== undefined) {
+      this.fail(error, undefined, false);
       return;
     }
-    this.peerGoawayLastId = goaway.lastStreamId;
     this.failPendingOpens('the peer is shutting down; the call was not sent');
     for (const stream of [...this.streams.values()]) {
-      if (stream.outbound && stream.id > goaway.lastStreamId) {
+      if (this.peerGoaway.unprocessed(stream)) {
         stream.receiveReset(Status.UNAVAILABLE, 'the peer is shutting down; the call was not processed', true);
       }
     }
@@ -643,17 +452,14 @@ export class Session implements StreamHost {
     const reason = streamReason ?? (error ? `connection failed: ${error.message}` : 'the session closed');
     if (this.phase === Phase.HANDSHAKE) this.handshake.fail(error ?? new SessionError(Status.UNAVAILABLE, reason));
     if (tellPeer && !wasClosing) {
-      const code = error instanceof ProtocolError ? error.connectionCode : error ? ConnectionCode.INTERNAL_ERROR : ConnectionCode.NO_ERROR;
-      const message = error instanceof ProtocolError ? error.message : error ? 'internal error' : 'closing';
-      this.outbox.queueFrame(FrameType.GOAWAY, 0, 0, encodeGoaway(this.lastAcceptedPeerStreamId, code, message));
+      this.outbox.queueFrame(FrameType.GOAWAY, 0, 0, failureGoaway(this.lastAcceptedPeerStreamId, error));
     }
     this.phase = Phase.CLOSING;
     this.readStopped = true; // the decoder may be mid-frame or broken: nothing more is read
     this.failPendingOpens(reason);
     for (const stream of [...this.streams.values()]) {
       // streams the peer's GOAWAY says it never saw were not processed: safe to retry
-      const unprocessed = stream.outbound && this.peerGoawayLastId >= 0 && stream.id > this.peerGoawayLastId;
-      stream.receiveReset(Status.UNAVAILABLE, reason, unprocessed);
+      stream.receiveReset(Status.UNAVAILABLE, reason, this.peerGoaway.unprocessed(stream));
     }
     this.settleLeftovers(reason);
     if (!wasClosing) {
@@ -670,7 +476,7 @@ export class Session implements StreamHost {
   }
 
   private failPendingOpens(reason: string): void {
-    for (const { stream } of this.pendingOpens.splice(0)) stream.receiveReset(Status.UNAVAILABLE, reason, true);
+    this.opener.failQueued(reason);
   }
 
   private linger(): void {
@@ -678,16 +484,15 @@ export class Session implements StreamHost {
     this.lingerTimer.unref();
   }
 
+  /** Highest peer stream id we accepted (not refused): what GOAWAY reports, so it never grows between GOAWAYs. */
+  private get lastAcceptedPeerStreamId(): number {
+    return this.acceptor.lastAccepted;
+  }
+
   private unavailableReason(): string {
     if (this.closeError) return `the session is closed: ${this.closeError.message}`;
     if (this.phase === Phase.CLOSED) return 'the session is closed';
-    if (this.peerGoawayLastId >= 0) return 'the peer is shutting down (GOAWAY); open a new session';
+    if (this.peerGoaway.received) return 'the peer is shutting down (GOAWAY); open a new session';
     return 'the session is closing';
   }
-}
-
-/** OPEN carries the budget left when it is written (PROTOCOL.md §7), not the one computed before the call was queued. */
-function lessTimeQueued(init: OpenStreamInit, queuedAt: number): OpenStreamInit {
-  if (init.deadlineMs === undefined || init.deadlineMs === 0) return init;
-  return { ...init, deadlineMs: Math.max(1, Math.ceil(init.deadlineMs - (performance.now() - queuedAt))) };
 }

@@ -1,6 +1,8 @@
 /**
- * One stream of a session: its send queue and credit, message reassembly on receive, and its lifecycle. Carries
- * opaque message bytes and trailers; knows nothing of methods, codecs or handlers.
+ * One stream of a session: what it sends and its send credit (what cannot be written at once waits in send-queue.ts),
+ * the delivery and credit of what it receives (a message that arrives in several frames is put together by
+ * reassembly.ts), and its lifecycle. Carries opaque message bytes and trailers; knows nothing of methods, codecs or
+ * handlers.
  *
  * Lifecycle: one StreamState, changed only by the transitions below. Each side ends on its own, as in HTTP/2, with
  * its last frame (END, or DATA with END_STREAM); a reset ends both. Our last frame may have to wait behind credit:
@@ -35,7 +37,7 @@
  * |                           |                                                     | unless OPEN never was)    |
  *
  * DATA or END read while the peer may not send is a connection error (GW_ERR_STREAM_STATE): the peer broke its own
- * promise. Frames for a CLOSED stream are ignored (it has left the session's table).
+ * promise (stream-frames.ts checks it). Frames for a CLOSED stream are ignored (it has left the session's table).
  *
  * Credit (PROTOCOL.md §6). A stream counts bytes and messages both ways. By default it returns credit as it delivers
  * (unary calls, whose single message is consumed at once); an owner that queues what it receives (message streams,
@@ -43,14 +45,13 @@
  * holds back only its own stream. Fragments of a message are credited as they arrive while nothing delivered waits
  * to be consumed, so a message larger than the window always completes, yet a reader that has stopped holds at most
  * one window plus one message.
- *
- * Size: past the house's ~500 lines, because the send queue, reassembly and the lifecycle share the state and both
- * credits of one object that every call allocates; helper objects per stream would cost the hot path an allocation.
  */
 import { Flag, FrameType, Status } from '../wire/constants.js';
 import { EMPTY_METADATA_BLOCK, type Metadata } from '../wire/metadata.js';
 import { encodeCredit, encodeEnd, encodeReset } from '../wire/payloads.js';
-import { messageTooLargeMessage, reassemblyBudgetMessage } from './errors.js';
+import { messageTooLargeMessage } from './errors.js';
+import { Reassembly, type ReassemblyLimits } from './reassembly.js';
+import { QueueStep, SendQueue, WriteResult, type QueueOutput } from './send-queue.js';
 
 export interface StreamTrailer {
   status: Status;
@@ -77,48 +78,21 @@ export interface StreamEvents {
  * Where a stream writes: the session's outbox. DATA goes through writeData, which spends connection credit; a stream
  * never touches that credit itself.
  */
-export interface StreamOutput {
+export interface StreamOutput extends QueueOutput {
   /** False while the transport has asked us to wait: nothing may bypass the scheduler then. */
   readonly writable: boolean;
-  /** Largest DATA payload that may be written now: the connection credit left, within the peer's frame limit. */
-  readonly dataAllowance: number;
-  /** Writes a DATA frame (at most dataAllowance bytes), spending that much connection credit. */
-  writeData(flags: number, streamId: number, payload: Uint8Array): void;
-  /** Writes a frame that spends no credit (END, RESET, CREDIT). */
-  writeFrame(type: number, flags: number, streamId: number, payload?: Uint8Array): void;
   /** The stream has frames to write once credit allows. */
   wake(stream: Stream): void;
 }
 
 /** The part of the session a stream calls back into. */
-export interface StreamHost {
-  readonly maxMessageBytes: number;
-  readonly maxReassemblyBytes: number;
-  /** Adds (or, negative, removes) bytes held for partly received messages; false if the budget would be exceeded. */
-  reserveReassembly(bytes: number): boolean;
+export interface StreamHost extends ReassemblyLimits {
   /** The stream is CLOSED; `opened` says whether its OPEN was ever written (false: it closed while queued). */
   streamClosed(stream: Stream, opened: boolean): void;
 }
 
-/** Result of Stream.writeNext for the session's scheduler. */
-export const enum WriteResult {
-  /** More frames are ready to write now. */
-  MORE,
-  /** Nothing left to write now (queue empty, or waiting for this stream's credit). */
-  IDLE,
-  /** Waiting for connection-level credit. */
-  CONNECTION_BLOCKED,
-}
-
 /** Small messages are written straight into the outgoing buffer; larger ones go through the fair scheduler. */
 const DIRECT_WRITE_BYTES = 16 * 1024;
-/**
- * Bytes a stream may hold queued beyond what the peer's credit lets out before a sender is asked to wait: one bulk
- * chunk waits while the next is produced, so credit never arrives to an empty queue, and no queue grows without bound.
- */
-export const SEND_HIGH_WATER_BYTES = 64 * 1024;
-/** What a queued item costs against the high-water mark besides its bytes, so tiny messages cannot pile up by the million. */
-const QUEUED_ITEM_COST = 64;
 
 /** The states of the header's table. Their order matters: `opened` is >= OPEN, `remoteDone` >= HALF_CLOSED_REMOTE. */
 const enum StreamState {
@@ -135,23 +109,19 @@ const enum StreamState {
 const NO_EVENTS: StreamEvents = { onMessage() {}, onEnd() {}, onReset() {} };
 const EMPTY = new Uint8Array(0);
 
-type Outgoing = { end: false; bytes: Uint8Array; offset: number; flags: number } | { end: true; payload: Uint8Array };
-
 export class Stream {
   events: StreamEvents = NO_EVENTS;
   /** Where this stream is in its lifecycle (the table in the module header). */
   private state: StreamState;
-  /** Frames waiting for credit or for their turn; created on first use (most calls never need it). */
-  private queue: Outgoing[] | undefined;
-  private parts: Uint8Array[] | undefined;
-  private partBytes = 0;
+  /** Frames waiting for credit or their turn; created on first use (most calls never need it), dropped when empty. */
+  private queue: SendQueue | undefined;
+  /** A message arriving in several frames; created when the first such message arrives (most calls never need it). */
+  private reassembly: Reassembly | undefined;
   private recvUnacked = 0;
   private recvMessagesUnacked = 0;
   /** Items delivered to the owner and not yet consumed (autoCredit off). */
   private unconsumed = 0;
-  /** Bytes of the partly received message not yet credited, because an earlier item still waits to be consumed. */
-  private partialUncredited = 0;
-  private queuedBytes = 0;
+  /** A send returned false: the sender waits for onWritable. */
   private wantsWritable = false;
   /** Credit the peer has granted us on this stream. */
   sendWindow: number;
@@ -196,7 +166,7 @@ export class Stream {
 
   /** True while bytes of ours wait for the peer's credit: a stall of this stream is then the peer's. */
   get sendBlocked(): boolean {
-    return this.queuedBytes > 0 && this.opened;
+    return this.queue !== undefined && this.queue.holdsData && this.opened;
   }
 
   /** True once OPEN is on the wire (always true for streams the peer opened), and after that. */
@@ -269,10 +239,10 @@ export class Stream {
   }
 
   private enqueue(bytes: Uint8Array, flags: number): boolean {
-    (this.queue ??= []).push({ end: false, bytes, offset: 0, flags });
-    this.queuedBytes += bytes.length;
+    const queue = (this.queue ??= new SendQueue());
+    queue.pushData(bytes, flags);
     if (this.opened) this.output.wake(this);
-    if (this.belowHighWater()) return true;
+    if (queue.belowHighWater) return true;
     this.wantsWritable = true;
     return false;
   }
@@ -287,19 +257,19 @@ export class Stream {
       this.lastFrameWritten();
       return;
     }
-    (this.queue ??= []).push({ end: true, payload });
+    (this.queue ??= new SendQueue()).pushEnd(payload);
     if (this.opened) this.output.wake(this);
   }
 
   /** Aborts the stream in both directions and tells the peer why. Queued frames are dropped. Idempotent. */
   reset(status: Status, message: string): void {
     if (this.state === StreamState.CLOSED) return;
-    this.dropQueue();
+    this.queue = undefined;
     if (this.opened) this.output.writeFrame(FrameType.RESET, 0, this.id, encodeReset(status, message));
     this.close();
   }
 
-  /** Called by the session when OPEN has been written. */
+  /** Called by the stream opener when OPEN has been written. */
   markOpened(): void {
     this.state = this.state === StreamState.QUEUED_ENDING ? StreamState.ENDING : StreamState.OPEN;
     if (this.queue !== undefined) this.output.wake(this);
@@ -308,35 +278,14 @@ export class Stream {
   /** Writes the next frame of this stream within the available credit. */
   writeNext(): WriteResult {
     const queue = this.queue;
-    const item = queue?.[0];
-    if (queue === undefined || item === undefined || this.state === StreamState.CLOSED) return WriteResult.IDLE;
-    const output = this.output;
-    if (item.end) {
-      this.dequeue(queue);
-      output.writeFrame(FrameType.END, 0, this.id, item.payload);
+    if (queue === undefined || this.state === StreamState.CLOSED) return WriteResult.IDLE;
+    const step = queue.writeNext(this.id, this, this.output);
+    if (queue.empty) this.queue = undefined;
+    if (step === QueueStep.STREAM_BLOCKED) return WriteResult.IDLE;
+    if (step === QueueStep.CONNECTION_BLOCKED) return WriteResult.CONNECTION_BLOCKED;
+    if (step === QueueStep.WROTE_LAST) {
       this.lastFrameWritten();
       return WriteResult.IDLE;
-    }
-    const remaining = item.bytes.length - item.offset;
-    // a message needs one message credit; fragments of it wait with it, since its last frame would need it anyway
-    if (item.flags & Flag.MESSAGE_END && item.offset === 0 && this.sendMessageWindow === 0) return WriteResult.IDLE;
-    const n = Math.min(remaining, this.sendWindow, output.dataAllowance);
-    if (n === 0 && remaining > 0) {
-      return this.sendWindow === 0 ? WriteResult.IDLE : WriteResult.CONNECTION_BLOCKED;
-    }
-    const last = n === remaining;
-    const chunk = item.offset === 0 && last ? item.bytes : item.bytes.subarray(item.offset, item.offset + n);
-    item.offset += n;
-    this.sendWindow -= n;
-    this.queuedBytes -= n;
-    if (last && item.flags & Flag.MESSAGE_END) this.sendMessageWindow--;
-    output.writeData(last ? item.flags : 0, this.id, chunk);
-    if (last) {
-      this.dequeue(queue);
-      if (item.flags & Flag.END_STREAM) {
-        this.lastFrameWritten();
-        return WriteResult.IDLE;
-      }
     }
     if (this.wantsWritable && this.belowHighWater()) {
       this.wantsWritable = false;
@@ -365,7 +314,7 @@ export class Stream {
   }
 
   /**
-   * A DATA frame arrived (the session has checked the stream's state and both credits). Reassembles messages, or
+   * A DATA frame arrived (stream-frames.ts has checked the stream's state and both credits). Reassembles messages, or
    * with `rawInbound` passes the bytes on as they are.
    */
   receiveData(flags: number, payload: Uint8Array): void {
@@ -377,41 +326,33 @@ export class Stream {
       if (n > 0) this.deliver(payload, n, false, final);
     } else if (flags & Flag.MESSAGE_END) {
       this.recvMessageWindow--;
-      let message = payload;
-      if (this.parts !== undefined) {
-        if (!this.checkMessageSize(n)) return;
-        this.parts.push(payload);
-        message = Buffer.concat(this.parts, this.partBytes + n);
-        this.host.reserveReassembly(-this.partBytes);
-        this.parts = undefined;
-        this.partBytes = 0;
+      const reassembly = this.reassembly;
+      if (reassembly?.holding === true) {
+        const refusal = reassembly.tooLarge(n);
+        if (refusal !== undefined) {
+          this.failLocally(Status.RESOURCE_EXHAUSTED, refusal);
+          return;
+        }
+        const charge = n + reassembly.takeUncredited();
+        this.deliver(reassembly.complete(payload), charge, true, final);
       } else if (n > this.host.maxMessageBytes) {
-        this.failTooLarge(n);
+        this.failLocally(Status.RESOURCE_EXHAUSTED, messageTooLargeMessage(n, this.host.maxMessageBytes));
         return;
+      } else {
+        this.deliver(payload, n, true, final);
       }
-      const charge = n + this.partialUncredited;
-      this.partialUncredited = 0;
-      this.deliver(message, charge, true, final);
     } else if (n > 0) {
-      if (!this.checkMessageSize(n)) return;
-      if (!this.host.reserveReassembly(n)) {
-        this.failLocally(Status.RESOURCE_EXHAUSTED, reassemblyBudgetMessage(this.host.maxReassemblyBytes));
+      const reassembly = (this.reassembly ??= new Reassembly(this.host));
+      const refusal = reassembly.hold(payload);
+      if (refusal !== undefined) {
+        this.failLocally(Status.RESOURCE_EXHAUSTED, refusal);
         return;
       }
-      // copy: a view would pin the whole socket chunk for as long as the message is incomplete
-      (this.parts ??= []).push(new Uint8Array(payload)); // new Uint8Array copies; Buffer#slice would return a view
-      this.partBytes += n;
-      if (this.unconsumed > 0) this.partialUncredited += n;
+      if (this.unconsumed > 0) reassembly.creditLater(n);
       else if (!final) this.returnCredit(n);
     }
     if (this.state === StreamState.CLOSED) return; // onMessage may have reset the stream
-    if (final) {
-      if (this.partBytes > 0) {
-        this.failLocally(Status.INTERNAL, 'the peer ended the stream in the middle of a message');
-        return;
-      }
-      this.receiveEnd({ status: Status.OK, message: '', metadata: EMPTY_TRAILER_METADATA });
-    }
+    if (final) this.receiveEnd({ status: Status.OK, message: '', metadata: EMPTY_TRAILER_METADATA });
   }
 
   /**
@@ -423,10 +364,7 @@ export class Stream {
     this.unconsumed--;
     this.returnCredit(charge);
     if (message) this.returnMessageCredit();
-    if (this.unconsumed === 0 && this.partialUncredited > 0) {
-      this.returnCredit(this.partialUncredited);
-      this.partialUncredited = 0;
-    }
+    if (this.unconsumed === 0 && this.reassembly !== undefined) this.returnCredit(this.reassembly.takeUncredited());
   }
 
   /** Raises the receive window of a stream the peer opened (a bulk upload): the peer learns it by CREDIT. */
@@ -451,9 +389,9 @@ export class Stream {
     }
   }
 
-  /** END arrived (or DATA with END_STREAM). */
+  /** END arrived (or DATA with END_STREAM); in the middle of a message, the stream fails. */
   receiveEnd(trailer: StreamTrailer): void {
-    if (this.partBytes > 0) {
+    if (this.reassembly?.holding === true) {
       this.failLocally(Status.INTERNAL, 'the peer ended the stream in the middle of a message');
       return;
     }
@@ -469,7 +407,7 @@ export class Stream {
   /** RESET arrived from the peer, or the session is failing every stream. */
   receiveReset(status: Status, message: string, refused: boolean): void {
     if (this.state === StreamState.CLOSED) return;
-    this.dropQueue();
+    this.queue = undefined;
     this.close();
     try {
       this.events.onReset(status, message, refused);
@@ -495,27 +433,7 @@ export class Stream {
   }
 
   private belowHighWater(): boolean {
-    return this.queuedBytes + (this.queue?.length ?? 0) * QUEUED_ITEM_COST <= SEND_HIGH_WATER_BYTES;
-  }
-
-  private dropQueue(): void {
-    this.queue = undefined;
-    this.queuedBytes = 0;
-  }
-
-  private dequeue(queue: Outgoing[]): void {
-    queue.shift();
-    if (queue.length === 0) this.queue = undefined;
-  }
-
-  private checkMessageSize(more: number): boolean {
-    if (this.partBytes + more <= this.host.maxMessageBytes) return true;
-    this.failTooLarge(this.partBytes + more);
-    return false;
-  }
-
-  private failTooLarge(atLeast: number): void {
-    this.failLocally(Status.RESOURCE_EXHAUSTED, messageTooLargeMessage(atLeast, this.host.maxMessageBytes));
+    return this.queue === undefined || this.queue.belowHighWater;
   }
 
   /** Stream credit for bytes consumed or buffered; none once the peer has said it sends no more. */
@@ -559,7 +477,7 @@ export class Stream {
     if (this.resetAfterEnd) this.reset(Status.CANCELLED, 'the call is over: the handler has answered');
   }
 
-  /** The peer's last frame was read (the session has checked that the peer still may send). */
+  /** The peer's last frame was read (stream-frames.ts has checked that the peer still may send). */
   private endRemote(): void {
     const state = this.state;
     if (state === StreamState.OPEN) this.state = StreamState.HALF_CLOSED_REMOTE;
@@ -571,11 +489,7 @@ export class Stream {
     const state = this.state;
     if (state === StreamState.CLOSED) return;
     this.state = StreamState.CLOSED;
-    if (this.partBytes > 0) {
-      this.host.reserveReassembly(-this.partBytes);
-      this.parts = undefined;
-      this.partBytes = 0;
-    }
+    this.reassembly?.release();
     this.host.streamClosed(this, state >= StreamState.OPEN);
   }
 }

@@ -23,7 +23,7 @@ import {
   type RpcSession,
   type RpcSessionOptions,
 } from '../../src/index.js';
-import { SEND_HIGH_WATER_BYTES } from '../../src/session/stream.js';
+import { SEND_HIGH_WATER_BYTES } from '../../src/session/send-queue.js';
 import { utf8 } from '../../src/wire/bytes.js';
 import { ConnectionCode, connectionCodeName, Flag, FrameType } from '../../src/wire/constants.js';
 import { ProtocolError, ProtocolErrorCode } from '../../src/wire/errors.js';

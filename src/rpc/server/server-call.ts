@@ -8,7 +8,8 @@
 import { Status } from '../../wire/constants.js';
 import { encodeMetadata, type Metadata } from '../../wire/metadata.js';
 import type { Stream, StreamEvents, StreamTrailer } from '../../session/stream.js';
-import type { Session, SessionPeer } from '../../session/session.js';
+import type { SessionPeer } from '../../session/handshake.js';
+import type { Session } from '../../session/session.js';
 import { decodeFailure } from '../codec.js';
 import { deadlineFromWire, deadlineTimer, type DeadlineWatcher } from '../deadline.js';
 import { Inbox } from '../inbox.js';

@@ -1,0 +1,54 @@
+/**
+ * GOAWAY both ways. Ours names the last of the peer's streams we took and why we stop: NO_ERROR for a graceful close,
+ * or the code and message of the error that failed the session. The peer's names the last of our streams it took:
+ * those above it were never processed (safe to retry elsewhere), and a code other than NO_ERROR is a connection error.
+ * Knows nothing of the session's phases: the session decides whether to drain or to fail.
+ */
+import { ConnectionCode, Status, connectionCodeName } from '../wire/constants.js';
+import { ProtocolError, ProtocolErrorCode } from '../wire/errors.js';
+import { decodeGoaway, encodeGoaway } from '../wire/payloads.js';
+import { SessionError } from './errors.js';
+import type { Stream } from './stream.js';
+
+/** Our GOAWAY when the session fails: a ProtocolError's code and message; INTERNAL_ERROR for any other error. */
+export function failureGoaway(lastAcceptedStreamId: number, error: Error | undefined): Uint8Array {
+  if (error instanceof ProtocolError) return encodeGoaway(lastAcceptedStreamId, error.connectionCode, error.message);
+  if (error) return encodeGoaway(lastAcceptedStreamId, ConnectionCode.INTERNAL_ERROR, 'internal error');
+  return encodeGoaway(lastAcceptedStreamId, ConnectionCode.NO_ERROR, 'closing');
+}
+
+/** What the peer's GOAWAY said, once one arrived. */
+export class PeerGoaway {
+  /** The message of the peer's GOAWAY (why it closed, e.g. "duplicate connection"). */
+  message: string | undefined;
+  /** The last of our streams the peer took; -1 until its GOAWAY arrives. */
+  private lastStreamId = -1;
+
+  /** True once the peer's GOAWAY has arrived: it takes no more of our streams. */
+  get received(): boolean {
+    return this.lastStreamId >= 0;
+  }
+
+  /**
+   * Reads the peer's GOAWAY. Returns the connection error it reports (a code other than NO_ERROR), or undefined when
+   * the peer closes gracefully. Throws ProtocolError for a malformed payload.
+   */
+  receive(payload: Uint8Array): SessionError | undefined {
+    let goaway;
+    try {
+      goaway = decodeGoaway(payload);
+    } catch (error) {
+      throw new ProtocolError(ProtocolErrorCode.MALFORMED_FRAME, (error as Error).message);
+    }
+    this.message = goaway.message;
+    this.lastStreamId = goaway.lastStreamId;
+    if (goaway.code === ConnectionCode.NO_ERROR) return undefined;
+    const why = `${connectionCodeName(goaway.code)}${goaway.message ? `: ${goaway.message}` : ''}`;
+    return new SessionError(Status.UNAVAILABLE, `the peer closed the connection: ${why}`);
+  }
+
+  /** True for a stream of ours the peer's GOAWAY says it never took: nothing of it was processed. */
+  unprocessed(stream: Stream): boolean {
+    return stream.outbound && this.lastStreamId >= 0 && stream.id > this.lastStreamId;
+  }
+}

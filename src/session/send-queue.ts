@@ -1,0 +1,143 @@
+/**
+ * What a stream could not write at once, in order: messages and bulk chunks waiting for credit or for their turn, and
+ * our END behind them. Lets them out one frame at a time within the stream's and the connection's credit (a message
+ * is cut into fragments when credit is short; it waits for a message credit before its first and spends it with its
+ * last), and counts what waits against the high-water mark that asks a sender to wait. A stream creates one when it
+ * first has to queue and drops it once empty: a small message written at once never needs one. Knows nothing of the
+ * stream's lifecycle: it says when our last frame has been written, and the stream moves its state.
+ */
+import { Flag, FrameType } from '../wire/constants.js';
+
+/**
+ * Bytes a stream may hold queued beyond what the peer's credit lets out before a sender is asked to wait: one bulk
+ * chunk waits while the next is produced, so credit never arrives to an empty queue, and no queue grows without bound.
+ */
+export const SEND_HIGH_WATER_BYTES = 64 * 1024;
+/** What a queued item costs against the high-water mark besides its bytes, so tiny messages cannot pile up by the million. */
+const QUEUED_ITEM_COST = 64;
+
+/** Result of Stream.writeNext for the session's scheduler: whether the stream's queue has more to write now. */
+export const enum WriteResult {
+  /** More frames are ready to write now. */
+  MORE,
+  /** Nothing left to write now (queue empty, or waiting for this stream's credit). */
+  IDLE,
+  /** Waiting for connection-level credit. */
+  CONNECTION_BLOCKED,
+}
+
+/** What one SendQueue.writeNext() did; the stream turns it into a WriteResult. */
+export const enum QueueStep {
+  /** A DATA frame was written (more may follow). */
+  WROTE,
+  /** Our last frame (END, or DATA with END_STREAM) was written: nothing of ours follows it. */
+  WROTE_LAST,
+  /** Nothing written: waiting for this stream's credit (bytes, or a message credit). */
+  STREAM_BLOCKED,
+  /** Nothing written: waiting for the connection's credit. */
+  CONNECTION_BLOCKED,
+}
+
+/** The part of the outbox queued frames are written through. */
+export interface QueueOutput {
+  /** Largest DATA payload that may be written now: the connection credit left, within the peer's frame limit. */
+  readonly dataAllowance: number;
+  /** Writes a DATA frame (at most dataAllowance bytes), spending that much connection credit. */
+  writeData(flags: number, streamId: number, payload: Uint8Array): void;
+  /** Writes a frame that spends no credit (END, RESET, CREDIT). */
+  writeFrame(type: number, flags: number, streamId: number, payload?: Uint8Array): void;
+}
+
+/** The credit the peer has granted a stream, which writing from the queue spends. */
+export interface SendCredit {
+  sendWindow: number;
+  sendMessageWindow: number;
+}
+
+/** One frame waiting: DATA sent from `offset` on (its `flags` go on its last fragment), or with `end` our END. */
+interface Outgoing {
+  /** DATA bytes, or the END payload. */
+  bytes: Uint8Array;
+  offset: number;
+  flags: number;
+  end: boolean;
+  next: Outgoing | undefined;
+}
+
+export class SendQueue {
+  private head: Outgoing | undefined;
+  private tail: Outgoing | undefined;
+  private items = 0;
+  /** DATA bytes queued and not yet written. */
+  private bytes = 0;
+
+  /** True once everything queued has been written. */
+  get empty(): boolean {
+    return this.head === undefined;
+  }
+
+  /** True while DATA bytes wait: a stall is then the peer's (its credit), not ours. */
+  get holdsData(): boolean {
+    return this.bytes > 0;
+  }
+
+  /** True while what waits is within the high-water mark (each item counting 64 bytes besides its own). */
+  get belowHighWater(): boolean {
+    return this.bytes + this.items * QUEUED_ITEM_COST <= SEND_HIGH_WATER_BYTES;
+  }
+
+  /** Queues DATA: a message (flags MESSAGE_END, maybe END_STREAM), a bulk chunk (0), or an empty END_STREAM. */
+  pushData(bytes: Uint8Array, flags: number): void {
+    this.push({ bytes, offset: 0, flags, end: false, next: undefined });
+    this.bytes += bytes.length;
+  }
+
+  /** Queues our END, after everything queued before it. */
+  pushEnd(payload: Uint8Array): void {
+    this.push({ bytes: payload, offset: 0, flags: 0, end: true, next: undefined });
+  }
+
+  /** Writes the next frame for stream `id` within `credit` and the connection's credit (the queue is not empty). */
+  writeNext(id: number, credit: SendCredit, output: QueueOutput): QueueStep {
+    const item = this.head!;
+    if (item.end) {
+      this.shift();
+      output.writeFrame(FrameType.END, 0, id, item.bytes);
+      return QueueStep.WROTE_LAST;
+    }
+    const remaining = item.bytes.length - item.offset;
+    // a message needs one message credit; fragments of it wait with it, since its last frame would need it anyway
+    if (item.flags & Flag.MESSAGE_END && item.offset === 0 && credit.sendMessageWindow === 0) {
+      return QueueStep.STREAM_BLOCKED;
+    }
+    const n = Math.min(remaining, credit.sendWindow, output.dataAllowance);
+    if (n === 0 && remaining > 0) {
+      return credit.sendWindow === 0 ? QueueStep.STREAM_BLOCKED : QueueStep.CONNECTION_BLOCKED;
+    }
+    const last = n === remaining;
+    const chunk = item.offset === 0 && last ? item.bytes : item.bytes.subarray(item.offset, item.offset + n);
+    item.offset += n;
+    credit.sendWindow -= n;
+    this.bytes -= n;
+    if (last && item.flags & Flag.MESSAGE_END) credit.sendMessageWindow--;
+    output.writeData(last ? item.flags : 0, id, chunk);
+    if (!last) return QueueStep.WROTE;
+    this.shift();
+    return item.flags & Flag.END_STREAM ? QueueStep.WROTE_LAST : QueueStep.WROTE;
+  }
+
+  private push(item: Outgoing): void {
+    if (this.tail === undefined) this.head = item;
+    else this.tail.next = item;
+    this.tail = item;
+    this.items++;
+  }
+
+  private shift(): void {
+    const item = this.head!;
+    this.head = item.next;
+    if (this.head === undefined) this.tail = undefined;
+    item.next = undefined;
+    this.items--;
+  }
+}
