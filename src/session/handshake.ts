@@ -32,16 +32,8 @@ export interface SessionPeer extends PeerInfo {
   readonly features: number;
 }
 
-/** The session options our HELLO announces, and how long we wait for the peer's. */
-export interface HandshakeOptions {
-  maxFrameBytes: number;
-  initialStreamWindow: number;
-  initialMessageWindow: number;
-  connectionWindow: number;
-  maxConcurrentStreams: number;
-  maxMessageBytes: number;
-  nodeName: string;
-  label: string;
+/** The session options our HELLO announces (its features are ours, fixed), and how long we wait for the peer's. */
+export interface HandshakeOptions extends Omit<HelloSettings, 'features'> {
   /** 0 waits for ever. */
   handshakeTimeoutMs: number;
 }
