@@ -6,7 +6,8 @@
 import { Status } from '../wire/constants.js';
 import type { SessionPeer } from '../session/handshake.js';
 import { resolveSessionOptions, type SessionOptions } from '../session/options.js';
-import { Session, type IncomingStream, type Role } from '../session/session.js';
+import type { Role } from '../session/role.js';
+import { Session, type IncomingStream } from '../session/session.js';
 import type { Transport } from '../transport/transport.js';
 import { SessionCaller, type Caller } from './client/caller.js';
 import type { ClientInterceptor } from './client/interceptor.js';

@@ -6,11 +6,13 @@
  *
  * The consumers: the compile-only checks of test/types and test/rpc, their import of the sources rewritten to
  * `gridwire`. Each test asserts that one consumer file compiles with no error (an unused `@ts-expect-error` is one).
+ * Besides: every published .d.ts typechecks (a class whose `implements` members were stripped did not), and what a
+ * user reaches from index.d.ts stops short of the core session.
  */
 import assert from 'node:assert/strict';
 import { mkdir, mkdtemp, readFile, rm, symlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { dirname, join } from 'node:path';
+import { dirname, join, posix, sep } from 'node:path';
 import { after, before, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import ts from 'typescript';
@@ -67,20 +69,9 @@ function describe(diagnostic: ts.Diagnostic): string {
   return `${diagnostic.file.fileName}:${line + 1}:${character + 1}: ${message}`;
 }
 
-let dir: string;
-let program: ts.Program;
-
-before(async () => {
-  dir = await mkdtemp(join(tmpdir(), 'gridwire-dts-'));
-  await installPackage(dir);
-  const files = await consumerFiles();
-  await writeFile(join(dir, 'package.json'), JSON.stringify({ name: 'consumer', private: true, type: 'module' }));
-  for (const [path, source] of Object.entries(files)) {
-    await mkdir(dirname(join(dir, path)), { recursive: true });
-    await writeFile(join(dir, path), source);
-  }
-  // what a user's strict project would say; skipLibCheck false so the published .d.ts files are checked too
-  const options: ts.CompilerOptions = {
+/** What a user's strict project would say; skipLibCheck false, so the published .d.ts files are checked too. */
+function consumerOptions(dir: string): ts.CompilerOptions {
+  return {
     strict: true,
     noEmit: true,
     skipLibCheck: false,
@@ -91,7 +82,26 @@ before(async () => {
     types: ['node'],
     typeRoots: [join(dir, 'node_modules', '@types')],
   };
-  program = ts.createProgram(Object.keys(files).map((path) => join(dir, path)), options);
+}
+
+let dir: string;
+/** The consumer files, and the declarations they reach from `gridwire`. */
+let program: ts.Program;
+/** Every published declaration file, reached or not. */
+let declarations: ts.Program;
+
+before(async () => {
+  dir = await mkdtemp(join(tmpdir(), 'gridwire-dts-'));
+  await installPackage(dir);
+  const files = await consumerFiles();
+  await writeFile(join(dir, 'package.json'), JSON.stringify({ name: 'consumer', private: true, type: 'module' }));
+  for (const [path, source] of Object.entries(files)) {
+    await mkdir(dirname(join(dir, path)), { recursive: true });
+    await writeFile(join(dir, path), source);
+  }
+  program = ts.createProgram(Object.keys(files).map((path) => join(dir, path)), consumerOptions(dir));
+  const published = ts.sys.readDirectory(join(dir, 'node_modules', 'gridwire', 'dist'), ['.d.ts']);
+  declarations = ts.createProgram(published, consumerOptions(dir));
 }, { timeout: TIME_LIMIT_MS });
 
 after(async () => {
@@ -112,3 +122,26 @@ void test('the published .d.ts types handlers from their definition: a handler g
 void test('the published .d.ts types both sides of a validated method (schema input and output types)', { timeout: TIME_LIMIT_MS }, () => {
   assert.deepEqual(errorsIn('rpc/schema-types.check.ts'), []);
 });
+
+void test('every published .d.ts typechecks with skipLibCheck false (no class left without the members its interface needs)', { timeout: TIME_LIMIT_MS }, () => {
+  const errors = [...declarations.getSyntacticDiagnostics(), ...declarations.getGlobalDiagnostics(), ...declarations.getSemanticDiagnostics()];
+  assert.deepEqual(errors.map(describe), []);
+});
+
+void test('the declarations a user reaches from index.d.ts do not include the core session (frames, windows, streams)', { timeout: TIME_LIMIT_MS }, () => {
+  const dist = join(dir, 'node_modules', 'gridwire', 'dist') + sep;
+  const reached = program.getSourceFiles().filter((file) => file.fileName.startsWith(dist)).map((file) => file.fileName.slice(dist.length));
+  assert.ok(reached.includes('index.d.ts'), `the consumers do not reach gridwire's index.d.ts: ${reached.join(', ')}`);
+  assert.ok(!reached.includes('session/session.d.ts'), `index.d.ts reaches session/session.d.ts, through: ${importersOf('session/session.d.ts', reached)}`);
+});
+
+/** The reached declaration files that import `target`, for the failure message. */
+function importersOf(target: string, reached: readonly string[]): string {
+  const dist = join(dir, 'node_modules', 'gridwire', 'dist');
+  const name = target.replace(/\.d\.ts$/, '.js');
+  return reached.filter((path) => {
+    const text = program.getSourceFile(join(dist, path))?.text ?? '';
+    const relative = posix.relative(posix.dirname(path), name);
+    return text.includes(`'${relative.startsWith('.') ? relative : `./${relative}`}'`);
+  }).join(', ');
+}
