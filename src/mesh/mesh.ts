@@ -137,7 +137,7 @@ export class Mesh extends EventEmitter<{ peer: [PeerStateEvent] }> {
     if (this.peerHandles.has(name)) throw new RangeError(`peer ${JSON.stringify(name)} is already in the mesh`);
     if (this.stopped) throw new Error('the mesh is stopped');
     const dialer = dialsTo(this.name, name);
-    const peer = new MeshPeer(name, url, dialer, this.poolSize, this.options.dataLane === true, {
+    const peer = MeshPeer.create(name, url, dialer, this.poolSize, this.options.dataLane === true, {
       reconnect: this.reconnect,
       log: this.log,
       // a node nobody can dial (no listen address) dials at once, whichever side the hash picked

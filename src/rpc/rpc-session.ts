@@ -16,7 +16,7 @@ import { rpcErrorOf } from './connection-error.js';
 import { checkInterceptors } from './interceptor.js';
 import type { ServerInterceptor } from './server/interceptor.js';
 import { DrainWatch } from './server/draining.js';
-import { Registry, type ServiceImpl } from './server/registry.js';
+import { checkServices, Registry, type ServiceImpl } from './server/registry.js';
 import { ServerCall, type ServerHost } from './server/server-call.js';
 import type { MethodMap, ServiceDef } from './service.js';
 
@@ -40,6 +40,7 @@ export interface RpcSessionOptions extends SessionOptions {
 /** @internal Throws for a bad option: called where options are first given (listen, connect, channel, Mesh), not at a redial. */
 export function checkRpcSessionOptions(options: RpcSessionOptions): void {
   resolveSessionOptions(options);
+  checkServices(options.services);
   checkInterceptors(options.clientInterceptors, 'clientInterceptors');
   checkInterceptors(options.serverInterceptors, 'serverInterceptors');
 }

@@ -20,6 +20,36 @@ import ts from 'typescript';
 const root = fileURLToPath(new URL('../../', import.meta.url));
 const TIME_LIMIT_MS = 60_000;
 
+/**
+ * A user's program: what the README shows, and what a user must not be able to do (each `@ts-expect-error` line
+ * fails the compile if it compiles).
+ */
+const CONSUMER = `
+import { createSession, defineService, Mesh, MeshPeer, serve, unary, type RpcSession, type ServiceImpl } from 'gridwire';
+
+const Calc = defineService('calc.v1', { add: unary<{ a: number; b: number }, { sum: number }>() });
+export const calc: ServiceImpl = serve(Calc, { add: ({ a, b }) => ({ sum: a + b }) });
+
+// only serve() makes a ServiceImpl: a hand-made one would crash the registry
+// @ts-expect-error a ServiceImpl not made by serve()
+export const handMade: ServiceImpl = { service: Calc };
+
+// only a Mesh makes its peers (its context is internal)
+const mesh = new Mesh({ name: 'n1', peers: { n2: 'tcp://127.0.0.1:7001' } });
+export const n2: MeshPeer = mesh.peer('n2');
+declare const anything: any; // so that nothing but the constructor's visibility can fail the next line
+// @ts-expect-error MeshPeer has no public constructor
+export const madeByHand = new MeshPeer(anything, anything, anything, anything, anything, anything);
+export const isPeer = (value: unknown): boolean => value instanceof MeshPeer;
+
+// the core session (frames, windows) is not reachable
+export function core(session: RpcSession): unknown {
+  // @ts-expect-error RpcSession keeps its core session private
+  return session.core;
+}
+export const memory = createSession;
+`;
+
 /** Consumer files (path in the consumer project -> source): checks of this repository, importing `gridwire`. */
 async function consumerFiles(): Promise<Record<string, string>> {
   const fromRepo = async (path: string): Promise<string> => readFile(join(root, 'test', path), 'utf8');
@@ -31,6 +61,7 @@ async function consumerFiles(): Promise<Record<string, string>> {
     'types/define-service.check.ts': asUser(await fromRepo('types/define-service.check.ts'), 'types/define-service.check.ts'),
     'rpc/schema-types.check.ts': asUser(await fromRepo('rpc/schema-types.check.ts'), 'rpc/schema-types.check.ts'),
     'fixtures/transforming-schemas.ts': await fromRepo('fixtures/transforming-schemas.ts'),
+    'consumer.ts': CONSUMER,
   };
 }
 
@@ -145,3 +176,7 @@ function importersOf(target: string, reached: readonly string[]): string {
     return text.includes(`'${relative.startsWith('.') ? relative : `./${relative}`}'`);
   }).join(', ');
 }
+
+void test("a user's program compiles against the published .d.ts, and cannot make a MeshPeer or a ServiceImpl by hand nor reach the core session", { timeout: TIME_LIMIT_MS }, () => {
+  assert.deepEqual(errorsIn('consumer.ts'), []);
+});
