@@ -6,6 +6,7 @@
  */
 import { stderrLog, type LogFn } from '../log.js';
 import { checkConnectOptions, type ConnectOptions } from '../endpoint/endpoints.js';
+import { parseAddress } from '../transport/address.js';
 import { TypedClients, type Client } from '../rpc/client/typed-client.js';
 import { deadlineOf } from '../rpc/deadline.js';
 import { checkCloseOptions, type RpcSession } from '../rpc/rpc-session.js';
@@ -25,6 +26,7 @@ export class Channel {
   private readonly clients: TypedClients;
 
   constructor(readonly url: string, options: ChannelOptions = {}) {
+    parseAddress(url); // a malformed address throws its TypeError here: redialing it would never succeed
     checkConnectOptions(options); // a bad option throws here, not at every redial
     const { reconnect, log, ...connectOptions } = options;
     const link = new Link(url, log ?? stderrLog);

@@ -6,6 +6,7 @@
 import { Status } from '../wire/constants.js';
 import { ProtocolError } from '../wire/errors.js';
 import { stderrLog, type LogFn } from '../log.js';
+import { parseAddress } from '../transport/address.js';
 import { dial, listenOn, type DialOptions, type Listener } from '../transport/net.js';
 import type { Transport } from '../transport/transport.js';
 import { rpcErrorOf } from '../rpc/connection-error.js';
@@ -31,6 +32,7 @@ export interface Server {
 }
 
 export async function listen(url: string, options: ListenOptions = {}): Promise<Server> {
+  parseAddress(url); // a malformed address rejects with its TypeError before anything else
   checkRpcSessionOptions(options); // a bad option throws here, not inside the accept callback of the first connection
   const registry = new Registry(options.services, options.serverInterceptors);
   const sessions = new Set<RpcSession>();
@@ -97,10 +99,14 @@ const DEFAULT_CONNECT_TIMEOUT_MS = 10_000;
 
 /**
  * Dials `url` (tcp://host:port or unix:///path) and resolves with a ready session. `connectTimeoutMs` bounds the dial
- * and the handshake together. Failures are UNAVAILABLE (FAILED_PRECONDITION for a protocol version mismatch).
+ * and the handshake together. Failures are UNAVAILABLE (FAILED_PRECONDITION for a protocol version mismatch); a
+ * malformed address or option rejects with a TypeError or RangeError before dialing.
  */
 export async function connect(url: string, options: ConnectOptions = {}): Promise<RpcSession> {
-  checkConnectOptions(options); // before dialing: a bad option must not leave a socket behind
+  // before dialing: a malformed address is the caller's mistake (a TypeError naming it and the schemes, not a
+  // retry-safe UNAVAILABLE to retry for ever), and a bad option must not leave a socket behind
+  parseAddress(url);
+  checkConnectOptions(options);
   const timeoutMs = options.connectTimeoutMs ?? DEFAULT_CONNECT_TIMEOUT_MS;
   const deadline = performance.now() + timeoutMs;
   let transport: Transport;

@@ -26,7 +26,9 @@ export interface PeerStateEvent {
   delayMs?: number;
 }
 
+/** @internal Control connections per pair, at most. */
 export const MAX_POOL = 64;
+/** @internal The connection labels a mesh accepts. */
 export const LANE_LABEL = /^(control(\.\d{1,2})?|data)$/;
 /**
  * Per-turn read budget of a `data` lane (SessionOptions.readBudgetBytes): a bulk transfer yields the event loop every
@@ -34,11 +36,12 @@ export const LANE_LABEL = /^(control(\.\d{1,2})?|data)$/;
  */
 const DATA_LANE_READ_BUDGET_BYTES = 64 * 1024;
 
-/** The read budget of a connection of `lane`, on either side of it. */
+/** @internal The read budget of a connection of `lane`, on either side of it. */
 export function laneReadBudget(lane: string): number {
   return lane === 'data' ? DATA_LANE_READ_BUDGET_BYTES : 0;
 }
 
+/** @internal What a peer takes from its mesh. */
 export interface PeerContext {
   /** The application's own admission check (MeshOptions.admit), after the mesh's. */
   admit?: (peer: SessionPeer) => string | undefined;
@@ -50,7 +53,11 @@ export interface PeerContext {
   onState(event: PeerStateEvent): void;
 }
 
-/** One peer of a mesh: its lanes, its state, and typed clients whose calls pick a lane and a connection. */
+/**
+ * One peer of a mesh: its lanes, its state, and typed clients whose calls pick a lane and a connection. Only a Mesh
+ * makes one (`mesh.peer(name)`, `mesh.addPeer()`): the constructor is private and the factory internal, so the
+ * published class has no constructor a user can call and its context stays out of the declarations.
+ */
 export class MeshPeer extends EventEmitter<{ state: [PeerStateEvent] }> {
   private readonly lanes = new Map<string, Link>();
   private readonly clients: TypedClients;
@@ -59,7 +66,12 @@ export class MeshPeer extends EventEmitter<{ state: [PeerStateEvent] }> {
   private started = false;
   private closed = false;
 
-  constructor(
+  /** @internal The peer `name` of a mesh, dialed at `url` (null: it dials us). */
+  static create(name: string, url: string | null, dials: boolean, poolSize: number, dataLane: boolean, context: PeerContext): MeshPeer {
+    return new MeshPeer(name, url, dials, poolSize, dataLane, context);
+  }
+
+  private constructor(
     readonly name: string,
     readonly url: string | null,
     /** True when this node is the one that dials this peer. */

@@ -18,6 +18,7 @@ import { RpcError } from '../rpc/rpc-error.js';
 import { checkCloseOptions, checkMsOption, type RpcSession, type RpcSessionOptions } from '../rpc/rpc-session.js';
 import { Status } from '../wire/constants.js';
 import type { SessionPeer } from '../session/handshake.js';
+import { parseAddress } from '../transport/address.js';
 import { resolveReconnectOptions, type ReconnectOptions, type ResolvedReconnectOptions } from '../channel/backoff.js';
 import { MAX_POOL, LANE_LABEL, laneReadBudget, MeshPeer, type PeerStateEvent } from './mesh-peer.js';
 
@@ -73,6 +74,7 @@ export class Mesh extends EventEmitter<{ peer: [PeerStateEvent] }> {
     this.sessionOptions = { ...session, nodeName: name };
     checkConnectOptions(this.sessionOptions); // a bad option throws here, not at the first connection
     checkMsOption('fallbackDialAfterMs', options.fallbackDialAfterMs, 'never dial a peer that should dial us');
+    if (options.listen !== undefined) parseAddress(options.listen); // a malformed address: a TypeError here, not at start()
     this.name = name;
     // a restarted node is redialed by its peers only (no storm to spread), and a cluster starting up retries briskly
     this.reconnect = resolveReconnectOptions(options.reconnect, { lossSpreadMs: 2_000, initialDelayMs: 250, startupRetryMs: 10_000 });
@@ -136,8 +138,9 @@ export class Mesh extends EventEmitter<{ peer: [PeerStateEvent] }> {
     if (name === this.name) throw new RangeError(`a node cannot be its own peer (${JSON.stringify(name)})`);
     if (this.peerHandles.has(name)) throw new RangeError(`peer ${JSON.stringify(name)} is already in the mesh`);
     if (this.stopped) throw new Error('the mesh is stopped');
+    if (url !== null) parseAddress(url); // a malformed address: a TypeError here, not a peer redialing it for ever
     const dialer = dialsTo(this.name, name);
-    const peer = new MeshPeer(name, url, dialer, this.poolSize, this.options.dataLane === true, {
+    const peer = MeshPeer.create(name, url, dialer, this.poolSize, this.options.dataLane === true, {
       reconnect: this.reconnect,
       log: this.log,
       // a node nobody can dial (no listen address) dials at once, whichever side the hash picked

@@ -6,7 +6,7 @@
 import type { HandlerContext } from './server/context.js';
 import type { ByteStream, MessageStream } from './inbox.js';
 import type { AnyHandler } from './server/context.js';
-import type { ServiceImpl } from './server/registry.js';
+import { servedImpl, type ServiceImpl } from './server/registry.js';
 import type { RpcSession } from './rpc-session.js';
 import type { ByteSource } from './sender.js';
 import type { MethodMap, RequestOf, ResponseInputOf, ServiceDef } from './service.js';
@@ -43,5 +43,5 @@ export function serve<M extends MethodMap>(service: ServiceDef<M>, handlers: Han
   for (const name of Object.keys(handlers)) {
     if (!service.descriptors.has(name)) throw new TypeError(`serve(${service.name}): '${name}' is not a method of the service`);
   }
-  return { service: service as unknown as ServiceDef, handlers: bound };
+  return servedImpl(service as unknown as ServiceDef, bound);
 }

@@ -6,7 +6,8 @@
 import { Status } from '../wire/constants.js';
 import type { SessionPeer } from '../session/handshake.js';
 import { resolveSessionOptions, type SessionOptions } from '../session/options.js';
-import { Session, type IncomingStream, type Role } from '../session/session.js';
+import type { Role } from '../session/role.js';
+import { Session, type IncomingStream } from '../session/session.js';
 import type { Transport } from '../transport/transport.js';
 import { SessionCaller, type Caller } from './client/caller.js';
 import type { ClientInterceptor } from './client/interceptor.js';
@@ -15,7 +16,7 @@ import { rpcErrorOf } from './connection-error.js';
 import { checkInterceptors } from './interceptor.js';
 import type { ServerInterceptor } from './server/interceptor.js';
 import { DrainWatch } from './server/draining.js';
-import { Registry, type ServiceImpl } from './server/registry.js';
+import { checkServices, Registry, type ServiceImpl } from './server/registry.js';
 import { ServerCall, type ServerHost } from './server/server-call.js';
 import type { MethodMap, ServiceDef } from './service.js';
 
@@ -39,6 +40,7 @@ export interface RpcSessionOptions extends SessionOptions {
 /** @internal Throws for a bad option: called where options are first given (listen, connect, channel, Mesh), not at a redial. */
 export function checkRpcSessionOptions(options: RpcSessionOptions): void {
   resolveSessionOptions(options);
+  checkServices(options.services);
   checkInterceptors(options.clientInterceptors, 'clientInterceptors');
   checkInterceptors(options.serverInterceptors, 'serverInterceptors');
 }

@@ -29,12 +29,15 @@ export interface MethodDef<Req, Res, Kind extends MethodKind = MethodKind, Handl
   readonly codec: Codec;
   readonly input: StandardSchemaV1 | undefined;
   readonly output: StandardSchemaV1 | undefined;
-  /** Phantom fields that carry the types: never set. Public on purpose: stripped from the .d.ts, they would lose `Req`. */
+  /**
+   * Phantom fields that carry the types: never set. All four stay in the published .d.ts on purpose: RequestOf and
+   * friends infer from them, so a stripped one types that side as `never` for users (test/types/published-dts.test.ts).
+   * No stripping tag may appear in their comments, not even quoted: tsc strips on the bare word.
+   */
   readonly __req?: (req: Req) => void;
   readonly __res?: () => Res;
-  /** @internal (covariant, so `unary<Req, never>()` still fits a MethodMap) */
+  /** Covariant, so `unary<Req, never>()` still fits a MethodMap. */
   readonly __handlerReq?: () => HandlerReq;
-  /** @internal */
   readonly __handlerRes?: () => HandlerRes;
 }
 

@@ -43,6 +43,7 @@ import { Keepalive } from './keepalive.js';
 import { PeerGuard } from './peer-guard.js';
 import { ReceiveBudget } from './receive-budget.js';
 import { Outbox } from './outbox.js';
+import type { Role } from './role.js';
 import type { Stream, StreamHost } from './stream.js';
 import { StreamAcceptor, type IncomingStream } from './stream-acceptor.js';
 import { StreamFrames } from './stream-frames.js';
@@ -51,8 +52,6 @@ import { StreamOpener, type OpenStreamInit } from './stream-opener.js';
 // what openStream() takes and the onStream hook gets, defined where each is made
 export type { IncomingStream } from './stream-acceptor.js';
 export type { OpenStreamInit } from './stream-opener.js';
-
-export type Role = 'dialer' | 'acceptor';
 
 export interface SessionHooks {
   /** A new stream from the peer. Set `stream.events` before returning; call `session.release(stream)` when done. */
@@ -250,23 +249,21 @@ export class Session implements StreamHost {
   }
 
   // ---------------------------------------------------------------- StreamHost (used by Stream)
+  // Not stripped from the .d.ts: a class whose `implements` members were stripped is a type error there. Users never
+  // reach this class (RpcSession keeps it private; the declarations they reach do not import this file).
 
-  /** @internal */
   get maxMessageBytes(): number {
     return this.options.maxMessageBytes;
   }
 
-  /** @internal */
   get maxReassemblyBytes(): number {
     return this.options.maxReassemblyBytes;
   }
 
-  /** @internal */
   reserveReassembly(bytes: number): boolean {
     return this.receiveBudget.reserveReassembly(bytes);
   }
 
-  /** @internal */
   streamClosed(stream: Stream, opened: boolean): void {
     if (this.streams.get(stream.id) !== stream) return;
     this.streams.delete(stream.id);

@@ -11,7 +11,11 @@ import { describe, test } from 'node:test';
 
 import {
   bidi,
+  channel,
   clientStream,
+  connect,
+  createMemoryPair,
+  createSession,
   defineService,
   download,
   listen,
@@ -25,6 +29,7 @@ import {
   type ClientInterceptor,
   type MessageStream,
   type RpcSession,
+  type ServiceImpl,
 } from '../../src/index.js';
 import { openChannel, startServer } from '../fixtures/connections.js';
 import { againstRawPeer } from '../fixtures/sessions.js';
@@ -163,6 +168,31 @@ async function everyKind(session: RpcSession, options: CallOptions): Promise<Rec
     get: await settle(drain(client.get('x', options))),
   };
 }
+
+void describe('services are what serve() made', () => {
+  const Calc = defineService('calc.v1', { add: unary<number, number>() });
+  const calc = serve(Calc, { add: (n) => n + 1 });
+
+  // a hand-made { service } used to pass the type check (the handlers field is not in the published .d.ts) and crash
+  // in the registry with "Cannot read properties of undefined"; connect() found out only after dialing
+  void test('a hand-made { service } object is a TypeError saying to use serve(): listen, connect (before dialing), channel, Mesh, createSession', { timeout: 5000 }, async () => {
+    const handMade = [{ service: Calc }] as unknown as ServiceImpl[];
+    const useServe = { name: 'TypeError', message: /services\[0\] is an object, not a served service: make it with serve\(Service, handlers\)/ };
+    await assert.rejects(listen(`unix://${socketPath()}`, { services: handMade }), useServe);
+    // nothing listens at this address: a connect() that dialed first would reject UNAVAILABLE
+    await assert.rejects(connect(`unix://${socketPath()}`, { services: handMade }), useServe);
+    assert.throws(() => channel(`unix://${socketPath()}`, { services: handMade }), useServe);
+    assert.throws(() => new Mesh({ name: 'a', services: handMade, log: () => undefined }), useServe);
+    const [transport] = createMemoryPair();
+    assert.throws(() => createSession(transport, 'dialer', { services: handMade }), useServe);
+  });
+
+  void test('services that are not an array, or that name one service twice: TypeError before dialing', { timeout: 5000 }, async () => {
+    const notAnArray = calc as unknown as ServiceImpl[];
+    await assert.rejects(connect(`unix://${socketPath()}`, { services: notAnArray }), { name: 'TypeError', message: /services must be an array of serve\(Service, handlers\) results, got an object/ });
+    await assert.rejects(connect(`unix://${socketPath()}`, { services: [calc, calc] }), { name: 'TypeError', message: /service calc\.v1 is registered twice/ });
+  });
+});
 
 void describe('errors say what to do', () => {
   void test("a request over the peer's maxMessageBytes names the option, the size and the limit, and says to raise it on both sides", { timeout: 5000 }, async (t) => {

@@ -27,7 +27,7 @@ export interface BidiCall<Req, Res> extends MessageStream<Res> {
   end(): void;
 }
 
-/** A bidi call; with `requests`, their iterable drives its sending side (a failure of theirs fails the call). */
+/** @internal A bidi call; with `requests`, their iterable drives its sending side (a failure of theirs fails the call). */
 export function callBidi(
   core: Session,
   descriptor: MethodDescriptor,
@@ -42,7 +42,7 @@ export function callBidi(
   return handle;
 }
 
-/** A bidi call that could not start: sends reject and reading throws `error`. */
+/** @internal A bidi call that could not start: sends reject and reading throws `error`. */
 export function failedBidi(error: RpcError): BidiCall<unknown, unknown> {
   return new BidiHandle(undefined, undefined, undefined, failedStream(error), error, false);
 }

@@ -24,7 +24,7 @@ export interface Caller {
   download(method: MethodDescriptor, request: unknown, options: CallOptions | undefined): ByteStream;
 }
 
-/** Calls on one connection. */
+/** @internal Calls on one connection (the core session's type stays out of the published declarations users reach). */
 export class SessionCaller implements Caller {
   constructor(private readonly core: Session) {}
 

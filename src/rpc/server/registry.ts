@@ -8,11 +8,47 @@ import type { MethodDescriptor, ServiceDef } from '../service.js';
 import type { AnyHandler } from './context.js';
 import { handlerChain, type HandlerChain, type ServerInterceptor } from './interceptor.js';
 
-/** A service definition bound to its handlers, ready to pass to `listen` or `connect` as `services`. */
+/** Marks what serve() made: a key users cannot spell, so a hand-made `{ service }` is a type error, and checked at run time. */
+const served: unique symbol = Symbol('gridwire.served');
+
+/**
+ * A service definition bound to its handlers, ready to pass to `listen` or `connect` as `services`. Made only by
+ * `serve(Service, handlers)`: anything else is refused (a type error, and a TypeError at run time).
+ */
 export interface ServiceImpl {
   readonly service: ServiceDef;
   /** @internal */
   readonly handlers: ReadonlyMap<string, AnyHandler>;
+  readonly [served]: true;
+}
+
+/** @internal What serve() returns, once it has checked `handlers` against the definition. */
+export function servedImpl(service: ServiceDef, handlers: ReadonlyMap<string, AnyHandler>): ServiceImpl {
+  return { service, handlers, [served]: true };
+}
+
+/**
+ * @internal Throws a TypeError for `services` that are not an array of serve() results, or that name a service twice:
+ * called by Registry, and where options are first given (before a dial, not at each one).
+ */
+export function checkServices(services: unknown): void {
+  if (services === undefined) return;
+  if (!Array.isArray(services)) throw new TypeError(`services must be an array of serve(Service, handlers) results, got ${describeValue(services)}`);
+  const names = new Set<string>();
+  for (const [i, impl] of services.entries()) {
+    if (typeof impl !== 'object' || impl === null || (impl as Partial<ServiceImpl>)[served] !== true) {
+      throw new TypeError(`services[${i}] is ${describeValue(impl)}, not a served service: make it with serve(Service, handlers)`);
+    }
+    const { name } = (impl as ServiceImpl).service;
+    if (names.has(name)) throw new TypeError(`service ${name} is registered twice`);
+    names.add(name);
+  }
+}
+
+function describeValue(value: unknown): string {
+  if (value === null) return 'null';
+  if (Array.isArray(value)) return 'an array';
+  return typeof value === 'object' ? 'an object' : typeof value === 'string' ? JSON.stringify(value) : typeof value;
 }
 
 /** One method this side serves. */
@@ -29,10 +65,8 @@ export class Registry {
 
   constructor(services: readonly ServiceImpl[] = [], interceptors: readonly ServerInterceptor[] = []) {
     checkInterceptors(interceptors, 'serverInterceptors');
-    const names = new Set<string>();
+    checkServices(services);
     for (const impl of services) {
-      if (names.has(impl.service.name)) throw new TypeError(`service ${impl.service.name} is registered twice`);
-      names.add(impl.service.name);
       for (const [name, descriptor] of impl.service.descriptors) {
         const handler = impl.handlers.get(name)!;
         this.routes.set(descriptor.path, { descriptor, handler, chain: handlerChain(descriptor, handler, interceptors) });
