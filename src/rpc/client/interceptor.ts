@@ -1,6 +1,7 @@
 /**
- * Client interceptors: what they see of an outgoing call and get back from it, and the method function that runs a
- * chain of them in front of a Caller. Only clients built with interceptors come here; without any, a method function
+ * The client interceptor chain: the method function that runs a chain of interceptors in front of a Caller, and the
+ * chain's end that hands the call to it (what interceptors see and return: outgoing-call.ts). Only clients built with
+ * interceptors come here; without any, a method function
  * hands its arguments straight to the Caller (typed-client.ts) and pays for none of this.
  *
  * Every kind goes through the same chain. What `next(call)` resolves with depends on the kind: the response of a
@@ -8,7 +9,6 @@
  * of a download, the handle of a bidi call as soon as the call has started (read or wrap them to see what flows).
  */
 import { Status } from '../../wire/constants.js';
-import type { Metadata } from '../../wire/metadata.js';
 import { deadlineOf } from '../deadline.js';
 import type { ByteStream, MessageStream } from '../inbox.js';
 import { compose, methodInfo, type MethodInfo } from '../interceptor.js';
@@ -20,76 +20,8 @@ import { failedBidi, type BidiCall } from './bidi-call.js';
 import type { CallOptions } from './call-options.js';
 import type { Caller } from './caller.js';
 import { DeferredBidi, DeferredStream } from './deferred.js';
+import type { CallResult, ClientInterceptor, ClientNext, OutgoingCall } from './outgoing-call.js';
 import { failedStream } from './stream-call.js';
-
-interface OutgoingCallBase {
-  readonly method: MethodInfo;
-  /** Request metadata, sent when the chain reaches its end: add or change entries before `next`. A copy of the caller's. */
-  readonly metadata: Metadata;
-  /** The caller's signal: aborting it cancels the call. */
-  readonly signal: AbortSignal | undefined;
-  /** The call's deadline as a `Date.now()` timestamp (from `timeoutMs` and `deadline`), or undefined. */
-  readonly deadline: number | undefined;
-  /** The caller's options as given (`onTrailer`, `waitForReady`, `progressTimeoutMs`...); the fields above win. */
-  readonly options: CallOptions | undefined;
-}
-
-/** A unary, serverStream or download call: one request message. */
-export interface OutgoingMessageCall extends OutgoingCallBase {
-  readonly kind: 'unary' | 'serverStream' | 'download';
-  readonly request: unknown;
-}
-
-/** A clientStream call: the caller's source of request messages. */
-export interface OutgoingStreamCall extends OutgoingCallBase {
-  readonly kind: 'clientStream';
-  readonly requests: Iterable<unknown> | AsyncIterable<unknown>;
-}
-
-/**
- * A bidi call: requests are sent on the handle it returns, or, when the caller gave an iterable of them
- * (`chat(requests)`), come from `requests` (replace it with a wrapping generator to see or change them).
- */
-export interface OutgoingBidiCall extends OutgoingCallBase {
-  readonly kind: 'bidi';
-  readonly requests?: Iterable<unknown> | AsyncIterable<unknown>;
-}
-
-/** An upload: one request message, then the bulk body. */
-export interface OutgoingUploadCall extends OutgoingCallBase {
-  readonly kind: 'upload';
-  readonly request: unknown;
-  readonly body: ByteSource;
-}
-
-/**
- * An outgoing call as a client interceptor sees it. Pass it on as it is, or a changed copy
- * (`next({ ...call, request })`, `next({ ...call, deadline })`): the end of the chain sends what it is given.
- */
-export type OutgoingCall = OutgoingMessageCall | OutgoingStreamCall | OutgoingBidiCall | OutgoingUploadCall;
-
-/**
- * What an outgoing call gave back, by kind; an interceptor may return a replacement of the same kind. A replacement
- * stream may be any async iterable (an async generator over the original, say): the caller's `break` reaches the
- * original through it and cancels the call.
- */
-export type CallResult =
-  | { readonly kind: 'unary'; readonly response: unknown }
-  | { readonly kind: 'clientStream'; readonly response: unknown }
-  | { readonly kind: 'upload'; readonly response: unknown }
-  | { readonly kind: 'serverStream'; readonly responses: AsyncIterable<unknown> }
-  | { readonly kind: 'download'; readonly body: AsyncIterable<Uint8Array> }
-  | { readonly kind: 'bidi'; readonly call: BidiCall<unknown, unknown> };
-
-/** One step of a client chain: the rest of the chain, or the call itself at its end. */
-export type ClientNext = (call: OutgoingCall) => Promise<CallResult>;
-
-/**
- * Wraps every outgoing call of the clients it is configured on (`clientInterceptors`): it may read or change the
- * call, throw (an RpcError fails the call with its status; anything else becomes UNKNOWN), and read, wrap or replace
- * the result.
- */
-export type ClientInterceptor = (next: ClientNext) => ClientNext;
 
 /** The client function of one method behind a chain of interceptors. */
 export function interceptedMethod(caller: Caller, descriptor: MethodDescriptor, interceptors: readonly ClientInterceptor[]): unknown {
