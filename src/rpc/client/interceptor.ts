@@ -8,20 +8,15 @@
  * unary, clientStream or upload call once it has arrived; the response stream of a serverStream call, the byte stream
  * of a download, the handle of a bidi call as soon as the call has started (read or wrap them to see what flows).
  */
-import { Status } from '../../wire/constants.js';
 import { deadlineOf } from '../deadline.js';
-import type { ByteStream, MessageStream } from '../inbox.js';
 import { compose, methodInfo, type MethodInfo } from '../interceptor.js';
-import { RpcError } from '../rpc-error.js';
 import { discardSource, type ByteSource } from '../sender.js';
-import type { MethodDescriptor, MethodKind } from '../service.js';
+import type { MethodDescriptor } from '../service.js';
 import { bidiArguments } from './bidi-arguments.js';
-import { failedBidi, type BidiCall } from './bidi-call.js';
 import type { CallOptions } from './call-options.js';
 import type { Caller } from './caller.js';
-import { DeferredBidi, DeferredStream } from './deferred.js';
+import { CALL_STATE, InterceptedCall, type CallWithState } from './intercepted-call.js';
 import type { CallResult, ClientInterceptor, ClientNext, OutgoingCall } from './outgoing-call.js';
-import { failedStream } from './stream-call.js';
 
 /** The client function of one method behind a chain of interceptors. */
 export function interceptedMethod(caller: Caller, descriptor: MethodDescriptor, interceptors: readonly ClientInterceptor[]): unknown {
@@ -31,27 +26,36 @@ export function interceptedMethod(caller: Caller, descriptor: MethodDescriptor, 
   switch (kind) {
     case 'unary':
     case 'clientStream':
-      return (request: unknown, options?: CallOptions) => run(chain, outgoing(method, options, request, undefined)).then(responseOf, failWith);
+      return (request: unknown, options?: CallOptions) => {
+        const state = new InterceptedCall(kind);
+        return state.response(run(chain, outgoing(method, options, request, undefined, state)));
+      };
     case 'upload':
-      return (request: unknown, body: ByteSource, options?: CallOptions) =>
-        run(chain, outgoing(method, options, request, body)).then(responseOf, (error: unknown) => failUpload(body, error));
+      return (request: unknown, body: ByteSource, options?: CallOptions) => {
+        const state = new InterceptedCall(kind);
+        return state.response(run(chain, outgoing(method, options, request, body, state))).catch((error: unknown) => failUpload(body, error));
+      };
     case 'serverStream':
-      return (request: unknown, options?: CallOptions) => new DeferredStream(run(chain, outgoing(method, options, request, undefined)).then(responsesOf, failedStreamOf));
     case 'download':
-      return (request: unknown, options?: CallOptions) => new DeferredStream(run(chain, outgoing(method, options, request, undefined)).then(bodyOf, failedStreamOf));
+      return (request: unknown, options?: CallOptions) => {
+        const state = new InterceptedCall(kind);
+        return state.stream(run(chain, outgoing(method, options, request, undefined, state)));
+      };
     case 'bidi':
       return (first?: unknown, second?: unknown) => {
         const { requests, options } = bidiArguments(method.path, first, second);
-        return new DeferredBidi(run(chain, outgoing(method, options, requests, undefined)).then(bidiOf, failedBidiOf));
+        const state = new InterceptedCall(kind);
+        return state.bidi(run(chain, outgoing(method, options, requests, undefined, state)));
       };
   }
 }
 
 /**
- * The call object: one shape for every kind. For a clientStream call the caller's first argument is its requests
- * (for a bidi call its requests, if it gave any), for an upload the second is the body.
+ * The call object: one shape for every kind, carrying its state for the chain's end. For a clientStream call the
+ * caller's first argument is its requests (for a bidi call its requests, if it gave any), for an upload the second is
+ * the body.
  */
-function outgoing(method: MethodInfo, options: CallOptions | undefined, first: unknown, body: ByteSource | undefined): OutgoingCall {
+function outgoing(method: MethodInfo, options: CallOptions | undefined, first: unknown, body: ByteSource | undefined, state: InterceptedCall): OutgoingCall {
   const kind = method.kind;
   const streams = kind === 'clientStream' || kind === 'bidi';
   return {
@@ -64,6 +68,7 @@ function outgoing(method: MethodInfo, options: CallOptions | undefined, first: u
     request: streams ? undefined : first,
     requests: streams ? first : undefined,
     body,
+    [CALL_STATE]: state,
   } as OutgoingCall;
 }
 
@@ -76,10 +81,14 @@ function run(chain: ClientNext, call: OutgoingCall): Promise<CallResult> {
   }
 }
 
-/** The end of the chain: the call as the interceptors left it, handed to the Caller. */
+/**
+ * The end of the chain: the call as the interceptors left it, handed to the Caller. What the Caller starts for a
+ * streaming kind is recorded on the call's state (when the call still carries it), so that the caller reads it as it is.
+ */
 function endOfChain(caller: Caller, descriptor: MethodDescriptor): ClientNext {
   const kind = descriptor.def.kind;
   return (call) => {
+    const state = (call as CallWithState)[CALL_STATE];
     const options: CallOptions = { ...call.options, metadata: call.metadata, signal: call.signal, deadline: call.deadline, timeoutMs: undefined };
     const c = call as OutgoingCall & { request: unknown; requests: Iterable<unknown> | AsyncIterable<unknown>; body: ByteSource };
     switch (kind) {
@@ -89,61 +98,23 @@ function endOfChain(caller: Caller, descriptor: MethodDescriptor): ClientNext {
         return caller.clientStream(descriptor, c.requests, options).then((response) => ({ kind, response }));
       case 'upload':
         return caller.upload(descriptor, c.request, c.body, options).then((response) => ({ kind, response }));
-      case 'serverStream':
-        return Promise.resolve({ kind, responses: caller.serverStream(descriptor, c.request, options) });
-      case 'download':
-        return Promise.resolve({ kind, body: caller.download(descriptor, c.request, options) });
-      case 'bidi':
-        return Promise.resolve({ kind, call: caller.bidi(descriptor, c.requests, options) });
+      case 'serverStream': {
+        const responses = caller.serverStream(descriptor, c.request, options);
+        state?.began(responses);
+        return Promise.resolve({ kind, responses });
+      }
+      case 'download': {
+        const body = caller.download(descriptor, c.request, options);
+        state?.began(body);
+        return Promise.resolve({ kind, body });
+      }
+      case 'bidi': {
+        const handle = caller.bidi(descriptor, c.requests, options);
+        state?.began(handle);
+        return Promise.resolve({ kind, call: handle });
+      }
     }
   };
-}
-
-function responseOf(result: CallResult): unknown {
-  if (result !== null && typeof result === 'object' && 'response' in result) return result.response;
-  throw mismatch(result, 'unary, clientStream or upload');
-}
-
-function responsesOf(result: CallResult): MessageStream<unknown> {
-  return result !== null && typeof result === 'object' && 'responses' in result ? asMessageStream(result.responses) : failedStream(mismatch(result, 'serverStream'));
-}
-
-function bodyOf(result: CallResult): ByteStream {
-  return result !== null && typeof result === 'object' && 'body' in result ? asMessageStream(result.body) : failedStream(mismatch(result, 'download'));
-}
-
-/** The stream an interceptor returned, as the caller reads it: an iterator with `return` (an async generator is one). */
-function asMessageStream<T>(source: AsyncIterable<T>): MessageStream<T> {
-  const s = source as Partial<MessageStream<T>>;
-  if (typeof s.next === 'function' && typeof s.return === 'function' && typeof s[Symbol.asyncIterator] === 'function') return source as MessageStream<T>;
-  if (source === null || typeof source !== 'object' || typeof source[Symbol.asyncIterator] !== 'function') {
-    return failedStream(new RpcError(Status.INTERNAL, 'a client interceptor returned a response stream that is not an async iterable'));
-  }
-  const iterator = source[Symbol.asyncIterator]();
-  return {
-    [Symbol.asyncIterator]() {
-      return this;
-    },
-    next: () => iterator.next() as Promise<IteratorResult<T, undefined>>,
-    return: async () => {
-      await iterator.return?.();
-      return { done: true, value: undefined };
-    },
-  };
-}
-
-function bidiOf(result: CallResult): BidiCall<unknown, unknown> {
-  return result !== null && typeof result === 'object' && 'call' in result ? result.call : failedBidi(mismatch(result, 'bidi'));
-}
-
-function mismatch(result: unknown, expected: string): RpcError {
-  const kind = (result as { kind?: MethodKind } | null)?.kind;
-  return new RpcError(Status.INTERNAL, `a client interceptor returned ${kind === undefined ? 'no result' : `a ${kind} result`} for a ${expected} call`);
-}
-
-/** What an interceptor threw, as the RpcError every failed call rejects with. */
-function failWith(error: unknown): never {
-  throw RpcError.from(error);
 }
 
 /**
@@ -152,13 +123,5 @@ function failWith(error: unknown): never {
  */
 function failUpload(body: ByteSource, error: unknown): never {
   discardSource(body);
-  throw RpcError.from(error);
-}
-
-function failedStreamOf<T>(error: unknown): MessageStream<T> {
-  return failedStream(RpcError.from(error));
-}
-
-function failedBidiOf(error: unknown): BidiCall<unknown, unknown> {
-  return failedBidi(RpcError.from(error));
+  throw error;
 }

@@ -1,0 +1,172 @@
+/**
+ * The edges of the client interceptor chain: what an interceptor's bad replacement stream does to the caller (an
+ * RpcError, never a crash), a result of the wrong kind (INTERNAL, and the real call cancelled), what is closed when
+ * the chain never reaches the Caller, and the caller's deadline and signal while an interceptor awaits.
+ */
+import assert from 'node:assert/strict';
+import { describe, test, type TestContext } from 'node:test';
+
+import {
+  bidi,
+  createMemoryPair,
+  createSession,
+  defineService,
+  RpcError,
+  serve,
+  serverStream,
+  Status,
+  type ClientInterceptor,
+  type RpcSession,
+  type RpcSessionOptions,
+} from '../../src/index.js';
+import { DeferredBidi, DeferredStream } from '../../src/rpc/client/deferred.js';
+import type { MessageStream } from '../../src/rpc/inbox.js';
+import type { BidiCall } from '../../src/rpc/client/bidi-call.js';
+import { rejectsWithStatus, sleep, within } from '../helpers.js';
+
+const CLEANUP_MS = 3000;
+
+const Edges = defineService('test.edges.v1', {
+  count: serverStream<number, number>(),
+  chat: bidi<string, string>(),
+});
+
+const edgesImpl = serve(Edges, {
+  count: async function* (n) {
+    for (let i = 0; i < n; i++) yield i;
+  },
+  chat: async function* (requests) {
+    for await (const text of requests) yield text;
+  },
+});
+
+/** Two sessions over an in-memory pair: `caller` (with `callerOptions`) calls `callee`, which serves Edges. */
+async function pair(t: TestContext, callerOptions: RpcSessionOptions): Promise<{ caller: RpcSession; callee: RpcSession }> {
+  const [a, b] = createMemoryPair();
+  const caller = createSession(a, 'dialer', callerOptions);
+  const callee = createSession(b, 'acceptor', { services: [edgesImpl] });
+  t.after(async () => {
+    caller.destroy();
+    callee.destroy();
+    await within(Promise.all([caller.closed, callee.closed]), CLEANUP_MS, 'sessions to close');
+  });
+  await within(Promise.all([caller.ready, callee.ready]), CLEANUP_MS, 'handshake');
+  return { caller, callee };
+}
+
+/** Collects the process's unhandled rejections while the test runs (none may escape a call). */
+function unhandledRejections(t: TestContext): unknown[] {
+  const seen: unknown[] = [];
+  const record = (reason: unknown): void => void seen.push(reason);
+  process.on('unhandledRejection', record);
+  t.after(() => void process.off('unhandledRejection', record));
+  return seen;
+}
+
+async function readAll<T>(source: AsyncIterable<T>): Promise<T[]> {
+  const out: T[] = [];
+  for await (const item of source) out.push(item);
+  return out;
+}
+
+/** The error reading `source` to its end rejects with. */
+async function readError(source: AsyncIterable<unknown>): Promise<unknown> {
+  try {
+    await readAll(source);
+  } catch (error) {
+    return error;
+  }
+  assert.fail('the stream ended without an error');
+}
+
+void describe("a client interceptor's replacement stream", () => {
+  void test('whose [Symbol.asyncIterator]() throws fails the reader with an RpcError, and no rejection goes unhandled (the bug crashed the process)', async (t) => {
+    const unhandled = unhandledRejections(t);
+    const bad: ClientInterceptor = (next) => async (call) => {
+      await next(call);
+      const responses = {
+        [Symbol.asyncIterator]() {
+          throw new Error('iterator factory threw');
+        },
+      };
+      return { kind: 'serverStream', responses: responses as AsyncIterable<unknown> };
+    };
+    const { caller } = await pair(t, { clientInterceptors: [bad] });
+    const error = await readError(caller.client(Edges).count(3));
+    assert.ok(error instanceof RpcError, `an RpcError, got ${String(error)}`);
+    assert.equal(error.code, Status.UNKNOWN);
+    assert.equal(error.rawMessage, 'iterator factory threw');
+    await sleep(20);
+    assert.deepEqual(unhandled, []);
+  });
+
+  void test('that throws while read (an async generator) fails the reader with an RpcError made by RpcError.from', async (t) => {
+    const throwing: ClientInterceptor = (next) => async (call) => {
+      const result = await next(call);
+      if (result.kind !== 'serverStream') return result;
+      const responses = result.responses;
+      async function* failing(): AsyncGenerator<unknown> {
+        for await (const item of responses) {
+          yield item;
+          throw new TypeError('the wrapper broke');
+        }
+      }
+      return { ...result, responses: failing() };
+    };
+    const { caller } = await pair(t, { clientInterceptors: [throwing] });
+    const seen: number[] = [];
+    const error = await (async () => {
+      try {
+        for await (const n of caller.client(Edges).count(3)) seen.push(n);
+      } catch (e) {
+        return e;
+      }
+      return undefined;
+    })();
+    assert.deepEqual(seen, [0]);
+    assert.ok(error instanceof RpcError, `an RpcError, got ${String(error)}`);
+    assert.equal(error.code, Status.UNKNOWN);
+    assert.equal(error.rawMessage, 'the wrapper broke');
+  });
+
+  void test('a replacement bidi handle whose reads and sends throw fails them with RpcErrors', async (t) => {
+    const fake: BidiCall<unknown, unknown> = {
+      [Symbol.asyncIterator]() {
+        return this;
+      },
+      next: () => Promise.reject(new Error('read broke')),
+      return: () => Promise.resolve({ done: true, value: undefined }),
+      send: () => {
+        throw new Error('send broke');
+      },
+      end: () => undefined,
+    };
+    const replace: ClientInterceptor = () => async () => ({ kind: 'bidi', call: fake });
+    const { caller } = await pair(t, { clientInterceptors: [replace] });
+    const call = caller.client(Edges).chat();
+    const sendError = await call.send('a').then(
+      () => assert.fail('send resolved'),
+      (e: unknown) => e,
+    );
+    assert.ok(sendError instanceof RpcError && sendError.rawMessage === 'send broke', `send: ${String(sendError)}`);
+    const readErr = await readError(call);
+    assert.ok(readErr instanceof RpcError && readErr.rawMessage === 'read broke', `read: ${String(readErr)}`);
+  });
+});
+
+void describe('deferred streams and bidi handles', () => {
+  void test('a start that rejects fails reads (and sends) with an RpcError and leaves no rejection unhandled', async (t) => {
+    const unhandled = unhandledRejections(t);
+    const stream = new DeferredStream(Promise.reject(new Error('no start')) as Promise<MessageStream<unknown>>);
+    const error = await readError(stream);
+    assert.ok(error instanceof RpcError && error.rawMessage === 'no start', String(error));
+
+    const handle = new DeferredBidi(Promise.reject(new Error('no start either')) as Promise<BidiCall<unknown, unknown>>);
+    handle.end(); // before the start settled: must not leave a rejection behind
+    await rejectsWithStatus(handle.send('x'), Status.UNKNOWN, 'send');
+    const readErr = await readError(handle);
+    assert.ok(readErr instanceof RpcError, String(readErr));
+    await sleep(20);
+    assert.deepEqual(unhandled, []);
+  });
+});
