@@ -15,23 +15,27 @@ import {
   serve,
   serverStream,
   Status,
+  unary,
   type ClientInterceptor,
   type RpcSession,
   type RpcSessionOptions,
+  type ServerInterceptor,
 } from '../../src/index.js';
 import { DeferredBidi, DeferredStream } from '../../src/rpc/client/deferred.js';
 import type { MessageStream } from '../../src/rpc/inbox.js';
 import type { BidiCall } from '../../src/rpc/client/bidi-call.js';
-import { rejectsWithStatus, sleep, within } from '../helpers.js';
+import { rejectsWithStatus, sleep, until, within } from '../helpers.js';
 
 const CLEANUP_MS = 3000;
 
 const Edges = defineService('test.edges.v1', {
+  echo: unary<string, string>(),
   count: serverStream<number, number>(),
   chat: bidi<string, string>(),
 });
 
 const edgesImpl = serve(Edges, {
+  echo: (text) => text,
   count: async function* (n) {
     for (let i = 0; i < n; i++) yield i;
   },
@@ -40,11 +44,11 @@ const edgesImpl = serve(Edges, {
   },
 });
 
-/** Two sessions over an in-memory pair: `caller` (with `callerOptions`) calls `callee`, which serves Edges. */
-async function pair(t: TestContext, callerOptions: RpcSessionOptions): Promise<{ caller: RpcSession; callee: RpcSession }> {
+/** Two sessions over an in-memory pair: `caller` calls `callee`, which serves Edges. */
+async function pair(t: TestContext, callerOptions: RpcSessionOptions, calleeOptions: RpcSessionOptions = {}): Promise<{ caller: RpcSession; callee: RpcSession }> {
   const [a, b] = createMemoryPair();
   const caller = createSession(a, 'dialer', callerOptions);
-  const callee = createSession(b, 'acceptor', { services: [edgesImpl] });
+  const callee = createSession(b, 'acceptor', { services: [edgesImpl], ...calleeOptions });
   t.after(async () => {
     caller.destroy();
     callee.destroy();
@@ -151,6 +155,55 @@ void describe("a client interceptor's replacement stream", () => {
     assert.ok(sendError instanceof RpcError && sendError.rawMessage === 'send broke', `send: ${String(sendError)}`);
     const readErr = await readError(call);
     assert.ok(readErr instanceof RpcError && readErr.rawMessage === 'read broke', `read: ${String(readErr)}`);
+  });
+});
+
+void describe('a result of the wrong kind', () => {
+  void test('after next() on a serverStream or bidi call fails the call INTERNAL and cancels the real call on both sides (it stayed open, holding the handler\'s slot)', async (t) => {
+    const wrong: ClientInterceptor = (next) => async (call) => {
+      await next(call);
+      return { kind: 'unary', response: 1 };
+    };
+    const { caller, callee } = await pair(t, { clientInterceptors: [wrong] });
+    const client = caller.client(Edges);
+    const error = await readError(client.count(1_000_000));
+    assert.ok(error instanceof RpcError && error.code === Status.INTERNAL, String(error));
+    assert.match(error.message, /a unary result for a serverStream call/);
+    await until(() => caller.streamCount === 0 && callee.streamCount === 0, CLEANUP_MS, 'the real serverStream call to be cancelled');
+
+    const chat = client.chat(['a', 'b']);
+    const bidiError = await readError(chat);
+    assert.ok(bidiError instanceof RpcError && bidiError.code === Status.INTERNAL, String(bidiError));
+    await until(() => caller.streamCount === 0 && callee.streamCount === 0, CLEANUP_MS, 'the real bidi call to be cancelled');
+  });
+
+  void test('a chain that rejects after next() started a stream cancels it', async (t) => {
+    const late: ClientInterceptor = (next) => async (call) => {
+      await next(call);
+      throw new RpcError(Status.ABORTED, 'changed my mind');
+    };
+    const { caller, callee } = await pair(t, { clientInterceptors: [late] });
+    const error = await readError(caller.client(Edges).count(1_000_000));
+    assert.ok(error instanceof RpcError && error.code === Status.ABORTED, String(error));
+    await until(() => caller.streamCount === 0 && callee.streamCount === 0, CLEANUP_MS, 'the real call to be cancelled');
+  });
+
+  void test('is told by its kind, not by its fields: { kind: clientStream, response } fails a unary call INTERNAL, on either side', async (t) => {
+    const clientSide: ClientInterceptor = (next) => async (call) => {
+      const result = await next(call);
+      return result.kind === 'unary' ? { kind: 'clientStream', response: result.response } : result;
+    };
+    const { caller } = await pair(t, { clientInterceptors: [clientSide] });
+    const error = await rejectsWithStatus(caller.client(Edges).echo('x'), Status.INTERNAL, 'client side');
+    assert.match(error.message, /a client interceptor returned a clientStream result for a unary call/);
+
+    const serverSide: ServerInterceptor = (next) => async (call) => {
+      const result = await next(call);
+      return result.kind === 'unary' ? { kind: 'clientStream', response: result.response } : result;
+    };
+    const { caller: other } = await pair(t, {}, { serverInterceptors: [serverSide] });
+    const serverError = await rejectsWithStatus(other.client(Edges).echo('x'), Status.INTERNAL, 'server side');
+    assert.match(serverError.message, /a server interceptor returned a clientStream result for a unary call/);
   });
 });
 

@@ -39,11 +39,11 @@ export class InterceptedCall {
   response(chain: Promise<CallResult>): Promise<unknown> {
     return chain.then(
       (result) => {
-        if (result !== null && typeof result === 'object' && 'response' in result) return result.response;
-        throw mismatch(result, 'unary, clientStream or upload');
+        if (!this.ofKind(result)) throw this.fail(mismatch(result, this.kind));
+        return (result as { response: unknown }).response;
       },
       (error: unknown) => {
-        throw RpcError.from(error);
+        throw this.fail(error);
       },
     );
   }
@@ -53,7 +53,7 @@ export class InterceptedCall {
     return new DeferredStream(
       chain.then(
         (result) => this.opened(result),
-        (error: unknown) => failedStream(RpcError.from(error)),
+        (error: unknown) => failedStream(this.fail(error)),
       ),
     );
   }
@@ -63,28 +63,43 @@ export class InterceptedCall {
     return new DeferredBidi(
       chain.then(
         (result) => this.openedBidi(result),
-        (error: unknown) => failedBidi(RpcError.from(error)),
+        (error: unknown) => failedBidi(this.fail(error)),
       ),
     );
   }
 
   private opened(result: CallResult): MessageStream<unknown> {
-    const field = this.kind === 'download' ? 'body' : 'responses';
-    if (result === null || typeof result !== 'object' || !(field in result)) return failedStream(mismatch(result, this.kind));
-    const source = (result as unknown as Record<typeof field, AsyncIterable<unknown>>)[field];
+    if (!this.ofKind(result)) return failedStream(this.fail(mismatch(result, this.kind)));
+    const source = result.kind === 'download' ? result.body : (result as { responses: AsyncIterable<unknown> }).responses;
     if (this.isStarted(source)) return source as MessageStream<unknown>;
     const iterator = iteratorOf(source);
-    return iterator instanceof RpcError ? failedStream(iterator) : new InterceptedStream(iterator);
+    return iterator instanceof RpcError ? failedStream(this.fail(iterator)) : new InterceptedStream(iterator);
   }
 
   private openedBidi(result: CallResult): BidiCall<unknown, unknown> {
-    if (result === null || typeof result !== 'object' || !('call' in result)) return failedBidi(mismatch(result, 'bidi'));
-    const handle = result.call;
+    if (!this.ofKind(result)) return failedBidi(this.fail(mismatch(result, this.kind)));
+    const handle = (result as { call: BidiCall<unknown, unknown> }).call;
     if (this.isStarted(handle)) return handle;
     if (handle === null || typeof handle !== 'object' || typeof handle.next !== 'function' || typeof handle.send !== 'function') {
-      return failedBidi(new RpcError(Status.INTERNAL, 'a client interceptor returned a bidi result whose call is not a bidi handle'));
+      return failedBidi(this.fail(new RpcError(Status.INTERNAL, 'a client interceptor returned a bidi result whose call is not a bidi handle')));
     }
     return new InterceptedBidi(handle);
+  }
+
+  /** A result of this call's kind (by `kind`, not by which fields it has). */
+  private ofKind(result: unknown): result is CallResult {
+    return result !== null && typeof result === 'object' && (result as { kind?: unknown }).kind === this.kind;
+  }
+
+  /**
+   * The caller gets `error` (as an RpcError) instead of what the Caller started: every stream or handle it started is
+   * cancelled, or the real call would run on unread (its handler holding a slot, a graceful close waiting it out).
+   */
+  private fail(error: unknown): RpcError {
+    const started = this.started;
+    this.started = undefined;
+    if (started !== undefined) for (const stream of started) cancel(stream);
+    return RpcError.from(error);
   }
 
   private isStarted(source: unknown): boolean {
@@ -92,7 +107,16 @@ export class InterceptedCall {
   }
 }
 
-function mismatch(result: unknown, expected: string): RpcError {
+/** Stops a stream or handle nobody will read; how that goes concerns no one. */
+function cancel(stream: MessageStream<unknown>): void {
+  try {
+    stream.return().catch(() => undefined);
+  } catch {
+    // a stream that cannot even be stopped has nothing more to say to anyone
+  }
+}
+
+function mismatch(result: unknown, expected: MethodKind): RpcError {
   const kind = (result as { kind?: MethodKind } | null)?.kind;
   return new RpcError(Status.INTERNAL, `a client interceptor returned ${kind === undefined ? 'no result' : `a ${kind} result`} for a ${expected} call`);
 }
