@@ -4,10 +4,12 @@
  * the chain never reaches the Caller, and the caller's deadline and signal while an interceptor awaits.
  */
 import assert from 'node:assert/strict';
+import { Readable } from 'node:stream';
 import { describe, test, type TestContext } from 'node:test';
 
 import {
   bidi,
+  clientStream,
   createMemoryPair,
   createSession,
   defineService,
@@ -16,6 +18,7 @@ import {
   serverStream,
   Status,
   unary,
+  upload,
   type ClientInterceptor,
   type RpcSession,
   type RpcSessionOptions,
@@ -32,6 +35,8 @@ const Edges = defineService('test.edges.v1', {
   echo: unary<string, string>(),
   count: serverStream<number, number>(),
   chat: bidi<string, string>(),
+  sum: clientStream<number, number>(),
+  put: upload<string, number>(),
 });
 
 const edgesImpl = serve(Edges, {
@@ -41,6 +46,16 @@ const edgesImpl = serve(Edges, {
   },
   chat: async function* (requests) {
     for await (const text of requests) yield text;
+  },
+  sum: async (requests) => {
+    let total = 0;
+    for await (const n of requests) total += n;
+    return total;
+  },
+  put: async (_name, body) => {
+    let bytes = 0;
+    for await (const chunk of body) bytes += chunk.length;
+    return bytes;
   },
 });
 
@@ -204,6 +219,94 @@ void describe('a result of the wrong kind', () => {
     const { caller: other } = await pair(t, {}, { serverInterceptors: [serverSide] });
     const serverError = await rejectsWithStatus(other.client(Edges).echo('x'), Status.INTERNAL, 'server side');
     assert.match(serverError.message, /a server interceptor returned a clientStream result for a unary call/);
+  });
+});
+
+/** A Readable that never produces: only whether it gets closed matters. */
+function idleReadable(objectMode = true): Readable {
+  return new Readable({ objectMode, read() {} });
+}
+
+/** An async generator of requests that records whether its body ran to its finally block. */
+function requestGenerator<T>(items: readonly T[]): AsyncGenerator<T> & { readonly finished: boolean } {
+  const state = { finished: false };
+  const generator = (async function* () {
+    try {
+      for (const item of items) yield item;
+    } finally {
+      state.finished = true;
+    }
+  })();
+  return Object.defineProperty(generator, 'finished', { get: () => state.finished }) as AsyncGenerator<T> & { readonly finished: boolean };
+}
+
+/** True once `generator` is closed: a closed generator answers next() with done at once. */
+async function closed(generator: AsyncGenerator<unknown>): Promise<boolean> {
+  return (await generator.next()).done === true;
+}
+
+void describe('what the caller handed over is closed when the chain never reaches the Caller', () => {
+  void test('an upload or clientStream an interceptor answers itself (never calling next) has its body or requests closed (they stayed open)', async (t) => {
+    const answer: ClientInterceptor = () => async (call) => ({ kind: call.kind, response: 0 }) as never;
+    const { caller } = await pair(t, { clientInterceptors: [answer] });
+    const client = caller.client(Edges);
+    const body = idleReadable(false);
+    assert.equal(await client.put('f', body), 0);
+    assert.equal(body.destroyed, true, 'the upload body is destroyed');
+    const requests = idleReadable();
+    assert.equal(await client.sum(requests), 0);
+    assert.equal(requests.destroyed, true, 'the clientStream requests are destroyed');
+    const generator = requestGenerator([1, 2]);
+    assert.equal(await client.sum(generator), 0);
+    assert.equal(await closed(generator), true, 'a generator of requests is returned');
+  });
+
+  void test('a clientStream or bidi(iterable) call refused by an interceptor closes its requests (they stayed open)', async (t) => {
+    const refuse: ClientInterceptor = () => () => {
+      throw new RpcError(Status.PERMISSION_DENIED, 'no');
+    };
+    const { caller, callee } = await pair(t, { clientInterceptors: [refuse] });
+    const client = caller.client(Edges);
+    const requests = idleReadable();
+    await rejectsWithStatus(client.sum(requests), Status.PERMISSION_DENIED, 'clientStream');
+    assert.equal(requests.destroyed, true, 'the clientStream requests are destroyed');
+    const chatRequests = idleReadable();
+    const error = await readError(client.chat(chatRequests));
+    assert.ok(error instanceof RpcError && error.code === Status.PERMISSION_DENIED, String(error));
+    assert.equal(chatRequests.destroyed, true, 'the bidi requests are destroyed');
+    const generator = requestGenerator(['a']);
+    await readError(client.chat(generator));
+    assert.equal(await closed(generator), true, 'a generator of bidi requests is returned');
+    assert.equal(callee.streamCount, 0, 'nothing was sent');
+  });
+
+  void test("a bidi call an interceptor answers with its own handle may read the caller's requests while the caller reads it; they are let go of when the caller is done", async (t) => {
+    /** A stand-in for the peer: answers each request in upper case, reading the caller's requests only as it is read. */
+    const local: ClientInterceptor = () => async (call) => {
+      if (call.kind !== 'bidi' || call.requests === undefined) throw new RpcError(Status.UNIMPLEMENTED, 'requests only');
+      const requests = call.requests as AsyncIterable<string>;
+      async function* answers(): AsyncGenerator<string> {
+        for await (const text of requests) yield text.toUpperCase();
+      }
+      const responses = answers();
+      const handle = Object.assign(responses, {
+        send: () => Promise.reject(new RpcError(Status.FAILED_PRECONDITION, 'driven by an iterable')),
+        end: () => undefined,
+      });
+      return { kind: 'bidi', call: handle as unknown as BidiCall<unknown, unknown> };
+    };
+    const { caller } = await pair(t, { clientInterceptors: [local] });
+    const generator = requestGenerator(['a', 'b']);
+    assert.deepEqual(await readAll(caller.client(Edges).chat(generator)), ['A', 'B'], 'the requests were read after the chain had returned');
+    assert.equal(generator.finished, true);
+
+    // a caller that stops early: the requests the stand-in had not read yet are let go of
+    const rest = requestGenerator(['x', 'y', 'z']);
+    for await (const answer of caller.client(Edges).chat(rest)) {
+      assert.equal(answer, 'X');
+      break;
+    }
+    assert.equal(await closed(rest), true, 'the rest of the requests are returned');
   });
 });
 

@@ -10,7 +10,7 @@
  */
 import { deadlineOf } from '../deadline.js';
 import { compose, methodInfo, type MethodInfo } from '../interceptor.js';
-import { discardSource, type ByteSource } from '../sender.js';
+import type { ByteSource } from '../sender.js';
 import type { MethodDescriptor } from '../service.js';
 import { bidiArguments } from './bidi-arguments.js';
 import type { CallOptions } from './call-options.js';
@@ -26,25 +26,25 @@ export function interceptedMethod(caller: Caller, descriptor: MethodDescriptor, 
   switch (kind) {
     case 'unary':
     case 'clientStream':
-      return (request: unknown, options?: CallOptions) => {
-        const state = new InterceptedCall(kind);
-        return state.response(run(chain, outgoing(method, options, request, undefined, state)));
+      return (first: unknown, options?: CallOptions) => {
+        const state = new InterceptedCall(kind, kind === 'clientStream' ? first : undefined);
+        return state.response(run(chain, outgoing(method, options, first, undefined, state)));
       };
     case 'upload':
       return (request: unknown, body: ByteSource, options?: CallOptions) => {
-        const state = new InterceptedCall(kind);
-        return state.response(run(chain, outgoing(method, options, request, body, state))).catch((error: unknown) => failUpload(body, error));
+        const state = new InterceptedCall(kind, body);
+        return state.response(run(chain, outgoing(method, options, request, body, state)));
       };
     case 'serverStream':
     case 'download':
       return (request: unknown, options?: CallOptions) => {
-        const state = new InterceptedCall(kind);
+        const state = new InterceptedCall(kind, undefined);
         return state.stream(run(chain, outgoing(method, options, request, undefined, state)));
       };
     case 'bidi':
       return (first?: unknown, second?: unknown) => {
         const { requests, options } = bidiArguments(method.path, first, second);
-        const state = new InterceptedCall(kind);
+        const state = new InterceptedCall(kind, requests);
         return state.bidi(run(chain, outgoing(method, options, requests, undefined, state)));
       };
   }
@@ -82,13 +82,16 @@ function run(chain: ClientNext, call: OutgoingCall): Promise<CallResult> {
 }
 
 /**
- * The end of the chain: the call as the interceptors left it, handed to the Caller. What the Caller starts for a
- * streaming kind is recorded on the call's state (when the call still carries it), so that the caller reads it as it is.
+ * The end of the chain: the call as the interceptors left it, handed to the Caller. The call's state (when the call
+ * still carries it) learns that the Caller was reached and what it started for a streaming kind, and refuses a call
+ * that is already over for its caller.
  */
 function endOfChain(caller: Caller, descriptor: MethodDescriptor): ClientNext {
   const kind = descriptor.def.kind;
   return (call) => {
     const state = (call as CallWithState)[CALL_STATE];
+    const refused = state?.enter();
+    if (refused !== undefined) return Promise.reject(refused);
     const options: CallOptions = { ...call.options, metadata: call.metadata, signal: call.signal, deadline: call.deadline, timeoutMs: undefined };
     const c = call as OutgoingCall & { request: unknown; requests: Iterable<unknown> | AsyncIterable<unknown>; body: ByteSource };
     switch (kind) {
@@ -115,13 +118,4 @@ function endOfChain(caller: Caller, descriptor: MethodDescriptor): ClientNext {
       }
     }
   };
-}
-
-/**
- * A failed upload lets go of its body: an interceptor may have refused it before it was ever pumped, and an open file
- * must not wait for GC to close (one the call already pumped is closed already; closing it again does nothing).
- */
-function failUpload(body: ByteSource, error: unknown): never {
-  discardSource(body);
-  throw error;
 }
