@@ -27,7 +27,7 @@ import {
 import { DeferredBidi, DeferredStream } from '../../src/rpc/client/deferred.js';
 import type { MessageStream } from '../../src/rpc/inbox.js';
 import type { BidiCall } from '../../src/rpc/client/bidi-call.js';
-import { rejectsWithStatus, sleep, until, within } from '../helpers.js';
+import { deferred, rejectsWithStatus, sleep, trackTimers, until, within } from '../helpers.js';
 
 const CLEANUP_MS = 3000;
 
@@ -39,8 +39,14 @@ const Edges = defineService('test.edges.v1', {
   put: upload<string, number>(),
 });
 
+/** Names of the handlers that ran, in order. */
+const handled: string[] = [];
+
 const edgesImpl = serve(Edges, {
-  echo: (text) => text,
+  echo: (text) => {
+    handled.push('echo');
+    return text;
+  },
   count: async function* (n) {
     for (let i = 0; i < n; i++) yield i;
   },
@@ -307,6 +313,169 @@ void describe('what the caller handed over is closed when the chain never reache
       break;
     }
     assert.equal(await closed(rest), true, 'the rest of the requests are returned');
+  });
+});
+
+/**
+ * An interceptor that holds every call until `release()` (as one awaiting a token refresh would), then passes it on;
+ * it records the call's signal and what `next` did.
+ */
+function holding(): { interceptor: ClientInterceptor; release(): void; signals: AbortSignal[]; nextOutcomes: Promise<unknown>[] } {
+  const gate = deferred();
+  const signals: AbortSignal[] = [];
+  const nextOutcomes: Promise<unknown>[] = [];
+  const interceptor: ClientInterceptor = (next) => async (call) => {
+    if (call.signal !== undefined) signals.push(call.signal);
+    await gate.promise;
+    const outcome = next(call);
+    nextOutcomes.push(outcome.then(() => 'resolved', (error: unknown) => error));
+    return outcome;
+  };
+  return { interceptor, release: () => gate.resolve(), signals, nextOutcomes };
+}
+
+/** Resolves with how long `promise` took to reject, and its error (it must reject, within 2 s). */
+async function timedRejection(promise: Promise<unknown>): Promise<{ ms: number; error: unknown }> {
+  const start = performance.now();
+  try {
+    await within(promise, 2000, 'the call to fail');
+  } catch (error) {
+    return { ms: performance.now() - start, error };
+  }
+  assert.fail('resolved');
+}
+
+void describe("the caller's deadline and signal while an interceptor awaits", () => {
+  void test('a unary call with timeoutMs 100 fails DEADLINE_EXCEEDED at 100 ms (it waited out the interceptor), call.signal aborts then, and the call is never sent once the interceptor goes on', async (t) => {
+    const hold = holding();
+    t.after(hold.release);
+    const { caller, callee } = await pair(t, { clientInterceptors: [hold.interceptor] });
+    handled.length = 0;
+    const { ms, error } = await timedRejection(caller.client(Edges).echo('x', { timeoutMs: 100 }));
+    assert.ok(error instanceof RpcError && error.code === Status.DEADLINE_EXCEEDED, String(error));
+    assert.ok(ms >= 90 && ms < 600, `on time (${ms.toFixed(0)} ms)`);
+    const signal = hold.signals[0]!;
+    assert.equal(signal.aborted, true, 'call.signal aborted at the deadline');
+    assert.ok(signal.reason instanceof RpcError && signal.reason.code === Status.DEADLINE_EXCEEDED);
+
+    hold.release(); // the interceptor goes on, late
+    await until(() => hold.nextOutcomes.length > 0, 1000, 'the interceptor to call next');
+    const nextOutcome = await hold.nextOutcomes[0];
+    assert.ok(nextOutcome instanceof RpcError && nextOutcome.code === Status.DEADLINE_EXCEEDED, `next rejects: ${String(nextOutcome)}`);
+    await sleep(20);
+    assert.deepEqual(handled, [], 'no handler ran');
+    assert.equal(callee.streamCount + caller.streamCount, 0, 'no stream was opened');
+  });
+
+  void test("the caller's signal fails the call CANCELLED at once while the interceptor awaits, and call.signal aborts with it", async (t) => {
+    const hold = holding();
+    t.after(hold.release);
+    const { caller } = await pair(t, { clientInterceptors: [hold.interceptor] });
+    const controller = new AbortController();
+    setTimeout(() => controller.abort(), 100);
+    const { ms, error } = await timedRejection(caller.client(Edges).echo('x', { signal: controller.signal }));
+    assert.ok(error instanceof RpcError && error.code === Status.CANCELLED, String(error));
+    assert.ok(ms >= 90 && ms < 600, `on time (${ms.toFixed(0)} ms)`);
+    assert.equal(hold.signals[0]!.aborted, true);
+    assert.notEqual(hold.signals[0], controller.signal, "call.signal is the call's own, tied to the caller's");
+    hold.release();
+  });
+
+  void test('streaming kinds fail their first read on time, and a clientStream its promise, its requests closed', async (t) => {
+    const hold = holding();
+    t.after(hold.release);
+    const { caller, callee } = await pair(t, { clientInterceptors: [hold.interceptor] });
+    const client = caller.client(Edges);
+    const stream = timedRejection(readAll(client.count(3, { timeoutMs: 100 })));
+    const chat = timedRejection(readAll(client.chat(['a'], { timeoutMs: 100 })));
+    const requests = new Readable({ objectMode: true, read() {} });
+    const sum = timedRejection(client.sum(requests, { timeoutMs: 100 }));
+    for (const [what, outcome] of [['serverStream', stream], ['bidi', chat], ['clientStream', sum]] as const) {
+      const { ms, error } = await outcome;
+      assert.ok(error instanceof RpcError && error.code === Status.DEADLINE_EXCEEDED, `${what}: ${String(error)}`);
+      assert.ok(ms < 600, `${what} on time (${ms.toFixed(0)} ms)`);
+    }
+    assert.equal(requests.destroyed, true, 'the clientStream requests are closed');
+    hold.release();
+    await until(() => hold.nextOutcomes.length === 3, 1000, 'the interceptor to go on');
+    for (const outcome of await Promise.all(hold.nextOutcomes)) assert.ok(outcome instanceof RpcError && outcome.code === Status.DEADLINE_EXCEEDED, String(outcome));
+    await sleep(20);
+    assert.equal(callee.streamCount + caller.streamCount, 0, 'nothing was sent');
+  });
+
+  void test('a stream an interceptor hands back after the deadline is cancelled', async (t) => {
+    let cancelled = false;
+    const late: ClientInterceptor = () => async () => {
+      await sleep(200);
+      async function* standIn(): AsyncGenerator<number> {
+        try {
+          yield 1;
+        } finally {
+          cancelled = true;
+        }
+      }
+      const responses = standIn();
+      await responses.next(); // started: its finally runs only if it is returned
+      return { kind: 'serverStream', responses };
+    };
+    const { caller } = await pair(t, { clientInterceptors: [late] });
+    const { error } = await timedRejection(readAll(caller.client(Edges).count(1, { timeoutMs: 50 })));
+    assert.ok(error instanceof RpcError && error.code === Status.DEADLINE_EXCEEDED, String(error));
+    await until(() => cancelled, 1000, 'the late stream to be cancelled');
+  });
+
+  void test('after the chain: call.signal still aborts at the deadline while the stream is read, the reader gets DEADLINE_EXCEEDED; the caller\'s signal still cancels', async (t) => {
+    const signals: AbortSignal[] = [];
+    const record: ClientInterceptor = (next) => (call) => {
+      signals.push(call.signal!);
+      return next(call);
+    };
+    const { caller, callee } = await pair(t, { clientInterceptors: [record] });
+    const client = caller.client(Edges);
+    const chat = client.chat({ timeoutMs: 150 });
+    await chat.send('a');
+    assert.deepEqual((await chat.next()).value, 'a');
+    const { ms, error } = await timedRejection(chat.next());
+    assert.ok(error instanceof RpcError && error.code === Status.DEADLINE_EXCEEDED, String(error));
+    assert.ok(ms < 600, `on time (${ms.toFixed(0)} ms)`);
+    assert.equal(signals[0]!.aborted, true);
+
+    const controller = new AbortController();
+    const second = client.chat({ signal: controller.signal });
+    await second.send('b');
+    assert.deepEqual((await second.next()).value, 'b');
+    controller.abort();
+    await rejectsWithStatus(second.next(), Status.CANCELLED, 'the caller aborted mid-call');
+    await until(() => callee.streamCount === 0, CLEANUP_MS, 'both calls over on the peer');
+  });
+
+  void test('leaves no timer behind, whatever becomes of the call', async (t) => {
+    const answer: ClientInterceptor = (next) => (call) => (call.metadata['x-answer'] === 'self' ? Promise.resolve({ kind: 'unary', response: 'self' }) : next(call));
+    const refuse: ClientInterceptor = (next) => (call) => {
+      if (call.metadata['x-refuse'] === 'yes') throw new RpcError(Status.PERMISSION_DENIED, 'no');
+      return next(call);
+    };
+    const { caller } = await pair(t, { clientInterceptors: [refuse, answer] });
+    const client = caller.client(Edges);
+    const options = { timeoutMs: 60_000 };
+    const timers = trackTimers();
+    try {
+      assert.equal(await client.echo('x', options), 'x');
+      assert.equal(await client.echo('x', { ...options, metadata: { 'x-answer': 'self' } }), 'self');
+      await rejectsWithStatus(client.echo('x', { ...options, metadata: { 'x-refuse': 'yes' } }), Status.PERMISSION_DENIED);
+      assert.deepEqual(await readAll(client.count(2, options)), [0, 1]);
+      for await (const n of client.count(5, options)) {
+        assert.equal(n, 0);
+        break;
+      }
+      assert.deepEqual(await readAll(client.chat(['a'], options)), ['a']);
+      assert.equal(await client.sum([1, 2], options), 3);
+      await readError(client.count(1, { ...options, metadata: { 'x-refuse': 'yes' } }));
+      await sleep(20);
+      assert.deepEqual(timers.live().filter((timer) => timer.startsWith('60000 ms')), [], 'no deadline timer left');
+    } finally {
+      timers.stop();
+    }
   });
 });
 

@@ -1,8 +1,8 @@
 /**
  * The client interceptor chain: the method function that runs a chain of interceptors in front of a Caller, and the
- * chain's end that hands the call to it (what interceptors see and return: outgoing-call.ts). Only clients built with
- * interceptors come here; without any, a method function
- * hands its arguments straight to the Caller (typed-client.ts) and pays for none of this.
+ * chain's end that hands the call to it (what interceptors see and return: outgoing-call.ts; what one call keeps
+ * along the chain: intercepted-call.ts). Only clients built with interceptors come here; without any, a method
+ * function hands its arguments straight to the Caller (typed-client.ts) and pays for none of this.
  *
  * Every kind goes through the same chain. What `next(call)` resolves with depends on the kind: the response of a
  * unary, clientStream or upload call once it has arrived; the response stream of a serverStream call, the byte stream
@@ -25,27 +25,31 @@ export function interceptedMethod(caller: Caller, descriptor: MethodDescriptor, 
   const kind = method.kind;
   switch (kind) {
     case 'unary':
+      return (request: unknown, options?: CallOptions) => {
+        const call = outgoing(method, options, request, undefined);
+        return call[CALL_STATE].response(run(chain, call));
+      };
     case 'clientStream':
-      return (first: unknown, options?: CallOptions) => {
-        const state = new InterceptedCall(kind, kind === 'clientStream' ? first : undefined);
-        return state.response(run(chain, outgoing(method, options, first, undefined, state)));
+      return (requests: unknown, options?: CallOptions) => {
+        const call = outgoing(method, options, requests, undefined);
+        return call[CALL_STATE].response(run(chain, call));
       };
     case 'upload':
       return (request: unknown, body: ByteSource, options?: CallOptions) => {
-        const state = new InterceptedCall(kind, body);
-        return state.response(run(chain, outgoing(method, options, request, body, state)));
+        const call = outgoing(method, options, request, body);
+        return call[CALL_STATE].response(run(chain, call));
       };
     case 'serverStream':
     case 'download':
       return (request: unknown, options?: CallOptions) => {
-        const state = new InterceptedCall(kind, undefined);
-        return state.stream(run(chain, outgoing(method, options, request, undefined, state)));
+        const call = outgoing(method, options, request, undefined);
+        return call[CALL_STATE].stream(run(chain, call));
       };
     case 'bidi':
       return (first?: unknown, second?: unknown) => {
         const { requests, options } = bidiArguments(method.path, first, second);
-        const state = new InterceptedCall(kind, requests);
-        return state.bidi(run(chain, outgoing(method, options, requests, undefined, state)));
+        const call = outgoing(method, options, requests, undefined);
+        return call[CALL_STATE].bidi(run(chain, call));
       };
   }
 }
@@ -53,23 +57,26 @@ export function interceptedMethod(caller: Caller, descriptor: MethodDescriptor, 
 /**
  * The call object: one shape for every kind, carrying its state for the chain's end. For a clientStream call the
  * caller's first argument is its requests (for a bidi call its requests, if it gave any), for an upload the second is
- * the body.
+ * the body; those are what the state lets go of if they are never sent. Its signal is the state's: the caller's,
+ * also aborted at the deadline (none when the caller gave neither).
  */
-function outgoing(method: MethodInfo, options: CallOptions | undefined, first: unknown, body: ByteSource | undefined, state: InterceptedCall): OutgoingCall {
+function outgoing(method: MethodInfo, options: CallOptions | undefined, first: unknown, body: ByteSource | undefined): OutgoingCall & Required<CallWithState> {
   const kind = method.kind;
   const streams = kind === 'clientStream' || kind === 'bidi';
+  const deadline = deadlineOf(options);
+  const state = new InterceptedCall(kind, streams ? first : body, options?.signal, deadline);
   return {
     kind,
     method,
     metadata: { ...options?.metadata },
-    signal: options?.signal,
-    deadline: deadlineOf(options),
+    signal: state.signal,
+    deadline,
     options,
     request: streams ? undefined : first,
     requests: streams ? first : undefined,
     body,
     [CALL_STATE]: state,
-  } as OutgoingCall;
+  } as OutgoingCall & Required<CallWithState>;
 }
 
 /** Runs the chain; an interceptor that throws instead of rejecting fails the call the same way. */

@@ -12,7 +12,11 @@ interface OutgoingCallBase {
   readonly method: MethodInfo;
   /** Request metadata, sent when the chain reaches its end: add or change entries before `next`. A copy of the caller's. */
   readonly metadata: Metadata;
-  /** The caller's signal: aborting it cancels the call. */
+  /**
+   * The call's signal, when the caller gave a signal or a deadline: it aborts when the caller's signal does (with an
+   * RpcError CANCELLED reason, or the signal's own RpcError), at the deadline (DEADLINE_EXCEEDED), or when the reader
+   * stops before the call started. Aborting it cancels the call. Undefined when the caller gave neither.
+   */
   readonly signal: AbortSignal | undefined;
   /** The call's deadline as a `Date.now()` timestamp (from `timeoutMs` and `deadline`), or undefined. */
   readonly deadline: number | undefined;
