@@ -449,6 +449,23 @@ void describe("the caller's deadline and signal while an interceptor awaits", ()
     await until(() => callee.streamCount === 0, CLEANUP_MS, 'both calls over on the peer');
   });
 
+  void test('a reader that stops before the chain returned (no signal, no deadline) is done at once, and a late next sends nothing', async (t) => {
+    const hold = holding();
+    t.after(hold.release);
+    const { caller, callee } = await pair(t, { clientInterceptors: [hold.interceptor] });
+    const client = caller.client(Edges);
+    const stream = client.count(3);
+    const chat = client.chat(['a']);
+    await sleep(10);
+    assert.deepEqual(await within(stream.return(), 1000, 'the stream to stop'), { done: true, value: undefined });
+    assert.deepEqual(await within(chat.return(), 1000, 'the bidi call to stop'), { done: true, value: undefined });
+    hold.release();
+    await until(() => hold.nextOutcomes.length === 2, 1000, 'the interceptor to go on');
+    for (const outcome of await Promise.all(hold.nextOutcomes)) assert.ok(outcome instanceof RpcError && outcome.code === Status.CANCELLED, `next is refused: ${String(outcome)}`);
+    await sleep(20);
+    assert.equal(callee.streamCount + caller.streamCount, 0, 'nothing was sent');
+  });
+
   void test('leaves no timer behind, whatever becomes of the call', async (t) => {
     const answer: ClientInterceptor = (next) => (call) => (call.metadata['x-answer'] === 'self' ? Promise.resolve({ kind: 'unary', response: 'self' }) : next(call));
     const refuse: ClientInterceptor = (next) => (call) => {

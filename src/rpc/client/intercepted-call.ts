@@ -9,7 +9,8 @@
  * Time and cancellation: when the caller gave a signal or a deadline, the call's `signal` (what interceptors see as
  * `call.signal`, and what the Caller watches) aborts when the caller's signal does, at the deadline, or when the reader
  * stops before the call started; while the chain still awaits, that fails the call at once, even if an interceptor
- * never returns. Without either, none of this is made (no controller, no timer, no race).
+ * never returns. Without either, none of this is made (no controller, no timer); a stream or bidi call still races its
+ * chain, since its reader may stop (`break`) before the chain returned: it is done at once, and a late `next` is refused.
  *
  *   phase    event                                                         next   what happens
  *   waiting  the chain resolves with a result of the call's kind           open   the caller gets it; a response, or
@@ -53,6 +54,9 @@ export interface CallWithState {
 }
 
 type Phase = 'waiting' | 'open' | 'over';
+
+/** Kinds whose caller holds a stream or handle before the call started, and may stop reading it before then. */
+const HAS_READER: Readonly<Record<MethodKind, boolean>> = { unary: false, clientStream: false, upload: false, serverStream: true, download: true, bidi: true };
 
 export class InterceptedCall implements AbortWatcher, DeadlineWatcher, Stoppable {
   private phase: Phase = 'waiting';
@@ -154,9 +158,12 @@ export class InterceptedCall implements AbortWatcher, DeadlineWatcher, Stoppable
     this.stop(new RpcError(Status.CANCELLED, 'the caller stopped reading before the call started', { cause: reason }));
   }
 
-  /** The chain's outcome, or the error of a stop that comes first; a result that arrives after that is cancelled. */
+  /**
+   * The chain's outcome, or the error of a stop that comes first; a result that arrives after that is cancelled. Only
+   * a call that can be stopped races: one with a signal or a deadline, or a stream or handle (its reader may stop).
+   */
   private race(chain: Promise<CallResult>): Promise<CallResult> {
-    if (this.controller === undefined) return chain;
+    if (this.controller === undefined && !HAS_READER[this.kind]) return chain;
     return new Promise((resolve, reject) => {
       if (this.stoppedWith !== undefined) reject(this.stoppedWith);
       else this.rejectWaiting = reject;
