@@ -35,7 +35,7 @@ export type {
   OutgoingBidiCall,
   OutgoingUploadCall,
   CallResult,
-} from './rpc/client/interceptor.js';
+} from './rpc/client/outgoing-call.js';
 export type {
   ServerInterceptor,
   ServerNext,

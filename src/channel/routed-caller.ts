@@ -65,7 +65,13 @@ export class RoutedCaller implements Caller {
 
   clientStream(method: MethodDescriptor, requests: Iterable<unknown> | AsyncIterable<unknown>, options: CallOptions | undefined): Promise<unknown> {
     const fixed = withFixedDeadline(options);
-    return this.acquire('clientStream', fixed).then((session) => session.caller.clientStream(method, requests, fixed));
+    return this.acquire('clientStream', fixed).then(
+      (session) => session.caller.clientStream(method, requests, fixed),
+      (error: unknown) => {
+        discardSource(requests); // the caller handed them over: a Readable or a generator must not wait for GC to close
+        throw error;
+      },
+    );
   }
 
   upload(method: MethodDescriptor, request: unknown, body: ByteSource, options: CallOptions | undefined): Promise<unknown> {
@@ -87,7 +93,10 @@ export class RoutedCaller implements Caller {
     const withStop = stoppable(fixed, stop.signal);
     const started = this.acquire('bidi', withStop).then(
       (session) => session.caller.bidi(method, requests, withStop),
-      (error: RpcError) => failedBidi(error),
+      (error: RpcError) => {
+        if (requests !== undefined) discardSource(requests);
+        return failedBidi(error);
+      },
     );
     return new DeferredBidi(started, stop);
   }

@@ -10,7 +10,7 @@ import type { Role } from '../session/role.js';
 import { Session, type IncomingStream } from '../session/session.js';
 import type { Transport } from '../transport/transport.js';
 import { SessionCaller, type Caller } from './client/caller.js';
-import type { ClientInterceptor } from './client/interceptor.js';
+import type { ClientInterceptor } from './client/outgoing-call.js';
 import { TypedClients, type Client } from './client/typed-client.js';
 import { rpcErrorOf } from './connection-error.js';
 import { checkInterceptors } from './interceptor.js';

@@ -1,16 +1,24 @@
 /**
- * A byte source handed to gridwire belongs to it: when the call ends before the source is pumped, gridwire closes it
- * (a Node Readable is destroyed, so an open file does not wait for GC to release its descriptor).
+ * A source handed to gridwire belongs to it (an upload's body, the requests of a clientStream or bidi call): when the
+ * call ends before the source is pumped, gridwire closes it (a Node Readable is destroyed, so an open file does not
+ * wait for GC to release its descriptor; a generator is returned).
  */
 import assert from 'node:assert/strict';
 import { Readable } from 'node:stream';
-import { defineService, download, serve, upload } from '../../src/index.js';
+import { test } from 'node:test';
+import { bidi, clientStream, defineService, download, serve, upload, type Client } from '../../src/index.js';
 import { Status } from '../../src/wire/constants.js';
-import { deferred, rejectsWithStatus, testConnTypes, until } from '../helpers.js';
+import { openChannel, unixUrl } from '../fixtures/connections.js';
+import { deferred, errorOf, rejectsWithStatus, testConnTypes, until } from '../helpers.js';
 
 const Files = defineService('cleanup.v1', {
   get: download<{ name: string }>(),
   put: upload<{ name: string }, number>(),
+});
+
+const Requests = defineService('cleanup.requests.v1', {
+  sum: clientStream<number, number>(),
+  chat: bidi<string, string>(),
 });
 
 function trackedReadable(): Readable {
@@ -41,4 +49,36 @@ testConnTypes('an upload that cannot start has its body destroyed', async (env) 
   const body = trackedReadable();
   await rejectsWithStatus(caller.client(Files).put({ name: 'f' }, body), Status.UNAVAILABLE, 'upload');
   assert.ok(body.destroyed, 'the body the caller handed over is destroyed');
+});
+
+/** Makes a clientStream and a bidi(iterable) call that cannot start; each source must be closed by the time it failed. */
+async function assertRequestsClosed(client: Client<(typeof Requests)['methods']>, status: Status): Promise<void> {
+  const requests = new Readable({ objectMode: true, read() {} });
+  await rejectsWithStatus(client.sum(requests), status, 'clientStream');
+  assert.ok(requests.destroyed, 'the clientStream requests are destroyed');
+  const chatRequests = new Readable({ objectMode: true, read() {} });
+  const error = await errorOf(async () => {
+    for await (const _ of client.chat(chatRequests)) void _;
+  });
+  assert.equal((error as { code?: Status }).code, status, String(error));
+  assert.ok(chatRequests.destroyed, 'the bidi requests are destroyed');
+  const generator = (async function* () {
+    yield 'never sent';
+  })();
+  await errorOf(async () => {
+    for await (const _ of client.chat(generator)) void _;
+  });
+  assert.equal((await generator.next()).done, true, 'a generator of requests is returned');
+}
+
+testConnTypes('the requests of a clientStream or bidi(iterable) call on a closed session are closed (they stayed open)', async (env) => {
+  const { caller } = await env.open({ services: [serve(Requests, { sum: () => 0, chat: async function* () {} })] });
+  await caller.close({ graceMs: 0 });
+  await assertRequestsClosed(caller.client(Requests), Status.UNAVAILABLE);
+}, { kinds: ['memory'] });
+
+void test('the requests of a clientStream or bidi(iterable) call a channel without a connection fails are closed (they stayed open)', async (t) => {
+  const ch = openChannel(t, unixUrl(t)); // nothing listens there
+  await until(() => ch.state === 'backoff', 2000, 'the channel in backoff');
+  await assertRequestsClosed(ch.client(Requests), Status.UNAVAILABLE);
 });

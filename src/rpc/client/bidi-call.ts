@@ -7,6 +7,7 @@ import { Status } from '../../wire/constants.js';
 import type { Session } from '../../session/session.js';
 import type { MessageStream } from '../inbox.js';
 import { RpcError } from '../rpc-error.js';
+import { discardSource } from '../sender.js';
 import type { MethodDescriptor } from '../service.js';
 import type { CallOptions } from './call-options.js';
 import { encodeRequest, openCall } from './request.js';
@@ -35,7 +36,10 @@ export function callBidi(
   options: CallOptions | undefined,
 ): BidiCall<unknown, unknown> {
   const opened = openCall(core, descriptor, options);
-  if (opened instanceof RpcError) return failedBidi(opened);
+  if (opened instanceof RpcError) {
+    if (requests !== undefined) discardSource(requests); // handed over: a Readable or a generator must not wait for GC to close
+    return failedBidi(opened);
+  }
   const call = new ClientStreamCall(opened.stream, descriptor, options, opened.budget, true);
   const handle = new BidiHandle(core, descriptor, call, call.responses!, undefined, requests !== undefined);
   if (requests !== undefined) pumpRequests(core, descriptor, call, requests);

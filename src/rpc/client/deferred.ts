@@ -2,24 +2,35 @@
  * Call results the caller holds before the call has started: a response stream or a bidi handle handed back at once
  * while a promise (a connection to wait for, an interceptor chain) decides which real call stands behind it. Reads and
  * sends wait for that call, in order; a reader that stops first aborts `stop`, so a call still waiting is never sent.
+ * A start that rejects all the same (it should resolve a failed stream) fails reads and sends with an RpcError, and
+ * never leaves a rejection unhandled: in a daemon that is a crash.
  */
 import type { MessageStream } from '../inbox.js';
-import type { BidiCall } from './bidi-call.js';
+import { RpcError } from '../rpc-error.js';
+import { failedBidi, type BidiCall } from './bidi-call.js';
+import { failedStream } from './stream-call.js';
 
 const DONE: IteratorResult<never, undefined> = Object.freeze({ done: true, value: undefined });
 
-/** A response stream whose call starts once `started` resolves; `started` must not reject (resolve a failed stream). */
+/** What a deferred result tells when its reader stops before the call started (an AbortController is one). */
+export interface Stoppable {
+  abort(reason: unknown): void;
+}
+
+/** A response stream whose call starts once `started` resolves (a failed stream if it could not start). */
 export class DeferredStream<T> implements MessageStream<T> {
   private inner: MessageStream<T> | undefined;
   private stopped = false;
+  private readonly started: Promise<MessageStream<T>>;
 
   constructor(
-    private readonly started: Promise<MessageStream<T>>,
-    private readonly stop?: AbortController,
+    started: Promise<MessageStream<T>>,
+    private readonly stop?: Stoppable,
   ) {
-    void started.then((inner) => {
+    this.started = started.then(undefined, (error: unknown) => failedStream<T>(RpcError.from(error)));
+    void this.started.then((inner) => {
       this.inner = inner;
-      if (this.stopped) void inner.return();
+      if (this.stopped) ignoreRejection(() => inner.return());
     });
   }
 
@@ -40,15 +51,17 @@ export class DeferredStream<T> implements MessageStream<T> {
   }
 }
 
-/** A bidi call whose call starts once `started` resolves; `end()` follows the sends before it. */
+/** A bidi call whose call starts once `started` resolves (a failed one if it could not start); `end()` follows the sends before it. */
 export class DeferredBidi implements BidiCall<unknown, unknown> {
   private inner: BidiCall<unknown, unknown> | undefined;
+  private readonly started: Promise<BidiCall<unknown, unknown>>;
 
   constructor(
-    private readonly started: Promise<BidiCall<unknown, unknown>>,
-    private readonly stop?: AbortController,
+    started: Promise<BidiCall<unknown, unknown>>,
+    private readonly stop?: Stoppable,
   ) {
-    void started.then((inner) => (this.inner = inner));
+    this.started = started.then(undefined, (error: unknown) => failedBidi(RpcError.from(error)));
+    void this.started.then((inner) => (this.inner = inner));
   }
 
   [Symbol.asyncIterator](): this {
@@ -61,7 +74,7 @@ export class DeferredBidi implements BidiCall<unknown, unknown> {
 
   end(): void {
     if (this.inner !== undefined) this.inner.end();
-    else void this.started.then((inner) => inner.end());
+    else void this.started.then((inner) => ignoreRejection(() => inner.end()));
   }
 
   async next(): Promise<IteratorResult<unknown, undefined>> {
@@ -71,5 +84,14 @@ export class DeferredBidi implements BidiCall<unknown, unknown> {
   async return(): Promise<IteratorResult<unknown, undefined>> {
     if (this.inner === undefined) this.stop?.abort(new DOMException('the reader stopped', 'AbortError'));
     return (this.inner ?? (await this.started)).return();
+  }
+}
+
+/** Runs what a reader asked for after it stopped waiting: no one is left to hear how it went. */
+function ignoreRejection(action: () => unknown): void {
+  try {
+    Promise.resolve(action()).catch(() => undefined);
+  } catch {
+    // the reader is gone: a throw here has no one to reach
   }
 }

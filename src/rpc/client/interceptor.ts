@@ -1,95 +1,22 @@
 /**
- * Client interceptors: what they see of an outgoing call and get back from it, and the method function that runs a
- * chain of them in front of a Caller. Only clients built with interceptors come here; without any, a method function
- * hands its arguments straight to the Caller (typed-client.ts) and pays for none of this.
+ * The client interceptor chain: the method function that runs a chain of interceptors in front of a Caller, and the
+ * chain's end that hands the call to it (what interceptors see and return: outgoing-call.ts; what one call keeps
+ * along the chain: intercepted-call.ts). Only clients built with interceptors come here; without any, a method
+ * function hands its arguments straight to the Caller (typed-client.ts) and pays for none of this.
  *
  * Every kind goes through the same chain. What `next(call)` resolves with depends on the kind: the response of a
  * unary, clientStream or upload call once it has arrived; the response stream of a serverStream call, the byte stream
  * of a download, the handle of a bidi call as soon as the call has started (read or wrap them to see what flows).
  */
-import { Status } from '../../wire/constants.js';
-import type { Metadata } from '../../wire/metadata.js';
 import { deadlineOf } from '../deadline.js';
-import type { ByteStream, MessageStream } from '../inbox.js';
 import { compose, methodInfo, type MethodInfo } from '../interceptor.js';
-import { RpcError } from '../rpc-error.js';
-import { discardSource, type ByteSource } from '../sender.js';
-import type { MethodDescriptor, MethodKind } from '../service.js';
+import type { ByteSource } from '../sender.js';
+import type { MethodDescriptor } from '../service.js';
 import { bidiArguments } from './bidi-arguments.js';
-import { failedBidi, type BidiCall } from './bidi-call.js';
 import type { CallOptions } from './call-options.js';
 import type { Caller } from './caller.js';
-import { DeferredBidi, DeferredStream } from './deferred.js';
-import { failedStream } from './stream-call.js';
-
-interface OutgoingCallBase {
-  readonly method: MethodInfo;
-  /** Request metadata, sent when the chain reaches its end: add or change entries before `next`. A copy of the caller's. */
-  readonly metadata: Metadata;
-  /** The caller's signal: aborting it cancels the call. */
-  readonly signal: AbortSignal | undefined;
-  /** The call's deadline as a `Date.now()` timestamp (from `timeoutMs` and `deadline`), or undefined. */
-  readonly deadline: number | undefined;
-  /** The caller's options as given (`onTrailer`, `waitForReady`, `progressTimeoutMs`...); the fields above win. */
-  readonly options: CallOptions | undefined;
-}
-
-/** A unary, serverStream or download call: one request message. */
-export interface OutgoingMessageCall extends OutgoingCallBase {
-  readonly kind: 'unary' | 'serverStream' | 'download';
-  readonly request: unknown;
-}
-
-/** A clientStream call: the caller's source of request messages. */
-export interface OutgoingStreamCall extends OutgoingCallBase {
-  readonly kind: 'clientStream';
-  readonly requests: Iterable<unknown> | AsyncIterable<unknown>;
-}
-
-/**
- * A bidi call: requests are sent on the handle it returns, or, when the caller gave an iterable of them
- * (`chat(requests)`), come from `requests` (replace it with a wrapping generator to see or change them).
- */
-export interface OutgoingBidiCall extends OutgoingCallBase {
-  readonly kind: 'bidi';
-  readonly requests?: Iterable<unknown> | AsyncIterable<unknown>;
-}
-
-/** An upload: one request message, then the bulk body. */
-export interface OutgoingUploadCall extends OutgoingCallBase {
-  readonly kind: 'upload';
-  readonly request: unknown;
-  readonly body: ByteSource;
-}
-
-/**
- * An outgoing call as a client interceptor sees it. Pass it on as it is, or a changed copy
- * (`next({ ...call, request })`, `next({ ...call, deadline })`): the end of the chain sends what it is given.
- */
-export type OutgoingCall = OutgoingMessageCall | OutgoingStreamCall | OutgoingBidiCall | OutgoingUploadCall;
-
-/**
- * What an outgoing call gave back, by kind; an interceptor may return a replacement of the same kind. A replacement
- * stream may be any async iterable (an async generator over the original, say): the caller's `break` reaches the
- * original through it and cancels the call.
- */
-export type CallResult =
-  | { readonly kind: 'unary'; readonly response: unknown }
-  | { readonly kind: 'clientStream'; readonly response: unknown }
-  | { readonly kind: 'upload'; readonly response: unknown }
-  | { readonly kind: 'serverStream'; readonly responses: AsyncIterable<unknown> }
-  | { readonly kind: 'download'; readonly body: AsyncIterable<Uint8Array> }
-  | { readonly kind: 'bidi'; readonly call: BidiCall<unknown, unknown> };
-
-/** One step of a client chain: the rest of the chain, or the call itself at its end. */
-export type ClientNext = (call: OutgoingCall) => Promise<CallResult>;
-
-/**
- * Wraps every outgoing call of the clients it is configured on (`clientInterceptors`): it may read or change the
- * call, throw (an RpcError fails the call with its status; anything else becomes UNKNOWN), and read, wrap or replace
- * the result.
- */
-export type ClientInterceptor = (next: ClientNext) => ClientNext;
+import { CALL_STATE, InterceptedCall, type CallWithState } from './intercepted-call.js';
+import type { CallResult, ClientInterceptor, ClientNext, OutgoingCall } from './outgoing-call.js';
 
 /** The client function of one method behind a chain of interceptors. */
 export function interceptedMethod(caller: Caller, descriptor: MethodDescriptor, interceptors: readonly ClientInterceptor[]): unknown {
@@ -98,41 +25,58 @@ export function interceptedMethod(caller: Caller, descriptor: MethodDescriptor, 
   const kind = method.kind;
   switch (kind) {
     case 'unary':
+      return (request: unknown, options?: CallOptions) => {
+        const call = outgoing(method, options, request, undefined);
+        return call[CALL_STATE].response(run(chain, call));
+      };
     case 'clientStream':
-      return (request: unknown, options?: CallOptions) => run(chain, outgoing(method, options, request, undefined)).then(responseOf, failWith);
+      return (requests: unknown, options?: CallOptions) => {
+        const call = outgoing(method, options, requests, undefined);
+        return call[CALL_STATE].response(run(chain, call));
+      };
     case 'upload':
-      return (request: unknown, body: ByteSource, options?: CallOptions) =>
-        run(chain, outgoing(method, options, request, body)).then(responseOf, (error: unknown) => failUpload(body, error));
+      return (request: unknown, body: ByteSource, options?: CallOptions) => {
+        const call = outgoing(method, options, request, body);
+        return call[CALL_STATE].response(run(chain, call));
+      };
     case 'serverStream':
-      return (request: unknown, options?: CallOptions) => new DeferredStream(run(chain, outgoing(method, options, request, undefined)).then(responsesOf, failedStreamOf));
     case 'download':
-      return (request: unknown, options?: CallOptions) => new DeferredStream(run(chain, outgoing(method, options, request, undefined)).then(bodyOf, failedStreamOf));
+      return (request: unknown, options?: CallOptions) => {
+        const call = outgoing(method, options, request, undefined);
+        return call[CALL_STATE].stream(run(chain, call));
+      };
     case 'bidi':
       return (first?: unknown, second?: unknown) => {
         const { requests, options } = bidiArguments(method.path, first, second);
-        return new DeferredBidi(run(chain, outgoing(method, options, requests, undefined)).then(bidiOf, failedBidiOf));
+        const call = outgoing(method, options, requests, undefined);
+        return call[CALL_STATE].bidi(run(chain, call));
       };
   }
 }
 
 /**
- * The call object: one shape for every kind. For a clientStream call the caller's first argument is its requests
- * (for a bidi call its requests, if it gave any), for an upload the second is the body.
+ * The call object: one shape for every kind, carrying its state for the chain's end. For a clientStream call the
+ * caller's first argument is its requests (for a bidi call its requests, if it gave any), for an upload the second is
+ * the body; those are what the state lets go of if they are never sent. Its signal is the state's: the caller's,
+ * also aborted at the deadline (none when the caller gave neither).
  */
-function outgoing(method: MethodInfo, options: CallOptions | undefined, first: unknown, body: ByteSource | undefined): OutgoingCall {
+function outgoing(method: MethodInfo, options: CallOptions | undefined, first: unknown, body: ByteSource | undefined): OutgoingCall & Required<CallWithState> {
   const kind = method.kind;
   const streams = kind === 'clientStream' || kind === 'bidi';
+  const deadline = deadlineOf(options);
+  const state = new InterceptedCall(kind, streams ? first : body, options?.signal, deadline);
   return {
     kind,
     method,
     metadata: { ...options?.metadata },
-    signal: options?.signal,
-    deadline: deadlineOf(options),
+    signal: state.signal,
+    deadline,
     options,
     request: streams ? undefined : first,
     requests: streams ? first : undefined,
     body,
-  } as OutgoingCall;
+    [CALL_STATE]: state,
+  } as OutgoingCall & Required<CallWithState>;
 }
 
 /** Runs the chain; an interceptor that throws instead of rejecting fails the call the same way. */
@@ -144,10 +88,17 @@ function run(chain: ClientNext, call: OutgoingCall): Promise<CallResult> {
   }
 }
 
-/** The end of the chain: the call as the interceptors left it, handed to the Caller. */
+/**
+ * The end of the chain: the call as the interceptors left it, handed to the Caller. The call's state (when the call
+ * still carries it) learns that the Caller was reached and what it started for a streaming kind, and refuses a call
+ * that is already over for its caller.
+ */
 function endOfChain(caller: Caller, descriptor: MethodDescriptor): ClientNext {
   const kind = descriptor.def.kind;
   return (call) => {
+    const state = (call as CallWithState)[CALL_STATE];
+    const refused = state?.enter();
+    if (refused !== undefined) return Promise.reject(refused);
     const options: CallOptions = { ...call.options, metadata: call.metadata, signal: call.signal, deadline: call.deadline, timeoutMs: undefined };
     const c = call as OutgoingCall & { request: unknown; requests: Iterable<unknown> | AsyncIterable<unknown>; body: ByteSource };
     switch (kind) {
@@ -157,76 +108,21 @@ function endOfChain(caller: Caller, descriptor: MethodDescriptor): ClientNext {
         return caller.clientStream(descriptor, c.requests, options).then((response) => ({ kind, response }));
       case 'upload':
         return caller.upload(descriptor, c.request, c.body, options).then((response) => ({ kind, response }));
-      case 'serverStream':
-        return Promise.resolve({ kind, responses: caller.serverStream(descriptor, c.request, options) });
-      case 'download':
-        return Promise.resolve({ kind, body: caller.download(descriptor, c.request, options) });
-      case 'bidi':
-        return Promise.resolve({ kind, call: caller.bidi(descriptor, c.requests, options) });
+      case 'serverStream': {
+        const responses = caller.serverStream(descriptor, c.request, options);
+        state?.began(responses);
+        return Promise.resolve({ kind, responses });
+      }
+      case 'download': {
+        const body = caller.download(descriptor, c.request, options);
+        state?.began(body);
+        return Promise.resolve({ kind, body });
+      }
+      case 'bidi': {
+        const handle = caller.bidi(descriptor, c.requests, options);
+        state?.began(handle);
+        return Promise.resolve({ kind, call: handle });
+      }
     }
   };
-}
-
-function responseOf(result: CallResult): unknown {
-  if (result !== null && typeof result === 'object' && 'response' in result) return result.response;
-  throw mismatch(result, 'unary, clientStream or upload');
-}
-
-function responsesOf(result: CallResult): MessageStream<unknown> {
-  return result !== null && typeof result === 'object' && 'responses' in result ? asMessageStream(result.responses) : failedStream(mismatch(result, 'serverStream'));
-}
-
-function bodyOf(result: CallResult): ByteStream {
-  return result !== null && typeof result === 'object' && 'body' in result ? asMessageStream(result.body) : failedStream(mismatch(result, 'download'));
-}
-
-/** The stream an interceptor returned, as the caller reads it: an iterator with `return` (an async generator is one). */
-function asMessageStream<T>(source: AsyncIterable<T>): MessageStream<T> {
-  const s = source as Partial<MessageStream<T>>;
-  if (typeof s.next === 'function' && typeof s.return === 'function' && typeof s[Symbol.asyncIterator] === 'function') return source as MessageStream<T>;
-  if (source === null || typeof source !== 'object' || typeof source[Symbol.asyncIterator] !== 'function') {
-    return failedStream(new RpcError(Status.INTERNAL, 'a client interceptor returned a response stream that is not an async iterable'));
-  }
-  const iterator = source[Symbol.asyncIterator]();
-  return {
-    [Symbol.asyncIterator]() {
-      return this;
-    },
-    next: () => iterator.next() as Promise<IteratorResult<T, undefined>>,
-    return: async () => {
-      await iterator.return?.();
-      return { done: true, value: undefined };
-    },
-  };
-}
-
-function bidiOf(result: CallResult): BidiCall<unknown, unknown> {
-  return result !== null && typeof result === 'object' && 'call' in result ? result.call : failedBidi(mismatch(result, 'bidi'));
-}
-
-function mismatch(result: unknown, expected: string): RpcError {
-  const kind = (result as { kind?: MethodKind } | null)?.kind;
-  return new RpcError(Status.INTERNAL, `a client interceptor returned ${kind === undefined ? 'no result' : `a ${kind} result`} for a ${expected} call`);
-}
-
-/** What an interceptor threw, as the RpcError every failed call rejects with. */
-function failWith(error: unknown): never {
-  throw RpcError.from(error);
-}
-
-/**
- * A failed upload lets go of its body: an interceptor may have refused it before it was ever pumped, and an open file
- * must not wait for GC to close (one the call already pumped is closed already; closing it again does nothing).
- */
-function failUpload(body: ByteSource, error: unknown): never {
-  discardSource(body);
-  throw RpcError.from(error);
-}
-
-function failedStreamOf<T>(error: unknown): MessageStream<T> {
-  return failedStream(RpcError.from(error));
-}
-
-function failedBidiOf(error: unknown): BidiCall<unknown, unknown> {
-  return failedBidi(RpcError.from(error));
 }

@@ -219,7 +219,10 @@ export function callClientStream(
   options?: CallOptions,
 ): Promise<unknown> {
   const opened = openCall(core, descriptor, options);
-  if (opened instanceof RpcError) return Promise.reject(opened);
+  if (opened instanceof RpcError) {
+    discardSource(requests); // the caller handed them over: a Readable or a generator must not wait for GC to close
+    return Promise.reject(opened);
+  }
   const call = new ClientStreamCall(opened.stream, descriptor, options, opened.budget, false);
   pumpRequests(core, descriptor, call, requests);
   return call.promise!;

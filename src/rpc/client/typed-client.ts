@@ -12,7 +12,8 @@ import { bidiArguments } from './bidi-arguments.js';
 import type { BidiCall } from './bidi-call.js';
 import type { CallOptions } from './call-options.js';
 import type { Caller } from './caller.js';
-import { interceptedMethod, type ClientInterceptor } from './interceptor.js';
+import { interceptedMethod } from './interceptor.js';
+import type { ClientInterceptor } from './outgoing-call.js';
 
 /** The client function of one method, by kind. */
 export type ClientMethodOf<D extends MethodMap[string]> = {

@@ -116,10 +116,12 @@ function wrap(kind: MethodKind, value: unknown): HandlerResult {
   return { kind, response: value };
 }
 
+/** The handler's value from a result of the call's kind: told by `kind`, not by which fields it has. */
 function unwrap(kind: MethodKind, result: HandlerResult): unknown {
-  const r = result as Partial<Record<'response' | 'responses' | 'body', unknown>> | null;
-  const field = kind === 'serverStream' || kind === 'bidi' ? 'responses' : kind === 'download' ? 'body' : 'response';
-  if (r !== null && typeof r === 'object' && field in r) return r[field];
-  const got = (result as { kind?: MethodKind } | null)?.kind;
-  throw new RpcError(Status.INTERNAL, `a server interceptor returned ${got === undefined ? 'no result' : `a ${got} result`} for a ${kind} call`);
+  const got = (result as { kind?: unknown } | null)?.kind;
+  if (got === kind) {
+    const r = result as Partial<Record<'response' | 'responses' | 'body', unknown>>;
+    return kind === 'serverStream' || kind === 'bidi' ? r.responses : kind === 'download' ? r.body : r.response;
+  }
+  throw new RpcError(Status.INTERNAL, `a server interceptor returned ${typeof got === 'string' ? `a ${got} result` : 'no result'} for a ${kind} call`);
 }
