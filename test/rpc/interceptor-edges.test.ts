@@ -10,8 +10,6 @@ import { describe, test, type TestContext } from 'node:test';
 import {
   bidi,
   clientStream,
-  createMemoryPair,
-  createSession,
   defineService,
   RpcError,
   serve,
@@ -27,6 +25,7 @@ import {
 import { DeferredBidi, DeferredStream } from '../../src/rpc/client/deferred.js';
 import type { MessageStream } from '../../src/rpc/inbox.js';
 import type { BidiCall } from '../../src/rpc/client/bidi-call.js';
+import { memoryRpcPair } from '../fixtures/connections.js';
 import { deferred, rejectsWithStatus, sleep, trackTimers, until, within } from '../helpers.js';
 
 const CLEANUP_MS = 3000;
@@ -66,17 +65,8 @@ const edgesImpl = serve(Edges, {
 });
 
 /** Two sessions over an in-memory pair: `caller` calls `callee`, which serves Edges. */
-async function pair(t: TestContext, callerOptions: RpcSessionOptions, calleeOptions: RpcSessionOptions = {}): Promise<{ caller: RpcSession; callee: RpcSession }> {
-  const [a, b] = createMemoryPair();
-  const caller = createSession(a, 'dialer', callerOptions);
-  const callee = createSession(b, 'acceptor', { services: [edgesImpl], ...calleeOptions });
-  t.after(async () => {
-    caller.destroy();
-    callee.destroy();
-    await within(Promise.all([caller.closed, callee.closed]), CLEANUP_MS, 'sessions to close');
-  });
-  await within(Promise.all([caller.ready, callee.ready]), CLEANUP_MS, 'handshake');
-  return { caller, callee };
+function pair(t: TestContext, callerOptions: RpcSessionOptions, calleeOptions: RpcSessionOptions = {}): Promise<{ caller: RpcSession; callee: RpcSession }> {
+  return memoryRpcPair(t, callerOptions, { services: [edgesImpl], ...calleeOptions });
 }
 
 /** Collects the process's unhandled rejections while the test runs (none may escape a call). */

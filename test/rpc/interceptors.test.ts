@@ -43,6 +43,7 @@ import { Flag, FrameType } from '../../src/wire/constants.js';
 import { encodeFrame } from '../../src/wire/frame.js';
 import { encodeReset } from '../../src/wire/payloads.js';
 import { frameSplitter } from '../fixtures/frame-proxy.js';
+import { memoryRpcPair } from '../fixtures/connections.js';
 import { helloFrame, rejectsWithStatus, socketPath, until, within } from '../helpers.js';
 
 const CLEANUP_MS = 3000;
@@ -126,17 +127,8 @@ function expected(method: MethodName, tag: string): string {
 }
 
 /** Two sessions over an in-memory pair: `caller` calls `callee`, which serves Kinds. */
-async function pair(t: TestContext, callerOptions: RpcSessionOptions, calleeOptions: RpcSessionOptions): Promise<{ caller: RpcSession; callee: RpcSession }> {
-  const [a, b] = createMemoryPair();
-  const caller = createSession(a, 'dialer', { nodeName: 'caller', ...callerOptions });
-  const callee = createSession(b, 'acceptor', { nodeName: 'callee', ...calleeOptions });
-  t.after(async () => {
-    caller.destroy();
-    callee.destroy();
-    await within(Promise.all([caller.closed, callee.closed]), CLEANUP_MS, 'sessions to close');
-  });
-  await within(Promise.all([caller.ready, callee.ready]), CLEANUP_MS, 'handshake');
-  return { caller, callee };
+function pair(t: TestContext, callerOptions: RpcSessionOptions, calleeOptions: RpcSessionOptions): Promise<{ caller: RpcSession; callee: RpcSession }> {
+  return memoryRpcPair(t, { nodeName: 'caller', ...callerOptions }, { nodeName: 'callee', ...calleeOptions });
 }
 
 /** A client interceptor that adds `x-added: tag` to every call. */
