@@ -7,6 +7,8 @@
  * (Simulated with 200 clients and the server down 0.5-5 s: the busiest second holds 13-16 % of the attempts at the
  * median, 19-20 % at the 99th percentile; without the floor, 17-24 % at the median.)
  */
+import { MAX_TIMER_MS } from '../timers.js';
+
 export interface ReconnectOptions {
   /** Cap of the first delay after a failed dial; doubles per failure. Default 500. */
   initialDelayMs?: number;
@@ -35,7 +37,7 @@ export function resolveReconnectOptions(options: ReconnectOptions = {}, defaults
     startupRetryMs: options.startupRetryMs ?? defaults.startupRetryMs ?? 0,
   };
   for (const [name, value] of Object.entries(resolved)) {
-    if (!Number.isFinite(value) || value < 0 || value > 0x7fff_ffff) throw new RangeError(`reconnect.${name} must be a number of ms in 0..2^31-1, got ${value}`);
+    if (!Number.isFinite(value) || value < 0 || value > MAX_TIMER_MS) throw new RangeError(`reconnect.${name} must be a number of ms in 0..2^31-1, got ${value}`);
   }
   if (resolved.maxDelayMs < resolved.initialDelayMs) throw new RangeError('reconnect.maxDelayMs must be at least reconnect.initialDelayMs');
   return resolved;

@@ -19,6 +19,7 @@ import { RpcError } from '../rpc/rpc-error.js';
 import type { RpcSession } from '../rpc/rpc-session.js';
 import { Backoff, type ResolvedReconnectOptions } from './backoff.js';
 import { resolveSessionOptions } from '../session/options.js';
+import { MAX_TIMER_MS } from '../timers.js';
 
 const DEFAULT_KEEPALIVE_INTERVAL_MS = resolveSessionOptions().keepaliveIntervalMs;
 
@@ -259,7 +260,7 @@ export class Link extends EventEmitter<{ state: [LinkStateEvent] }> {
   /** gRFC A8: the peer allows fewer pings than our keepalive sends; ping half as often on the next connections. */
   private pingLessOften(): void {
     if (this.dial === undefined) return;
-    const interval = Math.min(2 * (this.dial.options.keepaliveIntervalMs ?? DEFAULT_KEEPALIVE_INTERVAL_MS), 0x7fff_ffff);
+    const interval = Math.min(2 * (this.dial.options.keepaliveIntervalMs ?? DEFAULT_KEEPALIVE_INTERVAL_MS), MAX_TIMER_MS);
     this.dial = { ...this.dial, options: { ...this.dial.options, keepaliveIntervalMs: interval } };
     this.log('warn', `${this.description}: the peer closed the connection for too many pings; keepaliveIntervalMs is now ${interval}`);
   }

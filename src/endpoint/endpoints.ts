@@ -12,7 +12,7 @@ import type { Transport } from '../transport/transport.js';
 import { rpcErrorOf } from '../rpc/connection-error.js';
 import { RpcError } from '../rpc/rpc-error.js';
 import { Registry } from '../rpc/server/registry.js';
-import { MAX_TIMER_MS } from '../rpc/deadline.js';
+import { limitTimer } from '../timers.js';
 import { checkCloseOptions, checkMsOption, checkRpcSessionOptions, RpcSession, type RpcSessionOptions } from '../rpc/rpc-session.js';
 
 export interface ListenOptions extends RpcSessionOptions {
@@ -121,10 +121,10 @@ export async function connect(url: string, options: ConnectOptions = {}): Promis
   options.signal?.addEventListener('abort', onAbort, { once: true });
   // so does connectTimeoutMs: what is left of it after the dial, not a fresh handshakeTimeoutMs (10 s by default)
   let timedOut = false;
-  const timer = deadline - performance.now() > MAX_TIMER_MS ? undefined : setTimeout(() => {
+  const timer = limitTimer(Math.max(0, deadline - performance.now()), () => {
     timedOut = true;
     session.destroy(new Error(`no handshake within connectTimeoutMs`));
-  }, Math.max(0, deadline - performance.now()));
+  });
   try {
     await session.ready;
   } catch (error) {

@@ -5,7 +5,8 @@
 import { EventEmitter } from 'node:events';
 import type { LogFn } from '../log.js';
 import { TypedClients, type Client } from '../rpc/client/typed-client.js';
-import { deadlineOf, MAX_TIMER_MS } from '../rpc/deadline.js';
+import { deadlineOf } from '../rpc/deadline.js';
+import { MAX_TIMER_MS } from '../timers.js';
 import type { RpcSession, RpcSessionOptions } from '../rpc/rpc-session.js';
 import type { SessionPeer } from '../session/handshake.js';
 import type { MethodKind, MethodMap, ServiceDef } from '../rpc/service.js';

@@ -6,10 +6,8 @@
  * Two clocks meet here on purpose: deadlines are `Date.now()` timestamps (a caller may pass a Date), while what travels
  * is relative (the peers' clocks need not agree), and timers take a delay.
  */
+import { MAX_TIMER_MS } from '../timers.js';
 import { MAX_DEADLINE_MS } from '../wire/constants.js';
-
-/** Longest delay setTimeout honours (2^31-1 ms, ~24.8 days); a longer one would fire at once. */
-export const MAX_TIMER_MS = 0x7fff_ffff;
 
 /** What a caller may say about time: a relative budget, an absolute deadline, or both (the earlier wins). */
 export interface TimeLimit {

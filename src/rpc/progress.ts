@@ -5,7 +5,7 @@
  */
 import { Status } from '../wire/constants.js';
 import type { Stream } from '../session/stream.js';
-import { MAX_TIMER_MS } from './deadline.js';
+import { MAX_TIMER_MS } from '../timers.js';
 import { RpcError } from './rpc-error.js';
 
 /** How often the watchdog looks, as a fraction of its timeout: a stall is caught within 1.25 x the timeout. */

@@ -9,6 +9,7 @@ import {
   MIN_MAX_FRAME_BYTES,
 } from '../wire/constants.js';
 import type { SessionPeer } from './handshake.js';
+import { MAX_TIMER_MS } from '../timers.js';
 
 export interface SessionOptions {
   /** Largest frame payload we accept. Default 65 536; 16 384 - 16 777 216. */
@@ -109,11 +110,11 @@ export function resolveSessionOptions(options: SessionOptions = {}): ResolvedSes
       0,
       Number.MAX_SAFE_INTEGER,
     ),
-    handshakeTimeoutMs: integer('handshakeTimeoutMs', o.handshakeTimeoutMs, 0, 0x7fff_ffff),
-    keepaliveIntervalMs: integer('keepaliveIntervalMs', o.keepaliveIntervalMs, 0, 0x7fff_ffff),
-    keepaliveTimeoutMs: integer('keepaliveTimeoutMs', o.keepaliveTimeoutMs, 1, 0x7fff_ffff),
-    peerPingIntervalMs: integer('peerPingIntervalMs', o.peerPingIntervalMs, 0, 0x7fff_ffff),
-    progressTimeoutMs: integer('progressTimeoutMs', o.progressTimeoutMs, 0, 0x7fff_ffff),
+    handshakeTimeoutMs: integer('handshakeTimeoutMs', o.handshakeTimeoutMs, 0, MAX_TIMER_MS),
+    keepaliveIntervalMs: integer('keepaliveIntervalMs', o.keepaliveIntervalMs, 0, MAX_TIMER_MS),
+    keepaliveTimeoutMs: integer('keepaliveTimeoutMs', o.keepaliveTimeoutMs, 1, MAX_TIMER_MS),
+    peerPingIntervalMs: integer('peerPingIntervalMs', o.peerPingIntervalMs, 0, MAX_TIMER_MS),
+    progressTimeoutMs: integer('progressTimeoutMs', o.progressTimeoutMs, 0, MAX_TIMER_MS),
     nodeName: text('nodeName', o.nodeName),
     label: text('label', o.label),
     readBudgetBytes: typeof o.readBudgetBytes === 'function' ? o.readBudgetBytes : readBudget(o.readBudgetBytes),

@@ -48,6 +48,7 @@ import type { Stream, StreamHost } from './stream.js';
 import { StreamAcceptor, type IncomingStream } from './stream-acceptor.js';
 import { StreamFrames } from './stream-frames.js';
 import { StreamOpener, type OpenStreamInit } from './stream-opener.js';
+import { limitTimer } from '../timers.js';
 
 // what openStream() takes and the onStream hook gets, defined where each is made
 export type { IncomingStream } from './stream-acceptor.js';
@@ -233,8 +234,8 @@ export class Session implements StreamHost {
       if (this.graceTimer === undefined || endsAt < this.graceEndsAt) {
         clearTimeout(this.graceTimer);
         this.graceEndsAt = endsAt;
-        // past 2^31-1 ms (Infinity included) setTimeout would fire at once: wait for the streams however long they take
-        this.graceTimer = graceMs > 0x7fff_ffff ? undefined : setTimeout(() => this.fail(undefined, 'close grace period expired'), graceMs);
+        // a grace past what a timer can count (Infinity included) waits for the streams however long they take
+        this.graceTimer = limitTimer(graceMs, () => this.fail(undefined, 'close grace period expired'));
         this.graceTimer?.unref();
       }
       this.maybeFinishDrain();

@@ -7,6 +7,7 @@ import { unlink } from 'node:fs/promises';
 import { formatAddress, parseAddress, type Address } from './address.js';
 import { SocketTransport } from './socket.js';
 import type { PeerInfo, Transport } from './transport.js';
+import { limitTimer } from '../timers.js';
 
 export interface Listener {
   /** The address actually bound (with the real port when 0 was asked for). */
@@ -34,8 +35,8 @@ export function dial(url: string, options: DialOptions = {}): Promise<Transport>
   return new Promise((resolve, reject) => {
     const socket =
       address.kind === 'unix' ? createConnection({ path: address.path }) : createConnection({ host: address.host, port: address.port });
-    // none past 2^31-1 ms (Infinity included), which setTimeout would fire after 1 ms: the OS's own connect timeout applies
-    const timer = timeoutMs > 0x7fff_ffff ? undefined : setTimeout(() => fail(new Error(`dial ${url}: no connection within connectTimeoutMs (${timeoutMs} ms)`)), timeoutMs);
+    // none past what a timer can count (Infinity included): the OS's own connect timeout applies
+    const timer = limitTimer(timeoutMs, () => fail(new Error(`dial ${url}: no connection within connectTimeoutMs (${timeoutMs} ms)`)));
     const onAbort = (): void => fail(new Error(`dial ${url}: aborted`));
     options.signal?.addEventListener('abort', onAbort, { once: true });
     function cleanup(): void {
