@@ -25,13 +25,9 @@ export function interceptedMethod(caller: Caller, descriptor: MethodDescriptor, 
   const kind = method.kind;
   switch (kind) {
     case 'unary':
-      return (request: unknown, options?: CallOptions) => {
-        const call = outgoing(method, options, request, undefined);
-        return call[CALL_STATE].response(run(chain, call));
-      };
-    case 'clientStream':
-      return (requests: unknown, options?: CallOptions) => {
-        const call = outgoing(method, options, requests, undefined);
+    case 'clientStream': // the first argument: the request, or the iterable of requests
+      return (first: unknown, options?: CallOptions) => {
+        const call = outgoing(method, options, first, undefined);
         return call[CALL_STATE].response(run(chain, call));
       };
     case 'upload':
