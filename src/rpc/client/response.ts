@@ -35,8 +35,13 @@ export function completeWithResponse(
   }
   validateThen(schema, response, (result) => {
     if (result.ok) succeed(result.value);
-    else fail(new RpcError(Status.INTERNAL, result.crashed ? `output validation failed to run: ${result.message}` : `invalid response: ${result.message}`));
+    else fail(invalidResponse(result));
   });
+}
+
+/** A response the method's output schema refused (or could not check): the caller's call fails INTERNAL. */
+export function invalidResponse(result: { crashed?: boolean; message: string }): RpcError {
+  return new RpcError(Status.INTERNAL, result.crashed ? `output validation failed to run: ${result.message}` : `invalid response: ${result.message}`);
 }
 
 /** Hands a successful call's trailer to `onTrailer`; what that user code throws comes back as the call's error. */

@@ -21,7 +21,7 @@ import type { MethodDescriptor } from '../service.js';
 import { abortError, unwatchSignal, watchSignal, type AbortWatcher } from './abort-watch.js';
 import type { CallOptions } from './call-options.js';
 import { encodeRequest, openCall } from './request.js';
-import { completeWithResponse, deliverTrailer } from './response.js';
+import { completeWithResponse, deliverTrailer, invalidResponse } from './response.js';
 
 export class ClientStreamCall implements StreamEvents, AbortWatcher, DeadlineWatcher {
   readonly responses: Inbox<unknown> | undefined;
@@ -155,7 +155,7 @@ export class ClientStreamCall implements StreamEvents, AbortWatcher, DeadlineWat
   private async checkResponse(value: unknown): Promise<unknown> {
     const result = await validate(this.descriptor.def.output!, value);
     if (result.ok) return result.value;
-    const error = new RpcError(Status.INTERNAL, result.crashed ? `output validation failed to run: ${result.message}` : `invalid response: ${result.message}`);
+    const error = invalidResponse(result);
     this.fail(error);
     throw error;
   }
