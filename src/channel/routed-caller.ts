@@ -48,19 +48,11 @@ export class RoutedCaller implements Caller {
   }
 
   serverStream(method: MethodDescriptor, request: unknown, options: CallOptions | undefined): MessageStream<unknown> {
-    const fixed = withFixedDeadline(options);
-    return new RetryingStream((stop) => {
-      const withStop = stoppable(fixed, stop);
-      return this.startStream('serverStream', withStop, (session) => session.caller.serverStream(method, request, withStop));
-    });
+    return this.retryingStream('serverStream', method, request, options);
   }
 
   download(method: MethodDescriptor, request: unknown, options: CallOptions | undefined): ByteStream {
-    const fixed = withFixedDeadline(options);
-    return new RetryingStream((stop) => {
-      const withStop = stoppable(fixed, stop);
-      return this.startStream('download', withStop, (session) => session.caller.download(method, request, withStop));
-    });
+    return this.retryingStream('download', method, request, options) as ByteStream;
   }
 
   clientStream(method: MethodDescriptor, requests: Iterable<unknown> | AsyncIterable<unknown>, options: CallOptions | undefined): Promise<unknown> {
@@ -107,6 +99,15 @@ export class RoutedCaller implements Caller {
       if (!transparentlyRetryable(error)) throw error;
       // another connection of a pool, if there is one: the first may have refused for being busy
       return this.acquire('unary', options, session).then((next) => next.caller.unary(method, request, options));
+    });
+  }
+
+  /** A serverStream or download: one request, then what the peer sends, started again once if retry-safe. */
+  private retryingStream(kind: 'serverStream' | 'download', method: MethodDescriptor, request: unknown, options: CallOptions | undefined): MessageStream<unknown> {
+    const fixed = withFixedDeadline(options);
+    return new RetryingStream((stop) => {
+      const withStop = stoppable(fixed, stop);
+      return this.startStream(kind, withStop, (session) => session.caller[kind](method, request, withStop));
     });
   }
 
