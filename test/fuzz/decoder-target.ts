@@ -1,0 +1,146 @@
+/**
+ * Fuzz target `decoder` (reliability.md T-F1, T-F6): a byte stream into FrameDecoder. Properties, for each of three
+ * decoder set-ups (HELLO expected first or not; the default and the smallest frame limit):
+ * - only ProtocolError is thrown, with a documented code, and each decode takes < 50 ms;
+ * - the stream decodes the same (the same frames, then the same error or none) whole, one byte at a time and split at
+ *   random boundaries;
+ * - a stream that decodes without error re-encodes bit-exact (extension frames, which are skipped, aside).
+ * The corpus form is the byte stream itself.
+ */
+import assert from 'node:assert/strict';
+
+import fc from 'fast-check';
+
+import {
+  FIRST_EXTENSION_FRAME_TYPE,
+  FRAME_HEADER_BYTES,
+  FrameType,
+  MAX_STREAM_ID,
+  DEFAULT_LIMITS,
+} from '../../src/wire/constants.js';
+import { FrameDecoder } from '../../src/wire/decoder.js';
+import { ProtocolError, ProtocolErrorCode } from '../../src/wire/errors.js';
+import { encodeFrame, type Frame } from '../../src/wire/frame.js';
+import { readU32 } from '../../src/wire/bytes.js';
+import { byteByByte, concat, describeThrown, hex, maybeMutated, randomSlices, withinBudget, type FuzzTarget } from './harness.js';
+
+const PROTOCOL_CODES = new Set<string>(Object.values(ProtocolErrorCode));
+
+interface DecoderSetup {
+  expectHelloFirst: boolean;
+  maxFrameBytes: number;
+}
+
+const SETUPS: readonly DecoderSetup[] = [
+  { expectHelloFirst: false, maxFrameBytes: DEFAULT_LIMITS.maxFrameBytes },
+  { expectHelloFirst: true, maxFrameBytes: DEFAULT_LIMITS.maxFrameBytes },
+  { expectHelloFirst: false, maxFrameBytes: 16 },
+];
+
+interface Decoded {
+  frames: Frame[];
+  /** `code: message` of the ProtocolError that stopped the decoder, if one did. */
+  error: string | undefined;
+  atBoundary: boolean;
+}
+
+/** Feeds `chunks` to a fresh decoder; fails the check on anything thrown but a ProtocolError with a documented code. */
+function decodeChunks(chunks: readonly Uint8Array[], setup: DecoderSetup): Decoded {
+  const frames: Frame[] = [];
+  const decoder = new FrameDecoder((type, flags, streamId, payload) => frames.push({ type, flags, streamId, payload: payload.slice() }), setup);
+  try {
+    for (const chunk of chunks) decoder.push(chunk);
+  } catch (error) {
+    if (!(error instanceof ProtocolError)) assert.fail(`FrameDecoder threw ${describeThrown(error)}; only ProtocolError may be thrown`);
+    assert.ok(PROTOCOL_CODES.has(error.code), `FrameDecoder threw an undocumented code ${error.code}`);
+    return { frames, error: error.message, atBoundary: false };
+  }
+  return { frames, error: undefined, atBoundary: decoder.atFrameBoundary };
+}
+
+/** The complete non-extension frames of `bytes` as they are written, walking the headers (for an input that decoded). */
+function knownFrameBytes(bytes: Uint8Array): Uint8Array {
+  const parts: Uint8Array[] = [];
+  for (let at = 0; at + FRAME_HEADER_BYTES <= bytes.length; ) {
+    const length = readU32(bytes, at + 6);
+    const end = at + FRAME_HEADER_BYTES + length;
+    if (bytes[at]! < FIRST_EXTENSION_FRAME_TYPE) parts.push(bytes.subarray(at, end));
+    at = end;
+  }
+  return concat(parts);
+}
+
+function check(input: Uint8Array): void {
+  for (const setup of SETUPS) {
+    const what = `FrameDecoder(${JSON.stringify(setup)})`;
+    const whole = withinBudget(() => decodeChunks([input], setup), `${what} on ${input.length} bytes`);
+    const oneByOne = decodeChunks(byteByByte(input), setup);
+    assert.deepEqual(oneByOne, whole, `${what}: one byte at a time decodes differently from the whole stream`);
+    const sliced = decodeChunks(randomSlices(input), setup);
+    assert.deepEqual(sliced, whole, `${what}: split at random boundaries decodes differently from the whole stream`);
+    if (whole.error === undefined && whole.atBoundary) {
+      assert.deepEqual(concat(whole.frames.map(encodeFrame)), knownFrameBytes(input), `${what}: decoded frames do not re-encode bit-exact`);
+    }
+  }
+}
+
+// ---------------------------------------------------------------- inputs
+
+const byteArb = fc.integer({ min: 0, max: 255 });
+const u32Arb = fc.integer({ min: 0, max: 0xffff_ffff });
+const payloadArb = fc.uint8Array({ maxLength: 300 });
+const record = <T>(model: { [K in keyof T]: fc.Arbitrary<T[K]> }): fc.Arbitrary<T> => fc.record(model, { noNullPrototype: true });
+
+/** Any known frame type with the shape the decoder requires of it. */
+const knownFrameArb: fc.Arbitrary<Frame> = fc.oneof(
+  record({ type: fc.constant<number>(FrameType.HELLO), flags: byteArb, streamId: fc.constant(0), payload: payloadArb }),
+  record({ type: fc.constant<number>(FrameType.PING), flags: byteArb, streamId: fc.constant(0), payload: fc.uint8Array({ minLength: 8, maxLength: 8 }) }),
+  record({ type: fc.constant<number>(FrameType.GOAWAY), flags: byteArb, streamId: fc.constant(0), payload: payloadArb }),
+  record({
+    type: fc.constant<number>(FrameType.CREDIT),
+    flags: byteArb,
+    streamId: fc.integer({ min: 0, max: MAX_STREAM_ID }),
+    payload: fc.uint8Array({ minLength: 4, maxLength: 4 }),
+  }),
+  record({
+    type: fc.constantFrom<number>(FrameType.OPEN, FrameType.DATA, FrameType.END, FrameType.RESET),
+    flags: byteArb,
+    streamId: fc.integer({ min: 1, max: MAX_STREAM_ID }),
+    payload: payloadArb,
+  }),
+  record({ type: fc.integer({ min: FIRST_EXTENSION_FRAME_TYPE, max: 0xff }), flags: byteArb, streamId: fc.integer({ min: 0, max: MAX_STREAM_ID }), payload: payloadArb }),
+);
+
+/** A HELLO, then frames: what a gridwire peer sends. */
+const validStreamArb = fc
+  .tuple(payloadArb, fc.array(knownFrameArb, { maxLength: 6 }))
+  .map(([hello, rest]) => concat([encodeFrame({ type: FrameType.HELLO, flags: 0, streamId: 0, payload: hello }), ...rest.map(encodeFrame)]));
+
+/** Headers of any type, flags and id with small lengths, so that random input gets past the size check. */
+const pseudoFramesArb = fc
+  .array(
+    record({
+      type: byteArb,
+      flags: byteArb,
+      streamId: fc.oneof(fc.integer({ min: 0, max: 3 }), u32Arb),
+      payload: fc.uint8Array({ maxLength: 40 }),
+    }),
+    { minLength: 1, maxLength: 6 },
+  )
+  .map((frames) => concat(frames.map(encodeFrame)));
+
+/** A header declaring a length near a limit (or far past every limit), and fewer bytes than it declares. */
+const lyingLengthArb = fc
+  .tuple(byteArb, fc.constantFrom(16, 17, 4096, 65_536, 65_537, 0x7fff_ffff, 0xffff_ffff), fc.uint8Array({ maxLength: 40 }))
+  .map(([type, length, tail]) => {
+    const header = encodeFrame({ type, flags: 0, streamId: 0, payload: new Uint8Array(0) });
+    new DataView(header.buffer).setUint32(6, length);
+    return concat([header, tail]);
+  });
+
+export const decoderTarget: FuzzTarget = {
+  name: 'decoder',
+  inputs: fc.oneof(fc.uint8Array({ maxLength: 600 }), pseudoFramesArb, lyingLengthArb, maybeMutated(validStreamArb)),
+  check,
+  describe: (input) => `a byte stream of ${input.length} bytes into FrameDecoder: ${hex(input)}`,
+};
