@@ -38,7 +38,22 @@ export interface ConnSpec {
   url: string;
 }
 
-export type WorkerSpec = SideSpec | MeshNodeSpec | LoadOnlySpec | ConnSpec;
+/**
+ * A process of the dos suite (roles/dos.ts): the gridwire server under attack, the canary client calling it, or the
+ * attacker (roles/dos-attacks.ts), which imports nothing of the library.
+ */
+export interface DosSpec {
+  role: 'dos-server' | 'dos-canary' | 'dos-attacker';
+  /** The server's and the canary's gridwire library. */
+  library: string;
+  /** The canary's and the attacker's: the server's address. */
+  target: string;
+  /** The attacker's: which attack, for how long. */
+  attack: string;
+  seconds: number;
+}
+
+export type WorkerSpec = SideSpec | MeshNodeSpec | LoadOnlySpec | ConnSpec | DosSpec;
 
 // ---- figures ----
 
@@ -111,12 +126,51 @@ export interface MeshNodeReport {
   cpu: CpuDelta;
 }
 
+/** What the dos server saw of one attack (between its two marks). */
+export interface DosServerReport {
+  /** Memory after GC when the attack started, the highest RSS sampled during it, memory after GC at its end. */
+  before: MemorySample;
+  peakRss: number;
+  after: MemorySample;
+  /** Longest event-loop delay measured during the attack, ms. */
+  maxLoopDelayMs: number;
+  /** The server's warn lines during the attack (a connection closed for a protocol error names its GW_ERR code). */
+  warnings: string[];
+  warningCount: number;
+}
+
+/** The canary's c=1 echo latencies: idle (between its first two marks), and during the attack (the next two). */
+export interface DosCanaryReport {
+  idle: { count: number; p50Us: number; p99Us: number };
+  /** Includes, as one sample, the age of a call still waiting when the attack ended. */
+  attack: { count: number; p50Us: number; p99Us: number; maxUs: number };
+  failures: number;
+  firstFailure: string | null;
+}
+
+/** How the attack went, from the attacker's side. */
+export interface DosAttackReport {
+  attack: string;
+  connections: number;
+  /** Connections the server closed (or sent a GOAWAY on) before the attacker stopped reading. */
+  closedByServer: number;
+  /** GOAWAYs read, by "CODE: message". */
+  goaways: Record<string, number>;
+  /** ms after its connection opened that the first close was noticed (late for an attacker that did not read). */
+  firstCloseMs: number | null;
+  sentFrames: number;
+  sentBytes: number;
+  elapsedMs: number;
+  /** The attack itself failed (e.g. it could not connect). */
+  error: string | undefined;
+}
+
 // ---- messages ----
 
 /**
  * Orchestrator -> worker. Pair runs: `start` goes to the client only, `mark` to both (the first opens the window, the
  * second closes it). `go` releases a mesh node held at its barrier; `open` asks a conn client for `count` more
- * connections; `measure` asks the conn server for its memory. `stop`: close and exit.
+ * connections; `measure` asks the conn server for its memory; `attack` starts the dos attacker. `stop`: close and exit.
  */
 export type ParentMsg =
   | { t: 'start' }
@@ -124,6 +178,7 @@ export type ParentMsg =
   | { t: 'go' }
   | { t: 'open'; count: number }
   | { t: 'measure' }
+  | { t: 'attack' }
   | { t: 'stop' };
 
 /**
@@ -139,4 +194,7 @@ export type ChildMsg =
   | { t: 'done'; report: MeshNodeReport }
   | { t: 'opened'; total: number; ms: number; memory: MemorySample }
   | { t: 'measured'; connections: number; memory: MemorySample }
+  | { t: 'dos-server'; report: DosServerReport }
+  | { t: 'dos-canary'; report: DosCanaryReport }
+  | { t: 'dos-attacker'; report: DosAttackReport }
   | { t: 'error'; message: string };

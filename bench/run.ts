@@ -24,16 +24,20 @@
 //   idle-connection-rss  server RSS per idle connection, 2 000 connections, gridwire vs. raw node:net. Target: < 64 KiB
 //   mesh-formation       32 node processes form a full mesh and call every ordered pair once: spawn -> all done,
 //                        cold and behind a barrier, with start-up baselines. Target: cold total < 5 s
+//   dos                  (only when named) the attacks of issue 10 against a default gridwire server in its own
+//                        process, each beside a canary doing c=1 echo calls: canary p99 against idle, server RSS
+//                        growth, how the attacker was closed, crashes. Targets: p99 <= max(3x idle, 5 ms), RSS
+//                        growth < 64 MiB, no crash (suites/dos.ts; docs/BENCHMARKS.md "DoS suite")
 // Systems: raw, ws, grpc (grpc-js), gridwire (this checkout's src/index.ts) and, with --against, gridwire@base. Each
 // suite runs the systems of --only it knows. (capnweb and yamux are not installed, so they have no rows.)
 //
 //   npm run bench -- [--suite NAME,...] [--only SYSTEM,...] [--runs N] [--seconds N] [--concurrency 1,64]
-//                    [--against DIR] [--no-pin] [--cpu-prof DIR]
-//     --suite        suites to run, from the list above (default: all)
+//                    [--against DIR] [--no-pin] [--cpu-prof DIR] [--attack NAME,...]
+//     --suite        suites to run, from the list above (default: all but dos)
 //     --only         systems to run (default: all but gridwire@base, which --against adds)
-//     --runs         runs of each measurement (default 2; stream-rss 1)
-//     --seconds      measured window per run (default: unary 3, the others 2; stream-rss, idle-connection-rss and
-//                    mesh-formation have fixed timelines)
+//     --runs         runs of each measurement (default 2; stream-rss and dos 1)
+//     --seconds      measured window per run (default: unary 3, dos 3 per attack, the others 2; stream-rss,
+//                    idle-connection-rss and mesh-formation have fixed timelines)
 //     --concurrency  calls outstanding in the unary suite (default 1,64)
 //     --against DIR  A/B: adds the system gridwire@base, whose client and server import DIR/src/index.ts (compiled
 //                    with DIR/tsconfig.json by the memory and fleet suites), driven by THIS checkout's bench code,
@@ -45,6 +49,7 @@
 //                    `--against .` is an A/A run: the spread of its ratios is the noise floor of the machine.
 //     --no-pin       do not pin with taskset
 //     --cpu-prof DIR write a V8 CPU profile of every worker process into DIR
+//     --attack       the dos suite's attacks to run (default: all; names in bench/roles/dos-attacks.ts)
 //   e.g. npm run bench -- --suite unary --against ../base --runs 3
 //        npm run bench -- --suite bulk-throughput --runs 3
 //        npm run bench -- --suite lane-latency --runs 3
@@ -67,6 +72,8 @@ import { runLaneLatencySuite, runUnaryUnderBulkSuite } from './suites/latency-be
 import { runMeshFormationSuite } from './suites/mesh-formation.js';
 import { runStreamRssSuite } from './suites/stream-rss.js';
 import { runUnarySuite } from './suites/unary.js';
+import { runDosSuite } from './suites/dos.js';
+import { ATTACK_NAMES, isAttackName } from './roles/dos-attacks.js';
 import { isSystemName, SYSTEM_NAMES, type SystemName } from './systems/index.js';
 
 const SUITES = {
@@ -77,14 +84,17 @@ const SUITES = {
   'stream-rss': runStreamRssSuite,
   'idle-connection-rss': runIdleConnectionRssSuite,
   'mesh-formation': runMeshFormationSuite,
+  dos: runDosSuite,
 } satisfies Record<string, Suite>;
 type SuiteName = keyof typeof SUITES;
 const SUITE_NAMES = Object.keys(SUITES) as SuiteName[];
+/** The suites run when --suite is not given: the dos suite attacks the machine, it runs only when named. */
+const DEFAULT_SUITES = SUITE_NAMES.filter((s) => s !== 'dos');
 const DEFAULT_SYSTEMS = SYSTEM_NAMES.filter((s) => s !== 'gridwire@base');
 
 const USAGE =
   `usage: npm run bench -- [--suite ${SUITE_NAMES.join(',')}] [--only ${SYSTEM_NAMES.join(',')}] [--runs N] ` +
-  `[--seconds N] [--concurrency 1,64] [--against DIR] [--no-pin] [--cpu-prof DIR]\n` +
+  `[--seconds N] [--concurrency 1,64] [--against DIR] [--no-pin] [--cpu-prof DIR] [--attack ${ATTACK_NAMES.join(',')}]\n` +
   `  (the header of bench/run.ts says what each suite measures and what each flag does)`;
 
 interface Flags {
@@ -97,7 +107,7 @@ interface Flags {
 function parseFlags(): Flags {
   const { values } = parseArgs({
     options: {
-      suite: { type: 'string', default: SUITE_NAMES.join(',') },
+      suite: { type: 'string', default: DEFAULT_SUITES.join(',') },
       seconds: { type: 'string' },
       runs: { type: 'string' },
       only: { type: 'string', default: DEFAULT_SYSTEMS.join(',') },
@@ -105,6 +115,7 @@ function parseFlags(): Flags {
       against: { type: 'string' },
       'no-pin': { type: 'boolean', default: false },
       'cpu-prof': { type: 'string' },
+      attack: { type: 'string' },
       help: { type: 'boolean', short: 'h', default: false },
     },
   });
@@ -119,6 +130,7 @@ function parseFlags(): Flags {
   const only = list(values.only);
   const concurrencies = values.concurrency.split(',').map(Number);
   const against = values.against === undefined ? null : path.resolve(values.against);
+  const attacks = values.attack === undefined ? null : list(values.attack);
   const bad = (why: string): never => {
     console.error(`bench: ${why}\n${USAGE}`);
     process.exit(2);
@@ -130,12 +142,13 @@ function parseFlags(): Flags {
   if (concurrencies.some((c) => !Number.isInteger(c) || c < 1)) bad(`--concurrency takes positive integers`);
   if (against !== null && !existsSync(path.join(against, 'src', 'index.ts'))) bad(`--against ${against}: no src/index.ts there`);
   if (against === null && only.includes('gridwire@base')) bad('gridwire@base needs --against DIR');
+  if (attacks !== null && (attacks.length === 0 || !attacks.every(isAttackName))) bad(`--attack takes names from ${ATTACK_NAMES.join(',')}`);
   const systems = new Set<string>(only);
   if (against !== null) systems.add('gridwire@base');
   return {
     // Keep the registry orders, so suites run as listed and the round-robin is always raw ws grpc gridwire gridwire@base.
     suites: SUITE_NAMES.filter((s) => suites.includes(s)),
-    options: { seconds, runs, systems: SYSTEM_NAMES.filter((s: SystemName) => systems.has(s)), concurrencies, against },
+    options: { seconds, runs, systems: SYSTEM_NAMES.filter((s: SystemName) => systems.has(s)), concurrencies, against, attacks },
     noPin: values['no-pin'],
     cpuProfDir: values['cpu-prof'],
   };

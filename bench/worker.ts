@@ -4,6 +4,7 @@
 //   mesh-node                  node n<index> of the mesh-formation fleet                   (roles/mesh-node.ts)
 //   load-only                  import the gridwire library and exit (mesh-formation's start-up baseline)
 //   conn-server | conn-client  the idle-connection-rss fleet                               (roles/conn.ts)
+//   dos-server | dos-canary | dos-attacker   the dos suite's processes                  (roles/dos.ts)
 // The role's module is imported only once the role is known, so a mesh node loads little more than the library.
 import type { WorkerSpec } from './messages.js';
 import { fail } from './roles/child.js';
@@ -32,6 +33,10 @@ async function main(): Promise<void> {
     case 'conn-server':
     case 'conn-client':
       return (await import('./roles/conn.js')).runConn(spec);
+    case 'dos-server':
+    case 'dos-canary':
+    case 'dos-attacker':
+      return (await import('./roles/dos.js')).runDos(spec);
   }
 }
 

@@ -22,6 +22,8 @@ export interface SuiteOptions {
   against: string | null;
   /** Notes every suite prints, e.g. how the workers are pinned. */
   notes: readonly string[];
+  /** --attack: the dos suite's attacks to run (null: all). */
+  attacks: readonly string[] | null;
 }
 
 /** A suite runs its measurements, prints its section on stdout (progress on stderr) and returns its JSON. */

@@ -76,7 +76,10 @@ export interface GridwireApi {
   upload(): unknown;
   download(): unknown;
   serve(service: unknown, impl: object): unknown;
-  listen(url: string, options: SessionLimits & { services: unknown[]; onSession?(session: RpcSession): void }): Promise<Server>;
+  listen(
+    url: string,
+    options: SessionLimits & { services: unknown[]; onSession?(session: RpcSession): void; log?(level: string, message: string): void },
+  ): Promise<Server>;
   connect(url: string, options?: SessionLimits): Promise<RpcSession>;
   Mesh: new (options: MeshOptions) => Mesh;
 }

@@ -37,7 +37,7 @@ async function main(): Promise<void> {
   const property = watched(target);
   const endsAt = performance.now() + input.budgetMs;
   do {
-    const seed = input.seed ?? (Math.random() * 0x1_0000_0000) | 0;
+    const seed = input.seed ?? Math.floor(Math.random() * 0x8000_0000); // positive: `--seed N` reads it back
     port.postMessage({ t: 'start', seed } satisfies WorkerReport);
     const started = performance.now();
     const remaining = Math.max(1, endsAt - started);
