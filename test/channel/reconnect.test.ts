@@ -69,7 +69,7 @@ void describe('reconnect: the server process is SIGKILLed mid-call, then started
   };
 
   for (const [name, run] of Object.entries(cases)) {
-    void test(`${name}: fails UNAVAILABLE within 1 s of the kill (no retry: a handler saw it); a new call succeeds on the restarted server`, { timeout: 20_000 }, async (t) => {
+    void test(`T-X1 ${name}: fails UNAVAILABLE within 1 s of the kill (no retry: a handler saw it); a new call succeeds on the restarted server`, { timeout: 20_000 }, async (t) => {
       const url = unixUrl(t);
       const first = await spawnServer(t, url);
       const ch = openChannel(t, url);
@@ -102,7 +102,7 @@ void describe('reconnect: the server process is SIGKILLed mid-call, then started
 // ---------------------------------------------------------------- graceful restart racing calls
 
 void describe('reconnect: graceful server restart', () => {
-  void test('server.close({graceMs}) with calls in flight: they complete; calls racing or after the GOAWAY fail UNAVAILABLE retrySafe (fail-fast) or succeed on the new server (waitForReady)', { timeout: 15_000 }, async (t) => {
+  void test('T-S8 server.close({graceMs}) with calls in flight: they complete; calls racing or after the GOAWAY fail UNAVAILABLE retrySafe (fail-fast) or succeed on the new server (waitForReady)', { timeout: 15_000 }, async (t) => {
     const url = unixUrl(t);
     const probe1 = new Probe();
     const server1 = await listen(url, { services: [svcService('one', probe1)], log: quiet });
@@ -216,7 +216,7 @@ function maxInWindow(times: number[], width: number): number {
 void describe('reconnect: a fleet after a server restart', () => {
   const CLIENTS = 200;
   void test(
-    `${CLIENTS} channels with the DEFAULT reconnect options spread their reconnects: no 1 s window holds more than 20 % of the attempts`,
+    `T-X6 ${CLIENTS} channels with the DEFAULT reconnect options spread their reconnects: no 1 s window holds more than 20 % of the attempts`,
     {
       // lossSpreadMs 10 s (channel default) with retries after a loss capped at >= 5 s: a Monte Carlo of
       // src/channel/backoff.ts puts the busiest second at 15 % median, 19 % at the 99th percentile for a 0.5 s restart.

@@ -39,7 +39,7 @@ async function refuseEverything(t: TestContext): Promise<{ url: string; opens: M
 // ---------------------------------------------------------------- tests
 
 void describe('reconnect: transparent retry', () => {
-  void test('a peer that refuses every stream: unary, server stream and download are sent exactly twice (one retry) and fail UNAVAILABLE retrySafe; upload is sent once', { timeout: 10_000 }, async (t) => {
+  void test('T-S5 a peer that refuses every stream: unary, server stream and download are sent exactly twice (one retry) and fail UNAVAILABLE retrySafe; upload is sent once', { timeout: 10_000 }, async (t) => {
     const refuser = await refuseEverything(t);
     const ch = openChannel(t, refuser.url);
     await within(ch.whenReady(), 3000, 'the channel to connect');
@@ -73,7 +73,7 @@ void describe('reconnect: transparent retry', () => {
     },
   };
   for (const [how, end] of Object.entries(sawIt)) {
-    void test(`a call a handler saw is never retried: ${how} -> UNAVAILABLE (not retrySafe), the handler ran exactly once`, { timeout: 10_000 }, async (t) => {
+    void test(`T-S5 a call a handler saw is never retried: ${how} -> UNAVAILABLE (not retrySafe), the handler ran exactly once`, { timeout: 10_000 }, async (t) => {
       const probe = new Probe();
       const url = unixUrl(t);
       const { server } = await startServer(t, { services: [svcService('one', probe)] }, url);

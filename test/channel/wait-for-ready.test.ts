@@ -13,7 +13,7 @@ import { Svc, svcService } from '../fixtures/mesh-service.js';
 import { assertStatus, errorOf, rejectsWithStatus, sleep, until, within } from '../helpers.js';
 
 void describe('reconnect: waiting for a server', () => {
-  void test('a waitForReady call made before the server exists succeeds once it listens 300 ms later; fail-fast calls in backoff fail UNAVAILABLE retrySafe at once', { timeout: 10_000 }, async (t) => {
+  void test('T-X5 a waitForReady call made before the server exists succeeds once it listens 300 ms later; fail-fast calls in backoff fail UNAVAILABLE retrySafe at once', { timeout: 10_000 }, async (t) => {
     const url = unixUrl(t);
     const ch = openChannel(t, url);
     const states: string[] = [];

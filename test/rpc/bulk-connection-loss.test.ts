@@ -147,7 +147,7 @@ function kill(child: ChildProcess): Promise<void> {
 }
 
 void describe('bulk: the sending process is killed (SIGKILL)', () => {
-  void test('upload from a child process that is killed mid-transfer: the handler body throws UNAVAILABLE, never ends', { timeout: 20_000 }, async (t) => {
+  void test('T-X1 upload from a child process that is killed mid-transfer: the handler body throws UNAVAILABLE, never ends', { timeout: 20_000 }, async (t) => {
     const receiver = new Receiver();
     const server = await listenAfter(t, [receiver.service()]);
     const peer = spawnPeer(t, ['upload', server.url]);
@@ -161,7 +161,7 @@ void describe('bulk: the sending process is killed (SIGKILL)', () => {
     assert.equal(receiver.tally.sha256, patternSha256(receiver.tally.bytes), 'what came is a prefix of what was sent');
   });
 
-  void test('download from a child process that is killed mid-transfer: the for-await throws UNAVAILABLE, never ends', { timeout: 20_000 }, async (t) => {
+  void test('T-X1 download from a child process that is killed mid-transfer: the for-await throws UNAVAILABLE, never ends', { timeout: 20_000 }, async (t) => {
     const peer = spawnPeer(t, ['serve']);
     const line = await within(peer.ready, 10_000, 'the child started');
     const url = /^listening (\S+)$/.exec(line)?.[1];
@@ -184,7 +184,7 @@ void describe('bulk: the sending process is killed (SIGKILL)', () => {
 });
 
 void describe('bulk: the receiving process is killed (SIGKILL)', () => {
-  void test('upload to a child process that is killed mid-transfer: the call rejects UNAVAILABLE and the source is stopped', { timeout: 20_000 }, async (t) => {
+  void test('T-X1 upload to a child process that is killed mid-transfer: the call rejects UNAVAILABLE and the source is stopped', { timeout: 20_000 }, async (t) => {
     const peer = spawnPeer(t, ['serve']);
     const url = /^listening (\S+)$/.exec(await within(peer.ready, 10_000, 'the child started'))?.[1];
     assert.ok(url !== undefined);
@@ -204,7 +204,7 @@ void describe('bulk: the receiving process is killed (SIGKILL)', () => {
     await within(source.stopped.promise, 2000, "the source's finally");
   });
 
-  void test("download by a child process that is killed mid-transfer: the handler's signal aborts and its generator is stopped", { timeout: 20_000 }, async (t) => {
+  void test("T-X1 download by a child process that is killed mid-transfer: the handler's signal aborts and its generator is stopped", { timeout: 20_000 }, async (t) => {
     const source = new Endless();
     let ctx: CallContext | undefined;
     let sent = 0;
@@ -328,7 +328,7 @@ void describe('bulk: the connection is cut (TCP proxy)', () => {
   const AFTER = 2 * MiB;
 
   for (const cut of ['mid-frame', 'boundary', 'reset'] as const) {
-    void test(`upload, cut ${cut}: the handler body throws UNAVAILABLE, never ends; the caller gets UNAVAILABLE`, { timeout: 10_000 }, async (t) => {
+    void test(`T-X3 upload, cut ${cut}: the handler body throws UNAVAILABLE, never ends; the caller gets UNAVAILABLE`, { timeout: 10_000 }, async (t) => {
       const receiver = new Receiver();
       const server = await listenAfter(t, [receiver.service()]);
       const proxy = await CuttingProxy.start(t, server.url, 'up', cut, AFTER);
@@ -348,7 +348,7 @@ void describe('bulk: the connection is cut (TCP proxy)', () => {
       await within(source.stopped.promise, 2000, "the source's finally");
     });
 
-    void test(`download, cut ${cut}: the for-await throws UNAVAILABLE, never ends; the handler's generator is stopped`, { timeout: 10_000 }, async (t) => {
+    void test(`T-X3 download, cut ${cut}: the for-await throws UNAVAILABLE, never ends; the handler's generator is stopped`, { timeout: 10_000 }, async (t) => {
       const source = new Endless();
       const service = serve(Bulk, {
         put: () => ({ name: '', bytes: 0, chunks: 0, sha256: '' }),

@@ -550,7 +550,7 @@ function endlessDownloads(source: Endless, onCtx?: (ctx: CallContext) => void): 
 
 void describe('bulk: cancel', () => {
   testConnTypes(
-    "upload: the caller aborts mid-transfer: CANCELLED; the handler's signal aborts and its body throws; slots and credit come back",
+    "T-S2 upload: the caller aborts mid-transfer: CANCELLED; the handler's signal aborts and its body throws; slots and credit come back",
     async (env) => {
       const log = new UploadLog();
       const { caller, callee } = await env.open({ services: [stallingUploads(log, 512 * KiB)], caller: TIGHT, callee: TIGHT });
@@ -568,7 +568,7 @@ void describe('bulk: cancel', () => {
   );
 
   testConnTypes(
-    "download: the caller aborts mid-transfer: CANCELLED; the handler's signal aborts and its generator's finally runs; slots and credit come back",
+    "T-S2 download: the caller aborts mid-transfer: CANCELLED; the handler's signal aborts and its generator's finally runs; slots and credit come back",
     async (env) => {
       const source = new Endless();
       let ctx: CallContext | undefined;
@@ -593,7 +593,7 @@ void describe('bulk: cancel', () => {
   );
 
   testConnTypes(
-    "download: `break` out of the for-await stops the handler's generator (finally) and aborts its signal with CANCELLED",
+    "T-S2 download: `break` out of the for-await stops the handler's generator (finally) and aborts its signal with CANCELLED",
     async (env) => {
       const source = new Endless();
       let ctx: CallContext | undefined;
@@ -612,7 +612,7 @@ void describe('bulk: cancel', () => {
   );
 
   testConnTypes(
-    'download: cancelling a transfer from fs.createReadStream destroys the read stream (the file is closed)',
+    'T-S2 download: cancelling a transfer from fs.createReadStream destroys the read stream (the file is closed)',
     async (env, t) => {
       const path = await bigTempFile(t, 16 * MiB);
       let file: ReadStream | undefined;
@@ -656,7 +656,7 @@ void describe('bulk: deadlines', () => {
   const TIMEOUT_MS = 300;
 
   testConnTypes(
-    "upload with timeoutMs: DEADLINE_EXCEEDED during the transfer; the handler's signal aborts and its body throws",
+    "T-S3 upload with timeoutMs: DEADLINE_EXCEEDED during the transfer; the handler's signal aborts and its body throws",
     async (env) => {
       const log = new UploadLog();
       const { caller, callee } = await env.open({ services: [stallingUploads(log, Number.POSITIVE_INFINITY)], caller: TIGHT, callee: TIGHT });
@@ -676,7 +676,7 @@ void describe('bulk: deadlines', () => {
   );
 
   testConnTypes(
-    "download with timeoutMs: the for-await throws DEADLINE_EXCEEDED during the transfer; the handler's signal aborts; its finally runs",
+    "T-S3 download with timeoutMs: the for-await throws DEADLINE_EXCEEDED during the transfer; the handler's signal aborts; its finally runs",
     async (env) => {
       const source = new Endless();
       let ctx: CallContext | undefined;

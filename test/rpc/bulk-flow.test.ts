@@ -112,7 +112,7 @@ function reader(stream: AsyncIterable<Uint8Array>, flow: Flow): { read(upTo: num
 
 void describe('bulk: unary calls are not stuck behind a bulk transfer', () => {
   testConnTypes(
-    'a 256 MiB download at full speed: unary calls both ways complete while it is still in progress',
+    'T-S7 a 256 MiB download at full speed: unary calls both ways complete while it is still in progress',
     async (env) => {
       const flows: Flows = { download: new Flow(), upload: new Flow() };
       const service = flowService(flows);
@@ -132,7 +132,7 @@ void describe('bulk: unary calls are not stuck behind a bulk transfer', () => {
   );
 
   testConnTypes(
-    'a 64 MiB upload at full speed: unary calls both ways complete while it is still in progress',
+    'T-S7 a 64 MiB upload at full speed: unary calls both ways complete while it is still in progress',
     async (env) => {
       const flows: Flows = { download: new Flow(), upload: new Flow() };
       const service = flowService(flows);
@@ -158,7 +158,7 @@ void describe('bulk: unary calls are not stuck behind a bulk transfer', () => {
   );
 
   testConnTypes(
-    'a download whose reader has stopped and an upload whose handler has stopped: unary calls both ways still complete',
+    'T-S7 a download whose reader has stopped and an upload whose handler has stopped: unary calls both ways still complete',
     async (env) => {
       let release!: () => void;
       const flows: Flows = { download: new Flow(), upload: new Flow(), hold: new Promise<void>((resolve) => (release = resolve)) };
@@ -247,7 +247,7 @@ void describe('bulk: a slow reader bounds what the sender produces', () => {
   ];
   for (const [name, readerOptions, window, options] of downloadCases) {
     testConnTypes(
-      `256 MiB download, ${name}: not read for a while, then read slowly: the generator stays within the window + ${SLACK / KiB} KiB`,
+      `T-D5 256 MiB download, ${name}: not read for a while, then read slowly: the generator stays within the window + ${SLACK / KiB} KiB`,
       async (env, t) => {
         const flows: Flows = { download: new Flow(), upload: new Flow() };
         const { caller } = await env.open({ services: [flowService(flows)], caller: readerOptions });
@@ -282,7 +282,7 @@ void describe('bulk: a slow reader bounds what the sender produces', () => {
   ];
   for (const [name, handlerOptions, window, options] of uploadCases) {
     testConnTypes(
-      `64 MiB upload, ${name}: the handler stops, then reads slowly: the source stays within the window + ${SLACK / KiB} KiB`,
+      `T-D5 64 MiB upload, ${name}: the handler stops, then reads slowly: the source stays within the window + ${SLACK / KiB} KiB`,
       async (env, t) => {
         let release!: () => void;
         const flows: Flows = { download: new Flow(), upload: new Flow(), hold: new Promise<void>((resolve) => (release = resolve)), pauseMs: 2 };

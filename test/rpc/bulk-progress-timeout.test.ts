@@ -57,7 +57,7 @@ const transferHooks = (): TransferHooks => ({ aborted: deferred<unknown>(), read
 
 void describe('bulk progress timeout', () => {
   for (const where of ['the call', "the caller's session"] as const) {
-    void test(`a download whose handler sends one chunk and then stalls fails DEADLINE_EXCEEDED "no progress" after progressTimeoutMs (400 ms, on ${where}); the handler's signal aborts with DEADLINE_EXCEEDED`, { timeout: 5000 }, async (t) => {
+    void test(`T-X7 a download whose handler sends one chunk and then stalls fails DEADLINE_EXCEEDED "no progress" after progressTimeoutMs (400 ms, on ${where}); the handler's signal aborts with DEADLINE_EXCEEDED`, { timeout: 5000 }, async (t) => {
       const hooks = transferHooks();
       // the server's own watchdog (200 ms) must stay quiet: a handler that does not produce is its own stall
       const { server } = await startServer(t, { services: [transferService(hooks)], progressTimeoutMs: 200 });
@@ -83,7 +83,7 @@ void describe('bulk progress timeout', () => {
     });
   }
 
-  void test('an upload whose handler stops reading the body fails DEADLINE_EXCEEDED "no progress" at the caller (progressTimeoutMs 400 on the call); the handler, whose stall is its own (200 ms watchdog), is aborted with DEADLINE_EXCEEDED', { timeout: 5000 }, async (t) => {
+  void test('T-X7 an upload whose handler stops reading the body fails DEADLINE_EXCEEDED "no progress" at the caller (progressTimeoutMs 400 on the call); the handler, whose stall is its own (200 ms watchdog), is aborted with DEADLINE_EXCEEDED', { timeout: 5000 }, async (t) => {
     const hooks = transferHooks();
     const { server } = await startServer(t, { services: [transferService(hooks)], progressTimeoutMs: 200 });
     const client = await connectTo(t, server.url);

@@ -305,7 +305,7 @@ void describe('bulk: 1 GiB over TCP loopback', () => {
   }
 
   testConnTypes(
-    '1 GiB upload: the sha256 of both ends match',
+    'T-S6 1 GiB upload: the sha256 of both ends match',
     async (env, t) => {
       const received = new Tally();
       const service = serve(Bulk, {
@@ -331,7 +331,7 @@ void describe('bulk: 1 GiB over TCP loopback', () => {
   );
 
   testConnTypes(
-    '1 GiB download: the sha256 of both ends match',
+    'T-S6 1 GiB download: the sha256 of both ends match',
     async (env, t) => {
       const sent = new Tally();
       const service = serve(Bulk, {

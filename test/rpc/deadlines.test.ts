@@ -92,7 +92,7 @@ function assertReason(reason: unknown, code: Status): void {
 
 void describe('deadlines', () => {
   testConnTypes(
-    'timeoutMs: 50 on a 1 s handler: DEADLINE_EXCEEDED by deadline + 50 ms; the handler signal aborts; ctx.deadline ~ now + 50',
+    'T-S3 timeoutMs: 50 on a 1 s handler: DEADLINE_EXCEEDED by deadline + 50 ms; the handler signal aborts; ctx.deadline ~ now + 50',
     async (env) => {
       const o = observed();
       const { caller } = await env.open({ services: [slowService(o)] });
@@ -117,7 +117,7 @@ void describe('deadlines', () => {
   );
 
   testConnTypes(
-    'deadline: Date.now() + 50 (number or Date) behaves the same; the earlier of deadline and timeoutMs wins',
+    'T-S3 deadline: Date.now() + 50 (number or Date) behaves the same; the earlier of deadline and timeoutMs wins',
     async (env) => {
       const o = observed();
       const { caller } = await env.open({ services: [slowService(o)] });
@@ -142,7 +142,7 @@ void describe('deadlines', () => {
   );
 
   testConnTypes(
-    'a deadline already passed rejects at once without reaching the handler',
+    'T-S3 a deadline already passed rejects at once without reaching the handler',
     async (env) => {
       const o = observed();
       const { caller } = await env.open({ services: [slowService(o)] });
@@ -160,7 +160,7 @@ void describe('deadlines', () => {
   );
 
   testConnTypes(
-    'a handler finishing before the deadline succeeds, and no timer is left behind',
+    'T-S3 a handler finishing before the deadline succeeds, and no timer is left behind',
     async (env) => {
       const o = observed();
       const { caller } = await env.open({ services: [slowService(o)] });
@@ -184,7 +184,7 @@ void describe('deadlines', () => {
   );
 
   testConnTypes(
-    "a queued call's OPEN carries the time left when it is sent, not when the call was made",
+    "T-S3 a queued call's OPEN carries the time left when it is sent, not when the call was made",
     async (env) => {
       const o = observed();
       const gate = deferred();
@@ -208,7 +208,7 @@ void describe('deadlines', () => {
   );
 
   testConnTypes(
-    '200 concurrent calls timing out all get DEADLINE_EXCEEDED and the connection stays usable',
+    'T-S3 200 concurrent calls timing out all get DEADLINE_EXCEEDED and the connection stays usable',
     async (env) => {
       const o = observed();
       const { caller } = await env.open({ services: [slowService(o)], callee: { maxConcurrentStreams: 256 } });
@@ -225,7 +225,7 @@ void describe('deadlines', () => {
   );
 
   testConnTypes(
-    '200 calls timing out over a 100-stream limit: DEADLINE_EXCEEDED, or a retry-safe REFUSED (PROTOCOL.md §7); usable after',
+    'T-S3 200 calls timing out over a 100-stream limit: DEADLINE_EXCEEDED, or a retry-safe REFUSED (PROTOCOL.md §7); usable after',
     async (env) => {
       const o = observed();
       const { caller } = await env.open({ services: [slowService(o)], callee: { maxConcurrentStreams: 100 } });
@@ -245,7 +245,7 @@ void describe('deadlines', () => {
     kinds,
   );
 
-  void test('the callee enforces the deadline from OPEN on its own: signal aborts, RESET DEADLINE_EXCEEDED', { timeout: 5000 }, async (t) => {
+  void test('T-S3 the callee enforces the deadline from OPEN on its own: signal aborts, RESET DEADLINE_EXCEEDED', { timeout: 5000 }, async (t) => {
     const o = observed();
     const [rawEnd, sessionEnd] = createMemoryPair();
     const callee = createSession(sessionEnd, 'acceptor', { services: [slowService(o)] });
@@ -266,7 +266,7 @@ void describe('deadlines', () => {
 
 void describe('cancellation', () => {
   testConnTypes(
-    "aborting the caller's signal mid-call: CANCELLED at once, the handler's signal fires, the connection stays up",
+    "T-S2 aborting the caller's signal mid-call: CANCELLED at once, the handler's signal fires, the connection stays up",
     async (env) => {
       const o = observed();
       const { caller } = await env.open({ services: [slowService(o)] });
@@ -287,7 +287,7 @@ void describe('cancellation', () => {
   );
 
   testConnTypes(
-    'abort reasons: an RpcError reason is kept, any other reason is CANCELLED',
+    'T-S2 abort reasons: an RpcError reason is kept, any other reason is CANCELLED',
     async (env) => {
       const o = observed();
       const { caller } = await env.open({ services: [slowService(o)] });
@@ -310,7 +310,7 @@ void describe('cancellation', () => {
   );
 
   testConnTypes(
-    'a signal already aborted is CANCELLED without reaching the handler',
+    'T-S2 a signal already aborted is CANCELLED without reaching the handler',
     async (env) => {
       const o = observed();
       const { caller } = await env.open({ services: [slowService(o)] });
@@ -325,7 +325,7 @@ void describe('cancellation', () => {
   );
 
   testConnTypes(
-    'AbortSignal.timeout(50) is DEADLINE_EXCEEDED',
+    'T-S3 AbortSignal.timeout(50) is DEADLINE_EXCEEDED',
     async (env) => {
       const o = observed();
       const { caller } = await env.open({ services: [slowService(o)] });
@@ -342,7 +342,7 @@ void describe('cancellation', () => {
   );
 
   testConnTypes(
-    'after cancelling 150 hanging calls (limit 100), slots return as handlers return and new calls succeed',
+    'T-D2 after cancelling 150 hanging calls (limit 100), slots return as handlers return and new calls succeed',
     async (env) => {
       const o = observed();
       const { caller } = await env.open({ services: [slowService(o)], callee: { maxConcurrentStreams: 100 } });

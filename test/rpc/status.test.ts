@@ -127,7 +127,7 @@ const opts: ConnTestOptions = { timeout: 10_000 };
 
 void describe('status: unknown service and method', () => {
   testConnTypes(
-    'an unknown service is UNIMPLEMENTED',
+    'T-S1 T-Z5 an unknown service is UNIMPLEMENTED',
     async (env) => {
       const { caller } = await env.open({ services: services({ count: 0 }) });
       const error = await rejectsWithStatus(caller.client(Missing).anything(null), Status.UNIMPLEMENTED);
@@ -138,7 +138,7 @@ void describe('status: unknown service and method', () => {
   );
 
   testConnTypes(
-    'an unknown method of a known service is UNIMPLEMENTED',
+    'T-S1 T-Z5 an unknown method of a known service is UNIMPLEMENTED',
     async (env) => {
       const { caller } = await env.open({ services: services({ count: 0 }) });
       const error = await rejectsWithStatus(caller.client(StatusClientView).notThere(null), Status.UNIMPLEMENTED);
@@ -151,7 +151,7 @@ void describe('status: unknown service and method', () => {
 
 void describe('status: handler failures', () => {
   testConnTypes(
-    'a plain Error is UNKNOWN with exactly its message, no stack trace or path',
+    'T-S4 a plain Error is UNKNOWN with exactly its message, no stack trace or path',
     async (env) => {
       const { caller } = await env.open({ services: services({ count: 0 }) });
       const error = await rejectsWithStatus(caller.client(Basic).throwError('disk is on fire'), Status.UNKNOWN);
@@ -165,7 +165,7 @@ void describe('status: handler failures', () => {
   );
 
   testConnTypes(
-    'a rejection with a non-Error is UNKNOWN',
+    'T-S4 a rejection with a non-Error is UNKNOWN',
     async (env) => {
       const { caller } = await env.open({ services: services({ count: 0 }) });
       const client = caller.client(Basic);
@@ -183,7 +183,7 @@ void describe('status: handler failures', () => {
   );
 
   testConnTypes(
-    'invalid trailer metadata set by a handler is INTERNAL',
+    'T-S4 invalid trailer metadata set by a handler is INTERNAL',
     async (env) => {
       const { caller } = await env.open({ services: services({ count: 0 }) });
       const error = await rejectsWithStatus(caller.client(Basic).badTrailer(null), Status.INTERNAL);
@@ -196,7 +196,7 @@ void describe('status: handler failures', () => {
 
 void describe('status: Standard Schema validation', () => {
   testConnTypes(
-    'an input validator refusing the request is INVALID_ARGUMENT, before the handler runs',
+    'T-S4 an input validator refusing the request is INVALID_ARGUMENT, before the handler runs',
     async (env) => {
       const calls = { count: 0 };
       const { caller } = await env.open({ services: services(calls) });
@@ -217,7 +217,7 @@ void describe('status: Standard Schema validation', () => {
   );
 
   testConnTypes(
-    'an output validator refusing the response is INTERNAL on the client',
+    'T-S4 an output validator refusing the response is INTERNAL on the client',
     async (env) => {
       const calls = { count: 0 };
       const { caller } = await env.open({ services: services(calls) });
@@ -265,7 +265,7 @@ void describe('status: Standard Schema validation', () => {
 
 void describe('status: limits', () => {
   testConnTypes(
-    "a request larger than the peer's maxMessageBytes is RESOURCE_EXHAUSTED; the connection stays",
+    "T-S4 a request larger than the peer's maxMessageBytes is RESOURCE_EXHAUSTED; the connection stays",
     async (env) => {
       const { caller } = await env.open({ services: services({ count: 0 }), callee: { maxMessageBytes: 1024 } });
       const client = caller.client(Basic);
@@ -279,7 +279,7 @@ void describe('status: limits', () => {
   );
 
   testConnTypes(
-    "a response larger than the caller's maxMessageBytes is RESOURCE_EXHAUSTED; the connection stays",
+    "T-S4 a response larger than the caller's maxMessageBytes is RESOURCE_EXHAUSTED; the connection stays",
     async (env) => {
       const { caller } = await env.open({ services: services({ count: 0 }), caller: { maxMessageBytes: 2048 } });
       const client = caller.client(Basic);
@@ -291,7 +291,7 @@ void describe('status: limits', () => {
   );
 
   testConnTypes(
-    'metadata over the limit is RESOURCE_EXHAUSTED (our limit before sending, the peer limit on receipt)',
+    'T-S4 metadata over the limit is RESOURCE_EXHAUSTED (our limit before sending, the peer limit on receipt)',
     async (env) => {
       const { caller } = await env.open({ services: services({ count: 0 }), callee: { maxMetadataBytes: 256, maxMetadataEntries: 4 } });
       const client = caller.client(Basic);

@@ -210,7 +210,7 @@ function assertReason(reason: unknown, code: Status, what: string): void {
 // ---------------------------------------------------------------- round trips
 
 void describe('streams: round trips', () => {
-  testConnTypes('serverStream: 100 responses in order, an empty stream, a plain array; request metadata and the trailer', async (env) => {
+  testConnTypes('T-S1 serverStream: 100 responses in order, an empty stream, a plain array; request metadata and the trailer', async (env) => {
     let seenMetadata: Metadata | undefined;
     const { caller, callee } = await env.open({
       services: [
@@ -246,7 +246,7 @@ void describe('streams: round trips', () => {
     await streamsGone(caller, callee, 'after the calls');
   });
 
-  testConnTypes('clientStream: an array, an async generator, zero requests; request metadata and the trailer', async (env) => {
+  testConnTypes('T-S1 clientStream: an array, an async generator, zero requests; request metadata and the trailer', async (env) => {
     const p = probe();
     const { caller, callee } = await env.open({
       services: [
@@ -286,7 +286,7 @@ void describe('streams: round trips', () => {
     await streamsGone(caller, callee, 'after the calls');
   });
 
-  testConnTypes('bidi: a reply arrives before the caller ends its side; requests after replies; an empty conversation; metadata and trailer', async (env) => {
+  testConnTypes('T-S1 bidi: a reply arrives before the caller ends its side; requests after replies; an empty conversation; metadata and trailer', async (env) => {
     const { caller, callee } = await env.open({
       services: [
         streams({
@@ -730,7 +730,7 @@ void describe('streams: errors', () => {
 // ---------------------------------------------------------------- cancellation
 
 void describe('streams: cancellation', () => {
-  testConnTypes("serverStream: aborting the caller's signal mid-stream; the handler's signal aborts with CANCELLED; the slot is freed", async (env) => {
+  testConnTypes("T-S2 serverStream: aborting the caller's signal mid-stream; the handler's signal aborts with CANCELLED; the slot is freed", async (env) => {
     const p = probe();
     const { caller, callee } = await env.open({
       callee: { maxConcurrentStreams: 1 },
@@ -760,7 +760,7 @@ void describe('streams: cancellation', () => {
     assert.deepEqual(await readAll(c.tail({ n: 2 }), 2000, 'next call'), [{ i: 0 }, { i: 1 }]);
   });
 
-  testConnTypes("bidi: aborting the caller's signal; the handler's request iterator and signal report CANCELLED; the slot is freed", async (env) => {
+  testConnTypes("T-S2 bidi: aborting the caller's signal; the handler's request iterator and signal report CANCELLED; the slot is freed", async (env) => {
     const p = probe();
     const { caller, callee } = await env.open({
       callee: { maxConcurrentStreams: 1 },
@@ -799,7 +799,7 @@ void describe('streams: cancellation', () => {
     assert.deepEqual(await readAll(next, 2000, 'next call'), ['again']);
   });
 
-  testConnTypes('break out of for await (serverStream and bidi) cancels the call: the handler sees CANCELLED, both sides forget the stream', async (env) => {
+  testConnTypes('T-S2 break out of for await (serverStream and bidi) cancels the call: the handler sees CANCELLED, both sides forget the stream', async (env) => {
     const tail = probe();
     const chat = probe();
     const { caller, callee } = await env.open({
@@ -861,7 +861,7 @@ void describe('streams: cancellation', () => {
     assert.deepEqual(await readAll(c.tail({ n: 1 }), 2000, 'next call'), [{ i: 0 }], 'the slot is free');
   });
 
-  testConnTypes("clientStream: aborting the caller's signal while its source still yields: the handler's request iterator throws CANCELLED; the source stops", async (env) => {
+  testConnTypes("T-S2 clientStream: aborting the caller's signal while its source still yields: the handler's request iterator throws CANCELLED; the source stops", async (env) => {
     const p = probe();
     const { caller, callee } = await env.open({
       services: [
@@ -898,7 +898,7 @@ void describe('streams: cancellation', () => {
     await streamsGone(caller, callee, 'after the abort');
   });
 
-  testConnTypes('a deadline during a stream: DEADLINE_EXCEEDED on the caller (serverStream, clientStream, bidi); the handler signal aborts', async (env) => {
+  testConnTypes('T-S3 a deadline during a stream: DEADLINE_EXCEEDED on the caller (serverStream, clientStream, bidi); the handler signal aborts', async (env) => {
     const ticks = probe();
     const sum = probe();
     const chat = probe();

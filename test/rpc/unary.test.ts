@@ -88,7 +88,7 @@ function assertBytes(actual: unknown, expected: Uint8Array, what: string): void 
 }
 
 void describe('unary: codecs', () => {
-  testConnTypes('msgpack echo of objects, strings, numbers and bytes', async (env) => {
+  testConnTypes('T-S1 msgpack echo of objects, strings, numbers and bytes', async (env) => {
     const { caller } = await env.open({ services: [echoService()] });
     const echo = caller.client(Echo).echo;
     const object = { name: 'gridwire', nested: { list: [1, 'two', null, true, false], empty: {} }, unicode: 'zürich 東京 🚀' };
@@ -208,7 +208,7 @@ void describe('unary: volume and size', () => {
 });
 
 void describe('unary: metadata, trailers, errors, context', () => {
-  testConnTypes('request metadata reaches ctx.metadata; ctx.trailer reaches onTrailer', async (env) => {
+  testConnTypes('T-S1 request metadata reaches ctx.metadata; ctx.trailer reaches onTrailer', async (env) => {
     let seen: Metadata | undefined;
     const { caller } = await env.open({
       services: [
@@ -244,7 +244,7 @@ void describe('unary: metadata, trailers, errors, context', () => {
     assert.deepEqual(Object.keys(emptyTrailer ?? { missing: '' }), []);
   });
 
-  testConnTypes('an RpcError thrown by a handler arrives with its code, message and metadata', async (env) => {
+  testConnTypes('T-S1 an RpcError thrown by a handler arrives with its code, message and metadata', async (env) => {
     const { caller } = await env.open({
       services: [
         echoService({

@@ -132,7 +132,7 @@ void describe('close: a session closed gracefully, destroyed, or losing its tran
 });
 
 void describe('close: the grace period', () => {
-  void test('server.close({ graceMs: 2000 }) with 5 calls in flight: all 5 complete; a call racing the GOAWAY and one after it fail UNAVAILABLE retry-safe; closed resolves clean; no socket, server or timer is left', { timeout: 8000 }, async (t) => {
+  void test('T-S8 server.close({ graceMs: 2000 }) with 5 calls in flight: all 5 complete; a call racing the GOAWAY and one after it fail UNAVAILABLE retry-safe; closed resolves clean; no socket, server or timer is left', { timeout: 8000 }, async (t) => {
     const before = handleCounts();
     let started = 0;
     const { server, logs } = await startServer(t, { services: [sleepyService({ onStart: () => started++ })] });
@@ -293,7 +293,7 @@ void describe("close: during a dial's handshake", () => {
 
 void describe('close: nothing is left behind', () => {
 
-  void test('after mesh.stop(), channel.close() and server.close() with calls in flight, the process exits on its own', { timeout: 20_000 }, async (t) => {
+  void test('T-S8 after mesh.stop(), channel.close() and server.close() with calls in flight, the process exits on its own', { timeout: 20_000 }, async (t) => {
     const child = spawn(process.execPath, ['--import', 'tsx', FIXTURE], { stdio: ['ignore', 'pipe', 'pipe'] });
     t.after(() => {
       if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');

@@ -27,7 +27,7 @@ const isRefused = (f: RawFrame): boolean => f.type === FrameType.RESET && (f.fla
 // ---------------------------------------------------------------- tests
 
 void describe('concurrency limit: the peer cannot exceed ours', () => {
-  void test('more concurrent OPENs than maxConcurrentStreams: RESET with the REFUSED flag; a freed slot is reused', { timeout: 5000 }, async (t) => {
+  void test('T-D6 more concurrent OPENs than maxConcurrentStreams: RESET with the REFUSED flag; a freed slot is reused', { timeout: 5000 }, async (t) => {
     const v = await victim(t, { maxConcurrentStreams: 2 });
     for (const id of [1, 3, 5]) {
       v.raw.send(FrameType.OPEN, 0, id, encodeOpen(0, 0, HANG));
@@ -51,7 +51,7 @@ void describe('concurrency limit: the peer cannot exceed ours', () => {
 
   // Regression found by review (fixed in 804d265: a peer stream's slot frees only once its handler returned and
   // the stream closed).
-  void test('a raw peer opening calls while granting OPEN window=1 (responses can never be sent): 10 accepted, the rest REFUSED; the server holds at most 10 streams', { timeout: 5000 }, async (t) => {
+  void test('T-D3 a raw peer opening calls while granting OPEN window=1 (responses can never be sent): 10 accepted, the rest REFUSED; the server holds at most 10 streams', { timeout: 5000 }, async (t) => {
     const { raw, session: server } = againstRawPeer(t, 'acceptor', { services: [bytesService()], maxConcurrentStreams: 10 });
     await within(server.ready, 1000, 'handshake');
     let id = 1;
@@ -88,7 +88,7 @@ void describe('concurrency limit: the peer cannot exceed ours', () => {
   });
 
   // Regression found by review (fixed in 804d265).
-  void test('an async input validator still running when the call is cancelled keeps its slot: the server never runs two validators with maxConcurrentStreams 1', { timeout: 5000 }, async (t) => {
+  void test('T-D2 an async input validator still running when the call is cancelled keeps its slot: the server never runs two validators with maxConcurrentStreams 1', { timeout: 5000 }, async (t) => {
     let running = 0;
     let maxRunning = 0;
     let finished = 0;
@@ -162,7 +162,7 @@ void describe("concurrency limit: the peer's, and calls that cannot be sent fail
   });
 
   // Regression found by review (fixed in 804d265: queued OPENs re-checked against the peer's frame limit).
-  void test("a call queued behind the peer's concurrency limit whose OPEN exceeds the peer's MAX_FRAME_BYTES fails alone RESOURCE_EXHAUSTED; the connection stays up (and the non-queued case)", { timeout: 5000 }, async (t) => {
+  void test("T-S9 a call queued behind the peer's concurrency limit whose OPEN exceeds the peer's MAX_FRAME_BYTES fails alone RESOURCE_EXHAUSTED; the connection stays up (and the non-queued case)", { timeout: 5000 }, async (t) => {
     const gate = deferred();
     let gatedStarted = 0;
     const [a, b] = createMemoryPair();

@@ -120,7 +120,7 @@ async function streamsGone(a: RpcSession, b: RpcSession, what: string): Promise<
 // ---------------------------------------------------------------- a fast producer and a slow reader
 
 void describe('streams flow control: back pressure', () => {
-  testConnTypes('a fast producer waits for a slow reader: it is never more than a stream window (+ the send high-water mark) ahead', async (env) => {
+  testConnTypes('T-S7 a fast producer waits for a slow reader: it is never more than a stream window (+ the send high-water mark) ahead', async (env) => {
     const SIZE = 16 * KiB;
     const N = 120;
     const WINDOW = 256 * KiB; // the caller's default initialStreamWindow: what the producer may have in flight
@@ -159,7 +159,7 @@ void describe('streams flow control: back pressure', () => {
     await streamsGone(caller, callee, 'after the stream');
   });
 
-  testConnTypes('tiny messages do not pile up in the sender: a stalled reader holds the producer to the message window + the high-water mark', async (env) => {
+  testConnTypes('T-S7 tiny messages do not pile up in the sender: a stalled reader holds the producer to the message window + the high-water mark', async (env) => {
     const SIZE = 4;
     const MESSAGE_WINDOW = 1024; // the caller's default initialMessageWindow
     let produced = 0;
@@ -181,7 +181,7 @@ void describe('streams flow control: back pressure', () => {
   });
 
   testConnTypes(
-    'a stalled reader holds back only its own stream: other calls on the connection complete, in both directions of data',
+    'T-S7 a stalled reader holds back only its own stream: other calls on the connection complete, in both directions of data',
     async (env) => {
       const SIZE = 16 * KiB;
       let produced = 0;
@@ -309,7 +309,7 @@ void describe('streams flow control: 64 MiB each way on one bidi stream', () => 
   const BIG: RpcSessionOptions = { initialStreamWindow: 128 * MiB, connectionWindow: 128 * MiB };
 
   testConnTypes(
-    'with 128 MiB windows both sides finish writing 64 MiB before either reads, then read everything intact',
+    'T-S7 with 128 MiB windows both sides finish writing 64 MiB before either reads, then read everything intact',
     async (env) => {
       const handlerWrote = deferred();
       const callerWrote = deferred();
@@ -365,7 +365,7 @@ void describe('streams flow control: 64 MiB each way on one bidi stream', () => 
   );
 
   testConnTypes(
-    'with default windows, both sides writing 64 MiB while reading concurrently complete without deadlock',
+    'T-S7 with default windows, both sides writing 64 MiB while reading concurrently complete without deadlock',
     async (env) => {
       let handlerRead = 0;
       let handlerBad = -1;
@@ -472,7 +472,7 @@ function stallingSink(first: number, gate: Promise<void>, read: { count: number 
 }
 
 void describe('streams flow control: enforced against a raw peer', () => {
-  void test("DATA beyond a stream's byte credit while its handler is not reading: GW_ERR_FLOW_CONTROL (no credit came back meanwhile)", { timeout: 5000 }, async (t) => {
+  void test("T-F5 DATA beyond a stream's byte credit while its handler is not reading: GW_ERR_FLOW_CONTROL (no credit came back meanwhile)", { timeout: 5000 }, async (t) => {
     const gate = deferred();
     t.after(() => gate.resolve());
     const read = { count: 0 };
@@ -488,7 +488,7 @@ void describe('streams flow control: enforced against a raw peer', () => {
     assert.equal(read.count, 0);
   });
 
-  void test('the same on the caller side: responses beyond the byte credit of a serverStream nobody reads: GW_ERR_FLOW_CONTROL', { timeout: 5000 }, async (t) => {
+  void test('T-F5 the same on the caller side: responses beyond the byte credit of a serverStream nobody reads: GW_ERR_FLOW_CONTROL', { timeout: 5000 }, async (t) => {
     const v = await victim(t, { initialStreamWindow: 16 * KiB }, {}, 'dialer');
     const responses = v.session.client(Flow).produce(params(100, 8 * KiB)); // never read
     const open = await v.raw.waitFor((f) => f.type === FrameType.OPEN, 1000, 'the OPEN of the call');
@@ -503,7 +503,7 @@ void describe('streams flow control: enforced against a raw peer', () => {
     await assert.rejects(responses.next(), 'the call fails with the connection');
   });
 
-  void test('reading returns exactly the credit consumed: the peer may send that much more, and not a byte beyond', { timeout: 5000 }, async (t) => {
+  void test('T-F5 reading returns exactly the credit consumed: the peer may send that much more, and not a byte beyond', { timeout: 5000 }, async (t) => {
     const gate = deferred();
     t.after(() => gate.resolve());
     const read = { count: 0 };
@@ -522,7 +522,7 @@ void describe('streams flow control: enforced against a raw peer', () => {
     await assertFlowControlError(v);
   });
 
-  void test('more complete messages than the message window (HELLO INITIAL_MESSAGE_WINDOW 4) while the handler is not reading: GW_ERR_FLOW_CONTROL', { timeout: 5000 }, async (t) => {
+  void test('T-F5 more complete messages than the message window (HELLO INITIAL_MESSAGE_WINDOW 4) while the handler is not reading: GW_ERR_FLOW_CONTROL', { timeout: 5000 }, async (t) => {
     const gate = deferred();
     t.after(() => gate.resolve());
     const read = { count: 0 };
@@ -540,7 +540,7 @@ void describe('streams flow control: enforced against a raw peer', () => {
     await assertFlowControlError(v);
   });
 
-  void test('consumed messages come back as CREDIT with MESSAGES: the peer may send exactly that many more', { timeout: 5000 }, async (t) => {
+  void test('T-F5 consumed messages come back as CREDIT with MESSAGES: the peer may send exactly that many more', { timeout: 5000 }, async (t) => {
     const gate = deferred();
     t.after(() => gate.resolve());
     const read = { count: 0 };
@@ -559,7 +559,7 @@ void describe('streams flow control: enforced against a raw peer', () => {
     await assertFlowControlError(v);
   });
 
-  void test('a CREDIT with the MESSAGES flag on stream 0: GW_ERR_FLOW_CONTROL (the connection has no message window)', { timeout: 5000 }, async (t) => {
+  void test('T-F5 a CREDIT with the MESSAGES flag on stream 0: GW_ERR_FLOW_CONTROL (the connection has no message window)', { timeout: 5000 }, async (t) => {
     const v = await victim(t, { services: [flow()] });
     v.raw.send(FrameType.CREDIT, 0, 0, encodeCredit(64 * KiB));
     await barrier(v.raw, 1n);

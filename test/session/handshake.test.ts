@@ -59,7 +59,7 @@ function decodeAll(bytes: Uint8Array): RawFrame[] {
 // ---------------------------------------------------------------- tests
 
 void describe('handshake: protocol version mismatch', () => {
-  void test('a peer that speaks only version 2 dials a server: it gets GOAWAY VERSION_MISMATCH "ours 1..1, theirs 2..2" before the close; the server logs one warning naming it and keeps serving', { timeout: 5000 }, async (t) => {
+  void test('T-Z4 a peer that speaks only version 2 dials a server: it gets GOAWAY VERSION_MISMATCH "ours 1..1, theirs 2..2" before the close; the server logs one warning naming it and keeps serving', { timeout: 5000 }, async (t) => {
     const { server, logs } = await startServer(t, { services: [sleepyService()] });
     const { raw, address } = await rawClient(t, server.url);
     raw.sendBytes(helloV2());
@@ -84,7 +84,7 @@ void describe('handshake: protocol version mismatch', () => {
     assert.equal(await within(client.client(Sleepy).sleep(1), 2000, 'a call afterwards'), 'slept 1');
   });
 
-  void test('connect() to a server that answers with a version-2-only HELLO rejects FAILED_PRECONDITION "ours 1..1, theirs 2..2"; that server receives our GOAWAY VERSION_MISMATCH with the reason', { timeout: 5000 }, async (t) => {
+  void test('T-Z4 connect() to a server that answers with a version-2-only HELLO rejects FAILED_PRECONDITION "ours 1..1, theirs 2..2"; that server receives our GOAWAY VERSION_MISMATCH with the reason', { timeout: 5000 }, async (t) => {
     const peers: RawPeer[] = [];
     const accepted = deferred<RawPeer>();
     const listener = await listenOn('tcp://127.0.0.1:0', (transport) => {
@@ -126,7 +126,7 @@ void describe('handshake: peers that are not gridwire are closed, logged, and do
     { name: 'nothing at all (handshakeTimeoutMs 200)', options: { handshakeTimeoutMs: 200 }, goaway: 'HANDSHAKE_TIMEOUT', log: /GW_ERR_HANDSHAKE_TIMEOUT.*200 ms/ },
   ];
   for (const c of cases) {
-    void test(`${c.name}: GOAWAY ${c.goaway}, the connection closes, one warn line with the peer address and the reason; a client is served afterwards`, { timeout: 5000 }, async (t) => {
+    void test(`T-Z4 ${c.name}: GOAWAY ${c.goaway}, the connection closes, one warn line with the peer address and the reason; a client is served afterwards`, { timeout: 5000 }, async (t) => {
       const { server, logs } = await startServer(t, { services: [sleepyService()], ...c.options });
       const { raw, address } = await rawClient(t, server.url);
       if (c.bytes !== undefined) raw.sendBytes(c.bytes);
@@ -146,7 +146,7 @@ void describe('handshake: peers that are not gridwire are closed, logged, and do
     });
   }
 
-  void test('an HTTP request to a listen() port is closed; the server keeps working', { timeout: 5000 }, async (t) => {
+  void test('T-Z4 an HTTP request to a listen() port is closed; the server keeps working', { timeout: 5000 }, async (t) => {
     const server = await listen('tcp://127.0.0.1:0', { services: [echoService()] });
     t.after(() => server.close({ graceMs: 0 }));
     const { socket, received, closed } = plainSocketTo(t, server.url);
@@ -199,7 +199,7 @@ void describe('handshake: peers that are not gridwire are closed, logged, and do
     assert.ok(elapsed >= 190 && elapsed < 1500, `gave up after ${elapsed.toFixed(0)} ms`);
   });
 
-  void test('a raw socket that connects and says nothing is closed after handshakeTimeoutMs', { timeout: 5000 }, async (t) => {
+  void test('T-D10 a raw socket that connects and says nothing is closed after handshakeTimeoutMs', { timeout: 5000 }, async (t) => {
     const server = await listen('tcp://127.0.0.1:0', { services: [echoService()], handshakeTimeoutMs: 200 });
     t.after(() => server.close({ graceMs: 0 }));
     const { socket, received, closed } = plainSocketTo(t, server.url);

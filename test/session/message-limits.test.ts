@@ -62,7 +62,7 @@ function resetOf(stream: Stream): Promise<{ status: Status; message: string }> {
   return done.promise;
 }
 
-void test("a message over the receiver's maxMessageBytes is RESOURCE_EXHAUSTED, and the error names maxMessageBytes and says to raise it", { timeout: 5000 }, async (t) => {
+void test("T-D8 a message over the receiver's maxMessageBytes is RESOURCE_EXHAUSTED, and the error names maxMessageBytes and says to raise it", { timeout: 5000 }, async (t) => {
   const dialer = await sessionPair(t, { maxMessageBytes: 1024 });
   // the session does not check the peer's limit before sending (the rpc layer does): the receiver's check answers
   for (const size of [4096, 200_000]) {

@@ -97,7 +97,7 @@ void describe('ping: session.ping()', () => {
 });
 
 void describe('ping: keepalive', () => {
-  void test('a server process frozen with SIGSTOP is detected between interval + timeout and 2 x interval + timeout (200 / 300 ms): the call in flight fails UNAVAILABLE, closed names keepalive', { timeout: 15_000 }, async (t) => {
+  void test('T-X2 a server process frozen with SIGSTOP is detected between interval + timeout and 2 x interval + timeout (200 / 300 ms): the call in flight fails UNAVAILABLE, closed names keepalive', { timeout: 15_000 }, async (t) => {
     const peer = spawnPeer(t);
     const url = await within(peer.url, 10_000, 'the child server listens');
     const session = await connectTo(t, url, { keepaliveIntervalMs: 200, keepaliveTimeoutMs: 300 });
@@ -214,7 +214,7 @@ void describe('ping: keepalive', () => {
 });
 
 void describe("ping: the budget for the peer's pings", () => {
-  void test('a raw peer that sends 100 PINGs at once gets 18 ACKs (a burst of 16, two forgiven strikes), then GOAWAY ENHANCE_YOUR_CALM "too many pings", and the connection closes', { timeout: 5000 }, async (t) => {
+  void test('T-D11 a raw peer that sends 100 PINGs at once gets 18 ACKs (a burst of 16, two forgiven strikes), then GOAWAY ENHANCE_YOUR_CALM "too many pings", and the connection closes', { timeout: 5000 }, async (t) => {
     const { server, logs } = await startServer(t, { services: [sleepyService()] });
     const { raw, address } = await rawClient(t, server.url);
     raw.sendBytes(helloFrame());
@@ -236,7 +236,7 @@ void describe("ping: the budget for the peer's pings", () => {
     assert.match(warning, /GW_ERR_ENHANCE_YOUR_CALM.*too many pings/);
   });
 
-  void test('Promise.all of 10 session.ping() from each side of a real connection stays within the budget: every ping answers and the connection stays up', { timeout: 5000 }, async (t) => {
+  void test('T-D11 Promise.all of 10 session.ping() from each side of a real connection stays within the budget: every ping answers and the connection stays up', { timeout: 5000 }, async (t) => {
     const accepted = deferred<RpcSession>();
     const { server, logs } = await startServer(t, { services: [sleepyService()], onSession: (s) => accepted.resolve(s) });
     const client = await connectTo(t, server.url);
@@ -254,7 +254,7 @@ void describe("ping: the budget for the peer's pings", () => {
   });
 
   // Regression found by review (fixed in 0e3bab8: ping strikes are forgiven once the budget refills).
-  void test('ping strikes are forgiven once the budget refills: three bursts of 17 PINGs 1 s apart keep the connection; a burst of 100 still gets GOAWAY ENHANCE_YOUR_CALM', { timeout: 8000 }, async (t) => {
+  void test('T-D11 ping strikes are forgiven once the budget refills: three bursts of 17 PINGs 1 s apart keep the connection; a burst of 100 still gets GOAWAY ENHANCE_YOUR_CALM', { timeout: 8000 }, async (t) => {
     const { server } = await startServer(t, { services: [], peerPingIntervalMs: 20 });
     const { raw: polite } = await rawClient(t, server.url);
     const { raw: rude } = await rawClient(t, server.url);
@@ -284,7 +284,7 @@ void describe("ping: the budget for the peer's pings", () => {
   });
 
   // Regression found by review (fixed in 804d265).
-  void test('ping flood from a peer that does not read (CVE-2019-9512): the session closes with ENHANCE_YOUR_CALM instead of buffering every PING ACK', { timeout: 5000 }, async (t) => {
+  void test('T-D1 ping flood from a peer that does not read (CVE-2019-9512): the session closes with ENHANCE_YOUR_CALM instead of buffering every PING ACK', { timeout: 5000 }, async (t) => {
     const [rawEnd, sessionEnd] = createMemoryPair();
     const written = tapFrames(sessionEnd);
     const session = createSession(sessionEnd, 'acceptor');
@@ -306,7 +306,7 @@ void describe("ping: the budget for the peer's pings", () => {
 });
 
 void describe('ping: a channel told "too many pings" (gRFC A8)', () => {
-  void test('a channel closed for too many pings redials with its keepalive interval doubled', { timeout: 15_000 }, async (t) => {
+  void test('T-D11 a channel closed for too many pings redials with its keepalive interval doubled', { timeout: 15_000 }, async (t) => {
     const url = `unix://${socketPath()}`;
     // burst 16 at one per 400 ms; the channel's idle keepalive pings about every 2 x 20 ms
     const server = await listen(url, { services: [serve(Echo, { echo: (s) => s })], peerPingIntervalMs: 400, log: () => undefined });
@@ -323,7 +323,7 @@ void describe('ping: a channel told "too many pings" (gRFC A8)', () => {
     assert.equal(await ch.client(Echo).echo('still here', { waitForReady: true, timeoutMs: 3000 }), 'still here');
   });
 
-  void test('the side that closed a connection for too many pings does not slow its own keepalive', { timeout: 10_000 }, async (t) => {
+  void test('T-D11 the side that closed a connection for too many pings does not slow its own keepalive', { timeout: 10_000 }, async (t) => {
     const url = `unix://${socketPath()}`;
     // here the server over-pings: the channel (default peerPingIntervalMs 1000) is the one that closes connections
     const server = await listen(url, { services: [serve(Echo, { echo: (s) => s })], keepaliveIntervalMs: 20, log: () => undefined });

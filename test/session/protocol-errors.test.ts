@@ -36,13 +36,13 @@ const END_OF_REQUEST = Flag.MESSAGE_END | Flag.END_STREAM;
 // ---------------------------------------------------------------- tests
 
 void describe('protocol errors: an evil peer', () => {
-  void test('DATA on a never-opened stream: GOAWAY PROTOCOL_ERROR', { timeout: 5000 }, async (t) => {
+  void test('T-F5 DATA on a never-opened stream: GOAWAY PROTOCOL_ERROR', { timeout: 5000 }, async (t) => {
     const v = await victim(t);
     v.raw.send(FrameType.DATA, END_OF_REQUEST, 7, request('x'));
     await assertConnectionError(v, ConnectionCode.PROTOCOL_ERROR, ProtocolErrorCode.STREAM_NOT_OPEN);
   });
 
-  void test('CREDIT of 0: GOAWAY FLOW_CONTROL_ERROR (connection and stream)', { timeout: 5000 }, async (t) => {
+  void test('T-F5 CREDIT of 0: GOAWAY FLOW_CONTROL_ERROR (connection and stream)', { timeout: 5000 }, async (t) => {
     const v = await victim(t);
     v.raw.send(FrameType.CREDIT, 0, 0, encodeCredit(0));
     await assertConnectionError(v, ConnectionCode.FLOW_CONTROL_ERROR, ProtocolErrorCode.FLOW_CONTROL);
@@ -54,14 +54,14 @@ void describe('protocol errors: an evil peer', () => {
     await assertConnectionError(w, ConnectionCode.FLOW_CONTROL_ERROR, ProtocolErrorCode.FLOW_CONTROL);
   });
 
-  void test('DATA beyond the stream window: GOAWAY FLOW_CONTROL_ERROR', { timeout: 5000 }, async (t) => {
+  void test('T-F5 DATA beyond the stream window: GOAWAY FLOW_CONTROL_ERROR', { timeout: 5000 }, async (t) => {
     const v = await victim(t, { initialStreamWindow: 16 * 1024 });
     v.raw.send(FrameType.OPEN, 0, 1, encodeOpen(0, 0, ECHO));
     v.raw.send(FrameType.DATA, 0, 1, new Uint8Array(16 * 1024 + 1));
     await assertConnectionError(v, ConnectionCode.FLOW_CONTROL_ERROR, ProtocolErrorCode.FLOW_CONTROL);
   });
 
-  void test('OPEN with the wrong parity: GOAWAY PROTOCOL_ERROR', { timeout: 5000 }, async (t) => {
+  void test('T-F5 OPEN with the wrong parity: GOAWAY PROTOCOL_ERROR', { timeout: 5000 }, async (t) => {
     const v = await victim(t); // the raw peer is the dialer: its ids must be odd
     v.raw.send(FrameType.OPEN, 0, 2, encodeOpen(0, 0, ECHO));
     await assertConnectionError(v, ConnectionCode.PROTOCOL_ERROR, ProtocolErrorCode.BAD_STREAM_ID);
@@ -71,7 +71,7 @@ void describe('protocol errors: an evil peer', () => {
     await assertConnectionError(w, ConnectionCode.PROTOCOL_ERROR, ProtocolErrorCode.BAD_STREAM_ID);
   });
 
-  void test('OPEN with a non-increasing id: GOAWAY PROTOCOL_ERROR', { timeout: 5000 }, async (t) => {
+  void test('T-F5 OPEN with a non-increasing id: GOAWAY PROTOCOL_ERROR', { timeout: 5000 }, async (t) => {
     const v = await victim(t);
     v.raw.send(FrameType.OPEN, 0, 5, encodeOpen(0, 0, ECHO));
     v.raw.send(FrameType.DATA, END_OF_REQUEST, 5, request(5));
@@ -85,7 +85,7 @@ void describe('protocol errors: an evil peer', () => {
     await assertConnectionError(w, ConnectionCode.PROTOCOL_ERROR, ProtocolErrorCode.BAD_STREAM_ID);
   });
 
-  void test('OPEN with malformed metadata: only that stream is RESET (INTERNAL); a following call works', { timeout: 5000 }, async (t) => {
+  void test('T-Z6 OPEN with malformed metadata: only that stream is RESET (INTERNAL); a following call works', { timeout: 5000 }, async (t) => {
     const v = await victim(t);
     // one entry, key "BAD" (upper case is not allowed), text value "x"
     const badBlock = Uint8Array.of(1, 3, 0x42, 0x41, 0x44, 0, 0, 1, 0x78);
@@ -104,7 +104,7 @@ void describe('protocol errors: an evil peer', () => {
   });
 
   // Regression found by review (fixed in 804d265: reading stops after a connection error).
-  void test('after a connection error (an unknown frame type), frames the peer sends afterwards get no reply: no PING ACK', { timeout: 5000 }, async (t) => {
+  void test('T-F5 after a connection error (an unknown frame type), frames the peer sends afterwards get no reply: no PING ACK', { timeout: 5000 }, async (t) => {
     const [rawEnd, sessionEnd] = createMemoryPair();
     const written = tapFrames(sessionEnd); // also what the session tries to write after the transport has ended
     const session = createSession(sessionEnd, 'acceptor');

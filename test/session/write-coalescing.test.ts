@@ -57,7 +57,7 @@ void describe('write coalescing and transport backpressure', () => {
   });
 
   // Regression found by review (fixed in 804d265: small writes respect transport backpressure).
-  void test('while the transport reports backpressure, 10 000 small calls wait in their streams instead of piling up in the transport; after it resumes all complete', { timeout: 10_000 }, async (t) => {
+  void test('T-D5 while the transport reports backpressure, 10 000 small calls wait in their streams instead of piling up in the transport; after it resumes all complete', { timeout: 10_000 }, async (t) => {
     const huge = { connectionWindow: 0x7fff_ffff, initialStreamWindow: 0x7fff_ffff, maxConcurrentStreams: 100_000 };
     const [a, b] = createMemoryPair();
     const caller = createSession(a, 'dialer', huge);

@@ -188,7 +188,7 @@ void describe('FrameDecoder: chunk boundaries', () => {
     );
   });
 
-  void test('splitting the stream into two chunks at every offset gives the same frames as one chunk', () => {
+  void test('T-F6 splitting the stream into two chunks at every offset gives the same frames as one chunk', () => {
     for (let cut = 0; cut <= MIXED.length; cut++) {
       const { decoder, frames } = collector({ expectHelloFirst: true });
       decoder.push(MIXED.subarray(0, cut));
@@ -198,13 +198,13 @@ void describe('FrameDecoder: chunk boundaries', () => {
     }
   });
 
-  void test('feeding the stream one byte at a time gives the same frames as one chunk', () => {
+  void test('T-F6 feeding the stream one byte at a time gives the same frames as one chunk', () => {
     const { decoder, frames } = collector({ expectHelloFirst: true });
     for (let i = 0; i < MIXED.length; i++) decoder.push(MIXED.subarray(i, i + 1));
     assert.deepEqual(frames, whole);
   });
 
-  void test('empty chunks change nothing', () => {
+  void test('T-F6 empty chunks change nothing', () => {
     const { decoder, frames } = collector();
     decoder.push(new Uint8Array(0));
     for (let i = 0; i < MIXED.length; i += 3) {
@@ -223,7 +223,7 @@ void describe('FrameDecoder: chunk boundaries', () => {
     }
   });
 
-  void test('a payload that arrives across chunks is reassembled, not handed out as a partial view', () => {
+  void test('T-F6 a payload that arrives across chunks is reassembled, not handed out as a partial view', () => {
     const received: Uint8Array[] = [];
     const decoder = new FrameDecoder((_t, _f, _s, payload) => received.push(payload), { maxFrameBytes: MAX });
     const bytes = hex('03 00 00000001 00000006 010203040506');
@@ -234,21 +234,21 @@ void describe('FrameDecoder: chunk boundaries', () => {
 });
 
 void describe('FrameDecoder: refused headers', () => {
-  void test('refuses a frame declaring 4 GiB (length 0xffffffff) from its 10 header bytes alone', () => {
+  void test('T-F3 refuses a frame declaring 4 GiB (length 0xffffffff) from its 10 header bytes alone', () => {
     assertRefused([hex('03 00 00000001 ffffffff')], ProtocolErrorCode.FRAME_SIZE);
   });
 
-  void test('refuses a frame declaring maxFrameBytes+1 before reading its payload', () => {
+  void test('T-F3 refuses a frame declaring maxFrameBytes+1 before reading its payload', () => {
     assertRefused([hex('03 00 00000001 00010001')], ProtocolErrorCode.FRAME_SIZE);
   });
 
-  void test('refuses an oversize frame when its header arrives one byte at a time, on the 10th byte', () => {
+  void test('T-F3 refuses an oversize frame when its header arrives one byte at a time, on the 10th byte', () => {
     const header = hex('02 00 00000001 00100000');
     const chunks = Array.from(header, (b) => Uint8Array.of(b));
     assertRefused(chunks, ProtocolErrorCode.FRAME_SIZE);
   });
 
-  void test('refuses an oversize extension frame instead of skipping 4 GiB of it', () => {
+  void test('T-F3 refuses an oversize extension frame instead of skipping 4 GiB of it', () => {
     assertRefused([hex('80 00 00000000 ffffffff')], ProtocolErrorCode.FRAME_SIZE);
   });
 
@@ -318,20 +318,20 @@ void describe('FrameDecoder: refused headers', () => {
 });
 
 void describe('FrameDecoder: handshake guard (expectHelloFirst)', () => {
-  void test('refuses a PING sent before HELLO', () => {
+  void test('T-Z3 refuses a PING sent before HELLO', () => {
     assertRefused([hex('07 00 00000000 00000008')], ProtocolErrorCode.BAD_HANDSHAKE, { expectHelloFirst: true });
   });
 
-  void test('refuses a DATA frame sent before HELLO', () => {
+  void test('T-Z3 refuses a DATA frame sent before HELLO', () => {
     assertRefused([hex('03 00 00000001 00000000')], ProtocolErrorCode.BAD_HANDSHAKE, { expectHelloFirst: true });
   });
 
-  void test('refuses an HTTP client ("GET / HTTP/1.1\\r\\n") as BAD_HANDSHAKE, not as an oversize frame', () => {
+  void test('T-Z4 refuses an HTTP client ("GET / HTTP/1.1\\r\\n") as BAD_HANDSHAKE, not as an oversize frame', () => {
     const http = Uint8Array.from(Buffer.from('GET / HTTP/1.1\r\n', 'latin1'));
     assertRefused([http], ProtocolErrorCode.BAD_HANDSHAKE, { expectHelloFirst: true });
   });
 
-  void test('refuses a TLS ClientHello as BAD_HANDSHAKE', () => {
+  void test('T-Z4 refuses a TLS ClientHello as BAD_HANDSHAKE', () => {
     assertRefused([hex('16 03 01 0200 010001fc 0303')], ProtocolErrorCode.BAD_HANDSHAKE, { expectHelloFirst: true });
   });
 
@@ -353,14 +353,14 @@ void describe('FrameDecoder: handshake guard (expectHelloFirst)', () => {
 });
 
 void describe('FrameDecoder: memory', () => {
-  void test('a header declaring maxFrameBytes followed by 1 payload byte neither throws nor delivers anything', () => {
+  void test('T-F3 a header declaring maxFrameBytes followed by 1 payload byte neither throws nor delivers anything', () => {
     const { decoder, frames } = collector();
     decoder.push(concat(hex('03 00 00000001 00010000'), Uint8Array.of(1)));
     assert.deepEqual(frames, []);
     assert.equal(decoder.atFrameBoundary, false);
   });
 
-  void test('a pending 8 MiB frame with 1 byte received holds at most maxFrameBytes of buffers', () => {
+  void test('T-F3 a pending 8 MiB frame with 1 byte received holds at most maxFrameBytes of buffers', () => {
     const max = 8 * 1024 * 1024;
     const { decoder, frames } = collector({ maxFrameBytes: max });
     const header = hex('03 00 00000001 00800000');

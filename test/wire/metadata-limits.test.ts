@@ -34,27 +34,27 @@ function rawEntry(key: string, kind: number, valueLength: number, value: Uint8Ar
 }
 
 void describe('metadata entry count', () => {
-  void test('refuses to encode 1e5 empty entries under the default limits', () => {
+  void test('T-D7 refuses to encode 1e5 empty entries under the default limits', () => {
     assert.throws(() => encodeMetadata(emptyEntries(100_000), LIMITS), MetadataLimitError);
   });
 
-  void test('refuses to encode 1e5 empty entries even when the configured limits allow them (the count is a u8)', () => {
+  void test('T-D7 refuses to encode 1e5 empty entries even when the configured limits allow them (the count is a u8)', () => {
     assert.throws(() => encodeMetadata(emptyEntries(100_000), HUGE), MetadataLimitError);
   });
 
-  void test('refuses 256 entries instead of writing a count byte that wraps to 0', () => {
+  void test('T-D7 refuses 256 entries instead of writing a count byte that wraps to 0', () => {
     assert.throws(() => encodeMetadata(emptyEntries(256), HUGE), MetadataLimitError);
     assert.throws(() => encodeMetadata(emptyEntries(257), HUGE), MetadataLimitError);
   });
 
-  void test('255 entries, the most a count byte can say, encode and decode when the limits allow them', () => {
+  void test('T-D7 255 entries, the most a count byte can say, encode and decode when the limits allow them', () => {
     const metadata = emptyEntries(255);
     const block = encodeMetadata(metadata, HUGE);
     assert.equal(block[0], 255);
     assert.equal(Object.keys(decode(block, HUGE)).length, 255);
   });
 
-  void test('maxMetadataEntries entries pass and one more fails, on both ends', () => {
+  void test('T-D7 maxMetadataEntries entries pass and one more fails, on both ends', () => {
     const atLimit = emptyEntries(LIMITS.maxMetadataEntries);
     assert.equal(Object.keys(decode(encodeMetadata(atLimit, LIMITS))).length, LIMITS.maxMetadataEntries);
 
@@ -64,14 +64,14 @@ void describe('metadata entry count', () => {
     assert.throws(() => decode(block), MetadataLimitError);
   });
 
-  void test('a count above maxMetadataEntries is refused before any entry is read (the entries are not even there)', () => {
+  void test('T-D7 a count above maxMetadataEntries is refused before any entry is read (the entries are not even there)', () => {
     // a short read would be MalformedPayloadError: getting MetadataLimitError proves nothing past the count was read
     assert.throws(() => decode(Uint8Array.of(LIMITS.maxMetadataEntries + 1)), MetadataLimitError);
     assert.throws(() => decode(Uint8Array.of(255)), MetadataLimitError);
     assert.throws(() => decode(Uint8Array.of(LIMITS.maxMetadataEntries)), MalformedPayloadError);
   });
 
-  void test('an OPEN or END carrying too many entries fails with MetadataLimitError', () => {
+  void test('T-D7 an OPEN or END carrying too many entries fails with MetadataLimitError', () => {
     const block = encodeMetadata(emptyEntries(LIMITS.maxMetadataEntries + 1), HUGE);
     assert.throws(() => decodeOpen(encodeOpen(0, 0, utf8('svc.method'), block), LIMITS), MetadataLimitError);
     assert.throws(() => decodeEnd(encodeEnd(Status.OK, '', block), LIMITS), MetadataLimitError);
@@ -83,7 +83,7 @@ void describe('metadata byte cost', () => {
   /** Value size that makes one entry with a 1-byte key cost exactly maxMetadataBytes. */
   const fill = max - 1 - METADATA_ENTRY_OVERHEAD;
 
-  void test('costs each entry key + value + 32 bytes of overhead', () => {
+  void test('T-D7 costs each entry key + value + 32 bytes of overhead', () => {
     assert.equal(metadataCost(1, fill), max);
     assert.equal(METADATA_ENTRY_OVERHEAD, 32);
   });
@@ -92,13 +92,13 @@ void describe('metadata byte cost', () => {
     ['text', (n: number): string | Uint8Array => 'v'.repeat(n)],
     ['binary', (n: number): string | Uint8Array => new Uint8Array(n).fill(0xab)],
   ] as const) {
-    void test(`a ${kind} entry costing exactly maxMetadataBytes passes on both ends`, () => {
+    void test(`T-D7 a ${kind} entry costing exactly maxMetadataBytes passes on both ends`, () => {
       const metadata = { k: value(fill) };
       const block = encodeMetadata(metadata, LIMITS);
       assert.deepEqual({ ...decode(block) }, metadata);
     });
 
-    void test(`a ${kind} entry costing maxMetadataBytes + 1 fails on both ends`, () => {
+    void test(`T-D7 a ${kind} entry costing maxMetadataBytes + 1 fails on both ends`, () => {
       const metadata = { k: value(fill + 1) };
       assert.throws(() => encodeMetadata(metadata, LIMITS), MetadataLimitError);
       const block = encodeMetadata(metadata, HUGE);
@@ -106,7 +106,7 @@ void describe('metadata byte cost', () => {
     });
   }
 
-  void test('text values are counted in UTF-8 bytes, not characters', () => {
+  void test('T-D7 text values are counted in UTF-8 bytes, not characters', () => {
     // same number of characters; swapping one "x" for the 2-byte "\u00e9" tips the block one byte over
     const atLimit = { k: 'x'.repeat(fill) };
     const over = { k: '\u00e9' + 'x'.repeat(fill - 1) };
@@ -116,7 +116,7 @@ void describe('metadata byte cost', () => {
     assert.throws(() => decode(encodeMetadata(over, HUGE)), MetadataLimitError);
   });
 
-  void test('empty entries still cost their overhead: 36 one-letter keys cost 36 * 33 bytes, the limit passes and one byte less fails', () => {
+  void test('T-D7 empty entries still cost their overhead: 36 one-letter keys cost 36 * 33 bytes, the limit passes and one byte less fails', () => {
     const keys = [...'abcdefghijklmnopqrstuvwxyz0123456789'];
     const metadata: Metadata = Object.fromEntries(keys.map((k) => [k, '']));
     const cost = keys.length * (1 + METADATA_ENTRY_OVERHEAD);
@@ -128,7 +128,7 @@ void describe('metadata byte cost', () => {
     assert.throws(() => decode(block, tight), MetadataLimitError);
   });
 
-  void test('the decoder stops at the entry whose declared size crosses the limit, before reading its value', () => {
+  void test('T-D7 the decoder stops at the entry whose declared size crosses the limit, before reading its value', () => {
     // entry 1 costs exactly the limit; entry 2 declares a 64 KiB value that is not there at all
     const block = Uint8Array.from([2, ...rawEntry('a', 1, fill), ...rawEntry('b', 1, 0xffff, new Uint8Array(0))]);
     assert.throws(() => decode(block), MetadataLimitError);
@@ -136,7 +136,7 @@ void describe('metadata byte cost', () => {
     assert.throws(() => decode(block, HUGE), MalformedPayloadError);
   });
 
-  void test('many small entries are refused by cost even under the entry limit', () => {
+  void test('T-D7 many small entries are refused by cost even under the entry limit', () => {
     // 64 entries with 64-byte keys and 64-byte values: 64 * 160 = 10240 > 8192
     const metadata: Metadata = {};
     for (let i = 0; i < 64; i++) metadata[`${i}`.padStart(MAX_METADATA_KEY_BYTES, 'k')] = 'v'.repeat(64);
@@ -144,12 +144,12 @@ void describe('metadata byte cost', () => {
     assert.throws(() => decode(encodeMetadata(metadata, HUGE)), MetadataLimitError);
   });
 
-  void test('a value longer than its u16 length field is refused by the encoder whatever the limits', () => {
+  void test('T-D7 a value longer than its u16 length field is refused by the encoder whatever the limits', () => {
     assert.throws(() => encodeMetadata({ k: new Uint8Array(0x10000) }, HUGE), MetadataLimitError);
     assert.doesNotThrow(() => encodeMetadata({ k: new Uint8Array(0xffff) }, HUGE));
   });
 
-  void test('a key over 64 bytes is refused by the encoder (TypeError) and the decoder (MalformedPayloadError)', () => {
+  void test('T-D7 a key over 64 bytes is refused by the encoder (TypeError) and the decoder (MalformedPayloadError)', () => {
     const key = 'k'.repeat(MAX_METADATA_KEY_BYTES + 1);
     assert.throws(() => encodeMetadata({ [key]: '' }, HUGE), TypeError);
     assert.throws(() => decode(Uint8Array.from([1, ...rawEntry(key, 0, 0)]), HUGE), MalformedPayloadError);

@@ -210,7 +210,7 @@ function rawMetadataBlock(entries: RawEntry[]): Uint8Array {
 // ---------------------------------------------------------------------------------------------------------------
 
 void describe('frames round-trip through FrameDecoder', () => {
-  void test('any sequence of valid frames decodes bit-exact under random chunking and re-encodes to the same bytes', () => {
+  void test('T-F1 T-F6 any sequence of valid frames decodes bit-exact under random chunking and re-encodes to the same bytes', () => {
     fc.assert(
       fc.property(fc.array(knownFrameArb, { minLength: 1, maxLength: 4 }), fc.array(fc.nat(), { maxLength: 12 }), (frames, cuts) => {
         const bytes = concat(frames.map(encodeFrame));
@@ -367,7 +367,7 @@ void describe('hostile bytes raise only the documented errors', () => {
     }
   }
 
-  void test('FrameDecoder throws only ProtocolError on random bytes and random headers, with or without expectHelloFirst', () => {
+  void test('T-F1 FrameDecoder throws only ProtocolError on random bytes and random headers, with or without expectHelloFirst', () => {
     fc.assert(
       fc.property(
         fc.oneof(fc.uint8Array({ maxLength: 600 }), pseudoFramesArb),
@@ -380,7 +380,7 @@ void describe('hostile bytes raise only the documented errors', () => {
     );
   });
 
-  void test('FrameDecoder throws only ProtocolError on valid frame streams with flipped, inserted or deleted bytes', () => {
+  void test('T-F1 FrameDecoder throws only ProtocolError on valid frame streams with flipped, inserted or deleted bytes', () => {
     const streamArb = fc
       .tuple(knownFrameArb, fc.array(fc.oneof(knownFrameArb, extensionFrameArb), { maxLength: 4 }))
       .map(([first, rest]) => concat([encodeFrame({ ...first, type: FrameType.HELLO, streamId: 0 }), ...rest.map(encodeFrame)]));
@@ -425,7 +425,7 @@ void describe('hostile bytes raise only the documented errors', () => {
     fc.uint8Array({ maxLength: 300 }).map((b) => concat([HELLO_MAGIC, b])),
   );
 
-  void test('payload decoders throw only MalformedPayloadError or MetadataLimitError on random bytes', () => {
+  void test('T-F1 payload decoders throw only MalformedPayloadError or MetadataLimitError on random bytes', () => {
     fc.assert(
       fc.property(kindArb, randomPayloadArb, limitsArb, (kind, payload, limits) => {
         onlyThrows(() => decodeAs(kind, payload, limits), payloadErrors);
@@ -434,7 +434,7 @@ void describe('hostile bytes raise only the documented errors', () => {
     );
   });
 
-  void test('payload decoders throw only MalformedPayloadError or MetadataLimitError on mutated valid payloads', () => {
+  void test('T-F1 payload decoders throw only MalformedPayloadError or MetadataLimitError on mutated valid payloads', () => {
     fc.assert(
       fc.property(validPayloadArb, kindArb, mutationsArb, limitsArb, ([kind, valid], otherKind, mutations, limits) => {
         const mutated = mutate(valid, mutations);
@@ -446,7 +446,7 @@ void describe('hostile bytes raise only the documented errors', () => {
     );
   });
 
-  void test('decodeHello refuses anything without the magic as NotGridwireError (a MalformedPayloadError)', () => {
+  void test('T-F1 decodeHello refuses anything without the magic as NotGridwireError (a MalformedPayloadError)', () => {
     fc.assert(
       fc.property(fc.uint8Array({ maxLength: 64 }), (payload) => {
         fc.pre(!HELLO_MAGIC.every((b, i) => payload[i] === b));
@@ -506,7 +506,7 @@ void describe('metadata is safe against prototype pollution', () => {
 void describe('metadata limits', () => {
   const lenient: MetadataLimits = { maxMetadataBytes: 1_000_000, maxMetadataEntries: 255 };
 
-  void test('a block over maxMetadataBytes or maxMetadataEntries throws MetadataLimitError on both ends, and only then', () => {
+  void test('T-D7 a block over maxMetadataBytes or maxMetadataEntries throws MetadataLimitError on both ends, and only then', () => {
     fc.assert(
       fc.property(metadataArb, limitsArb, (metadata, limits) => {
         const block = encodeMetadata(metadata, lenient);
