@@ -41,11 +41,11 @@ export const ATTACKS = {
   },
   'ping-flood': { title: 'PING frames, never reading', run: pingFlood },
   'map-699k': {
-    title: '4 MiB echo requests that are a map of 699k short keys, one after the other',
+    title: '4 MiB echo requests that are a map of 699k short keys, two at a time',
     run: (a: Attack) => bigRequests(a, manyKeysMessage((MAX_MESSAGE - 5) / 6 | 0), 2),
   },
   'nil-array-4m': {
-    title: '4 MiB echo requests that are an array of 4M nils, one after the other',
+    title: '4 MiB echo requests that are an array of 4M nils, two at a time',
     run: (a: Attack) => bigRequests(a, nilArrayMessage(MAX_MESSAGE - 5), 2),
   },
   'zero-window-echo': {

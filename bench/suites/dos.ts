@@ -176,7 +176,8 @@ export async function runDosSuite(options: SuiteOptions): Promise<object> {
   for (const n of [...skipped, ...describeAgainst(options)]) console.log(`note: ${n}`);
   console.log(`note: fresh processes per attack (plain JS, unpinned); canary: idle p99 over ${IDLE_MS / 1000} s, then p99 during the attack (a call still waiting at its end counts)`);
   console.log(`note: targets: canary p99 <= max(${CANARY_FACTOR} x idle p99, ${CANARY_FLOOR_MS} ms) with no failed call, server RSS growth < ${RSS_BUDGET_MIB} MiB, no crash`);
-  console.log('note: RSS growth = highest RSS during the attack - RSS after GC at its start; retained = RSS after GC at its end - the same\n');
+  console.log('note: RSS growth = highest RSS during the attack - RSS after GC at its start; retained = RSS after GC at its end - the same');
+  console.log('note: a c=1 canary makes one call per freeze of the server: a long freeze shows in "max ms" and "loop delay ms" more than in p99\n');
   console.log(formatRows(rows));
   console.log('\nattacks:');
   for (const attack of attacks) console.log(`  ${attack.padEnd(21)} ${ATTACKS[attack].title}`);
