@@ -10,7 +10,7 @@ import { test } from 'node:test';
 
 import fc from 'fast-check';
 
-import { createMsgpackCodec, defineService, msgpackCodec, RpcError, serve, Status, unary } from '../../src/index.js';
+import { createMsgpackCodec, defineService, msgpackCodec, serve, Status, unary, type RpcError } from '../../src/index.js';
 import { decodeFailure } from '../../src/rpc/codec.js';
 import { CodecLimitError } from '../../src/rpc/msgpack-budget.js';
 import { memoryRpcPair } from '../fixtures/connections.js';
