@@ -141,11 +141,12 @@ function wrapMapsAndSets(value: unknown): unknown {
 /** The decode budget of a msgpack codec (`createMsgpackCodec`); each is checked on every message, both ways. */
 export interface MsgpackCodecOptions {
   /**
-   * Values one message may hold: every nil, boolean, number, string, byte string, array, map and extension value
-   * (Date, bigint, Map, Set) counts one, a map entry two (its key and its value). Default 131 072; 1 - 2^32-1.
+   * Elements one message may hold, counted by what they cost to decode: a nil, boolean, number, string, array, map or
+   * undefined counts 1; a byte string, Date, Map or Set 2; a map's key 3; a bigint beyond 64 bits 1 more per 8 of its
+   * bytes. Default 131 072; an integer from 1 to 2^32-1.
    */
   maxElements?: number;
-  /** Arrays and maps nested inside each other (a Map or Set counts as its array). Default 64; 0 - 1 000. */
+  /** Arrays and maps (empty ones too) nested inside each other; a Map or Set counts as its array. Default 64; 0 - 1 000. */
   maxDepth?: number;
 }
 

@@ -11,10 +11,11 @@
  * overflow the call stack.
  *
  * What it refuses (over a budget: CodecLimitError; malformed: a plain Error):
- * - more than `maxElements` elements, counted by what they cost to decode: every value (nil, boolean, number,
- *   string, byte string, array, map, undefined, Date, Map, Set) counts 1, a map's key 3 (the costliest value: a plain
- *   object gets a property, often a new shape), a bigint beyond 64 bits 1 more per 8 of its bytes. A container is
- *   charged for all its items at its header, before any is read, so a header claiming 2^32 items costs nothing;
+ * - more than `maxElements` elements, counted by what they cost to decode: a value (nil, boolean, number, string,
+ *   array, map, undefined) counts 1; a byte string, Date, Map or Set 2 (each is an object with its own backing
+ *   store, ~300 ns); a map's key 3 (the costliest value, up to ~1 µs: a plain object gets a property, often a new
+ *   shape); a bigint beyond 64 bits 1 more per 8 of its bytes. A container is charged for all its items at its
+ *   header, before any is read, so a header claiming 2^32 items costs nothing;
  * - arrays and maps (empty ones included) nested deeper than `maxDepth`;
  * - a container that claims more items than there are bytes left (each item takes at least one byte), a string,
  *   byte string or extension longer than the bytes left, bytes after the value, the never-used byte 0xc1;
@@ -39,7 +40,7 @@
 
 /** The budget of one msgpack codec. */
 export interface MsgpackLimits {
-  /** Elements one message may hold: each value 1, a map key 3, a bigint beyond 64 bits 1 more per 8 bytes. */
+  /** Elements one message may hold: a value 1; a byte string, Date, Map or Set 2; a map key 3; a bigint 1 per 8 bytes more. */
   readonly maxElements: number;
   /** Arrays and maps one message may nest inside each other (a value that is no container is depth 0). */
   readonly maxDepth: number;
@@ -47,7 +48,8 @@ export interface MsgpackLimits {
 
 /**
  * 131 072: an array of 100 000 numbers fits, or an object of 32 767 keys, or 5 000 records of 5 fields. The costliest
- * message within it blocks the event loop for ~40 ms (docs/OPTIONS.md, "the msgpack decode budget", has the table).
+ * message within it (map entries with fresh keys) decoded in 26 ms, the costliest 4 MiB one (the same, then a string
+ * of invalid UTF-8) in 48 ms (docs/OPTIONS.md, "The msgpack decode budget", has the measurements).
  */
 export const DEFAULT_MAX_ELEMENTS = 131_072;
 /** Deeper than any data a person designs; shallow enough that neither msgpackr nor a handler walking the value recurses far. */
@@ -116,10 +118,13 @@ export function checkMsgpack(bytes: Uint8Array, limits: MsgpackLimits, stack: Ui
       items = token < 0x90 ? (token & 0x0f) * 2 : token & 0x0f;
       length = 0;
     } else if (token < 0xc0) {
+      // fixstr, the commonest value after fixint: skipped here, without the general path below
       length = token & 0x1f;
+      if (length > end - pos) throw overrun(length, end - pos);
       // a key is at an odd `left` (a map's values alternate key, value)
       if (length === 9 && inMap && (left & 1) === 1 && isProtoKey(bytes, pos)) throw protoKey();
-      items = -1;
+      pos += length;
+      continue;
     } else {
       items = -1;
       switch (token) {
@@ -167,6 +172,7 @@ export function checkMsgpack(bytes: Uint8Array, limits: MsgpackLimits, stack: Ui
           if (pos + 2 > end) throw truncated();
           if (bytes[pos] === MAP_EXTENSION || bytes[pos] === SET_EXTENSION) {
             checkWrapper(bytes, pos);
+            if (--budget < 0) throw overElements(limits.maxElements); // the Map or Set itself; its array paid 1
             pos += 2;
             left++; // the array that follows is the value: it takes the slot
             continue;
@@ -223,11 +229,12 @@ export function checkMsgpack(bytes: Uint8Array, limits: MsgpackLimits, stack: Ui
       }
     }
     if (length > 0) {
-      if (length > end - pos) throw new Error(`a value claims ${length} bytes but only ${end - pos} are left`);
+      if (length > end - pos) throw overrun(length, end - pos);
       if (length === 9 && inMap && (left & 1) === 1 && token >= 0xd9 && token <= 0xdb && isProtoKey(bytes, pos)) throw protoKey();
       pos += length;
     }
     if (items < 0) {
+      if (token >= 0xc4 && token <= 0xc6) charge = 1; // a byte string: a Buffer and its own backing store
       if (charge > 0 && (budget -= charge) < 0) throw overElements(limits.maxElements);
       continue;
     }
@@ -261,7 +268,13 @@ function checkWrapper(bytes: Uint8Array, at: number): void {
 const RAISE = "raise it in the method's definition (codec: createMsgpackCodec({ ... })), which both sides use";
 
 function overElements(max: number): CodecLimitError {
-  return new CodecLimitError(`holds more than the codec's maxElements of ${max} (each value counts 1, a map key 3); ${RAISE}`);
+  return new CodecLimitError(
+    `holds more than the codec's maxElements of ${max} (each value counts 1; a byte string, Date, Map or Set 2; a map key 3); ${RAISE}`,
+  );
+}
+
+function overrun(length: number, left: number): Error {
+  return new Error(`a value claims ${length} bytes but only ${left} are left`);
 }
 
 function truncated(): Error {
@@ -272,10 +285,11 @@ function protoKey(): Error {
   return new Error('a map has the key "__proto__", which a JavaScript object cannot hold as an own key when decoded');
 }
 
-/** Throws for an extension gridwire does not write; returns what it costs beyond 1 (a bigint: 1 per 8 bytes). */
+/** Throws for an extension gridwire does not write; returns what it costs beyond 1 (a Date 1, a bigint 1 per 8 bytes). */
 function checkExtension(type: number, length: number): number {
   if (type === BIGINT_EXTENSION) return length >>> 3;
-  if (type === DATE_EXTENSION ? length === 4 || length === 8 || length === 12 || length === 1 : type === UNDEFINED_EXTENSION && length === 1) return 0;
+  if (type === DATE_EXTENSION && (length === 4 || length === 8 || length === 12 || length === 1)) return 1;
+  if (type === UNDEFINED_EXTENSION && length === 1) return 0;
   throw new Error(`extension type 0x${type.toString(16).padStart(2, '0')} of ${length} bytes is not one gridwire writes (undefined 0x00, Date 0xff, bigint 0x42, Map 0x6d, Set 0x73)`);
 }
 
