@@ -146,7 +146,7 @@ export interface MsgpackCodecOptions {
    * bytes. Default 131 072; an integer from 1 to 2^32-1.
    */
   maxElements?: number;
-  /** Arrays and maps (empty ones too) nested inside each other; a Map or Set counts as its array. Default 64; 0 - 1 000. */
+  /** Arrays and maps (empty ones too) nested inside each other; a Map or Set counts as its array. Default 64; 0 - 256. */
   maxDepth?: number;
 }
 

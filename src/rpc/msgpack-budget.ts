@@ -54,8 +54,12 @@ export interface MsgpackLimits {
 export const DEFAULT_MAX_ELEMENTS = 131_072;
 /** Deeper than any data a person designs; shallow enough that neither msgpackr nor a handler walking the value recurses far. */
 export const DEFAULT_MAX_DEPTH = 64;
-/** The largest `maxDepth`: beyond it the recursive decoder (and any recursive walk of the value) nears the stack's end. */
-export const MAX_MAX_DEPTH = 1_000;
+/**
+ * The largest `maxDepth`. msgpackr encodes and decodes recursively, a Map or Set taking three frames a level: encoding
+ * nested Maps overflowed Node's default stack past ~770 levels (arrays ~1 400), so 256 leaves room for the stack a
+ * call is encoded on and for a handler that walks the value recursively.
+ */
+export const MAX_MAX_DEPTH = 256;
 
 /** A message over the codec's budget: the call fails RESOURCE_EXHAUSTED. */
 export class CodecLimitError extends RangeError {
@@ -287,7 +291,7 @@ function protoKey(): Error {
 
 /** Throws for an extension gridwire does not write; returns what it costs beyond 1 (a Date 1, a bigint 1 per 8 bytes). */
 function checkExtension(type: number, length: number): number {
-  if (type === BIGINT_EXTENSION) return length >>> 3;
+  if (type === BIGINT_EXTENSION && length > 0) return length >>> 3;
   if (type === DATE_EXTENSION && (length === 4 || length === 8 || length === 12 || length === 1)) return 1;
   if (type === UNDEFINED_EXTENSION && length === 1) return 0;
   throw new Error(`extension type 0x${type.toString(16).padStart(2, '0')} of ${length} bytes is not one gridwire writes (undefined 0x00, Date 0xff, bigint 0x42, Map 0x6d, Set 0x73)`);

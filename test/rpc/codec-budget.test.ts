@@ -70,6 +70,48 @@ void test('T-F4 msgpack bombs, decoded: each fails at once with its status and a
   assert.ok(limit.cause instanceof CodecLimitError);
 });
 
+void test('T-F4 malformed messages are refused INTERNAL with their cause; the extension forms gridwire writes are accepted', () => {
+  const hex = (text: string): Uint8Array => Uint8Array.from(Buffer.from(text.replace(/ /g, ''), 'hex'));
+  const refused: Array<[string, RegExp]> = [
+    ['', /ends in the middle of a value/],
+    ['92 01', /claims 2 values but only 1 bytes are left/],
+    ['d4', /ends in the middle of a value/],
+    ['c0 c0', /1 bytes follow the end of the value/],
+    ['c1', /0xc1 is never used/],
+    ['c4 05 01 02', /claims 5 bytes but only 2 are left/],
+    ['da ff', /ends in the middle/],
+    ['de 00 02 a1 61 01', /claims 4 values but only 3 bytes are left/],
+    ['d4 6d 01 90', /malformed Map/],
+    ['d4 6d 00 91 01', /malformed Map/],
+    ['d4 73 00 c0', /malformed Set/],
+    ['d4 73 00 d4 73 00 90', /malformed Set/],
+    ['c7 01 6d 00', /extension type 0x6d of 1 bytes is not one gridwire writes/],
+    ['d5 ff 00 00', /extension type 0xff of 2 bytes/],
+    ['c7 00 42', /extension type 0x42 of 0 bytes/],
+    ['d6 69 00 00 00 01 c0', /extension type 0x69/],
+    ['d4 62 00', /extension type 0x62/],
+    ['81 d9 09 5f 5f 70 72 6f 74 6f 5f 5f 01', /the key "__proto__"/],
+  ];
+  for (const [bytes, message] of refused) {
+    const error = decodeError(hex(bytes));
+    assert.equal(error.code, Status.INTERNAL, `${bytes}: ${error.message}`);
+    assert.match(error.message, message, bytes);
+  }
+  const accepted: Array<[string, unknown]> = [
+    ['d4 00 00', undefined],
+    ['d6 ff 00 00 00 01', new Date(1_000)],
+    ['d7 ff 00 00 00 00 00 00 00 02', new Date(2_000)],
+    ['c7 0c ff 00 00 00 00 00 00 00 00 00 00 00 03', new Date(3_000)],
+    ['c7 09 42 01 00 00 00 00 00 00 00 00', 2n ** 64n],
+    ['d4 6d 00 92 01 02', new Map([[1, 2]])],
+    ['d4 73 00 dc 00 01 07', new Set([7])],
+    ['82 a9 5f 5f 70 72 6f 74 6f 5f 78 01 a8 5f 5f 70 72 6f 74 6f 5f 02', { __proto_x: 1, __proto_: 2 }],
+    ['91 a9 5f 5f 70 72 6f 74 6f 5f 5f', ['__proto__']], // a value, not a key
+  ];
+  for (const [bytes, value] of accepted) assert.deepStrictEqual(msgpackCodec.decode(hex(bytes)), value, bytes);
+  assert.ok(Number.isNaN((msgpackCodec.decode(hex('d4 ff ff')) as Date).getTime()), 'an invalid Date');
+});
+
 void test('T-F4 map keys "constructor" and "prototype" decode as plain own keys and touch no prototype; "__proto__" is refused both ways', () => {
   const value = msgpackCodec.decode(constructorPrototypeKeys()) as Record<string, Record<string, unknown>>;
   assert.equal(Object.getPrototypeOf(value), Object.prototype);
@@ -149,14 +191,17 @@ void test('T-F4 createMsgpackCodec: a raised budget takes the 699k-key map; opti
     [{ maxElements: 1.5 }, /maxElements/],
     [{ maxElements: Infinity }, /maxElements/],
     [{ maxElements: '10' }, /maxElements must be an integer from 1 to 4294967295, got "10"/],
-    [{ maxDepth: -1 }, /maxDepth must be an integer from 0 to 1000, got -1/],
-    [{ maxDepth: 1001 }, /maxDepth/],
+    [{ maxDepth: -1 }, /maxDepth must be an integer from 0 to 256, got -1/],
+    [{ maxDepth: 257 }, /maxDepth/],
     [{ maxDepth: NaN }, /maxDepth/],
   ];
   for (const [options, message] of bad) assert.throws(() => createMsgpackCodec(options), (error: unknown) => error instanceof RangeError && message.test(error.message));
-  // the largest depth decodes without exhausting the stack: msgpackr recurses, the pass does not
-  const deepest = createMsgpackCodec({ maxDepth: 1_000, maxElements: 10_000 });
-  assert.ok(Array.isArray(deepest.decode(nested(1_000))));
+  // the largest depth, in nested Maps and Sets (three of msgpackr's frames a level), encodes and decodes
+  const deepest = createMsgpackCodec({ maxDepth: 256, maxElements: 10_000 });
+  let value: unknown = 1;
+  for (let i = 0; i < 256; i++) value = i % 2 === 0 ? new Map([[i, value]]) : new Set([value]);
+  assert.deepStrictEqual(deepest.decode(deepest.encode(value)), value);
+  assert.throws(() => deepest.encode(new Set([value])), /deeper than 256 levels/);
 });
 
 const Budget = defineService('test.codec.Budget', {
