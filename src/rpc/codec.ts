@@ -31,8 +31,7 @@ export interface Codec {
 export type CodecName = 'msgpack' | 'json' | 'raw';
 
 // Plain MessagePack (no msgpackr records or structured-clone extensions) so that any msgpack peer can talk to us: a
-// value without a Map, Set or bigint is written exactly as before. msgpackr refuses container lengths beyond the
-// remaining bytes and maps the key __proto__ to a harmless name.
+// value without a Map, Set or bigint is written exactly as before.
 //
 // The three JavaScript types MessagePack has no type for round-trip exactly:
 // - bigint: an int64/uint64 within 64 bits (msgpackr never writes a number as one, so every int64 read back is a
@@ -45,8 +44,9 @@ export type CodecName = 'msgpack' | 'json' | 'raw';
 // msgpackr keeps extensions process-wide: importing gridwire registers these two types for every msgpackr user of the
 // process (0x73 decodes as msgpackr decodes it anyway; 0x6d is new), and makes no other value encode differently.
 //
-// Before msgpackr reads a message, checkMsgpack (msgpack-budget.ts) bounds what decoding it may cost; encode() runs
-// the same check on what it wrote, so what one side sends the other (with the same method definition) accepts.
+// Before msgpackr reads a message, checkMsgpack (msgpack-budget.ts) bounds what decoding it may cost and refuses what
+// msgpackr would read but we never write (other extension types, the key __proto__, which msgpackr renames); encode()
+// runs the same check on what it wrote, so what one side sends the other (with the same method definition) accepts.
 const PACKR_OPTIONS = {
   useRecords: false,
   moreTypes: false,
@@ -61,7 +61,6 @@ const packr = new Packr(PACKR_OPTIONS);
 // 65 535): the common case keeps its single pass and its bytes, and what we can decode we can also encode.
 const largeObjectPackr = new Packr({ ...PACKR_OPTIONS, variableMapSize: true });
 const TOO_MANY_KEYS = /variableMapSize/;
-
 
 /** A Map on its way to msgpackr: its keys and values, alternating. Only encode() makes these. */
 class MapEntries {
@@ -186,7 +185,7 @@ export function createMsgpackCodec(options: MsgpackCodecOptions = {}): Codec {
   };
 }
 
-/** The default codec: msgpack with the default budget (131 072 values, 64 levels). */
+/** The default codec: msgpack with the default budget (131 072 elements, 64 levels). */
 export const msgpackCodec: Codec = createMsgpackCodec();
 
 const textEncoder = new TextEncoder();
