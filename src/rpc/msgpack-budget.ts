@@ -136,24 +136,25 @@ export function checkMsgpack(bytes: Uint8Array, limits: MsgpackLimits, stack: Ui
         case 0xc2: // false
         case 0xc3: // true
           continue;
+        // numbers: skipped here, without the general path below
         case 0xcc: // uint 8
         case 0xd0: // int 8
-          length = 1;
-          break;
+          if (++pos > end) throw truncated();
+          continue;
         case 0xcd: // uint 16
         case 0xd1: // int 16
-          length = 2;
-          break;
+          if ((pos += 2) > end) throw truncated();
+          continue;
         case 0xca: // float 32
         case 0xce: // uint 32
         case 0xd2: // int 32
-          length = 4;
-          break;
+          if ((pos += 4) > end) throw truncated();
+          continue;
         case 0xcb: // float 64
         case 0xcf: // uint 64
         case 0xd3: // int 64
-          length = 8;
-          break;
+          if ((pos += 8) > end) throw truncated();
+          continue;
         case 0xc4: // bin 8
         case 0xd9: // str 8
           if (pos + 1 > end) throw truncated();
