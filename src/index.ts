@@ -73,6 +73,9 @@ export { Status, statusName } from './wire/constants.js';
 /** Message codecs: msgpack (default), json, raw. */
 export { msgpackCodec, jsonCodec, rawCodec } from './rpc/codec.js';
 export type { Codec, CodecName } from './rpc/codec.js';
+/** A msgpack codec with its own decode budget (`maxElements`, `maxDepth`), for a method whose messages need more. */
+export { createMsgpackCodec } from './rpc/codec.js';
+export type { MsgpackCodecOptions } from './rpc/codec.js';
 export type { Metadata } from './wire/metadata.js';
 export type { SessionOptions } from './session/options.js';
 export type { SessionPeer } from './session/handshake.js';

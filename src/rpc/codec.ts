@@ -7,6 +7,19 @@
  * bigint exactly (below); JSON has no type for them, so the json codec throws a TypeError that says where one is.
  */
 import { addExtension, Packr } from 'msgpackr';
+import { Status } from '../wire/constants.js';
+import {
+  checkLimitOption,
+  checkMsgpack,
+  CodecLimitError,
+  DEFAULT_MAX_DEPTH,
+  DEFAULT_MAX_ELEMENTS,
+  MAP_EXTENSION,
+  MAX_MAX_DEPTH,
+  type MsgpackLimits,
+  SET_EXTENSION,
+} from './msgpack-budget.js';
+import { RpcError } from './rpc-error.js';
 
 export interface Codec {
   readonly name: string;
@@ -18,8 +31,7 @@ export interface Codec {
 export type CodecName = 'msgpack' | 'json' | 'raw';
 
 // Plain MessagePack (no msgpackr records or structured-clone extensions) so that any msgpack peer can talk to us: a
-// value without a Map, Set or bigint is written exactly as before. msgpackr refuses container lengths beyond the
-// remaining bytes and maps the key __proto__ to a harmless name.
+// value without a Map, Set or bigint is written exactly as before.
 //
 // The three JavaScript types MessagePack has no type for round-trip exactly:
 // - bigint: an int64/uint64 within 64 bits (msgpackr never writes a number as one, so every int64 read back is a
@@ -31,17 +43,24 @@ export type CodecName = 'msgpack' | 'json' | 'raw';
 //   arrays of a message (about a tenth of msgpackr's own encoding time); raw bytes and strings are not walked.
 // msgpackr keeps extensions process-wide: importing gridwire registers these two types for every msgpackr user of the
 // process (0x73 decodes as msgpackr decodes it anyway; 0x6d is new), and makes no other value encode differently.
-const packr = new Packr({
+//
+// Before msgpackr reads a message, checkMsgpack (msgpack-budget.ts) bounds what decoding it may cost and refuses what
+// msgpackr would read but we never write (other extension types, the key __proto__, which msgpackr renames); encode()
+// runs the same check on what it wrote, so what one side sends the other (with the same method definition) accepts.
+const PACKR_OPTIONS = {
   useRecords: false,
   moreTypes: false,
   copyBuffers: true,
   mapsAsObjects: true,
   int64AsType: 'bigint',
   useBigIntExtension: true,
-});
-
-const MAP_EXTENSION = 0x6d;
-const SET_EXTENSION = 0x73;
+} as const;
+const packr = new Packr(PACKR_OPTIONS);
+// msgpackr writes every object as a map16 whose size it fills in afterwards, and throws past 65 535 keys, although it
+// reads map32. An object that large is written again by this packr, which counts the keys first (map32 beyond
+// 65 535): the common case keeps its single pass and its bytes, and what we can decode we can also encode.
+const largeObjectPackr = new Packr({ ...PACKR_OPTIONS, variableMapSize: true });
+const TOO_MANY_KEYS = /variableMapSize/;
 
 /** A Map on its way to msgpackr: its keys and values, alternating. Only encode() makes these. */
 class MapEntries {
@@ -118,11 +137,56 @@ function wrapMapsAndSets(value: unknown): unknown {
   return copy;
 }
 
-export const msgpackCodec: Codec = {
-  name: 'msgpack',
-  encode: (value) => packr.pack(typeof value === 'object' && value !== null && holdsMapOrSet(value) ? wrapMapsAndSets(value) : value),
-  decode: (bytes) => packr.unpack(bytes),
-};
+/** The decode budget of a msgpack codec (`createMsgpackCodec`); each is checked on every message, both ways. */
+export interface MsgpackCodecOptions {
+  /**
+   * Elements one message may hold, counted by what they cost to decode: a nil, boolean, number, string, array, map or
+   * undefined counts 1; a byte string, Date, Map or Set 2; a map's key 3; a bigint beyond 64 bits 1 more per 8 of its
+   * bytes. Default 131 072; an integer from 1 to 2^32-1.
+   */
+  maxElements?: number;
+  /** Arrays and maps (empty ones too) nested inside each other; a Map or Set counts as its array. Default 64; 0 - 256. */
+  maxDepth?: number;
+}
+
+function packValue(value: unknown): Uint8Array {
+  try {
+    return packr.pack(value);
+  } catch (error) {
+    if (error instanceof Error && TOO_MANY_KEYS.test(error.message)) return largeObjectPackr.pack(value);
+    throw error;
+  }
+}
+
+/**
+ * A msgpack codec with its own decode budget, for a method whose messages are larger than the default allows:
+ * `unary({ codec: createMsgpackCodec({ maxElements: 1_000_000 }) })`. Both sides use the method's definition, so both
+ * apply it: the receiver refuses a message over it (the call fails RESOURCE_EXHAUSTED), and the sender refuses to
+ * send one. Throws a RangeError for an option out of its range.
+ */
+export function createMsgpackCodec(options: MsgpackCodecOptions = {}): Codec {
+  checkLimitOption('maxElements', options.maxElements, 1, 2 ** 32 - 1);
+  checkLimitOption('maxDepth', options.maxDepth, 0, MAX_MAX_DEPTH);
+  const limits: MsgpackLimits = { maxElements: options.maxElements ?? DEFAULT_MAX_ELEMENTS, maxDepth: options.maxDepth ?? DEFAULT_MAX_DEPTH };
+  // the pass's stack, made once: the pass is synchronous and never re-entered
+  const stack = new Uint32Array(limits.maxDepth);
+  const maps = new Uint8Array(limits.maxDepth);
+  return {
+    name: 'msgpack',
+    encode(value) {
+      const bytes = packValue(typeof value === 'object' && value !== null && holdsMapOrSet(value) ? wrapMapsAndSets(value) : value);
+      checkMsgpack(bytes, limits, stack, maps);
+      return bytes;
+    },
+    decode(bytes) {
+      checkMsgpack(bytes, limits, stack, maps);
+      return packr.unpack(bytes);
+    },
+  };
+}
+
+/** The default codec: msgpack with the default budget (131 072 elements, 64 levels). */
+export const msgpackCodec: Codec = createMsgpackCodec();
 
 const textEncoder = new TextEncoder();
 const textDecoder = new TextDecoder('utf-8', { fatal: true });
@@ -183,14 +247,19 @@ export const rawCodec: Codec = {
 };
 
 /**
- * Why a message did not decode: names the codec and the usual cause, two sides that disagree about the method's codec
- * (the wire does not say which codec a message was written with, so a mismatch shows only as bytes that do not decode).
+ * Why a message did not decode, as the call's error. Over the codec's budget: RESOURCE_EXHAUSTED, naming the limit
+ * (the message may be well formed; a larger budget would take it). Anything else: INTERNAL, naming the codec and the
+ * usual cause, two sides that disagree about the method's codec (the wire does not say which codec a message was
+ * written with, so a mismatch shows only as bytes that do not decode).
  */
-export function decodeFailure(codec: Codec, what: string, error: unknown): string {
+export function decodeFailure(codec: Codec, what: string, error: unknown): RpcError {
+  if (error instanceof CodecLimitError) return new RpcError(Status.RESOURCE_EXHAUSTED, `${what} ${error.message}`, { cause: error });
   const why = error instanceof Error ? error.message : String(error);
-  return (
+  return new RpcError(
+    Status.INTERNAL,
     `could not decode ${what} with codec "${codec.name}" (${why}); both sides must use the same codec for this method: ` +
-    'define the service once and use that definition on both sides'
+      'define the service once and use that definition on both sides',
+    { cause: error },
   );
 }
 

@@ -10,6 +10,7 @@ import type { Session } from '../../session/session.js';
 import type { Stream } from '../../session/stream.js';
 import { rpcErrorOf } from '../connection-error.js';
 import { budgetOf, expired, wireDeadlineMs } from '../deadline.js';
+import { CodecLimitError } from '../msgpack-budget.js';
 import { RpcError } from '../rpc-error.js';
 import type { MethodDescriptor } from '../service.js';
 import { abortError } from './abort-watch.js';
@@ -63,7 +64,8 @@ function metadataError(error: unknown): RpcError {
 
 /**
  * Encodes a request message and checks it against the peer's limit; the error is retry-safe (nothing was sent). A
- * value the method's codec refuses (a Map for json, a string for raw) is the caller's: INVALID_ARGUMENT.
+ * value the method's codec refuses (a Map for json, a string for raw) is the caller's: INVALID_ARGUMENT; one over the
+ * codec's budget (msgpack's maxElements) RESOURCE_EXHAUSTED, as the peer would answer it.
  */
 export function encodeRequest(core: Session, descriptor: MethodDescriptor, request: unknown): Uint8Array | RpcError {
   let bytes: Uint8Array;
@@ -71,6 +73,7 @@ export function encodeRequest(core: Session, descriptor: MethodDescriptor, reque
   try {
     bytes = codec.encode(request);
   } catch (error) {
+    if (error instanceof CodecLimitError) return new RpcError(Status.RESOURCE_EXHAUSTED, `the request ${error.message}`, { cause: error, retrySafe: true });
     const message = `the request cannot be encoded with codec "${codec.name}": ${(error as Error)?.message ?? String(error)}`;
     return new RpcError(Status.INVALID_ARGUMENT, message, { cause: error, retrySafe: true });
   }

@@ -87,7 +87,7 @@ export class ClientStreamCall implements StreamEvents, AbortWatcher, DeadlineWat
         value = this.descriptor.def.codec.decode(bytes);
       } catch (error) {
         this.stream.consume(charge, true);
-        this.fail(new RpcError(Status.INTERNAL, decodeFailure(this.descriptor.def.codec, 'a response', error)));
+        this.fail(decodeFailure(this.descriptor.def.codec, 'a response', error));
         return;
       }
       this.responses.push(value, charge);
@@ -101,7 +101,7 @@ export class ClientStreamCall implements StreamEvents, AbortWatcher, DeadlineWat
       this.response = this.descriptor.def.codec.decode(bytes);
       this.hasResponse = true;
     } catch (error) {
-      this.fail(new RpcError(Status.INTERNAL, decodeFailure(this.descriptor.def.codec, 'the response', error)));
+      this.fail(decodeFailure(this.descriptor.def.codec, 'the response', error));
     }
   }
 

@@ -60,7 +60,7 @@ class ClientUnaryCall implements StreamEvents, AbortWatcher, DeadlineWatcher {
       this.response = this.descriptor.def.codec.decode(bytes);
       this.hasResponse = true;
     } catch (error) {
-      this.fail(new RpcError(Status.INTERNAL, decodeFailure(this.descriptor.def.codec, 'the response', error)), Status.CANCELLED);
+      this.fail(decodeFailure(this.descriptor.def.codec, 'the response', error), Status.CANCELLED);
     }
   }
 

@@ -11,6 +11,7 @@ import type { Stream, StreamEvents, StreamTrailer } from '../../session/stream.j
 import type { SessionPeer } from '../../session/handshake.js';
 import type { Session } from '../../session/session.js';
 import { decodeFailure } from '../codec.js';
+import { CodecLimitError } from '../msgpack-budget.js';
 import { deadlineFromWire, deadlineTimer, type DeadlineWatcher } from '../deadline.js';
 import { Inbox } from '../inbox.js';
 import { ProgressWatchdog } from '../progress.js';
@@ -140,7 +141,8 @@ export class ServerCall implements StreamEvents, HandlerContext, DeadlineWatcher
         value = this.descriptor.def.codec.decode(bytes);
       } catch (error) {
         this.stream.consume(charge, true);
-        this.fail(Status.INTERNAL, decodeFailure(this.descriptor.def.codec, 'a request', error));
+        const failure = decodeFailure(this.descriptor.def.codec, 'a request', error);
+        this.fail(failure.code, failure.rawMessage);
         return;
       }
       this.requests!.push(value, charge);
@@ -155,7 +157,8 @@ export class ServerCall implements StreamEvents, HandlerContext, DeadlineWatcher
       this.request = this.descriptor.def.codec.decode(bytes);
       this.hasRequest = true;
     } catch (error) {
-      this.fail(Status.INTERNAL, decodeFailure(this.descriptor.def.codec, 'the request', error));
+      const failure = decodeFailure(this.descriptor.def.codec, 'the request', error);
+      this.fail(failure.code, failure.rawMessage);
       return;
     }
     if (this.kind === 'upload') this.startUpload();
@@ -352,6 +355,7 @@ export class ServerCall implements StreamEvents, HandlerContext, DeadlineWatcher
     try {
       bytes = this.descriptor.def.codec.encode(value);
     } catch (error) {
+      if (error instanceof CodecLimitError) throw new RpcError(Status.RESOURCE_EXHAUSTED, `the response ${error.message}`);
       throw new RpcError(Status.INTERNAL, `could not encode the response: ${(error as Error).message}`);
     }
     const limit = this.host.core.peerMaxMessageBytes;
