@@ -25,8 +25,8 @@
  * |       |                                               | no stream, none opened, 4th check in a row | retire "idle"                 |
  * | age   | handshake done, acceptor, age limit > 0:      | (fires once)                               | retire "max connection age"   |
  * |       | age +- 10 %                                   |                                            | with the age grace            |
- * | all   | stop(): the session fails or its transport    |                                            | cleared                       |
- * |       | closed; retiring clears idle and age          |                                            |                               |
+ * | all   | stop(): the session drained, failed, or its   |                                            | cleared                       |
+ * |       | transport closed; retiring clears idle, age   |                                            |                               |
  */
 import { RetireReason } from '../wire/constants.js';
 import { ProtocolError, ProtocolErrorCode } from '../wire/errors.js';

@@ -417,6 +417,7 @@ export class Session implements StreamHost {
     if (this.phase !== Phase.DRAINING || this.streams.size > 0) return;
     this.phase = Phase.CLOSING;
     this.keepalive.stop();
+    this.lifetime.stop(); // drained: a frame the peer leaves unfinished now changes nothing; the linger ends it
     this.outbox.flush();
     this.transport.end();
     this.linger();
