@@ -11,7 +11,7 @@
  * listening server does; `close()` clears the timer and closes every session, so a closed link holds nothing.
  */
 import { EventEmitter } from 'node:events';
-import { Status } from '../wire/constants.js';
+import { RetireReason, Status } from '../wire/constants.js';
 import { connect, type ConnectOptions } from '../endpoint/endpoints.js';
 import type { LogFn } from '../log.js';
 import { delayUntil } from '../rpc/deadline.js';
@@ -32,6 +32,11 @@ const FAILURES_BEFORE_WARNING = 5;
  * connection that died silently (no RST) must not keep out its replacement until keepalive notices.
  */
 const DUPLICATE_PROBE_MS = 3_000;
+/**
+ * After a healthy connection is retired (idle, max age) on a link that waits for the peer to dial, how long fail-fast
+ * calls wait for the peer's new connection rather than fail.
+ */
+const RETIRED_REDIAL_WAIT_MS = 3_000;
 
 export type LinkState = 'connecting' | 'ready' | 'backoff' | 'closed';
 
@@ -74,6 +79,8 @@ export class Link extends EventEmitter<{ state: [LinkStateEvent] }> {
   private attachedAt = 0;
   private failuresInARow = 0;
   private lastWarned: string | undefined;
+  /** Armed while the peer is expected to dial in again at once, after a healthy connection was retired. */
+  private peerRedialTimer: NodeJS.Timeout | undefined;
   /** Sessions attached once and not yet closed (the current one and ones replaced while their calls finish). */
   private readonly live = new Set<RpcSession>();
 
@@ -110,9 +117,12 @@ export class Link extends EventEmitter<{ state: [LinkStateEvent] }> {
     return this.current?.acceptsCalls === true ? this.current : undefined;
   }
 
-  /** True while a dial (connect + handshake) is in progress. */
+  /**
+   * True while a dial (connect + handshake) is in progress, or while the peer is expected to dial in again at once (a
+   * healthy connection was just retired): fail-fast calls wait for either.
+   */
   get dialing(): boolean {
-    return this.dialAbort !== undefined;
+    return this.dialAbort !== undefined || this.peerRedialTimer !== undefined;
   }
 
   /** Every session of this link not yet closed, including replaced ones still finishing their calls. */
@@ -144,7 +154,8 @@ export class Link extends EventEmitter<{ state: [LinkStateEvent] }> {
     this.lastWarned = undefined;
     this.live.add(session);
     clearTimeout(this.dialTimer);
-    this.dialTimer = undefined;
+    clearTimeout(this.peerRedialTimer);
+    this.dialTimer = this.peerRedialTimer = undefined;
     void session.closed.then(() => this.live.delete(session));
     void session.goingAway.then(() => this.onGoingAway(session));
     previous?.close({ reason: 'duplicate connection: replaced by a newer one' }).catch(() => undefined);
@@ -199,6 +210,8 @@ export class Link extends EventEmitter<{ state: [LinkStateEvent] }> {
   async close(options: { graceMs?: number; reason?: string } = {}): Promise<void> {
     if (this.currentState !== 'closed') {
       clearTimeout(this.dialTimer);
+      clearTimeout(this.peerRedialTimer);
+      this.peerRedialTimer = undefined;
       this.dialAbort?.abort();
       this.current = undefined;
       this.setState({ state: 'closed' });
@@ -254,7 +267,9 @@ export class Link extends EventEmitter<{ state: [LinkStateEvent] }> {
     const cause = session.error ?? (peerSaid !== undefined ? new Error(`the peer said: ${peerSaid}`) : undefined);
     // only the peer's GOAWAY says *we* pinged too much; our own ProtocolError with those words means the reverse
     if (peerSaid?.includes('too many pings') === true) this.pingLessOften();
-    this.lost(cause);
+    // healthy, and retired: by the peer (its GOAWAY NO_ERROR says idle or max age) or by this side's graceful close
+    const retired = session.error === undefined && (peerSaid === undefined || peerSaid === RetireReason.IDLE || peerSaid === RetireReason.MAX_AGE);
+    this.lost(cause, retired);
   }
 
   /** gRFC A8: the peer allows fewer pings than our keepalive sends; ping half as often on the next connections. */
@@ -265,11 +280,15 @@ export class Link extends EventEmitter<{ state: [LinkStateEvent] }> {
     this.log('warn', `${this.description}: the peer closed the connection for too many pings; keepaliveIntervalMs is now ${interval}`);
   }
 
-  /** The link has no session any more: redial after a backoff when it dials, else wait for the peer. */
-  private lost(cause: Error | undefined): void {
+  /**
+   * The link has no session any more: redial after a backoff when it dials, else wait for the peer. A `retired`
+   * connection that lasted is replaced at once instead (replaceRetired).
+   */
+  private lost(cause: Error | undefined, retired = false): void {
     if (this.currentState === 'closed') return;
     this.lastError = cause;
     this.log('info', `${this.description}: connection lost${cause ? `: ${cause.message}` : ''}`);
+    if (retired && performance.now() - this.attachedAt >= SHORT_LIVED_MS) return this.replaceRetired(cause);
     if (this.dial === undefined || this.backoff === undefined) {
       this.setState({ state: 'connecting', error: cause });
       return;
@@ -286,6 +305,34 @@ export class Link extends EventEmitter<{ state: [LinkStateEvent] }> {
     if (shortLived && cause !== undefined) this.noteFailure(cause, delay);
     // the side that only dials as a fallback waits its turn on top of that, so the designated dialer comes first
     this.scheduleDial(delay + (this.dial.onlyAfterMs ?? 0), cause);
+  }
+
+  /**
+   * A healthy connection was retired (the peer's GOAWAY said idle or max age, or this side closed it gracefully, as an
+   * acceptor's maxConnectionAgeMs does): the designated dialer redials at once, without backoff (the acceptor's
+   * max-age jitter already spreads a fleet); a link that waits for the peer expects it to, and meanwhile fail-fast
+   * calls wait for the new connection rather than fail, for up to RETIRED_REDIAL_WAIT_MS (its fallback dial, if any,
+   * is scheduled as at the start).
+   */
+  private replaceRetired(cause: Error | undefined): void {
+    this.backoff?.afterLoss(); // failures start over; dials that fail from here back off as after a loss
+    const waitMs = this.dial === undefined ? Infinity : (this.dial.onlyAfterMs ?? 0);
+    if (waitMs <= 0) {
+      if (this.dialAbort === undefined) this.dialNow();
+      else this.setState({ state: 'connecting', error: cause }); // a dial already under way decides what is next
+      return;
+    }
+    clearTimeout(this.peerRedialTimer);
+    this.peerRedialTimer = setTimeout(() => {
+      this.peerRedialTimer = undefined;
+      if (!this.dialing) this.rejectFailFastWaiters();
+    }, RETIRED_REDIAL_WAIT_MS);
+    this.peerRedialTimer.unref();
+    this.setState({ state: 'connecting', error: cause });
+    if (this.dial !== undefined && this.dialAbort === undefined) {
+      clearTimeout(this.dialTimer);
+      this.dialTimer = setTimeout(() => this.dialNow(), waitMs);
+    }
   }
 
   private scheduleDial(delayMs: number, error: Error | undefined): void {
@@ -341,14 +388,17 @@ export class Link extends EventEmitter<{ state: [LinkStateEvent] }> {
 
   private setState(event: LinkStateEvent): void {
     this.currentState = event.state;
-    if (event.state === 'backoff') {
-      const error = this.unavailable();
-      for (const waiter of this.waiters) {
-        if (!waiter.failFast) continue;
-        this.waiters.delete(waiter);
-        waiter.reject(error);
-      }
-    }
+    if (event.state === 'backoff') this.rejectFailFastWaiters();
     this.emit('state', event);
+  }
+
+  /** Fail-fast calls wait only for a connection that is coming: once none is, they fail. */
+  private rejectFailFastWaiters(): void {
+    const error = this.unavailable();
+    for (const waiter of this.waiters) {
+      if (!waiter.failFast) continue;
+      this.waiters.delete(waiter);
+      waiter.reject(error);
+    }
   }
 }

@@ -7,15 +7,16 @@ import { Status } from '../wire/constants.js';
 import { ProtocolError } from '../wire/errors.js';
 import { stderrLog, type LogFn } from '../log.js';
 import { parseAddress } from '../transport/address.js';
-import { dial, listenOn, type DialOptions, type Listener } from '../transport/net.js';
+import { dial, listenOn, type DialOptions, type Listener, type ListenOnOptions } from '../transport/net.js';
 import type { Transport } from '../transport/transport.js';
 import { rpcErrorOf } from '../rpc/connection-error.js';
 import { RpcError } from '../rpc/rpc-error.js';
 import { Registry } from '../rpc/server/registry.js';
 import { limitTimer } from '../timers.js';
 import { checkCloseOptions, checkMsOption, checkRpcSessionOptions, RpcSession, type RpcSessionOptions } from '../rpc/rpc-session.js';
+import { checkListenerLimits, ListenerLimits, type ListenerLimitOptions } from './listener-limits.js';
 
-export interface ListenOptions extends RpcSessionOptions {
+export interface ListenOptions extends RpcSessionOptions, ListenerLimitOptions {
   /** Called for every accepted session once its handshake is done. */
   onSession?: (session: RpcSession) => void;
   /** Where connections refused or closed for a protocol error are reported. Default: warnings to stderr. */
@@ -34,10 +35,12 @@ export interface Server {
 export async function listen(url: string, options: ListenOptions = {}): Promise<Server> {
   parseAddress(url); // a malformed address rejects with its TypeError before anything else
   checkRpcSessionOptions(options); // a bad option throws here, not inside the accept callback of the first connection
+  checkListenerLimits(options);
   const registry = new Registry(options.services, options.serverInterceptors);
   const sessions = new Set<RpcSession>();
   const log = options.log ?? stderrLog;
-  const listener = await bind(url, (transport) => {
+  const limits = new ListenerLimits(options, () => listener.url, log);
+  const listener: Listener = await bind(url, { maxConnections: limits.maxConnections, onDrop: limits.dropped }, (transport) => {
     let session: RpcSession;
     try {
       session = new RpcSession(transport, 'acceptor', options, registry);
@@ -46,6 +49,7 @@ export async function listen(url: string, options: ListenOptions = {}): Promise<
       return;
     }
     sessions.add(session);
+    limits.handshakeStarted(session.ready, () => transport.destroy());
     void session.closed.then((error) => {
       sessions.delete(session);
       // the handshake runs in the session, never in this accept callback: one slow or bogus client blocks nobody
@@ -62,6 +66,7 @@ export async function listen(url: string, options: ListenOptions = {}): Promise<
     sessions,
     async close(closeOptions) {
       checkCloseOptions(closeOptions); // before the listener stops: a bad option closes nothing
+      limits.close();
       const closing = listener.close();
       await Promise.all([...sessions].map((s) => s.close(closeOptions)));
       await closing;
@@ -74,9 +79,9 @@ export async function listen(url: string, options: ListenOptions = {}): Promise<
  * error (`cause.code` is `EADDRINUSE`...). An address that is not one throws its TypeError as it is: that is a mistake
  * in the program, not a condition to handle.
  */
-async function bind(url: string, onTransport: (transport: Transport) => void): Promise<Listener> {
+async function bind(url: string, options: ListenOnOptions, onTransport: (transport: Transport) => void): Promise<Listener> {
   try {
-    return await listenOn(url, onTransport);
+    return await listenOn(url, onTransport, options);
   } catch (error) {
     if (error instanceof TypeError) throw error;
     throw new RpcError(Status.UNAVAILABLE, `cannot listen on ${url}: ${(error as Error).message}`, { cause: error });

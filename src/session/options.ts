@@ -70,6 +70,25 @@ export interface SessionOptions {
    * Applies from the end of the handshake, on transports that support it (TCP, Unix). Default 0: no limit.
    */
   readBudgetBytes?: number | ((peer: SessionPeer) => number);
+  // ---- time limits (session/lifetime.ts)
+  /**
+   * A frame that has started arriving must complete within this long, or the connection closes with
+   * GW_ERR_FRAME_TIMEOUT (a peer holding half a frame). Caught within 1.25 x the limit. Default 30 000; 0 disables.
+   */
+  frameTimeoutMs?: number;
+  /**
+   * The accepting side closes a connection that has had no stream open for this long, gracefully (GOAWAY NO_ERROR
+   * "idle"); channels and mesh peers redial at once. Caught within 1.25 x the limit. Default 0: never.
+   */
+  maxConnectionIdleMs?: number;
+  /**
+   * The accepting side closes a connection this old (+- 10 % jitter) gracefully (GOAWAY NO_ERROR "max connection
+   * age"), so clients reconnect (to other servers behind a balancer); channels and mesh peers redial at once.
+   * Default 0: never.
+   */
+  maxConnectionAgeMs?: number;
+  /** After a max-age GOAWAY, how long calls in flight may take before they fail UNAVAILABLE. Default 10 000; Infinity waits for them. */
+  maxConnectionAgeGraceMs?: number;
 }
 
 export type ResolvedSessionOptions = Required<SessionOptions>;
@@ -82,6 +101,10 @@ const LIFECYCLE_DEFAULTS = {
   nodeName: '',
   label: '',
   readBudgetBytes: 0,
+  frameTimeoutMs: 30_000,
+  maxConnectionIdleMs: 0,
+  maxConnectionAgeMs: 0,
+  maxConnectionAgeGraceMs: 10_000,
 };
 
 function integer(name: string, value: number, min: number, max: number): number {
@@ -118,6 +141,11 @@ export function resolveSessionOptions(options: SessionOptions = {}): ResolvedSes
     nodeName: text('nodeName', o.nodeName),
     label: text('label', o.label),
     readBudgetBytes: typeof o.readBudgetBytes === 'function' ? o.readBudgetBytes : readBudget(o.readBudgetBytes),
+    frameTimeoutMs: integer('frameTimeoutMs', o.frameTimeoutMs, 0, MAX_TIMER_MS),
+    maxConnectionIdleMs: integer('maxConnectionIdleMs', o.maxConnectionIdleMs, 0, MAX_TIMER_MS),
+    maxConnectionAgeMs: integer('maxConnectionAgeMs', o.maxConnectionAgeMs, 0, MAX_TIMER_MS),
+    maxConnectionAgeGraceMs:
+      o.maxConnectionAgeGraceMs === Infinity ? Infinity : integer('maxConnectionAgeGraceMs (or Infinity)', o.maxConnectionAgeGraceMs, 0, MAX_TIMER_MS),
   };
 }
 

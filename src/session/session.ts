@@ -7,6 +7,7 @@
  * goaway.ts (what our GOAWAY says and what the peer's said), outbox.ts (everything written, and the connection's send
  * credit), receive-budget.ts (what the peer may make us hold), keepalive.ts (liveness, pings, RTT), peer-guard.ts
  * (work the peer solicits), stream.ts (one stream). Knows nothing of methods or codecs: streams carry opaque messages.
+ * lifetime.ts holds the time limits: a frame must complete in time; an idle or old connection retires (acceptor).
  *
  * The read path never awaits: every frame is handled synchronously, and any reply it needs (PING ACK, CREDIT, RESET)
  * is queued in the outbox, which the reader never waits for.
@@ -16,9 +17,11 @@
  * | HANDSHAKE | the peer's HELLO is good and the peer admitted                   | OPEN                          |
  * | HANDSHAKE | the peer's HELLO is good, the peer refused                       | OPEN, then DRAINING at once   |
  * | OPEN      | close(): GOAWAY NO_ERROR written; or the peer's GOAWAY NO_ERROR  | DRAINING                      |
+ * | OPEN      | lifetime retires it: idle or max age, as close()                 | DRAINING                      |
  * | DRAINING  | the last stream closed: our side of the transport ended          | CLOSING                       |
  * | any open  | fail(): a protocol error (GOAWAY written), the peer's error      | CLOSING                       |
- * |           | GOAWAY or EOF, keepalive, close() in HANDSHAKE, the grace        |                               |
+ * |           | GOAWAY or EOF, keepalive, a frame timeout, close() in HANDSHAKE, |                               |
+ * |           | the grace                                                        |                               |
  * |           | period ran out, destroy(); every stream fails UNAVAILABLE        |                               |
  * | any       | the transport closed                                             | CLOSED                        |
  *
@@ -40,6 +43,7 @@ import { failureGoaway, PeerGoaway } from './goaway.js';
 import { Handshake, type SessionPeer } from './handshake.js';
 import { readBudgetFor, resolveSessionOptions, type ResolvedSessionOptions, type SessionOptions } from './options.js';
 import { Keepalive } from './keepalive.js';
+import { Lifetime } from './lifetime.js';
 import { PeerGuard } from './peer-guard.js';
 import { ReceiveBudget } from './receive-budget.js';
 import { Outbox } from './outbox.js';
@@ -106,6 +110,7 @@ export class Session implements StreamHost {
   private resolveGoingAway!: () => void;
   private readonly handshake: Handshake;
   private readonly keepalive: Keepalive;
+  private readonly lifetime: Lifetime;
 
   constructor(
     private readonly transport: Transport,
@@ -132,6 +137,12 @@ export class Session implements StreamHost {
     this.decoder = new FrameDecoder(this.onFrame, {
       maxFrameBytes: PRE_HANDSHAKE_MAX_FRAME_BYTES,
       expectHelloFirst: true,
+    });
+    this.lifetime = new Lifetime(this.options, role === 'acceptor', this.decoder, {
+      streamCount: () => this.streams.size,
+      streamsOpened: () => this.opener.nextStreamId + this.acceptor.lastAccepted,
+      fail: (error) => this.fail(error),
+      retire: (reason, graceMs) => this.phase === Phase.OPEN && void this.close({ reason, graceMs }), // close() never rejects
     });
     this.handshake = new Handshake(this.options, transport.peer, this.outbox, (error) => this.fail(error));
     this.ready = this.handshake.ready;
@@ -281,6 +292,7 @@ export class Session implements StreamHost {
       this.keepalive.noteRead();
       try {
         this.decoder.push(chunk);
+        this.lifetime.afterRead();
       } catch (error) {
         this.fail(error instanceof ProtocolError ? error : internalError(error));
       }
@@ -330,6 +342,7 @@ export class Session implements StreamHost {
     }
     this.opener.openQueued();
     this.keepalive.start();
+    this.lifetime.start();
     this.outbox.releaseIdle(); // an idle connection holds no write slab; the first call allocates one (no-op if queued)
     const readBudget = readBudgetFor(this.options, this.handshake.peer);
     if (readBudget > 0) this.transport.setReadBudget?.(readBudget);
@@ -404,6 +417,7 @@ export class Session implements StreamHost {
     if (this.phase !== Phase.DRAINING || this.streams.size > 0) return;
     this.phase = Phase.CLOSING;
     this.keepalive.stop();
+    this.lifetime.stop(); // drained: a frame the peer leaves unfinished now changes nothing; the linger ends it
     this.outbox.flush();
     this.transport.end();
     this.linger();
@@ -430,6 +444,7 @@ export class Session implements StreamHost {
     this.phase = Phase.CLOSED;
     this.outbox.stop();
     this.keepalive.stop();
+    this.lifetime.stop();
     this.settleLeftovers('the session closed');
     clearTimeout(this.lingerTimer);
     clearTimeout(this.graceTimer); // a graceful close that drained in time leaves it armed
@@ -446,6 +461,7 @@ export class Session implements StreamHost {
     this.closeError ??= error;
     clearTimeout(this.graceTimer);
     this.keepalive.stop();
+    this.lifetime.stop();
     this.resolveGoingAway();
     const reason = streamReason ?? (error ? `connection failed: ${error.message}` : 'the session closed');
     if (this.phase === Phase.HANDSHAKE) this.handshake.fail(error ?? new SessionError(Status.UNAVAILABLE, reason));

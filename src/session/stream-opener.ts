@@ -69,6 +69,11 @@ export class StreamOpener {
     return id % 2 === this.nextId % 2;
   }
 
+  /** The id our next stream gets: it grows with every stream we open (what idle detection compares, not a counter). */
+  get nextStreamId(): number {
+    return this.nextId;
+  }
+
   /** True for an id of ours that no stream has been given yet. */
   isUnused(id: number): boolean {
     return id >= this.nextId;

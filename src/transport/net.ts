@@ -63,13 +63,25 @@ export function dial(url: string, options: DialOptions = {}): Promise<Transport>
   });
 }
 
-export async function listenOn(url: string, onTransport: (transport: Transport) => void): Promise<Listener> {
+export interface ListenOnOptions {
+  /**
+   * Sockets open at once (sessions, handshakes, closing ones still lingering); beyond, a new socket is closed as it is
+   * accepted, before anything is allocated for it, and `onDrop` is called. Default: no limit.
+   */
+  maxConnections?: number;
+  onDrop?: () => void;
+}
+
+export async function listenOn(url: string, onTransport: (transport: Transport) => void, options: ListenOnOptions = {}): Promise<Listener> {
   const address = parseAddress(url);
   const server: Server = createServer({ pauseOnConnect: true }, (socket) => {
     // an accepted socket may fail before the session attaches; swallow so it cannot become an uncaught error
     socket.on('error', () => undefined);
     onTransport(new SocketTransport(socket, peerOf(socket, address)));
   });
+  // node:net counts the sockets and closes the one beyond the limit itself, before making a Socket of it ('drop')
+  if (options.maxConnections !== undefined) server.maxConnections = options.maxConnections;
+  if (options.onDrop !== undefined) server.on('drop', options.onDrop);
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
     if (address.kind === 'unix') server.listen(address.path, resolve);

@@ -83,6 +83,15 @@ export const ConnectionCode = {
 } as const;
 export type ConnectionCode = (typeof ConnectionCode)[keyof typeof ConnectionCode];
 
+/**
+ * Messages of a graceful GOAWAY (NO_ERROR) that say the connection was healthy and the peer may reconnect at once
+ * (PROTOCOL.md §10b): the acceptor retires it for being idle or old, not because anything went wrong.
+ */
+export const RetireReason = {
+  IDLE: 'idle',
+  MAX_AGE: 'max connection age',
+} as const;
+
 /** Call status codes, with gRPC's numbers and meanings. Travel in END and RESET frames. */
 export const Status = {
   OK: 0,

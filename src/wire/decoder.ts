@@ -49,6 +49,8 @@ export class FrameDecoder {
   private awaitingHello: boolean;
   /** Set by parseHeader for an empty extension frame, which is complete but not delivered. */
   private skipEmpty = false;
+  /** Frames completed so far (skipped extension frames too): the progress a frame-completion timer looks for. */
+  private completed = 0;
 
   constructor(
     private readonly onFrame: FrameHandler,
@@ -65,6 +67,11 @@ export class FrameDecoder {
   /** True between frames: a connection that ends now did not cut a frame in half. */
   get atFrameBoundary(): boolean {
     return this.state === State.READ_HEADER && this.headerFill === 0;
+  }
+
+  /** How many frames have completed so far; it only grows (one increment per frame: no timer per frame is needed). */
+  get framesCompleted(): number {
+    return this.completed;
   }
 
   /** Feeds bytes; calls onFrame for each complete frame. Throws ProtocolError; after that the decoder is unusable. */
@@ -104,6 +111,7 @@ export class FrameDecoder {
             this.onFrame(this.type, this.flags, this.streamId, EMPTY);
           }
           this.skipEmpty = false;
+          if (this.state === State.READ_HEADER) this.completed++; // whole in this chunk, or empty
           break;
         }
         case State.READ_PAYLOAD: {
@@ -115,6 +123,7 @@ export class FrameDecoder {
             const payload = this.payload;
             this.payload = EMPTY;
             this.state = State.READ_HEADER;
+            this.completed++;
             this.onFrame(this.type, this.flags, this.streamId, payload);
           }
           break;
@@ -123,7 +132,10 @@ export class FrameDecoder {
           const n = Math.min(this.length - this.payloadFill, end - offset);
           this.payloadFill += n;
           offset += n;
-          if (this.payloadFill === this.length) this.state = State.READ_HEADER;
+          if (this.payloadFill === this.length) {
+            this.state = State.READ_HEADER;
+            this.completed++;
+          }
           break;
         }
       }

@@ -30,6 +30,8 @@ export const ProtocolErrorCode = {
   INTERNAL: 'GW_ERR_INTERNAL',
   /** The peer made us do too much work for nothing (floods). */
   ENHANCE_YOUR_CALM: 'GW_ERR_ENHANCE_YOUR_CALM',
+  /** A frame started arriving and did not complete within the receiver's frameTimeoutMs (a slowloris). */
+  FRAME_TIMEOUT: 'GW_ERR_FRAME_TIMEOUT',
 } as const;
 export type ProtocolErrorCode = (typeof ProtocolErrorCode)[keyof typeof ProtocolErrorCode];
 
@@ -46,6 +48,8 @@ const goawayCodeOf: Record<ProtocolErrorCode, ConnectionCode> = {
   GW_ERR_STREAM_STATE: ConnectionCode.PROTOCOL_ERROR,
   GW_ERR_INTERNAL: ConnectionCode.INTERNAL_ERROR,
   GW_ERR_ENHANCE_YOUR_CALM: ConnectionCode.ENHANCE_YOUR_CALM,
+  // the peer broke the rule that a frame it starts completes in time (PROTOCOL.md §10b): no new GOAWAY code needed
+  GW_ERR_FRAME_TIMEOUT: ConnectionCode.PROTOCOL_ERROR,
 };
 
 /** A violation of docs/PROTOCOL.md that ends the connection. */
