@@ -40,12 +40,13 @@ const valueArb: fc.Arbitrary<unknown> = fc.letrec<{ value: unknown }>((tie) => (
     fc.string({ maxLength: 20 }),
     fc.uint8Array({ maxLength: 20 }),
     fc.array(tie('value'), { maxLength: 4 }),
-    fc.dictionary(fc.oneof(fc.string({ maxLength: 6 }), fc.constantFrom('__proto__', 'constructor', 'prototype')), tie('value'), { maxKeys: 4 }),
+    fc.dictionary(fc.oneof(fc.string({ maxLength: 6 }), fc.constantFrom('constructor', 'prototype')), tie('value'), { maxKeys: 4 }),
     fc.array(fc.tuple(tie('value'), tie('value')), { maxLength: 3 }).map((entries) => new Map(entries)),
     fc.array(tie('value'), { maxLength: 3 }).map((items) => new Set(items)),
   ),
 })).value;
 
+// no `__proto__` key here: the codec refuses to write one (the corpus and the token grammar send it as bytes)
 const validArb: fc.Arbitrary<Uint8Array> = valueArb.map((value) => Uint8Array.from(msgpackCodec.encode(value)));
 
 const u8 = (n: number): number[] => [n & 0xff];
