@@ -6,7 +6,8 @@
  * refusals), stream-frames.ts (DATA, END, RESET and CREDIT for one stream: the peer's promises, then the stream),
  * goaway.ts (what our GOAWAY says and what the peer's said), outbox.ts (everything written, and the connection's send
  * credit), receive-budget.ts (what the peer may make us hold), keepalive.ts (liveness, pings, RTT), peer-guard.ts
- * (work the peer solicits: pings, floods of empty frames, CREDIT, resets, refusals), stream.ts (one stream). Knows nothing of methods or codecs: streams carry opaque messages.
+ * (work the peer makes us do for nothing: pings, floods of empty frames or CREDIT, resets, refusals), stream.ts (one
+ * stream). Knows nothing of methods or codecs: streams carry opaque messages.
  *
  * The read path never awaits: every frame is handled synchronously, and any reply it needs (PING ACK, CREDIT, RESET)
  * is queued in the outbox, which the reader never waits for.
@@ -94,8 +95,7 @@ export class Session implements StreamHost {
   private readonly opener: StreamOpener;
   private readonly acceptor: StreamAcceptor;
   private readonly streamFrames: StreamFrames;
-  /** Counts the work the peer makes us do for nothing (streams report to it too: StreamHost). */
-  readonly guard: PeerGuard;
+  readonly guard: PeerGuard; // streams report to it too (StreamHost)
   private readStopped = false;
   private readonly peerGoaway = new PeerGoaway();
   private readonly receiveBudget: ReceiveBudget;
@@ -279,7 +279,7 @@ export class Session implements StreamHost {
 
   private readonly sink: TransportSink = {
     onData: (chunk) => {
-      if (this.readStopped) return this.transport.pauseReading?.(); // a peer still sending after a failure costs nothing more
+      if (this.readStopped) return this.transport.pauseReading?.(); // a peer still sending after a failure costs nothing
       this.keepalive.noteRead();
       try {
         this.decoder.push(chunk);
