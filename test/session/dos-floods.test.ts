@@ -524,7 +524,9 @@ void describe('T-D1 T-D2 T-D3 T-D6 floods at line rate against a default listen(
   void test('T-D3 made-you-reset at line rate (a valid call, then END in the middle of a message, again and again): closed with GW_ERR_ENHANCE_YOUR_CALM', { timeout: 20_000 }, async (t) => {
     const tally = new HandlerTally();
     const line = await underAttack(t, 'made-you-reset', tally, (a) => floodCalls(a, 50, (id) => calls(id, 50, CHAT, 'end-mid-message'), ATTACK_MS));
-    assert.match(line, /reset flood: .*MadeYouReset/);
+    // usually the reset budget; when one read brings more calls than slots (a handler's slot frees only once it has
+    // returned, after the read), the refusals trip first: either way the exact counts are the raw-peer tests' job
+    assert.match(line, /reset flood: .*made us reset \d+ streams|refused stream flood/);
     await until(() => tally.running === 0, 2000, 'every handler to return');
     assert.equal(tally.aborted, tally.started, 'every handler saw its AbortSignal');
     assert.ok(tally.maxRunning <= 100, `${tally.maxRunning} handlers ran at once`);
