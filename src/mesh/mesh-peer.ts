@@ -9,6 +9,7 @@ import { deadlineOf } from '../rpc/deadline.js';
 import { MAX_TIMER_MS } from '../timers.js';
 import type { RpcSession, RpcSessionOptions } from '../rpc/rpc-session.js';
 import type { SessionPeer } from '../session/handshake.js';
+import { DEFAULT_READ_BUDGET_BYTES } from '../session/options.js';
 import type { MethodKind, MethodMap, ServiceDef } from '../rpc/service.js';
 import type { ResolvedReconnectOptions } from '../channel/backoff.js';
 import { Link, type LinkState, type LinkStateEvent } from '../channel/link.js';
@@ -33,13 +34,14 @@ export const MAX_POOL = 64;
 export const LANE_LABEL = /^(control(\.\d{1,2})?|data)$/;
 /**
  * Per-turn read budget of a `data` lane (SessionOptions.readBudgetBytes): a bulk transfer yields the event loop every
- * 64 KiB read, so the control connections of this process stay responsive. Control lanes read without a budget.
+ * 64 KiB read, so the control connections of this process stay responsive. Control lanes read with the session's
+ * default budget, which only a flood or a burst ever reaches.
  */
 const DATA_LANE_READ_BUDGET_BYTES = 64 * 1024;
 
 /** @internal The read budget of a connection of `lane`, on either side of it. */
 export function laneReadBudget(lane: string): number {
-  return lane === 'data' ? DATA_LANE_READ_BUDGET_BYTES : 0;
+  return lane === 'data' ? DATA_LANE_READ_BUDGET_BYTES : DEFAULT_READ_BUDGET_BYTES;
 }
 
 /** @internal What a peer takes from its mesh. */

@@ -9,6 +9,7 @@ import {
   MIN_MAX_FRAME_BYTES,
 } from '../wire/constants.js';
 import type { SessionPeer } from './handshake.js';
+import { defaultMaxResets } from './peer-guard.js';
 import { MAX_TIMER_MS } from '../timers.js';
 
 export interface SessionOptions {
@@ -64,10 +65,18 @@ export interface SessionOptions {
   /** Connection label, sent in HELLO (e.g. 'control', 'data'). Default ''. */
   label?: string;
   /**
-   * Bytes the connection hands to the session per event-loop turn before it yields, so that the process's other
-   * connections get read while this one carries a bulk transfer (a Mesh sets 64 KiB on its `data` lane). A function
-   * decides per connection once the peer's HELLO is read (a listener learns only then which peer and lane dialed it).
-   * Applies from the end of the handshake, on transports that support it (TCP, Unix). Default 0: no limit.
+   * Stream resets the peer causes per 30 s: its RESETs of calls whose handlers still run (Rapid Reset) plus the
+   * RESETs we send because of what it sent on a stream (MadeYouReset: a message over maxMessageBytes, malformed OPEN
+   * or END, END in the middle of a message...). One more closes the connection with GOAWAY ENHANCE_YOUR_CALM.
+   * Default 200, or twice maxConcurrentStreams when that is more; 0 allows any number.
+   */
+  maxResetsPer30s?: number;
+  /**
+   * Bytes the connection hands to the session per event-loop turn before it yields, so that one busy connection (a
+   * bulk transfer, a flooder) cannot hold the event loop while the process's other connections wait (a Mesh sets
+   * 64 KiB on its `data` lane). A function decides per connection once the peer's HELLO is read (a listener learns
+   * only then which peer and lane dialed it). Applies from the end of the handshake, on transports that support it
+   * (TCP, Unix). Default 262 144 (256 KiB, four of libuv's 64 KiB reads); 0: no limit.
    */
   readBudgetBytes?: number | ((peer: SessionPeer) => number);
   // ---- time limits (session/lifetime.ts)
@@ -93,6 +102,13 @@ export interface SessionOptions {
 
 export type ResolvedSessionOptions = Required<SessionOptions>;
 
+/**
+ * The read budget of a connection unless set (readBudgetBytes). libuv reads a ready socket up to 32 x 64 KiB per turn;
+ * four reads bound what one connection's frames can hold the loop for, and a bulk connection yields once per 256 KiB,
+ * rarely enough that its throughput does not notice.
+ */
+export const DEFAULT_READ_BUDGET_BYTES = 256 * 1024;
+
 const LIFECYCLE_DEFAULTS = {
   keepaliveIntervalMs: 30_000,
   keepaliveTimeoutMs: 20_000,
@@ -100,7 +116,7 @@ const LIFECYCLE_DEFAULTS = {
   progressTimeoutMs: 60_000,
   nodeName: '',
   label: '',
-  readBudgetBytes: 0,
+  readBudgetBytes: DEFAULT_READ_BUDGET_BYTES,
   frameTimeoutMs: 30_000,
   maxConnectionIdleMs: 0,
   maxConnectionAgeMs: 0,
@@ -117,6 +133,7 @@ function integer(name: string, value: number, min: number, max: number): number 
 export function resolveSessionOptions(options: SessionOptions = {}): ResolvedSessionOptions {
   const o = { ...DEFAULT_LIMITS, ...LIFECYCLE_DEFAULTS, ...stripUndefined(options) };
   const maxMessageBytes = integer('maxMessageBytes', o.maxMessageBytes, 0, 0xffff_ffff);
+  const maxConcurrentStreams = integer('maxConcurrentStreams', o.maxConcurrentStreams, 1, 0xffff_ffff);
   return {
     maxFrameBytes: integer('maxFrameBytes', o.maxFrameBytes, MIN_MAX_FRAME_BYTES, MAX_MAX_FRAME_BYTES),
     maxMessageBytes,
@@ -126,7 +143,7 @@ export function resolveSessionOptions(options: SessionOptions = {}): ResolvedSes
     initialMessageWindow: integer('initialMessageWindow', o.initialMessageWindow, 1, MAX_WINDOW),
     bulkWindow: integer('bulkWindow', o.bulkWindow, MIN_MAX_FRAME_BYTES, MAX_WINDOW),
     connectionWindow: integer('connectionWindow', o.connectionWindow, MIN_MAX_FRAME_BYTES, MAX_WINDOW),
-    maxConcurrentStreams: integer('maxConcurrentStreams', o.maxConcurrentStreams, 1, 0xffff_ffff),
+    maxConcurrentStreams,
     maxReassemblyBytes: integer(
       'maxReassemblyBytes',
       options.maxReassemblyBytes ?? Math.max(DEFAULT_LIMITS.maxReassemblyBytes, 2 * maxMessageBytes),
@@ -140,6 +157,7 @@ export function resolveSessionOptions(options: SessionOptions = {}): ResolvedSes
     progressTimeoutMs: integer('progressTimeoutMs', o.progressTimeoutMs, 0, MAX_TIMER_MS),
     nodeName: text('nodeName', o.nodeName),
     label: text('label', o.label),
+    maxResetsPer30s: integer('maxResetsPer30s', options.maxResetsPer30s ?? defaultMaxResets(maxConcurrentStreams), 0, Number.MAX_SAFE_INTEGER),
     readBudgetBytes: typeof o.readBudgetBytes === 'function' ? o.readBudgetBytes : readBudget(o.readBudgetBytes),
     frameTimeoutMs: integer('frameTimeoutMs', o.frameTimeoutMs, 0, MAX_TIMER_MS),
     maxConnectionIdleMs: integer('maxConnectionIdleMs', o.maxConnectionIdleMs, 0, MAX_TIMER_MS),

@@ -6,7 +6,8 @@
  * refusals), stream-frames.ts (DATA, END, RESET and CREDIT for one stream: the peer's promises, then the stream),
  * goaway.ts (what our GOAWAY says and what the peer's said), outbox.ts (everything written, and the connection's send
  * credit), receive-budget.ts (what the peer may make us hold), keepalive.ts (liveness, pings, RTT), peer-guard.ts
- * (work the peer solicits), stream.ts (one stream). Knows nothing of methods or codecs: streams carry opaque messages.
+ * (work the peer makes us do for nothing: pings, floods of empty frames or CREDIT, resets, refusals), stream.ts (one
+ * stream). Knows nothing of methods or codecs: streams carry opaque messages.
  * lifetime.ts holds the time limits: a frame must complete in time; an idle or old connection retires (acceptor).
  *
  * The read path never awaits: every frame is handled synchronously, and any reply it needs (PING ACK, CREDIT, RESET)
@@ -98,7 +99,7 @@ export class Session implements StreamHost {
   private readonly opener: StreamOpener;
   private readonly acceptor: StreamAcceptor;
   private readonly streamFrames: StreamFrames;
-  private readonly guard: PeerGuard;
+  readonly guard: PeerGuard; // streams report to it too (StreamHost)
   private readStopped = false;
   private readonly peerGoaway = new PeerGoaway();
   private readonly receiveBudget: ReceiveBudget;
@@ -124,7 +125,7 @@ export class Session implements StreamHost {
     this.receiveBudget = new ReceiveBudget(this.options, this.outbox);
     this.guard = new PeerGuard(this.options);
     this.acceptor = new StreamAcceptor(role === 'dialer', this.options, this, this.outbox, this.guard);
-    this.streamFrames = new StreamFrames(this.streams, this.opener, this.acceptor, this.options);
+    this.streamFrames = new StreamFrames(this.streams, this.opener, this.acceptor, this.options, this.guard);
     this.keepalive = new Keepalive(this.options, this.outbox, {
       isClosing: () => this.phase >= Phase.CLOSING,
       unresponsive: (error) => {
@@ -137,6 +138,7 @@ export class Session implements StreamHost {
     this.decoder = new FrameDecoder(this.onFrame, {
       maxFrameBytes: PRE_HANDSHAKE_MAX_FRAME_BYTES,
       expectHelloFirst: true,
+      onExtensionFrame: () => this.guard.emptyFrameReceived('an extension frame'),
     });
     this.lifetime = new Lifetime(this.options, role === 'acceptor', this.decoder, {
       streamCount: () => this.streams.size,
@@ -288,7 +290,7 @@ export class Session implements StreamHost {
 
   private readonly sink: TransportSink = {
     onData: (chunk) => {
-      if (this.readStopped) return;
+      if (this.readStopped) return this.transport.pauseReading?.(); // a peer still sending after a failure costs nothing
       this.keepalive.noteRead();
       try {
         this.decoder.push(chunk);
@@ -306,6 +308,8 @@ export class Session implements StreamHost {
   };
 
   private readonly onFrame = (type: number, flags: number, streamId: number, payload: Uint8Array): void => {
+    if (payload.length !== 0 || type !== FrameType.DATA || (flags & (Flag.MESSAGE_END | Flag.END_STREAM)) !== 0) this.guard.frameWithPayload();
+    else this.guard.emptyFrameReceived('an empty DATA frame that ends neither a message nor the stream');
     switch (type) {
       case FrameType.DATA:
         return this.onData(flags, streamId, payload);
@@ -371,6 +375,7 @@ export class Session implements StreamHost {
   }
 
   private onCredit(flags: number, id: number, payload: Uint8Array): void {
+    this.guard.creditReceived();
     const increment = decodeCredit(payload);
     if (increment === 0) throw new ProtocolError(ProtocolErrorCode.FLOW_CONTROL, `CREDIT of 0 on stream ${id}`);
     const messages = (flags & Flag.MESSAGES) !== 0;

@@ -1,8 +1,9 @@
 /**
  * The streams the peer opens (on both roles: dialer and acceptor alike take the other side's streams): the ids it
  * may use (its parity, each above the last), our limit on how many of them may be open at once, and whether an OPEN
- * is taken, refused (RESET REFUSED: the peer may retry elsewhere) or reset for a malformed payload. Knows nothing of
- * the stream table or of what a stream is for: the session puts what is accepted in its table and hands it on.
+ * is taken, refused (RESET REFUSED: the peer may retry elsewhere) or reset for a malformed payload; the peer guard
+ * counts refusals and resets. Knows nothing of the stream table or of what a stream is for: the session puts what is
+ * accepted in its table and hands it on.
  */
 import { Flag, FrameType, Status } from '../wire/constants.js';
 import { ProtocolError, ProtocolErrorCode } from '../wire/errors.js';
@@ -27,9 +28,15 @@ export interface StreamAcceptorOptions extends MetadataLimits {
   initialMessageWindow: number;
 }
 
-/** The part of the peer guard a refusal reports to: a RESET the peer solicited, which it may not be reading. */
-export interface RefusalGuard {
+/**
+ * The part of the peer guard the acceptor reports to: a refusal is a RESET the peer solicited (which it may not be
+ * reading) and counts as a refusal; a malformed OPEN is a reset the peer provoked; an accepted one may earn CREDIT.
+ */
+export interface AcceptorGuard {
   replySolicited(what: string, blocked: boolean): void;
+  streamRefused(): void;
+  resetProvoked(): void;
+  streamOpened(): void;
 }
 
 export class StreamAcceptor {
@@ -47,7 +54,7 @@ export class StreamAcceptor {
     private readonly options: StreamAcceptorOptions,
     private readonly host: StreamHost,
     private readonly output: StreamOutput,
-    private readonly guard: RefusalGuard,
+    private readonly guard: AcceptorGuard,
   ) {}
 
   /** The stream id our GOAWAY reports: the last one of the peer's that we took. */
@@ -86,6 +93,7 @@ export class StreamAcceptor {
     try {
       open = decodeOpen(payload, this.options);
     } catch (error) {
+      this.guard.resetProvoked();
       this.output.writeFrame(FrameType.RESET, 0, id, encodeReset(...streamErrorOf(error, 'OPEN')));
       return undefined;
     }
@@ -98,6 +106,7 @@ export class StreamAcceptor {
     );
     this.lastAcceptedId = id;
     this.active++;
+    this.guard.streamOpened();
     return { stream, method: open.method, metadata: open.metadata, deadlineMs: open.deadlineMs };
   }
 
@@ -117,6 +126,7 @@ export class StreamAcceptor {
   }
 
   private refuse(id: number, reason: string): void {
+    this.guard.streamRefused();
     this.guard.replySolicited('RESET', !this.output.writable);
     this.output.writeFrame(FrameType.RESET, Flag.REFUSED, id, encodeReset(Status.UNAVAILABLE, reason));
   }

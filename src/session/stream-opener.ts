@@ -148,6 +148,7 @@ export class StreamOpener {
 
   private writeOpen(stream: Stream, method: Uint8Array, init: OpenStreamInit, length: number): void {
     this.active++;
+    this.host.guard.streamOpened();
     const window = init.window === undefined || init.window === this.options.initialStreamWindow ? 0 : init.window;
     const at = this.output.beginFrame(FrameType.OPEN, 0, stream.id, length);
     writeOpenPayload(this.output.target, at, init.deadlineMs ?? 0, window, method, init.metadataBlock);

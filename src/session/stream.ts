@@ -50,6 +50,7 @@ import { Flag, FrameType, Status } from '../wire/constants.js';
 import { EMPTY_METADATA_BLOCK, type Metadata } from '../wire/metadata.js';
 import { encodeCredit, encodeEnd, encodeReset } from '../wire/payloads.js';
 import { messageTooLargeMessage } from './errors.js';
+import type { PeerGuard } from './peer-guard.js';
 import { Reassembly, type ReassemblyLimits } from './reassembly.js';
 import { QueueStep, SendQueue, WriteResult, type QueueOutput } from './send-queue.js';
 
@@ -89,6 +90,8 @@ export interface StreamOutput extends QueueOutput {
 export interface StreamHost extends ReassemblyLimits {
   /** The stream is CLOSED; `opened` says whether its OPEN was ever written (false: it closed while queued). */
   streamClosed(stream: Stream, opened: boolean): void;
+  /** Counts the DATA frames we write (the peer's CREDIT answers them) and the resets the peer provokes. */
+  readonly guard: PeerGuard;
 }
 
 /** Small messages are written straight into the outgoing buffer; larger ones go through the fair scheduler. */
@@ -213,6 +216,7 @@ export class Stream {
       this.sendWindow -= n;
       this.sendMessageWindow--;
       output.writeData(flags, this.id, bytes);
+      this.host.guard.dataFrameWritten();
       if (endStream) this.lastFrameWritten();
       return true;
     }
@@ -232,6 +236,7 @@ export class Stream {
     this.endLocal();
     if (this.queue === undefined && this.opened) {
       this.output.writeData(Flag.END_STREAM, this.id, EMPTY);
+      this.host.guard.dataFrameWritten();
       this.lastFrameWritten();
       return;
     }
@@ -280,6 +285,8 @@ export class Stream {
     const queue = this.queue;
     if (queue === undefined || this.state === StreamState.CLOSED) return WriteResult.IDLE;
     const step = queue.writeNext(this.id, this, this.output);
+    // a DATA frame, or with WROTE_LAST perhaps our END: counting it too only makes the peer's CREDIT allowance larger
+    if (step === QueueStep.WROTE || step === QueueStep.WROTE_LAST) this.host.guard.dataFrameWritten();
     if (queue.empty) this.queue = undefined;
     if (step === QueueStep.STREAM_BLOCKED) return WriteResult.IDLE;
     if (step === QueueStep.CONNECTION_BLOCKED) return WriteResult.CONNECTION_BLOCKED;
@@ -416,9 +423,18 @@ export class Stream {
     }
   }
 
-  /** Fails the stream because of something the peer sent on it: the peer gets a RESET, the owner an onReset. */
+  /**
+   * Fails the stream because of something the peer sent on it: the peer gets a RESET, the owner an onReset. Counted
+   * against the peer's reset budget first (MadeYouReset): past it, the guard throws and the connection fails instead.
+   */
   failLocally(status: Status, message: string): void {
     if (this.state === StreamState.CLOSED) return;
+    this.host.guard.resetProvoked();
+    this.abort(status, message);
+  }
+
+  /** Resets the stream and tells the owner. */
+  private abort(status: Status, message: string): void {
     this.reset(status, message);
     try {
       this.events.onReset(status, message, false);
@@ -429,7 +445,8 @@ export class Stream {
 
   /** The owner's event handler threw: a bug on this side, so only this stream fails (INTERNAL), never the connection. */
   private ownerFailed(error: unknown): void {
-    this.failLocally(Status.INTERNAL, `the call failed on the receiving side: ${(error as Error)?.message ?? String(error)}`);
+    if (this.state === StreamState.CLOSED) return;
+    this.abort(Status.INTERNAL, `the call failed on the receiving side: ${(error as Error)?.message ?? String(error)}`);
   }
 
   private belowHighWater(): boolean {

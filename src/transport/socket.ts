@@ -12,6 +12,8 @@ export class SocketTransport implements Transport {
   private readBudget = 0;
   private readThisTurn = 0;
   private yielded = false;
+  /** pauseReading() was called: nothing resumes the socket again. */
+  private readingStopped = false;
 
   constructor(
     private readonly socket: Socket,
@@ -68,9 +70,18 @@ export class SocketTransport implements Transport {
     this.readThisTurn = 0;
     if (this.yielded) {
       this.yielded = false;
-      if (!this.closed) this.socket.resume();
+      if (!this.closed && !this.readingStopped) this.socket.resume();
     }
   };
+
+  /**
+   * Stops reading for good. The kernel's receive buffer then fills and TCP stops the sender, so a flooder costs
+   * nothing while the connection lingers; a paused socket keeps at most its highWaterMark read ahead.
+   */
+  pauseReading(): void {
+    this.readingStopped = true;
+    this.socket.pause();
+  }
 
   write(chunks: readonly Uint8Array[]): boolean {
     if (this.closed || this.socket.writableEnded) return false;

@@ -34,4 +34,9 @@ export interface Transport {
   destroy(error?: Error): void;
   /** Optional: at most this many bytes delivered per event-loop turn (0 = no limit), so other connections get read. */
   setReadBudget?(bytes: number): void;
+  /**
+   * Optional: stop reading for good (the session failed and discards what arrives): a peer that keeps sending then
+   * costs no CPU until the transport closes. Writes, end() and destroy() still work; EOF may go unseen.
+   */
+  pauseReading?(): void;
 }

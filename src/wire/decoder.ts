@@ -33,6 +33,11 @@ export interface DecoderOptions {
   maxFrameBytes: number;
   /** Refuse anything but HELLO as the first frame, with a message that says the peer is not gridwire. */
   expectHelloFirst?: boolean;
+  /**
+   * Told of each extension frame (type 0x80-0xFF) as its header is read, before its payload is skipped: the frame is
+   * never delivered, so this is the only way to count them. May throw (the error leaves push()).
+   */
+  onExtensionFrame?: (type: number) => void;
 }
 
 export class FrameDecoder {
@@ -47,6 +52,7 @@ export class FrameDecoder {
   private payloadFill = 0;
   private maxFrameBytes: number;
   private awaitingHello: boolean;
+  private readonly onExtensionFrame: ((type: number) => void) | undefined;
   /** Set by parseHeader for an empty extension frame, which is complete but not delivered. */
   private skipEmpty = false;
   /** Frames completed so far (skipped extension frames too): the progress a frame-completion timer looks for. */
@@ -58,6 +64,7 @@ export class FrameDecoder {
   ) {
     this.maxFrameBytes = options.maxFrameBytes;
     this.awaitingHello = options.expectHelloFirst ?? false;
+    this.onExtensionFrame = options.onExtensionFrame;
   }
 
   setMaxFrameBytes(n: number): void {
@@ -163,6 +170,7 @@ export class FrameDecoder {
       throw new ProtocolError(ProtocolErrorCode.BAD_STREAM_ID, `stream id ${streamId} has the reserved bit set`);
     }
     if (type >= FIRST_EXTENSION_FRAME_TYPE) {
+      this.onExtensionFrame?.(type);
       this.length = length;
       this.payloadFill = 0;
       this.skipEmpty = length === 0;

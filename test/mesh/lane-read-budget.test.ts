@@ -1,6 +1,6 @@
 /**
  * A mesh's `data` lane reads with a 64 KiB budget per event-loop turn on both sides of its connection (the dialer knows
- * its lane, the listener learns it from the dialer's HELLO); control connections read without one.
+ * its lane, the listener learns it from the dialer's HELLO); control connections read with the session default, 256 KiB.
  */
 import assert from 'node:assert/strict';
 import { test, type TestContext } from 'node:test';
@@ -27,8 +27,8 @@ function recordBudgets(t: TestContext, sideOf: (transport: SocketTransport) => s
 
 for (const dataLane of [true, false]) {
   const name = dataLane
-    ? 'dataLane: true: the data connection reads with a 64 KiB budget on both sides, the control connection without'
-    : 'dataLane: false: no connection reads with a budget';
+    ? 'dataLane: true: the data connection reads with a 64 KiB budget on both sides, the control connection with the default 256 KiB'
+    : 'dataLane: false: the control connection reads with the default 256 KiB budget';
   void test(name, { timeout: 10_000 }, async (t) => {
     const meshes = ['a', 'b'].map((node) => new Mesh({ name: node, listen: 'tcp://127.0.0.1:0', dataLane, reconnect: FAST, log: () => undefined }));
     for (const mesh of meshes) t.after(() => within(mesh.stop({ graceMs: 0 }), 3000, `mesh ${mesh.name} to stop`));
@@ -43,7 +43,9 @@ for (const dataLane of [true, false]) {
     const peers = [a.peer('b'), b.peer('a')];
     await until(() => peers.every((peer) => lanes.every((lane) => peer.sessions.get(lane)?.size === 1)), 3000, 'every lane up on both sides');
     await sleep(50); // the accepting side applies its budget as its own handshake completes
-    const expected = dataLane ? [{ side: 'accepting side', bytes: 64 * 1024 }, { side: 'dialing side', bytes: 64 * 1024 }] : [];
-    assert.deepEqual([...seen].sort((x, y) => x.side.localeCompare(y.side)), expected);
+    const control = [{ side: 'accepting side', bytes: 256 * 1024 }, { side: 'dialing side', bytes: 256 * 1024 }];
+    const data = dataLane ? [{ side: 'accepting side', bytes: 64 * 1024 }, { side: 'dialing side', bytes: 64 * 1024 }] : [];
+    const bySideAndSize = (x: { side: string; bytes: number }, y: { side: string; bytes: number }): number => x.side.localeCompare(y.side) || x.bytes - y.bytes;
+    assert.deepEqual([...seen].sort(bySideAndSize), [...control, ...data].sort(bySideAndSize));
   });
 }

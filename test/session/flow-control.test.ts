@@ -592,7 +592,9 @@ void describe('streams flow control: enforced against a raw peer', () => {
 
 void describe('flow control: connection credit', () => {
   // Regression found by review (fixed in 804d265: no duplicate connection waiters).
-  void test('200 stream CREDIT frames for one stream blocked on a zero connection window do not multiply its scheduling; the data flows once connection credit arrives', { timeout: 5000 }, async (t) => {
+  // 90 CREDIT frames: within what the peer guard allows before we have sent any DATA (100 + 4 for the stream; more is a
+  // CREDIT flood, test/session/dos-floods.test.ts).
+  void test('90 stream CREDIT frames for one stream blocked on a zero connection window do not multiply its scheduling; the data flows once connection credit arrives', { timeout: 5000 }, async (t) => {
     const { raw, session } = againstRawPeer(t, 'dialer', {}, { connectionWindow: 0 });
     await within(session.ready, 1000, 'handshake');
     // Peeking at a private field is acceptable in a regression test: the streams parked for connection credit are
@@ -608,7 +610,7 @@ void describe('flow control: connection credit', () => {
     const call = session.client(Bytes).echo(request);
     await raw.waitFor((f) => f.type === FrameType.OPEN && f.streamId === 1, 1000, 'the OPEN of stream 1');
     await sleep(5);
-    for (let i = 0; i < 200; i++) {
+    for (let i = 0; i < 90; i++) {
       raw.send(FrameType.CREDIT, 0, 1, encodeCredit(1));
       // one CREDIT per delivery and per flush, as a peer trickling them would
       await new Promise((resolve) => setImmediate(resolve));

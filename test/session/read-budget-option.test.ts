@@ -1,7 +1,8 @@
 /**
  * readBudgetBytes: the per-turn read budget is a session option (a number, or a function of the peer's HELLO), applied
- * once the handshake is done. The session itself knows no lane names: a connection labelled `data` gets no budget
- * unless its owner (a Mesh) asks for one.
+ * once the handshake is done; every connection has one by default (256 KiB), so one busy peer cannot hold the event
+ * loop. The session itself knows no lane names: a connection labelled `data` gets the default unless its owner (a
+ * Mesh) asks for another.
  */
 import assert from 'node:assert/strict';
 import { test, type TestContext } from 'node:test';
@@ -39,14 +40,19 @@ async function budgetsAfterHandshake(t: TestContext, dialerOptions: SessionOptio
   return budgets;
 }
 
-void test("no read budget by default, even on connections labelled 'data': the session knows no lane names", { timeout: 5000 }, async (t) => {
+void test("a 256 KiB read budget by default, on connections labelled 'data' too: the session knows no lane names", { timeout: 5000 }, async (t) => {
   const budgets = await budgetsAfterHandshake(t, { label: 'data' }, { label: 'data' });
+  assert.deepEqual(budgets, { dialer: [256 * 1024], acceptor: [256 * 1024] });
+});
+
+void test('readBudgetBytes: 0 sets no budget', { timeout: 5000 }, async (t) => {
+  const budgets = await budgetsAfterHandshake(t, { readBudgetBytes: 0 }, { readBudgetBytes: () => 0 });
   assert.deepEqual(budgets, { dialer: [], acceptor: [] });
 });
 
 void test('readBudgetBytes: a number is set on the transport once the handshake is done', { timeout: 5000 }, async (t) => {
   const budgets = await budgetsAfterHandshake(t, { readBudgetBytes: 4096 }, {});
-  assert.deepEqual(budgets, { dialer: [4096], acceptor: [] });
+  assert.deepEqual(budgets, { dialer: [4096], acceptor: [256 * 1024] });
 });
 
 void test("readBudgetBytes: a function decides from the peer's HELLO (a listener's view of which lane dialed it)", { timeout: 5000 }, async (t) => {
@@ -56,7 +62,7 @@ void test("readBudgetBytes: a function decides from the peer's HELLO (a listener
     return peer.label === 'bulk' ? 65_536 : 0;
   };
   const budgets = await budgetsAfterHandshake(t, { label: 'bulk', nodeName: 'n1' }, { readBudgetBytes: byLabel });
-  assert.deepEqual(budgets, { dialer: [], acceptor: [65_536] });
+  assert.deepEqual(budgets, { dialer: [256 * 1024], acceptor: [65_536] });
   assert.equal(asked.length, 1);
   assert.equal(asked[0]!.nodeName, 'n1');
   assert.equal(asked[0]!.label, 'bulk');
@@ -65,5 +71,5 @@ void test("readBudgetBytes: a function decides from the peer's HELLO (a listener
 void test('readBudgetBytes must be a non-negative integer or a function', () => {
   assert.throws(() => resolveSessionOptions({ readBudgetBytes: -1 }), /readBudgetBytes must be an integer/);
   assert.throws(() => resolveSessionOptions({ readBudgetBytes: 1.5 }), /readBudgetBytes must be an integer/);
-  assert.equal(resolveSessionOptions({}).readBudgetBytes, 0);
+  assert.equal(resolveSessionOptions({}).readBudgetBytes, 256 * 1024);
 });

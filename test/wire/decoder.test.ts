@@ -123,6 +123,28 @@ void describe('FrameDecoder: well-formed frames from hex', () => {
     assert.deepEqual(frames, [frame(FrameType.DATA, Flag.END_STREAM, 1, [])]);
   });
 
+  void test('onExtensionFrame is told of each extension frame (empty or not, whole or split at any offset) as its header is read', () => {
+    const bytes = hex('80 00 00000000 00000003 aabbcc  07 00 00000000 00000008 0000000000000001  ff 07 00000009 00000000');
+    for (let cut = 0; cut <= bytes.length; cut++) {
+      const seen: number[] = [];
+      const { decoder, frames } = collector({ onExtensionFrame: (type) => seen.push(type) });
+      decoder.push(bytes.subarray(0, cut));
+      decoder.push(bytes.subarray(cut));
+      assert.deepEqual(seen, [0x80, 0xff], `split at ${cut}`);
+      assert.deepEqual(frames, [frame(FrameType.PING, 0, 0, [0, 0, 0, 0, 0, 0, 0, 1])]);
+    }
+  });
+
+  void test('an error thrown by onExtensionFrame leaves push(), before the frame\'s payload is skipped', () => {
+    const { decoder, frames } = collector({
+      onExtensionFrame: () => {
+        throw new Error('too many');
+      },
+    });
+    assert.throws(() => decoder.push(hex('07 00 00000000 00000008 0000000000000001  80 00 00000000 00000003 aabbcc')), /too many/);
+    assert.equal(frames.length, 1, 'the PING before it was delivered');
+  });
+
   void test('decodes several frames of different types from a single chunk, in order', () => {
     const bytes = hex(`
       07 00 00000000 00000008 1111111111111111
