@@ -308,6 +308,7 @@ export class Session implements StreamHost {
   };
 
   private readonly onFrame = (type: number, flags: number, streamId: number, payload: Uint8Array): void => {
+    if (this.readStopped) return; // the connection failed earlier in this read: the frames after that are not handled
     if (payload.length !== 0 || type !== FrameType.DATA || (flags & (Flag.MESSAGE_END | Flag.END_STREAM)) !== 0) this.guard.frameWithPayload();
     else this.guard.emptyFrameReceived('an empty DATA frame that ends neither a message nor the stream');
     switch (type) {

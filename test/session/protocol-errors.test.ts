@@ -13,7 +13,9 @@ import { msgpackCodec } from '../../src/rpc/codec.js';
 import { utf8 } from '../../src/wire/bytes.js';
 import { ConnectionCode, connectionCodeName, Flag, FrameType } from '../../src/wire/constants.js';
 import { ProtocolError, ProtocolErrorCode } from '../../src/wire/errors.js';
-import { decodeGoaway, decodeReset, encodeCredit, encodeOpen, encodePing } from '../../src/wire/payloads.js';
+import { decodeGoaway, decodeReset, encodeCredit, encodeGoaway, encodeOpen, encodePing } from '../../src/wire/payloads.js';
+import { encodeFrame } from '../../src/wire/frame.js';
+import { echoService } from '../fixtures/echo-service.js';
 import { pingBarrier, tapFrames, victim, type Victim } from '../fixtures/sessions.js';
 import { helloFrame, RawPeer, sleep, within } from '../helpers.js';
 
@@ -40,6 +42,21 @@ void describe('protocol errors: an evil peer', () => {
     const v = await victim(t);
     v.raw.send(FrameType.DATA, END_OF_REQUEST, 7, request('x'));
     await assertConnectionError(v, ConnectionCode.PROTOCOL_ERROR, ProtocolErrorCode.STREAM_NOT_OPEN);
+  });
+
+  void test('T-F5 frames after a connection error in the same read are not handled: no handler runs for an OPEN behind the peer\'s GOAWAY PROTOCOL_ERROR', { timeout: 5000 }, async (t) => {
+    let started = 0;
+    const v = await victim(t, { services: [echoService({ onStart: () => started++ })] });
+    const frame = (type: number, flags: number, id: number, payload: Uint8Array): Uint8Array => encodeFrame({ type, flags, streamId: id, payload });
+    v.raw.sendBytes(
+      Buffer.concat([
+        frame(FrameType.GOAWAY, 0, 0, encodeGoaway(0, ConnectionCode.PROTOCOL_ERROR, 'you broke it')),
+        frame(FrameType.OPEN, 0, 1, encodeOpen(0, 0, HANG)),
+        frame(FrameType.DATA, END_OF_REQUEST, 1, request(null)),
+      ]),
+    );
+    await within(v.session.closed, 3000, 'the session to close');
+    assert.equal(started, 0, 'a handler ran for a stream read after the connection had failed');
   });
 
   void test('T-F5 CREDIT of 0: GOAWAY FLOW_CONTROL_ERROR (connection and stream)', { timeout: 5000 }, async (t) => {
