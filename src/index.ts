@@ -75,6 +75,7 @@ export { msgpackCodec, jsonCodec, rawCodec } from './rpc/codec.js';
 export type { Codec, CodecName } from './rpc/codec.js';
 export type { Metadata } from './wire/metadata.js';
 export type { SessionOptions } from './session/options.js';
+export { MemoryBudget } from './session/memory-budget.js';
 export type { SessionPeer } from './session/handshake.js';
 /** Protocol errors that close a connection, with stable string codes. */
 export { ProtocolError, ProtocolErrorCode } from './wire/errors.js';

@@ -50,8 +50,8 @@ import { Flag, FrameType, Status } from '../wire/constants.js';
 import { EMPTY_METADATA_BLOCK, type Metadata } from '../wire/metadata.js';
 import { encodeCredit, encodeEnd, encodeReset } from '../wire/payloads.js';
 import { messageTooLargeMessage } from './errors.js';
-import { Reassembly, type ReassemblyLimits } from './reassembly.js';
-import { QueueStep, SendQueue, WriteResult, type QueueOutput } from './send-queue.js';
+import { Reassembly, type ReassemblyLimits, type ReassemblyMemory } from './reassembly.js';
+import { dataFloorFor, QueueStep, SendQueue, WriteResult, type QueueMemory, type QueueOutput } from './send-queue.js';
 
 export interface StreamTrailer {
   status: Status;
@@ -87,6 +87,8 @@ export interface StreamOutput extends QueueOutput {
 
 /** The part of the session a stream calls back into. */
 export interface StreamHost extends ReassemblyLimits {
+  /** The connection's memory: what partly received messages and queued sends reserve (connection-memory.ts). */
+  readonly memory: ReassemblyMemory & QueueMemory;
   /** The stream is CLOSED; `opened` says whether its OPEN was ever written (false: it closed while queued). */
   streamClosed(stream: Stream, opened: boolean): void;
 }
@@ -127,6 +129,8 @@ export class Stream {
   sendWindow: number;
   /** Message credit the peer has granted us on this stream. */
   sendMessageWindow: number;
+  /** Smallest DATA frame we send that is not the rest of an item (send-queue.ts): set by the peer's first window. */
+  readonly sendFloor: number;
   /** Credit we have granted the peer on this stream and it has not used. */
   recvWindow: number;
   /** Message credit we have granted the peer on this stream and it has not used. */
@@ -159,6 +163,7 @@ export class Stream {
   ) {
     this.state = outbound ? StreamState.QUEUED : StreamState.OPEN;
     this.sendWindow = sendWindow;
+    this.sendFloor = dataFloorFor(sendWindow);
     this.recvWindow = recvWindowSize;
     this.sendMessageWindow = sendMessageWindow;
     this.recvMessageWindow = recvMessageWindowSize;
@@ -239,8 +244,14 @@ export class Stream {
   }
 
   private enqueue(bytes: Uint8Array, flags: number): boolean {
-    const queue = (this.queue ??= new SendQueue());
-    queue.pushData(bytes, flags);
+    const queue = (this.queue ??= new SendQueue(this.host.memory));
+    const refusal = queue.pushData(bytes, flags);
+    if (refusal !== undefined) {
+      // a budget is full: this stream fails (the peer gets RESET, the owner onReset), never the connection; the
+      // owner's next send sees a stream that has ended
+      this.failLocally(Status.RESOURCE_EXHAUSTED, refusal);
+      return true;
+    }
     if (this.opened) this.output.wake(this);
     if (queue.belowHighWater) return true;
     this.wantsWritable = true;
@@ -257,14 +268,14 @@ export class Stream {
       this.lastFrameWritten();
       return;
     }
-    (this.queue ??= new SendQueue()).pushEnd(payload);
+    (this.queue ??= new SendQueue(this.host.memory)).pushEnd(payload);
     if (this.opened) this.output.wake(this);
   }
 
   /** Aborts the stream in both directions and tells the peer why. Queued frames are dropped. Idempotent. */
   reset(status: Status, message: string): void {
     if (this.state === StreamState.CLOSED) return;
-    this.queue = undefined;
+    this.dropQueue();
     if (this.opened) this.output.writeFrame(FrameType.RESET, 0, this.id, encodeReset(status, message));
     this.close();
   }
@@ -407,7 +418,7 @@ export class Stream {
   /** RESET arrived from the peer, or the session is failing every stream. */
   receiveReset(status: Status, message: string, refused: boolean): void {
     if (this.state === StreamState.CLOSED) return;
-    this.queue = undefined;
+    this.dropQueue();
     this.close();
     try {
       this.events.onReset(status, message, refused);
@@ -430,6 +441,12 @@ export class Stream {
   /** The owner's event handler threw: a bug on this side, so only this stream fails (INTERNAL), never the connection. */
   private ownerFailed(error: unknown): void {
     this.failLocally(Status.INTERNAL, `the call failed on the receiving side: ${(error as Error)?.message ?? String(error)}`);
+  }
+
+  /** Forgets what waits to be sent, and gives its memory back. */
+  private dropQueue(): void {
+    this.queue?.drop();
+    this.queue = undefined;
   }
 
   private belowHighWater(): boolean {
@@ -490,6 +507,7 @@ export class Stream {
     if (state === StreamState.CLOSED) return;
     this.state = StreamState.CLOSED;
     this.reassembly?.release();
+    this.dropQueue(); // empty unless something failed it: its memory goes back either way
     this.host.streamClosed(this, state >= StreamState.OPEN);
   }
 }

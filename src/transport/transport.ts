@@ -34,4 +34,6 @@ export interface Transport {
   destroy(error?: Error): void;
   /** Optional: at most this many bytes delivered per event-loop turn (0 = no limit), so other connections get read. */
   setReadBudget?(bytes: number): void;
+  /** Optional: bytes written and not yet handed to the OS, so a session can tell a slow peer from a stalled one. */
+  readonly writableLength?: number;
 }

@@ -30,6 +30,8 @@ export const ProtocolErrorCode = {
   INTERNAL: 'GW_ERR_INTERNAL',
   /** The peer made us do too much work for nothing (floods). */
   ENHANCE_YOUR_CALM: 'GW_ERR_ENHANCE_YOUR_CALM',
+  /** The peer read nothing we sent for writeStallTimeoutMs while we had frames for it. */
+  WRITE_STALL: 'GW_ERR_WRITE_STALL',
 } as const;
 export type ProtocolErrorCode = (typeof ProtocolErrorCode)[keyof typeof ProtocolErrorCode];
 
@@ -46,6 +48,7 @@ const goawayCodeOf: Record<ProtocolErrorCode, ConnectionCode> = {
   GW_ERR_STREAM_STATE: ConnectionCode.PROTOCOL_ERROR,
   GW_ERR_INTERNAL: ConnectionCode.INTERNAL_ERROR,
   GW_ERR_ENHANCE_YOUR_CALM: ConnectionCode.ENHANCE_YOUR_CALM,
+  GW_ERR_WRITE_STALL: ConnectionCode.ENHANCE_YOUR_CALM,
 };
 
 /** A violation of docs/PROTOCOL.md that ends the connection. */
