@@ -247,8 +247,7 @@ export class Stream {
     const queue = (this.queue ??= new SendQueue(this.host.memory));
     const refusal = queue.pushData(bytes, flags);
     if (refusal !== undefined) {
-      // a budget is full: this stream fails (the peer gets RESET, the owner onReset), never the connection; the
-      // owner's next send sees a stream that has ended
+      // a memory budget is full: this stream fails (RESET, onReset), never the connection
       this.failLocally(Status.RESOURCE_EXHAUSTED, refusal);
       return true;
     }
@@ -275,7 +274,6 @@ export class Stream {
   /** Aborts the stream in both directions and tells the peer why. Queued frames are dropped. Idempotent. */
   reset(status: Status, message: string): void {
     if (this.state === StreamState.CLOSED) return;
-    this.dropQueue();
     if (this.opened) this.output.writeFrame(FrameType.RESET, 0, this.id, encodeReset(status, message));
     this.close();
   }
@@ -418,7 +416,6 @@ export class Stream {
   /** RESET arrived from the peer, or the session is failing every stream. */
   receiveReset(status: Status, message: string, refused: boolean): void {
     if (this.state === StreamState.CLOSED) return;
-    this.dropQueue();
     this.close();
     try {
       this.events.onReset(status, message, refused);
@@ -441,12 +438,6 @@ export class Stream {
   /** The owner's event handler threw: a bug on this side, so only this stream fails (INTERNAL), never the connection. */
   private ownerFailed(error: unknown): void {
     this.failLocally(Status.INTERNAL, `the call failed on the receiving side: ${(error as Error)?.message ?? String(error)}`);
-  }
-
-  /** Forgets what waits to be sent, and gives its memory back. */
-  private dropQueue(): void {
-    this.queue?.drop();
-    this.queue = undefined;
   }
 
   private belowHighWater(): boolean {
@@ -507,7 +498,8 @@ export class Stream {
     if (state === StreamState.CLOSED) return;
     this.state = StreamState.CLOSED;
     this.reassembly?.release();
-    this.dropQueue(); // empty unless something failed it: its memory goes back either way
+    this.queue?.drop(); // what still waits (a reset) is dropped: its memory goes back
+    this.queue = undefined;
     this.host.streamClosed(this, state >= StreamState.OPEN);
   }
 }

@@ -146,34 +146,33 @@ void describe('DoS: memory held and written for a hostile peer', () => {
     assertCanaryHealthy(target, result, 'T-D1 unknown-method OPEN flood');
   });
 
-  void test('T-D9 zero-window HELLO and 4 MiB echo requests from two peers: responses waiting for credit stay within maxQueuedSendBytes and the process-wide memoryBudget they share (RESOURCE_EXHAUSTED beyond): < 64 MiB held, RSS peak growth < 256 MiB', { timeout: 60_000 }, async (t) => {
-    // one budget of 48 MiB for the listener's connections: the first attacker's 32 MiB connection budget fills, the
-    // second one finds 16 MiB left in the process's budget
-    const target = await dosTarget(t, { memoryBudget: 48 * MiB, ...RAW_SERVICES });
+  void test('T-D9 zero-window HELLO and 1 MiB echo requests from two peers: responses waiting for credit stay within maxQueuedSendBytes and the process-wide memoryBudget they share (RESOURCE_EXHAUSTED beyond): < 16 MiB held, RSS peak growth < 128 MiB', { timeout: 60_000 }, async (t) => {
+    // the defaults' shape at a quarter of their scale (32 MiB per connection, 1 GiB per process, 4 MiB messages):
+    // the first attacker fills its 8 MiB connection budget, the second finds 12 - 8 MiB left in the process's
+    const target = await dosTarget(t, { maxQueuedSendBytes: 8 * MiB, memoryBudget: 12 * MiB, ...RAW_SERVICES });
     const zero = { connectionWindow: 0, initialStreamWindow: 0 };
     const first = await readingAttacker(t, target.url, zero);
     const second = await readingAttacker(t, target.url, zero);
-    const request = new Uint8Array(4 * MiB).fill(7);
-    const CALLS = 16; // 2 x 64 MiB of responses before the fix, held forever
+    const request = new Uint8Array(MiB).fill(7);
+    const CALLS = 12; // 2 x 12 MiB of responses (and their requests) held forever before the fix
     const calls = Array.from({ length: CALLS }, (_, i) => echoCall(2 * i + 1, request, RAW_ECHO));
     const heldBefore = heldMiB();
     const rss = new RssWatch();
     const canary = target.startCanary();
     for (const call of calls) await send(first.attacker, call);
-    await until(() => first.received.resets.length >= CALLS - 8, 10_000, 'the first attacker to fill its connection budget');
+    await until(() => first.received.resets.length >= CALLS - 7, 10_000, 'the first attacker to fill its connection budget');
     for (const call of calls) await send(second.attacker, call);
     const failed = (r: Received): number => r.resets.filter((x) => x.status === Status.RESOURCE_EXHAUSTED).length;
-    // 48 MiB hold 11 responses of 4 MiB (and 64 bytes) at most: every other one fails
+    // 12 MiB hold 11 responses of 1 MiB (and 64 bytes) at most: every other one fails
     await until(() => failed(first.received) + failed(second.received) >= 2 * CALLS - 11, 10_000, 'the responses over budget to fail');
     const result = await canary.stop();
-    // held: the 48 MiB budget; before the fix 2 x 64 MiB
+    // held: the 12 MiB budget; before the fix 2 x 12 MiB of responses and as much of requests
     const held = heldMiB() - heldBefore;
-    assert.ok(held < 64, `T-D9 zero-window echo requests: ${held.toFixed(1)} MiB of buffers held, budget 64 MiB`);
-    // the peak includes the garbage of 32 requests of 4 MiB read, decoded and encoded before a GC frees them
-    rss.assertUnder(256, 'T-D9 zero-window echo requests');
+    assert.ok(held < 16, `T-D9 zero-window echo requests: ${held.toFixed(1)} MiB of buffers held, budget 16 MiB`);
+    rss.assertUnder(128, 'T-D9 zero-window echo requests');
     const messages = [...first.received.resets, ...second.received.resets].map((r) => r.message);
-    assert.ok(messages.some((m) => m.includes('maxQueuedSendBytes of 33554432')), `no stream failed on the connection budget: ${messages.slice(0, 3).join(' | ')}`);
-    assert.ok(messages.some((m) => m.includes('memoryBudget of 50331648')), `no stream failed on the process budget: ${messages.slice(0, 3).join(' | ')}`);
+    assert.ok(messages.some((m) => m.includes('maxQueuedSendBytes of 8388608')), `no stream failed on the connection budget: ${messages.slice(0, 3).join(' | ')}`);
+    assert.ok(messages.some((m) => m.includes('memoryBudget of 12582912')), `no stream failed on the process budget: ${messages.slice(0, 3).join(' | ')}`);
     assertCanaryHealthy(target, result, 'T-D9 zero-window echo requests');
   });
 
