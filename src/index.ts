@@ -75,6 +75,7 @@ export { msgpackCodec, jsonCodec, rawCodec } from './rpc/codec.js';
 export type { Codec, CodecName } from './rpc/codec.js';
 export type { Metadata } from './wire/metadata.js';
 export type { SessionOptions } from './session/options.js';
+/** A memory budget shared by the sessions given it (the `memoryBudget` option; one per process by default). */
 export { MemoryBudget } from './session/memory-budget.js';
 export type { SessionPeer } from './session/handshake.js';
 /** Protocol errors that close a connection, with stable string codes. */
