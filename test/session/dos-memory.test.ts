@@ -154,7 +154,7 @@ void describe('DoS: memory held and written for a hostile peer', () => {
     const first = await readingAttacker(t, target.url, zero);
     const second = await readingAttacker(t, target.url, zero);
     const request = new Uint8Array(MiB).fill(7);
-    const CALLS = 12; // 2 x 12 MiB of responses (and their requests) held forever before the fix
+    const CALLS = 12; // 2 x 12 MiB of responses (and their requests) held forever before the fix, then 2 x 60 more
     const calls = Array.from({ length: CALLS }, (_, i) => echoCall(2 * i + 1, request, RAW_ECHO));
     const heldBefore = heldMiB();
     const rss = new RssWatch();
@@ -165,6 +165,15 @@ void describe('DoS: memory held and written for a hostile peer', () => {
     const failed = (r: Received): number => r.resets.filter((x) => x.status === Status.RESOURCE_EXHAUSTED).length;
     // 12 MiB hold 11 responses of 1 MiB (and 64 bytes) at most: every other one fails
     await until(() => failed(first.received) + failed(second.received) >= 2 * CALLS - 11, 10_000, 'the responses over budget to fail');
+    // then both keep asking, 40 calls a second each, for 1.5 s: every one fails, and the canary keeps its latency
+    const MORE = 60;
+    for (let i = 0; i < MORE; i++) {
+      const id = 2 * (CALLS + i) + 1;
+      await send(first.attacker, echoCall(id, request, RAW_ECHO));
+      await send(second.attacker, echoCall(id, request, RAW_ECHO));
+      await sleep(25);
+    }
+    await until(() => failed(first.received) + failed(second.received) >= 2 * (CALLS + MORE) - 11, 10_000, 'the later responses to fail');
     const result = await canary.stop();
     // held: the 12 MiB budget; before the fix 2 x 12 MiB of responses and as much of requests
     const held = heldMiB() - heldBefore;
