@@ -78,6 +78,8 @@ export { createMsgpackCodec } from './rpc/codec.js';
 export type { MsgpackCodecOptions } from './rpc/codec.js';
 export type { Metadata } from './wire/metadata.js';
 export type { SessionOptions } from './session/options.js';
+/** A memory budget shared by the sessions given it (the `memoryBudget` option; one per process by default). */
+export { MemoryBudget } from './session/memory-budget.js';
 export type { SessionPeer } from './session/handshake.js';
 /** Protocol errors that close a connection, with stable string codes. */
 export { ProtocolError, ProtocolErrorCode } from './wire/errors.js';

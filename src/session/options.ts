@@ -10,6 +10,7 @@ import {
 } from '../wire/constants.js';
 import type { SessionPeer } from './handshake.js';
 import { defaultMaxResets } from './peer-guard.js';
+import { defaultMemoryBudget, MemoryBudget } from './memory-budget.js';
 import { MAX_TIMER_MS } from '../timers.js';
 
 export interface SessionOptions {
@@ -41,6 +42,31 @@ export interface SessionOptions {
    * largest size can arrive at once, while what one connection can make us hold stays bounded).
    */
   maxReassemblyBytes?: number;
+  /**
+   * Bytes queued to send on the streams of the connection while the peer's credit holds them back (a response that
+   * cannot be sent yet, a message waiting behind others); past it the stream that would queue more fails with
+   * RESOURCE_EXHAUSTED. A unary response cannot wait for room: it fails. Default: twice maxMessageBytes, at least 32 MiB.
+   */
+  maxQueuedSendBytes?: number;
+  /**
+   * The process-wide budget that every connection's partly received messages and queued sends also reserve from, so
+   * that many connections cannot each fill their own budgets at once. Default: one budget per process, a quarter of the
+   * V8 heap limit. A MemoryBudget is shared by every session given it; a number is the one budget of that many bytes
+   * that every session given the same number shares.
+   */
+  memoryBudget?: MemoryBudget | number;
+  /**
+   * Frames we may queue while the transport asks us to wait (the peer is not reading) before the connection closes
+   * with GOAWAY ENHANCE_YOUR_CALM: control frames, resets and ends the peer's frames provoke. Default 1 000.
+   */
+  maxBlockedWriteFrames?: number;
+  /** As maxBlockedWriteFrames, in bytes (headers and payloads). Default 4 MiB. */
+  maxBlockedWriteBytes?: number;
+  /**
+   * The transport has asked us to wait and made no progress at all (nothing taken by the OS) for this long: the peer
+   * reads nothing, and the connection closes (GW_ERR_WRITE_STALL). Default 60 000; 0 disables.
+   */
+  writeStallTimeoutMs?: number;
   /** Time for the peer's HELLO to arrive. Default 10 000 ms; 0 disables. */
   handshakeTimeoutMs?: number;
   /**
@@ -108,6 +134,12 @@ export type ResolvedSessionOptions = Required<SessionOptions>;
  * rarely enough that its throughput does not notice.
  */
 export const DEFAULT_READ_BUDGET_BYTES = 256 * 1024;
+/** Defaults of the limits on what a peer can make us hold or queue (connection-memory.ts, outbox.ts). */
+const MEMORY_DEFAULTS = {
+  maxBlockedWriteFrames: 1_000,
+  maxBlockedWriteBytes: 4 * 1024 * 1024,
+  writeStallTimeoutMs: 60_000,
+};
 
 const LIFECYCLE_DEFAULTS = {
   keepaliveIntervalMs: 30_000,
@@ -131,7 +163,7 @@ function integer(name: string, value: number, min: number, max: number): number 
 }
 
 export function resolveSessionOptions(options: SessionOptions = {}): ResolvedSessionOptions {
-  const o = { ...DEFAULT_LIMITS, ...LIFECYCLE_DEFAULTS, ...stripUndefined(options) };
+  const o = { ...DEFAULT_LIMITS, ...LIFECYCLE_DEFAULTS, ...MEMORY_DEFAULTS, ...stripUndefined(options) };
   const maxMessageBytes = integer('maxMessageBytes', o.maxMessageBytes, 0, 0xffff_ffff);
   const maxConcurrentStreams = integer('maxConcurrentStreams', o.maxConcurrentStreams, 1, 0xffff_ffff);
   return {
@@ -150,6 +182,16 @@ export function resolveSessionOptions(options: SessionOptions = {}): ResolvedSes
       0,
       Number.MAX_SAFE_INTEGER,
     ),
+    maxQueuedSendBytes: integer(
+      'maxQueuedSendBytes',
+      options.maxQueuedSendBytes ?? Math.max(DEFAULT_LIMITS.maxReassemblyBytes, 2 * maxMessageBytes),
+      0,
+      Number.MAX_SAFE_INTEGER,
+    ),
+    memoryBudget: memoryBudget(options.memoryBudget),
+    maxBlockedWriteFrames: integer('maxBlockedWriteFrames', o.maxBlockedWriteFrames, 1, 0xffff_ffff),
+    maxBlockedWriteBytes: integer('maxBlockedWriteBytes', o.maxBlockedWriteBytes, 64 * 1024, Number.MAX_SAFE_INTEGER),
+    writeStallTimeoutMs: integer('writeStallTimeoutMs', o.writeStallTimeoutMs, 0, MAX_TIMER_MS),
     handshakeTimeoutMs: integer('handshakeTimeoutMs', o.handshakeTimeoutMs, 0, MAX_TIMER_MS),
     keepaliveIntervalMs: integer('keepaliveIntervalMs', o.keepaliveIntervalMs, 0, MAX_TIMER_MS),
     keepaliveTimeoutMs: integer('keepaliveTimeoutMs', o.keepaliveTimeoutMs, 1, MAX_TIMER_MS),
@@ -175,6 +217,13 @@ export function readBudgetFor(options: ResolvedSessionOptions, peer: SessionPeer
 
 function readBudget(value: number): number {
   return integer('readBudgetBytes', value, 0, Number.MAX_SAFE_INTEGER);
+}
+
+/** The process's budget (undefined), a MemoryBudget as given, or a number of bytes (memoryBudgetOf shares it). */
+function memoryBudget(value: MemoryBudget | number | undefined): MemoryBudget | number {
+  if (value === undefined) return defaultMemoryBudget();
+  if (value instanceof MemoryBudget) return value;
+  return integer('memoryBudget', value, 0, Number.MAX_SAFE_INTEGER);
 }
 
 /** HELLO carries names of at most 255 UTF-8 bytes; say so here rather than when the first connection arrives. */

@@ -4,13 +4,39 @@
  * data out through the fair scheduler within a per-flush budget, and holds stream data back while the transport asks
  * us to wait. The outbox is the only owner of the connection's send credit: a stream writes DATA through writeData,
  * which spends it, and only the peer's CREDIT on stream 0 (addCredit) adds to it.
+ *
+ * While the transport asks us to wait, only frames that must not queue behind data (control frames, END, RESET,
+ * OPEN) are still added, and each one but OPEN counts: past maxBlockedWriteFrames frames or maxBlockedWriteBytes bytes
+ * before the transport drains, the peer is soliciting work it never reads (CVE-2019-9512/9514/9517), and the outbox
+ * tells the session (onBlockedOverflow) and drops what follows; it never throws into the stream or handler that
+ * wrote. Our OPENs are not counted: our application opens them, within the peer's MAX_CONCURRENT_STREAMS, and a burst
+ * of calls while the peer is slow is no attack (each OPEN written through beginFrame). A write-stall watch (write-stall.ts) tells the session when the transport makes no progress at all.
  * Knows nothing of what frames mean, of stream lifecycles or of the peer's behaviour.
  */
 import type { Transport } from '../transport/transport.js';
-import { DEFAULT_LIMITS, FrameType, MAX_WINDOW } from '../wire/constants.js';
+import { DEFAULT_LIMITS, FRAME_HEADER_BYTES, FrameType, MAX_WINDOW, MIN_DATA_FRAME_BYTES } from '../wire/constants.js';
 import { StreamScheduler } from './scheduler.js';
+import { dataFloorFor } from './send-queue.js';
 import type { Stream, StreamOutput } from './stream.js';
+import { WriteStallWatch } from './write-stall.js';
 import { FrameWriter } from './writer.js';
+
+export interface OutboxLimits {
+  readonly maxBlockedWriteFrames: number;
+  readonly maxBlockedWriteBytes: number;
+  readonly writeStallTimeoutMs: number;
+}
+
+/** What the outbox reports to the session; each one means the connection must fail. */
+export interface OutboxEvents {
+  /**
+   * Too much was queued while the transport asked us to wait. Called from inside whatever wrote the frame (a stream,
+   * a handler): the session must fail the connection later (a microtask), not from within this call.
+   */
+  onBlockedOverflow(message: string): void;
+  /** The transport made no write progress for writeStallTimeoutMs (called from a timer). */
+  onWriteStall(message: string): void;
+}
 
 /** Upper bound on one flush's scheduled stream data, so one tick never writes without yielding. */
 const FLUSH_BUDGET_BYTES = 1024 * 1024;
@@ -34,8 +60,22 @@ export class Outbox implements StreamOutput {
   /** Connection credit the peer has granted and we have not spent on DATA. */
   private sendCredit = 0;
   private maxFrameBytes = DEFAULT_LIMITS.maxFrameBytes;
+  /** Smallest DATA frame that is not the rest of its item (send-queue.ts), from the peer's HELLO windows. */
+  private floor = MIN_DATA_FRAME_BYTES;
+  /** Frames and bytes queued since the transport asked us to wait; reset when it drains. */
+  private blockedFrames = 0;
+  private blockedBytes = 0;
+  /** Those passed their limit: the session has been told, and frames are dropped until it closes. */
+  private overflowed = false;
+  private readonly stallWatch: WriteStallWatch;
 
-  constructor(private readonly transport: Transport) {}
+  constructor(
+    private readonly transport: Transport,
+    private readonly limits: OutboxLimits,
+    private readonly events: OutboxEvents,
+  ) {
+    this.stallWatch = new WriteStallWatch(limits.writeStallTimeoutMs, () => transport.writableLength, this.stalled);
+  }
 
   // ---------------------------------------------------------------- what a stream sees (StreamOutput)
 
@@ -48,6 +88,10 @@ export class Outbox implements StreamOutput {
     return this.sendCredit < this.maxFrameBytes ? this.sendCredit : this.maxFrameBytes;
   }
 
+  get dataFloor(): number {
+    return this.floor;
+  }
+
   writeData(flags: number, streamId: number, payload: Uint8Array): void {
     this.sendCredit -= payload.length;
     this.writeFrame(FrameType.DATA, flags, streamId, payload);
@@ -56,6 +100,7 @@ export class Outbox implements StreamOutput {
   /** Queues a frame that spends no connection credit; it leaves with this tick's write, or at once past 2 KiB queued. */
   writeFrame(type: number, flags: number, streamId: number, payload?: Uint8Array): void {
     if (this.stopped) return;
+    if (this.blocked && this.countBlocked(payload)) return;
     this.writer.frame(type, flags, streamId, payload);
     if (this.writer.size >= EAGER_FLUSH_BYTES && !this.flushing) this.flush();
     else this.scheduleFlush();
@@ -72,18 +117,25 @@ export class Outbox implements StreamOutput {
     return this.maxFrameBytes;
   }
 
-  /** The peer's HELLO arrived: its connection window is our first send credit, its frame limit bounds every frame. */
-  start(connectionCredit: number, peerMaxFrameBytes: number): void {
-    this.sendCredit = connectionCredit;
-    this.maxFrameBytes = peerMaxFrameBytes;
+  /**
+   * The peer's HELLO arrived: its connection window is our first send credit, its frame limit bounds every frame, and
+   * a window it announced below MIN_DATA_FRAME_BYTES lowers the data floor to it (so a small window cannot deadlock).
+   */
+  start(peer: { connectionWindow: number; maxFrameBytes: number; initialStreamWindow: number }): void {
+    this.sendCredit = peer.connectionWindow;
+    this.maxFrameBytes = peer.maxFrameBytes;
+    this.floor = Math.min(dataFloorFor(peer.connectionWindow), dataFloorFor(peer.initialStreamWindow));
   }
 
   /** The peer's CREDIT on stream 0; false if it would push the window past 2^31-1 (a connection error). */
   addCredit(increment: number): boolean {
     if (this.sendCredit + increment > MAX_WINDOW) return false;
     this.sendCredit += increment;
-    this.scheduler.unpark();
-    this.scheduleFlush();
+    // a stream parks for less than the floor: credit granted a byte at a time wakes nobody until it adds up
+    if (this.sendCredit >= this.floor) {
+      this.scheduler.unpark();
+      this.scheduleFlush();
+    }
     return true;
   }
 
@@ -115,12 +167,18 @@ export class Outbox implements StreamOutput {
     if (!this.blocked && this.scheduler.pump(FLUSH_BUDGET_BYTES, this.writer)) setImmediate(this.flushLater);
     this.flushing = false;
     if (this.writer.size === 0) return;
-    if (!this.transport.write(this.writer.take())) this.blocked = true;
+    if (!this.transport.write(this.writer.take()) && !this.blocked) {
+      this.blocked = true;
+      this.stallWatch.blocked();
+    }
   }
 
-  /** The transport took everything: stream data may flow again. */
+  /** The transport took everything: stream data may flow again, and the count of frames queued meanwhile restarts. */
   drained(): void {
     this.blocked = false;
+    this.blockedFrames = 0;
+    this.blockedBytes = 0;
+    this.stallWatch.drained();
     this.scheduleFlush();
   }
 
@@ -142,7 +200,31 @@ export class Outbox implements StreamOutput {
   /** The transport is closed: nothing more is written. */
   stop(): void {
     this.stopped = true;
+    this.stallWatch.stop();
   }
+
+  /** Counts a frame queued while blocked; true when it must be dropped (the limits have been passed). */
+  private countBlocked(payload: Uint8Array | undefined): boolean {
+    if (this.overflowed) return true;
+    this.countBlockedBytes(FRAME_HEADER_BYTES + (payload === undefined ? 0 : payload.length));
+    return this.overflowed;
+  }
+
+  private countBlockedBytes(bytes: number): void {
+    const frames = ++this.blockedFrames;
+    this.blockedBytes += bytes;
+    if (this.overflowed || (frames <= this.limits.maxBlockedWriteFrames && this.blockedBytes <= this.limits.maxBlockedWriteBytes)) return;
+    this.overflowed = true;
+    this.events.onBlockedOverflow(
+      `the peer made us queue ${frames} frames (${this.blockedBytes} bytes) while not reading what we sent (limits: maxBlockedWriteFrames ${this.limits.maxBlockedWriteFrames}, maxBlockedWriteBytes ${this.limits.maxBlockedWriteBytes})`,
+    );
+  }
+
+  private readonly stalled = (waitedMs: number): void => {
+    this.events.onWriteStall(
+      `no write progress for ${Math.round(waitedMs)} ms: the peer reads nothing we send (writeStallTimeoutMs ${this.limits.writeStallTimeoutMs}; 0 disables)`,
+    );
+  };
 
   private scheduleFlush(): void {
     if (this.flushScheduled) return;

@@ -1,7 +1,7 @@
 /**
- * What the peer may still make us hold on this connection: the connection receive window (checked on every DATA, given
- * back in CREDIT frames of a quarter window) and the reassembly budget shared by every stream's partly received
- * message. The counterpart of the outbox's send credit. Knows nothing of a stream's own windows (stream.ts has them).
+ * What the peer may still send us on this connection: the connection receive window (checked on every DATA, given
+ * back in CREDIT frames of a quarter window). The counterpart of the outbox's send credit. What the peer makes us hold
+ * is connection-memory.ts's; a stream's own windows are stream.ts's.
  */
 import { FrameType } from '../wire/constants.js';
 import { ProtocolError, ProtocolErrorCode } from '../wire/errors.js';
@@ -9,7 +9,6 @@ import { encodeCredit } from '../wire/payloads.js';
 
 export interface ReceiveBudgetOptions {
   connectionWindow: number;
-  maxReassemblyBytes: number;
 }
 
 /** The part of the outbox the budget writes CREDIT through. */
@@ -22,8 +21,6 @@ export class ReceiveBudget {
   private window: number;
   /** Bytes handled since the last connection CREDIT. */
   private unacked = 0;
-  /** Bytes held in partly received messages, across all streams. */
-  private reassemblyBytes = 0;
 
   constructor(
     private readonly options: ReceiveBudgetOptions,
@@ -51,12 +48,5 @@ export class ReceiveBudget {
       this.output.writeFrame(FrameType.CREDIT, 0, 0, encodeCredit(this.unacked));
       this.unacked = 0;
     }
-  }
-
-  /** Adds (or, negative, removes) bytes held for partly received messages; false if the budget would be exceeded. */
-  reserveReassembly(bytes: number): boolean {
-    if (bytes > 0 && this.reassemblyBytes + bytes > this.options.maxReassemblyBytes) return false;
-    this.reassemblyBytes += bytes;
-    return true;
   }
 }

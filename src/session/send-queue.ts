@@ -3,10 +3,14 @@
  * our END behind them. Lets them out one frame at a time within the stream's and the connection's credit (a message
  * is cut into fragments when credit is short; it waits for a message credit before its first and spends it with its
  * last), and counts what waits against the high-water mark that asks a sender to wait. A stream creates one when it
- * first has to queue and drops it once empty: a small message written at once never needs one. Knows nothing of the
- * stream's lifecycle: it says when our last frame has been written, and the stream moves its state.
+ * first has to queue and drops it once empty: a small message written at once never needs one. What waits is reserved
+ * from the connection's memory (maxQueuedSendBytes and the process's budget) as it is queued and given back as it is
+ * written, so a peer that grants no credit cannot make us hold more than that (T-D5). A DATA frame is never smaller
+ * than min(what remains of its message or chunk, the data floor) (Data Dribble, CVE-2019-9511: a peer granting credit
+ * a byte at a time gets nothing until it has granted the floor). Knows nothing of the stream's lifecycle: it says when
+ * our last frame has been written, and the stream moves its state.
  */
-import { Flag, FrameType } from '../wire/constants.js';
+import { Flag, FrameType, MIN_DATA_FRAME_BYTES } from '../wire/constants.js';
 
 /**
  * Bytes a stream may hold queued beyond what the peer's credit lets out before a sender is asked to wait: one bulk
@@ -42,6 +46,11 @@ export const enum QueueStep {
 export interface QueueOutput {
   /** Largest DATA payload that may be written now: the connection credit left, within the peer's frame limit. */
   readonly dataAllowance: number;
+  /**
+   * Smallest DATA frame that is not the rest of its message or chunk: MIN_DATA_FRAME_BYTES, or the peer's connection
+   * window when its HELLO announced a smaller one (never a deadlock for a small window honestly granted).
+   */
+  readonly dataFloor: number;
   /** Writes a DATA frame (at most dataAllowance bytes), spending that much connection credit. */
   writeData(flags: number, streamId: number, payload: Uint8Array): void;
   /** Writes a frame that spends no credit (END, RESET, CREDIT). */
@@ -52,6 +61,20 @@ export interface QueueOutput {
 export interface SendCredit {
   sendWindow: number;
   sendMessageWindow: number;
+  /** As QueueOutput.dataFloor, for the stream's own window: below MIN_DATA_FRAME_BYTES only if the peer granted less. */
+  readonly sendFloor: number;
+}
+
+/** Where queued bytes are reserved (the connection's memory). */
+export interface QueueMemory {
+  /** Reserves bytes; returns why they cannot be queued (RESOURCE_EXHAUSTED), or undefined once reserved. */
+  reserveQueuedSend(bytes: number): string | undefined;
+  releaseQueuedSend(bytes: number): void;
+}
+
+/** A stream's floor for a peer window: MIN_DATA_FRAME_BYTES, or the window itself when it is smaller (0: none yet). */
+export function dataFloorFor(window: number): number {
+  return window > 0 && window < MIN_DATA_FRAME_BYTES ? window : MIN_DATA_FRAME_BYTES;
 }
 
 /** One frame waiting: DATA sent from `offset` on (its `flags` go on its last fragment), or with `end` our END. */
@@ -70,6 +93,10 @@ export class SendQueue {
   private items = 0;
   /** DATA bytes queued and not yet written. */
   private bytes = 0;
+  /** What is reserved from the connection's memory: DATA bytes not yet written, and QUEUED_ITEM_COST per DATA item. */
+  private reserved = 0;
+
+  constructor(private readonly memory: QueueMemory) {}
 
   /** True once everything queued has been written. */
   get empty(): boolean {
@@ -86,13 +113,30 @@ export class SendQueue {
     return this.bytes + this.items * QUEUED_ITEM_COST <= SEND_HIGH_WATER_BYTES;
   }
 
-  /** Queues DATA: a message (flags MESSAGE_END, maybe END_STREAM), a bulk chunk (0), or an empty END_STREAM. */
-  pushData(bytes: Uint8Array, flags: number): void {
+  /**
+   * Queues DATA: a message (flags MESSAGE_END, maybe END_STREAM), a bulk chunk (0), or an empty END_STREAM. Returns
+   * why it cannot be queued (the connection's or the process's budget is full: nothing was queued), else undefined.
+   */
+  pushData(bytes: Uint8Array, flags: number): string | undefined {
+    const cost = bytes.length + QUEUED_ITEM_COST;
+    const refusal = this.memory.reserveQueuedSend(cost);
+    if (refusal !== undefined) return refusal;
+    this.reserved += cost;
     this.push({ bytes, offset: 0, flags, end: false, next: undefined });
     this.bytes += bytes.length;
+    return undefined;
   }
 
-  /** Queues our END, after everything queued before it. */
+  /** Drops everything queued (the stream was reset) and gives its reservation back. */
+  drop(): void {
+    this.head = this.tail = undefined;
+    this.items = 0;
+    this.bytes = 0;
+    if (this.reserved > 0) this.memory.releaseQueuedSend(this.reserved);
+    this.reserved = 0;
+  }
+
+  /** Queues our END, after everything queued before it (not charged: one per stream, its size bounded by limits). */
   pushEnd(payload: Uint8Array): void {
     this.push({ bytes: payload, offset: 0, flags: 0, end: true, next: undefined });
   }
@@ -110,15 +154,20 @@ export class SendQueue {
     if (item.flags & Flag.MESSAGE_END && item.offset === 0 && credit.sendMessageWindow === 0) {
       return QueueStep.STREAM_BLOCKED;
     }
-    const n = Math.min(remaining, credit.sendWindow, output.dataAllowance);
-    if (n === 0 && remaining > 0) {
-      return credit.sendWindow === 0 ? QueueStep.STREAM_BLOCKED : QueueStep.CONNECTION_BLOCKED;
+    const window = credit.sendWindow;
+    const n = Math.min(remaining, window, output.dataAllowance);
+    // no DATA below the floor unless it is the rest of the item: wait for the credit to grow instead
+    if (n < remaining && n < credit.sendFloor && n < output.dataFloor) {
+      return n === window ? QueueStep.STREAM_BLOCKED : QueueStep.CONNECTION_BLOCKED;
     }
     const last = n === remaining;
     const chunk = item.offset === 0 && last ? item.bytes : item.bytes.subarray(item.offset, item.offset + n);
     item.offset += n;
-    credit.sendWindow -= n;
+    credit.sendWindow = window - n;
     this.bytes -= n;
+    const released = last ? n + QUEUED_ITEM_COST : n;
+    this.reserved -= released;
+    this.memory.releaseQueuedSend(released);
     if (last && item.flags & Flag.MESSAGE_END) credit.sendMessageWindow--;
     output.writeData(last ? item.flags : 0, id, chunk);
     if (!last) return QueueStep.WROTE;

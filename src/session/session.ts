@@ -5,9 +5,10 @@
  * concurrency limit and the queue waiting for it), stream-acceptor.ts (the peer's streams: its ids, our limit,
  * refusals), stream-frames.ts (DATA, END, RESET and CREDIT for one stream: the peer's promises, then the stream),
  * goaway.ts (what our GOAWAY says and what the peer's said), outbox.ts (everything written, and the connection's send
- * credit), receive-budget.ts (what the peer may make us hold), keepalive.ts (liveness, pings, RTT), peer-guard.ts
- * (work the peer makes us do for nothing: pings, floods of empty frames or CREDIT, resets, refusals), stream.ts (one
- * stream). Knows nothing of methods or codecs: streams carry opaque messages.
+ * credit), receive-budget.ts (what the peer may send), connection-memory.ts (what it may make us hold, within the
+ * process's memory budget), keepalive.ts (liveness, pings, RTT), peer-guard.ts (work the peer makes us do for
+ * nothing: pings, floods of empty frames or CREDIT, resets, refusals), stream.ts (one stream). Knows nothing of
+ * methods or codecs: streams carry opaque messages.
  * lifetime.ts holds the time limits: a frame must complete in time; an idle or old connection retires (acceptor).
  *
  * The read path never awaits: every frame is handled synchronously, and any reply it needs (PING ACK, CREDIT, RESET)
@@ -47,7 +48,9 @@ import { Keepalive } from './keepalive.js';
 import { Lifetime } from './lifetime.js';
 import { PeerGuard } from './peer-guard.js';
 import { ReceiveBudget } from './receive-budget.js';
-import { Outbox } from './outbox.js';
+import { ConnectionMemory } from './connection-memory.js';
+import { memoryBudgetOf } from './memory-budget.js';
+import { Outbox, type OutboxEvents } from './outbox.js';
 import type { Role } from './role.js';
 import type { Stream, StreamHost } from './stream.js';
 import { StreamAcceptor, type IncomingStream } from './stream-acceptor.js';
@@ -103,6 +106,8 @@ export class Session implements StreamHost {
   private readStopped = false;
   private readonly peerGoaway = new PeerGoaway();
   private readonly receiveBudget: ReceiveBudget;
+  /** What the peer makes us hold (reassembly, queued sends), within the process's budget; streams reserve from it. */
+  readonly memory: ConnectionMemory;
   private graceTimer: NodeJS.Timeout | undefined;
   private graceEndsAt = 0;
   private lingerTimer: NodeJS.Timeout | undefined;
@@ -120,7 +125,8 @@ export class Session implements StreamHost {
     options: SessionOptions = {},
   ) {
     this.options = resolveSessionOptions(options);
-    this.outbox = new Outbox(transport);
+    this.outbox = new Outbox(transport, this.options, this.outboxEvents);
+    this.memory = new ConnectionMemory(this.options, memoryBudgetOf(this.options.memoryBudget));
     this.opener = new StreamOpener(role === 'dialer', this.options, this, this.outbox, () => this.phase === Phase.OPEN);
     this.receiveBudget = new ReceiveBudget(this.options, this.outbox);
     this.guard = new PeerGuard(this.options);
@@ -270,14 +276,6 @@ export class Session implements StreamHost {
     return this.options.maxMessageBytes;
   }
 
-  get maxReassemblyBytes(): number {
-    return this.options.maxReassemblyBytes;
-  }
-
-  reserveReassembly(bytes: number): boolean {
-    return this.receiveBudget.reserveReassembly(bytes);
-  }
-
   streamClosed(stream: Stream, opened: boolean): void {
     if (this.streams.get(stream.id) !== stream) return;
     this.streams.delete(stream.id);
@@ -287,6 +285,15 @@ export class Session implements StreamHost {
   }
 
   // ---------------------------------------------------------------- reading
+
+  /** The outbox's overflow fails the connection after the stream or handler that wrote has returned. */
+  private readonly outboxEvents: OutboxEvents = {
+    onBlockedOverflow: (message) => queueMicrotask(() => this.fail(new ProtocolError(ProtocolErrorCode.ENHANCE_YOUR_CALM, message))),
+    onWriteStall: (message) => {
+      this.fail(new ProtocolError(ProtocolErrorCode.WRITE_STALL, message));
+      this.transport.destroy(); // a peer that reads nothing will not read our GOAWAY either
+    },
+  };
 
   private readonly sink: TransportSink = {
     onData: (chunk) => {
@@ -334,7 +341,7 @@ export class Session implements StreamHost {
   private onHello(payload: Uint8Array): void {
     if (this.phase !== Phase.HANDSHAKE) throw new ProtocolError(ProtocolErrorCode.BAD_HANDSHAKE, 'HELLO sent twice');
     const settings = this.handshake.receive(payload);
-    this.outbox.start(settings.connectionWindow, settings.maxFrameBytes);
+    this.outbox.start(settings);
     this.decoder.setMaxFrameBytes(this.options.maxFrameBytes);
     this.phase = Phase.OPEN;
     this.opener.start(settings);
@@ -449,6 +456,7 @@ export class Session implements StreamHost {
     }
     this.phase = Phase.CLOSED;
     this.outbox.stop();
+    this.memory.close();
     this.keepalive.stop();
     this.lifetime.stop();
     this.settleLeftovers('the session closed');

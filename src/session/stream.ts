@@ -51,8 +51,8 @@ import { EMPTY_METADATA_BLOCK, type Metadata } from '../wire/metadata.js';
 import { encodeCredit, encodeEnd, encodeReset } from '../wire/payloads.js';
 import { messageTooLargeMessage } from './errors.js';
 import type { PeerGuard } from './peer-guard.js';
-import { Reassembly, type ReassemblyLimits } from './reassembly.js';
-import { QueueStep, SendQueue, WriteResult, type QueueOutput } from './send-queue.js';
+import { Reassembly, type ReassemblyLimits, type ReassemblyMemory } from './reassembly.js';
+import { dataFloorFor, QueueStep, SendQueue, WriteResult, type QueueMemory, type QueueOutput } from './send-queue.js';
 
 export interface StreamTrailer {
   status: Status;
@@ -88,6 +88,8 @@ export interface StreamOutput extends QueueOutput {
 
 /** The part of the session a stream calls back into. */
 export interface StreamHost extends ReassemblyLimits {
+  /** The connection's memory: what partly received messages and queued sends reserve (connection-memory.ts). */
+  readonly memory: ReassemblyMemory & QueueMemory;
   /** The stream is CLOSED; `opened` says whether its OPEN was ever written (false: it closed while queued). */
   streamClosed(stream: Stream, opened: boolean): void;
   /** Counts the DATA frames we write (the peer's CREDIT answers them) and the resets the peer provokes. */
@@ -130,6 +132,8 @@ export class Stream {
   sendWindow: number;
   /** Message credit the peer has granted us on this stream. */
   sendMessageWindow: number;
+  /** Smallest DATA frame we send that is not the rest of an item (send-queue.ts): set by the peer's first window. */
+  readonly sendFloor: number;
   /** Credit we have granted the peer on this stream and it has not used. */
   recvWindow: number;
   /** Message credit we have granted the peer on this stream and it has not used. */
@@ -162,6 +166,7 @@ export class Stream {
   ) {
     this.state = outbound ? StreamState.QUEUED : StreamState.OPEN;
     this.sendWindow = sendWindow;
+    this.sendFloor = dataFloorFor(sendWindow);
     this.recvWindow = recvWindowSize;
     this.sendMessageWindow = sendMessageWindow;
     this.recvMessageWindow = recvMessageWindowSize;
@@ -244,8 +249,13 @@ export class Stream {
   }
 
   private enqueue(bytes: Uint8Array, flags: number): boolean {
-    const queue = (this.queue ??= new SendQueue());
-    queue.pushData(bytes, flags);
+    const queue = (this.queue ??= new SendQueue(this.host.memory));
+    const refusal = queue.pushData(bytes, flags);
+    if (refusal !== undefined) {
+      // a memory budget is full: this stream fails (RESET, onReset), never the connection
+      this.failLocally(Status.RESOURCE_EXHAUSTED, refusal);
+      return true;
+    }
     if (this.opened) this.output.wake(this);
     if (queue.belowHighWater) return true;
     this.wantsWritable = true;
@@ -262,14 +272,13 @@ export class Stream {
       this.lastFrameWritten();
       return;
     }
-    (this.queue ??= new SendQueue()).pushEnd(payload);
+    (this.queue ??= new SendQueue(this.host.memory)).pushEnd(payload);
     if (this.opened) this.output.wake(this);
   }
 
   /** Aborts the stream in both directions and tells the peer why. Queued frames are dropped. Idempotent. */
   reset(status: Status, message: string): void {
     if (this.state === StreamState.CLOSED) return;
-    this.queue = undefined;
     if (this.opened) this.output.writeFrame(FrameType.RESET, 0, this.id, encodeReset(status, message));
     this.close();
   }
@@ -414,7 +423,6 @@ export class Stream {
   /** RESET arrived from the peer, or the session is failing every stream. */
   receiveReset(status: Status, message: string, refused: boolean): void {
     if (this.state === StreamState.CLOSED) return;
-    this.queue = undefined;
     this.close();
     try {
       this.events.onReset(status, message, refused);
@@ -507,6 +515,8 @@ export class Stream {
     if (state === StreamState.CLOSED) return;
     this.state = StreamState.CLOSED;
     this.reassembly?.release();
+    this.queue?.drop(); // what still waits (a reset) is dropped: its memory goes back
+    this.queue = undefined;
     this.host.streamClosed(this, state >= StreamState.OPEN);
   }
 }

@@ -93,6 +93,10 @@ export class SocketTransport implements Transport {
     return !socket.writableNeedDrain;
   }
 
+  get writableLength(): number {
+    return this.socket.writableLength;
+  }
+
   end(): void {
     if (!this.closed) this.socket.end();
   }

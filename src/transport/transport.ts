@@ -39,4 +39,6 @@ export interface Transport {
    * costs no CPU until the transport closes. Writes, end() and destroy() still work; EOF may go unseen.
    */
   pauseReading?(): void;
+  /** Optional: bytes written and not yet handed to the OS, so a session can tell a slow peer from a stalled one. */
+  readonly writableLength?: number;
 }

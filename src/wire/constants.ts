@@ -152,6 +152,13 @@ export const PRE_HANDSHAKE_MAX_FRAME_BYTES = 4096;
 export const MIN_MAX_FRAME_BYTES = 16 * 1024;
 export const MAX_MAX_FRAME_BYTES = 16 * 1024 * 1024;
 
+/**
+ * Smallest DATA frame a sender writes that is not the rest of its message or chunk (PROTOCOL.md §6, "Minimum DATA
+ * size"): it waits for more credit instead, so a peer granting a byte at a time cannot make us send 1-byte frames
+ * (Data Dribble, CVE-2019-9511). Below it only when the receiver announced a smaller window.
+ */
+export const MIN_DATA_FRAME_BYTES = 1024;
+
 /** Default limits (docs/PROTOCOL.md "Limits"; research/reliability.md §5 gives their provenance). */
 export const DEFAULT_LIMITS = {
   maxFrameBytes: 64 * 1024,

@@ -32,6 +32,8 @@ export const ProtocolErrorCode = {
   ENHANCE_YOUR_CALM: 'GW_ERR_ENHANCE_YOUR_CALM',
   /** A frame started arriving and did not complete within the receiver's frameTimeoutMs (a slowloris). */
   FRAME_TIMEOUT: 'GW_ERR_FRAME_TIMEOUT',
+  /** The peer read nothing we sent for writeStallTimeoutMs while we had frames for it. */
+  WRITE_STALL: 'GW_ERR_WRITE_STALL',
 } as const;
 export type ProtocolErrorCode = (typeof ProtocolErrorCode)[keyof typeof ProtocolErrorCode];
 
@@ -50,6 +52,7 @@ const goawayCodeOf: Record<ProtocolErrorCode, ConnectionCode> = {
   GW_ERR_ENHANCE_YOUR_CALM: ConnectionCode.ENHANCE_YOUR_CALM,
   // the peer broke the rule that a frame it starts completes in time (PROTOCOL.md §10b): no new GOAWAY code needed
   GW_ERR_FRAME_TIMEOUT: ConnectionCode.PROTOCOL_ERROR,
+  GW_ERR_WRITE_STALL: ConnectionCode.ENHANCE_YOUR_CALM,
 };
 
 /** A violation of docs/PROTOCOL.md that ends the connection. */

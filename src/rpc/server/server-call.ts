@@ -204,13 +204,16 @@ export class ServerCall implements StreamEvents, HandlerContext, DeadlineWatcher
   }
 
   private validateThenInvoke(args: (request: unknown) => unknown[]): void {
+    // handed over, not kept: a response waiting for the peer's credit must not also hold the request (T-D9)
+    const request = this.request;
+    this.request = undefined;
     const schema = this.descriptor.def.input;
     if (schema === undefined) {
-      this.invoke(args(this.request));
+      this.invoke(args(request));
       return;
     }
     this.running = true;
-    validateThen(schema, this.request, (result) => this.onValidated(result, args));
+    validateThen(schema, request, (result) => this.onValidated(result, args));
   }
 
   private onValidated(result: ValidationResult, args: (request: unknown) => unknown[]): void {
