@@ -10,6 +10,8 @@
  * nothing: pings, floods of empty frames or CREDIT, resets, refusals), stream.ts (one stream). Knows nothing of
  * methods or codecs: streams carry opaque messages.
  * lifetime.ts holds the time limits: a frame must complete in time; an idle or old connection retires (acceptor).
+ * (Over ~500 lines: what is left is the phase table and its one teardown path, the frame dispatch, and the wiring of
+ * the twelve modules above; each of them is one field and a few calls here.)
  *
  * The read path never awaits: every frame is handled synchronously, and any reply it needs (PING ACK, CREDIT, RESET)
  * is queued in the outbox, which the reader never waits for.
