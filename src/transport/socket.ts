@@ -66,6 +66,13 @@ export class SocketTransport implements Transport {
     this.readBudget = bytes;
   }
 
+  chargeRead(bytes: number): void {
+    if (this.readBudget === 0 || bytes === 0) return;
+    // the budget may have been set during this very chunk (the HELLO's), after the turn's count was skipped
+    if (this.readThisTurn === 0) setImmediate(this.nextTurn);
+    this.readThisTurn += bytes; // checked against the budget right after onData returns
+  }
+
   private readonly nextTurn = (): void => {
     this.readThisTurn = 0;
     if (this.yielded) {

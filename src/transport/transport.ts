@@ -39,6 +39,12 @@ export interface Transport {
    * costs no CPU until the transport closes. Writes, end() and destroy() still work; EOF may go unseen.
    */
   pauseReading?(): void;
+  /**
+   * Optional: counts `bytes` more against this turn's read budget (setReadBudget), called from within onData: the
+   * session charges for the work a chunk caused beyond its size (a chunk of many small frames costs more than its
+   * bytes), so a flood of small frames yields as often as its cost, not its size, says.
+   */
+  chargeRead?(bytes: number): void;
   /** Optional: bytes written and not yet handed to the OS, so a session can tell a slow peer from a stalled one. */
   readonly writableLength?: number;
 }
