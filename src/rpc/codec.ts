@@ -142,7 +142,7 @@ export interface MsgpackCodecOptions {
   /**
    * Elements one message may hold, counted by what they cost to decode: a nil, boolean, number, string, array, map or
    * undefined counts 1; a byte string, Date, Map or Set 2; a map's key 3; a bigint beyond 64 bits 1 more per 8 of its
-   * bytes. Default 131 072; an integer from 1 to 2^32-1.
+   * bytes. Default 524 288; an integer from 1 to 2^32-1.
    */
   maxElements?: number;
   /** Arrays and maps (empty ones too) nested inside each other; a Map or Set counts as its array. Default 64; 0 - 256. */
@@ -185,7 +185,7 @@ export function createMsgpackCodec(options: MsgpackCodecOptions = {}): Codec {
   };
 }
 
-/** The default codec: msgpack with the default budget (131 072 elements, 64 levels). */
+/** The default codec: msgpack with the default budget (524 288 elements, 64 levels). */
 export const msgpackCodec: Codec = createMsgpackCodec();
 
 const textEncoder = new TextEncoder();
