@@ -159,7 +159,8 @@ export class Session implements StreamHost {
       streamCount: () => this.streams.size,
       streamsOpened: () => this.opener.nextStreamId + this.acceptor.lastAccepted,
       fail: (error) => this.fail(error),
-      retire: (reason, graceMs) => this.phase === Phase.OPEN && void this.close({ reason, graceMs }), // close() never rejects
+      // also while draining: a peer that sent its own GOAWAY but keeps streams open must not escape the age limit
+      retire: (reason, graceMs) => (this.phase === Phase.OPEN || this.phase === Phase.DRAINING) && void this.close({ reason, graceMs }), // never rejects
     });
     this.handshake = new Handshake(this.options, transport.peer, this.outbox, (error) => this.fail(error));
     this.ready = this.handshake.ready;

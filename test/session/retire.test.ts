@@ -98,6 +98,14 @@ void describe('maxConnectionAgeMs', () => {
     assert.equal(error.retrySafe, false, 'the handler ran: not safe to retry');
   });
 
+  void test('T-X6 max connection age holds after the peer\'s own GOAWAY: a dialer that says it is closing but keeps a call open is still retired after age + grace', async (t) => {
+    const { caller } = await memoryRpcPair(t, {}, { services: [echoService()], maxConnectionAgeMs: 100, maxConnectionAgeGraceMs: 150 });
+    const hanging = caller.client(Echo).hang(null);
+    await sleep(10); // the call is open on both sides
+    void caller.close({ graceMs: 30_000 }); // our GOAWAY NO_ERROR: the acceptor drains, and would wait 30 s for the call
+    await rejectsWithStatus(within(hanging, 2_000, 'the hanging call'), Status.UNAVAILABLE);
+  });
+
   void test('T-X6 max connection age jitter: each connection draws its age uniformly within +-10 %', () => {
     assert.equal(jitteredAgeMs(1_000, () => 0), 900);
     assert.equal(jitteredAgeMs(1_000, () => 0.5), 1_000);
