@@ -18,11 +18,20 @@ export function failureGoaway(lastAcceptedStreamId: number, error: Error | undef
 }
 
 /** What the peer's GOAWAY said, once one arrived. */
+/**
+ * GOAWAY frames a peer may send on one connection: one, or two for a two-phase shutdown, and a few to spare. Each one
+ * after the first may only narrow what the first said; more than this is a flood (each costs a look at every stream).
+ */
+export const MAX_PEER_GOAWAYS = 8;
+
 export class PeerGoaway {
   /** The message of the peer's GOAWAY (why it closed, e.g. "duplicate connection"). */
   message: string | undefined;
   /** The last of our streams the peer took; -1 until its GOAWAY arrives. */
   private lastStreamId = -1;
+  private count = 0;
+  /** Set by receive(): this GOAWAY was the first, or lowered the last stream id (streams above it need failing). */
+  narrowed = false;
 
   /** True once the peer's GOAWAY has arrived: it takes no more of our streams. */
   get received(): boolean {
@@ -40,8 +49,14 @@ export class PeerGoaway {
     } catch (error) {
       throw new ProtocolError(ProtocolErrorCode.MALFORMED_FRAME, (error as Error).message);
     }
+    if (++this.count > MAX_PEER_GOAWAYS) {
+      throw new ProtocolError(ProtocolErrorCode.ENHANCE_YOUR_CALM, `GOAWAY flood: more than ${MAX_PEER_GOAWAYS} GOAWAY frames on one connection`);
+    }
     this.message = goaway.message;
-    this.lastStreamId = goaway.lastStreamId;
+    // a later GOAWAY may narrow what an earlier one promised, never widen it (as in HTTP/2)
+    const last = this.lastStreamId < 0 ? goaway.lastStreamId : Math.min(this.lastStreamId, goaway.lastStreamId);
+    this.narrowed = last !== this.lastStreamId;
+    this.lastStreamId = last;
     if (goaway.code === ConnectionCode.NO_ERROR) return undefined;
     const why = `${connectionCodeName(goaway.code)}${goaway.message ? `: ${goaway.message}` : ''}`;
     return new SessionError(Status.UNAVAILABLE, `the peer closed the connection: ${why}`);

@@ -18,10 +18,13 @@
  */
 import { FrameType, Status } from '../wire/constants.js';
 import { decodePing, encodePing } from '../wire/payloads.js';
+import { ProtocolError, ProtocolErrorCode } from '../wire/errors.js';
 import { SessionError } from './errors.js';
 
 /** Pings awaiting a reply; more are refused rather than queued. */
 const MAX_OUTSTANDING_PINGS = 16;
+/** PING ACKs that answer no PING of ours allowed on one connection; one more closes it (ENHANCE_YOUR_CALM). */
+export const MAX_STRAY_PING_ACKS = 16;
 
 export interface KeepaliveOptions {
   /** See SessionOptions.keepaliveIntervalMs; 0 disables keepalive (ping() still works). */
@@ -50,6 +53,8 @@ interface PendingPing {
 }
 
 export class Keepalive {
+  /** PING ACKs received that answered no PING of ours. */
+  private strayAcks = 0;
   /** Counts reads; keepalive compares it with what it saw last ("heard from the peer since?") and never resets it. */
   private reads = 0;
   private readsAtTick = 0;
@@ -93,7 +98,13 @@ export class Keepalive {
   ackReceived(payload: Uint8Array): void {
     const opaque = decodePing(payload);
     const pending = this.pings.get(opaque);
-    if (pending === undefined) return;
+    if (pending === undefined) {
+      // an answer to nothing we asked: an honest peer sends none, each one is work for nothing
+      if (++this.strayAcks > MAX_STRAY_PING_ACKS) {
+        throw new ProtocolError(ProtocolErrorCode.ENHANCE_YOUR_CALM, `PING ACK flood: more than ${MAX_STRAY_PING_ACKS} PING ACKs that answer no PING of ours`);
+      }
+      return;
+    }
     this.pings.delete(opaque);
     this.lastRttMs = performance.now() - pending.sentAt;
     pending.resolve(this.lastRttMs);

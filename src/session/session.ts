@@ -428,6 +428,7 @@ export class Session implements StreamHost {
       this.fail(error, undefined, false);
       return;
     }
+    if (!this.peerGoaway.narrowed) return; // a repeat that changes nothing: no need to look at every stream again
     this.failPendingOpens('the peer is shutting down; the call was not sent');
     for (const stream of [...this.streams.values()]) {
       if (this.peerGoaway.unprocessed(stream)) {

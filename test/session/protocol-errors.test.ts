@@ -59,6 +59,28 @@ void describe('protocol errors: an evil peer', () => {
     assert.equal(started, 0, 'a handler ran for a stream read after the connection had failed');
   });
 
+  void test('T-D1 PING ACKs that answer no PING of ours: 16 are ignored, the 17th closes with ENHANCE_YOUR_CALM', { timeout: 5000 }, async (t) => {
+    const v = await victim(t, { keepaliveIntervalMs: 0 });
+    for (let i = 0; i < 16; i++) v.raw.send(FrameType.PING, Flag.ACK, 0, encodePing(BigInt(1000 + i)));
+    await pingBarrier(v.raw, 1n);
+    assert.equal(v.raw.ofType(FrameType.GOAWAY).length, 0, '16 stray ACKs are tolerated');
+    v.raw.send(FrameType.PING, Flag.ACK, 0, encodePing(2000n));
+    await assertConnectionError(v, ConnectionCode.ENHANCE_YOUR_CALM, ProtocolErrorCode.ENHANCE_YOUR_CALM);
+    assert.match(v.session.error!.message, /PING ACK flood/);
+  });
+
+  void test('T-D1 repeated GOAWAY: eight are tolerated (a two-phase shutdown sends two), the 9th closes with ENHANCE_YOUR_CALM', { timeout: 5000 }, async (t) => {
+    const v = await victim(t);
+    v.raw.send(FrameType.OPEN, 0, 1, encodeOpen(0, 0, HANG)); // a call of the peer's keeps the draining session open
+    v.raw.send(FrameType.DATA, END_OF_REQUEST, 1, request(null));
+    for (let i = 0; i < 8; i++) v.raw.send(FrameType.GOAWAY, 0, 0, encodeGoaway(0, ConnectionCode.NO_ERROR, `goodbye ${i}`));
+    await pingBarrier(v.raw, 1n);
+    assert.equal(v.raw.ofType(FrameType.GOAWAY).length, 0, 'eight GOAWAYs are tolerated');
+    v.raw.send(FrameType.GOAWAY, 0, 0, encodeGoaway(0, ConnectionCode.NO_ERROR, 'ninth'));
+    await assertConnectionError(v, ConnectionCode.ENHANCE_YOUR_CALM, ProtocolErrorCode.ENHANCE_YOUR_CALM);
+    assert.match(v.session.error!.message, /GOAWAY flood/);
+  });
+
   void test('T-F5 CREDIT of 0: GOAWAY FLOW_CONTROL_ERROR (connection and stream)', { timeout: 5000 }, async (t) => {
     const v = await victim(t);
     v.raw.send(FrameType.CREDIT, 0, 0, encodeCredit(0));
