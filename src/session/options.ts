@@ -10,6 +10,7 @@ import {
 } from '../wire/constants.js';
 import type { SessionPeer } from './handshake.js';
 import { defaultMaxResets } from './peer-guard.js';
+import { reassemblyChargeOf } from './reassembly.js';
 import { defaultMemoryBudget, MemoryBudget } from './memory-budget.js';
 import { MAX_TIMER_MS } from '../timers.js';
 
@@ -38,8 +39,9 @@ export interface SessionOptions {
   maxConcurrentStreams?: number;
   /**
    * Bytes of partly received messages held across all streams of the connection; past it the stream whose message
-   * grows fails with RESOURCE_EXHAUSTED. Default: twice maxMessageBytes, at least 32 MiB (so two messages of the
-   * largest size can arrive at once, while what one connection can make us hold stays bounded).
+   * grows fails with RESOURCE_EXHAUSTED. Default: twice what holding a message of maxMessageBytes costs (its bytes,
+   * a block's unused end, 128 bytes a block), at least 32 MiB (so two messages of the largest size can arrive at once,
+   * while what one connection can make us hold stays bounded).
    */
   maxReassemblyBytes?: number;
   /**
@@ -178,7 +180,8 @@ export function resolveSessionOptions(options: SessionOptions = {}): ResolvedSes
     maxConcurrentStreams,
     maxReassemblyBytes: integer(
       'maxReassemblyBytes',
-      options.maxReassemblyBytes ?? Math.max(DEFAULT_LIMITS.maxReassemblyBytes, 2 * maxMessageBytes),
+      // two messages of the largest size, with what holding them costs beyond their bytes (reassembly.ts)
+      options.maxReassemblyBytes ?? Math.max(DEFAULT_LIMITS.maxReassemblyBytes, 2 * reassemblyChargeOf(maxMessageBytes)),
       0,
       Number.MAX_SAFE_INTEGER,
     ),

@@ -19,6 +19,14 @@ export const BLOCK_OVERHEAD_BYTES = 128;
 const MIN_BLOCK_BYTES = 1024;
 const MAX_BLOCK_BYTES = 64 * 1024;
 
+/**
+ * The most a message of `bytes` can be charged while it is held: its bytes, the unused end of its last block, and the
+ * overhead of its blocks (geometric up to 64 KiB, then 64 KiB each). The default reassembly budget is made of it.
+ */
+export function reassemblyChargeOf(bytes: number): number {
+  return bytes + MAX_BLOCK_BYTES + BLOCK_OVERHEAD_BYTES * (Math.ceil(bytes / MAX_BLOCK_BYTES) + 8);
+}
+
 /** Where the bytes held for partly received messages are reserved (the connection's memory). */
 export interface ReassemblyMemory {
   /** Reserves bytes; returns why they cannot be held (RESOURCE_EXHAUSTED), or undefined once reserved. */
@@ -67,22 +75,29 @@ export class Reassembly {
     const n = fragment.length;
     const refusal = this.tooLarge(n);
     if (refusal !== undefined) return refusal;
-    let block = this.block;
-    if (block === undefined || block.length - this.blockUsed < n) {
-      // geometric within 1-64 KiB, never past what the message may still grow by (tooLarge has passed n)
-      const grown = Math.min(MAX_BLOCK_BYTES, Math.max(MIN_BLOCK_BYTES, this.bytes), this.limits.maxMessageBytes - this.bytes);
-      const size = Math.max(n, grown);
-      const memoryRefusal = this.limits.memory.reserveReassembly(size + BLOCK_OVERHEAD_BYTES);
-      if (memoryRefusal !== undefined) return memoryRefusal;
-      this.reserved += size + BLOCK_OVERHEAD_BYTES;
-      if (block !== undefined) this.blocks.push(block.subarray(0, this.blockUsed));
-      // its own ArrayBuffer: a pooled one would pin Node's shared 8 KiB slab for as long as the message is incomplete
-      block = this.block = Buffer.allocUnsafeSlow(size);
-      this.blockUsed = 0;
+    // a fragment fills what is left of the current block before a new one starts: no block is closed half empty, so
+    // what is charged stays within its bytes + one block + BLOCK_OVERHEAD_BYTES a block, whatever the fragment sizes
+    let copied = 0;
+    while (copied < n) {
+      let block = this.block;
+      if (block === undefined || block.length === this.blockUsed) {
+        // geometric within 1-64 KiB, never past what the message may still grow by (tooLarge has passed n)
+        const grown = Math.min(MAX_BLOCK_BYTES, Math.max(MIN_BLOCK_BYTES, this.bytes), this.limits.maxMessageBytes - this.bytes);
+        const size = Math.max(n - copied, grown);
+        const memoryRefusal = this.limits.memory.reserveReassembly(size + BLOCK_OVERHEAD_BYTES);
+        if (memoryRefusal !== undefined) return memoryRefusal; // the stream fails: release() gives back what is held
+        this.reserved += size + BLOCK_OVERHEAD_BYTES;
+        if (block !== undefined) this.blocks.push(block);
+        // its own ArrayBuffer: a pooled one would pin Node's shared 8 KiB slab for as long as the message is incomplete
+        block = this.block = Buffer.allocUnsafeSlow(size);
+        this.blockUsed = 0;
+      }
+      const take = Math.min(n - copied, block.length - this.blockUsed);
+      block.set(copied === 0 && take === n ? fragment : fragment.subarray(copied, copied + take), this.blockUsed);
+      this.blockUsed += take;
+      this.bytes += take;
+      copied += take;
     }
-    block.set(fragment, this.blockUsed);
-    this.blockUsed += n;
-    this.bytes += n;
     return undefined;
   }
 

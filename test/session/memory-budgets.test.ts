@@ -13,7 +13,7 @@ import { createMemoryPair, createSession, MemoryBudget, Status } from '../../src
 import { ConnectionMemory } from '../../src/session/connection-memory.js';
 import { defaultMemoryBudget, memoryBudgetOf } from '../../src/session/memory-budget.js';
 import { resolveSessionOptions } from '../../src/session/options.js';
-import { BLOCK_OVERHEAD_BYTES, Reassembly } from '../../src/session/reassembly.js';
+import { BLOCK_OVERHEAD_BYTES, Reassembly, reassemblyChargeOf } from '../../src/session/reassembly.js';
 import { Bytes, bytesService } from '../fixtures/bytes-service.js';
 import { rejectsWithStatus, within } from '../helpers.js';
 
@@ -107,6 +107,22 @@ void describe('memory budgets', () => {
     assert.equal(m.heldBytes, 0);
   });
 
+  void test('T-D9 reassembly: two messages of the largest size in odd fragments (40 000 bytes) both fit the default budget (a block used to close half empty when the next fragment did not fit it, charging up to ~1.6 x)', () => {
+    const maxMessageBytes = 64 * MiB;
+    const m = memory(resolveSessionOptions({ maxMessageBytes }).maxReassemblyBytes);
+    const a = new Reassembly({ maxMessageBytes, memory: m });
+    const b = new Reassembly({ maxMessageBytes, memory: m });
+    const fragment = new Uint8Array(40_000);
+    const count = Math.floor((maxMessageBytes - 1) / fragment.length);
+    for (let i = 0; i < count; i++) {
+      assert.equal(a.hold(fragment), undefined, `message a, fragment ${i}`);
+      assert.equal(b.hold(fragment), undefined, `message b, fragment ${i}`);
+    }
+    assert.equal(a.complete(new Uint8Array(1)).length, count * fragment.length + 1);
+    assert.equal(b.complete(new Uint8Array(1)).length, count * fragment.length + 1);
+    assert.equal(m.heldBytes, 0);
+  });
+
   void test('T-D9 reassembly: any split of a message reassembles it exactly, and gives back all it reserved (property, fixed seed)', () => {
     fc.assert(
       fc.property(fc.array(fc.integer({ min: 1, max: 70_000 }), { minLength: 1, maxLength: 40 }), (sizes) => {
@@ -118,6 +134,8 @@ void describe('memory budgets', () => {
         const held = parts.slice(0, -1).reduce((n, p) => n + p.length, 0);
         // capacity never more than twice what is held, plus a block's overhead each
         assert.ok(charged <= Math.max(2 * held, 1024) + (sizes.length + 1) * BLOCK_OVERHEAD_BYTES, `${charged} charged for ${held} held`);
+        // and within what the default budget allows a message (a fragment fills its block before a new one starts)
+        assert.ok(charged <= reassemblyChargeOf(held), `${charged} charged for ${held} held, over reassemblyChargeOf`);
         const message = r.complete(parts.at(-1)!);
         assert.deepEqual(message, Buffer.concat(parts));
         assert.equal(m.heldBytes, 0);

@@ -89,8 +89,9 @@ void test('partly received messages over maxReassemblyBytes fail that stream wit
   assert.equal(dialer.isOpen, true);
 });
 
-void test('the reassembly budget follows maxMessageBytes unless set: twice it, at least 32 MiB', () => {
+void test('the reassembly budget follows maxMessageBytes unless set: twice what holding one costs, at least 32 MiB', () => {
   assert.equal(resolveSessionOptions({}).maxReassemblyBytes, 32 * MiB, 'the default, with 4 MiB messages');
-  assert.equal(resolveSessionOptions({ maxMessageBytes: 64 * MiB }).maxReassemblyBytes, 128 * MiB);
+  // each message: its bytes, one block's unused end (64 KiB), 128 bytes for each of its 1 024 + 8 blocks
+  assert.equal(resolveSessionOptions({ maxMessageBytes: 64 * MiB }).maxReassemblyBytes, 2 * (64 * MiB + 64 * 1024 + 128 * 1032));
   assert.equal(resolveSessionOptions({ maxMessageBytes: 64 * MiB, maxReassemblyBytes: 70 * MiB }).maxReassemblyBytes, 70 * MiB, 'an explicit value wins');
 });
