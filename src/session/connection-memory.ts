@@ -28,6 +28,11 @@ export class ConnectionMemory {
   private queuedSendBytes = 0;
   /** The connection is closed: everything went back to the process, and nothing more is reserved. */
   private closed = false;
+  /**
+   * The last refusal was the process-wide budget's, not one of this connection's limits: other connections used it,
+   * so the peer of this one did not provoke it (a stream fails, but no reset is charged to this peer).
+   */
+  lastRefusalShared = false;
 
   constructor(
     private readonly options: ConnectionMemoryOptions,
@@ -37,9 +42,13 @@ export class ConnectionMemory {
   /** Bytes held for partly received messages. Returns why they cannot be (RESOURCE_EXHAUSTED), or undefined. */
   reserveReassembly(bytes: number): string | undefined {
     if (this.reassemblyBytes + bytes > this.options.maxReassemblyBytes || this.closed) {
+      this.lastRefusalShared = false;
       return reassemblyBudgetMessage(this.options.maxReassemblyBytes);
     }
-    if (!this.process.tryReserve(bytes)) return processBudgetMessage(this.process.limitBytes, 'partly received messages');
+    if (!this.process.tryReserve(bytes)) {
+      this.lastRefusalShared = true;
+      return processBudgetMessage(this.process.limitBytes, 'partly received messages');
+    }
     this.reassemblyBytes += bytes;
     return undefined;
   }

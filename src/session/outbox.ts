@@ -131,8 +131,10 @@ export class Outbox implements StreamOutput {
   addCredit(increment: number): boolean {
     if (this.sendCredit + increment > MAX_WINDOW) return false;
     this.sendCredit += increment;
-    // a stream parks for less than the floor: credit granted a byte at a time wakes nobody until it adds up
-    if (this.sendCredit >= this.floor) {
+    // every CREDIT wakes the parked streams, not only one reaching the floor: credit covering the rest of an item
+    // lets it out (PROTOCOL.md §6), and a stream that still may not write parks again. A peer granting a byte at a
+    // time gets nothing written, and may send only so many CREDITs (its allowance in peer-guard.ts).
+    if (this.sendCredit > 0) {
       this.scheduler.unpark();
       this.scheduleFlush();
     }

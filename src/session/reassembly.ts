@@ -32,6 +32,8 @@ export interface ReassemblyMemory {
   /** Reserves bytes; returns why they cannot be held (RESOURCE_EXHAUSTED), or undefined once reserved. */
   reserveReassembly(bytes: number): string | undefined;
   releaseReassembly(bytes: number): void;
+  /** True when the last refusal was a budget shared with other connections (not this peer's doing). */
+  readonly lastRefusalShared: boolean;
 }
 
 /** The connection's limits on what a peer may make us hold for messages not yet complete. */
@@ -52,6 +54,8 @@ export class Reassembly {
   private reserved = 0;
   /** Of the bytes held, those not yet credited to the peer, because an earlier item still waits to be consumed. */
   private uncredited = 0;
+  /** The last refusal of hold() was the process-wide budget's (memory other connections hold), not this peer's limits. */
+  refusedByShared = false;
 
   constructor(private readonly limits: ReassemblyLimits) {}
 
@@ -69,11 +73,13 @@ export class Reassembly {
 
   /**
    * Holds a (non-empty) fragment that is not its message's last. Returns why it cannot be held (RESOURCE_EXHAUSTED:
-   * the message or a memory budget would grow too large), or undefined once it is held.
+   * the message or a memory budget would grow too large), or undefined once it is held. After a refusal,
+   * `refusedByShared` says whether the budget shared with other connections refused (the peer did not provoke it).
    */
   hold(fragment: Uint8Array): string | undefined {
     const n = fragment.length;
     const refusal = this.tooLarge(n);
+    this.refusedByShared = false;
     if (refusal !== undefined) return refusal;
     // a fragment fills what is left of the current block before a new one starts: no block is closed half empty, so
     // what is charged stays within its bytes + one block + BLOCK_OVERHEAD_BYTES a block, whatever the fragment sizes
@@ -85,7 +91,11 @@ export class Reassembly {
         const grown = Math.min(MAX_BLOCK_BYTES, Math.max(MIN_BLOCK_BYTES, this.bytes), this.limits.maxMessageBytes - this.bytes);
         const size = Math.max(n - copied, grown);
         const memoryRefusal = this.limits.memory.reserveReassembly(size + BLOCK_OVERHEAD_BYTES);
-        if (memoryRefusal !== undefined) return memoryRefusal; // the stream fails: release() gives back what is held
+        if (memoryRefusal !== undefined) {
+          // the stream fails (release() gives back what is held); whose budget refused decides whether the peer is blamed
+          this.refusedByShared = this.limits.memory.lastRefusalShared;
+          return memoryRefusal;
+        }
         this.reserved += size + BLOCK_OVERHEAD_BYTES;
         if (block !== undefined) this.blocks.push(block);
         // its own ArrayBuffer: a pooled one would pin Node's shared 8 KiB slab for as long as the message is incomplete

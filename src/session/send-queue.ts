@@ -93,10 +93,18 @@ export class SendQueue {
   private items = 0;
   /** DATA bytes queued and not yet written. */
   private bytes = 0;
-  /** What is reserved from the connection's memory: DATA bytes not yet written, and QUEUED_ITEM_COST per DATA item. */
+  /**
+   * What queued DATA costs: bytes not yet written, and QUEUED_ITEM_COST per DATA item. Reserved from the connection's
+   * memory only while `charged`: before its OPEN is written, a stream's queue is the application's own backlog
+   * (waiting for a concurrency slot, not for the peer's credit), which maxQueuedSendBytes does not bound.
+   */
   private reserved = 0;
 
-  constructor(private readonly memory: QueueMemory) {}
+  constructor(
+    private readonly memory: QueueMemory,
+    /** False for a stream not yet opened: nothing is reserved until charge() (its OPEN written). */
+    private charged = true,
+  ) {}
 
   /** True once everything queued has been written. */
   get empty(): boolean {
@@ -119,11 +127,27 @@ export class SendQueue {
    */
   pushData(bytes: Uint8Array, flags: number): string | undefined {
     const cost = bytes.length + QUEUED_ITEM_COST;
-    const refusal = this.memory.reserveQueuedSend(cost);
-    if (refusal !== undefined) return refusal;
+    if (this.charged) {
+      const refusal = this.memory.reserveQueuedSend(cost);
+      if (refusal !== undefined) return refusal;
+    }
     this.reserved += cost;
     this.push({ bytes, offset: 0, flags, end: false, next: undefined });
     this.bytes += bytes.length;
+    return undefined;
+  }
+
+  /**
+   * The stream's OPEN was written: what waits now waits for the peer's credit, and is reserved all at once. Returns
+   * why it cannot be (nothing was reserved; the stream fails), else undefined.
+   */
+  charge(): string | undefined {
+    if (this.charged) return undefined;
+    if (this.reserved > 0) {
+      const refusal = this.memory.reserveQueuedSend(this.reserved);
+      if (refusal !== undefined) return refusal;
+    }
+    this.charged = true;
     return undefined;
   }
 
@@ -132,7 +156,7 @@ export class SendQueue {
     this.head = this.tail = undefined;
     this.items = 0;
     this.bytes = 0;
-    if (this.reserved > 0) this.memory.releaseQueuedSend(this.reserved);
+    if (this.reserved > 0 && this.charged) this.memory.releaseQueuedSend(this.reserved);
     this.reserved = 0;
   }
 
@@ -167,7 +191,7 @@ export class SendQueue {
     this.bytes -= n;
     const released = last ? n + QUEUED_ITEM_COST : n;
     this.reserved -= released;
-    this.memory.releaseQueuedSend(released);
+    if (this.charged) this.memory.releaseQueuedSend(released);
     if (last && item.flags & Flag.MESSAGE_END) credit.sendMessageWindow--;
     output.writeData(last ? item.flags : 0, id, chunk);
     if (!last) return QueueStep.WROTE;

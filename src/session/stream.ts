@@ -250,13 +250,17 @@ export class Stream {
   }
 
   private enqueue(bytes: Uint8Array, flags: number): boolean {
-    const queue = (this.queue ??= new SendQueue(this.host.memory));
+    // kept only once something is queued in it: a refused first push leaves no empty queue for markOpened to wake
+    const queue = this.queue ?? new SendQueue(this.host.memory, this.opened);
     const refusal = queue.pushData(bytes, flags);
     if (refusal !== undefined) {
-      // a memory budget is full: this stream fails (RESET, onReset), never the connection
-      this.failLocally(Status.RESOURCE_EXHAUSTED, refusal);
+      // our own memory budget refused what we send: this stream fails (RESET, onReset: the sender sees the call fail
+      // through its usual path), never the connection, and it is not the peer's doing, so no provoked reset is charged
+      // (that would throw out of this send once past the peer's reset budget)
+      this.abort(Status.RESOURCE_EXHAUSTED, refusal);
       return true;
     }
+    this.queue = queue;
     if (this.opened) this.output.wake(this);
     if (queue.belowHighWater) return true;
     this.wantsWritable = true;
@@ -273,7 +277,7 @@ export class Stream {
       this.lastFrameWritten();
       return;
     }
-    (this.queue ??= new SendQueue(this.host.memory)).pushEnd(payload);
+    (this.queue ??= new SendQueue(this.host.memory, this.opened)).pushEnd(payload);
     if (this.opened) this.output.wake(this);
   }
 
@@ -287,7 +291,15 @@ export class Stream {
   /** Called by the stream opener when OPEN has been written. */
   markOpened(): void {
     this.state = this.state === StreamState.QUEUED_ENDING ? StreamState.ENDING : StreamState.OPEN;
-    if (this.queue !== undefined) this.output.wake(this);
+    const queue = this.queue;
+    if (queue === undefined) return;
+    // what waited for a slot now waits for the peer's credit: from here on it counts against the memory budgets
+    const refusal = queue.charge();
+    if (refusal !== undefined) {
+      this.abort(Status.RESOURCE_EXHAUSTED, refusal);
+      return;
+    }
+    this.output.wake(this);
   }
 
   /** Writes the next frame of this stream within the available credit. */
@@ -362,7 +374,9 @@ export class Stream {
       const reassembly = (this.reassembly ??= new Reassembly(this.host));
       const refusal = reassembly.hold(payload);
       if (refusal !== undefined) {
-        this.failLocally(Status.RESOURCE_EXHAUSTED, refusal);
+        // the process-wide budget, full of other connections' bytes, is no reset this peer provoked: not charged
+        if (reassembly.refusedByShared) this.abort(Status.RESOURCE_EXHAUSTED, refusal);
+        else this.failLocally(Status.RESOURCE_EXHAUSTED, refusal);
         return;
       }
       if (this.unconsumed > 0) reassembly.creditLater(n);

@@ -9,13 +9,13 @@ import { getHeapStatistics } from 'node:v8';
 
 import fc from 'fast-check';
 
-import { createMemoryPair, createSession, MemoryBudget, Status } from '../../src/index.js';
+import { createMemoryPair, createSession, defineService, MemoryBudget, serve, Status, unary } from '../../src/index.js';
 import { ConnectionMemory } from '../../src/session/connection-memory.js';
 import { defaultMemoryBudget, memoryBudgetOf } from '../../src/session/memory-budget.js';
 import { resolveSessionOptions } from '../../src/session/options.js';
 import { BLOCK_OVERHEAD_BYTES, Reassembly, reassemblyChargeOf } from '../../src/session/reassembly.js';
 import { Bytes, bytesService } from '../fixtures/bytes-service.js';
-import { rejectsWithStatus, within } from '../helpers.js';
+import { deferred, rejectsWithStatus, sleep, within } from '../helpers.js';
 
 const KiB = 1024;
 const MiB = 1024 * KiB;
@@ -160,5 +160,109 @@ void describe('memory budgets', () => {
     assert.match(error.message, /maxQueuedSendBytes of 262144/);
     assert.equal(callee.core.memory.heldBytes, 0, 'the failed response gave its reservation back');
     assert.equal((await echo(new Uint8Array(10))).length, 10, 'the connection is still up');
+  });
+  void test('T-D9 a response refused by our own maxQueuedSendBytes is no reset the peer provoked: past maxResetsPer30s an async handler\'s calls still fail RESOURCE_EXHAUSTED, nothing throws out of the send, and the connection stays up', { timeout: 10_000 }, async (t) => {
+    const rejections: unknown[] = [];
+    const onRejection = (error: unknown): void => void rejections.push(error);
+    process.on('unhandledRejection', onRejection);
+    t.after(() => process.off('unhandledRejection', onRejection));
+    const Async = defineService('test.AsyncEcho', { echo: unary({ codec: 'raw' }) });
+    const [a, b] = createMemoryPair();
+    const caller = createSession(a, 'dialer', { initialStreamWindow: 16 * KiB, connectionWindow: 16 * KiB });
+    const callee = createSession(b, 'acceptor', {
+      maxQueuedSendBytes: 256 * KiB,
+      maxResetsPer30s: 3,
+      services: [serve(Async, { echo: async (request: Uint8Array) => (await sleep(1), request) })],
+    });
+    t.after(() => {
+      caller.destroy();
+      callee.destroy();
+    });
+    await within(Promise.all([caller.ready, callee.ready]), 1000, 'handshake');
+    const echo = caller.client(Async).echo;
+    for (let i = 0; i < 8; i++) {
+      const error = await rejectsWithStatus(echo(new Uint8Array(300 * KiB)), Status.RESOURCE_EXHAUSTED, `response ${i} over the budget`);
+      assert.match(error.message, /maxQueuedSendBytes of 262144/);
+    }
+    await sleep(20);
+    assert.deepEqual(rejections, [], 'no unhandled rejection (it would kill a process run with the default behaviour)');
+    assert.equal(callee.core.memory.heldBytes, 0, 'every refused response gave its reservation back');
+    assert.equal((await within(echo(new Uint8Array(10)), 2000, 'a call after them')).length, 10, 'the connection is still up');
+  });
+
+  void test('T-D9 calls waiting for a concurrency slot are the application\'s backlog, not charged to maxQueuedSendBytes: 10 000 queued unary calls of 4 KiB against maxConcurrentStreams 100 all succeed, and every reservation goes back', { timeout: 60_000 }, async (t) => {
+    const budget = new MemoryBudget(1024 * MiB);
+    const [a, b] = createMemoryPair();
+    const caller = createSession(a, 'dialer', { memoryBudget: budget });
+    const callee = createSession(b, 'acceptor', { maxConcurrentStreams: 100, services: [bytesService()] });
+    t.after(() => {
+      caller.destroy();
+      callee.destroy();
+    });
+    await within(Promise.all([caller.ready, callee.ready]), 1000, 'handshake');
+    const echo = caller.client(Bytes).echo;
+    const request = new Uint8Array(4 * KiB);
+    const results = await within(Promise.allSettled(Array.from({ length: 10_000 }, () => echo(request))), 50_000, '10 000 calls');
+    const failed = results.filter((r) => r.status === 'rejected');
+    assert.equal(failed.length, 0, `${failed.length} failed, e.g. ${String((failed[0] as PromiseRejectedResult | undefined)?.reason)}`);
+    assert.equal(caller.core.memory.heldBytes, 0);
+    assert.equal(budget.used, 0, 'what was reserved as streams opened all went back');
+  });
+
+  void test('T-D9 queued sends are charged when their OPEN is written, exactly: released as written, on a reset while queued, and when the session fails', { timeout: 10_000 }, async (t) => {
+    const budget = new MemoryBudget(1024 * MiB);
+    const gate = deferred();
+    const [a, b] = createMemoryPair();
+    const caller = createSession(a, 'dialer', { memoryBudget: budget, maxQueuedSendBytes: 40 * KiB });
+    const callee = createSession(b, 'acceptor', { maxConcurrentStreams: 1, services: [bytesService(gate.promise)] });
+    t.after(() => {
+      caller.destroy();
+      callee.destroy();
+    });
+    await within(Promise.all([caller.ready, callee.ready]), 1000, 'handshake');
+    const client = caller.client(Bytes);
+    const first = client.gated(new Uint8Array(10)); // takes the only slot until the gate opens
+    await sleep(10);
+    const controller = new AbortController();
+    const cancelled = client.echo(new Uint8Array(30 * KiB), { signal: controller.signal });
+    const queued = [client.echo(new Uint8Array(30 * KiB)), client.echo(new Uint8Array(30 * KiB))];
+    await sleep(10);
+    assert.equal(budget.used, 0, 'nothing charged while waiting for a slot (90 KiB queued, more than maxQueuedSendBytes)');
+    controller.abort();
+    await rejectsWithStatus(cancelled, Status.CANCELLED, 'the call cancelled while queued');
+    assert.equal(budget.used, 0);
+    gate.resolve();
+    await first;
+    for (const call of queued) assert.equal((await within(call, 5000, 'a queued call')).length, 30 * KiB);
+    assert.equal(budget.used, 0, 'charged as opened, released as written');
+    // the session fails while calls are queued: nothing stays reserved
+    const held = client.gated(new Uint8Array(10));
+    const more = client.echo(new Uint8Array(30 * KiB));
+    await sleep(10);
+    caller.destroy();
+    await Promise.allSettled([held, more]);
+    assert.equal(budget.used, 0);
+  });
+
+  void test('T-D9 a fragment refused by the process-wide budget (other connections fill it) is no reset this peer provoked: past maxResetsPer30s its calls fail RESOURCE_EXHAUSTED and the connection stays up', { timeout: 10_000 }, async (t) => {
+    const shared = new MemoryBudget(1 * MiB);
+    assert.equal(shared.tryReserve(1 * MiB), true, 'other connections hold all of it');
+    const [a, b] = createMemoryPair();
+    const caller = createSession(a, 'dialer');
+    const callee = createSession(b, 'acceptor', { memoryBudget: shared, maxResetsPer30s: 3, services: [bytesService()] });
+    t.after(() => {
+      caller.destroy();
+      callee.destroy();
+    });
+    await within(Promise.all([caller.ready, callee.ready]), 1000, 'handshake');
+    const echo = caller.client(Bytes).echo;
+    for (let i = 0; i < 8; i++) {
+      // larger than one frame: its first fragment must be held, and the process budget refuses it
+      const error = await rejectsWithStatus(echo(new Uint8Array(200 * KiB)), Status.RESOURCE_EXHAUSTED, `request ${i}`);
+      assert.match(error.message, /process-wide memoryBudget/);
+    }
+    assert.equal((await within(echo(new Uint8Array(10)), 2000, 'a call after them')).length, 10, 'the connection is still up');
+    shared.release(1 * MiB);
+    assert.equal(shared.used, 0);
   });
 });

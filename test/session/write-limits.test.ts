@@ -12,7 +12,9 @@ import { QueueStep, SendQueue, type QueueOutput } from '../../src/session/send-q
 import { WriteStallWatch } from '../../src/session/write-stall.js';
 import type { Transport } from '../../src/transport/transport.js';
 import { Flag, FrameType, MIN_DATA_FRAME_BYTES } from '../../src/wire/constants.js';
-import { Bytes, bytesService } from '../fixtures/bytes-service.js';
+import { encodeCredit, encodeOpen } from '../../src/wire/payloads.js';
+import { Bytes, bytesPath, bytesService } from '../fixtures/bytes-service.js';
+import { againstRawPeer, pingBarrier } from '../fixtures/sessions.js';
 import { sleep, until, within } from '../helpers.js';
 
 const KiB = 1024;
@@ -185,4 +187,27 @@ void describe('write limits', () => {
     assert.match(String(error?.message), /no write progress for \d+ ms/);
     await assert.rejects(call);
   });
+  for (const order of ['stream CREDIT, then connection CREDIT', 'connection CREDIT, then stream CREDIT']) {
+    void test(`T-D5 data floor: zero windows, a 500-byte response, the peer grants exactly 500 (${order}): the response is written (credit covering what remains of the item is enough)`, { timeout: 5_000 }, async (t) => {
+      const { raw } = againstRawPeer(t, 'acceptor', { services: [bytesService()] }, { connectionWindow: 0, initialStreamWindow: 0 });
+      raw.send(FrameType.OPEN, 0, 1, encodeOpen(0, 0, bytesPath('echo')));
+      raw.send(FrameType.DATA, Flag.MESSAGE_END | Flag.END_STREAM, 1, new Uint8Array(500));
+      await pingBarrier(raw, 1n);
+      await sleep(10); // the handler has answered; its response waits for credit
+      assert.equal(raw.ofType(FrameType.DATA).length, 0, 'nothing written without credit');
+      const stream = (): void => raw.send(FrameType.CREDIT, 0, 1, encodeCredit(500));
+      const connection = (): void => raw.send(FrameType.CREDIT, 0, 0, encodeCredit(500));
+      if (order.startsWith('stream')) {
+        stream();
+        await pingBarrier(raw, 2n);
+        connection();
+      } else {
+        connection();
+        await pingBarrier(raw, 2n);
+        stream();
+      }
+      const data = await raw.waitFor((f) => f.type === FrameType.DATA && f.streamId === 1, 2000, 'the 500-byte response');
+      assert.equal(data.payload.length, 500);
+    });
+  }
 });
