@@ -15,7 +15,7 @@
 import assert from 'node:assert/strict';
 import { describe, test, type TestContext } from 'node:test';
 
-import { bidi, clientStream, defineService, download, serve, serverStream, Status, unary, upload } from '../../src/index.js';
+import { bidi, clientStream, connect, defineService, download, listen, serve, serverStream, Status, unary, upload } from '../../src/index.js';
 import { resolveSessionOptions } from '../../src/session/options.js';
 import { msgpackCodec } from '../../src/rpc/codec.js';
 import { utf8 } from '../../src/wire/bytes.js';
@@ -23,7 +23,7 @@ import { ConnectionCode, Flag, FrameType } from '../../src/wire/constants.js';
 import { encodeFrame } from '../../src/wire/frame.js';
 import { decodeGoaway, encodeCredit, encodeEnd, encodeOpen, encodeReset } from '../../src/wire/payloads.js';
 import { memoryRpcPair } from '../fixtures/connections.js';
-import { echoService } from '../fixtures/echo-service.js';
+import { Echo, echoService } from '../fixtures/echo-service.js';
 import { assertCanaryHealthy, assertClosedWith, attacker, dosTarget, repeatFrame, RssWatch, type Attacker } from '../fixtures/dos.js';
 import { pingBarrier, tapFrames, victim } from '../fixtures/sessions.js';
 import { sleep, until, type RawFrame, type RawPeer } from '../helpers.js';
@@ -479,6 +479,81 @@ void describe('T-D6 refused streams', () => {
     const second = decodeGoaway((await goaways())[1]!.payload);
     assert.equal(second.code, ConnectionCode.ENHANCE_YOUR_CALM);
     assert.match(second.message, /refused stream flood/);
+  });
+});
+
+// ---------------------------------------------------------------- honest callers that cancel
+
+const Slow = defineService('test.Slow', {
+  /** Takes 200 ms whatever its signal says (a handler that does not look at it). */
+  slow: unary<number, number>(),
+  /** Waits for its signal. */
+  wait: unary<null, null>(),
+});
+
+void describe('T-D2 T-D6 honest callers that cancel are not a flood', () => {
+  void test('T-D2 T-D6 a default client over TCP aborts 50 in-flight calls at a time against 200 ms handlers (350 aborts, 30 other calls open): no refusal flood, no GOAWAY, every later call succeeds', { timeout: 20_000 }, async (t) => {
+    const warnings: string[] = [];
+    const server = await listen('tcp://127.0.0.1:0', {
+      services: [serve(Slow, {
+        slow: async (n) => {
+          await sleep(200);
+          return n;
+        },
+        wait: (_request, ctx) => new Promise<null>((resolve) => ctx.signal.addEventListener('abort', () => resolve(null))),
+      })],
+      log: (level, message) => {
+        if (level === 'warn') warnings.push(message);
+      },
+    });
+    const client = await connect(server.url);
+    t.after(async () => {
+      client.destroy();
+      await server.close({ graceMs: 0 });
+    });
+    const c = client.client(Slow);
+    const background = new AbortController();
+    const others = Array.from({ length: 30 }, () => c.wait(null, { signal: background.signal }).catch(() => undefined));
+    const failures: string[] = [];
+    let cancelled = 0;
+    // each round's cancels reach the server while its handlers (and the last round's) still run: before the cancelled
+    // pool, those held their slots, so the next round's OPENs were refused (30 + 50 + 50 > 100) until the connection died
+    for (let round = 0; round < 7; round++) {
+      const aborts = new AbortController();
+      const batch = Array.from({ length: 50 }, (_, i) =>
+        c.slow(i, { signal: aborts.signal }).then(
+          () => failures.push('a call was not cancelled'),
+          (error: { code?: number; message?: string }) => (error.code === Status.CANCELLED ? cancelled++ : failures.push(String(error.message))),
+        ),
+      );
+      await sleep(20);
+      aborts.abort();
+      await Promise.all(batch);
+      await sleep(100);
+    }
+    assert.deepEqual(failures.slice(0, 3), []);
+    assert.equal(cancelled, 350);
+    const later = await Promise.all(Array.from({ length: 50 }, (_, i) => c.slow(i)));
+    assert.deepEqual(later, Array.from({ length: 50 }, (_, i) => i));
+    background.abort();
+    await Promise.all(others);
+    assert.deepEqual(warnings, [], 'the server closed the connection');
+  });
+
+  void test('T-D2 250 user aborts of running handlers within 30 s: the connection stays up', { timeout: 20_000 }, async (t) => {
+    const tally = new HandlerTally();
+    const { caller } = await memoryRpcPair(t, {}, { services: [echoService(), floodsService(tally)] });
+    const c = caller.client(Floods);
+    for (let round = 1; round <= 10; round++) {
+      const aborts = new AbortController();
+      const batch = Array.from({ length: 25 }, () => c.hang(null, { signal: aborts.signal }).then(() => 'answered', (error: { code?: number }) => error.code));
+      await until(() => tally.started === round * 25, 2000, `round ${round}: the handlers to run`);
+      aborts.abort();
+      assert.deepEqual(new Set(await Promise.all(batch)), new Set([Status.CANCELLED]));
+      await until(() => tally.running === 0, 2000, `round ${round}: the handlers to return`);
+    }
+    assert.equal(tally.aborted, 250);
+    assert.equal(await caller.client(Echo).echo('still up'), 'still up');
   });
 });
 
