@@ -93,10 +93,12 @@ export interface SessionOptions {
   /** Connection label, sent in HELLO (e.g. 'control', 'data'). Default ''. */
   label?: string;
   /**
-   * Stream resets the peer causes per 30 s: its RESETs of calls whose handlers still run (Rapid Reset) plus the
-   * RESETs we send because of what it sent on a stream (MadeYouReset: a message over maxMessageBytes, malformed OPEN
-   * or END, END in the middle of a message...). One more closes the connection with GOAWAY ENHANCE_YOUR_CALM.
-   * Default 200, or twice maxConcurrentStreams when that is more; 0 allows any number.
+   * Stream resets the peer causes per 30 s: its RESETs of calls whose handlers still run while maxConcurrentStreams
+   * handlers it cancelled earlier are still running too (Rapid Reset; cancels within that many are not counted, so an
+   * honest peer is never cut unless our handlers ignore their AbortSignal), plus the RESETs we send because of what
+   * it sent on a stream (MadeYouReset: a message over maxMessageBytes, malformed OPEN or END, END in the middle of a
+   * message...). One more closes the connection with GOAWAY ENHANCE_YOUR_CALM. Default 200, or twice
+   * maxConcurrentStreams when that is more; 0 allows any number.
    */
   maxResetsPer30s?: number;
   /**

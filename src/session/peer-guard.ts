@@ -1,7 +1,8 @@
 /**
  * Counts the work a peer can make us do without asking anything of it in return (pings we must answer, replies it
- * solicits while not reading them, frames that carry nothing, credit for data we never sent, calls it cancels or makes
- * us reset, streams we must refuse) and ends the connection with GW_ERR_ENHANCE_YOUR_CALM once it takes too much.
+ * solicits while not reading them, frames that carry nothing, credit for data we never sent, calls it cancels while
+ * too many cancelled handlers still run, streams it makes us reset, streams we must refuse) and ends the connection
+ * with GW_ERR_ENHANCE_YOUR_CALM once it takes too much.
  * Each kind of work is one counter built from one of four shapes: a RateLimit (a token bucket with forgiven strikes,
  * for work that is fine at a modest rate), a CountLimit (a count that something of ours resets, for work that is fine
  * only while the peer keeps up), a WindowLimit (so many per fixed window, for work that is fine now and then) or an
@@ -40,14 +41,20 @@ const CREDIT_PER_STREAM = 4;
 const CREDIT_ALLOWANCE_MAX = 10_000;
 /** The window of the reset and refusal counters: Netty's Rapid Reset default is 200 resets per 30 s. */
 export const FLOOD_WINDOW_MS = 30_000;
-/** Resets per window by default (maxResetsPer30s): Netty's 200, or twice maxConcurrentStreams when that is more. */
+/**
+ * Resets per window by default (maxResetsPer30s): Netty's 200, or twice maxConcurrentStreams when that is more. Counted:
+ * resets we send for what the peer sent (MadeYouReset), and the peer's cancels of calls whose handlers still run once
+ * maxConcurrentStreams such cancelled handlers are already running (stream-acceptor.ts: cancels within that pool are
+ * not counted, so an honest peer that cancels at any rate never trips it unless our handlers ignore their AbortSignal).
+ */
 export function defaultMaxResets(maxConcurrentStreams: number): number {
   return Math.max(200, 2 * maxConcurrentStreams);
 }
 /**
  * Refused OPENs per window: Node's maxSessionRejectedStreams (100), or maxConcurrentStreams when that is more. A
- * gridwire opener queues at the peer's limit, so an honest peer is refused only in races (an OPEN that crossed our
- * GOAWAY, or that followed its cancel of a call whose handler had not returned yet): at most about a limit's worth.
+ * gridwire opener queues at the peer's limit, and a stream it cancels leaves our count of its open streams when its
+ * RESET arrives (the handler, still running, moves to the cancelled pool), so an honest peer is refused only when it
+ * opens more than the limit it was told, or when its OPEN crossed our GOAWAY: at most about a limit's worth.
  */
 function maxRefusals(maxConcurrentStreams: number): number {
   return Math.max(100, maxConcurrentStreams);
@@ -153,7 +160,10 @@ export class PeerGuard {
   /** DATA frames we wrote and streams opened since the last CREDIT: what it earned meanwhile, added when one comes. */
   private dataFramesWritten = 0;
   private streamsOpened = 0;
-  /** Resets the peer caused, both ways (Rapid Reset and MadeYouReset), per FLOOD_WINDOW_MS; undefined: no limit. */
+  /**
+   * Resets the peer caused, both ways (Rapid Reset beyond the cancelled pool, and MadeYouReset), per FLOOD_WINDOW_MS;
+   * undefined: no limit.
+   */
   private readonly resets: WindowLimit | undefined;
   private peerCancels = 0;
   private provokedResets = 0;
@@ -226,7 +236,10 @@ export class PeerGuard {
     );
   }
 
-  /** The peer reset a stream it opened while the handler still ran (Rapid Reset, CVE-2023-44487). */
+  /**
+   * The peer reset a stream it opened while the handler still ran and maxConcurrentStreams such cancelled handlers
+   * already run (Rapid Reset, CVE-2023-44487); the acceptor does not report cancels that fit in that pool.
+   */
   peerCancelled(): void {
     this.peerCancels++;
     this.chargeReset();
@@ -250,7 +263,7 @@ export class PeerGuard {
     const resets = this.resets;
     if (resets === undefined || resets.charge(performance.now())) return;
     throw calm(
-      `reset flood: more than ${resets.limit} stream resets in ${FLOOD_WINDOW_MS / 1000} s (maxResetsPer30s): on this connection the peer cancelled ${this.peerCancels} calls whose handlers were running (Rapid Reset) and made us reset ${this.provokedResets} streams for what it sent on them (MadeYouReset)`,
+      `reset flood: more than ${resets.limit} stream resets in ${FLOOD_WINDOW_MS / 1000} s (maxResetsPer30s): on this connection the peer cancelled ${this.peerCancels} calls while ${this.options.maxConcurrentStreams} cancelled handlers still ran (Rapid Reset) and made us reset ${this.provokedResets} streams for what it sent on them (MadeYouReset)`,
     );
   }
 }

@@ -140,7 +140,7 @@ export class Session implements StreamHost {
     this.receiveBudget = new ReceiveBudget(this.options, this.outbox);
     this.guard = new PeerGuard(this.options);
     this.acceptor = new StreamAcceptor(role === 'dialer', this.options, this, this.outbox, this.guard);
-    this.streamFrames = new StreamFrames(this.streams, this.opener, this.acceptor, this.options, this.guard);
+    this.streamFrames = new StreamFrames(this.streams, this.opener, this.acceptor, this.options);
     this.keepalive = new Keepalive(this.options, this.outbox, {
       isClosing: () => this.phase >= Phase.CLOSING,
       unresponsive: (error) => {

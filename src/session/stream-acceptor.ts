@@ -4,6 +4,26 @@
  * is taken, refused (RESET REFUSED: the peer may retry elsewhere) or reset for a malformed payload; the peer guard
  * counts refusals and resets. Knows nothing of the stream table or of what a stream is for: the session puts what is
  * accepted in its table and hands it on.
+ *
+ * Slots. A stream the peer opened holds a slot of `active` (what the peer's own count of open streams matches) until
+ * it has closed AND its handler has returned (release): a handler that outlives a cancel still counts, so a peer that
+ * opens and cancels at once cannot make us run handlers without bound (Rapid Reset, CVE-2023-44487). But the peer's
+ * opener frees its slot as soon as it writes the RESET, so an honest peer that cancels would then be refused: a
+ * stream the peer cancels while its handler runs therefore moves to a second pool, `cancelledRunning`, held to
+ * maxConcurrentStreams too, and leaves it when the handler returns. Running handlers stay within 2 x
+ * maxConcurrentStreams. Only when that pool is full (handlers that ignore their AbortSignal while the peer keeps
+ * cancelling) does the cancelled stream keep its slot in `active` and count as a reset (the peer guard's Rapid Reset
+ * counter).
+ *
+ *   a peer stream's slot     | event                                   | next
+ *   -------------------------|-----------------------------------------|---------------------------------------------
+ *   active                   | closes, owner already released          | freed
+ *   active                   | owner releases, stream already closed   | freed
+ *   active                   | peer RESET, owner not released, pool    | cancelledRunning (active frees, not counted)
+ *                            | has room                                |
+ *   active                   | peer RESET, owner not released, pool    | active (counted: guard.peerCancelled)
+ *                            | full                                    |
+ *   cancelledRunning         | owner releases (handler returned)       | freed
  */
 import { Flag, FrameType, Status } from '../wire/constants.js';
 import { ProtocolError, ProtocolErrorCode } from '../wire/errors.js';
@@ -30,12 +50,14 @@ export interface StreamAcceptorOptions extends MetadataLimits {
 
 /**
  * The part of the peer guard the acceptor reports to: a refusal is a RESET the peer solicited (which it may not be
- * reading) and counts as a refusal; a malformed OPEN is a reset the peer provoked; an accepted one may earn CREDIT.
+ * reading) and counts as a refusal; a malformed OPEN is a reset the peer provoked; a cancel of a running handler
+ * when the cancelled pool is full is a Rapid Reset; an accepted one may earn CREDIT.
  */
 export interface AcceptorGuard {
   replySolicited(what: string, blocked: boolean): void;
   streamRefused(): void;
   resetProvoked(): void;
+  peerCancelled(): void;
   streamOpened(): void;
 }
 
@@ -46,6 +68,11 @@ export class StreamAcceptor {
   private lastAcceptedId = 0;
   /** Peer streams holding a slot: freed when the stream has closed and its owner has released it. */
   private active = 0;
+  /**
+   * Peer streams the peer cancelled while their handlers ran, moved out of `active` (at most maxConcurrentStreams):
+   * each leaves when its owner releases it. A set, touched only by cancels; release checks its size first.
+   */
+  private readonly cancelledRunning = new Set<Stream>();
   /** The peer's settings: its HELLO comes before any of its OPENs. */
   private peer: HelloSettings | undefined;
 
@@ -117,7 +144,24 @@ export class StreamAcceptor {
   release(stream: Stream): void {
     if (stream.outbound || stream.ownerReleased) return;
     stream.ownerReleased = true;
+    if (this.cancelledRunning.size !== 0 && this.cancelledRunning.delete(stream)) return;
     if (stream.closed) this.active--;
+  }
+
+  /**
+   * The peer is resetting a stream it opened (before the stream closes). While its handler runs, the stream moves to
+   * the cancelled pool and frees its slot in `active`, as the peer's opener already did; with the pool full it stays
+   * in `active` and counts as a Rapid Reset (the guard throws past maxResetsPer30s). A stream whose handler has
+   * returned (its response waiting for credit) frees its slot when it closes, as any other.
+   */
+  peerReset(stream: Stream): void {
+    if (stream.outbound || stream.ownerReleased) return;
+    if (this.cancelledRunning.size < this.options.maxConcurrentStreams) {
+      this.cancelledRunning.add(stream);
+      this.active--;
+      return;
+    }
+    this.guard.peerCancelled();
   }
 
   /** A stream the peer opened has closed: its slot frees if its owner has released it. */

@@ -3,8 +3,9 @@
  * carry to the stream: a frame for a stream that has closed is dropped, one for a stream never opened is a connection
  * error. Each must keep the peer's promises: DATA and END only while the peer may still send, DATA within the stream's
  * byte and message credit, a stream's CREDIT within 2^31-1; a broken promise throws a ProtocolError (the session fails
- * the connection). An END or RESET whose payload cannot be read fails only its stream. A RESET of a call whose
- * handler still runs is counted by the peer guard (Rapid Reset). Knows nothing of connection credit, of opening
+ * the connection). An END or RESET whose payload cannot be read fails only its stream. A RESET of a call the peer
+ * opened goes to the acceptor first (its slot moves to the cancelled pool, or, that pool full, it counts as a Rapid
+ * Reset). Knows nothing of connection credit, of opening
  * streams, or of what a stream is for; reads the session's stream table, never changes it.
  */
 import { Flag, MAX_WINDOW, Status } from '../wire/constants.js';
@@ -12,7 +13,6 @@ import { ProtocolError, ProtocolErrorCode } from '../wire/errors.js';
 import type { MetadataLimits } from '../wire/metadata.js';
 import { decodeEnd, decodeReset } from '../wire/payloads.js';
 import { streamErrorOf } from './errors.js';
-import type { PeerGuard } from './peer-guard.js';
 import type { Stream } from './stream.js';
 import type { StreamAcceptor } from './stream-acceptor.js';
 import type { StreamOpener } from './stream-opener.js';
@@ -24,7 +24,6 @@ export class StreamFrames {
     private readonly opener: StreamOpener,
     private readonly acceptor: StreamAcceptor,
     private readonly limits: MetadataLimits,
-    private readonly guard: PeerGuard,
   ) {}
 
   /** DATA (the session has taken its bytes from the connection window). */
@@ -60,8 +59,8 @@ export class StreamFrames {
   reset(flags: number, id: number, payload: Uint8Array): void {
     const stream = this.streamFor(id, 'RESET');
     if (stream === undefined) return;
-    // the peer's own call, its handler still running (or not yet started): it paid for nothing we did
-    if (!stream.outbound && !stream.ownerReleased) this.guard.peerCancelled();
+    // the peer's own call: its slot moves to the cancelled pool while the handler runs (or counts, the pool full)
+    if (!stream.outbound) this.acceptor.peerReset(stream);
     let status: Status = Status.INTERNAL;
     let message = 'the peer reset the stream with a malformed RESET';
     try {
