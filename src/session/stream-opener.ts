@@ -117,6 +117,12 @@ export class StreamOpener {
     if (peer.maxConcurrentStreams === 0) this.failQueued('the peer accepts no streams (MAX_CONCURRENT_STREAMS is 0)');
   }
 
+  private openScheduled = false;
+  private readonly openQueuedLater = (): void => {
+    this.openScheduled = false;
+    this.openQueued();
+  };
+
   /** Writes the OPEN of queued streams while the peer's limit allows. */
   openQueued(): void {
     while (this.queue.length > 0 && this.mayOpen() && this.active < this.peerLimit()) {
@@ -134,7 +140,12 @@ export class StreamOpener {
   closed(stream: Stream, opened: boolean): void {
     if (opened) {
       this.active--;
-      this.openQueued();
+      // in a microtask, not now: when one AbortSignal cancels many calls, the first cancel's freed slot must not open
+      // a queued call whose own cancel is the next listener (it would reach the peer only to be reset at once)
+      if (this.queue.length > 0 && !this.openScheduled) {
+        this.openScheduled = true;
+        queueMicrotask(this.openQueuedLater);
+      }
       return;
     }
     const i = this.queue.findIndex((queued) => queued.stream === stream);

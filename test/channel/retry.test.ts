@@ -120,7 +120,7 @@ void describe('transparent retry: a stream the callee still counts after a cance
       assert.equal(proxy.opens - opensBefore, 2, 'two attempts: the refused one and the retry');
       assert.equal(proxy.refusals, 1, 'one refusal');
       assert.equal(counts.echo, 1, 'the echo handler ran once (the refused attempt never reached it)');
-      assert.equal(counts.gated, 1);
+      assert.equal(counts.gated, 2, 'the two cancelled gated calls');
     },
   );
 

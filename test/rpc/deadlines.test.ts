@@ -364,6 +364,7 @@ void describe('cancellation', () => {
       await until(() => o.returned === o.started, 2000, 'every handler returned');
       process.off('warning', onWarning);
       assert.deepEqual(warnings.map((w) => w.name), [], 'one signal shared by 150 calls adds one listener, not 150');
+      // (a slot freed by one cancel opens the next queued call only after the signal's other listeners have run)
       assert.equal(o.started, 100, 'the 50 queued calls never reached a handler');
       for (const reason of o.abortReasons) assertReason(reason, Status.CANCELLED);
       const after = await Promise.all(Array.from({ length: 150 }, (_, i) => client.echo(i)));
