@@ -23,6 +23,7 @@ import {
 import { FrameDecoder } from '../../src/wire/decoder.js';
 import { MalformedPayloadError, ProtocolError, ProtocolErrorCode } from '../../src/wire/errors.js';
 import { encodeFrame, type Frame } from '../../src/wire/frame.js';
+import { byteArb, knownFrameArb as knownFrameArbOf, record } from '../fixtures/frame-arbitraries.js';
 import { decodeHello, encodeHello, NotGridwireError, type Hello } from '../../src/wire/hello.js';
 import { decodeMetadata, encodeMetadata, MetadataLimitError, type Metadata, type MetadataLimits } from '../../src/wire/metadata.js';
 import {
@@ -116,34 +117,9 @@ function plain(metadata: Metadata): Metadata {
 // ---------------------------------------------------------------------------------------------------------------
 // arbitraries
 
-/** fc.record, but never with a null prototype (fast-check v4 mixes those in; deepEqual then tells them apart). */
-function record<T>(model: { [K in keyof T]: fc.Arbitrary<T[K]> }): fc.Arbitrary<T> {
-  return fc.record(model, { noNullPrototype: true });
-}
-
-const byteArb = fc.integer({ min: 0, max: 255 });
 const u32Arb = fc.integer({ min: 0, max: 0xffff_ffff });
-const streamIdArb = fc.integer({ min: 1, max: MAX_STREAM_ID });
 const payloadArb = fc.uint8Array({ maxLength: 4096 });
-
-/** Any known frame type with the shape the decoder requires of it. */
-const knownFrameArb: fc.Arbitrary<Frame> = fc.oneof(
-  record({ type: fc.constant<number>(FrameType.HELLO), flags: byteArb, streamId: fc.constant(0), payload: payloadArb }),
-  record({ type: fc.constant<number>(FrameType.PING), flags: byteArb, streamId: fc.constant(0), payload: fc.uint8Array({ minLength: 8, maxLength: 8 }) }),
-  record({ type: fc.constant<number>(FrameType.GOAWAY), flags: byteArb, streamId: fc.constant(0), payload: payloadArb }),
-  record({
-    type: fc.constant<number>(FrameType.CREDIT),
-    flags: byteArb,
-    streamId: fc.integer({ min: 0, max: MAX_STREAM_ID }),
-    payload: fc.uint8Array({ minLength: 4, maxLength: 4 }),
-  }),
-  record({
-    type: fc.constantFrom<number>(FrameType.OPEN, FrameType.DATA, FrameType.END, FrameType.RESET),
-    flags: byteArb,
-    streamId: streamIdArb,
-    payload: payloadArb,
-  }),
-);
+const knownFrameArb = knownFrameArbOf(payloadArb);
 
 const extensionFrameArb: fc.Arbitrary<Frame> = record({
   type: fc.integer({ min: FIRST_EXTENSION_FRAME_TYPE, max: 0xff }),
