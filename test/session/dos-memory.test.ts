@@ -211,6 +211,8 @@ void describe('DoS: memory held and written for a hostile peer', () => {
     assert.deepEqual(small.slice(0, 5), [], `${small.length} DATA frames under ${MIN_DATA_BYTES} bytes that do not end their message`);
     assert.ok(received.data.length > 0 || received.goaway, 'the granted credit let no DATA out at all');
     assertCanaryHealthy(target, result, 'T-D4 data dribble');
+    // CREDIT frames far beyond what our DATA explains (100, plus 4 per DATA frame and per stream): the dribbler is cut
+    assert.match(await assertClosedWith(target, 'GW_ERR_ENHANCE_YOUR_CALM', 5_000), /CREDIT flood/);
   });
 
   void test('T-D5 slow reader: credit opened wide, socket never read, 4 MiB echo requests: memory bounded by the send budget, then closed with GW_ERR_WRITE_STALL', { timeout: 60_000 }, async (t) => {
