@@ -6,7 +6,7 @@
  * (msgpack of real values, random bytes, hand-written metadata blocks) drawn around their boundaries; then, half of
  * the time, byte mutations of the whole stream, and sometimes a cut.
  *
- * Corpus form: byte 0 = the session's role (0 acceptor, 1 dialer), byte 1 = how many echo calls the session makes
+ * Corpus form: byte 0 = the session's role (bit 0: 0 acceptor, 1 dialer; bit 1: tight budgets), byte 1 = how many echo calls the session makes
  * to the peer at start (0-2), then the bytes the peer sends.
  */
 import fc from 'fast-check';
@@ -26,16 +26,22 @@ export interface SessionInput {
   role: Role;
   /** Echo calls the session makes to the peer before the peer's bytes arrive. */
   calls: number;
+  /**
+   * The session runs with tiny memory budgets, a reset budget of 2 and async handlers, so that refusals and resets
+   * happen (and must stay typed) under any sequence the peer sends.
+   */
+  tight: boolean;
   /** What the peer sends. */
   bytes: Uint8Array;
 }
 
 export function encodeSessionInput(input: SessionInput): Uint8Array {
-  return concat([Uint8Array.of(input.role === 'dialer' ? 1 : 0, input.calls), input.bytes]);
+  return concat([Uint8Array.of((input.role === 'dialer' ? 1 : 0) | (input.tight ? 2 : 0), input.calls), input.bytes]);
 }
 
 export function decodeSessionInput(corpus: Uint8Array): SessionInput {
-  return { role: (corpus[0] ?? 0) & 1 ? 'dialer' : 'acceptor', calls: Math.min(corpus[1] ?? 0, 2), bytes: corpus.subarray(2) };
+  const flags = corpus[0] ?? 0;
+  return { role: flags & 1 ? 'dialer' : 'acceptor', tight: (flags & 2) !== 0, calls: Math.min(corpus[1] ?? 0, 2), bytes: corpus.subarray(2) };
 }
 
 /** The methods of test/fixtures/echo-service.ts, and some that do not exist. */
@@ -273,6 +279,7 @@ export const sessionInputArb: fc.Arbitrary<SessionInput> = fc
     {
       role: fc.constantFrom<Role>('acceptor', 'dialer'),
       calls: fc.integer({ min: 0, max: 2 }),
+      tight: fc.boolean(),
       hello: helloArb,
       first: fc.array(callArb, { maxLength: 3 }),
       ops: fc.array(opArb, { minLength: 1, maxLength: 30 }),
@@ -282,7 +289,7 @@ export const sessionInputArb: fc.Arbitrary<SessionInput> = fc
     },
     { noNullPrototype: true },
   )
-  .map(({ role, calls, hello, first, ops, mutations, cut }) => {
+  .map(({ role, calls, tight, hello, first, ops, mutations, cut }) => {
     let frames = concat(resolve(role, calls, [...first, ...ops]));
     let start = hello;
     if (mutations !== null) {
@@ -292,5 +299,5 @@ export const sessionInputArb: fc.Arbitrary<SessionInput> = fc
     }
     let bytes = concat([start, frames]);
     if (cut !== null) bytes = bytes.subarray(0, cut % (bytes.length + 1));
-    return { role, calls, bytes };
+    return { role, calls, tight, bytes };
   });

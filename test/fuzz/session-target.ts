@@ -15,7 +15,7 @@
  */
 import assert from 'node:assert/strict';
 
-import { createMemoryPair, createSession, RpcError, type RpcSession } from '../../src/index.js';
+import { createMemoryPair, createSession, MemoryBudget, RpcError, type RpcSession, type RpcSessionOptions } from '../../src/index.js';
 import { SessionError } from '../../src/session/errors.js';
 import { FRAME_HEADER_BYTES, Flag, FrameType } from '../../src/wire/constants.js';
 import { FrameDecoder } from '../../src/wire/decoder.js';
@@ -109,6 +109,26 @@ function wireFrames(transport: Transport): RawFrame[] {
 
 const turn = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
 
+/**
+ * Budgets so small that the peer's calls run into them: sends and fragments refused (RESOURCE_EXHAUSTED), a reset
+ * budget of 2, and handlers made async by an interceptor (a refusal then surfaces from a promise, where a throw would
+ * be an unhandled rejection: the review's crash).
+ */
+function tightOptions(): RpcSessionOptions {
+  return {
+    services: [echoService()],
+    maxQueuedSendBytes: 64,
+    maxReassemblyBytes: 256,
+    memoryBudget: new MemoryBudget(512),
+    maxResetsPer30s: 2,
+    maxBlockedWriteFrames: 4,
+    serverInterceptors: [(next) => async (call) => {
+      await Promise.resolve();
+      return next(call);
+    }],
+  };
+}
+
 /** True when `bytes` is whole frames (whatever they hold): the session's decoder would stand between frames. */
 function endsAtFrameBoundary(bytes: Uint8Array): boolean {
   let at = 0;
@@ -136,7 +156,7 @@ async function run(input: SessionInput, chunks: readonly Uint8Array[], how: stri
   try {
     const [rawEnd, sessionEnd] = createMemoryPair();
     const written = wireFrames(sessionEnd);
-    session = createSession(sessionEnd, input.role, { services: [echoService()] });
+    session = createSession(sessionEnd, input.role, input.tight ? tightOptions() : { services: [echoService()] });
     let closed = false;
     void session.closed.then(() => (closed = true));
     const raw = new RawPeer(rawEnd);
