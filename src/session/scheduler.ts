@@ -66,11 +66,13 @@ export class StreamScheduler {
     if (this.head < this.ready.length) return true;
     this.ready.length = 0;
     this.head = 0;
+    this.compactReadyAt = COMPACT_MIN; // measured from what is queued from now on, not from an old burst
     return false;
   }
 
   /** Connection credit arrived: every parked stream gets its turn again. */
   unpark(): void {
+    this.compactWaitingAt = COMPACT_MIN;
     for (const stream of this.waitingForConnectionCredit.splice(0)) {
       stream.scheduled = false;
       this.add(stream);
@@ -81,6 +83,7 @@ export class StreamScheduler {
     this.ready.length = 0;
     this.head = 0;
     this.waitingForConnectionCredit.length = 0;
+    this.compactReadyAt = this.compactWaitingAt = COMPACT_MIN;
   }
 }
 

@@ -99,8 +99,13 @@ export class StreamOpener {
       peer?.initialStreamWindow ?? 0, init.window ?? this.options.initialStreamWindow,
       peer?.initialMessageWindow ?? 0, this.options.initialMessageWindow,
     );
-    if (this.mayOpen() && this.active < this.peerLimit()) this.writeOpen(stream, method, init, length);
-    else this.queue.push({ stream, method, init, queuedAt: performance.now() });
+    // first come, first opened: with calls already queued (a freed slot opens them in a microtask), a new one waits
+    if (this.queue.length === 0 && this.mayOpen() && this.active < this.peerLimit()) {
+      this.writeOpen(stream, method, init, length);
+    } else {
+      this.queue.push({ stream, method, init, queuedAt: performance.now() });
+      if (this.mayOpen() && this.active < this.peerLimit()) this.scheduleOpenQueued();
+    }
     return stream;
   }
 
@@ -118,6 +123,11 @@ export class StreamOpener {
   }
 
   private openScheduled = false;
+  private scheduleOpenQueued(): void {
+    if (this.openScheduled) return;
+    this.openScheduled = true;
+    queueMicrotask(this.openQueuedLater);
+  }
   private readonly openQueuedLater = (): void => {
     this.openScheduled = false;
     this.openQueued();
@@ -142,10 +152,7 @@ export class StreamOpener {
       this.active--;
       // in a microtask, not now: when one AbortSignal cancels many calls, the first cancel's freed slot must not open
       // a queued call whose own cancel is the next listener (it would reach the peer only to be reset at once)
-      if (this.queue.length > 0 && !this.openScheduled) {
-        this.openScheduled = true;
-        queueMicrotask(this.openQueuedLater);
-      }
+      if (this.queue.length > 0) this.scheduleOpenQueued();
       return;
     }
     const i = this.queue.findIndex((queued) => queued.stream === stream);

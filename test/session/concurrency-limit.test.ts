@@ -17,6 +17,7 @@ import { decodeReset, encodeCredit, encodeOpen, encodeReset } from '../../src/wi
 import { Bytes, bytesPath, bytesService } from '../fixtures/bytes-service.js';
 import { againstRawPeer, pingBarrier, victim } from '../fixtures/sessions.js';
 import { deferred, rejectsWithStatus, sleep, until, watch, within, type RawFrame } from '../helpers.js';
+import { Echo } from '../fixtures/echo-service.js';
 
 const ECHO = utf8('test.Echo/echo');
 const HANG = utf8('test.Echo/hang');
@@ -190,3 +191,21 @@ void describe("concurrency limit: the peer's, and calls that cannot be sent fail
     assert.equal(callee.core.error, undefined);
   });
 });
+
+void test('T-S9 queued calls open in order: a call made right after a cancel freed a slot waits behind the call queued before it', { timeout: 5000 }, async (t) => {
+  const { raw, session } = againstRawPeer(t, 'dialer', {}, { maxConcurrentStreams: 1 });
+  await within(session.ready, 1000, 'handshake');
+  const client = session.client(Echo);
+  const controller = new AbortController();
+  const first = client.hang(null, { signal: controller.signal }).catch(() => undefined);
+  const queued = client.echo('queued').catch(() => undefined); // waits for the peer's only slot
+  await raw.waitFor((f) => f.type === FrameType.OPEN, 1000, 'the first OPEN');
+  controller.abort(); // frees the slot
+  const later = client.echo('later').catch(() => undefined); // made at once: must not overtake `queued`
+  await raw.waitFor((f) => f.type === FrameType.OPEN && f.streamId !== 1, 1000, 'the next OPEN');
+  const opens = raw.ofType(FrameType.OPEN).map((f) => f.streamId);
+  assert.deepEqual(opens, [1, 3], `OPENs in the order the calls were made: ${opens.join(', ')}`);
+  session.destroy();
+  await Promise.all([first, queued, later]);
+});
+
