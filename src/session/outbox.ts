@@ -14,7 +14,7 @@
  * Knows nothing of what frames mean, of stream lifecycles or of the peer's behaviour.
  */
 import type { Transport } from '../transport/transport.js';
-import { DEFAULT_LIMITS, FRAME_HEADER_BYTES, FrameType, MAX_WINDOW, MIN_DATA_FRAME_BYTES } from '../wire/constants.js';
+import { DEFAULT_LIMITS, Flag, FRAME_HEADER_BYTES, FrameType, MAX_WINDOW, MIN_DATA_FRAME_BYTES } from '../wire/constants.js';
 import { StreamScheduler } from './scheduler.js';
 import { dataFloorFor } from './send-queue.js';
 import type { Stream, StreamOutput } from './stream.js';
@@ -73,6 +73,8 @@ export class Outbox implements StreamOutput {
     private readonly transport: Transport,
     private readonly limits: OutboxLimits,
     private readonly events: OutboxEvents,
+    /** The parity of our own stream ids (1: we dial, odd ids; 0: we accept, even ids). */
+    private readonly ourStreamParity = 0,
   ) {
     this.stallWatch = new WriteStallWatch(limits.writeStallTimeoutMs, () => transport.writableLength, this.stalled);
   }
@@ -100,7 +102,7 @@ export class Outbox implements StreamOutput {
   /** Queues a frame that spends no connection credit; it leaves with this tick's write, or at once past 2 KiB queued. */
   writeFrame(type: number, flags: number, streamId: number, payload?: Uint8Array): void {
     if (this.stopped) return;
-    if (this.blocked && this.countBlocked(payload)) return;
+    if (this.blocked && this.peerDriven(type, flags, streamId) && this.countBlocked(payload)) return;
     this.writer.frame(type, flags, streamId, payload);
     if (this.writer.size >= EAGER_FLUSH_BYTES && !this.flushing) this.flush();
     else this.scheduleFlush();
@@ -206,6 +208,18 @@ export class Outbox implements StreamOutput {
   }
 
   /** Counts a frame queued while blocked; true when it must be dropped (the limits have been passed). */
+  /**
+   * Whether a frame answers something the peer did, so that it counts while the transport is blocked: anything on the
+   * peer's streams (RESETs, ENDs, CREDITs its calls provoke), PING ACKs and connection CREDIT. What our own side
+   * started (frames on our streams: our cancels, our requests' ENDs; our PINGs and GOAWAY) is bounded by our own
+   * application and never counted: more than maxBlockedWriteFrames of our own cancels while the peer is slow must not
+   * close the connection on ourselves.
+   */
+  private peerDriven(type: number, flags: number, streamId: number): boolean {
+    if (streamId !== 0) return (streamId & 1) !== this.ourStreamParity;
+    return type === FrameType.CREDIT || (type === FrameType.PING && (flags & Flag.ACK) !== 0);
+  }
+
   private countBlocked(payload: Uint8Array | undefined): boolean {
     if (this.overflowed) return true;
     this.countBlockedBytes(FRAME_HEADER_BYTES + (payload === undefined ? 0 : payload.length));

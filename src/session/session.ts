@@ -134,7 +134,7 @@ export class Session implements StreamHost {
     options: SessionOptions = {},
   ) {
     this.options = resolveSessionOptions(options);
-    this.outbox = new Outbox(transport, this.options, this.outboxEvents);
+    this.outbox = new Outbox(transport, this.options, this.outboxEvents, role === 'dialer' ? 1 : 0);
     this.memory = new ConnectionMemory(this.options, memoryBudgetOf(this.options.memoryBudget));
     this.opener = new StreamOpener(role === 'dialer', this.options, this, this.outbox, () => this.phase === Phase.OPEN);
     this.receiveBudget = new ReceiveBudget(this.options, this.outbox);

@@ -81,6 +81,28 @@ void describe('write limits', () => {
     assert.equal(transport.written, written, 'frames after the overflow are dropped');
   });
 
+  void test('T-D1 only what the peer drove counts: our own cancels, ENDs and PINGs while the transport is blocked never close the connection on ourselves', () => {
+    const transport = blockedTransport();
+    const overflows: string[] = [];
+    // an accepting side: our streams are even, the peer's odd
+    const outbox = new Outbox(transport, { maxBlockedWriteFrames: 10, maxBlockedWriteBytes: 4 * 1024 * 1024, writeStallTimeoutMs: 0 }, {
+      onBlockedOverflow: (m) => overflows.push(m),
+      onWriteStall() {},
+    }, 0);
+    outbox.writeFrame(FrameType.PING, 0, 0, new Uint8Array(8));
+    outbox.flush(); // the transport asks us to wait from now on
+    for (let i = 1; i <= 2000; i++) {
+      outbox.writeFrame(FrameType.RESET, 0, 2 * i, new Uint8Array(8)); // our cancels
+      outbox.writeFrame(FrameType.END, 0, 2 * i, new Uint8Array(4)); // our requests' ends
+    }
+    for (let i = 0; i < 100; i++) outbox.writeFrame(FrameType.PING, 0, 0, new Uint8Array(8)); // our pings
+    assert.deepEqual(overflows, [], 'nothing of ours is counted');
+    for (let i = 0; i < 10; i++) outbox.writeFrame(FrameType.PING, Flag.ACK, 0, new Uint8Array(8)); // answers to the peer
+    assert.deepEqual(overflows, []);
+    outbox.writeFrame(FrameType.RESET, 0, 1, new Uint8Array(8)); // a reset of the peer's stream: the 11th
+    assert.equal(overflows.length, 1);
+  });
+
   void test('T-D1 the count starts again when the transport drains; bytes count too', () => {
     const transport = blockedTransport();
     const overflows: string[] = [];
