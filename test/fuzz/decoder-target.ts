@@ -22,7 +22,7 @@ import { FrameDecoder } from '../../src/wire/decoder.js';
 import { ProtocolError, ProtocolErrorCode } from '../../src/wire/errors.js';
 import { encodeFrame, type Frame } from '../../src/wire/frame.js';
 import { readU32 } from '../../src/wire/bytes.js';
-import { byteArb, knownFrameArb as knownFrameArbOf, record } from '../fixtures/frame-arbitraries.js';
+import { byteArb, knownFrameArb as knownFrameArbOf, pseudoFramesArb, record } from '../fixtures/frame-arbitraries.js';
 import { byteByByte, concat, describeThrown, hex, maybeMutated, randomSlices, withinBudget, type FuzzTarget } from './harness.js';
 
 const PROTOCOL_CODES = new Set<string>(Object.values(ProtocolErrorCode));
@@ -87,7 +87,6 @@ function check(input: Uint8Array): void {
 
 // ---------------------------------------------------------------- inputs
 
-const u32Arb = fc.integer({ min: 0, max: 0xffff_ffff });
 const payloadArb = fc.uint8Array({ maxLength: 300 });
 
 /** Any known frame type with the shape the decoder requires of it, or an extension frame. */
@@ -103,19 +102,6 @@ const knownFrameArb: fc.Arbitrary<Frame> = fc.oneof(
 const validStreamArb = fc
   .tuple(payloadArb, fc.array(knownFrameArb, { maxLength: 6 }))
   .map(([hello, rest]) => concat([encodeFrame({ type: FrameType.HELLO, flags: 0, streamId: 0, payload: hello }), ...rest.map(encodeFrame)]));
-
-/** Headers of any type, flags and id with small lengths, so that random input gets past the size check. */
-const pseudoFramesArb = fc
-  .array(
-    record({
-      type: byteArb,
-      flags: byteArb,
-      streamId: fc.oneof(fc.integer({ min: 0, max: 3 }), u32Arb),
-      payload: fc.uint8Array({ maxLength: 40 }),
-    }),
-    { minLength: 1, maxLength: 6 },
-  )
-  .map((frames) => concat(frames.map(encodeFrame)));
 
 /** A header declaring a length near a limit (or far past every limit), and fewer bytes than it declares. */
 const lyingLengthArb = fc

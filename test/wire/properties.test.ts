@@ -23,7 +23,7 @@ import {
 import { FrameDecoder } from '../../src/wire/decoder.js';
 import { MalformedPayloadError, ProtocolError, ProtocolErrorCode } from '../../src/wire/errors.js';
 import { encodeFrame, type Frame } from '../../src/wire/frame.js';
-import { byteArb, knownFrameArb as knownFrameArbOf, record } from '../fixtures/frame-arbitraries.js';
+import { byteArb, knownFrameArb as knownFrameArbOf, pseudoFramesArb, record } from '../fixtures/frame-arbitraries.js';
 import { decodeHello, encodeHello, NotGridwireError, type Hello } from '../../src/wire/hello.js';
 import { decodeMetadata, encodeMetadata, MetadataLimitError, type Metadata, type MetadataLimits } from '../../src/wire/metadata.js';
 import {
@@ -321,19 +321,6 @@ void describe('payload codecs round-trip', () => {
 });
 
 void describe('hostile bytes raise only the documented errors', () => {
-  /** Concatenated headers with small lengths, so that random input gets past the size check into the type checks. */
-  const pseudoFramesArb = fc
-    .array(
-      record({
-        type: byteArb,
-        flags: byteArb,
-        streamId: fc.oneof(fc.integer({ min: 0, max: 3 }), u32Arb),
-        payload: fc.uint8Array({ maxLength: 40 }),
-      }),
-      { minLength: 1, maxLength: 6 },
-    )
-    .map((frames) => concat(frames.map(encodeFrame)));
-
   function feedExpectingProtocolErrors(bytes: Uint8Array, cuts: number[], expectHelloFirst: boolean, maxFrameBytes: number): void {
     try {
       decodeChunks(chunked(bytes, cuts), maxFrameBytes, expectHelloFirst);
