@@ -59,6 +59,8 @@ export class Outbox implements StreamOutput {
   private stopped = false;
   /** Connection credit the peer has granted and we have not spent on DATA. */
   private sendCredit = 0;
+  /** DATA frames written so far (it only grows): what the peer's CREDIT frames may answer (peer-guard.ts). */
+  dataFramesWritten = 0;
   private maxFrameBytes = DEFAULT_LIMITS.maxFrameBytes;
   /** Smallest DATA frame that is not the rest of its item (send-queue.ts), from the peer's HELLO windows. */
   private floor = MIN_DATA_FRAME_BYTES;
@@ -96,6 +98,7 @@ export class Outbox implements StreamOutput {
 
   writeData(flags: number, streamId: number, payload: Uint8Array): void {
     this.sendCredit -= payload.length;
+    this.dataFramesWritten++;
     this.writeFrame(FrameType.DATA, flags, streamId, payload);
   }
 

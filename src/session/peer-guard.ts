@@ -157,8 +157,8 @@ export class PeerGuard {
   private emptyFrames = 0;
   /** CREDIT frames the peer may still send, as of the last one (CREDIT_ALLOWANCE_START...). */
   private creditAllowance = CREDIT_ALLOWANCE_START;
-  /** DATA frames we wrote and streams opened since the last CREDIT: what it earned meanwhile, added when one comes. */
-  private dataFramesWritten = 0;
+  /** The outbox's count of DATA frames written, as of the last CREDIT; streams opened since: what CREDIT earned. */
+  private dataFramesSeen = 0;
   private streamsOpened = 0;
   /**
    * Resets the peer caused, both ways (Rapid Reset beyond the cancelled pool, and MadeYouReset), per FLOOD_WINDOW_MS;
@@ -212,19 +212,19 @@ export class PeerGuard {
   }
 
   /** We wrote a DATA frame: the peer may answer it with CREDIT. The one thing counted on the write path. */
-  dataFrameWritten(): void {
-    this.dataFramesWritten++;
-  }
-
   /** A stream was opened, by either side: the peer may raise its windows with CREDIT. */
   streamOpened(): void {
     this.streamsOpened++;
   }
 
-  /** The peer sent a CREDIT frame: it spends one of the allowance our DATA frames and streams earned. */
-  creditReceived(): void {
-    let allowance = this.creditAllowance + this.dataFramesWritten * CREDIT_PER_DATA_FRAME + this.streamsOpened * CREDIT_PER_STREAM;
-    this.dataFramesWritten = 0;
+  /**
+   * The peer sent a CREDIT frame: it spends one of the allowance our DATA frames (`dataFramesWritten`, the outbox's
+   * running count) and streams earned.
+   */
+  creditReceived(dataFramesWritten: number): void {
+    const newDataFrames = dataFramesWritten - this.dataFramesSeen;
+    let allowance = this.creditAllowance + newDataFrames * CREDIT_PER_DATA_FRAME + this.streamsOpened * CREDIT_PER_STREAM;
+    this.dataFramesSeen = dataFramesWritten;
     this.streamsOpened = 0;
     if (allowance > CREDIT_ALLOWANCE_MAX) allowance = CREDIT_ALLOWANCE_MAX;
     if (allowance > 0) {

@@ -397,7 +397,7 @@ export class Session implements StreamHost {
   }
 
   private onCredit(flags: number, id: number, payload: Uint8Array): void {
-    this.guard.creditReceived();
+    this.guard.creditReceived(this.outbox.dataFramesWritten);
     const increment = decodeCredit(payload);
     if (increment === 0) throw new ProtocolError(ProtocolErrorCode.FLOW_CONTROL, `CREDIT of 0 on stream ${id}`);
     const messages = (flags & Flag.MESSAGES) !== 0;

@@ -93,7 +93,7 @@ export interface StreamHost extends ReassemblyLimits {
   readonly memory: ReassemblyMemory & QueueMemory;
   /** The stream is CLOSED; `opened` says whether its OPEN was ever written (false: it closed while queued). */
   streamClosed(stream: Stream, opened: boolean): void;
-  /** Counts the DATA frames we write (the peer's CREDIT answers them) and the resets the peer provokes. */
+  /** Counts the resets the peer provokes (MadeYouReset). */
   readonly guard: PeerGuard;
 }
 
@@ -222,7 +222,6 @@ export class Stream {
       this.sendWindow -= n;
       this.sendMessageWindow--;
       output.writeData(flags, this.id, bytes);
-      this.host.guard.dataFrameWritten();
       if (endStream) this.lastFrameWritten();
       return true;
     }
@@ -242,7 +241,6 @@ export class Stream {
     this.endLocal();
     if (this.queue === undefined && this.opened) {
       this.output.writeData(Flag.END_STREAM, this.id, EMPTY);
-      this.host.guard.dataFrameWritten();
       this.lastFrameWritten();
       return;
     }
@@ -307,8 +305,6 @@ export class Stream {
     const queue = this.queue;
     if (queue === undefined || this.state === StreamState.CLOSED) return WriteResult.IDLE;
     const step = queue.writeNext(this.id, this, this.output);
-    // a DATA frame, or with WROTE_LAST perhaps our END: counting it too only makes the peer's CREDIT allowance larger
-    if (step === QueueStep.WROTE || step === QueueStep.WROTE_LAST) this.host.guard.dataFrameWritten();
     if (queue.empty) this.queue = undefined;
     if (step === QueueStep.STREAM_BLOCKED) return WriteResult.IDLE;
     if (step === QueueStep.CONNECTION_BLOCKED) return WriteResult.CONNECTION_BLOCKED;
