@@ -2,8 +2,11 @@
  * One stream of a session: what it sends and its send credit (what cannot be written at once waits in send-queue.ts),
  * the delivery and credit of what it receives (a message that arrives in several frames is put together by
  * reassembly.ts), and its lifecycle. Carries opaque message bytes and trailers; knows nothing of methods, codecs or
- * handlers. (Over ~500 lines: its two tables below and the send and receive paths that change the state they describe
- * are kept in one file on purpose, so that every transition is read next to the table it follows.)
+ * handlers. Why this file is past ~500 lines (about 535): it is one job, the stream state machine, whose two tables
+ * below are changed by both the send and the receive path; every transition lives next to the table it follows, and
+ * what could leave has left (queued sends: send-queue.ts, partly received messages: reassembly.ts, the peer's frames:
+ * stream-frames.ts, opening: stream-opener.ts / stream-acceptor.ts). Splitting send from receive would put the two
+ * halves of one state table in two files.
  *
  * Lifecycle: one StreamState, changed only by the transitions below. Each side ends on its own, as in HTTP/2, with
  * its last frame (END, or DATA with END_STREAM); a reset ends both. Our last frame may have to wait behind credit:
