@@ -77,7 +77,7 @@ export class InterceptedCall implements AbortWatcher, DeadlineWatcher, Stoppable
     /** What the caller handed over to be consumed: the requests of a clientStream or bidi call, an upload's body. */
     private readonly source: unknown,
     private readonly callerSignal: AbortSignal | undefined,
-    deadline: number | undefined,
+    private readonly deadline: number | undefined,
   ) {
     if (callerSignal === undefined && deadline === undefined) return;
     this.controller = new AbortController();
@@ -150,7 +150,7 @@ export class InterceptedCall implements AbortWatcher, DeadlineWatcher, Stoppable
   /** The caller's deadline passed. */
   onDeadline(): void {
     this.timer = undefined;
-    this.stop(new RpcError(Status.DEADLINE_EXCEEDED, 'the deadline passed before the call finished'));
+    this.stop(deadlinePassed());
   }
 
   /** The reader stopped (`break`) before the call started (the deferred stream or handle tells). */
@@ -262,10 +262,19 @@ export class InterceptedCall implements AbortWatcher, DeadlineWatcher, Stoppable
 
   /** Nothing more to watch: the timer cleared, the caller's signal let go of. */
   private disarm(): void {
+    // the call may end by its deadline a moment before our own timer fires (the peer's timer, started from the same
+    // deadline, went first): `signal` still aborts at the deadline, as it promises
+    if (this.timer !== undefined && this.deadline !== undefined && Date.now() >= this.deadline) {
+      this.controller?.abort(deadlinePassed());
+    }
     if (this.timer !== undefined) clearTimeout(this.timer);
     this.timer = undefined;
     if (this.controller !== undefined && this.callerSignal !== undefined) unwatchSignal(this.callerSignal, this);
   }
+}
+
+function deadlinePassed(): RpcError {
+  return new RpcError(Status.DEADLINE_EXCEEDED, 'the deadline passed before the call finished');
 }
 
 /** Stops a stream or handle nobody will read; how that goes concerns no one. */
