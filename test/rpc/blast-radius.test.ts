@@ -14,8 +14,8 @@ import { describe, test } from 'node:test';
 import { bidi, defineService, RpcError, serve, serverStream, Status, statusName, unary, type MessageStream } from '../../src/index.js';
 import { msgpackCodec } from '../../src/rpc/codec.js';
 import { utf8 } from '../../src/wire/bytes.js';
-import { Flag, FrameType } from '../../src/wire/constants.js';
-import { decodeEnd, decodeOpen, decodeReset, encodeEnd, encodeOpen } from '../../src/wire/payloads.js';
+import { connectionCodeName, Flag, FrameType } from '../../src/wire/constants.js';
+import { decodeEnd, decodeGoaway, decodeOpen, decodeReset, encodeEnd, encodeOpen } from '../../src/wire/payloads.js';
 import { againstRawPeer, victim } from '../fixtures/sessions.js';
 import { until, within, type RawPeer } from '../helpers.js';
 
@@ -118,6 +118,25 @@ function assertRpcError(error: unknown, status: Status, what: string): asserts e
 
 const idOf = (i: number): number => 2 * i + 1; // the raw peer dials: odd ids
 
+/** Waits for `predicate`, failing at once (with the reason) if the session failed the whole connection instead. */
+async function untilAnswered(raw: RawPeer, predicate: () => boolean, what: string): Promise<void> {
+  let closed = false;
+  void raw.ended.promise.then(() => (closed = true));
+  await until(
+    () => {
+      const goaway = raw.ofType(FrameType.GOAWAY)[0];
+      if (goaway !== undefined) {
+        const { code, message } = decodeGoaway(goaway.payload);
+        assert.fail(`${what}: the session failed the whole connection instead (GOAWAY ${connectionCodeName(code)}: ${message})`);
+      }
+      if (closed) assert.fail(`${what}: the session closed the connection instead`);
+      return predicate();
+    },
+    3000,
+    what,
+  );
+}
+
 // ---------------------------------------------------------------- requests decoded by the serving side
 
 void describe('T-Z6 blast radius: the serving side decodes a malformed request on one of 100 active streams', () => {
@@ -129,9 +148,9 @@ void describe('T-Z6 blast radius: the serving side decodes a malformed request o
       v.raw.send(FrameType.OPEN, 0, idOf(i), encodeOpen(0, 0, ECHO));
       v.raw.send(FrameType.DATA, END_OF_MESSAGE, idOf(i), encode({ i, step: 1 }));
     }
-    await until(
+    await untilAnswered(
+      v.raw,
       () => Array.from({ length: STREAMS }, (_, i) => i).every((i) => i === skip || streamOf(v.raw, idOf(i)).messages.length === 1),
-      3000,
       'every stream echoed its first message',
     );
     assert.equal(v.session.streamCount, skip === undefined ? STREAMS : STREAMS - 1, 'the streams are active');
@@ -141,9 +160,9 @@ void describe('T-Z6 blast radius: the serving side decodes a malformed request o
   /** The others complete whole, the next call works, no stream is left and the connection was never failed. */
   async function othersUnharmed(v: Awaited<ReturnType<typeof victim>>, poisoned: number): Promise<void> {
     for (let i = 0; i < STREAMS; i++) if (i !== poisoned) v.raw.send(FrameType.DATA, END_OF_SIDE, idOf(i), encode({ i, step: 3 }));
-    await until(
+    await untilAnswered(
+      v.raw,
       () => Array.from({ length: STREAMS }, (_, i) => i).every((i) => i === poisoned || streamOf(v.raw, idOf(i)).status !== undefined),
-      3000,
       'the 99 other streams ended',
     );
     for (let i = 0; i < STREAMS; i++) {
@@ -156,7 +175,7 @@ void describe('T-Z6 blast radius: the serving side decodes a malformed request o
     const next = idOf(STREAMS + 1);
     v.raw.send(FrameType.OPEN, 0, next, encodeOpen(0, 0, ONCE));
     v.raw.send(FrameType.DATA, END_OF_SIDE, next, encode({ after: 'the poison', list: [1, 2, 3] }));
-    await until(() => streamOf(v.raw, next).status !== undefined, 2000, 'the next call');
+    await untilAnswered(v.raw, () => streamOf(v.raw, next).status !== undefined, 'the next call');
     assert.deepEqual(streamOf(v.raw, next), { messages: [{ after: 'the poison', list: [1, 2, 3] }], status: Status.OK, how: 'END_STREAM' });
     assert.equal(v.raw.ofType(FrameType.GOAWAY).length, 0, 'no GOAWAY: the connection was never failed');
     assert.equal(v.session.core.isOpen, true);
@@ -172,7 +191,7 @@ void describe('T-Z6 blast radius: the serving side decodes a malformed request o
       // the other streams' second messages go between the halves of the poisoned one
       for (let i = 0; i < STREAMS; i++) if (i !== POISONED) v.raw.send(FrameType.DATA, END_OF_MESSAGE, idOf(i), encode({ i, step: 2 }));
       v.raw.send(FrameType.DATA, END_OF_MESSAGE, id, poison.bytes.subarray(half));
-      await until(() => streamOf(v.raw, id).status !== undefined, 2000, 'the poisoned stream ended');
+      await untilAnswered(v.raw, () => streamOf(v.raw, id).status !== undefined, 'the poisoned stream ended');
       const poisoned = streamOf(v.raw, id);
       assertFailed(poisoned, poison.status, 'the poisoned stream');
       assert.deepEqual(poisoned.messages, [{ i: POISONED, step: 1 }], 'it got its first echo, nothing after');
@@ -188,7 +207,7 @@ void describe('T-Z6 blast radius: the serving side decodes a malformed request o
       v.raw.send(FrameType.OPEN, 0, badId, encodeOpen(0, 0, ECHO, poison.bytes));
       v.raw.send(FrameType.DATA, END_OF_MESSAGE, badId, encode('in flight already: ignored'));
       for (let i = 0; i < STREAMS; i++) if (i !== POISONED) v.raw.send(FrameType.DATA, END_OF_MESSAGE, idOf(i), encode({ i, step: 2 }));
-      await until(() => streamOf(v.raw, badId).status !== undefined, 2000, 'the bad OPEN answered');
+      await untilAnswered(v.raw, () => streamOf(v.raw, badId).status !== undefined, 'the bad OPEN answered');
       const bad = streamOf(v.raw, badId);
       assertFailed(bad, Status.INTERNAL, 'the stream with bad metadata');
       assert.equal(bad.how, 'RESET');
