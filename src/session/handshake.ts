@@ -51,12 +51,12 @@ export interface HandshakeOptions extends Omit<HelloSettings, 'features' | 'auth
   handshakeTimeoutMs: number;
 }
 
-/** The part of the outbox the handshake writes through: our HELLO is the first frame we send. */
+/**
+ * The part of the outbox the handshake writes through: our HELLO is the first frame we send, flushed by the session
+ * (a dialer's once the transport is attached, an acceptor's once the dialer is admitted).
+ */
 export interface HandshakeOutput {
-  /** Queued without a flush: the dialer's HELLO, flushed by the session once the transport is attached. */
   queueFrame(type: number, flags: number, streamId: number, payload: Uint8Array): void;
-  /** Queued and flushed with this tick's write: the acceptor's HELLO, once it has admitted the dialer. */
-  writeFrame(type: number, flags: number, streamId: number, payload?: Uint8Array): void;
 }
 
 const enum State {
@@ -226,7 +226,7 @@ export class Handshake {
   private settle(answer: Admission): ProtocolError | undefined {
     if (answer !== undefined) return new AdmissionError(typeof answer === 'string' ? { reason: answer } : answer);
     this.state = State.ADMITTED;
-    if (this.role === 'acceptor') this.output.writeFrame(FrameType.HELLO, 0, 0, this.hello);
+    if (this.role === 'acceptor') this.output.queueFrame(FrameType.HELLO, 0, 0, this.hello);
     return undefined;
   }
 }

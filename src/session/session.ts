@@ -391,6 +391,7 @@ export class Session implements StreamHost {
     this.outbox.releaseIdle(); // an idle connection holds no write slab; the first call allocates one (no-op if queued)
     const readBudget = readBudgetFor(this.options, this.handshake.peer);
     if (readBudget > 0) this.transport.setReadBudget?.(readBudget);
+    this.outbox.flush(); // an acceptor's HELLO: the dialer waits for nothing else
     this.handshake.succeed();
   };
 
