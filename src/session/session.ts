@@ -10,7 +10,7 @@
  * nothing: pings, floods of empty frames or CREDIT, resets, refusals), stream.ts (one stream). Knows nothing of
  * methods or codecs: streams carry opaque messages.
  * lifetime.ts holds the time limits: a frame must complete in time; an idle or old connection retires (acceptor).
- * Why this file is past ~500 lines (about 540): what is left is one job, the connection's phase machine: the phase
+ * Why this file is past ~500 lines (about 560): what is left is one job, the connection's phase machine: the phase
  * table and its one teardown path, the frame dispatch, and the wiring of the modules above (each one field and a few
  * calls here). Every job with its own state has its own file; what remains is the glue that decides, per phase, which
  * of them sees a frame, and splitting it would spread one state table across files.
@@ -21,12 +21,10 @@
  * | phase     | event                                                            | next                          |
  * |-----------|------------------------------------------------------------------|-------------------------------|
  * | HANDSHAKE | the peer's HELLO is good: admission asked (handshake.ts); until  | HANDSHAKE                     |
- * |           | it answers, any frame but GOAWAY is GW_ERR_BAD_HANDSHAKE         |                               |
- * | HANDSHAKE | admitted (at once, or later: a session closed meanwhile ignores  | OPEN (an acceptor's HELLO     |
- * |           | it)                                                              | goes first)                   |
- * | HANDSHAKE | refused: fail() with the AdmissionError (GOAWAY UNAUTHENTICATED  | CLOSING                       |
- * |           | or REFUSED instead of our HELLO); the peer's GOAWAY, whatever    |                               |
- * |           | its code (it refused us, or closed first)                        |                               |
+ * |           | it answers only GOAWAY is read (else GW_ERR_BAD_HANDSHAKE)       |                               |
+ * | HANDSHAKE | admitted, at once or later (an acceptor's HELLO goes first)      | OPEN                          |
+ * | HANDSHAKE | refused: fail() (GOAWAY UNAUTHENTICATED or REFUSED, no HELLO of  | CLOSING                       |
+ * |           | ours); or the peer's GOAWAY, whatever its code                   |                               |
  * | OPEN      | close(): GOAWAY NO_ERROR written; or the peer's GOAWAY NO_ERROR  | DRAINING                      |
  * | OPEN      | lifetime retires it: idle or max age, as close()                 | DRAINING                      |
  * | DRAINING  | the last stream closed: our side of the transport ended          | CLOSING                       |
@@ -74,11 +72,7 @@ export type { OpenStreamInit } from './stream-opener.js';
 export interface SessionHooks {
   /** A new stream from the peer. Set `stream.events` before returning; call `session.release(stream)` when done. */
   onStream(incoming: IncomingStream): void;
-  /**
-   * Decides, as the peer's HELLO is accepted and before anything else of it is read, whether this peer may use the
-   * session: a refusal (a reason or a Refusal) is sent as the GOAWAY instead of an acceptor's HELLO and `ready` rejects;
-   * undefined admits it. An acceptor's may answer with a promise (handshake.ts); a dialer's answers at once.
-   */
+  /** Whether the peer may use the session, asked as its HELLO is accepted (handshake.ts); undefined admits everyone. */
   admit?: AdmitHook;
   /** A dialer's credentials, sent in its HELLO (AUTH_TOKEN). Never logged, never part of `peer`. */
   authToken?: Uint8Array;
@@ -445,9 +439,8 @@ export class Session implements StreamHost {
     const error = this.peerGoaway.receive(payload);
     this.resolveGoingAway();
     if (error !== undefined || this.phase === Phase.HANDSHAKE) {
-      // in the handshake, even a graceful GOAWAY ends it: the peer refused us or closed first (nothing was sent yet)
-      const closedFirst = `the peer closed the connection during the handshake: ${this.peerGoaway.message || 'no reason given'}`;
-      this.fail(error ?? new SessionError(Status.UNAVAILABLE, closedFirst, true), undefined, false);
+      // in the handshake even a graceful GOAWAY ends it: the peer refused us or closed first (no call was sent yet)
+      this.fail(error ?? new SessionError(Status.UNAVAILABLE, `the peer closed the connection during the handshake: ${this.peerGoaway.message || 'no reason given'}`, true), undefined, false);
       return;
     }
     if (!this.peerGoaway.narrowed) return; // a repeat that changes nothing: no need to look at every stream again

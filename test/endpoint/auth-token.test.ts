@@ -214,7 +214,7 @@ void describe('T-Z2 auth: { verify } on the server', () => {
     // a second one waiting for verify() too: the cap of 1 closes the oldest, the first
     const second = rejectsWithStatus(within(connect(server.url, { auth: { token: TOKEN } }), 3000, 'connect'), Status.UNAVAILABLE, 'the second connect');
     const first = await timedOut;
-    assert.ok(performance.now() - start < 250, `the first was closed by the cap, before the timeout (${(performance.now() - start).toFixed(0)} ms)`);
+    assert.doesNotMatch(first.message, /HANDSHAKE_TIMEOUT/, `the first was closed by the cap, not the timeout: ${first.message}`);
     const error = await second;
     const elapsed = performance.now() - start;
     assert.ok(elapsed >= 250 && elapsed < 2000, `the second closed by the handshake timeout after ${elapsed.toFixed(0)} ms`);
