@@ -46,6 +46,11 @@ export type {
   HandlerResult,
 } from './rpc/server/interceptor.js';
 export type { MethodInfo } from './rpc/interceptor.js';
+/** Authorization: a server interceptor asking `(ctx) => true | reason` before every call (the `authorize` option installs it outermost). */
+export { authorizeCalls } from './rpc/server/authorize.js';
+export type { Authorize } from './rpc/server/authorize.js';
+/** Token authentication in the handshake (the `auth` option). */
+export type { AuthOptions } from './rpc/auth.js';
 export type { HandlerContext } from './rpc/server/context.js';
 /** Streams: responses and requests are read with `for await`; bulk bodies are chunks of bytes. */
 export type { MessageStream, ByteStream } from './rpc/inbox.js';

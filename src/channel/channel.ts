@@ -28,8 +28,8 @@ export class Channel {
   constructor(readonly url: string, options: ChannelOptions = {}) {
     parseAddress(url); // a malformed address throws its TypeError here: redialing it would never succeed
     checkConnectOptions(options); // a bad option throws here, not at every redial
-    const { reconnect, log, ...connectOptions } = options;
-    const link = new Link(url, log ?? stderrLog);
+    const { reconnect, ...connectOptions } = options; // `log` stays: authorize reports to it too
+    const link = new Link(url, options.log ?? stderrLog);
     link.dialWith({ url, options: connectOptions, reconnect: resolveReconnectOptions(reconnect) });
     this.link = link;
     const caller = new RoutedCaller({

@@ -23,6 +23,9 @@ import { MAX_TIMER_MS } from '../timers.js';
 
 const DEFAULT_KEEPALIVE_INTERVAL_MS = resolveSessionOptions().keepaliveIntervalMs;
 
+/** Failures of a dial that retrying will not mend: the link waits its longest backoff and warns at the first. */
+const PERMANENT_FAILURES: ReadonlySet<number> = new Set([Status.FAILED_PRECONDITION, Status.UNAUTHENTICATED, Status.PERMISSION_DENIED]);
+
 /** A connection lost sooner than this after it was made is treated as a failed dial. */
 const SHORT_LIVED_MS = 1_000;
 /** Failed dials in a row before the link warns (then again whenever the reason changes): peers starting up are normal. */
@@ -298,8 +301,9 @@ export class Link extends EventEmitter<{ state: [LinkStateEvent] }> {
       this.setState({ state: 'connecting', error: cause });
       return;
     }
-    // A connection the peer drops at once (it refuses us: unknown node, duplicate) counts as a failed dial, so the
-    // backoff grows instead of redialing every few seconds forever.
+    // A connection the peer drops at once (a duplicate, closed right after its handshake) counts as a failed dial, so
+    // the backoff grows instead of redialing every few seconds forever. (A peer that refuses us in the handshake,
+    // unknown node or wrong token, makes the dial itself fail: dialFailed.)
     const shortLived = performance.now() - this.attachedAt < SHORT_LIVED_MS;
     const delay = shortLived ? this.backoff.afterFailure() : this.backoff.afterLoss();
     if (shortLived && cause !== undefined) this.noteFailure(cause, delay);
@@ -359,7 +363,7 @@ export class Link extends EventEmitter<{ state: [LinkStateEvent] }> {
     connect(plan.url, { ...plan.options, signal: abort.signal }).then(
       (session) => {
         if (this.dialAbort === abort) this.dialAbort = undefined;
-        // refused at once (its GOAWAY came with its HELLO): a failed dial, or the link would wait forever
+        // closed at once (its GOAWAY came right after its HELLO: a duplicate): a failed dial, or the link would wait forever
         if (!this.offer(session) && this.current === undefined) this.dialFailed(new Error(`${this.description} closed the connection at once: ${session.goawayReason ?? 'no reason given'}`));
       },
       (error: RpcError) => {
@@ -372,7 +376,9 @@ export class Link extends EventEmitter<{ state: [LinkStateEvent] }> {
   private dialFailed(error: Error): void {
     if (this.currentState === 'closed' || this.current !== undefined) return;
     this.lastError = error;
-    const permanent = error instanceof RpcError && error.code === Status.FAILED_PRECONDITION;
+    // no common version, or refused (our token, who we are, whom we reached): a redial fails alike until someone changes
+    // a configuration, so wait the longest and say so at once
+    const permanent = error instanceof RpcError && PERMANENT_FAILURES.has(error.code);
     const delay = permanent ? this.backoff!.afterPermanentFailure() : this.backoff!.afterFailure();
     this.noteFailure(error, delay, permanent);
     this.scheduleDial(Math.max(1, delay), error);

@@ -9,8 +9,10 @@ import { stderrLog, type LogFn } from '../log.js';
 import { parseAddress } from '../transport/address.js';
 import { dial, listenOn, type DialOptions, type Listener, type ListenOnOptions } from '../transport/net.js';
 import type { Transport } from '../transport/transport.js';
+import { checkAuthOption } from '../rpc/auth.js';
 import { rpcErrorOf } from '../rpc/connection-error.js';
 import { RpcError } from '../rpc/rpc-error.js';
+import { serverInterceptorsOf } from '../rpc/server/authorize.js';
 import { Registry } from '../rpc/server/registry.js';
 import { limitTimer } from '../timers.js';
 import { checkCloseOptions, checkMsOption, checkRpcSessionOptions, RpcSession, type RpcSessionOptions } from '../rpc/rpc-session.js';
@@ -36,7 +38,7 @@ export async function listen(url: string, options: ListenOptions = {}): Promise<
   parseAddress(url); // a malformed address rejects with its TypeError before anything else
   checkRpcSessionOptions(options); // a bad option throws here, not inside the accept callback of the first connection
   checkListenerLimits(options);
-  const registry = new Registry(options.services, options.serverInterceptors);
+  const registry = new Registry(options.services, serverInterceptorsOf(options));
   const sessions = new Set<RpcSession>();
   const log = options.log ?? stderrLog;
   const limits = new ListenerLimits(options, () => listener.url, log);
@@ -52,7 +54,8 @@ export async function listen(url: string, options: ListenOptions = {}): Promise<
     limits.handshakeStarted(session.ready, () => transport.destroy());
     void session.closed.then((error) => {
       sessions.delete(session);
-      // the handshake runs in the session, never in this accept callback: one slow or bogus client blocks nobody
+      // the handshake runs in the session, never in this accept callback: one slow or bogus client blocks nobody;
+      // a dialer we refused (GW_ERR_UNAUTHENTICATED, GW_ERR_REFUSED) is one line too, with the reason, never a token
       if (error instanceof ProtocolError) log('warn', `closed the connection from ${transport.peer.address}: ${error.message}`);
     });
     session.ready
@@ -91,11 +94,13 @@ async function bind(url: string, options: ListenOnOptions, onTransport: (transpo
 export interface ConnectOptions extends RpcSessionOptions, DialOptions {}
 
 /**
- * @internal Throws for a bad option of connect(), channel() or a Mesh: the session's options, and connectTimeoutMs
- * (above 0; Infinity: no bound of ours on the dial, the handshake still bounded by handshakeTimeoutMs).
+ * @internal Throws for a bad option of connect(), channel() or a Mesh: the session's options, `auth` (a dialer sends
+ * a token: `auth.verify` alone is a TypeError), and connectTimeoutMs (above 0; Infinity: no bound of ours on the
+ * dial, the handshake still bounded by handshakeTimeoutMs).
  */
 export function checkConnectOptions(options: ConnectOptions): void {
   checkRpcSessionOptions(options);
+  checkAuthOption(options.auth, true);
   checkMsOption('connectTimeoutMs', options.connectTimeoutMs, 'no bound of its own; handshakeTimeoutMs still bounds the handshake', true);
 }
 
@@ -104,8 +109,10 @@ const DEFAULT_CONNECT_TIMEOUT_MS = 10_000;
 
 /**
  * Dials `url` (tcp://host:port or unix:///path) and resolves with a ready session. `connectTimeoutMs` bounds the dial
- * and the handshake together. Failures are UNAVAILABLE (FAILED_PRECONDITION for a protocol version mismatch); a
- * malformed address or option rejects with a TypeError or RangeError before dialing.
+ * and the handshake together. Failures are UNAVAILABLE, except refusals that retrying will not mend: UNAUTHENTICATED
+ * (the server refused our `auth.token`), PERMISSION_DENIED (it refused who we are, or we refused whom we reached),
+ * FAILED_PRECONDITION (no common protocol version). A malformed address or option rejects with a TypeError or
+ * RangeError before dialing.
  */
 export async function connect(url: string, options: ConnectOptions = {}): Promise<RpcSession> {
   // before dialing: a malformed address is the caller's mistake (a TypeError naming it and the schemes, not a
@@ -154,8 +161,9 @@ function connectTimeoutError(url: string, timeoutMs: number, cause: unknown): Rp
 }
 
 /**
- * A version mismatch will not heal by retrying: FAILED_PRECONDITION (upgrade one side first). Anything else that ends
- * a handshake (a timeout, a peer that hung up) is UNAVAILABLE.
+ * A version mismatch will not heal by retrying: FAILED_PRECONDITION (upgrade one side first); nor will a refusal
+ * (UNAUTHENTICATED, PERMISSION_DENIED). Anything else that ends a handshake (a timeout, a peer that hung up) is
+ * UNAVAILABLE.
  */
 export function handshakeError(url: string, error: unknown): RpcError {
   const { code, rawMessage, cause } = rpcErrorOf(error); // the cause: the ProtocolError or SessionError underneath

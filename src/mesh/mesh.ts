@@ -70,8 +70,8 @@ export class Mesh extends EventEmitter<{ peer: [PeerStateEvent] }> {
   constructor(private readonly options: MeshOptions) {
     super();
     if (typeof options.name !== 'string' || options.name === '') throw new TypeError('mesh name must be a non-empty string');
-    const { peers: _p, listen: _l, name, reconnect: _r, dataLane: _d, connectionsPerPeer: _c, fallbackDialAfterMs: _f, log: _log, admit: _a, ...session } = options;
-    this.sessionOptions = { ...session, nodeName: name };
+    const { peers: _p, listen: _l, name, reconnect: _r, dataLane: _d, connectionsPerPeer: _c, fallbackDialAfterMs: _f, admit: _a, ...session } = options;
+    this.sessionOptions = { ...session, nodeName: name }; // with `log`: authorize reports to it on dialed sessions too
     checkConnectOptions(this.sessionOptions); // a bad option throws here, not at the first connection
     checkMsOption('fallbackDialAfterMs', options.fallbackDialAfterMs, 'never dial a peer that should dial us');
     if (options.listen !== undefined) parseAddress(options.listen); // a malformed address: a TypeError here, not at start()
@@ -172,14 +172,14 @@ export class Mesh extends EventEmitter<{ peer: [PeerStateEvent] }> {
     await Promise.all([...peers.map((peer) => peer.close({ ...options, reason: `node ${this.name} is stopping` })), this.server?.close(options)]);
   }
 
-  /** Runs as a connection's handshake completes, before any call on it is read: strangers never reach a handler. */
+  /**
+   * Runs as a dialer's HELLO is accepted (after its auth token, if `auth` is set), before any call on it is read and
+   * before our HELLO answers it: strangers never reach a handler. The listener logs each refusal (GW_ERR_REFUSED).
+   */
   private admit(peer: SessionPeer): string | undefined {
-    let refusal: string | undefined;
-    if (!this.peerHandles.has(peer.nodeName)) refusal = `node ${JSON.stringify(peer.nodeName)} is not a peer of ${this.name}`;
-    else if (!LANE_LABEL.test(peer.label)) refusal = `lane ${JSON.stringify(peer.label)} is not one of this mesh's lanes (control, control.N, data)`;
-    refusal ??= this.options.admit?.(peer);
-    if (refusal !== undefined) this.log('warn', `refused a connection from ${peer.address}: ${refusal}`);
-    return refusal;
+    if (!this.peerHandles.has(peer.nodeName)) return `node ${JSON.stringify(peer.nodeName)} is not a peer of ${this.name}`;
+    if (!LANE_LABEL.test(peer.label)) return `lane ${JSON.stringify(peer.label)} is not one of this mesh's lanes (control, control.N, data)`;
+    return this.options.admit?.(peer);
   }
 
   private onInbound(session: RpcSession): void {

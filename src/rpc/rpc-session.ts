@@ -14,6 +14,9 @@ import type { ClientInterceptor } from './client/outgoing-call.js';
 import { TypedClients, type Client } from './client/typed-client.js';
 import { rpcErrorOf } from './connection-error.js';
 import { checkInterceptors } from './interceptor.js';
+import type { LogFn } from '../log.js';
+import { admissionOf, checkAuthOption, helloToken, type AuthOptions } from './auth.js';
+import { serverInterceptorsOf, type Authorize } from './server/authorize.js';
 import type { ServerInterceptor } from './server/interceptor.js';
 import { DrainWatch } from './server/draining.js';
 import { checkServices, Registry, type ServiceImpl } from './server/registry.js';
@@ -35,6 +38,22 @@ export interface RpcSessionOptions extends SessionOptions {
   clientInterceptors?: readonly ClientInterceptor[];
   /** Wrap every call this side's `services` handle, before and after the handler, first one outermost. Default none. */
   serverInterceptors?: readonly ServerInterceptor[];
+  /**
+   * Token authentication in the handshake. `{ token }`: sent when this side dials, required (compared in constant
+   * time) when it accepts. `{ verify(token, peer) }` (accepting only; async allowed): true admits the dialer. A dialer
+   * without the right token is refused before anything of it is read: its `connect()` rejects UNAUTHENTICATED. The
+   * token is never logged, put in an error message or in `peer`. Default: no authentication.
+   */
+  auth?: AuthOptions;
+  /**
+   * Decides for every call this side's `services` handle, before any interceptor and the handler: `true` lets it run, a
+   * string refuses it with PERMISSION_DENIED and that reason. `ctx.method` is the path exactly as routing matched it
+   * (unknown paths are UNIMPLEMENTED and never get here), `ctx.peer` who called. A throw is PERMISSION_DENIED
+   * "authorization failed" (logged). Default: every call runs.
+   */
+  authorize?: Authorize;
+  /** Where this side reports what it refuses (authorize failing, a listener's closed connections). Default: warnings to stderr. */
+  log?: LogFn;
 }
 
 /** @internal Throws for a bad option: called where options are first given (listen, connect, channel, Mesh), not at a redial. */
@@ -43,6 +62,8 @@ export function checkRpcSessionOptions(options: RpcSessionOptions): void {
   checkServices(options.services);
   checkInterceptors(options.clientInterceptors, 'clientInterceptors');
   checkInterceptors(options.serverInterceptors, 'serverInterceptors');
+  checkAuthOption(options.auth);
+  if (options.authorize !== undefined && typeof options.authorize !== 'function') throw new TypeError('authorize must be a function (ctx) => true | reason');
 }
 
 /**
@@ -78,8 +99,10 @@ export class RpcSession {
   /** @internal `registry`: one built once by a listener and shared by all its sessions. */
   constructor(transport: Transport, role: Role, options: RpcSessionOptions | undefined, registry: Registry);
   constructor(transport: Transport, role: Role, options: RpcSessionOptions = {}, registry?: Registry) {
-    this.registry = registry ?? new Registry(options.services, options.serverInterceptors);
-    this.session = new Session(transport, role, { onStream: this.onStream, admit: options.admit }, options);
+    this.registry = registry ?? new Registry(options.services, serverInterceptorsOf(options));
+    checkAuthOption(options.auth, role === 'dialer');
+    const hooks = { onStream: this.onStream, admit: admissionOf(options.auth, options.admit, role), authToken: helloToken(options.auth, role) };
+    this.session = new Session(transport, role, hooks, options);
     this.host = { core: this.session, session: this, drain: new DrainWatch(this.session) };
     this.caller = new SessionCaller(this.session);
     this.clients = new TypedClients(this.caller, options.clientInterceptors);
@@ -91,8 +114,9 @@ export class RpcSession {
   }
 
   /**
-   * Resolves when the handshake is done; rejects with an RpcError when it fails: UNAVAILABLE (the peer refused us,
-   * hung up or timed out, or the session was closed first), FAILED_PRECONDITION for no common protocol version.
+   * Resolves when the handshake is done; rejects with an RpcError when it fails: UNAUTHENTICATED (the peer refused our
+   * credentials), PERMISSION_DENIED (the peer refused us, or we refused it), FAILED_PRECONDITION (no common protocol
+   * version), UNAVAILABLE (the peer hung up or timed out, or the session was closed first).
    */
   get ready(): Promise<void> {
     if (this.readyPromise === undefined) {

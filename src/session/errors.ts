@@ -20,6 +20,41 @@ export class SessionError extends Error {
   }
 }
 
+/**
+ * Why a peer is refused by the admission check, before any of its frames after its HELLO is handled: the reason it
+ * is told, and what was wrong.
+ */
+export interface Refusal {
+  /** Told to the peer (the GOAWAY's message) and written in our log: never a secret. */
+  readonly reason: string;
+  /**
+   * UNAUTHENTICATED: its credentials are missing or wrong (GOAWAY UNAUTHENTICATED). PERMISSION_DENIED, the default:
+   * who it is may not use this connection (GOAWAY REFUSED).
+   */
+  readonly status?: typeof Status.UNAUTHENTICATED | typeof Status.PERMISSION_DENIED;
+  /** Written in our log after the reason, never told to the peer (why a check failed to run). */
+  readonly detail?: string;
+}
+
+/**
+ * The connection ends because we refused the peer (Refusal): not a protocol violation, but it takes the same path,
+ * with a stable code (GW_ERR_UNAUTHENTICATED, GW_ERR_REFUSED) and a GOAWAY that tells the peer the reason only.
+ */
+export class AdmissionError extends ProtocolError {
+  /** The status our side's `ready` rejects with. */
+  readonly status: Status;
+  /** What the peer is told. */
+  readonly reason: string;
+
+  constructor(refusal: Refusal) {
+    const unauthenticated = refusal.status === Status.UNAUTHENTICATED;
+    const detail = refusal.detail === undefined ? '' : ` (${refusal.detail})`;
+    super(unauthenticated ? ProtocolErrorCode.UNAUTHENTICATED : ProtocolErrorCode.REFUSED, `${refusal.reason}${detail}`);
+    this.status = unauthenticated ? Status.UNAUTHENTICATED : Status.PERMISSION_DENIED;
+    this.reason = refusal.reason;
+  }
+}
+
 /** Why a stream failed whose incoming message passed maxMessageBytes: names the option and says what to do. */
 export function messageTooLargeMessage(atLeastBytes: number, limitBytes: number): string {
   return `a message of at least ${atLeastBytes} bytes exceeds the receiver's maxMessageBytes of ${limitBytes}; raise maxMessageBytes on both sides for larger messages`;

@@ -7,11 +7,15 @@
 import { ConnectionCode, Status, connectionCodeName } from '../wire/constants.js';
 import { ProtocolError, ProtocolErrorCode } from '../wire/errors.js';
 import { decodeGoaway, encodeGoaway } from '../wire/payloads.js';
-import { SessionError } from './errors.js';
+import { AdmissionError, SessionError } from './errors.js';
 import type { Stream } from './stream.js';
 
-/** Our GOAWAY when the session fails: a ProtocolError's code and message; INTERNAL_ERROR for any other error. */
+/**
+ * Our GOAWAY when the session fails: a ProtocolError's code and message (a refusal's reason only, not what our log
+ * says about it); INTERNAL_ERROR for any other error.
+ */
 export function failureGoaway(lastAcceptedStreamId: number, error: Error | undefined): Uint8Array {
+  if (error instanceof AdmissionError) return encodeGoaway(lastAcceptedStreamId, error.connectionCode, error.reason);
   if (error instanceof ProtocolError) return encodeGoaway(lastAcceptedStreamId, error.connectionCode, error.message);
   if (error) return encodeGoaway(lastAcceptedStreamId, ConnectionCode.INTERNAL_ERROR, 'internal error');
   return encodeGoaway(lastAcceptedStreamId, ConnectionCode.NO_ERROR, 'closing');
@@ -58,12 +62,31 @@ export class PeerGoaway {
     this.narrowed = last !== this.lastStreamId;
     this.lastStreamId = last;
     if (goaway.code === ConnectionCode.NO_ERROR) return undefined;
-    const why = `${connectionCodeName(goaway.code)}${goaway.message ? `: ${goaway.message}` : ''}`;
-    return new SessionError(Status.UNAVAILABLE, `the peer closed the connection: ${why}`);
+    return peerError(goaway.code, goaway.message);
   }
 
   /** True for a stream of ours the peer's GOAWAY says it never took: nothing of it was processed. */
   unprocessed(stream: Stream): boolean {
     return stream.outbound && this.lastStreamId >= 0 && stream.id > this.lastStreamId;
+  }
+}
+
+/**
+ * The error a GOAWAY with `code` reports. A refusal keeps its meaning, so that a dialer refused instead of answered
+ * learns why with a status that says retrying will not help: UNAUTHENTICATED (our credentials), PERMISSION_DENIED
+ * (who we are), FAILED_PRECONDITION (no common protocol version: the acceptor refuses before any HELLO of its own).
+ * Anything else is UNAVAILABLE.
+ */
+function peerError(code: number, message: string): SessionError {
+  const why = message === '' ? 'no reason given' : message;
+  switch (code) {
+    case ConnectionCode.UNAUTHENTICATED:
+      return new SessionError(Status.UNAUTHENTICATED, `the peer refused our credentials: ${why}`);
+    case ConnectionCode.REFUSED:
+      return new SessionError(Status.PERMISSION_DENIED, `the peer refused us: ${why}`);
+    case ConnectionCode.VERSION_MISMATCH:
+      return new SessionError(Status.FAILED_PRECONDITION, `the peer closed the connection: VERSION_MISMATCH: ${why}`);
+    default:
+      return new SessionError(Status.UNAVAILABLE, `the peer closed the connection: ${connectionCodeName(code)}${message ? `: ${message}` : ''}`);
   }
 }

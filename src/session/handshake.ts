@@ -1,30 +1,33 @@
 /**
- * The HELLO exchange of one connection: our HELLO out (our version range and settings), the peer's HELLO in (a
- * common version, its settings), the application's admission of the peer, and the timer that bounds the wait.
- * Knows nothing of streams: the session applies the peer's settings once the handshake says they are good.
+ * The HELLO exchange of one connection: the dialer's HELLO out at once, the peer's HELLO in (a common version, its
+ * settings), the application's admission of the peer (which may answer later: a token checked by a service), the
+ * acceptor's HELLO out only once it has admitted the dialer, and the timer that bounds all of it. Knows nothing of
+ * streams: the session applies the peer's settings once the handshake says the peer is admitted.
  *
- * | state    | event                                           | next                                       |
- * |----------|-------------------------------------------------|--------------------------------------------|
- * | waiting  | (start) our HELLO queued, timer armed           | waiting                                    |
- * | waiting  | the peer's HELLO: no common version, malformed  | (connection error; `ready` rejects)        |
- * | waiting  | the peer's HELLO, good                          | received (timer cleared)                   |
- * | waiting  | handshakeTimeoutMs without a HELLO              | (GW_ERR_HANDSHAKE_TIMEOUT; `ready` rejects)|
- * | received | admit() returns a refusal                       | refused (`ready` rejects "refused: ...")   |
- * | received | admitted, the session applied the settings      | done (`ready` resolves)                    |
+ * | state     | event                                                    | next                                         |
+ * |-----------|----------------------------------------------------------|----------------------------------------------|
+ * | waiting   | (start) a dialer's HELLO queued; timer armed             | waiting                                      |
+ * | waiting   | the peer's HELLO: no common version, malformed           | (connection error; `ready` rejects)          |
+ * | waiting   | the peer's HELLO, good                                   | admitting                                    |
+ * | admitting | admit() answers (at once, or its promise settles): admit | admitted: an acceptor queues its HELLO       |
+ * | admitting | admit() refuses, throws or rejects                       | failed (AdmissionError: GOAWAY UNAUTHENTICATED or REFUSED, no HELLO of ours; `ready` rejects) |
+ * | admitted  | the session applied the settings: succeed()              | done (timer cleared; `ready` resolves)       |
+ * | waiting,  | handshakeTimeoutMs since the start (a peer that sends    | failed (GW_ERR_HANDSHAKE_TIMEOUT)            |
+ * | admitting | nothing, an admission that never answers)                |                                              |
+ * | any       | fail(): the session failed or closed first               | failed (a later admission answer is dropped) |
+ *
+ * While admitting, the session reads nothing but the peer's GOAWAY (session.ts): a dialer being admitted is served
+ * nothing, not even a PING answer. A dialer admits the acceptor at once: the acceptor may start calls right after its
+ * HELLO, so an admission answer that is a promise fails a dialer's handshake (the layers above never give one).
  */
-import {
-  FrameType,
-  OUR_FEATURES,
-  PROTOCOL_VERSION_MAX,
-  PROTOCOL_VERSION_MIN,
-  Status,
-} from '../wire/constants.js';
+import { FrameType, OUR_FEATURES, PROTOCOL_VERSION_MAX, PROTOCOL_VERSION_MIN } from '../wire/constants.js';
 import { MalformedPayloadError, ProtocolError, ProtocolErrorCode } from '../wire/errors.js';
 import { decodeHello, encodeHello, type HelloSettings } from '../wire/hello.js';
 import type { PeerInfo } from '../transport/transport.js';
-import { SessionError } from './errors.js';
+import { AdmissionError, internalError, type Refusal } from './errors.js';
+import type { Role } from './role.js';
 
-/** What we know of the peer once the handshake is done. */
+/** What we know of the peer once the handshake is done. Its credentials are never part of it. */
 export interface SessionPeer extends PeerInfo {
   readonly nodeName: string;
   readonly label: string;
@@ -32,15 +35,36 @@ export interface SessionPeer extends PeerInfo {
   readonly features: number;
 }
 
-/** The session options our HELLO announces (its features are ours, fixed), and how long we wait for the peer's. */
-export interface HandshakeOptions extends Omit<HelloSettings, 'features'> {
+/** The answer of an admission check: a refusal (a reason, or a Refusal), or undefined to admit. */
+export type Admission = string | Refusal | undefined;
+
+/**
+ * Decides whether the peer may use the session, once its HELLO is accepted and before anything else of it is read.
+ * `authToken` is the AUTH_TOKEN of its HELLO (undefined when it sent none), for this call only: it is not kept. An
+ * acceptor's check may answer later (a promise; a rejection refuses); a dialer's must answer at once.
+ */
+export type AdmitHook = (peer: SessionPeer, authToken: Uint8Array | undefined) => Admission | PromiseLike<Admission>;
+
+/** The session options our HELLO announces (its features are ours, fixed), and how long the handshake may take. */
+export interface HandshakeOptions extends Omit<HelloSettings, 'features' | 'authToken'> {
   /** 0 waits for ever. */
   handshakeTimeoutMs: number;
 }
 
-/** The part of the outbox the handshake writes through: our HELLO is the first frame, flushed by the session. */
+/**
+ * The part of the outbox the handshake writes through: our HELLO is the first frame we send, flushed by the session
+ * (a dialer's once the transport is attached, an acceptor's once the dialer is admitted).
+ */
 export interface HandshakeOutput {
   queueFrame(type: number, flags: number, streamId: number, payload: Uint8Array): void;
+}
+
+const enum State {
+  WAITING,
+  ADMITTING,
+  ADMITTED,
+  DONE,
+  FAILED,
 }
 
 export class Handshake {
@@ -48,16 +72,23 @@ export class Handshake {
   readonly ready: Promise<void>;
   private resolveReady!: () => void;
   private rejectReady!: (error: Error) => void;
+  private state = State.WAITING;
   private timer: NodeJS.Timeout | undefined;
   private peerInfo: SessionPeer;
   private settings: HelloSettings | undefined;
+  /** The AUTH_TOKEN of the peer's HELLO, from receive() until admit() hands it to the check. */
+  private peerToken: Uint8Array | undefined;
+  private readonly hello: Uint8Array;
 
   constructor(
     options: HandshakeOptions,
     private readonly transportPeer: PeerInfo,
-    output: HandshakeOutput,
-    /** Called when the peer's HELLO did not come in time. */
-    onTimeout: (error: ProtocolError) => void,
+    private readonly role: Role,
+    private readonly output: HandshakeOutput,
+    /** A dialer's credentials for its HELLO (its auth.token, UTF-8); an acceptor sends none. */
+    authToken: Uint8Array | undefined,
+    /** The handshake failed on its own: it took too long, or an admission that answered later broke. */
+    private readonly onFailure: (error: ProtocolError) => void,
   ) {
     this.peerInfo = { ...transportPeer, nodeName: '', label: '', features: 0 };
     this.ready = new Promise<void>((resolve, reject) => {
@@ -65,30 +96,29 @@ export class Handshake {
       this.rejectReady = reject;
     });
     this.ready.catch(() => undefined); // the rejection is reported to whoever awaits ready; never unhandled
-    output.queueFrame(
-      FrameType.HELLO,
-      0,
-      0,
-      encodeHello({
-        versionMin: PROTOCOL_VERSION_MIN,
-        versionMax: PROTOCOL_VERSION_MAX,
-        settings: {
-          maxFrameBytes: options.maxFrameBytes,
-          initialStreamWindow: options.initialStreamWindow,
-          initialMessageWindow: options.initialMessageWindow,
-          connectionWindow: options.connectionWindow,
-          maxConcurrentStreams: options.maxConcurrentStreams,
-          maxMessageBytes: options.maxMessageBytes,
-          features: OUR_FEATURES,
-          nodeName: options.nodeName,
-          label: options.label,
-        },
-      }),
-    );
+    this.hello = encodeHello({
+      versionMin: PROTOCOL_VERSION_MIN,
+      versionMax: PROTOCOL_VERSION_MAX,
+      settings: {
+        maxFrameBytes: options.maxFrameBytes,
+        initialStreamWindow: options.initialStreamWindow,
+        initialMessageWindow: options.initialMessageWindow,
+        connectionWindow: options.connectionWindow,
+        maxConcurrentStreams: options.maxConcurrentStreams,
+        maxMessageBytes: options.maxMessageBytes,
+        features: OUR_FEATURES,
+        nodeName: options.nodeName,
+        label: options.label,
+        authToken: role === 'dialer' ? authToken : undefined,
+      },
+    });
+    // the dialer speaks first; the acceptor answers only a dialer it has admitted
+    if (role === 'dialer') output.queueFrame(FrameType.HELLO, 0, 0, this.hello);
     const timeoutMs = options.handshakeTimeoutMs;
     if (timeoutMs > 0) {
       this.timer = setTimeout(() => {
-        onTimeout(new ProtocolError(ProtocolErrorCode.HANDSHAKE_TIMEOUT, `no HELLO from the peer within ${timeoutMs} ms`));
+        const what = this.state === State.ADMITTING ? 'its admission check did not answer' : 'no HELLO from the peer';
+        this.onFailure(new ProtocolError(ProtocolErrorCode.HANDSHAKE_TIMEOUT, `${what} within ${timeoutMs} ms`));
       }, timeoutMs);
       this.timer.unref();
     }
@@ -99,16 +129,21 @@ export class Handshake {
     return this.peerInfo;
   }
 
-  /** The settings of the peer's HELLO, once it has been accepted. */
+  /** The settings of the peer's HELLO, once it has been accepted (without its credentials). */
   get peerSettings(): HelloSettings | undefined {
     return this.settings;
   }
 
+  /** True once the peer's HELLO has been accepted: a second one is a protocol error. */
+  get helloReceived(): boolean {
+    return this.settings !== undefined;
+  }
+
   /**
-   * Reads the peer's HELLO and returns its settings. Throws a ProtocolError (the connection fails) for a malformed
-   * HELLO (GW_ERR_BAD_HANDSHAKE) or one whose version range does not meet ours (GW_ERR_VERSION_MISMATCH).
+   * Reads the peer's HELLO. Throws a ProtocolError (the connection fails) for a malformed HELLO
+   * (GW_ERR_BAD_HANDSHAKE) or one whose version range does not meet ours (GW_ERR_VERSION_MISMATCH).
    */
-  receive(payload: Uint8Array): HelloSettings {
+  receive(payload: Uint8Array): void {
     let settings: HelloSettings;
     try {
       const hello = decodeHello(payload);
@@ -124,30 +159,86 @@ export class Handshake {
       if (error instanceof MalformedPayloadError) throw new ProtocolError(ProtocolErrorCode.BAD_HANDSHAKE, error.message);
       throw error;
     }
-    clearTimeout(this.timer);
+    // an acceptor has no use for a token (and ignores one); a dialer's goes to the admission check, then is dropped
+    this.peerToken = this.role === 'acceptor' ? settings.authToken : undefined;
+    settings.authToken = undefined;
     this.peerInfo = { ...this.transportPeer, nodeName: settings.nodeName, label: settings.label, features: settings.features };
     this.settings = settings;
-    return settings;
+    this.state = State.ADMITTING;
   }
 
   /**
-   * Asks the application whether this peer may use the session, before any of its streams is read. Returns the
-   * refusal (then `ready` rejects with it), or undefined when admitted.
+   * Asks the application whether this peer may use the session, and calls `done` with the answer: undefined once the
+   * peer is admitted (an acceptor's HELLO is then queued), or the error the connection fails with (an AdmissionError
+   * for a refusal). At once when `decide` answers at once; when it answers with a promise, once that settles, unless
+   * the handshake failed meanwhile (then `done` is never called). A throw or a rejection refuses the peer; why is said
+   * in our log, never to the peer.
    */
-  admit(decide: ((peer: SessionPeer) => string | undefined) | undefined): string | undefined {
-    const refusal = decide?.(this.peerInfo);
-    if (refusal !== undefined) this.rejectReady(new SessionError(Status.UNAVAILABLE, `refused: ${refusal}`));
-    return refusal;
+  admit(decide: AdmitHook | undefined, done: (error: ProtocolError | undefined) => void): void {
+    const token = this.peerToken;
+    this.peerToken = undefined; // not kept past its check
+    let answer: Admission | PromiseLike<Admission>;
+    try {
+      answer = decide?.(this.peerInfo, token);
+    } catch (error) {
+      done(checkFailed(error));
+      return;
+    }
+    if (!isThenable(answer)) {
+      done(this.settle(answer));
+      return;
+    }
+    if (this.role === 'dialer') {
+      done(checkFailed(new Error("a dialer's admission check must answer at once, not with a promise")));
+      return;
+    }
+    answer.then(
+      (value) => this.settleLater(done, () => this.settle(value)),
+      (error: unknown) => this.settleLater(done, () => checkFailed(error)),
+    );
   }
 
   /** The session has applied the peer's settings: `ready` resolves. */
   succeed(): void {
+    clearTimeout(this.timer);
+    this.state = State.DONE;
     this.resolveReady();
   }
 
   /** The connection failed before the handshake was done: `ready` rejects with `error`. */
   fail(error: Error): void {
     clearTimeout(this.timer);
+    this.state = State.FAILED;
     this.rejectReady(error);
   }
+
+  /** An answer that came later: dropped if the handshake failed meanwhile; a fault in `done` fails the session. */
+  private settleLater(done: (error: ProtocolError | undefined) => void, answer: () => ProtocolError | undefined): void {
+    if (this.state !== State.ADMITTING) return;
+    try {
+      done(answer());
+    } catch (error) {
+      this.onFailure(internalError(error));
+    }
+  }
+
+  /** The admission's answer as the error the connection fails with, or undefined once admitted (HELLO queued). */
+  private settle(answer: Admission): ProtocolError | undefined {
+    if (answer !== undefined) return new AdmissionError(typeof answer === 'string' ? { reason: answer } : answer);
+    this.state = State.ADMITTED;
+    if (this.role === 'acceptor') this.output.queueFrame(FrameType.HELLO, 0, 0, this.hello);
+    return undefined;
+  }
 }
+
+/** An admission check that threw or rejected refuses the peer: the peer is told it failed, our log says why. */
+function checkFailed(thrown: unknown): AdmissionError {
+  const message = thrown instanceof Error ? thrown.message : String(thrown);
+  return new AdmissionError({ reason: 'the admission check failed', detail: `it threw: ${message}` });
+}
+
+function isThenable(value: unknown): value is PromiseLike<Admission> {
+  return typeof value === 'object' && value !== null && typeof (value as { then?: unknown }).then === 'function';
+}
+
+export type { Refusal };

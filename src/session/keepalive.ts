@@ -65,6 +65,8 @@ export class Keepalive {
   private readonly pings = new Map<bigint, PendingPing>();
   private pingCounter = 0n;
   private lastRttMs: number | undefined;
+  /** False until the handshake is done: a PING asked for before waits, since a peer being admitted may get only GOAWAY. */
+  private started = false;
 
   constructor(
     private readonly options: KeepaliveOptions,
@@ -90,7 +92,7 @@ export class Keepalive {
     const opaque = ++this.pingCounter;
     return new Promise<number>((resolve, reject) => {
       this.pings.set(opaque, { sentAt: performance.now(), resolve, reject });
-      this.output.writeFrame(FrameType.PING, 0, 0, encodePing(opaque));
+      if (this.started) this.output.writeFrame(FrameType.PING, 0, 0, encodePing(opaque));
     });
   }
 
@@ -110,8 +112,13 @@ export class Keepalive {
     pending.resolve(this.lastRttMs);
   }
 
-  /** The handshake is done: from now on a silent interval sends a PING. */
+  /** The handshake is done: pings asked for meanwhile leave now; from now on a silent interval sends a PING. */
   start(): void {
+    this.started = true;
+    for (const [opaque, ping] of this.pings) {
+      ping.sentAt = performance.now();
+      this.output.writeFrame(FrameType.PING, 0, 0, encodePing(opaque));
+    }
     const interval = this.options.keepaliveIntervalMs;
     if (interval === 0) return;
     this.timer = setInterval(this.tick, interval);

@@ -10,7 +10,7 @@
  * nothing: pings, floods of empty frames or CREDIT, resets, refusals), stream.ts (one stream). Knows nothing of
  * methods or codecs: streams carry opaque messages.
  * lifetime.ts holds the time limits: a frame must complete in time; an idle or old connection retires (acceptor).
- * Why this file is past ~500 lines (about 540): what is left is one job, the connection's phase machine: the phase
+ * Why this file is past ~500 lines (about 560): what is left is one job, the connection's phase machine: the phase
  * table and its one teardown path, the frame dispatch, and the wiring of the modules above (each one field and a few
  * calls here). Every job with its own state has its own file; what remains is the glue that decides, per phase, which
  * of them sees a frame, and splitting it would spread one state table across files.
@@ -20,8 +20,11 @@
  *
  * | phase     | event                                                            | next                          |
  * |-----------|------------------------------------------------------------------|-------------------------------|
- * | HANDSHAKE | the peer's HELLO is good and the peer admitted                   | OPEN                          |
- * | HANDSHAKE | the peer's HELLO is good, the peer refused                       | OPEN, then DRAINING at once   |
+ * | HANDSHAKE | the peer's HELLO is good: admission asked (handshake.ts); until  | HANDSHAKE                     |
+ * |           | it answers only GOAWAY is read (else GW_ERR_BAD_HANDSHAKE)       |                               |
+ * | HANDSHAKE | admitted, at once or later (an acceptor's HELLO goes first)      | OPEN                          |
+ * | HANDSHAKE | refused: fail() (GOAWAY UNAUTHENTICATED or REFUSED, no HELLO of  | CLOSING                       |
+ * |           | ours); or the peer's GOAWAY, whatever its code                   |                               |
  * | OPEN      | close(): GOAWAY NO_ERROR written; or the peer's GOAWAY NO_ERROR  | DRAINING                      |
  * | OPEN      | lifetime retires it: idle or max age, as close()                 | DRAINING                      |
  * | DRAINING  | the last stream closed: our side of the transport ended          | CLOSING                       |
@@ -46,7 +49,7 @@ import { decodeCredit, encodeGoaway } from '../wire/payloads.js';
 import type { Transport, TransportSink } from '../transport/transport.js';
 import { internalError, SessionError } from './errors.js';
 import { failureGoaway, PeerGoaway } from './goaway.js';
-import { Handshake, type SessionPeer } from './handshake.js';
+import { Handshake, type AdmitHook, type SessionPeer } from './handshake.js';
 import { readBudgetFor, resolveSessionOptions, type ResolvedSessionOptions, type SessionOptions } from './options.js';
 import { Keepalive } from './keepalive.js';
 import { Lifetime } from './lifetime.js';
@@ -69,11 +72,10 @@ export type { OpenStreamInit } from './stream-opener.js';
 export interface SessionHooks {
   /** A new stream from the peer. Set `stream.events` before returning; call `session.release(stream)` when done. */
   onStream(incoming: IncomingStream): void;
-  /**
-   * Decides, as the peer's HELLO is accepted and before any of its streams is read, whether this peer may use the
-   * session: a string refuses it (sent as the GOAWAY reason; `ready` rejects), undefined admits it.
-   */
-  admit?(peer: SessionPeer): string | undefined;
+  /** Whether the peer may use the session, asked as its HELLO is accepted (handshake.ts); undefined admits everyone. */
+  admit?: AdmitHook;
+  /** A dialer's credentials, sent in its HELLO (AUTH_TOKEN). Never logged, never part of `peer`. */
+  authToken?: Uint8Array;
 }
 
 const enum Phase {
@@ -90,6 +92,9 @@ const enum Phase {
  * (plus the rest of the chunk it is in), while a bulk transfer's 64 KiB frames pay 0.4 % more.
  */
 const FRAME_READ_COST_BYTES = 256;
+
+/** What the decoder takes while the peer is being admitted. */
+const GOAWAY_ONLY = [FrameType.GOAWAY];
 
 /** After we end our side, how long the peer has to close before we destroy the socket. */
 const CLOSE_LINGER_MS = 2_000;
@@ -155,6 +160,7 @@ export class Session implements StreamHost {
     this.decoder = new FrameDecoder(this.onFrame, {
       maxFrameBytes: PRE_HANDSHAKE_MAX_FRAME_BYTES,
       expectHelloFirst: true,
+      acceptGoawayFirst: role === 'dialer', // the acceptor may refuse us instead of answering
       onExtensionFrame: () => this.guard.emptyFrameReceived('an extension frame'),
     });
     this.lifetime = new Lifetime(this.options, role === 'acceptor', this.decoder, {
@@ -164,7 +170,7 @@ export class Session implements StreamHost {
       // also while draining: a peer that sent its own GOAWAY but keeps streams open must not escape the age limit
       retire: (reason, graceMs) => (this.phase === Phase.OPEN || this.phase === Phase.DRAINING) && void this.close({ reason, graceMs }), // never rejects
     });
-    this.handshake = new Handshake(this.options, transport.peer, this.outbox, (error) => this.fail(error));
+    this.handshake = new Handshake(this.options, transport.peer, role, this.outbox, hooks.authToken, (error) => this.fail(error));
     this.ready = this.handshake.ready;
     transport.attach(this.sink);
     this.outbox.flush();
@@ -355,27 +361,33 @@ export class Session implements StreamHost {
   };
 
   private onHello(payload: Uint8Array): void {
-    if (this.phase !== Phase.HANDSHAKE) throw new ProtocolError(ProtocolErrorCode.BAD_HANDSHAKE, 'HELLO sent twice');
-    const settings = this.handshake.receive(payload);
+    if (this.phase !== Phase.HANDSHAKE || this.handshake.helloReceived) throw new ProtocolError(ProtocolErrorCode.BAD_HANDSHAKE, 'HELLO sent twice');
+    this.handshake.receive(payload);
+    // until admission answers, a peer that sends anything but GOAWAY is cut off: not one frame of it is handled
+    this.decoder.allowOnly(GOAWAY_ONLY, 'sent before the peer was admitted (only GOAWAY may come until our HELLO)');
+    this.handshake.admit(this.hooks.admit, this.onAdmission);
+  }
+
+  /** Admission answered, now or later: the peer is refused (the connection fails) or admitted (the session opens). */
+  private readonly onAdmission = (refusal: ProtocolError | undefined): void => {
+    if (this.phase !== Phase.HANDSHAKE) return; // closed while an admission that answers later ran
+    if (refusal !== undefined) return this.fail(refusal);
+    const settings = this.handshake.peerSettings!;
+    this.decoder.allowAll();
     this.outbox.start(settings);
     this.decoder.setMaxFrameBytes(this.options.maxFrameBytes);
     this.phase = Phase.OPEN;
     this.opener.start(settings);
     this.acceptor.start(settings);
-    const refusal = this.handshake.admit(this.hooks.admit);
-    if (refusal !== undefined) {
-      // before any frame that followed the HELLO in the same read: not one stream of a refused peer is served
-      this.close({ reason: refusal, graceMs: 0 }).catch(() => undefined);
-      return;
-    }
     this.opener.openQueued();
     this.keepalive.start();
     this.lifetime.start();
     this.outbox.releaseIdle(); // an idle connection holds no write slab; the first call allocates one (no-op if queued)
     const readBudget = readBudgetFor(this.options, this.handshake.peer);
     if (readBudget > 0) this.transport.setReadBudget?.(readBudget);
+    this.outbox.flush(); // an acceptor's HELLO: the dialer waits for nothing else
     this.handshake.succeed();
-  }
+  };
 
   private onOpen(id: number, payload: Uint8Array): void {
     const incoming = this.acceptor.accept(id, payload, this.phase !== Phase.OPEN);
@@ -426,8 +438,9 @@ export class Session implements StreamHost {
   private onGoaway(payload: Uint8Array): void {
     const error = this.peerGoaway.receive(payload);
     this.resolveGoingAway();
-    if (error !== undefined) {
-      this.fail(error, undefined, false);
+    if (error !== undefined || this.phase === Phase.HANDSHAKE) {
+      // in the handshake even a graceful GOAWAY ends it: the peer refused us or closed first (no call was sent yet)
+      this.fail(error ?? new SessionError(Status.UNAVAILABLE, `the peer closed the connection during the handshake: ${this.peerGoaway.message || 'no reason given'}`, true), undefined, false);
       return;
     }
     if (!this.peerGoaway.narrowed) return; // a repeat that changes nothing: no need to look at every stream again

@@ -67,7 +67,19 @@ export const Setting = {
   NODE_NAME: 0x10,
   /** utf8: connection label, e.g. "control" or "data" (may be empty). */
   LABEL: 0x11,
+  /**
+   * bytes, 1..MAX_AUTH_TOKEN_BYTES: the dialer's credentials (its auth.token), opaque to the protocol. Only a dialer
+   * sends it; an acceptor configured without auth ignores it, one with auth refuses a dialer without it.
+   */
+  AUTH_TOKEN: 0x12,
 } as const;
+
+/**
+ * Largest AUTH_TOKEN a HELLO may carry. With it, the longest HELLO this implementation sends (nine settings, a node
+ * name and a label of 255 bytes) is 8 + 5 + 7 x 8 + 2 x (4 + 255) + 4 + 2 048 = 2 639 bytes: within
+ * PRE_HANDSHAKE_MAX_FRAME_BYTES, with room for settings a later version adds.
+ */
+export const MAX_AUTH_TOKEN_BYTES = 2048;
 
 /** Codes carried by GOAWAY: why a connection ends. */
 export const ConnectionCode = {
@@ -80,6 +92,13 @@ export const ConnectionCode = {
   VERSION_MISMATCH: 6,
   ENHANCE_YOUR_CALM: 7,
   STREAM_IDS_EXHAUSTED: 8,
+  /** The acceptor refused the dialer's credentials (AUTH_TOKEN missing or wrong), instead of answering with its HELLO. */
+  UNAUTHENTICATED: 9,
+  /**
+   * The dialer's HELLO was refused for who it says it is (a mesh: not a member, not one of its lanes), instead of an
+   * answering HELLO; or the dialer refused the acceptor's HELLO (not the node it meant to reach).
+   */
+  REFUSED: 10,
 } as const;
 export type ConnectionCode = (typeof ConnectionCode)[keyof typeof ConnectionCode];
 

@@ -24,6 +24,11 @@ const enum State {
 
 const EMPTY = new Uint8Array(0);
 
+/** The bit of a frame type in a mask of allowed types (types 0-31; the handshake's are all below 8). */
+function typeBit(type: number): number {
+  return 1 << type;
+}
+
 /** Frame types that belong to stream 0 (the connection) and those that belong to a stream. */
 const CONNECTION_TYPES = new Set<number>([FrameType.HELLO, FrameType.PING, FrameType.GOAWAY]);
 const STREAM_TYPES = new Set<number>([FrameType.OPEN, FrameType.DATA, FrameType.END, FrameType.RESET]);
@@ -33,6 +38,8 @@ export interface DecoderOptions {
   maxFrameBytes: number;
   /** Refuse anything but HELLO as the first frame, with a message that says the peer is not gridwire. */
   expectHelloFirst?: boolean;
+  /** With expectHelloFirst: a GOAWAY may come first too (a dialer's: the acceptor refuses it instead of a HELLO). */
+  acceptGoawayFirst?: boolean;
   /**
    * Told of each extension frame (type 0x80-0xFF) as its header is read, before its payload is skipped: the frame is
    * never delivered, so this is the only way to count them. May throw (the error leaves push()).
@@ -51,7 +58,14 @@ export class FrameDecoder {
   private payload: Uint8Array = EMPTY;
   private payloadFill = 0;
   private maxFrameBytes: number;
-  private awaitingHello: boolean;
+  /**
+   * While not 0: the only frame types accepted, as bits (1 << type), on stream 0; anything else is
+   * GW_ERR_BAD_HANDSHAKE with `restrictedWhy`. Set for the first frame (expectHelloFirst) and by allowOnly().
+   */
+  private allowedTypes = 0;
+  private restrictedWhy = '';
+  /** True until the first frame's header is read (while expectHelloFirst restricts it). */
+  private firstFrame: boolean;
   private readonly onExtensionFrame: ((type: number) => void) | undefined;
   /** Set by parseHeader for an empty extension frame, which is complete but not delivered. */
   private skipEmpty = false;
@@ -63,12 +77,30 @@ export class FrameDecoder {
     options: DecoderOptions,
   ) {
     this.maxFrameBytes = options.maxFrameBytes;
-    this.awaitingHello = options.expectHelloFirst ?? false;
+    this.firstFrame = options.expectHelloFirst ?? false;
+    if (this.firstFrame) {
+      this.allowedTypes = typeBit(FrameType.HELLO) | (options.acceptGoawayFirst === true ? typeBit(FrameType.GOAWAY) : 0);
+      this.restrictedWhy = 'the peer\'s first bytes are not a gridwire HELLO frame (is it speaking HTTP, TLS or another protocol?)';
+    }
     this.onExtensionFrame = options.onExtensionFrame;
   }
 
   setMaxFrameBytes(n: number): void {
     this.maxFrameBytes = n;
+  }
+
+  /**
+   * From now on, until allowAll(), a frame of any other type is GW_ERR_BAD_HANDSHAKE saying `why` (a dialer being
+   * admitted may send nothing but GOAWAY). Costs nothing per frame beyond the check the first frame already had.
+   */
+  allowOnly(types: readonly number[], why: string): void {
+    this.allowedTypes = types.reduce((bits, type) => bits | typeBit(type), 0);
+    this.restrictedWhy = why;
+  }
+
+  /** Every frame type is accepted again. */
+  allowAll(): void {
+    this.allowedTypes = 0;
   }
 
   /** True between frames: a connection that ends now did not cut a frame in half. */
@@ -154,14 +186,14 @@ export class FrameDecoder {
     const flags = source[at + 1]!;
     const streamId = readU32(source, at + 2);
     const length = readU32(source, at + 6);
-    if (this.awaitingHello) {
-      if (type !== FrameType.HELLO || streamId !== 0) {
-        throw new ProtocolError(
-          ProtocolErrorCode.BAD_HANDSHAKE,
-          'the peer\'s first bytes are not a gridwire HELLO frame (is it speaking HTTP, TLS or another protocol?)',
-        );
+    if (this.allowedTypes !== 0) {
+      if (type >= 32 || (this.allowedTypes & typeBit(type)) === 0 || streamId !== 0) {
+        throw new ProtocolError(ProtocolErrorCode.BAD_HANDSHAKE, this.firstFrame ? this.restrictedWhy : `frame type ${type}: ${this.restrictedWhy}`);
       }
-      this.awaitingHello = false;
+      if (this.firstFrame) {
+        this.firstFrame = false;
+        this.allowedTypes = 0;
+      }
     }
     if (length > this.maxFrameBytes) {
       throw new ProtocolError(ProtocolErrorCode.FRAME_SIZE, `frame type ${type} declares ${length} payload bytes; the limit is ${this.maxFrameBytes}`);

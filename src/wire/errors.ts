@@ -34,6 +34,10 @@ export const ProtocolErrorCode = {
   FRAME_TIMEOUT: 'GW_ERR_FRAME_TIMEOUT',
   /** The peer read nothing we sent for writeStallTimeoutMs while we had frames for it. */
   WRITE_STALL: 'GW_ERR_WRITE_STALL',
+  /** We refused the dialer's credentials (its AUTH_TOKEN is missing, wrong, or could not be checked). */
+  UNAUTHENTICATED: 'GW_ERR_UNAUTHENTICATED',
+  /** We refused the peer for who it is (the admission check: not a member of the mesh, not the node we dialed...). */
+  REFUSED: 'GW_ERR_REFUSED',
 } as const;
 export type ProtocolErrorCode = (typeof ProtocolErrorCode)[keyof typeof ProtocolErrorCode];
 
@@ -53,6 +57,8 @@ const goawayCodeOf: Record<ProtocolErrorCode, ConnectionCode> = {
   // the peer broke the rule that a frame it starts completes in time (PROTOCOL.md §10b): no new GOAWAY code needed
   GW_ERR_FRAME_TIMEOUT: ConnectionCode.PROTOCOL_ERROR,
   GW_ERR_WRITE_STALL: ConnectionCode.ENHANCE_YOUR_CALM,
+  GW_ERR_UNAUTHENTICATED: ConnectionCode.UNAUTHENTICATED,
+  GW_ERR_REFUSED: ConnectionCode.REFUSED,
 };
 
 /** A violation of docs/PROTOCOL.md that ends the connection. */

@@ -1,14 +1,15 @@
 /**
- * The HELLO frame: both sides send one as their first frame, without waiting for the other. It names the protocol
- * version range and the receive limits the sender imposes, as type-length-value settings so that later versions
- * can add settings that older peers skip.
+ * The HELLO frame: each side's first frame (the dialer's at once, the acceptor's once it has admitted the dialer).
+ * It names the protocol version range and the receive limits the sender imposes, as type-length-value settings so
+ * that later versions can add settings that older peers skip.
  *
  * Layout: magic "GRIDWIRE" (8), version min u16, version max u16, setting count u8, then per setting:
- * id u16, length u16, value (u32 settings are 4 bytes, text settings UTF-8).
+ * id u16, length u16, value (u32 settings are 4 bytes, text settings UTF-8, AUTH_TOKEN opaque bytes).
  */
 import { ByteReader, ByteWriter, utf8 } from './bytes.js';
 import {
   HELLO_MAGIC,
+  MAX_AUTH_TOKEN_BYTES,
   MAX_MAX_FRAME_BYTES,
   MAX_WINDOW,
   MIN_MAX_FRAME_BYTES,
@@ -27,6 +28,11 @@ export interface HelloSettings {
   features: number;
   nodeName: string;
   label: string;
+  /**
+   * AUTH_TOKEN: a dialer's credentials, opaque bytes (a copy, never a view of the read buffer); undefined when absent.
+   * Never part of what a session tells about its peer, never logged.
+   */
+  authToken?: Uint8Array | undefined;
 }
 
 export interface Hello {
@@ -57,6 +63,12 @@ export function encodeHello(hello: Hello): Uint8Array {
   ];
   for (const [, bytes] of texts) {
     if (bytes.length > MAX_TEXT_SETTING_BYTES) throw new RangeError(`node name and label must be at most ${MAX_TEXT_SETTING_BYTES} bytes`);
+  }
+  const token = s.authToken;
+  if (token !== undefined && token.length > 0) {
+    // the message names the setting, never its value
+    if (token.length > MAX_AUTH_TOKEN_BYTES) throw new RangeError(`the auth token must be at most ${MAX_AUTH_TOKEN_BYTES} bytes`);
+    texts.push([Setting.AUTH_TOKEN, token]);
   }
   const size = HELLO_MAGIC.length + 2 + 2 + 1 + numbers.length * 8 + texts.reduce((n, [, b]) => n + 4 + b.length, 0);
   const w = new ByteWriter(size).raw(HELLO_MAGIC).u16(hello.versionMin).u16(hello.versionMax).u8(numbers.length + texts.length);
@@ -129,6 +141,11 @@ export function decodeHello(payload: Uint8Array): Hello {
         break;
       case Setting.LABEL:
         settings.label = vr.utf8(length, 'HELLO label');
+        break;
+      case Setting.AUTH_TOKEN:
+        // checked before the copy; the message says how long it was, never what it held
+        if (length > MAX_AUTH_TOKEN_BYTES) throw new MalformedPayloadError(`HELLO auth token of ${length} bytes is longer than ${MAX_AUTH_TOKEN_BYTES}`);
+        settings.authToken = value.slice();
         break;
       default:
         break; // unknown settings are skipped so that newer peers can add some

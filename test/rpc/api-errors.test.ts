@@ -57,10 +57,10 @@ void describe('every rejection a user can see is an RpcError', () => {
     await within(closing, 1000, 'close');
   });
 
-  void test("ready of a session the peer refuses rejects UNAVAILABLE with the peer's reason", { timeout: 5000 }, async (t) => {
+  void test("ready of a session that refuses its peer rejects PERMISSION_DENIED (retrying will not mend it) with the reason", { timeout: 5000 }, async (t) => {
     const { session } = againstRawPeer(t, 'dialer', { admit: () => 'not on the list' });
-    const error = await rejectsWithStatus(within(session.ready, 1000, 'ready'), Status.UNAVAILABLE, 'ready of a refused peer');
-    assert.match(error.message, /refused: not on the list/);
+    const error = await rejectsWithStatus(within(session.ready, 1000, 'ready'), Status.PERMISSION_DENIED, 'ready of a refused peer');
+    assert.match(error.message, /GW_ERR_REFUSED: not on the list/);
   });
 
   void test('channel.whenReady() and a waiting call after channel.close(): UNAVAILABLE', { timeout: 5000 }, async (t) => {

@@ -430,6 +430,8 @@ async function victim(
   const raw = new RawPeer(rawEnd);
   raw.sendBytes(helloFrame(hello));
   await within(session.ready, 1000, 'handshake');
+  // an acceptor answers with its HELLO once it has admitted the raw peer: wait until that has arrived too
+  await raw.waitFor((f) => f.type === FrameType.HELLO, 1000, "the victim's HELLO");
   return { raw, session };
 }
 

@@ -3,10 +3,11 @@
  * CREDIT of 0, DATA beyond the stream window, OPEN with the wrong parity or a non-increasing id close the connection
  * with the matching GOAWAY and ProtocolError; malformed metadata in an OPEN resets only that stream; and once a
  * connection error closed the session, nothing the peer sends afterwards gets a reply. Flow-control violations of
- * message streams are in flow-control.test.ts, a peer over our stream limit in concurrency-limit.test.ts.
+ * message streams are in flow-control.test.ts, a peer over our stream limit in concurrency-limit.test.ts. A dialer
+ * still being admitted (T-Z3: its token under check) that sends anything but GOAWAY is cut off with nothing served.
  */
 import assert from 'node:assert/strict';
-import { describe, test } from 'node:test';
+import { describe, test, type TestContext } from 'node:test';
 
 import { createMemoryPair, createSession, Status } from '../../src/index.js';
 import { msgpackCodec } from '../../src/rpc/codec.js';
@@ -17,7 +18,7 @@ import { decodeGoaway, decodeReset, encodeCredit, encodeGoaway, encodeOpen, enco
 import { encodeFrame } from '../../src/wire/frame.js';
 import { echoService } from '../fixtures/echo-service.js';
 import { pingBarrier, tapFrames, victim, type Victim } from '../fixtures/sessions.js';
-import { helloFrame, RawPeer, sleep, within } from '../helpers.js';
+import { deferred, helloFrame, RawPeer, sleep, until, within } from '../helpers.js';
 
 /** Asserts that the victim closed the connection with GOAWAY `code` and a ProtocolError `protocolCode`. */
 async function assertConnectionError(v: Victim, code: ConnectionCode, protocolCode: ProtocolErrorCode): Promise<void> {
@@ -167,3 +168,93 @@ void describe('protocol errors: an evil peer', () => {
     assert.equal(decodeGoaway(after[0]!.payload).code, ConnectionCode.PROTOCOL_ERROR);
   });
 });
+
+// ---------------------------------------------------------------- a dialer not yet admitted
+
+void describe('T-Z3 pre-auth surface: a dialer whose token is still being checked may send nothing but GOAWAY', () => {
+  const TOKEN = utf8('pre-auth-token');
+  /** An acceptor whose auth.verify answers only when the test says so, facing a raw dialer that sent its HELLO. */
+  async function admitting(t: TestContext): Promise<{ v: Victim; written: ReturnType<typeof tapFrames>; started: () => number; admit(ok: boolean): void }> {
+    const verdict = deferred<boolean>();
+    t.after(() => verdict.resolve(true));
+    let asked = 0;
+    let started = 0;
+    const [rawEnd, sessionEnd] = createMemoryPair();
+    const written = tapFrames(sessionEnd);
+    const session = createSession(sessionEnd, 'acceptor', {
+      services: [echoService({ onStart: () => started++ })],
+      auth: { verify: () => (asked++, verdict.promise) },
+    });
+    t.after(() => session.destroy());
+    const raw = new RawPeer(rawEnd);
+    raw.sendBytes(helloFrame({ authToken: TOKEN }));
+    await until(() => asked === 1, 1000, 'verify() is asked');
+    return { v: { raw, session, aborted: [] }, written, started: () => started, admit: (ok) => verdict.resolve(ok) };
+  }
+
+  const frame = (type: number, flags: number, id: number, payload: Uint8Array = new Uint8Array(0)): Uint8Array => encodeFrame({ type, flags, streamId: id, payload });
+  const cases: Array<{ name: string; bytes: Uint8Array; code: ProtocolErrorCode; goaway: ConnectionCode }> = [
+    {
+      name: 'a call (OPEN then DATA)',
+      bytes: Buffer.concat([frame(FrameType.OPEN, 0, 1, encodeOpen(0, 0, HANG)), frame(FrameType.DATA, END_OF_REQUEST, 1, request(null))]),
+      code: ProtocolErrorCode.BAD_HANDSHAKE,
+      goaway: ConnectionCode.PROTOCOL_ERROR,
+    },
+    { name: 'DATA', bytes: frame(FrameType.DATA, END_OF_REQUEST, 1, request('x')), code: ProtocolErrorCode.BAD_HANDSHAKE, goaway: ConnectionCode.PROTOCOL_ERROR },
+    { name: 'a PING (no answer before admission)', bytes: frame(FrameType.PING, 0, 0, encodePing(1n)), code: ProtocolErrorCode.BAD_HANDSHAKE, goaway: ConnectionCode.PROTOCOL_ERROR },
+    { name: 'a CREDIT', bytes: frame(FrameType.CREDIT, 0, 0, encodeCredit(1024)), code: ProtocolErrorCode.BAD_HANDSHAKE, goaway: ConnectionCode.PROTOCOL_ERROR },
+    { name: 'an extension frame', bytes: frame(0x80, 0, 0), code: ProtocolErrorCode.BAD_HANDSHAKE, goaway: ConnectionCode.PROTOCOL_ERROR },
+    {
+      name: 'the header of a 1 MiB DATA frame (a bulk body)',
+      bytes: Uint8Array.of(FrameType.DATA, 0, 0, 0, 0, 1, 0, 0x10, 0, 0),
+      code: ProtocolErrorCode.BAD_HANDSHAKE,
+      goaway: ConnectionCode.PROTOCOL_ERROR,
+    },
+    {
+      name: 'a GOAWAY frame over the pre-handshake limit of 4 096 bytes',
+      bytes: Uint8Array.of(FrameType.GOAWAY, 0, 0, 0, 0, 0, 0, 0, 0x20, 0),
+      code: ProtocolErrorCode.FRAME_SIZE,
+      goaway: ConnectionCode.FRAME_SIZE_ERROR,
+    },
+  ];
+  for (const c of cases) {
+    void test(`T-Z3 ${c.name} before our HELLO: the connection closes (${c.code}), no handler runs, our HELLO is never sent, a later "admitted" changes nothing`, { timeout: 5000 }, async (t) => {
+      const { v, written, started, admit } = await admitting(t);
+      v.raw.sendBytes(c.bytes);
+      const error = await within(v.session.closed, 3000, 'the session closes');
+      assert.ok(error instanceof ProtocolError && error.code === c.code, `closed with ${String(error)}`);
+      admit(true);
+      await sleep(20);
+      assert.deepEqual(written.map((f) => f.type), [FrameType.GOAWAY], 'a GOAWAY, and nothing else: no HELLO, no PING ACK');
+      assert.equal(decodeGoaway(written[0]!.payload).code, c.goaway);
+      assert.equal(started(), 0, 'no handler ran');
+      await rejectsWith(v.session.ready, c.code);
+    });
+  }
+
+  void test('T-Z3 the dialer\'s GOAWAY while it is being admitted ends the handshake; a later answer is dropped', { timeout: 5000 }, async (t) => {
+    const { v, written, admit } = await admitting(t);
+    v.raw.send(FrameType.GOAWAY, 0, 0, encodeGoaway(0, ConnectionCode.NO_ERROR, 'giving up'));
+    await within(v.session.closed, 3000, 'the session closes');
+    admit(true);
+    await sleep(20);
+    assert.deepEqual(written.map((f) => f.type), [], 'nothing sent: the dialer left first');
+    await assert.rejects(v.session.ready, /during the handshake: giving up/);
+  });
+
+  void test('T-Z3 once admitted, the acceptor\'s HELLO goes first and the same dialer is served', { timeout: 5000 }, async (t) => {
+    const { v, written, admit } = await admitting(t);
+    admit(true);
+    await within(v.session.ready, 1000, 'ready');
+    v.raw.send(FrameType.OPEN, 0, 1, encodeOpen(0, 0, ECHO));
+    v.raw.send(FrameType.DATA, END_OF_REQUEST, 1, request('after'));
+    const answer = await v.raw.waitFor((f) => f.type === FrameType.DATA && f.streamId === 1, 1000, 'the answer');
+    assert.equal(msgpackCodec.decode(answer.payload), 'after');
+    assert.equal(written[0]?.type, FrameType.HELLO, 'our HELLO was the first frame we sent');
+  });
+});
+
+async function rejectsWith(promise: Promise<unknown>, code: ProtocolErrorCode): Promise<void> {
+  const error = await promise.then(() => undefined, (e: unknown) => e);
+  assert.ok(error instanceof Error && (error.cause as ProtocolError | undefined)?.code === code, `ready rejected with ${String(error)}`);
+}

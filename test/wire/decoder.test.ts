@@ -372,6 +372,29 @@ void describe('FrameDecoder: handshake guard (expectHelloFirst)', () => {
   void test('without expectHelloFirst, a PING first is accepted', () => {
     assert.equal(decodeAll(hex('07 00 00000000 00000008 0000000000000000')).length, 1);
   });
+
+  void test('T-Z3 acceptGoawayFirst (a dialer): the acceptor\'s GOAWAY may come instead of its HELLO; a PING first still may not', () => {
+    const goaway = hex('08 00 00000000 0000000a 00000000 00000009 0000');
+    assert.deepEqual(decodeAll(goaway, { expectHelloFirst: true, acceptGoawayFirst: true }).map((f) => f.type), [FrameType.GOAWAY]);
+    assertRefused([goaway], ProtocolErrorCode.BAD_HANDSHAKE, { expectHelloFirst: true });
+    assertRefused([hex('07 00 00000000 00000008 0000000000000000')], ProtocolErrorCode.BAD_HANDSHAKE, { expectHelloFirst: true, acceptGoawayFirst: true });
+  });
+
+  void test('T-Z3 allowOnly([GOAWAY]) (a dialer being admitted): a PING, a DATA header or an extension frame is BAD_HANDSHAKE naming why; allowAll() lifts it', () => {
+    for (const bytes of ['07 00 00000000 00000008 0000000000000000', '03 00 00000001 00100000', '80 00 00000000 00000000']) {
+      const { decoder, frames } = collector({ expectHelloFirst: true });
+      decoder.push(hex('01 00 00000000 00000000'));
+      decoder.allowOnly([FrameType.GOAWAY], 'sent before the peer was admitted');
+      assert.throws(() => decoder.push(hex(bytes)), (e: unknown) => e instanceof ProtocolError && e.code === ProtocolErrorCode.BAD_HANDSHAKE && /sent before the peer was admitted/.test(e.message), bytes);
+      assert.deepEqual(frames.map((f) => f.type), [FrameType.HELLO]);
+    }
+    const { decoder, frames } = collector({ expectHelloFirst: true });
+    decoder.push(hex('01 00 00000000 00000000'));
+    decoder.allowOnly([FrameType.GOAWAY], 'sent before the peer was admitted');
+    decoder.allowAll();
+    decoder.push(hex('07 00 00000000 00000008 0000000000000000'));
+    assert.deepEqual(frames.map((f) => f.type), [FrameType.HELLO, FrameType.PING]);
+  });
 });
 
 void describe('FrameDecoder: memory', () => {

@@ -1,0 +1,110 @@
+/**
+ * Token authentication in the handshake (the `auth` option): a dialer sends its token in its HELLO (AUTH_TOKEN); an
+ * acceptor checks it, against its own token in constant time or with the application's `verify`, before it answers
+ * with its HELLO, so a dialer without the right token is refused before anything of it is read. Then the
+ * application's own `admit` decides. The token never leaves this module in a message, a log line or `peer`.
+ */
+import { createHash, timingSafeEqual } from 'node:crypto';
+
+import { MAX_AUTH_TOKEN_BYTES, Status } from '../wire/constants.js';
+import type { Admission, AdmitHook, Refusal, SessionPeer } from '../session/handshake.js';
+import type { Role } from '../session/role.js';
+
+/**
+ * Token authentication. `{ token }`: a dialer sends it; an acceptor requires exactly it. `{ verify }`: an acceptor
+ * asks it about the token each dialer sent (true admits; false, a throw or a rejection refuses); a dialer cannot
+ * use it (it has no token to send).
+ */
+export type AuthOptions = { readonly token: string } | { verify(token: string, peer: SessionPeer): boolean | Promise<boolean> };
+
+/** What a dialer is told when its credentials are refused: what to do, never the token. */
+const MISSING = 'no auth token was sent: this server requires one; set auth.token';
+const WRONG = 'the auth token was refused; set auth.token to the token this server accepts';
+const NOT_CHECKED = 'the auth token could not be checked';
+
+/**
+ * @internal Throws for an `auth` option that is not one of the two shapes: a TypeError (a RangeError for a token's
+ * length) that names `auth.token` or `auth.verify`, never the token. `dialing`: also refuses `{ verify }`.
+ */
+export function checkAuthOption(auth: unknown, dialing = false): void {
+  if (auth === undefined) return;
+  if (typeof auth !== 'object' || auth === null) throw new TypeError('auth must be { token } or { verify(token, peer) }');
+  const { token, verify } = auth as { token?: unknown; verify?: unknown };
+  if ((token === undefined) === (verify === undefined)) throw new TypeError('auth must have exactly one of auth.token and auth.verify');
+  if (verify !== undefined) {
+    if (typeof verify !== 'function') throw new TypeError('auth.verify must be a function (token, peer) => boolean | Promise<boolean>');
+    if (dialing) throw new TypeError('auth.verify checks the tokens of dialers that connect to us; to dial (connect, channel, Mesh), give auth.token');
+    return;
+  }
+  if (typeof token !== 'string') throw new TypeError('auth.token must be a string');
+  const bytes = Buffer.byteLength(token);
+  if (bytes === 0 || bytes > MAX_AUTH_TOKEN_BYTES) throw new RangeError(`auth.token must be 1 to ${MAX_AUTH_TOKEN_BYTES} UTF-8 bytes, got ${bytes}`);
+}
+
+/** @internal The token a dialer's HELLO carries, UTF-8; undefined for an acceptor or without `auth.token`. */
+export function helloToken(auth: AuthOptions | undefined, role: Role): Uint8Array | undefined {
+  if (role !== 'dialer' || auth === undefined || !('token' in auth)) return undefined;
+  return Buffer.from(auth.token, 'utf8');
+}
+
+/**
+ * @internal The session's admission check of a side: an acceptor with `auth` checks the dialer's token first (who
+ * cannot prove it may connect is refused UNAUTHENTICATED, whoever it says it is), then `admit` decides. Undefined
+ * when there is nothing to check.
+ */
+export function admissionOf(auth: AuthOptions | undefined, admit: ((peer: SessionPeer) => string | undefined) | undefined, role: Role): AdmitHook | undefined {
+  if (role !== 'acceptor' || auth === undefined) return admit;
+  return (peer, token) => {
+    const verdict = checkToken(auth, peer, token);
+    if (isThenable(verdict)) return verdict.then((refusal) => refusal ?? admit?.(peer));
+    return verdict ?? admit?.(peer);
+  };
+}
+
+/** The dialer's token against `auth`: a refusal, or undefined when it may connect; a promise when `verify` answers later. */
+function checkToken(auth: AuthOptions, peer: SessionPeer, token: Uint8Array | undefined): Refusal | undefined | PromiseLike<Admission> {
+  if (token === undefined || token.length === 0) return { status: Status.UNAUTHENTICATED, reason: MISSING };
+  if ('token' in auth) return tokenMatches(auth.token, token) ? undefined : { status: Status.UNAUTHENTICATED, reason: WRONG };
+  let text: string;
+  try {
+    text = utf8Strict.decode(token);
+  } catch {
+    // verify() takes a string: bytes that are not UTF-8 were never a token it gave out
+    return { status: Status.UNAUTHENTICATED, reason: WRONG, detail: 'the token is not UTF-8' };
+  }
+  let answer: unknown;
+  try {
+    answer = auth.verify(text, peer);
+  } catch (error) {
+    return verifyFailed(error, text);
+  }
+  if (isThenable(answer)) return answer.then((ok) => verdictOf(ok), (error: unknown) => verifyFailed(error, text));
+  return verdictOf(answer);
+}
+
+function verdictOf(ok: unknown): Refusal | undefined {
+  return ok === true ? undefined : { status: Status.UNAUTHENTICATED, reason: WRONG };
+}
+
+/** verify() threw or rejected: refused; our log says why, with the token cut out of the message should it be there. */
+function verifyFailed(error: unknown, token: string): Refusal {
+  const message = error instanceof Error ? error.message : String(error);
+  return { status: Status.UNAUTHENTICATED, reason: NOT_CHECKED, detail: `auth.verify threw: ${message.split(token).join('<auth token>')}` };
+}
+
+function isThenable(value: unknown): value is PromiseLike<unknown> {
+  return typeof value === 'object' && value !== null && typeof (value as { then?: unknown }).then === 'function';
+}
+
+const utf8Strict = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true });
+
+/**
+ * @internal True when `got` is exactly `expected` (UTF-8). Compares the SHA-256 digests of both with
+ * crypto.timingSafeEqual: the time taken depends on neither how much of the token matched nor its length (the
+ * digests are always 32 bytes).
+ */
+export function tokenMatches(expected: string, got: Uint8Array): boolean {
+  const a = createHash('sha256').update(expected, 'utf8').digest();
+  const b = createHash('sha256').update(got).digest();
+  return timingSafeEqual(a, b);
+}
