@@ -63,7 +63,7 @@ export type { LinkState, LinkStateEvent } from './channel/link.js';
 export type { LogFn, LogLevel } from './log.js';
 export { Mesh, dialsTo } from './mesh/mesh.js';
 export { MeshPeer } from './mesh/mesh-peer.js';
-export type { MeshOptions, PeerState, PeerStateEvent } from './mesh/mesh.js';
+export type { MeshOptions, MeshTlsOptions, PeerState, PeerStateEvent } from './mesh/mesh.js';
 export { createSession } from './rpc/rpc-session.js';
 export type { ListenOptions, ConnectOptions, Server } from './endpoint/endpoints.js';
 export type { CallOptions } from './rpc/client/call-options.js';
@@ -84,5 +84,6 @@ export type { SessionPeer } from './session/handshake.js';
 /** Protocol errors that close a connection, with stable string codes. */
 export { ProtocolError, ProtocolErrorCode } from './wire/errors.js';
 /** Transports: the duplex interface and an in-memory pair for tests. */
-export type { Transport, TransportSink, PeerInfo } from './transport/transport.js';
+export type { Transport, TransportSink, PeerInfo, PeerIdentity } from './transport/transport.js';
+export type { TlsListenOptions, TlsConnectOptions } from './transport/tls.js';
 export { createMemoryPair } from './transport/memory.js';

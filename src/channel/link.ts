@@ -372,7 +372,8 @@ export class Link extends EventEmitter<{ state: [LinkStateEvent] }> {
   private dialFailed(error: Error): void {
     if (this.currentState === 'closed' || this.current !== undefined) return;
     this.lastError = error;
-    const permanent = error instanceof RpcError && error.code === Status.FAILED_PRECONDITION;
+    // will not heal by retrying soon: a protocol version or TLS/plain mismatch, a certificate refused either way
+    const permanent = error instanceof RpcError && (error.code === Status.FAILED_PRECONDITION || error.code === Status.UNAUTHENTICATED);
     const delay = permanent ? this.backoff!.afterPermanentFailure() : this.backoff!.afterFailure();
     this.noteFailure(error, delay, permanent);
     this.scheduleDial(Math.max(1, delay), error);
