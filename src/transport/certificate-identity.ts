@@ -17,14 +17,19 @@ export interface AltName {
   readonly value: string;
 }
 
+/** What Node writes a value as a JSON string for: a separator, a quote, a backslash, a control character. */
+// eslint-disable-next-line no-control-regex -- control characters are part of what is matched
+const NEEDS_QUOTES = /[,"'\\\u0000-\u001f\u007f]/;
+
 /**
  * Splits Node's subjectAltName string into its entries, or returns undefined when it is not in Node's form (then the
  * certificate is treated as naming nothing).
  */
 export function parseSubjectAltName(text: string): AltName[] | undefined {
   const entries: AltName[] = [];
+  if (text === '') return entries;
   let at = 0;
-  while (at < text.length) {
+  for (;;) {
     const colon = text.indexOf(':', at);
     if (colon < 0) return undefined;
     const kind = text.slice(at, colon);
@@ -43,14 +48,13 @@ export function parseSubjectAltName(text: string): AltName[] | undefined {
       const comma = text.indexOf(', ', colon + 1);
       end = comma < 0 ? text.length : comma;
       value = text.slice(colon + 1, end);
-      if (value.includes('"')) return undefined; // Node would have quoted it
+      if (NEEDS_QUOTES.test(value)) return undefined; // Node would have quoted it
     }
     entries.push({ kind, value });
     if (end === text.length) return entries;
     if (!text.startsWith(', ', end)) return undefined;
-    at = end + 2;
+    at = end + 2; // an entry must follow: a trailing separator is not Node's form either
   }
-  return entries;
 }
 
 /** The index just past the JSON string literal that opens at `start` (a `"`), or -1 if it does not close. */
