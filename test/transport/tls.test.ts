@@ -4,16 +4,18 @@
  * a TLS port and a TLS client a plain one (both sides), and certificate rotation with server.setSecureContext.
  */
 import assert from 'node:assert/strict';
-import { X509Certificate } from 'node:crypto';
+import { createHash, X509Certificate } from 'node:crypto';
 import { describe, test } from 'node:test';
 
 import { channel, connect, listen, RpcError, serve, Status, type RpcSession } from '../../src/index.js';
 import { parseAddress } from '../../src/transport/address.js';
+import { dialTls, listenTls } from '../../src/transport/tls.js';
+import type { Transport } from '../../src/transport/transport.js';
 import { Bulk, MiB, patternChunks, patternSha256, Tally } from '../fixtures/bulk.js';
 import { testPki } from '../fixtures/certs.js';
 import { connectTo, oneWarning, startServer } from '../fixtures/connections.js';
 import { clientTls, serverTls, startTlsServer, Who, whoService } from '../fixtures/tls.js';
-import { deferred, rejectsWithStatus, until, within } from '../helpers.js';
+import { deferred, rejectsWithStatus, sleep, until, within } from '../helpers.js';
 
 const TEST_MS = 15_000;
 const quiet = { log: (): void => undefined };
@@ -187,5 +189,61 @@ void describe('certificate rotation', () => {
     server.setSecureContext({ key: rotated.key, cert: rotated.cert, ca: pki.rogueCa });
     const refused = await rejection(connect(server.url, { tls: clientTls() }));
     assert.ok(refused instanceof RpcError && refused.code === Status.UNAUTHENTICATED, String(refused));
+  });
+});
+
+void describe('a SocketTransport over a TLSSocket', () => {
+  void test('the read budget bounds what one loop turn delivers, pauseReading stops delivery, writableLength shows what waits: as over TCP', { timeout: TEST_MS }, async (t) => {
+    const accepted = deferred<Transport>();
+    const listener = await listenTls('tls://127.0.0.1:0', (transport) => accepted.resolve(transport), { tls: serverTls({ requestCert: false }), log: () => undefined });
+    const dialed = await dialTls(listener.url, { tls: clientTls(null) });
+    const server = await within(accepted.promise, 2_000, 'the accepted transport');
+    t.after(async () => {
+      dialed.destroy();
+      server.destroy();
+      await listener.close();
+    });
+    server.setReadBudget!(64 * 1024);
+    const total = 8 * MiB;
+    const payload = Buffer.alloc(total);
+    for (let i = 0; i < total; i += 4) payload.writeUInt32LE(i, i);
+    const hash = createHash('sha256');
+    let received = 0;
+    let thisTurn = 0;
+    let maxTurn = 0;
+    let turnScheduled = false;
+    const all = deferred();
+    server.attach({
+      onData(chunk) {
+        hash.update(chunk);
+        received += chunk.length;
+        thisTurn += chunk.length;
+        maxTurn = Math.max(maxTurn, thisTurn);
+        if (!turnScheduled) {
+          turnScheduled = true;
+          setImmediate(() => {
+            turnScheduled = false;
+            thisTurn = 0;
+          });
+        }
+        if (received === total) all.resolve();
+      },
+      onEnd() {},
+      onClose() {},
+      onDrain() {},
+    });
+    dialed.attach({ onData() {}, onEnd() {}, onClose() {}, onDrain() {} });
+    dialed.write([payload]);
+    await within(all.promise, 8_000, 'all bytes to arrive');
+    assert.equal(hash.digest('hex'), createHash('sha256').update(payload).digest('hex'), 'every byte, in order');
+    assert.ok(maxTurn <= 256 * 1024, `at most ${maxTurn} bytes delivered in one loop turn`);
+
+    // pauseReading: the server stops reading for good; what the dialer writes then waits on its side
+    server.pauseReading!();
+    const before = received;
+    for (let i = 0; i < 16; i++) dialed.write([Buffer.alloc(MiB)]);
+    await sleep(300);
+    assert.ok(received - before <= 256 * 1024, `${received - before} bytes delivered after pauseReading`);
+    assert.ok(dialed.writableLength! > 4 * MiB, `the dialer holds what the server does not read (writableLength ${dialed.writableLength})`);
   });
 });
