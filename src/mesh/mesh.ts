@@ -25,7 +25,7 @@ import { checkCloseOptions, checkMsOption, type RpcSession, type RpcSessionOptio
 import { Status } from '../wire/constants.js';
 import type { SessionPeer } from '../session/handshake.js';
 import { parseAddress } from '../transport/address.js';
-import { checkTlsOptions } from '../transport/tls.js';
+import { checkTlsServerOptions } from '../transport/tls.js';
 import { dialerNameRefusal } from './certificate-name.js';
 import { resolveReconnectOptions, type ReconnectOptions, type ResolvedReconnectOptions } from '../channel/backoff.js';
 import { MAX_POOL, LANE_LABEL, laneReadBudget, MeshPeer, type PeerStateEvent } from './mesh-peer.js';
@@ -242,5 +242,5 @@ function checkMeshTls(tls: MeshTlsOptions): void {
   if ((tls as { requestCert?: unknown }).requestCert === false) {
     throw new TypeError('tls.requestCert: false is refused for a mesh: its TLS is always mutual (every node presents its certificate)');
   }
-  checkTlsOptions('tls://', { kind: 'tls', host: '', port: 0 }, tls, 'listen');
+  checkTlsServerOptions(tls);
 }

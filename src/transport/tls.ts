@@ -7,20 +7,21 @@
  * The acceptor wraps each accepted TCP socket in a server TLSSocket and hands it to the session at once, so the
  * session's handshakeTimeoutMs bounds TLS and HELLO together and the listener's maxPendingHandshakes counts the
  * connections still in their TLS handshake. (A tls.Server gives its socket out only once that handshake is done.) A
- * server TLSSocket made by hand gets none of what tls.Server does when the handshake completes, so `onSecure` does
- * it: it asks Node for its verdict on the client's certificate chain and closes the connection when it is not good
- * (without that a hand-made server socket admits any certificate at all), then hands the socket's errors back.
+ * server TLSSocket made by hand gets none of what tls.Server does when the handshake completes, so the 'secure'
+ * handler of `acceptedTransport` does it: it asks Node for its verdict on the client's certificate chain and closes
+ * the connection when it is not good (without that, a hand-made server socket admits any certificate at all), then
+ * hands the socket's errors back to it.
  *
  * An accepted connection:
  *
- * | state       | event                                                         | next                                      |
- * |-------------|---------------------------------------------------------------|-------------------------------------------|
- * | handshaking | (accept) TLSSocket made, the session attached, HELLO queued    | handshaking                               |
- * | handshaking | 'secure', no certificate asked, or Node's verdict on it good  | secure: `peer.identity` set, data flows   |
- * | handshaking | 'secure', the client's certificate fails verification         | closed: one warn line, nothing read       |
- * | handshaking | 'error' (not TLS, no common version, no client certificate...) | closed: one warn line                     |
- * | handshaking | the session ends or destroys it (handshakeTimeoutMs, eviction) | closed: the session's line, none of ours  |
- * | secure      | a TLS error (bad record, renegotiation)                       | closed: the session sees the loss         |
+ * | state       | event                                                          | next                                     |
+ * |-------------|----------------------------------------------------------------|------------------------------------------|
+ * | handshaking | (accept) TLSSocket made, the session attached, HELLO queued    | handshaking                              |
+ * | handshaking | 'secure', no certificate asked, or Node's verdict on it good   | secure: `peer.identity` set, data flows  |
+ * | handshaking | 'secure', the client's certificate fails verification          | closed: one warn line, nothing read      |
+ * | handshaking | 'error' (not TLS, no common version, no client certificate...) | closed: one warn line                    |
+ * | handshaking | the session ends or destroys it (handshakeTimeoutMs, eviction) | closed at once: the session's line only  |
+ * | secure      | a TLS error (bad record, renegotiation)                        | closed: the session sees the loss        |
  */
 import { checkServerIdentity, createSecureContext, connect as tlsConnect, TLSSocket, type ConnectionOptions, type SecureContext, type SecureContextOptions, type TlsOptions } from 'node:tls';
 import type { LogFn } from '../log.js';
@@ -76,6 +77,11 @@ export function checkTlsOptions(url: string, address: Address, tls: unknown, sid
   if (tls === undefined && side === 'connect') return; // the system's CAs, no client certificate
   if (tls === undefined) throw new TypeError(`listening on ${JSON.stringify(url)} needs tls options: tls.key and tls.cert (PEM), or tls.pfx`);
   checkTlsObject(tls, side === 'listen');
+}
+
+/** @internal Throws a TypeError for a TLS server's options (a mesh node's): a key and certificate, checks on. */
+export function checkTlsServerOptions(tls: unknown): void {
+  checkTlsObject(tls, true);
 }
 
 function checkTlsObject(tls: unknown, needsCertificate: boolean): void {
@@ -268,7 +274,12 @@ const NO_VERDICT = 'NO_VERDICT';
 function verifyErrorOf(socket: TLSSocket): string | undefined {
   const handle = (socket as unknown as { _handle?: { verifyError?: () => unknown } })._handle;
   if (typeof handle?.verifyError !== 'function') return NO_VERDICT;
-  const verdict = handle.verifyError();
+  let verdict: unknown;
+  try {
+    verdict = handle.verifyError();
+  } catch {
+    return NO_VERDICT;
+  }
   if (verdict === null || verdict === undefined) return undefined;
   if (typeof verdict === 'string') return verdict;
   return (verdict as { code?: string }).code ?? NO_VERDICT;

@@ -132,6 +132,23 @@ void describe('calls and bulk over tls:// with mutual TLS', () => {
   });
 });
 
+void describe('tls:// over IPv6', () => {
+  void test('tls://[::1]:0 listens, and a client dialing it checks the certificate\'s IPv6 entry', { timeout: TEST_MS }, async (t) => {
+    let server;
+    try {
+      ({ server } = await startServer(t, { tls: serverTls({ requestCert: false }), services: [whoService()] }, 'tls://[::1]:0'));
+    } catch (error) {
+      t.skip(`no IPv6 loopback here: ${(error as Error).message}`);
+      return;
+    }
+    assert.match(server.url, /^tls:\/\/\[::1\]:\d+$/);
+    const session = await connectTo(t, server.url, { tls: clientTls(null) });
+    assert.match(session.peer.address, /^tls:\/\/\[::1\]:\d+$/);
+    assert.deepEqual(session.peer.identity?.ips, ['127.0.0.1', '0:0:0:0:0:0:0:1']);
+    assert.equal((await session.client(Who).whoami(null)).transport, 'tls');
+  });
+});
+
 void describe('T-Z4 TLS and plain on the wrong port: clear errors on both sides', () => {
   void test('T-Z4 a plain tcp:// client on a TLS port: connect() says the peer closed during the handshake and to use tls://; the server says the peer did not speak TLS', { timeout: TEST_MS }, async (t) => {
     const calls = { count: 0 };
