@@ -68,7 +68,7 @@ export type { LinkState, LinkStateEvent } from './channel/link.js';
 export type { LogFn, LogLevel } from './log.js';
 export { Mesh, dialsTo } from './mesh/mesh.js';
 export { MeshPeer } from './mesh/mesh-peer.js';
-export type { MeshOptions, PeerState, PeerStateEvent } from './mesh/mesh.js';
+export type { MeshOptions, MeshTlsOptions, PeerState, PeerStateEvent } from './mesh/mesh.js';
 export { createSession } from './rpc/rpc-session.js';
 export type { ListenOptions, ConnectOptions, Server } from './endpoint/endpoints.js';
 export type { CallOptions } from './rpc/client/call-options.js';
@@ -85,9 +85,10 @@ export type { Metadata } from './wire/metadata.js';
 export type { SessionOptions } from './session/options.js';
 /** A memory budget shared by the sessions given it (the `memoryBudget` option; one per process by default). */
 export { MemoryBudget } from './session/memory-budget.js';
-export type { SessionPeer } from './session/handshake.js';
+export type { Refusal, SessionPeer } from './session/handshake.js';
 /** Protocol errors that close a connection, with stable string codes. */
 export { ProtocolError, ProtocolErrorCode } from './wire/errors.js';
 /** Transports: the duplex interface and an in-memory pair for tests. */
-export type { Transport, TransportSink, PeerInfo } from './transport/transport.js';
+export type { Transport, TransportSink, PeerInfo, PeerIdentity } from './transport/transport.js';
+export type { TlsListenOptions, TlsConnectOptions } from './transport/tls.js';
 export { createMemoryPair } from './transport/memory.js';

@@ -27,7 +27,7 @@ export class Channel {
 
   constructor(readonly url: string, options: ChannelOptions = {}) {
     parseAddress(url); // a malformed address throws its TypeError here: redialing it would never succeed
-    checkConnectOptions(options); // a bad option throws here, not at every redial
+    checkConnectOptions(options, url); // a bad option (tls options that do not fit the address too) throws here, not at every redial
     const { reconnect, ...connectOptions } = options; // `log` stays: authorize reports to it too
     const link = new Link(url, options.log ?? stderrLog);
     link.dialWith({ url, options: connectOptions, reconnect: resolveReconnectOptions(reconnect) });
@@ -89,7 +89,7 @@ export class Channel {
   }
 }
 
-/** Opens a channel to `url` (tcp:// or unix://): connects in the background and stays connected until closed. */
+/** Opens a channel to `url` (tcp://, tls:// or unix://): connects in the background and stays connected until closed. */
 export function channel(url: string, options: ChannelOptions = {}): Channel {
   return new Channel(url, options);
 }

@@ -376,8 +376,8 @@ export class Link extends EventEmitter<{ state: [LinkStateEvent] }> {
   private dialFailed(error: Error): void {
     if (this.currentState === 'closed' || this.current !== undefined) return;
     this.lastError = error;
-    // no common version, or refused (our token, who we are, whom we reached): a redial fails alike until someone changes
-    // a configuration, so wait the longest and say so at once
+    // no common version, a TLS/plain mismatch, or refused (our token or certificate, who we are, whom we reached): a
+    // redial fails alike until someone changes a configuration, so wait the longest and say so at once
     const permanent = error instanceof RpcError && PERMANENT_FAILURES.has(error.code);
     const delay = permanent ? this.backoff!.afterPermanentFailure() : this.backoff!.afterFailure();
     this.noteFailure(error, delay, permanent);

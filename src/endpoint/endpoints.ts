@@ -1,13 +1,16 @@
 /**
  * The Node front doors: `listen` accepts connections and gives each a session with the server's services; `connect`
  * dials and resolves once the handshake is done. Both sides of a connection can serve and call. This is the one
- * module that ties node:net transports to the core; the core itself (wire, session, rpc) takes any Transport.
+ * module that ties node:net and node:tls transports to the core (by the address's scheme, in `bind` and
+ * `dialTransport`); the core itself (wire, session, rpc) takes any Transport.
  */
 import { Status } from '../wire/constants.js';
 import { ProtocolError } from '../wire/errors.js';
 import { stderrLog, type LogFn } from '../log.js';
-import { parseAddress } from '../transport/address.js';
+import { parseAddress, type Address } from '../transport/address.js';
 import { dial, listenOn, type DialOptions, type Listener, type ListenOnOptions } from '../transport/net.js';
+import { checkTlsOptions, dialTls, listenTls, type TlsConnectOptions, type TlsListener, type TlsListenOptions } from '../transport/tls.js';
+import { TlsFailure } from '../transport/tls-failures.js';
 import type { Transport } from '../transport/transport.js';
 import { checkAuthOption } from '../rpc/auth.js';
 import { rpcErrorOf } from '../rpc/connection-error.js';
@@ -23,6 +26,11 @@ export interface ListenOptions extends RpcSessionOptions, ListenerLimitOptions {
   onSession?: (session: RpcSession) => void;
   /** Where connections refused or closed for a protocol error are reported. Default: warnings to stderr. */
   log?: LogFn;
+  /**
+   * For a `tls://` address (required there, refused elsewhere): Node's TLS options, `key` and `cert` at least;
+   * `requestCert: true` for mutual TLS. TLS 1.3 unless `minVersion` says otherwise; `rejectUnauthorized` cannot be false.
+   */
+  tls?: TlsListenOptions;
 }
 
 export interface Server {
@@ -32,17 +40,24 @@ export interface Server {
   readonly sessions: ReadonlySet<RpcSession>;
   /** Stops accepting, closes every session gracefully (GOAWAY; calls in flight finish within graceMs). */
   close(options?: { graceMs?: number }): Promise<void>;
+  /**
+   * tls:// only (a TypeError elsewhere): connections accepted from now on use this key, certificate and CAs (a
+   * certificate rotated without a restart); open sessions are untouched. Throws a TypeError for options Node cannot use,
+   * and the old ones stay.
+   */
+  setSecureContext(tls: TlsListenOptions): void;
 }
 
 export async function listen(url: string, options: ListenOptions = {}): Promise<Server> {
-  parseAddress(url); // a malformed address rejects with its TypeError before anything else
+  const address = parseAddress(url); // a malformed address rejects with its TypeError before anything else
+  checkTlsOptions(url, address, options.tls, 'listen');
   checkRpcSessionOptions(options); // a bad option throws here, not inside the accept callback of the first connection
   checkListenerLimits(options);
   const registry = new Registry(options.services, serverInterceptorsOf(options));
   const sessions = new Set<RpcSession>();
   const log = options.log ?? stderrLog;
   const limits = new ListenerLimits(options, () => listener.url, log);
-  const listener: Listener = await bind(url, { maxConnections: limits.maxConnections, onDrop: limits.dropped }, (transport) => {
+  const listener = await bind(url, address, { maxConnections: limits.maxConnections, onDrop: limits.dropped, tls: options.tls, log }, (transport) => {
     let session: RpcSession;
     try {
       session = new RpcSession(transport, 'acceptor', options, registry);
@@ -74,6 +89,10 @@ export async function listen(url: string, options: ListenOptions = {}): Promise<
       await Promise.all([...sessions].map((s) => s.close(closeOptions)));
       await closing;
     },
+    setSecureContext(tls) {
+      if (!('setSecureContext' in listener)) throw new TypeError(`setSecureContext: ${listener.url} is not a tls:// listener`);
+      listener.setSecureContext(tls);
+    },
   };
 }
 
@@ -82,8 +101,14 @@ export async function listen(url: string, options: ListenOptions = {}): Promise<
  * error (`cause.code` is `EADDRINUSE`...). An address that is not one throws its TypeError as it is: that is a mistake
  * in the program, not a condition to handle.
  */
-async function bind(url: string, options: ListenOnOptions, onTransport: (transport: Transport) => void): Promise<Listener> {
+async function bind(
+  url: string,
+  address: Address,
+  options: ListenOnOptions & { tls: TlsListenOptions | undefined; log: LogFn },
+  onTransport: (transport: Transport) => void,
+): Promise<Listener | TlsListener> {
   try {
+    if (address.kind === 'tls') return await listenTls(url, onTransport, { ...options, tls: options.tls! });
     return await listenOn(url, onTransport, options);
   } catch (error) {
     if (error instanceof TypeError) throw error;
@@ -91,14 +116,22 @@ async function bind(url: string, options: ListenOnOptions, onTransport: (transpo
   }
 }
 
-export interface ConnectOptions extends RpcSessionOptions, DialOptions {}
+export interface ConnectOptions extends RpcSessionOptions, DialOptions {
+  /**
+   * For a `tls://` address (refused elsewhere): Node's TLS options (`ca`, and `cert` and `key` for mutual TLS). Omitted:
+   * the system's CAs and no client certificate. TLS 1.3 unless `minVersion` says otherwise; `rejectUnauthorized`
+   * cannot be false.
+   */
+  tls?: TlsConnectOptions;
+}
 
 /**
  * @internal Throws for a bad option of connect(), channel() or a Mesh: the session's options, `auth` (a dialer sends
  * a token: `auth.verify` alone is a TypeError), and connectTimeoutMs (above 0; Infinity: no bound of ours on the
- * dial, the handshake still bounded by handshakeTimeoutMs).
+ * dial, the handshake still bounded by handshakeTimeoutMs); with `url`, the tls options for that address as well.
  */
-export function checkConnectOptions(options: ConnectOptions): void {
+export function checkConnectOptions(options: ConnectOptions, url?: string): void {
+  if (url !== undefined) checkTlsOptions(url, parseAddress(url), options.tls, 'connect');
   checkRpcSessionOptions(options);
   checkAuthOption(options.auth, true);
   checkMsOption('connectTimeoutMs', options.connectTimeoutMs, 'no bound of its own; handshakeTimeoutMs still bounds the handshake', true);
@@ -108,24 +141,26 @@ export function checkConnectOptions(options: ConnectOptions): void {
 const DEFAULT_CONNECT_TIMEOUT_MS = 10_000;
 
 /**
- * Dials `url` (tcp://host:port or unix:///path) and resolves with a ready session. `connectTimeoutMs` bounds the dial
- * and the handshake together. Failures are UNAVAILABLE, except refusals that retrying will not mend: UNAUTHENTICATED
- * (the server refused our `auth.token`), PERMISSION_DENIED (it refused who we are, or we refused whom we reached),
- * FAILED_PRECONDITION (no common protocol version). A malformed address or option rejects with a TypeError or
- * RangeError before dialing.
+ * Dials `url` (tcp://host:port, tls://host:port or unix:///path) and resolves with a ready session. `connectTimeoutMs`
+ * bounds the dial and the handshake together. Failures are UNAVAILABLE, except those that retrying will not mend:
+ * UNAUTHENTICATED (the server refused our `auth.token`, or a certificate was refused either way), PERMISSION_DENIED
+ * (it refused who we are, or we refused whom we reached), FAILED_PRECONDITION (no common protocol version, or a
+ * TLS/plain mismatch). A malformed address or option rejects with a TypeError or RangeError before dialing.
  */
 export async function connect(url: string, options: ConnectOptions = {}): Promise<RpcSession> {
   // before dialing: a malformed address is the caller's mistake (a TypeError naming it and the schemes, not a
   // retry-safe UNAVAILABLE to retry for ever), and a bad option must not leave a socket behind
-  parseAddress(url);
-  checkConnectOptions(options);
+  const address = parseAddress(url);
+  checkConnectOptions(options, url);
   const timeoutMs = options.connectTimeoutMs ?? DEFAULT_CONNECT_TIMEOUT_MS;
   const deadline = performance.now() + timeoutMs;
   let transport: Transport;
   try {
-    transport = await dial(url, { ...options, connectTimeoutMs: timeoutMs });
+    transport = await dialTransport(url, address, { ...options, connectTimeoutMs: timeoutMs });
   } catch (error) {
-    throw new RpcError(Status.UNAVAILABLE, (error as Error).message, { cause: error, retrySafe: true });
+    if (error instanceof TypeError) throw error;
+    const status = error instanceof TlsFailure ? error.status : Status.UNAVAILABLE;
+    throw new RpcError(status, (error as Error).message, { cause: error, retrySafe: true });
   }
   const session = new RpcSession(transport, 'dialer', options);
   // the signal covers the handshake too: a peer that accepts and never answers must not outlive the caller's abort
@@ -142,12 +177,21 @@ export async function connect(url: string, options: ConnectOptions = {}): Promis
   } catch (error) {
     session.destroy();
     if (timedOut) throw connectTimeoutError(url, timeoutMs, error);
-    throw handshakeError(url, error);
+    // the peer spoke (or our own timer ran out), or we aborted: the session's words are right; else the transport may
+    // know why the peer left (a TLS server that refused our certificate, a TLS port that a plain client reached)
+    const explained = error instanceof ProtocolError || options.signal?.aborted === true ? undefined : transport.explainFailure?.();
+    throw handshakeError(url, explained ?? error);
   } finally {
     clearTimeout(timer);
     options.signal?.removeEventListener('abort', onAbort);
   }
   return session;
+}
+
+/** The scheme switch of a dial: tls:// over node:tls, tcp:// and unix:// over node:net. */
+function dialTransport(url: string, address: Address, options: ConnectOptions): Promise<Transport> {
+  if (address.kind === 'tls') return dialTls(url, options);
+  return dial(url, options);
 }
 
 /**

@@ -8,12 +8,14 @@ import { TypedClients, type Client } from '../rpc/client/typed-client.js';
 import { deadlineOf } from '../rpc/deadline.js';
 import { MAX_TIMER_MS } from '../timers.js';
 import type { RpcSession, RpcSessionOptions } from '../rpc/rpc-session.js';
-import type { SessionPeer } from '../session/handshake.js';
+import type { Refusal, SessionPeer } from '../session/handshake.js';
 import { DEFAULT_READ_BUDGET_BYTES } from '../session/options.js';
 import type { MethodKind, MethodMap, ServiceDef } from '../rpc/service.js';
 import type { ResolvedReconnectOptions } from '../channel/backoff.js';
 import { Link, type LinkState, type LinkStateEvent } from '../channel/link.js';
 import { RoutedCaller } from '../channel/routed-caller.js';
+import type { TlsConnectOptions } from '../transport/tls.js';
+import { dialedNodeMismatch } from './certificate-name.js';
 
 export type PeerState = LinkState;
 
@@ -47,12 +49,14 @@ export function laneReadBudget(lane: string): number {
 /** @internal What a peer takes from its mesh. */
 export interface PeerContext {
   /** The application's own admission check (MeshOptions.admit), after the mesh's. */
-  admit?: (peer: SessionPeer) => string | undefined;
+  admit?: (peer: SessionPeer) => string | Refusal | undefined;
   reconnect: ResolvedReconnectOptions;
   log: LogFn;
   fallbackDialAfterMs: number;
   /** The node's session options (with its name), for every dial. */
   sessionOptions: RpcSessionOptions;
+  /** The node's TLS options (its key, certificate and CAs), when the mesh runs over mutual TLS. */
+  tls?: TlsConnectOptions;
   onState(event: PeerStateEvent): void;
 }
 
@@ -163,11 +167,14 @@ export class MeshPeer extends EventEmitter<{ state: [PeerStateEvent] }> {
     // fallbackDialAfterMs: Infinity (or past what a timer can count): only the peer dials, as if we had no address
     if (!this.dials && this.context.fallbackDialAfterMs > MAX_TIMER_MS) return;
     const expected = this.name;
+    const tls = this.context.tls;
     link.dialWith({
       url: this.url,
       // the address may lead to another node (a typo, a reused address): calls meant for this peer must not run there
       options: {
         ...this.context.sessionOptions,
+        // over TLS the node reached must hold a certificate for the name dialed: mesh identity is the name, not the host
+        tls: tls === undefined ? undefined : { ...tls, checkServerIdentity: (_host, cert) => dialedNodeMismatch(expected, cert) },
         label,
         readBudgetBytes: this.context.sessionOptions.readBudgetBytes ?? laneReadBudget(label),
         admit: (peer) =>

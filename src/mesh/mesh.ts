@@ -9,16 +9,24 @@
  * Lanes: the `control` connection (or a pool of them, `control.0`..`control.N-1`) carries every call, except bulk
  * calls (upload, download) when a `data` lane is configured: they get their own TCP connection, so a transfer never
  * queues control calls behind its bytes in the kernel's buffers.
+ *
+ * Trust: with `tls`, every connection is mutual TLS and a node's name is bound to its certificate in both directions
+ * (certificate-name.ts): the dialer checks that the node it reached holds a certificate for the name it dialed, the
+ * acceptor that the node that dialed holds one for the name it claims. Without `tls`, anyone who reaches a node's
+ * port can claim any name that is one of its peers.
  */
 import { createHash } from 'node:crypto';
 import { EventEmitter } from 'node:events';
+import type { SecureContextOptions } from 'node:tls';
 import { checkConnectOptions, listen, type Server } from '../endpoint/endpoints.js';
 import { stderrLog, type LogFn } from '../log.js';
 import { RpcError } from '../rpc/rpc-error.js';
 import { checkCloseOptions, checkMsOption, type RpcSession, type RpcSessionOptions } from '../rpc/rpc-session.js';
 import { Status } from '../wire/constants.js';
-import type { SessionPeer } from '../session/handshake.js';
+import type { Refusal, SessionPeer } from '../session/handshake.js';
 import { parseAddress } from '../transport/address.js';
+import { checkTlsServerOptions } from '../transport/tls.js';
+import { dialerNameRefusal } from './certificate-name.js';
 import { resolveReconnectOptions, type ReconnectOptions, type ResolvedReconnectOptions } from '../channel/backoff.js';
 import { MAX_POOL, LANE_LABEL, laneReadBudget, MeshPeer, type PeerStateEvent } from './mesh-peer.js';
 
@@ -45,7 +53,19 @@ export interface MeshOptions extends RpcSessionOptions {
   connectTimeoutMs?: number;
   /** Where connection trouble is reported. Default: warnings to stderr. */
   log?: LogFn;
+  /**
+   * Mutual TLS for every connection of the node: Node's TLS options with this node's `key` and `cert` (its certificate
+   * must name the node: a SAN DNS or URI entry equal to `name`, or only a CN equal to it) and the cluster's `ca`. The
+   * node then listens and dials on tls:// addresses only; `requestCert` is always on.
+   */
+  tls?: MeshTlsOptions;
 }
+
+/**
+ * A mesh node's TLS options: what a secure context takes (`key`, `cert`, `ca`, `crl`, `minVersion`, `ciphers`...);
+ * the node is both a TLS server and a TLS client with them.
+ */
+export type MeshTlsOptions = SecureContextOptions & { rejectUnauthorized?: true };
 
 /** True when `self` dials `other`: decided by a hash of the ordered pair, the same on both nodes. */
 export function dialsTo(self: string, other: string): boolean {
@@ -70,11 +90,12 @@ export class Mesh extends EventEmitter<{ peer: [PeerStateEvent] }> {
   constructor(private readonly options: MeshOptions) {
     super();
     if (typeof options.name !== 'string' || options.name === '') throw new TypeError('mesh name must be a non-empty string');
-    const { peers: _p, listen: _l, name, reconnect: _r, dataLane: _d, connectionsPerPeer: _c, fallbackDialAfterMs: _f, admit: _a, ...session } = options;
+    const { peers: _p, listen: _l, name, reconnect: _r, dataLane: _d, connectionsPerPeer: _c, fallbackDialAfterMs: _f, admit: _a, tls: _t, ...session } = options;
     this.sessionOptions = { ...session, nodeName: name }; // with `log`: authorize reports to it on dialed sessions too
     checkConnectOptions(this.sessionOptions); // a bad option throws here, not at the first connection
     checkMsOption('fallbackDialAfterMs', options.fallbackDialAfterMs, 'never dial a peer that should dial us');
-    if (options.listen !== undefined) parseAddress(options.listen); // a malformed address: a TypeError here, not at start()
+    if (options.tls !== undefined) checkMeshTls(options.tls);
+    if (options.listen !== undefined) this.checkAddress(options.listen, 'its listen address'); // a TypeError here, not at start()
     this.name = name;
     // a restarted node is redialed by its peers only (no storm to spread), and a cluster starting up retries briskly
     this.reconnect = resolveReconnectOptions(options.reconnect, { lossSpreadMs: 2_000, initialDelayMs: 250, startupRetryMs: 10_000 });
@@ -112,6 +133,7 @@ export class Mesh extends EventEmitter<{ peer: [PeerStateEvent] }> {
     if (this.options.listen !== undefined) {
       this.server = await listen(this.options.listen, {
         ...this.sessionOptions,
+        tls: this.options.tls === undefined ? undefined : { ...this.options.tls, requestCert: true },
         // the lane of an inbound connection is known from the dialer's HELLO: the same budget on both sides
         readBudgetBytes: this.sessionOptions.readBudgetBytes ?? ((peer) => laneReadBudget(peer.label)),
         log: this.log,
@@ -138,7 +160,7 @@ export class Mesh extends EventEmitter<{ peer: [PeerStateEvent] }> {
     if (name === this.name) throw new RangeError(`a node cannot be its own peer (${JSON.stringify(name)})`);
     if (this.peerHandles.has(name)) throw new RangeError(`peer ${JSON.stringify(name)} is already in the mesh`);
     if (this.stopped) throw new Error('the mesh is stopped');
-    if (url !== null) parseAddress(url); // a malformed address: a TypeError here, not a peer redialing it for ever
+    if (url !== null) this.checkAddress(url, `peer ${JSON.stringify(name)}'s address`); // a TypeError here, not a peer redialing it for ever
     const dialer = dialsTo(this.name, name);
     const peer = MeshPeer.create(name, url, dialer, this.poolSize, this.options.dataLane === true, {
       reconnect: this.reconnect,
@@ -146,6 +168,7 @@ export class Mesh extends EventEmitter<{ peer: [PeerStateEvent] }> {
       // a node nobody can dial (no listen address) dials at once, whichever side the hash picked
       fallbackDialAfterMs: this.options.listen === undefined ? 0 : (this.options.fallbackDialAfterMs ?? 3_000),
       sessionOptions: this.sessionOptions,
+      tls: this.options.tls,
       onState: (event) => this.emit('peer', event),
       admit: this.options.admit,
     });
@@ -173,13 +196,36 @@ export class Mesh extends EventEmitter<{ peer: [PeerStateEvent] }> {
   }
 
   /**
-   * Runs as a dialer's HELLO is accepted (after its auth token, if `auth` is set), before any call on it is read and
-   * before our HELLO answers it: strangers never reach a handler. The listener logs each refusal (GW_ERR_REFUSED).
+   * A malformed address, or one whose scheme does not fit the node's `tls` (tls:// with it, tcp:// or unix:// without):
+   * a TypeError naming `what`.
    */
-  private admit(peer: SessionPeer): string | undefined {
+  private checkAddress(url: string, what: string): void {
+    const address = parseAddress(url);
+    if (this.options.tls !== undefined && address.kind !== 'tls') {
+      throw new TypeError(`mesh ${JSON.stringify(this.options.name)} has tls options, so ${what} must be tls://host:port, not ${JSON.stringify(url)}`);
+    }
+    if (this.options.tls === undefined && address.kind === 'tls') {
+      throw new TypeError(`${what} ${JSON.stringify(url)} is a TLS address: give mesh ${JSON.stringify(this.options.name)} its tls options (key, cert, ca)`);
+    }
+  }
+
+  /**
+   * Runs as a dialer's HELLO is accepted (after its auth token, if `auth` is set), before any call on it is read and
+   * before our HELLO answers it: strangers never reach a handler. The listener logs each refusal (GW_ERR_REFUSED,
+   * GW_ERR_UNAUTHENTICATED for a certificate that does not name the node it claims to be).
+   */
+  private admit(peer: SessionPeer): string | Refusal | undefined {
+    return this.meshRefusal(peer) ?? this.options.admit?.(peer);
+  }
+
+  /** The mesh's own checks of a node that dialed, in order: its certificate (over TLS), its name, its lane. */
+  private meshRefusal(peer: SessionPeer): string | Refusal | undefined {
+    // over TLS, who dialed is who its certificate says: the name in its HELLO is only a claim
+    const impostor = this.options.tls === undefined ? undefined : dialerNameRefusal(peer.nodeName, peer.identity);
+    if (impostor !== undefined) return { reason: impostor, status: Status.UNAUTHENTICATED };
     if (!this.peerHandles.has(peer.nodeName)) return `node ${JSON.stringify(peer.nodeName)} is not a peer of ${this.name}`;
     if (!LANE_LABEL.test(peer.label)) return `lane ${JSON.stringify(peer.label)} is not one of this mesh's lanes (control, control.N, data)`;
-    return this.options.admit?.(peer);
+    return undefined;
   }
 
   private onInbound(session: RpcSession): void {
@@ -191,4 +237,12 @@ export class Mesh extends EventEmitter<{ peer: [PeerStateEvent] }> {
     }
     peer.offerInbound(session, session.peer.label);
   }
+}
+
+/** A mesh's tls options: usable for a listener with a certificate (key and cert), and never without client certificates. */
+function checkMeshTls(tls: MeshTlsOptions): void {
+  if ((tls as { requestCert?: unknown }).requestCert === false) {
+    throw new TypeError('tls.requestCert: false is refused for a mesh: its TLS is always mutual (every node presents its certificate)');
+  }
+  checkTlsServerOptions(tls);
 }

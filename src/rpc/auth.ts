@@ -52,7 +52,7 @@ export function helloToken(auth: AuthOptions | undefined, role: Role): Uint8Arra
  * cannot prove it may connect is refused UNAUTHENTICATED, whoever it says it is), then `admit` decides. Undefined
  * when there is nothing to check.
  */
-export function admissionOf(auth: AuthOptions | undefined, admit: ((peer: SessionPeer) => string | undefined) | undefined, role: Role): AdmitHook | undefined {
+export function admissionOf(auth: AuthOptions | undefined, admit: ((peer: SessionPeer) => string | Refusal | undefined) | undefined, role: Role): AdmitHook | undefined {
   if (role !== 'acceptor' || auth === undefined) return admit;
   return (peer, token) => {
     const verdict = checkToken(auth, peer, token);

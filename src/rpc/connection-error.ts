@@ -6,17 +6,20 @@
 import { Status } from '../wire/constants.js';
 import { ProtocolError, ProtocolErrorCode } from '../wire/errors.js';
 import { AdmissionError, SessionError } from '../session/errors.js';
+import { TlsFailure } from '../transport/tls-failures.js';
 import { RpcError } from './rpc-error.js';
 
 /**
  * A SessionError keeps its status and retrySafe (the peer refused us: UNAUTHENTICATED, PERMISSION_DENIED); so does our
- * own refusal of the peer (an AdmissionError); a protocol version mismatch is FAILED_PRECONDITION (retrying will not
- * help: upgrade one side); anything else that ends or refuses a connection is UNAVAILABLE.
+ * own refusal of the peer (an AdmissionError), and a TlsFailure (UNAUTHENTICATED for a certificate refused); a protocol
+ * version mismatch is FAILED_PRECONDITION (retrying will not help: upgrade one side); anything else that ends or
+ * refuses a connection is UNAVAILABLE.
  */
 export function rpcErrorOf(error: unknown): RpcError {
   if (error instanceof RpcError) return error;
   if (error instanceof SessionError) return new RpcError(error.status, error.message, { retrySafe: error.retrySafe, cause: error });
   if (error instanceof AdmissionError) return new RpcError(error.status, error.message, { cause: error });
+  if (error instanceof TlsFailure) return new RpcError(error.status, error.message, { cause: error });
   if (error instanceof ProtocolError) {
     const status = error.code === ProtocolErrorCode.VERSION_MISMATCH ? Status.FAILED_PRECONDITION : Status.UNAVAILABLE;
     return new RpcError(status, error.message, { cause: error });

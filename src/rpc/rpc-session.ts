@@ -4,7 +4,7 @@
  * Either side of a connection can do both.
  */
 import { Status } from '../wire/constants.js';
-import type { SessionPeer } from '../session/handshake.js';
+import type { Refusal, SessionPeer } from '../session/handshake.js';
 import { resolveSessionOptions, type SessionOptions } from '../session/options.js';
 import type { Role } from '../session/role.js';
 import { Session, type IncomingStream } from '../session/session.js';
@@ -28,9 +28,11 @@ export interface RpcSessionOptions extends SessionOptions {
   services?: readonly ServiceImpl[];
   /**
    * Decides from the peer's handshake (node name, label, address) whether it may use this connection, before any of
-   * its calls is read: return a reason to refuse it (sent to the peer in the GOAWAY), undefined to admit it.
+   * its calls is read: return a reason to refuse it (sent to the peer in the GOAWAY; its `connect()` rejects with
+   * PERMISSION_DENIED), `{ reason, status: Status.UNAUTHENTICATED }` for credentials that do not prove who it says it
+   * is, undefined to admit it.
    */
-  admit?: (peer: SessionPeer) => string | undefined;
+  admit?: (peer: SessionPeer) => string | Refusal | undefined;
   /**
    * Wrap every call this side makes (its typed clients' calls: a session's, a channel's, a mesh peer's), first one
    * outermost: `(next) => async (call) => next(call)`. Default none.

@@ -29,12 +29,34 @@ export interface DialOptions {
   connectTimeoutMs?: number;
 }
 
+/** What a plain TCP dialer that saw the peer hang up without a byte should consider (a TLS port does just that). */
+function silentTcpClose(): Error {
+  return new Error('the peer closed the connection during the handshake without sending a byte: if it is a TLS port, use tls://');
+}
+
 export function dial(url: string, options: DialOptions = {}): Promise<Transport> {
   const address = parseAddress(url);
+  return dialSocket(url, options, {
+    socket: address.kind === 'unix' ? createConnection({ path: address.path }) : createConnection({ host: address.host, port: address.port }),
+    readyEvent: 'connect',
+    ready: (socket) => new SocketTransport(socket, peerOf(socket, address), address.kind === 'unix' ? undefined : silentTcpClose),
+    failure: (error) => new Error(`dial ${url}: ${error.message}`, { cause: error }),
+  });
+}
+
+/** @internal One dial's socket: the event that says it is ready, the transport it then becomes, what an error means. */
+export interface SocketDial<S extends Socket = Socket> {
+  socket: S;
+  readyEvent: 'connect' | 'secureConnect';
+  ready(socket: S): Transport;
+  failure(error: Error): Error;
+}
+
+/** @internal Waits for `dial.socket` to be ready, within connectTimeoutMs and the signal; the socket is destroyed on failure. */
+export function dialSocket<S extends Socket>(url: string, options: DialOptions, dial: SocketDial<S>): Promise<Transport> {
   const timeoutMs = options.connectTimeoutMs ?? 10_000;
+  const socket = dial.socket;
   return new Promise((resolve, reject) => {
-    const socket =
-      address.kind === 'unix' ? createConnection({ path: address.path }) : createConnection({ host: address.host, port: address.port });
     // none past what a timer can count (Infinity included): the OS's own connect timeout applies
     const timer = limitTimer(timeoutMs, () => fail(new Error(`dial ${url}: no connection within connectTimeoutMs (${timeoutMs} ms)`)));
     const onAbort = (): void => fail(new Error(`dial ${url}: aborted`));
@@ -43,23 +65,24 @@ export function dial(url: string, options: DialOptions = {}): Promise<Transport>
       clearTimeout(timer);
       options.signal?.removeEventListener('abort', onAbort);
       socket.off('error', onError);
-      socket.off('connect', onConnect);
+      socket.off(dial.readyEvent, onReady);
     }
     function fail(error: Error): void {
       cleanup();
+      socket.on('error', () => undefined); // destroying may still report a late error: it must not be uncaught
       socket.destroy();
       reject(error);
     }
     function onError(error: Error): void {
-      fail(new Error(`dial ${url}: ${error.message}`, { cause: error }));
+      fail(dial.failure(error));
     }
-    function onConnect(): void {
+    function onReady(): void {
       cleanup();
-      resolve(new SocketTransport(socket, peerOf(socket, address)));
+      resolve(dial.ready(socket));
     }
     if (options.signal?.aborted) return onAbort();
     socket.once('error', onError);
-    socket.once('connect', onConnect);
+    socket.once(dial.readyEvent, onReady);
   });
 }
 
@@ -74,10 +97,19 @@ export interface ListenOnOptions {
 
 export async function listenOn(url: string, onTransport: (transport: Transport) => void, options: ListenOnOptions = {}): Promise<Listener> {
   const address = parseAddress(url);
+  return acceptSockets(url, (socket) => onTransport(new SocketTransport(socket, peerOf(socket, address))), options);
+}
+
+/**
+ * @internal A node:net server on `url` (tcp:// or unix://, or the TCP under tls://) that hands each accepted socket,
+ * paused, to `onSocket`; a transport that has its own handshake (TLS) wraps it there.
+ */
+export async function acceptSockets(url: string, onSocket: (socket: Socket) => void, options: ListenOnOptions = {}): Promise<Listener> {
+  const address = parseAddress(url);
   const server: Server = createServer({ pauseOnConnect: true }, (socket) => {
     // an accepted socket may fail before the session attaches; swallow so it cannot become an uncaught error
     socket.on('error', () => undefined);
-    onTransport(new SocketTransport(socket, peerOf(socket, address)));
+    onSocket(socket);
   });
   // node:net counts the sockets and closes the one beyond the limit itself, before making a Socket of it ('drop')
   if (options.maxConnections !== undefined) server.maxConnections = options.maxConnections;
@@ -92,7 +124,7 @@ export async function listenOn(url: string, onTransport: (transport: Transport) 
   const boundUrl =
     address.kind === 'unix' || bound === null || typeof bound === 'string'
       ? url
-      : formatAddress({ kind: 'tcp', host: address.host, port: bound.port });
+      : formatAddress({ kind: address.kind, host: address.host, port: bound.port });
   return {
     url: boundUrl,
     close: () =>

@@ -1,6 +1,6 @@
 /**
- * A Transport over a node:net Socket (TCP or Unix). Nagle is off: the session already coalesces frames, so the
- * kernel must not add its own delay.
+ * A Transport over a node:net Socket (TCP or Unix, or a TLSSocket: one is a net.Socket that reads and writes clear
+ * text). Nagle is off: the session already coalesces frames, so the kernel must not add its own delay.
  */
 import type { Socket } from 'node:net';
 import type { PeerInfo, Transport, TransportSink } from './transport.js';
@@ -18,6 +18,11 @@ export class SocketTransport implements Transport {
   constructor(
     private readonly socket: Socket,
     readonly peer: PeerInfo,
+    /**
+     * What a connection that closed before the peer sent a byte most likely means (a dialer's hint: a TLS port hangs up
+     * on a plain client like that); undefined: nothing to say.
+     */
+    private readonly silentCloseMeans?: () => Error,
   ) {
     socket.setNoDelay(true);
     socket.pause();
@@ -98,6 +103,10 @@ export class SocketTransport implements Transport {
     for (const chunk of chunks) socket.write(chunk);
     socket.uncork();
     return !socket.writableNeedDrain;
+  }
+
+  explainFailure(): Error | undefined {
+    return this.silentCloseMeans !== undefined && this.socket.bytesRead === 0 ? this.silentCloseMeans() : undefined;
   }
 
   get writableLength(): number {

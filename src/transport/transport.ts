@@ -5,10 +5,36 @@
 
 /** What a session can learn about the other end of its connection. */
 export interface PeerInfo {
-  /** `tcp`, `unix` or `memory`. */
+  /** `tcp`, `unix`, `memory`, `tls`, `ws` or `wss`. */
   readonly transport: string;
   /** The peer's address as a URL-ish string, e.g. `tcp://127.0.0.1:53122` or `unix:///run/gw.sock`. */
   readonly address: string;
+  /**
+   * The peer's certificate, verified by this side (TLS): on a dialer, the server's; on an acceptor, the client's when
+   * the listener asked for one (`tls.requestCert`). Undefined over tcp, unix and memory, and for a TLS client that
+   * presented none.
+   */
+  readonly identity?: PeerIdentity;
+}
+
+/** The names and facts of a verified peer certificate (only ever made from one that passed verification). */
+export interface PeerIdentity {
+  /** The subject's attributes (`CN`, `O`, `OU`...); an attribute that occurs more than once has an array. */
+  readonly subject: Readonly<Record<string, string | readonly string[]>>;
+  /** The subject's common name, when it has exactly one. */
+  readonly commonName?: string;
+  /** subjectAltName DNS entries. */
+  readonly dnsNames: readonly string[];
+  /** subjectAltName URI entries (a SPIFFE id is one). */
+  readonly uris: readonly string[];
+  /** subjectAltName IP addresses. */
+  readonly ips: readonly string[];
+  /** SHA-256 of the certificate, as colon-separated hex pairs (`AB:CD:...`). */
+  readonly fingerprint256: string;
+  /** When the certificate expires. */
+  readonly validTo: Date;
+  /** The certificate in DER form, for anything not above (`new X509Certificate(raw)`). */
+  readonly raw: Uint8Array;
 }
 
 /** Callbacks a transport delivers to; set once with `attach`. */
@@ -47,4 +73,10 @@ export interface Transport {
   chargeRead?(bytes: number): void;
   /** Optional: bytes written and not yet handed to the OS, so a session can tell a slow peer from a stalled one. */
   readonly writableLength?: number;
+  /**
+   * Optional: why the connection ended before the handshake was done, when the transport knows better than the session
+   * (a TLS server that hangs up right after the TLS handshake has refused our certificate; the session only saw the
+   * peer leave). Undefined when it has nothing to add.
+   */
+  explainFailure?(): Error | undefined;
 }
