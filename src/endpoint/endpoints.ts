@@ -1,22 +1,26 @@
 /**
  * The Node front doors: `listen` accepts connections and gives each a session with the server's services; `connect`
  * dials and resolves once the handshake is done. Both sides of a connection can serve and call. This is the one
- * module that ties node:net transports to the core; the core itself (wire, session, rpc) takes any Transport.
+ * module that ties node:net transports to the core; the core itself (wire, session, rpc) takes any Transport. The
+ * address's scheme picks the transport (ws:// and wss://: transport/websocket.ts); what an accepted transport becomes
+ * is acceptor.ts's, which attach.ts shares.
  */
 import { Status } from '../wire/constants.js';
-import { ProtocolError } from '../wire/errors.js';
-import { stderrLog, type LogFn } from '../log.js';
+import { type LogFn } from '../log.js';
 import { parseAddress } from '../transport/address.js';
-import { dial, listenOn, type DialOptions, type Listener, type ListenOnOptions } from '../transport/net.js';
+import { dial, listenOn, type DialOptions, type Listener } from '../transport/net.js';
 import type { Transport } from '../transport/transport.js';
+import {
+  dialWebSocket, isWebSocketUrl, listenWebSocket, type WebSocketDialOptions, type WebSocketListenOnOptions,
+} from '../transport/websocket.js';
 import { rpcErrorOf } from '../rpc/connection-error.js';
 import { RpcError } from '../rpc/rpc-error.js';
-import { Registry } from '../rpc/server/registry.js';
 import { limitTimer } from '../timers.js';
-import { checkCloseOptions, checkMsOption, checkRpcSessionOptions, RpcSession, type RpcSessionOptions } from '../rpc/rpc-session.js';
-import { checkListenerLimits, ListenerLimits, type ListenerLimitOptions } from './listener-limits.js';
+import { checkMsOption, checkRpcSessionOptions, RpcSession, type RpcSessionOptions } from '../rpc/rpc-session.js';
+import { type ListenerLimitOptions } from './listener-limits.js';
+import { SessionAcceptor } from './acceptor.js';
 
-export interface ListenOptions extends RpcSessionOptions, ListenerLimitOptions {
+export interface ListenOptions extends RpcSessionOptions, ListenerLimitOptions, Pick<WebSocketListenOnOptions, 'tls'> {
   /** Called for every accepted session once its handshake is done. */
   onSession?: (session: RpcSession) => void;
   /** Where connections refused or closed for a protocol error are reported. Default: warnings to stderr. */
@@ -34,43 +38,14 @@ export interface Server {
 
 export async function listen(url: string, options: ListenOptions = {}): Promise<Server> {
   parseAddress(url); // a malformed address rejects with its TypeError before anything else
-  checkRpcSessionOptions(options); // a bad option throws here, not inside the accept callback of the first connection
-  checkListenerLimits(options);
-  const registry = new Registry(options.services, options.serverInterceptors);
-  const sessions = new Set<RpcSession>();
-  const log = options.log ?? stderrLog;
-  const limits = new ListenerLimits(options, () => listener.url, log);
-  const listener: Listener = await bind(url, { maxConnections: limits.maxConnections, onDrop: limits.dropped }, (transport) => {
-    let session: RpcSession;
-    try {
-      session = new RpcSession(transport, 'acceptor', options, registry);
-    } catch {
-      transport.destroy();
-      return;
-    }
-    sessions.add(session);
-    limits.handshakeStarted(session.ready, () => transport.destroy());
-    void session.closed.then((error) => {
-      sessions.delete(session);
-      // the handshake runs in the session, never in this accept callback: one slow or bogus client blocks nobody
-      if (error instanceof ProtocolError) log('warn', `closed the connection from ${transport.peer.address}: ${error.message}`);
-    });
-    session.ready
-      .then(() => options.onSession?.(session), () => undefined)
-      // onSession is application code: if it throws, that session is not set up, so close it, rather than let the
-      // error become an unhandled rejection (which ends a Node process)
-      .catch((error: unknown) => session.destroy(error instanceof Error ? error : new Error(String(error))));
-  });
+  const acceptor = new SessionAcceptor(options, () => listener.url);
+  const limits = acceptor.limits;
+  const bindOptions = { maxConnections: limits.maxConnections, onDrop: limits.dropped, handshakeTimeoutMs: options.handshakeTimeoutMs, tls: options.tls };
+  const listener: Listener = await bind(url, bindOptions, acceptor.accept);
   return {
     url: listener.url,
-    sessions,
-    async close(closeOptions) {
-      checkCloseOptions(closeOptions); // before the listener stops: a bad option closes nothing
-      limits.close();
-      const closing = listener.close();
-      await Promise.all([...sessions].map((s) => s.close(closeOptions)));
-      await closing;
-    },
+    sessions: acceptor.sessions,
+    close: (closeOptions) => acceptor.close(closeOptions, () => listener.close()),
   };
 }
 
@@ -79,16 +54,16 @@ export async function listen(url: string, options: ListenOptions = {}): Promise<
  * error (`cause.code` is `EADDRINUSE`...). An address that is not one throws its TypeError as it is: that is a mistake
  * in the program, not a condition to handle.
  */
-async function bind(url: string, options: ListenOnOptions, onTransport: (transport: Transport) => void): Promise<Listener> {
+async function bind(url: string, options: WebSocketListenOnOptions, onTransport: (transport: Transport) => void): Promise<Listener> {
   try {
-    return await listenOn(url, onTransport, options);
+    return await (isWebSocketUrl(url) ? listenWebSocket(url, onTransport, options) : listenOn(url, onTransport, options));
   } catch (error) {
     if (error instanceof TypeError) throw error;
     throw new RpcError(Status.UNAVAILABLE, `cannot listen on ${url}: ${(error as Error).message}`, { cause: error });
   }
 }
 
-export interface ConnectOptions extends RpcSessionOptions, DialOptions {}
+export interface ConnectOptions extends RpcSessionOptions, DialOptions, Pick<WebSocketDialOptions, 'tls'> {}
 
 /**
  * @internal Throws for a bad option of connect(), channel() or a Mesh: the session's options, and connectTimeoutMs
@@ -116,7 +91,7 @@ export async function connect(url: string, options: ConnectOptions = {}): Promis
   const deadline = performance.now() + timeoutMs;
   let transport: Transport;
   try {
-    transport = await dial(url, { ...options, connectTimeoutMs: timeoutMs });
+    transport = await (isWebSocketUrl(url) ? dialWebSocket : dial)(url, { ...options, connectTimeoutMs: timeoutMs });
   } catch (error) {
     throw new RpcError(Status.UNAVAILABLE, (error as Error).message, { cause: error, retrySafe: true });
   }
