@@ -194,7 +194,7 @@ export class WebSocketTransport implements Transport {
   };
 
   private readonly onMessage = (data: RawData, isBinary: boolean): void => {
-    if (this.state !== State.OPEN) return;
+    if (this.state !== State.OPEN || this.failure !== undefined) return;
     if (!isBinary) return this.violated(new ProtocolError(ProtocolErrorCode.WEBSOCKET, 'a text message: gridwire travels in binary messages only'));
     const chunk = data as Buffer; // binaryType 'nodebuffer' (ws's default): one Buffer per message
     const sink = this.sink;
@@ -212,10 +212,12 @@ export class WebSocketTransport implements Transport {
     }
   };
 
-  /** The peer broke the binding: nothing more is read, and it is told why in our close frame. */
+  /**
+   * The peer broke the binding: nothing more is delivered, and it is told why in our close frame (the socket keeps
+   * reading, so that the peer's close frame ends the connection at once rather than after ws's closeTimeout).
+   */
   private violated(error: ProtocolError): void {
     this.failure ??= error;
-    this.pauseReading();
     this.ws!.close(UNSUPPORTED_DATA, error.code);
   }
 
