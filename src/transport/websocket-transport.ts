@@ -28,7 +28,8 @@
  * | UPGRADING | end(), destroy(), the connection closed or was refused | CLOSED (onClose with why)                |
  * | OPEN      | the peer's close frame 1000/1001/none, connection gone | CLOSED (onEnd, then onClose)             |
  * | OPEN      | any other close, a violation, the connection lost      | CLOSED (onClose with the error)          |
- * | OPEN      | end(): our close frame after what was written          | OPEN until the peer's close frame        |
+ * | OPEN      | end(): our close frame after what was written          | OPEN until the peer's close frame, or    |
+ * |           |                                                        | ws's closeTimeout (CLOSED, no error)     |
  * | OPEN      | destroy(): terminated at once                          | CLOSED (onClose, the error if one given) |
  *
  * A dialer's transport is made only once its upgrade has succeeded (dial() bounds that itself), so it starts OPEN.
@@ -78,6 +79,11 @@ export class WebSocketTransport implements Transport {
   private failure: Error | undefined;
   /** destroy() was called without an error: the close that follows is ours, not a failure. */
   private destroyedQuietly = false;
+  /**
+   * end() sent our close frame: a close without the peer's (1006) is then ours too, not a failure (a peer that never
+   * answers is cut by ws's closeTimeout, as a socket that never answers our FIN is by the session's linger).
+   */
+  private ended = false;
   private readBudget = 0;
   private readThisTurn = 0;
   private yielded = false;
@@ -157,7 +163,10 @@ export class WebSocketTransport implements Transport {
 
   end(): void {
     if (this.state === State.UPGRADING) this.upgrading?.destroy(); // nothing to say goodbye in before the upgrade
-    else if (this.state === State.OPEN) this.ws!.close(1000);
+    else if (this.state === State.OPEN) {
+      this.ended = true;
+      this.ws!.close(1000);
+    }
   }
 
   destroy(error?: Error): void {
@@ -233,12 +242,13 @@ export class WebSocketTransport implements Transport {
   private readonly onClose = (code: number, reason: Buffer): void => {
     if (this.state === State.CLOSED) return;
     let error = this.failure;
-    if (error === undefined && !this.destroyedQuietly && !CLEAN_CLOSE_CODES.has(code)) {
+    const ours = this.destroyedQuietly || (this.ended && code === 1006);
+    if (error === undefined && !ours && !CLEAN_CLOSE_CODES.has(code)) {
       error = code === 1006
         ? new Error('the WebSocket connection was lost without a close frame')
         : new Error(`the peer closed the WebSocket with code ${code}${reason.length > 0 ? ` (${reason.toString().slice(0, 123)})` : ''}`);
     }
-    this.closed(error, error === undefined && !this.destroyedQuietly);
+    this.closed(error, error === undefined && !ours);
   };
 
   private readonly upgradingClosed = (): void => {
