@@ -34,7 +34,7 @@ export function parseAddress(url: string): Address {
     return { kind: 'tcp', host: m[1] ?? m[2]!, port };
   }
   if (scheme === 'ws' || scheme === 'wss') return parseWebSocketAddress(url, scheme);
-  throw new TypeError(`unsupported address ${JSON.stringify(url)}: use tcp://host:port, unix:///path, ws://host:port/path or wss://host:port/path`);
+  throw new TypeError(`unsupported address ${JSON.stringify(url)}: use tcp://host:port or unix:///path (or ws://host:port/path, wss://host:port/path)`);
 }
 
 /** A path of RFC 3986 path characters (percent escapes as they are): what an HTTP request line carries unchanged. */
