@@ -31,7 +31,8 @@ import { dialWebSocket, listenWebSocket } from '../../src/transport/websocket.js
 import { WEBSOCKET_MAX_MESSAGE_BYTES } from '../../src/wire/constants.js';
 import { Bulk, MiB, patternChunks, patternSha256, Tally } from '../fixtures/bulk.js';
 import { testPki } from '../fixtures/certs.js';
-import { connectTo, startServer } from '../fixtures/connections.js';
+import { connectTo, newMesh, openChannel, startServer } from '../fixtures/connections.js';
+import { Echo, echoService } from '../fixtures/echo-service.js';
 import { deferred, rejectsWithStatus, sleep, until, within } from '../helpers.js';
 
 // ---------------------------------------------------------------- services
@@ -213,6 +214,24 @@ void describe('calls and bulk over ws:// and wss://', () => {
     await until(() => server.sessions.size === 0, 3_000, 'no session is left open');
     const good = await connectTo(t, server.url, { tls: { ca: pki.ca, key: pki.client.key, cert: pki.client.cert } });
     assert.equal(await good.client(Calls).echo('in'), 'in');
+  });
+});
+
+void describe('channels and meshes over ws://', () => {
+  void test('a channel to a ws:// address calls through it; a two-node mesh listens and dials on ws://', { timeout: 15_000 }, async (t) => {
+    const server = await serverAt(t, 'ws://127.0.0.1:0/gw');
+    const ch = openChannel(t, server.url);
+    assert.equal(await within(ch.client(Calls).echo('via channel', { waitForReady: true }), 5_000, 'channel call'), 'via channel');
+    const a = newMesh(t, { name: 'a', listen: 'ws://127.0.0.1:0/mesh', services: [echoService()] });
+    const b = newMesh(t, { name: 'b', listen: 'ws://127.0.0.1:0/mesh', services: [echoService()] });
+    await Promise.all([a.start(), b.start()]);
+    a.addPeer('b', b.url!);
+    b.addPeer('a', a.url!);
+    await within(a.peer('b').whenReady({ timeoutMs: 5_000 }), 6_000, 'the mesh pair to connect');
+    assert.equal(await a.peer('b').client(Echo).echo('mesh'), 'mesh');
+    assert.equal(await b.peer('a').client(Echo).echo('back'), 'back');
+    const [session] = [...(a.peer('b').sessions.get('control') ?? [])];
+    assert.equal(session?.peer.transport, 'ws');
   });
 });
 
