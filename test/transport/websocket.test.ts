@@ -269,6 +269,14 @@ void describe('ws:// refusals and failures', () => {
     assert.match(error.message, /connectTimeoutMs/);
   });
 
+  void test("an idle session outlives the server's request deadlines: headersTimeout and requestTimeout (handshakeTimeoutMs) stop at the upgrade", { timeout: 10_000 }, async (t) => {
+    const server = await serverAt(t, 'ws://127.0.0.1:0/gw', { handshakeTimeoutMs: 300 });
+    const client = await connectTo(t, server.url);
+    await sleep(1_500); // the server checks its request deadlines every second
+    assert.equal(await within(client.client(Calls).echo('still here'), 3_000, 'a call after 1.5 s idle'), 'still here');
+    assert.equal(server.accepted[0]?.error, undefined);
+  });
+
   void test('close() on either side: both sessions close without an error (the WebSocket close frame is the end of the bytes)', { timeout: 10_000 }, async (t) => {
     const server = await serverAt(t, 'ws://127.0.0.1:0/gw');
     const a = await connectTo(t, server.url);
