@@ -65,6 +65,7 @@ export function zeroMask(mask: Uint8Array): void {
   mask.fill(0);
 }
 
+/** @internal Made by websocket.ts (its declarations would need `ws`'s types, which users need not have). */
 export class WebSocketTransport implements Transport {
   private state = State.UPGRADING;
   private sink: TransportSink | undefined;
