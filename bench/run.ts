@@ -13,6 +13,8 @@
 //                        Targets: calls/s at c=1 >= 0.8x raw; at c=64 >= 1x ws and >= 25x grpc-js
 //   bulk-throughput      upload and download MiB/s of 64 KiB chunks on one connection; raw node:net, grpc-js (best
 //                        case: raised windows), gridwire. Targets: >= 0.9x raw, >= 3x grpc-js, each direction
+//   ws-throughput        gridwire's bulk upload and download (as bulk-throughput) over tcp:// and over ws://, the two
+//                        alternated, ratios within the same run. Target: ws:// >= 0.8x tcp://, each direction
 //   unary-under-bulk     c=1 echo p50/p99 on an idle gridwire connection vs. beside a download on the same one.
 //                        Target: p99 beside the download <= 2x idle
 //   lane-latency         two Mesh nodes: c=1 echo p50/p99 idle vs. beside a download on the same connection vs. on
@@ -67,6 +69,7 @@ import { parseArgs } from 'node:util';
 import { detectPinning, REPO_ROOT, setWorkerNodeArgs, tsxLaunch } from './processes.js';
 import { probeLibrary, type Suite, type SuiteOptions } from './suites/common.js';
 import { runBulkSuite } from './suites/bulk-throughput.js';
+import { runWsThroughputSuite } from './suites/ws-throughput.js';
 import { runIdleConnectionRssSuite } from './suites/idle-connection-rss.js';
 import { runLaneLatencySuite, runUnaryUnderBulkSuite } from './suites/latency-beside-bulk.js';
 import { runMeshFormationSuite } from './suites/mesh-formation.js';
@@ -79,6 +82,7 @@ import { isSystemName, SYSTEM_NAMES, type SystemName } from './systems/index.js'
 const SUITES = {
   unary: runUnarySuite,
   'bulk-throughput': runBulkSuite,
+  'ws-throughput': runWsThroughputSuite,
   'unary-under-bulk': runUnaryUnderBulkSuite,
   'lane-latency': runLaneLatencySuite,
   'stream-rss': runStreamRssSuite,

@@ -60,6 +60,9 @@ export type { ByteSource } from './rpc/sender.js';
 export { RpcSession } from './rpc/rpc-session.js';
 /** Accept connections, dial one, or run a session over any Transport. */
 export { listen, connect } from './endpoint/endpoints.js';
+/** Share the port of an application's own http or https server: its WebSocket upgrades for one path become sessions. */
+export { attach } from './endpoint/attach.js';
+export type { AttachOptions } from './endpoint/attach.js';
 /** Connections that stay up: a channel redials one address; a mesh keeps one connection per pair of named nodes. */
 export { channel, Channel } from './channel/channel.js';
 export type { ChannelOptions } from './channel/channel.js';

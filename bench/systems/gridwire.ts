@@ -4,6 +4,7 @@
 // and on the bench.bulk service:
 //   bulk-upload / bulk-download   `put` / `get` of 64 KiB chunks until the second mark, then a clean end whose byte
 //                                 count is checked (put's reply, or the server's count against the client's);
+//   bulk-upload-ws / -download-ws the same over ws:// (the server listens on WS_URL) instead of tcp://;
 //   unary-idle / unary-under-bulk a c=1 loop of 32-byte raw-codec echo calls, alone or beside a download on the SAME
 //                                 session;
 //   idle-streams                  IDLE_STREAMS serverStream calls opened and left idle, for memory;
@@ -24,6 +25,9 @@ export const IDLE_LIMITS: SessionLimits = { maxConcurrentStreams: 20_000 };
 const SLOW_READ_TOTAL_BYTES = 1024 * MiB;
 export const SLOW_READ_BYTES_PER_SEC = 1 * MiB;
 const CHUNK = new Uint8Array(CHUNK_BYTES).fill(0x5a);
+const TCP_URL = 'tcp://127.0.0.1:0';
+/** Where the *-ws scenarios' server listens: the same transfer over one WebSocket. */
+const WS_URL = 'ws://127.0.0.1:0/gridwire';
 
 // ---- echo (the unary suite) ----
 
@@ -197,18 +201,18 @@ function backgroundClient(ctx: SideContext, close: () => Promise<void>, work: ()
   };
 }
 
-type BulkScenario = 'bulk-upload' | 'bulk-download' | 'unary-idle' | 'unary-under-bulk' | 'idle-streams' | 'slow-read';
+type BulkScenario = 'bulk-upload' | 'bulk-download' | 'bulk-upload-ws' | 'bulk-download-ws' | 'unary-idle' | 'unary-under-bulk' | 'idle-streams' | 'slow-read';
 
 function bulkScenarios(api: GridwireApi): Record<BulkScenario, Scenario> {
   const Bulk = defineBulk(api);
 
   /** The server side every bulk scenario uses: finish() waits for the transfer when the scenario has one. */
-  function server(opts: { transfer: boolean; limits?: SessionLimits }): Scenario['startServer'] {
+  function server(opts: { transfer: boolean; limits?: SessionLimits; url?: string }): Scenario['startServer'] {
     return async (ctx) => {
       const transferEnded = deferred();
       const onTransferEnd = (err: unknown): void => (err === null ? transferEnded.resolve() : transferEnded.reject(err));
       const impl = api.serve(Bulk, bulkHandlers(ctx, onTransferEnd));
-      const listener = await api.listen('tcp://127.0.0.1:0', { services: [impl], ...opts.limits });
+      const listener = await api.listen(opts.url ?? TCP_URL, { services: [impl], ...opts.limits });
       return {
         target: listener.url,
         finish: () => (opts.transfer ? transferEnded.promise : Promise.resolve()),
@@ -281,18 +285,16 @@ function bulkScenarios(api: GridwireApi): Record<BulkScenario, Scenario> {
     },
   };
 
+  const upload = client(async (bulk, ctx) => {
+    const { bytes } = await bulk.put({ name: 'bench' }, uploadBody(ctx));
+    checkCount('gridwire upload', ctx.sent.total, bytes);
+  });
+  const download = client((bulk, ctx) => readDownload(bulk, ctx, UNBOUNDED_BYTES, { fresh: false }));
   return {
-    'bulk-upload': {
-      startServer: server({ transfer: true }),
-      connectClient: client(async (bulk, ctx) => {
-        const { bytes } = await bulk.put({ name: 'bench' }, uploadBody(ctx));
-        checkCount('gridwire upload', ctx.sent.total, bytes);
-      }),
-    },
-    'bulk-download': {
-      startServer: server({ transfer: true }),
-      connectClient: client((bulk, ctx) => readDownload(bulk, ctx, UNBOUNDED_BYTES, { fresh: false })),
-    },
+    'bulk-upload': { startServer: server({ transfer: true }), connectClient: upload },
+    'bulk-download': { startServer: server({ transfer: true }), connectClient: download },
+    'bulk-upload-ws': { startServer: server({ transfer: true, url: WS_URL }), connectClient: upload },
+    'bulk-download-ws': { startServer: server({ transfer: true, url: WS_URL }), connectClient: download },
     'unary-idle': {
       startServer: server({ transfer: false }),
       connectClient: client(echoLoop),

@@ -12,6 +12,8 @@ export const SCENARIO_NAMES = [
   'echo',
   'bulk-upload',
   'bulk-download',
+  'bulk-upload-ws',
+  'bulk-download-ws',
   'unary-idle',
   'unary-under-bulk',
   'idle-streams',

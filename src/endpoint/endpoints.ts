@@ -1,25 +1,26 @@
 /**
  * The Node front doors: `listen` accepts connections and gives each a session with the server's services; `connect`
  * dials and resolves once the handshake is done. Both sides of a connection can serve and call. This is the one
- * module that ties node:net and node:tls transports to the core (by the address's scheme, in `bind` and
- * `dialTransport`); the core itself (wire, session, rpc) takes any Transport.
+ * module that ties transports to the core: the address's scheme picks one (in `bind` and `dialTransport`: node:net,
+ * node:tls, or ws:// and wss:// in transport/websocket.ts); what an accepted transport becomes is acceptor.ts's, which
+ * attach.ts shares. The core itself (wire, session, rpc) takes any Transport.
  */
 import { Status } from '../wire/constants.js';
 import { ProtocolError } from '../wire/errors.js';
-import { stderrLog, type LogFn } from '../log.js';
+import type { LogFn } from '../log.js';
 import { parseAddress, type Address } from '../transport/address.js';
 import { dial, listenOn, type DialOptions, type Listener, type ListenOnOptions } from '../transport/net.js';
 import { checkTlsOptions, dialTls, listenTls, type TlsConnectOptions, type TlsListener, type TlsListenOptions } from '../transport/tls.js';
 import { TlsFailure } from '../transport/tls-failures.js';
 import type { Transport } from '../transport/transport.js';
+import { dialWebSocket, listenWebSocket } from '../transport/websocket.js';
 import { checkAuthOption } from '../rpc/auth.js';
 import { rpcErrorOf } from '../rpc/connection-error.js';
 import { RpcError } from '../rpc/rpc-error.js';
-import { serverInterceptorsOf } from '../rpc/server/authorize.js';
-import { Registry } from '../rpc/server/registry.js';
 import { limitTimer } from '../timers.js';
-import { checkCloseOptions, checkMsOption, checkRpcSessionOptions, RpcSession, type RpcSessionOptions } from '../rpc/rpc-session.js';
-import { checkListenerLimits, ListenerLimits, type ListenerLimitOptions } from './listener-limits.js';
+import { checkMsOption, checkRpcSessionOptions, RpcSession, type RpcSessionOptions } from '../rpc/rpc-session.js';
+import type { ListenerLimitOptions } from './listener-limits.js';
+import { SessionAcceptor } from './acceptor.js';
 
 export interface ListenOptions extends RpcSessionOptions, ListenerLimitOptions {
   /** Called for every accepted session once its handshake is done. */
@@ -27,7 +28,7 @@ export interface ListenOptions extends RpcSessionOptions, ListenerLimitOptions {
   /** Where connections refused or closed for a protocol error are reported. Default: warnings to stderr. */
   log?: LogFn;
   /**
-   * For a `tls://` address (required there, refused elsewhere): Node's TLS options, `key` and `cert` at least;
+   * For a `tls://` or `wss://` address (required there, refused elsewhere): Node's TLS options, `key` and `cert` at least;
    * `requestCert: true` for mutual TLS. TLS 1.3 unless `minVersion` says otherwise; `rejectUnauthorized` cannot be false.
    */
   tls?: TlsListenOptions;
@@ -51,44 +52,16 @@ export interface Server {
 export async function listen(url: string, options: ListenOptions = {}): Promise<Server> {
   const address = parseAddress(url); // a malformed address rejects with its TypeError before anything else
   checkTlsOptions(url, address, options.tls, 'listen');
-  checkRpcSessionOptions(options); // a bad option throws here, not inside the accept callback of the first connection
-  checkListenerLimits(options);
-  const registry = new Registry(options.services, serverInterceptorsOf(options));
-  const sessions = new Set<RpcSession>();
-  const log = options.log ?? stderrLog;
-  const limits = new ListenerLimits(options, () => listener.url, log);
-  const listener = await bind(url, address, { maxConnections: limits.maxConnections, onDrop: limits.dropped, tls: options.tls, log }, (transport) => {
-    let session: RpcSession;
-    try {
-      session = new RpcSession(transport, 'acceptor', options, registry);
-    } catch {
-      transport.destroy();
-      return;
-    }
-    sessions.add(session);
-    limits.handshakeStarted(session.ready, () => transport.destroy());
-    void session.closed.then((error) => {
-      sessions.delete(session);
-      // the handshake runs in the session, never in this accept callback: one slow or bogus client blocks nobody;
-      // a dialer we refused (GW_ERR_UNAUTHENTICATED, GW_ERR_REFUSED) is one line too, with the reason, never a token
-      if (error instanceof ProtocolError) log('warn', `closed the connection from ${transport.peer.address}: ${error.message}`);
-    });
-    session.ready
-      .then(() => options.onSession?.(session), () => undefined)
-      // onSession is application code: if it throws, that session is not set up, so close it, rather than let the
-      // error become an unhandled rejection (which ends a Node process)
-      .catch((error: unknown) => session.destroy(error instanceof Error ? error : new Error(String(error))));
-  });
+  const acceptor = new SessionAcceptor(options, () => listener.url); // checks the session options and listener caps
+  const limits = acceptor.limits;
+  const bindOptions = {
+    maxConnections: limits.maxConnections, onDrop: limits.dropped, handshakeTimeoutMs: options.handshakeTimeoutMs, tls: options.tls, log: acceptor.log,
+  };
+  const listener = await bind(url, address, bindOptions, acceptor.accept);
   return {
     url: listener.url,
-    sessions,
-    async close(closeOptions) {
-      checkCloseOptions(closeOptions); // before the listener stops: a bad option closes nothing
-      limits.close();
-      const closing = listener.close();
-      await Promise.all([...sessions].map((s) => s.close(closeOptions)));
-      await closing;
-    },
+    sessions: acceptor.sessions,
+    close: (closeOptions) => acceptor.close(closeOptions, () => listener.close()),
     setSecureContext(tls) {
       if (!('setSecureContext' in listener)) throw new TypeError(`setSecureContext: ${listener.url} is not a tls:// listener`);
       listener.setSecureContext(tls);
@@ -104,11 +77,12 @@ export async function listen(url: string, options: ListenOptions = {}): Promise<
 async function bind(
   url: string,
   address: Address,
-  options: ListenOnOptions & { tls: TlsListenOptions | undefined; log: LogFn },
+  options: ListenOnOptions & { tls: TlsListenOptions | undefined; log: LogFn; handshakeTimeoutMs: number | undefined },
   onTransport: (transport: Transport) => void,
 ): Promise<Listener | TlsListener> {
   try {
     if (address.kind === 'tls') return await listenTls(url, onTransport, { ...options, tls: options.tls! });
+    if (address.kind === 'ws' || address.kind === 'wss') return await listenWebSocket(url, onTransport, options);
     return await listenOn(url, onTransport, options);
   } catch (error) {
     if (error instanceof TypeError) throw error;
@@ -118,7 +92,7 @@ async function bind(
 
 export interface ConnectOptions extends RpcSessionOptions, DialOptions {
   /**
-   * For a `tls://` address (refused elsewhere): Node's TLS options (`ca`, and `cert` and `key` for mutual TLS). Omitted:
+   * For a `tls://` or `wss://` address (refused elsewhere): Node's TLS options (`ca`, and `cert` and `key` for mutual TLS). Omitted:
    * the system's CAs and no client certificate. TLS 1.3 unless `minVersion` says otherwise; `rejectUnauthorized`
    * cannot be false.
    */
@@ -188,9 +162,10 @@ export async function connect(url: string, options: ConnectOptions = {}): Promis
   return session;
 }
 
-/** The scheme switch of a dial: tls:// over node:tls, tcp:// and unix:// over node:net. */
+/** The scheme switch of a dial: tls:// over node:tls, ws:// and wss:// over ws, tcp:// and unix:// over node:net. */
 function dialTransport(url: string, address: Address, options: ConnectOptions): Promise<Transport> {
   if (address.kind === 'tls') return dialTls(url, options);
+  if (address.kind === 'ws' || address.kind === 'wss') return dialWebSocket(url, options);
   return dial(url, options);
 }
 

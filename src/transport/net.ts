@@ -124,7 +124,7 @@ export async function acceptSockets(url: string, onSocket: (socket: Socket) => v
   const boundUrl =
     address.kind === 'unix' || bound === null || typeof bound === 'string'
       ? url
-      : formatAddress({ kind: address.kind, host: address.host, port: bound.port });
+      : formatAddress({ ...address, port: bound.port });
   return {
     url: boundUrl,
     close: () =>

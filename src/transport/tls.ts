@@ -70,8 +70,8 @@ export interface TlsDialOptions extends DialOptions {
  * messages name options, never their values.
  */
 export function checkTlsOptions(url: string, address: Address, tls: unknown, side: 'listen' | 'connect'): void {
-  if (address.kind !== 'tls') {
-    if (tls !== undefined) throw new TypeError(`tls options were given for ${JSON.stringify(url)}, which is not a TLS address: use tls://host:port`);
+  if (address.kind !== 'tls' && address.kind !== 'wss') {
+    if (tls !== undefined) throw new TypeError(`tls options were given for ${JSON.stringify(url)}, which is not a TLS address: use tls://host:port (or wss://host:port/path)`);
     return;
   }
   if (tls === undefined && side === 'connect') return; // the system's CAs, no client certificate
@@ -101,8 +101,11 @@ function checkTlsObject(tls: unknown, needsCertificate: boolean): void {
   secureContextOf(tls as SecureContextOptions); // a key or certificate Node cannot read: here, not at the first connection
 }
 
-/** TLS 1.3 only, unless the options choose versions themselves (minVersion, maxVersion or secureProtocol). */
-function withTls13Default<T extends SecureContextOptions>(options: T): T {
+/**
+ * TLS 1.3 only, unless the options choose versions themselves (minVersion, maxVersion or secureProtocol). Also what
+ * wss:// (transport/websocket.ts) gives node:https and the ws client, so both TLS transports share one policy.
+ */
+export function withTls13Default<T extends SecureContextOptions>(options: T): T {
   if (options.minVersion !== undefined || options.maxVersion !== undefined || options.secureProtocol !== undefined) return options;
   return { ...options, minVersion: 'TLSv1.3' };
 }

@@ -192,3 +192,12 @@ export const DEFAULT_LIMITS = {
   maxReassemblyBytes: 32 * 1024 * 1024,
   handshakeTimeoutMs: 10_000,
 } as const;
+
+/**
+ * WebSocket binding (PROTOCOL.md §14): the largest binary message a sender writes, and exactly what a receiver accepts
+ * (ws `maxPayload`; one more byte closes the connection). A frame of the default maximum size with its header fits in
+ * one message; larger frames span messages, which carry no meaning of their own. Fixed, so that both sides know it
+ * before any HELLO, and small, so that what the WebSocket layer holds before gridwire's limits see a byte is one
+ * message per connection, whatever maxFrameBytes is.
+ */
+export const WEBSOCKET_MAX_MESSAGE_BYTES = FRAME_HEADER_BYTES + DEFAULT_LIMITS.maxFrameBytes;

@@ -141,8 +141,9 @@ export class FrameDecoder {
               this.state = State.READ_HEADER;
               this.onFrame(this.type, this.flags, this.streamId, payload);
             } else {
-              // allocation is safe here: parseHeader has checked length against the limit
-              this.payload = new Uint8Array(this.length);
+              // allocation is safe here: parseHeader has checked length against the limit. None yet when the header
+              // ended the chunk: the payload may come whole in the next one (a WebSocket message of its own)
+              this.payload = offset === end ? EMPTY : new Uint8Array(this.length);
               this.payloadFill = 0;
             }
           } else if (next === State.READ_HEADER && !this.skipEmpty) {
@@ -154,6 +155,18 @@ export class FrameDecoder {
           break;
         }
         case State.READ_PAYLOAD: {
+          if (this.payloadFill === 0 && this.payload === EMPTY) {
+            if (end - offset >= this.length) {
+              // the whole payload in this chunk, after a chunk that ended with its header: a view, no copy
+              const payload = chunk.subarray(offset, offset + this.length);
+              offset += this.length;
+              this.state = State.READ_HEADER;
+              this.completed++;
+              this.onFrame(this.type, this.flags, this.streamId, payload);
+              break;
+            }
+            this.payload = new Uint8Array(this.length);
+          }
           const n = Math.min(this.length - this.payloadFill, end - offset);
           this.payload.set(chunk.subarray(offset, offset + n), this.payloadFill);
           this.payloadFill += n;

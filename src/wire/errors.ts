@@ -12,6 +12,8 @@ export const ProtocolErrorCode = {
   UNKNOWN_FRAME_TYPE: 'GW_ERR_UNKNOWN_FRAME_TYPE',
   /** A frame whose payload does not have the shape its type requires. */
   MALFORMED_FRAME: 'GW_ERR_MALFORMED_FRAME',
+  /** The peer broke the WebSocket binding: a text message, or a WebSocket frame RFC 6455 forbids. */
+  WEBSOCKET: 'GW_ERR_WEBSOCKET',
   /** The first frame was not a valid HELLO, or HELLO came twice. */
   BAD_HANDSHAKE: 'GW_ERR_BAD_HANDSHAKE',
   /** The peer speaks no protocol version we speak. */
@@ -45,6 +47,7 @@ const goawayCodeOf: Record<ProtocolErrorCode, ConnectionCode> = {
   GW_ERR_FRAME_SIZE: ConnectionCode.FRAME_SIZE_ERROR,
   GW_ERR_UNKNOWN_FRAME_TYPE: ConnectionCode.PROTOCOL_ERROR,
   GW_ERR_MALFORMED_FRAME: ConnectionCode.PROTOCOL_ERROR,
+  GW_ERR_WEBSOCKET: ConnectionCode.PROTOCOL_ERROR,
   GW_ERR_BAD_HANDSHAKE: ConnectionCode.PROTOCOL_ERROR,
   GW_ERR_VERSION_MISMATCH: ConnectionCode.VERSION_MISMATCH,
   GW_ERR_HANDSHAKE_TIMEOUT: ConnectionCode.HANDSHAKE_TIMEOUT,

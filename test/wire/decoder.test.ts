@@ -253,6 +253,25 @@ void describe('FrameDecoder: chunk boundaries', () => {
     decoder.push(bytes.subarray(12));
     assert.deepEqual(received, [Uint8Array.from([1, 2, 3, 4, 5, 6])]);
   });
+
+  void test('a chunk that ends with a header, then a chunk holding the whole payload: the payload is a view of that chunk, not a copy', () => {
+    // how the WebSocket binding delivers a bulk frame: its header and its payload in two messages
+    const received: Uint8Array[] = [];
+    const decoder = new FrameDecoder((_t, _f, _s, payload) => received.push(payload), { maxFrameBytes: MAX });
+    const payloadChunk = concat(Uint8Array.of(1, 2, 3, 4, 5, 6), hex('04 00 00000001 00000000'));
+    decoder.push(hex('07 00 00000000 00000008 0000000000000000 03 00 00000001 00000006'));
+    decoder.push(payloadChunk);
+    assert.equal(received.length, 3, 'the PING, the DATA and the END');
+    assert.deepEqual(received[1], Uint8Array.from([1, 2, 3, 4, 5, 6]));
+    assert.equal(received[1]!.buffer, payloadChunk.buffer, 'a view of the chunk');
+    assert.equal(decoder.atFrameBoundary, true);
+    // and when the next chunk holds only part of it, the payload is reassembled
+    decoder.push(hex('03 00 00000001 00000006'));
+    assert.equal(decoder.atFrameBoundary, false, 'a header read, its payload to come');
+    decoder.push(Uint8Array.of(9, 8));
+    decoder.push(Uint8Array.of(7, 6, 5, 4));
+    assert.deepEqual(received[3], Uint8Array.from([9, 8, 7, 6, 5, 4]));
+  });
 });
 
 void describe('FrameDecoder: refused headers', () => {

@@ -1,0 +1,76 @@
+/**
+ * What `listen()` and `attach()` share: each accepted transport becomes a session with the server's services, held in
+ * `sessions` while it is open, counted by the listener's caps (listener-limits.ts) until its handshake is done, and
+ * closed gracefully with the rest when the server closes. Knows nothing of sockets, ports or schemes.
+ */
+import { ProtocolError } from '../wire/errors.js';
+import { stderrLog, type LogFn } from '../log.js';
+import type { Transport } from '../transport/transport.js';
+import { serverInterceptorsOf } from '../rpc/server/authorize.js';
+import { Registry } from '../rpc/server/registry.js';
+import { checkCloseOptions, checkRpcSessionOptions, RpcSession, type RpcSessionOptions } from '../rpc/rpc-session.js';
+import { checkListenerLimits, ListenerLimits, type ListenerLimitOptions } from './listener-limits.js';
+
+/** The options of an accepting side that this module reads (ListenOptions has them all). */
+export interface AcceptOptions extends RpcSessionOptions, ListenerLimitOptions {
+  onSession?: (session: RpcSession) => void;
+  log?: LogFn;
+}
+
+/** @internal One server's sessions. */
+export class SessionAcceptor {
+  readonly sessions = new Set<RpcSession>();
+  readonly limits: ListenerLimits;
+  private readonly registry: Registry;
+  /** Where this server's lines go (ListenOptions.log, or stderr). */
+  readonly log: LogFn;
+
+  /** Throws for a bad option, before anything listens. `url` names the server in log lines. */
+  constructor(
+    private readonly options: AcceptOptions,
+    url: () => string,
+  ) {
+    checkRpcSessionOptions(options); // a bad option throws here, not inside the accept callback of the first connection
+    checkListenerLimits(options);
+    this.registry = new Registry(options.services, serverInterceptorsOf(options));
+    this.log = options.log ?? stderrLog;
+    this.limits = new ListenerLimits(options, url, this.log);
+  }
+
+  /** A connection was accepted: its session starts its handshake (which runs in the session, never here). */
+  readonly accept = (transport: Transport): void => {
+    let session: RpcSession;
+    try {
+      session = new RpcSession(transport, 'acceptor', this.options, this.registry);
+    } catch {
+      transport.destroy();
+      return;
+    }
+    const sessions = this.sessions;
+    sessions.add(session);
+    this.limits.handshakeStarted(session.ready, () => transport.destroy());
+    void session.closed.then((error) => {
+      sessions.delete(session);
+      // the handshake runs in the session, never in this accept callback: one slow or bogus client blocks nobody;
+      // a dialer we refused (GW_ERR_UNAUTHENTICATED, GW_ERR_REFUSED) is one line too, with the reason, never a token
+      if (error instanceof ProtocolError) this.log('warn', `closed the connection from ${transport.peer.address}: ${error.message}`);
+    });
+    session.ready
+      .then(() => this.options.onSession?.(session), () => undefined)
+      // onSession is application code: if it throws, that session is not set up, so close it, rather than let the
+      // error become an unhandled rejection (which ends a Node process)
+      .catch((error: unknown) => session.destroy(error instanceof Error ? error : new Error(String(error))));
+  };
+
+  /**
+   * Stops accepting (`stopAccepting`, which resolves once the listener is closed) and closes every session gracefully
+   * (GOAWAY; calls in flight finish within graceMs). A bad option closes nothing.
+   */
+  async close(closeOptions: { graceMs?: number } | undefined, stopAccepting: () => Promise<void>): Promise<void> {
+    checkCloseOptions(closeOptions);
+    this.limits.close();
+    const closing = stopAccepting();
+    await Promise.all([...this.sessions].map((s) => s.close(closeOptions)));
+    await closing;
+  }
+}

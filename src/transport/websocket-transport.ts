@@ -1,0 +1,282 @@
+/**
+ * A Transport over one `ws` WebSocket (docs/PROTOCOL.md §14, "WebSocket binding"): what the session writes goes out
+ * as binary messages of at most WEBSOCKET_MAX_MESSAGE_BYTES, with no regard for frame boundaries (the receiver's frame
+ * decoder reassembles, as it does TCP segments), and each binary message received is handed on as bytes. Knows
+ * nothing of frames; knows of HTTP only that an accepted connection may not be upgraded yet.
+ *
+ * - **Writes**: one message per chunk the session hands over (a chunk above the bound is cut into several), sent with
+ *   the socket corked so that one write() leaves in one vectored write, and never copied: compression is off, and a
+ *   dialer masks with the all-zero key (see `zeroMask`), which ws sends without touching the bytes.
+ * - **Back pressure**: `ws.send()` never refuses, so write() answers from the socket underneath, as SocketTransport
+ *   does: false once what it buffers passes its high-water mark, onDrain on its 'drain'. With compression off ws
+ *   queues nothing of its own, so `bufferedAmount` is the socket's buffer, and it is what writableLength reports.
+ * - **Reading**: the read budget pauses and resumes the WebSocket (ws pauses the socket); a text message, or any
+ *   WebSocket frame RFC 6455 forbids, closes the connection with a ProtocolError (GW_ERR_WEBSOCKET; a message over
+ *   the bound GW_ERR_FRAME_SIZE).
+ * - **EOF**: a WebSocket has no half-close. The peer's close frame with 1000, 1001 or no code is the end of its bytes
+ *   (onEnd, then onClose without an error); any other code, or a connection lost without a close frame, is an error.
+ *   end() sends our close frame after what was written, and messages that arrive before the peer's close frame are
+ *   still delivered.
+ *
+ * An acceptor hands the transport to its session as the TCP connection is accepted, before the upgrade, so that the
+ * session's handshake deadline and the listener's pending-handshake cap cover the upgrade too:
+ *
+ * | state     | event                                                  | next                                     |
+ * |-----------|--------------------------------------------------------|------------------------------------------|
+ * | UPGRADING | writes: queued (only the HELLO, or a GOAWAY, come now) | UPGRADING                                |
+ * | UPGRADING | the upgrade succeeded: open(ws, socket)                | OPEN (queued writes sent, reading starts) |
+ * | UPGRADING | end(), destroy(), the connection closed or was refused | CLOSED (onClose with why)                |
+ * | OPEN      | the peer's close frame 1000/1001/none, connection gone | CLOSED (onEnd, then onClose)             |
+ * | OPEN      | any other close, a violation, the connection lost      | CLOSED (onClose with the error)          |
+ * | OPEN      | end(): our close frame after what was written          | OPEN until the peer's close frame, or    |
+ * |           |                                                        | ws's closeTimeout (CLOSED, no error)     |
+ * | OPEN      | destroy(): terminated at once                          | CLOSED (onClose, the error if one given) |
+ *
+ * A dialer's transport is made only once its upgrade has succeeded (dial() bounds that itself), so it starts OPEN.
+ */
+import type { Duplex } from 'node:stream';
+import type { RawData, WebSocket } from 'ws';
+import { WEBSOCKET_MAX_MESSAGE_BYTES } from '../wire/constants.js';
+import { ProtocolError, ProtocolErrorCode } from '../wire/errors.js';
+import type { PeerInfo, Transport, TransportSink } from './transport.js';
+
+const enum State {
+  UPGRADING,
+  OPEN,
+  CLOSED,
+}
+
+/** Close codes that end the peer's bytes cleanly: normal closure, going away, and a close frame without a code. */
+const CLEAN_CLOSE_CODES = new Set([1000, 1001, 1005]);
+/** RFC 6455 close code for a data type the endpoint cannot accept (a text message, here). */
+const UNSUPPORTED_DATA = 1003;
+/** Options of every ws.send(): binary, one whole message (fin), never compressed. */
+const SEND_OPTIONS = { binary: true, fin: true, compress: false } as const;
+
+/**
+ * The masking key of every message a dialer sends: all zeros. RFC 6455 requires a client to mask and a server to
+ * refuse unmasked frames, and a zero key is a masked frame by the RFC's grammar; ws then skips the XOR on both sides,
+ * which with a random key costs the uploading side a copy and a byte-by-byte JavaScript loop over every byte sent.
+ * Masking exists so that script in a browser cannot choose the bytes a proxy on the path sees (cache poisoning of
+ * intermediaries that do not understand WebSocket); between daemons the bytes come from the daemon itself
+ * (PROTOCOL.md §14 says why that is acceptable, and where it is not).
+ */
+export function zeroMask(mask: Uint8Array): void {
+  mask.fill(0);
+}
+
+/** @internal Made by websocket.ts (its declarations would need `ws`'s types, which users need not have). */
+export class WebSocketTransport implements Transport {
+  private state = State.UPGRADING;
+  private sink: TransportSink | undefined;
+  private ws: WebSocket | undefined;
+  /** The socket under the WebSocket (a TLSSocket for wss): corked around each write, and its 'drain' is ours. */
+  private socket: Duplex | undefined;
+  /** Written while upgrading (the HELLO), sent once open. */
+  private queued: Uint8Array[] = [];
+  /** Messages that arrived before attach(). */
+  private early: Buffer[] = [];
+  /** Why the connection failed, when it did: reported by onClose (the first reason wins). */
+  private failure: Error | undefined;
+  /** destroy() was called without an error: the close that follows is ours, not a failure. */
+  private destroyedQuietly = false;
+  /**
+   * end() sent our close frame: a close without the peer's (1006) is then ours too, not a failure (a peer that never
+   * answers is cut by ws's closeTimeout, as a socket that never answers our FIN is by the session's linger).
+   */
+  private ended = false;
+  private readBudget = 0;
+  private readThisTurn = 0;
+  private yielded = false;
+  private readingStopped = false;
+
+  /**
+   * `upgrading`: the accepted connection whose upgrade is still to come (an acceptor's transport), destroyed if the
+   * session gives up first; without it, call open() before anything else (a dialer's).
+   */
+  constructor(
+    readonly peer: PeerInfo,
+    private readonly upgrading?: Duplex,
+  ) {
+    upgrading?.once('close', this.upgradingClosed);
+  }
+
+  /** The upgrade succeeded: `ws` runs over `socket`. Sends what was written meanwhile. */
+  open(ws: WebSocket, socket: Duplex): void {
+    if (this.state !== State.UPGRADING) {
+      ws.terminate(); // given up on while the upgrade completed
+      return;
+    }
+    this.upgrading?.off('close', this.upgradingClosed);
+    this.state = State.OPEN;
+    this.ws = ws;
+    this.socket = socket;
+    ws.on('message', this.onMessage);
+    ws.on('error', this.onError);
+    ws.on('close', this.onClose);
+    socket.on('drain', this.onDrain);
+    if (this.sink === undefined) ws.pause(); // until attach(): bytes wait in the kernel, not here
+    const queued = this.queued;
+    this.queued = [];
+    if (queued.length > 0) this.write(queued);
+  }
+
+  attach(sink: TransportSink): void {
+    if (this.sink) throw new Error('transport already attached');
+    this.sink = sink;
+    const early = this.early;
+    this.early = [];
+    for (const message of early) sink.onData(message);
+    if (this.state === State.OPEN && !this.readingStopped) this.ws!.resume();
+    if (this.state === State.CLOSED) queueMicrotask(() => sink.onClose(this.failure ?? new Error('the WebSocket closed before the session started')));
+  }
+
+  write(chunks: readonly Uint8Array[]): boolean {
+    if (this.state === State.UPGRADING) {
+      for (const chunk of chunks) this.queued.push(chunk);
+      return true;
+    }
+    const ws = this.ws;
+    if (this.state !== State.OPEN || ws!.readyState !== ws!.OPEN) return false;
+    const socket = this.socket!;
+    socket.cork();
+    for (const chunk of chunks) {
+      const length = chunk.length;
+      if (length <= WEBSOCKET_MAX_MESSAGE_BYTES) {
+        if (length > 0) ws!.send(chunk, SEND_OPTIONS);
+        continue;
+      }
+      for (let at = 0; at < length; at += WEBSOCKET_MAX_MESSAGE_BYTES) {
+        ws!.send(chunk.subarray(at, Math.min(length, at + WEBSOCKET_MAX_MESSAGE_BYTES)), SEND_OPTIONS);
+      }
+    }
+    socket.uncork();
+    return !socket.writableNeedDrain;
+  }
+
+  /** Bytes sent and not yet handed to the OS (ws's bufferedAmount: the socket's buffer, ws queues nothing itself). */
+  get writableLength(): number {
+    if (this.ws !== undefined) return this.ws.bufferedAmount;
+    let bytes = 0;
+    for (const chunk of this.queued) bytes += chunk.length;
+    return bytes;
+  }
+
+  end(): void {
+    if (this.state === State.UPGRADING) this.upgrading?.destroy(); // nothing to say goodbye in before the upgrade
+    else if (this.state === State.OPEN) {
+      this.ended = true;
+      this.ws!.close(1000);
+    }
+  }
+
+  destroy(error?: Error): void {
+    if (this.state === State.CLOSED) return;
+    if (error === undefined) this.destroyedQuietly = true;
+    else this.failure ??= error;
+    if (this.state === State.UPGRADING) this.upgrading?.destroy();
+    else this.ws!.terminate();
+  }
+
+  /** As SocketTransport's: at most this many bytes delivered per event-loop turn, then a yield (0: no limit). */
+  setReadBudget(bytes: number): void {
+    this.readBudget = bytes;
+  }
+
+  chargeRead(bytes: number): void {
+    if (this.readBudget === 0 || bytes === 0) return;
+    if (this.readThisTurn === 0) setImmediate(this.nextTurn);
+    this.readThisTurn += bytes;
+  }
+
+  /** Stops reading for good: ws pauses the socket, and TCP then stops the sender. */
+  pauseReading(): void {
+    this.readingStopped = true;
+    this.ws?.pause();
+  }
+
+  private readonly nextTurn = (): void => {
+    this.readThisTurn = 0;
+    if (this.yielded) {
+      this.yielded = false;
+      if (this.state === State.OPEN && !this.readingStopped) this.ws!.resume();
+    }
+  };
+
+  private readonly onMessage = (data: RawData, isBinary: boolean): void => {
+    if (this.state !== State.OPEN || this.failure !== undefined) return;
+    if (!isBinary) return this.violated(new ProtocolError(ProtocolErrorCode.WEBSOCKET, 'a text message: gridwire travels in binary messages only'));
+    const chunk = data as Buffer; // binaryType 'nodebuffer' (ws's default): one Buffer per message
+    const sink = this.sink;
+    if (sink === undefined) {
+      this.early.push(chunk);
+      return;
+    }
+    if (this.readBudget === 0) return sink.onData(chunk);
+    if (this.readThisTurn === 0) setImmediate(this.nextTurn);
+    this.readThisTurn += chunk.length;
+    sink.onData(chunk);
+    if (this.readThisTurn >= this.readBudget && !this.yielded && this.state === State.OPEN) {
+      this.yielded = true;
+      this.ws!.pause();
+    }
+  };
+
+  /**
+   * The peer broke the binding: nothing more is delivered, and it is told why in our close frame (the socket keeps
+   * reading, so that the peer's close frame ends the connection at once rather than after ws's closeTimeout).
+   */
+  private violated(error: ProtocolError): void {
+    this.failure ??= error;
+    this.ws!.close(UNSUPPORTED_DATA, error.code);
+  }
+
+  /** ws reports a violation of RFC 6455 or of maxPayload, or the socket's error; 'close' always follows. */
+  private readonly onError = (error: Error & { code?: string }): void => {
+    this.failure ??= protocolErrorOf(error);
+  };
+
+  private readonly onDrain = (): void => {
+    if (this.state === State.OPEN) this.sink?.onDrain();
+  };
+
+  private readonly onClose = (code: number, reason: Buffer): void => {
+    if (this.state === State.CLOSED) return;
+    let error = this.failure;
+    const ours = this.destroyedQuietly || (this.ended && code === 1006);
+    if (error === undefined && !ours && !CLEAN_CLOSE_CODES.has(code)) {
+      error = code === 1006
+        ? new Error('the WebSocket connection was lost without a close frame')
+        : new Error(`the peer closed the WebSocket with code ${code}${reason.length > 0 ? ` (${reason.toString().slice(0, 123)})` : ''}`);
+    }
+    this.closed(error, error === undefined && !ours);
+  };
+
+  private readonly upgradingClosed = (): void => {
+    if (this.state !== State.UPGRADING) return;
+    this.closed(this.failure ?? (this.destroyedQuietly ? undefined : new Error('the connection closed before its WebSocket upgrade')), false);
+  };
+
+  private closed(error: Error | undefined, endOfBytes: boolean): void {
+    this.state = State.CLOSED;
+    this.queued = [];
+    this.socket?.off('drain', this.onDrain);
+    const sink = this.sink;
+    if (sink === undefined) return; // attach() reports it
+    if (endOfBytes) sink.onEnd();
+    sink.onClose(error);
+  }
+}
+
+/**
+ * ws's own errors carry a `WS_ERR_*` code: a message over maxPayload is our frame-size error, any other a violation
+ * of the binding. Socket errors (ECONNRESET...) stay as they are.
+ */
+function protocolErrorOf(error: Error & { code?: string }): Error {
+  const code = error.code;
+  if (typeof code !== 'string' || !code.startsWith('WS_ERR_')) return error;
+  if (code === 'WS_ERR_UNSUPPORTED_MESSAGE_LENGTH') {
+    return new ProtocolError(ProtocolErrorCode.FRAME_SIZE, `a WebSocket message over ${WEBSOCKET_MAX_MESSAGE_BYTES} bytes (${code})`);
+  }
+  return new ProtocolError(ProtocolErrorCode.WEBSOCKET, `${error.message} (${code})`);
+}

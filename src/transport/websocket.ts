@@ -1,0 +1,283 @@
+/**
+ * Dialing, listening and attaching on `ws://host:port/path` and `wss://host:port/path` with `ws` (docs/PROTOCOL.md §14).
+ * Each dialed or accepted WebSocket becomes a WebSocketTransport; nothing here knows about frames.
+ *
+ * - **dial**: a ws client (compression off, maxPayload the binding's bound, the zero masking key, no redirects), and
+ *   its upgrade bounded by connectTimeoutMs. `tls` (Node's tls.connect options) applies to wss://.
+ * - **listen**: our own node:http or node:https server (`tls`: Node's tls options) that upgrades requests for the
+ *   address's path; any other request gets 404 (another path) or 426 (a plain request to ours), and the connection
+ *   closes. Each TCP connection is handed over as it is accepted (the session's handshake deadline and the listener's
+ *   pending-handshake cap then cover TLS, the upgrade and the HELLO), and the server bounds what a request can make
+ *   it hold: UPGRADE_MAX_HEADERS headers, UPGRADE_MAX_HEADER_BYTES bytes of them, and the headers and request within
+ *   handshakeTimeoutMs.
+ * - **attach**: upgrades for one path on the application's own http or https server, which keeps everything else. An
+ *   upgrade to another path is left to the application's own 'upgrade' listeners; when there are none it is answered
+ *   404, since nothing else would ever answer it. A connection is handed over when its upgrade request arrives (the
+ *   application's server owned it before).
+ * - Every upgrade request with UPGRADE_MAX_HEADERS headers or more (Node keeps that many and drops the rest) is refused
+ *   with 431: the class of CVE-2024-37890, where an upgrade with more headers than Node keeps crashed ws.
+ */
+import { createServer as createHttpServer, type IncomingMessage, type Server as HttpServer, type ServerOptions as HttpServerOptions } from 'node:http';
+import { createServer as createHttpsServer, Server as HttpsServer } from 'node:https';
+import type { Socket } from 'node:net';
+import type { Duplex } from 'node:stream';
+import { TLSSocket, type ConnectionOptions, type TlsOptions } from 'node:tls';
+import { WebSocket, WebSocketServer, type ClientOptions } from 'ws';
+import { formatAddress, parseAddress, type WebSocketAddress } from './address.js';
+import type { DialOptions, Listener, ListenOnOptions } from './net.js';
+import { identityOf } from './certificate-identity.js';
+import { withTls13Default } from './tls.js';
+import type { PeerIdentity, PeerInfo, Transport } from './transport.js';
+import { WebSocketTransport, zeroMask } from './websocket-transport.js';
+import { DEFAULT_LIMITS, WEBSOCKET_MAX_MESSAGE_BYTES } from '../wire/constants.js';
+import { limitTimer } from '../timers.js';
+
+/**
+ * Headers an upgrade request may have; one with this many or more is refused (431). A WebSocket upgrade needs about
+ * ten; proxies add a few. Node's own default keeps 2 000 and drops the rest silently.
+ */
+export const UPGRADE_MAX_HEADERS = 64;
+/** Bytes of request line and headers our own server reads (Node's default is 16 KiB); beyond, 431. */
+export const UPGRADE_MAX_HEADER_BYTES = 8 * 1024;
+/** After our close frame, how long the peer has to answer with its own before ws destroys the socket. */
+const CLOSE_TIMEOUT_MS = 2_000;
+/** How often our server checks its requests against headersTimeout and requestTimeout (Node's default: 30 s). */
+const TIMEOUT_CHECK_MS = 1_000;
+
+export interface WebSocketDialOptions extends DialOptions {
+  /** wss:// only: Node's tls.connect options (`ca`, `cert`, `key`, `servername`, `minVersion`...). */
+  tls?: ConnectionOptions;
+}
+
+export interface WebSocketListenOnOptions extends ListenOnOptions {
+  /** Bounds the request's headers and the whole request on our own server; 0 leaves Node's defaults. Default 10 000. */
+  handshakeTimeoutMs?: number;
+  /** wss:// only, and required there: Node's tls options for https.createServer (`key`, `cert`, `ca`, `requestCert`...). */
+  tls?: TlsOptions;
+}
+
+export function isWebSocketUrl(url: string): boolean {
+  return url.startsWith('ws://') || url.startsWith('wss://');
+}
+
+// ---------------------------------------------------------------- dial
+
+export function dialWebSocket(url: string, options: WebSocketDialOptions = {}): Promise<Transport> {
+  const address = parseAddress(url) as WebSocketAddress;
+  const timeoutMs = options.connectTimeoutMs ?? 10_000;
+  return new Promise((resolve, reject) => {
+    if (options.signal?.aborted) {
+      reject(new Error(`dial ${url}: aborted`));
+      return;
+    }
+    const clientOptions = {
+      // wss:// takes tls://'s policy: TLS 1.3 unless the options choose, certificates always checked
+      ...(address.kind === 'wss' ? { ...withTls13Default(options.tls ?? {}), rejectUnauthorized: true } : undefined),
+      perMessageDeflate: false,
+      maxPayload: WEBSOCKET_MAX_MESSAGE_BYTES,
+      generateMask: zeroMask,
+      followRedirects: false,
+      closeTimeout: CLOSE_TIMEOUT_MS,
+    } as ClientOptions;
+    const ws = new WebSocket(url, clientOptions);
+    let socket: Duplex | undefined;
+    const timer = limitTimer(timeoutMs, () => fail(new Error(`dial ${url}: no WebSocket within connectTimeoutMs (${timeoutMs} ms)`)));
+    const onAbort = (): void => fail(new Error(`dial ${url}: aborted`));
+    options.signal?.addEventListener('abort', onAbort, { once: true });
+    function cleanup(): void {
+      clearTimeout(timer);
+      options.signal?.removeEventListener('abort', onAbort);
+      ws.off('upgrade', onUpgrade);
+      ws.off('open', onOpen);
+      ws.off('error', onError);
+    }
+    function fail(error: Error): void {
+      cleanup();
+      ws.on('error', () => undefined); // terminate() of a connecting WebSocket reports an error of its own
+      ws.terminate();
+      reject(error);
+    }
+    function onUpgrade(response: IncomingMessage): void {
+      socket = response.socket;
+    }
+    function onError(error: Error): void {
+      fail(new Error(`dial ${url}: ${error.message}`, { cause: error }));
+    }
+    function onOpen(): void {
+      cleanup();
+      const transport = new WebSocketTransport(peerOf(socket as Socket, address.kind, address.path));
+      transport.open(ws, socket!);
+      resolve(transport);
+    }
+    ws.on('upgrade', onUpgrade);
+    ws.on('open', onOpen);
+    ws.on('error', onError);
+  });
+}
+
+function peerOf(socket: Socket, kind: 'ws' | 'wss', path = ''): PeerInfo {
+  const peer: PeerInfo = { transport: kind, address: formatAddress({ kind, host: socket.remoteAddress ?? '?', port: socket.remotePort ?? 0, path }) };
+  if (socket instanceof TLSSocket) setIdentity(peer, socket);
+  return peer;
+}
+
+/**
+ * wss://: the peer's verified certificate as `peer.identity`, as over tls://. Set once the TLS handshake is done (on
+ * the dialer as it opens, on the acceptor at the upgrade), before the HELLO that copies the peer into the session.
+ */
+function setIdentity(peer: PeerInfo, socket: TLSSocket): void {
+  (peer as { identity?: PeerIdentity }).identity = identityOf(socket.getPeerCertificate());
+}
+
+// ---------------------------------------------------------------- upgrades (listen and attach)
+
+/** Turns upgrade requests for one path into open WebSocketTransports, or refuses them. */
+class Upgrades {
+  private readonly server = new WebSocketServer({
+    noServer: true,
+    perMessageDeflate: false, // an offer of permessage-deflate is never accepted
+    maxPayload: WEBSOCKET_MAX_MESSAGE_BYTES,
+    clientTracking: false,
+    closeTimeout: CLOSE_TIMEOUT_MS,
+  } as ConstructorParameters<typeof WebSocketServer>[0]);
+
+  constructor(readonly path: string) {}
+
+  /** Whether `request` is for our path: the exact path, as written, whatever its query. */
+  isOurs(request: IncomingMessage): boolean {
+    const url = request.url ?? '';
+    const query = url.indexOf('?');
+    return (query === -1 ? url : url.slice(0, query)) === this.path;
+  }
+
+  /** Upgrades `socket` (the request is ours) and opens `transport` on it, or refuses it with an HTTP error. */
+  upgrade(request: IncomingMessage, socket: Duplex, head: Buffer, transport: WebSocketTransport): void {
+    if (request.rawHeaders.length / 2 >= UPGRADE_MAX_HEADERS) return refuse(socket, 431);
+    if (socket instanceof TLSSocket) setIdentity(transport.peer, socket);
+    this.server.handleUpgrade(request, socket, head, (ws) => transport.open(ws, socket));
+  }
+}
+
+/** Answers an upgrade request with an HTTP error and closes the connection. */
+function refuse(socket: Duplex, status: 404 | 426 | 431 | 503): void {
+  const reason = { 404: 'Not Found', 426: 'Upgrade Required', 431: 'Request Header Fields Too Large', 503: 'Service Unavailable' }[status];
+  socket.once('error', () => undefined);
+  socket.once('finish', () => socket.destroy());
+  socket.end(`HTTP/1.1 ${status} ${reason}\r\nConnection: close\r\nContent-Length: 0\r\n\r\n`);
+}
+
+// ---------------------------------------------------------------- listen
+
+export async function listenWebSocket(
+  url: string,
+  onTransport: (transport: Transport) => void,
+  options: WebSocketListenOnOptions = {},
+): Promise<Listener> {
+  const address = parseAddress(url) as WebSocketAddress;
+  const secure = address.kind === 'wss';
+  if (secure && options.tls === undefined) throw new TypeError(`listen ${url}: wss:// needs the tls option (at least a key and certificate)`);
+  if (!secure && options.tls !== undefined) throw new TypeError(`listen ${url}: the tls option is for wss:// addresses; use wss:// or leave tls out`);
+  const timeoutMs = options.handshakeTimeoutMs ?? DEFAULT_LIMITS.handshakeTimeoutMs;
+  const httpOptions: HttpServerOptions = {
+    maxHeaderSize: UPGRADE_MAX_HEADER_BYTES,
+    noDelay: true,
+    connectionsCheckingInterval: TIMEOUT_CHECK_MS,
+    // Node requires headersTimeout <= requestTimeout; 0 (handshakeTimeoutMs off) keeps Node's 60 s and 300 s
+    ...(timeoutMs > 0 ? { headersTimeout: timeoutMs, requestTimeout: timeoutMs } : {}),
+  };
+  // wss:// takes tls://'s policy: TLS 1.3 unless the options choose; a client certificate, when asked for, is checked
+  const tlsOptions = secure ? { ...withTls13Default(options.tls!), rejectUnauthorized: true } : undefined;
+  const server: HttpServer = tlsOptions ? createHttpsServer({ ...tlsOptions, ...httpOptions }) : createHttpServer(httpOptions);
+  server.maxHeadersCount = UPGRADE_MAX_HEADERS;
+  const upgrades = new Upgrades(address.path);
+  // the transport of each connection still to upgrade, by its TCP 4-tuple: with https the upgrade comes on the
+  // TLSSocket, another object than the socket accepted, with the same addresses
+  const upgrading = new Map<string, WebSocketTransport>();
+  server.on('connection', (socket: Socket) => {
+    // the connection may fail before the session attaches; swallow so it cannot become an uncaught error
+    socket.on('error', () => undefined);
+    const key = connectionKey(socket);
+    const transport = new WebSocketTransport(peerOf(socket, address.kind), socket);
+    upgrading.set(key, transport);
+    socket.once('close', () => upgrading.delete(key));
+    onTransport(transport);
+  });
+  server.on('upgrade', (request: IncomingMessage, socket: Duplex, head: Buffer) => {
+    const key = connectionKey(socket as Socket);
+    const transport = upgrading.get(key);
+    upgrading.delete(key);
+    if (transport === undefined) return socket.destroy(); // its session gave up on it already
+    if (!upgrades.isOurs(request)) return refuse(socket, 404);
+    upgrades.upgrade(request, socket, head, transport);
+  });
+  // a request that is no upgrade: 426 on our path, 404 elsewhere, and the connection closes (its session with it)
+  server.on('request', (request: IncomingMessage, response) => {
+    response.writeHead(upgrades.isOurs(request) ? 426 : 404, { Connection: 'close', 'Content-Length': 0, ...(upgrades.isOurs(request) ? { Upgrade: 'websocket' } : {}) });
+    response.end();
+  });
+  if (options.maxConnections !== undefined) server.maxConnections = options.maxConnections;
+  if (options.onDrop !== undefined) server.on('drop', options.onDrop);
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(address.port, address.host, () => {
+      server.off('error', reject);
+      resolve();
+    });
+  });
+  server.on('error', () => undefined);
+  const bound = server.address();
+  const port = bound !== null && typeof bound !== 'string' ? bound.port : address.port;
+  return {
+    url: formatAddress({ ...address, port }),
+    close: () => new Promise<void>((resolve) => server.close(() => resolve())),
+  };
+}
+
+/** The TCP 4-tuple of a connection: the same on the socket accepted and on the TLSSocket over it. */
+function connectionKey(socket: Socket): string {
+  return `${socket.remoteAddress}|${socket.remotePort}|${socket.localAddress}|${socket.localPort}`;
+}
+
+// ---------------------------------------------------------------- attach
+
+export interface AttachedUpgrades {
+  /** `ws://host:port/path` (wss:// for an https server), or '' while the server is not listening. */
+  readonly url: string;
+  /** Stops taking upgrades (removes our 'upgrade' listener); the application's server is not touched. */
+  close(): void;
+}
+
+/**
+ * Takes the upgrades for `path` on the application's `server`. `admit` is asked before each one (false: refused with
+ * 503); each admitted one is handed over as a transport at once, then upgraded.
+ */
+export function attachWebSocket(
+  server: HttpServer,
+  path: string,
+  onTransport: (transport: Transport) => void,
+  admit: () => boolean,
+): AttachedUpgrades {
+  const kind = server instanceof HttpsServer ? 'wss' : 'ws';
+  const upgrades = new Upgrades(path);
+  function onUpgrade(request: IncomingMessage, socket: Duplex, head: Buffer): void {
+    if (!upgrades.isOurs(request)) {
+      // another path: the application's, if it listens for upgrades; nobody else would ever answer it
+      if (server.listenerCount('upgrade') === 1) refuse(socket, 404);
+      return;
+    }
+    if (!admit()) return refuse(socket, 503);
+    socket.on('error', () => undefined);
+    const transport = new WebSocketTransport(peerOf(socket as Socket, kind), socket);
+    onTransport(transport);
+    upgrades.upgrade(request, socket, head, transport);
+  }
+  server.on('upgrade', onUpgrade);
+  return {
+    get url() {
+      const bound = server.address();
+      if (bound === null || typeof bound === 'string') return '';
+      return formatAddress({ kind, host: bound.address, port: bound.port, path });
+    },
+    close: () => void server.off('upgrade', onUpgrade),
+  };
+}

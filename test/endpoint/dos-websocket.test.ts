@@ -1,0 +1,290 @@
+/**
+ * T-D10 (reliability.md §4 B), the WebSocket half: what a client can make a ws:// listener (and an attach()ed server)
+ * hold or do with the upgrade and the WebSocket layer, before gridwire's own limits see a frame. Each attack runs
+ * beside a canary on its own ws:// connection; the canary must keep its p99, the attacker must be closed (with the
+ * right code where gridwire closes it), and RSS must stay within the stated budget.
+ *
+ * - an oversized message (more than WEBSOCKET_MAX_MESSAGE_BYTES, also as fragments) closes that connection (1009,
+ *   GW_ERR_FRAME_SIZE) before the WebSocket layer buffers it;
+ * - an upgrade request with 2 000 headers (CVE-2024-37890) is refused with 431, as is one with 64;
+ * - a flood of slow upgrades (half a request, or nothing) is bounded by handshakeTimeoutMs and maxPendingHandshakes,
+ *   while a real client connects;
+ * - permessage-deflate offered by a raw client is never negotiated, and a compressed frame sent anyway closes it;
+ * - a text message closes the connection (1003, GW_ERR_WEBSOCKET).
+ */
+import assert from 'node:assert/strict';
+import { once } from 'node:events';
+import { createServer as createHttpServer, type Server as HttpServer } from 'node:http';
+import { createConnection, type Socket } from 'node:net';
+import { describe, test, type TestContext } from 'node:test';
+import { WebSocket } from 'ws';
+
+import { attach, connect } from '../../src/index.js';
+import { parseAddress } from '../../src/transport/address.js';
+import { WEBSOCKET_MAX_MESSAGE_BYTES } from '../../src/wire/constants.js';
+import { encodeFrame } from '../../src/wire/frame.js';
+import { assertCanaryHealthy, assertClosedWith, dosTarget, RssWatch } from '../fixtures/dos.js';
+import { Echo, echoService } from '../fixtures/echo-service.js';
+import { type LogLine } from '../fixtures/connections.js';
+import { helloFrame, sleep, until, within } from '../helpers.js';
+
+const WS_URL = 'ws://127.0.0.1:0/gw';
+
+function portOf(url: string): number {
+  return (parseAddress(url) as { port: number }).port;
+}
+
+/** A raw WebSocket client of `url` (any `ws` options) that has sent a HELLO; terminated after the test. */
+async function rawWebSocket(t: TestContext, url: string, options: ConstructorParameters<typeof WebSocket>[2] = {}): Promise<{ ws: WebSocket; closed: Promise<number> }> {
+  const ws = new WebSocket(url, { perMessageDeflate: false, ...options });
+  ws.on('error', () => undefined);
+  t.after(() => ws.terminate());
+  const closed = new Promise<number>((resolve) => ws.once('close', (code: number) => resolve(code)));
+  await within(once(ws, 'open'), 3_000, 'raw WebSocket open');
+  ws.send(helloFrame());
+  return { ws, closed };
+}
+
+interface RawHttp {
+  socket: Socket;
+  /** Everything the server sent so far, as latin1 text. */
+  received(): string;
+  /** Resolves with everything the server sent once the connection has closed. */
+  answer: Promise<string>;
+  closed(): boolean;
+}
+
+/** A raw TCP socket to `port` that writes `text` (if any); destroyed after the test. */
+function rawHttp(t: TestContext, port: number, text: string | Uint8Array = ''): RawHttp {
+  const socket = createConnection({ host: '127.0.0.1', port });
+  socket.on('error', () => undefined);
+  t.after(() => {
+    socket.destroy();
+  });
+  let received = '';
+  let isClosed = false;
+  socket.on('data', (chunk: Buffer) => (received += chunk.toString('latin1')));
+  const answer = new Promise<string>((resolve) =>
+    socket.once('close', () => {
+      isClosed = true;
+      resolve(received);
+    }),
+  );
+  if (text.length > 0) socket.write(text);
+  return { socket, received: () => received, answer, closed: () => isClosed };
+}
+
+/** The request line and headers of a WebSocket upgrade to `path`, `extra` headers first, without the final CRLF. */
+function upgradeHead(path: string, extra: readonly string[] = []): string {
+  return [
+    `GET ${path} HTTP/1.1`,
+    'Host: 127.0.0.1',
+    ...extra,
+    'Upgrade: websocket',
+    'Connection: Upgrade',
+    'Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==',
+    'Sec-WebSocket-Version: 13',
+  ].join('\r\n');
+}
+
+/** An application http server listening on a free port (every request: 200 "app"), closed after the test. */
+async function appServer(t: TestContext): Promise<HttpServer> {
+  const server = createHttpServer((_req, res) => res.end('app'));
+  const sockets = new Set<Socket>();
+  server.on('connection', (socket: Socket) => {
+    sockets.add(socket);
+    socket.once('close', () => sockets.delete(socket));
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  t.after(async () => {
+    for (const socket of sockets) socket.destroy();
+    await within(new Promise((resolve) => server.close(resolve)), 3_000, 'app server close');
+  });
+  return server;
+}
+
+function attachEcho(t: TestContext, server: HttpServer, options: Parameters<typeof attach>[1] = { path: '/gw' }): { url: string; logs: LogLine[] } {
+  const logs: LogLine[] = [];
+  const gw = attach(server, { services: [echoService()], log: (level, message) => logs.push({ level, message }), ...options });
+  t.after(async () => {
+    for (const s of gw.sessions) s.destroy();
+    await within(gw.close({ graceMs: 0 }), 3_000, 'detach');
+  });
+  return { url: gw.url, logs };
+}
+
+void describe('T-D10 WebSocket: messages', () => {
+  void test('T-D10 oversized WebSocket message: 20 connections each send one of 65 547 bytes (one whole, or as fragments): each closed 1009 with GW_ERR_FRAME_SIZE; the canary is fine', { timeout: 30_000 }, async (t) => {
+    const target = await dosTarget(t, {}, 300, { url: WS_URL });
+    const rss = new RssWatch();
+    const canary = target.startCanary();
+    const tooBig = new Uint8Array(WEBSOCKET_MAX_MESSAGE_BYTES + 1);
+    const codes: number[] = [];
+    for (let i = 0; i < 20; i++) {
+      const { ws, closed } = await rawWebSocket(t, target.url);
+      if (i % 2 === 0) ws.send(tooBig);
+      else {
+        // the same size in four fragments: the bound is on the message, not on each WebSocket frame
+        const quarter = tooBig.length / 4;
+        for (let f = 0; f < 4; f++) ws.send(tooBig.subarray(Math.ceil(f * quarter), Math.ceil((f + 1) * quarter)), { fin: f === 3 });
+      }
+      codes.push(await within(closed, 3_000, `attacker ${i} to be closed`));
+    }
+    assert.deepEqual(new Set(codes), new Set([1009]), 'closed with 1009 (message too big)');
+    const line = await assertClosedWith(target, 'GW_ERR_FRAME_SIZE');
+    assert.match(line, /65546/);
+    // a message of exactly the bound is fine: one extension frame (ignored by the receiver) of 65 536 bytes
+    const { ws, closed } = await rawWebSocket(t, target.url);
+    let open = true;
+    void closed.then(() => (open = false));
+    const largest = encodeFrame({ type: 0x80, flags: 0, streamId: 0, payload: new Uint8Array(WEBSOCKET_MAX_MESSAGE_BYTES - 10) });
+    assert.equal(largest.length, WEBSOCKET_MAX_MESSAGE_BYTES);
+    ws.send(largest);
+    ws.send(new Uint8Array(0)); // an empty message carries nothing and breaks nothing
+    await sleep(200);
+    assert.ok(open, 'a message of exactly WEBSOCKET_MAX_MESSAGE_BYTES, and an empty one, leave the connection open');
+    assertCanaryHealthy(target, await canary.stop(), 'T-D10 oversized WebSocket message');
+    rss.assertUnder(32, 'T-D10 oversized WebSocket message'); // 20 connections; nothing of the big messages is kept
+  });
+
+  void test('T-D10 a text message closes the connection with 1003 and GW_ERR_WEBSOCKET, before or after the HELLO; the canary is fine', { timeout: 20_000 }, async (t) => {
+    const target = await dosTarget(t, {}, 300, { url: WS_URL });
+    const canary = target.startCanary();
+    const after = await rawWebSocket(t, target.url);
+    after.ws.send('not binary');
+    assert.equal(await within(after.closed, 3_000, 'closed after a text message'), 1003);
+    const line = await assertClosedWith(target, 'GW_ERR_WEBSOCKET');
+    assert.match(line, /text message/);
+    const before = new WebSocket(target.url, { perMessageDeflate: false });
+    before.on('error', () => undefined);
+    t.after(() => before.terminate());
+    const beforeClosed = new Promise<number>((resolve) => before.once('close', (code: number) => resolve(code)));
+    await within(once(before, 'open'), 3_000, 'open');
+    before.send('GET / HTTP/1.1');
+    assert.equal(await within(beforeClosed, 3_000, 'closed for a text message instead of a HELLO'), 1003);
+    assertCanaryHealthy(target, await canary.stop(), 'T-D10 text message');
+  });
+
+  void test('T-D10 deflate offered: never negotiated (no Sec-WebSocket-Extensions in the 101), on listen() and on attach(); a compressed frame sent anyway closes the connection', { timeout: 20_000 }, async (t) => {
+    const target = await dosTarget(t, {}, 300, { url: WS_URL });
+    const canary = target.startCanary();
+    const app = await appServer(t);
+    const attached = attachEcho(t, app);
+    const offer = ['Sec-WebSocket-Extensions: permessage-deflate; client_max_window_bits; server_no_context_takeover'];
+    for (const [name, port] of [['listen', portOf(target.url)], ['attach', portOf(attached.url)]] as const) {
+      const raw = rawHttp(t, port, `${upgradeHead('/gw', offer)}\r\n\r\n`);
+      await until(() => raw.received().includes('\r\n\r\n'), 3_000, `${name}: the response`);
+      const head = raw.received().slice(0, raw.received().indexOf('\r\n\r\n')).toLowerCase();
+      assert.match(head, /^http\/1\.1 101 /, `${name}: upgraded`);
+      assert.doesNotMatch(head, /sec-websocket-extensions/, `${name}: no extension accepted`);
+      // a "compressed" binary frame anyway (FIN + RSV1, masked with a zero key): RFC 6455 says RSV1 must be clear
+      raw.socket.write(Buffer.from([0xc2, 0x80 | 3, 0, 0, 0, 0, 1, 2, 3]));
+      await within(raw.answer, 3_000, `${name}: the connection to close`);
+    }
+    const line = await assertClosedWith(target, 'GW_ERR_WEBSOCKET');
+    assert.match(line, /RSV1/);
+    await until(() => attached.logs.some((l) => l.level === 'warn' && l.message.includes('GW_ERR_WEBSOCKET')), 3_000, `attach logs GW_ERR_WEBSOCKET: ${JSON.stringify(attached.logs)}`);
+    // and the ws client's own offer: the connection is made without compression
+    const offered = new WebSocket(target.url, { perMessageDeflate: true });
+    offered.on('error', () => undefined);
+    t.after(() => offered.terminate());
+    await within(once(offered, 'open'), 3_000, 'a deflate-offering client to connect');
+    assert.equal(offered.extensions, '');
+    assertCanaryHealthy(target, await canary.stop(), 'T-D10 deflate offered');
+  });
+});
+
+void describe('T-D10 WebSocket: upgrades', () => {
+  void test('T-D10 upgrade with 2 000 headers (CVE-2024-37890): refused with 431 on listen() (and 64 headers too; 63 are fine) and on attach(); the server is fine', { timeout: 20_000 }, async (t) => {
+    const target = await dosTarget(t, {}, 300, { url: WS_URL });
+    const canary = target.startCanary();
+    const rss = new RssWatch();
+    const junk = (n: number): string[] => Array.from({ length: n }, (_, i) => `x-${i}: ${i}`);
+    // the WebSocket headers after the junk: Node keeps only its maxHeadersCount first ones, and ws once crashed on
+    // the missing Sec-WebSocket-Key that dropped
+    for (const [what, extra] of [['2 000 headers', junk(2000)], ['64 headers', junk(59)]] as const) {
+      const raw = rawHttp(t, portOf(target.url), `${upgradeHead('/gw', extra)}\r\n\r\n`);
+      const answer = await within(raw.answer, 3_000, `${what}: the answer`);
+      assert.match(answer, /^HTTP\/1\.1 431 /, `${what}: ${answer.slice(0, 60)}`);
+    }
+    const fine = rawHttp(t, portOf(target.url), `${upgradeHead('/gw', junk(58))}\r\n\r\n`);
+    await until(() => fine.received().includes('\r\n\r\n'), 3_000, '63 headers: the response');
+    assert.match(fine.received(), /^HTTP\/1\.1 101 /);
+    // attach(): the application's server keeps Node's defaults (2 000 headers, 16 KiB), so 2 000 tiny ones get through
+    const app = await appServer(t);
+    const attached = attachEcho(t, app);
+    const tiny = Array.from({ length: 2000 }, () => 'a:1');
+    const viaApp = rawHttp(t, portOf(attached.url), `${upgradeHead('/gw', tiny)}\r\n\r\n`);
+    assert.match(await within(viaApp.answer, 3_000, 'attach: the answer'), /^HTTP\/1\.1 431 /);
+    const client = await within(connect(attached.url), 3_000, 'a real client of the attached server');
+    t.after(() => client.destroy());
+    assert.equal(await client.client(Echo).echo('after'), 'after');
+    assertCanaryHealthy(target, await canary.stop(), 'T-D10 2 000 headers');
+    rss.assertUnder(16, 'T-D10 2 000 headers');
+  });
+
+  void test('T-D10 slow upgrades: 40 connections holding half a request or nothing against maxPendingHandshakes 30 and handshakeTimeoutMs 1 000: the 10 oldest closed at once, the rest within the deadline; a real client connects meanwhile', { timeout: 30_000 }, async (t) => {
+    const target = await dosTarget(t, { maxPendingHandshakes: 30, handshakeTimeoutMs: 1_000 }, 300, { url: WS_URL });
+    const rss = new RssWatch();
+    const canary = target.startCanary();
+    const port = portOf(target.url);
+    const slow: { raw: RawHttp; openedAt: number; closedAt: number }[] = [];
+    for (let i = 0; i < 40; i++) {
+      const raw = rawHttp(t, port, i % 2 === 0 ? 'GET /gw HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgr' : '');
+      await within(once(raw.socket, 'connect'), 3_000, 'slow upgrade connect');
+      const entry = { raw, openedAt: performance.now(), closedAt: 0 };
+      void raw.answer.then(() => (entry.closedAt = performance.now()));
+      slow.push(entry);
+      await sleep(2); // in order of age
+    }
+    await until(() => slow.filter((s) => s.raw.closed()).length >= 10, 3_000, 'the 10 oldest to be closed');
+    assert.deepEqual(
+      slow.slice(0, 10).map((s) => s.raw.closed()),
+      Array.from({ length: 10 }, () => true),
+      'the oldest 10 are closed first',
+    );
+    const started = performance.now();
+    const legit = await within(connect(target.url), 2_000, 'a real client to connect while the cap is held');
+    t.after(() => legit.destroy());
+    assert.equal(await legit.client(Echo).echo('in'), 'in');
+    assert.ok(performance.now() - started < 1_000, 'the real client connected at once');
+    await until(() => slow.every((s) => s.raw.closed()), 3_000, 'every slow upgrade to be closed');
+    const heldMs = Math.max(...slow.map((s) => s.closedAt - s.openedAt));
+    assert.ok(heldMs < 1_000 * 1.5 + 200, `a slow upgrade was held ${heldMs.toFixed(0)} ms`);
+    await assertClosedWith(target, 'GW_ERR_HANDSHAKE_TIMEOUT');
+    const calm = await assertClosedWith(target, 'GW_ERR_ENHANCE_YOUR_CALM');
+    assert.match(calm, /maxPendingHandshakes/);
+    assertCanaryHealthy(target, await canary.stop(), 'T-D10 slow upgrades');
+    rss.assertUnder(32, 'T-D10 slow upgrades'); // 40 sockets and their sessions
+  });
+
+  void test('T-D10 attach: upgraded connections that never send a HELLO are closed after handshakeTimeoutMs, the oldest first beyond maxPendingHandshakes', { timeout: 20_000 }, async (t) => {
+    const app = await appServer(t);
+    const attached = attachEcho(t, app, { path: '/gw', handshakeTimeoutMs: 800, maxPendingHandshakes: 5 });
+    const silent: { closed: Promise<number>; isClosed: () => boolean }[] = [];
+    for (let i = 0; i < 8; i++) {
+      const ws = new WebSocket(attached.url, { perMessageDeflate: false });
+      ws.on('error', () => undefined);
+      t.after(() => ws.terminate());
+      let isClosed = false;
+      const closed = new Promise<number>((resolve) =>
+        ws.once('close', (code: number) => {
+          isClosed = true;
+          resolve(code);
+        }),
+      );
+      await within(once(ws, 'open'), 3_000, 'silent client open');
+      silent.push({ closed, isClosed: () => isClosed });
+      await sleep(2);
+    }
+    await until(() => silent.slice(0, 3).every((s) => s.isClosed()), 2_000, 'the 3 oldest to make room');
+    assert.ok(silent.slice(3).every((s) => !s.isClosed()), 'the newest 5 still held');
+    const started = performance.now();
+    await within(Promise.all(silent.map((s) => s.closed)), 2_000, 'the rest to be closed by the handshake deadline');
+    assert.ok(performance.now() - started < 1_500);
+    assert.ok(attached.logs.some((l) => l.message.includes('GW_ERR_HANDSHAKE_TIMEOUT')), JSON.stringify(attached.logs));
+    const client = await within(connect(attached.url), 3_000, 'a real client');
+    t.after(() => client.destroy());
+    assert.equal(await client.client(Echo).echo('ok'), 'ok');
+  });
+});
