@@ -6,6 +6,7 @@
  */
 import { createHash, timingSafeEqual } from 'node:crypto';
 
+import { isThenable } from '../promises.js';
 import { MAX_AUTH_TOKEN_BYTES, Status } from '../wire/constants.js';
 import type { Admission, AdmitHook, Refusal, SessionPeer } from '../session/handshake.js';
 import type { Role } from '../session/role.js';
@@ -92,9 +93,6 @@ function verifyFailed(error: unknown, token: string): Refusal {
   return { status: Status.UNAUTHENTICATED, reason: NOT_CHECKED, detail: `auth.verify threw: ${message.split(token).join('<auth token>')}` };
 }
 
-function isThenable(value: unknown): value is PromiseLike<unknown> {
-  return typeof value === 'object' && value !== null && typeof (value as { then?: unknown }).then === 'function';
-}
 
 const utf8Strict = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true });
 

@@ -24,6 +24,7 @@ import { FrameType, OUR_FEATURES, PROTOCOL_VERSION_MAX, PROTOCOL_VERSION_MIN } f
 import { MalformedPayloadError, ProtocolError, ProtocolErrorCode } from '../wire/errors.js';
 import { decodeHello, encodeHello, type HelloSettings } from '../wire/hello.js';
 import type { PeerInfo } from '../transport/transport.js';
+import { isThenable } from '../promises.js';
 import { AdmissionError, internalError, type Refusal } from './errors.js';
 import type { Role } from './role.js';
 
@@ -184,7 +185,7 @@ export class Handshake {
       done(checkFailed(error));
       return;
     }
-    if (!isThenable(answer)) {
+    if (!isThenable<Admission>(answer)) {
       done(this.settle(answer));
       return;
     }
@@ -235,10 +236,6 @@ export class Handshake {
 function checkFailed(thrown: unknown): AdmissionError {
   const message = thrown instanceof Error ? thrown.message : String(thrown);
   return new AdmissionError({ reason: 'the admission check failed', detail: `it threw: ${message}` });
-}
-
-function isThenable(value: unknown): value is PromiseLike<Admission> {
-  return typeof value === 'object' && value !== null && typeof (value as { then?: unknown }).then === 'function';
 }
 
 export type { Refusal };

@@ -5,6 +5,7 @@
  * peer as the handshake (and TLS, once there) established it. Knows nothing of sessions.
  */
 import { stderrLog, type LogFn } from '../../log.js';
+import { isThenable } from '../../promises.js';
 import { Status } from '../../wire/constants.js';
 import { RpcError } from '../rpc-error.js';
 import type { HandlerContext } from './context.js';
@@ -71,8 +72,4 @@ function failed(call: IncomingCall, error: unknown, log: LogFn): RpcError {
 
 function describe(value: unknown): string {
   return value === null ? 'null' : typeof value === 'object' ? 'an object' : typeof value === 'string' ? 'a string' : String(value);
-}
-
-function isThenable(value: unknown): value is PromiseLike<unknown> {
-  return typeof value === 'object' && value !== null && typeof (value as { then?: unknown }).then === 'function';
 }

@@ -5,6 +5,7 @@
  * trailer. Enforces the deadline it was given. The stream's concurrency slot is released only once the handler, and
  * any response iterable it returned, has finished, even when the call was cancelled earlier (the Rapid Reset lesson).
  */
+import { isThenable } from '../../promises.js';
 import { Status } from '../../wire/constants.js';
 import { encodeMetadata, type Metadata } from '../../wire/metadata.js';
 import type { Stream, StreamEvents, StreamTrailer } from '../../session/stream.js';
@@ -435,8 +436,4 @@ export class ServerCall implements StreamEvents, HandlerContext, DeadlineWatcher
     if (metadata === undefined || Object.keys(metadata).length === 0) return undefined;
     return encodeMetadata(metadata, this.host.core.options);
   }
-}
-
-function isThenable(value: unknown): value is PromiseLike<unknown> {
-  return typeof value === 'object' && value !== null && typeof (value as { then?: unknown }).then === 'function';
 }
