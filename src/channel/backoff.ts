@@ -80,7 +80,7 @@ export class Backoff {
     return this.random() * this.options.lossSpreadMs;
   }
 
-  /** A refusal that will not heal by retrying soon (version mismatch, credentials or membership refused): wait the longest delay. */
+  /** A refusal that will not heal by retrying soon (version mismatch, credentials refused): wait the longest delay. */
   afterPermanentFailure(): number {
     this.failures++;
     return this.options.maxDelayMs * (0.5 + this.random() / 2);

@@ -109,10 +109,9 @@ const DEFAULT_CONNECT_TIMEOUT_MS = 10_000;
 
 /**
  * Dials `url` (tcp://host:port or unix:///path) and resolves with a ready session. `connectTimeoutMs` bounds the dial
- * and the handshake together. Failures are UNAVAILABLE, except refusals that retrying will not mend: UNAUTHENTICATED
- * (the server refused our `auth.token`), PERMISSION_DENIED (it refused who we are, or we refused whom we reached),
- * FAILED_PRECONDITION (no common protocol version). A malformed address or option rejects with a TypeError or
- * RangeError before dialing.
+ * and the handshake together. Failures are UNAVAILABLE, except refusals: UNAUTHENTICATED (the server refused our
+ * `auth.token`), PERMISSION_DENIED (it refused who we are, or we refused whom we reached), FAILED_PRECONDITION (no
+ * common protocol version). A malformed address or option rejects with a TypeError or RangeError before dialing.
  */
 export async function connect(url: string, options: ConnectOptions = {}): Promise<RpcSession> {
   // before dialing: a malformed address is the caller's mistake (a TypeError naming it and the schemes, not a
@@ -161,8 +160,8 @@ function connectTimeoutError(url: string, timeoutMs: number, cause: unknown): Rp
 }
 
 /**
- * A version mismatch will not heal by retrying: FAILED_PRECONDITION (upgrade one side first); nor will a refusal
- * (UNAUTHENTICATED, PERMISSION_DENIED). Anything else that ends a handshake (a timeout, a peer that hung up) is
+ * A version mismatch will not heal by retrying: FAILED_PRECONDITION (upgrade one side first). A refusal keeps its
+ * status (UNAUTHENTICATED, PERMISSION_DENIED). Anything else that ends a handshake (a timeout, a peer that hung up) is
  * UNAVAILABLE.
  */
 export function handshakeError(url: string, error: unknown): RpcError {
