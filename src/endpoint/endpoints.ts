@@ -165,6 +165,6 @@ function connectTimeoutError(url: string, timeoutMs: number, cause: unknown): Rp
  * UNAVAILABLE.
  */
 export function handshakeError(url: string, error: unknown): RpcError {
-  const { code, rawMessage, cause } = rpcErrorOf(error); // the cause: the ProtocolError or SessionError underneath
-  return new RpcError(code, `handshake with ${url} failed: ${rawMessage}`, { cause: cause ?? error });
+  const { code, rawMessage, cause, retrySafe } = rpcErrorOf(error); // the cause: the ProtocolError or SessionError underneath
+  return new RpcError(code, `handshake with ${url} failed: ${rawMessage}`, { cause: cause ?? error, retrySafe });
 }

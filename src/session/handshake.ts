@@ -25,7 +25,7 @@ import { MalformedPayloadError, ProtocolError, ProtocolErrorCode } from '../wire
 import { decodeHello, encodeHello, type HelloSettings } from '../wire/hello.js';
 import type { PeerInfo } from '../transport/transport.js';
 import { isThenable } from '../promises.js';
-import { AdmissionError, internalError, type Refusal } from './errors.js';
+import { AdmissionError, checkFailed, internalError, type Refusal } from './errors.js';
 import type { Role } from './role.js';
 
 /** What we know of the peer once the handshake is done. Its credentials are never part of it. */
@@ -42,7 +42,8 @@ export type Admission = string | Refusal | undefined;
 /**
  * Decides whether the peer may use the session, once its HELLO is accepted and before anything else of it is read.
  * `authToken` is the AUTH_TOKEN of its HELLO (undefined when it sent none), for this call only: it is not kept. An
- * acceptor's check may answer later (a promise; a rejection refuses); a dialer's must answer at once.
+ * acceptor's check may answer later (a promise); a dialer's must answer at once. A throw or a rejection fails the
+ * handshake as UNAVAILABLE (GOAWAY INTERNAL_ERROR): the check could not run, which says nothing about the peer.
  */
 export type AdmitHook = (peer: SessionPeer, authToken: Uint8Array | undefined) => Admission | PromiseLike<Admission>;
 
@@ -160,7 +161,8 @@ export class Handshake {
       if (error instanceof MalformedPayloadError) throw new ProtocolError(ProtocolErrorCode.BAD_HANDSHAKE, error.message);
       throw error;
     }
-    // an acceptor has no use for a token (and ignores one); a dialer's goes to the admission check, then is dropped
+    // an acceptor keeps the token of the dialer's HELLO for its admission check only (admit() drops it); a dialer
+    // ignores one in the acceptor's HELLO (acceptors send none)
     this.peerToken = this.role === 'acceptor' ? settings.authToken : undefined;
     settings.authToken = undefined;
     this.peerInfo = { ...this.transportPeer, nodeName: settings.nodeName, label: settings.label, features: settings.features };
@@ -170,33 +172,34 @@ export class Handshake {
 
   /**
    * Asks the application whether this peer may use the session, and calls `done` with the answer: undefined once the
-   * peer is admitted (an acceptor's HELLO is then queued), or the error the connection fails with (an AdmissionError
-   * for a refusal). At once when `decide` answers at once; when it answers with a promise, once that settles, unless
-   * the handshake failed meanwhile (then `done` is never called). A throw or a rejection refuses the peer; why is said
-   * in our log, never to the peer.
+   * peer is admitted (an acceptor's HELLO is then queued), or the error the connection fails with (an AdmissionError).
+   * At once when `decide` answers at once; when it answers with a promise, once that settles, unless the handshake
+   * failed meanwhile (then `done` is never called). A throw or a rejection fails the handshake UNAVAILABLE; what was
+   * thrown is said in our log, never to the peer.
    */
   admit(decide: AdmitHook | undefined, done: (error: ProtocolError | undefined) => void): void {
     const token = this.peerToken;
     this.peerToken = undefined; // not kept past its check
-    let answer: Admission | PromiseLike<Admission>;
+    let outcome: ProtocolError | undefined;
     try {
-      answer = decide?.(this.peerInfo, token);
+      // all of it inside the try: reading an answer's `then`, or calling it, runs application code that may throw
+      const answer = decide?.(this.peerInfo, token);
+      if (!isThenable<Admission>(answer)) {
+        outcome = this.settle(answer);
+      } else if (this.role === 'dialer') {
+        answer.then(undefined, ignore); // failed below whatever it says: its rejection must not go unhandled
+        outcome = admitFailed(new Error("a dialer's admission check must answer at once, not with a promise"));
+      } else {
+        answer.then(
+          (value) => this.settleLater(done, () => this.settle(value)),
+          (error: unknown) => this.settleLater(done, () => admitFailed(error)),
+        );
+        return;
+      }
     } catch (error) {
-      done(checkFailed(error));
-      return;
+      outcome = admitFailed(error);
     }
-    if (!isThenable<Admission>(answer)) {
-      done(this.settle(answer));
-      return;
-    }
-    if (this.role === 'dialer') {
-      done(checkFailed(new Error("a dialer's admission check must answer at once, not with a promise")));
-      return;
-    }
-    answer.then(
-      (value) => this.settleLater(done, () => this.settle(value)),
-      (error: unknown) => this.settleLater(done, () => checkFailed(error)),
-    );
+    done(outcome);
   }
 
   /** The session has applied the peer's settings: `ready` resolves. */
@@ -223,8 +226,12 @@ export class Handshake {
     }
   }
 
-  /** The admission's answer as the error the connection fails with, or undefined once admitted (HELLO queued). */
+  /**
+   * The admission's answer as the error the connection fails with, or undefined once admitted (HELLO queued). Nothing
+   * when the handshake is no longer admitting: the check itself closed the session (then no HELLO follows our GOAWAY).
+   */
   private settle(answer: Admission): ProtocolError | undefined {
+    if (this.state !== State.ADMITTING) return undefined;
     if (answer !== undefined) return new AdmissionError(typeof answer === 'string' ? { reason: answer } : answer);
     this.state = State.ADMITTED;
     if (this.role === 'acceptor') this.output.queueFrame(FrameType.HELLO, 0, 0, this.hello);
@@ -232,10 +239,11 @@ export class Handshake {
   }
 }
 
-/** An admission check that threw or rejected refuses the peer: the peer is told it failed, our log says why. */
-function checkFailed(thrown: unknown): AdmissionError {
-  const message = thrown instanceof Error ? thrown.message : String(thrown);
-  return new AdmissionError({ reason: 'the admission check failed', detail: `it threw: ${message}` });
+/** An admission check that threw or rejected: the peer may retry (UNAVAILABLE); our log says what it threw. */
+function admitFailed(thrown: unknown): AdmissionError {
+  return new AdmissionError(checkFailed(thrown, 'it', 'the admission check failed', true));
 }
+
+function ignore(): void {}
 
 export type { Refusal };

@@ -436,7 +436,7 @@ export class Session implements StreamHost {
   }
 
   private onGoaway(payload: Uint8Array): void {
-    const error = this.peerGoaway.receive(payload);
+    const error = this.peerGoaway.receive(payload, this.phase === Phase.HANDSHAKE);
     this.resolveGoingAway();
     if (error !== undefined || this.phase === Phase.HANDSHAKE) {
       // in the handshake even a graceful GOAWAY ends it: the peer refused us or closed first (no call was sent yet)
