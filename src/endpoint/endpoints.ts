@@ -12,7 +12,6 @@ import type { Transport } from '../transport/transport.js';
 import { checkAuthOption } from '../rpc/auth.js';
 import { rpcErrorOf } from '../rpc/connection-error.js';
 import { RpcError } from '../rpc/rpc-error.js';
-import { serverInterceptorsOf } from '../rpc/server/authorize.js';
 import { Registry } from '../rpc/server/registry.js';
 import { limitTimer } from '../timers.js';
 import { checkCloseOptions, checkMsOption, checkRpcSessionOptions, RpcSession, type RpcSessionOptions } from '../rpc/rpc-session.js';
@@ -38,7 +37,7 @@ export async function listen(url: string, options: ListenOptions = {}): Promise<
   parseAddress(url); // a malformed address rejects with its TypeError before anything else
   checkRpcSessionOptions(options); // a bad option throws here, not inside the accept callback of the first connection
   checkListenerLimits(options);
-  const registry = new Registry(options.services, serverInterceptorsOf(options));
+  const registry = new Registry(options.services, options.serverInterceptors);
   const sessions = new Set<RpcSession>();
   const log = options.log ?? stderrLog;
   const limits = new ListenerLimits(options, () => listener.url, log);
