@@ -19,6 +19,45 @@ import type { Role } from '../session/role.js';
  */
 export type AuthOptions = { readonly token: string } | { verify(token: string, peer: SessionPeer): boolean | Promise<boolean> };
 
+/** What util.inspect and JSON.stringify show in place of a token. */
+const REDACTED = '<redacted>';
+
+/**
+ * @internal `auth: { token }` as a channel or a Mesh keeps it for every redial: the token in a private field, so that
+ * util.inspect (any depth), console.log and JSON.stringify of anything that holds the options show "<redacted>".
+ * `token` is a getter on the prototype, so every reader still sees an AuthOptions.
+ */
+export class TokenCredentials {
+  readonly #token: string;
+
+  constructor(token: string) {
+    this.#token = token;
+  }
+
+  get token(): string {
+    return this.#token;
+  }
+
+  toJSON(): { token: string } {
+    return { token: REDACTED };
+  }
+
+  [Symbol.for('nodejs.util.inspect.custom')](): string {
+    return `{ token: ${REDACTED} }`;
+  }
+}
+
+/**
+ * @internal `options` with its `auth.token` held in TokenCredentials, for whoever keeps the options (the same object
+ * when there is no token to hide). An `auth` of another shape is left as it is, for checkAuthOption to refuse.
+ */
+export function withSealedAuth<T extends { auth?: AuthOptions | undefined }>(options: T): T {
+  const auth = options.auth as { token?: unknown; verify?: unknown } | undefined;
+  if (typeof auth !== 'object' || auth === null || auth instanceof TokenCredentials) return options;
+  if (typeof auth.token !== 'string' || auth.verify !== undefined) return options;
+  return { ...options, auth: new TokenCredentials(auth.token) };
+}
+
 /** What a dialer is told when its credentials are refused: what to do, never the token. */
 const MISSING = 'no auth token was sent: this server requires one; set auth.token';
 const WRONG = 'the auth token was refused; set auth.token to the token this server accepts';

@@ -80,7 +80,8 @@ export class Handshake {
   private settings: HelloSettings | undefined;
   /** The AUTH_TOKEN of the peer's HELLO, from receive() until admit() hands it to the check. */
   private peerToken: Uint8Array | undefined;
-  private readonly hello: Uint8Array;
+  /** An acceptor's HELLO, queued once it admits the dialer; a dialer's is queued at once and not kept (its token). */
+  private readonly hello: Uint8Array | undefined;
 
   constructor(
     options: HandshakeOptions,
@@ -98,7 +99,7 @@ export class Handshake {
       this.rejectReady = reject;
     });
     this.ready.catch(() => undefined); // the rejection is reported to whoever awaits ready; never unhandled
-    this.hello = encodeHello({
+    const hello = encodeHello({
       versionMin: PROTOCOL_VERSION_MIN,
       versionMax: PROTOCOL_VERSION_MAX,
       settings: {
@@ -115,7 +116,8 @@ export class Handshake {
       },
     });
     // the dialer speaks first; the acceptor answers only a dialer it has admitted
-    if (role === 'dialer') output.queueFrame(FrameType.HELLO, 0, 0, this.hello);
+    if (role === 'dialer') output.queueFrame(FrameType.HELLO, 0, 0, hello);
+    else this.hello = hello;
     const timeoutMs = options.handshakeTimeoutMs;
     if (timeoutMs > 0) {
       this.timer = setTimeout(() => {
@@ -234,7 +236,7 @@ export class Handshake {
     if (this.state !== State.ADMITTING) return undefined;
     if (answer !== undefined) return new AdmissionError(typeof answer === 'string' ? { reason: answer } : answer);
     this.state = State.ADMITTED;
-    if (this.role === 'acceptor') this.output.queueFrame(FrameType.HELLO, 0, 0, this.hello);
+    if (this.hello !== undefined) this.output.queueFrame(FrameType.HELLO, 0, 0, this.hello);
     return undefined;
   }
 }

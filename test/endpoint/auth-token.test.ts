@@ -8,9 +8,10 @@
  */
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
+import { inspect } from 'node:util';
 
 import { channel, connect, createMemoryPair, createSession, listen, Mesh, RpcError, Status, type LinkStateEvent, type SessionPeer } from '../../src/index.js';
-import { tokenMatches } from '../../src/rpc/auth.js';
+import { tokenMatches, withSealedAuth } from '../../src/rpc/auth.js';
 import { ByteWriter } from '../../src/wire/bytes.js';
 import { ConnectionCode, FrameType, MAX_AUTH_TOKEN_BYTES, PROTOCOL_VERSION_MAX, PROTOCOL_VERSION_MIN, Setting } from '../../src/wire/constants.js';
 import { ProtocolError, ProtocolErrorCode } from '../../src/wire/errors.js';
@@ -19,7 +20,7 @@ import { decodeHello, encodeHello } from '../../src/wire/hello.js';
 import { listenOn } from '../../src/transport/net.js';
 import { connectTo, FAST_RECONNECT, goawayOf, oneWarning, rawClient, startServer, unixUrl, type LogLine } from '../fixtures/connections.js';
 import { Probe, Svc, svcService } from '../fixtures/mesh-service.js';
-import { deferred, helloFrame, RAW_HELLO_SETTINGS, RawPeer, rejectsWithStatus, until, within } from '../helpers.js';
+import { deferred, helloFrame, RAW_HELLO_SETTINGS, RawPeer, rejectsWithStatus, sleep, until, within } from '../helpers.js';
 
 /** The server's token, and a wrong one: neither may appear in any text the library produces. */
 const TOKEN = 'tok-5f0c2d9e-SECRET-a17b44c3e8';
@@ -300,6 +301,82 @@ void test('T-Z2 a mesh with auth: { token }: nodes with the token call each othe
   assert.notEqual(a.peer('c').state, 'ready');
   assert.notEqual(c.peer('a').state, 'ready');
   assertNoToken(Object.values(logs).flat(), 'a mesh log');
+});
+
+// ---------------------------------------------------------------- the token in memory
+
+/** Every form in which the token could show in a dump: as text, hex (plain and as util.inspect prints a Buffer), base64, and decimal bytes. */
+function tokenForms(token: string): string[] {
+  const bytes = Buffer.from(token, 'utf8');
+  const hex = bytes.toString('hex');
+  return [token, hex, hex.match(/../g)!.join(' '), bytes.toString('base64'), bytes.toString('base64url'), Array.from(bytes.subarray(0, 12)).join(', ')];
+}
+
+/** Neither util.inspect (every depth, hidden properties, whole arrays) nor JSON.stringify of `value` shows the token. */
+function assertNotDumped(value: unknown, where: string): void {
+  const dumps = [inspect(value, { depth: Infinity, showHidden: true, maxArrayLength: Infinity, maxStringLength: Infinity }), inspect(value, { depth: Infinity })];
+  try {
+    dumps.push(JSON.stringify(value) ?? '');
+  } catch {
+    // a cycle: JSON.stringify of the whole cannot run; its parts are checked where they are reachable below
+  }
+  for (const dump of dumps) {
+    for (const form of tokenForms(TOKEN)) assert.ok(!dump.includes(form), `${where} shows the token (as ${JSON.stringify(form.slice(0, 24))}...)`);
+  }
+}
+
+void test('T-Z2 the token is not shown by util.inspect(…, { depth: Infinity }) or JSON.stringify of a dialer\'s or an acceptor\'s session, a channel, a mesh or a server, during the handshake or after it', { timeout: 8000 }, async (t) => {
+  const verdict = deferred<boolean>();
+  const { server } = await startServer(t, { auth: { verify: (token) => (token === TOKEN ? verdict.promise : false) } });
+  // during the handshake: the acceptor is still checking the token
+  const [a, b] = createMemoryPair();
+  const pendingAcceptor = createSession(b, 'acceptor', { auth: { verify: () => verdict.promise } });
+  const pendingDialer = createSession(a, 'dialer', { auth: { token: TOKEN } });
+  t.after(() => {
+    pendingDialer.destroy();
+    pendingAcceptor.destroy();
+  });
+  await sleep(20);
+  assertNotDumped(pendingDialer, 'a dialer being admitted');
+  assertNotDumped(pendingAcceptor, 'an acceptor admitting');
+  const connecting = connect(server.url, { auth: { token: TOKEN } });
+  const ch = channel(server.url, { auth: { token: TOKEN }, log: () => undefined });
+  t.after(() => ch.close({ graceMs: 0 }));
+  const mesh = new Mesh({ name: 'n', peers: { m: server.url }, auth: { token: TOKEN }, log: () => undefined });
+  t.after(() => mesh.stop({ graceMs: 0 }));
+  await mesh.start();
+  await sleep(20);
+  assertNotDumped(ch, 'a channel dialing');
+  assertNotDumped(mesh, 'a mesh dialing');
+  assertNotDumped(server, 'a server admitting');
+  verdict.resolve(true);
+  const dialer = await within(connecting, 3000, 'connect');
+  t.after(() => dialer.destroy());
+  await within(ch.whenReady(), 3000, 'channel ready');
+  await within(Promise.all([pendingDialer.ready, pendingAcceptor.ready]), 3000, 'memory pair ready');
+  for (const [what, value] of [
+    ['a connected dialer', dialer],
+    ['a dialer over a memory pair', pendingDialer],
+    ['an acceptor over a memory pair', pendingAcceptor],
+    ['a connected channel', ch],
+    ['a mesh', mesh],
+    ['a server with sessions', server],
+    ['an accepted session', [...server.sessions][0]],
+  ] as const) {
+    assertNotDumped(value, what);
+  }
+});
+
+void test('T-Z2 the options a channel or a mesh keeps hold the token sealed: JSON.stringify and util.inspect say <redacted>, the token still reaches the HELLO; other shapes are left for the option check to refuse', () => {
+  const sealed = withSealedAuth({ auth: { token: TOKEN }, nodeName: 'x' });
+  assert.equal(JSON.stringify(sealed), '{"auth":{"token":"<redacted>"},"nodeName":"x"}');
+  assert.equal(inspect(sealed, { depth: Infinity, showHidden: true }), "{ auth: { token: <redacted> }, nodeName: 'x' }");
+  assert.equal(sealed.auth && 'token' in sealed.auth ? sealed.auth.token : undefined, TOKEN, 'what reads auth.token still gets it');
+  assert.equal(withSealedAuth(sealed), sealed, 'sealed once');
+  const verify = { auth: { verify: () => true } };
+  assert.equal(withSealedAuth(verify), verify);
+  assert.throws(() => new Mesh({ name: 'n', auth: { token: TOKEN, verify: () => true } as never }), /exactly one of auth\.token and auth\.verify/);
+  assert.throws(() => channel('tcp://127.0.0.1:1', { auth: { token: 42 } as never }), /auth\.token must be a string/);
 });
 
 // ---------------------------------------------------------------- options and the compare
