@@ -12,10 +12,12 @@ import { inspect } from 'node:util';
 
 import { channel, connect, createMemoryPair, createSession, listen, Mesh, RpcError, Status, type LinkStateEvent, type SessionPeer } from '../../src/index.js';
 import { tokenMatches, withSealedAuth } from '../../src/rpc/auth.js';
-import { ByteWriter } from '../../src/wire/bytes.js';
-import { ConnectionCode, FrameType, MAX_AUTH_TOKEN_BYTES, PROTOCOL_VERSION_MAX, PROTOCOL_VERSION_MIN, Setting } from '../../src/wire/constants.js';
+import { msgpackCodec } from '../../src/rpc/codec.js';
+import { ByteWriter, utf8 } from '../../src/wire/bytes.js';
+import { Flag, FrameType, MAX_AUTH_TOKEN_BYTES, PROTOCOL_VERSION_MAX, PROTOCOL_VERSION_MIN, Setting } from '../../src/wire/constants.js';
 import { ProtocolError, ProtocolErrorCode } from '../../src/wire/errors.js';
 import { encodeFrame } from '../../src/wire/frame.js';
+import { encodeOpen } from '../../src/wire/payloads.js';
 import { decodeHello, encodeHello } from '../../src/wire/hello.js';
 import { listenOn } from '../../src/transport/net.js';
 import { connectTo, FAST_RECONNECT, goawayOf, oneWarning, rawClient, startServer, unixUrl, type LogLine } from '../fixtures/connections.js';
@@ -110,19 +112,33 @@ void describe('T-Z2 auth: { token } on both sides', () => {
     });
   }
 
-  void test('T-Z2 a raw dialer: without AUTH_TOKEN it gets GOAWAY UNAUTHENTICATED and no HELLO; a call sent with it is never served', { timeout: 5000 }, async (t) => {
-    const probe = new Probe();
-    const { server, logs } = await startServer(t, { auth: { token: TOKEN }, services: [svcService('server', probe)] });
-    const { raw } = await rawClient(t, server.url);
-    raw.sendBytes(helloWithToken(new Uint8Array(0)));
-    await within(raw.closed.promise, 3000, 'the server closes the connection');
-    assert.deepEqual(raw.frames.map((f) => f.type), [FrameType.GOAWAY], 'a GOAWAY, never a HELLO');
-    const goaway = goawayOf(raw.frames);
-    assert.equal(goaway.code, 'UNAUTHENTICATED');
-    assert.match(goaway.message, /set auth\.token/);
-    await until(() => logs.length > 0, 2000, 'the server logs the refusal');
-    assert.match(oneWarning(logs), /GW_ERR_UNAUTHENTICATED/);
-  });
+  /** A whoami call (OPEN, then its request and the end of the stream), as a raw dialer pipes it after its HELLO. */
+  const pipedCall = (): Uint8Array =>
+    Buffer.concat([
+      encodeFrame({ type: FrameType.OPEN, flags: 0, streamId: 1, payload: encodeOpen(0, 0, utf8('test.mesh.v1/whoami')) }),
+      encodeFrame({ type: FrameType.DATA, flags: Flag.MESSAGE_END | Flag.END_STREAM, streamId: 1, payload: msgpackCodec.encode('let me in') }),
+    ]);
+
+  for (const [what, hello] of [
+    ['no AUTH_TOKEN setting at all', helloFrame()],
+    ['an empty AUTH_TOKEN (0 bytes: treated as absent)', helloWithToken(new Uint8Array(0))],
+  ] as const) {
+    void test(`T-Z2 a raw dialer with ${what}, a call piped right after its HELLO: GOAWAY UNAUTHENTICATED and no HELLO; the call is never served`, { timeout: 5000 }, async (t) => {
+      const probe = new Probe();
+      const { server, logs } = await startServer(t, { auth: { token: TOKEN }, services: [svcService('server', probe)] });
+      const { raw } = await rawClient(t, server.url);
+      raw.sendBytes(Buffer.concat([hello, pipedCall()])); // one write: the call arrives with the HELLO
+      await within(raw.closed.promise, 3000, 'the server closes the connection');
+      assert.deepEqual(raw.frames.map((f) => f.type), [FrameType.GOAWAY], 'a GOAWAY, never a HELLO or an answer');
+      const goaway = goawayOf(raw.frames);
+      assert.equal(goaway.code, 'UNAUTHENTICATED');
+      assert.match(goaway.message, /no auth token was sent.*set auth\.token/);
+      await until(() => logs.length > 0, 2000, 'the server logs the refusal');
+      assert.match(oneWarning(logs), /GW_ERR_UNAUTHENTICATED/);
+      await sleep(20);
+      assert.equal(probe.contexts.length, 0, 'no handler ran');
+    });
+  }
 
   void test('T-Z2 an over-long token: connect() throws a RangeError before dialing, naming auth.token and not the token; a raw HELLO with 3 000 token bytes is GW_ERR_BAD_HANDSHAKE and verify() never runs', { timeout: 5000 }, async (t) => {
     const long = TOKEN.repeat(Math.ceil((MAX_AUTH_TOKEN_BYTES + 1) / TOKEN.length));
@@ -426,7 +442,3 @@ void describe('T-Z2 auth options are checked where they are given, never echoing
   });
 });
 
-void test('T-Z2 GOAWAY codes: UNAUTHENTICATED is 9, REFUSED 10 (docs/PROTOCOL.md §9)', () => {
-  assert.equal(ConnectionCode.UNAUTHENTICATED, 9);
-  assert.equal(ConnectionCode.REFUSED, 10);
-});
