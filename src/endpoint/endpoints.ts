@@ -27,7 +27,7 @@ export interface ListenOptions extends RpcSessionOptions, ListenerLimitOptions {
 export interface Server {
   /** The bound address (with the real port when 0 was asked for). */
   readonly url: string;
-  /** Sessions currently open. */
+  /** Sessions currently open, once their handshake is done (a dialer still being admitted is not one of them). */
   readonly sessions: ReadonlySet<RpcSession>;
   /** Stops accepting, closes every session gracefully (GOAWAY; calls in flight finish within graceMs). */
   close(options?: { graceMs?: number }): Promise<void>;
@@ -39,6 +39,7 @@ export async function listen(url: string, options: ListenOptions = {}): Promise<
   checkListenerLimits(options);
   const registry = new Registry(options.services, options.serverInterceptors);
   const sessions = new Set<RpcSession>();
+  const handshaking = new Set<RpcSession>(); // not yet in `sessions`: a dialer's claimed name is not yet admitted
   const log = options.log ?? stderrLog;
   const limits = new ListenerLimits(options, () => listener.url, log);
   const listener: Listener = await bind(url, { maxConnections: limits.maxConnections, onDrop: limits.dropped }, (transport) => {
@@ -49,16 +50,24 @@ export async function listen(url: string, options: ListenOptions = {}): Promise<
       transport.destroy();
       return;
     }
-    sessions.add(session);
+    handshaking.add(session);
     limits.handshakeStarted(session.ready, () => transport.destroy());
     void session.closed.then((error) => {
+      handshaking.delete(session);
       sessions.delete(session);
       // the handshake runs in the session, never in this accept callback: one slow or bogus client blocks nobody;
       // a dialer we refused (GW_ERR_UNAUTHENTICATED, GW_ERR_REFUSED) is one line too, with the reason, never a token
       if (error instanceof ProtocolError) log('warn', `closed the connection from ${transport.peer.address}: ${error.message}`);
     });
     session.ready
-      .then(() => options.onSession?.(session), () => undefined)
+      .then(
+        () => {
+          if (!handshaking.delete(session)) return; // closed in the meantime
+          sessions.add(session);
+          options.onSession?.(session);
+        },
+        () => undefined,
+      )
       // onSession is application code: if it throws, that session is not set up, so close it, rather than let the
       // error become an unhandled rejection (which ends a Node process)
       .catch((error: unknown) => session.destroy(error instanceof Error ? error : new Error(String(error))));
@@ -70,7 +79,7 @@ export async function listen(url: string, options: ListenOptions = {}): Promise<
       checkCloseOptions(closeOptions); // before the listener stops: a bad option closes nothing
       limits.close();
       const closing = listener.close();
-      await Promise.all([...sessions].map((s) => s.close(closeOptions)));
+      await Promise.all([...sessions, ...handshaking].map((s) => s.close(closeOptions)));
       await closing;
     },
   };

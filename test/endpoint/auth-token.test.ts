@@ -10,7 +10,7 @@ import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { inspect } from 'node:util';
 
-import { channel, connect, createMemoryPair, createSession, listen, Mesh, RpcError, Status, type LinkStateEvent, type SessionPeer } from '../../src/index.js';
+import { channel, connect, createMemoryPair, createSession, listen, Mesh, RpcError, Status, statusName, type LinkStateEvent, type SessionPeer } from '../../src/index.js';
 import { tokenMatches, withSealedAuth } from '../../src/rpc/auth.js';
 import { msgpackCodec } from '../../src/rpc/codec.js';
 import { ByteWriter, utf8 } from '../../src/wire/bytes.js';
@@ -232,6 +232,25 @@ void describe('T-Z2 auth: { verify } on the server', () => {
     const backoff = states.find((e) => e.state === 'backoff')!;
     assert.ok(backoff.error instanceof RpcError && backoff.error.code === Status.UNAVAILABLE, String(backoff.error));
     assert.ok(backoff.delayMs! < 5000, `not the longest delay (${backoff.delayMs} ms of at most 10 000)`);
+  });
+
+  void test('T-Z2 server.sessions holds a session only once its dialer is admitted (its node name was only claimed before); server.close() still closes one being admitted', { timeout: 5000 }, async (t) => {
+    const verdicts: Array<(ok: boolean) => void> = [];
+    const { server } = await startServer(t, { auth: { verify: () => new Promise<boolean>((resolve) => verdicts.push(resolve)) } });
+    const first = connect(server.url, { auth: { token: TOKEN }, nodeName: 'claimed' });
+    await until(() => verdicts.length === 1, 2000, 'verify asked');
+    assert.equal(server.sessions.size, 0, 'not while its token is being checked');
+    verdicts[0]!(true);
+    const session = await within(first, 2000, 'connect');
+    t.after(() => session.destroy());
+    assert.deepEqual([...server.sessions].map((s) => s.peer.nodeName), ['claimed']);
+
+    const second = connect(server.url, { auth: { token: TOKEN } }).then(() => 'connected', (e: unknown) => (e instanceof RpcError ? statusName(e.code) : String(e)));
+    await until(() => verdicts.length === 2, 2000, 'verify asked again');
+    assert.equal(server.sessions.size, 1);
+    await within(server.close({ graceMs: 0 }), 2000, 'server.close()');
+    assert.equal(await within(second, 2000, 'the second connect'), 'UNAVAILABLE', 'closed while being admitted');
+    verdicts[1]!(true); // too late: changes nothing
   });
 
   void test('T-Z2 a verify that never answers: the connection closes with GW_ERR_HANDSHAKE_TIMEOUT after handshakeTimeoutMs; it counts as a pending handshake (maxPendingHandshakes)', { timeout: 8000 }, async (t) => {
