@@ -4,17 +4,29 @@
  * acceptor's HELLO out only once it has admitted the dialer, and the timer that bounds all of it. Knows nothing of
  * streams: the session applies the peer's settings once the handshake says the peer is admitted.
  *
- * | state     | event                                                    | next                                         |
- * |-----------|----------------------------------------------------------|----------------------------------------------|
- * | waiting   | (start) a dialer's HELLO queued; timer armed             | waiting                                      |
- * | waiting   | the peer's HELLO: no common version, malformed           | (connection error; `ready` rejects)          |
- * | waiting   | the peer's HELLO, good                                   | admitting                                    |
- * | admitting | admit() answers (at once, or its promise settles): admit | admitted: an acceptor queues its HELLO       |
- * | admitting | admit() refuses, throws or rejects                       | failed (AdmissionError: GOAWAY UNAUTHENTICATED or REFUSED, no HELLO of ours; `ready` rejects) |
- * | admitted  | the session applied the settings: succeed()              | done (timer cleared; `ready` resolves)       |
- * | waiting,  | handshakeTimeoutMs since the start (a peer that sends    | failed (GW_ERR_HANDSHAKE_TIMEOUT)            |
- * | admitting | nothing, an admission that never answers)                |                                              |
- * | any       | fail(): the session failed or closed first               | failed (a later admission answer is dropped) |
+ * | state     | event                                                | next                                          |
+ * |-----------|------------------------------------------------------|-----------------------------------------------|
+ * | waiting   | (start) a dialer's HELLO queued (not kept); timer    | waiting                                       |
+ * |           | armed                                                |                                               |
+ * | waiting   | the peer's HELLO: malformed, or no common version    | failed: GOAWAY PROTOCOL_ERROR or              |
+ * |           |                                                      | VERSION_MISMATCH, no HELLO of ours            |
+ * | waiting   | the peer's GOAWAY (a dialer: the acceptor refused    | failed, with what the GOAWAY says (or         |
+ * |           | us), or the connection ends                          | UNAVAILABLE)                                  |
+ * | waiting   | the peer's HELLO, good                               | admitting                                     |
+ * | admitting | admit() admits (at once, or its promise settles)     | admitted: an acceptor queues its HELLO        |
+ * | admitting | admit() refuses (a reason, or a Refusal)             | failed: AdmissionError, GOAWAY                |
+ * |           |                                                      | UNAUTHENTICATED or REFUSED, no HELLO          |
+ * | admitting | admit() throws or rejects, or its then() throws (the | failed: AdmissionError UNAVAILABLE, GOAWAY    |
+ * |           | check could not run); a dialer's admit() answers     | INTERNAL_ERROR, no HELLO                      |
+ * |           | with a promise                                       |                                               |
+ * | admitting | the peer's GOAWAY (it gave up), the connection ends, | failed: a later answer is dropped (no HELLO   |
+ * |           | or the check itself closed the session before        | after our GOAWAY)                             |
+ * |           | answering                                            |                                               |
+ * | admitted  | the session applied the settings: succeed()          | done (timer cleared; `ready` resolves)        |
+ * | waiting,  | handshakeTimeoutMs since the start (a peer that      | failed (GW_ERR_HANDSHAKE_TIMEOUT)             |
+ * | admitting | sends nothing, an admission that never answers)      |                                               |
+ * | any but   | fail(): the session failed or closed first           | failed (`ready` rejects; a later answer is    |
+ * | done      |                                                      | dropped)                                      |
  *
  * While admitting, the session reads nothing but the peer's GOAWAY (session.ts): a dialer being admitted is served
  * nothing, not even a PING answer. A dialer admits the acceptor at once: the acceptor may start calls right after its
