@@ -21,8 +21,9 @@ import type { ServerInterceptor } from './interceptor.js';
 export type Authorize = (ctx: HandlerContext) => true | string | Promise<true | string>;
 
 /**
- * @internal `authorize` as a call asks it: undefined lets the call run, an RpcError (PERMISSION_DENIED) refuses it; a
- * promise of either when authorize answers later. Never throws, and its promise never rejects.
+ * `authorize` as a call asks it (kept in the declarations, which ServerHost names, but not exported from index):
+ * undefined lets the call run, an RpcError (PERMISSION_DENIED) refuses it; a promise of either when authorize answers
+ * later. Never throws, and its promise never rejects.
  */
 export type CallAuthorizer = (ctx: HandlerContext) => RpcError | undefined | Promise<RpcError | undefined>;
 
