@@ -46,7 +46,7 @@ export type {
   HandlerResult,
 } from './rpc/server/interceptor.js';
 export type { MethodInfo } from './rpc/interceptor.js';
-/** Authorization: a server interceptor asking `(ctx) => true | reason` before every call (the `authorize` option installs it outermost). */
+/** Authorization as a server interceptor asking `(ctx) => true | reason` where it sits in the chain (the `authorize` option asks earlier, as each call opens). */
 export { authorizeCalls } from './rpc/server/authorize.js';
 export type { Authorize } from './rpc/server/authorize.js';
 /** Token authentication in the handshake (the `auth` option). */

@@ -7,6 +7,7 @@
 import { stderrLog, type LogFn } from '../log.js';
 import { checkConnectOptions, type ConnectOptions } from '../endpoint/endpoints.js';
 import { parseAddress } from '../transport/address.js';
+import { withSealedAuth } from '../rpc/auth.js';
 import { TypedClients, type Client } from '../rpc/client/typed-client.js';
 import { deadlineOf } from '../rpc/deadline.js';
 import { checkCloseOptions, type RpcSession } from '../rpc/rpc-session.js';
@@ -28,7 +29,8 @@ export class Channel {
   constructor(readonly url: string, options: ChannelOptions = {}) {
     parseAddress(url); // a malformed address throws its TypeError here: redialing it would never succeed
     checkConnectOptions(options, url); // a bad option (tls options that do not fit the address too) throws here, not at every redial
-    const { reconnect, ...connectOptions } = options; // `log` stays: authorize reports to it too
+    // `log` stays: authorize reports to it too; the token is kept sealed (never shown by util.inspect of the channel)
+    const { reconnect, ...connectOptions } = withSealedAuth(options);
     const link = new Link(url, options.log ?? stderrLog);
     link.dialWith({ url, options: connectOptions, reconnect: resolveReconnectOptions(reconnect) });
     this.link = link;

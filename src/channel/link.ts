@@ -23,8 +23,13 @@ import { MAX_TIMER_MS } from '../timers.js';
 
 const DEFAULT_KEEPALIVE_INTERVAL_MS = resolveSessionOptions().keepaliveIntervalMs;
 
-/** Failures of a dial that retrying will not mend: the link waits its longest backoff and warns at the first. */
-const PERMANENT_FAILURES: ReadonlySet<number> = new Set([Status.FAILED_PRECONDITION, Status.UNAUTHENTICATED, Status.PERMISSION_DENIED]);
+/**
+ * Failures of a dial that retrying will not mend until someone changes a configuration (no common protocol version,
+ * our token refused): the link waits its longest backoff and warns at every one. A refusal of who we are
+ * (PERMISSION_DENIED: not yet a member of the peer's mesh, or the address answered as another node) is not one of
+ * them: nodes are added one by one, so it is an ordinary failed dial, warned of once at the first.
+ */
+const PERMANENT_FAILURES: ReadonlySet<number> = new Set([Status.FAILED_PRECONDITION, Status.UNAUTHENTICATED]);
 
 /** A connection lost sooner than this after it was made is treated as a failed dial. */
 const SHORT_LIVED_MS = 1_000;
@@ -376,18 +381,25 @@ export class Link extends EventEmitter<{ state: [LinkStateEvent] }> {
   private dialFailed(error: Error): void {
     if (this.currentState === 'closed' || this.current !== undefined) return;
     this.lastError = error;
-    // no common version, a TLS/plain mismatch, or refused (our token or certificate, who we are, whom we reached): a
-    // redial fails alike until someone changes a configuration, so wait the longest and say so at once
-    const permanent = error instanceof RpcError && PERMANENT_FAILURES.has(error.code);
+    // no common version, a TLS/plain mismatch, or our token or certificate refused: a redial fails alike until someone
+    // changes a configuration, so wait the longest and say so every time; a refusal of who we are is said once, at
+    // once, and redialed as any failure
+    const code = error instanceof RpcError ? error.code : undefined;
+    const permanent = code !== undefined && PERMANENT_FAILURES.has(code);
     const delay = permanent ? this.backoff!.afterPermanentFailure() : this.backoff!.afterFailure();
-    this.noteFailure(error, delay, permanent);
+    this.noteFailure(error, delay, permanent ? 'always' : code === Status.PERMISSION_DENIED ? 'first' : 'later');
     this.scheduleDial(Math.max(1, delay), error);
   }
 
   /** Warns once a streak of failures is long enough to be news, and again whenever its reason changes. */
-  private noteFailure(error: Error, delayMs: number, urgent = false): void {
+  /**
+   * Counts a failed dial and warns of it: `always` at every one; `first` at the first with this message; `later` (a
+   * peer starting up is normal) once FAILURES_BEFORE_WARNING have failed in a row, then when the message changes.
+   */
+  private noteFailure(error: Error, delayMs: number, warn: 'always' | 'first' | 'later' = 'later'): void {
     this.failuresInARow++;
-    if (!urgent && (this.failuresInARow < FAILURES_BEFORE_WARNING || error.message === this.lastWarned)) return;
+    const due = warn === 'always' || (error.message !== this.lastWarned && (warn === 'first' || this.failuresInARow >= FAILURES_BEFORE_WARNING));
+    if (!due) return;
     this.lastWarned = error.message;
     this.log('warn', `${this.description}: ${this.failuresInARow} failed connection attempt(s) in a row; last: ${error.message}; retrying in ${Math.round(delayMs)} ms`);
   }

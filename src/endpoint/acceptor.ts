@@ -6,7 +6,6 @@
 import { ProtocolError } from '../wire/errors.js';
 import { stderrLog, type LogFn } from '../log.js';
 import type { Transport } from '../transport/transport.js';
-import { serverInterceptorsOf } from '../rpc/server/authorize.js';
 import { Registry } from '../rpc/server/registry.js';
 import { checkCloseOptions, checkRpcSessionOptions, RpcSession, type RpcSessionOptions } from '../rpc/rpc-session.js';
 import { checkListenerLimits, ListenerLimits, type ListenerLimitOptions } from './listener-limits.js';
@@ -19,7 +18,10 @@ export interface AcceptOptions extends RpcSessionOptions, ListenerLimitOptions {
 
 /** @internal One server's sessions. */
 export class SessionAcceptor {
+  /** Sessions whose handshake is done: their peer was admitted (its node name is no longer only a claim). */
   readonly sessions = new Set<RpcSession>();
+  /** Sessions still in their handshake: not in `sessions` yet, closed with them. */
+  private readonly handshaking = new Set<RpcSession>();
   readonly limits: ListenerLimits;
   private readonly registry: Registry;
   /** Where this server's lines go (ListenOptions.log, or stderr). */
@@ -32,9 +34,14 @@ export class SessionAcceptor {
   ) {
     checkRpcSessionOptions(options); // a bad option throws here, not inside the accept callback of the first connection
     checkListenerLimits(options);
-    this.registry = new Registry(options.services, serverInterceptorsOf(options));
+    this.registry = new Registry(options.services, options.serverInterceptors);
     this.log = options.log ?? stderrLog;
     this.limits = new ListenerLimits(options, url, this.log);
+  }
+
+  /** Connections held: admitted sessions and those still in their handshake. */
+  get connectionCount(): number {
+    return this.sessions.size + this.handshaking.size;
   }
 
   /** A connection was accepted: its session starts its handshake (which runs in the session, never here). */
@@ -46,17 +53,25 @@ export class SessionAcceptor {
       transport.destroy();
       return;
     }
-    const sessions = this.sessions;
-    sessions.add(session);
+    const { sessions, handshaking } = this;
+    handshaking.add(session);
     this.limits.handshakeStarted(session.ready, () => transport.destroy());
     void session.closed.then((error) => {
+      handshaking.delete(session);
       sessions.delete(session);
       // the handshake runs in the session, never in this accept callback: one slow or bogus client blocks nobody;
       // a dialer we refused (GW_ERR_UNAUTHENTICATED, GW_ERR_REFUSED) is one line too, with the reason, never a token
       if (error instanceof ProtocolError) this.log('warn', `closed the connection from ${transport.peer.address}: ${error.message}`);
     });
     session.ready
-      .then(() => this.options.onSession?.(session), () => undefined)
+      .then(
+        () => {
+          if (!handshaking.delete(session)) return; // closed in the meantime
+          sessions.add(session);
+          this.options.onSession?.(session);
+        },
+        () => undefined,
+      )
       // onSession is application code: if it throws, that session is not set up, so close it, rather than let the
       // error become an unhandled rejection (which ends a Node process)
       .catch((error: unknown) => session.destroy(error instanceof Error ? error : new Error(String(error))));
@@ -70,7 +85,7 @@ export class SessionAcceptor {
     checkCloseOptions(closeOptions);
     this.limits.close();
     const closing = stopAccepting();
-    await Promise.all([...this.sessions].map((s) => s.close(closeOptions)));
+    await Promise.all([...this.sessions, ...this.handshaking].map((s) => s.close(closeOptions)));
     await closing;
   }
 }

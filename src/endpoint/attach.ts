@@ -37,7 +37,7 @@ export function attach(server: HttpServer | HttpsServer, options: AttachOptions)
   const acceptor = new SessionAcceptor(options, () => upgrades.url);
   const limits = acceptor.limits;
   const admit = (): boolean => {
-    if (acceptor.sessions.size < limits.maxConnections) return true;
+    if (acceptor.connectionCount < limits.maxConnections) return true;
     limits.dropped();
     return false;
   };

@@ -37,7 +37,7 @@ export interface ListenOptions extends RpcSessionOptions, ListenerLimitOptions {
 export interface Server {
   /** The bound address (with the real port when 0 was asked for). */
   readonly url: string;
-  /** Sessions currently open. */
+  /** Sessions currently open, once their handshake is done (a dialer still being admitted is not one of them). */
   readonly sessions: ReadonlySet<RpcSession>;
   /** Stops accepting, closes every session gracefully (GOAWAY; calls in flight finish within graceMs). */
   close(options?: { graceMs?: number }): Promise<void>;
@@ -118,7 +118,7 @@ const DEFAULT_CONNECT_TIMEOUT_MS = 10_000;
  * Dials `url` (tcp://host:port, tls://host:port or unix:///path) and resolves with a ready session. `connectTimeoutMs`
  * bounds the dial and the handshake together. Failures are UNAVAILABLE, except those that retrying will not mend:
  * UNAUTHENTICATED (the server refused our `auth.token`, or a certificate was refused either way), PERMISSION_DENIED
- * (it refused who we are, or we refused whom we reached), FAILED_PRECONDITION (no common protocol version, or a
+ * (it refused who we are, or we refused whom we reached; a channel redials it as any failure), FAILED_PRECONDITION (no common protocol version, or a
  * TLS/plain mismatch). A malformed address or option rejects with a TypeError or RangeError before dialing.
  */
 export async function connect(url: string, options: ConnectOptions = {}): Promise<RpcSession> {
@@ -180,11 +180,11 @@ function connectTimeoutError(url: string, timeoutMs: number, cause: unknown): Rp
 }
 
 /**
- * A version mismatch will not heal by retrying: FAILED_PRECONDITION (upgrade one side first); nor will a refusal
- * (UNAUTHENTICATED, PERMISSION_DENIED). Anything else that ends a handshake (a timeout, a peer that hung up) is
+ * A version mismatch will not heal by retrying: FAILED_PRECONDITION (upgrade one side first). A refusal keeps its
+ * status (UNAUTHENTICATED, PERMISSION_DENIED). Anything else that ends a handshake (a timeout, a peer that hung up) is
  * UNAVAILABLE.
  */
 export function handshakeError(url: string, error: unknown): RpcError {
-  const { code, rawMessage, cause } = rpcErrorOf(error); // the cause: the ProtocolError or SessionError underneath
-  return new RpcError(code, `handshake with ${url} failed: ${rawMessage}`, { cause: cause ?? error });
+  const { code, rawMessage, cause, retrySafe } = rpcErrorOf(error); // the cause: the ProtocolError or SessionError underneath
+  return new RpcError(code, `handshake with ${url} failed: ${rawMessage}`, { cause: cause ?? error, retrySafe });
 }

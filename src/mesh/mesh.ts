@@ -20,6 +20,7 @@ import { EventEmitter } from 'node:events';
 import type { SecureContextOptions } from 'node:tls';
 import { checkConnectOptions, listen, type Server } from '../endpoint/endpoints.js';
 import { stderrLog, type LogFn } from '../log.js';
+import { withSealedAuth } from '../rpc/auth.js';
 import { RpcError } from '../rpc/rpc-error.js';
 import { checkCloseOptions, checkMsOption, type RpcSession, type RpcSessionOptions } from '../rpc/rpc-session.js';
 import { Status } from '../wire/constants.js';
@@ -87,8 +88,12 @@ export class Mesh extends EventEmitter<{ peer: [PeerStateEvent] }> {
   /** What every session of this node is made with: the options minus the mesh's own, with our name. */
   private readonly sessionOptions: RpcSessionOptions;
 
-  constructor(private readonly options: MeshOptions) {
+  private readonly options: MeshOptions;
+
+  constructor(options: MeshOptions) {
     super();
+    // checked below (checkConnectOptions); kept with the token sealed: util.inspect of a mesh never shows it
+    this.options = options = withSealedAuth(options);
     if (typeof options.name !== 'string' || options.name === '') throw new TypeError('mesh name must be a non-empty string');
     const { peers: _p, listen: _l, name, reconnect: _r, dataLane: _d, connectionsPerPeer: _c, fallbackDialAfterMs: _f, admit: _a, tls: _t, ...session } = options;
     this.sessionOptions = { ...session, nodeName: name }; // with `log`: authorize reports to it on dialed sessions too

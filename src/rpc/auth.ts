@@ -6,21 +6,63 @@
  */
 import { createHash, timingSafeEqual } from 'node:crypto';
 
+import { isThenable } from '../promises.js';
 import { MAX_AUTH_TOKEN_BYTES, Status } from '../wire/constants.js';
+import { checkFailed } from '../session/errors.js';
 import type { Admission, AdmitHook, Refusal, SessionPeer } from '../session/handshake.js';
 import type { Role } from '../session/role.js';
 
 /**
  * Token authentication. `{ token }`: a dialer sends it; an acceptor requires exactly it. `{ verify }`: an acceptor
- * asks it about the token each dialer sent (true admits; false, a throw or a rejection refuses); a dialer cannot
- * use it (it has no token to send).
+ * asks it about the token each dialer sent (true admits; anything else refuses UNAUTHENTICATED; a throw or a
+ * rejection fails the handshake UNAVAILABLE, retry-safe for the dialer); a dialer cannot use it (it has no token).
  */
 export type AuthOptions = { readonly token: string } | { verify(token: string, peer: SessionPeer): boolean | Promise<boolean> };
+
+/** What util.inspect and JSON.stringify show in place of a token. */
+const REDACTED = '<redacted>';
+
+/**
+ * @internal `auth: { token }` as a channel or a Mesh keeps it for every redial: the token in a private field, so that
+ * util.inspect (any depth), console.log and JSON.stringify of anything that holds the options show "<redacted>".
+ * `token` is a getter on the prototype, so every reader still sees an AuthOptions.
+ */
+export class TokenCredentials {
+  readonly #token: string;
+
+  constructor(token: string) {
+    this.#token = token;
+  }
+
+  get token(): string {
+    return this.#token;
+  }
+
+  toJSON(): { token: string } {
+    return { token: REDACTED };
+  }
+
+  [Symbol.for('nodejs.util.inspect.custom')](): string {
+    return `{ token: ${REDACTED} }`;
+  }
+}
+
+/**
+ * @internal `options` with its `auth.token` held in TokenCredentials, for whoever keeps the options (the same object
+ * when there is no token to hide). An `auth` of another shape is left as it is, for checkAuthOption to refuse.
+ */
+export function withSealedAuth<T extends { auth?: AuthOptions | undefined }>(options: T): T {
+  const auth = options.auth as { token?: unknown; verify?: unknown } | undefined;
+  if (typeof auth !== 'object' || auth === null || auth instanceof TokenCredentials) return options;
+  if (typeof auth.token !== 'string' || auth.verify !== undefined) return options;
+  return { ...options, auth: new TokenCredentials(auth.token) };
+}
 
 /** What a dialer is told when its credentials are refused: what to do, never the token. */
 const MISSING = 'no auth token was sent: this server requires one; set auth.token';
 const WRONG = 'the auth token was refused; set auth.token to the token this server accepts';
-const NOT_CHECKED = 'the auth token could not be checked';
+/** What it is told when verify() failed to run: nothing about its token, and it may retry. */
+const NOT_CHECKED = 'the server could not check credentials';
 
 /**
  * @internal Throws for an `auth` option that is not one of the two shapes: a TypeError (a RangeError for a token's
@@ -72,28 +114,26 @@ function checkToken(auth: AuthOptions, peer: SessionPeer, token: Uint8Array | un
     // verify() takes a string: bytes that are not UTF-8 were never a token it gave out
     return { status: Status.UNAUTHENTICATED, reason: WRONG, detail: 'the token is not UTF-8' };
   }
-  let answer: unknown;
   try {
-    answer = auth.verify(text, peer);
+    const answer: unknown = auth.verify(text, peer);
+    // inside the try: reading `then`, or calling a thenable's, may throw
+    if (isThenable(answer)) return Promise.resolve(answer).then(verdictOf, verifyFailed);
+    return verdictOf(answer);
   } catch (error) {
-    return verifyFailed(error, text);
+    return verifyFailed(error);
   }
-  if (isThenable(answer)) return answer.then((ok) => verdictOf(ok), (error: unknown) => verifyFailed(error, text));
-  return verdictOf(answer);
 }
 
 function verdictOf(ok: unknown): Refusal | undefined {
   return ok === true ? undefined : { status: Status.UNAUTHENTICATED, reason: WRONG };
 }
 
-/** verify() threw or rejected: refused; our log says why, with the token cut out of the message should it be there. */
-function verifyFailed(error: unknown, token: string): Refusal {
-  const message = error instanceof Error ? error.message : String(error);
-  return { status: Status.UNAUTHENTICATED, reason: NOT_CHECKED, detail: `auth.verify threw: ${message.split(token).join('<auth token>')}` };
-}
-
-function isThenable(value: unknown): value is PromiseLike<unknown> {
-  return typeof value === 'object' && value !== null && typeof (value as { then?: unknown }).then === 'function';
+/**
+ * verify() threw or rejected (its backend is down?): UNAVAILABLE, since it says nothing about the token; our log
+ * names what was thrown, never its message (which may hold the token, in any encoding).
+ */
+function verifyFailed(error: unknown): Refusal {
+  return checkFailed(error, 'auth.verify', NOT_CHECKED, false);
 }
 
 const utf8Strict = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true });

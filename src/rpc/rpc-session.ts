@@ -16,7 +16,7 @@ import { rpcErrorOf } from './connection-error.js';
 import { checkInterceptors } from './interceptor.js';
 import type { LogFn } from '../log.js';
 import { admissionOf, checkAuthOption, helloToken, type AuthOptions } from './auth.js';
-import { serverInterceptorsOf, type Authorize } from './server/authorize.js';
+import { callAuthorizer, type Authorize } from './server/authorize.js';
 import type { ServerInterceptor } from './server/interceptor.js';
 import { DrainWatch } from './server/draining.js';
 import { checkServices, Registry, type ServiceImpl } from './server/registry.js';
@@ -48,10 +48,12 @@ export interface RpcSessionOptions extends SessionOptions {
    */
   auth?: AuthOptions;
   /**
-   * Decides for every call this side's `services` handle, before any interceptor and the handler: `true` lets it run, a
-   * string refuses it with PERMISSION_DENIED and that reason. `ctx.method` is the path exactly as routing matched it
-   * (unknown paths are UNIMPLEMENTED and never get here), `ctx.peer` who called. A throw is PERMISSION_DENIED
-   * "authorization failed" (logged). Default: every call runs.
+   * Decides for every call this side's `services` handle, once per call, as it opens: before anything of its request
+   * is read (decoded, validated; an upload's bulk window granted), any interceptor and the handler. `true` lets it
+   * run, a string refuses it with PERMISSION_DENIED and that reason. `ctx.method` is the path exactly as routing
+   * matched it (unknown paths are UNIMPLEMENTED and never get here), `ctx.peer` who called, `ctx.metadata` the request
+   * metadata. A promise may answer later: what the caller sends meanwhile waits within the stream's initial windows.
+   * A throw is PERMISSION_DENIED "authorization failed" (logged). Default: every call runs.
    */
   authorize?: Authorize;
   /** Where this side reports what it refuses (authorize failing, a listener's closed connections). Default: warnings to stderr. */
@@ -101,11 +103,11 @@ export class RpcSession {
   /** @internal `registry`: one built once by a listener and shared by all its sessions. */
   constructor(transport: Transport, role: Role, options: RpcSessionOptions | undefined, registry: Registry);
   constructor(transport: Transport, role: Role, options: RpcSessionOptions = {}, registry?: Registry) {
-    this.registry = registry ?? new Registry(options.services, serverInterceptorsOf(options));
+    this.registry = registry ?? new Registry(options.services, options.serverInterceptors);
     checkAuthOption(options.auth, role === 'dialer');
     const hooks = { onStream: this.onStream, admit: admissionOf(options.auth, options.admit, role), authToken: helloToken(options.auth, role) };
     this.session = new Session(transport, role, hooks, options);
-    this.host = { core: this.session, session: this, drain: new DrainWatch(this.session) };
+    this.host = { core: this.session, session: this, drain: new DrainWatch(this.session), authorize: callAuthorizer(options.authorize, options.log) };
     this.caller = new SessionCaller(this.session);
     this.clients = new TypedClients(this.caller, options.clientInterceptors);
   }

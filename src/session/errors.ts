@@ -29,16 +29,25 @@ export interface Refusal {
   readonly reason: string;
   /**
    * UNAUTHENTICATED: its credentials are missing or wrong (GOAWAY UNAUTHENTICATED). PERMISSION_DENIED, the default:
-   * who it is may not use this connection (GOAWAY REFUSED).
+   * who it is may not use this connection (GOAWAY REFUSED). UNAVAILABLE: the check could not run (it threw: a backend
+   * down), which says nothing about the peer (GOAWAY INTERNAL_ERROR, which a dialer reports as UNAVAILABLE).
    */
-  readonly status?: typeof Status.UNAUTHENTICATED | typeof Status.PERMISSION_DENIED;
+  readonly status?: typeof Status.UNAUTHENTICATED | typeof Status.PERMISSION_DENIED | typeof Status.UNAVAILABLE;
   /** Written in our log after the reason, never told to the peer (why a check failed to run). */
   readonly detail?: string;
 }
 
+/** Each refusal's status, as the code in our log (and through it the GOAWAY code). */
+const refusalCodeOf = {
+  [Status.UNAUTHENTICATED]: ProtocolErrorCode.UNAUTHENTICATED,
+  [Status.PERMISSION_DENIED]: ProtocolErrorCode.REFUSED,
+  [Status.UNAVAILABLE]: ProtocolErrorCode.INTERNAL,
+} as const;
+
 /**
  * The connection ends because we refused the peer (Refusal): not a protocol violation, but it takes the same path,
- * with a stable code (GW_ERR_UNAUTHENTICATED, GW_ERR_REFUSED) and a GOAWAY that tells the peer the reason only.
+ * with a stable code (GW_ERR_UNAUTHENTICATED, GW_ERR_REFUSED; GW_ERR_INTERNAL for a check that could not run) and a
+ * GOAWAY that tells the peer the reason only.
  */
 export class AdmissionError extends ProtocolError {
   /** The status our side's `ready` rejects with. */
@@ -47,13 +56,33 @@ export class AdmissionError extends ProtocolError {
   readonly reason: string;
 
   constructor(refusal: Refusal) {
-    const unauthenticated = refusal.status === Status.UNAUTHENTICATED;
+    const status = refusal.status ?? Status.PERMISSION_DENIED;
     const detail = refusal.detail === undefined ? '' : ` (${refusal.detail})`;
-    super(unauthenticated ? ProtocolErrorCode.UNAUTHENTICATED : ProtocolErrorCode.REFUSED, `${refusal.reason}${detail}`);
-    this.status = unauthenticated ? Status.UNAUTHENTICATED : Status.PERMISSION_DENIED;
+    super(refusalCodeOf[status], `${refusal.reason}${detail}`);
+    this.status = status;
     this.reason = refusal.reason;
   }
 }
+
+/**
+ * A check of the peer (`what`: "admit", "auth.verify") that threw or rejected: the peer is told `reason` and may retry
+ * (UNAVAILABLE: the failure says nothing about it); our log says what was thrown. With `showMessage` false (a check
+ * given a secret, whose message may hold it in any encoding) only the thrown error's name and code are logged.
+ */
+export function checkFailed(thrown: unknown, what: string, reason: string, showMessage: boolean): Refusal {
+  let shown: string;
+  if (!(thrown instanceof Error)) shown = showMessage ? String(thrown) : `a ${thrown === null ? 'null' : typeof thrown}`;
+  else if (showMessage) shown = `${thrown.name}: ${thrown.message}`;
+  else {
+    const code = (thrown as { code?: unknown }).code;
+    const name = IDENTIFIER.test(thrown.name) ? thrown.name : 'an Error';
+    shown = typeof code === 'string' && IDENTIFIER.test(code) ? `${name} (${code})` : name;
+  }
+  return { status: Status.UNAVAILABLE, reason, detail: `${what} threw ${shown}` };
+}
+
+/** What an error's name or code looks like (ECONNREFUSED, TimeoutError): anything else is not logged. */
+const IDENTIFIER = /^[A-Za-z_][A-Za-z0-9_.-]{0,63}$/;
 
 /** Why a stream failed whose incoming message passed maxMessageBytes: names the option and says what to do. */
 export function messageTooLargeMessage(atLeastBytes: number, limitBytes: number): string {

@@ -46,7 +46,7 @@ export class PeerGoaway {
    * Reads the peer's GOAWAY. Returns the connection error it reports (a code other than NO_ERROR), or undefined when
    * the peer closes gracefully. Throws ProtocolError for a malformed payload.
    */
-  receive(payload: Uint8Array): SessionError | undefined {
+  receive(payload: Uint8Array, inHandshake = false): SessionError | undefined {
     let goaway;
     try {
       goaway = decodeGoaway(payload);
@@ -62,7 +62,7 @@ export class PeerGoaway {
     this.narrowed = last !== this.lastStreamId;
     this.lastStreamId = last;
     if (goaway.code === ConnectionCode.NO_ERROR) return undefined;
-    return peerError(goaway.code, goaway.message);
+    return peerError(goaway.code, goaway.message, inHandshake);
   }
 
   /** True for a stream of ours the peer's GOAWAY says it never took: nothing of it was processed. */
@@ -73,11 +73,11 @@ export class PeerGoaway {
 
 /**
  * The error a GOAWAY with `code` reports. A refusal keeps its meaning, so that a dialer refused instead of answered
- * learns why with a status that says retrying will not help: UNAUTHENTICATED (our credentials), PERMISSION_DENIED
- * (who we are), FAILED_PRECONDITION (no common protocol version: the acceptor refuses before any HELLO of its own).
- * Anything else is UNAVAILABLE.
+ * learns why: UNAUTHENTICATED (our credentials), PERMISSION_DENIED (who we are), FAILED_PRECONDITION (no common
+ * protocol version: the acceptor refuses before any HELLO of its own). Anything else is UNAVAILABLE, retry-safe when
+ * it came `inHandshake` (no call was sent yet; e.g. INTERNAL_ERROR: the server could not check our credentials).
  */
-function peerError(code: number, message: string): SessionError {
+function peerError(code: number, message: string, inHandshake: boolean): SessionError {
   const why = message === '' ? 'no reason given' : message;
   switch (code) {
     case ConnectionCode.UNAUTHENTICATED:
@@ -87,6 +87,6 @@ function peerError(code: number, message: string): SessionError {
     case ConnectionCode.VERSION_MISMATCH:
       return new SessionError(Status.FAILED_PRECONDITION, `the peer closed the connection: VERSION_MISMATCH: ${why}`);
     default:
-      return new SessionError(Status.UNAVAILABLE, `the peer closed the connection: ${connectionCodeName(code)}${message ? `: ${message}` : ''}`);
+      return new SessionError(Status.UNAVAILABLE, `the peer closed the connection: ${connectionCodeName(code)}${message ? `: ${message}` : ''}`, inHandshake);
   }
 }

@@ -4,17 +4,29 @@
  * acceptor's HELLO out only once it has admitted the dialer, and the timer that bounds all of it. Knows nothing of
  * streams: the session applies the peer's settings once the handshake says the peer is admitted.
  *
- * | state     | event                                                    | next                                         |
- * |-----------|----------------------------------------------------------|----------------------------------------------|
- * | waiting   | (start) a dialer's HELLO queued; timer armed             | waiting                                      |
- * | waiting   | the peer's HELLO: no common version, malformed           | (connection error; `ready` rejects)          |
- * | waiting   | the peer's HELLO, good                                   | admitting                                    |
- * | admitting | admit() answers (at once, or its promise settles): admit | admitted: an acceptor queues its HELLO       |
- * | admitting | admit() refuses, throws or rejects                       | failed (AdmissionError: GOAWAY UNAUTHENTICATED or REFUSED, no HELLO of ours; `ready` rejects) |
- * | admitted  | the session applied the settings: succeed()              | done (timer cleared; `ready` resolves)       |
- * | waiting,  | handshakeTimeoutMs since the start (a peer that sends    | failed (GW_ERR_HANDSHAKE_TIMEOUT)            |
- * | admitting | nothing, an admission that never answers)                |                                              |
- * | any       | fail(): the session failed or closed first               | failed (a later admission answer is dropped) |
+ * | state     | event                                                | next                                          |
+ * |-----------|------------------------------------------------------|-----------------------------------------------|
+ * | waiting   | (start) a dialer's HELLO queued (not kept); timer    | waiting                                       |
+ * |           | armed                                                |                                               |
+ * | waiting   | the peer's HELLO: malformed, or no common version    | failed: GOAWAY PROTOCOL_ERROR or              |
+ * |           |                                                      | VERSION_MISMATCH, no HELLO of ours            |
+ * | waiting   | the peer's GOAWAY (a dialer: the acceptor refused    | failed, with what the GOAWAY says (or         |
+ * |           | us), or the connection ends                          | UNAVAILABLE)                                  |
+ * | waiting   | the peer's HELLO, good                               | admitting                                     |
+ * | admitting | admit() admits (at once, or its promise settles)     | admitted: an acceptor queues its HELLO        |
+ * | admitting | admit() refuses (a reason, or a Refusal)             | failed: AdmissionError, GOAWAY                |
+ * |           |                                                      | UNAUTHENTICATED or REFUSED, no HELLO          |
+ * | admitting | admit() throws or rejects, or its then() throws (the | failed: AdmissionError UNAVAILABLE, GOAWAY    |
+ * |           | check could not run); a dialer's admit() answers     | INTERNAL_ERROR, no HELLO                      |
+ * |           | with a promise                                       |                                               |
+ * | admitting | the peer's GOAWAY (it gave up), the connection ends, | failed: a later answer is dropped (no HELLO   |
+ * |           | or the check itself closed the session before        | after our GOAWAY)                             |
+ * |           | answering                                            |                                               |
+ * | admitted  | the session applied the settings: succeed()          | done (timer cleared; `ready` resolves)        |
+ * | waiting,  | handshakeTimeoutMs since the start (a peer that      | failed (GW_ERR_HANDSHAKE_TIMEOUT)             |
+ * | admitting | sends nothing, an admission that never answers)      |                                               |
+ * | any but   | fail(): the session failed or closed first           | failed (`ready` rejects; a later answer is    |
+ * | done      |                                                      | dropped)                                      |
  *
  * While admitting, the session reads nothing but the peer's GOAWAY (session.ts): a dialer being admitted is served
  * nothing, not even a PING answer. A dialer admits the acceptor at once: the acceptor may start calls right after its
@@ -24,7 +36,8 @@ import { FrameType, OUR_FEATURES, PROTOCOL_VERSION_MAX, PROTOCOL_VERSION_MIN } f
 import { MalformedPayloadError, ProtocolError, ProtocolErrorCode } from '../wire/errors.js';
 import { decodeHello, encodeHello, type HelloSettings } from '../wire/hello.js';
 import type { PeerInfo } from '../transport/transport.js';
-import { AdmissionError, internalError, type Refusal } from './errors.js';
+import { isThenable } from '../promises.js';
+import { AdmissionError, checkFailed, internalError, type Refusal } from './errors.js';
 import type { Role } from './role.js';
 
 /** What we know of the peer once the handshake is done. Its credentials are never part of it. */
@@ -41,7 +54,8 @@ export type Admission = string | Refusal | undefined;
 /**
  * Decides whether the peer may use the session, once its HELLO is accepted and before anything else of it is read.
  * `authToken` is the AUTH_TOKEN of its HELLO (undefined when it sent none), for this call only: it is not kept. An
- * acceptor's check may answer later (a promise; a rejection refuses); a dialer's must answer at once.
+ * acceptor's check may answer later (a promise); a dialer's must answer at once. A throw or a rejection fails the
+ * handshake as UNAVAILABLE (GOAWAY INTERNAL_ERROR): the check could not run, which says nothing about the peer.
  */
 export type AdmitHook = (peer: SessionPeer, authToken: Uint8Array | undefined) => Admission | PromiseLike<Admission>;
 
@@ -78,7 +92,8 @@ export class Handshake {
   private settings: HelloSettings | undefined;
   /** The AUTH_TOKEN of the peer's HELLO, from receive() until admit() hands it to the check. */
   private peerToken: Uint8Array | undefined;
-  private readonly hello: Uint8Array;
+  /** An acceptor's HELLO, queued once it admits the dialer; a dialer's is queued at once and not kept (its token). */
+  private readonly hello: Uint8Array | undefined;
 
   constructor(
     options: HandshakeOptions,
@@ -96,7 +111,7 @@ export class Handshake {
       this.rejectReady = reject;
     });
     this.ready.catch(() => undefined); // the rejection is reported to whoever awaits ready; never unhandled
-    this.hello = encodeHello({
+    const hello = encodeHello({
       versionMin: PROTOCOL_VERSION_MIN,
       versionMax: PROTOCOL_VERSION_MAX,
       settings: {
@@ -113,7 +128,8 @@ export class Handshake {
       },
     });
     // the dialer speaks first; the acceptor answers only a dialer it has admitted
-    if (role === 'dialer') output.queueFrame(FrameType.HELLO, 0, 0, this.hello);
+    if (role === 'dialer') output.queueFrame(FrameType.HELLO, 0, 0, hello);
+    else this.hello = hello;
     const timeoutMs = options.handshakeTimeoutMs;
     if (timeoutMs > 0) {
       this.timer = setTimeout(() => {
@@ -159,7 +175,8 @@ export class Handshake {
       if (error instanceof MalformedPayloadError) throw new ProtocolError(ProtocolErrorCode.BAD_HANDSHAKE, error.message);
       throw error;
     }
-    // an acceptor has no use for a token (and ignores one); a dialer's goes to the admission check, then is dropped
+    // an acceptor keeps the token of the dialer's HELLO for its admission check only (admit() drops it); a dialer
+    // ignores one in the acceptor's HELLO (acceptors send none)
     this.peerToken = this.role === 'acceptor' ? settings.authToken : undefined;
     settings.authToken = undefined;
     this.peerInfo = { ...this.transportPeer, nodeName: settings.nodeName, label: settings.label, features: settings.features };
@@ -169,33 +186,34 @@ export class Handshake {
 
   /**
    * Asks the application whether this peer may use the session, and calls `done` with the answer: undefined once the
-   * peer is admitted (an acceptor's HELLO is then queued), or the error the connection fails with (an AdmissionError
-   * for a refusal). At once when `decide` answers at once; when it answers with a promise, once that settles, unless
-   * the handshake failed meanwhile (then `done` is never called). A throw or a rejection refuses the peer; why is said
-   * in our log, never to the peer.
+   * peer is admitted (an acceptor's HELLO is then queued), or the error the connection fails with (an AdmissionError).
+   * At once when `decide` answers at once; when it answers with a promise, once that settles, unless the handshake
+   * failed meanwhile (then `done` is never called). A throw or a rejection fails the handshake UNAVAILABLE; what was
+   * thrown is said in our log, never to the peer.
    */
   admit(decide: AdmitHook | undefined, done: (error: ProtocolError | undefined) => void): void {
     const token = this.peerToken;
     this.peerToken = undefined; // not kept past its check
-    let answer: Admission | PromiseLike<Admission>;
+    let outcome: ProtocolError | undefined;
     try {
-      answer = decide?.(this.peerInfo, token);
+      // all of it inside the try: reading an answer's `then`, or calling it, runs application code that may throw
+      const answer = decide?.(this.peerInfo, token);
+      if (!isThenable<Admission>(answer)) {
+        outcome = this.settle(answer);
+      } else if (this.role === 'dialer') {
+        answer.then(undefined, ignore); // failed below whatever it says: its rejection must not go unhandled
+        outcome = admitFailed(new Error("a dialer's admission check must answer at once, not with a promise"));
+      } else {
+        answer.then(
+          (value) => this.settleLater(done, () => this.settle(value)),
+          (error: unknown) => this.settleLater(done, () => admitFailed(error)),
+        );
+        return;
+      }
     } catch (error) {
-      done(checkFailed(error));
-      return;
+      outcome = admitFailed(error);
     }
-    if (!isThenable(answer)) {
-      done(this.settle(answer));
-      return;
-    }
-    if (this.role === 'dialer') {
-      done(checkFailed(new Error("a dialer's admission check must answer at once, not with a promise")));
-      return;
-    }
-    answer.then(
-      (value) => this.settleLater(done, () => this.settle(value)),
-      (error: unknown) => this.settleLater(done, () => checkFailed(error)),
-    );
+    done(outcome);
   }
 
   /** The session has applied the peer's settings: `ready` resolves. */
@@ -222,23 +240,24 @@ export class Handshake {
     }
   }
 
-  /** The admission's answer as the error the connection fails with, or undefined once admitted (HELLO queued). */
+  /**
+   * The admission's answer as the error the connection fails with, or undefined once admitted (HELLO queued). Nothing
+   * when the handshake is no longer admitting: the check itself closed the session (then no HELLO follows our GOAWAY).
+   */
   private settle(answer: Admission): ProtocolError | undefined {
+    if (this.state !== State.ADMITTING) return undefined;
     if (answer !== undefined) return new AdmissionError(typeof answer === 'string' ? { reason: answer } : answer);
     this.state = State.ADMITTED;
-    if (this.role === 'acceptor') this.output.queueFrame(FrameType.HELLO, 0, 0, this.hello);
+    if (this.hello !== undefined) this.output.queueFrame(FrameType.HELLO, 0, 0, this.hello);
     return undefined;
   }
 }
 
-/** An admission check that threw or rejected refuses the peer: the peer is told it failed, our log says why. */
-function checkFailed(thrown: unknown): AdmissionError {
-  const message = thrown instanceof Error ? thrown.message : String(thrown);
-  return new AdmissionError({ reason: 'the admission check failed', detail: `it threw: ${message}` });
+/** An admission check that threw or rejected: the peer may retry (UNAVAILABLE); our log says what it threw. */
+function admitFailed(thrown: unknown): AdmissionError {
+  return new AdmissionError(checkFailed(thrown, 'it', 'the admission check failed', true));
 }
 
-function isThenable(value: unknown): value is PromiseLike<Admission> {
-  return typeof value === 'object' && value !== null && typeof (value as { then?: unknown }).then === 'function';
-}
+function ignore(): void {}
 
 export type { Refusal };

@@ -69,7 +69,10 @@ export interface SessionOptions {
    * reads nothing, and the connection closes (GW_ERR_WRITE_STALL). Default 60 000; 0 disables.
    */
   writeStallTimeoutMs?: number;
-  /** Time for the peer's HELLO to arrive. Default 10 000 ms; 0 disables. */
+  /**
+   * Time for the connection's whole handshake: the peer's HELLO, the acceptor's admission of the dialer (an async
+   * `auth.verify` or `admit`), and a transport's own handshake where it has one. Default 10 000 ms; 0 disables.
+   */
   handshakeTimeoutMs?: number;
   /**
    * When nothing has been read for this long, send a PING; 0 disables keepalive. Default 30 000. A dead peer is

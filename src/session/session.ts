@@ -131,15 +131,18 @@ export class Session implements StreamHost {
   private resolveClosed!: (error: Error | undefined) => void;
   private resolveGoingAway!: () => void;
   private readonly handshake: Handshake;
+  private readonly hooks: Omit<SessionHooks, 'authToken'>;
   private readonly keepalive: Keepalive;
   private readonly lifetime: Lifetime;
 
   constructor(
     private readonly transport: Transport,
     readonly role: Role,
-    private readonly hooks: SessionHooks,
+    hooks: SessionHooks,
     options: SessionOptions = {},
   ) {
+    const { authToken, ...kept } = hooks;
+    this.hooks = kept; // the token goes into our HELLO (handshake.ts) and is not kept
     this.options = resolveSessionOptions(options);
     this.outbox = new Outbox(transport, this.options, this.outboxEvents, role === 'dialer' ? 1 : 0);
     this.memory = new ConnectionMemory(this.options, memoryBudgetOf(this.options.memoryBudget));
@@ -170,7 +173,7 @@ export class Session implements StreamHost {
       // also while draining: a peer that sent its own GOAWAY but keeps streams open must not escape the age limit
       retire: (reason, graceMs) => (this.phase === Phase.OPEN || this.phase === Phase.DRAINING) && void this.close({ reason, graceMs }), // never rejects
     });
-    this.handshake = new Handshake(this.options, transport.peer, role, this.outbox, hooks.authToken, (error) => this.fail(error));
+    this.handshake = new Handshake(this.options, transport.peer, role, this.outbox, authToken, (error) => this.fail(error));
     this.ready = this.handshake.ready;
     transport.attach(this.sink);
     this.outbox.flush();
@@ -436,7 +439,7 @@ export class Session implements StreamHost {
   }
 
   private onGoaway(payload: Uint8Array): void {
-    const error = this.peerGoaway.receive(payload);
+    const error = this.peerGoaway.receive(payload, this.phase === Phase.HANDSHAKE);
     this.resolveGoingAway();
     if (error !== undefined || this.phase === Phase.HANDSHAKE) {
       // in the handshake even a graceful GOAWAY ends it: the peer refused us or closed first (no call was sent yet)

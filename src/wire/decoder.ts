@@ -94,6 +94,11 @@ export class FrameDecoder {
    * admitted may send nothing but GOAWAY). Costs nothing per frame beyond the check the first frame already had.
    */
   allowOnly(types: readonly number[], why: string): void {
+    // an empty mask would mean "no restriction": the opposite of what was asked
+    if (types.length === 0) throw new RangeError('allowOnly() needs at least one frame type');
+    for (const type of types) {
+      if (!Number.isInteger(type) || type < 0 || type >= 32) throw new RangeError(`allowOnly(): frame type ${type} is outside 0-31`);
+    }
     this.allowedTypes = types.reduce((bits, type) => bits | typeBit(type), 0);
     this.restrictedWhy = why;
   }

@@ -28,7 +28,10 @@ export const ProtocolErrorCode = {
   FLOW_CONTROL: 'GW_ERR_FLOW_CONTROL',
   /** The peer sent DATA or END on a stream after it had ended its side of that stream. */
   STREAM_STATE: 'GW_ERR_STREAM_STATE',
-  /** This implementation failed while handling a frame: a bug here, never blamed on the peer. */
+  /**
+   * This side failed, never blamed on the peer: this implementation while handling a frame (a bug here), or the
+   * application's check of a dialer (auth.verify, admit) threw.
+   */
   INTERNAL: 'GW_ERR_INTERNAL',
   /** The peer made us do too much work for nothing (floods). */
   ENHANCE_YOUR_CALM: 'GW_ERR_ENHANCE_YOUR_CALM',
@@ -36,7 +39,7 @@ export const ProtocolErrorCode = {
   FRAME_TIMEOUT: 'GW_ERR_FRAME_TIMEOUT',
   /** The peer read nothing we sent for writeStallTimeoutMs while we had frames for it. */
   WRITE_STALL: 'GW_ERR_WRITE_STALL',
-  /** We refused the dialer's credentials (its AUTH_TOKEN is missing, wrong, or could not be checked). */
+  /** We refused the dialer's credentials (its AUTH_TOKEN is missing or wrong). */
   UNAUTHENTICATED: 'GW_ERR_UNAUTHENTICATED',
   /** We refused the peer for who it is (the admission check: not a member of the mesh, not the node we dialed...). */
   REFUSED: 'GW_ERR_REFUSED',

@@ -88,6 +88,27 @@ void describe('mesh: removing a peer', () => {
     },
   );
 
+  // Regression found by review of the token-auth work: PERMISSION_DENIED had been made a permanent dial failure, so
+  // a node refused because its peer did not know it yet waited 0.5-1x maxDelayMs (about 19 s) after addPeer.
+  void test('a node added to the accepting side a moment late: ready within a few backoff steps of addPeer (a membership refusal is an ordinary failed dial, warned once at once)', { timeout: 10_000 }, async (t) => {
+    const a = 'a';
+    const b = dialerOf(a, 'b'); // b dials a; a never dials b (its peer entry has no address)
+    const urls = { a: unixUrl(t), b: unixUrl(t) };
+    const logsB: string[] = [];
+    const meshA = newMesh(t, { name: a, listen: urls.a, peers: {}, services: [svcService(a)] });
+    // the mesh's own reconnect defaults (initialDelayMs 250, maxDelayMs 30 000), not the tests' fast ones
+    const meshB = newMesh(t, { name: b, listen: urls.b, peers: { [a]: urls.a }, services: [svcService(b)], reconnect: {} }, logsB);
+    await Promise.all([meshA.start(), meshB.start()]);
+    await until(() => logsB.some((l) => /is not a peer of a/.test(l)), 3000, "b's first dial refused, and b warns of it at once");
+    assert.equal(logsB.filter((l) => /is not a peer of a/.test(l)).length, 1, `warned once, not at every redial: ${logsB.join(' | ')}`);
+    meshA.addPeer(b, null);
+    const start = performance.now();
+    await within(meshB.peer(a).whenReady({ timeoutMs: 5000 }), 6000, 'b ready');
+    const elapsed = performance.now() - start;
+    assert.ok(elapsed < 3000, `ready ${elapsed.toFixed(0)} ms after addPeer (the mesh's backoff starts at 250 ms)`);
+    assert.equal((await meshB.peer(a).client(Svc).whoami('b to a')).node, a);
+  });
+
   // Regression found by review (fixed in 0e3bab8: a mesh dialer refuses a node that is not the peer it dialed).
   void test("a mesh peer's address that leads to another node: calls meant for the peer never run there, the peer is never ready, and the log names the node that answered", { timeout: 8000 }, async (t) => {
     const a = dialerOf('b', 'a');

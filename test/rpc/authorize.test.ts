@@ -5,14 +5,17 @@
  * and never reach it. A refusal is PERMISSION_DENIED with its reason; a failure of authorize itself is
  * PERMISSION_DENIED "authorization failed", logged and never told. Over a memory pair, TCP, and a mesh both ways.
  */
+import type { StandardSchemaV1 } from '@standard-schema/spec';
 import assert from 'node:assert/strict';
-import { describe, test } from 'node:test';
+import { describe, test, type TestContext } from 'node:test';
 
 import {
   authorizeCalls,
   bidi,
   clientStream,
   connect,
+  createMemoryPair,
+  createSession,
   defineService,
   download,
   RpcError,
@@ -24,14 +27,15 @@ import {
   upload,
   type Client,
   type HandlerContext,
+  type RpcSession,
   type RpcSessionOptions,
   type ServerInterceptor,
 } from '../../src/index.js';
-import { serverInterceptorsOf } from '../../src/rpc/server/authorize.js';
+import { FrameType } from '../../src/wire/constants.js';
 import { utf8 } from '../../src/wire/bytes.js';
 import { memoryRpcPair, newMesh, startServer, unixUrl } from '../fixtures/connections.js';
-import { collect } from '../fixtures/sessions.js';
-import { within } from '../helpers.js';
+import { collect, tapFrames } from '../fixtures/sessions.js';
+import { sleep, until, within } from '../helpers.js';
 
 const Authz = defineService('authz.v1', {
   echo: unary<string, string>(),
@@ -239,13 +243,130 @@ void describe('T-Z5 authorize refuses with PERMISSION_DENIED and its reason, eve
     assert.equal(runs.get('put'), undefined);
   });
 
-  void test('T-Z5 authorize must be a function (TypeError where options are given); without it no interceptor is added at all', async () => {
+  void test('T-Z5 authorize must be a function (TypeError where options are given, and for authorizeCalls)', async () => {
     await assert.rejects(connect('tcp://127.0.0.1:1', { authorize: 'admins' as never }), /authorize must be a function/);
     assert.throws(() => authorizeCalls(undefined as never), TypeError);
-    const mine: ServerInterceptor[] = [(next) => next];
-    assert.equal(serverInterceptorsOf({ serverInterceptors: mine }), mine, 'the application\'s list, untouched');
-    assert.equal(serverInterceptorsOf({}), undefined);
-    assert.equal(serverInterceptorsOf({ authorize: () => true, serverInterceptors: mine })!.length, 2);
+  });
+});
+
+// ---------------------------------------------------------------- before the request is read
+
+/** A Standard Schema validator that counts its runs and wants a string. */
+function countingSchema(runs: { n: number }): StandardSchemaV1<unknown, string> {
+  return {
+    '~standard': {
+      version: 1,
+      vendor: 'test',
+      validate: (value) => (runs.n++, typeof value === 'string' ? { value } : { issues: [{ message: 'must be a string (schema detail)' }] }),
+    },
+  };
+}
+
+/** Two sessions over a memory pair, and every frame the callee writes (to see the CREDIT it grants). */
+async function tappedPair(t: TestContext, callee: RpcSessionOptions): Promise<{ caller: RpcSession; callee: RpcSession; written: ReturnType<typeof tapFrames> }> {
+  const [a, b] = createMemoryPair();
+  const written = tapFrames(b);
+  const caller = createSession(a, 'dialer', {});
+  const session = createSession(b, 'acceptor', { log: () => undefined, ...callee });
+  t.after(() => {
+    caller.destroy();
+    session.destroy();
+  });
+  await within(Promise.all([caller.ready, session.ready]), 2000, 'ready');
+  return { caller, callee: session, written };
+}
+
+const later = <T>(value: T, ms = 20): Promise<T> => new Promise((resolve) => setTimeout(() => resolve(value), ms));
+
+void describe('T-Z5 the authorize option runs as the call opens, before anything of the request is read', () => {
+  for (const [how, answer] of [
+    ['answers at once', <T>(value: T): T => value],
+    ['answers with a promise', <T>(value: T): Promise<T> => later(value)],
+  ] as const) {
+    void test(`T-Z5 authorize ${how}: a refused caller sending a schema-invalid or undecodable request gets PERMISSION_DENIED, and neither the codec nor the validator runs for it`, { timeout: 5000 }, async (t) => {
+      const validated = { n: 0 };
+      const Strict = defineService('authz.v1', { echo: unary({ input: countingSchema(validated) }), sum: clientStream({ input: countingSchema(validated) }) });
+      const Loose = defineService('authz.v1', { echo: unary<unknown, unknown>(), sum: clientStream<unknown, unknown>() });
+      let ran = 0;
+      const service = serve(Strict, { echo: (text) => (ran++, text), sum: async (texts) => { ran++; for await (const text of texts) void text; return 'x'; } });
+      const { caller } = await tappedPair(t, { services: [service], authorize: () => answer('not you') });
+      const loose = caller.client(Loose);
+      assert.equal(await within(outcome(loose.echo(42)), 2000, 'echo'), 'PERMISSION_DENIED: not you', 'not INVALID_ARGUMENT with the schema\'s detail');
+      assert.equal(await within(outcome(loose.sum([42, 43])), 2000, 'sum'), 'PERMISSION_DENIED: not you');
+      // bytes that are no msgpack at all: refused before any decoding, not INTERNAL "could not decode"
+      const stream = caller.core.openStream(utf8('authz.v1/echo'));
+      const done = collect(stream);
+      stream.sendMessage(Uint8Array.of(0xc1), true);
+      const result = await within(done, 2000, 'raw echo');
+      assert.equal(result.trailer?.status ?? result.reset?.status, Status.PERMISSION_DENIED, JSON.stringify(result));
+      assert.equal(validated.n, 0, 'the validator never ran for a refused caller');
+      assert.equal(ran, 0);
+      // and for an allowed caller it still does
+      const { caller: allowed } = await tappedPair(t, { services: [service], authorize: () => answer(true) });
+      assert.match(await within(outcome(allowed.client(Loose).echo(42)), 2000, 'allowed echo'), /^INVALID_ARGUMENT: invalid request: must be a string \(schema detail\)/);
+      assert.equal(validated.n, 1);
+    });
+
+    void test(`T-Z5 authorize ${how}: a refused upload is granted no window beyond the initial one (no CREDIT on its stream); an allowed one gets its bulk window`, { timeout: 5000 }, async (t) => {
+      const runs = new Map<string, number>();
+      const refused = await tappedPair(t, { services: [authzService(runs)], authorize: (ctx) => answer(ctx.method !== 'authz.v1/put' || 'read only') });
+      const chunks = Array.from({ length: 32 }, () => new Uint8Array(32 * 1024)); // 1 MiB: four initial windows
+      assert.equal(await within(outcome(refused.caller.client(Authz).put('file', chunks)), 3000, 'put'), 'PERMISSION_DENIED: read only');
+      const credit = refused.written.filter((f) => f.type === FrameType.CREDIT && f.streamId !== 0);
+      assert.deepEqual(credit.map((f) => f.streamId), [], 'no stream CREDIT for the refused upload');
+      assert.equal(runs.get('put'), undefined);
+
+      const allowed = await tappedPair(t, { services: [authzService(runs)], authorize: () => answer(true) });
+      assert.equal(await within(outcome(allowed.caller.client(Authz).put('file', chunks)), 3000, 'allowed put'), 'ok');
+      assert.ok(allowed.written.some((f) => f.type === FrameType.CREDIT && f.streamId !== 0), 'the allowed upload was granted credit');
+    });
+
+    void test(`T-Z5 authorize ${how}: called exactly once per call, for every kind, with the request metadata; everything the caller sent meanwhile is served`, { timeout: 10_000 }, async (t) => {
+      const seen: string[] = [];
+      const runs = new Map<string, number>();
+      const { caller } = await tappedPair(t, {
+        services: [authzService(runs)],
+        authorize: (ctx) => (seen.push(`${ctx.method} ${String(ctx.metadata['x-who'])}`), answer(true)),
+      });
+      const client = caller.client(Authz);
+      const metadata = { 'x-who': 'tester' };
+      const many = Array.from({ length: 3000 }, (_, i) => i); // beyond the initial message window (1 024)
+      const bytes = Array.from({ length: 24 }, () => new Uint8Array(64 * 1024)); // 1.5 MiB: beyond the initial window
+      const results = await within(
+        Promise.all([
+          client.echo('hi', { metadata }),
+          drain(client.ticks(3, { metadata })),
+          client.sum(many, { metadata }),
+          drain(client.chat(['a', 'b', 'c'], { metadata })),
+          client.put('file', bytes, { metadata }),
+          drain(client.get(100, { metadata })),
+        ]),
+        5000,
+        'every kind',
+      );
+      assert.deepEqual(results.slice(0, 5), ['hi', [0, 1, 2], (2999 * 3000) / 2, ['a', 'b', 'c'], 24 * 64 * 1024]);
+      assert.deepEqual(seen.sort(), KINDS.map((kind) => `authz.v1/${kind} tester`).sort(), 'once per call');
+      assert.deepEqual([...runs.values()], [1, 1, 1, 1, 1, 1]);
+    });
+  }
+
+  void test('T-Z5 the caller cancels while an async authorize is pending: the call ends, its handler never runs, the slot frees once authorize answers', { timeout: 5000 }, async (t) => {
+    const verdicts: Array<(answer: true) => void> = [];
+    const runs = new Map<string, number>();
+    const { caller, callee } = await tappedPair(t, { services: [authzService(runs)], authorize: () => new Promise<true>((resolve) => verdicts.push(resolve)) });
+    const abort = new AbortController();
+    const call = outcome(caller.client(Authz).sum([1, 2, 3], { signal: abort.signal }));
+    await until(() => verdicts.length === 1, 1000, 'authorize asked');
+    abort.abort();
+    assert.match(await within(call, 1000, 'the call'), /^CANCELLED/);
+    await until(() => callee.streamCount === 0, 1000, 'the callee reads the RESET');
+    verdicts[0]!(true);
+    await sleep(20);
+    assert.equal(runs.size, 0, 'no handler ran for a cancelled call');
+    const next = caller.client(Authz).echo('next');
+    await until(() => verdicts.length === 2, 1000, 'authorize asked about the next call');
+    verdicts[1]!(true);
+    assert.equal(await within(next, 1000, 'next call'), 'next');
   });
 });
 

@@ -414,6 +414,13 @@ void describe('FrameDecoder: handshake guard (expectHelloFirst)', () => {
     decoder.push(hex('07 00 00000000 00000008 0000000000000000'));
     assert.deepEqual(frames.map((f) => f.type), [FrameType.HELLO, FrameType.PING]);
   });
+
+  void test('allowOnly() with no type, or a type its mask cannot hold (32 or more), is a RangeError: it must never mean "allow everything"', () => {
+    const { decoder } = collector({ expectHelloFirst: true });
+    assert.throws(() => decoder.allowOnly([], 'nothing'), RangeError);
+    assert.throws(() => decoder.allowOnly([FrameType.GOAWAY, 32], 'too high'), RangeError);
+    assert.throws(() => decoder.allowOnly([-1], 'negative'), RangeError);
+  });
 });
 
 void describe('FrameDecoder: memory', () => {

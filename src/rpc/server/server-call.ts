@@ -1,10 +1,11 @@
 /**
- * The handler side of a call, for every method kind: reads the request (one message, a stream of messages, or one
- * message and a bulk body), runs the handler with its context (behind the route's server interceptors, if any), and
- * sends what it returns (one response, the messages of an iterable, or the chunks of a byte source) followed by the
- * trailer. Enforces the deadline it was given. The stream's concurrency slot is released only once the handler, and
+ * The handler side of a call, for every method kind: asks `authorize` (when set) before anything else, reads the
+ * request (one message, a stream of messages, or one message and a bulk body), runs the handler with its context
+ * (behind the route's server interceptors, if any), and sends what it returns (one response, the messages of an
+ * iterable, or the chunks of a byte source) followed by the trailer. Enforces the deadline it was given. The stream's concurrency slot is released only once the handler, and
  * any response iterable it returned, has finished, even when the call was cancelled earlier (the Rapid Reset lesson).
  */
+import { isThenable } from '../../promises.js';
 import { Status } from '../../wire/constants.js';
 import { encodeMetadata, type Metadata } from '../../wire/metadata.js';
 import type { Stream, StreamEvents, StreamTrailer } from '../../session/stream.js';
@@ -19,8 +20,10 @@ import { RpcError } from '../rpc-error.js';
 import { validate, validateThen, type ValidationResult } from '../schema.js';
 import { checkChunk, chunksOf, discardSource, pumpSource, StreamSender, type ByteSource } from '../sender.js';
 import type { MethodDescriptor, MethodKind } from '../service.js';
+import type { CallAuthorizer } from './authorize.js';
 import { LazySignal, type HandlerContext } from './context.js';
 import type { DrainWatch, DrainWatcher } from './draining.js';
+import { HeldInput } from './held-input.js';
 import { runChain } from './interceptor.js';
 import type { Route } from './registry.js';
 
@@ -33,6 +36,8 @@ export interface ServerHost {
   readonly session: unknown;
   /** Tells the calls whose handlers read `ctx.draining` that the connection began to go away. */
   readonly drain: DrainWatch;
+  /** The `authorize` option, asked as each call opens (authorize.ts); undefined: calls run unasked. */
+  readonly authorize: CallAuthorizer | undefined;
 }
 
 /** Kinds whose caller sends exactly one request message and ends its side. */
@@ -60,6 +65,8 @@ export class ServerCall implements StreamEvents, HandlerContext, DeadlineWatcher
   private timer: NodeJS.Timeout | undefined;
   private watchdog: ProgressWatchdog | undefined;
   private trailerMetadata: Metadata | undefined;
+  /** While an `authorize` answer is pending: what arrives meanwhile, held unread and uncredited. */
+  private held: HeldInput | undefined;
 
   constructor(
     private readonly host: ServerHost,
@@ -82,16 +89,60 @@ export class ServerCall implements StreamEvents, HandlerContext, DeadlineWatcher
       // upload: stuck while the body has room and nothing arrives; download: while our bytes wait for credit
       const waitingOnPeer =
         this.kind === 'upload'
-          ? () => !stream.remoteDone && (this.requests === undefined || this.requests.pending === 0)
+          ? () => this.held === undefined && !stream.remoteDone && (this.requests === undefined || this.requests.pending === 0)
           : () => stream.sendBlocked;
       const stall = this.kind === 'upload' ? 'sending' : 'reading';
       this.watchdog = new ProgressWatchdog(stream, host.core.options.progressTimeoutMs, waitingOnPeer, stall, (error) => this.cancel(error));
     }
   }
 
-  /** Called once the stream's events point here: handlers that read a request stream start at once. */
+  /**
+   * Called once the stream's events point here. With the `authorize` option it is asked first, before anything of the
+   * request is read: a refusal ends the call; an answer that comes later holds what arrives meanwhile (HeldInput) with
+   * no credit returned, so neither the codec, nor a validator, nor an upload's bulk window serves a caller not yet
+   * allowed. Then (or at once without authorize) handlers that read a request stream start.
+   */
   start(): void {
+    const authorize = this.host.authorize;
+    if (authorize === undefined) return this.begin();
+    const verdict = authorize(this);
+    if (verdict === undefined) return this.begin();
+    if (verdict instanceof RpcError) return this.fail(verdict.code, verdict.rawMessage);
+    this.running = true; // the concurrency slot stays taken while authorize runs, as while a validator does
+    this.held = new HeldInput(this.stream, this, this.kind === 'upload');
+    this.stream.events = this.held;
+    this.stream.autoCredit = false;
+    void verdict.then((refusal) => this.authorized(refusal)); // never rejects (callAuthorizer)
+  }
+
+  private begin(): void {
     if (this.requests !== undefined) this.invoke([this.requests, this]);
+  }
+
+  /** A pending `authorize` answered: the call is refused, or runs with what was held meanwhile. */
+  private authorized(refusal: RpcError | undefined): void {
+    const held = this.held!;
+    this.held = undefined;
+    this.running = false;
+    if (this.done) {
+      this.release(); // cancelled, reset or past its deadline while authorize ran: its slot was kept until now
+      return;
+    }
+    this.stream.events = this;
+    if (refusal !== undefined) {
+      this.fail(refusal.code, refusal.rawMessage);
+      return;
+    }
+    this.stream.autoCredit = SINGLE_REQUEST.has(this.kind);
+    try {
+      this.begin();
+      held.replay(this.stream.autoCredit);
+    } catch (error) {
+      // as the stream does when its owner throws on a delivery: this call fails, nothing else
+      const message = `the call failed on the receiving side: ${(error as Error)?.message ?? String(error)}`;
+      this.stream.reset(Status.INTERNAL, message);
+      this.onReset(Status.INTERNAL, message);
+    }
   }
 
   get method(): string {
@@ -418,6 +469,7 @@ export class ServerCall implements StreamEvents, HandlerContext, DeadlineWatcher
   /** The outcome is decided; a handler still reading requests gets `reason`, or CANCELLED when it succeeded. */
   private finish(reason?: RpcError): void {
     this.done = true;
+    this.held?.drop();
     if (this.timer !== undefined) clearTimeout(this.timer);
     this.watchdog?.stop();
     // what still arrives is dropped and credited, not read
@@ -435,8 +487,4 @@ export class ServerCall implements StreamEvents, HandlerContext, DeadlineWatcher
     if (metadata === undefined || Object.keys(metadata).length === 0) return undefined;
     return encodeMetadata(metadata, this.host.core.options);
   }
-}
-
-function isThenable(value: unknown): value is PromiseLike<unknown> {
-  return typeof value === 'object' && value !== null && typeof (value as { then?: unknown }).then === 'function';
 }
