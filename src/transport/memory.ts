@@ -42,9 +42,19 @@ class MemoryEnd implements MemoryTransport {
 
   write(chunks: readonly Uint8Array[]): boolean {
     if (this.closed || this.ended) return false;
-    for (const chunk of chunks) {
-      this.queue.push(chunk);
-      this.queued += chunk.length;
+    // one copy per write, as a socket's bytes pass through the kernel: the reader owns what it is handed (the decoder
+    // keeps views of it), and the writer's buffers (a yielded bulk chunk, the outbox's slab) stay its own
+    let size = 0;
+    for (const chunk of chunks) size += chunk.length;
+    if (size > 0) {
+      const copy = new Uint8Array(size);
+      let at = 0;
+      for (const chunk of chunks) {
+        copy.set(chunk, at);
+        at += chunk.length;
+      }
+      this.queue.push(copy);
+      this.queued += size;
     }
     this.schedule();
     if (this.queued > HIGH_WATER_MARK) this.needDrain = true;

@@ -39,6 +39,10 @@ export interface PeerIdentity {
 
 /** Callbacks a transport delivers to; set once with `attach`. */
 export interface TransportSink {
+  /**
+   * Bytes from the peer. The chunk is the receiver's from then on (the decoder may hand out views of it for as long as
+   * it likes): a transport never reuses or changes a chunk it has delivered.
+   */
   onData(chunk: Uint8Array): void;
   /** The peer will send no more bytes (EOF). The transport may still accept writes until it closes. */
   onEnd(): void;
@@ -52,7 +56,11 @@ export interface Transport {
   readonly peer: PeerInfo;
   /** Starts delivery to `sink`. Bytes that arrived before are delivered first. */
   attach(sink: TransportSink): void;
-  /** Writes the chunks in order (as one vectored write where possible). False means: wait for onDrain. */
+  /**
+   * Writes the chunks in order (as one vectored write where possible). False means: wait for onDrain. What the other
+   * end receives is never the writer's memory (a socket's bytes pass through the kernel; an in-process transport
+   * copies them), so neither side's later use of its buffers changes the other's.
+   */
   write(chunks: readonly Uint8Array[]): boolean;
   /** Flushes what was written, then half-closes. */
   end(): void;
