@@ -90,6 +90,11 @@ function checkTlsObject(tls: unknown, needsCertificate: boolean): void {
   if (o['rejectUnauthorized'] !== undefined && o['rejectUnauthorized'] !== true) {
     throw new TypeError("tls.rejectUnauthorized: false is refused: gridwire always verifies the peer's certificate (to trust a private CA, give it in tls.ca)");
   }
+  // without tls.ca, Node trusts its bundled public roots (and NODE_EXTRA_CA_CERTS): any certificate a public CA signs
+  // would pass as a client's, so a listener asking for client certificates must say whose it trusts
+  if (needsCertificate && o['requestCert'] === true && o['ca'] === undefined) {
+    throw new TypeError('tls.requestCert needs tls.ca: the CAs client certificates must chain to (without it, every publicly trusted CA would be one)');
+  }
   const hasPair = o['key'] !== undefined && o['cert'] !== undefined;
   if (needsCertificate && !hasPair && o['pfx'] === undefined) {
     const missing = ['key', 'cert'].filter((name) => o[name] === undefined).map((name) => `tls.${name}`).join(' and ');
@@ -235,7 +240,7 @@ export async function listenTls(url: string, onTransport: (transport: Transport)
     url: listener.url,
     close: () => listener.close(),
     setSecureContext(next) {
-      checkTlsObject(next, true);
+      checkTlsObject({ ...next, requestCert }, true); // requestCert stays as first given: a listener asking for client certificates needs tls.ca in every context
       context = secureContextOf(next);
     },
   };

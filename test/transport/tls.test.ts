@@ -51,6 +51,19 @@ void describe('tls:// addresses and options', () => {
     }
   });
 
+  void test('requestCert without tls.ca is a TypeError naming tls.ca (Node would trust its bundled public roots for client certificates), on listen and on setSecureContext', { timeout: TEST_MS }, async (t) => {
+    const pki = testPki();
+    const says = /tls\.requestCert needs tls\.ca/;
+    const error = await rejection(listen('tls://127.0.0.1:0', { tls: { key: pki.server.key, cert: pki.server.cert, requestCert: true }, ...quiet }));
+    assert.ok(error instanceof TypeError && says.test(error.message), String(error));
+    const wssError = await rejection(listen('wss://127.0.0.1:0/gw', { tls: { key: pki.server.key, cert: pki.server.cert, requestCert: true }, ...quiet }));
+    assert.ok(wssError instanceof TypeError && says.test(wssError.message), String(wssError));
+    const { server } = await startTlsServer(t, { services: [whoService()] });
+    assert.throws(() => server.setSecureContext({ key: pki.server.key, cert: pki.server.cert }), (e: Error) => e instanceof TypeError && says.test(e.message));
+    const session = await connectTo(t, server.url, { tls: clientTls() });
+    assert.equal((await session.client(Who).whoami(null)).commonName, 'client-1', 'the old context stays');
+  });
+
   void test('tls options with a tcp:// address: a TypeError saying to use tls://, from listen, connect and channel', async () => {
     const says = /tls options were given for "tcp:\/\/127\.0\.0\.1:\d+", which is not a TLS address: use tls:\/\/host:port/;
     const listenError = await rejection(listen('tcp://127.0.0.1:0', { tls: serverTls(), ...quiet }));
