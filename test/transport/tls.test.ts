@@ -261,6 +261,27 @@ void describe('TLS session resumption', () => {
   });
 });
 
+void describe('TLS 1.2 renegotiation', () => {
+  void test('a client that asks to renegotiate an admitted TLS 1.2 connection is refused: the server closes the connection', { timeout: TEST_MS }, async (t) => {
+    const { server } = await startTlsServer(t, { tls: serverTls({ minVersion: 'TLSv1.2' }), services: [whoService()] });
+    const socket = tlsConnect({ host: '127.0.0.1', port: Number(/:(\d+)$/.exec(server.url)?.[1]), servername: 'localhost', ...clientTls(undefined, { maxVersion: 'TLSv1.2' }) });
+    t.after(() => {
+      socket.destroy();
+    });
+    let received = 0;
+    socket.on('data', (chunk: Buffer) => (received += chunk.length));
+    socket.on('error', () => undefined);
+    const closed = new Promise<void>((resolve) => socket.once('close', () => resolve()));
+    await within(new Promise((resolve, reject) => socket.once('secureConnect', resolve).once('error', reject)), 2_000, 'the TLS 1.2 handshake');
+    socket.write(helloFrame({}));
+    await until(() => received > 0, 2_000, 'the server HELLO: the connection is admitted');
+    let renegotiated = false;
+    socket.renegotiate({}, (error) => (renegotiated = error === null)); // not called when the server closes instead
+    await within(closed, 3_000, 'the server to close the connection that asked to renegotiate');
+    assert.equal(renegotiated, false);
+  });
+});
+
 void describe('a SocketTransport over a TLSSocket', () => {
   void test('the read budget bounds what one loop turn delivers, pauseReading stops delivery, writableLength shows what waits: as over TCP', { timeout: TEST_MS }, async (t) => {
     const accepted = deferred<Transport>();
