@@ -1,7 +1,7 @@
 /**
  * What a failed TLS connection means, in words a user can act on, and with the status a dialer reports: Node and
  * OpenSSL say `CERT_HAS_EXPIRED`, `wrong version number` or `socket hang up`; we say "the server's certificate has
- * expired" or "the server does not speak TLS: use tcp://". Nothing here holds a key or echoes an option's value: the
+ * expired" or "the server does not speak TLS here (a tcp:// or ws:// port?)". Nothing here holds a key or echoes an option's value: the
  * words name options (`tls.ca`, `tls.cert`), never their contents.
  *
  * Status on the dialing side: a certificate refused either way (by our check, or by the server's TLS alert) is
@@ -82,7 +82,7 @@ export function dialFailure(url: string, error: Error): Error {
   }
   const reason = reasonOf(error);
   if (isNotTls(reason)) {
-    return new TlsFailure(Status.FAILED_PRECONDITION, `dial ${url}: the server does not speak TLS (${reason}): if it is a plain gridwire port, use tcp://`, { cause: error });
+    return new TlsFailure(Status.FAILED_PRECONDITION, `dial ${url}: the server does not speak TLS here (${reason}): a tcp:// or ws:// port?`, { cause: error });
   }
   if (isVersionMismatch(reason)) {
     return new TlsFailure(Status.FAILED_PRECONDITION, `dial ${url}: the server and this side share no TLS version (${reason}); see tls.minVersion and tls.maxVersion on both sides`, { cause: error });

@@ -103,6 +103,8 @@ function checkTlsObject(tls: unknown, needsCertificate: boolean): void {
   if (needsCertificate && o['requestCert'] === true && o['ca'] === undefined) {
     throw new TypeError('tls.requestCert needs tls.ca: the CAs client certificates must chain to (without it, every publicly trusted CA would be one)');
   }
+  // a made context would bypass what gridwire builds from the options: the TLS 1.3 default (dial), everything (listen)
+  if (o['secureContext'] !== undefined) throw new TypeError('tls.secureContext is not taken: give tls.key, tls.cert and tls.ca (gridwire makes the context, TLS 1.3 by default)');
   const hasPair = o['key'] !== undefined && o['cert'] !== undefined;
   if (needsCertificate && !hasPair && o['pfx'] === undefined) {
     const missing = ['key', 'cert'].filter((name) => o[name] === undefined).map((name) => `tls.${name}`).join(' and ');

@@ -65,6 +65,16 @@ void describe('tls:// addresses and options', () => {
     assert.equal((await session.client(Who).whoami(null)).commonName, 'client-1', 'the old context stays');
   });
 
+  void test('tls.secureContext is a TypeError on listen and connect (it would bypass the options gridwire builds the context from)', async () => {
+    const { createSecureContext } = await import('node:tls');
+    const secureContext = createSecureContext(serverTls());
+    const says = /tls\.secureContext is not taken: give tls\.key, tls\.cert and tls\.ca/;
+    const listenError = await rejection(listen('tls://127.0.0.1:0', { tls: { ...serverTls(), secureContext }, ...quiet }));
+    assert.ok(listenError instanceof TypeError && says.test(listenError.message), String(listenError));
+    const connectError = await rejection(connect('tls://127.0.0.1:1', { tls: { secureContext } }));
+    assert.ok(connectError instanceof TypeError && says.test(connectError.message), String(connectError));
+  });
+
   void test('tls options with a tcp:// address: a TypeError saying to use tls://, from listen, connect and channel', async () => {
     const says = /tls options were given for "tcp:\/\/127\.0\.0\.1:\d+", which is not a TLS address: use tls:\/\/host:port/;
     const listenError = await rejection(listen('tcp://127.0.0.1:0', { tls: serverTls(), ...quiet }));
@@ -174,12 +184,19 @@ void describe('T-Z4 TLS and plain on the wrong port: clear errors on both sides'
     assert.equal(calls.count, 0);
   });
 
-  void test('T-Z4 a tls:// client on a plain port: connect() says the server does not speak TLS and to use tcp:// (FAILED_PRECONDITION); the server says the first bytes are not gridwire', { timeout: TEST_MS }, async (t) => {
+  void test('T-Z4 a tls:// client on a plain port: connect() says the server does not speak TLS here (FAILED_PRECONDITION); the server says the first bytes are not gridwire', { timeout: TEST_MS }, async (t) => {
     const { server, logs } = await startServer(t, { services: [whoService()] });
     const error = await rejectsWithStatus(connect(server.url.replace('tcp://', 'tls://'), { tls: clientTls() }), Status.FAILED_PRECONDITION, 'TLS client on a plain port');
-    assert.match(error.message, /^FAILED_PRECONDITION: dial tls:\/\/127\.0\.0\.1:\d+: the server does not speak TLS \(wrong version number\): if it is a plain gridwire port, use tcp:\/\/$/);
+    assert.match(error.message, /^FAILED_PRECONDITION: dial tls:\/\/127\.0\.0\.1:\d+: the server does not speak TLS here \(wrong version number\): a tcp:\/\/ or ws:\/\/ port\?$/);
     await until(() => logs.some((l) => l.level === 'warn'), 2_000, 'the server line');
     assert.match(oneWarning(logs), /GW_ERR_BAD_HANDSHAKE: the peer's first bytes are not a gridwire HELLO frame \(is it speaking HTTP, TLS or another protocol\?\)/);
+  });
+
+  void test('T-Z4 a tls:// client on a ws:// port: FAILED_PRECONDITION, the server does not speak TLS here (a tcp:// or ws:// port?), not "use tcp://"', { timeout: TEST_MS }, async (t) => {
+    const { server } = await startServer(t, { services: [whoService()] }, 'ws://127.0.0.1:0/gw');
+    const port = /:(\d+)\//.exec(server.url)?.[1];
+    const error = await rejectsWithStatus(connect(`tls://127.0.0.1:${port}`, { tls: clientTls() }), Status.FAILED_PRECONDITION, 'TLS client on a ws:// port');
+    assert.match(error.message, /the server does not speak TLS here \(.*\): a tcp:\/\/ or ws:\/\/ port\?$/);
   });
 
   void test('T-Z4 an HTTP request on a TLS port: the server says the peer sent an HTTP request', { timeout: TEST_MS }, async (t) => {
