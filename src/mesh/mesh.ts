@@ -249,5 +249,9 @@ function checkMeshTls(tls: MeshTlsOptions): void {
   if ((tls as { requestCert?: unknown }).requestCert === false) {
     throw new TypeError('tls.requestCert: false is refused for a mesh: its TLS is always mutual (every node presents its certificate)');
   }
+  // without it Node trusts its bundled public roots both ways: a certificate for "n2" from any public CA would be n2
+  if ((tls as { ca?: unknown }).ca === undefined) {
+    throw new TypeError("tls.ca is required for a mesh: the cluster's CA, the only one its nodes' certificates may chain to (without it, every publicly trusted CA would be one)");
+  }
   checkTlsServerOptions(tls);
 }

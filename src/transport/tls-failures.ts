@@ -1,12 +1,13 @@
 /**
  * What a failed TLS connection means, in words a user can act on, and with the status a dialer reports: Node and
  * OpenSSL say `CERT_HAS_EXPIRED`, `wrong version number` or `socket hang up`; we say "the server's certificate has
- * expired" or "the server does not speak TLS: use tcp://". Nothing here holds a key or echoes an option's value: the
+ * expired" or "the server does not speak TLS here (a tcp:// or ws:// port?)". Nothing here holds a key or echoes an option's value: the
  * words name options (`tls.ca`, `tls.cert`), never their contents.
  *
- * Status on the dialing side: a certificate refused either way is UNAUTHENTICATED and a TLS/plain or TLS-version
- * mismatch FAILED_PRECONDITION (retrying will not heal either: a channel or mesh waits its longest backoff between such
- * dials, as for a protocol version mismatch); anything else (refused, reset, timed out) UNAVAILABLE.
+ * Status on the dialing side: a certificate refused either way (by our check, or by the server's TLS alert) is
+ * UNAUTHENTICATED and a TLS/plain or TLS-version mismatch FAILED_PRECONDITION (retrying will not heal either: a
+ * channel or mesh waits its longest backoff between such dials, as for a protocol version mismatch); anything else
+ * (refused, reset, timed out, a server that hung up right after TLS without an alert) UNAVAILABLE.
  */
 import type { TLSSocket } from 'node:tls';
 import { Status } from '../wire/constants.js';
@@ -81,7 +82,7 @@ export function dialFailure(url: string, error: Error): Error {
   }
   const reason = reasonOf(error);
   if (isNotTls(reason)) {
-    return new TlsFailure(Status.FAILED_PRECONDITION, `dial ${url}: the server does not speak TLS (${reason}): if it is a plain gridwire port, use tcp://`, { cause: error });
+    return new TlsFailure(Status.FAILED_PRECONDITION, `dial ${url}: the server does not speak TLS here (${reason}): a tcp:// or ws:// port?`, { cause: error });
   }
   if (isVersionMismatch(reason)) {
     return new TlsFailure(Status.FAILED_PRECONDITION, `dial ${url}: the server and this side share no TLS version (${reason}); see tls.minVersion and tls.maxVersion on both sides`, { cause: error });
@@ -104,21 +105,21 @@ function alertRefusal(reason: string): string | undefined {
 }
 
 /**
- * Why a dialed TLS connection ended right after its handshake, before the server sent a byte: a gridwire server sends
- * its HELLO the moment TLS is up, so one that hangs up instead has refused us (TLS 1.3 lets the client finish its
- * side before the server has checked the client's certificate). `error` is what the socket reported, if anything.
+ * Why a dialed TLS connection ended right after its handshake, before the server sent a byte. Only a TLS alert says
+ * our certificate was refused (or is required): UNAUTHENTICATED then. A silent close says nothing certain: a server
+ * that refuses a client certificate after the handshake (TLS 1.3 lets the client finish its side first) hangs up
+ * like one whose handshake deadline passed, one that evicted us for maxPendingHandshakes, or a TLS endpoint that is
+ * not gridwire. That is UNAVAILABLE (an ordinary failed dial, retried at the usual backoff, not the longest), with the
+ * likely causes as a hint. `error` is what the socket reported, if anything.
  */
 export function refusedAfterHandshake(presentedCertificate: boolean, error: Error | undefined): TlsFailure {
   const refusal = error === undefined ? undefined : alertRefusal(reasonOf(error));
   if (refusal !== undefined) return new TlsFailure(Status.UNAUTHENTICATED, refusal, { cause: error });
-  if (!presentedCertificate) {
-    return new TlsFailure(Status.UNAUTHENTICATED, 'the server requires a client certificate: set tls.cert and tls.key (it closed the connection right after the TLS handshake)', { cause: error });
-  }
-  return new TlsFailure(
-    Status.UNAUTHENTICATED,
-    'the server closed the connection right after the TLS handshake, before a byte: it refused our client certificate (not signed by a CA it trusts, expired, or not a name it accepts); its log says which',
-    { cause: error },
-  );
+  const busy = 'or was too busy to take the connection (its handshake deadline, too many pending handshakes), or is not a gridwire server';
+  const hint = presentedCertificate
+    ? `it may have refused our client certificate (not signed by a CA it trusts, expired, or not a name it accepts; its log says which), ${busy}`
+    : `if it requires a client certificate, set tls.cert and tls.key; it may also have been too busy to take the connection (its handshake deadline, too many pending handshakes), or is not a gridwire server`;
+  return new TlsFailure(Status.UNAVAILABLE, `the server closed the connection right after the TLS handshake, before a byte: ${hint}`, { cause: error });
 }
 
 /**

@@ -10,7 +10,14 @@
  * server TLSSocket made by hand gets none of what tls.Server does when the handshake completes, so the 'secure'
  * handler of `acceptedTransport` does it: it asks Node for its verdict on the client's certificate chain and closes
  * the connection when it is not good (without that, a hand-made server socket admits any certificate at all), then
- * hands the socket's errors back to it.
+ * hands the socket's errors back to it. It also needs the session id context tls.Server sets (`listenerContextOf`), or
+ * a client resuming a TLS session is refused.
+ *
+ * Those two private calls (`_handle.verifyError()`, `_releaseControl()`) are kept on purpose for now, failing closed:
+ * the public alternative (a tls.Server whose 'connection' hands the session a pending transport that queues writes,
+ * 'secureConnection' opening it with the socket Node has verified, found by its TCP 4-tuple, and 'tlsClientError' for
+ * the log line, as websocket.ts does for https) would drop them, but reworks the acceptor and its limits and was not
+ * done in the time of the review fix; it is the way to go when a Node release changes either call.
  *
  * An accepted connection:
  *
@@ -23,6 +30,7 @@
  * | handshaking | the session ends or destroys it (handshakeTimeoutMs, eviction) | closed at once: the session's line only  |
  * | secure      | a TLS error (bad record, renegotiation)                        | closed: the session sees the loss        |
  */
+import { createHash } from 'node:crypto';
 import { checkServerIdentity, createSecureContext, connect as tlsConnect, TLSSocket, type ConnectionOptions, type SecureContext, type SecureContextOptions, type TlsOptions } from 'node:tls';
 import type { LogFn } from '../log.js';
 import { formatAddress, parseAddress, type Address } from './address.js';
@@ -90,6 +98,13 @@ function checkTlsObject(tls: unknown, needsCertificate: boolean): void {
   if (o['rejectUnauthorized'] !== undefined && o['rejectUnauthorized'] !== true) {
     throw new TypeError("tls.rejectUnauthorized: false is refused: gridwire always verifies the peer's certificate (to trust a private CA, give it in tls.ca)");
   }
+  // without tls.ca, Node trusts its bundled public roots (and NODE_EXTRA_CA_CERTS): any certificate a public CA signs
+  // would pass as a client's, so a listener asking for client certificates must say whose it trusts
+  if (needsCertificate && o['requestCert'] === true && o['ca'] === undefined) {
+    throw new TypeError('tls.requestCert needs tls.ca: the CAs client certificates must chain to (without it, every publicly trusted CA would be one)');
+  }
+  // a made context would bypass what gridwire builds from the options: the TLS 1.3 default (dial), everything (listen)
+  if (o['secureContext'] !== undefined) throw new TypeError('tls.secureContext is not taken: give tls.key, tls.cert and tls.ca (gridwire makes the context, TLS 1.3 by default)');
   const hasPair = o['key'] !== undefined && o['cert'] !== undefined;
   if (needsCertificate && !hasPair && o['pfx'] === undefined) {
     const missing = ['key', 'cert'].filter((name) => o[name] === undefined).map((name) => `tls.${name}`).join(' and ');
@@ -212,7 +227,7 @@ function serverIdentityCheck(custom: TlsConnectOptions['checkServerIdentity']): 
  */
 export async function listenTls(url: string, onTransport: (transport: Transport) => void, options: TlsListenOnOptions): Promise<TlsListener> {
   const { tls, log } = options;
-  let context = secureContextOf(tls);
+  let context = listenerContextOf(url, tls);
   const requestCert = tls.requestCert === true;
   const socketOptions = { isServer: true, requestCert, rejectUnauthorized: true, ALPNProtocols: tls.ALPNProtocols, SNICallback: tls.SNICallback };
   const listener = await acceptSockets(
@@ -235,11 +250,38 @@ export async function listenTls(url: string, onTransport: (transport: Transport)
     url: listener.url,
     close: () => listener.close(),
     setSecureContext(next) {
-      checkTlsObject(next, true);
-      context = secureContextOf(next);
+      checkTlsObject({ ...next, requestCert }, true); // requestCert stays as first given: a listener asking for client certificates needs tls.ca in every context
+      context = listenerContextOf(url, next);
     },
   };
 }
+
+/**
+ * A listener's secure context, with a session id context as tls.Server gives its own: without one, OpenSSL refuses a
+ * client that resumes a session (TLS 1.2 session id or TLS 1.3 ticket) on a context that verifies peers, with fatal
+ * alert 80 "session id context uninitialized", so clients that cache sessions (Go, Java, curl) could not reconnect.
+ * The id is a hash of the listener's address and its certificate and CA options: sessions resume only where they were
+ * made. (Each context also has its own ticket keys and session cache, so setSecureContext ends resumption of the older
+ * sessions: a client certificate verified against an old CA list is verified again.) `context.setSessionIdContext` is
+ * what tls.Server calls; a Node without it leaves the context as it was (resumption refused, nothing else changes).
+ */
+function listenerContextOf(url: string, options: SecureContextOptions): SecureContext {
+  const context = secureContextOf(options);
+  const native = (context as { context?: { setSessionIdContext?: (id: string) => void } }).context;
+  if (typeof native?.setSessionIdContext !== 'function') return context;
+  const hash = createHash('sha256').update(url);
+  for (const option of [options.cert, options.pfx, options.ca]) {
+    for (const item of [option ?? []].flat()) {
+      const bytes = typeof item === 'object' && 'buf' in item ? item.buf : item;
+      hash.update('\0').update(bytes);
+    }
+  }
+  native.setSessionIdContext(hash.digest('hex').slice(0, SESSION_ID_CONTEXT_CHARS));
+  return context;
+}
+
+/** OpenSSL takes at most 32 bytes of session id context. */
+const SESSION_ID_CONTEXT_CHARS = 32;
 
 /** An accepted TLSSocket as the session's transport, from accept on (the table in the header). */
 function acceptedTransport(socket: TLSSocket, address: string, requestCert: boolean, log: LogFn): TlsTransport {

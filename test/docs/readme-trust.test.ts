@@ -48,10 +48,11 @@ void test('the README trust example works as written', { timeout: 20_000 }, asyn
   const opsAgent = await connect(server.url, { tls: { ...clientTls, key: ops.key, cert: ops.cert }, auth: { token } });
   opened.push(opsAgent);
   assert.deepEqual(await opsAgent.client(Files).raw(new Uint8Array([7])), new Uint8Array([7]));
-  // a wrong token and a refused certificate are both UNAUTHENTICATED; the token never shows
+  // a wrong token and a missing certificate are both UNAUTHENTICATED, a refused one UNAVAILABLE; the token never shows
   const wrong = await rejectsWithStatus(connect(server.url, { tls: clientTls, auth: { token: 'not-it' } }), Status.UNAUTHENTICATED, 'a wrong token');
   assert.match(wrong.message, /auth\.token/);
-  await rejectsWithStatus(connect(server.url, { tls: { ...clientTls, key: pki.rogueClient.key, cert: pki.rogueClient.cert }, auth: { token } }), Status.UNAUTHENTICATED, 'a rogue certificate');
+  await rejectsWithStatus(connect(server.url, { tls: { ca: clientTls.ca }, auth: { token } }), Status.UNAUTHENTICATED, 'no certificate');
+  await rejectsWithStatus(connect(server.url, { tls: { ...clientTls, key: pki.rogueClient.key, cert: pki.rogueClient.cert }, auth: { token } }), Status.UNAVAILABLE, 'a rogue certificate');
   assert.ok(!logs.some((line) => line.includes('not-it') || line.includes(token)), 'no token in the log');
 
   // rotation: connections from now on see the new certificate, the open one keeps working

@@ -1,14 +1,17 @@
 /**
  * T-Z1 mutual TLS (reliability.md §4 E) on listen() and connect(): a client without a certificate, with one from
  * another CA, with an expired one, or offering only TLS 1.2 to a server that requires 1.3, fails the TLS handshake:
- * connect() rejects (UNAUTHENTICATED for a certificate), the server logs one line, and no handler runs, not even for a
+ * connect() rejects (UNAUTHENTICATED when the server's TLS alert says a certificate is required; UNAVAILABLE, with the
+ * likely reasons, when it just hangs up after TLS), the server logs one line, and no handler runs, not even for a
  * raw client that sends its call in the same flight as the end of its TLS handshake. The same for a server
  * certificate the client does not accept. A valid pair gives each side the other's verified certificate in
- * `session.peer.identity` and `ctx.peer.identity`. A channel whose certificate is refused waits its longest backoff
- * between dials, as for a protocol version mismatch.
+ * `session.peer.identity` and `ctx.peer.identity`. A channel told by an alert that it needs a certificate waits its
+ * longest backoff between dials, as for a protocol version mismatch; a TLS server that hangs up right after TLS for
+ * any other reason (not gridwire, its handshake deadline) is UNAVAILABLE, not a certificate refusal.
  */
 import assert from 'node:assert/strict';
 import { X509Certificate } from 'node:crypto';
+import { createServer as createTlsServer } from 'node:tls';
 import { describe, test, type TestContext } from 'node:test';
 
 import { channel, connect, RpcError, Status, type LinkStateEvent, type RpcSession } from '../../src/index.js';
@@ -46,10 +49,10 @@ void describe('T-Z1 mutual TLS', () => {
     assert.equal(calls.count, 0, 'no handler ran');
   });
 
-  void test('T-Z1 a client certificate from another CA: UNAUTHENTICATED; the server names the certificate and says its CA is not trusted; no handler', { timeout: TEST_MS }, async (t) => {
+  void test('T-Z1 a client certificate from another CA: UNAVAILABLE (the server hangs up after TLS, no alert) saying it may have refused our certificate; the server names the certificate and says its CA is not trusted; no handler', { timeout: TEST_MS }, async (t) => {
     const { url, logs, calls } = await countedServer(t);
-    const error = await rejectsWithStatus(connect(url, { tls: clientTls(testPki().rogueClient) }), Status.UNAUTHENTICATED, 'connect with a rogue certificate');
-    assert.match(error.message, /refused our client certificate/);
+    const error = await rejectsWithStatus(connect(url, { tls: clientTls(testPki().rogueClient) }), Status.UNAVAILABLE, 'connect with a rogue certificate');
+    assert.match(error.message, /right after the TLS handshake, before a byte: it may have refused our client certificate .*its log says which/);
     const line = await oneWarnLine(logs, 'rogue CA');
     assert.match(line, /refused a TLS connection from tls:\/\/127\.0\.0\.1:\d+: its certificate \(CN=client-1, URI:spiffe:\/\/gridwire\.test\/client-1\) is not signed by a CA this side trusts \(tls\.ca\)/);
     const raw = await rawTlsCall(t, url, clientTls(testPki().rogueClient));
@@ -58,9 +61,9 @@ void describe('T-Z1 mutual TLS', () => {
     assert.equal(calls.count, 0, 'the call sent with the end of the TLS handshake never reached a handler');
   });
 
-  void test('T-Z1 an expired client certificate: UNAUTHENTICATED; the server says it has expired; no handler', { timeout: TEST_MS }, async (t) => {
+  void test('T-Z1 an expired client certificate: UNAVAILABLE, as for another CA; the server says it has expired; no handler', { timeout: TEST_MS }, async (t) => {
     const { url, logs, calls } = await countedServer(t);
-    await rejectsWithStatus(connect(url, { tls: clientTls(testPki().expiredClient) }), Status.UNAUTHENTICATED, 'connect with an expired certificate');
+    await rejectsWithStatus(connect(url, { tls: clientTls(testPki().expiredClient) }), Status.UNAVAILABLE, 'connect with an expired certificate');
     assert.match(await oneWarnLine(logs, 'expired'), /its certificate \(CN=client-1.*\) has expired \(CERT_HAS_EXPIRED\)/);
     const raw = await rawTlsCall(t, url, clientTls(testPki().expiredClient));
     assert.equal(raw.received, 0);
@@ -152,10 +155,22 @@ void describe('T-Z1 mutual TLS', () => {
     assert.equal((await dialer.client(Who).whoami(null)).fingerprint256, undefined);
   });
 
-  void test('a channel whose client certificate is refused waits its longest backoff between dials, as for a protocol version mismatch', { timeout: TEST_MS }, async (t) => {
+  void test('a TLS server that hangs up right after TLS without an alert (not gridwire, or busy) is UNAVAILABLE, not "the server requires a client certificate", with or without one', { timeout: TEST_MS }, async (t) => {
+    const pki = testPki();
+    const hangsUp = createTlsServer({ key: pki.server.key, cert: pki.server.cert }, (socket) => socket.destroy());
+    await new Promise<void>((resolve) => hangsUp.listen(0, '127.0.0.1', resolve));
+    t.after(() => new Promise<void>((resolve) => hangsUp.close(() => resolve())));
+    const url = `tls://127.0.0.1:${(hangsUp.address() as { port: number }).port}`;
+    const bare = await rejectsWithStatus(connect(url, { tls: clientTls(null) }), Status.UNAVAILABLE, 'no client certificate');
+    assert.match(bare.message, /right after the TLS handshake, before a byte: if it requires a client certificate, set tls\.cert and tls\.key; it may also have been too busy/);
+    const withCert = await rejectsWithStatus(connect(url, { tls: clientTls() }), Status.UNAVAILABLE, 'a client certificate');
+    assert.match(withCert.message, /it may have refused our client certificate .* or was too busy to take the connection/);
+  });
+
+  void test('a channel without the client certificate the server requires (its TLS alert says so) waits its longest backoff between dials, as for a protocol version mismatch', { timeout: TEST_MS }, async (t) => {
     const { url, calls } = await countedServer(t);
     const maxDelayMs = 400;
-    const ch = channel(url, { tls: clientTls(testPki().rogueClient), reconnect: { initialDelayMs: 1, maxDelayMs }, log: () => undefined });
+    const ch = channel(url, { tls: clientTls(null), reconnect: { initialDelayMs: 1, maxDelayMs }, log: () => undefined });
     t.after(() => within(ch.close({ graceMs: 0 }), 3_000, 'channel close'));
     const backoffs: LinkStateEvent[] = [];
     ch.on('state', (event) => {

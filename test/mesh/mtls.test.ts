@@ -107,7 +107,7 @@ void describe('mesh over mutual TLS', () => {
     assert.match(hubLogs.find((l) => l.includes('"n7"'))!, /its certificate is for "DNS:n7\.example", "CN=n7"/);
   });
 
-  void test('addresses and options: tls with a tcp:// address, or a tls:// address without tls, is a TypeError at construction (and in addPeer); requestCert: false is refused', async (t) => {
+  void test('addresses and options: tls with a tcp:// address, or a tls:// address without tls, is a TypeError at construction (and in addPeer); requestCert: false is refused; tls.ca is required (else Node\'s public roots would vouch for node names)', async (t) => {
     const tls = nodeTls('x');
     const cases: Array<[() => Mesh, RegExp]> = [
       [() => new Mesh({ name: 'x', tls, listen: 'tcp://127.0.0.1:0' }), /mesh "x" has tls options, so its listen address must be tls:\/\/host:port/],
@@ -116,6 +116,8 @@ void describe('mesh over mutual TLS', () => {
       [() => new Mesh({ name: 'x', listen: 'tls://127.0.0.1:0' }), /its listen address "tls:\/\/127\.0\.0\.1:0" is a TLS address/],
       [() => new Mesh({ name: 'x', tls: { ...tls, requestCert: false } as never }), /tls\.requestCert: false is refused for a mesh/],
       [() => new Mesh({ name: 'x', tls: { ca: testPki().ca } }), /tls\.key and tls\.cert missing/],
+      [() => new Mesh({ name: 'x', tls: { key: testPki().node('x').key, cert: testPki().node('x').cert } }), /tls\.ca is required for a mesh/],
+      [() => new Mesh({ name: 'x', tls: { key: testPki().node('x').key, cert: testPki().node('x').cert, requestCert: true } as never }), /tls\.ca is required for a mesh/],
       [() => new Mesh({ name: 'x', tls: { ...tls, rejectUnauthorized: false } as never }), /rejectUnauthorized: false is refused/],
     ];
     for (const [make, says] of cases) assert.throws(make, (e: Error) => e instanceof TypeError && says.test(e.message), String(says));

@@ -5,7 +5,8 @@
  */
 import assert from 'node:assert/strict';
 import { createHash, X509Certificate } from 'node:crypto';
-import { describe, test } from 'node:test';
+import { describe, test, type TestContext } from 'node:test';
+import { connect as tlsConnect, type ConnectionOptions } from 'node:tls';
 
 import { channel, connect, listen, RpcError, serve, Status, type RpcSession } from '../../src/index.js';
 import { parseAddress } from '../../src/transport/address.js';
@@ -15,7 +16,7 @@ import { Bulk, MiB, patternChunks, patternSha256, Tally } from '../fixtures/bulk
 import { testPki } from '../fixtures/certs.js';
 import { connectTo, oneWarning, startServer } from '../fixtures/connections.js';
 import { clientTls, serverTls, startTlsServer, Who, whoService } from '../fixtures/tls.js';
-import { deferred, rejectsWithStatus, sleep, until, within } from '../helpers.js';
+import { deferred, helloFrame, rejectsWithStatus, sleep, until, within } from '../helpers.js';
 
 const TEST_MS = 15_000;
 const quiet = { log: (): void => undefined };
@@ -49,6 +50,29 @@ void describe('tls:// addresses and options', () => {
       assert.ok(error instanceof TypeError, `${String(error)}`);
       assert.match(error.message, says);
     }
+  });
+
+  void test('requestCert without tls.ca is a TypeError naming tls.ca (Node would trust its bundled public roots for client certificates), on listen and on setSecureContext', { timeout: TEST_MS }, async (t) => {
+    const pki = testPki();
+    const says = /tls\.requestCert needs tls\.ca/;
+    const error = await rejection(listen('tls://127.0.0.1:0', { tls: { key: pki.server.key, cert: pki.server.cert, requestCert: true }, ...quiet }));
+    assert.ok(error instanceof TypeError && says.test(error.message), String(error));
+    const wssError = await rejection(listen('wss://127.0.0.1:0/gw', { tls: { key: pki.server.key, cert: pki.server.cert, requestCert: true }, ...quiet }));
+    assert.ok(wssError instanceof TypeError && says.test(wssError.message), String(wssError));
+    const { server } = await startTlsServer(t, { services: [whoService()] });
+    assert.throws(() => server.setSecureContext({ key: pki.server.key, cert: pki.server.cert }), (e: Error) => e instanceof TypeError && says.test(e.message));
+    const session = await connectTo(t, server.url, { tls: clientTls() });
+    assert.equal((await session.client(Who).whoami(null)).commonName, 'client-1', 'the old context stays');
+  });
+
+  void test('tls.secureContext is a TypeError on listen and connect (it would bypass the options gridwire builds the context from)', async () => {
+    const { createSecureContext } = await import('node:tls');
+    const secureContext = createSecureContext(serverTls());
+    const says = /tls\.secureContext is not taken: give tls\.key, tls\.cert and tls\.ca/;
+    const listenError = await rejection(listen('tls://127.0.0.1:0', { tls: { ...serverTls(), secureContext }, ...quiet }));
+    assert.ok(listenError instanceof TypeError && says.test(listenError.message), String(listenError));
+    const connectError = await rejection(connect('tls://127.0.0.1:1', { tls: { secureContext } }));
+    assert.ok(connectError instanceof TypeError && says.test(connectError.message), String(connectError));
   });
 
   void test('tls options with a tcp:// address: a TypeError saying to use tls://, from listen, connect and channel', async () => {
@@ -160,20 +184,26 @@ void describe('T-Z4 TLS and plain on the wrong port: clear errors on both sides'
     assert.equal(calls.count, 0);
   });
 
-  void test('T-Z4 a tls:// client on a plain port: connect() says the server does not speak TLS and to use tcp:// (FAILED_PRECONDITION); the server says the first bytes are not gridwire', { timeout: TEST_MS }, async (t) => {
+  void test('T-Z4 a tls:// client on a plain port: connect() says the server does not speak TLS here (FAILED_PRECONDITION); the server says the first bytes are not gridwire', { timeout: TEST_MS }, async (t) => {
     const { server, logs } = await startServer(t, { services: [whoService()] });
     const error = await rejectsWithStatus(connect(server.url.replace('tcp://', 'tls://'), { tls: clientTls() }), Status.FAILED_PRECONDITION, 'TLS client on a plain port');
-    assert.match(error.message, /^FAILED_PRECONDITION: dial tls:\/\/127\.0\.0\.1:\d+: the server does not speak TLS \(wrong version number\): if it is a plain gridwire port, use tcp:\/\/$/);
+    assert.match(error.message, /^FAILED_PRECONDITION: dial tls:\/\/127\.0\.0\.1:\d+: the server does not speak TLS here \(wrong version number\): a tcp:\/\/ or ws:\/\/ port\?$/);
     await until(() => logs.some((l) => l.level === 'warn'), 2_000, 'the server line');
     assert.match(oneWarning(logs), /GW_ERR_BAD_HANDSHAKE: the peer's first bytes are not a gridwire HELLO frame \(is it speaking HTTP, TLS or another protocol\?\)/);
+  });
+
+  void test('T-Z4 a tls:// client on a ws:// port: FAILED_PRECONDITION, the server does not speak TLS here (a tcp:// or ws:// port?), not "use tcp://"', { timeout: TEST_MS }, async (t) => {
+    const { server } = await startServer(t, { services: [whoService()] }, 'ws://127.0.0.1:0/gw');
+    const port = /:(\d+)\//.exec(server.url)?.[1];
+    const error = await rejectsWithStatus(connect(`tls://127.0.0.1:${port}`, { tls: clientTls() }), Status.FAILED_PRECONDITION, 'TLS client on a ws:// port');
+    assert.match(error.message, /the server does not speak TLS here \(.*\): a tcp:\/\/ or ws:\/\/ port\?$/);
   });
 
   void test('T-Z4 an HTTP request on a TLS port: the server says the peer sent an HTTP request', { timeout: TEST_MS }, async (t) => {
     const { server, logs } = await startTlsServer(t);
     const { createConnection } = await import('node:net');
     const socket = createConnection({ host: '127.0.0.1', port: Number(/:(\d+)$/.exec(server.url)![1]) });
-    socket.on('error', () => undefined);
-    t.after(() => {
+      t.after(() => {
       socket.destroy();
     });
     socket.write('GET / HTTP/1.1\r\nHost: x\r\n\r\n');
@@ -204,8 +234,68 @@ void describe('certificate rotation', () => {
 
     // the new context's CA list is the one checked from now on: without the cluster CA, client certificates fail
     server.setSecureContext({ key: rotated.key, cert: rotated.cert, ca: pki.rogueCa });
+    // (the server hangs up after TLS without an alert: UNAVAILABLE, its log says why)
     const refused = await rejection(connect(server.url, { tls: clientTls() }));
-    assert.ok(refused instanceof RpcError && refused.code === Status.UNAUTHENTICATED, String(refused));
+    assert.ok(refused instanceof RpcError && refused.code === Status.UNAVAILABLE && /may have refused our client certificate/.test(refused.message), String(refused));
+  });
+});
+
+/**
+ * A raw TLS client to `url` that sends a HELLO: whether its session was resumed, the session to resume next time (TLS
+ * 1.3: a ticket that comes after the handshake), and whether the server answered with its HELLO (it admitted us).
+ */
+async function tlsVisit(t: TestContext, url: string, tls: ConnectionOptions): Promise<{ reused: boolean; session: Buffer | undefined; received: number }> {
+  const socket = tlsConnect({ host: '127.0.0.1', port: Number(/:(\d+)$/.exec(url)?.[1]), servername: 'localhost', ...tls });
+  t.after(() => {
+    socket.destroy();
+  });
+  let session: Buffer | undefined;
+  let received = 0;
+  socket.on('session', (ticket: Buffer) => (session = ticket));
+  socket.on('data', (chunk: Buffer) => (received += chunk.length));
+  await within(new Promise((resolve, reject) => socket.once('secureConnect', resolve).once('error', reject)), 2_000, 'the TLS handshake');
+  const reused = socket.isSessionReused();
+  socket.write(helloFrame({})); // the server answers a dialer's HELLO with its own
+  // a new connection gets tickets; a resumed one none (OpenSSL's default)
+  await until(() => received > 0 && (reused || session !== undefined), 2_000, 'the server HELLO (and, unless resumed, a session ticket)');
+  socket.destroy();
+  return { reused, session, received };
+}
+
+void describe('TLS session resumption', () => {
+  void test('TLS 1.3 with requestCert: a client that gives the session of its first connection resumes it (isSessionReused) and is admitted; so is connect() with tls.session, its certificate as the peer identity', { timeout: TEST_MS }, async (t) => {
+    const accepted: RpcSession[] = [];
+    const { server } = await startTlsServer(t, { services: [whoService()], onSession: (s) => accepted.push(s) });
+    const first = await tlsVisit(t, server.url, clientTls());
+    assert.equal(first.reused, false);
+    const second = await tlsVisit(t, server.url, { ...clientTls(), session: first.session });
+    assert.ok(second.reused, 'the second connection resumed the first one\'s session');
+    assert.ok(second.received > 0, 'the server sent its HELLO over the resumed session');
+    const session = await connectTo(t, server.url, { tls: { ...clientTls(), session: first.session } });
+    assert.equal((await session.client(Who).whoami(null)).commonName, 'client-1');
+    await until(() => accepted.length === 3, 2_000, 'the server sessions: two raw visits and connect()');
+    assert.deepEqual(accepted.map((a) => a.peer.identity?.commonName), ['client-1', 'client-1', 'client-1'], 'a resumed session keeps the client certificate');
+  });
+});
+
+void describe('TLS 1.2 renegotiation', () => {
+  void test('a client that asks to renegotiate an admitted TLS 1.2 connection is refused: the server closes the connection', { timeout: TEST_MS }, async (t) => {
+    const { server } = await startTlsServer(t, { tls: serverTls({ minVersion: 'TLSv1.2' }), services: [whoService()] });
+    const socket = tlsConnect({ host: '127.0.0.1', port: Number(/:(\d+)$/.exec(server.url)?.[1]), servername: 'localhost', ...clientTls(undefined, { maxVersion: 'TLSv1.2' }) });
+    t.after(() => {
+      socket.destroy();
+    });
+    let received = 0;
+    socket.on('data', (chunk: Buffer) => (received += chunk.length));
+    socket.on('error', () => undefined);
+    const closed = new Promise<void>((resolve) => socket.once('close', () => resolve()));
+    await within(new Promise((resolve, reject) => socket.once('secureConnect', resolve).once('error', reject)), 2_000, 'the TLS 1.2 handshake');
+    socket.write(helloFrame({}));
+    await until(() => received > 0, 2_000, 'the server HELLO: the connection is admitted');
+    let renegotiated = false;
+    socket.renegotiate({}, (error) => (renegotiated = error === null)); // not called when the server closes instead
+    await within(closed, 3_000, 'the server to close the connection that asked to renegotiate');
+    assert.equal(renegotiated, false);
   });
 });
 
