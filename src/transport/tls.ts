@@ -31,7 +31,8 @@
  * | secure      | a TLS error (bad record, renegotiation)                        | closed: the session sees the loss        |
  */
 import { createHash } from 'node:crypto';
-import { checkServerIdentity, createSecureContext, connect as tlsConnect, TLSSocket, type ConnectionOptions, type SecureContext, type SecureContextOptions, type TlsOptions } from 'node:tls';
+import type { checkServerIdentity, ConnectionOptions, SecureContext, SecureContextOptions, TLSSocket, TlsOptions } from 'node:tls';
+import { nodeTls } from './lazy-modules.js';
 import type { LogFn } from '../log.js';
 import { formatAddress, parseAddress, type Address } from './address.js';
 import { identityOf } from './certificate-identity.js';
@@ -128,7 +129,7 @@ export function withTls13Default<T extends SecureContextOptions>(options: T): T 
 /** The secure context of these options; a TypeError, naming no secret, when Node cannot use them. */
 function secureContextOf(options: SecureContextOptions): SecureContext {
   try {
-    return createSecureContext(withTls13Default(options));
+    return nodeTls().createSecureContext(withTls13Default(options));
   } catch (error) {
     throw new TypeError(`the tls options cannot be used (key, cert, ca, ...): ${(error as Error).message}`, { cause: error });
   }
@@ -184,7 +185,7 @@ export function dialTls(url: string, options: TlsDialOptions = {}): Promise<Tran
   const presentsCertificate = tls.cert !== undefined || tls.pfx !== undefined;
   let socket: TLSSocket;
   try {
-    socket = tlsConnect({ ...tls, host: address.host, port: address.port, rejectUnauthorized: true, checkServerIdentity: serverIdentityCheck(tls.checkServerIdentity) });
+    socket = nodeTls().connect({ ...tls, host: address.host, port: address.port, rejectUnauthorized: true, checkServerIdentity: serverIdentityCheck(tls.checkServerIdentity) });
   } catch (error) {
     return Promise.reject(new TypeError(`the tls options cannot be used (key, cert, ca, ...): ${(error as Error).message}`, { cause: error }));
   }
@@ -210,7 +211,7 @@ export function dialTls(url: string, options: TlsDialOptions = {}): Promise<Tran
  * TlsFailure: a server certificate refused by a check of ours is a certificate refused, whatever the check.
  */
 function serverIdentityCheck(custom: TlsConnectOptions['checkServerIdentity']): typeof checkServerIdentity {
-  if (custom === undefined) return checkServerIdentity;
+  if (custom === undefined) return nodeTls().checkServerIdentity;
   return (host, cert) => {
     const refusal = custom(host, cert);
     if (refusal === undefined || refusal instanceof TlsFailure) return refusal;
@@ -236,7 +237,7 @@ export async function listenTls(url: string, onTransport: (transport: Transport)
       const address = formatAddress({ kind: 'tls', host: raw.remoteAddress ?? '?', port: raw.remotePort ?? 0 });
       let socket: TLSSocket;
       try {
-        socket = new TLSSocket(raw, { ...socketOptions, secureContext: context });
+        socket = new (nodeTls().TLSSocket)(raw, { ...socketOptions, secureContext: context });
       } catch (error) {
         raw.destroy();
         log('warn', `could not start TLS with ${address}: ${(error as Error).message}`);
