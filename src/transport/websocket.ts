@@ -13,7 +13,9 @@
  * - **attach**: upgrades for one path on the application's own http or https server, which keeps everything else. An
  *   upgrade to another path is left to the application's own 'upgrade' listeners; when there are none it is answered
  *   404, since nothing else would ever answer it. A connection is handed over when its upgrade request arrives (the
- *   application's server owned it before).
+ *   application's server owned it before). On an https server, mutual TLS is the application's verdict (its
+ *   requestCert, ca, rejectUnauthorized); a client certificate that TLS did not verify is refused at the upgrade
+ *   (403, one log line), never taken as `peer.identity`.
  * - Every upgrade request with UPGRADE_MAX_HEADERS headers or more (Node keeps that many and drops the rest) is refused
  *   with 431: the class of CVE-2024-37890, where an upgrade with more headers than Node keeps crashed ws.
  */
@@ -27,6 +29,8 @@ import { formatAddress, parseAddress, type WebSocketAddress } from './address.js
 import type { DialOptions, Listener, ListenOnOptions } from './net.js';
 import { identityOf } from './certificate-identity.js';
 import { withTls13Default } from './tls.js';
+import { certificateProblem, describeCertificate } from './tls-failures.js';
+import { stderrLog, type LogFn } from '../log.js';
 import type { PeerIdentity, PeerInfo, Transport } from './transport.js';
 import { WebSocketTransport, zeroMask } from './websocket-transport.js';
 import { DEFAULT_LIMITS, WEBSOCKET_MAX_MESSAGE_BYTES } from '../wire/constants.js';
@@ -54,6 +58,8 @@ export interface WebSocketListenOnOptions extends ListenOnOptions {
   handshakeTimeoutMs?: number;
   /** wss:// only, and required there: Node's tls options for https.createServer (`key`, `cert`, `ca`, `requestCert`...). */
   tls?: TlsOptions;
+  /** Where the one line per refused connection goes (a failed TLS handshake, an unverified certificate). */
+  log?: LogFn;
 }
 
 export function isWebSocketUrl(url: string): boolean {
@@ -122,11 +128,26 @@ function peerOf(socket: Socket, kind: 'ws' | 'wss', path = ''): PeerInfo {
 }
 
 /**
- * wss://: the peer's verified certificate as `peer.identity`, as over tls://. Set once the TLS handshake is done (on
- * the dialer as it opens, on the acceptor at the upgrade), before the HELLO that copies the peer into the session.
+ * wss://: the peer's certificate as `peer.identity`, as over tls://, when TLS verified it (`socket.authorized`), and
+ * never otherwise. Set once the TLS handshake is done (on the dialer as it opens, on the acceptor at the upgrade),
+ * before the HELLO that copies the peer into the session.
  */
 function setIdentity(peer: PeerInfo, socket: TLSSocket): void {
-  (peer as { identity?: PeerIdentity }).identity = identityOf(socket.getPeerCertificate());
+  if (socket.authorized) (peer as { identity?: PeerIdentity }).identity = identityOf(socket.getPeerCertificate());
+}
+
+/**
+ * Why a wss:// upgrade is refused for its client certificate, or undefined: a certificate was presented and TLS did
+ * not verify it. Our own https server never lets one through (rejectUnauthorized), but an application's server given
+ * to attach() may (`requestCert: true, rejectUnauthorized: false`, to answer bad certificates itself): its mTLS
+ * verdict is the application's, and gridwire refuses a connection whose certificate that verdict did not accept.
+ */
+function unverifiedCertificate(socket: TLSSocket): string | undefined {
+  if (socket.authorized) return undefined;
+  const cert = socket.getPeerCertificate();
+  if (cert === null || cert.raw === undefined) return undefined; // none presented: no identity, nothing claimed
+  const code = typeof socket.authorizationError === 'string' ? socket.authorizationError : ((socket.authorizationError as { code?: string } | undefined)?.code ?? 'UNVERIFIED');
+  return `its client certificate (${describeCertificate(socket)}) ${certificateProblem(code) ?? 'failed verification'} (${code}); the https server let it through, gridwire does not`;
 }
 
 // ---------------------------------------------------------------- upgrades (listen and attach)
@@ -141,7 +162,10 @@ class Upgrades {
     closeTimeout: CLOSE_TIMEOUT_MS,
   } as ConstructorParameters<typeof WebSocketServer>[0]);
 
-  constructor(readonly path: string) {}
+  constructor(
+    readonly path: string,
+    private readonly log: LogFn,
+  ) {}
 
   /** Whether `request` is for our path: the exact path, as written, whatever its query. */
   isOurs(request: IncomingMessage): boolean {
@@ -153,14 +177,21 @@ class Upgrades {
   /** Upgrades `socket` (the request is ours) and opens `transport` on it, or refuses it with an HTTP error. */
   upgrade(request: IncomingMessage, socket: Duplex, head: Buffer, transport: WebSocketTransport): void {
     if (request.rawHeaders.length / 2 >= UPGRADE_MAX_HEADERS) return refuse(socket, 431);
-    if (socket instanceof TLSSocket) setIdentity(transport.peer, socket);
+    if (socket instanceof TLSSocket) {
+      const refusal = unverifiedCertificate(socket);
+      if (refusal !== undefined) {
+        this.log('warn', `refused the WebSocket upgrade from ${transport.peer.address}: ${refusal}`);
+        return refuse(socket, 403);
+      }
+      setIdentity(transport.peer, socket);
+    }
     this.server.handleUpgrade(request, socket, head, (ws) => transport.open(ws, socket));
   }
 }
 
 /** Answers an upgrade request with an HTTP error and closes the connection. */
-function refuse(socket: Duplex, status: 404 | 426 | 431 | 503): void {
-  const reason = { 404: 'Not Found', 426: 'Upgrade Required', 431: 'Request Header Fields Too Large', 503: 'Service Unavailable' }[status];
+function refuse(socket: Duplex, status: 403 | 404 | 426 | 431 | 503): void {
+  const reason = { 403: 'Forbidden', 404: 'Not Found', 426: 'Upgrade Required', 431: 'Request Header Fields Too Large', 503: 'Service Unavailable' }[status];
   socket.once('error', () => undefined);
   socket.once('finish', () => socket.destroy());
   socket.end(`HTTP/1.1 ${status} ${reason}\r\nConnection: close\r\nContent-Length: 0\r\n\r\n`);
@@ -189,7 +220,8 @@ export async function listenWebSocket(
   const tlsOptions = secure ? { ...withTls13Default(options.tls!), rejectUnauthorized: true } : undefined;
   const server: HttpServer = tlsOptions ? createHttpsServer({ ...tlsOptions, ...httpOptions }) : createHttpServer(httpOptions);
   server.maxHeadersCount = UPGRADE_MAX_HEADERS;
-  const upgrades = new Upgrades(address.path);
+  const log = options.log ?? stderrLog;
+  const upgrades = new Upgrades(address.path, log);
   // the transport of each connection still to upgrade, by its TCP 4-tuple: with https the upgrade comes on the
   // TLSSocket, another object than the socket accepted, with the same addresses
   const upgrading = new Map<string, WebSocketTransport>();
@@ -256,9 +288,10 @@ export function attachWebSocket(
   path: string,
   onTransport: (transport: Transport) => void,
   admit: () => boolean,
+  log: LogFn,
 ): AttachedUpgrades {
   const kind = server instanceof HttpsServer ? 'wss' : 'ws';
-  const upgrades = new Upgrades(path);
+  const upgrades = new Upgrades(path, log);
   function onUpgrade(request: IncomingMessage, socket: Duplex, head: Buffer): void {
     if (!upgrades.isOurs(request)) {
       // another path: the application's, if it listens for upgrades; nobody else would ever answer it
