@@ -54,6 +54,22 @@ const UNSUPPORTED_DATA = 1003;
 const SEND_OPTIONS = { binary: true, fin: true, compress: false } as const;
 
 /**
+ * WebSocket frames one message may come in (ws `maxFragments`; ws's default is 16 384). gridwire never fragments (each
+ * message is one frame), so a peer that does gains nothing from more: beyond, the connection closes (1008,
+ * GW_ERR_ENHANCE_YOUR_CALM). ws keeps a Buffer per fragment until the message is whole: 16 383 one-byte fragments
+ * held ~1.7 MiB of heap for 112 KiB on the wire.
+ */
+export const WEBSOCKET_MAX_FRAGMENTS = 64;
+/**
+ * Socket reads a WebSocket frame may take to arrive (ws `maxBufferedChunks`; ws's default is 262 144). ws keeps each
+ * chunk the socket delivered until the frame is whole, each costing a Buffer object: a peer that writes a 65 546-byte
+ * frame one byte per TCP segment held ~10 MiB of RSS per connection at the default. 1 024 reads of a frame of at most
+ * WEBSOCKET_MAX_MESSAGE_BYTES leave 64 bytes per read on average, far below any real network's segments; beyond, the
+ * connection closes (1008, GW_ERR_ENHANCE_YOUR_CALM).
+ */
+export const WEBSOCKET_MAX_BUFFERED_CHUNKS = 1_024;
+
+/**
  * The masking key of every message a dialer sends: all zeros. RFC 6455 requires a client to mask and a server to
  * refuse unmasked frames, and a zero key is a masked frame by the RFC's grammar; ws then skips the XOR on both sides,
  * which with a random key costs the uploading side a copy and a byte-by-byte JavaScript loop over every byte sent.
@@ -277,6 +293,15 @@ function protocolErrorOf(error: Error & { code?: string }): Error {
   if (typeof code !== 'string' || !code.startsWith('WS_ERR_')) return error;
   if (code === 'WS_ERR_UNSUPPORTED_MESSAGE_LENGTH') {
     return new ProtocolError(ProtocolErrorCode.FRAME_SIZE, `a WebSocket message over ${WEBSOCKET_MAX_MESSAGE_BYTES} bytes (${code})`);
+  }
+  if (code === 'WS_ERR_TOO_MANY_BUFFERED_PARTS') {
+    // ws says which of its two bounds only in the message
+    return new ProtocolError(
+      ProtocolErrorCode.ENHANCE_YOUR_CALM,
+      /fragment/i.test(error.message)
+        ? `a WebSocket message in more than ${WEBSOCKET_MAX_FRAGMENTS} fragments (gridwire sends each message as one frame) (${code})`
+        : `a WebSocket frame still incomplete after ${WEBSOCKET_MAX_BUFFERED_CHUNKS} socket reads: a peer that dribbles its bytes (${code})`,
+    );
   }
   return new ProtocolError(ProtocolErrorCode.WEBSOCKET, `${error.message} (${code})`);
 }

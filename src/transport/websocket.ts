@@ -32,7 +32,7 @@ import { withTls13Default } from './tls.js';
 import { certificateProblem, describeCertificate } from './tls-failures.js';
 import { stderrLog, type LogFn } from '../log.js';
 import type { PeerIdentity, PeerInfo, Transport } from './transport.js';
-import { WebSocketTransport, zeroMask } from './websocket-transport.js';
+import { WEBSOCKET_MAX_BUFFERED_CHUNKS, WEBSOCKET_MAX_FRAGMENTS, WebSocketTransport, zeroMask } from './websocket-transport.js';
 import { DEFAULT_LIMITS, WEBSOCKET_MAX_MESSAGE_BYTES } from '../wire/constants.js';
 import { limitTimer } from '../timers.js';
 
@@ -81,6 +81,8 @@ export function dialWebSocket(url: string, options: WebSocketDialOptions = {}): 
       ...(address.kind === 'wss' ? { ...withTls13Default(options.tls ?? {}), rejectUnauthorized: true } : undefined),
       perMessageDeflate: false,
       maxPayload: WEBSOCKET_MAX_MESSAGE_BYTES,
+      maxFragments: WEBSOCKET_MAX_FRAGMENTS,
+      maxBufferedChunks: WEBSOCKET_MAX_BUFFERED_CHUNKS,
       generateMask: zeroMask,
       followRedirects: false,
       closeTimeout: CLOSE_TIMEOUT_MS,
@@ -158,6 +160,8 @@ class Upgrades {
     noServer: true,
     perMessageDeflate: false, // an offer of permessage-deflate is never accepted
     maxPayload: WEBSOCKET_MAX_MESSAGE_BYTES,
+    maxFragments: WEBSOCKET_MAX_FRAGMENTS,
+    maxBufferedChunks: WEBSOCKET_MAX_BUFFERED_CHUNKS,
     clientTracking: false,
     closeTimeout: CLOSE_TIMEOUT_MS,
   } as ConstructorParameters<typeof WebSocketServer>[0]);
