@@ -10,7 +10,12 @@
  * - a flood of slow upgrades (half a request, or nothing) is bounded by handshakeTimeoutMs and maxPendingHandshakes,
  *   while a real client connects;
  * - permessage-deflate offered by a raw client is never negotiated, and a compressed frame sent anyway closes it;
- * - a text message closes the connection (1003, GW_ERR_WEBSOCKET).
+ * - a text message closes the connection (1003, GW_ERR_WEBSOCKET);
+ * - a frame dribbled one byte per TCP segment, or a message in thousands of one-byte fragments, closes the connection
+ *   (GW_ERR_ENHANCE_YOUR_CALM) before ws holds more than WEBSOCKET_MAX_BUFFERED_CHUNKS / WEBSOCKET_MAX_FRAGMENTS
+ *   pieces of it;
+ * - a flood of pings, pongs or empty messages closes the connection (GW_ERR_ENHANCE_YOUR_CALM), a few between
+ *   messages do not.
  */
 import assert from 'node:assert/strict';
 import { once } from 'node:events';
@@ -21,7 +26,7 @@ import { WebSocket } from 'ws';
 
 import { attach, connect } from '../../src/index.js';
 import { parseAddress } from '../../src/transport/address.js';
-import { WEBSOCKET_MAX_BUFFERED_CHUNKS, WEBSOCKET_MAX_FRAGMENTS } from '../../src/transport/websocket-transport.js';
+import { WEBSOCKET_MAX_BUFFERED_CHUNKS, WEBSOCKET_MAX_EMPTY_FRAMES_IN_A_ROW, WEBSOCKET_MAX_FRAGMENTS } from '../../src/transport/websocket-transport.js';
 import { WEBSOCKET_MAX_MESSAGE_BYTES } from '../../src/wire/constants.js';
 import { encodeFrame } from '../../src/wire/frame.js';
 import { assertCanaryHealthy, assertClosedWith, dosTarget, RssWatch } from '../fixtures/dos.js';
@@ -272,6 +277,51 @@ void describe('T-D10 WebSocket: what the WebSocket layer holds and parses', () =
     // ws's default (16 384 fragments) held ~1.7 MiB of heap per connection; with 64 nothing to speak of. The budget is
     // mostly the canary's own garbage, which RssWatch counts (19 MiB measured)
     rss.assertUnder(32, 'T-D10 fragments');
+  });
+
+  for (const [kind, frame, read] of [
+    ['empty pongs, reading', clientFrameHeader(0, 0xa), true],
+    ['pings of 125 bytes, never reading', Buffer.concat([clientFrameHeader(125, 0x9), Buffer.alloc(125, 0x70)]), false],
+    ['empty binary messages, reading', clientFrameHeader(0), true],
+  ] as const) {
+    void test(`T-D10 control frame flood (${kind}): closed with GW_ERR_ENHANCE_YOUR_CALM after WEBSOCKET_MAX_EMPTY_FRAMES_IN_A_ROW; the canary is fine; RSS under 32 MiB`, { timeout: 30_000 }, async (t) => {
+      const target = await dosTarget(t, {}, 300, { url: WS_URL });
+      const rss = new RssWatch();
+      const canary = target.startCanary();
+      const a = await upgradedAttacker(t, portOf(target.url), read);
+      const block = Buffer.concat(Array.from({ length: Math.floor(65_536 / frame.length) }, () => frame));
+      const endsAt = performance.now() + 3_000;
+      while (!a.closed() && performance.now() < endsAt) {
+        if (!a.socket.write(block)) await Promise.race([once(a.socket, 'drain').catch(() => undefined), a.gone, sleep(50)]);
+        else await new Promise((resolve) => setImmediate(resolve));
+      }
+      await within(a.gone, 5_000, 'the flooder to be closed');
+      const line = await assertClosedWith(target, 'GW_ERR_ENHANCE_YOUR_CALM');
+      assert.match(line, /WebSocket empty frame flood/);
+      assert.equal(target.logs.filter((l) => l.level === 'warn').length, 1, `one line: ${JSON.stringify(target.logs)}`);
+      assertCanaryHealthy(target, await canary.stop(), `T-D10 ${kind}`);
+      // what the flood leaves is nothing (17 frames parsed, then reading stops); the budget is the canary's own garbage
+      // over the 2 s the closed connection lingers, which RssWatch counts (~25 MiB seen with another test file running)
+      rss.assertUnder(32, `T-D10 ${kind}`);
+    });
+  }
+
+  void test('T-D10 a few pings between messages are fine: pings and pongs in runs of WEBSOCKET_MAX_EMPTY_FRAMES_IN_A_ROW, each run followed by a message, leave the connection open', { timeout: 10_000 }, async (t) => {
+    const target = await dosTarget(t, {}, 50, { url: WS_URL });
+    const { ws, closed } = await rawWebSocket(t, target.url);
+    let open = true;
+    void closed.then(() => (open = false));
+    const ext = encodeFrame({ type: 0x80, flags: 0, streamId: 0, payload: new Uint8Array(1) });
+    for (let run = 0; run < 4; run++) {
+      for (let i = 0; i < WEBSOCKET_MAX_EMPTY_FRAMES_IN_A_ROW; i++) {
+        if (i % 2 === 0) ws.ping();
+        else ws.pong();
+      }
+      ws.send(ext);
+    }
+    await sleep(300);
+    assert.ok(open, 'still open');
+    assert.deepEqual(target.logs.filter((l) => l.level === 'warn'), []);
   });
 });
 
