@@ -114,6 +114,8 @@ export class WebSocketTransport implements Transport {
    * answers is cut by ws's closeTimeout, as a socket that never answers our FIN is by the session's linger).
    */
   private ended = false;
+  /** end() came before the upgrade (givenUp). */
+  private endedUpgrading = false;
   private readBudget = 0;
   private readThisTurn = 0;
   private yielded = false;
@@ -130,6 +132,11 @@ export class WebSocketTransport implements Transport {
     private readonly upgrading?: Duplex,
   ) {
     upgrading?.once('close', this.upgradingClosed);
+  }
+
+  /** The session ended or destroyed the connection before its upgrade: what fails from then on is its doing. */
+  get givenUp(): boolean {
+    return this.state === State.UPGRADING && (this.destroyedQuietly || this.failure !== undefined || this.endedUpgrading);
   }
 
   /** The upgrade succeeded: `ws` runs over `socket`. Sends what was written meanwhile. */
@@ -196,8 +203,10 @@ export class WebSocketTransport implements Transport {
   }
 
   end(): void {
-    if (this.state === State.UPGRADING) this.upgrading?.destroy(); // nothing to say goodbye in before the upgrade
-    else if (this.state === State.OPEN) {
+    if (this.state === State.UPGRADING) {
+      this.endedUpgrading = true;
+      this.upgrading?.destroy(); // nothing to say goodbye in before the upgrade
+    } else if (this.state === State.OPEN) {
       this.ended = true;
       this.ws!.close(1000);
     }

@@ -3,9 +3,12 @@
  * Each dialed or accepted WebSocket becomes a WebSocketTransport; nothing here knows about frames.
  *
  * - **dial**: a ws client (compression off, maxPayload the binding's bound, the zero masking key, no redirects), and
- *   its upgrade bounded by connectTimeoutMs. `tls` (Node's tls.connect options) applies to wss://.
- * - **listen**: our own node:http or node:https server (`tls`: Node's tls options) that upgrades requests for the
- *   address's path; any other request gets 404 (another path) or 426 (a plain request to ours), and the connection
+ *   its upgrade bounded by connectTimeoutMs. `tls` (Node's tls.connect options) applies to wss://, and a wss:// dial
+ *   that fails is classified as a tls:// one is (tls-failures.ts: UNAUTHENTICATED for a certificate refused either
+ *   way, FAILED_PRECONDITION for a plain server or no common TLS version).
+ * - **listen**: our own node:http or node:https server (`tls`: Node's tls options; a client certificate, when asked
+ *   for, checked by us once TLS is up, and each failed TLS handshake or refused certificate logged once, in tls://'s
+ *   words) that upgrades requests for the address's path; any other request gets 404 (another path) or 426 (a plain request to ours), and the connection
  *   closes. Each TCP connection is handed over as it is accepted (the session's handshake deadline and the listener's
  *   pending-handshake cap then cover TLS, the upgrade and the HELLO), and the server bounds what a request can make
  *   it hold: UPGRADE_MAX_HEADERS headers, UPGRADE_MAX_HEADER_BYTES bytes of them, and the headers and request within
@@ -21,19 +24,19 @@
  */
 import { createServer as createHttpServer, type IncomingMessage, type Server as HttpServer, type ServerOptions as HttpServerOptions } from 'node:http';
 import { createServer as createHttpsServer, Server as HttpsServer } from 'node:https';
-import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
-import { TLSSocket, type ConnectionOptions, type TlsOptions } from 'node:tls';
+import { isIP, type Socket } from 'node:net';
+import { connect as tlsConnect, TLSSocket, type ConnectionOptions, type TlsOptions } from 'node:tls';
 import { WebSocket, WebSocketServer, type ClientOptions } from 'ws';
 import { formatAddress, parseAddress, type WebSocketAddress } from './address.js';
 import type { DialOptions, Listener, ListenOnOptions } from './net.js';
 import { identityOf } from './certificate-identity.js';
 import { withTls13Default } from './tls.js';
-import { certificateProblem, describeCertificate } from './tls-failures.js';
+import { acceptFailure, certificateProblem, describeCertificate, dialFailure, refusedAfterHandshake, TlsFailure } from './tls-failures.js';
 import { stderrLog, type LogFn } from '../log.js';
 import type { PeerIdentity, PeerInfo, Transport } from './transport.js';
 import { WEBSOCKET_MAX_BUFFERED_CHUNKS, WEBSOCKET_MAX_FRAGMENTS, WebSocketTransport, zeroMask } from './websocket-transport.js';
-import { DEFAULT_LIMITS, WEBSOCKET_MAX_MESSAGE_BYTES } from '../wire/constants.js';
+import { DEFAULT_LIMITS, Status, WEBSOCKET_MAX_MESSAGE_BYTES } from '../wire/constants.js';
 import { limitTimer } from '../timers.js';
 
 /**
@@ -76,9 +79,20 @@ export function dialWebSocket(url: string, options: WebSocketDialOptions = {}): 
       reject(new Error(`dial ${url}: aborted`));
       return;
     }
+    // wss://: whether TLS was up when the dial failed, and what the TLS socket reported, say why it failed
+    let secured = false;
+    let tlsError: Error | undefined;
+    const createConnection = (connection: ConnectionOptions): TLSSocket => {
+      // as ws's own: no path; the host as the server name unless it is an IP address or one was given
+      if (!connection.servername && connection.servername !== '') connection.servername = isIP(connection.host ?? '') ? '' : connection.host;
+      const socket = tlsConnect({ ...connection, path: undefined } as ConnectionOptions);
+      socket.once('secureConnect', () => (secured = true));
+      socket.on('error', (error) => void (tlsError ??= error));
+      return socket;
+    };
     const clientOptions = {
       // wss:// takes tls://'s policy: TLS 1.3 unless the options choose, certificates always checked
-      ...(address.kind === 'wss' ? { ...withTls13Default(options.tls ?? {}), rejectUnauthorized: true } : undefined),
+      ...(address.kind === 'wss' ? { ...withTls13Default(options.tls ?? {}), rejectUnauthorized: true, createConnection } : undefined),
       perMessageDeflate: false,
       maxPayload: WEBSOCKET_MAX_MESSAGE_BYTES,
       maxFragments: WEBSOCKET_MAX_FRAGMENTS,
@@ -109,7 +123,9 @@ export function dialWebSocket(url: string, options: WebSocketDialOptions = {}): 
       socket = response.socket;
     }
     function onError(error: Error): void {
-      fail(new Error(`dial ${url}: ${error.message}`, { cause: error }));
+      if (address.kind === 'ws') return fail(plainDialFailure(url, error));
+      const presented = options.tls?.cert !== undefined || options.tls?.pfx !== undefined;
+      fail(secureDialFailure(url, error, secured, presented, tlsError));
     }
     function onOpen(): void {
       cleanup();
@@ -121,6 +137,36 @@ export function dialWebSocket(url: string, options: WebSocketDialOptions = {}): 
     ws.on('open', onOpen);
     ws.on('error', onError);
   });
+}
+
+/** ws answers an upgrade that got no response at all with this. */
+function isHangUp(error: Error): boolean {
+  return (error as NodeJS.ErrnoException).code === 'ECONNRESET' || error.message === 'socket hang up';
+}
+
+/**
+ * A failed ws:// dial (UNAVAILABLE): a server that hangs up without answering the upgrade may be a wss:// port (an
+ * https server closes a connection whose first bytes are not TLS), or one at its connection cap; the words say both.
+ */
+function plainDialFailure(url: string, error: Error): Error {
+  if (isHangUp(error)) {
+    return new Error(`dial ${url}: the server closed the connection without answering the WebSocket upgrade (${error.message}): if it is a wss:// port, use wss://`, { cause: error });
+  }
+  return new Error(`dial ${url}: ${error.message}`, { cause: error });
+}
+
+/**
+ * A failed wss:// dial, as tls:// classifies its own (tls-failures.ts): a certificate refused either way
+ * UNAUTHENTICATED, a plain server or no common TLS version FAILED_PRECONDITION, the rest UNAVAILABLE. `secured`: the
+ * TLS handshake was done when it failed, so a hang-up then is the server refusing our certificate (TLS 1.3 lets the
+ * client finish before the server has checked it); `tlsError`, what the TLS socket reported (the server's alert).
+ */
+function secureDialFailure(url: string, error: Error, secured: boolean, presented: boolean, tlsError: Error | undefined): Error {
+  if (error.message === 'Unexpected server response: 403') {
+    return new TlsFailure(Status.UNAUTHENTICATED, `dial ${url}: the server refused the WebSocket upgrade (403): an attach()ed https server's TLS let our client certificate through unverified, and gridwire refused it; its log says why`, { cause: error });
+  }
+  if (secured && isHangUp(error)) return dialFailure(url, refusedAfterHandshake(presented, tlsError ?? error));
+  return dialFailure(url, error);
 }
 
 function peerOf(socket: Socket, kind: 'ws' | 'wss', path = ''): PeerInfo {
@@ -136,6 +182,15 @@ function peerOf(socket: Socket, kind: 'ws' | 'wss', path = ''): PeerInfo {
  */
 function setIdentity(peer: PeerInfo, socket: TLSSocket): void {
   if (socket.authorized) (peer as { identity?: PeerIdentity }).identity = identityOf(socket.getPeerCertificate());
+}
+
+/** Why a client's certificate is not accepted (TLS did not verify it, or there is none), in tls.ts's words. */
+function clientCertificateRefusal(socket: TLSSocket): string {
+  const cert = socket.getPeerCertificate();
+  if (cert === null || cert.raw === undefined) return 'the peer presented no client certificate (this listener requires one: tls.requestCert)';
+  const error = socket.authorizationError as unknown;
+  const code = typeof error === 'string' ? error : ((error as { code?: string } | undefined)?.code ?? 'UNVERIFIED');
+  return `its certificate (${describeCertificate(socket)}) ${certificateProblem(code) ?? 'failed verification'} (${code})`;
 }
 
 /**
@@ -220,8 +275,10 @@ export async function listenWebSocket(
     // Node requires headersTimeout <= requestTimeout; 0 (handshakeTimeoutMs off) keeps Node's 60 s and 300 s
     ...(timeoutMs > 0 ? { headersTimeout: timeoutMs, requestTimeout: timeoutMs } : {}),
   };
-  // wss:// takes tls://'s policy: TLS 1.3 unless the options choose; a client certificate, when asked for, is checked
-  const tlsOptions = secure ? { ...withTls13Default(options.tls!), rejectUnauthorized: true } : undefined;
+  // wss:// takes tls://'s policy: TLS 1.3 unless the options choose; a client certificate, when asked for, is checked,
+  // by us as tls.ts does (Node's own rejectUnauthorized closes the connection without a word to say why)
+  const tlsOptions = secure ? { ...withTls13Default(options.tls!), rejectUnauthorized: false } : undefined;
+  const requestCert = secure && options.tls!.requestCert === true;
   const server: HttpServer = tlsOptions ? createHttpsServer({ ...tlsOptions, ...httpOptions }) : createHttpServer(httpOptions);
   server.maxHeadersCount = UPGRADE_MAX_HEADERS;
   const log = options.log ?? stderrLog;
@@ -238,6 +295,24 @@ export async function listenWebSocket(
     socket.once('close', () => upgrading.delete(key));
     onTransport(transport);
   });
+  // wss://: one line per failed TLS handshake or refused client certificate, in tls://'s words (tls.ts), unless the
+  // session gave up on the connection first
+  server.on('tlsClientError', (error: Error, socket: TLSSocket) => {
+    const transport = upgrading.get(connectionKey(socket));
+    if (transport !== undefined && !transport.givenUp) log('warn', `TLS handshake with ${transport.peer.address} failed: ${acceptFailure(error)}`);
+  });
+  // mutual TLS: the client's certificate checked once TLS is up, before a byte of its request is read (the HTTP
+  // parser reads on a later turn); a refusal closes the connection
+  if (requestCert) {
+    server.on('secureConnection', (socket: TLSSocket) => {
+      if (socket.authorized) return;
+
+      const transport = upgrading.get(connectionKey(socket));
+      const refusal = clientCertificateRefusal(socket); // before destroy(), which forgets the certificate
+      socket.destroy();
+      if (transport !== undefined && !transport.givenUp) log('warn', `refused a TLS connection from ${transport.peer.address}: ${refusal}`);
+    });
+  }
   server.on('upgrade', (request: IncomingMessage, socket: Duplex, head: Buffer) => {
     const key = connectionKey(socket as Socket);
     const transport = upgrading.get(key);

@@ -194,26 +194,50 @@ void describe('calls and bulk over ws:// and wss://', () => {
     await assertBulk(client, 8 * MiB + 5, 64 * 1024, 'wss bulk');
   });
 
-  void test('T-Z1 wss:// with requestCert: a client without a certificate, or with one from another CA, is refused; no handler runs', { timeout: 15_000 }, async (t) => {
+  void test('T-Z1 wss:// with requestCert: a client without a certificate, with one from another CA or expired, one that does not trust the server, or offers only TLS 1.2, is refused with the status tls:// gives (UNAUTHENTICATED, FAILED_PRECONDITION) and one server log line each; no handler runs', { timeout: 20_000 }, async (t) => {
     const pki = testPki();
     let calls = 0;
-    const { server } = await startServer(
+    const { server, logs } = await startServer(
       t,
       { services: [callsService(() => calls++)], tls: { key: pki.server.key, cert: pki.server.cert, ca: pki.ca, requestCert: true } },
       'wss://127.0.0.1:0/gw',
     );
-    await rejectsWithStatus(connect(server.url, { tls: { ca: pki.ca }, connectTimeoutMs: 5_000 }), Status.UNAVAILABLE, 'no client certificate');
-    await rejectsWithStatus(
-      connect(server.url, { tls: { ca: pki.ca, key: pki.rogueClient.key, cert: pki.rogueClient.cert }, connectTimeoutMs: 5_000 }),
-      Status.UNAVAILABLE,
-      'a certificate from the rogue CA',
-    );
-    await rejectsWithStatus(connect(server.url, { connectTimeoutMs: 5_000 }), Status.UNAVAILABLE, 'a client that does not trust the server');
+    const client = { ca: pki.ca, key: pki.client.key, cert: pki.client.cert };
+    const cases = [
+      ['no client certificate', { ca: pki.ca }, Status.UNAUTHENTICATED, /requires a client certificate/, /presented no client certificate/],
+      ['a certificate from the rogue CA', { ca: pki.ca, key: pki.rogueClient.key, cert: pki.rogueClient.cert }, Status.UNAUTHENTICATED, /refused our client certificate/, /not signed by a CA this side trusts/],
+      ['an expired certificate', { ca: pki.ca, key: pki.expiredClient.key, cert: pki.expiredClient.cert }, Status.UNAUTHENTICATED, /refused our client certificate/, /has expired/],
+      ['a client that does not trust the server', undefined, Status.UNAUTHENTICATED, /the server's certificate is not signed by a CA this side trusts/, undefined],
+      ['a TLS 1.2-only client', { ...client, maxVersion: 'TLSv1.2' }, Status.FAILED_PRECONDITION, /share no TLS version/, /no TLS version this side accepts/],
+    ] as const;
+    for (const [what, tls, status, message, logged] of cases) {
+      const before = logs.length;
+      const error = await rejectsWithStatus(connect(server.url, { tls, connectTimeoutMs: 5_000 }), status, what);
+      assert.match(error.message, message, what);
+      if (logged === undefined) continue; // the client refused the server: the server's TLS saw an alert only
+      await until(() => logs.length > before, 3_000, `${what}: the server's line`);
+      await sleep(50);
+      const lines = logs.slice(before).filter((l) => l.level === 'warn');
+      assert.equal(lines.length, 1, `${what}: one line: ${JSON.stringify(lines)}`);
+      assert.match(lines[0]!.message, logged, what);
+    }
     assert.equal(calls, 0);
     // each refused connection had a session from its TCP accept (so the handshake deadline covered its TLS): gone now
     await until(() => server.sessions.size === 0, 3_000, 'no session is left open');
-    const good = await connectTo(t, server.url, { tls: { ca: pki.ca, key: pki.client.key, cert: pki.client.cert } });
+    const good = await connectTo(t, server.url, { tls: client });
     assert.equal(await good.client(Calls).echo('in'), 'in');
+  });
+
+  void test('wss:// to a ws:// port is FAILED_PRECONDITION ("use ws://"); ws:// to a wss:// port UNAVAILABLE with the hint "use wss://", and the wss:// server logs one line', { timeout: 15_000 }, async (t) => {
+    const pki = testPki();
+    const plain = await serverAt(t, 'ws://127.0.0.1:0/gw');
+    const error = await rejectsWithStatus(connect(plain.url.replace('ws://', 'wss://'), { tls: { ca: pki.ca }, connectTimeoutMs: 3_000 }), Status.FAILED_PRECONDITION, 'wss to ws');
+    assert.match(error.message, /does not speak TLS.*use ws:\/\//);
+    const { server, logs } = await startServer(t, { tls: { key: pki.server.key, cert: pki.server.cert } }, 'wss://127.0.0.1:0/gw');
+    const reverse = await rejectsWithStatus(connect(server.url.replace('wss://', 'ws://'), { connectTimeoutMs: 3_000 }), Status.UNAVAILABLE, 'ws to wss');
+    assert.match(reverse.message, /use wss:\/\//);
+    await until(() => logs.some((l) => l.level === 'warn'), 3_000, 'the server line');
+    assert.match(logs.find((l) => l.level === 'warn')!.message, /TLS handshake with wss:\/\/127\.0\.0\.1:\d+ failed: the peer did not speak TLS/);
   });
 });
 
