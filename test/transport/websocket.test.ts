@@ -10,6 +10,8 @@ import { once } from 'node:events';
 import { request } from 'node:http';
 import { createServer, type Socket } from 'node:net';
 import { describe, test, type TestContext } from 'node:test';
+import { createServer as createTlsServer } from 'node:tls';
+import { WebSocketServer } from 'ws';
 
 import {
   bidi,
@@ -29,6 +31,7 @@ import { parseAddress } from '../../src/transport/address.js';
 import type { Transport } from '../../src/transport/transport.js';
 import { dialWebSocket, listenWebSocket } from '../../src/transport/websocket.js';
 import { WEBSOCKET_MAX_MESSAGE_BYTES } from '../../src/wire/constants.js';
+import { ProtocolError } from '../../src/wire/errors.js';
 import { Bulk, MiB, patternChunks, patternSha256, Tally } from '../fixtures/bulk.js';
 import { testPki } from '../fixtures/certs.js';
 import { connectTo, newMesh, openChannel, startServer } from '../fixtures/connections.js';
@@ -395,5 +398,80 @@ void describe('ws:// back pressure', () => {
     const result = await within(upload, 15_000, 'the upload to finish');
     assert.equal(result.bytes, bytes);
     assert.equal(result.sha256, patternSha256(bytes));
+  });
+});
+
+// ---------------------------------------------------------------- what the dialer and listener fix, against others
+
+void describe('ws:// and wss:// settings a peer cannot change', () => {
+  void test('the dialer never offers permessage-deflate: its upgrade request has no Sec-WebSocket-Extensions', { timeout: 10_000 }, async (t) => {
+    const request = deferred<string>();
+    const server = createServer((socket) => {
+      let text = '';
+      socket.on('data', (chunk: Buffer) => {
+        text += chunk.toString('latin1');
+        if (text.includes('\r\n\r\n')) {
+          request.resolve(text);
+          socket.destroy();
+        }
+      });
+    });
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    t.after(() => new Promise((resolve) => server.close(resolve)));
+    const port = (server.address() as { port: number }).port;
+    await dialWebSocket(`ws://127.0.0.1:${port}/gw`, { connectTimeoutMs: 3_000 }).then(
+      (transport) => transport.destroy(),
+      () => undefined,
+    );
+    const head = (await within(request.promise, 3_000, 'the upgrade request')).toLowerCase();
+    assert.match(head, /^get \/gw http\/1\.1/);
+    assert.doesNotMatch(head, /sec-websocket-extensions/);
+  });
+
+  void test('the dialer closes on a message over WEBSOCKET_MAX_MESSAGE_BYTES from the server (1009, GW_ERR_FRAME_SIZE), and takes one of exactly that size', { timeout: 10_000 }, async (t) => {
+    const wss = new WebSocketServer({ host: '127.0.0.1', port: 0, perMessageDeflate: false });
+    t.after(async () => {
+      for (const client of wss.clients) client.terminate();
+      await within(new Promise((resolve) => wss.close(resolve)), 3_000, 'the ws server to close');
+    });
+    await once(wss, 'listening');
+    const closeCode = deferred<number>();
+    wss.on('connection', (ws) => {
+      ws.on('error', () => undefined);
+      ws.on('close', (code: number) => closeCode.resolve(code));
+      ws.send(new Uint8Array(WEBSOCKET_MAX_MESSAGE_BYTES));
+      ws.send(new Uint8Array(WEBSOCKET_MAX_MESSAGE_BYTES + 1));
+    });
+    const transport = await dialWebSocket(`ws://127.0.0.1:${(wss.address() as { port: number }).port}/`, { connectTimeoutMs: 3_000 });
+    t.after(() => transport.destroy());
+    const closed = deferred<Error | undefined>();
+    let received = 0;
+    transport.attach({ onData: (chunk) => void (received += chunk.length), onEnd: () => undefined, onClose: (error) => closed.resolve(error), onDrain: () => undefined });
+    const error = await within(closed.promise, 3_000, 'the dialer to close');
+    assert.equal(received, WEBSOCKET_MAX_MESSAGE_BYTES, 'the message of exactly the bound was delivered, the larger one not');
+    assert.ok(error instanceof ProtocolError && error.code === 'GW_ERR_FRAME_SIZE', String(error));
+    assert.equal(await within(closeCode.promise, 3_000, 'the server to see the close'), 1009);
+  });
+
+  void test('a wss:// dial offers TLS 1.3 only unless tls.minVersion says otherwise: a TLS 1.2-only server is FAILED_PRECONDITION', { timeout: 10_000 }, async (t) => {
+    const pki = testPki();
+    const server = createTlsServer({ key: pki.server.key, cert: pki.server.cert, maxVersion: 'TLSv1.2' }, (socket) => socket.destroy());
+    server.on('tlsClientError', () => undefined);
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    t.after(() => new Promise((resolve) => server.close(resolve)));
+    const url = `wss://127.0.0.1:${(server.address() as { port: number }).port}/gw`;
+    const error = await rejectsWithStatus(connect(url, { tls: { ca: pki.ca }, connectTimeoutMs: 3_000 }), Status.FAILED_PRECONDITION, 'TLS 1.2-only server');
+    assert.match(error.message, /share no TLS version/);
+    // and with minVersion chosen, TLS 1.2 is allowed (the server then hangs up: UNAVAILABLE, not a version error)
+    await rejectsWithStatus(connect(url, { tls: { ca: pki.ca, minVersion: 'TLSv1.2' }, connectTimeoutMs: 3_000 }), Status.UNAVAILABLE, 'TLS 1.2 allowed');
+  });
+
+  void test('a wss:// listener takes TLS 1.3 only unless tls.minVersion says otherwise: a TLS 1.2-only client is refused, with it set it connects', { timeout: 10_000 }, async (t) => {
+    const pki = testPki();
+    const strict = await serverAt(t, 'wss://127.0.0.1:0/gw', { tls: { key: pki.server.key, cert: pki.server.cert } });
+    await rejectsWithStatus(connect(strict.url, { tls: { ca: pki.ca, maxVersion: 'TLSv1.2' }, connectTimeoutMs: 3_000 }), Status.FAILED_PRECONDITION, 'TLS 1.2 to the default');
+    const lenient = await serverAt(t, 'wss://127.0.0.1:0/gw', { tls: { key: pki.server.key, cert: pki.server.cert, minVersion: 'TLSv1.2' } });
+    const session = await connectTo(t, lenient.url, { tls: { ca: pki.ca, maxVersion: 'TLSv1.2' } });
+    assert.equal(await session.client(Calls).echo('1.2'), '1.2');
   });
 });
