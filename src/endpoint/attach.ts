@@ -25,7 +25,9 @@ export interface AttachOptions extends Omit<ListenOptions, 'tls'> {
  * already or not yet. `maxConnections` counts gridwire's sessions on it (an upgrade beyond is refused with 503);
  * `maxPendingHandshakes` and `handshakeTimeoutMs` count from the upgrade request, since the server owned the
  * connection before: bound the time a request may take on the server itself (`headersTimeout`, `requestTimeout`,
- * `maxHeadersCount`; docs/OPTIONS.md "attach").
+ * `maxHeadersCount`; docs/OPTIONS.md "attach"). On an https server, who completes TLS is the server's own verdict
+ * (`requestCert`, `ca`, `rejectUnauthorized`); gridwire refuses an upgrade whose client certificate TLS did not verify
+ * (403, logged), so `ctx.peer.identity` is only ever a verified certificate.
  *
  * The Server it returns: `url` is the address clients dial ('' while the server is not listening), `sessions` the
  * sessions open, and `close()` closes those sessions and stops taking upgrades, without closing `server`.
@@ -41,7 +43,7 @@ export function attach(server: HttpServer | HttpsServer, options: AttachOptions)
     limits.dropped();
     return false;
   };
-  const upgrades = attachWebSocket(server, path, acceptor.accept, admit);
+  const upgrades = attachWebSocket(server, path, acceptor.accept, admit, acceptor.log);
   return {
     get url() {
       return upgrades.url;

@@ -82,7 +82,8 @@ export function dialFailure(url: string, error: Error): Error {
   }
   const reason = reasonOf(error);
   if (isNotTls(reason)) {
-    return new TlsFailure(Status.FAILED_PRECONDITION, `dial ${url}: the server does not speak TLS here (${reason}): a tcp:// or ws:// port?`, { cause: error });
+    const plain = url.startsWith('wss:') ? 'ws://' : 'tcp:// or ws://'; // wss:// (transport/websocket.ts) shares this
+    return new TlsFailure(Status.FAILED_PRECONDITION, `dial ${url}: the server does not speak TLS here (${reason}): a ${plain} port?`, { cause: error });
   }
   if (isVersionMismatch(reason)) {
     return new TlsFailure(Status.FAILED_PRECONDITION, `dial ${url}: the server and this side share no TLS version (${reason}); see tls.minVersion and tls.maxVersion on both sides`, { cause: error });

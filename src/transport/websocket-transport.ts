@@ -10,9 +10,11 @@
  * - **Back pressure**: `ws.send()` never refuses, so write() answers from the socket underneath, as SocketTransport
  *   does: false once what it buffers passes its high-water mark, onDrain on its 'drain'. With compression off ws
  *   queues nothing of its own, so `bufferedAmount` is the socket's buffer, and it is what writableLength reports.
- * - **Reading**: the read budget pauses and resumes the WebSocket (ws pauses the socket); a text message, or any
- *   WebSocket frame RFC 6455 forbids, closes the connection with a ProtocolError (GW_ERR_WEBSOCKET; a message over
- *   the bound GW_ERR_FRAME_SIZE).
+ * - **Reading**: the read budget pauses and resumes the WebSocket (ws pauses the socket), and counts pings and pongs
+ *   as it counts messages; a text message, or any WebSocket frame RFC 6455 forbids, closes the connection with a
+ *   ProtocolError (GW_ERR_WEBSOCKET; a message over the bound GW_ERR_FRAME_SIZE); more than
+ *   WEBSOCKET_MAX_EMPTY_FRAMES_IN_A_ROW pings, pongs or empty messages in a row close it with
+ *   GW_ERR_ENHANCE_YOUR_CALM, as does a peer that pings and leaves ws's pongs unsent.
  * - **EOF**: a WebSocket has no half-close. The peer's close frame with 1000, 1001 or no code is the end of its bytes
  *   (onEnd, then onClose without an error); any other code, or a connection lost without a close frame, is an error.
  *   end() sends our close frame after what was written, and messages that arrive before the peer's close frame are
@@ -52,6 +54,33 @@ const CLEAN_CLOSE_CODES = new Set([1000, 1001, 1005]);
 const UNSUPPORTED_DATA = 1003;
 /** Options of every ws.send(): binary, one whole message (fin), never compressed. */
 const SEND_OPTIONS = { binary: true, fin: true, compress: false } as const;
+/** RFC 6455 close code for a message that violates the endpoint's policy (a flood, here). */
+const POLICY_VIOLATION = 1008;
+
+/**
+ * WebSocket frames one message may come in (ws `maxFragments`; ws's default is 16 384). gridwire never fragments (each
+ * message is one frame), so a peer that does gains nothing from more: beyond, the connection closes (1008,
+ * GW_ERR_ENHANCE_YOUR_CALM). ws keeps a Buffer per fragment until the message is whole: 16 383 one-byte fragments
+ * held ~1.7 MiB of heap for 112 KiB on the wire.
+ */
+export const WEBSOCKET_MAX_FRAGMENTS = 64;
+/**
+ * Socket reads a WebSocket frame may take to arrive (ws `maxBufferedChunks`; ws's default is 262 144). ws keeps each
+ * chunk the socket delivered until the frame is whole, each costing a Buffer object: a peer that writes a 65 546-byte
+ * frame one byte per TCP segment held ~10 MiB of RSS per connection at the default. 1 024 reads of a frame of at most
+ * WEBSOCKET_MAX_MESSAGE_BYTES leave 64 bytes per read on average, far below any real network's segments; beyond, the
+ * connection closes (1008, GW_ERR_ENHANCE_YOUR_CALM).
+ */
+export const WEBSOCKET_MAX_BUFFERED_CHUNKS = 1_024;
+/**
+ * WebSocket frames in a row that bring no byte of gridwire's stream: pings, pongs and empty binary messages (a gridwire
+ * peer sends none of them; §10a's liveness is gridwire PING frames). The rule of the session's empty frames
+ * (session/peer-guard.ts, MAX_CONSECUTIVE_EMPTY_FRAMES): a handful is allowed, since an intermediary may ping; beyond,
+ * the connection closes with GW_ERR_ENHANCE_YOUR_CALM. Any binary message with bytes starts the count again.
+ */
+export const WEBSOCKET_MAX_EMPTY_FRAMES_IN_A_ROW = 16;
+/** What a control frame costs on the wire besides its payload, charged to the read budget: its header and mask. */
+const CONTROL_FRAME_OVERHEAD = 6;
 
 /**
  * The masking key of every message a dialer sends: all zeros. RFC 6455 requires a client to mask and a server to
@@ -85,10 +114,14 @@ export class WebSocketTransport implements Transport {
    * answers is cut by ws's closeTimeout, as a socket that never answers our FIN is by the session's linger).
    */
   private ended = false;
+  /** end() came before the upgrade (givenUp). */
+  private endedUpgrading = false;
   private readBudget = 0;
   private readThisTurn = 0;
   private yielded = false;
   private readingStopped = false;
+  /** WebSocket frames in a row that carried no byte of the stream (WEBSOCKET_MAX_EMPTY_FRAMES_IN_A_ROW). */
+  private emptyInARow = 0;
 
   /**
    * `upgrading`: the accepted connection whose upgrade is still to come (an acceptor's transport), destroyed if the
@@ -99,6 +132,11 @@ export class WebSocketTransport implements Transport {
     private readonly upgrading?: Duplex,
   ) {
     upgrading?.once('close', this.upgradingClosed);
+  }
+
+  /** The session ended or destroyed the connection before its upgrade: what fails from then on is its doing. */
+  get givenUp(): boolean {
+    return this.state === State.UPGRADING && (this.destroyedQuietly || this.failure !== undefined || this.endedUpgrading);
   }
 
   /** The upgrade succeeded: `ws` runs over `socket`. Sends what was written meanwhile. */
@@ -112,6 +150,8 @@ export class WebSocketTransport implements Transport {
     this.ws = ws;
     this.socket = socket;
     ws.on('message', this.onMessage);
+    ws.on('ping', this.onControlFrame);
+    ws.on('pong', this.onControlFrame);
     ws.on('error', this.onError);
     ws.on('close', this.onClose);
     socket.on('drain', this.onDrain);
@@ -163,8 +203,10 @@ export class WebSocketTransport implements Transport {
   }
 
   end(): void {
-    if (this.state === State.UPGRADING) this.upgrading?.destroy(); // nothing to say goodbye in before the upgrade
-    else if (this.state === State.OPEN) {
+    if (this.state === State.UPGRADING) {
+      this.endedUpgrading = true;
+      this.upgrading?.destroy(); // nothing to say goodbye in before the upgrade
+    } else if (this.state === State.OPEN) {
       this.ended = true;
       this.ws!.close(1000);
     }
@@ -205,8 +247,10 @@ export class WebSocketTransport implements Transport {
 
   private readonly onMessage = (data: RawData, isBinary: boolean): void => {
     if (this.state !== State.OPEN || this.failure !== undefined) return;
-    if (!isBinary) return this.violated(new ProtocolError(ProtocolErrorCode.WEBSOCKET, 'a text message: gridwire travels in binary messages only'));
+    if (!isBinary) return this.violated(new ProtocolError(ProtocolErrorCode.WEBSOCKET, 'a text message: gridwire travels in binary messages only'), UNSUPPORTED_DATA);
     const chunk = data as Buffer; // binaryType 'nodebuffer' (ws's default): one Buffer per message
+    if (chunk.length === 0) return this.carriedNothing('an empty binary message', CONTROL_FRAME_OVERHEAD);
+    this.emptyInARow = 0;
     const sink = this.sink;
     if (sink === undefined) {
       this.early.push(chunk);
@@ -223,12 +267,48 @@ export class WebSocketTransport implements Transport {
   };
 
   /**
+   * A ping or a pong (ws has answered a ping already, unless more than 60 of its pongs wait unsent: then it has
+   * terminated the connection, and this says why). Charged to the read budget like a message, and counted as a frame
+   * that carries nothing.
+   */
+  private readonly onControlFrame = (data: Buffer): void => {
+    if (this.state !== State.OPEN) return;
+    const ws = this.ws!;
+    if (ws.readyState !== ws.OPEN && this.failure === undefined && !this.ended) {
+      this.failure = new ProtocolError(ProtocolErrorCode.ENHANCE_YOUR_CALM, 'WebSocket ping flood: the peer pings and does not read our pongs (more than 60 unsent: ws maxPendingAutoPongs)');
+      return;
+    }
+    this.carriedNothing('a WebSocket ping or pong', data.length + CONTROL_FRAME_OVERHEAD);
+  };
+
+  /** A WebSocket frame that brought no byte of the stream: charged to the read budget, and too many in a row end it. */
+  private carriedNothing(what: string, wireBytes: number): void {
+    if (this.readBudget > 0) {
+      if (this.readThisTurn === 0) setImmediate(this.nextTurn);
+      this.readThisTurn += wireBytes;
+      if (this.readThisTurn >= this.readBudget && !this.yielded) {
+        this.yielded = true;
+        this.ws!.pause();
+      }
+    }
+    if (this.failure !== undefined || ++this.emptyInARow <= WEBSOCKET_MAX_EMPTY_FRAMES_IN_A_ROW) return;
+    this.violated(
+      new ProtocolError(
+        ProtocolErrorCode.ENHANCE_YOUR_CALM,
+        `WebSocket empty frame flood: more than ${WEBSOCKET_MAX_EMPTY_FRAMES_IN_A_ROW} frames in a row brought no byte of the stream (the last: ${what}); pings, pongs and empty messages are allowed ${WEBSOCKET_MAX_EMPTY_FRAMES_IN_A_ROW} in a row`,
+      ),
+      POLICY_VIOLATION,
+    );
+    this.pauseReading(); // a flooder is not read further: ws's closeTimeout ends the connection if no close frame comes
+  }
+
+  /**
    * The peer broke the binding: nothing more is delivered, and it is told why in our close frame (the socket keeps
    * reading, so that the peer's close frame ends the connection at once rather than after ws's closeTimeout).
    */
-  private violated(error: ProtocolError): void {
+  private violated(error: ProtocolError, closeCode: number): void {
     this.failure ??= error;
-    this.ws!.close(UNSUPPORTED_DATA, error.code);
+    this.ws!.close(closeCode, error.code);
   }
 
   /** ws reports a violation of RFC 6455 or of maxPayload, or the socket's error; 'close' always follows. */
@@ -277,6 +357,15 @@ function protocolErrorOf(error: Error & { code?: string }): Error {
   if (typeof code !== 'string' || !code.startsWith('WS_ERR_')) return error;
   if (code === 'WS_ERR_UNSUPPORTED_MESSAGE_LENGTH') {
     return new ProtocolError(ProtocolErrorCode.FRAME_SIZE, `a WebSocket message over ${WEBSOCKET_MAX_MESSAGE_BYTES} bytes (${code})`);
+  }
+  if (code === 'WS_ERR_TOO_MANY_BUFFERED_PARTS') {
+    // ws says which of its two bounds only in the message
+    return new ProtocolError(
+      ProtocolErrorCode.ENHANCE_YOUR_CALM,
+      /fragment/i.test(error.message)
+        ? `a WebSocket message in more than ${WEBSOCKET_MAX_FRAGMENTS} fragments (gridwire sends each message as one frame) (${code})`
+        : `a WebSocket frame still incomplete after ${WEBSOCKET_MAX_BUFFERED_CHUNKS} socket reads: a peer that dribbles its bytes (${code})`,
+    );
   }
   return new ProtocolError(ProtocolErrorCode.WEBSOCKET, `${error.message} (${code})`);
 }

@@ -197,7 +197,9 @@ export const DEFAULT_LIMITS = {
  * WebSocket binding (PROTOCOL.md §14): the largest binary message a sender writes, and exactly what a receiver accepts
  * (ws `maxPayload`; one more byte closes the connection). A frame of the default maximum size with its header fits in
  * one message; larger frames span messages, which carry no meaning of their own. Fixed, so that both sides know it
- * before any HELLO, and small, so that what the WebSocket layer holds before gridwire's limits see a byte is one
- * message per connection, whatever maxFrameBytes is.
+ * before any HELLO, and small, so that the payload bytes the WebSocket layer holds before gridwire's limits see them
+ * are one message's per connection, whatever maxFrameBytes is. That bounds bytes, not the pieces they come in: the
+ * number of WebSocket frames of one message and of socket reads of one frame are bounded apart
+ * (transport/websocket-transport.ts: WEBSOCKET_MAX_FRAGMENTS, WEBSOCKET_MAX_BUFFERED_CHUNKS).
  */
 export const WEBSOCKET_MAX_MESSAGE_BYTES = FRAME_HEADER_BYTES + DEFAULT_LIMITS.maxFrameBytes;

@@ -14,6 +14,7 @@ import { WebSocket, WebSocketServer } from 'ws';
 
 import { attach, connect, Status, type AttachOptions, type Server } from '../../src/index.js';
 import { testPki } from '../fixtures/certs.js';
+import { clientTls, Who, whoService } from '../fixtures/tls.js';
 import { Echo, echoService } from '../fixtures/echo-service.js';
 import { connectTo, type LogLine } from '../fixtures/connections.js';
 import { rejectsWithStatus, until, within } from '../helpers.js';
@@ -199,7 +200,37 @@ void describe('attach() on an application https server', () => {
     const [res] = (await within(once(req, 'response'), 3_000, 'GET / over https')) as [IncomingMessage];
     res.resume();
     assert.equal(res.statusCode, 200);
-    await rejectsWithStatus(connect(gw.url, { tls: { ca: pki.ca }, connectTimeoutMs: 3_000 }), Status.UNAVAILABLE, 'no client certificate');
+    await rejectsWithStatus(connect(gw.url, { tls: { ca: pki.ca }, connectTimeoutMs: 3_000 }), Status.UNAUTHENTICATED, 'no client certificate');
     assert.equal(gw.sessions.size, 1, 'the refused client never got a session (its TLS failed before the upgrade)');
+  });
+
+  void test('T-Z1 an https server that lets unverified client certificates through (requestCert, rejectUnauthorized: false): a rogue-CA or expired certificate is refused at the upgrade (403, one warn line), no handler runs, no identity is claimed; a verified one has its identity, one without a certificate none', { timeout: 20_000 }, async (t) => {
+    const pki = testPki();
+    const https = createHttpsServer({ key: pki.server.key, cert: pki.server.cert, ca: pki.ca, requestCert: true, rejectUnauthorized: false });
+    const app = await appServer(t, https);
+    const calls = { count: 0 };
+    const logs: LogLine[] = [];
+    const gw = attach(app, { path: '/gridwire', services: [whoService(calls)], log: (level, message) => logs.push({ level, message }) });
+    t.after(async () => {
+      for (const s of gw.sessions) s.destroy();
+      await within(gw.close({ graceMs: 0 }), 3_000, 'gridwire to detach');
+    });
+    const admin = pki.issue({ commonName: 'admin', dnsNames: ['admin'], signer: 'rogue' });
+    for (const [what, pair, code] of [['rogue CA', admin, /UNABLE_TO_VERIFY_LEAF_SIGNATURE|SELF_SIGNED|UNABLE_TO_GET_ISSUER/], ['expired', pki.expiredClient, /CERT_HAS_EXPIRED/]] as const) {
+      const before = logs.length;
+      const error = await rejectsWithStatus(connect(gw.url, { tls: clientTls(pair), connectTimeoutMs: 3_000 }), Status.UNAUTHENTICATED, what);
+      assert.match(error.message, /403/, `${what}: ${error.message}`);
+      await until(() => logs.length > before, 3_000, `${what}: a log line`);
+      const lines = logs.slice(before).filter((l) => l.level === 'warn');
+      assert.equal(lines.length, 1, `${what}: one warn line: ${JSON.stringify(lines)}`);
+      assert.match(lines[0]!.message, /refused the WebSocket upgrade/);
+      assert.match(lines[0]!.message, code);
+    }
+    assert.equal(calls.count, 0, 'no handler ran for an unverified certificate');
+    assert.equal(gw.sessions.size, 0);
+    const verified = await connectTo(t, gw.url, { tls: clientTls() });
+    assert.equal((await verified.client(Who).whoami(null)).commonName, 'client-1');
+    const anonymous = await connectTo(t, gw.url, { tls: clientTls(null) });
+    assert.equal((await anonymous.client(Who).whoami(null)).commonName, undefined, 'no certificate: no identity');
   });
 });

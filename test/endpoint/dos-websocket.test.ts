@@ -10,7 +10,12 @@
  * - a flood of slow upgrades (half a request, or nothing) is bounded by handshakeTimeoutMs and maxPendingHandshakes,
  *   while a real client connects;
  * - permessage-deflate offered by a raw client is never negotiated, and a compressed frame sent anyway closes it;
- * - a text message closes the connection (1003, GW_ERR_WEBSOCKET).
+ * - a text message closes the connection (1003, GW_ERR_WEBSOCKET);
+ * - a frame dribbled one byte per TCP segment, or a message in thousands of one-byte fragments, closes the connection
+ *   (GW_ERR_ENHANCE_YOUR_CALM) before ws holds more than WEBSOCKET_MAX_BUFFERED_CHUNKS / WEBSOCKET_MAX_FRAGMENTS
+ *   pieces of it;
+ * - a flood of pings, pongs or empty messages closes the connection (GW_ERR_ENHANCE_YOUR_CALM), a few between
+ *   messages do not.
  */
 import assert from 'node:assert/strict';
 import { once } from 'node:events';
@@ -21,6 +26,7 @@ import { WebSocket } from 'ws';
 
 import { attach, connect } from '../../src/index.js';
 import { parseAddress } from '../../src/transport/address.js';
+import { WEBSOCKET_MAX_BUFFERED_CHUNKS, WEBSOCKET_MAX_EMPTY_FRAMES_IN_A_ROW, WEBSOCKET_MAX_FRAGMENTS } from '../../src/transport/websocket-transport.js';
 import { WEBSOCKET_MAX_MESSAGE_BYTES } from '../../src/wire/constants.js';
 import { encodeFrame } from '../../src/wire/frame.js';
 import { assertCanaryHealthy, assertClosedWith, dosTarget, RssWatch } from '../fixtures/dos.js';
@@ -191,6 +197,131 @@ void describe('T-D10 WebSocket: messages', () => {
     await within(once(offered, 'open'), 3_000, 'a deflate-offering client to connect');
     assert.equal(offered.extensions, '');
     assertCanaryHealthy(target, await canary.stop(), 'T-D10 deflate offered');
+  });
+});
+
+/** The header of a binary WebSocket frame from a client (FIN unless `fin` is false; masked with the zero key). */
+function clientFrameHeader(payloadLength: number, opcode = 0x2, fin = true): Buffer {
+  const first = (fin ? 0x80 : 0) | opcode;
+  if (payloadLength < 126) return Buffer.from([first, 0x80 | payloadLength, 0, 0, 0, 0]);
+  const header = Buffer.alloc(8); // the last four: the zero masking key
+  header[0] = first;
+  header[1] = 0x80 | 126;
+  header.writeUInt16BE(payloadLength, 2);
+  return header;
+}
+
+/**
+ * A raw TCP client of the ws:// server on `port` that upgrades /gw by hand and sends its HELLO in one binary message,
+ * with Nagle off; it reads (and drops) what it receives only when `read`. Destroyed after the test.
+ */
+async function upgradedAttacker(t: TestContext, port: number, read: boolean): Promise<{ socket: Socket; closed: () => boolean; gone: Promise<void> }> {
+  const raw = rawHttp(t, port, `${upgradeHead('/gw')}\r\n\r\n`);
+  raw.socket.setNoDelay(true);
+  await until(() => raw.received().includes('\r\n\r\n'), 3_000, 'the upgrade response');
+  assert.match(raw.received(), /^HTTP\/1\.1 101 /);
+  const hello = helloFrame();
+  raw.socket.write(Buffer.concat([clientFrameHeader(hello.length), hello]));
+  if (!read) raw.socket.pause();
+  return { socket: raw.socket, closed: raw.closed, gone: raw.answer.then(() => undefined) };
+}
+
+void describe('T-D10 WebSocket: what the WebSocket layer holds and parses', () => {
+  void test('T-D10 dribble: 4 connections each start a 65 535-byte message and send it one byte per TCP write: each closed (GW_ERR_ENHANCE_YOUR_CALM) within WEBSOCKET_MAX_BUFFERED_CHUNKS reads; RSS under 64 MiB; the canary is fine', { timeout: 60_000 }, async (t) => {
+    const target = await dosTarget(t, {}, 300, { url: WS_URL });
+    const rss = new RssWatch();
+    const canary = target.startCanary();
+    const attackers = await Promise.all(Array.from({ length: 4 }, () => upgradedAttacker(t, portOf(target.url), false)));
+    for (const a of attackers) a.socket.write(clientFrameHeader(65_535));
+    // ws's default (262 144 reads) held ~10 MiB of RSS per connection by the end. A millisecond between bytes, so that
+    // the server reads each on its own (bytes that wait in the kernel together are one read); 16 x the bound leaves
+    // room for a loaded machine that reads several at once
+    const most = 16 * WEBSOCKET_MAX_BUFFERED_CHUNKS;
+    for (let i = 0; i < most && !attackers.every((a) => a.closed()); i++) {
+      for (const a of attackers) if (!a.closed()) a.socket.write(Buffer.of(i & 0xff));
+      await sleep(1);
+    }
+    await within(Promise.all(attackers.map((a) => a.gone)), 5_000, 'every dribbler to be closed');
+    const line = await assertClosedWith(target, 'GW_ERR_ENHANCE_YOUR_CALM');
+    assert.match(line, /socket reads/);
+    assertCanaryHealthy(target, await canary.stop(), 'T-D10 dribble');
+    // 4 connections x at most 1 024 one-byte chunks held, ~4 MiB measured alone (tcp:// the same); the rest of the budget
+    // is the canary's own garbage, which RssWatch counts (a ws:// canary alone grew RSS ~44 MiB in 3 s here)
+    rss.assertUnder(64, 'T-D10 dribble');
+  });
+
+  void test('T-D10 fragments: 20 connections each send 16 383 one-byte fragments of one message (112 KiB): each closed (GW_ERR_ENHANCE_YOUR_CALM) at fragment WEBSOCKET_MAX_FRAGMENTS + 1; RSS under 32 MiB; the canary is fine', { timeout: 30_000 }, async (t) => {
+    const target = await dosTarget(t, {}, 300, { url: WS_URL });
+    const rss = new RssWatch();
+    const canary = target.startCanary();
+    const count = 16_383;
+    const fragments = Buffer.concat(Array.from({ length: count }, (_, i) => Buffer.concat([clientFrameHeader(1, i === 0 ? 0x2 : 0x0, false), Buffer.of(0x41)])));
+    const attackers: Awaited<ReturnType<typeof upgradedAttacker>>[] = [];
+    for (let i = 0; i < 20; i++) {
+      const a = await upgradedAttacker(t, portOf(target.url), true); // reads, to see the server's FIN
+      a.socket.write(fragments);
+      attackers.push(a);
+    }
+    await within(Promise.all(attackers.map((a) => a.gone)), 5_000, 'every fragmenter to be closed');
+    const line = await assertClosedWith(target, 'GW_ERR_ENHANCE_YOUR_CALM');
+    assert.match(line, new RegExp(`more than ${WEBSOCKET_MAX_FRAGMENTS} fragments`));
+    // gridwire's own messages are one frame each: a message of exactly the bound in fragments is still fine
+    const { ws, closed } = await rawWebSocket(t, target.url);
+    let open = true;
+    void closed.then(() => (open = false));
+    const ext = encodeFrame({ type: 0x80, flags: 0, streamId: 0, payload: new Uint8Array(WEBSOCKET_MAX_FRAGMENTS * 4 - 10) });
+    for (let f = 0; f < WEBSOCKET_MAX_FRAGMENTS; f++) ws.send(ext.subarray(f * 4, f * 4 + 4), { fin: f === WEBSOCKET_MAX_FRAGMENTS - 1 });
+    await sleep(200);
+    assert.ok(open, `a message in ${WEBSOCKET_MAX_FRAGMENTS} fragments leaves the connection open`);
+    assertCanaryHealthy(target, await canary.stop(), 'T-D10 fragments');
+    // ws's default (16 384 fragments) held ~1.7 MiB of heap per connection; with 64 nothing to speak of. The budget is
+    // mostly the canary's own garbage, which RssWatch counts (19 MiB measured)
+    rss.assertUnder(32, 'T-D10 fragments');
+  });
+
+  for (const [kind, frame, read] of [
+    ['empty pongs, reading', clientFrameHeader(0, 0xa), true],
+    ['pings of 125 bytes, never reading', Buffer.concat([clientFrameHeader(125, 0x9), Buffer.alloc(125, 0x70)]), false],
+    ['empty binary messages, reading', clientFrameHeader(0), true],
+  ] as const) {
+    void test(`T-D10 control frame flood (${kind}): closed with GW_ERR_ENHANCE_YOUR_CALM after WEBSOCKET_MAX_EMPTY_FRAMES_IN_A_ROW; the canary is fine; RSS under 32 MiB`, { timeout: 30_000 }, async (t) => {
+      const target = await dosTarget(t, {}, 300, { url: WS_URL });
+      const rss = new RssWatch();
+      const canary = target.startCanary();
+      const a = await upgradedAttacker(t, portOf(target.url), read);
+      const block = Buffer.concat(Array.from({ length: Math.floor(65_536 / frame.length) }, () => frame));
+      const endsAt = performance.now() + 3_000;
+      while (!a.closed() && performance.now() < endsAt) {
+        if (!a.socket.write(block)) await Promise.race([once(a.socket, 'drain').catch(() => undefined), a.gone, sleep(50)]);
+        else await new Promise((resolve) => setImmediate(resolve));
+      }
+      await within(a.gone, 5_000, 'the flooder to be closed');
+      const line = await assertClosedWith(target, 'GW_ERR_ENHANCE_YOUR_CALM');
+      assert.match(line, /WebSocket empty frame flood/);
+      assert.equal(target.logs.filter((l) => l.level === 'warn').length, 1, `one line: ${JSON.stringify(target.logs)}`);
+      assertCanaryHealthy(target, await canary.stop(), `T-D10 ${kind}`);
+      // what the flood leaves is nothing (17 frames parsed, then reading stops); the budget is the canary's own garbage
+      // over the 2 s the closed connection lingers, which RssWatch counts (~25 MiB seen with another test file running)
+      rss.assertUnder(32, `T-D10 ${kind}`);
+    });
+  }
+
+  void test('T-D10 a few pings between messages are fine: pings and pongs in runs of WEBSOCKET_MAX_EMPTY_FRAMES_IN_A_ROW, each run followed by a message, leave the connection open', { timeout: 10_000 }, async (t) => {
+    const target = await dosTarget(t, {}, 50, { url: WS_URL });
+    const { ws, closed } = await rawWebSocket(t, target.url);
+    let open = true;
+    void closed.then(() => (open = false));
+    const ext = encodeFrame({ type: 0x80, flags: 0, streamId: 0, payload: new Uint8Array(1) });
+    for (let run = 0; run < 4; run++) {
+      for (let i = 0; i < WEBSOCKET_MAX_EMPTY_FRAMES_IN_A_ROW; i++) {
+        if (i % 2 === 0) ws.ping();
+        else ws.pong();
+      }
+      ws.send(ext);
+    }
+    await sleep(300);
+    assert.ok(open, 'still open');
+    assert.deepEqual(target.logs.filter((l) => l.level === 'warn'), []);
   });
 });
 

@@ -10,6 +10,8 @@ import { once } from 'node:events';
 import { request } from 'node:http';
 import { createServer, type Socket } from 'node:net';
 import { describe, test, type TestContext } from 'node:test';
+import { createServer as createTlsServer } from 'node:tls';
+import { WebSocketServer } from 'ws';
 
 import {
   bidi,
@@ -29,6 +31,7 @@ import { parseAddress } from '../../src/transport/address.js';
 import type { Transport } from '../../src/transport/transport.js';
 import { dialWebSocket, listenWebSocket } from '../../src/transport/websocket.js';
 import { WEBSOCKET_MAX_MESSAGE_BYTES } from '../../src/wire/constants.js';
+import { ProtocolError } from '../../src/wire/errors.js';
 import { Bulk, MiB, patternChunks, patternSha256, Tally } from '../fixtures/bulk.js';
 import { testPki } from '../fixtures/certs.js';
 import { connectTo, newMesh, openChannel, startServer } from '../fixtures/connections.js';
@@ -194,26 +197,52 @@ void describe('calls and bulk over ws:// and wss://', () => {
     await assertBulk(client, 8 * MiB + 5, 64 * 1024, 'wss bulk');
   });
 
-  void test('T-Z1 wss:// with requestCert: a client without a certificate, or with one from another CA, is refused; no handler runs', { timeout: 15_000 }, async (t) => {
+  void test('T-Z1 wss:// with requestCert: a client without a certificate, with one from another CA or expired, one that does not trust the server, or offers only TLS 1.2, is refused with the status tls:// gives (UNAUTHENTICATED, FAILED_PRECONDITION) and one server log line each; no handler runs', { timeout: 20_000 }, async (t) => {
     const pki = testPki();
     let calls = 0;
-    const { server } = await startServer(
+    const { server, logs } = await startServer(
       t,
       { services: [callsService(() => calls++)], tls: { key: pki.server.key, cert: pki.server.cert, ca: pki.ca, requestCert: true } },
       'wss://127.0.0.1:0/gw',
     );
-    await rejectsWithStatus(connect(server.url, { tls: { ca: pki.ca }, connectTimeoutMs: 5_000 }), Status.UNAVAILABLE, 'no client certificate');
-    await rejectsWithStatus(
-      connect(server.url, { tls: { ca: pki.ca, key: pki.rogueClient.key, cert: pki.rogueClient.cert }, connectTimeoutMs: 5_000 }),
-      Status.UNAVAILABLE,
-      'a certificate from the rogue CA',
-    );
-    await rejectsWithStatus(connect(server.url, { connectTimeoutMs: 5_000 }), Status.UNAVAILABLE, 'a client that does not trust the server');
+    const client = { ca: pki.ca, key: pki.client.key, cert: pki.client.cert };
+    const cases = [
+      // the https server checks the client's certificate itself once TLS is up (to log why) and closes without a TLS
+      // alert, so the client sees a silent close: UNAVAILABLE with the hint, as tls:// gives for a silent close
+      ['no client certificate', { ca: pki.ca }, Status.UNAVAILABLE, /if it requires a client certificate, set tls\.cert and tls\.key/, /presented no client certificate/],
+      ['a certificate from the rogue CA', { ca: pki.ca, key: pki.rogueClient.key, cert: pki.rogueClient.cert }, Status.UNAVAILABLE, /right after the TLS handshake/, /not signed by a CA this side trusts/],
+      ['an expired certificate', { ca: pki.ca, key: pki.expiredClient.key, cert: pki.expiredClient.cert }, Status.UNAVAILABLE, /right after the TLS handshake/, /has expired/],
+      ['a client that does not trust the server', undefined, Status.UNAUTHENTICATED, /the server's certificate is not signed by a CA this side trusts/, undefined],
+      ['a TLS 1.2-only client', { ...client, maxVersion: 'TLSv1.2' }, Status.FAILED_PRECONDITION, /share no TLS version/, /no TLS version this side accepts/],
+    ] as const;
+    for (const [what, tls, status, message, logged] of cases) {
+      const before = logs.length;
+      const error = await rejectsWithStatus(connect(server.url, { tls, connectTimeoutMs: 5_000 }), status, what);
+      assert.match(error.message, message, what);
+      if (logged === undefined) continue; // the client refused the server: the server's TLS saw an alert only
+      await until(() => logs.length > before, 3_000, `${what}: the server's line`);
+      await sleep(50);
+      const lines = logs.slice(before).filter((l) => l.level === 'warn');
+      assert.equal(lines.length, 1, `${what}: one line: ${JSON.stringify(lines)}`);
+      assert.match(lines[0]!.message, logged, what);
+    }
     assert.equal(calls, 0);
     // each refused connection had a session from its TCP accept (so the handshake deadline covered its TLS): gone now
     await until(() => server.sessions.size === 0, 3_000, 'no session is left open');
-    const good = await connectTo(t, server.url, { tls: { ca: pki.ca, key: pki.client.key, cert: pki.client.cert } });
+    const good = await connectTo(t, server.url, { tls: client });
     assert.equal(await good.client(Calls).echo('in'), 'in');
+  });
+
+  void test('wss:// to a ws:// port is FAILED_PRECONDITION ("use ws://"); ws:// to a wss:// port UNAVAILABLE with the hint "use wss://", and the wss:// server logs one line', { timeout: 15_000 }, async (t) => {
+    const pki = testPki();
+    const plain = await serverAt(t, 'ws://127.0.0.1:0/gw');
+    const error = await rejectsWithStatus(connect(plain.url.replace('ws://', 'wss://'), { tls: { ca: pki.ca }, connectTimeoutMs: 3_000 }), Status.FAILED_PRECONDITION, 'wss to ws');
+    assert.match(error.message, /does not speak TLS here.*a ws:\/\/ port\?/);
+    const { server, logs } = await startServer(t, { tls: { key: pki.server.key, cert: pki.server.cert } }, 'wss://127.0.0.1:0/gw');
+    const reverse = await rejectsWithStatus(connect(server.url.replace('wss://', 'ws://'), { connectTimeoutMs: 3_000 }), Status.UNAVAILABLE, 'ws to wss');
+    assert.match(reverse.message, /use wss:\/\//);
+    await until(() => logs.some((l) => l.level === 'warn'), 3_000, 'the server line');
+    assert.match(logs.find((l) => l.level === 'warn')!.message, /TLS handshake with wss:\/\/127\.0\.0\.1:\d+ failed: the peer did not speak TLS/);
   });
 });
 
@@ -371,5 +400,80 @@ void describe('ws:// back pressure', () => {
     const result = await within(upload, 15_000, 'the upload to finish');
     assert.equal(result.bytes, bytes);
     assert.equal(result.sha256, patternSha256(bytes));
+  });
+});
+
+// ---------------------------------------------------------------- what the dialer and listener fix, against others
+
+void describe('ws:// and wss:// settings a peer cannot change', () => {
+  void test('the dialer never offers permessage-deflate: its upgrade request has no Sec-WebSocket-Extensions', { timeout: 10_000 }, async (t) => {
+    const request = deferred<string>();
+    const server = createServer((socket) => {
+      let text = '';
+      socket.on('data', (chunk: Buffer) => {
+        text += chunk.toString('latin1');
+        if (text.includes('\r\n\r\n')) {
+          request.resolve(text);
+          socket.destroy();
+        }
+      });
+    });
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    t.after(() => new Promise((resolve) => server.close(resolve)));
+    const port = (server.address() as { port: number }).port;
+    await dialWebSocket(`ws://127.0.0.1:${port}/gw`, { connectTimeoutMs: 3_000 }).then(
+      (transport) => transport.destroy(),
+      () => undefined,
+    );
+    const head = (await within(request.promise, 3_000, 'the upgrade request')).toLowerCase();
+    assert.match(head, /^get \/gw http\/1\.1/);
+    assert.doesNotMatch(head, /sec-websocket-extensions/);
+  });
+
+  void test('the dialer closes on a message over WEBSOCKET_MAX_MESSAGE_BYTES from the server (1009, GW_ERR_FRAME_SIZE), and takes one of exactly that size', { timeout: 10_000 }, async (t) => {
+    const wss = new WebSocketServer({ host: '127.0.0.1', port: 0, perMessageDeflate: false });
+    t.after(async () => {
+      for (const client of wss.clients) client.terminate();
+      await within(new Promise((resolve) => wss.close(resolve)), 3_000, 'the ws server to close');
+    });
+    await once(wss, 'listening');
+    const closeCode = deferred<number>();
+    wss.on('connection', (ws) => {
+      ws.on('error', () => undefined);
+      ws.on('close', (code: number) => closeCode.resolve(code));
+      ws.send(new Uint8Array(WEBSOCKET_MAX_MESSAGE_BYTES));
+      ws.send(new Uint8Array(WEBSOCKET_MAX_MESSAGE_BYTES + 1));
+    });
+    const transport = await dialWebSocket(`ws://127.0.0.1:${(wss.address() as { port: number }).port}/`, { connectTimeoutMs: 3_000 });
+    t.after(() => transport.destroy());
+    const closed = deferred<Error | undefined>();
+    let received = 0;
+    transport.attach({ onData: (chunk) => void (received += chunk.length), onEnd: () => undefined, onClose: (error) => closed.resolve(error), onDrain: () => undefined });
+    const error = await within(closed.promise, 3_000, 'the dialer to close');
+    assert.equal(received, WEBSOCKET_MAX_MESSAGE_BYTES, 'the message of exactly the bound was delivered, the larger one not');
+    assert.ok(error instanceof ProtocolError && error.code === 'GW_ERR_FRAME_SIZE', String(error));
+    assert.equal(await within(closeCode.promise, 3_000, 'the server to see the close'), 1009);
+  });
+
+  void test('a wss:// dial offers TLS 1.3 only unless tls.minVersion says otherwise: a TLS 1.2-only server is FAILED_PRECONDITION', { timeout: 10_000 }, async (t) => {
+    const pki = testPki();
+    const server = createTlsServer({ key: pki.server.key, cert: pki.server.cert, maxVersion: 'TLSv1.2' }, (socket) => socket.destroy());
+    server.on('tlsClientError', () => undefined);
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    t.after(() => new Promise((resolve) => server.close(resolve)));
+    const url = `wss://127.0.0.1:${(server.address() as { port: number }).port}/gw`;
+    const error = await rejectsWithStatus(connect(url, { tls: { ca: pki.ca }, connectTimeoutMs: 3_000 }), Status.FAILED_PRECONDITION, 'TLS 1.2-only server');
+    assert.match(error.message, /share no TLS version/);
+    // and with minVersion chosen, TLS 1.2 is allowed (the server then hangs up: UNAVAILABLE, not a version error)
+    await rejectsWithStatus(connect(url, { tls: { ca: pki.ca, minVersion: 'TLSv1.2' }, connectTimeoutMs: 3_000 }), Status.UNAVAILABLE, 'TLS 1.2 allowed');
+  });
+
+  void test('a wss:// listener takes TLS 1.3 only unless tls.minVersion says otherwise: a TLS 1.2-only client is refused, with it set it connects', { timeout: 10_000 }, async (t) => {
+    const pki = testPki();
+    const strict = await serverAt(t, 'wss://127.0.0.1:0/gw', { tls: { key: pki.server.key, cert: pki.server.cert } });
+    await rejectsWithStatus(connect(strict.url, { tls: { ca: pki.ca, maxVersion: 'TLSv1.2' }, connectTimeoutMs: 3_000 }), Status.FAILED_PRECONDITION, 'TLS 1.2 to the default');
+    const lenient = await serverAt(t, 'wss://127.0.0.1:0/gw', { tls: { key: pki.server.key, cert: pki.server.cert, minVersion: 'TLSv1.2' } });
+    const session = await connectTo(t, lenient.url, { tls: { ca: pki.ca, maxVersion: 'TLSv1.2' } });
+    assert.equal(await session.client(Calls).echo('1.2'), '1.2');
   });
 });
