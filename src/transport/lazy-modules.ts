@@ -17,14 +17,17 @@ let tls: typeof Tls | undefined;
 let https: typeof Https | undefined;
 let ws: typeof Ws | undefined;
 
+/** @internal node:tls, required on first call. */
 export function nodeTls(): typeof Tls {
   return (tls ??= require('node:tls') as typeof Tls);
 }
 
+/** @internal node:https, required on first call. */
 export function nodeHttps(): typeof Https {
   return (https ??= require('node:https') as typeof Https);
 }
 
+/** @internal ws, required on first call (its declarations would need `ws`'s types, which users need not have). */
 export function wsModule(): typeof Ws {
   return (ws ??= require('ws') as typeof Ws);
 }
