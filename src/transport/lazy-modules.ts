@@ -1,10 +1,10 @@
 /**
- * node:tls, node:https and ws, loaded on first use rather than when gridwire is imported. Measured (docs/BENCHMARKS.md,
- * "Loading node:tls"): a process that has merely loaded node:tls moves bulk data over plain tcp:// sessions at about
- * half the rate (`npm run bench -- --suite bulk-throughput --only gridwire --against DIR`, the same library with and
- * without `import 'node:tls'`: 0.47-0.58x); ws loads node:tls itself. So the TLS and WebSocket transports reach these
- * modules only through the functions below, which run when a tls://, wss:// or ws:// address (or `attach`) is used,
- * and a process that speaks plain TCP never loads them. Types are imported as usual: they cost nothing at run time.
+ * node:tls, node:https and ws, loaded on first use rather than when gridwire is imported: a process that speaks only
+ * tcp:// or unix:// never loads them (less to load, less memory, nothing of OpenSSL's TLS state). Measured while
+ * looking for a bulk regression (docs/BENCHMARKS.md, issue 11): the library of 6a101cf with `import 'node:tls'` added
+ * moved bulk at 0.47x / 0.58x of itself without it; loading lazily did not, however, bring the final code back to the
+ * commit before issue 11 (that gap is still open, BENCHMARKS.md). Types are imported as usual: they cost nothing at run
+ * time.
  */
 import { createRequire } from 'node:module';
 import type * as Https from 'node:https';
