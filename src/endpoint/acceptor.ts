@@ -1,7 +1,8 @@
 /**
- * What `listen()` and `attach()` share: each accepted transport becomes a session with the server's services, held in
- * `sessions` while it is open, counted by the listener's caps (listener-limits.ts) until its handshake is done, and
- * closed gracefully with the rest when the server closes. Knows nothing of sockets, ports or schemes.
+ * What `listen()` and `attach()` share: each accepted transport becomes a session with the server's services, counted
+ * by the listener's caps (listener-limits.ts) until its handshake is done, held in `sessions` from then (once its peer
+ * is admitted) until it closes, and closed gracefully with the rest when the server closes, in its handshake or not.
+ * Knows nothing of sockets, ports or schemes.
  */
 import { ProtocolError } from '../wire/errors.js';
 import { stderrLog, type LogFn } from '../log.js';
