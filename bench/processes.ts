@@ -5,7 +5,7 @@
 // orchestrator (killed on exit, failure or signal). Knows nothing of the systems' protocols, nor of what is measured.
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import os from 'node:os';
 import path from 'node:path';
@@ -59,7 +59,23 @@ function librarySource(checkout: string): string {
   return index;
 }
 
-/** Workers under tsx, importing each checkout's src/index.ts: what every suite but the memory and fleet ones uses. */
+/**
+ * How the pair suites (unary, bulk, latency, ws) launch their workers: compiled to plain JS unless --tsx. A library run
+ * under tsx is not what an application runs, and it measures differently: since node:tls joined the process (issue
+ * 11), bulk under tsx was ~0.5x of the same code compiled, with the receiver's user CPU per MiB two to three times as
+ * high, while compiled it was level with the commit before (docs/BENCHMARKS.md, "Bulk under tsx").
+ */
+let pairsUnderTsx = false;
+
+export function setPairsUnderTsx(underTsx: boolean): void {
+  pairsUnderTsx = underTsx;
+}
+
+export function pairLaunch(against: string | null): Launch {
+  return pairsUnderTsx ? tsxLaunch(against) : compiledLaunch(against);
+}
+
+/** Workers under tsx, importing each checkout's src/index.ts (the pair suites with --tsx). */
 export function tsxLaunch(against: string | null): Launch {
   const libraries: Launch['libraries'] = { gridwire: pathToFileURL(librarySource(REPO_ROOT)).href };
   if (against !== null) libraries['gridwire@base'] = pathToFileURL(librarySource(against)).href;
@@ -87,6 +103,8 @@ export function compiledLaunch(against: string | null): Launch {
   const known = compiled.get(key);
   if (known !== undefined) return known;
   compile('this', REPO_ROOT, [fileURLToPath(new URL('./worker.ts', import.meta.url)), librarySource(REPO_ROOT)], CACHE_DIR);
+  // files the compiled systems read beside their own module (systems/grpc.ts loads ../grpc.proto)
+  copyFileSync(fileURLToPath(new URL('./grpc.proto', import.meta.url)), path.join(CACHE_DIR, 'bench', 'grpc.proto'));
   const url = (file: string): string => pathToFileURL(file).href;
   const launch: Launch = {
     script: path.join(CACHE_DIR, 'bench', 'worker.js'),

@@ -34,7 +34,7 @@
 // suite runs the systems of --only it knows. (capnweb and yamux are not installed, so they have no rows.)
 //
 //   npm run bench -- [--suite NAME,...] [--only SYSTEM,...] [--runs N] [--seconds N] [--concurrency 1,64]
-//                    [--against DIR] [--no-pin] [--cpu-prof DIR] [--attack NAME,...]
+//                    [--against DIR] [--no-pin] [--cpu-prof DIR] [--tsx] [--attack NAME,...]
 //     --suite        suites to run, from the list above (default: all but dos)
 //     --only         systems to run (default: all but gridwire@base, which --against adds)
 //     --runs         runs of each measurement (default 2; stream-rss and dos 1)
@@ -51,6 +51,8 @@
 //                    `--against .` is an A/A run: the spread of its ratios is the noise floor of the machine.
 //     --no-pin       do not pin with taskset
 //     --cpu-prof DIR write a V8 CPU profile of every worker process into DIR
+//     --tsx          run the pair suites' workers under tsx instead of compiled to plain JS (the default: a library
+//                    under tsx measures differently from what an application runs; processes.ts pairLaunch)
 //     --attack       the dos suite's attacks to run (default: all; names in bench/roles/dos-attacks.ts)
 //   e.g. npm run bench -- --suite unary --against ../base --runs 3
 //        npm run bench -- --suite bulk-throughput --runs 3
@@ -66,7 +68,7 @@
 import { existsSync } from 'node:fs';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
-import { detectPinning, REPO_ROOT, setWorkerNodeArgs, tsxLaunch } from './processes.js';
+import { detectPinning, REPO_ROOT, setPairsUnderTsx, setWorkerNodeArgs, tsxLaunch } from './processes.js';
 import { probeLibrary, type Suite, type SuiteOptions } from './suites/common.js';
 import { runBulkSuite } from './suites/bulk-throughput.js';
 import { runWsThroughputSuite } from './suites/ws-throughput.js';
@@ -98,7 +100,7 @@ const DEFAULT_SYSTEMS = SYSTEM_NAMES.filter((s) => s !== 'gridwire@base');
 
 const USAGE =
   `usage: npm run bench -- [--suite ${SUITE_NAMES.join(',')}] [--only ${SYSTEM_NAMES.join(',')}] [--runs N] ` +
-  `[--seconds N] [--concurrency 1,64] [--against DIR] [--no-pin] [--cpu-prof DIR] [--attack ${ATTACK_NAMES.join(',')}]\n` +
+  `[--seconds N] [--concurrency 1,64] [--against DIR] [--no-pin] [--cpu-prof DIR] [--tsx] [--attack ${ATTACK_NAMES.join(',')}]\n` +
   `  (the header of bench/run.ts says what each suite measures and what each flag does)`;
 
 interface Flags {
@@ -106,6 +108,7 @@ interface Flags {
   options: Omit<SuiteOptions, 'pin' | 'notes'>;
   noPin: boolean;
   cpuProfDir: string | undefined;
+  tsx: boolean;
 }
 
 function parseFlags(): Flags {
@@ -119,6 +122,7 @@ function parseFlags(): Flags {
       against: { type: 'string' },
       'no-pin': { type: 'boolean', default: false },
       'cpu-prof': { type: 'string' },
+      tsx: { type: 'boolean', default: false },
       attack: { type: 'string' },
       help: { type: 'boolean', short: 'h', default: false },
     },
@@ -155,6 +159,7 @@ function parseFlags(): Flags {
     options: { seconds, runs, systems: SYSTEM_NAMES.filter((s: SystemName) => systems.has(s)), concurrencies, against, attacks },
     noPin: values['no-pin'],
     cpuProfDir: values['cpu-prof'],
+    tsx: values.tsx,
   };
 }
 
@@ -182,6 +187,7 @@ async function main(): Promise<void> {
       process.exit(2);
     }
   }
+  setPairsUnderTsx(flags.tsx);
   if (flags.cpuProfDir !== undefined) setWorkerNodeArgs(['--cpu-prof', `--cpu-prof-dir=${flags.cpuProfDir}`]);
   const options: SuiteOptions = { ...flags.options, pin: pinning.pin, notes: [pinning.note] };
   const out: Partial<Record<SuiteName, object>> = {};

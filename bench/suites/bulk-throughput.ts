@@ -3,7 +3,7 @@
 // pinned processes, the systems alternated round-robin, and gridwire compared with the others within the SAME run.
 // Throughput is counted at the receiver over the window; after it the sender ends cleanly and the run fails unless
 // the receiver counted every byte the sender sent.
-import { tsxLaunch, type PairReports } from '../processes.js';
+import { pairLaunch, type PairReports } from '../processes.js';
 import { check, fmt, formatChecks, markdownTable, type Check } from '../report.js';
 import { median } from '../stats.js';
 import type { SystemName } from '../systems/index.js';
@@ -59,7 +59,7 @@ export async function runBulkSuite(options: SuiteOptions): Promise<object> {
   const notes = [...skipped, ...options.notes, ...describeAgainst(options)];
   const seconds = options.seconds ?? DEFAULT_SECONDS;
   const runs = options.runs ?? DEFAULT_RUNS;
-  const launch = tsxLaunch(options.against);
+  const launch = pairLaunch(options.against);
 
   const results: Result<Key, Figures>[] = [];
   for (let run = 1; run <= runs; run++) {

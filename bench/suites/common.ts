@@ -3,7 +3,7 @@
 // transfer figures and checks, free loopback ports and the SKIPPED section.
 import net from 'node:net';
 import type { SideReport } from '../messages.js';
-import { runPair, tsxLaunch, type Launch, type PairReports, type PairSpec } from '../processes.js';
+import { runPair, pairLaunch, type Launch, type PairReports, type PairSpec } from '../processes.js';
 import { errorMessage } from '../report.js';
 import { loadGridwire } from '../systems/gridwire-api.js';
 import { isGridwire, type ScenarioName, type SystemName } from '../systems/index.js';
@@ -51,7 +51,7 @@ export function probeLibrary(url: string): Promise<string | null> {
  * library does not import: each of those gets a SKIPPED note (returned, and printed on stderr).
  */
 export async function suiteSystems(options: SuiteOptions, known: readonly SystemName[]): Promise<{ systems: SystemName[]; notes: string[] }> {
-  const launch = tsxLaunch(options.against);
+  const launch = pairLaunch(options.against);
   const systems: SystemName[] = [];
   const notes: string[] = [];
   for (const system of options.systems.filter((s) => known.includes(s))) {

@@ -8,7 +8,7 @@
 //                     connection (dataLane: true), order rotated run by run; the server counts which lane each call
 //                     arrived on, and a run where the download did not take the lane its condition asks for fails.
 import type { SideReport } from '../messages.js';
-import { tsxLaunch, type PairReports } from '../processes.js';
+import { pairLaunch, type PairReports } from '../processes.js';
 import { check, fmt, formatChecks, markdownTable, type Check } from '../report.js';
 import { median } from '../stats.js';
 import type { ScenarioName, SystemName } from '../systems/index.js';
@@ -131,7 +131,7 @@ async function runLatencySuite(suite: LatencySuite, options: SuiteOptions): Prom
   const notes = [...skipped, ...options.notes, ...suite.notes, ...describeAgainst(options)];
   const seconds = options.seconds ?? DEFAULT_SECONDS;
   const runs = options.runs ?? DEFAULT_RUNS;
-  const launch = tsxLaunch(options.against);
+  const launch = pairLaunch(options.against);
   const conditions = suite.conditions;
 
   const results: Result<Key, Figures>[] = [];

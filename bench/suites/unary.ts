@@ -2,7 +2,7 @@
 // grpc-js and gridwire (and gridwire@base with --against), at each --concurrency (default 1 and 64: c=1 gives the
 // latency, c=64 the throughput) on one connection. Each run in fresh pinned processes, the systems alternated
 // round-robin (A B C D A B C D), and gridwire compared with the others within the SAME run.
-import { tsxLaunch, type PairReports } from '../processes.js';
+import { pairLaunch, type PairReports } from '../processes.js';
 import { check, fmt, formatChecks, markdownTable, type Check } from '../report.js';
 import { median } from '../stats.js';
 import type { SystemName } from '../systems/index.js';
@@ -85,7 +85,7 @@ export async function runUnarySuite(options: SuiteOptions): Promise<object> {
   const seconds = options.seconds ?? DEFAULT_SECONDS;
   const runs = options.runs ?? DEFAULT_RUNS;
   const concurrencies = [...options.concurrencies];
-  const launch = tsxLaunch(options.against);
+  const launch = pairLaunch(options.against);
 
   const results: Result<Key, Figures>[] = [];
   for (let run = 1; run <= runs; run++) {

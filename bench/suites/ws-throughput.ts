@@ -2,7 +2,7 @@
 // one connection) over tcp:// and over ws:// (PROTOCOL.md §14), each run in fresh pinned processes, the two transports
 // alternated (which goes first swaps every run), and ws:// compared with tcp:// within the SAME run. Only this
 // checkout's gridwire: the transport is what differs, and gridwire@base may not speak ws:// at all.
-import { tsxLaunch, type PairReports } from '../processes.js';
+import { pairLaunch, type PairReports } from '../processes.js';
 import { check, fmt, formatChecks, markdownTable, type Check } from '../report.js';
 import { median } from '../stats.js';
 import type { ScenarioName } from '../systems/index.js';
@@ -59,7 +59,7 @@ export async function runWsThroughputSuite(options: SuiteOptions): Promise<objec
   const notes = [...options.notes, ...skipped];
   const seconds = options.seconds ?? DEFAULT_SECONDS;
   const runs = options.runs ?? DEFAULT_RUNS;
-  const launch = tsxLaunch(options.against);
+  const launch = pairLaunch(options.against);
 
   const results: Result<Key, Figures>[] = [];
   for (let run = 1; run <= runs; run++) {
