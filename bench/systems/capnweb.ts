@@ -6,6 +6,7 @@
 // the constant WebSocket.CONNECTING from it, so this module provides ws's class as the global when there is none.
 import { WebSocket, WebSocketServer } from 'ws';
 import { newWebSocketRpcSession, RpcTarget } from 'capnweb';
+import { CallsInFlight } from './io.js';
 import { ECHO_BYTES, echoScenario, type EchoClient, type EchoServer, type ReplyFn, type Scenario } from './scenario.js';
 
 const globals = globalThis as { WebSocket?: unknown };
@@ -49,22 +50,32 @@ async function connectClient(target: string, onReply: ReplyFn): Promise<EchoClie
   });
   const stub = newWebSocketRpcSession<EchoTarget>(socket as unknown as StandardWebSocket);
   const request = new Uint8Array(ECHO_BYTES).fill(7);
+  const inFlight = new CallsInFlight();
   function check(reply: unknown): Error | null {
     const len = reply instanceof Uint8Array ? reply.byteLength : -1;
     return len === ECHO_BYTES ? null : new Error(`capnweb: reply of ${len} bytes`);
   }
   return {
     call(t0: number): void {
+      inFlight.begin();
       stub.echo(request).then(
-        (reply) => onReply(check(reply), t0),
-        (err: unknown) => onReply(err instanceof Error ? err : new Error(String(err)), t0),
+        (reply) => {
+          inFlight.end();
+          onReply(check(reply), t0);
+        },
+        (err: unknown) => {
+          inFlight.end();
+          onReply(err instanceof Error ? err : new Error(String(err)), t0);
+        },
       );
     },
-    close: () =>
-      new Promise<void>((resolve) => {
+    async close() {
+      await inFlight.idle();
+      await new Promise<void>((resolve) => {
         socket.once('close', () => resolve());
         socket.close();
-      }),
+      });
+    },
   };
 }
 

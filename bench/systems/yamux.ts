@@ -19,7 +19,7 @@ import net from 'node:net';
 import { yamux } from '@chainsafe/libp2p-yamux';
 import type { Logger, StreamCloseEvent, StreamMessageEvent } from '@libp2p/interface';
 import { AbstractMultiaddrConnection, ipPortToMultiaddr, type SendResult } from '@libp2p/utils';
-import { dial, listenLoopback } from './io.js';
+import { CallsInFlight, dial, listenLoopback } from './io.js';
 import {
   CHUNK_BYTES, ECHO_BYTES, checkCount, deferred, echoScenario, type EchoClient, type EchoServer, type ReplyFn,
   type Scenario, type SideContext,
@@ -137,22 +137,28 @@ async function startEchoServer(): Promise<EchoServer> {
 async function connectEchoClient(target: string, onReply: ReplyFn): Promise<EchoClient> {
   const { muxer, close } = await connectYamux(target);
   const request = new Uint8Array(ECHO_BYTES).fill(7);
+  const inFlight = new CallsInFlight();
 
-  async function call(t0: number): Promise<void> {
-    const stream = await muxer.createStream();
-    let received = 0;
+  /** Calls onReply once per call (the reply, or the first error). */
+  function replyOnce(): ReplyFn {
     let replied = false;
-    stream.addEventListener('message', function clientOnMessage(evt) {
-      received += byteLengthOf(evt);
-      if (received === ECHO_BYTES && !replied) {
-        replied = true;
-        onReply(null, t0);
-      }
-    });
-    stream.addEventListener('close', function clientOnClose(evt: StreamCloseEvent) {
+    return (err, t0) => {
       if (replied) return;
       replied = true;
-      onReply(evt.error ?? new Error(`yamux: stream closed after ${received} of ${ECHO_BYTES} bytes`), t0);
+      inFlight.end();
+      onReply(err, t0);
+    };
+  }
+
+  async function call(t0: number, reply: ReplyFn): Promise<void> {
+    const stream = await muxer.createStream();
+    let received = 0;
+    stream.addEventListener('message', function clientOnMessage(evt) {
+      received += byteLengthOf(evt);
+      if (received === ECHO_BYTES) reply(null, t0);
+    });
+    stream.addEventListener('close', function clientOnClose(evt: StreamCloseEvent) {
+      reply(evt.error ?? new Error(`yamux: stream closed after ${received} of ${ECHO_BYTES} bytes`), t0);
     });
     stream.send(request);
     await stream.close();
@@ -160,9 +166,14 @@ async function connectEchoClient(target: string, onReply: ReplyFn): Promise<Echo
 
   return {
     call(t0: number): void {
-      call(t0).catch((err: unknown) => onReply(err instanceof Error ? err : new Error(String(err)), t0));
+      inFlight.begin();
+      const reply = replyOnce();
+      call(t0, reply).catch((err: unknown) => reply(err instanceof Error ? err : new Error(String(err)), t0));
     },
-    close,
+    async close() {
+      await inFlight.idle();
+      await close();
+    },
   };
 }
 
