@@ -4,7 +4,7 @@
 //   bulk   client streaming (Upload) and server streaming (Download) of 64 KiB `bytes` messages, writes respecting
 //          each call's backpressure ('drain'), with a raised HTTP/2 window where grpc-js lets us raise it:
 //          'grpc-node.flow_control_window' sets the client's initial stream window and its connection window (4 MiB:
-//          what issue 12's independent harness used; 16 MiB measured a little faster on this machine). The
+//          what issue 12's independent harness used; 16 MiB was its best of 4, 16 and 64 MiB here before). The
 //          server's receive window (what bounds uploads) has no option in grpc-js 1.14, whose Server passes only
 //          maxSessionMemory and maxConcurrentStreams to node:http2; 'grpc.http2.lookahead_bytes' is a grpc-core option
 //          that grpc-js ignores. Message size limits (4 MiB by default) are far above 64 KiB, so left alone.
