@@ -1,8 +1,8 @@
 // Suite `unary`: calls/s, p50/p99 latency and CPU per call of a 32-byte echo over loopback TCP, raw node:net, ws,
 // grpc-js, yamux (a new stream per call), capnweb (over ws) and gridwire (and gridwire@base with --against), at each
-// --concurrency (default 1 and 64: c=1 gives the
-// latency, c=64 the throughput) on one connection. Each run in fresh pinned processes, the systems alternated
-// round-robin (A B C D A B C D), and gridwire compared with the others within the SAME run.
+// --concurrency (default 1 and 64: c=1 gives the latency, c=64 the throughput) on one connection. Each run in fresh
+// pinned processes, the systems alternated round-robin (A B C D A B C D), and gridwire compared with the others within
+// the SAME run.
 import { tsxLaunch, type PairReports } from '../processes.js';
 import { check, fmt, formatChecks, markdownTable, type Check } from '../report.js';
 import { median } from '../stats.js';
