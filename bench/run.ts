@@ -9,10 +9,15 @@
 //
 // Suites (all by default, in this order), and the targets their checks hold gridwire to:
 //   unary                32-byte echo on one connection: calls/s, p50/p99 latency and CPU per call, at --concurrency
-//                        (default 1 = latency, 64 = throughput); raw node:net, ws, grpc-js, gridwire.
-//                        Targets: calls/s at c=1 >= 0.8x raw; at c=64 >= 1x ws and >= 25x grpc-js
-//   bulk-throughput      upload and download MiB/s of 64 KiB chunks on one connection; raw node:net, grpc-js (best
-//                        case: raised windows), gridwire. Targets: >= 0.9x raw, >= 3x grpc-js, each direction
+//                        (default 1 = latency, 64 = throughput); raw node:net, ws, grpc-js, yamux (a new stream per
+//                        call), capnweb (over ws), gridwire. Targets: calls/s at c=1 >= 0.8x raw; at c=64 >= 2x ws,
+//                        >= 25x grpc-js and >= 10x yamux
+//   bulk-throughput      upload and download MiB/s on one connection: raw node:net writing 64 KiB and (raw-1m) 1 MiB
+//                        buffers, grpc-js streaming (4 MiB window), yamux (one stream, 64 KiB writes), and gridwire
+//                        once per bulk body: async generator, Node Readable, web ReadableStream, one 16 MiB Uint8Array
+//                        per call, Readable -> pipeline() -> Writable. Targets, each direction: 64 KiB sources >= 0.9x
+//                        raw; generator and Uint8Array >= 0.85x raw-1m; Readable >= 1.5x yamux; Readable >= 2.5x
+//                        grpc-js down, >= 3x up
 //   ws-throughput        gridwire's bulk upload and download (as bulk-throughput) over tcp:// and over ws://, the two
 //                        alternated, ratios within the same run. Target: ws:// >= 0.8x tcp://, each direction
 //   unary-under-bulk     c=1 echo p50/p99 on an idle gridwire connection vs. beside a download on the same one.
@@ -30,8 +35,9 @@
 //                        process, each beside a canary doing c=1 echo calls: canary p99 against idle, server RSS
 //                        growth, how the attacker was closed, crashes. Targets: p99 <= max(3x idle, 5 ms), RSS
 //                        growth < 64 MiB, no crash (suites/dos.ts; docs/BENCHMARKS.md "DoS suite")
-// Systems: raw, ws, grpc (grpc-js), gridwire (this checkout's src/index.ts) and, with --against, gridwire@base. Each
-// suite runs the systems of --only it knows. (capnweb and yamux are not installed, so they have no rows.)
+// Systems: raw, raw-1m (bulk only), ws, grpc (grpc-js), yamux (@chainsafe/libp2p-yamux over a plain TCP socket),
+// capnweb (unary only, over ws), gridwire (this checkout's src/index.ts) and, with --against, gridwire@base. Each suite
+// runs the systems of --only it knows.
 //
 //   npm run bench -- [--suite NAME,...] [--only SYSTEM,...] [--runs N] [--seconds N] [--concurrency 1,64]
 //                    [--against DIR] [--no-pin] [--cpu-prof DIR] [--tsx] [--attack NAME,...]
@@ -64,7 +70,8 @@
 //
 // Files: run.ts (this: flags, suites), suites/ (one file per suite; latency-beside-bulk.ts holds two), processes.ts
 // (launching and driving workers), worker.ts (the one worker process) with roles/ (what it runs), messages.ts (the
-// IPC contract), systems/ (each system's protocol: raw, ws, grpc, gridwire), report.ts and stats.ts (figures).
+// IPC contract), systems/ (each system's protocol: raw, ws, grpc, yamux, capnweb, gridwire; gridwire-bodies.ts the bulk
+// bodies), report.ts and stats.ts (figures).
 import { existsSync } from 'node:fs';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
@@ -154,7 +161,7 @@ function parseFlags(): Flags {
   const systems = new Set<string>(only);
   if (against !== null) systems.add('gridwire@base');
   return {
-    // Keep the registry orders, so suites run as listed and the round-robin is always raw ws grpc gridwire gridwire@base.
+    // Keep the registry orders, so suites run as listed and the round-robin always follows SYSTEM_NAMES.
     suites: SUITE_NAMES.filter((s) => suites.includes(s)),
     options: { seconds, runs, systems: SYSTEM_NAMES.filter((s: SystemName) => systems.has(s)), concurrencies, against, attacks },
     noPin: values['no-pin'],

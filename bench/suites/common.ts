@@ -101,6 +101,7 @@ export function runScenario(launch: Launch, system: SystemName, scenario: Scenar
       scenario,
       concurrency: run.concurrency ?? 1,
       meshUrls: run.meshUrls ?? null,
+      body: run.body ?? 'generator',
       samplePeakRss: run.samplePeakRss ?? false,
     },
     waitArmed,

@@ -1,7 +1,8 @@
 // Suite `unary`: calls/s, p50/p99 latency and CPU per call of a 32-byte echo over loopback TCP, raw node:net, ws,
-// grpc-js and gridwire (and gridwire@base with --against), at each --concurrency (default 1 and 64: c=1 gives the
-// latency, c=64 the throughput) on one connection. Each run in fresh pinned processes, the systems alternated
-// round-robin (A B C D A B C D), and gridwire compared with the others within the SAME run.
+// grpc-js, yamux (a new stream per call), capnweb (over ws) and gridwire (and gridwire@base with --against), at each
+// --concurrency (default 1 and 64: c=1 gives the latency, c=64 the throughput) on one connection. Each run in fresh
+// pinned processes, the systems alternated round-robin (A B C D A B C D), and gridwire compared with the others within
+// the SAME run.
 import { pairLaunch, type PairReports } from '../processes.js';
 import { check, fmt, formatChecks, markdownTable, type Check } from '../report.js';
 import { median } from '../stats.js';
@@ -75,12 +76,17 @@ interface RatioDef {
 }
 const TARGETS: readonly RatioDef[] = [
   { key: 'gridwire_c1_vs_raw_c1', num: ['gridwire', 1], den: ['raw', 1], target: { sense: '>=', value: 0.8 } },
-  { key: 'gridwire_c64_vs_ws_c64', num: ['gridwire', 64], den: ['ws', 64], target: { sense: '>=', value: 1.0 } },
+  { key: 'gridwire_c64_vs_ws_c64', num: ['gridwire', 64], den: ['ws', 64], target: { sense: '>=', value: 2 } },
   { key: 'gridwire_c64_vs_grpc_c64', num: ['gridwire', 64], den: ['grpc', 64], target: { sense: '>=', value: 25 } },
+  // issue 12's peers: yamux with a new stream per call (keep >= 10x), capnweb over ws (shown without a target)
+  { key: 'gridwire_c1_vs_yamux_c1', num: ['gridwire', 1], den: ['yamux', 1], target: null },
+  { key: 'gridwire_c64_vs_yamux_c64', num: ['gridwire', 64], den: ['yamux', 64], target: { sense: '>=', value: 10 } },
+  { key: 'gridwire_c1_vs_capnweb_c1', num: ['gridwire', 1], den: ['capnweb', 1], target: null },
+  { key: 'gridwire_c64_vs_capnweb_c64', num: ['gridwire', 64], den: ['capnweb', 64], target: null },
 ];
 
 export async function runUnarySuite(options: SuiteOptions): Promise<object> {
-  const { systems, notes: skipped } = await suiteSystems(options, ['raw', 'ws', 'grpc', 'gridwire', 'gridwire@base']);
+  const { systems, notes: skipped } = await suiteSystems(options, ['raw', 'ws', 'grpc', 'yamux', 'capnweb', 'gridwire', 'gridwire@base']);
   const notes = [...skipped, ...options.notes, ...describeAgainst(options)];
   const seconds = options.seconds ?? DEFAULT_SECONDS;
   const runs = options.runs ?? DEFAULT_RUNS;

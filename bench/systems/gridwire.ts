@@ -3,7 +3,10 @@
 //   echo                          bench.Echo/echo, a unary call with the default (msgpack) codec, 32 bytes;
 // and on the bench.bulk service:
 //   bulk-upload / bulk-download   `put` / `get` of 64 KiB chunks until the second mark, then a clean end whose byte
-//                                 count is checked (put's reply, or the server's count against the client's);
+//                                 count is checked (put's replies, or the server's count against the client's); the
+//                                 body is produced and read as the side's BulkBody says (gridwire-bodies.ts): with
+//                                 `bytes`, one big Uint8Array per call, calls back to back, then one empty `last`
+//                                 call so the server knows every earlier call has ended;
 //   bulk-upload-ws / -download-ws the same over ws:// (the server listens on WS_URL) instead of tcp://;
 //   unary-idle / unary-under-bulk a c=1 loop of 32-byte raw-codec echo calls, alone or beside a download on the SAME
 //                                 session;
@@ -12,6 +15,8 @@
 import { performance } from 'node:perf_hooks';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { CallOptions, GridwireApi, HandlerContext, Service, SessionLimits } from './gridwire-api.js';
+import { BYTES_BODY_BYTES, bytesBody, readBody, streamingSource } from './gridwire-bodies.js';
+import type { BulkBody } from './index.js';
 import {
   CHUNK_BYTES, ECHO_BYTES, MiB, checkCount, deferred, echoScenario, type EchoSystem, type Scenario, type ScenarioClient,
   type SideContext,
@@ -25,6 +30,7 @@ export const IDLE_LIMITS: SessionLimits = { maxConcurrentStreams: 20_000 };
 const SLOW_READ_TOTAL_BYTES = 1024 * MiB;
 export const SLOW_READ_BYTES_PER_SEC = 1 * MiB;
 const CHUNK = new Uint8Array(CHUNK_BYTES).fill(0x5a);
+const EMPTY = new Uint8Array(0);
 const TCP_URL = 'tcp://127.0.0.1:0';
 /** Where the *-ws scenarios' server listens: the same transfer over one WebSocket. */
 const WS_URL = 'ws://127.0.0.1:0/gridwire';
@@ -67,14 +73,24 @@ function echoSystem(api: GridwireApi): EchoSystem {
 
 // ---- the bench.bulk service ----
 
-/** download request: how many bytes at most, and whether each chunk is a fresh allocation (see `produce`). */
+/**
+ * download request: how many bytes at most, whether each chunk is a fresh allocation (see `produce`), and whether
+ * this is the transfer's last call (a `bytes` body's calls are not; the empty call after them is).
+ */
 interface GetRequest {
   bytes: number;
   fresh: boolean;
+  last: boolean;
+}
+
+/** upload request: whether this is the transfer's last call (as GetRequest's `last`). */
+interface PutRequest {
+  name: string;
+  last: boolean;
 }
 
 interface BulkClient {
-  put(req: { name: string }, body: AsyncIterable<Uint8Array>, options?: CallOptions): Promise<{ bytes: number }>;
+  put(req: PutRequest, body: Uint8Array | AsyncIterable<Uint8Array>, options?: CallOptions): Promise<{ bytes: number }>;
   /** Chunks are views valid until the next iteration step: read their length, keep nothing. */
   get(req: GetRequest, options?: CallOptions): AsyncIterable<Uint8Array>;
   idle(req: null, options?: CallOptions): AsyncIterable<null>;
@@ -106,32 +122,50 @@ async function* produce(req: GetRequest, ctx: SideContext, signal: AbortSignal):
   }
 }
 
-/** The handlers; `onTransferEnd` is called when a `put` or `get` handler has ended: null when it returned, else what it threw. */
-function bulkHandlers(ctx: SideContext, onTransferEnd: (err: unknown) => void): object {
+/** The generator body of a `get`, telling `onTransferEnd` when it has ended: null when it returned, else what it threw. */
+async function* produceAndReport(
+  req: GetRequest, ctx: SideContext, signal: AbortSignal, onTransferEnd: (err: unknown) => void,
+): AsyncGenerator<Uint8Array> {
+  try {
+    yield* produce(req, ctx, signal);
+    onTransferEnd(null);
+  } catch (err) {
+    onTransferEnd(err);
+    throw err;
+  }
+}
+
+/**
+ * The handlers; `onTransferEnd` is called when the transfer has ended on this side (a `put` handler that read its
+ * last call's body, a `get` whose body produced its last chunk): null when it ended cleanly, else what was thrown.
+ * `body` says how a `get` produces its body and how a `put` reads it (gridwire-bodies.ts); a `fresh` download (the
+ * memory run) always gets the generator.
+ */
+function bulkHandlers(ctx: SideContext, body: BulkBody, onTransferEnd: (err: unknown) => void): object {
   let openIdle = 0;
   return {
-    async put(_req: unknown, body: AsyncIterable<Uint8Array>) {
+    async put(req: PutRequest, chunks: AsyncIterable<Uint8Array>) {
       try {
-        let bytes = 0;
-        for await (const chunk of body) {
-          bytes += chunk.length;
-          ctx.received.add(chunk.length);
-        }
-        onTransferEnd(null);
+        const bytes = await readBody(body, chunks, ctx.received);
+        if (req.last) onTransferEnd(null);
         return { bytes };
       } catch (err) {
         onTransferEnd(err);
         throw err;
       }
     },
-    async *get(req: GetRequest, call: HandlerContext) {
-      try {
-        yield* produce(req, ctx, call.signal);
-        onTransferEnd(null);
-      } catch (err) {
-        onTransferEnd(err);
-        throw err;
+    get(req: GetRequest, call: HandlerContext) {
+      if (body === 'generator' || req.fresh) return produceAndReport(req, ctx, call.signal, onTransferEnd);
+      if (body === 'bytes') {
+        if (req.last) {
+          onTransferEnd(null);
+          return EMPTY;
+        }
+        ctx.sent.add(BYTES_BODY_BYTES);
+        return bytesBody();
       }
+      const stopped = (): boolean => ctx.stopSending.aborted || call.signal.aborted;
+      return streamingSource(body, { sent: ctx.sent, stopped, onEnd: () => onTransferEnd(null) });
     },
     // One message tells the caller the stream is open at the handler; then it idles until the call is cancelled.
     async *idle(_req: null, call: HandlerContext) {
@@ -163,10 +197,10 @@ interface ReadOptions {
   signal?: AbortSignal;
 }
 
-/** Reads a download to its end, counting bytes. */
+/** Reads a download (one call, the transfer's last) to its end with `for await`, counting bytes. */
 async function readDownload(bulk: BulkClient, ctx: SideContext, bytes: number, options: ReadOptions): Promise<void> {
   const t0 = performance.now();
-  for await (const chunk of bulk.get({ bytes, fresh: options.fresh }, { signal: options.signal })) {
+  for await (const chunk of bulk.get({ bytes, fresh: options.fresh, last: true }, { signal: options.signal })) {
     ctx.received.add(chunk.length);
     if (options.pace !== undefined) {
       const dueMs = t0 + (ctx.received.total / options.pace) * 1000;
@@ -203,7 +237,35 @@ function backgroundClient(ctx: SideContext, close: () => Promise<void>, work: ()
 
 type BulkScenario = 'bulk-upload' | 'bulk-download' | 'bulk-upload-ws' | 'bulk-download-ws' | 'unary-idle' | 'unary-under-bulk' | 'idle-streams' | 'slow-read';
 
-function bulkScenarios(api: GridwireApi): Record<BulkScenario, Scenario> {
+/** The upload of a throughput run: one call with a streaming body, or `bytes` calls back to back; checks the count. */
+async function uploadAll(bulk: BulkClient, ctx: SideContext, body: BulkBody): Promise<void> {
+  let counted = 0;
+  if (body === 'bytes') {
+    while (!ctx.stopSending.aborted) {
+      ctx.sent.add(BYTES_BODY_BYTES);
+      counted += (await bulk.put({ name: 'bench', last: false }, bytesBody())).bytes;
+    }
+    counted += (await bulk.put({ name: 'bench', last: true }, EMPTY)).bytes;
+  } else {
+    const stopped = (): boolean => ctx.stopSending.aborted;
+    const source = body === 'generator' ? uploadBody(ctx) : streamingSource(body, { sent: ctx.sent, stopped, onEnd: () => undefined });
+    counted = (await bulk.put({ name: 'bench', last: true }, source)).bytes;
+  }
+  checkCount('gridwire upload', ctx.sent.total, counted);
+}
+
+/** The download of a throughput run: one call read as `body` says, or `bytes` calls back to back. */
+async function downloadAll(bulk: BulkClient, ctx: SideContext, body: BulkBody): Promise<void> {
+  if (body === 'generator') return readDownload(bulk, ctx, UNBOUNDED_BYTES, { fresh: false });
+  if (body !== 'bytes') {
+    await readBody(body, bulk.get({ bytes: UNBOUNDED_BYTES, fresh: false, last: true }), ctx.received);
+    return;
+  }
+  while (!ctx.stopSending.aborted) await readBody(body, bulk.get({ bytes: BYTES_BODY_BYTES, fresh: false, last: false }), ctx.received);
+  await readBody(body, bulk.get({ bytes: 0, fresh: false, last: true }), ctx.received);
+}
+
+function bulkScenarios(api: GridwireApi, body: BulkBody): Record<BulkScenario, Scenario> {
   const Bulk = defineBulk(api);
 
   /** The server side every bulk scenario uses: finish() waits for the transfer when the scenario has one. */
@@ -211,7 +273,7 @@ function bulkScenarios(api: GridwireApi): Record<BulkScenario, Scenario> {
     return async (ctx) => {
       const transferEnded = deferred();
       const onTransferEnd = (err: unknown): void => (err === null ? transferEnded.resolve() : transferEnded.reject(err));
-      const impl = api.serve(Bulk, bulkHandlers(ctx, onTransferEnd));
+      const impl = api.serve(Bulk, bulkHandlers(ctx, body, onTransferEnd));
       const listener = await api.listen(opts.url ?? TCP_URL, { services: [impl], ...opts.limits });
       return {
         target: listener.url,
@@ -285,11 +347,8 @@ function bulkScenarios(api: GridwireApi): Record<BulkScenario, Scenario> {
     },
   };
 
-  const upload = client(async (bulk, ctx) => {
-    const { bytes } = await bulk.put({ name: 'bench' }, uploadBody(ctx));
-    checkCount('gridwire upload', ctx.sent.total, bytes);
-  });
-  const download = client((bulk, ctx) => readDownload(bulk, ctx, UNBOUNDED_BYTES, { fresh: false }));
+  const upload = client((bulk, ctx) => uploadAll(bulk, ctx, body));
+  const download = client((bulk, ctx) => downloadAll(bulk, ctx, body));
   return {
     'bulk-upload': { startServer: server({ transfer: true }), connectClient: upload },
     'bulk-download': { startServer: server({ transfer: true }), connectClient: download },
@@ -310,6 +369,6 @@ function bulkScenarios(api: GridwireApi): Record<BulkScenario, Scenario> {
   };
 }
 
-export function gridwireScenarios(api: GridwireApi, concurrency: number): Record<'echo' | BulkScenario, Scenario> {
-  return { echo: echoScenario(echoSystem(api), concurrency), ...bulkScenarios(api) };
+export function gridwireScenarios(api: GridwireApi, concurrency: number, body: BulkBody): Record<'echo' | BulkScenario, Scenario> {
+  return { echo: echoScenario(echoSystem(api), concurrency), ...bulkScenarios(api, body) };
 }

@@ -1,9 +1,10 @@
-// The registry of benchmarked systems and scenarios: their names (systems in round-robin order), and a lazy loader of
-// one system's scenario, so a worker imports only the stack it runs (and a gridwire that cannot load cannot break
-// the other rows). `gridwire@base` is the same gridwire code driven against another checkout's library (--against).
+// The registry of benchmarked systems and scenarios: their names (systems in round-robin order), gridwire's bulk
+// bodies, and a lazy loader of one system's scenario, so a worker imports only the stack it runs (and a gridwire,
+// yamux or capnweb that cannot load cannot break the other rows). `gridwire@base` is the same gridwire code driven
+// against another checkout's library (--against). `raw-1m` is raw node:net writing 1 MiB buffers (bulk only).
 import type { Scenario } from './scenario.js';
 
-export const SYSTEM_NAMES = ['raw', 'ws', 'grpc', 'gridwire', 'gridwire@base'] as const;
+export const SYSTEM_NAMES = ['raw', 'raw-1m', 'ws', 'grpc', 'yamux', 'capnweb', 'gridwire', 'gridwire@base'] as const;
 export type SystemName = (typeof SYSTEM_NAMES)[number];
 export const GRIDWIRE_SYSTEMS = ['gridwire', 'gridwire@base'] as const satisfies readonly SystemName[];
 export type GridwireSystem = (typeof GRIDWIRE_SYSTEMS)[number];
@@ -24,6 +25,18 @@ export const SCENARIO_NAMES = [
 ] as const;
 export type ScenarioName = (typeof SCENARIO_NAMES)[number];
 
+/**
+ * How gridwire's bulk-upload and bulk-download produce the body and read it (the other systems and scenarios ignore
+ * it): an async generator read with `for await` (the default); a Node Readable like an fs stream; a web
+ * ReadableStream; one big Uint8Array per call, calls back to back; a Node Readable read through stream.pipeline()
+ * into a Node Writable (gridwire-bodies.ts).
+ */
+export const BULK_BODIES = ['generator', 'readable', 'web-stream', 'bytes', 'pipeline'] as const;
+export type BulkBody = (typeof BULK_BODIES)[number];
+
+/** What `raw-1m` writes at a time: the raw socket at the machine's limit (~5 GB/s on the issue 12 harness). */
+const RAW_1M_WRITE_BYTES = 1024 * 1024;
+
 export function isSystemName(s: string): s is SystemName {
   return (SYSTEM_NAMES as readonly string[]).includes(s);
 }
@@ -42,21 +55,29 @@ export interface ScenarioChoice {
   concurrency: number;
   /** The Mesh scenarios: the listen addresses of the server node and the client node. */
   meshUrls: { server: string; client: string } | null;
+  /** gridwire's bulk-upload and bulk-download: how the body is produced and read. */
+  body: BulkBody;
 }
 
 async function scenarios(spec: ScenarioChoice): Promise<Partial<Record<ScenarioName, Scenario>>> {
   switch (spec.system) {
     case 'raw':
       return (await import('./raw.js')).rawScenarios(spec.concurrency);
+    case 'raw-1m':
+      return (await import('./raw.js')).rawBulkScenarios(RAW_1M_WRITE_BYTES);
     case 'ws':
       return (await import('./ws.js')).wsScenarios(spec.concurrency);
     case 'grpc':
       return (await import('./grpc.js')).grpcScenarios(spec.concurrency);
+    case 'yamux':
+      return (await import('./yamux.js')).yamuxScenarios(spec.concurrency);
+    case 'capnweb':
+      return (await import('./capnweb.js')).capnwebScenarios(spec.concurrency);
     case 'gridwire':
     case 'gridwire@base': {
       const api = await (await import('./gridwire-api.js')).loadGridwire(spec.library);
       if (spec.meshUrls !== null) return (await import('./gridwire-mesh.js')).meshScenarios(api, spec.meshUrls);
-      return (await import('./gridwire.js')).gridwireScenarios(api, spec.concurrency);
+      return (await import('./gridwire.js')).gridwireScenarios(api, spec.concurrency, spec.body);
     }
   }
 }

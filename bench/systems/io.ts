@@ -1,6 +1,7 @@
-// What the hand-written systems (raw, ws, grpc-js) share: a loopback listener and dialer for node:net, the sending
-// loop that respects a Writable's backpressure, and the FIFO that matches in-order replies to call start times.
-// Knows nothing of any one protocol.
+// What the hand-written systems (raw, ws, grpc-js, yamux, capnweb) share: a loopback listener and dialer for
+// node:net, the sending loop that respects a Writable's backpressure, the FIFO that matches in-order replies to call
+// start times, and the count of calls in flight a client waits out before it closes. Knows nothing of any one
+// protocol.
 import net from 'node:net';
 import type { Writable } from 'node:stream';
 import type { SideContext } from './scenario.js';
@@ -81,5 +82,30 @@ export class NumberFifo {
     for (let i = 0; i < this.size; i++) bigger[i] = this.buf[(this.head + i) & (this.buf.length - 1)] ?? NaN;
     this.buf = bigger;
     this.head = 0;
+  }
+}
+
+/**
+ * Calls in flight on a client: close() waits until they have all replied (at most `timeoutMs`), so calls issued just
+ * before the second mark end with their replies rather than with errors from a connection closed under them.
+ */
+export class CallsInFlight {
+  private count = 0;
+  private onIdle: (() => void) | undefined;
+
+  begin(): void {
+    this.count++;
+  }
+
+  end(): void {
+    if (--this.count === 0) this.onIdle?.();
+  }
+
+  idle(timeoutMs = 1000): Promise<void> {
+    if (this.count === 0) return Promise.resolve();
+    return new Promise((resolve) => {
+      this.onIdle = resolve;
+      setTimeout(resolve, timeoutMs).unref();
+    });
   }
 }

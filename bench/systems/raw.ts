@@ -6,6 +6,7 @@
 //                  mark, half-closes, and the server answers with its count (8 bytes) before closing. No framing.
 //   bulk-download  the client writes one byte to start it; the server writes until the second mark and closes; the
 //                  orchestrator checks the server's count against the client's.
+// The system `raw-1m` is the same bulk scenarios writing 1 MiB buffers (rawBulkScenarios), the machine's limit.
 import net from 'node:net';
 import { dial, listenLoopback, NumberFifo, pump } from './io.js';
 import {
@@ -97,7 +98,6 @@ async function connectEchoClient(target: string, onReply: ReplyFn): Promise<Echo
 
 // ---- bulk ----
 
-const CHUNK = Buffer.alloc(CHUNK_BYTES, 0x5a);
 const COUNT_BYTES = 8;
 
 function listenBulk(onConnection: (socket: net.Socket) => void): Promise<{ target: string; close(): Promise<void> }> {
@@ -122,76 +122,87 @@ function ended(socket: net.Socket): Promise<void> {
   });
 }
 
-const upload: Scenario = {
-  async startServer(ctx) {
-    const done = deferred();
-    const listener = await listenBulk(function uploadOnConnection(socket) {
-      socket.on('data', (chunk: Buffer) => ctx.received.add(chunk.length));
-      ended(socket).then(() => {
-        const reply = Buffer.alloc(COUNT_BYTES);
-        reply.writeBigUInt64BE(BigInt(ctx.received.total));
-        socket.end(reply, done.resolve);
-      }, done.reject);
-    });
-    return { target: listener.target, finish: () => done.promise, close: listener.close };
-  },
-
-  async connectClient(target, ctx) {
-    const socket = await dial(target);
-    const replies: Buffer[] = [];
-    socket.on('data', (chunk: Buffer) => replies.push(chunk));
-    let pumping: Promise<void> = Promise.resolve();
-    return {
-      start() {
-        pumping = pump(socket, CHUNK, CHUNK_BYTES, ctx);
-        pumping.catch(ctx.fail);
-        return Promise.resolve();
-      },
-      async finish() {
-        await pumping;
-        const serverDone = ended(socket);
-        socket.end();
-        await serverDone;
-        const reply = Buffer.concat(replies);
-        if (reply.length !== COUNT_BYTES) throw new Error(`raw upload: count reply of ${reply.length} bytes`);
-        checkCount('raw upload', ctx.sent.total, Number(reply.readBigUInt64BE(0)));
-      },
-      close: () => destroy(socket),
-    };
-  },
-};
-
-const download: Scenario = {
-  async startServer(ctx) {
-    const done = deferred();
-    const listener = await listenBulk(function downloadOnConnection(socket) {
-      socket.once('data', () => {
-        pump(socket, CHUNK, CHUNK_BYTES, ctx).then(() => socket.end(done.resolve), done.reject);
+/** Writes `chunk` (one reused Buffer) at a time, respecting backpressure, until the second mark. */
+function upload(chunk: Buffer): Scenario {
+  return {
+    async startServer(ctx) {
+      const done = deferred();
+      const listener = await listenBulk(function uploadOnConnection(socket) {
+        socket.on('data', (data: Buffer) => ctx.received.add(data.length));
+        ended(socket).then(() => {
+          const reply = Buffer.alloc(COUNT_BYTES);
+          reply.writeBigUInt64BE(BigInt(ctx.received.total));
+          socket.end(reply, done.resolve);
+        }, done.reject);
       });
-    });
-    return { target: listener.target, finish: () => done.promise, close: listener.close };
-  },
+      return { target: listener.target, finish: () => done.promise, close: listener.close };
+    },
 
-  async connectClient(target, ctx) {
-    const socket = await dial(target);
-    socket.on('data', (chunk: Buffer) => ctx.received.add(chunk.length));
-    const serverDone = ended(socket);
-    serverDone.catch(ctx.fail);
-    return {
-      start() {
-        socket.write('g');
-        return Promise.resolve();
-      },
-      finish: () => serverDone,
-      close: () => destroy(socket),
-    };
-  },
-};
+    async connectClient(target, ctx) {
+      const socket = await dial(target);
+      const replies: Buffer[] = [];
+      socket.on('data', (data: Buffer) => replies.push(data));
+      let pumping: Promise<void> = Promise.resolve();
+      return {
+        start() {
+          pumping = pump(socket, chunk, chunk.length, ctx);
+          pumping.catch(ctx.fail);
+          return Promise.resolve();
+        },
+        async finish() {
+          await pumping;
+          const serverDone = ended(socket);
+          socket.end();
+          await serverDone;
+          const reply = Buffer.concat(replies);
+          if (reply.length !== COUNT_BYTES) throw new Error(`raw upload: count reply of ${reply.length} bytes`);
+          checkCount('raw upload', ctx.sent.total, Number(reply.readBigUInt64BE(0)));
+        },
+        close: () => destroy(socket),
+      };
+    },
+  };
+}
+
+/** The server writes `chunk` at a time, as upload() does, once the client's one byte has arrived. */
+function download(chunk: Buffer): Scenario {
+  return {
+    async startServer(ctx) {
+      const done = deferred();
+      const listener = await listenBulk(function downloadOnConnection(socket) {
+        socket.once('data', () => {
+          pump(socket, chunk, chunk.length, ctx).then(() => socket.end(done.resolve), done.reject);
+        });
+      });
+      return { target: listener.target, finish: () => done.promise, close: listener.close };
+    },
+
+    async connectClient(target, ctx) {
+      const socket = await dial(target);
+      socket.on('data', (data: Buffer) => ctx.received.add(data.length));
+      const serverDone = ended(socket);
+      serverDone.catch(ctx.fail);
+      return {
+        start() {
+          socket.write('g');
+          return Promise.resolve();
+        },
+        finish: () => serverDone,
+        close: () => destroy(socket),
+      };
+    },
+  };
+}
+
+/** The bulk scenarios writing `writeBytes` at a time: CHUNK_BYTES for `raw`, 1 MiB for `raw-1m`. */
+export function rawBulkScenarios(writeBytes: number): Record<'bulk-upload' | 'bulk-download', Scenario> {
+  const chunk = Buffer.alloc(writeBytes, 0x5a);
+  return { 'bulk-upload': upload(chunk), 'bulk-download': download(chunk) };
+}
 
 export function rawScenarios(concurrency: number): Record<'echo' | 'bulk-upload' | 'bulk-download', Scenario> {
   return {
     echo: echoScenario({ startServer: startEchoServer, connectClient: connectEchoClient }, concurrency),
-    'bulk-upload': upload,
-    'bulk-download': download,
+    ...rawBulkScenarios(CHUNK_BYTES),
   };
 }
