@@ -25,6 +25,7 @@ import { LazySignal, type HandlerContext } from './context.js';
 import type { DrainWatch, DrainWatcher } from './draining.js';
 import { HeldInput } from './held-input.js';
 import { runChain } from './interceptor.js';
+import { ResponsePump, type ResponsePumpOwner } from './response-pump.js';
 import type { Route } from './registry.js';
 
 /**
@@ -45,7 +46,7 @@ const SINGLE_REQUEST: ReadonlySet<MethodKind> = new Set(['unary', 'serverStream'
 /** Kinds whose handler answers with one response message. */
 const SINGLE_RESPONSE: ReadonlySet<MethodKind> = new Set(['unary', 'clientStream', 'upload']);
 
-export class ServerCall implements StreamEvents, HandlerContext, DeadlineWatcher, DrainWatcher {
+export class ServerCall implements StreamEvents, HandlerContext, DeadlineWatcher, DrainWatcher, ResponsePumpOwner {
   readonly deadline: number | undefined;
   private readonly kind: MethodKind;
   private readonly descriptor: MethodDescriptor;
@@ -56,7 +57,7 @@ export class ServerCall implements StreamEvents, HandlerContext, DeadlineWatcher
   private hasRequest = false;
   /** clientStream and bidi: the requests; upload: the body. */
   private requests: Inbox<unknown> | undefined;
-  private sender: StreamSender | undefined;
+  private sender: StreamSender | ResponsePump | undefined;
   /** True from the start of input validation until the handler (and its response iterable) has settled. */
   private running = false;
   /** True once the outcome is decided (response sent, error sent, or aborted); later results are dropped. */
@@ -324,22 +325,30 @@ export class ServerCall implements StreamEvents, HandlerContext, DeadlineWatcher
       return;
     }
     // the handler returned an iterable: it keeps running (and holds its slot) until that is exhausted
-    let done: Promise<void>;
+    let done: Promise<void> | undefined;
     try {
       done = this.kind === 'download' ? this.sendBody(value as ByteSource) : this.sendResponses(value);
     } catch (error) {
       this.onHandlerError(error);
       return;
     }
-    done.then(
+    // undefined: a ResponsePump reports the outcome itself
+    done?.then(
       () => this.finishResponses(),
       (error: unknown) => this.onHandlerError(error),
     );
   }
 
-  private sendResponses(value: unknown): Promise<void> {
+  private sendResponses(value: unknown): Promise<void> | undefined {
     if (value === null || typeof value !== 'object' || !(Symbol.asyncIterator in value || Symbol.iterator in value)) {
       throw new RpcError(Status.INTERNAL, `the handler of ${this.method} must return an iterable or async iterable (e.g. an async generator)`);
+    }
+    const asyncIterator: unknown = (value as Partial<AsyncIterable<unknown>>)[Symbol.asyncIterator];
+    if (asyncIterator !== undefined && asyncIterator !== null) {
+      // pulled without an async function: what an idle stream holds is the least it can be (response-pump.ts)
+      const pump = (this.sender = new ResponsePump(this));
+      pump.start(value, asyncIterator);
+      return undefined;
     }
     const sender = (this.sender = new StreamSender(this.stream));
     return pumpSource(value as AsyncIterable<unknown>, (item) => {
@@ -358,7 +367,7 @@ export class ServerCall implements StreamEvents, HandlerContext, DeadlineWatcher
   }
 
   /** A response iterable or byte source is exhausted: the call ends with OK and the trailer. */
-  private finishResponses(): void {
+  finishResponses(): void {
     try {
       if (this.done) return;
       const trailerBlock = this.okTrailer();
@@ -371,7 +380,7 @@ export class ServerCall implements StreamEvents, HandlerContext, DeadlineWatcher
     }
   }
 
-  private onHandlerError(error: unknown): void {
+  onHandlerError(error: unknown): void {
     try {
       if (!this.done) {
         // only the message travels: never a stack trace or a file path
@@ -401,6 +410,11 @@ export class ServerCall implements StreamEvents, HandlerContext, DeadlineWatcher
       this.stream.sendMessage(bytes);
       this.stream.end(Status.OK, '', trailerBlock);
     }
+  }
+
+  /** One response of a ResponsePump, sent: false once the stream's queue is past its high-water mark. */
+  sendResponse(item: unknown): boolean {
+    return this.stream.sendMessage(this.encodeResponse(item));
   }
 
   /** One response, encoded and checked against the caller's limit; throws an RpcError. */
