@@ -12,7 +12,7 @@ import type { Session } from '../../session/session.js';
 import type { Stream, StreamEvents, StreamTrailer } from '../../session/stream.js';
 import { decodeFailure } from '../codec.js';
 import { deadlineTimer, type DeadlineWatcher } from '../deadline.js';
-import { Inbox, type ByteStream, type MessageStream } from '../inbox.js';
+import { Inbox, NO_INBOX_OWNER, type ByteStream, type InboxOwner, type MessageStream } from '../inbox.js';
 import { ProgressWatchdog } from '../progress.js';
 import { RpcError } from '../rpc-error.js';
 import { validate } from '../schema.js';
@@ -23,9 +23,13 @@ import type { CallOptions } from './call-options.js';
 import { encodeRequest, openCall } from './request.js';
 import { completeWithResponse, deliverTrailer, invalidResponse } from './response.js';
 
-export class ClientStreamCall implements StreamEvents, AbortWatcher, DeadlineWatcher {
+export class ClientStreamCall implements StreamEvents, AbortWatcher, DeadlineWatcher, InboxOwner {
   readonly responses: Inbox<unknown> | undefined;
-  readonly sender: StreamSender;
+  /**
+   * What sends the caller's requests or body (`sender`), made on first use: a serverStream or download call sends its
+   * one request straight on the stream and never needs one. Until then, the error the call settled with, if it has.
+   */
+  private sending: StreamSender | RpcError | undefined;
   readonly promise: Promise<unknown> | undefined;
   private resolve!: (value: unknown) => void;
   private reject!: (error: RpcError) => void;
@@ -43,13 +47,12 @@ export class ClientStreamCall implements StreamEvents, AbortWatcher, DeadlineWat
     streamsResponses: boolean,
     progressTimeoutMs = 0,
   ) {
-    this.sender = new StreamSender(stream);
     if (streamsResponses) {
       stream.autoCredit = false;
       const raw = descriptor.def.kind === 'download';
       if (raw) stream.rawInbound = true;
       const schema = raw ? undefined : descriptor.def.output;
-      this.responses = new Inbox(stream, !raw, () => this.stop(), schema && ((value) => this.checkResponse(value)));
+      this.responses = new Inbox(stream, !raw, this, schema && ((value) => this.checkResponse(value)));
     } else {
       this.promise = new Promise((resolve, reject) => {
         this.resolve = resolve;
@@ -133,8 +136,18 @@ export class ClientStreamCall implements StreamEvents, AbortWatcher, DeadlineWat
     this.fail(new RpcError(status, message, { retrySafe: refused }));
   }
 
+  get sender(): StreamSender {
+    let sending = this.sending;
+    if (!(sending instanceof StreamSender)) {
+      const sender = new StreamSender(this.stream);
+      if (sending !== undefined) sender.fail(sending); // the call is over: every send fails as it would have
+      this.sending = sending = sender;
+    }
+    return sending;
+  }
+
   onWritable(): void {
-    this.sender.writable();
+    if (this.sending instanceof StreamSender) this.sending.writable();
   }
 
   onAbort(signal: AbortSignal): void {
@@ -148,7 +161,8 @@ export class ClientStreamCall implements StreamEvents, AbortWatcher, DeadlineWat
     this.fail(new RpcError(rpcError.code, `the caller's source failed: ${rpcError.rawMessage}`, { cause: error }), false, rpcError.code);
   }
 
-  private stop(): void {
+  /** The caller stopped reading the responses (`break`): the call is cancelled. */
+  readerStopped(): void {
     this.fail(new RpcError(Status.CANCELLED, 'the caller stopped reading the responses'));
   }
 
@@ -181,7 +195,8 @@ export class ClientStreamCall implements StreamEvents, AbortWatcher, DeadlineWat
 
   private settle(reason: RpcError, resetStatus: Status = Status.CANCELLED): void {
     this.settled = true;
-    this.sender.fail(reason);
+    if (this.sending instanceof StreamSender) this.sending.fail(reason);
+    else this.sending = reason;
     // a stream still open here (the peer answered early, or we gave up) must not outlive the call
     if (!this.stream.closed) this.stream.reset(resetStatus, reason.rawMessage);
     if (this.timer !== undefined) clearTimeout(this.timer);
@@ -192,7 +207,7 @@ export class ClientStreamCall implements StreamEvents, AbortWatcher, DeadlineWat
 
 /** An Inbox that fails at the first read: what a streaming call returns when it could not even start. */
 export function failedStream<T>(error: RpcError): Inbox<T> {
-  const inbox = new Inbox<T>(undefined, true, () => undefined);
+  const inbox = new Inbox<T>(undefined, true, NO_INBOX_OWNER);
   inbox.fail(error);
   return inbox;
 }

@@ -30,25 +30,3 @@ export interface HandlerContext {
   /** Trailer metadata: entries set here travel back with the response (or the error). */
   readonly trailer: Metadata;
 }
-
-/** Creates its AbortController only when a handler first reads `signal`: most handlers never do. */
-export class LazySignal {
-  private controller: AbortController | undefined;
-  private reason: unknown;
-  private aborted = false;
-
-  get signal(): AbortSignal {
-    if (this.controller === undefined) {
-      this.controller = new AbortController();
-      if (this.aborted) this.controller.abort(this.reason);
-    }
-    return this.controller.signal;
-  }
-
-  abort(reason: unknown): void {
-    if (this.aborted) return;
-    this.aborted = true;
-    this.reason = reason;
-    this.controller?.abort(reason);
-  }
-}

@@ -14,14 +14,14 @@ import type { Session } from '../../session/session.js';
 import { decodeFailure } from '../codec.js';
 import { CodecLimitError } from '../msgpack-budget.js';
 import { deadlineFromWire, deadlineTimer, type DeadlineWatcher } from '../deadline.js';
-import { Inbox } from '../inbox.js';
+import { Inbox, NO_INBOX_OWNER } from '../inbox.js';
 import { ProgressWatchdog } from '../progress.js';
 import { RpcError } from '../rpc-error.js';
 import { validate, validateThen, type ValidationResult } from '../schema.js';
 import { checkChunk, chunksOf, discardSource, pumpSource, StreamSender, type ByteSource } from '../sender.js';
 import type { MethodDescriptor, MethodKind } from '../service.js';
 import type { CallAuthorizer } from './authorize.js';
-import { LazySignal, type HandlerContext } from './context.js';
+import type { HandlerContext } from './context.js';
 import type { DrainWatch, DrainWatcher } from './draining.js';
 import { HeldInput } from './held-input.js';
 import { runChain } from './interceptor.js';
@@ -50,7 +50,8 @@ export class ServerCall implements StreamEvents, HandlerContext, DeadlineWatcher
   readonly deadline: number | undefined;
   private readonly kind: MethodKind;
   private readonly descriptor: MethodDescriptor;
-  private readonly abort = new LazySignal();
+  /** `ctx.signal`'s controller, made when the handler first reads it (most never do); until then, why the call ended. */
+  private abort: AbortController | RpcError | undefined;
   /** Made when the handler first reads `ctx.draining`: most never do, so most calls allocate nothing for it. */
   private drainController: AbortController | undefined;
   private request: unknown;
@@ -84,7 +85,7 @@ export class ServerCall implements StreamEvents, HandlerContext, DeadlineWatcher
     stream.resetAfterEnd = true;
     if (this.kind === 'clientStream' || this.kind === 'bidi') {
       const schema = descriptor.def.input;
-      this.requests = new Inbox(stream, true, () => undefined, schema && ((value) => this.checkRequest(value)));
+      this.requests = new Inbox(stream, true, NO_INBOX_OWNER, schema && ((value) => this.checkRequest(value)));
     }
     if (this.kind === 'upload' || this.kind === 'download') {
       // upload: stuck while the body has room and nothing arrives; download: while our bytes wait for credit
@@ -151,7 +152,20 @@ export class ServerCall implements StreamEvents, HandlerContext, DeadlineWatcher
   }
 
   get signal(): AbortSignal {
-    return this.abort.signal;
+    let abort = this.abort;
+    if (!(abort instanceof AbortController)) {
+      const controller = new AbortController();
+      if (abort !== undefined) controller.abort(abort); // read after the call ended: aborted from the start
+      this.abort = abort = controller;
+    }
+    return abort.signal;
+  }
+
+  /** The handler must stop: `ctx.signal` aborts now, or is made aborted if the handler reads it later. */
+  private abortHandler(reason: RpcError): void {
+    const abort = this.abort;
+    if (abort === undefined) this.abort = reason;
+    else if (abort instanceof AbortController) abort.abort(reason);
   }
 
   get draining(): AbortSignal {
@@ -250,7 +264,7 @@ export class ServerCall implements StreamEvents, HandlerContext, DeadlineWatcher
   private startUpload(): void {
     this.stream.rawInbound = true;
     this.stream.growReceiveWindow(this.host.core.options.bulkWindow);
-    const body = new Inbox<Uint8Array>(this.stream, false, () => undefined);
+    const body = new Inbox<Uint8Array>(this.stream, false, NO_INBOX_OWNER);
     this.requests = body as Inbox<unknown>;
     this.validateThenInvoke((request) => [request, body, this]);
   }
@@ -452,7 +466,7 @@ export class ServerCall implements StreamEvents, HandlerContext, DeadlineWatcher
     if (this.done) return;
     const error = new RpcError(status, message);
     this.finish(error);
-    this.abort.abort(error);
+    this.abortHandler(error);
     this.sender?.fail(error);
     let trailerBlock: Uint8Array | undefined;
     try {
@@ -467,7 +481,7 @@ export class ServerCall implements StreamEvents, HandlerContext, DeadlineWatcher
   private cancel(reason: RpcError): void {
     if (this.done) return;
     this.finish(reason);
-    this.abort.abort(reason);
+    this.abortHandler(reason);
     this.sender?.fail(reason);
     this.requests?.fail(reason);
     this.stream.reset(reason.code, reason.rawMessage);
