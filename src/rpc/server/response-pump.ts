@@ -47,13 +47,19 @@ export class ResponsePump {
   private iterator!: AsyncIterator<unknown>;
   private nextMethod!: () => unknown;
   private failure: RpcError | undefined;
-  /** Made once per call, not per item: the reactions to each `next()`. */
-  private readonly onResult = (result: unknown): void => this.received(result);
-  private readonly onRejected = (error: unknown): void => this.end(error);
+  /**
+   * The reactions to each `next()`, made once per call, not per item. Bound methods rather than arrow functions: no
+   * context object, and nothing for a loader that keeps function names (tsx, esbuild's keepNames) to define on each.
+   */
+  private readonly onResult: (result: unknown) => void;
+  private readonly onRejected: (error: unknown) => void;
   /** Made the first time the queue fills (an idle stream never needs it). */
   private resume: (() => void) | undefined;
 
-  constructor(private readonly owner: ResponsePumpOwner) {}
+  constructor(private readonly owner: ResponsePumpOwner) {
+    this.onResult = this.received.bind(this);
+    this.onRejected = this.end.bind(this);
+  }
 
   /** Starts pulling `source` through its `method` (its Symbol.asyncIterator, not null). */
   start(source: object, method: unknown): void {
@@ -89,7 +95,12 @@ export class ResponsePump {
   /** As an awaited send resumes: never inside the stream's write loop that reported the event. */
   private resumeSoon(): void {
     this.state = PumpState.PULLING;
-    queueMicrotask((this.resume ??= () => (this.failure !== undefined ? this.close(this.failure) : this.pull())));
+    queueMicrotask((this.resume ??= this.resumed.bind(this)));
+  }
+
+  private resumed(): void {
+    if (this.failure !== undefined) this.close(this.failure);
+    else this.pull();
   }
 
   private pull(): void {
