@@ -30,6 +30,9 @@ const IDLE_TIMING = { warmupMs: 500, windowMs: 1000 };
 const SLOW_TIMING = { warmupMs: 1000, windowMs: 4000 };
 
 const IDLE_RSS_TARGET = 100 * MiB;
+/** Issue 12: the server's RSS with the streams open, and what each adds to it (RSS open - RSS ready, per stream). */
+const IDLE_SERVER_RSS_TARGET = 80 * MiB;
+const IDLE_SERVER_RSS_PER_STREAM_TARGET = 2.5 * 1024;
 /** gridwire's default receive window for bulk streams (README "Options and limits"; measured with defaults). */
 const BULK_WINDOW = 1 * MiB;
 /** Retained RSS may wander this much over the slow-read window (allocator and heap noise), not with the bytes read. */
@@ -142,7 +145,15 @@ export async function runStreamRssSuite(options: SuiteOptions): Promise<object> 
     const okIdle = succeeded(idle).filter((r) => r.system === system);
     const okSlow = succeeded(slow).filter((r) => r.system === system);
     const atMost = (values: number[], target: number): Check => check(values.map((v) => v / MiB), 'MiB', { sense: '<=', value: target / MiB });
-    checks[`${prefix}idle_streams_server_rss`] = atMost(okIdle.map((r) => r.server.rss), IDLE_RSS_TARGET);
+    checks[`${prefix}idle_streams_server_rss`] = atMost(okIdle.map((r) => r.server.rss), IDLE_SERVER_RSS_TARGET);
+    const perStream = (pick: (r: IdleFigures) => number): number[] => okIdle.map((r) => pick(r) / IDLE_STREAMS / 1024);
+    checks[`${prefix}idle_streams_server_rss_per_stream`] = check(perStream((r) => r.server.rss - r.server.readyRss), 'KiB', {
+      sense: '<=',
+      value: IDLE_SERVER_RSS_PER_STREAM_TARGET / 1024,
+    });
+    // the heap each stream holds: steadier than RSS on a shared machine (the handler's own generator and signal included)
+    checks[`${prefix}idle_streams_server_heap_per_stream`] = check(perStream((r) => r.server.heapUsed - r.server.readyHeapUsed), 'KiB');
+    checks[`${prefix}idle_streams_client_heap_per_stream`] = check(perStream((r) => r.client.heapUsed - r.client.readyHeapUsed), 'KiB');
     checks[`${prefix}idle_streams_client_rss`] = atMost(okIdle.map((r) => r.client.rss), IDLE_RSS_TARGET);
     checks[`${prefix}slow_read_server_rss_growth`] = atMost(okSlow.map((r) => r.serverRssEnd - r.serverRssStart), SLOW_GROWTH_SLACK);
     checks[`${prefix}slow_read_produced_ahead`] = atMost(okSlow.map((r) => Math.max(r.aheadStart, r.aheadEnd)), aheadBound);
