@@ -13,7 +13,7 @@ import type { Stream, StreamEvents, StreamTrailer } from '../../session/stream.j
 import { decodeFailure } from '../codec.js';
 import { deadlineTimer, type DeadlineWatcher } from '../deadline.js';
 import { Inbox, NO_INBOX_OWNER, type ByteStream, type InboxOwner, type MessageStream } from '../inbox.js';
-import { ProgressWatchdog } from '../progress.js';
+import { ProgressWatchdog, type ProgressWatched } from '../progress.js';
 import { RpcError } from '../rpc-error.js';
 import { validate } from '../schema.js';
 import { checkChunk, chunksOf, discardSource, pumpSource, StreamSender, type ByteSource } from '../sender.js';
@@ -23,7 +23,7 @@ import type { CallOptions } from './call-options.js';
 import { encodeRequest, openCall } from './request.js';
 import { completeWithResponse, deliverTrailer, invalidResponse } from './response.js';
 
-export class ClientStreamCall implements StreamEvents, AbortWatcher, DeadlineWatcher, InboxOwner {
+export class ClientStreamCall implements StreamEvents, AbortWatcher, DeadlineWatcher, InboxOwner, ProgressWatched {
   readonly responses: Inbox<unknown> | undefined;
   /**
    * What sends the caller's requests or body (`sender`), made on first use: a serverStream or download call sends its
@@ -63,13 +63,9 @@ export class ClientStreamCall implements StreamEvents, AbortWatcher, DeadlineWat
     this.timer = deadlineTimer(budget, this);
     const kind = descriptor.def.kind;
     if (kind === 'upload' || kind === 'download') {
-      const responses = this.responses;
-      // download: stuck while our reader has caught up and nothing arrives; upload: while our bytes wait for credit
-      // a stream still queued for a concurrency slot waits on nobody's bytes: the peer is not stalling it
-      const waitingOnPeer = responses !== undefined ? () => stream.opened && responses.pending === 0 && !stream.remoteDone : () => stream.sendBlocked;
       const timeoutMs = options?.progressTimeoutMs ?? progressTimeoutMs;
-      const stall = responses !== undefined ? 'sending' : 'reading';
-      this.watchdog = new ProgressWatchdog(stream, timeoutMs, waitingOnPeer, stall, (error) => this.fail(error, false, Status.DEADLINE_EXCEEDED));
+      const stall = this.responses !== undefined ? 'sending' : 'reading';
+      this.watchdog = new ProgressWatchdog(stream, timeoutMs, this, stall);
     }
     if (options?.signal !== undefined) watchSignal(options.signal, this);
     stream.events = this;
@@ -148,6 +144,21 @@ export class ClientStreamCall implements StreamEvents, AbortWatcher, DeadlineWat
 
   onWritable(): void {
     if (this.sending instanceof StreamSender) this.sending.writable();
+  }
+
+  /**
+   * For the bulk watchdog: a download is stuck while our reader has caught up and nothing arrives, an upload while our
+   * bytes wait for credit. A stream still queued for a concurrency slot waits on nobody's bytes: the peer is not
+   * stalling it.
+   */
+  waitingOnPeer(): boolean {
+    const stream = this.stream;
+    const responses = this.responses;
+    return responses !== undefined ? stream.opened && responses.pending === 0 && !stream.remoteDone : stream.sendBlocked;
+  }
+
+  progressStalled(error: RpcError): void {
+    this.fail(error, false, Status.DEADLINE_EXCEEDED);
   }
 
   onAbort(signal: AbortSignal): void {

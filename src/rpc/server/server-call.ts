@@ -15,7 +15,7 @@ import { decodeFailure } from '../codec.js';
 import { CodecLimitError } from '../msgpack-budget.js';
 import { deadlineFromWire, deadlineTimer, type DeadlineWatcher } from '../deadline.js';
 import { Inbox, NO_INBOX_OWNER } from '../inbox.js';
-import { ProgressWatchdog } from '../progress.js';
+import { ProgressWatchdog, type ProgressWatched } from '../progress.js';
 import { RpcError } from '../rpc-error.js';
 import { validate, validateThen, type ValidationResult } from '../schema.js';
 import { checkChunk, chunksOf, discardSource, pumpSource, StreamSender, type ByteSource } from '../sender.js';
@@ -46,7 +46,7 @@ const SINGLE_REQUEST: ReadonlySet<MethodKind> = new Set(['unary', 'serverStream'
 /** Kinds whose handler answers with one response message. */
 const SINGLE_RESPONSE: ReadonlySet<MethodKind> = new Set(['unary', 'clientStream', 'upload']);
 
-export class ServerCall implements StreamEvents, HandlerContext, DeadlineWatcher, DrainWatcher, ResponsePumpOwner {
+export class ServerCall implements StreamEvents, HandlerContext, DeadlineWatcher, DrainWatcher, ResponsePumpOwner, ProgressWatched {
   readonly deadline: number | undefined;
   private readonly kind: MethodKind;
   private readonly descriptor: MethodDescriptor;
@@ -88,13 +88,8 @@ export class ServerCall implements StreamEvents, HandlerContext, DeadlineWatcher
       this.requests = new Inbox(stream, true, NO_INBOX_OWNER, schema && ((value) => this.checkRequest(value)));
     }
     if (this.kind === 'upload' || this.kind === 'download') {
-      // upload: stuck while the body has room and nothing arrives; download: while our bytes wait for credit
-      const waitingOnPeer =
-        this.kind === 'upload'
-          ? () => this.held === undefined && !stream.remoteDone && (this.requests === undefined || this.requests.pending === 0)
-          : () => stream.sendBlocked;
       const stall = this.kind === 'upload' ? 'sending' : 'reading';
-      this.watchdog = new ProgressWatchdog(stream, host.core.options.progressTimeoutMs, waitingOnPeer, stall, (error) => this.cancel(error));
+      this.watchdog = new ProgressWatchdog(stream, host.core.options.progressTimeoutMs, this, stall);
     }
   }
 
@@ -486,6 +481,17 @@ export class ServerCall implements StreamEvents, HandlerContext, DeadlineWatcher
     this.requests?.fail(reason);
     this.stream.reset(reason.code, reason.rawMessage);
     if (!this.running) this.release();
+  }
+
+  /** For the bulk watchdog: an upload is stuck while the body has room and nothing arrives; a download while our bytes wait for credit. */
+  waitingOnPeer(): boolean {
+    const stream = this.stream;
+    if (this.kind !== 'upload') return stream.sendBlocked;
+    return this.held === undefined && !stream.remoteDone && (this.requests === undefined || this.requests.pending === 0);
+  }
+
+  progressStalled(error: RpcError): void {
+    this.cancel(error);
   }
 
   /** The deadline the caller gave passed: the handler is told (ctx.signal) and the caller gets DEADLINE_EXCEEDED. */
