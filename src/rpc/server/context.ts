@@ -5,6 +5,7 @@
  */
 import type { SessionPeer } from '../../session/handshake.js';
 import type { Metadata } from '../../wire/metadata.js';
+import type { RpcError } from '../rpc-error.js';
 
 /** A handler as the call code holds it: typed at serve(), opaque here. */
 // eslint-disable-next-line @typescript-eslint/no-explicit-any -- the argument types depend on the method's kind
@@ -29,4 +30,24 @@ export interface HandlerContext {
   readonly metadata: Metadata;
   /** Trailer metadata: entries set here travel back with the response (or the error). */
   readonly trailer: Metadata;
+}
+
+/**
+ * `ctx.signal`, made when a handler first reads it (most never do): a call holds nothing, then the error it was
+ * aborted with, or the controller once the signal was read. One field in the call, no object until then.
+ */
+export type LazyAbort = AbortController | RpcError | undefined;
+
+/** The controller behind `ctx.signal`, made on first read: aborted from the start when the call already was. */
+export function abortControllerOf(state: LazyAbort): AbortController {
+  if (state instanceof AbortController) return state;
+  const controller = new AbortController();
+  if (state !== undefined) controller.abort(state);
+  return controller;
+}
+
+/** The handler must stop: its signal aborts now, or the reason is kept for a signal read later. The first reason wins. */
+export function abortLazily(state: LazyAbort, reason: RpcError): LazyAbort {
+  if (state instanceof AbortController) state.abort(reason);
+  return state ?? reason;
 }

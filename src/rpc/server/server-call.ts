@@ -4,6 +4,8 @@
  * (behind the route's server interceptors, if any), and sends what it returns (one response, the messages of an
  * iterable, or the chunks of a byte source) followed by the trailer. Enforces the deadline it was given. The stream's concurrency slot is released only once the handler, and
  * any response iterable it returned, has finished, even when the call was cancelled earlier (the Rapid Reset lesson).
+ * Past ~500 lines because it is one job, a call's lifecycle across every kind; its parts that could leave have
+ * (response-pump.ts, held-input.ts, draining.ts, authorize.ts, the lazy signal in context.ts).
  */
 import { isThenable } from '../../promises.js';
 import { Status } from '../../wire/constants.js';
@@ -21,7 +23,7 @@ import { validate, validateThen, type ValidationResult } from '../schema.js';
 import { checkChunk, chunksOf, discardSource, pumpSource, StreamSender, type ByteSource } from '../sender.js';
 import type { MethodDescriptor, MethodKind } from '../service.js';
 import type { CallAuthorizer } from './authorize.js';
-import type { HandlerContext } from './context.js';
+import { abortControllerOf, abortLazily, type HandlerContext, type LazyAbort } from './context.js';
 import type { DrainWatch, DrainWatcher } from './draining.js';
 import { HeldInput } from './held-input.js';
 import { runChain } from './interceptor.js';
@@ -50,8 +52,7 @@ export class ServerCall implements StreamEvents, HandlerContext, DeadlineWatcher
   readonly deadline: number | undefined;
   private readonly kind: MethodKind;
   private readonly descriptor: MethodDescriptor;
-  /** `ctx.signal`'s controller, made when the handler first reads it (most never do); until then, why the call ended. */
-  private abort: AbortController | RpcError | undefined;
+  private abort: LazyAbort;
   /** Made when the handler first reads `ctx.draining`: most never do, so most calls allocate nothing for it. */
   private drainController: AbortController | undefined;
   private request: unknown;
@@ -147,20 +148,7 @@ export class ServerCall implements StreamEvents, HandlerContext, DeadlineWatcher
   }
 
   get signal(): AbortSignal {
-    let abort = this.abort;
-    if (!(abort instanceof AbortController)) {
-      const controller = new AbortController();
-      if (abort !== undefined) controller.abort(abort); // read after the call ended: aborted from the start
-      this.abort = abort = controller;
-    }
-    return abort.signal;
-  }
-
-  /** The handler must stop: `ctx.signal` aborts now, or is made aborted if the handler reads it later. */
-  private abortHandler(reason: RpcError): void {
-    const abort = this.abort;
-    if (abort === undefined) this.abort = reason;
-    else if (abort instanceof AbortController) abort.abort(reason);
+    return (this.abort = abortControllerOf(this.abort)).signal;
   }
 
   get draining(): AbortSignal {
@@ -354,9 +342,8 @@ export class ServerCall implements StreamEvents, HandlerContext, DeadlineWatcher
     }
     const asyncIterator: unknown = (value as Partial<AsyncIterable<unknown>>)[Symbol.asyncIterator];
     if (asyncIterator !== undefined && asyncIterator !== null) {
-      // pulled without an async function: what an idle stream holds is the least it can be (response-pump.ts)
-      const pump = (this.sender = new ResponsePump(this));
-      pump.start(value, asyncIterator);
+      // pulled without an async function: an idle stream holds the least it can (response-pump.ts)
+      (this.sender = new ResponsePump(this)).start(value, asyncIterator);
       return undefined;
     }
     const sender = (this.sender = new StreamSender(this.stream));
@@ -461,7 +448,7 @@ export class ServerCall implements StreamEvents, HandlerContext, DeadlineWatcher
     if (this.done) return;
     const error = new RpcError(status, message);
     this.finish(error);
-    this.abortHandler(error);
+    this.abort = abortLazily(this.abort, error);
     this.sender?.fail(error);
     let trailerBlock: Uint8Array | undefined;
     try {
@@ -476,7 +463,7 @@ export class ServerCall implements StreamEvents, HandlerContext, DeadlineWatcher
   private cancel(reason: RpcError): void {
     if (this.done) return;
     this.finish(reason);
-    this.abortHandler(reason);
+    this.abort = abortLazily(this.abort, reason);
     this.sender?.fail(reason);
     this.requests?.fail(reason);
     this.stream.reset(reason.code, reason.rawMessage);
@@ -485,9 +472,8 @@ export class ServerCall implements StreamEvents, HandlerContext, DeadlineWatcher
 
   /** For the bulk watchdog: an upload is stuck while the body has room and nothing arrives; a download while our bytes wait for credit. */
   waitingOnPeer(): boolean {
-    const stream = this.stream;
-    if (this.kind !== 'upload') return stream.sendBlocked;
-    return this.held === undefined && !stream.remoteDone && (this.requests === undefined || this.requests.pending === 0);
+    if (this.kind !== 'upload') return this.stream.sendBlocked;
+    return this.held === undefined && !this.stream.remoteDone && (this.requests === undefined || this.requests.pending === 0);
   }
 
   progressStalled(error: RpcError): void {
