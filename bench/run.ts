@@ -25,9 +25,9 @@
 //   lane-latency         two Mesh nodes: c=1 echo p50/p99 idle vs. beside a download on the same connection vs. on
 //                        the data lane (dataLane: true), and the download's MiB/s on each. Target: p99 <= 2x idle
 //   stream-rss           RSS of server and client with 10 000 idle streams on one connection; server RSS and bytes
-//                        produced ahead of the reader while a 1 GiB download is read at 1 MiB/s. Targets: <= 100 MiB
-//                        per process with the streams open; RSS growth over the read <= 2 MiB; produced ahead <= the
-//                        bulk window + the kernel's largest socket buffers
+//                        produced ahead of the reader while a 1 GiB download is read at 1 MiB/s. Targets: server
+//                        < 80 MiB and <= 2.5 KiB per stream, client <= 100 MiB, with the streams open; RSS growth over
+//                        the read <= 2 MiB; produced ahead <= the bulk window + the kernel's largest socket buffers
 //   idle-connection-rss  server RSS per idle connection, 2 000 connections, gridwire vs. raw node:net. Target: < 64 KiB
 //   mesh-formation       32 node processes form a full mesh and call every ordered pair once: spawn -> all done,
 //                        cold and behind a barrier, with start-up baselines. Target: cold total < 5 s

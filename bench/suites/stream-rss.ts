@@ -3,6 +3,9 @@
 // with --expose-gc so the marks show retained memory (the worker collects before each snapshot) while the sampled peak
 // shows what the process really reached on the way. With --against, gridwire@base runs both too.
 //   idle-streams  IDLE_STREAMS serverStream calls opened on one connection and left idle: RSS with all of them open.
+//                 Each handler waits for its ctx.signal, an AbortSignal of ~0.9 KiB (with its listener) on Node 20.
+//   idle-bidi     the same with bidi calls, whose handler waits on its request iterator: an idle stream whose handler
+//                 needs no signal to learn of a cancel.
 //   slow-read     a 1 GiB download read at 1 MiB/s: the server's RSS must not grow with the amount read, and what its
 //                 handler produced ahead of the reader must stay within the windows plus the socket buffers.
 import { readFileSync } from 'node:fs';
@@ -30,6 +33,9 @@ const IDLE_TIMING = { warmupMs: 500, windowMs: 1000 };
 const SLOW_TIMING = { warmupMs: 1000, windowMs: 4000 };
 
 const IDLE_RSS_TARGET = 100 * MiB;
+/** Issue 12: the server's RSS with the streams open, and what each adds to it (RSS open - RSS ready, per stream). */
+const IDLE_SERVER_RSS_TARGET = 80 * MiB;
+const IDLE_SERVER_RSS_PER_STREAM_TARGET = 2.5 * 1024;
 /** gridwire's default receive window for bulk streams (README "Options and limits"; measured with defaults). */
 const BULK_WINDOW = 1 * MiB;
 /** Retained RSS may wander this much over the slow-read window (allocator and heap noise), not with the bytes read. */
@@ -122,6 +128,7 @@ export async function runStreamRssSuite(options: SuiteOptions): Promise<object> 
   const common = { pin: options.pin, nodeArgs: ['--expose-gc'], samplePeakRss: true };
 
   const idle: Result<Key, IdleFigures>[] = [];
+  const idleBidi: Result<Key, IdleFigures>[] = [];
   const slow: Result<Key, SlowFigures>[] = [];
   for (let run = 1; run <= runs; run++) {
     for (const system of roundRobin(systems, run)) {
@@ -129,6 +136,8 @@ export async function runStreamRssSuite(options: SuiteOptions): Promise<object> 
       const idleRun = { ...IDLE_TIMING, ...common, waitArmed: true };
       idle.push(await attempt(`${label} ${IDLE_STREAMS} idle streams`, { system, run },
         async () => idleFigures(await runScenario(launch, system, 'idle-streams', idleRun)), describeIdle));
+      idleBidi.push(await attempt(`${label} ${IDLE_STREAMS} idle bidi  `, { system, run },
+        async () => idleFigures(await runScenario(launch, system, 'idle-bidi', idleRun)), describeIdle));
       slow.push(await attempt(`${label} slow read          `, { system, run },
         async () => slowFigures(await runScenario(launch, system, 'slow-read', { ...SLOW_TIMING, ...common })), describeSlow));
     }
@@ -140,9 +149,19 @@ export async function runStreamRssSuite(options: SuiteOptions): Promise<object> 
   for (const system of systems) {
     const prefix = checkPrefix(system);
     const okIdle = succeeded(idle).filter((r) => r.system === system);
+    const okBidi = succeeded(idleBidi).filter((r) => r.system === system);
     const okSlow = succeeded(slow).filter((r) => r.system === system);
     const atMost = (values: number[], target: number): Check => check(values.map((v) => v / MiB), 'MiB', { sense: '<=', value: target / MiB });
-    checks[`${prefix}idle_streams_server_rss`] = atMost(okIdle.map((r) => r.server.rss), IDLE_RSS_TARGET);
+    checks[`${prefix}idle_streams_server_rss`] = atMost(okIdle.map((r) => r.server.rss), IDLE_SERVER_RSS_TARGET);
+    const perStream = (ok: IdleFigures[], pick: (r: IdleFigures) => number): number[] => ok.map((r) => pick(r) / IDLE_STREAMS / 1024);
+    const rssTarget = { sense: '<=', value: IDLE_SERVER_RSS_PER_STREAM_TARGET / 1024 } as const;
+    for (const [kind, ok] of [['streams', okIdle], ['bidi', okBidi]] as const) {
+      if (kind === 'bidi') checks[`${prefix}idle_bidi_server_rss`] = atMost(ok.map((r) => r.server.rss), IDLE_SERVER_RSS_TARGET);
+      checks[`${prefix}idle_${kind}_server_rss_per_stream`] = check(perStream(ok, (r) => r.server.rss - r.server.readyRss), 'KiB', rssTarget);
+      // the heap each stream holds: steadier than RSS on a shared machine (the handler's own generator and signal included)
+      checks[`${prefix}idle_${kind}_server_heap_per_stream`] = check(perStream(ok, (r) => r.server.heapUsed - r.server.readyHeapUsed), 'KiB');
+      checks[`${prefix}idle_${kind}_client_heap_per_stream`] = check(perStream(ok, (r) => r.client.heapUsed - r.client.readyHeapUsed), 'KiB');
+    }
     checks[`${prefix}idle_streams_client_rss`] = atMost(okIdle.map((r) => r.client.rss), IDLE_RSS_TARGET);
     checks[`${prefix}slow_read_server_rss_growth`] = atMost(okSlow.map((r) => r.serverRssEnd - r.serverRssStart), SLOW_GROWTH_SLACK);
     checks[`${prefix}slow_read_produced_ahead`] = atMost(okSlow.map((r) => Math.max(r.aheadStart, r.aheadEnd)), aheadBound);
@@ -152,6 +171,8 @@ export async function runStreamRssSuite(options: SuiteOptions): Promise<object> 
       const ratios = sameRunRatios(idle, runs, { system: 'gridwire' }, { system: 'gridwire@base' }, (r) => r[side].rss);
       checks[`idle_streams_${side}_rss_gridwire_vs_base`] = check(ratios, 'x');
     }
+    const bidiRatios = sameRunRatios(idleBidi, runs, { system: 'gridwire' }, { system: 'gridwire@base' }, (r) => r.server.rss);
+    checks.idle_bidi_server_rss_gridwire_vs_base = check(bidiRatios, 'x');
   }
   const { warmupMs, windowMs } = SLOW_TIMING;
 
@@ -163,6 +184,8 @@ export async function runStreamRssSuite(options: SuiteOptions): Promise<object> 
   console.log(`\n${IDLE_STREAMS} idle serverStream calls open on one connection (maxConcurrentStreams ${limit} on both sides),`);
   console.log(`${after} s after the last one opened; RSS still holds heap V8 grew for the opening burst (see heap total):\n`);
   console.log(formatIdle(idle, systems));
+  console.log(`\nthe same with ${IDLE_STREAMS} idle bidi calls (each handler waits on its request iterator, reads no signal):\n`);
+  console.log(formatIdle(idleBidi, systems));
   const pace = `${SLOW_READ_BYTES_PER_SEC / MiB} MiB/s`;
   console.log(`\na 1 GiB download read at ${pace}, ${warmupMs / 1000} s warmup then a ${windowMs / 1000} s window:\n`);
   console.log(formatSlow(slow, systems));
@@ -170,7 +193,7 @@ export async function runStreamRssSuite(options: SuiteOptions): Promise<object> 
   console.log('\nchecks (median over runs):');
   console.log(formatChecks(checks));
   const config = { runs, idleStreams: IDLE_STREAMS, idleTiming: IDLE_TIMING, slowTiming: SLOW_TIMING, pinned: options.pin, against: options.against };
-  return { bench: 'stream-rss', checks, idleStreams: idle, slowRead: slow, config: { ...config, socketBuffers: buffers } };
+  return { bench: 'stream-rss', checks, idleStreams: idle, idleBidi, slowRead: slow, config: { ...config, socketBuffers: buffers } };
 }
 
 /** The kernel's largest TCP send and receive buffers (third field of tcp_wmem / tcp_rmem), or null off Linux. */

@@ -73,6 +73,7 @@ export interface GridwireApi {
   defineService(name: string, methods: Record<string, unknown>): unknown;
   unary(options?: { codec: 'raw' }): unknown;
   serverStream(): unknown;
+  bidi(): unknown;
   upload(): unknown;
   download(): unknown;
   serve(service: unknown, impl: object): unknown;
@@ -84,7 +85,7 @@ export interface GridwireApi {
   Mesh: new (options: MeshOptions) => Mesh;
 }
 
-const REQUIRED = ['defineService', 'unary', 'serverStream', 'upload', 'download', 'serve', 'listen', 'connect', 'Mesh'] as const;
+const REQUIRED = ['defineService', 'unary', 'serverStream', 'bidi', 'upload', 'download', 'serve', 'listen', 'connect', 'Mesh'] as const;
 
 /** Imports the library at `url` and checks the functions the bench needs; throws with the reason when it cannot. */
 export async function loadGridwire(url: string): Promise<GridwireApi> {

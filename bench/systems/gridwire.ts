@@ -10,7 +10,9 @@
 //   bulk-upload-ws / -download-ws the same over ws:// (the server listens on WS_URL) instead of tcp://;
 //   unary-idle / unary-under-bulk a c=1 loop of 32-byte raw-codec echo calls, alone or beside a download on the SAME
 //                                 session;
-//   idle-streams                  IDLE_STREAMS serverStream calls opened and left idle, for memory;
+//   idle-streams                  IDLE_STREAMS serverStream calls opened and left idle, for memory (the handler waits
+//                                 for its ctx.signal);
+//   idle-bidi                     the same with bidi calls, whose handler waits on its request iterator (no signal);
 //   slow-read                     a 1 GiB download read at SLOW_READ_BYTES_PER_SEC, for memory.
 import { performance } from 'node:perf_hooks';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -94,7 +96,13 @@ interface BulkClient {
   /** Chunks are views valid until the next iteration step: read their length, keep nothing. */
   get(req: GetRequest, options?: CallOptions): AsyncIterable<Uint8Array>;
   idle(req: null, options?: CallOptions): AsyncIterable<null>;
+  chat(options?: CallOptions): BidiCall<null, null>;
   echo(req: Uint8Array, options?: CallOptions): Promise<Uint8Array>;
+}
+
+/** What a bidi call gives the caller (the slice of gridwire's BidiCall the bench uses). */
+interface BidiCall<Req, Res> extends AsyncIterator<Res> {
+  send(request: Req): Promise<void>;
 }
 
 function defineBulk(api: GridwireApi): Service<BulkClient> {
@@ -102,6 +110,7 @@ function defineBulk(api: GridwireApi): Service<BulkClient> {
     put: api.upload(),
     get: api.download(),
     idle: api.serverStream(),
+    chat: api.bidi(),
     echo: api.unary({ codec: 'raw' }),
   }) as Service<BulkClient>;
 }
@@ -177,6 +186,15 @@ function bulkHandlers(ctx: SideContext, body: BulkBody, onTransferEnd: (err: unk
         openIdle--;
       }
     },
+    // Echoes; idles while the caller sends nothing. A cancel reaches it through its request iterator, which throws.
+    async *chat(requests: AsyncIterable<null>) {
+      ctx.facts.idleStreamsPeak = Math.max(ctx.facts.idleStreamsPeak ?? 0, ++openIdle);
+      try {
+        for await (const request of requests) yield request;
+      } finally {
+        openIdle--;
+      }
+    },
     echo: (req: Uint8Array) => req,
   };
 }
@@ -235,7 +253,9 @@ function backgroundClient(ctx: SideContext, close: () => Promise<void>, work: ()
   };
 }
 
-type BulkScenario = 'bulk-upload' | 'bulk-download' | 'bulk-upload-ws' | 'bulk-download-ws' | 'unary-idle' | 'unary-under-bulk' | 'idle-streams' | 'slow-read';
+type BulkScenario =
+  | 'bulk-upload' | 'bulk-download' | 'bulk-upload-ws' | 'bulk-download-ws' | 'unary-idle' | 'unary-under-bulk' | 'idle-streams' | 'idle-bidi'
+  | 'slow-read';
 
 /** The upload of a throughput run: one call with a streaming body, or `bytes` calls back to back; checks the count. */
 async function uploadAll(bulk: BulkClient, ctx: SideContext, body: BulkBody): Promise<void> {
@@ -292,7 +312,8 @@ function bulkScenarios(api: GridwireApi, body: BulkBody): Record<BulkScenario, S
     };
   }
 
-  const idleStreams: Scenario = {
+  /** IDLE_STREAMS calls opened by `openOne` (each answered once) and left idle until close, which cancels them. */
+  const idleCalls = (openOne: (bulk: BulkClient, signal: AbortSignal) => Promise<AsyncIterator<null>>): Scenario => ({
     startServer: server({ transfer: false, limits: IDLE_LIMITS }),
     async connectClient(target, ctx) {
       const session = await api.connect(target, IDLE_LIMITS);
@@ -300,16 +321,10 @@ function bulkScenarios(api: GridwireApi, body: BulkBody): Record<BulkScenario, S
       const cancel = new AbortController();
       // The iterators stay referenced (as an application holding open streams would) until close.
       let open: AsyncIterator<null>[] = [];
-      async function openOne(): Promise<AsyncIterator<null>> {
-        const it = bulk.idle(null, { signal: cancel.signal })[Symbol.asyncIterator]();
-        const first = await it.next();
-        if (first.done === true) throw new Error('gridwire idle stream ended before its first message');
-        return it;
-      }
       return {
         async start() {
           const t0 = performance.now();
-          open = await Promise.all(Array.from({ length: IDLE_STREAMS }, openOne));
+          open = await Promise.all(Array.from({ length: IDLE_STREAMS }, () => openOne(bulk, cancel.signal)));
           ctx.facts.idleStreamsOpen = open.length;
           ctx.facts.openMs = performance.now() - t0;
         },
@@ -321,7 +336,20 @@ function bulkScenarios(api: GridwireApi, body: BulkBody): Record<BulkScenario, S
         },
       };
     },
-  };
+  });
+  const idleStreams = idleCalls(async (bulk, signal) => {
+    const it = bulk.idle(null, { signal })[Symbol.asyncIterator]();
+    const first = await it.next();
+    if (first.done === true) throw new Error('gridwire idle stream ended before its first message');
+    return it;
+  });
+  const idleBidi = idleCalls(async (bulk, signal) => {
+    const call = bulk.chat({ signal });
+    await call.send(null);
+    const first = await call.next();
+    if (first.done === true) throw new Error('gridwire idle bidi call ended before its first reply');
+    return call;
+  });
 
   const slowRead: Scenario = {
     startServer: server({ transfer: false }),
@@ -365,6 +393,7 @@ function bulkScenarios(api: GridwireApi, body: BulkBody): Record<BulkScenario, S
       }),
     },
     'idle-streams': idleStreams,
+    'idle-bidi': idleBidi,
     'slow-read': slowRead,
   };
 }

@@ -18,6 +18,7 @@ export const SCENARIO_NAMES = [
   'unary-idle',
   'unary-under-bulk',
   'idle-streams',
+  'idle-bidi',
   'slow-read',
   'mesh-idle',
   'mesh-beside-download',

@@ -20,6 +20,14 @@ export interface MessageStream<T> extends AsyncIterableIterator<T> {
 /** The bytes of a bulk body: chunks in order; ends only when the sender ended cleanly, else throws an RpcError. */
 export type ByteStream = MessageStream<Uint8Array>;
 
+/** Who hears that the reader stopped early (`break`, `return()`): a client call then cancels itself. */
+export interface InboxOwner {
+  readerStopped(): void;
+}
+
+/** An owner with nothing to do when its reader stops (a handler's requests: the handler's answer ends the call). */
+export const NO_INBOX_OWNER: InboxOwner = { readerStopped() {} };
+
 interface Item<T> {
   value: T;
   charge: number;
@@ -34,9 +42,11 @@ const SMALL_CHUNK_BYTES = 16 * 1024;
 const PACKED_CHUNK_BYTES = 64 * 1024;
 /** A reader that always lags a little never empties the queue: drop the taken slots once they are most of it. */
 const COMPACT_AFTER = 1024;
+/** What `items` is until something has to wait: an idle inbox allocates no array. Never pushed to (frozen). */
+const NO_ITEMS: never[] = Object.freeze([]) as never[];
 
 export class Inbox<T> implements MessageStream<T> {
-  private items: Item<T>[] = [];
+  private items: Item<T>[] = NO_ITEMS;
   private head = 0;
   private ended = false;
   private failure: RpcError | undefined;
@@ -48,8 +58,8 @@ export class Inbox<T> implements MessageStream<T> {
     private readonly stream: Stream | undefined,
     /** True when items are messages (they also carry message credit); false for bulk chunks. */
     private readonly messages: boolean,
-    /** Called when the reader stops early (`break`, `return()`). */
-    private readonly onStop: () => void,
+    /** Told when the reader stops early (`break`, `return()`): an object, not a closure per call. */
+    private readonly owner: InboxOwner,
     /** Turns a queued item into what the reader gets (validation); may reject with an RpcError. */
     private readonly check?: (value: T) => T | Promise<T>,
   ) {}
@@ -82,6 +92,7 @@ export class Inbox<T> implements MessageStream<T> {
       this.queueSmallChunk(value as Uint8Array, charge);
       return;
     }
+    if (this.items === NO_ITEMS) this.items = [];
     this.items.push({ value, charge });
   }
 
@@ -96,6 +107,7 @@ export class Inbox<T> implements MessageStream<T> {
       this.stream?.consume(0, false); // two deliveries, one item: the stream counts what is still unconsumed
       return;
     }
+    if (this.items === NO_ITEMS) this.items = [];
     this.items.push({ value: new Uint8Array(chunk) as T, charge }); // a copy: a view would pin its socket chunk
   }
 
@@ -140,7 +152,7 @@ export class Inbox<T> implements MessageStream<T> {
       this.finished = true;
       this.items = []; // dropped without credit, as what still arrives
       this.head = 0;
-      this.onStop();
+      this.owner.readerStopped();
     }
     return Promise.resolve(DONE);
   }

@@ -12,8 +12,8 @@ import type { Session } from '../../session/session.js';
 import type { Stream, StreamEvents, StreamTrailer } from '../../session/stream.js';
 import { decodeFailure } from '../codec.js';
 import { deadlineTimer, type DeadlineWatcher } from '../deadline.js';
-import { Inbox, type ByteStream, type MessageStream } from '../inbox.js';
-import { ProgressWatchdog } from '../progress.js';
+import { Inbox, NO_INBOX_OWNER, type ByteStream, type InboxOwner, type MessageStream } from '../inbox.js';
+import { ProgressWatchdog, type ProgressWatched } from '../progress.js';
 import { RpcError } from '../rpc-error.js';
 import { validate } from '../schema.js';
 import { checkChunk, chunksOf, discardSource, pumpSource, StreamSender, type ByteSource } from '../sender.js';
@@ -23,9 +23,13 @@ import type { CallOptions } from './call-options.js';
 import { encodeRequest, openCall } from './request.js';
 import { completeWithResponse, deliverTrailer, invalidResponse } from './response.js';
 
-export class ClientStreamCall implements StreamEvents, AbortWatcher, DeadlineWatcher {
+export class ClientStreamCall implements StreamEvents, AbortWatcher, DeadlineWatcher, InboxOwner, ProgressWatched {
   readonly responses: Inbox<unknown> | undefined;
-  readonly sender: StreamSender;
+  /**
+   * What sends the caller's requests or body (`sender`), made on first use: a serverStream or download call sends its
+   * one request straight on the stream and never needs one. Until then, the error the call settled with, if it has.
+   */
+  private sending: StreamSender | RpcError | undefined;
   readonly promise: Promise<unknown> | undefined;
   private resolve!: (value: unknown) => void;
   private reject!: (error: RpcError) => void;
@@ -43,13 +47,12 @@ export class ClientStreamCall implements StreamEvents, AbortWatcher, DeadlineWat
     streamsResponses: boolean,
     progressTimeoutMs = 0,
   ) {
-    this.sender = new StreamSender(stream);
     if (streamsResponses) {
       stream.autoCredit = false;
       const raw = descriptor.def.kind === 'download';
       if (raw) stream.rawInbound = true;
       const schema = raw ? undefined : descriptor.def.output;
-      this.responses = new Inbox(stream, !raw, () => this.stop(), schema && ((value) => this.checkResponse(value)));
+      this.responses = new Inbox(stream, !raw, this, schema && ((value) => this.checkResponse(value)));
     } else {
       this.promise = new Promise((resolve, reject) => {
         this.resolve = resolve;
@@ -60,13 +63,9 @@ export class ClientStreamCall implements StreamEvents, AbortWatcher, DeadlineWat
     this.timer = deadlineTimer(budget, this);
     const kind = descriptor.def.kind;
     if (kind === 'upload' || kind === 'download') {
-      const responses = this.responses;
-      // download: stuck while our reader has caught up and nothing arrives; upload: while our bytes wait for credit
-      // a stream still queued for a concurrency slot waits on nobody's bytes: the peer is not stalling it
-      const waitingOnPeer = responses !== undefined ? () => stream.opened && responses.pending === 0 && !stream.remoteDone : () => stream.sendBlocked;
       const timeoutMs = options?.progressTimeoutMs ?? progressTimeoutMs;
-      const stall = responses !== undefined ? 'sending' : 'reading';
-      this.watchdog = new ProgressWatchdog(stream, timeoutMs, waitingOnPeer, stall, (error) => this.fail(error, false, Status.DEADLINE_EXCEEDED));
+      const stall = this.responses !== undefined ? 'sending' : 'reading';
+      this.watchdog = new ProgressWatchdog(stream, timeoutMs, this, stall);
     }
     if (options?.signal !== undefined) watchSignal(options.signal, this);
     stream.events = this;
@@ -133,8 +132,33 @@ export class ClientStreamCall implements StreamEvents, AbortWatcher, DeadlineWat
     this.fail(new RpcError(status, message, { retrySafe: refused }));
   }
 
+  get sender(): StreamSender {
+    let sending = this.sending;
+    if (!(sending instanceof StreamSender)) {
+      const sender = new StreamSender(this.stream);
+      if (sending !== undefined) sender.fail(sending); // the call is over: every send fails as it would have
+      this.sending = sending = sender;
+    }
+    return sending;
+  }
+
   onWritable(): void {
-    this.sender.writable();
+    if (this.sending instanceof StreamSender) this.sending.writable();
+  }
+
+  /**
+   * For the bulk watchdog: a download is stuck while our reader has caught up and nothing arrives, an upload while our
+   * bytes wait for credit. A stream still queued for a concurrency slot waits on nobody's bytes: the peer is not
+   * stalling it.
+   */
+  waitingOnPeer(): boolean {
+    const stream = this.stream;
+    const responses = this.responses;
+    return responses !== undefined ? stream.opened && responses.pending === 0 && !stream.remoteDone : stream.sendBlocked;
+  }
+
+  progressStalled(error: RpcError): void {
+    this.fail(error, false, Status.DEADLINE_EXCEEDED);
   }
 
   onAbort(signal: AbortSignal): void {
@@ -148,7 +172,8 @@ export class ClientStreamCall implements StreamEvents, AbortWatcher, DeadlineWat
     this.fail(new RpcError(rpcError.code, `the caller's source failed: ${rpcError.rawMessage}`, { cause: error }), false, rpcError.code);
   }
 
-  private stop(): void {
+  /** The caller stopped reading the responses (`break`): the call is cancelled. */
+  readerStopped(): void {
     this.fail(new RpcError(Status.CANCELLED, 'the caller stopped reading the responses'));
   }
 
@@ -181,7 +206,8 @@ export class ClientStreamCall implements StreamEvents, AbortWatcher, DeadlineWat
 
   private settle(reason: RpcError, resetStatus: Status = Status.CANCELLED): void {
     this.settled = true;
-    this.sender.fail(reason);
+    if (this.sending instanceof StreamSender) this.sending.fail(reason);
+    else this.sending = reason;
     // a stream still open here (the peer answered early, or we gave up) must not outlive the call
     if (!this.stream.closed) this.stream.reset(resetStatus, reason.rawMessage);
     if (this.timer !== undefined) clearTimeout(this.timer);
@@ -192,7 +218,7 @@ export class ClientStreamCall implements StreamEvents, AbortWatcher, DeadlineWat
 
 /** An Inbox that fails at the first read: what a streaming call returns when it could not even start. */
 export function failedStream<T>(error: RpcError): Inbox<T> {
-  const inbox = new Inbox<T>(undefined, true, () => undefined);
+  const inbox = new Inbox<T>(undefined, true, NO_INBOX_OWNER);
   inbox.fail(error);
   return inbox;
 }

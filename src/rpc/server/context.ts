@@ -5,6 +5,7 @@
  */
 import type { SessionPeer } from '../../session/handshake.js';
 import type { Metadata } from '../../wire/metadata.js';
+import type { RpcError } from '../rpc-error.js';
 
 /** A handler as the call code holds it: typed at serve(), opaque here. */
 // eslint-disable-next-line @typescript-eslint/no-explicit-any -- the argument types depend on the method's kind
@@ -31,24 +32,22 @@ export interface HandlerContext {
   readonly trailer: Metadata;
 }
 
-/** Creates its AbortController only when a handler first reads `signal`: most handlers never do. */
-export class LazySignal {
-  private controller: AbortController | undefined;
-  private reason: unknown;
-  private aborted = false;
+/**
+ * `ctx.signal`, made when a handler first reads it (most never do): a call holds nothing, then the error it was
+ * aborted with, or the controller once the signal was read. One field in the call, no object until then.
+ */
+export type LazyAbort = AbortController | RpcError | undefined;
 
-  get signal(): AbortSignal {
-    if (this.controller === undefined) {
-      this.controller = new AbortController();
-      if (this.aborted) this.controller.abort(this.reason);
-    }
-    return this.controller.signal;
-  }
+/** The controller behind `ctx.signal`, made on first read: aborted from the start when the call already was. */
+export function abortControllerOf(state: LazyAbort): AbortController {
+  if (state instanceof AbortController) return state;
+  const controller = new AbortController();
+  if (state !== undefined) controller.abort(state);
+  return controller;
+}
 
-  abort(reason: unknown): void {
-    if (this.aborted) return;
-    this.aborted = true;
-    this.reason = reason;
-    this.controller?.abort(reason);
-  }
+/** The handler must stop: its signal aborts now, or the reason is kept for a signal read later. The first reason wins. */
+export function abortLazily(state: LazyAbort, reason: RpcError): LazyAbort {
+  if (state instanceof AbortController) state.abort(reason);
+  return state ?? reason;
 }

@@ -4,6 +4,8 @@
  * (behind the route's server interceptors, if any), and sends what it returns (one response, the messages of an
  * iterable, or the chunks of a byte source) followed by the trailer. Enforces the deadline it was given. The stream's concurrency slot is released only once the handler, and
  * any response iterable it returned, has finished, even when the call was cancelled earlier (the Rapid Reset lesson).
+ * Past ~500 lines because it is one job, a call's lifecycle across every kind; its parts that could leave have
+ * (response-pump.ts, held-input.ts, draining.ts, authorize.ts, the lazy signal in context.ts).
  */
 import { isThenable } from '../../promises.js';
 import { Status } from '../../wire/constants.js';
@@ -14,17 +16,18 @@ import type { Session } from '../../session/session.js';
 import { decodeFailure } from '../codec.js';
 import { CodecLimitError } from '../msgpack-budget.js';
 import { deadlineFromWire, deadlineTimer, type DeadlineWatcher } from '../deadline.js';
-import { Inbox } from '../inbox.js';
-import { ProgressWatchdog } from '../progress.js';
+import { Inbox, NO_INBOX_OWNER } from '../inbox.js';
+import { ProgressWatchdog, type ProgressWatched } from '../progress.js';
 import { RpcError } from '../rpc-error.js';
 import { validate, validateThen, type ValidationResult } from '../schema.js';
 import { checkChunk, chunksOf, discardSource, pumpSource, StreamSender, type ByteSource } from '../sender.js';
 import type { MethodDescriptor, MethodKind } from '../service.js';
 import type { CallAuthorizer } from './authorize.js';
-import { LazySignal, type HandlerContext } from './context.js';
+import { abortControllerOf, abortLazily, type HandlerContext, type LazyAbort } from './context.js';
 import type { DrainWatch, DrainWatcher } from './draining.js';
 import { HeldInput } from './held-input.js';
 import { runChain } from './interceptor.js';
+import { ResponsePump, type ResponsePumpOwner } from './response-pump.js';
 import type { Route } from './registry.js';
 
 /**
@@ -45,18 +48,18 @@ const SINGLE_REQUEST: ReadonlySet<MethodKind> = new Set(['unary', 'serverStream'
 /** Kinds whose handler answers with one response message. */
 const SINGLE_RESPONSE: ReadonlySet<MethodKind> = new Set(['unary', 'clientStream', 'upload']);
 
-export class ServerCall implements StreamEvents, HandlerContext, DeadlineWatcher, DrainWatcher {
+export class ServerCall implements StreamEvents, HandlerContext, DeadlineWatcher, DrainWatcher, ResponsePumpOwner, ProgressWatched {
   readonly deadline: number | undefined;
   private readonly kind: MethodKind;
   private readonly descriptor: MethodDescriptor;
-  private readonly abort = new LazySignal();
+  private abort: LazyAbort;
   /** Made when the handler first reads `ctx.draining`: most never do, so most calls allocate nothing for it. */
   private drainController: AbortController | undefined;
   private request: unknown;
   private hasRequest = false;
   /** clientStream and bidi: the requests; upload: the body. */
   private requests: Inbox<unknown> | undefined;
-  private sender: StreamSender | undefined;
+  private sender: StreamSender | ResponsePump | undefined;
   /** True from the start of input validation until the handler (and its response iterable) has settled. */
   private running = false;
   /** True once the outcome is decided (response sent, error sent, or aborted); later results are dropped. */
@@ -83,16 +86,11 @@ export class ServerCall implements StreamEvents, HandlerContext, DeadlineWatcher
     stream.resetAfterEnd = true;
     if (this.kind === 'clientStream' || this.kind === 'bidi') {
       const schema = descriptor.def.input;
-      this.requests = new Inbox(stream, true, () => undefined, schema && ((value) => this.checkRequest(value)));
+      this.requests = new Inbox(stream, true, NO_INBOX_OWNER, schema && ((value) => this.checkRequest(value)));
     }
     if (this.kind === 'upload' || this.kind === 'download') {
-      // upload: stuck while the body has room and nothing arrives; download: while our bytes wait for credit
-      const waitingOnPeer =
-        this.kind === 'upload'
-          ? () => this.held === undefined && !stream.remoteDone && (this.requests === undefined || this.requests.pending === 0)
-          : () => stream.sendBlocked;
       const stall = this.kind === 'upload' ? 'sending' : 'reading';
-      this.watchdog = new ProgressWatchdog(stream, host.core.options.progressTimeoutMs, waitingOnPeer, stall, (error) => this.cancel(error));
+      this.watchdog = new ProgressWatchdog(stream, host.core.options.progressTimeoutMs, this, stall);
     }
   }
 
@@ -150,7 +148,7 @@ export class ServerCall implements StreamEvents, HandlerContext, DeadlineWatcher
   }
 
   get signal(): AbortSignal {
-    return this.abort.signal;
+    return (this.abort = abortControllerOf(this.abort)).signal;
   }
 
   get draining(): AbortSignal {
@@ -249,7 +247,7 @@ export class ServerCall implements StreamEvents, HandlerContext, DeadlineWatcher
   private startUpload(): void {
     this.stream.rawInbound = true;
     this.stream.growReceiveWindow(this.host.core.options.bulkWindow);
-    const body = new Inbox<Uint8Array>(this.stream, false, () => undefined);
+    const body = new Inbox<Uint8Array>(this.stream, false, NO_INBOX_OWNER);
     this.requests = body as Inbox<unknown>;
     this.validateThenInvoke((request) => [request, body, this]);
   }
@@ -324,22 +322,29 @@ export class ServerCall implements StreamEvents, HandlerContext, DeadlineWatcher
       return;
     }
     // the handler returned an iterable: it keeps running (and holds its slot) until that is exhausted
-    let done: Promise<void>;
+    let done: Promise<void> | undefined;
     try {
       done = this.kind === 'download' ? this.sendBody(value as ByteSource) : this.sendResponses(value);
     } catch (error) {
       this.onHandlerError(error);
       return;
     }
-    done.then(
+    // undefined: a ResponsePump reports the outcome itself
+    done?.then(
       () => this.finishResponses(),
       (error: unknown) => this.onHandlerError(error),
     );
   }
 
-  private sendResponses(value: unknown): Promise<void> {
+  private sendResponses(value: unknown): Promise<void> | undefined {
     if (value === null || typeof value !== 'object' || !(Symbol.asyncIterator in value || Symbol.iterator in value)) {
       throw new RpcError(Status.INTERNAL, `the handler of ${this.method} must return an iterable or async iterable (e.g. an async generator)`);
+    }
+    const asyncIterator: unknown = (value as Partial<AsyncIterable<unknown>>)[Symbol.asyncIterator];
+    if (asyncIterator !== undefined && asyncIterator !== null) {
+      // pulled without an async function: an idle stream holds the least it can (response-pump.ts)
+      (this.sender = new ResponsePump(this)).start(value, asyncIterator);
+      return undefined;
     }
     const sender = (this.sender = new StreamSender(this.stream));
     return pumpSource(value as AsyncIterable<unknown>, (item) => {
@@ -358,7 +363,7 @@ export class ServerCall implements StreamEvents, HandlerContext, DeadlineWatcher
   }
 
   /** A response iterable or byte source is exhausted: the call ends with OK and the trailer. */
-  private finishResponses(): void {
+  finishResponses(): void {
     try {
       if (this.done) return;
       const trailerBlock = this.okTrailer();
@@ -371,7 +376,7 @@ export class ServerCall implements StreamEvents, HandlerContext, DeadlineWatcher
     }
   }
 
-  private onHandlerError(error: unknown): void {
+  onHandlerError(error: unknown): void {
     try {
       if (!this.done) {
         // only the message travels: never a stack trace or a file path
@@ -401,6 +406,11 @@ export class ServerCall implements StreamEvents, HandlerContext, DeadlineWatcher
       this.stream.sendMessage(bytes);
       this.stream.end(Status.OK, '', trailerBlock);
     }
+  }
+
+  /** One response of a ResponsePump, sent: false once the stream's queue is past its high-water mark. */
+  sendResponse(item: unknown): boolean {
+    return this.stream.sendMessage(this.encodeResponse(item));
   }
 
   /** One response, encoded and checked against the caller's limit; throws an RpcError. */
@@ -438,7 +448,7 @@ export class ServerCall implements StreamEvents, HandlerContext, DeadlineWatcher
     if (this.done) return;
     const error = new RpcError(status, message);
     this.finish(error);
-    this.abort.abort(error);
+    this.abort = abortLazily(this.abort, error);
     this.sender?.fail(error);
     let trailerBlock: Uint8Array | undefined;
     try {
@@ -453,11 +463,21 @@ export class ServerCall implements StreamEvents, HandlerContext, DeadlineWatcher
   private cancel(reason: RpcError): void {
     if (this.done) return;
     this.finish(reason);
-    this.abort.abort(reason);
+    this.abort = abortLazily(this.abort, reason);
     this.sender?.fail(reason);
     this.requests?.fail(reason);
     this.stream.reset(reason.code, reason.rawMessage);
     if (!this.running) this.release();
+  }
+
+  /** For the bulk watchdog: an upload is stuck while the body has room and nothing arrives; a download while our bytes wait for credit. */
+  waitingOnPeer(): boolean {
+    if (this.kind !== 'upload') return this.stream.sendBlocked;
+    return this.held === undefined && !this.stream.remoteDone && (this.requests === undefined || this.requests.pending === 0);
+  }
+
+  progressStalled(error: RpcError): void {
+    this.cancel(error);
   }
 
   /** The deadline the caller gave passed: the handler is told (ctx.signal) and the caller gets DEADLINE_EXCEEDED. */
