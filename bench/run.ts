@@ -8,9 +8,11 @@
 // averaged in. Transfers are checked end to end (the receiver must count every byte the sender sent).
 //
 // Suites (all by default, in this order), and the targets their checks hold gridwire to:
-//   unary                32-byte echo on one connection: calls/s, p50/p99 latency and CPU per call, at --concurrency
-//                        (default 1 = latency, 64 = throughput); raw node:net, ws, grpc-js, gridwire.
-//                        Targets: calls/s at c=1 >= 0.8x raw; at c=64 >= 1x ws and >= 25x grpc-js
+//   unary                echo on one connection: calls/s, p50/p99 latency and CPU per call, at --concurrency
+//                        (default 1 = latency, 64 = throughput; raw at 64 is raw pipelined) and --payload (32 bytes;
+//                        a msgpack object { data: 32 bytes }, 42 bytes for the systems without a codec); raw node:net,
+//                        ws, grpc-js, gridwire. Targets: calls/s at c=1 >= 0.8x raw (object: 0.85x); at c=64 >= 1x ws
+//                        (object: 2x) and >= 25x grpc-js, object >= 0.4x raw; client CPU per call object <= bytes + 2 µs
 //   bulk-throughput      upload and download MiB/s of 64 KiB chunks on one connection; raw node:net, grpc-js (best
 //                        case: raised windows), gridwire. Targets: >= 0.9x raw, >= 3x grpc-js, each direction
 //   ws-throughput        gridwire's bulk upload and download (as bulk-throughput) over tcp:// and over ws://, the two
@@ -34,13 +36,15 @@
 // suite runs the systems of --only it knows. (capnweb and yamux are not installed, so they have no rows.)
 //
 //   npm run bench -- [--suite NAME,...] [--only SYSTEM,...] [--runs N] [--seconds N] [--concurrency 1,64]
-//                    [--against DIR] [--no-pin] [--cpu-prof DIR] [--attack NAME,...]
+//                    [--payload bytes,object] [--against DIR] [--no-pin] [--cpu-prof DIR] [--attack NAME,...]
 //     --suite        suites to run, from the list above (default: all but dos)
 //     --only         systems to run (default: all but gridwire@base, which --against adds)
 //     --runs         runs of each measurement (default 2; stream-rss and dos 1)
 //     --seconds      measured window per run (default: unary 3, dos 3 per attack, the others 2; stream-rss,
 //                    idle-connection-rss and mesh-formation have fixed timelines)
 //     --concurrency  calls outstanding in the unary suite (default 1,64)
+//     --payload      what each unary call carries (default bytes,object): bytes (32; gridwire's raw codec), object
+//                    ({ data: 32 bytes } through gridwire's default codec; 42 bytes for the others)
 //     --against DIR  A/B: adds the system gridwire@base, whose client and server import DIR/src/index.ts (compiled
 //                    with DIR/tsconfig.json by the memory and fleet suites), driven by THIS checkout's bench code,
 //                    alternated with gridwire within each run; every suite then prints gridwire / gridwire@base
@@ -78,6 +82,7 @@ import { runUnarySuite } from './suites/unary.js';
 import { runDosSuite } from './suites/dos.js';
 import { ATTACK_NAMES, isAttackName } from './roles/dos-attacks.js';
 import { isSystemName, SYSTEM_NAMES, type SystemName } from './systems/index.js';
+import { ECHO_PAYLOADS, isEchoPayload } from './systems/scenario.js';
 
 const SUITES = {
   unary: runUnarySuite,
@@ -98,7 +103,7 @@ const DEFAULT_SYSTEMS = SYSTEM_NAMES.filter((s) => s !== 'gridwire@base');
 
 const USAGE =
   `usage: npm run bench -- [--suite ${SUITE_NAMES.join(',')}] [--only ${SYSTEM_NAMES.join(',')}] [--runs N] ` +
-  `[--seconds N] [--concurrency 1,64] [--against DIR] [--no-pin] [--cpu-prof DIR] [--attack ${ATTACK_NAMES.join(',')}]\n` +
+  `[--seconds N] [--concurrency 1,64] [--payload ${ECHO_PAYLOADS.join(',')}] [--against DIR] [--no-pin] [--cpu-prof DIR] [--attack ${ATTACK_NAMES.join(',')}]\n` +
   `  (the header of bench/run.ts says what each suite measures and what each flag does)`;
 
 interface Flags {
@@ -116,6 +121,7 @@ function parseFlags(): Flags {
       runs: { type: 'string' },
       only: { type: 'string', default: DEFAULT_SYSTEMS.join(',') },
       concurrency: { type: 'string', default: '1,64' },
+      payload: { type: 'string', default: ECHO_PAYLOADS.join(',') },
       against: { type: 'string' },
       'no-pin': { type: 'boolean', default: false },
       'cpu-prof': { type: 'string' },
@@ -133,6 +139,7 @@ function parseFlags(): Flags {
   const suites = list(values.suite);
   const only = list(values.only);
   const concurrencies = values.concurrency.split(',').map(Number);
+  const payloads = list(values.payload);
   const against = values.against === undefined ? null : path.resolve(values.against);
   const attacks = values.attack === undefined ? null : list(values.attack);
   const bad = (why: string): never => {
@@ -144,6 +151,7 @@ function parseFlags(): Flags {
   if (suites.length === 0 || suites.some((s) => !(s in SUITES))) bad(`--suite takes names from ${SUITE_NAMES.join(',')}`);
   if (only.length === 0 || !only.every(isSystemName)) bad(`--only takes names from ${SYSTEM_NAMES.join(',')}`);
   if (concurrencies.some((c) => !Number.isInteger(c) || c < 1)) bad(`--concurrency takes positive integers`);
+  if (payloads.length === 0 || !payloads.every(isEchoPayload)) bad(`--payload takes names from ${ECHO_PAYLOADS.join(',')}`);
   if (against !== null && !existsSync(path.join(against, 'src', 'index.ts'))) bad(`--against ${against}: no src/index.ts there`);
   if (against === null && only.includes('gridwire@base')) bad('gridwire@base needs --against DIR');
   if (attacks !== null && (attacks.length === 0 || !attacks.every(isAttackName))) bad(`--attack takes names from ${ATTACK_NAMES.join(',')}`);
@@ -152,7 +160,8 @@ function parseFlags(): Flags {
   return {
     // Keep the registry orders, so suites run as listed and the round-robin is always raw ws grpc gridwire gridwire@base.
     suites: SUITE_NAMES.filter((s) => suites.includes(s)),
-    options: { seconds, runs, systems: SYSTEM_NAMES.filter((s: SystemName) => systems.has(s)), concurrencies, against, attacks },
+    options: { seconds, runs, systems: SYSTEM_NAMES.filter((s: SystemName) => systems.has(s)), concurrencies, against, attacks,
+      payloads: ECHO_PAYLOADS.filter((p) => payloads.includes(p)) },
     noPin: values['no-pin'],
     cpuProfDir: values['cpu-prof'],
   };

@@ -1,7 +1,7 @@
 // The registry of benchmarked systems and scenarios: their names (systems in round-robin order), and a lazy loader of
 // one system's scenario, so a worker imports only the stack it runs (and a gridwire that cannot load cannot break
 // the other rows). `gridwire@base` is the same gridwire code driven against another checkout's library (--against).
-import type { Scenario } from './scenario.js';
+import { echoBytesOf, type EchoPayload, type Scenario } from './scenario.js';
 
 export const SYSTEM_NAMES = ['raw', 'ws', 'grpc', 'gridwire', 'gridwire@base'] as const;
 export type SystemName = (typeof SYSTEM_NAMES)[number];
@@ -40,6 +40,8 @@ export interface ScenarioChoice {
   library: string;
   /** echo: calls kept outstanding on the one connection. */
   concurrency: number;
+  /** echo: what each call carries (scenario.ts, ECHO_PAYLOADS). */
+  payload: EchoPayload;
   /** The Mesh scenarios: the listen addresses of the server node and the client node. */
   meshUrls: { server: string; client: string } | null;
 }
@@ -47,16 +49,16 @@ export interface ScenarioChoice {
 async function scenarios(spec: ScenarioChoice): Promise<Partial<Record<ScenarioName, Scenario>>> {
   switch (spec.system) {
     case 'raw':
-      return (await import('./raw.js')).rawScenarios(spec.concurrency);
+      return (await import('./raw.js')).rawScenarios(spec.concurrency, echoBytesOf(spec.payload));
     case 'ws':
-      return (await import('./ws.js')).wsScenarios(spec.concurrency);
+      return (await import('./ws.js')).wsScenarios(spec.concurrency, echoBytesOf(spec.payload));
     case 'grpc':
-      return (await import('./grpc.js')).grpcScenarios(spec.concurrency);
+      return (await import('./grpc.js')).grpcScenarios(spec.concurrency, echoBytesOf(spec.payload));
     case 'gridwire':
     case 'gridwire@base': {
       const api = await (await import('./gridwire-api.js')).loadGridwire(spec.library);
       if (spec.meshUrls !== null) return (await import('./gridwire-mesh.js')).meshScenarios(api, spec.meshUrls);
-      return (await import('./gridwire.js')).gridwireScenarios(api, spec.concurrency);
+      return (await import('./gridwire.js')).gridwireScenarios(api, spec.concurrency, spec.payload);
     }
   }
 }
