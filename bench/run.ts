@@ -54,7 +54,8 @@
 //                      git worktree add ../base <commit> && ln -s "$PWD/node_modules" ../base/node_modules
 //                    `--against .` is an A/A run: the spread of its ratios is the noise floor of the machine.
 //     --no-pin       do not pin with taskset
-//     --cpu-prof DIR write a V8 CPU profile of every worker process into DIR
+//     --cpu-prof DIR write a V8 CPU profile of every worker process into DIR, sampled every 100 µs (V8's default 1 ms
+//                    sees one sample per dozens of unary calls)
 //     --attack       the dos suite's attacks to run (default: all; names in bench/roles/dos-attacks.ts)
 //   e.g. npm run bench -- --suite unary --against ../base --runs 3
 //        npm run bench -- --suite bulk-throughput --runs 3
@@ -191,7 +192,7 @@ async function main(): Promise<void> {
       process.exit(2);
     }
   }
-  if (flags.cpuProfDir !== undefined) setWorkerNodeArgs(['--cpu-prof', `--cpu-prof-dir=${flags.cpuProfDir}`]);
+  if (flags.cpuProfDir !== undefined) setWorkerNodeArgs(['--cpu-prof', `--cpu-prof-dir=${flags.cpuProfDir}`, '--cpu-prof-interval=100']);
   const options: SuiteOptions = { ...flags.options, pin: pinning.pin, notes: [pinning.note] };
   const out: Partial<Record<SuiteName, object>> = {};
   for (const name of flags.suites) out[name] = await SUITES[name](options);
