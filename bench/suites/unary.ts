@@ -3,7 +3,7 @@
 // the throughput; raw at c=64 is raw pipelined) and each --payload (bytes: 32 bytes, gridwire's raw codec; object:
 // { data: 32 bytes } through gridwire's msgpack codec, 42 bytes for the others) on one connection. Each run in fresh
 // pinned processes, the systems alternated round-robin (A B C D A B C D), and gridwire compared with the others within
-// the SAME run.
+// the SAME run. Warmup: each client makes ECHO_WARMUP_CALLS calls (at most ECHO_WARMUP_MAX_MS), then WARMUP_MS more.
 import { tsxLaunch, type PairReports } from '../processes.js';
 import { check, fmt, formatChecks, markdownTable, type Check } from '../report.js';
 import { median } from '../stats.js';
@@ -106,7 +106,8 @@ export async function runUnarySuite(options: SuiteOptions): Promise<object> {
       for (const concurrency of concurrencies) {
         for (const system of roundRobin(systems, run)) {
           const label = `[run ${run}/${runs}] ${system.padEnd(13)} ${payload.padEnd(6)} c=${String(concurrency).padEnd(3)}`;
-          const spec = { concurrency, payload, warmupMs: WARMUP_MS, windowMs: seconds * 1000, pin: options.pin };
+          // armed once each client has made ECHO_WARMUP_CALLS calls (scenario.ts): warm by count, then by time
+          const spec = { concurrency, payload, waitArmed: true, warmupMs: WARMUP_MS, windowMs: seconds * 1000, pin: options.pin };
           const measure = async (): Promise<Figures> => figures(await runScenario(launch, system, 'echo', spec));
           results.push(await attempt(label, { system, concurrency, payload, run }, measure, describe));
         }
