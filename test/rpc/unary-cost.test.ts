@@ -4,7 +4,7 @@
  * only once a turn's reads come near the budget). Each was once per call on a path that is all about per-call cost.
  */
 import assert from 'node:assert/strict';
-import { test } from 'node:test';
+import { test, type TestContext } from 'node:test';
 
 import { connect, defineService, listen, serve, unary, type RpcSession } from '../../src/index.js';
 import { deferred, within } from '../helpers.js';
@@ -50,7 +50,7 @@ async function counting(action: () => Promise<void>): Promise<Counts> {
   return counts;
 }
 
-async function tcpPair(t: Parameters<Parameters<typeof test>[1]>[0]): Promise<RpcSession> {
+async function tcpPair(t: TestContext): Promise<RpcSession> {
   const accepted = deferred<RpcSession>();
   const server = await listen('tcp://127.0.0.1:0', {
     services: [serve(Echo, { raw: (r) => r, object: (r) => r })],
