@@ -101,6 +101,7 @@ function isPlainObject(value: object): value is Record<string, unknown> {
 
 /** True when `value` is, or holds in its plain objects and arrays, a Map or a Set. */
 function holdsMapOrSet(value: object): boolean {
+  if (ArrayBuffer.isView(value)) return false; // byte strings, the commonest objects in a message: nothing inside
   if (Array.isArray(value)) {
     for (let i = 0; i < value.length; i++) {
       const item: unknown = value[i];
