@@ -79,11 +79,14 @@ export class StreamTable implements StreamLookup {
     return true;
   }
 
-  /** The streams in the table now, as an array the caller may walk while streams close. */
+  /**
+   * The streams in the table now, oldest id first (each side's in the order it opened them, as a Map would have kept
+   * them), as an array the caller may walk while streams close. For teardown and GOAWAY, never per call.
+   */
   values(): Stream[] {
     const out: Stream[] = [];
     for (const stream of this.slots) if (stream !== undefined) out.push(stream);
-    return out;
+    return out.sort(byId);
   }
 
   private place(stream: Stream): void {
@@ -100,6 +103,10 @@ export class StreamTable implements StreamLookup {
     this.mask = capacity - 1;
     for (const stream of old) if (stream !== undefined) this.place(stream);
   }
+}
+
+function byId(a: Stream, b: Stream): number {
+  return a.id - b.id;
 }
 
 /** An array of `n` undefined slots, packed (not holey), so reads stay on V8's fast path. */
