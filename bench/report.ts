@@ -19,8 +19,8 @@ export const errorMessage = (err: unknown): string => (err instanceof Error ? er
 // ---- checks ----
 
 /** The unit of a check's figure; 'x' is a ratio of two figures taken within the same run. */
-export type Unit = 'x' | 'ms' | 'MiB' | 'KiB';
-const DIGITS: Record<Unit, number> = { x: 2, ms: 0, MiB: 1, KiB: 2 };
+export type Unit = 'x' | 'ms' | 'MiB' | 'KiB' | 'µs';
+const DIGITS: Record<Unit, number> = { x: 2, ms: 0, MiB: 1, KiB: 2, µs: 1 };
 
 export interface Check {
   /** The median of the finite per-run values; null when no run measured it. */

@@ -8,10 +8,12 @@
 // averaged in. Transfers are checked end to end (the receiver must count every byte the sender sent).
 //
 // Suites (all by default, in this order), and the targets their checks hold gridwire to:
-//   unary                32-byte echo on one connection: calls/s, p50/p99 latency and CPU per call, at --concurrency
-//                        (default 1 = latency, 64 = throughput); raw node:net, ws, grpc-js, yamux (a new stream per
-//                        call), capnweb (over ws), gridwire. Targets: calls/s at c=1 >= 0.8x raw; at c=64 >= 2x ws,
-//                        >= 25x grpc-js and >= 10x yamux
+//   unary                echo on one connection: calls/s, p50/p99 latency and CPU per call, at --concurrency
+//                        (default 1 = latency, 64 = throughput; raw at 64 is raw pipelined) and --payload (32 bytes;
+//                        a msgpack object { data: 32 bytes }, 42 bytes for the systems without a codec); raw node:net,
+//                        ws, grpc-js, yamux (a new stream per call), capnweb (over ws), gridwire. Targets: calls/s at
+//                        c=1 >= 0.8x raw (object: 0.85x); at c=64 >= 2x ws, >= 25x grpc-js and >= 10x yamux, object
+//                        >= 0.4x raw; client CPU per call object <= bytes + 2 µs
 //   bulk-throughput      upload and download MiB/s on one connection: raw node:net writing 64 KiB and (raw-1m) 1 MiB
 //                        buffers, grpc-js streaming (4 MiB window), yamux (one stream, 64 KiB writes), and gridwire
 //                        once per bulk body: async generator, Node Readable, web ReadableStream, one 16 MiB Uint8Array
@@ -40,13 +42,15 @@
 // runs the systems of --only it knows.
 //
 //   npm run bench -- [--suite NAME,...] [--only SYSTEM,...] [--runs N] [--seconds N] [--concurrency 1,64]
-//                    [--against DIR] [--no-pin] [--cpu-prof DIR] [--tsx] [--attack NAME,...]
+//                    [--payload bytes,object] [--against DIR] [--no-pin] [--cpu-prof DIR] [--tsx] [--attack NAME,...]
 //     --suite        suites to run, from the list above (default: all but dos)
 //     --only         systems to run (default: all but gridwire@base, which --against adds)
 //     --runs         runs of each measurement (default 2; stream-rss and dos 1)
 //     --seconds      measured window per run (default: unary 3, dos 3 per attack, the others 2; stream-rss,
 //                    idle-connection-rss and mesh-formation have fixed timelines)
 //     --concurrency  calls outstanding in the unary suite (default 1,64)
+//     --payload      what each unary call carries (default bytes,object): bytes (32; gridwire's raw codec), object
+//                    ({ data: 32 bytes } through gridwire's default codec; 42 bytes for the others)
 //     --against DIR  A/B: adds the system gridwire@base, whose client and server import DIR/src/index.ts (compiled
 //                    with DIR/tsconfig.json by the memory and fleet suites), driven by THIS checkout's bench code,
 //                    alternated with gridwire within each run; every suite then prints gridwire / gridwire@base
@@ -56,7 +60,8 @@
 //                      git worktree add ../base <commit> && ln -s "$PWD/node_modules" ../base/node_modules
 //                    `--against .` is an A/A run: the spread of its ratios is the noise floor of the machine.
 //     --no-pin       do not pin with taskset
-//     --cpu-prof DIR write a V8 CPU profile of every worker process into DIR
+//     --cpu-prof DIR write a V8 CPU profile of every worker process into DIR, sampled every 100 µs (V8's default 1 ms
+//                    sees one sample per dozens of unary calls)
 //     --tsx          run the pair suites' workers under tsx instead of compiled to plain JS (the default: a library
 //                    under tsx measures differently from what an application runs; processes.ts pairLaunch)
 //     --attack       the dos suite's attacks to run (default: all; names in bench/roles/dos-attacks.ts)
@@ -87,6 +92,7 @@ import { runUnarySuite } from './suites/unary.js';
 import { runDosSuite } from './suites/dos.js';
 import { ATTACK_NAMES, isAttackName } from './roles/dos-attacks.js';
 import { isSystemName, SYSTEM_NAMES, type SystemName } from './systems/index.js';
+import { ECHO_PAYLOADS, isEchoPayload } from './systems/scenario.js';
 
 const SUITES = {
   unary: runUnarySuite,
@@ -107,7 +113,7 @@ const DEFAULT_SYSTEMS = SYSTEM_NAMES.filter((s) => s !== 'gridwire@base');
 
 const USAGE =
   `usage: npm run bench -- [--suite ${SUITE_NAMES.join(',')}] [--only ${SYSTEM_NAMES.join(',')}] [--runs N] ` +
-  `[--seconds N] [--concurrency 1,64] [--against DIR] [--no-pin] [--cpu-prof DIR] [--tsx] [--attack ${ATTACK_NAMES.join(',')}]\n` +
+  `[--seconds N] [--concurrency 1,64] [--payload ${ECHO_PAYLOADS.join(',')}] [--against DIR] [--no-pin] [--cpu-prof DIR] [--tsx] [--attack ${ATTACK_NAMES.join(',')}]\n` +
   `  (the header of bench/run.ts says what each suite measures and what each flag does)`;
 
 interface Flags {
@@ -126,6 +132,7 @@ function parseFlags(): Flags {
       runs: { type: 'string' },
       only: { type: 'string', default: DEFAULT_SYSTEMS.join(',') },
       concurrency: { type: 'string', default: '1,64' },
+      payload: { type: 'string', default: ECHO_PAYLOADS.join(',') },
       against: { type: 'string' },
       'no-pin': { type: 'boolean', default: false },
       'cpu-prof': { type: 'string' },
@@ -144,6 +151,7 @@ function parseFlags(): Flags {
   const suites = list(values.suite);
   const only = list(values.only);
   const concurrencies = values.concurrency.split(',').map(Number);
+  const payloads = list(values.payload);
   const against = values.against === undefined ? null : path.resolve(values.against);
   const attacks = values.attack === undefined ? null : list(values.attack);
   const bad = (why: string): never => {
@@ -155,6 +163,7 @@ function parseFlags(): Flags {
   if (suites.length === 0 || suites.some((s) => !(s in SUITES))) bad(`--suite takes names from ${SUITE_NAMES.join(',')}`);
   if (only.length === 0 || !only.every(isSystemName)) bad(`--only takes names from ${SYSTEM_NAMES.join(',')}`);
   if (concurrencies.some((c) => !Number.isInteger(c) || c < 1)) bad(`--concurrency takes positive integers`);
+  if (payloads.length === 0 || !payloads.every(isEchoPayload)) bad(`--payload takes names from ${ECHO_PAYLOADS.join(',')}`);
   if (against !== null && !existsSync(path.join(against, 'src', 'index.ts'))) bad(`--against ${against}: no src/index.ts there`);
   if (against === null && only.includes('gridwire@base')) bad('gridwire@base needs --against DIR');
   if (attacks !== null && (attacks.length === 0 || !attacks.every(isAttackName))) bad(`--attack takes names from ${ATTACK_NAMES.join(',')}`);
@@ -163,7 +172,8 @@ function parseFlags(): Flags {
   return {
     // Keep the registry orders, so suites run as listed and the round-robin always follows SYSTEM_NAMES.
     suites: SUITE_NAMES.filter((s) => suites.includes(s)),
-    options: { seconds, runs, systems: SYSTEM_NAMES.filter((s: SystemName) => systems.has(s)), concurrencies, against, attacks },
+    options: { seconds, runs, systems: SYSTEM_NAMES.filter((s: SystemName) => systems.has(s)), concurrencies, against, attacks,
+      payloads: ECHO_PAYLOADS.filter((p) => payloads.includes(p)) },
     noPin: values['no-pin'],
     cpuProfDir: values['cpu-prof'],
     tsx: values.tsx,
@@ -195,7 +205,7 @@ async function main(): Promise<void> {
     }
   }
   setPairsUnderTsx(flags.tsx);
-  if (flags.cpuProfDir !== undefined) setWorkerNodeArgs(['--cpu-prof', `--cpu-prof-dir=${flags.cpuProfDir}`]);
+  if (flags.cpuProfDir !== undefined) setWorkerNodeArgs(['--cpu-prof', `--cpu-prof-dir=${flags.cpuProfDir}`, '--cpu-prof-interval=100']);
   const options: SuiteOptions = { ...flags.options, pin: pinning.pin, notes: [pinning.note] };
   const out: Partial<Record<SuiteName, object>> = {};
   for (const name of flags.suites) out[name] = await SUITES[name](options);

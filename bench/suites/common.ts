@@ -7,7 +7,7 @@ import { runPair, pairLaunch, type Launch, type PairReports, type PairSpec } fro
 import { errorMessage } from '../report.js';
 import { loadGridwire } from '../systems/gridwire-api.js';
 import { isGridwire, type ScenarioName, type SystemName } from '../systems/index.js';
-import { MiB } from '../systems/scenario.js';
+import { MiB, type EchoPayload } from '../systems/scenario.js';
 
 export interface SuiteOptions {
   /** --seconds when given; otherwise each suite uses its own default window. */
@@ -17,6 +17,8 @@ export interface SuiteOptions {
   /** --only, plus gridwire@base with --against, in registry order. */
   systems: readonly SystemName[];
   concurrencies: readonly number[];
+  /** --payload: what each unary call carries. */
+  payloads: readonly EchoPayload[];
   pin: boolean;
   /** --against: the root of the other checkout gridwire@base imports, or null. */
   against: string | null;
@@ -100,6 +102,7 @@ export function runScenario(launch: Launch, system: SystemName, scenario: Scenar
       system,
       scenario,
       concurrency: run.concurrency ?? 1,
+      payload: run.payload ?? 'bytes',
       meshUrls: run.meshUrls ?? null,
       body: run.body ?? 'generator',
       samplePeakRss: run.samplePeakRss ?? false,

@@ -7,7 +7,7 @@
 import { WebSocket, WebSocketServer } from 'ws';
 import { newWebSocketRpcSession, RpcTarget } from 'capnweb';
 import { CallsInFlight } from './io.js';
-import { ECHO_BYTES, echoScenario, type EchoClient, type EchoServer, type ReplyFn, type Scenario } from './scenario.js';
+import { echoScenario, type EchoClient, type EchoServer, type ReplyFn, type Scenario } from './scenario.js';
 
 const globals = globalThis as { WebSocket?: unknown };
 globals.WebSocket ??= WebSocket;
@@ -42,18 +42,18 @@ async function startServer(): Promise<EchoServer> {
   };
 }
 
-async function connectClient(target: string, onReply: ReplyFn): Promise<EchoClient> {
+async function connectClient(target: string, onReply: ReplyFn, bytes: number): Promise<EchoClient> {
   const socket = new WebSocket(target, { perMessageDeflate: false });
   await new Promise<void>((resolve, reject) => {
     socket.once('open', resolve);
     socket.once('error', reject);
   });
   const stub = newWebSocketRpcSession<EchoTarget>(socket as unknown as StandardWebSocket);
-  const request = new Uint8Array(ECHO_BYTES).fill(7);
+  const request = new Uint8Array(bytes).fill(7);
   const inFlight = new CallsInFlight();
   function check(reply: unknown): Error | null {
     const len = reply instanceof Uint8Array ? reply.byteLength : -1;
-    return len === ECHO_BYTES ? null : new Error(`capnweb: reply of ${len} bytes`);
+    return len === bytes ? null : new Error(`capnweb: reply of ${len} bytes`);
   }
   return {
     call(t0: number): void {
@@ -79,6 +79,6 @@ async function connectClient(target: string, onReply: ReplyFn): Promise<EchoClie
   };
 }
 
-export function capnwebScenarios(concurrency: number): Record<'echo', Scenario> {
-  return { echo: echoScenario({ startServer, connectClient }, concurrency) };
+export function capnwebScenarios(concurrency: number, echoBytes: number): Record<'echo', Scenario> {
+  return { echo: echoScenario({ startServer, connectClient }, concurrency, echoBytes) };
 }

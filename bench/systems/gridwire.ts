@@ -1,6 +1,7 @@
 // gridwire's rows over one connect()ed session, through the public API (gridwire-api.ts), for `gridwire` and
 // `gridwire@base` alike:
-//   echo                          bench.Echo/echo, a unary call with the default (msgpack) codec, 32 bytes;
+//   echo                          a unary call of bench.Echo: with payload `bytes`, `echo`, 32 bytes through the raw
+//                                 codec; with `object`, `echoObject`, { data: 32 bytes } through the default (msgpack);
 // and on the bench.bulk service:
 //   bulk-upload / bulk-download   `put` / `get` of 64 KiB chunks until the second mark, then a clean end whose byte
 //                                 count is checked (put's replies, or the server's count against the client's); the
@@ -20,7 +21,7 @@ import type { CallOptions, GridwireApi, HandlerContext, Service, SessionLimits }
 import { BYTES_BODY_BYTES, bytesBody, readBody, streamingSource } from './gridwire-bodies.js';
 import type { BulkBody } from './index.js';
 import {
-  CHUNK_BYTES, ECHO_BYTES, MiB, checkCount, deferred, echoScenario, type EchoSystem, type Scenario, type ScenarioClient,
+  CHUNK_BYTES, ECHO_BYTES, MiB, checkCount, deferred, echoScenario, type EchoPayload, type EchoSystem, type Scenario, type ScenarioClient,
   type SideContext,
 } from './scenario.js';
 
@@ -40,31 +41,42 @@ const WS_URL = 'ws://127.0.0.1:0/gridwire';
 // ---- echo (the unary suite) ----
 
 interface EchoClient {
+  /** payload `bytes`: the raw codec, no codec work. */
   echo(req: Uint8Array): Promise<Uint8Array>;
+  /** payload `object`: the default codec (msgpack). */
+  echoObject(req: { data: Uint8Array }): Promise<{ data: Uint8Array }>;
 }
 
-function echoSystem(api: GridwireApi): EchoSystem {
-  const Echo = api.defineService('bench.Echo', { echo: api.unary() }) as Service<EchoClient>;
+/** The reply's 32 bytes, whichever the payload; anything else is not an echo. */
+function echoedBytes(reply: unknown, payload: EchoPayload): Uint8Array | undefined {
+  const bytes = payload === 'object' ? (reply as { data?: unknown } | null)?.data : reply;
+  return bytes instanceof Uint8Array && bytes.byteLength === ECHO_BYTES ? bytes : undefined;
+}
+
+function echoSystem(api: GridwireApi, payload: EchoPayload): EchoSystem {
+  const Echo = api.defineService('bench.Echo', { echo: api.unary({ codec: 'raw' }), echoObject: api.unary() }) as Service<EchoClient>;
   return {
     async startServer() {
-      const impl = api.serve(Echo, { echo: (req: Uint8Array) => req });
+      const impl = api.serve(Echo, { echo: (req: Uint8Array) => req, echoObject: (req: { data: Uint8Array }) => req });
       const server = await api.listen('tcp://127.0.0.1:0', { services: [impl] });
       return { target: server.url, close: () => server.close() };
     },
     async connectClient(target, onReply) {
       const session = await api.connect(target);
       const client = session.client(Echo);
-      const request = new Uint8Array(ECHO_BYTES).fill(7);
-      function check(reply: Uint8Array): Error | null {
-        return reply instanceof Uint8Array && reply.byteLength === ECHO_BYTES
-          ? null
-          : new Error(`gridwire: unexpected reply ${String(reply)}`);
+      const data = new Uint8Array(ECHO_BYTES).fill(7);
+      const object = { data };
+      function replied(reply: unknown, t0: number): void {
+        onReply(echoedBytes(reply, payload) === undefined ? new Error(`gridwire: unexpected reply ${String(reply)}`) : null, t0);
+      }
+      function failed(err: unknown, t0: number): void {
+        onReply(err instanceof Error ? err : new Error(String(err)), t0);
       }
       return {
         call(t0: number): void {
-          client.echo(request).then(
-            (reply) => onReply(check(reply), t0),
-            (err: unknown) => onReply(err instanceof Error ? err : new Error(String(err)), t0),
+          (payload === 'object' ? client.echoObject(object) : client.echo(data)).then(
+            (reply) => replied(reply, t0),
+            (err: unknown) => failed(err, t0),
           );
         },
         close: () => session.close(),
@@ -398,6 +410,6 @@ function bulkScenarios(api: GridwireApi, body: BulkBody): Record<BulkScenario, S
   };
 }
 
-export function gridwireScenarios(api: GridwireApi, concurrency: number, body: BulkBody): Record<'echo' | BulkScenario, Scenario> {
-  return { echo: echoScenario(echoSystem(api), concurrency), ...bulkScenarios(api, body) };
+export function gridwireScenarios(api: GridwireApi, concurrency: number, payload: EchoPayload, body: BulkBody): Record<'echo' | BulkScenario, Scenario> {
+  return { echo: echoScenario(echoSystem(api, payload), concurrency), ...bulkScenarios(api, body) };
 }

@@ -1,6 +1,6 @@
 // @grpc/grpc-js, with bench/grpc.proto loaded at run time by @grpc/proto-loader; every call of a client goes over its
 // one channel (one HTTP/2 connection).
-//   echo   unary Echo(bytes), default channel and server options.
+//   echo   unary Echo(bytes) of 32 or 42 bytes (--payload), default channel and server options.
 //   bulk   client streaming (Upload) and server streaming (Download) of 64 KiB `bytes` messages, writes respecting
 //          each call's backpressure ('drain'), with a raised HTTP/2 window where grpc-js lets us raise it:
 //          'grpc-node.flow_control_window' sets the client's initial stream window and its connection window (4 MiB:
@@ -13,7 +13,7 @@ import * as grpc from '@grpc/grpc-js';
 import * as protoLoader from '@grpc/proto-loader';
 import { pump } from './io.js';
 import {
-  CHUNK_BYTES, ECHO_BYTES, MiB, checkCount, deferred, echoScenario, type EchoClient, type EchoServer, type ReplyFn,
+  CHUNK_BYTES, MiB, checkCount, deferred, echoScenario, type EchoClient, type EchoServer, type ReplyFn,
   type Scenario, type ScenarioServer,
 } from './scenario.js';
 
@@ -75,14 +75,14 @@ function startEchoServer(): Promise<EchoServer> {
   return startGrpcServer(loadService('Echo').service, { Echo: echoHandler });
 }
 
-async function connectEchoClient(target: string, onReply: ReplyFn): Promise<EchoClient> {
+async function connectEchoClient(target: string, onReply: ReplyFn, bytes: number): Promise<EchoClient> {
   const client = await connectGrpc<EchoStub>('Echo', target);
-  const request: EchoMsg = { data: Buffer.alloc(ECHO_BYTES, 7) };
+  const request: EchoMsg = { data: Buffer.alloc(bytes, 7) };
   return {
     call(t0: number): void {
       client.Echo(request, (err, res) => {
         const len = res?.data?.length ?? -1;
-        onReply(err ?? (len === ECHO_BYTES ? null : new Error(`grpc: reply of ${len} bytes`)), t0);
+        onReply(err ?? (len === bytes ? null : new Error(`grpc: reply of ${len} bytes`)), t0);
       });
     },
     close: () => closeClient(client),
@@ -191,9 +191,9 @@ const download: Scenario = {
   },
 };
 
-export function grpcScenarios(concurrency: number): Record<'echo' | 'bulk-upload' | 'bulk-download', Scenario> {
+export function grpcScenarios(concurrency: number, echoBytes: number): Record<'echo' | 'bulk-upload' | 'bulk-download', Scenario> {
   return {
-    echo: echoScenario({ startServer: startEchoServer, connectClient: connectEchoClient }, concurrency),
+    echo: echoScenario({ startServer: startEchoServer, connectClient: connectEchoClient }, concurrency, echoBytes),
     'bulk-upload': upload,
     'bulk-download': download,
   };

@@ -2,7 +2,7 @@
 // bodies, and a lazy loader of one system's scenario, so a worker imports only the stack it runs (and a gridwire,
 // yamux or capnweb that cannot load cannot break the other rows). `gridwire@base` is the same gridwire code driven
 // against another checkout's library (--against). `raw-1m` is raw node:net writing 1 MiB buffers (bulk only).
-import type { Scenario } from './scenario.js';
+import { echoBytesOf, type EchoPayload, type Scenario } from './scenario.js';
 
 export const SYSTEM_NAMES = ['raw', 'raw-1m', 'ws', 'grpc', 'yamux', 'capnweb', 'gridwire', 'gridwire@base'] as const;
 export type SystemName = (typeof SYSTEM_NAMES)[number];
@@ -54,6 +54,8 @@ export interface ScenarioChoice {
   library: string;
   /** echo: calls kept outstanding on the one connection. */
   concurrency: number;
+  /** echo: what each call carries (scenario.ts, ECHO_PAYLOADS). */
+  payload: EchoPayload;
   /** The Mesh scenarios: the listen addresses of the server node and the client node. */
   meshUrls: { server: string; client: string } | null;
   /** gridwire's bulk-upload and bulk-download: how the body is produced and read. */
@@ -63,22 +65,22 @@ export interface ScenarioChoice {
 async function scenarios(spec: ScenarioChoice): Promise<Partial<Record<ScenarioName, Scenario>>> {
   switch (spec.system) {
     case 'raw':
-      return (await import('./raw.js')).rawScenarios(spec.concurrency);
+      return (await import('./raw.js')).rawScenarios(spec.concurrency, echoBytesOf(spec.payload));
     case 'raw-1m':
       return (await import('./raw.js')).rawBulkScenarios(RAW_1M_WRITE_BYTES);
     case 'ws':
-      return (await import('./ws.js')).wsScenarios(spec.concurrency);
+      return (await import('./ws.js')).wsScenarios(spec.concurrency, echoBytesOf(spec.payload));
     case 'grpc':
-      return (await import('./grpc.js')).grpcScenarios(spec.concurrency);
+      return (await import('./grpc.js')).grpcScenarios(spec.concurrency, echoBytesOf(spec.payload));
     case 'yamux':
-      return (await import('./yamux.js')).yamuxScenarios(spec.concurrency);
+      return (await import('./yamux.js')).yamuxScenarios(spec.concurrency, echoBytesOf(spec.payload));
     case 'capnweb':
-      return (await import('./capnweb.js')).capnwebScenarios(spec.concurrency);
+      return (await import('./capnweb.js')).capnwebScenarios(spec.concurrency, echoBytesOf(spec.payload));
     case 'gridwire':
     case 'gridwire@base': {
       const api = await (await import('./gridwire-api.js')).loadGridwire(spec.library);
       if (spec.meshUrls !== null) return (await import('./gridwire-mesh.js')).meshScenarios(api, spec.meshUrls);
-      return (await import('./gridwire.js')).gridwireScenarios(api, spec.concurrency, spec.body);
+      return (await import('./gridwire.js')).gridwireScenarios(api, spec.concurrency, spec.payload, spec.body);
     }
   }
 }

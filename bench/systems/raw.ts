@@ -1,5 +1,5 @@
 // Raw node:net, the floor: no RPC work at all.
-//   echo           each message is a 4-byte big-endian length followed by the 32-byte payload. The client corks its
+//   echo           each message is a 4-byte big-endian length followed by the payload (32 or 42 bytes, --payload). The client corks its
 //                  socket and uncorks on the next tick, so calls issued in one tick leave in one write (as in
 //                  baseline.md); the server echoes every complete frame of a 'data' chunk in one corked batch.
 //   bulk-upload    the client writes 64 KiB of one reused Buffer at a time, respecting backpressure, until the second
@@ -10,7 +10,7 @@
 import net from 'node:net';
 import { dial, listenLoopback, NumberFifo, pump } from './io.js';
 import {
-  CHUNK_BYTES, ECHO_BYTES, checkCount, deferred, echoScenario, type EchoClient, type EchoServer, type ReplyFn,
+  CHUNK_BYTES, checkCount, deferred, echoScenario, type EchoClient, type EchoServer, type ReplyFn,
   type Scenario,
 } from './scenario.js';
 
@@ -63,10 +63,10 @@ function startEchoServer(): Promise<EchoServer> {
   return listenLoopback(net.createServer(onEchoConnection));
 }
 
-async function connectEchoClient(target: string, onReply: ReplyFn): Promise<EchoClient> {
+async function connectEchoClient(target: string, onReply: ReplyFn, bytes: number): Promise<EchoClient> {
   const socket = await dial(target);
   const pending = new NumberFifo();
-  const request = frame(Buffer.alloc(ECHO_BYTES, 7));
+  const request = frame(Buffer.alloc(bytes, 7));
   let corked = false;
   function uncork(): void {
     corked = false;
@@ -79,7 +79,7 @@ async function connectEchoClient(target: string, onReply: ReplyFn): Promise<Echo
     'data',
     createFrameReader(function onReplyFrame(whole) {
       const len = whole.length - HEADER_BYTES;
-      onReply(len === ECHO_BYTES ? null : new Error(`raw: reply of ${len} bytes`), pending.shift());
+      onReply(len === bytes ? null : new Error(`raw: reply of ${len} bytes`), pending.shift());
     }),
   );
   return {
@@ -200,9 +200,9 @@ export function rawBulkScenarios(writeBytes: number): Record<'bulk-upload' | 'bu
   return { 'bulk-upload': upload(chunk), 'bulk-download': download(chunk) };
 }
 
-export function rawScenarios(concurrency: number): Record<'echo' | 'bulk-upload' | 'bulk-download', Scenario> {
+export function rawScenarios(concurrency: number, echoBytes: number): Record<'echo' | 'bulk-upload' | 'bulk-download', Scenario> {
   return {
-    echo: echoScenario({ startServer: startEchoServer, connectClient: connectEchoClient }, concurrency),
+    echo: echoScenario({ startServer: startEchoServer, connectClient: connectEchoClient }, concurrency, echoBytes),
     ...rawBulkScenarios(CHUNK_BYTES),
   };
 }

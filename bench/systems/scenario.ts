@@ -6,6 +6,25 @@ import { performance } from 'node:perf_hooks';
 
 /** Size of the echoed payload, in bytes. */
 export const ECHO_BYTES = 32;
+/**
+ * What the unary suite echoes (--payload). `bytes`: ECHO_BYTES bytes (gridwire: a Uint8Array through a method with
+ * the raw codec, no codec work). `object`: `{ data: Uint8Array(ECHO_BYTES) }` through gridwire's default codec
+ * (msgpack); the systems without a codec echo as many bytes as that encoding takes (ECHO_OBJECT_BYTES), so every
+ * row carries the same message size.
+ */
+export const ECHO_PAYLOADS = ['bytes', 'object'] as const;
+export type EchoPayload = (typeof ECHO_PAYLOADS)[number];
+/** The msgpack encoding of `{ data: Uint8Array(32) }` as gridwire writes it: map16 (3) + fixstr "data" (5) + bin 8 (2 + 32). */
+export const ECHO_OBJECT_BYTES = 42;
+
+export function isEchoPayload(s: string): s is EchoPayload {
+  return (ECHO_PAYLOADS as readonly string[]).includes(s);
+}
+
+/** The bytes a system without a codec echoes for `payload`. */
+export function echoBytesOf(payload: EchoPayload): number {
+  return payload === 'object' ? ECHO_OBJECT_BYTES : ECHO_BYTES;
+}
 /** Size of every bulk chunk written or yielded, in bytes. */
 export const CHUNK_BYTES = 64 * 1024;
 export const MiB = 1024 * 1024;
@@ -78,7 +97,7 @@ export function checkCount(what: string, expected: number, got: number): void {
   if (expected !== got) throw new Error(`${what}: byte count mismatch, sent ${expected}, counted ${got}`);
 }
 
-// ---- the echo scenario: any system's 32-byte echo, `concurrency` calls outstanding on one connection ----
+// ---- the echo scenario: any system's echo of `bytes` bytes, `concurrency` calls outstanding on one connection ----
 
 /** Called once per completed call with the start time that was passed to `call`. */
 export type ReplyFn = (err: Error | null, t0: number) => void;
@@ -95,33 +114,47 @@ export interface EchoClient {
   close(): Promise<void>;
 }
 
-/** What a system implements to take part in the unary suite: echo ECHO_BYTES bytes. */
+/** What a system implements to take part in the unary suite: echo messages of `bytes` bytes (its server echoes any size). */
 export interface EchoSystem {
   startServer(): Promise<EchoServer>;
-  /** Open ONE connection to `target`; all calls of this client share it. */
-  connectClient(target: string, onReply: ReplyFn): Promise<EchoClient>;
+  /** Open ONE connection to `target`; all calls of this client share it and send `bytes` bytes each. */
+  connectClient(target: string, onReply: ReplyFn, bytes: number): Promise<EchoClient>;
 }
 
 /**
- * The client keeps `concurrency` calls outstanding from `start` until the second mark (each reply issues the next
- * call), timing every call; the window keeps only those inside it. The server just echoes.
+ * Calls every echo client completes before it reports `armed` (the unary suite waits for that before its warmup
+ * window): V8 optimises a function after it has run a number of times, not after a time, so a 1 s warmup left the
+ * c=1 rows of a system with more code (gridwire's msgpack path most of all) compiling through the measured window,
+ * its CPU per call counting the compiler's threads. Bounded by ECHO_WARMUP_MAX_MS for the slow systems (grpc-js).
  */
-export function echoScenario(system: EchoSystem, concurrency: number): Scenario {
+export const ECHO_WARMUP_CALLS = 20_000;
+export const ECHO_WARMUP_MAX_MS = 4_000;
+
+/**
+ * The client keeps `concurrency` calls outstanding from `start` until the second mark (each reply issues the next
+ * call), timing every call; the window keeps only those inside it. `start` resolves (armed) once ECHO_WARMUP_CALLS
+ * have completed or ECHO_WARMUP_MAX_MS have passed. The server just echoes.
+ */
+export function echoScenario(system: EchoSystem, concurrency: number, bytes = ECHO_BYTES): Scenario {
   return {
     async startServer() {
       const server = await system.startServer();
       return { target: server.target, finish: () => Promise.resolve(), close: () => server.close() };
     },
     async connectClient(target, ctx) {
+      let completed = 0;
+      const warm = deferred();
       const client: EchoClient = await system.connectClient(target, function onReply(err, t0) {
         if (err !== null) ctx.fail(err);
         ctx.recordLatency(performance.now() - t0);
+        if (++completed === ECHO_WARMUP_CALLS) warm.resolve();
         if (!ctx.stopSending.aborted) client.call(performance.now());
-      });
+      }, bytes);
       return {
         start() {
           for (let i = 0; i < concurrency; i++) client.call(performance.now());
-          return Promise.resolve();
+          const cap = setTimeout(warm.resolve, ECHO_WARMUP_MAX_MS);
+          return warm.promise.finally(() => clearTimeout(cap));
         },
         finish: () => Promise.resolve(),
         close: () => client.close(),

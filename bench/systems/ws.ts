@@ -1,8 +1,8 @@
-// Bare `ws` echo, no RPC layer: the client sends binary 32-byte messages, the server sends each one back.
+// Bare `ws` echo, no RPC layer: the client sends binary messages (32 or 42 bytes, --payload), the server sends each one back.
 // perMessageDeflate is off on both sides; bufferutil is not installed, so masking runs in JS (as in baseline.md).
 import { WebSocket, WebSocketServer, type RawData } from 'ws';
 import { NumberFifo } from './io.js';
-import { ECHO_BYTES, echoScenario, type EchoClient, type EchoServer, type ReplyFn, type Scenario } from './scenario.js';
+import { echoScenario, type EchoClient, type EchoServer, type ReplyFn, type Scenario } from './scenario.js';
 
 function onServerConnection(socket: WebSocket): void {
   socket.on('error', () => socket.terminate());
@@ -29,7 +29,7 @@ async function startServer(): Promise<EchoServer> {
   };
 }
 
-async function connectClient(target: string, onReply: ReplyFn): Promise<EchoClient> {
+async function connectClient(target: string, onReply: ReplyFn, bytes: number): Promise<EchoClient> {
   const socket = new WebSocket(target, { perMessageDeflate: false });
   socket.binaryType = 'nodebuffer';
   await new Promise<void>((resolve, reject) => {
@@ -37,13 +37,13 @@ async function connectClient(target: string, onReply: ReplyFn): Promise<EchoClie
     socket.once('error', reject);
   });
   const pending = new NumberFifo();
-  const request = Buffer.alloc(ECHO_BYTES, 7); // ws copies read-only Buffers when masking, so reuse is safe
+  const request = Buffer.alloc(bytes, 7); // ws copies read-only Buffers when masking, so reuse is safe
   socket.on('error', function clientOnError(err) {
     while (pending.length > 0) onReply(err, pending.shift());
   });
   socket.on('message', function clientOnMessage(data: RawData) {
     const len = Buffer.isBuffer(data) ? data.length : -1;
-    onReply(len === ECHO_BYTES ? null : new Error(`ws: reply of ${len} bytes`), pending.shift());
+    onReply(len === bytes ? null : new Error(`ws: reply of ${len} bytes`), pending.shift());
   });
   return {
     call(t0: number): void {
@@ -58,6 +58,6 @@ async function connectClient(target: string, onReply: ReplyFn): Promise<EchoClie
   };
 }
 
-export function wsScenarios(concurrency: number): Record<'echo', Scenario> {
-  return { echo: echoScenario({ startServer, connectClient }, concurrency) };
+export function wsScenarios(concurrency: number, echoBytes: number): Record<'echo', Scenario> {
+  return { echo: echoScenario({ startServer, connectClient }, concurrency, echoBytes) };
 }

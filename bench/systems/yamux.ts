@@ -21,7 +21,7 @@ import type { Logger, StreamCloseEvent, StreamMessageEvent } from '@libp2p/inter
 import { AbstractMultiaddrConnection, ipPortToMultiaddr, type SendResult } from '@libp2p/utils';
 import { CallsInFlight, dial, listenLoopback } from './io.js';
 import {
-  CHUNK_BYTES, ECHO_BYTES, checkCount, deferred, echoScenario, type EchoClient, type EchoServer, type ReplyFn,
+  CHUNK_BYTES, checkCount, deferred, echoScenario, type EchoClient, type EchoServer, type ReplyFn,
   type Scenario, type SideContext,
 } from './scenario.js';
 
@@ -134,9 +134,9 @@ async function startEchoServer(): Promise<EchoServer> {
   return listenYamux((muxer) => muxer.addEventListener('stream', (evt) => echoStream(evt.detail)));
 }
 
-async function connectEchoClient(target: string, onReply: ReplyFn): Promise<EchoClient> {
+async function connectEchoClient(target: string, onReply: ReplyFn, bytes: number): Promise<EchoClient> {
   const { muxer, close } = await connectYamux(target);
-  const request = new Uint8Array(ECHO_BYTES).fill(7);
+  const request = new Uint8Array(bytes).fill(7);
   const inFlight = new CallsInFlight();
 
   /** Calls onReply once per call (the reply, or the first error). */
@@ -155,10 +155,10 @@ async function connectEchoClient(target: string, onReply: ReplyFn): Promise<Echo
     let received = 0;
     stream.addEventListener('message', function clientOnMessage(evt) {
       received += byteLengthOf(evt);
-      if (received === ECHO_BYTES) reply(null, t0);
+      if (received === bytes) reply(null, t0);
     });
     stream.addEventListener('close', function clientOnClose(evt: StreamCloseEvent) {
-      reply(evt.error ?? new Error(`yamux: stream closed after ${received} of ${ECHO_BYTES} bytes`), t0);
+      reply(evt.error ?? new Error(`yamux: stream closed after ${received} of ${bytes} bytes`), t0);
     });
     stream.send(request);
     await stream.close();
@@ -338,9 +338,9 @@ const download: Scenario = {
   },
 };
 
-export function yamuxScenarios(concurrency: number): Record<'echo' | 'bulk-upload' | 'bulk-download', Scenario> {
+export function yamuxScenarios(concurrency: number, echoBytes: number): Record<'echo' | 'bulk-upload' | 'bulk-download', Scenario> {
   return {
-    echo: echoScenario({ startServer: startEchoServer, connectClient: connectEchoClient }, concurrency),
+    echo: echoScenario({ startServer: startEchoServer, connectClient: connectEchoClient }, concurrency, echoBytes),
     'bulk-upload': upload,
     'bulk-download': download,
   };

@@ -63,6 +63,7 @@ import type { Stream, StreamHost } from './stream.js';
 import { StreamAcceptor, type IncomingStream } from './stream-acceptor.js';
 import { StreamFrames } from './stream-frames.js';
 import { StreamOpener, type OpenStreamInit } from './stream-opener.js';
+import { StreamTable } from './stream-table.js';
 import { limitTimer } from '../timers.js';
 
 // what openStream() takes and the onStream hook gets, defined where each is made
@@ -114,7 +115,7 @@ export class Session implements StreamHost {
   private phase = Phase.HANDSHAKE;
   private readonly decoder: FrameDecoder;
   private readonly outbox: Outbox;
-  private readonly streams = new Map<number, Stream>();
+  private readonly streams = new StreamTable();
   private readonly opener: StreamOpener;
   private readonly acceptor: StreamAcceptor;
   private readonly streamFrames: StreamFrames;
@@ -233,7 +234,7 @@ export class Session implements StreamHost {
       throw new SessionError(Status.UNAVAILABLE, 'stream ids on this connection are used up; open a new connection', true);
     }
     const stream = this.opener.open(method, init);
-    this.streams.set(stream.id, stream);
+    this.streams.add(stream);
     return stream;
   }
 
@@ -396,7 +397,7 @@ export class Session implements StreamHost {
     const incoming = this.acceptor.accept(id, payload, this.phase !== Phase.OPEN);
     if (incoming === undefined) return;
     const stream = incoming.stream;
-    this.streams.set(id, stream);
+    this.streams.add(stream);
     try {
       this.hooks.onStream(incoming);
     } catch (error) {
@@ -448,7 +449,7 @@ export class Session implements StreamHost {
     }
     if (!this.peerGoaway.narrowed) return; // a repeat that changes nothing: no need to look at every stream again
     this.failPendingOpens('the peer is shutting down; the call was not sent');
-    for (const stream of [...this.streams.values()]) {
+    for (const stream of this.streams.values()) {
       if (this.peerGoaway.unprocessed(stream)) {
         stream.receiveReset(Status.UNAVAILABLE, 'the peer is shutting down; the call was not processed', true);
       }
@@ -518,7 +519,7 @@ export class Session implements StreamHost {
     this.phase = Phase.CLOSING;
     this.readStopped = true; // the decoder may be mid-frame or broken: nothing more is read
     this.failPendingOpens(reason);
-    for (const stream of [...this.streams.values()]) {
+    for (const stream of this.streams.values()) {
       // streams the peer's GOAWAY says it never saw were not processed: safe to retry
       stream.receiveReset(Status.UNAVAILABLE, reason, this.peerGoaway.unprocessed(stream));
     }

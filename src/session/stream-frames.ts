@@ -16,10 +16,11 @@ import { streamErrorOf } from './errors.js';
 import type { Stream } from './stream.js';
 import type { StreamAcceptor } from './stream-acceptor.js';
 import type { StreamOpener } from './stream-opener.js';
+import type { StreamLookup } from './stream-table.js';
 
 export class StreamFrames {
   constructor(
-    private readonly streams: ReadonlyMap<number, Stream>,
+    private readonly streams: StreamLookup,
     /** Which ids are ours and which have been used on each side: a frame for one not used yet is for no stream. */
     private readonly opener: StreamOpener,
     private readonly acceptor: StreamAcceptor,

@@ -2,7 +2,7 @@
  * Encode and decode the payload of every frame type except DATA (whose payload is opaque bytes) and HELLO
  * (hello.ts). Pure functions; decoders throw MalformedPayloadError for structure and MetadataLimitError for size.
  */
-import { ByteReader, ByteWriter, decodeUtf8, readU32, utf8Truncated, writeU32 } from './bytes.js';
+import { ByteReader, ByteWriter, readU32, utf8Truncated, writeU32 } from './bytes.js';
 import {
   CREDIT_PAYLOAD_BYTES,
   MAX_WINDOW,
@@ -13,6 +13,7 @@ import {
   type Status,
 } from './constants.js';
 import { MalformedPayloadError } from './errors.js';
+import { methodName } from './method-names.js';
 import { decodeMetadata, EMPTY_METADATA_BLOCK, type Metadata, type MetadataLimits } from './metadata.js';
 
 export interface OpenPayload {
@@ -67,7 +68,7 @@ export function decodeOpen(payload: Uint8Array, limits: MetadataLimits): OpenPay
   if (methodLength === 0) throw new MalformedPayloadError('OPEN method is empty');
   const metadataAt = 9 + methodLength;
   if (payload.length < metadataAt + 1) throw new MalformedPayloadError(`OPEN: method of ${methodLength} bytes runs past the payload`);
-  const method = decodeUtf8(payload, 9, metadataAt);
+  const method = methodName(payload, 9, metadataAt);
   if (method === undefined) throw new MalformedPayloadError('OPEN method: not valid UTF-8');
   let metadata = NO_METADATA;
   if (payload[metadataAt] !== 0 || payload.length !== metadataAt + 1) {

@@ -41,7 +41,7 @@ function side(): Side {
 
 /** One run of `scenario` on `system`: both sides here, LOAD_MS of load, then both stop and finish. */
 async function run(system: SystemName, scenario: ScenarioName, options: { concurrency?: number; body?: BulkBody } = {}): Promise<{ server: Side; client: Side }> {
-  const spec = { system, scenario, library: system === 'gridwire' ? LIBRARY : '', concurrency: options.concurrency ?? 1, meshUrls: null, body: options.body ?? 'generator' };
+  const spec = { system, scenario, library: system === 'gridwire' ? LIBRARY : '', concurrency: options.concurrency ?? 1, meshUrls: null, payload: 'bytes' as const, body: options.body ?? 'generator' };
   const scene = await loadScenario(spec);
   const server = side();
   const client = side();

@@ -74,6 +74,11 @@ class ClientUnaryCall implements StreamEvents, AbortWatcher, DeadlineWatcher {
       this.fail(new RpcError(Status.UNIMPLEMENTED, `${this.descriptor.path} is unary but the peer sent no response`));
       return;
     }
+    // the usual call has neither onTrailer nor an output schema: it settles here, without the two closures below
+    if (this.options?.onTrailer === undefined && this.descriptor.def.output === undefined) {
+      this.succeed(this.response);
+      return;
+    }
     completeWithResponse(this.descriptor, this.options, trailer, this.response, (value) => this.succeed(value), (error) => this.fail(error));
   }
 
