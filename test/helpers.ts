@@ -12,6 +12,7 @@
  */
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
+import { openSync, readSync } from 'node:fs';
 import { rm } from 'node:fs/promises';
 import type { Socket } from 'node:net';
 import { test, type TestContext } from 'node:test';
@@ -66,6 +67,50 @@ export async function within<T>(promise: Promise<T>, ms: number, what: string): 
   } finally {
     clearTimeout(timer);
   }
+}
+
+let schedstat: number | null | undefined;
+const schedstatBuffer = Buffer.alloc(256);
+
+/**
+ * The time (ms) the calling thread has spent so far ready to run but waiting for a CPU: Linux's
+ * /proc/thread-self/schedstat, its second field (run_delay, ns), opened once and read at offset 0 (~2 µs). Where the
+ * file is missing (not Linux, a kernel without schedstat) it is always 0. Call it from the main thread only: the file
+ * is that of the thread that first opens it.
+ */
+export function cpuWaitMs(): number {
+  if (schedstat === undefined) {
+    try {
+      schedstat = openSync('/proc/thread-self/schedstat', 'r');
+    } catch {
+      schedstat = null;
+    }
+  }
+  if (schedstat === null) return 0;
+  const length = readSync(schedstat, schedstatBuffer, 0, schedstatBuffer.length, 0);
+  const runDelayNs = Number(schedstatBuffer.toString('latin1', 0, length).split(' ')[1]);
+  return Number.isFinite(runDelayNs) ? runDelayNs / 1e6 : 0;
+}
+
+/**
+ * Starts a stopwatch of this thread's own time; the function it returns gives the wall time since (`wallMs`) and
+ * that less the time the thread waited meanwhile for a CPU (`ownMs`, `cpuWaitMs`).
+ *
+ * A timing bound on this process's work measures `ownMs`: on a loaded 2-core machine (`--test-concurrency=2`, a child
+ * process of the test, whatever else a CI box runs) the scheduler takes this thread off its CPU for other processes'
+ * time slices, several ms each and 50 ms and more in a row, which is no work of the code under test. What that code
+ * does on this thread, its GC pauses and its waits for I/O still count in full. The clock is read before the wait at
+ * the start and after it at the end, so a preemption between the two reads can only count as own time, never make
+ * own time shorter than it was.
+ */
+export function stopwatch(): () => { wallMs: number; ownMs: number } {
+  const started = performance.now();
+  const waited = cpuWaitMs();
+  return () => {
+    const waitedSince = cpuWaitMs() - waited;
+    const wallMs = performance.now() - started;
+    return { wallMs, ownMs: Math.max(0, wallMs - waitedSince) };
+  };
 }
 
 /** Waits until `predicate()` holds, polling every few ms; fails after `ms`. */

@@ -94,6 +94,9 @@ void describe('reconnect: the server process is SIGKILLed mid-call, then started
       const answer = await within(client.whoami('again', { waitForReady: true, timeoutMs: 10_000 }), 11_000, 'a call after the restart');
       assert.equal(answer.pid, second.child.pid, 'answered by the new process');
       assert.equal(ch.state, 'ready');
+      // the child reports a handler on its stdout, a pipe the answer on the socket does not wait for: under load the
+      // answer came first and the count was 0
+      await second.next((e) => e.event === 'handler', 5000, "the new server's handler report");
       assert.equal(second.events.filter((e) => e.event === 'handler').length, 1, 'only the new call reached the new server');
     });
   }

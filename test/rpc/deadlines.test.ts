@@ -1,7 +1,9 @@
 /**
  * Deadlines and cancellation, end to end (in-memory pair and TCP, both directions), and the callee's own deadline
  * timer with a raw caller. Timing bounds are the specification ("DEADLINE_EXCEEDED no later than deadline + 50 ms",
- * "CANCELLED at once"), not benchmarks. A channel retrying a call the callee refused because it still counted a
+ * "CANCELLED at once"), not benchmarks; "no later than" and "at once" are on this thread's own time (`stopwatch`: wall time
+ * less the time it waited for a CPU), "not before" on wall time. On a loaded 2-core machine a timer fired 116 ms
+ * after the call on a 50 ms deadline, late by other processes' time slices, not by the library. A channel retrying a call the callee refused because it still counted a
  * cancelled stream is in channel/retry.test.ts.
  */
 import assert from 'node:assert/strict';
@@ -13,7 +15,7 @@ import { Flag, FrameType } from '../../src/wire/constants.js';
 import { encodeOpen, decodeReset } from '../../src/wire/payloads.js';
 import { msgpackCodec } from '../../src/rpc/codec.js';
 import { utf8 } from '../../src/wire/bytes.js';
-import { deferred, helloFrame, RawPeer, rejectsWithStatus, testConnTypes, trackTimers, until, within, type ConnTestOptions } from '../helpers.js';
+import { deferred, helloFrame, RawPeer, rejectsWithStatus, stopwatch, testConnTypes, trackTimers, until, within, type ConnTestOptions } from '../helpers.js';
 
 /** Deadline tests run over memory and TCP, both directions: enough to cover a real socket without tripling the time. */
 const kinds: ConnTestOptions = { kinds: ['memory', 'tcp'], timeout: 10_000 };
@@ -99,11 +101,11 @@ void describe('deadlines', () => {
       const client = caller.client(Slow);
       await client.echo('warm'); // the first call pays for lazy setup; measure a steady-state call
       const startDate = Date.now();
-      const start = performance.now();
+      const elapsed = stopwatch();
       await rejectsWithStatus(client.sleep(1000, { timeoutMs: 50 }), Status.DEADLINE_EXCEEDED);
-      const elapsed = performance.now() - start;
-      assert.ok(elapsed >= 49, `not before the deadline (${elapsed.toFixed(1)} ms)`);
-      assert.ok(elapsed <= 100, `DEADLINE_EXCEEDED no later than deadline + 50 ms (took ${elapsed.toFixed(1)} ms)`);
+      const { wallMs, ownMs } = elapsed();
+      assert.ok(wallMs >= 49, `not before the deadline (${wallMs.toFixed(1)} ms)`);
+      assert.ok(ownMs <= 100, `DEADLINE_EXCEEDED no later than deadline + 50 ms (took ${ownMs.toFixed(1)} ms of its own time, ${wallMs.toFixed(1)} ms wall)`);
       assertReason(await within(o.aborted.promise, 1000, 'handler signal'), Status.DEADLINE_EXCEEDED);
       const deadline = o.deadlines[0];
       assert.ok(deadline !== undefined, 'ctx.deadline is set');
@@ -125,17 +127,17 @@ void describe('deadlines', () => {
       await client.echo('warm');
       for (const [i, make] of [(at: number) => at, (at: number) => new Date(at)].entries()) {
         const at = Date.now() + 50;
-        const start = performance.now();
+        const elapsed = stopwatch();
         await rejectsWithStatus(client.sleep(1000, { deadline: make(at) }), Status.DEADLINE_EXCEEDED);
-        const elapsed = performance.now() - start;
-        assert.ok(elapsed <= 100, `DEADLINE_EXCEEDED by deadline + 50 ms (took ${elapsed.toFixed(1)} ms)`);
+        const { wallMs, ownMs } = elapsed();
+        assert.ok(ownMs <= 100, `DEADLINE_EXCEEDED by deadline + 50 ms (took ${ownMs.toFixed(1)} ms of its own time, ${wallMs.toFixed(1)} ms wall)`);
         const deadline = o.deadlines[i]!;
         assert.ok(deadline >= at, 'ctx.deadline is not before the caller deadline');
         assert.ok(deadline <= o.startedAt[i]! + 50, 'ctx.deadline is within 50 ms of the handler start');
       }
-      const start = performance.now();
+      const elapsed = stopwatch();
       await rejectsWithStatus(client.sleep(1000, { deadline: Date.now() + 5000, timeoutMs: 50 }), Status.DEADLINE_EXCEEDED);
-      assert.ok(performance.now() - start <= 100, 'timeoutMs, the earlier, wins');
+      assert.ok(elapsed().ownMs <= 100, 'timeoutMs, the earlier, wins');
       await until(() => o.returned === 3, 1000, 'handlers returned');
     },
     kinds,
@@ -148,9 +150,9 @@ void describe('deadlines', () => {
       const { caller } = await env.open({ services: [slowService(o)] });
       const client = caller.client(Slow);
       for (const options of [{ deadline: Date.now() - 1 }, { deadline: new Date(0) }, { timeoutMs: 0 }, { timeoutMs: -10 }]) {
-        const start = performance.now();
+        const elapsed = stopwatch();
         const error = await rejectsWithStatus(client.sleep(10, options), Status.DEADLINE_EXCEEDED, JSON.stringify(options));
-        assert.ok(performance.now() - start < AT_ONCE_MS, 'at once');
+        assert.ok(elapsed().ownMs < AT_ONCE_MS, 'at once');
         assert.equal(error.retrySafe, true, 'nothing was sent');
       }
       assert.equal(await client.echo('next'), 'next');
@@ -253,13 +255,13 @@ void describe('deadlines', () => {
     const raw = new RawPeer(rawEnd);
     raw.sendBytes(helloFrame());
     await within(callee.ready, 1000, 'handshake');
-    const start = performance.now();
+    const elapsed = stopwatch();
     raw.send(FrameType.OPEN, 0, 1, encodeOpen(50, 0, utf8('test.Slow/sleep')));
     raw.send(FrameType.DATA, Flag.MESSAGE_END | Flag.END_STREAM, 1, msgpackCodec.encode(5000));
     const reset = await raw.waitFor((f) => f.type === FrameType.RESET && f.streamId === 1, 1000, 'RESET on stream 1');
-    const elapsed = performance.now() - start;
+    const { wallMs, ownMs } = elapsed();
     assert.equal(decodeReset(reset.payload).status, Status.DEADLINE_EXCEEDED);
-    assert.ok(elapsed >= 45 && elapsed <= 100, `RESET ${elapsed.toFixed(1)} ms after OPEN with a 50 ms budget`);
+    assert.ok(wallMs >= 45 && ownMs <= 100, `RESET ${wallMs.toFixed(1)} ms after OPEN (${ownMs.toFixed(1)} ms of its own time) with a 50 ms budget`);
     assertReason(await within(o.aborted.promise, 1000, 'handler signal'), Status.DEADLINE_EXCEEDED);
   });
 });
@@ -274,10 +276,11 @@ void describe('cancellation', () => {
       const controller = new AbortController();
       const call = client.hang(null, { signal: controller.signal });
       await within(o.firstStarted.promise, 1000, 'handler started');
-      const start = performance.now();
+      const elapsed = stopwatch();
       controller.abort();
       await rejectsWithStatus(call, Status.CANCELLED);
-      assert.ok(performance.now() - start < AT_ONCE_MS, `CANCELLED at once (${(performance.now() - start).toFixed(1)} ms)`);
+      const { wallMs, ownMs } = elapsed();
+      assert.ok(ownMs < AT_ONCE_MS, `CANCELLED at once (${ownMs.toFixed(1)} ms of its own time, ${wallMs.toFixed(1)} ms wall)`);
       assertReason(await within(o.aborted.promise, 1000, 'handler signal'), Status.CANCELLED);
       await until(() => o.returned === 1, 1000, 'handler returned');
       assert.equal(await client.echo('still up'), 'still up');
@@ -315,9 +318,9 @@ void describe('cancellation', () => {
       const o = observed();
       const { caller } = await env.open({ services: [slowService(o)] });
       const client = caller.client(Slow);
-      const start = performance.now();
+      const elapsed = stopwatch();
       await rejectsWithStatus(client.sleep(10, { signal: AbortSignal.abort() }), Status.CANCELLED);
-      assert.ok(performance.now() - start < AT_ONCE_MS, 'at once');
+      assert.ok(elapsed().ownMs < AT_ONCE_MS, 'at once');
       assert.equal(await client.echo('next'), 'next');
       assert.equal(o.started, 0, 'no handler ran');
     },
@@ -331,10 +334,10 @@ void describe('cancellation', () => {
       const { caller } = await env.open({ services: [slowService(o)] });
       const client = caller.client(Slow);
       await client.echo('warm');
-      const start = performance.now();
+      const elapsed = stopwatch();
       await rejectsWithStatus(client.sleep(1000, { signal: AbortSignal.timeout(50) }), Status.DEADLINE_EXCEEDED);
-      const elapsed = performance.now() - start;
-      assert.ok(elapsed >= 45 && elapsed <= 100, `rejected ${elapsed.toFixed(1)} ms after a 50 ms AbortSignal.timeout`);
+      const { wallMs, ownMs } = elapsed();
+      assert.ok(wallMs >= 45 && ownMs <= 100, `rejected ${wallMs.toFixed(1)} ms (${ownMs.toFixed(1)} ms of its own time) after a 50 ms AbortSignal.timeout`);
       await within(o.aborted.promise, 1000, 'handler signal');
       await until(() => o.returned === 1, 1000, 'handler returned');
     },
@@ -353,10 +356,11 @@ void describe('cancellation', () => {
       process.on('warning', onWarning);
       const calls = Array.from({ length: 150 }, () => client.hang(null, { signal: controller.signal }));
       await until(() => o.started === 100, 2000, '100 handlers started (the other 50 wait for a slot)');
-      const start = performance.now();
+      const elapsed = stopwatch();
       controller.abort();
       const results = await Promise.allSettled(calls);
-      assert.ok(performance.now() - start < AT_ONCE_MS, 'every call CANCELLED at once');
+      const { wallMs, ownMs } = elapsed();
+      assert.ok(ownMs < AT_ONCE_MS, `every call CANCELLED at once (${ownMs.toFixed(1)} ms of its own time, ${wallMs.toFixed(1)} ms wall)`);
       for (const r of results) {
         assert.equal(r.status, 'rejected');
         assert.equal(((r as PromiseRejectedResult).reason as RpcError).code, Status.CANCELLED);
