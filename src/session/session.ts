@@ -63,6 +63,7 @@ import type { Stream, StreamHost } from './stream.js';
 import { StreamAcceptor, type IncomingStream } from './stream-acceptor.js';
 import { StreamFrames } from './stream-frames.js';
 import { StreamOpener, type OpenStreamInit } from './stream-opener.js';
+import { WindowTuner, type WindowStats } from './window-tuner.js';
 import { limitTimer } from '../timers.js';
 
 // what openStream() takes and the onStream hook gets, defined where each is made
@@ -134,6 +135,7 @@ export class Session implements StreamHost {
   private readonly hooks: Omit<SessionHooks, 'authToken'>;
   private readonly keepalive: Keepalive;
   private readonly lifetime: Lifetime;
+  readonly windowTuner: WindowTuner; // streams ask it how far to grow a bulk window (StreamHost)
 
   constructor(
     private readonly transport: Transport,
@@ -158,6 +160,7 @@ export class Session implements StreamHost {
         this.transport.destroy(); // a dead peer will not answer our FIN: do not linger on it
       },
     });
+    this.windowTuner = new WindowTuner(this.options, this.memory, this.keepalive);
     this.closed = new Promise((resolve) => (this.resolveClosed = resolve));
     this.goingAway = new Promise((resolve) => (this.resolveGoingAway = resolve));
     this.decoder = new FrameDecoder(this.onFrame, {
@@ -188,6 +191,11 @@ export class Session implements StreamHost {
   /** Round-trip time of the last answered ping (yours or a keepalive's), in ms. */
   get rttMs(): number | undefined {
     return this.keepalive.rttMs;
+  }
+
+  /** What the window tuner has done: bulk windows tuned, the largest one, growth held, the smallest RTT (debugging, tests). */
+  get windowStats(): WindowStats {
+    return this.windowTuner.stats;
   }
 
   /** True while new streams may be opened. */
