@@ -30,7 +30,7 @@
 /** The window must hold this many times rate x RTT: credit returns at half a window, and a margin for the sender's turns. */
 export const GROWTH_FACTOR = 2;
 /** A doubling that raised the delivery rate by less than this was not what limited the transfer. */
-const MIN_RATE_GAIN = 1.5;
+const MIN_RATE_GAIN = 1.25;
 
 export interface WindowTunerOptions {
   /** Where a bulk window starts (SessionOptions.bulkWindow). */
