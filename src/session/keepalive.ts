@@ -1,8 +1,7 @@
 /**
- * Liveness and round-trip time of one connection: PINGs we send (ours, the application's, and the window tuner's
- * probes), their RTT (the last and the smallest), and the keepalive that declares a silent peer dead. Knows nothing of
- * streams or of the peer's pings (the PeerGuard counts those); it learns of reads from the session and writes its
- * PINGs through the outbox.
+ * Liveness and round-trip time of one connection: PINGs we send (ours and the application's), their RTT, and the
+ * keepalive that declares a silent peer dead. Knows nothing of streams or of the peer's pings (the PeerGuard counts
+ * those); it learns of reads from the session and writes its PINGs through the outbox.
  *
  * Liveness is measured from the last byte read, never from the last ping sent (gRFC A8): a connection busy with data
  * needs no pings, and a peer that stops reading our pings is still alive if it keeps sending.
@@ -24,12 +23,6 @@ import { SessionError } from './errors.js';
 
 /** Pings awaiting a reply; more are refused rather than queued. */
 const MAX_OUTSTANDING_PINGS = 16;
-/**
- * The window tuner's PINGs (probeRtt) are at most one per this interval: a peer allows 16 pings in a burst and then one
- * per its peerPingIntervalMs (1 s by default, and not announced), so one a minute stays within what any sensible peer
- * allows, whatever else pings.
- */
-const RTT_PROBE_INTERVAL_MS = 60_000;
 /** PING ACKs that answer no PING of ours allowed on one connection; one more closes it (ENHANCE_YOUR_CALM). */
 export const MAX_STRAY_PING_ACKS = 16;
 
@@ -72,8 +65,6 @@ export class Keepalive {
   private readonly pings = new Map<bigint, PendingPing>();
   private pingCounter = 0n;
   private lastRttMs: number | undefined;
-  private smallestRttMs: number | undefined;
-  private lastProbeAt = -Infinity;
   /** False until the handshake is done: a PING asked for before waits, since a peer being admitted may get only GOAWAY. */
   private started = false;
 
@@ -86,22 +77,6 @@ export class Keepalive {
   /** Round-trip time of the last answered ping (ours or a keepalive's), in ms. */
   get rttMs(): number | undefined {
     return this.lastRttMs;
-  }
-
-  /**
-   * The smallest round-trip time of any answered ping, in ms: the path's own, without the queues a busy connection adds
-   * (what the window tuner sizes bulk windows with).
-   */
-  get minRttMs(): number | undefined {
-    return this.smallestRttMs;
-  }
-
-  /** Sends a PING to measure the RTT, unless one was sent for that within RTT_PROBE_INTERVAL_MS or one is in flight. */
-  probeRtt(): void {
-    const now = performance.now();
-    if (now - this.lastProbeAt < RTT_PROBE_INTERVAL_MS || this.pings.size > 0) return;
-    this.lastProbeAt = now;
-    this.ping().catch(() => undefined); // only the RTT it records matters
   }
 
   /** The session read bytes from the peer: it is alive. */
@@ -133,9 +108,8 @@ export class Keepalive {
       return;
     }
     this.pings.delete(opaque);
-    const rttMs = (this.lastRttMs = performance.now() - pending.sentAt);
-    if (this.smallestRttMs === undefined || rttMs < this.smallestRttMs) this.smallestRttMs = rttMs;
-    pending.resolve(rttMs);
+    this.lastRttMs = performance.now() - pending.sentAt;
+    pending.resolve(this.lastRttMs);
   }
 
   /** The handshake is done: pings asked for meanwhile leave now; from now on a silent interval sends a PING. */

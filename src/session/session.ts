@@ -160,7 +160,7 @@ export class Session implements StreamHost {
         this.transport.destroy(); // a dead peer will not answer our FIN: do not linger on it
       },
     });
-    this.windowTuner = new WindowTuner(this.options, this.memory, this.keepalive);
+    this.windowTuner = new WindowTuner(this.options, this.memory);
     this.closed = new Promise((resolve) => (this.resolveClosed = resolve));
     this.goingAway = new Promise((resolve) => (this.resolveGoingAway = resolve));
     this.decoder = new FrameDecoder(this.onFrame, {
@@ -193,7 +193,7 @@ export class Session implements StreamHost {
     return this.keepalive.rttMs;
   }
 
-  /** What the window tuner has done: bulk windows tuned, the largest one, growth held, the smallest RTT (debugging, tests). */
+  /** What the window tuner has done: bulk windows tuned, the largest one, growth held, the loop it grew for (debugging, tests). */
   get windowStats(): WindowStats {
     return this.windowTuner.stats;
   }

@@ -357,6 +357,7 @@ export class Stream {
     this.progress++;
     const final = (flags & Flag.END_STREAM) !== 0;
     this.recvWindow -= n;
+    if (this.tuned !== undefined) this.tuned.dataArrived(this.recvWindow, this.unconsumed === 0); // window-tuner.ts
     if (this.rawInbound) {
       if (n > 0) this.deliver(payload, n, false, final);
     } else if (flags & Flag.MESSAGE_END) {
@@ -398,7 +399,7 @@ export class Stream {
    */
   consume(charge: number, message: boolean): void {
     if (this.unconsumed === 0) return;
-    this.unconsumed--;
+    if (--this.unconsumed === 0 && this.tuned !== undefined) this.tuned.caughtUp(); // the reader waits now
     this.returnCredit(charge);
     if (message) this.returnMessageCredit();
     if (this.unconsumed === 0 && this.reassembly !== undefined) this.returnCredit(this.reassembly.takeUncredited());

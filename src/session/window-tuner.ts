@@ -1,50 +1,53 @@
 /**
  * Sizes the receive window of bulk bodies (a download's caller, an upload's handler) to what the connection needs,
  * instead of one fixed size: a window starts at `bulkWindow`, small enough that on a fast local link the bytes in
- * flight ahead of a small call's reply stay few, and grows while the measured throughput times the connection's
- * round-trip time says the window, not the network or the reader, limits the transfer (a long fat link: 1 Gbit/s x
- * 50 ms needs ~6 MiB). Growth is credit the receiver sends beyond the window it granted (CREDIT increments are the
- * protocol's own: nothing changes on the wire), up to `maxBulkWindow` per stream, and is reserved from the
- * connection's memory (at most `connectionWindow` of growth on all its streams together: more could not be in flight
- * anyway) and from the process's budget: a grown window is what a stopped reader makes us hold. Windows never shrink
- * (credit granted cannot be taken back); a stream's growth is given back when it closes. Knows nothing of frames or
- * of the rpc layer: a stream asks, at each batch of credit it returns, how much to add.
+ * flight ahead of a small call's reply stay few, and grows while the transfer shows that the window, not the reader,
+ * the sender or the link, limits it (a long fat link: 1 Gbit/s x 50 ms needs ~6 MiB in flight). Growth is credit the
+ * receiver sends beyond the window it granted (CREDIT increments are the protocol's own: nothing changes on the wire),
+ * up to `maxBulkWindow` per stream, and is reserved from the connection's memory (at most `connectionWindow` of growth
+ * on all its streams together: more could not be in flight anyway) and from the process's budget: a grown window is
+ * what a stopped reader makes us hold. Windows never shrink (credit granted cannot be taken back); a stream's growth is
+ * given back when it closes. Knows nothing of frames or of the rpc layer: a stream reports each DATA frame's arrival
+ * and each time its reader has caught up, and asks, at each batch of credit it returns, how much to add.
  *
- * The rule (ideas from HTTP/2's BDP estimation and QUIC's window auto-tuning; no code taken): every time a stream has
- * consumed a whole window, it has measured its delivery rate over that epoch. With the connection's smallest
- * round-trip time (PINGs: the keepalive's, the application's, and one this tuner asks for when a bulk body starts),
- * rate x RTT is what the pipe holds; the window must hold GROWTH_FACTOR times that, since credit comes back in
- * batches of half a window. Below that, the window doubles, unless the previous doubling bought less than
- * MIN_RATE_GAIN more rate (then the bottleneck is elsewhere: the reader, its CPU, the link). The smallest RTT, not the
- * last one, is what keeps this stable: a PING queued behind our own bulk data measures the queue, and a window sized
- * on that would grow the queue it measured.
+ * What the window must hold is the delivery rate times the time credit takes to come back as data (ideas from HTTP/2's
+ * BDP estimation and QUIC's window auto-tuning; no code taken). All is measured on the stream itself, no PING needed:
+ * - the rate: each time the reader has consumed a whole window (an epoch), bytes / time;
+ * - the credit loop: after a CREDIT is sent, the first byte beyond what the earlier credit allowed can only have been
+ *   sent once that CREDIT arrived: the time from the CREDIT to that byte is a round trip plus the sender's turn, plus
+ *   however long that byte queued behind earlier data;
+ * - the reader's wait for it: from when the reader had consumed everything (or from the CREDIT, if later) to that
+ *   byte; nothing when the reader was still busy with earlier data.
+ * The loop alone would grow the window without end when the reader is the bottleneck (a fast local link): the byte
+ * queues behind the window's own data, so the loop grows with the window. The wait tells the cases apart: when the
+ * window limits the transfer the reader idles for most of a round trip at each CREDIT; when the reader is the limit it
+ * never idles (the data is queued right behind), and when the sender is, it idles before every frame alike. So the
+ * window doubles when the reader idled, before the credited data, for at least 1/IDLE_SHARE of the time a window
+ * takes it, and the window holds less than GROWTH_FACTOR x rate x loop (credit returns in batches of half a window),
+ * unless the previous doubling raised the rate by less than MIN_RATE_GAIN. Each is the smallest sample of the last two
+ * epochs: one stall of our own event loop inflates one sample, not all of them.
  *
- * | state (per stream)   | event                                                  | next                          |
- * |----------------------|--------------------------------------------------------|-------------------------------|
- * | MEASURING            | a whole window consumed, needs more, budget allows     | SETTLING (window doubled)     |
- * | MEASURING            | a whole window consumed, enough (or no RTT yet)        | MEASURING (new epoch)         |
- * | SETTLING             | a whole window consumed (the credit took effect)       | MEASURING (new epoch)         |
- * | any                  | the stream closed                                      | released (growth given back)  |
+ * | state (per stream) | event                                                       | next                         |
+ * |--------------------|-------------------------------------------------------------|------------------------------|
+ * | MEASURING          | a whole window consumed; the reader idled for credit, rate  | SETTLING (window doubled)    |
+ * |                    | x loop says grow, the last doubling paid; budget ok         |                              |
+ * | MEASURING          | a whole window consumed; enough (or no sample yet)          | MEASURING (new epoch)        |
+ * | SETTLING           | a whole window consumed (the doubling took effect)          | MEASURING (new epoch)        |
+ * | any                | the stream closed                                           | released (growth given back) |
  */
 
-/** The window must hold this many times rate x RTT: credit returns at half a window, and a margin for the sender's turns. */
+/** The window must hold this many times rate x credit loop: credit returns at half a window. */
 export const GROWTH_FACTOR = 2;
 /** A doubling that raised the delivery rate by less than this was not what limited the transfer. */
 const MIN_RATE_GAIN = 1.25;
+/** The reader must have idled, waiting for credited data, for at least 1/IDLE_SHARE of a window's worth of its time. */
+const IDLE_SHARE = 8;
 
 export interface WindowTunerOptions {
   /** Where a bulk window starts (SessionOptions.bulkWindow). */
   readonly bulkWindow: number;
-  /** How far one stream's window may grow (SessionOptions.maxBulkWindow); at or below bulkWindow: no tuning. */
+  /** How far one stream's window may grow (SessionOptions.maxBulkWindow); at or below the window: no tuning. */
   readonly maxBulkWindow: number;
-}
-
-/** Where the tuner learns the connection's round-trip time (keepalive.ts). */
-export interface RttSource {
-  /** The smallest round-trip time measured on the connection, in ms; undefined before the first PING came back. */
-  readonly minRttMs: number | undefined;
-  /** A bulk body starts: send a PING to measure the RTT, unless one was sent for it lately. */
-  probeRtt(): void;
 }
 
 /** Where growth is reserved (connection-memory.ts). */
@@ -64,8 +67,10 @@ export interface WindowStats {
   readonly grownBytes: number;
   /** Doublings so far. */
   readonly growths: number;
-  /** The smallest RTT measured, in ms (undefined before the first). */
-  readonly minRttMs: number | undefined;
+  /** The credit loop that last made a window grow, in ms (undefined before the first growth). */
+  readonly loopMs: number | undefined;
+  /** How long the reader had idled, waiting for credited data, when a window last grew, in ms. */
+  readonly idleMs: number | undefined;
 }
 
 export class WindowTuner {
@@ -73,13 +78,14 @@ export class WindowTuner {
   private largestWindow = 0;
   private grownBytes = 0;
   private growths = 0;
+  private lastLoopMs: number | undefined;
+  private lastIdleMs: number | undefined;
 
   constructor(
     private readonly options: WindowTunerOptions,
     private readonly memory: WindowMemory,
-    private readonly rtt: RttSource,
     /** The clock, in ms (tests give their own). */
-    private readonly now: () => number = () => performance.now(),
+    readonly now: () => number = () => performance.now(),
   ) {}
 
   get stats(): WindowStats {
@@ -88,7 +94,8 @@ export class WindowTuner {
       largestWindowBytes: this.largestWindow,
       grownBytes: this.grownBytes,
       growths: this.growths,
-      minRttMs: this.rtt.minRttMs,
+      loopMs: this.lastLoopMs,
+      idleMs: this.lastIdleMs,
     };
   }
 
@@ -97,19 +104,19 @@ export class WindowTuner {
     if (window > this.largestWindow) this.largestWindow = window;
     if (this.options.maxBulkWindow <= window) return undefined;
     this.streams++;
-    this.rtt.probeRtt();
     return new TunedWindow(this, this.now());
   }
 
-  /** @internal For TunedWindow: how many bytes to add to a window of `window` bytes that delivered `rate` bytes/ms. */
-  growthFor(tuned: TunedWindow, rate: number, window: number): number {
-    const rttMs = this.rtt.minRttMs;
-    if (rttMs === undefined || rate * rttMs * GROWTH_FACTOR <= window) return 0;
+  /** @internal For TunedWindow: how many bytes to add to a window of `window` bytes, from its measurements. */
+  growthFor(tuned: TunedWindow, rate: number, loopMs: number, idleMs: number, window: number): number {
+    if (rate * idleMs * IDLE_SHARE < window || rate * loopMs * GROWTH_FACTOR <= window) return 0;
     if (tuned.rateAtGrowth > 0 && rate < tuned.rateAtGrowth * MIN_RATE_GAIN) return 0;
     const extra = Math.min(window * 2, this.options.maxBulkWindow) - window;
     if (extra <= 0 || !this.memory.reserveWindowGrowth(extra)) return 0;
     this.grownBytes += extra;
     this.growths++;
+    this.lastLoopMs = loopMs;
+    this.lastIdleMs = idleMs;
     if (window + extra > this.largestWindow) this.largestWindow = window + extra;
     return extra;
   }
@@ -120,19 +127,25 @@ export class WindowTuner {
     this.grownBytes -= grown;
     if (grown > 0) this.memory.releaseWindowGrowth(grown);
   }
-
-  /** @internal */
-  clock(): number {
-    return this.now();
-  }
 }
 
-/** One bulk stream's tuning: the epoch being measured and the growth it holds. */
+/** One bulk stream's tuning: the epoch being measured, the credit loop being timed, and the growth it holds. */
 export class TunedWindow {
   private epochStart: number;
   private epochBytes = 0;
-  /** The epoch after a doubling straddles the old and the new window: it is not measured. */
+  /** The epoch after a doubling straddles the old and the new window: its rate is not compared. */
   private settling = false;
+  /** When the CREDIT whose loop is being timed was sent (ms); -1: none pending. */
+  private pendingAt = -1;
+  /** Credit granted since (and with) that CREDIT: a DATA frame leaving less credit than this used it. */
+  private creditSincePending = 0;
+  /** When the reader last caught up (consumed everything delivered), ms. */
+  private caughtUpAt = 0;
+  /** The smallest credit loop and reader's wait sampled in this epoch and the one before (ms). */
+  private loopThisEpoch = Infinity;
+  private loopLastEpoch = Infinity;
+  private idleThisEpoch = Infinity;
+  private idleLastEpoch = Infinity;
   private grown = 0;
   private released = false;
   /** The delivery rate (bytes/ms) measured when the window last grew; 0 before. */
@@ -146,29 +159,38 @@ export class TunedWindow {
   }
 
   /**
+   * A DATA frame arrived on the stream, leaving the peer `creditLeft` bytes of stream credit (stream.recvWindow);
+   * `readerWaiting`: everything delivered before it had been consumed.
+   */
+  dataArrived(creditLeft: number, readerWaiting: boolean): void {
+    if (this.pendingAt < 0 || creditLeft >= this.creditSincePending) return;
+    // the first byte the pending CREDIT allowed: it could not leave the sender before that CREDIT arrived
+    const now = this.tuner.now();
+    const loop = now - this.pendingAt;
+    const idle = readerWaiting ? now - (this.caughtUpAt > this.pendingAt ? this.caughtUpAt : this.pendingAt) : 0;
+    if (loop < this.loopThisEpoch) this.loopThisEpoch = loop;
+    if (idle < this.idleThisEpoch) this.idleThisEpoch = idle;
+    this.pendingAt = -1;
+  }
+
+  /** The reader has consumed everything delivered on the stream: from now on it waits for data. */
+  caughtUp(): void {
+    this.caughtUpAt = this.tuner.now();
+  }
+
+  /**
    * The stream returns `bytes` of credit (one batch) on a receive window of `window` bytes: how many bytes to add to
    * the window, and to this CREDIT (0 mostly).
    */
   credit(bytes: number, window: number): number {
     if (this.released) return 0;
-    this.epochBytes += bytes;
-    if (this.epochBytes < window) return 0;
-    const now = this.tuner.clock();
-    const elapsed = now - this.epochStart;
-    const rate = elapsed > 0 ? this.epochBytes / elapsed : Infinity;
-    this.epochStart = now;
-    this.epochBytes = 0;
-    if (this.settling) {
-      this.settling = false;
-      return 0;
+    const growth = this.endOfEpoch(bytes, window);
+    if (this.pendingAt < 0) {
+      this.pendingAt = this.tuner.now();
+      this.creditSincePending = 0;
     }
-    const extra = this.tuner.growthFor(this, rate, window);
-    if (extra > 0) {
-      this.grown += extra;
-      this.rateAtGrowth = rate;
-      this.settling = true;
-    }
-    return extra;
+    this.creditSincePending += bytes + growth;
+    return growth;
   }
 
   /** The stream closed: its growth goes back to the budgets. Idempotent. */
@@ -177,5 +199,34 @@ export class TunedWindow {
     this.released = true;
     this.tuner.released(this.grown);
     this.grown = 0;
+  }
+
+  /** Counts `bytes` consumed; once a whole window was, measures the epoch and decides the growth. */
+  private endOfEpoch(bytes: number, window: number): number {
+    this.epochBytes += bytes;
+    if (this.epochBytes < window) return 0;
+    const now = this.tuner.now();
+    const elapsed = now - this.epochStart;
+    const rate = elapsed > 0 ? this.epochBytes / elapsed : Infinity;
+    const loop = this.loopThisEpoch < this.loopLastEpoch ? this.loopThisEpoch : this.loopLastEpoch;
+    const idle = this.idleThisEpoch < this.idleLastEpoch ? this.idleThisEpoch : this.idleLastEpoch;
+    this.epochStart = now;
+    this.epochBytes = 0;
+    this.loopLastEpoch = this.loopThisEpoch;
+    this.loopThisEpoch = Infinity;
+    this.idleLastEpoch = this.idleThisEpoch;
+    this.idleThisEpoch = Infinity;
+    if (this.settling) {
+      this.settling = false;
+      return 0;
+    }
+    if (loop === Infinity) return 0;
+    const extra = this.tuner.growthFor(this, rate, loop, idle, window);
+    if (extra > 0) {
+      this.grown += extra;
+      this.rateAtGrowth = rate;
+      this.settling = true;
+    }
+    return extra;
   }
 }
