@@ -38,9 +38,10 @@ export interface SessionOptions {
    */
   bulkWindow?: number;
   /**
-   * How far the receiver may grow one bulk body's window while the measured throughput x round-trip time says the
-   * window limits the transfer (a long fat link), within connectionWindow of growth per connection and the
-   * memoryBudget. Default 16 MiB, or bulkWindow when that is larger; bulkWindow (or less) turns the growth off.
+   * How far the receiver may grow one bulk body's window while the transfer shows that the window limits it (the
+   * reader idles waiting for credited data; a long fat link), within connectionWindow of growth per connection and
+   * the memoryBudget (session/window-tuner.ts). Default 16 MiB, or bulkWindow when that is larger; bulkWindow (or
+   * less) turns the growth off.
    */
   maxBulkWindow?: number;
   /** Receive window granted to the whole connection. Default 16 MiB. */

@@ -1,9 +1,12 @@
 /**
  * Everything a session sends, and when. Frames are queued in a FrameWriter and leave in one vectored write per flush;
- * a flush runs at the end of the tick that queued them (or at once past EAGER_FLUSH_BYTES), lets the streams' queued
- * data out through the fair scheduler within a per-flush budget, and holds stream data back while the transport asks
- * us to wait. The outbox is the only owner of the connection's send credit: a stream writes DATA through writeData,
- * which spends it, and only the peer's CREDIT on stream 0 (addCredit) adds to it.
+ * a flush runs at the end of the tick that queued them (or at once past EAGER_FLUSH_BYTES): first what was queued
+ * since the last one (control frames and small messages written at once), then what the scheduler lets out of the
+ * streams' queues, small messages first (its latency class), then bulk data round-robin, within a budget per
+ * event-loop turn (TURN_WRITE_BUDGET_BYTES, what the transport still holds counted in). Stream data is held back
+ * while the transport asks us to wait, so a small frame never waits behind more than that budget of our own bulk data.
+ * The outbox is the only owner of the connection's send credit: a stream writes DATA through writeData, which spends
+ * it, and only the peer's CREDIT on stream 0 (addCredit) adds to it.
  *
  * While the transport asks us to wait, only frames that must not queue behind data (control frames, END, RESET,
  * OPEN) are still added, and each one but OPEN counts: past maxBlockedWriteFrames frames or maxBlockedWriteBytes bytes
