@@ -503,8 +503,9 @@ export class Stream {
   private returnCredit(n: number): void {
     if (this.remoteDone || n === 0) return;
     this.recvUnacked += n;
-    // batch credit: one CREDIT frame per half window, not one per message
-    if (this.recvUnacked >= this.recvWindowSize >>> 1) {
+    // batch credit: one CREDIT frame per half window, not one per message; a bulk body's per quarter window, so the
+    // sender gets credit back while three quarters are still in flight and a small window does not run the pipe dry
+    if (this.recvUnacked >= this.recvWindowSize >>> (this.tuned === undefined ? 1 : 2)) {
       // a bulk body's window may grow: the growth rides on this CREDIT
       const growth = this.tuned === undefined ? 0 : this.tuned.credit(this.recvUnacked, this.recvWindowSize);
       const increment = this.recvUnacked + growth;

@@ -23,9 +23,9 @@
  * window limits the transfer the reader idles for most of a round trip at each CREDIT; when the reader is the limit it
  * never idles (the data is queued right behind), and when the sender is, it idles before every frame alike. So the
  * window doubles when the reader idled, before the credited data, for at least 1/IDLE_SHARE of the time a window
- * takes it, and the window holds less than GROWTH_FACTOR x rate x loop (credit returns in batches of half a window),
- * unless the previous doubling raised the rate by less than MIN_RATE_GAIN. Each is the smallest sample of the last two
- * epochs: one stall of our own event loop inflates one sample, not all of them.
+ * takes it (an eighth of its time lost over a window's four CREDITs), and the window holds less than GROWTH_FACTOR x
+ * rate x loop, unless the previous doubling raised the rate by less than MIN_RATE_GAIN. Each is the smallest sample of
+ * the last two epochs: one stall of our own event loop inflates one sample, not all of them.
  *
  * | state (per stream) | event                                                       | next                         |
  * |--------------------|-------------------------------------------------------------|------------------------------|
@@ -36,12 +36,15 @@
  * | any                | the stream closed                                           | released (growth given back) |
  */
 
-/** The window must hold this many times rate x credit loop: credit returns at half a window. */
+/** The window must hold this many times rate x credit loop: the sender's turn and the credit batches need a margin. */
 export const GROWTH_FACTOR = 2;
 /** A doubling that raised the delivery rate by less than this was not what limited the transfer. */
 const MIN_RATE_GAIN = 1.25;
-/** The reader must have idled, waiting for credited data, for at least 1/IDLE_SHARE of a window's worth of its time. */
-const IDLE_SHARE = 8;
+/**
+ * At each CREDIT (a quarter window, stream.ts) the reader must have idled, waiting for the credited data, for at least
+ * 1/IDLE_SHARE of the time a window takes it: at 32, the four CREDITs of a window cost an eighth of its time or more.
+ */
+const IDLE_SHARE = 32;
 
 export interface WindowTunerOptions {
   /** Where a bulk window starts (SessionOptions.bulkWindow). */

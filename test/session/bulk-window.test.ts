@@ -51,7 +51,7 @@ interface SimEvent {
  * One download on a simulated link, event by event: the sender writes every frame its credit allows as soon as the
  * credit arrives, the path carries them at `linkRate` after rttMs / 2, the reader takes them one at a time at
  * `readRate` (reporting each one's arrival to the tuner when it reads it, as the session does) and returns credit in
- * batches of half its window, which reach the sender rttMs / 2 later. The tuner runs on the simulation's clock.
+ * batches of a quarter of its window (a bulk body's, stream.ts), which reach the sender rttMs / 2 later. The tuner runs on the simulation's clock.
  */
 function simulate(link: Link) {
   let now = 0;
@@ -119,7 +119,7 @@ function simulate(link: Link) {
       delivered += e.bytes;
       unacked += e.bytes;
       tuned.caughtUp();
-      if (unacked >= window / 2) {
+      if (unacked >= window / 4) {
         const extra = tuned.credit(unacked, window);
         window += extra;
         if (extra > 0) growth.push({ atMs: Math.round(now), window });
