@@ -128,7 +128,7 @@ export class Stream {
   private reassembly: Reassembly | undefined;
   private recvUnacked = 0;
   private recvMessagesUnacked = 0;
-  /** A bulk body's receive window, grown by the window tuner as credit is returned; undefined for other streams. */
+  /** A bulk body's receive window, grown and shrunk by the window tuner as credit is returned; undefined otherwise. */
   private tuned: TunedWindow | undefined;
   /** Items delivered to the owner and not yet consumed (autoCredit off). */
   private unconsumed = 0;
@@ -425,7 +425,7 @@ export class Stream {
     if (this.tuned === undefined && this.state !== StreamState.CLOSED) this.tuned = this.host.windowTuner.track(this.recvWindowSize);
   }
 
-  /** The receive window granted on this stream now (bytes): bulkWindow, or what the window tuner grew it to. */
+  /** The receive window granted on this stream now (bytes): bulkWindow, or what the window tuner made of it. */
   get receiveWindowSize(): number {
     return this.recvWindowSize;
   }
@@ -506,12 +506,12 @@ export class Stream {
     // batch credit: one CREDIT frame per half window, not one per message; a bulk body's per quarter window, so the
     // sender gets credit back while three quarters are still in flight and a small window does not run the pipe dry
     if (this.recvUnacked >= this.recvWindowSize >>> (this.tuned === undefined ? 1 : 2)) {
-      // a bulk body's window may grow: the growth rides on this CREDIT
-      const growth = this.tuned === undefined ? 0 : this.tuned.credit(this.recvUnacked, this.recvWindowSize);
-      const increment = this.recvUnacked + growth;
-      this.recvWindowSize += growth;
+      // a bulk body's window may grow (this CREDIT carries more) or shrink (it carries less, maybe nothing)
+      const change = this.tuned === undefined ? 0 : this.tuned.credit(this.recvUnacked, this.recvWindowSize);
+      const increment = this.recvUnacked + change;
+      this.recvWindowSize += change;
       this.recvWindow += increment;
-      this.output.writeFrame(FrameType.CREDIT, 0, this.id, encodeCredit(increment));
+      if (increment > 0) this.output.writeFrame(FrameType.CREDIT, 0, this.id, encodeCredit(increment));
       this.recvUnacked = 0;
     }
   }

@@ -1,14 +1,15 @@
 /**
  * Sizes the receive window of bulk bodies (a download's caller, an upload's handler) to what the connection needs,
  * instead of one fixed size: a window starts at `bulkWindow`, small enough that on a fast local link the bytes in
- * flight ahead of a small call's reply stay few, and grows while the transfer shows that the window, not the reader,
- * the sender or the link, limits it (a long fat link: 1 Gbit/s x 50 ms needs ~6 MiB in flight). Growth is credit the
- * receiver sends beyond the window it granted (CREDIT increments are the protocol's own: nothing changes on the wire),
- * up to `maxBulkWindow` per stream, and is reserved from the connection's memory (at most `connectionWindow` of growth
- * on all its streams together: more could not be in flight anyway) and from the process's budget: a grown window is
- * what a stopped reader makes us hold. Windows never shrink (credit granted cannot be taken back); a stream's growth is
- * given back when it closes. Knows nothing of frames or of the rpc layer: a stream reports each DATA frame's arrival
- * and each time its reader has caught up, and asks, at each batch of credit it returns, how much to add.
+ * flight ahead of a small call's reply stay few, grows while the transfer shows that the window, not the reader, the
+ * sender or the link, limits it (a long fat link: 1 Gbit/s x 50 ms needs ~6 MiB in flight), and shrinks back towards
+ * `bulkWindow` once it no longer does. Growth is credit the receiver sends beyond the window it granted, shrinking is
+ * credit it keeps back (CREDIT increments are the protocol's own: nothing changes on the wire). Growth goes up to
+ * `maxBulkWindow` per stream and is reserved from the connection's memory (at most `connectionWindow` of growth on all
+ * its streams together: more could not be in flight anyway) and from the process's budget: a grown window is what a
+ * stopped reader makes us hold; it is given back as the window shrinks and when the stream closes. Knows nothing of
+ * frames or of the rpc layer: a stream reports each DATA frame's arrival and each time its reader has caught up, and
+ * asks, at each batch of credit it returns, by how much to change the window.
  *
  * What the window must hold is the delivery rate times the time credit takes to come back as data (ideas from HTTP/2's
  * BDP estimation and QUIC's window auto-tuning; no code taken). All is measured on the stream itself, no PING needed:
@@ -21,19 +22,25 @@
  * The loop alone would grow the window without end when the reader is the bottleneck (a fast local link): the byte
  * queues behind the window's own data, so the loop grows with the window. The wait tells the cases apart: when the
  * window limits the transfer the reader idles for most of a round trip at each CREDIT; when the reader is the limit it
- * never idles (the data is queued right behind), and when the sender is, it idles before every frame alike. So the
- * window doubles when the reader idled, before the credited data, for at least 1/IDLE_SHARE of the time a window
- * takes it (an eighth of its time lost over a window's four CREDITs), and the window holds less than GROWTH_FACTOR x
- * rate x loop, unless the previous doubling raised the rate by less than MIN_RATE_GAIN. Each is the smallest sample of
- * the last two epochs: one stall of our own event loop inflates one sample, not all of them.
+ * never idles (the data is queued right behind). So the window doubles when, at every CREDIT of the last two epochs,
+ * the reader idled for at least 1/IDLE_SHARE of the time a window takes it (an eighth of its time over a window's four
+ * CREDITs) and the window holds less than GROWTH_FACTOR x rate x loop, unless the previous doubling raised the rate by
+ * less than MIN_RATE_GAIN. Smallest samples of two epochs: one stall of our own event loop inflates one, not all.
+ * A slow sender also leaves the reader idle, at every frame: that can buy one doubling, which does not raise the rate,
+ * so it is the last (and a slow sender cannot fill the window anyway). Once QUIET_EPOCHS epochs in a row show no such
+ * wait (the reader, not the window, is the limit again: a sender that was slow while warming up, a burst of CPU
+ * contention that is over), the window gives back an eighth of itself, down to where it started: a window grown by a
+ * passing cause does not keep a large queue ahead of small replies for the rest of the transfer.
  *
- * | state (per stream) | event                                                       | next                         |
- * |--------------------|-------------------------------------------------------------|------------------------------|
- * | MEASURING          | a whole window consumed; the reader idled for credit, rate  | SETTLING (window doubled)    |
- * |                    | x loop says grow, the last doubling paid; budget ok         |                              |
- * | MEASURING          | a whole window consumed; enough (or no sample yet)          | MEASURING (new epoch)        |
- * | SETTLING           | a whole window consumed (the doubling took effect)          | MEASURING (new epoch)        |
- * | any                | the stream closed                                           | released (growth given back) |
+ * | state (per stream) | event (each at the end of an epoch: a whole window consumed)       | next                  |
+ * |--------------------|--------------------------------------------------------------------|-----------------------|
+ * | MEASURING          | the reader idled at every CREDIT, rate x loop says grow, the last  | SETTLING (doubled)    |
+ * |                    | doubling paid, the budget allows                                   |                       |
+ * | MEASURING          | idled, but nothing more to gain (or no budget)                     | MEASURING             |
+ * | MEASURING          | the QUIET_EPOCHS-th epoch in a row without idling, window grown    | MEASURING (shrinks)   |
+ * | MEASURING          | otherwise                                                          | MEASURING             |
+ * | SETTLING           | (the doubling took effect during it: not measured)                 | MEASURING             |
+ * | any                | the stream closed                                                  | released              |
  */
 
 /** The window must hold this many times rate x credit loop: the sender's turn and the credit batches need a margin. */
@@ -45,6 +52,8 @@ const MIN_RATE_GAIN = 1.25;
  * 1/IDLE_SHARE of the time a window takes it: at 32, the four CREDITs of a window cost an eighth of its time or more.
  */
 const IDLE_SHARE = 32;
+/** Epochs in a row without the reader idling for credit before a grown window shrinks by an eighth. */
+export const QUIET_EPOCHS = 4;
 
 export interface WindowTunerOptions {
   /** Where a bulk window starts (SessionOptions.bulkWindow). */
@@ -70,6 +79,8 @@ export interface WindowStats {
   readonly grownBytes: number;
   /** Doublings so far. */
   readonly growths: number;
+  /** Shrinks (by an eighth) so far. */
+  readonly shrinks: number;
   /** The credit loop that last made a window grow, in ms (undefined before the first growth). */
   readonly loopMs: number | undefined;
   /** How long the reader had idled, waiting for credited data, when a window last grew, in ms. */
@@ -81,6 +92,7 @@ export class WindowTuner {
   private largestWindow = 0;
   private grownBytes = 0;
   private growths = 0;
+  private shrinks = 0;
   private lastLoopMs: number | undefined;
   private lastIdleMs: number | undefined;
 
@@ -97,6 +109,7 @@ export class WindowTuner {
       largestWindowBytes: this.largestWindow,
       grownBytes: this.grownBytes,
       growths: this.growths,
+      shrinks: this.shrinks,
       loopMs: this.lastLoopMs,
       idleMs: this.lastIdleMs,
     };
@@ -112,7 +125,7 @@ export class WindowTuner {
 
   /** @internal For TunedWindow: how many bytes to add to a window of `window` bytes, from its measurements. */
   growthFor(tuned: TunedWindow, rate: number, loopMs: number, idleMs: number, window: number): number {
-    if (rate * idleMs * IDLE_SHARE < window || rate * loopMs * GROWTH_FACTOR <= window) return 0;
+    if (rate * loopMs * GROWTH_FACTOR <= window) return 0;
     if (tuned.rateAtGrowth > 0 && rate < tuned.rateAtGrowth * MIN_RATE_GAIN) return 0;
     const extra = Math.min(window * 2, this.options.maxBulkWindow) - window;
     if (extra <= 0 || !this.memory.reserveWindowGrowth(extra)) return 0;
@@ -124,11 +137,16 @@ export class WindowTuner {
     return extra;
   }
 
-  /** @internal For TunedWindow: its stream closed, and its growth goes back. */
-  released(grown: number): void {
+  /** @internal For TunedWindow: `bytes` of its growth given back (it shrank, or its stream closed). */
+  gaveBack(bytes: number, shrink: boolean): void {
+    if (shrink) this.shrinks++;
+    this.grownBytes -= bytes;
+    if (bytes > 0) this.memory.releaseWindowGrowth(bytes);
+  }
+
+  /** @internal For TunedWindow: its stream closed. */
+  closed(): void {
     this.streams--;
-    this.grownBytes -= grown;
-    if (grown > 0) this.memory.releaseWindowGrowth(grown);
   }
 }
 
@@ -136,8 +154,10 @@ export class WindowTuner {
 export class TunedWindow {
   private epochStart: number;
   private epochBytes = 0;
-  /** The epoch after a doubling straddles the old and the new window: its rate is not compared. */
+  /** The epoch after a doubling straddles the old and the new window: it is not measured. */
   private settling = false;
+  /** Epochs in a row in which the reader did not idle for credit. */
+  private quietEpochs = 0;
   /** When the CREDIT whose loop is being timed was sent (ms); -1: none pending. */
   private pendingAt = -1;
   /** Credit granted since (and with) that CREDIT: a DATA frame leaving less credit than this used it. */
@@ -149,9 +169,10 @@ export class TunedWindow {
   private loopLastEpoch = Infinity;
   private idleThisEpoch = Infinity;
   private idleLastEpoch = Infinity;
+  /** Bytes of window beyond where it started (reserved). */
   private grown = 0;
   private released = false;
-  /** The delivery rate (bytes/ms) measured when the window last grew; 0 before. */
+  /** The delivery rate (bytes/ms) measured when the window last grew; 0 before, and after a shrink. */
   rateAtGrowth = 0;
 
   constructor(
@@ -182,29 +203,30 @@ export class TunedWindow {
   }
 
   /**
-   * The stream returns `bytes` of credit (one batch) on a receive window of `window` bytes: how many bytes to add to
-   * the window, and to this CREDIT (0 mostly).
+   * The stream returns `bytes` of credit (one batch) on a receive window of `window` bytes: by how much to change the
+   * window, and this CREDIT: 0 mostly, more to grow, less (never below -bytes) to shrink.
    */
   credit(bytes: number, window: number): number {
     if (this.released) return 0;
-    const growth = this.endOfEpoch(bytes, window);
+    const change = this.endOfEpoch(bytes, window);
     if (this.pendingAt < 0) {
       this.pendingAt = this.tuner.now();
       this.creditSincePending = 0;
     }
-    this.creditSincePending += bytes + growth;
-    return growth;
+    this.creditSincePending += bytes + change;
+    return change;
   }
 
   /** The stream closed: its growth goes back to the budgets. Idempotent. */
   release(): void {
     if (this.released) return;
     this.released = true;
-    this.tuner.released(this.grown);
+    this.tuner.gaveBack(this.grown, false);
+    this.tuner.closed();
     this.grown = 0;
   }
 
-  /** Counts `bytes` consumed; once a whole window was, measures the epoch and decides the growth. */
+  /** Counts `bytes` consumed; once a whole window was, measures the epoch and decides the change. */
   private endOfEpoch(bytes: number, window: number): number {
     this.epochBytes += bytes;
     if (this.epochBytes < window) return 0;
@@ -223,7 +245,9 @@ export class TunedWindow {
       this.settling = false;
       return 0;
     }
-    if (loop === Infinity) return 0;
+    if (loop === Infinity) return 0; // no CREDIT's data has arrived yet
+    if (rate * idle * IDLE_SHARE < window) return this.quiet(bytes, window);
+    this.quietEpochs = 0;
     const extra = this.tuner.growthFor(this, rate, loop, idle, window);
     if (extra > 0) {
       this.grown += extra;
@@ -231,5 +255,17 @@ export class TunedWindow {
       this.settling = true;
     }
     return extra;
+  }
+
+  /** An epoch in which the reader did not wait for credit: after QUIET_EPOCHS in a row, a grown window shrinks. */
+  private quiet(bytes: number, window: number): number {
+    if (this.grown === 0 || ++this.quietEpochs < QUIET_EPOCHS) return 0;
+    this.quietEpochs = 0;
+    // an eighth of the window, never more than it grew, nor more than this batch of credit (kept back from it)
+    const shrink = Math.min(window >>> 3, this.grown, bytes);
+    this.grown -= shrink;
+    this.rateAtGrowth = 0; // the next need may grow it again
+    this.tuner.gaveBack(shrink, true);
+    return -shrink;
   }
 }
