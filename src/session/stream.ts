@@ -425,11 +425,6 @@ export class Stream {
     if (this.tuned === undefined && this.state !== StreamState.CLOSED) this.tuned = this.host.windowTuner.track(this.recvWindowSize);
   }
 
-  /** The receive window granted on this stream now (bytes): bulkWindow, or what the window tuner made of it. */
-  get receiveWindowSize(): number {
-    return this.recvWindowSize;
-  }
-
   private deliver(bytes: Uint8Array, charge: number, message: boolean, final: boolean): void {
     if (!this.autoCredit) this.unconsumed++;
     else if (!final) {
