@@ -21,23 +21,28 @@
  *   byte; nothing when the reader was still busy with earlier data.
  * The loop alone would grow the window without end when the reader is the bottleneck (a fast local link): the byte
  * queues behind the window's own data, so the loop grows with the window. The wait tells the cases apart: when the
- * window limits the transfer the reader idles for most of a round trip at each CREDIT; when the reader is the limit it
- * never idles (the data is queued right behind). So the window doubles when, at every CREDIT of the last two epochs,
- * the reader idled for at least 1/IDLE_SHARE of the time a window takes it (an eighth of its time over a window's four
- * CREDITs) and the window holds less than GROWTH_FACTOR x rate x loop, unless the previous doubling raised the rate by
- * less than MIN_RATE_GAIN. Smallest samples of two epochs: one stall of our own event loop inflates one, not all.
- * A slow sender also leaves the reader idle, at every frame: that can buy one doubling, which does not raise the rate,
- * so it is the last (and a slow sender cannot fill the window anyway). Once QUIET_EPOCHS epochs in a row show no such
- * wait (the reader, not the window, is the limit again: a sender that was slow while warming up, a burst of CPU
- * contention that is over), the window gives back an eighth of itself, down to where it started: a window grown by a
- * passing cause does not keep a large queue ahead of small replies for the rest of the transfer.
+ * window limits the transfer the reader idles for most of a round trip at each CREDIT, and hardly before the frames
+ * that follow in the same burst; when the reader is the limit it waits before every frame only as long as reading it
+ * takes (the socket read, and a CREDIT written just before, fall between the reader catching up and the frame's
+ * arrival); when the sender or the link is, it waits about as long before every frame. So what counts is the wait
+ * before credited data beyond the wait before other frames: the window doubles when, at every CREDIT of the last two
+ * epochs, that excess was at least 1/IDLE_SHARE of the time a window takes the reader (an eighth of its time over a
+ * window's four CREDITs), and the window holds less than GROWTH_FACTOR x rate x loop, unless the previous doubling
+ * raised the rate by less than MIN_RATE_GAIN (then something else is the limit). Smallest samples of two epochs: one
+ * stall of our own event loop inflates one, not all. Once QUIET_EPOCHS epochs in a row show no such wait while the
+ * reader was busy most of the time (it, not the window, is the limit again: a sender that was slow while warming up,
+ * a burst of CPU contention that is over), the window gives back an eighth of itself, down to where it started: a
+ * window grown by a passing cause does not keep a large queue ahead of small replies for the rest of the transfer.
+ * A reader that mostly waits (the link or the sender is the limit: a long fat path) keeps its window: there the queue
+ * is the path's, and giving back what it needs would cost throughput the reader's wait cannot show.
  *
  * | state (per stream) | event (each at the end of an epoch: a whole window consumed)       | next                  |
  * |--------------------|--------------------------------------------------------------------|-----------------------|
  * | MEASURING          | the reader idled at every CREDIT, rate x loop says grow, the last  | SETTLING (doubled)    |
  * |                    | doubling paid, the budget allows                                   |                       |
  * | MEASURING          | idled, but nothing more to gain (or no budget)                     | MEASURING             |
- * | MEASURING          | the QUIET_EPOCHS-th epoch in a row without idling, window grown    | MEASURING (shrinks)   |
+ * | MEASURING          | the QUIET_EPOCHS-th epoch in a row without idling for credit, the  | MEASURING (shrinks)   |
+ * |                    | reader busy most of each, the window grown                         |                       |
  * | MEASURING          | otherwise                                                          | MEASURING             |
  * | SETTLING           | (the doubling took effect during it: not measured)                 | MEASURING             |
  * | any                | the stream closed                                                  | released              |
@@ -169,6 +174,14 @@ export class TunedWindow {
   private loopLastEpoch = Infinity;
   private idleThisEpoch = Infinity;
   private idleLastEpoch = Infinity;
+  /** Over this epoch and the one before: frames that were not the first of a CREDIT's data, and the reader's total
+   * wait before them (ms). */
+  private otherFrames = 0;
+  private otherWait = 0;
+  private otherFramesLastEpoch = 0;
+  private otherWaitLastEpoch = 0;
+  /** The reader's wait before every frame of this epoch (ms): how much of it the reader spent waiting. */
+  private waitedThisEpoch = 0;
   /** Bytes of window beyond where it started (reserved). */
   private grown = 0;
   private released = false;
@@ -187,9 +200,17 @@ export class TunedWindow {
    * `readerWaiting`: everything delivered before it had been consumed.
    */
   dataArrived(creditLeft: number, readerWaiting: boolean): void {
-    if (this.pendingAt < 0 || creditLeft >= this.creditSincePending) return;
+    if (this.pendingAt < 0 || creditLeft >= this.creditSincePending) {
+      this.otherFrames++;
+      if (!readerWaiting) return;
+      const waited = this.tuner.now() - this.caughtUpAt;
+      this.otherWait += waited;
+      this.waitedThisEpoch += waited;
+      return;
+    }
     // the first byte the pending CREDIT allowed: it could not leave the sender before that CREDIT arrived
     const now = this.tuner.now();
+    if (readerWaiting) this.waitedThisEpoch += now - this.caughtUpAt;
     const loop = now - this.pendingAt;
     const idle = readerWaiting ? now - (this.caughtUpAt > this.pendingAt ? this.caughtUpAt : this.pendingAt) : 0;
     if (loop < this.loopThisEpoch) this.loopThisEpoch = loop;
@@ -235,6 +256,14 @@ export class TunedWindow {
     const rate = elapsed > 0 ? this.epochBytes / elapsed : Infinity;
     const loop = this.loopThisEpoch < this.loopLastEpoch ? this.loopThisEpoch : this.loopLastEpoch;
     const idle = this.idleThisEpoch < this.idleLastEpoch ? this.idleThisEpoch : this.idleLastEpoch;
+    const waitedShare = elapsed > 0 ? this.waitedThisEpoch / elapsed : 0;
+    this.waitedThisEpoch = 0;
+    const others = this.otherFrames + this.otherFramesLastEpoch;
+    const usualWait = others > 0 ? (this.otherWait + this.otherWaitLastEpoch) / others : 0;
+    this.otherFramesLastEpoch = this.otherFrames;
+    this.otherWaitLastEpoch = this.otherWait;
+    this.otherFrames = 0;
+    this.otherWait = 0;
     this.epochStart = now;
     this.epochBytes = 0;
     this.loopLastEpoch = this.loopThisEpoch;
@@ -246,7 +275,8 @@ export class TunedWindow {
       return 0;
     }
     if (loop === Infinity) return 0; // no CREDIT's data has arrived yet
-    if (rate * idle * IDLE_SHARE < window) return this.quiet(bytes, window);
+    // what the reader could have taken while it waited for credited data, beyond its usual wait for a frame
+    if (rate * (idle - usualWait) * IDLE_SHARE < window) return this.quiet(bytes, window, waitedShare);
     this.quietEpochs = 0;
     const extra = this.tuner.growthFor(this, rate, loop, idle, window);
     if (extra > 0) {
@@ -257,8 +287,12 @@ export class TunedWindow {
     return extra;
   }
 
-  /** An epoch in which the reader did not wait for credit: after QUIET_EPOCHS in a row, a grown window shrinks. */
-  private quiet(bytes: number, window: number): number {
+  /**
+   * An epoch in which the reader did not wait for credit: after QUIET_EPOCHS in a row in which it was busy for most of
+   * its time (`waitedShare` is the part it spent waiting), a grown window shrinks.
+   */
+  private quiet(bytes: number, window: number, waitedShare: number): number {
+    if (waitedShare >= 0.5) this.quietEpochs = 0; // the path or the sender is the limit: the queue is not ours
     if (this.grown === 0 || ++this.quietEpochs < QUIET_EPOCHS) return 0;
     this.quietEpochs = 0;
     // an eighth of the window, never more than it grew, nor more than this batch of credit (kept back from it)
