@@ -1,7 +1,8 @@
 /**
  * What one connection's peer may make us hold in memory, beyond a frame in transit, and the process-wide budget it
- * shares with every other connection: bytes of partly received messages (maxReassemblyBytes) and bytes queued to send
- * on streams while the peer's credit holds them back (maxQueuedSendBytes). A reservation must fit both the
+ * shares with every other connection: bytes of partly received messages (maxReassemblyBytes), bytes queued to send
+ * on streams while the peer's credit holds them back (maxQueuedSendBytes), and the growth of bulk receive windows
+ * beyond bulkWindow (window-tuner.ts; at most connectionWindow on all streams together). A reservation must fit both the
  * connection's own limit and the process's MemoryBudget; a refusal comes back as the message a stream fails with
  * (RESOURCE_EXHAUSTED), naming the budget and how to raise it. Knows nothing of streams or frames: only bytes.
  */
@@ -11,6 +12,8 @@ import { reassemblyBudgetMessage } from './errors.js';
 export interface ConnectionMemoryOptions {
   readonly maxReassemblyBytes: number;
   readonly maxQueuedSendBytes: number;
+  /** Bounds the window growth of all bulk streams together: more could not be in flight on the connection anyway. */
+  readonly connectionWindow: number;
 }
 
 /** Why a stream failed whose queued bytes did not fit the connection's budget for them. */
@@ -26,6 +29,7 @@ export function processBudgetMessage(limitBytes: number, what: string): string {
 export class ConnectionMemory {
   private reassemblyBytes = 0;
   private queuedSendBytes = 0;
+  private windowGrowthBytes = 0;
   /** The connection is closed: everything went back to the process, and nothing more is reserved. */
   private closed = false;
   /**
@@ -75,17 +79,34 @@ export class ConnectionMemory {
     this.process.release(bytes);
   }
 
-  /** Bytes this connection holds now (both kinds). */
+  /**
+   * Growth of a bulk stream's receive window (what a stopped reader would make us hold beyond bulkWindow). False,
+   * reserving nothing, past the connection's share (connectionWindow) or the process's budget: the window stays as it is.
+   */
+  reserveWindowGrowth(bytes: number): boolean {
+    if (this.closed || this.windowGrowthBytes + bytes > this.options.connectionWindow || !this.process.tryReserve(bytes)) return false;
+    this.windowGrowthBytes += bytes;
+    return true;
+  }
+
+  releaseWindowGrowth(bytes: number): void {
+    if (this.closed) return;
+    this.windowGrowthBytes -= bytes;
+    this.process.release(bytes);
+  }
+
+  /** Bytes this connection holds now (all kinds; window growth counts as held: the peer may fill it). */
   get heldBytes(): number {
-    return this.reassemblyBytes + this.queuedSendBytes;
+    return this.reassemblyBytes + this.queuedSendBytes + this.windowGrowthBytes;
   }
 
   /** The connection closed: whatever it still holds goes back to the process budget, and later calls change nothing. */
   close(): void {
     if (this.closed) return;
     this.closed = true;
-    this.process.release(this.reassemblyBytes + this.queuedSendBytes);
+    this.process.release(this.reassemblyBytes + this.queuedSendBytes + this.windowGrowthBytes);
     this.reassemblyBytes = 0;
     this.queuedSendBytes = 0;
+    this.windowGrowthBytes = 0;
   }
 }

@@ -31,8 +31,19 @@ export interface SessionOptions {
   initialStreamWindow?: number;
   /** Messages the peer may send on a stream before we grant more (consumption-based). Default 1 024. */
   initialMessageWindow?: number;
-  /** Receive window granted to bulk byte streams (upload handlers, download callers). Default 1 MiB. */
+  /**
+   * Receive window a bulk body (an upload's handler, a download's caller) starts with. Default 256 KiB: on a local
+   * link the bytes in flight ahead of a small call's reply stay few; the window grows from there as the connection
+   * needs (maxBulkWindow).
+   */
   bulkWindow?: number;
+  /**
+   * How far the receiver may grow one bulk body's window while the transfer shows that the window limits it (the
+   * reader idles waiting for credited data; a long fat link), within connectionWindow of growth per connection and
+   * the memoryBudget (session/window-tuner.ts). Default 16 MiB, or bulkWindow when that is larger; bulkWindow (or
+   * less) turns the growth off.
+   */
+  maxBulkWindow?: number;
   /** Receive window granted to the whole connection. Default 16 MiB. */
   connectionWindow?: number;
   /** Streams the peer may have open towards us at once; more are refused (retry-safe). Default 100. */
@@ -173,6 +184,7 @@ export function resolveSessionOptions(options: SessionOptions = {}): ResolvedSes
   const o = { ...DEFAULT_LIMITS, ...LIFECYCLE_DEFAULTS, ...MEMORY_DEFAULTS, ...stripUndefined(options) };
   const maxMessageBytes = integer('maxMessageBytes', o.maxMessageBytes, 0, 0xffff_ffff);
   const maxConcurrentStreams = integer('maxConcurrentStreams', o.maxConcurrentStreams, 1, 0xffff_ffff);
+  const bulkWindow = integer('bulkWindow', o.bulkWindow, MIN_MAX_FRAME_BYTES, MAX_WINDOW);
   return {
     maxFrameBytes: integer('maxFrameBytes', o.maxFrameBytes, MIN_MAX_FRAME_BYTES, MAX_MAX_FRAME_BYTES),
     maxMessageBytes,
@@ -180,7 +192,8 @@ export function resolveSessionOptions(options: SessionOptions = {}): ResolvedSes
     maxMetadataEntries: integer('maxMetadataEntries', o.maxMetadataEntries, 0, 255),
     initialStreamWindow: integer('initialStreamWindow', o.initialStreamWindow, MIN_MAX_FRAME_BYTES, MAX_WINDOW),
     initialMessageWindow: integer('initialMessageWindow', o.initialMessageWindow, 1, MAX_WINDOW),
-    bulkWindow: integer('bulkWindow', o.bulkWindow, MIN_MAX_FRAME_BYTES, MAX_WINDOW),
+    bulkWindow,
+    maxBulkWindow: integer('maxBulkWindow', options.maxBulkWindow ?? Math.max(DEFAULT_LIMITS.maxBulkWindow, bulkWindow), MIN_MAX_FRAME_BYTES, MAX_WINDOW),
     connectionWindow: integer('connectionWindow', o.connectionWindow, MIN_MAX_FRAME_BYTES, MAX_WINDOW),
     maxConcurrentStreams,
     maxReassemblyBytes: integer(

@@ -1,9 +1,12 @@
 /**
  * Everything a session sends, and when. Frames are queued in a FrameWriter and leave in one vectored write per flush;
- * a flush runs at the end of the tick that queued them (or at once past EAGER_FLUSH_BYTES), lets the streams' queued
- * data out through the fair scheduler within a per-flush budget, and holds stream data back while the transport asks
- * us to wait. The outbox is the only owner of the connection's send credit: a stream writes DATA through writeData,
- * which spends it, and only the peer's CREDIT on stream 0 (addCredit) adds to it.
+ * a flush runs at the end of the tick that queued them (or at once past EAGER_FLUSH_BYTES): first what was queued
+ * since the last one (control frames and small messages written at once), then what the scheduler lets out of the
+ * streams' queues, small messages first (its latency class), then bulk data round-robin, within a budget per
+ * event-loop turn (TURN_WRITE_BUDGET_BYTES, what the transport still holds counted in). Stream data is held back
+ * while the transport asks us to wait, so a small frame never waits behind more than that budget of our own bulk data.
+ * The outbox is the only owner of the connection's send credit: a stream writes DATA through writeData, which spends
+ * it, and only the peer's CREDIT on stream 0 (addCredit) adds to it.
  *
  * While the transport asks us to wait, only frames that must not queue behind data (control frames, END, RESET,
  * OPEN) are still added, and each one but OPEN counts: past maxBlockedWriteFrames frames or maxBlockedWriteBytes bytes
@@ -38,8 +41,14 @@ export interface OutboxEvents {
   onWriteStall(message: string): void;
 }
 
-/** Upper bound on one flush's scheduled stream data, so one tick never writes without yielding. */
-const FLUSH_BUDGET_BYTES = 1024 * 1024;
+/**
+ * Stream data handed to the transport per event-loop turn, what the transport still holds counted in: one turn never
+ * writes more without yielding to I/O, and a small frame written now waits behind at most this much of our own bulk
+ * data in the transport's buffer (bulk is held back while it holds more: a write past its high-water mark waits for
+ * 'drain'). 256 KiB: four bulk frames, as much as the read side handles per turn (options.ts DEFAULT_READ_BUDGET_BYTES),
+ * ~80 µs of loopback copying; 1 MiB put a ~300 µs floor under a reply's wait beside a download.
+ */
+export const TURN_WRITE_BUDGET_BYTES = 256 * 1024;
 /**
  * Once this much is queued, write at once instead of at the end of the tick. With 64 calls in flight, waiting for
  * the whole batch made the two processes take turns; writing every ~25 small calls lets the peer start on the first
@@ -51,6 +60,9 @@ export class Outbox implements StreamOutput {
   private readonly writer = new FrameWriter();
   private readonly scheduler = new StreamScheduler();
   private flushScheduled = false;
+  /** Stream data pumped in this event-loop turn (TURN_WRITE_BUDGET_BYTES); reset by a setImmediate once a turn pumps. */
+  private turnBytes = 0;
+  private turnEndScheduled = false;
   /** Set while a flush pumps the streams: their frames join that flush instead of starting another. */
   private flushing = false;
   /** The transport asked us to wait (a write returned false) and has not drained yet. */
@@ -166,12 +178,14 @@ export class Outbox implements StreamOutput {
     return this.writer.target;
   }
 
-  /** Writes what is queued now, after as much stream data as the budget and the transport allow. */
+  /**
+   * Writes what is queued now: the frames queued since the last flush (control frames, small messages written at
+   * once), then what the scheduler lets out (small messages first, then bulk) within this turn's budget.
+   */
   flush(): void {
     if (this.stopped) return;
     this.flushing = true;
-    // stream data after the control frames already queued; yield to I/O when one flush's budget is spent
-    if (!this.blocked && this.scheduler.pump(FLUSH_BUDGET_BYTES, this.writer)) setImmediate(this.flushLater);
+    if (!this.blocked && this.scheduler.hasReady) this.pumpStreams();
     this.flushing = false;
     if (this.writer.size === 0) return;
     if (!this.transport.write(this.writer.take()) && !this.blocked) {
@@ -254,7 +268,24 @@ export class Outbox implements StreamOutput {
     process.nextTick(this.flushTick);
   }
 
-  private readonly flushLater = (): void => this.scheduleFlush();
+  /** Lets the scheduled streams write within what is left of this turn's budget; the rest waits for the next turn. */
+  private pumpStreams(): void {
+    if (!this.turnEndScheduled) {
+      this.turnEndScheduled = true;
+      setImmediate(this.turnEnded); // after this turn's I/O: the next turn starts with a full budget
+    }
+    const budget = TURN_WRITE_BUDGET_BYTES - this.turnBytes - (this.transport.writableLength ?? 0);
+    if (budget <= 0) return;
+    const before = this.writer.size;
+    this.scheduler.pump(budget, this.writer);
+    this.turnBytes += this.writer.size - before;
+  }
+
+  private readonly turnEnded = (): void => {
+    this.turnEndScheduled = false;
+    this.turnBytes = 0;
+    if (this.scheduler.hasReady) this.scheduleFlush();
+  };
 
   private readonly flushTick = (): void => {
     this.flushScheduled = false;

@@ -1,12 +1,19 @@
 /**
- * Picks the next frame to write, fairly between streams: round-robin, one frame per stream per turn, with a byte
- * budget per flush so a bulk sender cannot monopolise a tick. Streams waiting for connection credit are parked
- * until it arrives. Knows nothing of methods or codecs, nor of how frames reach the socket.
+ * Picks the next frame to write: small things first, then bulk data fairly between streams. Two classes of ready
+ * streams: the latency class (streams whose next frame is a small message or their END, send-queue.ts nextIsSmall) is
+ * emptied first at every pump, in the order the streams became ready; then the bulk class, round-robin, one frame per
+ * stream per turn, within the pump's byte budget, so a bulk sender can neither monopolise a tick nor put a small
+ * call's reply behind its data. A stream moves between the classes as its queue's head changes (it is in at most one
+ * list at a time, so its own frames never change order). Streams waiting for connection credit are parked until it
+ * arrives. Knows nothing of methods or codecs, nor of how frames reach the socket.
+ *
+ * Strict priority could starve bulk data if small messages kept arriving faster than a flush's budget: the bulk class
+ * always gets at least one turn per pump.
  *
  * A stream that closes while queued is not taken out at once (that would be a search per close); it is skipped when
  * its turn comes. While the transport asks us to wait, no turn comes: a peer that reads nothing and opens and cancels
- * calls at line rate would pile up closed streams here without end (each holding its stream object). So both lists
- * drop their closed streams whenever they have doubled since the last time: never more than twice the open streams
+ * calls at line rate would pile up closed streams here without end (each holding its stream object). So every list
+ * drops its closed streams whenever it has doubled since the last time: never more than twice the open streams
  * (plus COMPACT_MIN), at an amortised cost of one check per stream queued.
  */
 import { WriteResult } from './send-queue.js';
@@ -15,75 +22,111 @@ import type { Stream } from './stream.js';
 /** Below this many entries a list is never searched for closed streams. */
 const COMPACT_MIN = 1024;
 
-export class StreamScheduler {
-  private ready: Stream[] = [];
+/** A FIFO of streams (an array and a head index) that drops its closed streams whenever it has doubled. */
+class StreamList {
+  private items: Stream[] = [];
   private head = 0;
-  private waitingForConnectionCredit: Stream[] = [];
-  /** When `ready` (from head) reaches this length, its closed streams are dropped. */
-  private compactReadyAt = COMPACT_MIN;
-  private compactWaitingAt = COMPACT_MIN;
+  /** When the list (from head) reaches this length, its closed streams are dropped. */
+  private compactAt = COMPACT_MIN;
+
+  get length(): number {
+    return this.items.length - this.head;
+  }
+
+  push(stream: Stream): void {
+    this.items.push(stream);
+    if (this.items.length - this.head >= this.compactAt) {
+      this.items = openOnly(this.items, this.head);
+      this.head = 0;
+      this.compactAt = Math.max(COMPACT_MIN, 2 * this.items.length);
+    }
+  }
+
+  /** The next stream (the list is not empty). */
+  shift(): Stream {
+    const stream = this.items[this.head++]!;
+    if (this.head === this.items.length) this.clear();
+    return stream;
+  }
+
+  /** Takes every stream out, in order. */
+  takeAll(): Stream[] {
+    const all = this.head === 0 ? this.items : this.items.slice(this.head);
+    this.items = [];
+    this.clear();
+    return all;
+  }
+
+  clear(): void {
+    this.items.length = 0;
+    this.head = 0;
+    this.compactAt = COMPACT_MIN; // measured from what is queued from now on, not from an old burst
+  }
+}
+
+export class StreamScheduler {
+  /** Ready streams whose next frame is small: written first. */
+  private readonly small = new StreamList();
+  /** Ready streams whose next frame is bulk data: round-robin. */
+  private readonly bulk = new StreamList();
+  private readonly waitingForConnectionCredit = new StreamList();
 
   /** Streams queued or parked, closed ones not yet dropped included. */
   get size(): number {
-    return this.ready.length - this.head + this.waitingForConnectionCredit.length;
+    return this.small.length + this.bulk.length + this.waitingForConnectionCredit.length;
+  }
+
+  /** True while bulk data is ready to write (the outbox then keeps flushing). */
+  get hasReady(): boolean {
+    return this.small.length + this.bulk.length > 0;
   }
 
   /** Queues a stream that has frames to write; false if it was already queued (or parked). */
   add(stream: Stream): boolean {
     if (stream.scheduled) return false;
     stream.scheduled = true;
-    this.ready.push(stream);
-    if (this.ready.length - this.head >= this.compactReadyAt) {
-      this.ready = openOnly(this.ready, this.head);
-      this.head = 0;
-      this.compactReadyAt = Math.max(COMPACT_MIN, 2 * this.ready.length);
-    }
+    this.ready(stream);
     return true;
   }
 
   /**
    * Lets ready streams write until `budget` bytes are out (as measured by `output.size`, the bytes queued) or none is
-   * ready. Returns true when streams are still ready (the budget ran out): the caller should yield, then pump again.
+   * ready: the latency class first, then bulk round-robin (at least one bulk turn, whatever the small ones took).
+   * Returns true when streams are still ready (the budget ran out): the caller should yield, then pump again.
    */
   pump(budget: number, output: { readonly size: number }): boolean {
     const start = output.size;
-    while (this.head < this.ready.length && output.size - start < budget) {
-      const stream = this.ready[this.head++]!;
-      const result = stream.writeNext();
-      if (result === WriteResult.MORE) {
-        this.ready.push(stream);
-      } else if (result === WriteResult.CONNECTION_BLOCKED) {
-        // stays marked scheduled while parked, so a stream CREDIT cannot queue it a second time
-        this.waitingForConnectionCredit.push(stream);
-        if (this.waitingForConnectionCredit.length >= this.compactWaitingAt) {
-          this.waitingForConnectionCredit = openOnly(this.waitingForConnectionCredit, 0);
-          this.compactWaitingAt = Math.max(COMPACT_MIN, 2 * this.waitingForConnectionCredit.length);
-        }
-      } else {
-        stream.scheduled = false;
-      }
-    }
-    if (this.head < this.ready.length) return true;
-    this.ready.length = 0;
-    this.head = 0;
-    this.compactReadyAt = COMPACT_MIN; // measured from what is queued from now on, not from an old burst
-    return false;
+    while (this.small.length > 0 && output.size - start < budget) this.turn(this.small.shift());
+    for (let turns = 0; this.bulk.length > 0 && (output.size - start < budget || turns === 0); turns++) this.turn(this.bulk.shift());
+    return this.hasReady;
   }
 
   /** Connection credit arrived: every parked stream gets its turn again. */
   unpark(): void {
-    this.compactWaitingAt = COMPACT_MIN;
-    for (const stream of this.waitingForConnectionCredit.splice(0)) {
-      stream.scheduled = false;
-      this.add(stream);
-    }
+    for (const stream of this.waitingForConnectionCredit.takeAll()) this.ready(stream);
   }
 
   clear(): void {
-    this.ready.length = 0;
-    this.head = 0;
-    this.waitingForConnectionCredit.length = 0;
-    this.compactReadyAt = this.compactWaitingAt = COMPACT_MIN;
+    this.small.clear();
+    this.bulk.clear();
+    this.waitingForConnectionCredit.clear();
+  }
+
+  private ready(stream: Stream): void {
+    if (stream.sendsSmallNext) this.small.push(stream);
+    else this.bulk.push(stream);
+  }
+
+  private turn(stream: Stream): void {
+    const result = stream.writeNext();
+    if (result === WriteResult.MORE) {
+      this.ready(stream); // its next frame may be of the other class now
+    } else if (result === WriteResult.CONNECTION_BLOCKED) {
+      // stays marked scheduled while parked, so a stream CREDIT cannot queue it a second time
+      this.waitingForConnectionCredit.push(stream);
+    } else {
+      stream.scheduled = false;
+    }
   }
 }
 

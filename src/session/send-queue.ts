@@ -19,6 +19,13 @@ import { Flag, FrameType, MIN_DATA_FRAME_BYTES } from '../wire/constants.js';
 export const SEND_HIGH_WATER_BYTES = 64 * 1024;
 /** What a queued item costs against the high-water mark besides its bytes, so tiny messages cannot pile up by the million. */
 const QUEUED_ITEM_COST = 64;
+/**
+ * A message of at most this many bytes is small: written straight into the outgoing buffer when nothing holds it back
+ * (stream.ts), and when it has to wait, in the outbox's latency class, written before any bulk data at every flush
+ * (scheduler.ts). 16 KiB crosses loopback in a few microseconds, a quarter of one bulk frame, so letting it jump the
+ * queue costs bulk nothing measurable; a larger message is bulk itself, its latency dominated by its own size.
+ */
+export const SMALL_MESSAGE_BYTES = 16 * 1024;
 
 /** Result of Stream.writeNext for the session's scheduler: whether the stream's queue has more to write now. */
 export const enum WriteResult {
@@ -114,6 +121,16 @@ export class SendQueue {
   /** True while DATA bytes wait: a stall is then the peer's (its credit), not ours. */
   get holdsData(): boolean {
     return this.bytes > 0;
+  }
+
+  /**
+   * True when what would be written next is small (scheduler.ts writes it before bulk data): our END, the end of a
+   * bulk body (an empty END_STREAM), or the rest of a message of at most SMALL_MESSAGE_BYTES. Never a bulk chunk.
+   */
+  get nextIsSmall(): boolean {
+    const item = this.head;
+    if (item === undefined) return false;
+    return item.end || (item.flags !== 0 && item.bytes.length - item.offset <= SMALL_MESSAGE_BYTES);
   }
 
   /** True while what waits is within the high-water mark (each item counting 64 bytes besides its own). */

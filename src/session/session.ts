@@ -64,6 +64,7 @@ import { StreamAcceptor, type IncomingStream } from './stream-acceptor.js';
 import { StreamFrames } from './stream-frames.js';
 import { StreamOpener, type OpenStreamInit } from './stream-opener.js';
 import { StreamTable } from './stream-table.js';
+import { WindowTuner, type WindowStats } from './window-tuner.js';
 import { limitTimer } from '../timers.js';
 
 // what openStream() takes and the onStream hook gets, defined where each is made
@@ -135,6 +136,7 @@ export class Session implements StreamHost {
   private readonly hooks: Omit<SessionHooks, 'authToken'>;
   private readonly keepalive: Keepalive;
   private readonly lifetime: Lifetime;
+  readonly windowTuner: WindowTuner; // streams ask it how far to grow a bulk window (StreamHost)
 
   constructor(
     private readonly transport: Transport,
@@ -159,6 +161,7 @@ export class Session implements StreamHost {
         this.transport.destroy(); // a dead peer will not answer our FIN: do not linger on it
       },
     });
+    this.windowTuner = new WindowTuner(this.options, this.memory);
     this.closed = new Promise((resolve) => (this.resolveClosed = resolve));
     this.goingAway = new Promise((resolve) => (this.resolveGoingAway = resolve));
     this.decoder = new FrameDecoder(this.onFrame, {
@@ -189,6 +192,11 @@ export class Session implements StreamHost {
   /** Round-trip time of the last answered ping (yours or a keepalive's), in ms. */
   get rttMs(): number | undefined {
     return this.keepalive.rttMs;
+  }
+
+  /** What the window tuner has done: bulk windows tuned, the largest one, growth held, the loop it grew for (debugging, tests). */
+  get windowStats(): WindowStats {
+    return this.windowTuner.stats;
   }
 
   /** True while new streams may be opened. */

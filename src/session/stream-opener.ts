@@ -15,7 +15,10 @@ export interface OpenStreamInit {
   deadlineMs?: number;
   /** Metadata block from encodeMetadata. */
   metadataBlock?: Uint8Array;
-  /** Receive window to grant on this stream; default: the session's initialStreamWindow. */
+  /**
+   * Receive window to grant on this stream, for a bulk body (a download): the window tuner may grow it as the
+   * connection needs (window-tuner.ts). Default: the session's initialStreamWindow, never tuned.
+   */
   window?: number;
 }
 
@@ -99,6 +102,7 @@ export class StreamOpener {
       peer?.initialStreamWindow ?? 0, init.window ?? this.options.initialStreamWindow,
       peer?.initialMessageWindow ?? 0, this.options.initialMessageWindow,
     );
+    if (init.window !== undefined) stream.tuneReceiveWindow();
     // first come, first opened: with calls already queued (a freed slot opens them in a microtask), a new one waits
     if (this.queue.length === 0 && this.mayOpen() && this.active < this.peerLimit()) {
       this.writeOpen(stream, method, init, length);

@@ -56,7 +56,8 @@ import { encodeCredit, encodeEnd, encodeReset } from '../wire/payloads.js';
 import { messageTooLargeMessage } from './errors.js';
 import type { PeerGuard } from './peer-guard.js';
 import { Reassembly, type ReassemblyLimits, type ReassemblyMemory } from './reassembly.js';
-import { dataFloorFor, QueueStep, SendQueue, WriteResult, type QueueMemory, type QueueOutput } from './send-queue.js';
+import { dataFloorFor, QueueStep, SendQueue, SMALL_MESSAGE_BYTES, WriteResult, type QueueMemory, type QueueOutput } from './send-queue.js';
+import type { TunedWindow, WindowTuner } from './window-tuner.js';
 
 export interface StreamTrailer {
   status: Status;
@@ -98,10 +99,9 @@ export interface StreamHost extends ReassemblyLimits {
   streamClosed(stream: Stream, opened: boolean): void;
   /** Counts the resets the peer provokes (MadeYouReset). */
   readonly guard: PeerGuard;
+  /** Grows the receive window of bulk bodies as the connection needs (window-tuner.ts). */
+  readonly windowTuner: WindowTuner;
 }
-
-/** Small messages are written straight into the outgoing buffer; larger ones go through the fair scheduler. */
-const DIRECT_WRITE_BYTES = 16 * 1024;
 
 /** The states of the header's table. Their order matters: `opened` is >= OPEN, `remoteDone` >= HALF_CLOSED_REMOTE. */
 const enum StreamState {
@@ -128,6 +128,8 @@ export class Stream {
   private reassembly: Reassembly | undefined;
   private recvUnacked = 0;
   private recvMessagesUnacked = 0;
+  /** A bulk body's receive window, grown and shrunk by the window tuner as credit is returned; undefined otherwise. */
+  private tuned: TunedWindow | undefined;
   /** Items delivered to the owner and not yet consumed (autoCredit off). */
   private unconsumed = 0;
   /** A send returned false: the sender waits for onWritable. */
@@ -181,6 +183,11 @@ export class Stream {
     return this.queue !== undefined && this.queue.holdsData && this.opened;
   }
 
+  /** True when the next frame this stream would write is small (a message or our END): the outbox's latency class. */
+  get sendsSmallNext(): boolean {
+    return this.queue !== undefined && this.queue.nextIsSmall;
+  }
+
   /** True once OPEN is on the wire (always true for streams the peer opened), and after that. */
   get opened(): boolean {
     return this.state >= StreamState.OPEN;
@@ -218,7 +225,7 @@ export class Stream {
       this.opened &&
       output.writable &&
       this.sendMessageWindow > 0 &&
-      n <= DIRECT_WRITE_BYTES &&
+      n <= SMALL_MESSAGE_BYTES &&
       n <= this.sendWindow &&
       n <= output.dataAllowance
     ) {
@@ -350,6 +357,7 @@ export class Stream {
     this.progress++;
     const final = (flags & Flag.END_STREAM) !== 0;
     this.recvWindow -= n;
+    if (this.tuned !== undefined) this.tuned.dataArrived(this.recvWindow, this.unconsumed === 0); // window-tuner.ts
     if (this.rawInbound) {
       if (n > 0) this.deliver(payload, n, false, final);
     } else if (flags & Flag.MESSAGE_END) {
@@ -391,19 +399,30 @@ export class Stream {
    */
   consume(charge: number, message: boolean): void {
     if (this.unconsumed === 0) return;
-    this.unconsumed--;
+    if (--this.unconsumed === 0 && this.tuned !== undefined) this.tuned.caughtUp(); // the reader waits now
     this.returnCredit(charge);
     if (message) this.returnMessageCredit();
     if (this.unconsumed === 0 && this.reassembly !== undefined) this.returnCredit(this.reassembly.takeUncredited());
   }
 
-  /** Raises the receive window of a stream the peer opened (a bulk upload): the peer learns it by CREDIT. */
+  /**
+   * Raises the receive window of a stream the peer opened (a bulk upload): the peer learns it by CREDIT. From then on
+   * the window tuner may grow it further.
+   */
   growReceiveWindow(size: number): void {
-    if (size <= this.recvWindowSize || this.remoteDone) return;
-    const increment = size - this.recvWindowSize;
-    this.recvWindowSize = size;
-    this.recvWindow += increment;
-    this.output.writeFrame(FrameType.CREDIT, 0, this.id, encodeCredit(increment));
+    if (this.remoteDone) return;
+    if (size > this.recvWindowSize) {
+      const increment = size - this.recvWindowSize;
+      this.recvWindowSize = size;
+      this.recvWindow += increment;
+      this.output.writeFrame(FrameType.CREDIT, 0, this.id, encodeCredit(increment));
+    }
+    this.tuneReceiveWindow();
+  }
+
+  /** A bulk body arrives on this stream: the window tuner may grow its receive window (window-tuner.ts). Once. */
+  tuneReceiveWindow(): void {
+    if (this.tuned === undefined && this.state !== StreamState.CLOSED) this.tuned = this.host.windowTuner.track(this.recvWindowSize);
   }
 
   private deliver(bytes: Uint8Array, charge: number, message: boolean, final: boolean): void {
@@ -479,10 +498,15 @@ export class Stream {
   private returnCredit(n: number): void {
     if (this.remoteDone || n === 0) return;
     this.recvUnacked += n;
-    // batch credit: one CREDIT frame per half window, not one per message
-    if (this.recvUnacked >= this.recvWindowSize >>> 1) {
-      this.recvWindow += this.recvUnacked;
-      this.output.writeFrame(FrameType.CREDIT, 0, this.id, encodeCredit(this.recvUnacked));
+    // batch credit: one CREDIT frame per half window, not one per message; a bulk body's per quarter window, so the
+    // sender gets credit back while three quarters are still in flight and a small window does not run the pipe dry
+    if (this.recvUnacked >= this.recvWindowSize >>> (this.tuned === undefined ? 1 : 2)) {
+      // a bulk body's window may grow (this CREDIT carries more) or shrink (it carries less, maybe nothing)
+      const change = this.tuned === undefined ? 0 : this.tuned.credit(this.recvUnacked, this.recvWindowSize);
+      const increment = this.recvUnacked + change;
+      this.recvWindowSize += change;
+      this.recvWindow += increment;
+      if (increment > 0) this.output.writeFrame(FrameType.CREDIT, 0, this.id, encodeCredit(increment));
       this.recvUnacked = 0;
     }
   }
@@ -529,6 +553,7 @@ export class Stream {
     if (state === StreamState.CLOSED) return;
     this.state = StreamState.CLOSED;
     this.reassembly?.release();
+    this.tuned?.release(); // a grown window's reservation goes back
     this.queue?.drop(); // what still waits (a reset) is dropped: its memory goes back
     this.queue = undefined;
     this.host.streamClosed(this, state >= StreamState.OPEN);

@@ -8,7 +8,9 @@
  *
  * "Ahead" is measured at the producer: bytes it yielded minus bytes the reader has taken. Bound: the receiver's window
  * (bulkWindow; for uploads at least the initial stream window, which the caller may use before the handler has read
- * the request), plus the sender's queue high-water mark (64 KiB) and a couple of chunks in hand: SLACK below.
+ * the request; by default the window tuner may grow it, and the bound is then the largest window it reached, which
+ * the reader's session reports), plus the sender's queue high-water mark (64 KiB) and a couple of chunks in hand:
+ * SLACK below. The cases with a window of their own turn the tuning off (maxBulkWindow), so the window is exactly theirs.
  */
 import assert from 'node:assert/strict';
 import { describe } from 'node:test';
@@ -19,7 +21,7 @@ import { rejectsWithStatus, sleep, testConnTypes, within, type ConnTestOptions }
 
 const kinds: ConnTestOptions = { kinds: ['memory', 'tcp'], timeout: 20_000 };
 const SLACK = 4 * CHUNK_BYTES;
-const DEFAULT_BULK_WINDOW = MiB;
+const DEFAULT_BULK_WINDOW = 256 * KiB;
 const DEFAULT_STREAM_WINDOW = 256 * KiB;
 
 /** Producer and reader counts of one transfer. */
@@ -241,9 +243,9 @@ void describe('bulk: an upload queued behind the concurrency limit', () => {
 void describe('bulk: a slow reader bounds what the sender produces', () => {
   const forward: ConnTestOptions = { ...kinds, directions: ['forward'] };
   const downloadCases: Array<[string, SessionOptions, number, ConnTestOptions]> = [
-    ['default bulkWindow (1 MiB)', {}, DEFAULT_BULK_WINDOW, kinds],
-    ['bulkWindow 256 KiB on the reader', { bulkWindow: 256 * KiB }, 256 * KiB, forward],
-    ['bulkWindow 4 MiB on the reader', { bulkWindow: 4 * MiB }, 4 * MiB, forward],
+    ['default bulkWindow (256 KiB, tuned)', {}, DEFAULT_BULK_WINDOW, kinds],
+    ['bulkWindow 1 MiB on the reader', { bulkWindow: MiB, maxBulkWindow: MiB }, MiB, forward],
+    ['bulkWindow 4 MiB on the reader', { bulkWindow: 4 * MiB, maxBulkWindow: 4 * MiB }, 4 * MiB, forward],
   ];
   for (const [name, readerOptions, window, options] of downloadCases) {
     testConnTypes(
@@ -251,34 +253,35 @@ void describe('bulk: a slow reader bounds what the sender produces', () => {
       async (env, t) => {
         const flows: Flows = { download: new Flow(), upload: new Flow() };
         const { caller } = await env.open({ services: [flowService(flows)], caller: readerOptions });
+        const bound = (): number => Math.max(window, caller.core.windowStats.largestWindowBytes);
         const flow = flows.download;
         const total = 256 * MiB;
         const { read, end } = reader(caller.client(Bulk).get({ bytes: total }), flow);
         // not read at all: the generator runs until the window and the sender's queue are full, then waits
         await flow.stalled();
         assert.ok(flow.produced >= window, `the generator filled the window (${flow.produced} bytes)`);
-        assert.ok(flow.produced <= window + SLACK, `unread: the generator produced ${flow.produced} bytes, window ${window}`);
+        assert.ok(flow.produced <= bound() + SLACK, `unread: the generator produced ${flow.produced} bytes, window ${bound()}`);
         // a few slow reads, with pauses, then the rest at full speed
         await within(read(8 * MiB, 5), 10_000, 'slow reads');
         await flow.stalled();
-        assert.ok(flow.ahead <= window + SLACK, `after a pause: ${flow.ahead} bytes ahead, window ${window}`);
+        assert.ok(flow.ahead <= bound() + SLACK, `after a pause: ${flow.ahead} bytes ahead, window ${bound()}`);
         await within(read(total), 15_000, 'the rest');
         assert.equal(flow.consumed, total);
         assert.equal(await end(), true, 'then a clean end');
-        t.diagnostic(`at most ${(flow.maxAhead / KiB).toFixed(0)} KiB ahead of the reader (window ${window / KiB} KiB)`);
-        assert.ok(flow.maxAhead <= window + SLACK, `the generator got ${flow.maxAhead} bytes ahead of the reader, window ${window}`);
+        t.diagnostic(`at most ${(flow.maxAhead / KiB).toFixed(0)} KiB ahead of the reader (window ${window / KiB} KiB, grown to ${bound() / KiB} KiB)`);
+        assert.ok(flow.maxAhead <= bound() + SLACK, `the generator got ${flow.maxAhead} bytes ahead of the reader, window ${bound()}`);
       },
       options,
     );
   }
 
   const uploadCases: Array<[string, SessionOptions, number, ConnTestOptions]> = [
-    ['default bulkWindow (1 MiB)', {}, DEFAULT_BULK_WINDOW, kinds],
-    ['bulkWindow 4 MiB on the handler side', { bulkWindow: 4 * MiB }, 4 * MiB, forward],
-    ['bulkWindow and initialStreamWindow 64 KiB on the handler side', { bulkWindow: 64 * KiB, initialStreamWindow: 64 * KiB }, 64 * KiB, forward],
+    ['default bulkWindow (256 KiB, tuned)', {}, DEFAULT_BULK_WINDOW, kinds],
+    ['bulkWindow 4 MiB on the handler side', { bulkWindow: 4 * MiB, maxBulkWindow: 4 * MiB }, 4 * MiB, forward],
+    ['bulkWindow and initialStreamWindow 64 KiB on the handler side', { bulkWindow: 64 * KiB, maxBulkWindow: 64 * KiB, initialStreamWindow: 64 * KiB }, 64 * KiB, forward],
     // the caller may send up to the initial stream window before the handler side has read the request and knows
     // the call is an upload, so a smaller bulkWindow cannot take that credit back
-    ['bulkWindow 64 KiB (below the initial stream window) on the handler side', { bulkWindow: 64 * KiB }, DEFAULT_STREAM_WINDOW, forward],
+    ['bulkWindow 64 KiB (below the initial stream window) on the handler side', { bulkWindow: 64 * KiB, maxBulkWindow: 64 * KiB }, DEFAULT_STREAM_WINDOW, forward],
   ];
   for (const [name, handlerOptions, window, options] of uploadCases) {
     testConnTypes(
@@ -286,7 +289,8 @@ void describe('bulk: a slow reader bounds what the sender produces', () => {
       async (env, t) => {
         let release!: () => void;
         const flows: Flows = { download: new Flow(), upload: new Flow(), hold: new Promise<void>((resolve) => (release = resolve)), pauseMs: 2 };
-        const { caller } = await env.open({ services: [flowService(flows)], callee: handlerOptions });
+        const { caller, callee } = await env.open({ services: [flowService(flows)], callee: handlerOptions });
+        const bound = (): number => Math.max(window, callee.core.windowStats.largestWindowBytes);
         const total = 64 * MiB;
         const source = new Flow();
         // the handler records into flows.upload; the source's counts must see the handler's consumption
@@ -294,13 +298,13 @@ void describe('bulk: a slow reader bounds what the sender produces', () => {
         const upload = caller.client(Bulk).put({ name: 'slow' }, source.source(total));
         await source.stalled();
         assert.ok(source.produced >= window, `the source filled the window (${source.produced} bytes)`);
-        assert.ok(source.produced <= window + SLACK, `held: the source produced ${source.produced} bytes, window ${window}`);
+        assert.ok(source.produced <= bound() + SLACK, `held: the source produced ${source.produced} bytes, window ${bound()}`);
         release();
         flows.hold = undefined;
         const result = await within(upload, 15_000, 'the upload');
         assert.equal(result.bytes, total);
-        t.diagnostic(`at most ${(source.maxAhead / KiB).toFixed(0)} KiB ahead of the handler (window ${window / KiB} KiB)`);
-        assert.ok(source.maxAhead <= window + SLACK, `the source got ${source.maxAhead} bytes ahead of the handler, window ${window}`);
+        t.diagnostic(`at most ${(source.maxAhead / KiB).toFixed(0)} KiB ahead of the handler (window ${window / KiB} KiB, grown to ${bound() / KiB} KiB)`);
+        assert.ok(source.maxAhead <= bound() + SLACK, `the source got ${source.maxAhead} bytes ahead of the handler, window ${bound()}`);
       },
       options,
     );

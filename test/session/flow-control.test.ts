@@ -603,10 +603,10 @@ void describe('flow control: connection credit', () => {
     // StreamScheduler.waitingForConnectionCredit, in the session's Outbox (Session.connectionWaiters before the scheduler
     // got its own module).
     const parked = (): number => {
-      const core = session.core as unknown as { outbox?: { scheduler?: { waitingForConnectionCredit?: unknown[] } } };
-      const list = core.outbox?.scheduler?.waitingForConnectionCredit;
-      assert.ok(Array.isArray(list), 'the list of streams parked for connection credit was not found (renamed?)');
-      return list.length;
+      const core = session.core as unknown as { outbox?: { scheduler?: { waitingForConnectionCredit?: { length?: unknown } } } };
+      const length = core.outbox?.scheduler?.waitingForConnectionCredit?.length;
+      assert.ok(typeof length === 'number', 'the list of streams parked for connection credit was not found (renamed?)');
+      return length;
     };
     const request = new Uint8Array(20_000).fill(9);
     const call = session.client(Bytes).echo(request);

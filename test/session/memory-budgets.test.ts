@@ -21,7 +21,7 @@ const KiB = 1024;
 const MiB = 1024 * KiB;
 
 function memory(maxReassemblyBytes = 32 * MiB, maxQueuedSendBytes = 32 * MiB, processBytes = 1024 * MiB): ConnectionMemory {
-  return new ConnectionMemory({ maxReassemblyBytes, maxQueuedSendBytes }, new MemoryBudget(processBytes));
+  return new ConnectionMemory({ maxReassemblyBytes, maxQueuedSendBytes, connectionWindow: 0 }, new MemoryBudget(processBytes));
 }
 
 void describe('memory budgets', () => {
@@ -68,7 +68,7 @@ void describe('memory budgets', () => {
 
   void test('ConnectionMemory: each kind within its own limit and the process budget, with messages that name the budget; close() gives everything back', () => {
     const processBudget = new MemoryBudget(100);
-    const m = new ConnectionMemory({ maxReassemblyBytes: 60, maxQueuedSendBytes: 70 }, processBudget);
+    const m = new ConnectionMemory({ maxReassemblyBytes: 60, maxQueuedSendBytes: 70, connectionWindow: 0 }, processBudget);
     assert.equal(m.reserveReassembly(50), undefined);
     assert.match(m.reserveReassembly(11)!, /maxReassemblyBytes of 60/);
     assert.equal(m.reserveQueuedSend(50), undefined);
