@@ -386,6 +386,22 @@ export class Stream {
   }
 
   /**
+   * A DATA frame of `n` bytes on a bulk stream (rawInbound) begins, its payload to come in pieces (data-pieces.ts has
+   * checked it as stream-frames.ts checks a whole one): its credit is taken now, each piece is delivered as it comes.
+   */
+  receivePiecesStart(n: number): void {
+    this.progress++;
+    this.recvWindow -= n;
+  }
+
+  /** The next piece of that frame; `flags` (the frame's) with its last piece, else 0. */
+  receivePiece(piece: Uint8Array, flags: number): void {
+    const final = (flags & Flag.END_STREAM) !== 0;
+    this.deliver(piece, piece.length, false, final);
+    if (final && this.state !== StreamState.CLOSED) this.receiveEnd({ status: Status.OK, message: '', metadata: EMPTY_TRAILER_METADATA });
+  }
+
+  /**
    * The owner's application took an item delivered with `charge` (autoCredit off): its credit goes back to the peer,
    * and so does that of a partly received message held back meanwhile.
    */
