@@ -4,20 +4,27 @@
 //
 //   npx tsx bench/profile/bulk-sources.ts [--lib DIR] [--mib N] [--runs N] [--kinds K,...] [--ways up,down]
 //                                         [--reader iter,pipe] [--chunk BYTES] [--cpu-prof DIR]
-//     --lib DIR     the gridwire checkout to measure (DIR/src/index.ts; default: this one)
+//     --lib DIR     the gridwire checkout to measure (DIR/src/index.ts, through tsx; default: this one), or a compiled
+//                   index.js. Without tsx at all (tsx itself changes the receiver's GC, see docs/BENCHMARKS.md):
+//                     npx tsc -p tsconfig.build.json --outDir /tmp/gw && npx tsc --outDir /tmp/prof --module nodenext \
+//                       --target es2022 --types node bench/profile/bulk-sources.ts && \
+//                       node /tmp/prof/bulk-sources.js --lib /tmp/gw/index.js
 //     --mib N       MiB per measured transfer (default 1024); the warm-up moves a quarter of that
 //     --kinds       sources: gen (async generator), sync (a generator function*), readable (a Node Readable pushing
-//                   chunks), fs (fs.createReadStream of a file in /dev/shm), web (a web ReadableStream), bytes (one
+//                   chunks), fs (fs.createReadStream of a file in /dev/shm, made once), web (a web ReadableStream), bytes (one
 //                   Uint8Array of 256 MiB per call), raw (a bare node:net socket, no gridwire: writes of --chunk bytes
 //                   with back pressure, the receiver counts 'data' bytes). Default: all
 //     --ways        up (client sends, the server's handler reads), down (server sends, the client reads)
 //     --reader      iter (`for await` counting bytes), pipe (pipeline() into a Writable that takes each chunk at once)
 //     --chunk       chunk bytes of the sources (default 65536)
 //     --server-args node flags for the server process (e.g. "--trace-gc")
+//     --hops        also count promises and process.nextTick callbacks created per chunk on each side (async_hooks:
+//                   the CPU figures of such a run are not comparable)
 //     --cpu-prof    write V8 CPU profiles of the server process into DIR/server-KIND-RUN/ (the largest file is its main
 //                   thread; the others, tsx's loader); for the client's, run this script with node --cpu-prof --import tsx
 // Output: one line per transfer: kind, way, reader, MiB/s (wall clock: noisy), and user+sys ms per GiB for the sender
 // and the receiver.
+import { createHook } from 'node:async_hooks';
 import { fork, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
 import net from 'node:net';
@@ -34,11 +41,29 @@ const KINDS = ['raw', 'gen', 'sync', 'readable', 'fs', 'web', 'bytes'] as const;
 type Kind = (typeof KINDS)[number];
 const BYTES_CALL_MIB = 256;
 const FS_FILE = '/dev/shm/gridwire-bulk-sources.bin';
-const FS_FILE_MIB = 256;
 
 interface Cpu {
   user: number;
   system: number;
+  /** Promises and process.nextTick callbacks created so far (counted only with --hops). */
+  promises: number;
+  ticks: number;
+}
+
+let promisesMade = 0;
+let ticksMade = 0;
+/** --hops: count every promise and nextTick this process creates (async_hooks; slows everything down). */
+function countHops(): void {
+  createHook({
+    init(_id, type) {
+      if (type === 'PROMISE') promisesMade++;
+      else if (type === 'TickObject') ticksMade++;
+    },
+  }).enable();
+}
+
+function sample(): Cpu {
+  return { ...process.cpuUsage(), promises: promisesMade, ticks: ticksMade };
 }
 interface Job {
   kind: Kind;
@@ -76,16 +101,8 @@ function sourceOf(kind: Kind, bytes: number, chunkBytes: number): unknown {
         },
       });
     }
-    case 'fs': {
-      // the file is FS_FILE_MIB: read it as many times as needed
-      const rounds = Math.ceil(bytes / (FS_FILE_MIB * MiB));
-      return Readable.from(
-        (async function* files() {
-          for (let i = 0; i < rounds; i++) yield* fs.createReadStream(FS_FILE, { highWaterMark: chunkBytes });
-        })(),
-        { objectMode: false },
-      );
-    }
+    case 'fs':
+      return fs.createReadStream(FS_FILE, { start: 0, end: bytes - 1, highWaterMark: chunkBytes });
     case 'web': {
       let left = bytes;
       return new ReadableStream<Uint8Array>({
@@ -102,12 +119,12 @@ function sourceOf(kind: Kind, bytes: number, chunkBytes: number): unknown {
   }
 }
 
-/** `fs` needs its file: made once, in page cache (tmpfs). */
-function ensureFsFile(): void {
-  if (fs.existsSync(FS_FILE) && fs.statSync(FS_FILE).size === FS_FILE_MIB * MiB) return;
+/** `fs` needs its file, of at least `bytes`: made once, in page cache (tmpfs). */
+function ensureFsFile(bytes: number): void {
+  if (fs.existsSync(FS_FILE) && fs.statSync(FS_FILE).size >= bytes) return;
   const fd = fs.openSync(FS_FILE, 'w');
   const block = Buffer.alloc(MiB, 0x5a);
-  for (let i = 0; i < FS_FILE_MIB; i++) fs.writeSync(fd, block);
+  for (let at = 0; at < bytes; at += MiB) fs.writeSync(fd, block);
   fs.closeSync(fd);
 }
 
@@ -143,13 +160,15 @@ function defineBulk(api: Api): unknown {
   });
 }
 
+/** A checkout (its src/index.ts, through tsx), or a compiled index.js (e.g. `npm run build`'s dist/index.js). */
 async function loadLib(lib: string): Promise<Api> {
-  return import(pathToFileURL(path.join(lib, 'src', 'index.ts')).href);
+  return import(pathToFileURL(lib.endsWith('.js') ? lib : path.join(lib, 'src', 'index.ts')).href);
 }
 
 // ---------------------------------------------------------------- server process
 
 async function serverMain(): Promise<void> {
+  process.on('disconnect', () => process.exit(0)); // the driver is gone
   const send = (m: FromChild): boolean => process.send!(m);
   const lib = await new Promise<string>((resolve) => process.once('message', (m: ToChild) => resolve((m as { lib: string }).lib)));
   const api = await loadLib(lib);
@@ -182,7 +201,7 @@ async function serverMain(): Promise<void> {
   let rawDone: (() => void) | undefined;
   await new Promise<void>((resolve) => raw.listen(0, '127.0.0.1', resolve));
   process.on('message', (m: ToChild) => {
-    if (m.t === 'cpu') send({ t: 'cpu', id: m.id, cpu: process.cpuUsage() });
+    if (m.t === 'cpu') send({ t: 'cpu', id: m.id, cpu: sample() });
     else if (m.t === 'raw-send') {
       void rawWrite(rawSocket!, m.bytes, m.chunk).then(() => send({ t: 'raw-sent', id: m.id }));
     } else if (m.t === 'exit') {
@@ -235,14 +254,20 @@ class Server {
   }
 }
 
-function msPerGiB(before: Cpu, after: Cpu, bytes: number): { user: number; sys: number } {
+function msPerGiB(before: Cpu, after: Cpu, bytes: number, chunk: number): { user: number; sys: number; promises: number; ticks: number } {
   const gib = bytes / (1024 * MiB);
-  return { user: (after.user - before.user) / 1000 / gib, sys: (after.system - before.system) / 1000 / gib };
+  const chunks = bytes / chunk;
+  return {
+    user: (after.user - before.user) / 1000 / gib,
+    sys: (after.system - before.system) / 1000 / gib,
+    promises: (after.promises - before.promises) / chunks,
+    ticks: (after.ticks - before.ticks) / chunks,
+  };
 }
 
 async function transfer(api: Api, client: Api, server: Server, rawPort: number, job: Job): Promise<string> {
   const t0 = performance.now();
-  const clientBefore = process.cpuUsage();
+  const clientBefore = sample();
   const serverBefore = await server.cpu();
   let moved = 0;
   if (job.kind === 'raw') {
@@ -285,18 +310,21 @@ async function transfer(api: Api, client: Api, server: Server, rawPort: number, 
     }
   }
   const serverAfter = await server.cpu();
-  const clientAfter = process.cpuUsage();
+  const clientAfter = sample();
   const seconds = (performance.now() - t0) / 1000;
   if (moved !== job.bytes) throw new Error(`${job.kind} ${job.way}: moved ${moved} of ${job.bytes} bytes`);
-  const c = msPerGiB(clientBefore, clientAfter, job.bytes);
-  const s = msPerGiB(serverBefore, serverAfter, job.bytes);
+  const c = msPerGiB(clientBefore, clientAfter, job.bytes, job.chunk);
+  const s = msPerGiB(serverBefore, serverAfter, job.bytes, job.chunk);
   const [sender, receiver] = job.way === 'up' ? [c, s] : [s, c];
   void api;
   const f = (x: number): string => x.toFixed(0).padStart(5);
   return (
     `${job.kind.padEnd(8)} ${job.way.padEnd(4)} ${job.reader.padEnd(4)} ${(job.bytes / MiB / seconds).toFixed(0).padStart(6)} MiB/s` +
     `  sender ${f(sender.user + sender.sys)} ms/GiB (${f(sender.user)} user ${f(sender.sys)} sys)` +
-    `  receiver ${f(receiver.user + receiver.sys)} ms/GiB (${f(receiver.user)} user ${f(receiver.sys)} sys)`
+    `  receiver ${f(receiver.user + receiver.sys)} ms/GiB (${f(receiver.user)} user ${f(receiver.sys)} sys)` +
+    (process.env.PROFILE_HOPS === '1'
+      ? `  per chunk: sender ${sender.promises.toFixed(2)} promises ${sender.ticks.toFixed(2)} ticks, receiver ${receiver.promises.toFixed(2)} promises ${receiver.ticks.toFixed(2)} ticks`
+      : '')
   );
 }
 
@@ -312,9 +340,12 @@ async function main(): Promise<void> {
       chunk: { type: 'string', default: '65536' },
       'cpu-prof': { type: 'string' },
       'server-args': { type: 'string', default: '' },
+      hops: { type: 'boolean', default: false },
       child: { type: 'boolean', default: false },
     },
   });
+  if (values.hops) process.env.PROFILE_HOPS = '1'; // the server process inherits it
+  if (process.env.PROFILE_HOPS === '1') countHops();
   if (values.child) return serverMain();
   const lib = path.resolve(values.lib);
   const kinds = values.kinds.split(',') as Kind[];
@@ -322,14 +353,15 @@ async function main(): Promise<void> {
   const readers = values.reader.split(',') as Array<'iter' | 'pipe'>;
   const bytes = Number(values.mib) * MiB;
   const chunk = Number(values.chunk);
-  if (kinds.includes('fs')) ensureFsFile();
+  if (kinds.includes('fs')) ensureFsFile(bytes);
   const api = await loadLib(lib);
   const Bulk = defineBulk(api);
   console.log(`# ${lib}: ${values.mib} MiB per transfer, chunks of ${chunk} bytes`);
   for (let run = 0; run < Number(values.runs); run++) {
     for (const kind of kinds) {
       // fresh processes per kind, so that one kind's JIT feedback does not shape another's
-      const execArgv = ['--import', 'tsx', ...values['server-args'].split(' ').filter((a) => a !== '')];
+      // this file compiled to JS runs without tsx, and so does its server process
+      const execArgv = [...(HERE.endsWith('.ts') ? ['--import', 'tsx'] : []), ...values['server-args'].split(' ').filter((a) => a !== '')];
       if (values['cpu-prof'] !== undefined) execArgv.push('--cpu-prof', `--cpu-prof-dir=${path.join(values['cpu-prof'], `server-${kind}-${run}`)}`);
       const child = fork(HERE, ['--child'], { execArgv, stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
       const server = new Server(child);

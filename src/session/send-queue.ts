@@ -17,6 +17,13 @@ import { Flag, FrameType, MIN_DATA_FRAME_BYTES } from '../wire/constants.js';
  * chunk waits while the next is produced, so credit never arrives to an empty queue, and no queue grows without bound.
  */
 export const SEND_HIGH_WATER_BYTES = 64 * 1024;
+/**
+ * A bulk sender (chunks, no message boundaries) may have up to this much queued while the peer's credit (the stream's
+ * and the connection's) would let all of it out at once: its chunks then leave several per flush, in one vectored
+ * write, and it waits once per several chunks instead of once per chunk. Without that credit it is held to
+ * SEND_HIGH_WATER_BYTES as any sender, so a peer that grants nothing makes us hold no more than before.
+ */
+export const BULK_HIGH_WATER_BYTES = 256 * 1024;
 /** What a queued item costs against the high-water mark besides its bytes, so tiny messages cannot pile up by the million. */
 const QUEUED_ITEM_COST = 64;
 
@@ -116,9 +123,9 @@ export class SendQueue {
     return this.bytes > 0;
   }
 
-  /** True while what waits is within the high-water mark (each item counting 64 bytes besides its own). */
-  get belowHighWater(): boolean {
-    return this.bytes + this.items * QUEUED_ITEM_COST <= SEND_HIGH_WATER_BYTES;
+  /** True while what waits is within `highWater` (each item counting 64 bytes besides its own). */
+  within(highWater: number): boolean {
+    return this.bytes + this.items * QUEUED_ITEM_COST <= highWater;
   }
 
   /**

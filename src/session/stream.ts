@@ -56,7 +56,16 @@ import { encodeCredit, encodeEnd, encodeReset } from '../wire/payloads.js';
 import { messageTooLargeMessage } from './errors.js';
 import type { PeerGuard } from './peer-guard.js';
 import { Reassembly, type ReassemblyLimits, type ReassemblyMemory } from './reassembly.js';
-import { dataFloorFor, QueueStep, SendQueue, WriteResult, type QueueMemory, type QueueOutput } from './send-queue.js';
+import {
+  BULK_HIGH_WATER_BYTES,
+  dataFloorFor,
+  QueueStep,
+  SEND_HIGH_WATER_BYTES,
+  SendQueue,
+  WriteResult,
+  type QueueMemory,
+  type QueueOutput,
+} from './send-queue.js';
 
 export interface StreamTrailer {
   status: Status;
@@ -86,6 +95,8 @@ export interface StreamEvents {
 export interface StreamOutput extends QueueOutput {
   /** False while the transport has asked us to wait: nothing may bypass the scheduler then. */
   readonly writable: boolean;
+  /** Connection credit the peer has granted and we have not spent. */
+  readonly connectionCredit: number;
   /** The stream has frames to write once credit allows. */
   wake(stream: Stream): void;
 }
@@ -132,6 +143,8 @@ export class Stream {
   private unconsumed = 0;
   /** A send returned false: the sender waits for onWritable. */
   private wantsWritable = false;
+  /** sendChunk was used: this stream carries a bulk body, which may queue up to BULK_HIGH_WATER_BYTES with credit. */
+  private bulkSending = false;
   /** Credit the peer has granted us on this stream. */
   sendWindow: number;
   /** Message credit the peer has granted us on this stream. */
@@ -234,8 +247,11 @@ export class Stream {
   /** Queues bytes of a bulk body: no message boundary, fragmented as credit allows. Returns as sendMessage. */
   sendChunk(bytes: Uint8Array): boolean {
     if (!this.writable) throw new Error(`stream ${this.id}: cannot send after the stream ended`);
-    if (bytes.length === 0) return this.belowHighWater();
-    return this.enqueue(bytes, 0);
+    this.bulkSending = true;
+    if (bytes.length > 0) return this.enqueue(bytes, 0);
+    if (this.belowHighWater()) return true;
+    this.wantsWritable = true; // nothing queued, but the high-water mark fell with the credit: wait as for a chunk
+    return false;
   }
 
   /** Ends our side cleanly (status OK) after everything queued: the receiver's EOF. */
@@ -263,7 +279,7 @@ export class Stream {
     }
     this.queue = queue;
     if (this.opened) this.output.wake(this);
-    if (queue.belowHighWater) return true;
+    if (queue.within(this.highWater())) return true;
     this.wantsWritable = true;
     return false;
   }
@@ -488,7 +504,15 @@ export class Stream {
   }
 
   private belowHighWater(): boolean {
-    return this.queue === undefined || this.queue.belowHighWater;
+    return this.queue === undefined || this.queue.within(this.highWater());
+  }
+
+  /** SEND_HIGH_WATER_BYTES, or for a bulk body as much more (up to BULK_HIGH_WATER_BYTES) as the peer's credit lets out. */
+  private highWater(): number {
+    // before OPEN is written nothing leaves: a queued stream pulls no more than any sender
+    if (!this.bulkSending || !this.opened) return SEND_HIGH_WATER_BYTES;
+    const credit = Math.min(this.sendWindow, this.output.connectionCredit);
+    return credit <= SEND_HIGH_WATER_BYTES ? SEND_HIGH_WATER_BYTES : credit < BULK_HIGH_WATER_BYTES ? credit : BULK_HIGH_WATER_BYTES;
   }
 
   /** Stream credit for bytes consumed or buffered; none once the peer has said it sends no more. */

@@ -18,7 +18,8 @@ import { Inbox } from '../inbox.js';
 import { ProgressWatchdog } from '../progress.js';
 import { RpcError } from '../rpc-error.js';
 import { validate, validateThen, type ValidationResult } from '../schema.js';
-import { checkChunk, chunksOf, discardSource, pumpSource, StreamSender, type ByteSource } from '../sender.js';
+import { pumpBody } from '../body-pump.js';
+import { checkBody, checkChunk, discardSource, pumpSource, StreamSender, type ByteSource } from '../sender.js';
 import type { MethodDescriptor, MethodKind } from '../service.js';
 import type { CallAuthorizer } from './authorize.js';
 import { LazySignal, type HandlerContext } from './context.js';
@@ -349,9 +350,9 @@ export class ServerCall implements StreamEvents, HandlerContext, DeadlineWatcher
   }
 
   private sendBody(source: ByteSource): Promise<void> {
-    const chunks = chunksOf(source);
+    checkBody(source);
     const sender = (this.sender = new StreamSender(this.stream));
-    return pumpSource(chunks, (chunk) => {
+    return pumpBody(source, (chunk) => {
       if (sender.failed) throw sender.failed;
       return sender.send(checkChunk(chunk), true);
     });
