@@ -8,6 +8,7 @@
  * | one Uint8Array                 | cut into views of BYTES_SLICE (never copied)      | nothing: a loop                   |
  * | a Node Readable (fs, socket,   | 'data' events; pause() while send waits, resume() | one 'data' event, no promise      |
  * | stdin, a Duplex's read side)   | after; end and errors from stream.finished()      | (never the async iterator's)      |
+ * | (other Readable-like objects   | are pulled as the async iterables they are)       |                                   |
  * | a web ReadableStream           | its reader's read()                               | the read()'s promise              |
  * | a sync iterable                | for...of                                          | nothing: a loop                   |
  * | an async iterable              | for await                                         | the iterator's next() promise     |
@@ -16,7 +17,7 @@
  * of the source (a Readable is destroyed, a web stream cancelled, an iterator returned), and the pump rejects with that
  * error; so does a source that fails.
  */
-import { finished } from 'node:stream';
+import { finished, Readable } from 'node:stream';
 
 /** Hands a chunk on; undefined when the next may follow at once, else a promise of when it may. May throw. */
 export type SendChunk = (chunk: Uint8Array) => Promise<void> | undefined;
@@ -27,20 +28,9 @@ export type SendChunk = (chunk: Uint8Array) => Promise<void> | undefined;
  */
 const BYTES_SLICE = 1024 * 1024;
 
-/** What a Node Readable (node:stream, or an implementation of the same interface) offers the pump. */
-interface NodeReadable {
-  on(event: 'data', listener: (chunk: Uint8Array) => void): unknown;
-  off(event: 'data', listener: (chunk: Uint8Array) => void): unknown;
-  pause(): unknown;
-  resume(): unknown;
-  destroy(error?: Error): unknown;
-  read(size?: number): unknown;
-}
-
-/** True for a Node Readable, duck-typed (a readable-stream package's Readable is one too). */
-function isNodeReadable(source: object): source is NodeReadable & NodeJS.ReadableStream {
-  const s = source as Partial<NodeReadable> & { readableFlowing?: unknown };
-  return typeof s.on === 'function' && typeof s.read === 'function' && typeof s.pause === 'function' && typeof s.resume === 'function' && 'readableFlowing' in s;
+/** True for a Node Readable: fs and net streams, process.stdin, a Duplex's or Transform's read side. */
+function isNodeReadable(source: object): source is Readable {
+  return source instanceof Readable;
 }
 
 /** True for a web ReadableStream (WHATWG streams): it has a reader. */
@@ -101,7 +91,7 @@ async function pumpWebStream(source: ReadableStream<Uint8Array>, send: SendChunk
  * no promise, no tick), and the source is paused while send asks to wait. A chunk emitted anyway meanwhile (a source
  * that pushes from within resume()) is held and sent first. Ends once the source has ended and every chunk is sent.
  */
-function pumpReadable(readable: NodeReadable & NodeJS.ReadableStream, send: SendChunk): Promise<void> {
+function pumpReadable(readable: Readable, send: SendChunk): Promise<void> {
   return new Promise<void>((resolve, reject) => {
     let waiting = false;
     let ended = false;
@@ -111,9 +101,10 @@ function pumpReadable(readable: NodeReadable & NodeJS.ReadableStream, send: Send
     const fail = (error: unknown): void => {
       if (settled) return;
       settled = true;
-      stopWatching();
       readable.off('data', onData);
-      readable.destroy(); // its file descriptor is closed now, not at GC; a no-op for one already failed
+      // its file descriptor is closed now, not at GC; a no-op for one already failed. finished()'s listeners stay,
+      // so an 'error' the source emits later is not an uncaught one
+      readable.destroy();
       reject(error);
     };
     const offer = (chunk: Uint8Array): void => {
@@ -149,7 +140,7 @@ function pumpReadable(readable: NodeReadable & NodeJS.ReadableStream, send: Send
       }
       offer(chunk);
     }
-    const stopWatching = finished(readable, { readable: true, writable: false }, (error) => {
+    finished(readable, { readable: true, writable: false }, (error) => {
       if (error !== undefined && error !== null) {
         fail(error);
         return;
