@@ -138,6 +138,8 @@ export class Inbox<T> implements MessageStream<T> {
         this.head = 0;
       }
       this.stream?.consume(item.charge, this.messages);
+      // a bulk chunk (nothing to check): no closure, no settle object per item
+      if (this.check === undefined) return Promise.resolve({ done: false, value: item.value });
       return new Promise((resolve, reject) => this.deliver(item.value, { resolve, reject }));
     }
     if (this.finished) return Promise.resolve(DONE);
