@@ -24,6 +24,15 @@ export const SEND_HIGH_WATER_BYTES = 64 * 1024;
  * SEND_HIGH_WATER_BYTES as any sender, so a peer that grants nothing makes us hold no more than before.
  */
 export const BULK_HIGH_WATER_BYTES = 256 * 1024;
+
+/**
+ * The high-water mark of a stream's queue: SEND_HIGH_WATER_BYTES, or for a bulk sender (`bulk`) as much more, up to
+ * BULK_HIGH_WATER_BYTES, as `credit` (the least of the stream's and the connection's send credit) lets out at once.
+ */
+export function highWaterFor(bulk: boolean, credit: number): number {
+  if (!bulk || credit <= SEND_HIGH_WATER_BYTES) return SEND_HIGH_WATER_BYTES;
+  return credit < BULK_HIGH_WATER_BYTES ? credit : BULK_HIGH_WATER_BYTES;
+}
 /** What a queued item costs against the high-water mark besides its bytes, so tiny messages cannot pile up by the million. */
 const QUEUED_ITEM_COST = 64;
 

@@ -2,7 +2,7 @@
  * One stream of a session: what it sends and its send credit (what cannot be written at once waits in send-queue.ts),
  * the delivery and credit of what it receives (a message that arrives in several frames is put together by
  * reassembly.ts), and its lifecycle. Carries opaque message bytes and trailers; knows nothing of methods, codecs or
- * handlers. Why this file is past ~500 lines (about 535): it is one job, the stream state machine, whose two tables
+ * handlers. Why this file is past ~500 lines (about 565): it is one job, the stream state machine, whose two tables
  * below are changed by both the send and the receive path; every transition lives next to the table it follows, and
  * what could leave has left (queued sends: send-queue.ts, partly received messages: reassembly.ts, the peer's frames:
  * stream-frames.ts, opening: stream-opener.ts / stream-acceptor.ts). Splitting send from receive would put the two
@@ -56,16 +56,7 @@ import { encodeCredit, encodeEnd, encodeReset } from '../wire/payloads.js';
 import { messageTooLargeMessage } from './errors.js';
 import type { PeerGuard } from './peer-guard.js';
 import { Reassembly, type ReassemblyLimits, type ReassemblyMemory } from './reassembly.js';
-import {
-  BULK_HIGH_WATER_BYTES,
-  dataFloorFor,
-  QueueStep,
-  SEND_HIGH_WATER_BYTES,
-  SendQueue,
-  WriteResult,
-  type QueueMemory,
-  type QueueOutput,
-} from './send-queue.js';
+import { dataFloorFor, highWaterFor, QueueStep, SendQueue, WriteResult, type QueueMemory, type QueueOutput } from './send-queue.js';
 
 export interface StreamTrailer {
   status: Status;
@@ -143,7 +134,7 @@ export class Stream {
   private unconsumed = 0;
   /** A send returned false: the sender waits for onWritable. */
   private wantsWritable = false;
-  /** sendChunk was used: this stream carries a bulk body, which may queue up to BULK_HIGH_WATER_BYTES with credit. */
+  /** sendChunk was used: this stream carries a bulk body, which may queue more while credit allows (highWaterFor). */
   private bulkSending = false;
   /** Credit the peer has granted us on this stream. */
   sendWindow: number;
@@ -507,12 +498,10 @@ export class Stream {
     return this.queue === undefined || this.queue.within(this.highWater());
   }
 
-  /** SEND_HIGH_WATER_BYTES, or for a bulk body as much more (up to BULK_HIGH_WATER_BYTES) as the peer's credit lets out. */
+  /** How much may wait before a sender is asked to: more for a bulk body while credit lets it out (send-queue.ts). */
   private highWater(): number {
     // before OPEN is written nothing leaves: a queued stream pulls no more than any sender
-    if (!this.bulkSending || !this.opened) return SEND_HIGH_WATER_BYTES;
-    const credit = Math.min(this.sendWindow, this.output.connectionCredit);
-    return credit <= SEND_HIGH_WATER_BYTES ? SEND_HIGH_WATER_BYTES : credit < BULK_HIGH_WATER_BYTES ? credit : BULK_HIGH_WATER_BYTES;
+    return highWaterFor(this.bulkSending && this.opened, Math.min(this.sendWindow, this.output.connectionCredit));
   }
 
   /** Stream credit for bytes consumed or buffered; none once the peer has said it sends no more. */
