@@ -75,6 +75,11 @@ export class ConnectionMemory {
     this.process.release(bytes);
   }
 
+  /** Bytes queued to send on this connection's streams now (reserved: of streams whose OPEN is written). */
+  get queuedSendTotal(): number {
+    return this.queuedSendBytes;
+  }
+
   /** Bytes this connection holds now (both kinds). */
   get heldBytes(): number {
     return this.reassemblyBytes + this.queuedSendBytes;

@@ -24,13 +24,19 @@ export const SEND_HIGH_WATER_BYTES = 64 * 1024;
  * SEND_HIGH_WATER_BYTES as any sender, so a peer that grants nothing makes us hold no more than before.
  */
 export const BULK_HIGH_WATER_BYTES = 256 * 1024;
+/**
+ * The connection's streams together may hold this much queued (one flush's worth) before none of them gets more than
+ * SEND_HIGH_WATER_BYTES: a hundred bulk senders at once queue no more than before, and fit maxQueuedSendBytes.
+ */
+export const BULK_CONNECTION_QUEUE_BYTES = 1024 * 1024;
 
 /**
  * The high-water mark of a stream's queue: SEND_HIGH_WATER_BYTES, or for a bulk sender (`bulk`) as much more, up to
- * BULK_HIGH_WATER_BYTES, as `credit` (the least of the stream's and the connection's send credit) lets out at once.
+ * BULK_HIGH_WATER_BYTES, as `credit` (the least of the stream's and the connection's send credit) lets out at once,
+ * while the connection's streams hold less than BULK_CONNECTION_QUEUE_BYTES queued (`connectionQueued`).
  */
-export function highWaterFor(bulk: boolean, credit: number): number {
-  if (!bulk || credit <= SEND_HIGH_WATER_BYTES) return SEND_HIGH_WATER_BYTES;
+export function highWaterFor(bulk: boolean, credit: number, connectionQueued: number): number {
+  if (!bulk || credit <= SEND_HIGH_WATER_BYTES || connectionQueued >= BULK_CONNECTION_QUEUE_BYTES) return SEND_HIGH_WATER_BYTES;
   return credit < BULK_HIGH_WATER_BYTES ? credit : BULK_HIGH_WATER_BYTES;
 }
 /** What a queued item costs against the high-water mark besides its bytes, so tiny messages cannot pile up by the million. */

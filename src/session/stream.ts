@@ -95,7 +95,7 @@ export interface StreamOutput extends QueueOutput {
 /** The part of the session a stream calls back into. */
 export interface StreamHost extends ReassemblyLimits {
   /** The connection's memory: what partly received messages and queued sends reserve (connection-memory.ts). */
-  readonly memory: ReassemblyMemory & QueueMemory;
+  readonly memory: ReassemblyMemory & QueueMemory & { readonly queuedSendTotal: number };
   /** The stream is CLOSED; `opened` says whether its OPEN was ever written (false: it closed while queued). */
   streamClosed(stream: Stream, opened: boolean): void;
   /** Counts the resets the peer provokes (MadeYouReset). */
@@ -501,7 +501,8 @@ export class Stream {
   /** How much may wait before a sender is asked to: more for a bulk body while credit lets it out (send-queue.ts). */
   private highWater(): number {
     // before OPEN is written nothing leaves: a queued stream pulls no more than any sender
-    return highWaterFor(this.bulkSending && this.opened, Math.min(this.sendWindow, this.output.connectionCredit));
+    const credit = Math.min(this.sendWindow, this.output.connectionCredit);
+    return highWaterFor(this.bulkSending && this.opened, credit, this.host.memory.queuedSendTotal);
   }
 
   /** Stream credit for bytes consumed or buffered; none once the peer has said it sends no more. */
