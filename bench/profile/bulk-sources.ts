@@ -5,7 +5,9 @@
 //   npx tsx bench/profile/bulk-sources.ts [--lib DIR] [--mib N] [--runs N] [--kinds K,...] [--ways up,down]
 //                                         [--reader iter,pipe] [--chunk BYTES] [--cpu-prof DIR]
 //     --lib DIR     the gridwire checkout to measure (DIR/src/index.ts, through tsx; default: this one), or a compiled
-//                   index.js. Without tsx at all (tsx itself changes the receiver's GC, see docs/BENCHMARKS.md):
+//                   index.js. Without tsx at all (as users run it: in a process that loaded gridwire and node:tls
+//                   through tsx, a receiver's socket buffers set off a mark-compact every ~30 ms, and its user CPU per
+//                   GiB doubles or triples; compiled, it does not):
 //                     npx tsc -p tsconfig.build.json --outDir /tmp/gw && npx tsc --outDir /tmp/prof --module nodenext \
 //                       --target es2022 --types node bench/profile/bulk-sources.ts && \
 //                       node /tmp/prof/bulk-sources.js --lib /tmp/gw/index.js
