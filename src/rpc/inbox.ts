@@ -31,15 +31,20 @@ export const NO_INBOX_OWNER: InboxOwner = { readerStopped() {} };
 interface Item<T> {
   value: T;
   charge: number;
+  /** Bulk chunks packed together: the buffer `value` is a view of, with room to pack more. */
+  room?: Uint8Array;
 }
 
 const DONE: IteratorResult<never, undefined> = Object.freeze({ done: true, value: undefined });
 /**
- * Bulk chunks smaller than this are copied when they have to wait, and packed together up to PACKED_CHUNK_BYTES: a
- * peer sending one-byte frames must not make the reader hold a million items, each pinning a whole socket chunk.
+ * Bulk chunks smaller than this that have to wait behind another such chunk are copied and packed together until
+ * the packed item is no longer small: a peer sending one-byte frames must not make the reader hold a million items, each pinning a
+ * whole socket chunk. One that waits alone or behind a larger chunk is kept as it is (the small end of a frame that
+ * straddled two socket reads, next to the large rest of it): the queue still holds at most two items per
+ * SMALL_CHUNK_BYTES queued, plus one.
  */
 const SMALL_CHUNK_BYTES = 16 * 1024;
-const PACKED_CHUNK_BYTES = 64 * 1024;
+const MIN_PACKED_ROOM_BYTES = 256;
 /** A reader that always lags a little never empties the queue: drop the taken slots once they are most of it. */
 const COMPACT_AFTER = 1024;
 /** What `items` is until something has to wait: an idle inbox allocates no array. Never pushed to (frozen). */
@@ -98,17 +103,25 @@ export class Inbox<T> implements MessageStream<T> {
 
   private queueSmallChunk(chunk: Uint8Array, charge: number): void {
     const last = this.head < this.items.length ? (this.items[this.items.length - 1] as Item<Uint8Array>) : undefined;
-    if (last !== undefined && last.value.length < SMALL_CHUNK_BYTES && last.value.length + chunk.length <= PACKED_CHUNK_BYTES) {
-      const packed = new Uint8Array(last.value.length + chunk.length);
-      packed.set(last.value);
-      packed.set(chunk, last.value.length);
-      last.value = packed;
-      last.charge += charge;
-      this.stream?.consume(0, false); // two deliveries, one item: the stream counts what is still unconsumed
+    if (last === undefined || last.value.length >= SMALL_CHUNK_BYTES) {
+      if (this.items === NO_ITEMS) this.items = [];
+      this.items.push({ value: chunk as T, charge }); // alone, or after a large chunk: kept as it is (see above)
       return;
     }
-    if (this.items === NO_ITEMS) this.items = [];
-    this.items.push({ value: new Uint8Array(chunk) as T, charge }); // a copy: a view would pin its socket chunk
+    // packed into room that doubles as it fills (at most 2 x SMALL_CHUNK_BYTES: both parts are small), so a flood of
+    // one-byte frames costs a copy per byte, not a copy of everything packed so far per frame
+    const length = last.value.length;
+    const packed = length + chunk.length;
+    let room = last.room;
+    if (room === undefined || packed > room.length) {
+      room = new Uint8Array(Math.min(2 * SMALL_CHUNK_BYTES, Math.max(MIN_PACKED_ROOM_BYTES, 2 * packed)));
+      room.set(last.value);
+      last.room = room;
+    }
+    room.set(chunk, length);
+    last.value = room.subarray(0, packed);
+    last.charge += charge;
+    this.stream?.consume(0, false); // two deliveries, one item: the stream counts what is still unconsumed
   }
 
   /** The sender ended cleanly: the reader gets `done` after what is queued. */
@@ -137,6 +150,8 @@ export class Inbox<T> implements MessageStream<T> {
         this.head = 0;
       }
       this.stream?.consume(item.charge, this.messages);
+      // a bulk chunk (nothing to check): no closure, no settle object per item
+      if (this.check === undefined) return Promise.resolve({ done: false, value: item.value });
       return new Promise((resolve, reject) => this.deliver(item.value, { resolve, reject }));
     }
     if (this.finished) return Promise.resolve(DONE);

@@ -58,31 +58,36 @@ export async function pumpSource<T>(
   }
 }
 
-/** What a bulk body may be: bytes, or an (async) iterable of chunks such as a Node Readable or an async generator. */
+/**
+ * What a bulk body may be: one Uint8Array, a Node Readable (fs, socket, stdin), a web ReadableStream, or any iterable or
+ * async iterable of chunks (an async generator). body-pump.ts pulls each the cheapest way.
+ */
 export type ByteSource = Uint8Array | Iterable<Uint8Array> | AsyncIterable<Uint8Array>;
 
-/** A Uint8Array is itself iterable (of numbers): it is one chunk, not a source of them. */
-export function chunksOf(source: ByteSource): Iterable<Uint8Array> | AsyncIterable<Uint8Array> {
-  if (source instanceof Uint8Array) return [source];
+/** Throws a TypeError for what cannot be a bulk body (checked before the call opens). */
+export function checkBody(source: ByteSource): void {
+  if (source instanceof Uint8Array) return;
   if (source === null || (typeof source !== 'object' && typeof source !== 'function')) {
     throw new TypeError('a bulk body must be a Uint8Array, an iterable or an async iterable of Uint8Array (e.g. a Node Readable)');
   }
   if (!(Symbol.asyncIterator in source) && !(Symbol.iterator in source)) {
     throw new TypeError('a bulk body must be a Uint8Array, an iterable or an async iterable of Uint8Array (e.g. a Node Readable)');
   }
-  return source;
 }
 
 /**
  * Lets go of a source that will never be pumped (the call ended first): a Node Readable is destroyed (closing its
- * file descriptor now rather than at GC), a generator is returned (running its finally blocks once started).
+ * file descriptor now rather than at GC), a web ReadableStream cancelled, a generator returned (running its finally
+ * blocks once started).
  */
 export function discardSource(source: unknown): void {
   if (source === null || typeof source !== 'object') return;
-  const s = source as { destroy?: () => void; return?: () => unknown };
+  const s = source as { destroy?: () => void; return?: () => unknown; cancel?: () => unknown; getReader?: unknown; locked?: boolean };
   try {
     if (typeof s.destroy === 'function') s.destroy();
-    else if (typeof s.return === 'function') Promise.resolve(s.return()).catch(() => undefined);
+    else if (typeof s.getReader === 'function' && typeof s.cancel === 'function') {
+      if (s.locked !== true) Promise.resolve(s.cancel()).catch(() => undefined);
+    } else if (typeof s.return === 'function') Promise.resolve(s.return()).catch(() => undefined);
   } catch {
     // a source that fails to close is still not ours to report on: the call is already over
   }

@@ -79,6 +79,11 @@ export class ConnectionMemory {
     this.process.release(bytes);
   }
 
+  /** Bytes queued to send on this connection's streams now (reserved: of streams whose OPEN is written). */
+  get queuedSendTotal(): number {
+    return this.queuedSendBytes;
+  }
+
   /**
    * Growth of a bulk stream's receive window (what a stopped reader would make us hold beyond bulkWindow). False,
    * reserving nothing, past the connection's share (connectionWindow) or the process's budget: the window stays as it is.

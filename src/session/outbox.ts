@@ -100,6 +100,10 @@ export class Outbox implements StreamOutput {
     return !this.blocked;
   }
 
+  get connectionCredit(): number {
+    return this.sendCredit;
+  }
+
   get dataAllowance(): number {
     return this.sendCredit < this.maxFrameBytes ? this.sendCredit : this.maxFrameBytes;
   }

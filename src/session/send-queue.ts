@@ -17,6 +17,28 @@ import { Flag, FrameType, MIN_DATA_FRAME_BYTES } from '../wire/constants.js';
  * chunk waits while the next is produced, so credit never arrives to an empty queue, and no queue grows without bound.
  */
 export const SEND_HIGH_WATER_BYTES = 64 * 1024;
+/**
+ * A bulk sender (chunks, no message boundaries) may have up to this much queued while the peer's credit (the stream's
+ * and the connection's) would let all of it out at once: its chunks then leave several per flush, in one vectored
+ * write, and it waits once per several chunks instead of once per chunk. Without that credit it is held to
+ * SEND_HIGH_WATER_BYTES as any sender, so a peer that grants nothing makes us hold no more than before.
+ */
+export const BULK_HIGH_WATER_BYTES = 256 * 1024;
+/**
+ * The connection's streams together may hold this much queued (one flush's worth) before none of them gets more than
+ * SEND_HIGH_WATER_BYTES: a hundred bulk senders at once queue no more than before, and fit maxQueuedSendBytes.
+ */
+export const BULK_CONNECTION_QUEUE_BYTES = 1024 * 1024;
+
+/**
+ * The high-water mark of a stream's queue: SEND_HIGH_WATER_BYTES, or for a bulk sender (`bulk`) as much more, up to
+ * BULK_HIGH_WATER_BYTES, as `credit` (the least of the stream's and the connection's send credit) lets out at once,
+ * while the connection's streams hold less than BULK_CONNECTION_QUEUE_BYTES queued (`connectionQueued`).
+ */
+export function highWaterFor(bulk: boolean, credit: number, connectionQueued: number): number {
+  if (!bulk || credit <= SEND_HIGH_WATER_BYTES || connectionQueued >= BULK_CONNECTION_QUEUE_BYTES) return SEND_HIGH_WATER_BYTES;
+  return credit < BULK_HIGH_WATER_BYTES ? credit : BULK_HIGH_WATER_BYTES;
+}
 /** What a queued item costs against the high-water mark besides its bytes, so tiny messages cannot pile up by the million. */
 const QUEUED_ITEM_COST = 64;
 /**
@@ -133,9 +155,9 @@ export class SendQueue {
     return item.end || (item.flags !== 0 && item.bytes.length - item.offset <= SMALL_MESSAGE_BYTES);
   }
 
-  /** True while what waits is within the high-water mark (each item counting 64 bytes besides its own). */
-  get belowHighWater(): boolean {
-    return this.bytes + this.items * QUEUED_ITEM_COST <= SEND_HIGH_WATER_BYTES;
+  /** True while what waits is within `highWater` (each item counting 64 bytes besides its own). */
+  within(highWater: number): boolean {
+    return this.bytes + this.items * QUEUED_ITEM_COST <= highWater;
   }
 
   /**

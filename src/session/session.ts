@@ -56,6 +56,7 @@ import { Lifetime } from './lifetime.js';
 import { PeerGuard } from './peer-guard.js';
 import { ReceiveBudget } from './receive-budget.js';
 import { ConnectionMemory } from './connection-memory.js';
+import { BulkDataPieces } from './data-pieces.js';
 import { memoryBudgetOf } from './memory-budget.js';
 import { Outbox, type OutboxEvents } from './outbox.js';
 import type { Role } from './role.js';
@@ -169,6 +170,7 @@ export class Session implements StreamHost {
       expectHelloFirst: true,
       acceptGoawayFirst: role === 'dialer', // the acceptor may refuse us instead of answering
       onExtensionFrame: () => this.guard.emptyFrameReceived('an extension frame'),
+      pieces: new BulkDataPieces(this.streamFrames, this.receiveBudget, this.guard, () => !this.readStopped),
     });
     this.lifetime = new Lifetime(this.options, role === 'acceptor', this.decoder, {
       streamCount: () => this.streams.size,

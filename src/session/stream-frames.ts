@@ -31,7 +31,21 @@ export class StreamFrames {
   data(flags: number, id: number, payload: Uint8Array): void {
     const stream = this.streamFor(id, 'DATA');
     if (stream === undefined) return;
-    const n = payload.length;
+    this.checkData(stream, flags, id, payload.length);
+    stream.receiveData(flags, payload);
+  }
+
+  /**
+   * The stream a DATA frame whose payload comes in pieces may go to as they arrive (data-pieces.ts): an open stream
+   * reading a bulk body. Undefined for any other: that frame is assembled and goes through data().
+   */
+  bulkStream(id: number): Stream | undefined {
+    const stream = this.streams.get(id);
+    return stream !== undefined && stream.rawInbound && stream.opened ? stream : undefined;
+  }
+
+  /** The promises a DATA frame of `n` bytes must keep, checked at its header (data() and data-pieces.ts alike). */
+  checkData(stream: Stream, flags: number, id: number, n: number): void {
     if (stream.remoteDone) throw new ProtocolError(ProtocolErrorCode.STREAM_STATE, `DATA on stream ${id} after the peer ended it`);
     if (n > stream.recvWindow) {
       throw new ProtocolError(ProtocolErrorCode.FLOW_CONTROL, `DATA of ${n} bytes on stream ${id} exceeds its credit of ${stream.recvWindow}`);
@@ -39,7 +53,6 @@ export class StreamFrames {
     if (flags & Flag.MESSAGE_END && !stream.rawInbound && stream.recvMessageWindow === 0) {
       throw new ProtocolError(ProtocolErrorCode.FLOW_CONTROL, `a message on stream ${id} exceeds its message credit`);
     }
-    stream.receiveData(flags, payload);
   }
 
   end(id: number, payload: Uint8Array): void {

@@ -2,7 +2,7 @@
  * One stream of a session: what it sends and its send credit (what cannot be written at once waits in send-queue.ts),
  * the delivery and credit of what it receives (a message that arrives in several frames is put together by
  * reassembly.ts), and its lifecycle. Carries opaque message bytes and trailers; knows nothing of methods, codecs or
- * handlers. Why this file is past ~500 lines (about 535): it is one job, the stream state machine, whose two tables
+ * handlers. Why this file is past ~500 lines (about 565): it is one job, the stream state machine, whose two tables
  * below are changed by both the send and the receive path; every transition lives next to the table it follows, and
  * what could leave has left (queued sends: send-queue.ts, partly received messages: reassembly.ts, the peer's frames:
  * stream-frames.ts, opening: stream-opener.ts / stream-acceptor.ts). Splitting send from receive would put the two
@@ -56,7 +56,7 @@ import { encodeCredit, encodeEnd, encodeReset } from '../wire/payloads.js';
 import { messageTooLargeMessage } from './errors.js';
 import type { PeerGuard } from './peer-guard.js';
 import { Reassembly, type ReassemblyLimits, type ReassemblyMemory } from './reassembly.js';
-import { dataFloorFor, QueueStep, SendQueue, SMALL_MESSAGE_BYTES, WriteResult, type QueueMemory, type QueueOutput } from './send-queue.js';
+import { dataFloorFor, highWaterFor, QueueStep, SendQueue, SMALL_MESSAGE_BYTES, WriteResult, type QueueMemory, type QueueOutput } from './send-queue.js';
 import type { TunedWindow, WindowTuner } from './window-tuner.js';
 
 export interface StreamTrailer {
@@ -87,6 +87,8 @@ export interface StreamEvents {
 export interface StreamOutput extends QueueOutput {
   /** False while the transport has asked us to wait: nothing may bypass the scheduler then. */
   readonly writable: boolean;
+  /** Connection credit the peer has granted and we have not spent. */
+  readonly connectionCredit: number;
   /** The stream has frames to write once credit allows. */
   wake(stream: Stream): void;
 }
@@ -94,7 +96,7 @@ export interface StreamOutput extends QueueOutput {
 /** The part of the session a stream calls back into. */
 export interface StreamHost extends ReassemblyLimits {
   /** The connection's memory: what partly received messages and queued sends reserve (connection-memory.ts). */
-  readonly memory: ReassemblyMemory & QueueMemory;
+  readonly memory: ReassemblyMemory & QueueMemory & { readonly queuedSendTotal: number };
   /** The stream is CLOSED; `opened` says whether its OPEN was ever written (false: it closed while queued). */
   streamClosed(stream: Stream, opened: boolean): void;
   /** Counts the resets the peer provokes (MadeYouReset). */
@@ -134,6 +136,8 @@ export class Stream {
   private unconsumed = 0;
   /** A send returned false: the sender waits for onWritable. */
   private wantsWritable = false;
+  /** sendChunk was used: this stream carries a bulk body, which may queue more while credit allows (highWaterFor). */
+  private bulkSending = false;
   /** Credit the peer has granted us on this stream. */
   sendWindow: number;
   /** Message credit the peer has granted us on this stream. */
@@ -241,8 +245,11 @@ export class Stream {
   /** Queues bytes of a bulk body: no message boundary, fragmented as credit allows. Returns as sendMessage. */
   sendChunk(bytes: Uint8Array): boolean {
     if (!this.writable) throw new Error(`stream ${this.id}: cannot send after the stream ended`);
-    if (bytes.length === 0) return this.belowHighWater();
-    return this.enqueue(bytes, 0);
+    this.bulkSending = true;
+    if (bytes.length > 0) return this.enqueue(bytes, 0);
+    if (this.belowHighWater()) return true;
+    this.wantsWritable = true; // nothing queued, but the high-water mark fell with the credit: wait as for a chunk
+    return false;
   }
 
   /** Ends our side cleanly (status OK) after everything queued: the receiver's EOF. */
@@ -270,7 +277,7 @@ export class Stream {
     }
     this.queue = queue;
     if (this.opened) this.output.wake(this);
-    if (queue.belowHighWater) return true;
+    if (queue.within(this.highWater())) return true;
     this.wantsWritable = true;
     return false;
   }
@@ -394,6 +401,22 @@ export class Stream {
   }
 
   /**
+   * A DATA frame of `n` bytes on a bulk stream (rawInbound) begins, its payload to come in pieces (data-pieces.ts has
+   * checked it as stream-frames.ts checks a whole one): its credit is taken now, each piece is delivered as it comes.
+   */
+  receivePiecesStart(n: number): void {
+    this.progress++;
+    this.recvWindow -= n;
+  }
+
+  /** The next piece of that frame; `flags` (the frame's) with its last piece, else 0. */
+  receivePiece(piece: Uint8Array, flags: number): void {
+    const final = (flags & Flag.END_STREAM) !== 0;
+    this.deliver(piece, piece.length, false, final);
+    if (final && this.state !== StreamState.CLOSED) this.receiveEnd({ status: Status.OK, message: '', metadata: EMPTY_TRAILER_METADATA });
+  }
+
+  /**
    * The owner's application took an item delivered with `charge` (autoCredit off): its credit goes back to the peer,
    * and so does that of a partly received message held back meanwhile.
    */
@@ -491,7 +514,14 @@ export class Stream {
   }
 
   private belowHighWater(): boolean {
-    return this.queue === undefined || this.queue.belowHighWater;
+    return this.queue === undefined || this.queue.within(this.highWater());
+  }
+
+  /** How much may wait before a sender is asked to: more for a bulk body while credit lets it out (send-queue.ts). */
+  private highWater(): number {
+    // before OPEN is written nothing leaves: a queued stream pulls no more than any sender
+    const credit = Math.min(this.sendWindow, this.output.connectionCredit);
+    return highWaterFor(this.bulkSending && this.opened, credit, this.host.memory.queuedSendTotal);
   }
 
   /** Stream credit for bytes consumed or buffered; none once the peer has said it sends no more. */

@@ -2,7 +2,21 @@
  * Turns a byte stream into frames. A named state machine (READ_HEADER, READ_PAYLOAD, SKIP_PAYLOAD) that tells
  * "need more bytes" from "malformed", and checks every header (length against the limit, stream id, per-type shape)
  * before it keeps a single payload byte. A payload that arrives whole inside one chunk is handed out as a view
- * without copying; the callee must use or copy it before returning.
+ * without copying; the callee must use or copy it before returning. A DATA payload that straddles chunks is assembled
+ * into a buffer of its own, unless the `pieces` option takes it (READ_PIECES): then it is handed out as it arrives, as
+ * views of the chunks, with no copy (bulk bodies; messages still reassemble).
+ *
+ * | state         | input                                              | next                              |
+ * |---------------|----------------------------------------------------|-----------------------------------|
+ * | READ_HEADER   | header whole; payload empty, or whole in the chunk | READ_HEADER (frame delivered)     |
+ * | READ_HEADER   | header whole; an extension frame's payload follows | SKIP_PAYLOAD                      |
+ * | READ_HEADER   | header whole; the payload straddles chunks         | READ_PIECES if pieces takes it    |
+ * |               |                                                    | (a DATA frame), else READ_PAYLOAD |
+ * | READ_PAYLOAD  | the payload whole in the first chunk after a       | READ_HEADER (delivered as a view) |
+ * |               | header that ended its chunk                        |                                   |
+ * | READ_PAYLOAD  | the rest of the payload                            | READ_HEADER (delivered)           |
+ * | READ_PIECES   | the rest of the payload                            | READ_HEADER (last piece)          |
+ * | SKIP_PAYLOAD  | the rest of the payload                            | READ_HEADER (nothing delivered)   |
  */
 import {
   CREDIT_PAYLOAD_BYTES,
@@ -16,10 +30,29 @@ import { readU32 } from './bytes.js';
 
 export type FrameHandler = (type: number, flags: number, streamId: number, payload: Uint8Array) => void;
 
+/**
+ * Takes DATA payloads that straddle chunks piece by piece instead of whole (the `pieces` option). Its header has been
+ * checked as every header is (the frame limit, the stream id) before startData is asked.
+ */
+export interface DataPieces {
+  /**
+   * A DATA frame whose payload (`length` bytes, at least one) does not arrive whole in this chunk: true to take it as
+   * pieces through dataPiece, false to have it assembled and delivered whole through onFrame. May throw (the error
+   * leaves push()).
+   */
+  startData(flags: number, streamId: number, length: number): boolean;
+  /**
+   * The next piece of that payload, a view of the chunk pushed (valid only during the call, as a payload is); `last` on
+   * the one that completes the frame. Pieces are never empty. May throw.
+   */
+  dataPiece(piece: Uint8Array, last: boolean): void;
+}
+
 const enum State {
   READ_HEADER,
   READ_PAYLOAD,
   SKIP_PAYLOAD,
+  READ_PIECES,
 }
 
 const EMPTY = new Uint8Array(0);
@@ -45,6 +78,8 @@ export interface DecoderOptions {
    * never delivered, so this is the only way to count them. May throw (the error leaves push()).
    */
   onExtensionFrame?: (type: number) => void;
+  /** Takes DATA payloads that straddle chunks as pieces (no copy); without it they are assembled. */
+  pieces?: DataPieces;
 }
 
 export class FrameDecoder {
@@ -67,6 +102,7 @@ export class FrameDecoder {
   /** True until the first frame's header is read (while expectHelloFirst restricts it). */
   private firstFrame: boolean;
   private readonly onExtensionFrame: ((type: number) => void) | undefined;
+  private readonly pieces: DataPieces | undefined;
   /** Set by parseHeader for an empty extension frame, which is complete but not delivered. */
   private skipEmpty = false;
   /** Frames completed so far (skipped extension frames too): the progress a frame-completion timer looks for. */
@@ -83,6 +119,7 @@ export class FrameDecoder {
       this.restrictedWhy = 'the peer\'s first bytes are not a gridwire HELLO frame (is it speaking HTTP, TLS or another protocol?)';
     }
     this.onExtensionFrame = options.onExtensionFrame;
+    this.pieces = options.pieces;
   }
 
   setMaxFrameBytes(n: number): void {
@@ -146,10 +183,10 @@ export class FrameDecoder {
               this.state = State.READ_HEADER;
               this.onFrame(this.type, this.flags, this.streamId, payload);
             } else {
-              // allocation is safe here: parseHeader has checked length against the limit. None yet when the header
-              // ended the chunk: the payload may come whole in the next one (a WebSocket message of its own)
-              this.payload = offset === end ? EMPTY : new Uint8Array(this.length);
+              // none yet when the header ended the chunk: the payload may come whole in the next one (a WebSocket
+              // message of its own)
               this.payloadFill = 0;
+              if (offset < end) this.startStraddling();
             }
           } else if (next === State.READ_HEADER && !this.skipEmpty) {
             // zero-length payload: the frame is complete with its header
@@ -170,7 +207,7 @@ export class FrameDecoder {
               this.onFrame(this.type, this.flags, this.streamId, payload);
               break;
             }
-            this.payload = new Uint8Array(this.length);
+            if (this.startStraddling()) break; // READ_PIECES takes it from here
           }
           const n = Math.min(this.length - this.payloadFill, end - offset);
           this.payload.set(chunk.subarray(offset, offset + n), this.payloadFill);
@@ -185,6 +222,19 @@ export class FrameDecoder {
           }
           break;
         }
+        case State.READ_PIECES: {
+          const n = Math.min(this.length - this.payloadFill, end - offset);
+          const piece = chunk.subarray(offset, offset + n);
+          this.payloadFill += n;
+          offset += n;
+          const last = this.payloadFill === this.length;
+          if (last) {
+            this.state = State.READ_HEADER;
+            this.completed++;
+          }
+          this.pieces!.dataPiece(piece, last);
+          break;
+        }
         case State.SKIP_PAYLOAD: {
           const n = Math.min(this.length - this.payloadFill, end - offset);
           this.payloadFill += n;
@@ -197,6 +247,20 @@ export class FrameDecoder {
         }
       }
     }
+  }
+
+  /**
+   * A payload that does not arrive whole in this chunk (some of it does): READ_PIECES if the pieces option takes it,
+   * else a buffer to assemble it in (READ_PAYLOAD). True for pieces.
+   */
+  private startStraddling(): boolean {
+    if (this.type === FrameType.DATA && this.pieces !== undefined && this.pieces.startData(this.flags, this.streamId, this.length)) {
+      this.state = State.READ_PIECES;
+      return true;
+    }
+    // allocation is safe here: parseHeader has checked length against the limit
+    this.payload = new Uint8Array(this.length);
+    return false;
   }
 
   private parseHeader(source: Uint8Array, at: number): State {

@@ -1,6 +1,7 @@
 /**
- * Fuzz target `decoder` (reliability.md T-F1, T-F6): a byte stream into FrameDecoder. Properties, for each of three
- * decoder set-ups (HELLO expected first or not; the default and the smallest frame limit):
+ * Fuzz target `decoder` (reliability.md T-F1, T-F6): a byte stream into FrameDecoder. Properties, for each of four
+ * decoder set-ups (HELLO expected first or not; the default and the smallest frame limit; straddling DATA payloads of
+ * odd streams taken as pieces, each a view of the chunk pushed, put back together by the collector):
  * - only ProtocolError is thrown, with a documented code, and each decode takes < 50 ms;
  * - the stream decodes the same (the same frames, then the same error or none) whole, one byte at a time and split at
  *   random boundaries;
@@ -18,7 +19,7 @@ import {
   MAX_STREAM_ID,
   DEFAULT_LIMITS,
 } from '../../src/wire/constants.js';
-import { FrameDecoder } from '../../src/wire/decoder.js';
+import { FrameDecoder, type DataPieces } from '../../src/wire/decoder.js';
 import { ProtocolError, ProtocolErrorCode } from '../../src/wire/errors.js';
 import { encodeFrame, type Frame } from '../../src/wire/frame.js';
 import { readU32 } from '../../src/wire/bytes.js';
@@ -30,12 +31,15 @@ const PROTOCOL_CODES = new Set<string>(Object.values(ProtocolErrorCode));
 interface DecoderSetup {
   expectHelloFirst: boolean;
   maxFrameBytes: number;
+  /** Take straddling DATA payloads of odd streams as pieces (the session's bulk path), put back together here. */
+  pieces?: boolean;
 }
 
 const SETUPS: readonly DecoderSetup[] = [
   { expectHelloFirst: false, maxFrameBytes: DEFAULT_LIMITS.maxFrameBytes },
   { expectHelloFirst: true, maxFrameBytes: DEFAULT_LIMITS.maxFrameBytes },
   { expectHelloFirst: false, maxFrameBytes: 16 },
+  { expectHelloFirst: false, maxFrameBytes: DEFAULT_LIMITS.maxFrameBytes, pieces: true },
 ];
 
 interface Decoded {
@@ -48,9 +52,33 @@ interface Decoded {
 /** Feeds `chunks` to a fresh decoder; fails the check on anything thrown but a ProtocolError with a documented code. */
 function decodeChunks(chunks: readonly Uint8Array[], setup: DecoderSetup): Decoded {
   const frames: Frame[] = [];
-  const decoder = new FrameDecoder((type, flags, streamId, payload) => frames.push({ type, flags, streamId, payload: payload.slice() }), setup);
+  let pushed: Uint8Array | undefined;
+  let partial: { flags: number; streamId: number; parts: Uint8Array[] } | undefined;
+  const pieces: DataPieces = {
+    startData(flags, streamId, length) {
+      assert.ok(length > 0 && partial === undefined, 'startData: a DATA frame with a payload, between frames');
+      if ((streamId & 1) === 0) return false;
+      partial = { flags, streamId, parts: [] };
+      return true;
+    },
+    dataPiece(piece, last) {
+      assert.ok(piece.length > 0 && piece.buffer === pushed!.buffer, 'a piece is a non-empty view of the chunk pushed');
+      partial!.parts.push(piece.slice());
+      if (last) {
+        frames.push({ type: FrameType.DATA, flags: partial!.flags, streamId: partial!.streamId, payload: concat(partial!.parts) });
+        partial = undefined;
+      }
+    },
+  };
+  const decoder = new FrameDecoder((type, flags, streamId, payload) => frames.push({ type, flags, streamId, payload: payload.slice() }), {
+    ...setup,
+    pieces: setup.pieces === true ? pieces : undefined,
+  });
   try {
-    for (const chunk of chunks) decoder.push(chunk);
+    for (const chunk of chunks) {
+      pushed = chunk;
+      decoder.push(chunk);
+    }
   } catch (error) {
     if (!(error instanceof ProtocolError)) assert.fail(`FrameDecoder threw ${describeThrown(error)}; only ProtocolError may be thrown`);
     assert.ok(PROTOCOL_CODES.has(error.code), `FrameDecoder threw an undocumented code ${error.code}`);

@@ -1,7 +1,7 @@
 /**
  * A source handed to gridwire belongs to it (an upload's body, the requests of a clientStream or bidi call): when the
  * call ends before the source is pumped, gridwire closes it (a Node Readable is destroyed, so an open file does not
- * wait for GC to release its descriptor; a generator is returned).
+ * wait for GC to release its descriptor; a web ReadableStream is cancelled; a generator is returned).
  */
 import assert from 'node:assert/strict';
 import { Readable } from 'node:stream';
@@ -49,6 +49,19 @@ testConnTypes('an upload that cannot start has its body destroyed', async (env) 
   const body = trackedReadable();
   await rejectsWithStatus(caller.client(Files).put({ name: 'f' }, body), Status.UNAVAILABLE, 'upload');
   assert.ok(body.destroyed, 'the body the caller handed over is destroyed');
+});
+
+testConnTypes('an upload that cannot start has its web ReadableStream body cancelled', async (env) => {
+  const { caller } = await env.open({ services: [serve(Files, { get: () => new Uint8Array(0), put: () => 0 })] });
+  await caller.close({ graceMs: 0 });
+  let cancelled = false;
+  const body = new ReadableStream<Uint8Array>({
+    cancel() {
+      cancelled = true;
+    },
+  });
+  await rejectsWithStatus(caller.client(Files).put({ name: 'f' }, body), Status.UNAVAILABLE, 'upload');
+  await until(() => cancelled, 1000, 'the web stream cancelled');
 });
 
 /** Makes a clientStream and a bidi(iterable) call that cannot start; each source must be closed by the time it failed. */

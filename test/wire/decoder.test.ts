@@ -274,6 +274,157 @@ void describe('FrameDecoder: chunk boundaries', () => {
   });
 });
 
+/** A decoder with the pieces option: records whole frames and pieces (each piece: is it a view of the chunk pushed). */
+function pieceCollector(take: (flags: number, streamId: number, length: number) => boolean = () => true) {
+  const events: Array<{ frame: Delivered } | { start: [number, number, number] } | { piece: number[]; last: boolean; view: boolean }> = [];
+  let pushed: Uint8Array = new Uint8Array(0);
+  const decoder = new FrameDecoder((type, flags, streamId, payload) => events.push({ frame: { type, flags, streamId, payload: payload.slice() } }), {
+    maxFrameBytes: MAX,
+    pieces: {
+      startData(flags, streamId, length) {
+        const taken = take(flags, streamId, length);
+        if (taken) events.push({ start: [flags, streamId, length] });
+        return taken;
+      },
+      dataPiece(piece, last) {
+        events.push({ piece: Array.from(piece), last, view: piece.buffer === pushed.buffer && piece.length > 0 });
+      },
+    },
+  });
+  return {
+    decoder,
+    events,
+    push(chunk: Uint8Array): void {
+      pushed = chunk;
+      decoder.push(chunk);
+    },
+  };
+}
+
+void describe('FrameDecoder: DATA payloads in pieces (the pieces option)', () => {
+  const data = hex('03 02 00000005 00000006 010203040506'); // DATA, END_STREAM, stream 5, 6 bytes
+
+  void test('a DATA payload split at every offset inside it is handed out as views of the chunks, no copy, the last piece flagged', () => {
+    for (let cut = 11; cut < data.length; cut++) {
+      const { events, push, decoder } = pieceCollector();
+      push(Uint8Array.from(data.subarray(0, cut)));
+      push(Uint8Array.from(data.subarray(cut)));
+      assert.deepEqual(events, [
+        { start: [Flag.END_STREAM, 5, 6] },
+        { piece: Array.from(data.subarray(10, cut)), last: false, view: true },
+        { piece: Array.from(data.subarray(cut)), last: true, view: true },
+      ]);
+      assert.equal(decoder.atFrameBoundary, true);
+      assert.equal(decoder.framesCompleted, 1);
+    }
+  });
+
+  void test('one byte at a time: six one-byte pieces, never an empty one, and the frame completes once', () => {
+    const { events, push, decoder } = pieceCollector();
+    for (const byte of concat(data, hex('07 00 00000000 00000008 0000000000000001'))) push(Uint8Array.of(byte));
+    assert.deepEqual(events.filter((e) => 'piece' in e).map((e) => (e as { piece: number[] }).piece), [[1], [2], [3], [4], [5], [6]]);
+    assert.deepEqual(events.filter((e) => 'piece' in e && e.last).length, 1);
+    assert.equal(events.length, 1 + 6 + 1, 'start, six pieces, then the PING whole');
+    assert.equal(decoder.framesCompleted, 2);
+  });
+
+  void test('a header that ends its chunk: a payload whole in the next chunk is one whole frame; one that is not is pieces', () => {
+    const whole = pieceCollector();
+    whole.push(data.subarray(0, 10));
+    whole.push(Uint8Array.from(data.subarray(10)));
+    assert.deepEqual(whole.events, [{ frame: frame(FrameType.DATA, Flag.END_STREAM, 5, [1, 2, 3, 4, 5, 6]) }]);
+    const split = pieceCollector();
+    split.push(data.subarray(0, 10));
+    split.push(Uint8Array.from(data.subarray(10, 13)));
+    split.push(Uint8Array.from(data.subarray(13)));
+    assert.deepEqual(split.events, [
+      { start: [Flag.END_STREAM, 5, 6] },
+      { piece: [1, 2, 3], last: false, view: true },
+      { piece: [4, 5, 6], last: true, view: true },
+    ]);
+  });
+
+  void test('a DATA frame pieces declines, and any other type that straddles, are assembled and delivered whole as before', () => {
+    const end = hex('04 00 00000005 00000002 0000');
+    const { events, push } = pieceCollector((_flags, streamId) => streamId !== 7);
+    const bytes = concat(hex('03 00 00000007 00000003 aabbcc'), end);
+    push(bytes.subarray(0, 12));
+    push(bytes.subarray(12, 24));
+    push(bytes.subarray(24));
+    assert.deepEqual(events, [{ frame: frame(FrameType.DATA, 0, 7, [0xaa, 0xbb, 0xcc]) }, { frame: frame(FrameType.END, 0, 5, [0, 0]) }]);
+  });
+
+  void test('a DATA payload that arrives whole in its chunk is one frame, never pieces', () => {
+    const { events, push } = pieceCollector();
+    push(data);
+    assert.deepEqual(events, [{ frame: frame(FrameType.DATA, Flag.END_STREAM, 5, [1, 2, 3, 4, 5, 6]) }]);
+  });
+
+  void test('T-F3 an oversize DATA frame is refused at its header: pieces is never asked', () => {
+    const { events, decoder } = pieceCollector();
+    assert.throws(() => decoder.push(hex(`03 00 00000001 ${(MAX + 1).toString(16).padStart(8, '0')} 00`)), (err: unknown) => {
+      assert.ok(err instanceof ProtocolError);
+      assert.equal(err.code, ProtocolErrorCode.FRAME_SIZE);
+      return true;
+    });
+    assert.deepEqual(events, []);
+  });
+
+  void test('an error thrown by startData or dataPiece leaves push()', () => {
+    const refusing = new FrameDecoder(() => undefined, {
+      maxFrameBytes: MAX,
+      pieces: {
+        startData: () => {
+          throw new ProtocolError(ProtocolErrorCode.FLOW_CONTROL, 'over credit');
+        },
+        dataPiece: () => undefined,
+      },
+    });
+    assert.throws(() => refusing.push(data.subarray(0, 12)), /over credit/);
+    const failingPiece = new FrameDecoder(() => undefined, {
+      maxFrameBytes: MAX,
+      pieces: {
+        startData: () => true,
+        dataPiece: () => {
+          throw new Error('reader failed');
+        },
+      },
+    });
+    assert.throws(() => failingPiece.push(data.subarray(0, 12)), /reader failed/);
+  });
+
+  void test('T-F6 with pieces taken for every DATA frame, the fixture split at every offset gives the same frames and payloads', () => {
+    const stream = concat(
+      hex('03 01 00000001 00000005 68656c6c6f'),
+      hex('80 00 00000000 00000003 aabbcc'),
+      hex('03 00 00000003 00000004 01020304'),
+      hex('07 00 00000000 00000008 0102030405060708'),
+      hex('03 02 00000003 00000002 0506'),
+    );
+    const wholeFrames = decodeAll(stream);
+    for (let cut = 0; cut <= stream.length; cut++) {
+      const { events, push } = pieceCollector();
+      push(stream.subarray(0, cut));
+      push(stream.subarray(cut));
+      // pieces put back together into their frames
+      const rebuilt: Delivered[] = [];
+      let open: { flags: number; streamId: number; bytes: number[] } | undefined;
+      for (const e of events) {
+        if ('frame' in e) rebuilt.push(e.frame);
+        else if ('start' in e) open = { flags: e.start[0], streamId: e.start[1], bytes: [] };
+        else {
+          open!.bytes.push(...e.piece);
+          if (e.last) {
+            rebuilt.push(frame(FrameType.DATA, open!.flags, open!.streamId, open!.bytes));
+            open = undefined;
+          }
+        }
+      }
+      assert.deepEqual(rebuilt, wholeFrames, `split at ${cut}`);
+    }
+  });
+});
+
 void describe('FrameDecoder: refused headers', () => {
   void test('T-F3 refuses a frame declaring 4 GiB (length 0xffffffff) from its 10 header bytes alone', () => {
     assertRefused([hex('03 00 00000001 ffffffff')], ProtocolErrorCode.FRAME_SIZE);

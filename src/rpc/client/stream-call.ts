@@ -16,7 +16,8 @@ import { Inbox, NO_INBOX_OWNER, type ByteStream, type InboxOwner, type MessageSt
 import { ProgressWatchdog, type ProgressWatched } from '../progress.js';
 import { RpcError } from '../rpc-error.js';
 import { validate } from '../schema.js';
-import { checkChunk, chunksOf, discardSource, pumpSource, StreamSender, type ByteSource } from '../sender.js';
+import { pumpBody, type SendChunk } from '../body-pump.js';
+import { checkBody, checkChunk, discardSource, pumpSource, StreamSender, type ByteSource } from '../sender.js';
 import type { MethodDescriptor } from '../service.js';
 import { abortError, unwatchSignal, watchSignal, type AbortWatcher } from './abort-watch.js';
 import type { CallOptions } from './call-options.js';
@@ -275,9 +276,8 @@ export function callUpload(
     discardSource(body);
     return Promise.reject(bytes);
   }
-  let chunks: Iterable<Uint8Array> | AsyncIterable<Uint8Array>;
   try {
-    chunks = chunksOf(body);
+    checkBody(body);
   } catch (error) {
     return Promise.reject(new RpcError(Status.INVALID_ARGUMENT, (error as Error).message, { retrySafe: true }));
   }
@@ -288,16 +288,27 @@ export function callUpload(
   }
   const call = new ClientStreamCall(opened.stream, descriptor, options, opened.budget, false, core.options.progressTimeoutMs);
   opened.stream.sendMessage(bytes);
-  pump(call, chunks, (chunk) => call.sender.send(checkChunk(chunk), true));
+  const sender = call.sender;
+  const sendChunk: SendChunk = (chunk) => {
+    if (sender.failed) throw sender.failed;
+    return sender.send(checkChunk(chunk), true);
+  };
+  settleWhenPumped(call, pumpBody(body, sendChunk));
   return call.promise!;
 }
 
 /** Sends everything `source` yields, then ends the caller's side; a source that fails fails the call. */
 function pump<T>(call: ClientStreamCall, source: Iterable<T> | AsyncIterable<T>, send: (item: T) => Promise<void> | undefined): void {
-  pumpSource(source, (item) => {
+  const pumped = pumpSource(source, (item) => {
     if (call.sender.failed) throw call.sender.failed;
     return send(item);
-  }).then(
+  });
+  settleWhenPumped(call, pumped);
+}
+
+/** Once everything is sent the caller's side ends cleanly; a source that failed fails the call. */
+function settleWhenPumped(call: ClientStreamCall, pumped: Promise<void>): void {
+  pumped.then(
     () => {
       if (!call.sender.failed) call.stream.endClean();
     },

@@ -20,7 +20,8 @@ import { Inbox, NO_INBOX_OWNER } from '../inbox.js';
 import { ProgressWatchdog, type ProgressWatched } from '../progress.js';
 import { RpcError } from '../rpc-error.js';
 import { validate, validateThen, type ValidationResult } from '../schema.js';
-import { checkChunk, chunksOf, discardSource, pumpSource, StreamSender, type ByteSource } from '../sender.js';
+import { pumpBody } from '../body-pump.js';
+import { checkBody, checkChunk, discardSource, pumpSource, StreamSender, type ByteSource } from '../sender.js';
 import type { MethodDescriptor, MethodKind } from '../service.js';
 import type { CallAuthorizer } from './authorize.js';
 import { abortControllerOf, abortLazily, type HandlerContext, type LazyAbort } from './context.js';
@@ -354,9 +355,9 @@ export class ServerCall implements StreamEvents, HandlerContext, DeadlineWatcher
   }
 
   private sendBody(source: ByteSource): Promise<void> {
-    const chunks = chunksOf(source);
+    checkBody(source);
     const sender = (this.sender = new StreamSender(this.stream));
-    return pumpSource(chunks, (chunk) => {
+    return pumpBody(source, (chunk) => {
       if (sender.failed) throw sender.failed;
       return sender.send(checkChunk(chunk), true);
     });
