@@ -34,7 +34,9 @@ const CHUNKS = TOTAL / CHUNK_BYTES;
 
 /** A receiver in its own process, so that only the sender's promises and ticks are counted here. */
 async function receiver(t: TestContext): Promise<RpcSession> {
-  const child = spawn(process.execPath, ['--import', 'tsx', PEER, 'serve'], { cwd: ROOT, stdio: ['pipe', 'pipe', 'pipe'] });
+  // a fixed 1 MiB bulk window, credited per half window: what is counted is the source's pump, not how often the
+  // receiver's credit comes back (a tuned 256 KiB window credits per quarter, a CREDIT and a write per 64 KiB chunk)
+  const child = spawn(process.execPath, ['--import', 'tsx', PEER, 'serve', String(1024 * 1024)], { cwd: ROOT, stdio: ['pipe', 'pipe', 'pipe'] });
   let stderr = '';
   child.stderr.setEncoding('utf8').on('data', (s: string) => (stderr += s));
   t.after(() => {
