@@ -13,7 +13,7 @@
 import { Readable, Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { ReadableStream } from 'node:stream/web';
-import type { BulkBody } from './index.js';
+import type { BulkBody } from './scenario.js';
 import { CHUNK_BYTES, MiB, type ByteMeter } from './scenario.js';
 
 /** The `bytes` body: big enough that a call's set-up is small beside it, within the default maxQueuedSendBytes (32 MiB). */

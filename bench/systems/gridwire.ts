@@ -19,7 +19,7 @@ import { performance } from 'node:perf_hooks';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { CallOptions, GridwireApi, HandlerContext, Service, SessionLimits } from './gridwire-api.js';
 import { BYTES_BODY_BYTES, bytesBody, readBody, streamingSource } from './gridwire-bodies.js';
-import type { BulkBody } from './index.js';
+import type { BulkBody } from './scenario.js';
 import {
   CHUNK_BYTES, ECHO_BYTES, MiB, checkCount, deferred, echoScenario, type EchoPayload, type EchoSystem, type Scenario, type ScenarioClient,
   type SideContext,

@@ -2,7 +2,7 @@
 // bodies, and a lazy loader of one system's scenario, so a worker imports only the stack it runs (and a gridwire,
 // yamux or capnweb that cannot load cannot break the other rows). `gridwire@base` is the same gridwire code driven
 // against another checkout's library (--against). `raw-1m` is raw node:net writing 1 MiB buffers (bulk only).
-import { echoBytesOf, type EchoPayload, type Scenario } from './scenario.js';
+import { echoBytesOf, type BulkBody, type EchoPayload, type Scenario } from './scenario.js';
 
 export const SYSTEM_NAMES = ['raw', 'raw-1m', 'ws', 'grpc', 'yamux', 'capnweb', 'gridwire', 'gridwire@base'] as const;
 export type SystemName = (typeof SYSTEM_NAMES)[number];
@@ -26,14 +26,8 @@ export const SCENARIO_NAMES = [
 ] as const;
 export type ScenarioName = (typeof SCENARIO_NAMES)[number];
 
-/**
- * How gridwire's bulk-upload and bulk-download produce the body and read it (the other systems and scenarios ignore
- * it): an async generator read with `for await` (the default); a Node Readable like an fs stream; a web
- * ReadableStream; one big Uint8Array per call, calls back to back; a Node Readable read through stream.pipeline()
- * into a Node Writable (gridwire-bodies.ts).
- */
-export const BULK_BODIES = ['generator', 'readable', 'web-stream', 'bytes', 'pipeline'] as const;
-export type BulkBody = (typeof BULK_BODIES)[number];
+// gridwire's bulk bodies are defined beside the scenario contract (scenario.ts), which every system file imports
+export { BULK_BODIES, type BulkBody } from './scenario.js';
 
 /** What `raw-1m` writes at a time: the raw socket at the machine's limit (~5 GB/s on the issue 12 harness). */
 const RAW_1M_WRITE_BYTES = 1024 * 1024;

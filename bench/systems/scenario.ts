@@ -14,6 +14,16 @@ export const ECHO_BYTES = 32;
  */
 export const ECHO_PAYLOADS = ['bytes', 'object'] as const;
 export type EchoPayload = (typeof ECHO_PAYLOADS)[number];
+
+/**
+ * How gridwire's bulk-upload and bulk-download produce the body and read it (the other systems and scenarios ignore
+ * it): an async generator read with `for await` (the default); a Node Readable like an fs stream; a web
+ * ReadableStream; one big Uint8Array per call, calls back to back; a Node Readable read through stream.pipeline()
+ * into a Node Writable (gridwire-bodies.ts). Named here, not in index.ts, so gridwire.ts and gridwire-bodies.ts
+ * import nothing from the registry that loads them.
+ */
+export const BULK_BODIES = ['generator', 'readable', 'web-stream', 'bytes', 'pipeline'] as const;
+export type BulkBody = (typeof BULK_BODIES)[number];
 /** The msgpack encoding of `{ data: Uint8Array(32) }` as gridwire writes it: map16 (3) + fixstr "data" (5) + bin 8 (2 + 32). */
 export const ECHO_OBJECT_BYTES = 42;
 
