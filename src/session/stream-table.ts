@@ -1,6 +1,6 @@
 /**
  * A session's open streams by id: an open-addressed table (linear probing, backward-shift deletion, no tombstones)
- * whose slots hold the streams themselves, the home slot of an id being `id & mask`.
+ * whose slots hold the streams themselves, the home slot of an id its seeded mix (home()) masked.
  *
  * Why not a Map: every call adds one id and deletes another, so a Map rehashes every few calls, and V8 links each
  * superseded table to its successor (for iterators) and allocates a successor in the old generation once its
@@ -9,12 +9,14 @@
  * collection took a third to a half of the caller's CPU. Here a slot is cleared when its stream closes, the array
  * is replaced only when the table grows or shrinks, and a closed stream dies young.
  *
- * Ids of one side are sequential and of one parity (ours odd or even, the peer's the other), so the streams in flight
- * fill neighbouring slots: a lookup is one probe unless a long-lived stream sits where a new id's home is. The table
+ * Ids are mixed with a per-table secret before masking (home()): sequential ids would fill neighbouring slots without
+ * it, but the peer picks its own ids, and ids spaced by the table's size would share one run. A lookup is one probe
+ * unless another stream's run covers the id's home (load at most 1/2 keeps the runs short). The table
  * keeps its load at most 1/2 (it doubles past that). It shrinks by half below 1/8, but only past SHRINK_ABOVE slots:
  * the number of calls in flight swings between none and all of them many times a second, and a table that resized
  * with each swing would be the churn this file exists to avoid.
  */
+import { randomInt } from 'node:crypto';
 import type { Stream } from './stream.js';
 
 /** Slots of an empty table: an idle connection holds this many references, ~300 bytes. */
@@ -31,6 +33,8 @@ export class StreamTable implements StreamLookup {
   private slots: (Stream | undefined)[] = emptySlots(MIN_CAPACITY);
   private mask = MIN_CAPACITY - 1;
   private count = 0;
+  /** Secret per table, so a peer cannot pick ids that collide (home()). */
+  private readonly seed = randomInt(0x7fff_ffff);
 
   get size(): number {
     return this.count;
@@ -39,7 +43,7 @@ export class StreamTable implements StreamLookup {
   get(id: number): Stream | undefined {
     const slots = this.slots;
     const mask = this.mask;
-    for (let i = id & mask; ; i = (i + 1) & mask) {
+    for (let i = this.home(id) & mask; ; i = (i + 1) & mask) {
       const stream = slots[i];
       if (stream === undefined || stream.id === id) return stream;
     }
@@ -56,7 +60,7 @@ export class StreamTable implements StreamLookup {
   delete(id: number): boolean {
     const slots = this.slots;
     const mask = this.mask;
-    let hole = id & mask;
+    let hole = this.home(id) & mask;
     for (;;) {
       const stream = slots[hole];
       if (stream === undefined) return false;
@@ -69,7 +73,7 @@ export class StreamTable implements StreamLookup {
     for (let j = (hole + 1) & mask; ; j = (j + 1) & mask) {
       const stream = slots[j];
       if (stream === undefined) break;
-      if (((j - (stream.id & mask)) & mask) >= ((j - hole) & mask)) {
+      if (((j - (this.home(stream.id) & mask)) & mask) >= ((j - hole) & mask)) {
         slots[hole] = stream;
         slots[j] = undefined;
         hole = j;
@@ -89,10 +93,22 @@ export class StreamTable implements StreamLookup {
     return out.sort(byId);
   }
 
+  /**
+   * Where an id's run starts, before masking: the id mixed with this table's random seed (murmur3's finaliser). Not the
+   * id itself: the peer chooses its stream ids (any increasing sequence), and ids spaced by the table's size would all
+   * share one run, making every lookup walk it (thousands of probes per frame with a raised maxConcurrentStreams).
+   */
+  private home(id: number): number {
+    let h = id ^ this.seed;
+    h = Math.imul(h ^ (h >>> 16), 0x85ebca6b);
+    h = Math.imul(h ^ (h >>> 13), 0xc2b2ae35);
+    return h ^ (h >>> 16);
+  }
+
   private place(stream: Stream): void {
     const slots = this.slots;
     const mask = this.mask;
-    let i = stream.id & mask;
+    let i = this.home(stream.id) & mask;
     while (slots[i] !== undefined) i = (i + 1) & mask;
     slots[i] = stream;
   }

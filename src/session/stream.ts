@@ -408,6 +408,7 @@ export class Stream {
   receivePiecesStart(n: number): void {
     this.progress++;
     this.recvWindow -= n;
+    if (this.tuned !== undefined) this.tuned.dataArrived(this.recvWindow, this.unconsumed === 0); // as receiveData
   }
 
   /** The next piece of that frame; `flags` (the frame's) with its last piece, else 0. */

@@ -83,3 +83,17 @@ void test('stream table: calls in flight with long-lived streams among them, gro
   for (const id of longLived) assert.equal(table.get(id)?.id, id);
   assert.equal(table.get(next), undefined);
 });
+
+void test('ids a peer spaces by the table size do not share one run: a lookup reads a few ids, not thousands', () => {
+  // the peer chooses its stream ids (any increasing sequence): 4 000 ids spaced by 2^16, a multiple of any table size
+  // they fill, would all have the same home slot if the home were `id & mask` (each lookup then walks the whole run)
+  let idReads = 0;
+  const counted = (id: number): Stream => ({ get id() { idReads++; return id; } }) as Stream;
+  const table = new StreamTable();
+  const ids = Array.from({ length: 4000 }, (_, i) => 2 + i * 65536);
+  for (const id of ids) table.add(counted(id));
+  idReads = 0;
+  for (const id of ids) assert.equal(table.get(id)?.id, id);
+  const perLookup = (idReads - ids.length) / ids.length; // less the read of the assertion itself
+  assert.ok(perLookup < 8, `${perLookup.toFixed(1)} ids read per lookup`);
+});
