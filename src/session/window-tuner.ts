@@ -59,6 +59,13 @@ const MIN_RATE_GAIN = 1.25;
 const IDLE_SHARE = 32;
 /** Epochs in a row without the reader idling for credit before a grown window shrinks by an eighth. */
 export const QUIET_EPOCHS = 4;
+/**
+ * A credit loop shorter than this never grows a window: on loopback or a LAN the starting window already lets through
+ * bulkWindow per loop (256 KiB / 1 ms = 256 MiB/s at the least, far more on loopback's ~0.1 ms), and what a grown
+ * window adds there is bytes queued ahead of every small reply (unary p99 beside a download on loopback: 1.97x idle at
+ * 256 KiB, 2.46x with the window grown; docs/BENCHMARKS.md). Long links (issue 14: 50-200 ms) are far above it.
+ */
+export const MIN_GROWTH_LOOP_MS = 1;
 
 export interface WindowTunerOptions {
   /** Where a bulk window starts (SessionOptions.bulkWindow). */
@@ -130,7 +137,7 @@ export class WindowTuner {
 
   /** @internal For TunedWindow: how many bytes to add to a window of `window` bytes, from its measurements. */
   growthFor(tuned: TunedWindow, rate: number, loopMs: number, idleMs: number, window: number): number {
-    if (rate * loopMs * GROWTH_FACTOR <= window) return 0;
+    if (loopMs < MIN_GROWTH_LOOP_MS || rate * loopMs * GROWTH_FACTOR <= window) return 0;
     if (tuned.rateAtGrowth > 0 && rate < tuned.rateAtGrowth * MIN_RATE_GAIN) return 0;
     const extra = Math.min(window * 2, this.options.maxBulkWindow) - window;
     if (extra <= 0 || !this.memory.reserveWindowGrowth(extra)) return 0;
