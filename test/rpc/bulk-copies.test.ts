@@ -18,6 +18,14 @@ import { within } from '../helpers.js';
 const READ_BYTES = 64 * 1024;
 const TOTAL = 8 * MiB;
 
+/**
+ * Copies allowed per 8 MiB body: none comes from the receive path (before, every frame that straddled two reads was
+ * copied: about half the chunks, ~130 here), but a small piece that waits behind another small one while the reader
+ * lags is packed with it (inbox.ts: a flood of tiny frames must not pin a socket read each), and on a loaded machine
+ * the reader may lag once or twice.
+ */
+const MAX_PACKED = 4;
+
 /** `inner`, whose arriving bytes are cut into reads of READ_BYTES, each in a buffer of its own, recorded in `reads`. */
 function socketReads(inner: Transport, reads: WeakSet<ArrayBufferLike>): Transport {
   return {
@@ -97,7 +105,7 @@ void describe('bulk bodies are not copied on receipt', () => {
     const received = JSON.parse(reply.name) as Received;
     assert.equal(received.bytes, TOTAL);
     assert.equal(received.sha256, expectedSha256(), 'the bytes arrive intact and in order');
-    assert.equal(received.copies, 0, `${received.copies} of ${received.chunks} chunks were copies`);
+    assert.ok(received.copies <= MAX_PACKED, `${received.copies} of ${received.chunks} chunks were copies`);
     assert.ok(received.chunks > TOTAL / CHUNK_BYTES, `frames straddled reads (${received.chunks} chunks for ${TOTAL / CHUNK_BYTES} frames)`);
   });
 
@@ -106,7 +114,7 @@ void describe('bulk bodies are not copied on receipt', () => {
     const received = await within(readCounting(client.client(Bulk).get({ bytes: TOTAL }), reads), 10_000, 'download');
     assert.equal(received.bytes, TOTAL);
     assert.equal(received.sha256, expectedSha256());
-    assert.equal(received.copies, 0, `${received.copies} of ${received.chunks} chunks were copies`);
+    assert.ok(received.copies <= MAX_PACKED, `${received.copies} of ${received.chunks} chunks were copies`);
     assert.ok(received.chunks > TOTAL / CHUNK_BYTES, `frames straddled reads (${received.chunks} chunks for ${TOTAL / CHUNK_BYTES} frames)`);
   });
 });
