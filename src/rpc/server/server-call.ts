@@ -2,10 +2,12 @@
  * The handler side of a call, for every method kind: asks `authorize` (when set) before anything else, reads the
  * request (one message, a stream of messages, or one message and a bulk body), runs the handler with its context
  * (behind the route's server interceptors, if any), and sends what it returns (one response, the messages of an
- * iterable, or the chunks of a byte source) followed by the trailer. Enforces the deadline it was given. The stream's concurrency slot is released only once the handler, and
- * any response iterable it returned, has finished, even when the call was cancelled earlier (the Rapid Reset lesson).
- * Past ~500 lines because it is one job, a call's lifecycle across every kind; its parts that could leave have
- * (response-pump.ts, held-input.ts, draining.ts, authorize.ts, the lazy signal in context.ts).
+ * iterable, or the chunks of a byte source) followed by the trailer. Enforces the deadline it was given. The
+ * stream's concurrency slot is released only once the handler, and any response iterable it returned, has finished,
+ * even when the call was cancelled earlier (the Rapid Reset lesson).
+ * Past ~500 lines (about 510) because it is one job, a call's lifecycle across every kind, whose states are set from
+ * the request, handler and response paths alike; its parts that could leave have (response-pump.ts, held-input.ts,
+ * draining.ts, authorize.ts, the lazy signal in context.ts, the source pumps in ../body-pump.ts).
  */
 import { isThenable } from '../../promises.js';
 import { Status } from '../../wire/constants.js';
