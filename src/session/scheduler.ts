@@ -76,7 +76,7 @@ export class StreamScheduler {
     return this.small.length + this.bulk.length + this.waitingForConnectionCredit.length;
   }
 
-  /** True while bulk data is ready to write (the outbox then keeps flushing). */
+  /** True while streams are ready to write, small or bulk (the outbox then pumps again next turn). */
   get hasReady(): boolean {
     return this.small.length + this.bulk.length > 0;
   }
@@ -92,13 +92,12 @@ export class StreamScheduler {
   /**
    * Lets ready streams write until `budget` bytes are out (as measured by `output.size`, the bytes queued) or none is
    * ready: the latency class first, then bulk round-robin (at least one bulk turn, whatever the small ones took).
-   * Returns true when streams are still ready (the budget ran out): the caller should yield, then pump again.
+   * Streams still ready when the budget ran out wait for the next pump (hasReady).
    */
-  pump(budget: number, output: { readonly size: number }): boolean {
+  pump(budget: number, output: { readonly size: number }): void {
     const start = output.size;
     while (this.small.length > 0 && output.size - start < budget) this.turn(this.small.shift());
     for (let turns = 0; this.bulk.length > 0 && (output.size - start < budget || turns === 0); turns++) this.turn(this.bulk.shift());
-    return this.hasReady;
   }
 
   /** Connection credit arrived: every parked stream gets its turn again. */
