@@ -18,6 +18,7 @@
  * error; so does a source that fails.
  */
 import { finished, Readable } from 'node:stream';
+import { pumpSource } from './sender.js';
 
 /** Hands a chunk on; undefined when the next may follow at once, else a promise of when it may. May throw. */
 export type SendChunk = (chunk: Uint8Array) => Promise<void> | undefined;
@@ -43,7 +44,7 @@ export function pumpBody(source: Uint8Array | Iterable<Uint8Array> | AsyncIterab
   if (source instanceof Uint8Array) return pumpBytes(source, send);
   if (isNodeReadable(source)) return pumpReadable(source, send);
   if (isWebStream(source)) return pumpWebStream(source, send);
-  if (Symbol.asyncIterator in source) return pumpAsyncIterable(source, send);
+  if (Symbol.asyncIterator in source) return pumpSource(source, send); // for await, as a stream of messages is pumped
   return pumpIterable(source, send);
 }
 
@@ -57,13 +58,6 @@ async function pumpBytes(bytes: Uint8Array, send: SendChunk): Promise<void> {
 async function pumpIterable(source: Iterable<Uint8Array>, send: SendChunk): Promise<void> {
   // for...of returns the iterator (its finally blocks run) when the body throws
   for (const chunk of source) {
-    const wait = send(chunk);
-    if (wait !== undefined) await wait;
-  }
-}
-
-async function pumpAsyncIterable(source: AsyncIterable<Uint8Array>, send: SendChunk): Promise<void> {
-  for await (const chunk of source) {
     const wait = send(chunk);
     if (wait !== undefined) await wait;
   }
