@@ -1,7 +1,8 @@
 /**
  * The trust example (TLS, mutual TLS, tokens, authorize, certificate rotation, WebSocket, attach, a mesh over mutual
  * TLS; docs/ARCHITECTURE.md "Trust in one screen", linked from the README), run as a test with certificates from the
- * test PKI: if the example stops working, this fails. Kept in step with it by hand; ports are 0 and hosts loopback, and what the README only states is asserted.
+ * test PKI: if the example stops working, this fails. Kept in step with it by hand; ports are 0 and hosts loopback,
+ * and what the example only states is asserted.
  */
 import assert from 'node:assert/strict';
 import { createServer as createHttpServer } from 'node:http';

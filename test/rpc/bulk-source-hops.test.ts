@@ -23,8 +23,8 @@ import { Readable } from 'node:stream';
 import { describe, test, type TestContext } from 'node:test';
 import { fileURLToPath } from 'node:url';
 
-import { connect, createMemoryPair, createSession, serve, type RpcSession } from '../../src/index.js';
-import { Bulk, CHUNK_BYTES, MiB } from '../fixtures/bulk.js';
+import { connect, createMemoryPair, createSession, type RpcSession } from '../../src/index.js';
+import { Bulk, CHUNK_BYTES, countingBulk, MiB } from '../fixtures/bulk.js';
 import { within } from '../helpers.js';
 
 const ROOT = fileURLToPath(new URL('../..', import.meta.url));
@@ -154,15 +154,7 @@ void describe('bulk sources: one Uint8Array', () => {
       written.push(...chunks);
       return write(chunks);
     };
-    const impl = serve(Bulk, {
-      async put(req, body) {
-        let bytes = 0;
-        for await (const chunk of body) bytes += chunk.length;
-        return { name: req.name, bytes, chunks: 0, sha256: '' };
-      },
-      get: () => [],
-      echo: (s: string) => s,
-    });
+    const impl = countingBulk();
     const server = createSession(b, 'acceptor', { services: [impl] });
     const client = createSession(a, 'dialer');
     t.after(() => {

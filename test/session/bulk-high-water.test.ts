@@ -8,7 +8,7 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 
-import { createMemoryPair, createSession, serve } from '../../src/index.js';
+import { createMemoryPair, createSession } from '../../src/index.js';
 import { ConnectionMemory } from '../../src/session/connection-memory.js';
 import {
   BULK_CONNECTION_QUEUE_BYTES,
@@ -16,7 +16,7 @@ import {
   highWaterFor,
   SEND_HIGH_WATER_BYTES,
 } from '../../src/session/send-queue.js';
-import { Bulk, KiB, MiB } from '../fixtures/bulk.js';
+import { Bulk, countingBulk, KiB, MiB } from '../fixtures/bulk.js';
 import { within } from '../helpers.js';
 
 void describe('the bulk high-water mark', () => {
@@ -39,15 +39,7 @@ void describe('the bulk high-water mark', () => {
     };
     t.after(() => (ConnectionMemory.prototype.reserveQueuedSend = reserve));
     const [a, b] = createMemoryPair();
-    const impl = serve(Bulk, {
-      async put(req, body) {
-        let bytes = 0;
-        for await (const chunk of body) bytes += chunk.length;
-        return { name: req.name, bytes, chunks: 0, sha256: '' };
-      },
-      get: () => [],
-      echo: (s: string) => s,
-    });
+    const impl = countingBulk();
     const server = createSession(b, 'acceptor', { services: [impl] });
     const client = createSession(a, 'dialer');
     t.after(() => {
