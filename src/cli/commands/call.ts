@@ -1,0 +1,13 @@
+/** `gridwire call`: not built yet (issue 13). */
+import type { CliCommand } from '../command.js';
+import { EXIT } from '../exit-codes.js';
+
+export const command: CliCommand = {
+  name: 'call',
+  summary: '(not built yet)',
+  usage: 'usage: gridwire call (not built yet)',
+  run(_args, io) {
+    io.stderr.write('gridwire: call is not built yet\n');
+    return Promise.resolve(EXIT.FAILED);
+  },
+};

@@ -1,0 +1,13 @@
+/** `gridwire ping`: not built yet (issue 13). */
+import type { CliCommand } from '../command.js';
+import { EXIT } from '../exit-codes.js';
+
+export const command: CliCommand = {
+  name: 'ping',
+  summary: '(not built yet)',
+  usage: 'usage: gridwire ping (not built yet)',
+  run(_args, io) {
+    io.stderr.write('gridwire: ping is not built yet\n');
+    return Promise.resolve(EXIT.FAILED);
+  },
+};

@@ -1,0 +1,13 @@
+/** `gridwire serve`: not built yet (issue 13). */
+import type { CliCommand } from '../command.js';
+import { EXIT } from '../exit-codes.js';
+
+export const command: CliCommand = {
+  name: 'serve',
+  summary: '(not built yet)',
+  usage: 'usage: gridwire serve (not built yet)',
+  run(_args, io) {
+    io.stderr.write('gridwire: serve is not built yet\n');
+    return Promise.resolve(EXIT.FAILED);
+  },
+};
