@@ -49,6 +49,16 @@ export type { MethodInfo } from './rpc/interceptor.js';
 /** Authorization as a server interceptor asking `(ctx) => true | reason` where it sits in the chain (the `authorize` option asks earlier, as each call opens). */
 export { authorizeCalls } from './rpc/server/authorize.js';
 export type { Authorize } from './rpc/server/authorize.js';
+/** Provided interceptors: call logging to a pino-compatible logger, deadline defaults and caps, rate limits, exception recovery. */
+export { logClientCalls, logServerCalls } from './rpc/interceptors/logging.js';
+export type { LoggingOptions, CallLogLine } from './rpc/interceptors/logging.js';
+export type { Logger, LogMethod } from './rpc/interceptors/logger.js';
+export { defaultDeadlines, capHandlerTime } from './rpc/interceptors/deadlines.js';
+export { rateLimitCalls } from './rpc/interceptors/rate-limit.js';
+export type { RateLimit, RateLimitOptions } from './rpc/interceptors/rate-limit.js';
+export { recoverExceptions } from './rpc/interceptors/recover.js';
+export type { RecoveryOptions } from './rpc/interceptors/recover.js';
+export type { MethodTable } from './rpc/interceptors/method-table.js';
 /** Token authentication in the handshake (the `auth` option). */
 export type { AuthOptions } from './rpc/auth.js';
 export type { HandlerContext } from './rpc/server/context.js';

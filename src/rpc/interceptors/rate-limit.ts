@@ -1,0 +1,147 @@
+/**
+ * Per-method rate limits, a server interceptor: a token bucket per method (and, optionally, per method and peer)
+ * refuses a call beyond its rate with RESOURCE_EXHAUSTED before the handler runs. Keys are never what a peer sends:
+ * methods are the registered ones (a path that matches none is UNIMPLEMENTED before any interceptor), and peer
+ * buckets are kept in a map bounded by `maxPeers`, least recently used out, so the memory does not grow with how many
+ * names or connections a peer makes up. A bucket is evicted full, which is what a peer that cycles names gets back:
+ * keep a per-method limit (`perPeer: false`, or a separate interceptor) for a bound on everyone together.
+ */
+import { Status } from '../../wire/constants.js';
+import type { MethodInfo } from '../interceptor.js';
+import { RpcError } from '../rpc-error.js';
+import type { HandlerContext } from '../server/context.js';
+import type { ServerInterceptor } from '../server/interceptor.js';
+import { checkMethodTable, lookupMethod, MethodMemo, type MethodTable } from './method-table.js';
+
+/** A rate: `ratePerSec` calls a second on average, up to `burst` at once (default: the rate, at least 1). */
+export interface RateLimit {
+  ratePerSec: number;
+  burst?: number;
+}
+
+export interface RateLimitOptions {
+  /** The limit per method, keyed `service/method`, `service/*` or `*`; a method without an entry is not limited. */
+  limits: MethodTable<RateLimit>;
+  /**
+   * Limit each peer separately (a bucket per method and peer) rather than all callers of a method together. `key`
+   * names the peer (default: its TLS certificate's fingerprint, else its node name, else its address); `maxPeers`
+   * bounds the buckets kept per method (default 1 000, 1 - 1 000 000; the least recently used goes).
+   */
+  perPeer?: boolean | { key?: (ctx: HandlerContext) => string; maxPeers?: number };
+}
+
+export const DEFAULT_MAX_PEER_BUCKETS = 1000;
+const MAX_PEER_BUCKETS_LIMIT = 1_000_000;
+
+/** A token bucket: holds up to `burst` tokens, refilled at `ratePerSec`; a call takes one. */
+class TokenBucket {
+  private tokens: number;
+  private updated = performance.now();
+
+  constructor(private readonly limit: Required<RateLimit>) {
+    this.tokens = limit.burst;
+  }
+
+  /** Takes a token: 0 if there was one, else the ms until there will be. */
+  take(now: number): number {
+    const { ratePerSec, burst } = this.limit;
+    this.tokens = Math.min(burst, this.tokens + ((now - this.updated) * ratePerSec) / 1000);
+    this.updated = now;
+    if (this.tokens >= 1) {
+      this.tokens -= 1;
+      return 0;
+    }
+    return Math.ceil(((1 - this.tokens) * 1000) / ratePerSec);
+  }
+}
+
+/** The buckets of one method: one for all callers, or one per peer in a map bounded by maxPeers (LRU). */
+class MethodBuckets {
+  private readonly shared: TokenBucket | undefined;
+  private readonly byPeer: Map<string, TokenBucket> | undefined;
+
+  constructor(readonly path: string, private readonly limit: Required<RateLimit>, private readonly maxPeers: number | undefined) {
+    if (maxPeers === undefined) this.shared = new TokenBucket(limit);
+    else this.byPeer = new Map();
+  }
+
+  bucketFor(peer: string | undefined): TokenBucket {
+    if (this.shared !== undefined) return this.shared;
+    const map = this.byPeer!;
+    const key = peer ?? '';
+    let bucket = map.get(key);
+    if (bucket !== undefined) {
+      map.delete(key); // re-inserted below: the most recently used is last
+    } else {
+      bucket = new TokenBucket(this.limit);
+      if (map.size >= this.maxPeers!) map.delete(map.keys().next().value!);
+    }
+    map.set(key, bucket);
+    return bucket;
+  }
+
+  describe(): string {
+    const { ratePerSec, burst } = this.limit;
+    return `${ratePerSec} calls/s (burst ${burst})${this.maxPeers === undefined ? '' : ' per peer'}`;
+  }
+}
+
+function checkRate(value: unknown, where: string): void {
+  const r = value as Partial<RateLimit> | null;
+  if (r === null || typeof r !== 'object') throw new TypeError(`${where} must be { ratePerSec, burst? }`);
+  if (typeof r.ratePerSec !== 'number' || !Number.isFinite(r.ratePerSec) || r.ratePerSec <= 0) {
+    throw new RangeError(`${where}.ratePerSec must be a number above 0, not ${String(r.ratePerSec)}`);
+  }
+  if (r.burst !== undefined && (!Number.isInteger(r.burst) || r.burst < 1 || r.burst > 2 ** 31 - 1)) {
+    throw new RangeError(`${where}.burst must be an integer 1 - 2^31-1, not ${String(r.burst)}`);
+  }
+}
+
+/** The default key of a peer: its certificate's fingerprint, else the name it gave, else its address. */
+function defaultPeerKey(ctx: HandlerContext): string {
+  const peer = ctx.peer;
+  return peer.identity?.fingerprint256 ?? (peer.nodeName !== '' ? peer.nodeName : peer.address);
+}
+
+/**
+ * A server interceptor refusing calls beyond their method's rate with RESOURCE_EXHAUSTED ("rate limit of 10 calls/s
+ * (burst 10) for files.v1/put exceeded; retry in 80 ms"), before the handler runs; the retry hint also travels as the
+ * trailer entry `retry-after-ms`.
+ */
+export function rateLimitCalls(options: RateLimitOptions): ServerInterceptor {
+  if (options === null || typeof options !== 'object') throw new TypeError('rateLimitCalls takes { limits, perPeer? }');
+  checkMethodTable<RateLimit>(options.limits, 'rateLimitCalls: limits', checkRate);
+  const perPeer = options.perPeer;
+  let maxPeers: number | undefined;
+  let keyOf: ((ctx: HandlerContext) => string) | undefined;
+  if (perPeer !== undefined && perPeer !== false) {
+    const settings = perPeer === true ? {} : perPeer;
+    maxPeers = settings.maxPeers ?? DEFAULT_MAX_PEER_BUCKETS;
+    if (!Number.isInteger(maxPeers) || maxPeers < 1 || maxPeers > MAX_PEER_BUCKETS_LIMIT) {
+      throw new RangeError(`rateLimitCalls: perPeer.maxPeers must be an integer 1 - ${MAX_PEER_BUCKETS_LIMIT}, not ${String(maxPeers)}`);
+    }
+    keyOf = settings.key ?? defaultPeerKey;
+    if (typeof keyOf !== 'function') throw new TypeError('rateLimitCalls: perPeer.key must be a function (ctx) => string');
+  }
+  const bucketsOf = (method: MethodInfo): MethodBuckets | undefined => {
+    const limit = lookupMethod(options.limits, method);
+    if (limit === undefined) return undefined;
+    const full = { ratePerSec: limit.ratePerSec, burst: limit.burst ?? Math.max(1, Math.ceil(limit.ratePerSec)) };
+    return new MethodBuckets(method.path, full, maxPeers);
+  };
+  return (next) => {
+    // this chain's method, found on its first call: the buckets live as long as the chain (the registration)
+    const memo = new MethodMemo(bucketsOf);
+    return (call) => {
+      const buckets = memo.get(call.method);
+      if (buckets === undefined) return next(call);
+      const waitMs = buckets.bucketFor(keyOf?.(call.ctx)).take(performance.now());
+      if (waitMs === 0) return next(call);
+      return Promise.reject(
+        new RpcError(Status.RESOURCE_EXHAUSTED, `rate limit of ${buckets.describe()} for ${buckets.path} exceeded; retry in ${waitMs} ms`, {
+          metadata: { 'retry-after-ms': String(waitMs) },
+        }),
+      );
+    };
+  };
+}
