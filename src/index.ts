@@ -98,7 +98,7 @@ export type { Metadata } from './wire/metadata.js';
 export type { SessionOptions } from './session/options.js';
 /** A memory budget shared by the sessions given it (the `memoryBudget` option; one per process by default). */
 export { MemoryBudget } from './session/memory-budget.js';
-export type { Refusal, SessionPeer } from './session/handshake.js';
+export type { PeerHello, Refusal, SessionPeer } from './session/handshake.js';
 /** Protocol errors that close a connection, with stable string codes. */
 export { ProtocolError, ProtocolErrorCode } from './wire/errors.js';
 /** Transports: the duplex interface and an in-memory pair for tests. */

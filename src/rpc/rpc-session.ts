@@ -4,7 +4,7 @@
  * Either side of a connection can do both.
  */
 import { Status } from '../wire/constants.js';
-import type { Refusal, SessionPeer } from '../session/handshake.js';
+import type { PeerHello, Refusal, SessionPeer } from '../session/handshake.js';
 import { resolveSessionOptions, type SessionOptions } from '../session/options.js';
 import type { Role } from '../session/role.js';
 import { Session, type IncomingStream } from '../session/session.js';
@@ -170,6 +170,14 @@ export class RpcSession {
   /** Who the peer is, from its handshake: node name, connection label, address. */
   get peer(): SessionPeer {
     return this.session.peer;
+  }
+
+  /**
+   * What the peer announced in its HELLO (its limits: frame, message and window sizes, concurrent streams; its node
+   * name, label and features; never a credential) and the protocol version in use; undefined until the handshake.
+   */
+  get peerHello(): PeerHello | undefined {
+    return this.session.peerHello;
   }
 
   /** Round-trip time of the last answered ping (keepalive or `ping()`), in ms. */

@@ -48,6 +48,12 @@ export interface SessionPeer extends PeerInfo {
   readonly features: number;
 }
 
+/** The facts of the peer's HELLO once accepted: the protocol version both speak and the settings it announced. */
+export interface PeerHello {
+  readonly protocolVersion: number;
+  readonly settings: Readonly<Omit<HelloSettings, 'authToken'>>;
+}
+
 /** The answer of an admission check: a refusal (a reason, or a Refusal), or undefined to admit. */
 export type Admission = string | Refusal | undefined;
 
@@ -90,6 +96,7 @@ export class Handshake {
   private timer: NodeJS.Timeout | undefined;
   private peerInfo: SessionPeer;
   private settings: HelloSettings | undefined;
+  private version = 0;
   /** The AUTH_TOKEN of the peer's HELLO, from receive() until admit() hands it to the check. */
   private peerToken: Uint8Array | undefined;
   /** An acceptor's HELLO, queued once it admits the dialer; a dialer's is queued at once and not kept (its token). */
@@ -150,6 +157,11 @@ export class Handshake {
     return this.settings;
   }
 
+  /** The protocol version this connection speaks, once the peer's HELLO has been accepted (0 before). */
+  get protocolVersion(): number {
+    return this.version;
+  }
+
   /** True once the peer's HELLO has been accepted: a second one is a protocol error. */
   get helloReceived(): boolean {
     return this.settings !== undefined;
@@ -171,6 +183,7 @@ export class Handshake {
         );
       }
       settings = hello.settings;
+      this.version = version;
     } catch (error) {
       if (error instanceof MalformedPayloadError) throw new ProtocolError(ProtocolErrorCode.BAD_HANDSHAKE, error.message);
       throw error;

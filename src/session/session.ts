@@ -49,7 +49,7 @@ import { decodeCredit, encodeGoaway } from '../wire/payloads.js';
 import type { Transport, TransportSink } from '../transport/transport.js';
 import { internalError, SessionError } from './errors.js';
 import { failureGoaway, PeerGoaway } from './goaway.js';
-import { Handshake, type AdmitHook, type SessionPeer } from './handshake.js';
+import { Handshake, type AdmitHook, type PeerHello, type SessionPeer } from './handshake.js';
 import { readBudgetFor, resolveSessionOptions, type ResolvedSessionOptions, type SessionOptions } from './options.js';
 import { Keepalive } from './keepalive.js';
 import { Lifetime } from './lifetime.js';
@@ -194,6 +194,12 @@ export class Session implements StreamHost {
   /** Round-trip time of the last answered ping (yours or a keepalive's), in ms. */
   get rttMs(): number | undefined {
     return this.keepalive.rttMs;
+  }
+
+  /** What the peer's HELLO announced (its limits, names, features; never its credentials) and the version in use. */
+  get peerHello(): PeerHello | undefined {
+    const settings = this.handshake.peerSettings;
+    return settings === undefined ? undefined : { protocolVersion: this.handshake.protocolVersion, settings };
   }
 
   /** What the window tuner has done: bulk windows tuned, the largest one, growth held, the loop it grew for (debugging, tests). */
