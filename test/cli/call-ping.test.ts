@@ -6,11 +6,16 @@
  */
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { after, before, describe, test } from 'node:test';
 
+import { testPki } from '../fixtures/certs.js';
 import { runGridwire, type CliResult } from '../fixtures/cli.js';
+import { startTlsServer, whoService } from '../fixtures/tls.js';
 import { until } from '../helpers.js';
 
 const TOKEN = 'cli-test-token-0123456789';
@@ -134,6 +139,28 @@ void describe('gridwire ping', { concurrency: 2 }, () => {
     assert.equal(report.peer.limits.maxFrameBytes, 65_536);
     assert.equal(report.rttsMs.length, 2);
     assert.ok(report.minMs <= report.maxMs && report.minMs > 0);
+  });
+
+  void test('over mutual TLS: the server certificate\'s identity (CN, SANs, fingerprint) is shown; without our certificate it is refused 4', async (t) => {
+    const { server } = await startTlsServer(t, { nodeName: 'tls-target', services: [whoService()] });
+    const dir = await mkdtemp(join(tmpdir(), 'gw-ping-tls-'));
+    t.after(() => rm(dir, { recursive: true, force: true }));
+    const pki = testPki();
+    await Promise.all([writeFile(join(dir, 'ca.pem'), pki.ca), writeFile(join(dir, 'cert.pem'), pki.client.cert), writeFile(join(dir, 'key.pem'), pki.client.key)]);
+    const tlsFlags = ['--tls-ca', join(dir, 'ca.pem'), '--tls-cert', join(dir, 'cert.pem'), '--tls-key', join(dir, 'key.pem')];
+    const [human, json, noCert] = await Promise.all([
+      gw(['ping', server.url, '--count', '1', ...tlsFlags]),
+      gw(['ping', server.url, '--count', '1', '--json', ...tlsFlags]),
+      gw(['ping', server.url, '--count', '1', '--tls-ca', join(dir, 'ca.pem')]),
+    ]);
+    assertExit(human, 0, 'ping over TLS');
+    assert.match(human.stdout, /protocol v1 over tls/);
+    assert.match(human.stdout, /tls: CN=\S+.*sha256 [0-9A-F:]{95}, valid to \d{4}-/);
+    assertExit(json, 0, 'ping over TLS --json');
+    const report = JSON.parse(json.stdout) as { peer: { nodeName: string; tls: { fingerprint256: string; commonName: string } } };
+    assert.equal(report.peer.nodeName, 'tls-target');
+    assert.match(report.peer.tls.fingerprint256, /^[0-9A-F]{2}(:[0-9A-F]{2}){31}$/);
+    assertExit(noCert, 4, 'no client certificate');
   });
 
   void test('bad input: a malformed address 2, nothing listening 3, a wrong token 4, a bad --count 2', async () => {
