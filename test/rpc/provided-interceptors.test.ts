@@ -270,6 +270,14 @@ void describe('rate limits', () => {
     assert.deepEqual(await collect(client.count(1)), [0]);
   });
 
+  void test('one limiter on several connections (each with its own chains, as a channel or mesh dials them) shares its buckets: reconnecting gets no new tokens', async (t) => {
+    const limiter = rateLimitCalls({ limits: { '*': { ratePerSec: 0.001, burst: 1 } } });
+    const first = await setup(t, {}, { serverInterceptors: [limiter] });
+    const second = await setup(t, {}, { serverInterceptors: [limiter] });
+    assert.equal(await first.client.echo('1'), '1');
+    await rejectsWithStatus(second.client.echo('2'), Status.RESOURCE_EXHAUSTED, 'the same method over another connection');
+  });
+
   void test('per peer: each peer its own bucket, at most maxPeers kept (the least recently used is evicted)', async (t) => {
     const limiter = rateLimitCalls({ limits: { '*': { ratePerSec: 0.001, burst: 1 } }, perPeer: { maxPeers: 2, key: (ctx) => String(ctx.metadata['x-peer']) } });
     const { client } = await setup(t, {}, { serverInterceptors: [limiter] });

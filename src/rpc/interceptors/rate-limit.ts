@@ -123,14 +123,19 @@ export function rateLimitCalls(options: RateLimitOptions): ServerInterceptor {
     keyOf = settings.key ?? defaultPeerKey;
     if (typeof keyOf !== 'function') throw new TypeError('rateLimitCalls: perPeer.key must be a function (ctx) => string');
   }
+  // one set of buckets per method path for every chain this interceptor is in: the sessions a listener accepts share
+  // one registry, but each connection a channel or mesh dials composes its own chains, and a peer must not get a
+  // fresh bucket by connecting again. Keys are the paths of registered methods only (bounded by the application).
+  const byPath = new Map<string, MethodBuckets | undefined>();
   const bucketsOf = (method: MethodInfo): MethodBuckets | undefined => {
+    if (byPath.has(method.path)) return byPath.get(method.path);
     const limit = lookupMethod(options.limits, method);
-    if (limit === undefined) return undefined;
-    const full = { ratePerSec: limit.ratePerSec, burst: limit.burst ?? Math.max(1, Math.ceil(limit.ratePerSec)) };
-    return new MethodBuckets(method.path, full, maxPeers);
+    const buckets = limit === undefined ? undefined : new MethodBuckets(method.path, { ratePerSec: limit.ratePerSec, burst: limit.burst ?? Math.max(1, Math.ceil(limit.ratePerSec)) }, maxPeers);
+    byPath.set(method.path, buckets);
+    return buckets;
   };
   return (next) => {
-    // this chain's method, found on its first call: the buckets live as long as the chain (the registration)
+    // this chain's method, found on its first call
     const memo = new MethodMemo(bucketsOf);
     return (call) => {
       const buckets = memo.get(call.method);
