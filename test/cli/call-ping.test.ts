@@ -11,9 +11,11 @@ import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { PassThrough, Readable } from 'node:stream';
 import { after, before, describe, test } from 'node:test';
 
 import { testPki } from '../fixtures/certs.js';
+import { runCli } from '../../src/cli/main.js';
 import { runGridwire, type CliResult } from '../fixtures/cli.js';
 import { startTlsServer, whoService } from '../fixtures/tls.js';
 import { until } from '../helpers.js';
@@ -75,6 +77,16 @@ void describe('gridwire call', { concurrency: 3 }, () => {
     assert.equal(out.ok, true);
     assert.deepEqual(out.response.request, { from: 'stdin' });
     assert.equal(out.response.codec, 'json');
+  });
+
+  void test('on a terminal the response is indented JSON (in process, stdout a TTY)', async () => {
+    const stdout = Object.assign(new PassThrough(), { isTTY: true });
+    const stderr = new PassThrough();
+    let text = '';
+    stdout.setEncoding('utf8').on('data', (s: string) => (text += s));
+    const code = await runCli(['call', url, 'demo.v1/echo', '{"a": [1, 2]}'], { stdin: Readable.from([]), stdout, stderr, env, signal: new AbortController().signal });
+    assert.equal(code, 0);
+    assert.equal(text, `${JSON.stringify({ request: { a: [1, 2] }, metadata: {} }, null, 2)}\n`);
   });
 
   void test('--stream prints each response of a server stream as one JSON line', async () => {
