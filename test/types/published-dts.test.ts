@@ -211,8 +211,9 @@ async function installPackage(dir: string): Promise<void> {
   const manifest = await readFile(join(root, 'package.json'), 'utf8');
   await writeFile(join(packageDir, 'package.json'), manifest);
   emitDeclarations(join(packageDir, 'dist'));
-  const { dependencies = {} } = JSON.parse(manifest) as { dependencies?: Record<string, string> };
-  for (const name of [...Object.keys(dependencies), '@types/node']) {
+  // the optional peers too: a user who imports gridwire/opentelemetry has @opentelemetry/api installed
+  const { dependencies = {}, peerDependencies = {} } = JSON.parse(manifest) as { dependencies?: Record<string, string>; peerDependencies?: Record<string, string> };
+  for (const name of [...Object.keys(dependencies), ...Object.keys(peerDependencies), '@types/node']) {
     const link = join(dir, 'node_modules', name);
     await mkdir(dirname(link), { recursive: true });
     await symlink(join(root, 'node_modules', name), link, 'dir');
