@@ -239,7 +239,7 @@ void describe('deadline defaults and caps', () => {
     const started = Date.now();
     const error = await rejectsWithStatus(client.slow(5000), Status.DEADLINE_EXCEEDED, 'slow past the cap');
     assert.match(error.message, /limit of 80 ms/);
-    assert.ok(state.slowDeadline !== undefined && state.slowDeadline - started <= 200, 'the handler saw the cap as its deadline');
+    assert.ok(state.slowDeadline !== undefined && state.slowDeadline - started <= 1000, 'the handler saw the cap as its deadline');
     await until(() => state.slowSignal?.aborted === true, 1000, 'the handler signal aborted');
     // an earlier caller deadline passes untouched (its own DEADLINE_EXCEEDED)
     assert.equal(await client.slow(10, { timeoutMs: 60_000 }), 'slept');
