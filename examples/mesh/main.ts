@@ -25,6 +25,17 @@ function log(line: string): void {
   console.log(`[n1] ${line}`);
 }
 
+/** `promise`, or a rejection naming `what` after `ms`: every wait of the example is bounded, so a failure says what. */
+async function within<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new Error(`${what}: nothing after ${ms} ms`)), ms)));
+  try {
+    return await Promise.race([promise, timeout]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
 interface NodeProcess {
   child: ChildProcess;
   ready: Promise<void>;
@@ -45,10 +56,10 @@ const socketDir = await mkdtemp(join(tmpdir(), 'gw-mesh-'));
 const others = new Map<string, NodeProcess>();
 let n1: ClusterNode | undefined;
 const watchdog = setTimeout(() => {
-  log('FAILED: the example took longer than 60 s');
+  log('FAILED: the example took longer than 30 s');
   for (const { child } of others.values()) child.kill('SIGKILL');
   process.exit(1);
-}, 60_000).unref();
+}, 30_000).unref();
 
 try {
   // ---- 1. the mesh: every node knows every other by name; the hash of each pair's names picks who dials ----------
@@ -56,7 +67,7 @@ try {
   const addresses = Object.fromEntries(NAMES.map((n) => [n, `unix://${socketDir}/${n}.sock`]));
   n1 = await startNode('n1', addresses, log);
   const node = n1;
-  await Promise.all([...others.values()].map((p) => p.ready)); // every node reached every other
+  await within(Promise.all([...others.values()].map((p) => p.ready)), 20_000, 'n2..n4 reaching every peer'); // the full mesh is up
   const pairs = NAMES.flatMap((a, i) => NAMES.slice(i + 1).map((b) => (dialsTo(a, b) ? `${a}->${b}` : `${b}->${a}`)));
   log(`mesh up: ${NAMES.length} nodes, ${pairs.length} connections, one per pair (dialer->acceptor): ${pairs.join(' ')}`);
 
@@ -85,7 +96,7 @@ try {
   const n4 = others.get('n4')!;
   n4.child.kill('SIGKILL');
   await n4.exited;
-  await new Promise<void>((resolve) => {
+  const n4Down = new Promise<void>((resolve) => {
     const peer = node.mesh.peer('n4');
     if (peer.state !== 'ready') return resolve();
     peer.on('state', function onState({ state }) {
@@ -94,6 +105,7 @@ try {
       resolve();
     });
   });
+  await within(n4Down, 5_000, 'n1 noticing that n4 is gone');
   log(`n1 sees n4 ${node.mesh.peer('n4').state}`);
   const callStarted = performance.now();
   try {
@@ -118,7 +130,7 @@ try {
   await node.stop();
   n1 = undefined;
   for (const name of ['n2', 'n3']) others.get(name)!.child.kill('SIGTERM');
-  const codes = await Promise.all(['n2', 'n3'].map((name) => others.get(name)!.exited));
+  const codes = await within(Promise.all(['n2', 'n3'].map((name) => others.get(name)!.exited)), 5_000, 'n2 and n3 exiting after SIGTERM');
   if (codes.some((code) => code !== 0)) throw new Error(`n2 and n3 exited with ${codes.join(', ')}`);
   log('n2 and n3 exited with code 0; mesh example OK');
 } catch (error) {

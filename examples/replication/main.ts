@@ -32,6 +32,17 @@ const STREAM_BYTES = 24 * MiB;
 function log(line: string): void {
   console.log(`[source] ${line}`);
 }
+/** `promise`, or a rejection naming `what` after `ms`: every wait of the example is bounded, so a failure says what. */
+async function within<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new Error(`${what}: nothing after ${ms} ms`)), ms)));
+  try {
+    return await Promise.race([promise, timeout]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
 const mib = (bytes: number): string => `${(bytes / MiB).toFixed(1)} MiB`;
 
 // The source's snapshots, oldest first.
@@ -146,16 +157,20 @@ const receiver = fork(fileURLToPath(new URL('./receiver.ts', import.meta.url)), 
 const receiverExited = new Promise<number | null>((resolve) => receiver.once('exit', (code) => resolve(code)));
 let mesh: Mesh | undefined;
 const watchdog = setTimeout(() => {
-  log('FAILED: the example took longer than 60 s');
+  log('FAILED: the example took longer than 30 s');
   receiver.kill('SIGKILL');
   process.exit(1);
-}, 60_000).unref();
+}, 30_000).unref();
 
 try {
-  const sinkUrl = await new Promise<string>((resolve, reject) => {
-    receiver.once('message', (message: { url: string }) => resolve(message.url));
-    receiver.once('exit', (code) => reject(new Error(`the sink exited (${code}) before listening`)));
-  });
+  const sinkUrl = await within(
+    new Promise<string>((resolve, reject) => {
+      receiver.once('message', (message: { url: string }) => resolve(message.url));
+      receiver.once('exit', (code) => reject(new Error(`the sink exited (${code}) before listening`)));
+    }),
+    10_000,
+    'the sink starting',
+  );
   mesh = new Mesh({
     name: 'source',
     peers: { sink: sinkUrl }, // no listen address: this node only dials
@@ -210,7 +225,7 @@ try {
   log('in sync: every snapshot replicated, each verified by sha256 on the sink');
   await mesh.stop({ graceMs: 1_000 });
   receiver.kill('SIGTERM');
-  const code = await receiverExited;
+  const code = await within(receiverExited, 5_000, 'the sink exiting after SIGTERM');
   if (code !== 0) throw new Error(`the sink exited with code ${code}`);
   log('sink exited with code 0; replication example OK');
 } catch (error) {

@@ -27,6 +27,17 @@ function log(line: string): void {
   console.log(`[controller] ${line}`);
 }
 
+/** `promise`, or a rejection naming `what` after `ms`: every wait of the example is bounded, so a failure says what. */
+async function within<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new Error(`${what}: nothing after ${ms} ms`)), ms)));
+  try {
+    return await Promise.race([promise, timeout]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
 // ---- The controller's registry: which connection reaches which agent -------------------------------------------
 
 interface RegisteredAgent {
@@ -113,10 +124,10 @@ let server: Server | undefined;
 let agentProcess: AgentProcess | undefined;
 // A bound on the whole example: whatever goes wrong, it ends (and says so) instead of hanging.
 const watchdog = setTimeout(() => {
-  log('FAILED: the example took longer than 60 s');
+  log('FAILED: the example took longer than 30 s');
   agentProcess?.child.kill('SIGKILL');
   process.exit(1);
-}, 60_000).unref();
+}, 30_000).unref();
 
 try {
   const listenOptions = { services: [controllerService], nodeName: 'controller' };
@@ -125,7 +136,7 @@ try {
   log(`listening on ${url}; starting ${AGENT_NAME}, which dials in (the controller never dials an agent)`);
   let registration = nextRegistration(AGENT_NAME);
   agentProcess = startAgent(url, workDir);
-  let agent = await registration;
+  let agent = await within(registration, 10_000, `${AGENT_NAME}'s first registration`);
   await callAgent(AGENT_NAME, agent, workDir);
 
   log('--- step 2: the controller restarts; the agent must come back by itself');
@@ -136,7 +147,7 @@ try {
   await sleep(300);
   server = await listen(url, listenOptions);
   const restartedAt = performance.now();
-  agent = await registration;
+  agent = await within(registration, 10_000, `${AGENT_NAME}'s registration after the controller restarted`);
   const again = await agent.session.client(Agent).info({}, { timeoutMs: 2_000 });
   log(
     `${AGENT_NAME} redialed ${Math.round(performance.now() - restartedAt)} ms after the restart and was called back: ` +
@@ -149,7 +160,7 @@ try {
   registration = nextRegistration(AGENT_NAME);
   agentProcess.child.kill('SIGKILL');
   await agentProcess.exited;
-  await dead.session.closed; // the kernel closed its socket: the controller learns at once
+  await within(dead.session.closed, 5_000, 'the killed agent\'s connection closing'); // the kernel closed its socket: at once
   const callStarted = performance.now();
   try {
     await dead.session.client(Agent).info({}, { timeoutMs: 2_000 });
@@ -159,14 +170,14 @@ try {
     log(`a call to the killed agent fails fast: ${statusName(error.code)} after ${(performance.now() - callStarted).toFixed(1)} ms`);
   }
   agentProcess = startAgent(url, workDir);
-  agent = await registration;
+  agent = await within(registration, 10_000, `the restarted ${AGENT_NAME}'s registration`);
   log(`${AGENT_NAME} is back: pid ${dead.pid} -> ${agent.pid}`);
   await callAgent(AGENT_NAME, agent, workDir);
   log(`called ${AGENT_NAME} after its restart`);
 
   log('--- done: stopping the agent (SIGTERM) and the controller');
   agentProcess.child.kill('SIGTERM');
-  const code = await agentProcess.exited;
+  const code = await within(agentProcess.exited, 5_000, 'the agent exiting after SIGTERM');
   if (code !== 0) throw new Error(`the agent exited with code ${code}`);
   log('agent exited with code 0; reverse-agent example OK');
 } catch (error) {
