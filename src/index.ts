@@ -1,6 +1,8 @@
 /**
  * gridwire: daemon-to-daemon RPC for Node.js over one two-way multiplexed connection.
  * This file only re-exports; each name's documentation lives where it is defined.
+ *
+ * @module gridwire
  */
 
 /** Describe a service once: `defineService('files.v1', { stat: unary<Req, Res>() })`. */
