@@ -51,7 +51,8 @@ const localSnapshots: Snapshot[] = ['s1', 's2', 's3', 's4'].map((s) => ({ name: 
 /**
  * The stand-in for `zfs send -i from to`: a deterministic byte stream (AES-CTR over zeros, keyed by the pair), made
  * on the fly in 1 MiB chunks. `onChunk` sees each chunk before it goes out (the example hashes them, and cuts the
- * connection at a chosen point).
+ * connection at a chosen point). A real source passes the output of the command as the body, e.g.
+ * `spawn('zfs', ['send', '-i', from, to]).stdout`: any Readable, web ReadableStream or (async) iterable of bytes is one.
  */
 async function* sendStream(from: Snapshot, to: Snapshot, onChunk: (chunk: Buffer, sentBefore: number) => void): AsyncGenerator<Buffer> {
   const cipher = createCipheriv('aes-256-ctr', createHash('sha256').update(`${from.guid}>${to.guid}`).digest(), Buffer.alloc(16));
