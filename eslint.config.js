@@ -4,7 +4,7 @@ import js from '@eslint/js';
 import tseslint from 'typescript-eslint';
 
 export default tseslint.config(
-  { ignores: ['dist/**', 'node_modules/**'] },
+  { ignores: ['dist/**', 'node_modules/**', 'docs/api/**'] }, // docs/api: the generated TypeDoc reference (npm run docs)
   js.configs.recommended,
   ...tseslint.configs.recommended,
   {

@@ -1,6 +1,8 @@
 /**
  * gridwire: daemon-to-daemon RPC for Node.js over one two-way multiplexed connection.
  * This file only re-exports; each name's documentation lives where it is defined.
+ *
+ * @module gridwire
  */
 
 /** Describe a service once: `defineService('files.v1', { stat: unary<Req, Res>() })`. */
@@ -18,6 +20,7 @@ export type {
   ResponseOf,
   RequestInputOf,
   ResponseInputOf,
+  MethodMap,
 } from './rpc/service.js';
 /** Bind handlers to a service definition. */
 export { serve } from './rpc/handler.js';
@@ -87,6 +90,7 @@ export type { ListenOptions, ConnectOptions, Server } from './endpoint/endpoints
 export type { CallOptions } from './rpc/client/call-options.js';
 /** The error every failed call rejects with, and its gRPC-style codes. */
 export { RpcError } from './rpc/rpc-error.js';
+export type { RpcErrorOptions } from './rpc/rpc-error.js';
 export { Status, statusName } from './wire/constants.js';
 /** Message codecs: msgpack (default), json, raw. */
 export { msgpackCodec, jsonCodec, rawCodec } from './rpc/codec.js';
@@ -99,9 +103,13 @@ export type { SessionOptions } from './session/options.js';
 /** A memory budget shared by the sessions given it (the `memoryBudget` option; one per process by default). */
 export { MemoryBudget } from './session/memory-budget.js';
 export type { PeerHello, Refusal, SessionPeer } from './session/handshake.js';
+export type { Role } from './session/role.js';
 /** Protocol errors that close a connection, with stable string codes. */
 export { ProtocolError, ProtocolErrorCode } from './wire/errors.js';
+/** Why a connection ended, as its GOAWAY carries it (`ProtocolError.connectionCode`). */
+export { ConnectionCode } from './wire/constants.js';
 /** Transports: the duplex interface and an in-memory pair for tests. */
 export type { Transport, TransportSink, PeerInfo, PeerIdentity } from './transport/transport.js';
 export type { TlsListenOptions, TlsConnectOptions } from './transport/tls.js';
 export { createMemoryPair } from './transport/memory.js';
+export type { MemoryTransport } from './transport/memory.js';

@@ -16,6 +16,7 @@ export interface CallContext extends HandlerContext {
   readonly session: RpcSession;
 }
 
+/** A value or a promise of it. Not exported: a shorthand (typedoc.json lists it as intentionally so). */
 type Awaitable<T> = T | Promise<T>;
 /** What a streaming handler returns: typically an async generator (`async function*`), or any (async) iterable. */
 export type ResponseSource<T> = Iterable<T> | AsyncIterable<T>;

@@ -55,7 +55,9 @@ export interface SchemaMethodOptions<In extends StandardSchemaV1, Out extends St
   output: Out;
 }
 
+/** The type a Standard Schema validator accepts. Not exported: a shorthand (typedoc.json lists it as intentionally so). */
 type InputOf<S extends StandardSchemaV1> = StandardSchemaV1.InferInput<S>;
+/** The type a Standard Schema validator produces. Not exported: a shorthand, as InputOf. */
 type OutputOf<S extends StandardSchemaV1> = StandardSchemaV1.InferOutput<S>;
 
 /**
@@ -111,6 +113,7 @@ export const upload: MethodFactory<'upload'> = factory('upload');
 /** One request message; the handler answers with raw bytes. */
 export const download: DownloadFactory = factory('download');
 
+/** A service's methods by name, as `defineService` takes them: the constraint of `ServiceDef` and `Client`. */
 // eslint-disable-next-line @typescript-eslint/no-explicit-any -- the element types are recovered per key below
 export type MethodMap = Record<string, MethodDef<any, any>>;
 
