@@ -103,6 +103,7 @@ export type { SessionOptions } from './session/options.js';
 /** A memory budget shared by the sessions given it (the `memoryBudget` option; one per process by default). */
 export { MemoryBudget } from './session/memory-budget.js';
 export type { PeerHello, Refusal, SessionPeer } from './session/handshake.js';
+export type { HelloSettings } from './wire/hello.js';
 export type { Role } from './session/role.js';
 /** Protocol errors that close a connection, with stable string codes. */
 export { ProtocolError, ProtocolErrorCode } from './wire/errors.js';
