@@ -75,6 +75,11 @@ export type { MeshOptions, MeshTlsOptions, PeerState, PeerStateEvent } from './m
 export { createSession } from './rpc/rpc-session.js';
 export type { ListenOptions, ConnectOptions, Server } from './endpoint/endpoints.js';
 export type { CallOptions } from './rpc/client/call-options.js';
+/** What `session.stats()`, `server.stats()`, `channel.stats()` and `mesh.stats()` return: plain, JSON-able objects. */
+export type { SessionStats, CreditStallStats } from './rpc/session-stats.js';
+export type { CallStats, CallCounts, CallDirection } from './rpc/call-stats.js';
+export type { ServerStats, ConnectionStats } from './endpoint/server-stats.js';
+export type { MeshStats, PeerStats } from './mesh/mesh-stats.js';
 /** The error every failed call rejects with, and its gRPC-style codes. */
 export { RpcError } from './rpc/rpc-error.js';
 export { Status, statusName } from './wire/constants.js';

@@ -28,6 +28,8 @@ import type { Refusal, SessionPeer } from '../session/handshake.js';
 import { parseAddress } from '../transport/address.js';
 import { checkTlsServerOptions } from '../transport/tls.js';
 import { dialerNameRefusal } from './certificate-name.js';
+import { addSessionStats, emptySessionStats } from '../rpc/session-stats.js';
+import { meshStatsOf, type MeshStats } from './mesh-stats.js';
 import { resolveReconnectOptions, type ReconnectOptions, type ResolvedReconnectOptions } from '../channel/backoff.js';
 import { MAX_POOL, LANE_LABEL, laneReadBudget, MeshPeer, type PeerStateEvent } from './mesh-peer.js';
 
@@ -89,6 +91,8 @@ export class Mesh extends EventEmitter<{ peer: [PeerStateEvent] }> {
   private readonly sessionOptions: RpcSessionOptions;
 
   private readonly options: MeshOptions;
+  /** What peers removed from the mesh counted (stats()). */
+  private readonly removedCounted = emptySessionStats();
 
   constructor(options: MeshOptions) {
     super();
@@ -115,6 +119,14 @@ export class Mesh extends EventEmitter<{ peer: [PeerStateEvent] }> {
   /** The listening address (with the real port when 0 was asked for), once started. */
   get url(): string | undefined {
     return this.server?.url;
+  }
+
+  /**
+   * What the node's connections counted: per peer (its lanes summed, closed connections kept) and in total. A plain
+   * object, computed when asked (mesh-stats.ts).
+   */
+  stats(): MeshStats {
+    return meshStatsOf(this.peerHandles.values(), this.removedCounted);
   }
 
   /** Names of the peers. */
@@ -189,6 +201,9 @@ export class Mesh extends EventEmitter<{ peer: [PeerStateEvent] }> {
     if (peer === undefined) return;
     this.peerHandles.delete(name);
     await peer.close({ ...options, reason: `node ${this.name} removed ${name} from its mesh` });
+    const last = peer.stats();
+    last.connections = last.streamsOpen = last.creditStalls.blockedNow = 0;
+    addSessionStats(this.removedCounted, last);
   }
 
   /** Stops: no new connections; every connection closes gracefully (calls in flight get graceMs, default 10 s). */

@@ -9,6 +9,8 @@ import { resolveSessionOptions, type SessionOptions } from '../session/options.j
 import type { Role } from '../session/role.js';
 import { Session, type IncomingStream } from '../session/session.js';
 import type { Transport } from '../transport/transport.js';
+import { CallCounters } from './call-stats.js';
+import { sessionStatsOf, type SessionStats } from './session-stats.js';
 import { SessionCaller, type Caller } from './client/caller.js';
 import type { ClientInterceptor } from './client/outgoing-call.js';
 import { TypedClients, type Client } from './client/typed-client.js';
@@ -98,6 +100,8 @@ export class RpcSession {
   /** What this session's incoming calls run on. */
   private readonly host: ServerHost;
   private readyPromise: Promise<void> | undefined;
+  /** The calls made and served on this connection, by method and status (call-stats.ts). */
+  private readonly calls = new CallCounters();
 
   constructor(transport: Transport, role: Role, options?: RpcSessionOptions);
   /** @internal `registry`: one built once by a listener and shared by all its sessions. */
@@ -107,8 +111,10 @@ export class RpcSession {
     checkAuthOption(options.auth, role === 'dialer');
     const hooks = { onStream: this.onStream, admit: admissionOf(options.auth, options.admit, role), authToken: helloToken(options.auth, role) };
     this.session = new Session(transport, role, hooks, options);
-    this.host = { core: this.session, session: this, drain: new DrainWatch(this.session), authorize: callAuthorizer(options.authorize, options.log) };
-    this.caller = new SessionCaller(this.session);
+    this.host = {
+      core: this.session, session: this, drain: new DrainWatch(this.session), authorize: callAuthorizer(options.authorize, options.log), calls: this.calls,
+    };
+    this.caller = new SessionCaller(this.session, this.calls);
     this.clients = new TypedClients(this.caller, options.clientInterceptors);
   }
 
@@ -177,6 +183,15 @@ export class RpcSession {
     return this.session.rttMs;
   }
 
+  /**
+   * What this connection has counted: calls made and served by method and status (in flight too), bytes both ways,
+   * streams open, credit stalls, RTT. A plain object (JSON as it is), computed when asked; counting costs the calls
+   * nothing measurable (a few increments each).
+   */
+  stats(): SessionStats {
+    return sessionStatsOf(this.session.counts(), this.calls.snapshot(), this.session.phaseName !== 'closed', this.session.rttMs);
+  }
+
   /** A typed client for a service the peer serves. */
   client<M extends MethodMap>(service: ServiceDef<M>): Client<M> {
     return this.clients.client(service);
@@ -214,6 +229,7 @@ export class RpcSession {
     const { stream, method } = incoming;
     const route = this.registry.find(method);
     if (route === undefined) {
+      this.calls.unknownServed.failedToStart(Status.UNIMPLEMENTED); // one label for every name the peer makes up
       stream.reset(Status.UNIMPLEMENTED, `method ${JSON.stringify(method.slice(0, 300))} is not implemented by this peer`);
       this.session.release(stream);
       return;

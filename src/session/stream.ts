@@ -59,6 +59,7 @@ import type { PeerGuard } from './peer-guard.js';
 import { Reassembly, type ReassemblyLimits, type ReassemblyMemory } from './reassembly.js';
 import { dataFloorFor, highWaterFor, QueueStep, SendQueue, SMALL_MESSAGE_BYTES, WriteResult, type QueueMemory, type QueueOutput } from './send-queue.js';
 import type { TunedWindow, WindowTuner } from './window-tuner.js';
+import { creditStallBegins, creditStallEnds, type SessionCounters } from './session-counters.js';
 
 export interface StreamTrailer {
   status: Status;
@@ -104,6 +105,8 @@ export interface StreamHost extends ReassemblyLimits {
   readonly guard: PeerGuard;
   /** Grows the receive window of bulk bodies as the connection needs (window-tuner.ts). */
   readonly windowTuner: WindowTuner;
+  /** What the connection counts: credit stalls are counted as they begin and end (session-counters.ts). */
+  readonly counters: SessionCounters;
 }
 
 /** The states of the header's table. Their order matters: `opened` is >= OPEN, `remoteDone` >= HALF_CLOSED_REMOTE. */
@@ -117,6 +120,8 @@ const enum StreamState {
   HALF_CLOSED_REMOTE_ENDING,
   CLOSED,
 }
+
+const STATE_NAMES = ['queued', 'queued-ending', 'open', 'ending', 'half-closed-local', 'half-closed-remote', 'half-closed-remote-ending', 'closed'];
 
 const NO_EVENTS: StreamEvents = { onMessage() {}, onEnd() {}, onReset() {} };
 const EMPTY = new Uint8Array(0);
@@ -164,6 +169,16 @@ export class Stream {
   ownerReleased = false;
   /** Counts DATA received and credit granted by the peer: a watchdog that sees it still knows the peer is moving. */
   progress = 0;
+  /** Since when (performance.now()) our queued bytes wait for the peer's credit; -1 while they do not (session-counters.ts). */
+  creditBlockedSince = -1;
+  /** Time this stream's credit stalls that have ended lasted, in ms. */
+  creditBlockedMs = 0;
+  /** When the stream was made (performance.now()), while `inspect` is on (counters.timeStreams); else 0. */
+  readonly openedAt: number;
+  /** Since when the stall watch (stall-watch.ts) has seen our receive window used up by a reader that took nothing; -1: not so. */
+  receiveFullSince = -1;
+  /** The stall watch has logged this stream's stall. */
+  stallReported = false;
 
   constructor(
     private readonly host: StreamHost,
@@ -176,6 +191,7 @@ export class Stream {
     private readonly recvMessageWindowSize: number,
   ) {
     this.state = outbound ? StreamState.QUEUED : StreamState.OPEN;
+    this.openedAt = host.counters.timeStreams ? performance.now() : 0;
     this.sendWindow = sendWindow;
     this.sendFloor = dataFloorFor(sendWindow);
     this.recvWindow = recvWindowSize;
@@ -200,6 +216,20 @@ export class Stream {
 
   get closed(): boolean {
     return this.state === StreamState.CLOSED;
+  }
+
+  /** For inspection: where the stream is in its lifecycle (the table in the module header), in words. */
+  get stateName(): string {
+    return STATE_NAMES[this.state]!;
+  }
+
+  /** For inspection: bytes queued to send (waiting for credit or their turn), and items delivered and not yet consumed. */
+  get queuedBytes(): number {
+    return this.queue?.queuedBytes ?? 0;
+  }
+
+  get unconsumedItems(): number {
+    return this.unconsumed;
   }
 
   /** True when we may still send on this stream. */
@@ -324,8 +354,12 @@ export class Stream {
     if (queue === undefined || this.state === StreamState.CLOSED) return WriteResult.IDLE;
     const step = queue.writeNext(this.id, this, this.output);
     if (queue.empty) this.queue = undefined;
-    if (step === QueueStep.STREAM_BLOCKED) return WriteResult.IDLE;
+    if (step === QueueStep.STREAM_BLOCKED) {
+      if (this.creditBlockedSince < 0) creditStallBegins(this, this.host.counters); // counted once per stall
+      return WriteResult.IDLE;
+    }
     if (step === QueueStep.CONNECTION_BLOCKED) return WriteResult.CONNECTION_BLOCKED;
+    if (this.creditBlockedSince >= 0) creditStallEnds(this, this.host.counters); // credit came: it wrote again
     if (step === QueueStep.WROTE_LAST) {
       this.lastFrameWritten();
       return WriteResult.IDLE;
@@ -584,6 +618,7 @@ export class Stream {
     const state = this.state;
     if (state === StreamState.CLOSED) return;
     this.state = StreamState.CLOSED;
+    if (this.creditBlockedSince >= 0) creditStallEnds(this, this.host.counters);
     this.reassembly?.release();
     this.tuned?.release(); // a grown window's reservation goes back
     this.queue?.drop(); // what still waits (a reset) is dropped: its memory goes back
