@@ -10,6 +10,7 @@ import type { Transport } from '../transport/transport.js';
 import { Registry } from '../rpc/server/registry.js';
 import { checkCloseOptions, checkRpcSessionOptions, RpcSession, type RpcSessionOptions } from '../rpc/rpc-session.js';
 import { StatsSum } from '../rpc/session-stats.js';
+import { stallThresholdOf, withInspectService } from '../rpc/inspect/inspect-service.js';
 import { serverStatsOf, type ServerStats } from './server-stats.js';
 import { checkListenerLimits, ListenerLimits, type ListenerLimitOptions } from './listener-limits.js';
 
@@ -39,7 +40,9 @@ export class SessionAcceptor {
   ) {
     checkRpcSessionOptions(options); // a bad option throws here, not inside the accept callback of the first connection
     checkListenerLimits(options);
-    this.registry = new Registry(options.services, options.serverInterceptors);
+    // inspect on: the snapshot covers every session of this server (or, under a mesh, every session of the node)
+    const services = withInspectService(options.services, stallThresholdOf(options.inspect), options.nodeName ?? '', options.inspectScope ?? (() => this.sessions));
+    this.registry = new Registry(services, options.serverInterceptors);
     this.log = options.log ?? stderrLog;
     this.limits = new ListenerLimits(options, url, this.log);
   }

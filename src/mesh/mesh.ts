@@ -101,6 +101,8 @@ export class Mesh extends EventEmitter<{ peer: [PeerStateEvent] }> {
     if (typeof options.name !== 'string' || options.name === '') throw new TypeError('mesh name must be a non-empty string');
     const { peers: _p, listen: _l, name, reconnect: _r, dataLane: _d, connectionsPerPeer: _c, fallbackDialAfterMs: _f, admit: _a, tls: _t, ...session } = options;
     this.sessionOptions = { ...session, nodeName: name }; // with `log`: authorize reports to it on dialed sessions too
+    // inspect on: a snapshot asked on any connection shows every connection of the node, dialed or accepted
+    if (options.inspect !== undefined && options.inspect !== false) this.sessionOptions.inspectScope = () => this.openSessions();
     checkConnectOptions(this.sessionOptions); // a bad option throws here, not at the first connection
     checkMsOption('fallbackDialAfterMs', options.fallbackDialAfterMs, 'never dial a peer that should dial us');
     if (options.tls !== undefined) checkMeshTls(options.tls);
@@ -127,6 +129,11 @@ export class Mesh extends EventEmitter<{ peer: [PeerStateEvent] }> {
    */
   stats(): MeshStats {
     return meshStatsOf(this.peerHandles.values(), this.removedCounted);
+  }
+
+  /** Every session of the node's peers, every lane (what an inspect snapshot shows). */
+  private *openSessions(): Generator<RpcSession> {
+    for (const peer of this.peerHandles.values()) for (const lane of peer.sessions.values()) yield* lane;
   }
 
   /** Names of the peers. */

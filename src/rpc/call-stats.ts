@@ -8,7 +8,7 @@
  * call. Knows nothing of streams or connections.
  */
 import { Status, statusName } from '../wire/constants.js';
-import type { MethodDescriptor } from './service.js';
+import type { MethodDescriptor, MethodKind } from './service.js';
 
 /** Which way a call went: `made` by this side (it was the client), `served` by it (its handler ran). */
 export type CallDirection = 'made' | 'served';
@@ -48,6 +48,8 @@ export class CallCounter {
   constructor(
     readonly method: string,
     readonly direction: CallDirection,
+    /** The method's kind (inspection names it); undefined for `unknown`. */
+    readonly kind?: MethodKind,
   ) {}
 
   start(): void {
@@ -118,7 +120,7 @@ export class CallCounters {
 function counterIn(map: Map<MethodDescriptor, CallCounter>, descriptor: MethodDescriptor, direction: CallDirection): CallCounter {
   let counter = map.get(descriptor);
   if (counter === undefined) {
-    counter = new CallCounter(descriptor.path, direction);
+    counter = new CallCounter(descriptor.path, direction, descriptor.def.kind);
     map.set(descriptor, counter);
   }
   return counter;

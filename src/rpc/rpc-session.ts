@@ -11,6 +11,8 @@ import { Session, type IncomingStream } from '../session/session.js';
 import type { Transport } from '../transport/transport.js';
 import { CallCounters } from './call-stats.js';
 import { sessionStatsOf, type SessionStats } from './session-stats.js';
+import { stallThresholdOf, watchStalls, withInspectService, type InspectOption } from './inspect/inspect-service.js';
+import type { InspectedSession } from './inspect/inspect-snapshot.js';
 import { SessionCaller, type Caller } from './client/caller.js';
 import type { ClientInterceptor } from './client/outgoing-call.js';
 import { TypedClients, type Client } from './client/typed-client.js';
@@ -60,6 +62,15 @@ export interface RpcSessionOptions extends SessionOptions {
   authorize?: Authorize;
   /** Where this side reports what it refuses (authorize failing, a listener's closed connections). Default: warnings to stderr. */
   log?: LogFn;
+  /**
+   * Live introspection (`gridwire inspect`): serve the built-in service `gridwire.inspect.v1` (connections, streams,
+   * credit, stalls; behind `authorize`, which sees `gridwire.inspect.v1/snapshot`), and watch for streams blocked on
+   * flow-control credit longer than `stallThresholdMs` (default 5000; 1..3600000), each logged once as a warning.
+   * Default off. A snapshot shows peers' names and addresses: refuse it in `authorize` to peers that must not see them.
+   */
+  inspect?: InspectOption;
+  /** @internal The sessions an inspect snapshot covers (a mesh: all of its own); default the listener's, or the session's. */
+  inspectScope?: () => Iterable<InspectedSession>;
 }
 
 /** @internal Throws for a bad option: called where options are first given (listen, connect, channel, Mesh), not at a redial. */
@@ -69,6 +80,7 @@ export function checkRpcSessionOptions(options: RpcSessionOptions): void {
   checkInterceptors(options.clientInterceptors, 'clientInterceptors');
   checkInterceptors(options.serverInterceptors, 'serverInterceptors');
   checkAuthOption(options.auth);
+  stallThresholdOf(options.inspect);
   if (options.authorize !== undefined && typeof options.authorize !== 'function') throw new TypeError('authorize must be a function (ctx) => true | reason');
 }
 
@@ -107,7 +119,9 @@ export class RpcSession {
   /** @internal `registry`: one built once by a listener and shared by all its sessions. */
   constructor(transport: Transport, role: Role, options: RpcSessionOptions | undefined, registry: Registry);
   constructor(transport: Transport, role: Role, options: RpcSessionOptions = {}, registry?: Registry) {
-    this.registry = registry ?? new Registry(options.services, options.serverInterceptors);
+    const stallThresholdMs = stallThresholdOf(options.inspect);
+    const inspectScope = options.inspectScope ?? ((): Iterable<InspectedSession> => [this]);
+    this.registry = registry ?? new Registry(withInspectService(options.services, stallThresholdMs, options.nodeName ?? '', inspectScope), options.serverInterceptors);
     checkAuthOption(options.auth, role === 'dialer');
     const hooks = { onStream: this.onStream, admit: admissionOf(options.auth, options.admit, role), authToken: helloToken(options.auth, role) };
     this.session = new Session(transport, role, hooks, options);
@@ -116,6 +130,7 @@ export class RpcSession {
     };
     this.caller = new SessionCaller(this.session, this.calls);
     this.clients = new TypedClients(this.caller, options.clientInterceptors);
+    if (stallThresholdMs !== undefined) watchStalls(this.session, stallThresholdMs, options.log);
   }
 
   /** @internal The core session, for tests that look inside it; nothing in src/ outside rpc/ uses it. */
