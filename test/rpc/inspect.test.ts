@@ -19,7 +19,7 @@ function recorder(): { lines: string[]; log: (level: LogLevel, message: string) 
   return { lines, log: (level, message) => level === 'warn' && lines.push(message) };
 }
 
-test('inspect names a download whose reader never reads as stalled, on both sides, and the watch logs it once', async (t) => {
+void test('inspect names a download whose reader never reads as stalled, on both sides, and the watch logs it once', { timeout: 20_000 }, async (t) => {
   const release = deferred();
   const serverLog = recorder();
   const server = await listen('tcp://127.0.0.1:0', {
@@ -77,7 +77,7 @@ test('inspect names a download whose reader never reads as stalled, on both side
   await download.return?.();
 });
 
-test('inspect: streams that move are not stalled, and the threshold is the option', async (t) => {
+void test('inspect: streams that move are not stalled, and the threshold is the option', { timeout: 20_000 }, async (t) => {
   const server = await listen('tcp://127.0.0.1:0', { services: [probeService()], inspect: true, log: () => {} });
   t.after(() => server.close({ graceMs: 0 }));
   const client = await connect(server.url, { log: () => {} });
@@ -92,7 +92,7 @@ test('inspect: streams that move are not stalled, and the threshold is the optio
   await download.return?.();
 });
 
-test('authorize sees gridwire.inspect.v1/snapshot like any method and can refuse it', async (t) => {
+void test('authorize sees gridwire.inspect.v1/snapshot like any method and can refuse it', { timeout: 20_000 }, async (t) => {
   const asked: string[] = [];
   const server = await listen('tcp://127.0.0.1:0', {
     services: [probeService()],
@@ -112,7 +112,7 @@ test('authorize sees gridwire.inspect.v1/snapshot like any method and can refuse
   assert.deepEqual(asked, ['test.probe.v1/echo', 'gridwire.inspect.v1/snapshot']);
 });
 
-test('a side without inspect answers UNIMPLEMENTED; a bad threshold is refused before anything listens', async (t) => {
+void test('a side without inspect answers UNIMPLEMENTED; a bad threshold is refused before anything listens', { timeout: 20_000 }, async (t) => {
   const server = await listen('tcp://127.0.0.1:0', { services: [probeService()], log: () => {} });
   t.after(() => server.close({ graceMs: 0 }));
   const client = await connect(server.url, { log: () => {} });

@@ -4,14 +4,14 @@
  * method under one `unknown` label, bytes both ways, and a server's counts kept after its sessions close.
  */
 import assert from 'node:assert/strict';
-import { test } from 'node:test';
+import { test, type TestContext } from 'node:test';
 
 import { connect, listen, Status, type CallCounts, type RpcSession, type Server } from '../../src/index.js';
 import { defineService, unary } from '../../src/index.js';
 import { deferred, rejectsWithStatus, until, within } from '../helpers.js';
 import { Probe, probeService } from '../fixtures/stats-service.js';
 
-async function pair(t: import('node:test').TestContext, release?: Promise<void>): Promise<{ server: Server; client: RpcSession }> {
+async function pair(t: TestContext, release?: Promise<void>): Promise<{ server: Server; client: RpcSession }> {
   const server = await listen('tcp://127.0.0.1:0', { services: [probeService({ release })], log: () => {} });
   t.after(() => server.close({ graceMs: 0 }));
   // the client serves the probe too: the server calls back into it (calls in both directions on one connection)
@@ -26,7 +26,7 @@ function counts(started: number, byStatus: Record<string, number>, inFlight = 0)
   return { started, inFlight, errors, byStatus };
 }
 
-test('stats count unary calls and errors by status and method, both directions, on both sides', async (t) => {
+void test('stats count unary calls and errors by status and method, both directions, on both sides', { timeout: 20_000 }, async (t) => {
   const { server, client } = await pair(t);
   const probe = client.client(Probe);
   for (let i = 0; i < 5; i++) assert.equal(await probe.echo(`hi ${i}`), `hi ${i}`);
@@ -54,7 +54,7 @@ test('stats count unary calls and errors by status and method, both directions, 
   assert.equal(JSON.parse(JSON.stringify(after)).calls.made.started, 8, 'JSON-able as it is');
 });
 
-test('stats count message streams and bulk downloads by method, with their statuses', async (t) => {
+void test('stats count message streams and bulk downloads by method, with their statuses', { timeout: 20_000 }, async (t) => {
   const { client } = await pair(t);
   const probe = client.client(Probe);
   const items: number[] = [];
@@ -71,7 +71,7 @@ test('stats count message streams and bulk downloads by method, with their statu
   assert.ok(stats.bytesIn >= 1024 * 1024, `the download's bytes are counted in: ${stats.bytesIn}`);
 });
 
-test('stats show a held call in flight on both sides until it finishes', async (t) => {
+void test('stats show a held call in flight on both sides until it finishes', { timeout: 20_000 }, async (t) => {
   const release = deferred();
   const { server, client } = await pair(t, release.promise);
   const held = client.client(Probe).hold(null);
@@ -86,7 +86,7 @@ test('stats show a held call in flight on both sides until it finishes', async (
   await until(() => serverSide!.stats().calls.served.inFlight === 0, 2000, 'the server finished it');
 });
 
-test('a method the peer names that this side does not serve counts under one `unknown` label', async (t) => {
+void test('a method the peer names that this side does not serve counts under one `unknown` label', { timeout: 20_000 }, async (t) => {
   const { server, client } = await pair(t);
   for (const name of ['a', 'b', 'c']) {
     const Made = defineService(`made.up.${name}`, { x: unary<null, null>() });
@@ -99,7 +99,7 @@ test('a method the peer names that this side does not serve counts under one `un
   assert.equal(client.stats().calls.made.byStatus.UNIMPLEMENTED, 3);
 });
 
-test('server.stats() keeps what closed sessions counted, and lists the open ones with their peers', async (t) => {
+void test('server.stats() keeps what closed sessions counted, and lists the open ones with their peers', { timeout: 20_000 }, async (t) => {
   const { server, client } = await pair(t);
   await client.client(Probe).echo('one');
   const second = await connect(server.url, { nodeName: 'second', log: () => {} });
