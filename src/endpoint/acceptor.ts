@@ -10,7 +10,8 @@ import type { Transport } from '../transport/transport.js';
 import { Registry } from '../rpc/server/registry.js';
 import { checkCloseOptions, checkRpcSessionOptions, RpcSession, type RpcSessionOptions } from '../rpc/rpc-session.js';
 import { StatsSum } from '../rpc/session-stats.js';
-import { stallThresholdOf, withInspectService } from '../rpc/inspect/inspect-service.js';
+import { stallThresholdOf } from '../rpc/inspect/inspect-service.js';
+import { withInspectService } from '../rpc/inspect/inspect-serving.js';
 import { serverStatsOf, type ServerStats } from './server-stats.js';
 import { checkListenerLimits, ListenerLimits, type ListenerLimitOptions } from './listener-limits.js';
 

@@ -21,6 +21,15 @@ export interface MetricsSource {
   stats(): SessionStats | ServerStats | MeshStats;
 }
 
+/**
+ * A prom-client `Registry` (its default `register`, or `new Registry()`), described by the part a collector uses, so
+ * these declarations compile without prom-client's own (a program that passes one has them).
+ */
+export interface PrometheusRegistry {
+  registerMetric(metric: never): void;
+  getSingleMetric(name: string): unknown;
+}
+
 export interface GridwireMetricsOptions {
   /** Prefix of every metric name, to collect two sources into one registry. Default `gridwire_`. */
   prefix?: string;
@@ -51,14 +60,14 @@ interface LabelledStats {
  * For a Mesh every metric also has `peer` (the peer's lanes summed). Counters keep what closed connections counted,
  * so they only grow. Registering twice in one registry throws (prom-client's duplicate name): give a `prefix`.
  */
-export function collectGridwireMetrics(registry: Registry, source: MetricsSource, options: GridwireMetricsOptions = {}): void {
+export function collectGridwireMetrics(registry: PrometheusRegistry, source: MetricsSource, options: GridwireMetricsOptions = {}): void {
   if (typeof source?.stats !== 'function') throw new TypeError('collectGridwireMetrics: source must be a Server, a Mesh, an RpcSession or a Channel');
   const prefix = options.prefix ?? 'gridwire_';
   if (!/^[a-zA-Z_:][a-zA-Z0-9_:]*$/.test(prefix)) throw new TypeError(`collectGridwireMetrics: prefix ${JSON.stringify(prefix)} is not a metric name prefix`);
   const read = scrapeOnce(source);
   // a mesh's metrics carry `peer`: decided once, from what the source is, so every scrape has the same label names
   const peer = read().mesh ? ['peer'] : [];
-  const registers = [registry];
+  const registers = [registry as unknown as Registry];
   /** Each metric's values, set afresh at every scrape from that scrape's reading. */
   type Fill = (put: (labels: Record<string, string>, value: number) => void) => void;
   const counter = (name: string, help: string, labelNames: string[], fill: Fill): void => {

@@ -74,7 +74,7 @@ export interface CountedCall {
   readonly counter: CallCounter;
 }
 
-/** @internal One session's call counters. */
+/** One session's call counters (made by RpcSession; not exported from the package). */
 export class CallCounters {
   private readonly made = new Map<MethodDescriptor, CallCounter>();
   private readonly served = new Map<MethodDescriptor, CallCounter>();
