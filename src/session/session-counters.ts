@@ -5,7 +5,12 @@
  * transport, a stall once as it begins and once as it ends (a clock read at each, never per frame or per call).
  * Knows nothing of methods or calls (rpc/call-stats.ts counts those).
  */
-import type { Stream } from './stream.js';
+
+/** What a stream keeps of its credit stalls (stream.ts has these fields): since when it is blocked (-1: it is not), and for how long it was in all. */
+export interface CreditStallClock {
+  creditBlockedSince: number;
+  creditBlockedMs: number;
+}
 
 /** A connection's counts at one moment, as `session.counts()` reports them. */
 export interface SessionCounts {
@@ -35,7 +40,7 @@ export class SessionCounters {
   readonly createdAt = performance.now();
 
   /** The counts, with what only the session knows: the bytes written and the streams now. */
-  snapshot(bytesOut: number, streams: Iterable<Stream>, streamsOpen: number): SessionCounts {
+  snapshot(bytesOut: number, streams: Iterable<CreditStallClock>, streamsOpen: number): SessionCounts {
     const now = performance.now();
     let stalledNow = 0;
     let stalledMs = this.creditStalledMs;
@@ -57,13 +62,13 @@ export class SessionCounters {
 }
 
 /** `stream` found no send credit for what it has queued: a stall begins (stream.writeNext, on that transition only). */
-export function creditStallBegins(stream: Stream, counters: SessionCounters): void {
+export function creditStallBegins(stream: CreditStallClock, counters: SessionCounters): void {
   stream.creditBlockedSince = performance.now();
   counters.creditStalls++;
 }
 
 /** `stream` wrote again, or closed, after a stall: its time is added to the stream's and the connection's. */
-export function creditStallEnds(stream: Stream, counters: SessionCounters): void {
+export function creditStallEnds(stream: CreditStallClock, counters: SessionCounters): void {
   const ms = performance.now() - stream.creditBlockedSince;
   stream.creditBlockedSince = -1;
   stream.creditBlockedMs += ms;

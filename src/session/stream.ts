@@ -2,11 +2,12 @@
  * One stream of a session: what it sends and its send credit (what cannot be written at once waits in send-queue.ts),
  * the delivery and credit of what it receives (a message that arrives in several frames is put together by
  * reassembly.ts), and its lifecycle. Carries opaque message bytes and trailers; knows nothing of methods, codecs or
- * handlers. Why this file is past ~500 lines (about 595): it is one job, the stream state machine, whose two tables
+ * handlers. Why this file is past ~500 lines (about 630): it is one job, the stream state machine, whose two tables
  * below are changed by both the send and the receive path; every transition lives next to the table it follows, and
  * what could leave has left (queued sends: send-queue.ts, partly received messages: reassembly.ts, the peer's frames:
  * stream-frames.ts, opening: stream-opener.ts / stream-acceptor.ts; what issue 12 added is wiring: the tuned
- * window's hooks (window-tuner.ts decides) and bulk DATA taken in pieces (data-pieces.ts checks)). Splitting send
+ * window's hooks (window-tuner.ts decides) and bulk DATA taken in pieces (data-pieces.ts checks); issue 13's, the fields
+ * stats and inspection read and a credit stall's two transitions (session-counters.ts counts)). Splitting send
  * from receive would put the two halves of one state table in two files.
  *
  * Lifecycle: one StreamState, changed only by the transitions below. Each side ends on its own, as in HTTP/2, with

@@ -8,8 +8,8 @@ import { stderrLog, type LogFn } from '../../log.js';
 import type { Session } from '../../session/session.js';
 import { StallWatch, type StreamStall } from '../../session/stall-watch.js';
 import { CallCounter } from '../call-stats.js';
-import { serve } from '../handler.js';
-import type { ServiceImpl } from '../server/registry.js';
+import type { AnyHandler } from '../server/context.js';
+import { servedImpl, type ServiceImpl } from '../server/registry.js';
 import { InspectService } from './inspect-service.js';
 import { inspectSnapshot, type InspectedSession } from './snapshot-of.js';
 
@@ -21,7 +21,9 @@ export function withInspectService(
   scope: () => Iterable<InspectedSession>,
 ): readonly ServiceImpl[] | undefined {
   if (thresholdMs === undefined) return services;
-  const impl = serve(InspectService, { snapshot: () => inspectSnapshot(scope(), nodeName, thresholdMs) });
+  // bound as serve() binds, not through it: handler.ts imports rpc-session.ts, which imports this file
+  const snapshot: AnyHandler = () => inspectSnapshot(scope(), nodeName, thresholdMs);
+  const impl = servedImpl(InspectService, new Map([['snapshot', snapshot]]));
   return [...(services ?? []), impl];
 }
 
