@@ -6,7 +6,7 @@
 import assert from 'node:assert/strict';
 import { test, type TestContext } from 'node:test';
 
-import { connect, listen, Status, type CallCounts, type RpcSession, type Server } from '../../src/index.js';
+import { channel, connect, listen, Status, type CallCounts, type RpcSession, type Server } from '../../src/index.js';
 import { defineService, unary } from '../../src/index.js';
 import { deferred, rejectsWithStatus, until, within } from '../helpers.js';
 import { Probe, probeService } from '../fixtures/stats-service.js';
@@ -117,4 +117,18 @@ void test('server.stats() keeps what closed sessions counted, and lists the open
   assert.equal(after.totals.connections, 1);
   assert.equal(after.totals.calls.served.byStatus.OK, 2, 'the closed session still counts');
   assert.ok(after.totals.bytesIn >= both.totals.bytesIn);
+});
+
+void test('channel.stats() sums every connection the channel has had: counts survive a redial', { timeout: 20_000 }, async (t) => {
+  const { server } = await pair(t);
+  const ch = channel(server.url, { log: () => {}, reconnect: { initialDelayMs: 10, maxDelayMs: 50 } });
+  t.after(() => ch.close({ graceMs: 0 }));
+  const first = await ch.whenReady({ timeoutMs: 2000 });
+  await ch.client(Probe).echo('one');
+  first.destroy(); // the connection is lost; the channel redials
+  await until(() => ch.session !== undefined && ch.session !== first, 5000, 'a new connection');
+  await ch.client(Probe).echo('two');
+  const stats = ch.stats();
+  assert.equal(stats.calls.made.byStatus.OK, 2, JSON.stringify(stats.calls.made));
+  assert.equal(stats.connections, 1);
 });
