@@ -1,15 +1,18 @@
 /**
  * The `inspect` option in process: `gridwire.inspect.v1/snapshot` shows the connections, their streams and credit,
  * the calls in flight, and names a stalled stream (a download whose reader never reads, held past a short
- * threshold) on both sides, with the slow side; the stall watch logs it once; `authorize` sees the inspect method and
+ * threshold) on both sides, with the slow side; the stall watch logs it once; over TLS the peer's certificate; `authorize` sees the inspect method and
  * can refuse it; a side without inspect answers UNIMPLEMENTED; a bad threshold is refused where options are checked.
  */
 import assert from 'node:assert/strict';
+import { X509Certificate } from 'node:crypto';
 import { test } from 'node:test';
 
 import { connect, InspectService, listen, Status, type InspectSnapshot, type LogLevel } from '../../src/index.js';
 import { deferred, rejectsWithStatus, sleep, until, within } from '../helpers.js';
+import { testPki } from '../fixtures/certs.js';
 import { Probe, probeService } from '../fixtures/stats-service.js';
+import { clientTls, startTlsServer } from '../fixtures/tls.js';
 
 const MiB = 1024 * 1024;
 const THRESHOLD_MS = 150;
@@ -120,4 +123,16 @@ void test('a side without inspect answers UNIMPLEMENTED; a bad threshold is refu
   await rejectsWithStatus(client.client(InspectService).snapshot({}), Status.UNIMPLEMENTED);
   await assert.rejects(listen('tcp://127.0.0.1:0', { inspect: { stallThresholdMs: 0 } }), RangeError);
   await assert.rejects(connect(server.url, { inspect: 'yes' as never }), TypeError);
+});
+
+void test('inspect over mutual TLS names the peer by its verified certificate (subject and SHA-256 fingerprint)', { timeout: 20_000 }, async (t) => {
+  const { server } = await startTlsServer(t, { services: [probeService()], inspect: true });
+  const client = await connect(server.url, { tls: clientTls(), log: () => {} });
+  t.after(() => client.destroy());
+  const snapshot = await client.client(InspectService).snapshot({});
+  const identity = snapshot.connections[0]!.peer.identity;
+  const expected = new X509Certificate(testPki().client.cert);
+  assert.equal(snapshot.connections[0]!.peer.transport, 'tls');
+  assert.equal(identity?.fingerprint256, expected.fingerprint256);
+  assert.ok(identity !== undefined && identity.subject.length > 0 && expected.subject.includes(identity.subject), `${identity?.subject} in ${expected.subject}`);
 });

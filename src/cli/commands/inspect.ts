@@ -59,7 +59,7 @@ function withWatchValue(args: string[]): string[] {
 
 export const command: CliCommand = {
   name: 'inspect',
-  summary: "a running node's connections, stream credit, stalls and calls in flight (the node needs inspect: true)",
+  summary: "a running node's connections, stream credit, stalls, calls in flight",
   usage: USAGE,
   async run(args, io) {
     const { values, positionals } = parseArgs({
