@@ -1,8 +1,9 @@
 /**
  * The `inspect` option in process: `gridwire.inspect.v1/snapshot` shows the connections, their streams and credit,
  * the calls in flight, and names a stalled stream (a download whose reader never reads, held past a short
- * threshold) on both sides, with the slow side; the stall watch logs it once; over TLS the peer's certificate; `authorize` sees the inspect method and
- * can refuse it; a side without inspect answers UNIMPLEMENTED; a bad threshold is refused where options are checked.
+ * threshold) on both sides, with the slow side; the stall watch logs it once; over TLS the peer's certificate;
+ * `authorize` sees the inspect method and can refuse it; a side without inspect answers UNIMPLEMENTED; a bad threshold
+ * is refused where options are checked.
  */
 import assert from 'node:assert/strict';
 import { X509Certificate } from 'node:crypto';
