@@ -64,7 +64,7 @@ export function renderSnapshot(snapshot: InspectSnapshot): string {
     lines.push(
       `- ${peer.nodeName || '(unnamed)'}${peer.label ? ` [${peer.label}]` : ''} ${peer.address}  ${connection.role}  ${connection.phase}${goaway}` +
         `  age ${formatMs(connection.ageMs)}  rtt ${formatMs(connection.rttMs)}  in ${formatBytes(connection.bytesIn)}  out ${formatBytes(connection.bytesOut)}` +
-        `  streams ${connection.streamsOpen}${identity}`,
+        `  send credit ${formatBytes(connection.sendCredit)}  streams ${connection.streamsOpen}${identity}`,
     );
     if (connection.streams.length === 0) continue;
     lines.push(...table([

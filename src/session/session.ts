@@ -215,6 +215,11 @@ export class Session implements StreamHost {
     return this.streams.values();
   }
 
+  /** Connection credit the peer has granted and we have not spent (inspection: a connection-wide stall shows here). */
+  get connectionSendCredit(): number {
+    return this.outbox.connectionCredit;
+  }
+
   /** `handshake`, `open`, `draining` (GOAWAY sent or received, calls in flight finishing), `closing` or `closed`. */
   get phaseName(): string {
     return PHASE_NAMES[this.phase]!;

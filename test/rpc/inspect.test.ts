@@ -49,6 +49,7 @@ void test('inspect names a download whose reader never reads as stalled, on both
   assert.equal(connection.role, 'acceptor');
   assert.equal(connection.phase, 'open');
   assert.ok(connection.bytesOut > 128 * 1024, `a window of the download's bytes went out: ${connection.bytesOut}`);
+  assert.ok(connection.sendCredit > 0 && connection.sendCredit < 16 * MiB, `the connection's credit, partly spent: ${connection.sendCredit}`);
   const [stall] = snapshot.stalled;
   assert.ok(stall !== undefined, `a stall is found: ${JSON.stringify(snapshot)}`);
   assert.deepEqual({ ...stall, blockedMs: 0 }, { connection: `sink (${connection.peer.address})`, streamId: stall.streamId, method: 'test.probe.v1/get', direction: 'served', blockedMs: 0, slowSide: 'peer' });

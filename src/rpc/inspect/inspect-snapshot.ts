@@ -57,6 +57,8 @@ export interface InspectConnection {
   rttMs?: number;
   bytesIn: number;
   bytesOut: number;
+  /** Bytes the peer still lets us send on the connection as a whole (its connection window), over every stream. */
+  sendCredit: number;
   /** `open`, `draining` (GOAWAY sent or received), `closing`... */
   phase: string;
   /** The reason in the peer's GOAWAY, once it sent one. */

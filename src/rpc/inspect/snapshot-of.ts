@@ -63,6 +63,7 @@ function connectionOf(core: Session): InspectConnection {
     ageMs: Math.round(counts.ageMs),
     bytesIn: counts.bytesIn,
     bytesOut: counts.bytesOut,
+    sendCredit: core.connectionSendCredit,
     phase: core.phaseName,
     streamsOpen: counts.streamsOpen,
     streams: [],
