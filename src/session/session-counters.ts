@@ -6,10 +6,10 @@
  * Knows nothing of methods or calls (rpc/call-stats.ts counts those).
  */
 
-/** What a stream keeps of its credit stalls (stream.ts has these fields): since when it is blocked (-1: it is not), and for how long it was in all. */
+/** What a stream keeps of its credit stalls (stream.ts has these fields): since when it is blocked (undefined: it is not), and for how long it was in all. */
 export interface CreditStallClock {
-  creditBlockedSince: number;
-  creditBlockedMs: number;
+  creditBlockedSince: number | undefined;
+  creditBlockedMs: number | undefined;
 }
 
 /** A connection's counts at one moment, as `session.counts()` reports them. */
@@ -45,7 +45,7 @@ export class SessionCounters {
     let stalledNow = 0;
     let stalledMs = this.creditStalledMs;
     for (const stream of streams) {
-      if (stream.creditBlockedSince < 0) continue;
+      if (stream.creditBlockedSince === undefined) continue;
       stalledNow++;
       stalledMs += now - stream.creditBlockedSince;
     }
@@ -69,8 +69,8 @@ export function creditStallBegins(stream: CreditStallClock, counters: SessionCou
 
 /** `stream` wrote again, or closed, after a stall: its time is added to the stream's and the connection's. */
 export function creditStallEnds(stream: CreditStallClock, counters: SessionCounters): void {
-  const ms = performance.now() - stream.creditBlockedSince;
-  stream.creditBlockedSince = -1;
-  stream.creditBlockedMs += ms;
+  const ms = performance.now() - stream.creditBlockedSince!;
+  stream.creditBlockedSince = undefined;
+  stream.creditBlockedMs = (stream.creditBlockedMs ?? 0) + ms;
   counters.creditStalledMs += ms;
 }

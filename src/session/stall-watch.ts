@@ -22,12 +22,10 @@ export interface StreamStall {
 
 /** `stream`'s stall, if it has been blocked for `thresholdMs` or longer at `now` (performance.now()). */
 export function stallOf(stream: Stream, now: number, thresholdMs: number): StreamStall | undefined {
-  if (stream.creditBlockedSince >= 0 && now - stream.creditBlockedSince >= thresholdMs) {
-    return { stream, side: 'peer', blockedMs: now - stream.creditBlockedSince };
-  }
-  if (stream.receiveFullSince >= 0 && now - stream.receiveFullSince >= thresholdMs) {
-    return { stream, side: 'local', blockedMs: now - stream.receiveFullSince };
-  }
+  const sendBlocked = stream.creditBlockedSince;
+  if (sendBlocked !== undefined && now - sendBlocked >= thresholdMs) return { stream, side: 'peer', blockedMs: now - sendBlocked };
+  const receiveFull = stream.receiveFullSince;
+  if (receiveFull !== undefined && now - receiveFull >= thresholdMs) return { stream, side: 'local', blockedMs: now - receiveFull };
   return undefined;
 }
 
@@ -57,8 +55,8 @@ export class StallWatch {
   private readonly tick = (): void => {
     const now = performance.now();
     for (const stream of this.streams()) {
-      if (!receiveWindowFull(stream)) stream.receiveFullSince = -1;
-      else if (stream.receiveFullSince < 0) stream.receiveFullSince = now;
+      if (!receiveWindowFull(stream)) stream.receiveFullSince = undefined;
+      else stream.receiveFullSince ??= now;
       if (stream.stallReported) continue;
       const stall = stallOf(stream, now, this.thresholdMs);
       if (stall === undefined) continue;

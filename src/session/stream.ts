@@ -170,14 +170,17 @@ export class Stream {
   ownerReleased = false;
   /** Counts DATA received and credit granted by the peer: a watchdog that sees it still knows the peer is moving. */
   progress = 0;
-  /** Since when (performance.now()) our queued bytes wait for the peer's credit; -1 while they do not (session-counters.ts). */
-  creditBlockedSince = -1;
-  /** Time this stream's credit stalls that have ended lasted, in ms. */
-  creditBlockedMs = 0;
-  /** When the stream was made (performance.now()), while `inspect` is on (counters.timeStreams); else 0. */
-  readonly openedAt: number;
-  /** Since when the stall watch (stall-watch.ts) has seen our receive window used up by a reader that took nothing; -1: not so. */
-  receiveFullSince = -1;
+  // The four times below start undefined, not -1 or 0: V8 boxes a number field that has ever held a fraction in every
+  // object made after that (a 16-byte heap number per field per stream, so per call), while a field that starts
+  // undefined holds a number boxed only when one is stored (as a stall begins or ends).
+  /** Since when (performance.now()) our queued bytes wait for the peer's credit; undefined while they do not (session-counters.ts). */
+  creditBlockedSince: number | undefined = undefined;
+  /** Time this stream's credit stalls that have ended lasted, in ms (undefined: none yet). */
+  creditBlockedMs: number | undefined = undefined;
+  /** When the stream was made (performance.now()), while `inspect` is on (counters.timeStreams); else undefined. */
+  readonly openedAt: number | undefined;
+  /** Since when the stall watch (stall-watch.ts) has seen our receive window used up by a reader that took nothing. */
+  receiveFullSince: number | undefined = undefined;
   /** The stall watch has logged this stream's stall. */
   stallReported = false;
 
@@ -192,7 +195,7 @@ export class Stream {
     private readonly recvMessageWindowSize: number,
   ) {
     this.state = outbound ? StreamState.QUEUED : StreamState.OPEN;
-    this.openedAt = host.counters.timeStreams ? performance.now() : 0;
+    this.openedAt = host.counters.timeStreams ? performance.now() : undefined;
     this.sendWindow = sendWindow;
     this.sendFloor = dataFloorFor(sendWindow);
     this.recvWindow = recvWindowSize;
@@ -356,11 +359,11 @@ export class Stream {
     const step = queue.writeNext(this.id, this, this.output);
     if (queue.empty) this.queue = undefined;
     if (step === QueueStep.STREAM_BLOCKED) {
-      if (this.creditBlockedSince < 0) creditStallBegins(this, this.host.counters); // counted once per stall
+      if (this.creditBlockedSince === undefined) creditStallBegins(this, this.host.counters); // counted once per stall
       return WriteResult.IDLE;
     }
     if (step === QueueStep.CONNECTION_BLOCKED) return WriteResult.CONNECTION_BLOCKED;
-    if (this.creditBlockedSince >= 0) creditStallEnds(this, this.host.counters); // credit came: it wrote again
+    if (this.creditBlockedSince !== undefined) creditStallEnds(this, this.host.counters); // credit came: it wrote again
     if (step === QueueStep.WROTE_LAST) {
       this.lastFrameWritten();
       return WriteResult.IDLE;
@@ -619,7 +622,7 @@ export class Stream {
     const state = this.state;
     if (state === StreamState.CLOSED) return;
     this.state = StreamState.CLOSED;
-    if (this.creditBlockedSince >= 0) creditStallEnds(this, this.host.counters);
+    if (this.creditBlockedSince !== undefined) creditStallEnds(this, this.host.counters);
     this.reassembly?.release();
     this.tuned?.release(); // a grown window's reservation goes back
     this.queue?.drop(); // what still waits (a reset) is dropped: its memory goes back

@@ -84,7 +84,7 @@ function streamOf(stream: Stream, now: number, thresholdMs: number): InspectStre
   // the owner of a call's stream counts it (call-stats.ts): it knows the method; an authorize still pending holds it
   const counter = (stream.events as { counter?: unknown }).counter;
   const call = counter instanceof CallCounter ? counter : undefined;
-  const blockedMs = stream.creditBlockedSince >= 0 ? now - stream.creditBlockedSince : 0;
+  const blockedMs = stream.creditBlockedSince === undefined ? 0 : now - stream.creditBlockedSince;
   const info: InspectStream = {
     id: stream.id,
     method: call?.method ?? '?',
@@ -97,10 +97,10 @@ function streamOf(stream: Stream, now: number, thresholdMs: number): InspectStre
     queuedBytes: stream.queuedBytes,
     unconsumed: stream.unconsumedItems,
     blockedMs: Math.round(blockedMs),
-    blockedTotalMs: Math.round(stream.creditBlockedMs + blockedMs),
+    blockedTotalMs: Math.round((stream.creditBlockedMs ?? 0) + blockedMs),
   };
   if (call?.kind !== undefined) info.kind = call.kind;
-  if (stream.openedAt > 0) info.ageMs = Math.round(now - stream.openedAt);
+  if (stream.openedAt !== undefined) info.ageMs = Math.round(now - stream.openedAt);
   const stall = stallOf(stream, now, thresholdMs);
   if (stall !== undefined) info.stalled = { side: stall.side, ms: Math.round(stall.blockedMs) };
   return info;
