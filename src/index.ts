@@ -88,6 +88,15 @@ export type { MeshOptions, MeshTlsOptions, PeerState, PeerStateEvent } from './m
 export { createSession } from './rpc/rpc-session.js';
 export type { ListenOptions, ConnectOptions, Server } from './endpoint/endpoints.js';
 export type { CallOptions } from './rpc/client/call-options.js';
+/** What `session.stats()`, `server.stats()`, `channel.stats()` and `mesh.stats()` return: plain, JSON-able objects. */
+export type { SessionStats, CreditStallStats } from './rpc/session-stats.js';
+export type { CallStats, CallCounts, CallDirection } from './rpc/call-stats.js';
+export type { ServerStats, ConnectionStats } from './endpoint/server-stats.js';
+export type { MeshStats, PeerStats } from './mesh/mesh-stats.js';
+/** Live introspection (the `inspect` option): the built-in service `gridwire inspect` calls, and what it answers. */
+export { InspectService } from './rpc/inspect/inspect-service.js';
+export type { InspectOption } from './rpc/inspect/inspect-service.js';
+export type { InspectSnapshot, InspectConnection, InspectStream, InspectStall } from './rpc/inspect/inspect-snapshot.js';
 /** The error every failed call rejects with, and its gRPC-style codes. */
 export { RpcError } from './rpc/rpc-error.js';
 export type { RpcErrorOptions } from './rpc/rpc-error.js';

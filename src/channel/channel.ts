@@ -11,6 +11,7 @@ import { withSealedAuth } from '../rpc/auth.js';
 import { TypedClients, type Client } from '../rpc/client/typed-client.js';
 import { deadlineOf } from '../rpc/deadline.js';
 import { checkCloseOptions, type RpcSession } from '../rpc/rpc-session.js';
+import type { SessionStats } from '../rpc/session-stats.js';
 import type { MethodMap, ServiceDef } from '../rpc/service.js';
 import { resolveReconnectOptions, type ReconnectOptions } from './backoff.js';
 import { Link, type LinkState, type LinkStateEvent } from './link.js';
@@ -56,6 +57,11 @@ export class Channel {
   /** Round-trip time of the current connection's last answered ping (keepalive or `session.ping()`), in ms. */
   get rttMs(): number | undefined {
     return this.link.session?.rttMs;
+  }
+
+  /** What the channel's connections counted, summed over every one it has had (rpc/session-stats.ts). */
+  stats(): SessionStats {
+    return this.link.stats();
   }
 
   /** Listens to state changes: `channel.on('state', ({ state, error, delayMs }) => ...)`. */

@@ -17,6 +17,7 @@ import type { LogFn } from '../log.js';
 import { delayUntil } from '../rpc/deadline.js';
 import { RpcError } from '../rpc/rpc-error.js';
 import type { RpcSession } from '../rpc/rpc-session.js';
+import { StatsSum, type SessionStats } from '../rpc/session-stats.js';
 import { Backoff, type ResolvedReconnectOptions } from './backoff.js';
 import { resolveSessionOptions } from '../session/options.js';
 import { MAX_TIMER_MS } from '../timers.js';
@@ -91,6 +92,8 @@ export class Link extends EventEmitter<{ state: [LinkStateEvent] }> {
   private peerRedialTimer: NodeJS.Timeout | undefined;
   /** Sessions attached once and not yet closed (the current one and ones replaced while their calls finish). */
   private readonly live = new Set<RpcSession>();
+  /** What the link's sessions counted, those closed kept (stats()). */
+  private readonly counted = new StatsSum();
 
   constructor(
     /** What the link leads to, for messages: a URL, or `peer n2 (data)`. */
@@ -133,6 +136,17 @@ export class Link extends EventEmitter<{ state: [LinkStateEvent] }> {
     return this.dialAbort !== undefined || this.peerRedialTimer !== undefined;
   }
 
+  /** What every session this link has held counted (closed ones too), summed. */
+  stats(): SessionStats {
+    return this.counted.total(this.live);
+  }
+
+  /** A session of the link closed: it leaves `live`, its counts stay in the sum. */
+  private retire(session: RpcSession): void {
+    this.live.delete(session);
+    this.counted.retire(session);
+  }
+
   /** Every session of this link not yet closed, including replaced ones still finishing their calls. */
   get sessions(): ReadonlySet<RpcSession> {
     return this.live;
@@ -164,7 +178,7 @@ export class Link extends EventEmitter<{ state: [LinkStateEvent] }> {
     clearTimeout(this.dialTimer);
     clearTimeout(this.peerRedialTimer);
     this.dialTimer = this.peerRedialTimer = undefined;
-    void session.closed.then(() => this.live.delete(session));
+    void session.closed.then(() => this.retire(session));
     void session.goingAway.then(() => this.onGoingAway(session));
     previous?.close({ reason: 'duplicate connection: replaced by a newer one' }).catch(() => undefined);
     this.setState({ state: 'ready' });
@@ -236,7 +250,7 @@ export class Link extends EventEmitter<{ state: [LinkStateEvent] }> {
    */
   private keepUnlessCurrentIsDead(candidate: RpcSession, current: RpcSession): void {
     this.live.add(candidate);
-    void candidate.closed.then(() => this.live.delete(candidate));
+    void candidate.closed.then(() => this.retire(candidate));
     let timer: NodeJS.Timeout | undefined;
     const timedOut = new Promise<boolean>((resolve) => {
       timer = setTimeout(() => resolve(false), DUPLICATE_PROBE_MS);

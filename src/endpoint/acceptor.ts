@@ -9,6 +9,10 @@ import { stderrLog, type LogFn } from '../log.js';
 import type { Transport } from '../transport/transport.js';
 import { Registry } from '../rpc/server/registry.js';
 import { checkCloseOptions, checkRpcSessionOptions, RpcSession, type RpcSessionOptions } from '../rpc/rpc-session.js';
+import { StatsSum } from '../rpc/session-stats.js';
+import { stallThresholdOf } from '../rpc/inspect/inspect-service.js';
+import { withInspectService } from '../rpc/inspect/inspect-serving.js';
+import { serverStatsOf, type ServerStats } from './server-stats.js';
 import { checkListenerLimits, ListenerLimits, type ListenerLimitOptions } from './listener-limits.js';
 
 /** The options of an accepting side that this module reads (ListenOptions has them all). */
@@ -27,6 +31,8 @@ export class SessionAcceptor {
   private readonly registry: Registry;
   /** Where this server's lines go (ListenOptions.log, or stderr). */
   readonly log: LogFn;
+  /** What the server's sessions counted, closed ones kept (server.stats()). */
+  private readonly counted = new StatsSum();
 
   /** Throws for a bad option, before anything listens. `url` names the server in log lines. */
   constructor(
@@ -35,9 +41,16 @@ export class SessionAcceptor {
   ) {
     checkRpcSessionOptions(options); // a bad option throws here, not inside the accept callback of the first connection
     checkListenerLimits(options);
-    this.registry = new Registry(options.services, options.serverInterceptors);
+    // inspect on: the snapshot covers every session of this server (or, under a mesh, every session of the node)
+    const services = withInspectService(options.services, stallThresholdOf(options.inspect), options.nodeName ?? '', options.inspectScope ?? (() => this.sessions));
+    this.registry = new Registry(services, options.serverInterceptors);
     this.log = options.log ?? stderrLog;
     this.limits = new ListenerLimits(options, url, this.log);
+  }
+
+  /** The server's sessions summed (closed ones kept) and each open one (server-stats.ts). */
+  stats(): ServerStats {
+    return serverStatsOf(this.sessions, this.counted);
   }
 
   /** Connections held: admitted sessions and those still in their handshake. */
@@ -60,6 +73,7 @@ export class SessionAcceptor {
     void session.closed.then((error) => {
       handshaking.delete(session);
       sessions.delete(session);
+      this.counted.retire(session);
       // the handshake runs in the session, never in this accept callback: one slow or bogus client blocks nobody;
       // a dialer we refused (GW_ERR_UNAUTHENTICATED, GW_ERR_REFUSED) is one line too, with the reason, never a token
       if (error instanceof ProtocolError) this.log('warn', `closed the connection from ${transport.peer.address}: ${error.message}`);

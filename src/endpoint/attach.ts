@@ -49,6 +49,7 @@ export function attach(server: HttpServer | HttpsServer, options: AttachOptions)
       return upgrades.url;
     },
     sessions: acceptor.sessions,
+    stats: () => acceptor.stats(),
     close: (closeOptions) =>
       acceptor.close(closeOptions, () => {
         upgrades.close();

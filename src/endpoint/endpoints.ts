@@ -21,6 +21,7 @@ import { limitTimer } from '../timers.js';
 import { checkMsOption, checkRpcSessionOptions, RpcSession, type RpcSessionOptions } from '../rpc/rpc-session.js';
 import type { ListenerLimitOptions } from './listener-limits.js';
 import { SessionAcceptor } from './acceptor.js';
+import type { ServerStats } from './server-stats.js';
 
 export interface ListenOptions extends RpcSessionOptions, ListenerLimitOptions {
   /** Called for every accepted session once its handshake is done. */
@@ -42,6 +43,12 @@ export interface Server {
   /** Stops accepting, closes every session gracefully (GOAWAY; calls in flight finish within graceMs). */
   close(options?: { graceMs?: number }): Promise<void>;
   /**
+   * What the server's connections counted: all of them summed (closed ones included, so counts only grow) in
+   * `totals`, and each open one with its peer in `sessions` (calls by method and status both ways, bytes, streams,
+   * credit stalls, RTT). A plain object, computed when asked.
+   */
+  stats(): ServerStats;
+  /**
    * tls:// only (a TypeError elsewhere): connections accepted from now on use this key, certificate and CAs (a
    * certificate rotated without a restart); open sessions are untouched. Throws a TypeError for options Node cannot use,
    * and the old ones stay.
@@ -62,6 +69,7 @@ export async function listen(url: string, options: ListenOptions = {}): Promise<
     url: listener.url,
     sessions: acceptor.sessions,
     close: (closeOptions) => acceptor.close(closeOptions, () => listener.close()),
+    stats: () => acceptor.stats(),
     setSecureContext(tls) {
       if (!('setSecureContext' in listener)) throw new TypeError(`setSecureContext: ${listener.url} is not a tls:// listener`);
       listener.setSecureContext(tls);

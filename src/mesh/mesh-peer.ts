@@ -16,6 +16,8 @@ import { Link, type LinkState, type LinkStateEvent } from '../channel/link.js';
 import { RoutedCaller } from '../channel/routed-caller.js';
 import type { TlsConnectOptions } from '../transport/tls.js';
 import { dialedNodeMismatch } from './certificate-name.js';
+import { addSessionStats, emptySessionStats } from '../rpc/session-stats.js';
+import type { PeerStats } from './mesh-stats.js';
 
 export type PeerState = LinkState;
 
@@ -113,6 +115,13 @@ export class MeshPeer extends EventEmitter<{ state: [PeerStateEvent] }> {
   /** Open sessions to this peer per lane (`control`, `control.N`, `data`), including ones still finishing calls. */
   get sessions(): Map<string, ReadonlySet<RpcSession>> {
     return new Map([...this.lanes].map(([label, link]) => [label, link.sessions]));
+  }
+
+  /** What this peer's connections counted, every lane summed, closed connections included (mesh-stats.ts). */
+  stats(): PeerStats {
+    const sum = emptySessionStats();
+    for (const link of this.lanes.values()) addSessionStats(sum, link.stats());
+    return { state: this.peerState, ...sum };
   }
 
   /** A typed client: calls pick a ready connection (bulk calls the data lane when there is one). */

@@ -28,6 +28,8 @@ import type { Refusal, SessionPeer } from '../session/handshake.js';
 import { parseAddress } from '../transport/address.js';
 import { checkTlsServerOptions } from '../transport/tls.js';
 import { dialerNameRefusal } from './certificate-name.js';
+import { addSessionStats, emptySessionStats } from '../rpc/session-stats.js';
+import { meshStatsOf, type MeshStats } from './mesh-stats.js';
 import { resolveReconnectOptions, type ReconnectOptions, type ResolvedReconnectOptions } from '../channel/backoff.js';
 import { MAX_POOL, LANE_LABEL, laneReadBudget, MeshPeer, type PeerStateEvent } from './mesh-peer.js';
 
@@ -89,6 +91,8 @@ export class Mesh extends EventEmitter<{ peer: [PeerStateEvent] }> {
   private readonly sessionOptions: RpcSessionOptions;
 
   private readonly options: MeshOptions;
+  /** What peers removed from the mesh counted (stats()). */
+  private readonly removedCounted = emptySessionStats();
 
   constructor(options: MeshOptions) {
     super();
@@ -97,6 +101,8 @@ export class Mesh extends EventEmitter<{ peer: [PeerStateEvent] }> {
     if (typeof options.name !== 'string' || options.name === '') throw new TypeError('mesh name must be a non-empty string');
     const { peers: _p, listen: _l, name, reconnect: _r, dataLane: _d, connectionsPerPeer: _c, fallbackDialAfterMs: _f, admit: _a, tls: _t, ...session } = options;
     this.sessionOptions = { ...session, nodeName: name }; // with `log`: authorize reports to it on dialed sessions too
+    // inspect on: a snapshot asked on any connection shows every connection of the node, dialed or accepted
+    if (options.inspect !== undefined && options.inspect !== false) this.sessionOptions.inspectScope = () => this.openSessions();
     checkConnectOptions(this.sessionOptions); // a bad option throws here, not at the first connection
     checkMsOption('fallbackDialAfterMs', options.fallbackDialAfterMs, 'never dial a peer that should dial us');
     if (options.tls !== undefined) checkMeshTls(options.tls);
@@ -115,6 +121,19 @@ export class Mesh extends EventEmitter<{ peer: [PeerStateEvent] }> {
   /** The listening address (with the real port when 0 was asked for), once started. */
   get url(): string | undefined {
     return this.server?.url;
+  }
+
+  /**
+   * What the node's connections counted: per peer (its lanes summed, closed connections kept) and in total. A plain
+   * object, computed when asked (mesh-stats.ts).
+   */
+  stats(): MeshStats {
+    return meshStatsOf(this.peerHandles.values(), this.removedCounted);
+  }
+
+  /** Every session of the node's peers, every lane (what an inspect snapshot shows). */
+  private *openSessions(): Generator<RpcSession> {
+    for (const peer of this.peerHandles.values()) for (const lane of peer.sessions.values()) yield* lane;
   }
 
   /** Names of the peers. */
@@ -189,6 +208,9 @@ export class Mesh extends EventEmitter<{ peer: [PeerStateEvent] }> {
     if (peer === undefined) return;
     this.peerHandles.delete(name);
     await peer.close({ ...options, reason: `node ${this.name} removed ${name} from its mesh` });
+    const last = peer.stats();
+    last.connections = last.streamsOpen = last.creditStalls.blockedNow = 0;
+    addSessionStats(this.removedCounted, last);
   }
 
   /** Stops: no new connections; every connection closes gracefully (calls in flight get graceMs, default 10 s). */

@@ -9,6 +9,11 @@ import { resolveSessionOptions, type SessionOptions } from '../session/options.j
 import type { Role } from '../session/role.js';
 import { Session, type IncomingStream } from '../session/session.js';
 import type { Transport } from '../transport/transport.js';
+import { CallCounters } from './call-stats.js';
+import { sessionStatsOf, type SessionStats } from './session-stats.js';
+import { stallThresholdOf, type InspectOption } from './inspect/inspect-service.js';
+import { watchStalls, withInspectService } from './inspect/inspect-serving.js';
+import type { InspectedSession } from './inspect/snapshot-of.js';
 import { SessionCaller, type Caller } from './client/caller.js';
 import type { ClientInterceptor } from './client/outgoing-call.js';
 import { TypedClients, type Client } from './client/typed-client.js';
@@ -58,6 +63,15 @@ export interface RpcSessionOptions extends SessionOptions {
   authorize?: Authorize;
   /** Where this side reports what it refuses (authorize failing, a listener's closed connections). Default: warnings to stderr. */
   log?: LogFn;
+  /**
+   * Live introspection (`gridwire inspect`): serve the built-in service `gridwire.inspect.v1` (connections, streams,
+   * credit, stalls; behind `authorize`, which sees `gridwire.inspect.v1/snapshot`), and watch for streams blocked on
+   * flow-control credit longer than `stallThresholdMs` (default 5000; 1..3600000), each logged once as a warning.
+   * Default off. A snapshot shows peers' names and addresses: refuse it in `authorize` to peers that must not see them.
+   */
+  inspect?: InspectOption;
+  /** @internal The sessions an inspect snapshot covers (a mesh: all of its own); default the listener's, or the session's. */
+  inspectScope?: () => Iterable<InspectedSession>;
 }
 
 /** @internal Throws for a bad option: called where options are first given (listen, connect, channel, Mesh), not at a redial. */
@@ -67,6 +81,7 @@ export function checkRpcSessionOptions(options: RpcSessionOptions): void {
   checkInterceptors(options.clientInterceptors, 'clientInterceptors');
   checkInterceptors(options.serverInterceptors, 'serverInterceptors');
   checkAuthOption(options.auth);
+  stallThresholdOf(options.inspect);
   if (options.authorize !== undefined && typeof options.authorize !== 'function') throw new TypeError('authorize must be a function (ctx) => true | reason');
 }
 
@@ -98,18 +113,25 @@ export class RpcSession {
   /** What this session's incoming calls run on. */
   private readonly host: ServerHost;
   private readyPromise: Promise<void> | undefined;
+  /** The calls made and served on this connection, by method and status (call-stats.ts). */
+  private readonly calls = new CallCounters();
 
   constructor(transport: Transport, role: Role, options?: RpcSessionOptions);
   /** @internal `registry`: one built once by a listener and shared by all its sessions. */
   constructor(transport: Transport, role: Role, options: RpcSessionOptions | undefined, registry: Registry);
   constructor(transport: Transport, role: Role, options: RpcSessionOptions = {}, registry?: Registry) {
-    this.registry = registry ?? new Registry(options.services, options.serverInterceptors);
+    const stallThresholdMs = stallThresholdOf(options.inspect);
+    const inspectScope = options.inspectScope ?? ((): Iterable<InspectedSession> => [this]);
+    this.registry = registry ?? new Registry(withInspectService(options.services, stallThresholdMs, options.nodeName ?? '', inspectScope), options.serverInterceptors);
     checkAuthOption(options.auth, role === 'dialer');
     const hooks = { onStream: this.onStream, admit: admissionOf(options.auth, options.admit, role), authToken: helloToken(options.auth, role) };
     this.session = new Session(transport, role, hooks, options);
-    this.host = { core: this.session, session: this, drain: new DrainWatch(this.session), authorize: callAuthorizer(options.authorize, options.log) };
-    this.caller = new SessionCaller(this.session);
+    this.host = {
+      core: this.session, session: this, drain: new DrainWatch(this.session), authorize: callAuthorizer(options.authorize, options.log), calls: this.calls,
+    };
+    this.caller = new SessionCaller(this.session, this.calls);
     this.clients = new TypedClients(this.caller, options.clientInterceptors);
+    if (stallThresholdMs !== undefined) watchStalls(this.session, stallThresholdMs, options.log);
   }
 
   /** @internal The core session, for tests that look inside it; nothing in src/ outside rpc/ uses it. */
@@ -185,6 +207,15 @@ export class RpcSession {
     return this.session.rttMs;
   }
 
+  /**
+   * What this connection has counted: calls made and served by method and status (in flight too), bytes both ways,
+   * streams open, credit stalls, RTT. A plain object (JSON as it is), computed when asked; counting costs the calls
+   * nothing measurable (a few increments each).
+   */
+  stats(): SessionStats {
+    return sessionStatsOf(this.session.counts(), this.calls.snapshot(), this.session.phaseName !== 'closed', this.session.rttMs);
+  }
+
   /** A typed client for a service the peer serves. */
   client<M extends MethodMap>(service: ServiceDef<M>): Client<M> {
     return this.clients.client(service);
@@ -222,6 +253,7 @@ export class RpcSession {
     const { stream, method } = incoming;
     const route = this.registry.find(method);
     if (route === undefined) {
+      this.calls.unknownServed.failedToStart(Status.UNIMPLEMENTED); // one label for every name the peer makes up
       stream.reset(Status.UNIMPLEMENTED, `method ${JSON.stringify(method.slice(0, 300))} is not implemented by this peer`);
       this.session.release(stream);
       return;

@@ -73,6 +73,8 @@ export class Outbox implements StreamOutput {
   private sendCredit = 0;
   /** DATA frames written so far (it only grows): what the peer's CREDIT frames may answer (peer-guard.ts). */
   dataFramesWritten = 0;
+  /** Bytes handed to the transport so far (stats). */
+  bytesWritten = 0;
   private maxFrameBytes = DEFAULT_LIMITS.maxFrameBytes;
   /** Smallest DATA frame that is not the rest of its item (send-queue.ts), from the peer's HELLO windows. */
   private floor = MIN_DATA_FRAME_BYTES;
@@ -192,6 +194,7 @@ export class Outbox implements StreamOutput {
     if (!this.blocked && this.scheduler.hasReady) this.pumpStreams();
     this.flushing = false;
     if (this.writer.size === 0) return;
+    this.bytesWritten += this.writer.size;
     if (!this.transport.write(this.writer.take()) && !this.blocked) {
       this.blocked = true;
       this.stallWatch.blocked();
@@ -209,7 +212,9 @@ export class Outbox implements StreamOutput {
 
   /** The connection is ending: what is queued is written now, whether or not the transport asked us to wait. */
   writeRemaining(): void {
-    if (this.writer.size > 0) this.transport.write(this.writer.take());
+    if (this.writer.size === 0) return;
+    this.bytesWritten += this.writer.size;
+    this.transport.write(this.writer.take());
   }
 
   /** Lets go of the write slab of an idle connection (no-op while frames are queued); the next frame takes a new one. */

@@ -140,6 +140,11 @@ export class SendQueue {
     return this.head === undefined;
   }
 
+  /** DATA bytes queued and not yet written (inspection). */
+  get queuedBytes(): number {
+    return this.bytes;
+  }
+
   /** True while DATA bytes wait: a stall is then the peer's (its credit), not ours. */
   get holdsData(): boolean {
     return this.bytes > 0;

@@ -10,9 +10,9 @@
  * nothing: pings, floods of empty frames or CREDIT, resets, refusals), stream.ts (one stream). Knows nothing of
  * methods or codecs: streams carry opaque messages.
  * lifetime.ts holds the time limits: a frame must complete in time; an idle or old connection retires (acceptor).
- * Why this file is past ~500 lines (about 570): what is left is one job, the connection's phase machine: the phase
+ * Why this file is past ~500 lines (about 590): what is left is one job, the connection's phase machine: the phase
  * table and its one teardown path, the frame dispatch, and the wiring of the modules above (each one field and a few
- * calls here). Every job with its own state has its own file; what remains is the glue that decides, per phase, which
+ * calls here; issue 13 added the read-only views stats and inspection take: counts(), streamList(), phaseName). Every job with its own state has its own file; what remains is the glue that decides, per phase, which
  * of them sees a frame, and splitting it would spread one state table across files.
  *
  * The read path never awaits: every frame is handled synchronously, and any reply it needs (PING ACK, CREDIT, RESET)
@@ -66,6 +66,7 @@ import { StreamFrames } from './stream-frames.js';
 import { StreamOpener, type OpenStreamInit } from './stream-opener.js';
 import { StreamTable } from './stream-table.js';
 import { WindowTuner, type WindowStats } from './window-tuner.js';
+import { SessionCounters, type SessionCounts } from './session-counters.js';
 import { limitTimer } from '../timers.js';
 
 // what openStream() takes and the onStream hook gets, defined where each is made
@@ -88,6 +89,8 @@ const enum Phase {
   CLOSING,
   CLOSED,
 }
+
+const PHASE_NAMES = ['handshake', 'open', 'draining', 'closing', 'closed'];
 
 /**
  * What one frame costs the per-read budget beyond its bytes. A frame takes ~1-3 µs to handle whatever its size, about
@@ -138,6 +141,7 @@ export class Session implements StreamHost {
   private readonly keepalive: Keepalive;
   private readonly lifetime: Lifetime;
   readonly windowTuner: WindowTuner; // streams ask it how far to grow a bulk window (StreamHost)
+  readonly counters = new SessionCounters(); // bytes and credit stalls, for stats (StreamHost: streams count stalls)
 
   constructor(
     private readonly transport: Transport,
@@ -205,6 +209,26 @@ export class Session implements StreamHost {
   /** What the window tuner has done: bulk windows tuned, the largest one, growth held, the loop it grew for (debugging, tests). */
   get windowStats(): WindowStats {
     return this.windowTuner.stats;
+  }
+
+  /** Bytes both ways, credit stalls, streams open (session-counters.ts): what stats() reports of the connection. */
+  counts(): SessionCounts {
+    return this.counters.snapshot(this.outbox.bytesWritten, this.streams.values(), this.streams.size);
+  }
+
+  /** The streams open now (inspection: gridwire inspect, the stall watch); a copy, built for each look. */
+  streamList(): Stream[] {
+    return this.streams.values();
+  }
+
+  /** Connection credit the peer has granted and we have not spent (inspection: a connection-wide stall shows here). */
+  get connectionSendCredit(): number {
+    return this.outbox.connectionCredit;
+  }
+
+  /** `handshake`, `open`, `draining` (GOAWAY sent or received, calls in flight finishing), `closing` or `closed`. */
+  get phaseName(): string {
+    return PHASE_NAMES[this.phase]!;
   }
 
   /** True while new streams may be opened. */
@@ -336,6 +360,7 @@ export class Session implements StreamHost {
   private readonly sink: TransportSink = {
     onData: (chunk) => {
       if (this.readStopped) return this.transport.pauseReading?.(); // a peer still sending after a failure costs nothing
+      this.counters.bytesIn += chunk.length;
       this.keepalive.noteRead();
       try {
         const framesBefore = this.decoder.framesCompleted;

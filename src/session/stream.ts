@@ -2,11 +2,12 @@
  * One stream of a session: what it sends and its send credit (what cannot be written at once waits in send-queue.ts),
  * the delivery and credit of what it receives (a message that arrives in several frames is put together by
  * reassembly.ts), and its lifecycle. Carries opaque message bytes and trailers; knows nothing of methods, codecs or
- * handlers. Why this file is past ~500 lines (about 595): it is one job, the stream state machine, whose two tables
+ * handlers. Why this file is past ~500 lines (about 630): it is one job, the stream state machine, whose two tables
  * below are changed by both the send and the receive path; every transition lives next to the table it follows, and
  * what could leave has left (queued sends: send-queue.ts, partly received messages: reassembly.ts, the peer's frames:
  * stream-frames.ts, opening: stream-opener.ts / stream-acceptor.ts; what issue 12 added is wiring: the tuned
- * window's hooks (window-tuner.ts decides) and bulk DATA taken in pieces (data-pieces.ts checks)). Splitting send
+ * window's hooks (window-tuner.ts decides) and bulk DATA taken in pieces (data-pieces.ts checks); issue 13's, the fields
+ * stats and inspection read and a credit stall's two transitions (session-counters.ts counts)). Splitting send
  * from receive would put the two halves of one state table in two files.
  *
  * Lifecycle: one StreamState, changed only by the transitions below. Each side ends on its own, as in HTTP/2, with
@@ -59,6 +60,7 @@ import type { PeerGuard } from './peer-guard.js';
 import { Reassembly, type ReassemblyLimits, type ReassemblyMemory } from './reassembly.js';
 import { dataFloorFor, highWaterFor, QueueStep, SendQueue, SMALL_MESSAGE_BYTES, WriteResult, type QueueMemory, type QueueOutput } from './send-queue.js';
 import type { TunedWindow, WindowTuner } from './window-tuner.js';
+import { creditStallBegins, creditStallEnds, type SessionCounters } from './session-counters.js';
 
 export interface StreamTrailer {
   status: Status;
@@ -104,6 +106,8 @@ export interface StreamHost extends ReassemblyLimits {
   readonly guard: PeerGuard;
   /** Grows the receive window of bulk bodies as the connection needs (window-tuner.ts). */
   readonly windowTuner: WindowTuner;
+  /** What the connection counts: credit stalls are counted as they begin and end (session-counters.ts). */
+  readonly counters: SessionCounters;
 }
 
 /** The states of the header's table. Their order matters: `opened` is >= OPEN, `remoteDone` >= HALF_CLOSED_REMOTE. */
@@ -117,6 +121,8 @@ const enum StreamState {
   HALF_CLOSED_REMOTE_ENDING,
   CLOSED,
 }
+
+const STATE_NAMES = ['queued', 'queued-ending', 'open', 'ending', 'half-closed-local', 'half-closed-remote', 'half-closed-remote-ending', 'closed'];
 
 const NO_EVENTS: StreamEvents = { onMessage() {}, onEnd() {}, onReset() {} };
 const EMPTY = new Uint8Array(0);
@@ -164,6 +170,19 @@ export class Stream {
   ownerReleased = false;
   /** Counts DATA received and credit granted by the peer: a watchdog that sees it still knows the peer is moving. */
   progress = 0;
+  // The four times below start undefined, not -1 or 0: V8 boxes a number field that has ever held a fraction in every
+  // object made after that (a 16-byte heap number per field per stream, so per call), while a field that starts
+  // undefined holds a number boxed only when one is stored (as a stall begins or ends).
+  /** Since when (performance.now()) our queued bytes wait for the peer's credit; undefined while they do not (session-counters.ts). */
+  creditBlockedSince: number | undefined = undefined;
+  /** Time this stream's credit stalls that have ended lasted, in ms (undefined: none yet). */
+  creditBlockedMs: number | undefined = undefined;
+  /** When the stream was made (performance.now()), while `inspect` is on (counters.timeStreams); else undefined. */
+  readonly openedAt: number | undefined;
+  /** Since when the stall watch (stall-watch.ts) has seen our receive window used up by a reader that took nothing. */
+  receiveFullSince: number | undefined = undefined;
+  /** The stall watch has logged this stream's stall. */
+  stallReported = false;
 
   constructor(
     private readonly host: StreamHost,
@@ -176,6 +195,7 @@ export class Stream {
     private readonly recvMessageWindowSize: number,
   ) {
     this.state = outbound ? StreamState.QUEUED : StreamState.OPEN;
+    this.openedAt = host.counters.timeStreams ? performance.now() : undefined;
     this.sendWindow = sendWindow;
     this.sendFloor = dataFloorFor(sendWindow);
     this.recvWindow = recvWindowSize;
@@ -200,6 +220,20 @@ export class Stream {
 
   get closed(): boolean {
     return this.state === StreamState.CLOSED;
+  }
+
+  /** For inspection: where the stream is in its lifecycle (the table in the module header), in words. */
+  get stateName(): string {
+    return STATE_NAMES[this.state]!;
+  }
+
+  /** For inspection: bytes queued to send (waiting for credit or their turn), and items delivered and not yet consumed. */
+  get queuedBytes(): number {
+    return this.queue?.queuedBytes ?? 0;
+  }
+
+  get unconsumedItems(): number {
+    return this.unconsumed;
   }
 
   /** True when we may still send on this stream. */
@@ -324,8 +358,12 @@ export class Stream {
     if (queue === undefined || this.state === StreamState.CLOSED) return WriteResult.IDLE;
     const step = queue.writeNext(this.id, this, this.output);
     if (queue.empty) this.queue = undefined;
-    if (step === QueueStep.STREAM_BLOCKED) return WriteResult.IDLE;
+    if (step === QueueStep.STREAM_BLOCKED) {
+      if (this.creditBlockedSince === undefined) creditStallBegins(this, this.host.counters); // counted once per stall
+      return WriteResult.IDLE;
+    }
     if (step === QueueStep.CONNECTION_BLOCKED) return WriteResult.CONNECTION_BLOCKED;
+    if (this.creditBlockedSince !== undefined) creditStallEnds(this, this.host.counters); // credit came: it wrote again
     if (step === QueueStep.WROTE_LAST) {
       this.lastFrameWritten();
       return WriteResult.IDLE;
@@ -584,6 +622,7 @@ export class Stream {
     const state = this.state;
     if (state === StreamState.CLOSED) return;
     this.state = StreamState.CLOSED;
+    if (this.creditBlockedSince !== undefined) creditStallEnds(this, this.host.counters);
     this.reassembly?.release();
     this.tuned?.release(); // a grown window's reservation goes back
     this.queue?.drop(); // what still waits (a reset) is dropped: its memory goes back

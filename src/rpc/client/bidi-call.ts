@@ -9,6 +9,7 @@ import type { MessageStream } from '../inbox.js';
 import { RpcError } from '../rpc-error.js';
 import { discardSource } from '../sender.js';
 import type { MethodDescriptor } from '../service.js';
+import type { CallCounter } from '../call-stats.js';
 import type { CallOptions } from './call-options.js';
 import { encodeRequest, openCall } from './request.js';
 import { ClientStreamCall, failedStream, pumpRequests } from './stream-call.js';
@@ -31,6 +32,7 @@ export interface BidiCall<Req, Res> extends MessageStream<Res> {
 /** @internal A bidi call; with `requests`, their iterable drives its sending side (a failure of theirs fails the call). */
 export function callBidi(
   core: Session,
+  counter: CallCounter,
   descriptor: MethodDescriptor,
   requests: Iterable<unknown> | AsyncIterable<unknown> | undefined,
   options: CallOptions | undefined,
@@ -38,9 +40,10 @@ export function callBidi(
   const opened = openCall(core, descriptor, options);
   if (opened instanceof RpcError) {
     if (requests !== undefined) discardSource(requests); // handed over: a Readable or a generator must not wait for GC to close
+    counter.failedToStart(opened.code);
     return failedBidi(opened);
   }
-  const call = new ClientStreamCall(opened.stream, descriptor, options, opened.budget, true);
+  const call = new ClientStreamCall(opened.stream, counter, descriptor, options, opened.budget, true);
   const handle = new BidiHandle(core, descriptor, call, call.responses!, undefined, requests !== undefined);
   if (requests !== undefined) pumpRequests(core, descriptor, call, requests);
   return handle;

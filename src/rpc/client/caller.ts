@@ -7,6 +7,7 @@
 import type { Session } from '../../session/session.js';
 import type { ByteStream, MessageStream } from '../inbox.js';
 import type { ByteSource } from '../sender.js';
+import type { CallCounters } from '../call-stats.js';
 import type { MethodDescriptor } from '../service.js';
 import { callBidi, type BidiCall } from './bidi-call.js';
 import type { CallOptions } from './call-options.js';
@@ -26,29 +27,33 @@ export interface Caller {
 
 /** @internal Calls on one connection (the core session's type stays out of the published declarations users reach). */
 export class SessionCaller implements Caller {
-  constructor(private readonly core: Session) {}
+  constructor(
+    private readonly core: Session,
+    /** Where the calls made here are counted (call-stats.ts). */
+    private readonly calls: CallCounters,
+  ) {}
 
   unary(method: MethodDescriptor, request: unknown, options: CallOptions | undefined): Promise<unknown> {
-    return callUnary(this.core, method, request, options);
+    return callUnary(this.core, this.calls.madeTo(method), method, request, options);
   }
 
   serverStream(method: MethodDescriptor, request: unknown, options: CallOptions | undefined): MessageStream<unknown> {
-    return callServerStream(this.core, method, request, options);
+    return callServerStream(this.core, this.calls.madeTo(method), method, request, options);
   }
 
   clientStream(method: MethodDescriptor, requests: Iterable<unknown> | AsyncIterable<unknown>, options: CallOptions | undefined): Promise<unknown> {
-    return callClientStream(this.core, method, requests, options);
+    return callClientStream(this.core, this.calls.madeTo(method), method, requests, options);
   }
 
   bidi(method: MethodDescriptor, requests: Iterable<unknown> | AsyncIterable<unknown> | undefined, options: CallOptions | undefined): BidiCall<unknown, unknown> {
-    return callBidi(this.core, method, requests, options);
+    return callBidi(this.core, this.calls.madeTo(method), method, requests, options);
   }
 
   upload(method: MethodDescriptor, request: unknown, body: ByteSource, options: CallOptions | undefined): Promise<unknown> {
-    return callUpload(this.core, method, request, body, options);
+    return callUpload(this.core, this.calls.madeTo(method), method, request, body, options);
   }
 
   download(method: MethodDescriptor, request: unknown, options: CallOptions | undefined): ByteStream {
-    return callDownload(this.core, method, request, options);
+    return callDownload(this.core, this.calls.madeTo(method), method, request, options);
   }
 }

@@ -18,13 +18,14 @@ import { RpcError } from '../rpc-error.js';
 import { validate } from '../schema.js';
 import { pumpBody, type SendChunk } from '../body-pump.js';
 import { checkBody, checkChunk, discardSource, pumpSource, StreamSender, type ByteSource } from '../sender.js';
+import type { CallCounter, CountedCall } from '../call-stats.js';
 import type { MethodDescriptor } from '../service.js';
 import { abortError, unwatchSignal, watchSignal, type AbortWatcher } from './abort-watch.js';
 import type { CallOptions } from './call-options.js';
 import { encodeRequest, openCall } from './request.js';
 import { completeWithResponse, deliverTrailer, invalidResponse } from './response.js';
 
-export class ClientStreamCall implements StreamEvents, AbortWatcher, DeadlineWatcher, InboxOwner, ProgressWatched {
+export class ClientStreamCall implements StreamEvents, AbortWatcher, DeadlineWatcher, InboxOwner, ProgressWatched, CountedCall {
   readonly responses: Inbox<unknown> | undefined;
   /**
    * What sends the caller's requests or body (`sender`), made on first use: a serverStream or download call sends its
@@ -42,12 +43,14 @@ export class ClientStreamCall implements StreamEvents, AbortWatcher, DeadlineWat
 
   constructor(
     readonly stream: Stream,
+    readonly counter: CallCounter,
     private readonly descriptor: MethodDescriptor,
     private readonly options: CallOptions | undefined,
     budget: number | undefined,
     streamsResponses: boolean,
     progressTimeoutMs = 0,
   ) {
+    counter.start();
     if (streamsResponses) {
       stream.autoCredit = false;
       const raw = descriptor.def.kind === 'download';
@@ -126,6 +129,7 @@ export class ClientStreamCall implements StreamEvents, AbortWatcher, DeadlineWat
       return;
     }
     this.responses.end();
+    this.counter.finish(Status.OK);
     this.settle(new RpcError(Status.CANCELLED, 'the call is over'));
   }
 
@@ -193,6 +197,7 @@ export class ClientStreamCall implements StreamEvents, AbortWatcher, DeadlineWat
 
   private succeed(value: unknown): void {
     if (this.settled) return;
+    this.counter.finish(Status.OK);
     this.settle(new RpcError(Status.CANCELLED, 'the call is over'));
     this.resolve(value);
   }
@@ -200,6 +205,7 @@ export class ClientStreamCall implements StreamEvents, AbortWatcher, DeadlineWat
   /** Settles with `error`; the peer is told with `resetStatus` if the stream is still open. */
   fail(error: RpcError, afterQueued = false, resetStatus: Status = Status.CANCELLED): void {
     if (this.settled) return;
+    this.counter.finish(error.code);
     this.settle(error, resetStatus);
     this.responses?.fail(error, afterQueued);
     this.reject?.(error);
@@ -217,30 +223,38 @@ export class ClientStreamCall implements StreamEvents, AbortWatcher, DeadlineWat
   }
 }
 
-/** An Inbox that fails at the first read: what a streaming call returns when it could not even start. */
-export function failedStream<T>(error: RpcError): Inbox<T> {
+/** An Inbox that fails at the first read: what a streaming call returns when it could not even start (counted, given its counter). */
+export function failedStream<T>(error: RpcError, counter?: CallCounter): Inbox<T> {
+  counter?.failedToStart(error.code);
   const inbox = new Inbox<T>(undefined, true, NO_INBOX_OWNER);
   inbox.fail(error);
   return inbox;
 }
 
-export function callServerStream(core: Session, descriptor: MethodDescriptor, request: unknown, options?: CallOptions): MessageStream<unknown> {
+export function callServerStream(
+  core: Session,
+  counter: CallCounter,
+  descriptor: MethodDescriptor,
+  request: unknown,
+  options?: CallOptions,
+): MessageStream<unknown> {
   const bytes = encodeRequest(core, descriptor, request);
-  if (bytes instanceof RpcError) return failedStream(bytes);
+  if (bytes instanceof RpcError) return failedStream(bytes, counter);
   const window = descriptor.def.kind === 'download' ? core.options.bulkWindow : undefined;
   const opened = openCall(core, descriptor, options, window);
-  if (opened instanceof RpcError) return failedStream(opened);
-  const call = new ClientStreamCall(opened.stream, descriptor, options, opened.budget, true, core.options.progressTimeoutMs);
+  if (opened instanceof RpcError) return failedStream(opened, counter);
+  const call = new ClientStreamCall(opened.stream, counter, descriptor, options, opened.budget, true, core.options.progressTimeoutMs);
   opened.stream.sendMessage(bytes, true);
   return call.responses!;
 }
 
-export function callDownload(core: Session, descriptor: MethodDescriptor, request: unknown, options?: CallOptions): ByteStream {
-  return callServerStream(core, descriptor, request, options) as ByteStream;
+export function callDownload(core: Session, counter: CallCounter, descriptor: MethodDescriptor, request: unknown, options?: CallOptions): ByteStream {
+  return callServerStream(core, counter, descriptor, request, options) as ByteStream;
 }
 
 export function callClientStream(
   core: Session,
+  counter: CallCounter,
   descriptor: MethodDescriptor,
   requests: Iterable<unknown> | AsyncIterable<unknown>,
   options?: CallOptions,
@@ -248,9 +262,10 @@ export function callClientStream(
   const opened = openCall(core, descriptor, options);
   if (opened instanceof RpcError) {
     discardSource(requests); // the caller handed them over: a Readable or a generator must not wait for GC to close
+    counter.failedToStart(opened.code);
     return Promise.reject(opened);
   }
-  const call = new ClientStreamCall(opened.stream, descriptor, options, opened.budget, false);
+  const call = new ClientStreamCall(opened.stream, counter, descriptor, options, opened.budget, false);
   pumpRequests(core, descriptor, call, requests);
   return call.promise!;
 }
@@ -266,6 +281,7 @@ export function pumpRequests(core: Session, descriptor: MethodDescriptor, call: 
 
 export function callUpload(
   core: Session,
+  counter: CallCounter,
   descriptor: MethodDescriptor,
   request: unknown,
   body: ByteSource,
@@ -274,19 +290,22 @@ export function callUpload(
   const bytes = encodeRequest(core, descriptor, request);
   if (bytes instanceof RpcError) {
     discardSource(body);
+    counter.failedToStart(bytes.code);
     return Promise.reject(bytes);
   }
   try {
     checkBody(body);
   } catch (error) {
+    counter.failedToStart(Status.INVALID_ARGUMENT);
     return Promise.reject(new RpcError(Status.INVALID_ARGUMENT, (error as Error).message, { retrySafe: true }));
   }
   const opened = openCall(core, descriptor, options);
   if (opened instanceof RpcError) {
     discardSource(body); // the caller handed the body over: an open file must not wait for GC to close
+    counter.failedToStart(opened.code);
     return Promise.reject(opened);
   }
-  const call = new ClientStreamCall(opened.stream, descriptor, options, opened.budget, false, core.options.progressTimeoutMs);
+  const call = new ClientStreamCall(opened.stream, counter, descriptor, options, opened.budget, false, core.options.progressTimeoutMs);
   opened.stream.sendMessage(bytes);
   const sender = call.sender;
   const sendChunk: SendChunk = (chunk) => {

@@ -9,24 +9,37 @@ import type { Stream, StreamEvents, StreamTrailer } from '../../session/stream.j
 import { decodeFailure } from '../codec.js';
 import { deadlineTimer, type DeadlineWatcher } from '../deadline.js';
 import { RpcError } from '../rpc-error.js';
+import type { CallCounter, CountedCall } from '../call-stats.js';
 import type { MethodDescriptor } from '../service.js';
 import { abortError, unwatchSignal, watchSignal, type AbortWatcher } from './abort-watch.js';
 import type { CallOptions } from './call-options.js';
 import { encodeRequest, openCall } from './request.js';
 import { completeWithResponse } from './response.js';
 
-export function callUnary(core: Session, descriptor: MethodDescriptor, request: unknown, options: CallOptions | undefined): Promise<unknown> {
+export function callUnary(
+  core: Session,
+  counter: CallCounter,
+  descriptor: MethodDescriptor,
+  request: unknown,
+  options: CallOptions | undefined,
+): Promise<unknown> {
   const bytes = encodeRequest(core, descriptor, request);
-  if (bytes instanceof RpcError) return Promise.reject(bytes);
+  if (bytes instanceof RpcError) return failedToStart(counter, bytes);
   const opened = openCall(core, descriptor, options);
-  if (opened instanceof RpcError) return Promise.reject(opened);
-  const call = new ClientUnaryCall(opened.stream, descriptor, options, opened.budget);
+  if (opened instanceof RpcError) return failedToStart(counter, opened);
+  const call = new ClientUnaryCall(opened.stream, counter, descriptor, options, opened.budget);
   opened.stream.events = call;
   opened.stream.sendMessage(bytes, true);
   return call.promise;
 }
 
-class ClientUnaryCall implements StreamEvents, AbortWatcher, DeadlineWatcher {
+/** A call that failed before its stream opened: counted, and rejected with `error`. */
+function failedToStart(counter: CallCounter, error: RpcError): Promise<never> {
+  counter.failedToStart(error.code);
+  return Promise.reject(error);
+}
+
+class ClientUnaryCall implements StreamEvents, AbortWatcher, DeadlineWatcher, CountedCall {
   readonly promise: Promise<unknown>;
   private resolve!: (value: unknown) => void;
   private reject!: (error: RpcError) => void;
@@ -37,10 +50,12 @@ class ClientUnaryCall implements StreamEvents, AbortWatcher, DeadlineWatcher {
 
   constructor(
     private readonly stream: Stream,
+    readonly counter: CallCounter,
     private readonly descriptor: MethodDescriptor,
     private readonly options: CallOptions | undefined,
     budget: number | undefined,
   ) {
+    counter.start();
     this.promise = new Promise((resolve, reject) => {
       this.resolve = resolve;
       this.reject = reject;
@@ -99,6 +114,7 @@ class ClientUnaryCall implements StreamEvents, AbortWatcher, DeadlineWatcher {
 
   private succeed(value: unknown): void {
     if (this.settled) return;
+    this.counter.finish(Status.OK);
     this.settle(Status.CANCELLED, 'the call is already over');
     this.resolve(value);
   }
@@ -106,6 +122,7 @@ class ClientUnaryCall implements StreamEvents, AbortWatcher, DeadlineWatcher {
   /** Settles with `error`; the peer is told to stop with `resetStatus` if the stream is still open. */
   private fail(error: RpcError, resetStatus: Status = Status.CANCELLED): void {
     if (this.settled) return;
+    this.counter.finish(error.code);
     this.settle(resetStatus, error.rawMessage);
     this.reject(error);
   }

@@ -25,6 +25,7 @@ import { validate, validateThen, type ValidationResult } from '../schema.js';
 import { pumpBody } from '../body-pump.js';
 import { checkBody, checkChunk, discardSource, pumpSource, StreamSender, type ByteSource } from '../sender.js';
 import type { MethodDescriptor, MethodKind } from '../service.js';
+import type { CallCounter, CallCounters, CountedCall } from '../call-stats.js';
 import type { CallAuthorizer } from './authorize.js';
 import { abortControllerOf, abortLazily, type HandlerContext, type LazyAbort } from './context.js';
 import type { DrainWatch, DrainWatcher } from './draining.js';
@@ -44,6 +45,8 @@ export interface ServerHost {
   readonly drain: DrainWatch;
   /** The `authorize` option, asked as each call opens (authorize.ts); undefined: calls run unasked. */
   readonly authorize: CallAuthorizer | undefined;
+  /** Where the calls served here are counted (call-stats.ts). */
+  readonly calls: CallCounters;
 }
 
 /** Kinds whose caller sends exactly one request message and ends its side. */
@@ -51,8 +54,9 @@ const SINGLE_REQUEST: ReadonlySet<MethodKind> = new Set(['unary', 'serverStream'
 /** Kinds whose handler answers with one response message. */
 const SINGLE_RESPONSE: ReadonlySet<MethodKind> = new Set(['unary', 'clientStream', 'upload']);
 
-export class ServerCall implements StreamEvents, HandlerContext, DeadlineWatcher, DrainWatcher, ResponsePumpOwner, ProgressWatched {
+export class ServerCall implements StreamEvents, HandlerContext, DeadlineWatcher, DrainWatcher, ResponsePumpOwner, ProgressWatched, CountedCall {
   readonly deadline: number | undefined;
+  readonly counter: CallCounter;
   private readonly kind: MethodKind;
   private readonly descriptor: MethodDescriptor;
   private abort: LazyAbort;
@@ -82,6 +86,8 @@ export class ServerCall implements StreamEvents, HandlerContext, DeadlineWatcher
     deadlineMs: number,
   ) {
     const descriptor = (this.descriptor = route.descriptor);
+    this.counter = host.calls.servedFor(descriptor);
+    this.counter.start();
     this.kind = descriptor.def.kind;
     this.deadline = deadlineFromWire(deadlineMs);
     if (this.deadline !== undefined) this.timer = deadlineTimer(deadlineMs, this);
@@ -491,6 +497,7 @@ export class ServerCall implements StreamEvents, HandlerContext, DeadlineWatcher
 
   /** The outcome is decided; a handler still reading requests gets `reason`, or CANCELLED when it succeeded. */
   private finish(reason?: RpcError): void {
+    if (!this.done) this.counter.finish(reason === undefined ? Status.OK : reason.code);
     this.done = true;
     this.held?.drop();
     if (this.timer !== undefined) clearTimeout(this.timer);
