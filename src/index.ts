@@ -96,7 +96,7 @@ export type { MeshStats, PeerStats } from './mesh/mesh-stats.js';
 /** Live introspection (the `inspect` option): the built-in service `gridwire inspect` calls, and what it answers. */
 export { InspectService } from './rpc/inspect/inspect-service.js';
 export type { InspectOption } from './rpc/inspect/inspect-service.js';
-export type { InspectSnapshot, InspectConnection, InspectStream, InspectStall } from './rpc/inspect/inspect-snapshot.js';
+export type { InspectSnapshot, InspectConnection, InspectStream, InspectStall, StallSide } from './rpc/inspect/inspect-snapshot.js';
 /** The error every failed call rejects with, and its gRPC-style codes. */
 export { RpcError } from './rpc/rpc-error.js';
 export type { RpcErrorOptions } from './rpc/rpc-error.js';

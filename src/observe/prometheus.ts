@@ -8,6 +8,8 @@
  * defined (its clients' and its services'; a method the peer names that this side does not serve is `unknown`),
  * `status` a status name, `direction` `made` or `served`, `peer` (a Mesh only) a peer name from the mesh's own list.
  * No token, address or certificate is ever a label.
+ *
+ * @module gridwire/prometheus
  */
 import { Counter, Gauge, type Registry } from 'prom-client';
 

@@ -18,7 +18,7 @@ import { W3CTraceContextPropagator } from '@opentelemetry/core';
 import { BasicTracerProvider, InMemorySpanExporter, SimpleSpanProcessor } from '@opentelemetry/sdk-trace-base';
 
 import { connect, defineService, RpcError, serve, serverStream, Status, unary, upload } from '../../src/index.js';
-import { STATUS_CODE_ATTRIBUTE, traceClientCalls, traceServerCalls } from '../../src/opentelemetry.js';
+import { STATUS_CODE_ATTRIBUTE, traceClientCalls, traceServerCalls } from '../../src/observe/opentelemetry.js';
 import { memoryRpcPair } from '../fixtures/connections.js';
 import { rejectsWithStatus, until } from '../helpers.js';
 
@@ -212,7 +212,7 @@ void test("import 'gridwire' never reaches @opentelemetry/api: only gridwire/ope
   walk(fileURLToPath(new URL('../../src/index.ts', import.meta.url)));
   assert.ok(seen.size > 50, `walked ${seen.size} modules`);
   assert.deepEqual(peers, []);
-  const entry = fileURLToPath(new URL('../../src/opentelemetry.ts', import.meta.url));
+  const entry = fileURLToPath(new URL('../../src/observe/opentelemetry.ts', import.meta.url));
   seen.clear();
   walk(entry);
   assert.ok(peers.length > 0, 'the walk does find the import from gridwire/opentelemetry');

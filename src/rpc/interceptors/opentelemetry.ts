@@ -1,7 +1,7 @@
 /**
  * OpenTelemetry tracing, one interceptor per side, with W3C trace context carried in call metadata. The only module
  * that imports `@opentelemetry/api` (an optional peer dependency): it is reached through `gridwire/opentelemetry`
- * (src/opentelemetry.ts), never from src/index.ts, so `import 'gridwire'` works without the package.
+ * (src/observe/opentelemetry.ts), never from src/index.ts, so `import 'gridwire'` works without the package.
  *
  * Everything OpenTelemetry already does is left to it: the context is injected and extracted by the globally
  * registered propagator (`propagation.inject` / `extract`; register W3CTraceContextPropagator, or let the SDK do it),

@@ -7,5 +7,5 @@
  */
 
 /** `clientInterceptors: [traceClientCalls()]`, `serverInterceptors: [traceServerCalls()]`. */
-export { traceClientCalls, traceServerCalls, STATUS_CODE_ATTRIBUTE } from './rpc/interceptors/opentelemetry.js';
-export type { TracingOptions } from './rpc/interceptors/opentelemetry.js';
+export { traceClientCalls, traceServerCalls, STATUS_CODE_ATTRIBUTE } from '../rpc/interceptors/opentelemetry.js';
+export type { TracingOptions } from '../rpc/interceptors/opentelemetry.js';
