@@ -41,6 +41,7 @@ import type { RawData, WebSocket } from 'ws';
 import { WEBSOCKET_MAX_MESSAGE_BYTES } from '../wire/constants.js';
 import { ProtocolError, ProtocolErrorCode } from '../wire/errors.js';
 import type { PeerInfo, Transport, TransportSink } from './transport.js';
+import { BinaryMessageReader, type BinaryMessageSink } from './websocket-message-reader.js';
 
 const enum State {
   UPGRADING,
@@ -95,7 +96,7 @@ export function zeroMask(mask: Uint8Array): void {
 }
 
 /** @internal Made by websocket.ts (its declarations would need `ws`'s types, which users need not have). */
-export class WebSocketTransport implements Transport {
+export class WebSocketTransport implements Transport, BinaryMessageSink {
   private state = State.UPGRADING;
   private sink: TransportSink | undefined;
   private ws: WebSocket | undefined;
@@ -149,6 +150,8 @@ export class WebSocketTransport implements Transport {
     this.state = State.OPEN;
     this.ws = ws;
     this.socket = socket;
+    // gridwire's messages reach us as views of the socket's reads, not through ws's 'message' (which copies most)
+    BinaryMessageReader.install(ws, this, { peerMasks: this.upgrading !== undefined, maxReads: WEBSOCKET_MAX_BUFFERED_CHUNKS });
     ws.on('message', this.onMessage);
     ws.on('ping', this.onControlFrame);
     ws.on('pong', this.onControlFrame);
@@ -245,26 +248,40 @@ export class WebSocketTransport implements Transport {
     }
   };
 
+  /** A message that came through ws (one BinaryMessageReader did not take): text is refused, empty is counted. */
   private readonly onMessage = (data: RawData, isBinary: boolean): void => {
     if (this.state !== State.OPEN || this.failure !== undefined) return;
     if (!isBinary) return this.violated(new ProtocolError(ProtocolErrorCode.WEBSOCKET, 'a text message: gridwire travels in binary messages only'), UNSUPPORTED_DATA);
     const chunk = data as Buffer; // binaryType 'nodebuffer' (ws's default): one Buffer per message
     if (chunk.length === 0) return this.carriedNothing('an empty binary message', CONTROL_FRAME_OVERHEAD);
+    this.binaryPiece(chunk, true);
+  };
+
+  /** @internal BinaryMessageSink: the bytes of a binary message, handed on; the read budget is checked at its end. */
+  binaryPiece(piece: Buffer, last: boolean): void {
+    if (this.state !== State.OPEN || this.failure !== undefined) return;
     this.emptyInARow = 0;
     const sink = this.sink;
     if (sink === undefined) {
-      this.early.push(chunk);
+      this.early.push(piece);
       return;
     }
-    if (this.readBudget === 0) return sink.onData(chunk);
+    if (this.readBudget === 0) return sink.onData(piece);
     if (this.readThisTurn === 0) setImmediate(this.nextTurn);
-    this.readThisTurn += chunk.length;
-    sink.onData(chunk);
-    if (this.readThisTurn >= this.readBudget && !this.yielded && this.state === State.OPEN) {
+    this.readThisTurn += piece.length;
+    sink.onData(piece);
+    if (last && this.readThisTurn >= this.readBudget && !this.yielded && this.state === State.OPEN) {
       this.yielded = true;
       this.ws!.pause();
     }
-  };
+  }
+
+  /** @internal BinaryMessageSink: a message still incomplete after that many socket reads (ws's maxBufferedChunks). */
+  dribbled(reads: number): void {
+    if (this.state !== State.OPEN || this.failure !== undefined) return;
+    this.violated(new ProtocolError(ProtocolErrorCode.ENHANCE_YOUR_CALM, dribbleMessage(`${reads} socket reads`)), POLICY_VIOLATION);
+    this.pauseReading(); // read no further: ws's closeTimeout ends the connection if no close frame comes
+  }
 
   /**
    * A ping or a pong (ws has answered a ping already, unless more than 60 of its pongs wait unsent: then it has
@@ -364,8 +381,12 @@ function protocolErrorOf(error: Error & { code?: string }): Error {
       ProtocolErrorCode.ENHANCE_YOUR_CALM,
       /fragment/i.test(error.message)
         ? `a WebSocket message in more than ${WEBSOCKET_MAX_FRAGMENTS} fragments (gridwire sends each message as one frame) (${code})`
-        : `a WebSocket frame still incomplete after ${WEBSOCKET_MAX_BUFFERED_CHUNKS} socket reads: a peer that dribbles its bytes (${code})`,
+        : `${dribbleMessage(`${WEBSOCKET_MAX_BUFFERED_CHUNKS} socket reads`)} (${code})`,
     );
   }
   return new ProtocolError(ProtocolErrorCode.WEBSOCKET, `${error.message} (${code})`);
+}
+
+function dribbleMessage(reads: string): string {
+  return `a WebSocket frame still incomplete after ${reads}: a peer that dribbles its bytes`;
 }
