@@ -175,8 +175,9 @@ export class BinaryMessageReader {
         case State.MESSAGE: {
           const held = this.held;
           if (held.length >= this.maxReads) {
+            const reads = held.length;
             this.stop();
-            this.sink.dribbled(held.length);
+            this.sink.dribbled(reads);
             return more;
           }
           const n = Math.min(this.remaining, end - offset);
