@@ -119,6 +119,8 @@ export class WebSocketTransport implements Transport, BinaryMessageSink {
   private endedUpgrading = false;
   private readBudget = 0;
   private readThisTurn = 0;
+  /** The count restarts at the next turn (a setImmediate is pending). */
+  private restartArmed = false;
   private yielded = false;
   private readingStopped = false;
   /** WebSocket frames in a row that carried no byte of the stream (WEBSOCKET_MAX_EMPTY_FRAMES_IN_A_ROW). */
@@ -230,8 +232,18 @@ export class WebSocketTransport implements Transport, BinaryMessageSink {
 
   chargeRead(bytes: number): void {
     if (this.readBudget === 0 || bytes === 0) return;
-    if (this.readThisTurn === 0) setImmediate(this.nextTurn);
+    this.countRead(bytes); // checked against the budget at the end of the message
+  }
+
+  /**
+   * As SocketTransport's: the count restarts at the turn after it reached half the budget, not after every turn that
+   * read, so a connection of small calls pays no setImmediate per message.
+   */
+  private countRead(bytes: number): void {
     this.readThisTurn += bytes;
+    if (this.restartArmed || this.readThisTurn * 2 < this.readBudget) return;
+    this.restartArmed = true;
+    setImmediate(this.nextTurn);
   }
 
   /** Stops reading for good: ws pauses the socket, and TCP then stops the sender. */
@@ -241,6 +253,7 @@ export class WebSocketTransport implements Transport, BinaryMessageSink {
   }
 
   private readonly nextTurn = (): void => {
+    this.restartArmed = false;
     this.readThisTurn = 0;
     if (this.yielded) {
       this.yielded = false;
@@ -267,8 +280,7 @@ export class WebSocketTransport implements Transport, BinaryMessageSink {
       return;
     }
     if (this.readBudget === 0) return sink.onData(piece);
-    if (this.readThisTurn === 0) setImmediate(this.nextTurn);
-    this.readThisTurn += piece.length;
+    this.countRead(piece.length);
     sink.onData(piece);
     if (last && this.readThisTurn >= this.readBudget && !this.yielded && this.state === State.OPEN) {
       this.yielded = true;
@@ -301,8 +313,7 @@ export class WebSocketTransport implements Transport, BinaryMessageSink {
   /** A WebSocket frame that brought no byte of the stream: charged to the read budget, and too many in a row end it. */
   private carriedNothing(what: string, wireBytes: number): void {
     if (this.readBudget > 0) {
-      if (this.readThisTurn === 0) setImmediate(this.nextTurn);
-      this.readThisTurn += wireBytes;
+      this.countRead(wireBytes);
       if (this.readThisTurn >= this.readBudget && !this.yielded) {
         this.yielded = true;
         this.ws!.pause();
