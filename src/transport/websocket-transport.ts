@@ -10,8 +10,11 @@
  * - **Back pressure**: `ws.send()` never refuses, so write() answers from the socket underneath, as SocketTransport
  *   does: false once what it buffers passes its high-water mark, onDrain on its 'drain'. With compression off ws
  *   queues nothing of its own, so `bufferedAmount` is the socket's buffer, and it is what writableLength reports.
- * - **Reading**: the read budget pauses and resumes the WebSocket (ws pauses the socket), and counts pings and pongs
- *   as it counts messages; a text message, or any WebSocket frame RFC 6455 forbids, closes the connection with a
+ * - **Reading**: gridwire's binary messages are read off the socket by a BinaryMessageReader in front of ws's
+ *   Receiver and reach the session as views of the socket's reads (ws copied each one that straddled two reads); every
+ *   other frame goes through ws as before, and a message that takes more than WEBSOCKET_MAX_BUFFERED_CHUNKS reads
+ *   closes the connection as ws's own bound did. The read budget pauses and resumes the WebSocket (ws pauses the
+ *   socket), counts as SocketTransport's does, and counts pings and pongs as it counts messages; a text message, or any WebSocket frame RFC 6455 forbids, closes the connection with a
  *   ProtocolError (GW_ERR_WEBSOCKET; a message over the bound GW_ERR_FRAME_SIZE); more than
  *   WEBSOCKET_MAX_EMPTY_FRAMES_IN_A_ROW pings, pongs or empty messages in a row close it with
  *   GW_ERR_ENHANCE_YOUR_CALM, as does a peer that pings and leaves ws's pongs unsent.
