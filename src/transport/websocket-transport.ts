@@ -73,7 +73,8 @@ export const WEBSOCKET_MAX_FRAGMENTS = 64;
  * chunk the socket delivered until the frame is whole, each costing a Buffer object: a peer that writes a 65 546-byte
  * frame one byte per TCP segment held ~10 MiB of RSS per connection at the default. 1 024 reads of a frame of at most
  * WEBSOCKET_MAX_MESSAGE_BYTES leave 64 bytes per read on average, far below any real network's segments; beyond, the
- * connection closes (1008, GW_ERR_ENHANCE_YOUR_CALM).
+ * connection closes (1008, GW_ERR_ENHANCE_YOUR_CALM). BinaryMessageReader, which holds gridwire's own messages as views
+ * of the reads they came in until each is whole, keeps the same bound.
  */
 export const WEBSOCKET_MAX_BUFFERED_CHUNKS = 1_024;
 /**
