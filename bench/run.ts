@@ -21,7 +21,8 @@
 //                        raw; generator and Uint8Array >= 0.85x raw-1m; Readable >= 1.5x yamux; Readable >= 2.5x
 //                        grpc-js down, >= 3x up
 //   ws-throughput        gridwire's bulk upload and download (as bulk-throughput) over tcp:// and over ws://, the two
-//                        alternated, ratios within the same run. Target: ws:// >= 0.8x tcp://, each direction
+//                        alternated, ratios within the same run, with the receiver's CPU ms per GiB (and gridwire@base's
+//                        rows with --against). Target: ws:// >= 0.8x tcp://, each direction
 //   unary-under-bulk     c=1 echo p50/p99 on an idle gridwire connection vs. beside a download on the same one.
 //                        Target: p99 beside the download <= 2x idle
 //   lane-latency         two Mesh nodes: c=1 echo p50/p99 idle vs. beside a download on the same connection vs. on

@@ -10,8 +10,11 @@
  * - **Back pressure**: `ws.send()` never refuses, so write() answers from the socket underneath, as SocketTransport
  *   does: false once what it buffers passes its high-water mark, onDrain on its 'drain'. With compression off ws
  *   queues nothing of its own, so `bufferedAmount` is the socket's buffer, and it is what writableLength reports.
- * - **Reading**: the read budget pauses and resumes the WebSocket (ws pauses the socket), and counts pings and pongs
- *   as it counts messages; a text message, or any WebSocket frame RFC 6455 forbids, closes the connection with a
+ * - **Reading**: gridwire's binary messages are read off the socket by a BinaryMessageReader in front of ws's
+ *   Receiver and reach the session as views of the socket's reads (ws copied each one that straddled two reads); every
+ *   other frame goes through ws as before, and a message that takes more than WEBSOCKET_MAX_BUFFERED_CHUNKS reads
+ *   closes the connection as ws's own bound did. The read budget pauses and resumes the WebSocket (ws pauses the
+ *   socket), counts as SocketTransport's does, and counts pings and pongs as it counts messages; a text message, or any WebSocket frame RFC 6455 forbids, closes the connection with a
  *   ProtocolError (GW_ERR_WEBSOCKET; a message over the bound GW_ERR_FRAME_SIZE); more than
  *   WEBSOCKET_MAX_EMPTY_FRAMES_IN_A_ROW pings, pongs or empty messages in a row close it with
  *   GW_ERR_ENHANCE_YOUR_CALM, as does a peer that pings and leaves ws's pongs unsent.
@@ -41,6 +44,7 @@ import type { RawData, WebSocket } from 'ws';
 import { WEBSOCKET_MAX_MESSAGE_BYTES } from '../wire/constants.js';
 import { ProtocolError, ProtocolErrorCode } from '../wire/errors.js';
 import type { PeerInfo, Transport, TransportSink } from './transport.js';
+import { BinaryMessageReader, type BinaryMessageSink } from './websocket-message-reader.js';
 
 const enum State {
   UPGRADING,
@@ -69,7 +73,8 @@ export const WEBSOCKET_MAX_FRAGMENTS = 64;
  * chunk the socket delivered until the frame is whole, each costing a Buffer object: a peer that writes a 65 546-byte
  * frame one byte per TCP segment held ~10 MiB of RSS per connection at the default. 1 024 reads of a frame of at most
  * WEBSOCKET_MAX_MESSAGE_BYTES leave 64 bytes per read on average, far below any real network's segments; beyond, the
- * connection closes (1008, GW_ERR_ENHANCE_YOUR_CALM).
+ * connection closes (1008, GW_ERR_ENHANCE_YOUR_CALM). BinaryMessageReader, which holds gridwire's own messages as views
+ * of the reads they came in until each is whole, keeps the same bound.
  */
 export const WEBSOCKET_MAX_BUFFERED_CHUNKS = 1_024;
 /**
@@ -95,7 +100,7 @@ export function zeroMask(mask: Uint8Array): void {
 }
 
 /** @internal Made by websocket.ts (its declarations would need `ws`'s types, which users need not have). */
-export class WebSocketTransport implements Transport {
+export class WebSocketTransport implements Transport, BinaryMessageSink {
   private state = State.UPGRADING;
   private sink: TransportSink | undefined;
   private ws: WebSocket | undefined;
@@ -118,6 +123,8 @@ export class WebSocketTransport implements Transport {
   private endedUpgrading = false;
   private readBudget = 0;
   private readThisTurn = 0;
+  /** The count restarts at the next turn (a setImmediate is pending). */
+  private restartArmed = false;
   private yielded = false;
   private readingStopped = false;
   /** WebSocket frames in a row that carried no byte of the stream (WEBSOCKET_MAX_EMPTY_FRAMES_IN_A_ROW). */
@@ -149,6 +156,8 @@ export class WebSocketTransport implements Transport {
     this.state = State.OPEN;
     this.ws = ws;
     this.socket = socket;
+    // gridwire's messages reach us as views of the socket's reads, not through ws's 'message' (which copies most)
+    BinaryMessageReader.install(ws, this, { peerMasks: this.upgrading !== undefined, maxReads: WEBSOCKET_MAX_BUFFERED_CHUNKS });
     ws.on('message', this.onMessage);
     ws.on('ping', this.onControlFrame);
     ws.on('pong', this.onControlFrame);
@@ -227,8 +236,18 @@ export class WebSocketTransport implements Transport {
 
   chargeRead(bytes: number): void {
     if (this.readBudget === 0 || bytes === 0) return;
-    if (this.readThisTurn === 0) setImmediate(this.nextTurn);
+    this.countRead(bytes); // checked against the budget at the end of the message
+  }
+
+  /**
+   * As SocketTransport's: the count restarts at the turn after it reached half the budget, not after every turn that
+   * read, so a connection of small calls pays no setImmediate per message.
+   */
+  private countRead(bytes: number): void {
     this.readThisTurn += bytes;
+    if (this.restartArmed || this.readThisTurn * 2 < this.readBudget) return;
+    this.restartArmed = true;
+    setImmediate(this.nextTurn);
   }
 
   /** Stops reading for good: ws pauses the socket, and TCP then stops the sender. */
@@ -238,6 +257,7 @@ export class WebSocketTransport implements Transport {
   }
 
   private readonly nextTurn = (): void => {
+    this.restartArmed = false;
     this.readThisTurn = 0;
     if (this.yielded) {
       this.yielded = false;
@@ -245,26 +265,39 @@ export class WebSocketTransport implements Transport {
     }
   };
 
+  /** A message that came through ws (one BinaryMessageReader did not take): text is refused, empty is counted. */
   private readonly onMessage = (data: RawData, isBinary: boolean): void => {
     if (this.state !== State.OPEN || this.failure !== undefined) return;
     if (!isBinary) return this.violated(new ProtocolError(ProtocolErrorCode.WEBSOCKET, 'a text message: gridwire travels in binary messages only'), UNSUPPORTED_DATA);
     const chunk = data as Buffer; // binaryType 'nodebuffer' (ws's default): one Buffer per message
     if (chunk.length === 0) return this.carriedNothing('an empty binary message', CONTROL_FRAME_OVERHEAD);
+    this.binaryPiece(chunk, true);
+  };
+
+  /** @internal BinaryMessageSink: the bytes of a binary message, handed on; the read budget is checked at its end. */
+  binaryPiece(piece: Buffer, last: boolean): void {
+    if (this.state !== State.OPEN || this.failure !== undefined) return;
     this.emptyInARow = 0;
     const sink = this.sink;
     if (sink === undefined) {
-      this.early.push(chunk);
+      this.early.push(piece);
       return;
     }
-    if (this.readBudget === 0) return sink.onData(chunk);
-    if (this.readThisTurn === 0) setImmediate(this.nextTurn);
-    this.readThisTurn += chunk.length;
-    sink.onData(chunk);
-    if (this.readThisTurn >= this.readBudget && !this.yielded && this.state === State.OPEN) {
+    if (this.readBudget === 0) return sink.onData(piece);
+    this.countRead(piece.length);
+    sink.onData(piece);
+    if (last && this.readThisTurn >= this.readBudget && !this.yielded && this.state === State.OPEN) {
       this.yielded = true;
       this.ws!.pause();
     }
-  };
+  }
+
+  /** @internal BinaryMessageSink: a message still incomplete after that many socket reads (ws's maxBufferedChunks). */
+  dribbled(reads: number): void {
+    if (this.state !== State.OPEN || this.failure !== undefined) return;
+    this.violated(new ProtocolError(ProtocolErrorCode.ENHANCE_YOUR_CALM, dribbleMessage(`${reads} socket reads`)), POLICY_VIOLATION);
+    this.pauseReading(); // read no further: ws's closeTimeout ends the connection if no close frame comes
+  }
 
   /**
    * A ping or a pong (ws has answered a ping already, unless more than 60 of its pongs wait unsent: then it has
@@ -284,8 +317,7 @@ export class WebSocketTransport implements Transport {
   /** A WebSocket frame that brought no byte of the stream: charged to the read budget, and too many in a row end it. */
   private carriedNothing(what: string, wireBytes: number): void {
     if (this.readBudget > 0) {
-      if (this.readThisTurn === 0) setImmediate(this.nextTurn);
-      this.readThisTurn += wireBytes;
+      this.countRead(wireBytes);
       if (this.readThisTurn >= this.readBudget && !this.yielded) {
         this.yielded = true;
         this.ws!.pause();
@@ -364,8 +396,12 @@ function protocolErrorOf(error: Error & { code?: string }): Error {
       ProtocolErrorCode.ENHANCE_YOUR_CALM,
       /fragment/i.test(error.message)
         ? `a WebSocket message in more than ${WEBSOCKET_MAX_FRAGMENTS} fragments (gridwire sends each message as one frame) (${code})`
-        : `a WebSocket frame still incomplete after ${WEBSOCKET_MAX_BUFFERED_CHUNKS} socket reads: a peer that dribbles its bytes (${code})`,
+        : `${dribbleMessage(`${WEBSOCKET_MAX_BUFFERED_CHUNKS} socket reads`)} (${code})`,
     );
   }
   return new ProtocolError(ProtocolErrorCode.WEBSOCKET, `${error.message} (${code})`);
+}
+
+function dribbleMessage(reads: string): string {
+  return `a WebSocket frame still incomplete after ${reads}: a peer that dribbles its bytes`;
 }

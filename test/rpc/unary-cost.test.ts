@@ -1,7 +1,8 @@
 /**
  * What a plain unary call (no deadline, no signal, no metadata, no interceptor) makes besides its frames, counted:
- * no timer, no AbortController, and over TCP no setImmediate per socket read (the read budget's turn restart is armed
- * only once a turn's reads come near the budget). Each was once per call on a path that is all about per-call cost.
+ * no timer, no AbortController, and over TCP and ws:// no setImmediate per socket read (the read budget's turn restart
+ * is armed only once a turn's reads come near the budget). Each was once per call on a path that is all about per-call
+ * cost.
  */
 import assert from 'node:assert/strict';
 import { test, type TestContext } from 'node:test';
@@ -50,9 +51,9 @@ async function counting(action: () => Promise<void>): Promise<Counts> {
   return counts;
 }
 
-async function tcpPair(t: TestContext): Promise<RpcSession> {
+async function tcpPair(t: TestContext, url = 'tcp://127.0.0.1:0'): Promise<RpcSession> {
   const accepted = deferred<RpcSession>();
-  const server = await listen('tcp://127.0.0.1:0', {
+  const server = await listen(url, {
     services: [serve(Echo, { raw: (r) => r, object: (r) => r })],
     onSession: (s) => accepted.resolve(s),
   });
@@ -80,4 +81,21 @@ void test('500 unary calls one after the other over TCP (both ends here): no tim
   // each side reads once per call, ~100 bytes (and 512 charged for its frames) against a 256 KiB budget: the count
   // restarts every ~200 reads, where a setImmediate per read was 1 000 here
   assert.ok(counts.setImmediate <= 10, `${counts.setImmediate} setImmediate calls for 1 000 socket reads`);
+});
+
+void test('500 unary calls one after the other over ws:// (both ends here): no setImmediate per WebSocket message', { timeout: 20_000 }, async (t) => {
+  const session = await tcpPair(t, 'ws://127.0.0.1:0/unary-cost');
+  const client = session.client(Echo);
+  const data = new Uint8Array(32).fill(7);
+  for (let i = 0; i < 50; i++) await client.object({ data });
+  const counts = await counting(async () => {
+    for (let i = 0; i < 250; i++) {
+      assert.equal((await client.raw(data)).length, 32);
+      assert.equal((await client.object({ data })).data.length, 32);
+    }
+  });
+  assert.deepEqual({ ...counts, setImmediate: 0 }, { setImmediate: 0, setTimeout: 0, abortControllers: 0 });
+  // as over TCP: the WebSocket transport's read budget counts as SocketTransport's does (a setImmediate per turn that
+  // read was 1 000 here)
+  assert.ok(counts.setImmediate <= 10, `${counts.setImmediate} setImmediate calls for 1 000 WebSocket messages`);
 });
