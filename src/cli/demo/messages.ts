@@ -1,0 +1,84 @@
+/**
+ * What the demo's orchestrator and its node processes say to each other over the child-process IPC channel (Node's
+ * JSON serialization), one tagged object per message. The node's configuration travels as its first argument. Knows
+ * nothing of how either side does its part.
+ *
+ *   orchestrator                              node
+ *   spawn(node.js '<NodeConfig json>')  ->    starts its Mesh, listens
+ *                                       <-    listening {url}
+ *   peers {name: url}                   ->    adds them; links/peer events follow
+ *   traffic {intervalMs}                ->    unary calls to every peer; stats every tick
+ *   quiet                               ->    traffic stops; a last tick, then ack
+ *   replicate {to, size, seed} (A only) ->    transfers; progress every tick, then transfer-done / transfer-failed
+ *   window {node} / window {node: null} ->    calls to or from `node` failing now are expected (--kill); ack
+ *   probe {peer, timeoutMs}             ->    one fail-fast call; probed {status, ms}
+ *   verify {name} (B, C)                ->    sha256 of the file received; digest
+ *   stop                                ->    final stats, then the node stops its mesh and exits
+ */
+
+export interface NodeConfig {
+  name: string;
+  /** tcp:// or tls:// address to listen on (port 0 the first time; a restarted node gets its old address back). */
+  listen: string;
+  /** Mutual TLS from these PEM files, or a plain TCP mesh. */
+  tls?: { key: string; cert: string; ca: string };
+  /** Where a receiving node's transfer store writes. */
+  storeDir?: string;
+  /** The other nodes, when known at start (a restarted node); else they come in a `peers` message. */
+  peers?: Record<string, string>;
+  /** Ticks: stats and progress are sent this often. */
+  tickMs: number;
+  /** Test-only (GRIDWIRE_DEMO_CORRUPT): flip one byte of the received file before its digest is taken. */
+  corrupt?: boolean;
+}
+
+/** Calls one node made to one peer since its last report. */
+export interface CallDelta {
+  /** Calls by final status name (`OK`, `UNAVAILABLE`, ...), outside any expected-failure window. */
+  byStatus: Record<string, number>;
+  /** Failed calls inside the window of a killed node (--kill), by status name. */
+  expected: Record<string, number>;
+  /** Latencies of the OK calls, ms. */
+  latenciesMs: number[];
+}
+
+/** One transfer as its sender sees it. */
+export interface TransferProgress {
+  to: string;
+  name: string;
+  /** Bytes the receiver holds verified (the transfer's position). */
+  doneBytes: number;
+  totalBytes: number;
+  /** Bytes put on the wire, re-sent ones included. */
+  sentBytes: number;
+  /** Attempts so far (1 + resumes). */
+  attempts: number;
+  /** The offset the last resume started from (0 before any). */
+  resumedFrom: number;
+  startedAt: number;
+  finishedAt?: number;
+}
+
+export type LinkStates = Record<string, { control: boolean; data: boolean }>;
+
+export type ToNode =
+  | { t: 'peers'; peers: Record<string, string> }
+  | { t: 'traffic'; intervalMs: number }
+  | { t: 'quiet' }
+  | { t: 'replicate'; to: string[]; size: number; seed: string; name: string }
+  | { t: 'window'; node: string | null }
+  | { t: 'probe'; peer: string; timeoutMs: number }
+  | { t: 'verify'; name: string }
+  | { t: 'stop' };
+
+export type FromNode =
+  | { t: 'listening'; url: string; pid: number }
+  | { t: 'tick'; links: LinkStates; calls: Record<string, CallDelta>; transfers: TransferProgress[] }
+  | { t: 'peer'; peer: string; state: string; lane: string; error?: string; delayMs?: number }
+  | { t: 'ack' }
+  | { t: 'probed'; peer: string; status: string; ms: number; message: string }
+  | { t: 'transfer-done'; transfer: TransferProgress; digest?: string }
+  | { t: 'transfer-failed'; transfer: TransferProgress; error: string }
+  | { t: 'digest'; name: string; sha256: string; bytes: number; ms: number }
+  | { t: 'failed'; error: string }
+  | { t: 'stopped' };
