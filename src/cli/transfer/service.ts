@@ -1,0 +1,488 @@
+/**
+ * The transfer service's handlers over one directory (`gridwire serve`, the demo's receivers): receiving uploads into
+ * a FileStore, and serving downloads of the files in it. One upload per name at a time: a name is held by the
+ * transfer id that last claimed it; another id is refused (RESOURCE_EXHAUSTED) while an upload of the first runs, and
+ * takes the name over (with its verified prefix, which the new sender checks against its own hashes) once none runs.
+ * A new attempt of the same transfer ends the old attempt's upload (a half-open connection the server has not noticed).
+ *
+ * Per name being received (Receiving), the chunk the upload handler waits on and the commits waiting for theirs:
+ *
+ *   event                        | upload handler                        | commit(index, sha)
+ *   -----------------------------|---------------------------------------|-------------------------------------------
+ *   chunk i complete, no commit  | waits (expect)                        | -
+ *   commit i arrives             | woken with sha if it waits on i       | held in `expected` until i is verified
+ *   hashes equal                 | appends, then answers the commit      | resolves { verified }
+ *   hashes differ                | fails DATA_LOSS (the sender resumes)  | rejects DATA_LOSS
+ *   commit's call is cancelled   | -                                     | dropped from `expected`
+ *   index already verified       | -                                     | answered at once (equal) or DATA_LOSS
+ *   index too far ahead          | -                                     | RESOURCE_EXHAUSTED (MAX_CHUNKS_AHEAD)
+ */
+import { createHash } from 'node:crypto';
+import { open, stat, type FileHandle } from 'node:fs/promises';
+import { serve, type CallContext } from '../../rpc/handler.js';
+import { RpcError } from '../../rpc/rpc-error.js';
+import type { ServiceImpl } from '../../rpc/server/registry.js';
+import { Status } from '../../wire/constants.js';
+import {
+  MAX_CHUNKS_AHEAD, MAX_HASHES_PER_PAGE, TransferService,
+  checkChunkSize, checkCount, checkName, checkSha256, checkTransferId,
+  type CommitRequest, type DownloadRequest, type FinishRequest, type HashesRequest, type UploadRequest,
+} from './protocol.js';
+import { verifyChunks } from './receive.js';
+import { sha256Hex, type FileSink, type FileStore } from './sink.js';
+
+export interface TransferServerOptions {
+  /** One line per transfer event (start, resumed at, done, cut). Default: nothing. */
+  log?: (line: string) => void;
+  /** A name not uploaded to for this long lets go of its open files (its partial state stays on disk). Default 10 min. */
+  idleMs?: number;
+}
+
+interface Expected {
+  sha256: string;
+  resolve(reply: { verified: number }): void;
+  reject(error: RpcError): void;
+}
+
+/** A name being received. */
+interface Receiving {
+  transferId: string;
+  chunkSize: number;
+  ready: Promise<FileSink>;
+  sink: FileSink | undefined;
+  upload: { abort: AbortController; done: Promise<void> } | undefined;
+  expected: Map<number, Expected>;
+  waiter: { index: number; resolve(sha: string): void } | undefined;
+  idle: NodeJS.Timeout | undefined;
+}
+
+/** A download in progress (or just ended): the hashes of the chunks it sent, for the receiver's `hashes` calls. */
+interface Sending {
+  name: string;
+  chunkSize: number;
+  first: number;
+  hashes: Map<number, string>;
+  ended: boolean;
+  waiters: Set<() => void>;
+  /** The whole sha256, when this download read the file from its start to its end. */
+  sha256: string | undefined;
+  size: number;
+}
+
+const KEEP_ENDED_DOWNLOAD_MS = 60_000;
+const MAX_DOWNLOAD_RECORDS = 256;
+
+export class TransferServer {
+  readonly service: ServiceImpl;
+  private readonly receiving = new Map<string, Receiving>();
+  private readonly sending = new Map<string, Sending>();
+  private readonly digests = new Map<string, { size: number; mtimeMs: number; sha256: string }>();
+  private readonly log: (line: string) => void;
+  private readonly idleMs: number;
+
+  constructor(readonly store: FileStore, options: TransferServerOptions = {}) {
+    this.log = options.log ?? (() => {});
+    this.idleMs = options.idleMs ?? 600_000;
+    this.service = serve(TransferService, {
+      status: async (request) => {
+        checkName(request.name);
+        checkTransferId(request.transferId);
+        checkChunkSize(request.chunkSize);
+        checkCount(request.from, 'from');
+        const sink = await this.claim(request.name, request.transferId, request.chunkSize);
+        return { verifiedChunks: sink.hashes.length, hashes: sink.hashes.slice(request.from, request.from + MAX_HASHES_PER_PAGE) };
+      },
+      upload: (request, body, ctx) => this.upload(request, body, ctx),
+      commit: (request, ctx) => this.commit(request, ctx),
+      finish: (request) => this.finish(request),
+      stat: async (request) => {
+        checkName(request.name);
+        const info = await this.statFile(request.name);
+        return { size: info.size, mtimeMs: info.mtimeMs };
+      },
+      download: (request, ctx) => this.download(request, ctx),
+      hashes: (request, ctx) => this.hashes(request, ctx),
+      digest: async (request) => {
+        checkName(request.name);
+        checkTransferId(request.transferId);
+        return this.digest(request.name, request.transferId);
+      },
+    });
+  }
+
+  /** Ends every upload and lets go of every open file (partial state stays on disk). */
+  async close(): Promise<void> {
+    const ends: Promise<void>[] = [];
+    for (const [name, receiving] of this.receiving) {
+      receiving.upload?.abort.abort(new RpcError(Status.UNAVAILABLE, 'the server is closing'));
+      ends.push((receiving.upload?.done ?? Promise.resolve()).then(() => this.letGo(name, receiving)));
+    }
+    await Promise.allSettled(ends);
+  }
+
+  /** The name's receiving state for `transferId`, its sink open (see the header for who may take a name). */
+  private async claim(name: string, transferId: string, chunkSize: number): Promise<FileSink> {
+    let receiving = this.receiving.get(name);
+    if (receiving !== undefined && receiving.transferId !== transferId) {
+      if (receiving.upload !== undefined) throw new RpcError(Status.RESOURCE_EXHAUSTED, `${name} is being received from another sender; try again when it is done`);
+      this.log(`${name}: taken over by transfer ${transferId.slice(0, 8)} (the previous sender went away)`);
+      receiving.transferId = transferId;
+      for (const expected of receiving.expected.values()) expected.reject(new RpcError(Status.ABORTED, `${name} was taken over by another transfer`));
+      receiving.expected.clear();
+    }
+    if (receiving !== undefined && receiving.chunkSize !== chunkSize) {
+      if (receiving.upload !== undefined) throw new RpcError(Status.RESOURCE_EXHAUSTED, `${name} is being received in another chunk size`);
+      await this.letGo(name, receiving);
+      receiving = undefined;
+    }
+    if (receiving === undefined) {
+      const ready = this.store.open(name, chunkSize);
+      receiving = { transferId, chunkSize, ready, sink: undefined, upload: undefined, expected: new Map(), waiter: undefined, idle: undefined };
+      this.receiving.set(name, receiving);
+      const created = receiving;
+      ready.then((sink) => (created.sink = sink), () => {
+        if (this.receiving.get(name) === created) this.receiving.delete(name);
+      });
+    }
+    const sink = await receiving.ready;
+    this.armIdle(name, receiving);
+    return sink;
+  }
+
+  private armIdle(name: string, receiving: Receiving): void {
+    clearTimeout(receiving.idle);
+    receiving.idle = setTimeout(() => {
+      if (receiving.upload === undefined && receiving.expected.size === 0) void this.letGo(name, receiving);
+    }, this.idleMs);
+    receiving.idle.unref();
+  }
+
+  private async letGo(name: string, receiving: Receiving): Promise<void> {
+    clearTimeout(receiving.idle);
+    if (this.receiving.get(name) === receiving) this.receiving.delete(name);
+    await receiving.ready.then((sink) => sink.close(), () => {});
+  }
+
+  private async upload(request: UploadRequest, body: AsyncIterable<Uint8Array>, ctx: CallContext): Promise<{ received: number }> {
+    checkName(request.name);
+    checkTransferId(request.transferId);
+    checkChunkSize(request.chunkSize);
+    checkCount(request.offset, 'offset');
+    if (request.size !== null) checkCount(request.size, 'size');
+    if (request.offset % request.chunkSize !== 0) throw new RpcError(Status.INVALID_ARGUMENT, 'offset must be a multiple of chunkSize');
+    const { name, chunkSize } = request;
+    const sink = await this.claim(name, request.transferId, chunkSize);
+    const receiving = this.receiving.get(name)!;
+    if (receiving.upload !== undefined) {   // this transfer's previous attempt, on a connection not yet seen dead
+      receiving.upload.abort.abort(new RpcError(Status.ABORTED, 'superseded by a new attempt of the same transfer'));
+      await receiving.upload.done;
+    }
+    if (request.offset > sink.verifiedBytes) {
+      throw new RpcError(Status.FAILED_PRECONDITION, `offset ${request.offset} is past the ${sink.verifiedBytes} bytes verified here; ask status first`);
+    }
+    const abort = new AbortController();
+    let ended!: () => void;
+    receiving.upload = { abort, done: new Promise((resolve) => (ended = resolve)) };
+    const onCallAbort = (): void => abort.abort(ctx.signal.reason);
+    ctx.signal.addEventListener('abort', onCallAbort, { once: true });
+    const first = request.offset / chunkSize;
+    const who = `${name} from ${ctx.peer.nodeName || 'peer'}`;
+    this.log(request.offset === 0 ? `${who}: receiving${request.size === null ? '' : ` ${request.size} bytes`}` : `${who}: resumed at ${request.offset}`);
+    try {
+      await sink.truncate(first);
+      for (const [index, expected] of receiving.expected) {   // commits of chunks verified before: answer them now
+        if (index >= sink.hashes.length) continue;
+        receiving.expected.delete(index);
+        if (sink.hashes[index] === expected.sha256) expected.resolve({ verified: sink.verifiedBytes });
+        else expected.reject(new RpcError(Status.DATA_LOSS, `chunk ${index} differs from the one verified here`));
+      }
+      const received = await verifyChunks(body, sink, first, (index) => this.expect(receiving, index, abort.signal), (index) => {
+        const expected = receiving.expected.get(index);
+        receiving.expected.delete(index);
+        expected?.resolve({ verified: sink.verifiedBytes });
+      }, abort.signal);
+      for (const [index, expected] of receiving.expected) {
+        receiving.expected.delete(index);
+        expected.reject(new RpcError(Status.OUT_OF_RANGE, `the upload ended before chunk ${index}`));
+      }
+      this.log(`${who}: upload ended at ${sink.verifiedBytes} verified bytes`);
+      return { received };
+    } catch (error) {
+      const failure = error instanceof RpcError ? error : new RpcError(Status.INTERNAL, `receiving ${name}: ${(error as Error).message}`);
+      if (failure.code === Status.DATA_LOSS) {
+        const expected = receiving.expected.get(sink.hashes.length);
+        receiving.expected.delete(sink.hashes.length);
+        expected?.reject(failure);
+      }
+      this.log(`${who}: cut at ${sink.verifiedBytes} verified bytes (${failure.message})`);
+      throw failure;
+    } finally {
+      ctx.signal.removeEventListener('abort', onCallAbort);
+      receiving.upload = undefined;
+      receiving.waiter = undefined;
+      ended();
+      this.armIdle(name, receiving);
+    }
+  }
+
+  /** The sender's hash of chunk `index`: at once when its commit came, else when it comes. */
+  private expect(receiving: Receiving, index: number, signal: AbortSignal): Promise<string> {
+    const expected = receiving.expected.get(index);
+    if (expected !== undefined) return Promise.resolve(expected.sha256);
+    return new Promise((resolve, reject) => {
+      const aborted = (): void => reject(signal.reason as Error);
+      signal.addEventListener('abort', aborted, { once: true });
+      receiving.waiter = {
+        index,
+        resolve: (sha) => {
+          signal.removeEventListener('abort', aborted);
+          resolve(sha);
+        },
+      };
+    });
+  }
+
+  private async commit(request: CommitRequest, ctx: CallContext): Promise<{ verified: number }> {
+    checkName(request.name);
+    checkTransferId(request.transferId);
+    checkCount(request.index, 'index');
+    checkSha256(request.sha256);
+    const receiving = this.receiving.get(request.name);
+    if (receiving === undefined || receiving.transferId !== request.transferId) {
+      throw new RpcError(Status.ABORTED, `no transfer ${request.transferId.slice(0, 8)} of ${request.name} here (taken over, or the server restarted): ask status`);
+    }
+    const sink = await receiving.ready;
+    const { index, sha256 } = request;
+    if (index < sink.hashes.length) {
+      if (sink.hashes[index] === sha256) return { verified: sink.verifiedBytes };
+      throw new RpcError(Status.DATA_LOSS, `chunk ${index} differs from the one verified here`);
+    }
+    if (index >= sink.hashes.length + MAX_CHUNKS_AHEAD) {
+      throw new RpcError(Status.RESOURCE_EXHAUSTED, `chunk ${index} is more than ${MAX_CHUNKS_AHEAD} chunks ahead of the ${sink.hashes.length} verified`);
+    }
+    return new Promise((resolve, reject) => {
+      const entry: Expected = {
+        sha256,
+        resolve: (reply) => {
+          ctx.signal.removeEventListener('abort', dropped);
+          resolve(reply);
+        },
+        reject: (error) => {
+          ctx.signal.removeEventListener('abort', dropped);
+          reject(error);
+        },
+      };
+      const dropped = (): void => {
+        if (receiving.expected.get(index) === entry) receiving.expected.delete(index);
+        reject(ctx.signal.reason as Error);
+      };
+      ctx.signal.addEventListener('abort', dropped, { once: true });
+      receiving.expected.get(index)?.reject(new RpcError(Status.ABORTED, `a newer commit of chunk ${index} came`));
+      receiving.expected.set(index, entry);
+      if (receiving.waiter?.index === index) {
+        const waiter = receiving.waiter;
+        receiving.waiter = undefined;
+        waiter.resolve(sha256);
+      }
+    });
+  }
+
+  private async finish(request: FinishRequest): Promise<{ ok: boolean; sha256: string; size: number }> {
+    checkName(request.name);
+    checkTransferId(request.transferId);
+    checkCount(request.size, 'size');
+    checkSha256(request.sha256);
+    const { name } = request;
+    const receiving = this.receiving.get(name);
+    if (receiving === undefined || receiving.transferId !== request.transferId) {
+      throw new RpcError(Status.ABORTED, `no transfer ${request.transferId.slice(0, 8)} of ${name} here (taken over, or the server restarted): ask status`);
+    }
+    if (receiving.upload !== undefined) throw new RpcError(Status.FAILED_PRECONDITION, `an upload of ${name} is still running`);
+    const sink = await receiving.ready;
+    const verdict = await sink.finish(request.size, request.sha256);
+    await this.letGo(name, receiving);
+    if (verdict.ok) {
+      const info = await stat(this.store.filePath(name));
+      this.digests.set(name, { size: info.size, mtimeMs: info.mtimeMs, sha256: verdict.sha256 });
+      this.log(`${name}: done, ${verdict.size} bytes, sha256 ${verdict.sha256}`);
+    } else {
+      this.log(`${name}: sha256 MISMATCH (ours ${verdict.sha256}, the sender's ${request.sha256}); discarded`);
+    }
+    return verdict;
+  }
+
+  private async statFile(name: string): Promise<{ size: number; mtimeMs: number }> {
+    try {
+      const info = await stat(this.store.filePath(name));
+      if (!info.isFile()) throw new RpcError(Status.NOT_FOUND, `${name} is not a regular file here`);
+      return info;
+    } catch (error) {
+      if (error instanceof RpcError) throw error;
+      throw new RpcError(Status.NOT_FOUND, `no file ${name} here`);
+    }
+  }
+
+  private async openFile(name: string): Promise<FileHandle> {
+    await this.statFile(name);
+    try {
+      return await open(this.store.filePath(name), 'r');
+    } catch (error) {
+      throw new RpcError(Status.NOT_FOUND, `cannot read ${name}: ${(error as Error).message}`);
+    }
+  }
+
+  private async download(request: DownloadRequest, ctx: CallContext): Promise<AsyncIterable<Uint8Array>> {
+    checkName(request.name);
+    checkTransferId(request.transferId);
+    checkChunkSize(request.chunkSize);
+    checkCount(request.offset, 'offset');
+    const { name, chunkSize, offset } = request;
+    if (offset % chunkSize !== 0) throw new RpcError(Status.INVALID_ARGUMENT, 'offset must be a multiple of chunkSize');
+    const { size } = await this.statFile(name);
+    if (offset > size) throw new RpcError(Status.OUT_OF_RANGE, `offset ${offset} is past the end of ${name} (${size} bytes)`);
+    const sending: Sending = { name, chunkSize, first: offset / chunkSize, hashes: new Map(), ended: false, waiters: new Set(), sha256: undefined, size };
+    this.remember(request.transferId, sending);
+    const who = `${name} to ${ctx.peer.nodeName || 'peer'}`;
+    this.log(offset === 0 ? `${who}: sending ${size} bytes` : `${who}: resumed at ${offset}`);
+    const log = this.log;
+    const openFile = (): Promise<FileHandle> => this.openFile(name);
+    const forget = (): void => {
+      setTimeout(() => {
+        if (this.sending.get(request.transferId) === sending) this.sending.delete(request.transferId);
+      }, KEEP_ENDED_DOWNLOAD_MS).unref();
+    };
+    // the file is opened by the generator's first step: a call cancelled before its body is pulled leaves nothing open
+    return (async function* chunks() {
+      const whole = offset === 0 ? createHash('sha256') : undefined;
+      let at = offset;
+      const file = await openFile();
+      try {
+        for (let index = offset / chunkSize; at < size; index++) {
+          const bytes = Buffer.allocUnsafe(Math.min(chunkSize, size - at));
+          const { bytesRead } = await readFully(file, bytes, at);
+          if (bytesRead !== bytes.length) throw new RpcError(Status.DATA_LOSS, `${name} shrank while being sent`);
+          sending.hashes.set(index, sha256Hex(bytes));
+          whole?.update(bytes);
+          for (const wake of sending.waiters) wake();
+          at += bytes.length;
+          yield bytes;
+        }
+        sending.sha256 = whole?.digest('hex');
+        log(`${who}: sent through ${at}`);
+      } catch (error) {
+        log(`${who}: cut at ${at} (${(error as Error).message})`);
+        throw error;
+      } finally {
+        sending.ended = true;
+        for (const wake of sending.waiters) wake();
+        forget();
+        await file.close();
+      }
+    })();
+  }
+
+  /** Keeps a download's record for the receiver's `hashes` and `digest` calls (a while after it ends: see `forget`). */
+  private remember(transferId: string, sending: Sending): void {
+    const previous = this.sending.get(transferId);
+    if (previous !== undefined) for (const wake of previous.waiters) wake();
+    this.sending.delete(transferId);
+    this.sending.set(transferId, sending);
+    if (this.sending.size > MAX_DOWNLOAD_RECORDS) {
+      for (const [id, old] of this.sending) {
+        if (old.ended) {
+          this.sending.delete(id);
+          break;
+        }
+      }
+    }
+  }
+
+  private async hashes(request: HashesRequest, ctx: CallContext): Promise<{ hashes: string[] }> {
+    checkName(request.name);
+    checkTransferId(request.transferId);
+    checkChunkSize(request.chunkSize);
+    checkCount(request.from, 'from');
+    checkCount(request.count, 'count');
+    if (request.count > MAX_HASHES_PER_PAGE) throw new RpcError(Status.INVALID_ARGUMENT, `count must be at most ${MAX_HASHES_PER_PAGE}`);
+    const { name, chunkSize, from, count } = request;
+    const sending = this.sending.get(request.transferId);
+    if (sending !== undefined && sending.name === name && sending.chunkSize === chunkSize && from >= sending.first) {
+      const hashes: string[] = [];
+      for (let index = from; index < from + count; index++) {
+        const sha = await this.publishedHash(sending, index, ctx.signal);
+        if (sha === undefined) break;
+        hashes.push(sha);
+        sending.hashes.delete(index);   // asked once, in order
+      }
+      if (hashes.length > 0 || count === 0) return { hashes };
+    }
+    return { hashes: await this.hashesOnDisk(name, chunkSize, from, count) };
+  }
+
+  private async publishedHash(sending: Sending, index: number, signal: AbortSignal): Promise<string | undefined> {
+    while (!sending.hashes.has(index) && !sending.ended) {
+      signal.throwIfAborted();
+      await new Promise<void>((resolve) => {
+        const wake = (): void => {
+          sending.waiters.delete(wake);
+          signal.removeEventListener('abort', wake);
+          resolve();
+        };
+        sending.waiters.add(wake);
+        signal.addEventListener('abort', wake, { once: true });
+      });
+    }
+    return sending.hashes.get(index);
+  }
+
+  private async hashesOnDisk(name: string, chunkSize: number, from: number, count: number): Promise<string[]> {
+    const file = await this.openFile(name);
+    try {
+      const buffer = Buffer.allocUnsafe(chunkSize);
+      const hashes: string[] = [];
+      for (let index = from; index < from + count; index++) {
+        const { bytesRead } = await readFully(file, buffer, index * chunkSize);
+        if (bytesRead === 0) break;
+        hashes.push(sha256Hex(buffer.subarray(0, bytesRead)));
+        if (bytesRead < chunkSize) break;
+      }
+      return hashes;
+    } finally {
+      await file.close();
+    }
+  }
+
+  private async digest(name: string, transferId: string): Promise<{ size: number; sha256: string }> {
+    const info = await this.statFile(name);
+    const sending = this.sending.get(transferId);
+    if (sending?.sha256 !== undefined && sending.name === name && sending.size === info.size) return { size: info.size, sha256: sending.sha256 };
+    const known = this.digests.get(name);
+    if (known !== undefined && known.size === info.size && known.mtimeMs === info.mtimeMs) return { size: known.size, sha256: known.sha256 };
+    const file = await this.openFile(name);
+    try {
+      const whole = createHash('sha256');
+      const buffer = Buffer.allocUnsafe(1024 * 1024);
+      for (let at = 0; ;) {
+        const { bytesRead } = await file.read(buffer, 0, buffer.length, at);
+        if (bytesRead === 0) break;
+        whole.update(buffer.subarray(0, bytesRead));
+        at += bytesRead;
+      }
+      const sha256 = whole.digest('hex');
+      this.digests.set(name, { size: info.size, mtimeMs: info.mtimeMs, sha256 });
+      return { size: info.size, sha256 };
+    } finally {
+      await file.close();
+    }
+  }
+}
+
+async function readFully(file: FileHandle, buffer: Buffer, position: number): Promise<{ bytesRead: number }> {
+  let filled = 0;
+  while (filled < buffer.length) {
+    const { bytesRead } = await file.read(buffer, filled, buffer.length - filled, position + filled);
+    if (bytesRead === 0) break;
+    filled += bytesRead;
+  }
+  return { bytesRead: filled };
+}
