@@ -168,6 +168,19 @@ export class ProgressBoard {
     this.stopped = true;
   }
 
+  /** Prints `line` above the bars (an event while they run): on a TTY the bars are moved down under it and redrawn. */
+  log(line: string): void {
+    if (!this.tty || this.stopped || this.drawn === 0) {
+      this.out.write(`${line}\n`);
+      return;
+    }
+    const width = this.width();
+    let text = `\x1b[${this.drawn}A\r\x1b[2K${line}\n`;
+    for (const bar of this.bars) text += `\r\x1b[2K${bar.line(width, true)}\n`;
+    this.drawn = this.bars.length;
+    this.out.write(text);
+  }
+
   private width(): number {
     return Math.max(40, (this.out.columns ?? 100) - 1);
   }
