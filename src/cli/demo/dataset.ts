@@ -23,10 +23,3 @@ export async function* generateDataset(seed: string, size: number, offset = 0): 
     yield cipher.update(ZEROS.subarray(0, Math.min(PIECE_BYTES, size - at)));
   }
 }
-
-/** The sha256 of the whole dataset, hex. */
-export async function datasetDigest(seed: string, size: number): Promise<string> {
-  const hash = createHash('sha256');
-  for await (const piece of generateDataset(seed, size)) hash.update(piece);
-  return hash.digest('hex');
-}

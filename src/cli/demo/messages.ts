@@ -10,6 +10,8 @@
  *   traffic {intervalMs}                ->    unary calls to every peer; stats every tick
  *   quiet                               ->    traffic stops; a last tick, then ack
  *   replicate {to, size, seed} (A only) ->    transfers; progress every tick, then transfer-done / transfer-failed
+ *                                       <-    held {to} (--kill: A stopped feeding B's transfer at 40 %)
+ *   release {to}                        ->    A feeds it again (B was killed meanwhile)
  *   window {node} / window {node: null} ->    calls to or from `node` failing now are expected (--kill); ack
  *   probe {peer, timeoutMs}             ->    one fail-fast call; probed {status, ms}
  *   verify {name} (B, C)                ->    sha256 of the file received; digest
@@ -49,8 +51,8 @@ export interface TransferProgress {
   /** Bytes the receiver holds verified (the transfer's position). */
   doneBytes: number;
   totalBytes: number;
-  /** Bytes put on the wire, re-sent ones included. */
-  sentBytes: number;
+  /** Bytes sent again after a cut (known at the end). */
+  resentBytes: number;
   /** Attempts so far (1 + resumes). */
   attempts: number;
   /** The offset the last resume started from (0 before any). */
@@ -59,13 +61,23 @@ export interface TransferProgress {
   finishedAt?: number;
 }
 
+/**
+ * --kill: the sender stops reading its source for `to` at `offset` (and says `held`) until `release`, so the kill lands
+ * mid-transfer however fast the machine is; the hold lasts the orchestrator's round trip to kill the receiver.
+ */
+export interface HoldAt {
+  to: string;
+  offset: number;
+}
+
 export type LinkStates = Record<string, { control: boolean; data: boolean }>;
 
 export type ToNode =
   | { t: 'peers'; peers: Record<string, string> }
   | { t: 'traffic'; intervalMs: number }
   | { t: 'quiet' }
-  | { t: 'replicate'; to: string[]; size: number; seed: string; name: string }
+  | { t: 'replicate'; to: string[]; size: number; seed: string; name: string; holdAt?: HoldAt }
+  | { t: 'release'; to: string }
   | { t: 'window'; node: string | null }
   | { t: 'probe'; peer: string; timeoutMs: number }
   | { t: 'verify'; name: string }
@@ -76,8 +88,10 @@ export type FromNode =
   | { t: 'tick'; links: LinkStates; calls: Record<string, CallDelta>; transfers: TransferProgress[] }
   | { t: 'peer'; peer: string; state: string; lane: string; error?: string; delayMs?: number }
   | { t: 'ack' }
+  | { t: 'held'; to: string; offset: number; verified: number }
   | { t: 'probed'; peer: string; status: string; ms: number; message: string }
-  | { t: 'transfer-done'; transfer: TransferProgress; digest?: string }
+  /** `sourceSha256`: the sender's sha256 of all it sent, which the receiver matched before renaming its file into place. */
+  | { t: 'transfer-done'; transfer: TransferProgress; sourceSha256: string }
   | { t: 'transfer-failed'; transfer: TransferProgress; error: string }
   | { t: 'digest'; name: string; sha256: string; bytes: number; ms: number }
   | { t: 'failed'; error: string }

@@ -71,10 +71,16 @@ async function main(config: NodeConfig): Promise<void> {
         break;
       case 'replicate':
         replication = new Replication(mesh, message);
-        replication.start((transfer, error, digest) => {
-          if (error === undefined) send({ t: 'transfer-done', transfer, digest });
-          else send({ t: 'transfer-failed', transfer, error });
-        });
+        replication.start(
+          (transfer, error, sourceSha256) => {
+            if (error === undefined) send({ t: 'transfer-done', transfer, sourceSha256: sourceSha256! });
+            else send({ t: 'transfer-failed', transfer, error });
+          },
+          (to, offset, verified) => send({ t: 'held', to, offset, verified }),
+        );
+        break;
+      case 'release':
+        replication?.release();
         break;
       case 'quiet':
         void quiet().then(() => send({ t: 'ack' }));

@@ -19,7 +19,6 @@
 import { mkdtemp, rm, statfs } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { CliIo } from '../command.js';
-import { datasetDigest } from './dataset.js';
 import type { FromNode, LinkStates, NodeConfig, TransferProgress } from './messages.js';
 import { NodeProcess } from './node-process.js';
 import { makeDemoPki, type NodeCertFiles } from './pki.js';
@@ -72,7 +71,7 @@ export class Demo {
   private readonly links = new Map<string, LinkStates>();
   private readonly tally = new CallTally();
   private readonly transfers = new Map<string, TransferProgress>();
-  private readonly finished = new Map<string, { progress: TransferProgress; error?: string }>();
+  private readonly finished = new Map<string, { progress: TransferProgress; error?: string; sourceSha256?: string }>();
   private readonly urls: Record<string, string> = {};
   private readonly view: DemoView;
   private readonly signal: AbortSignal;
@@ -83,6 +82,8 @@ export class Demo {
   private kill: KillSummary | undefined;
   private killing: Promise<void> | undefined;
   private onProgress: (() => void) | undefined;
+  /** --kill: the dials of each node that failed while B was down. */
+  private readonly failedDials = new Map<string, number>();
   /** The dataset's seed: a fresh one per run. */
   private seed = '';
 
@@ -192,9 +193,10 @@ export class Demo {
   private async transfer(): Promise<{ transfers: TransferSummary[]; kill?: KillSummary }> {
     for (const node of this.nodes.values()) node.send({ t: 'traffic', intervalMs: this.options.intervalMs });
     this.seed = `gridwire-demo-${Date.now()}`;
-    this.nodes.get('A')!.send({ t: 'replicate', to: [...RECEIVERS], size: this.options.sizeBytes, seed: this.seed, name: DATASET });
+    const holdAt = this.options.kill ? { to: 'B', offset: Math.floor(KILL_AT * this.options.sizeBytes) } : undefined;
+    this.nodes.get('A')!.send({ t: 'replicate', to: [...RECEIVERS], size: this.options.sizeBytes, seed: this.seed, name: DATASET, ...(holdAt ? { holdAt } : {}) });
     this.view.event(`A replicates ${formatBytes(this.options.sizeBytes)} to B and C at the same time; unary calls every way meanwhile`);
-    this.view.startProgress(RECEIVERS.map((to) => `A -> ${to}`), this.options.sizeBytes);
+    this.view.startProgress(RECEIVERS, this.options.sizeBytes);
     await new Promise<void>((resolve, reject) => {
       const onAbort = (): void => reject(this.signal.reason as Error);
       this.signal.addEventListener('abort', onAbort, { once: true });
@@ -214,16 +216,16 @@ export class Demo {
   }
 
   private async verify(): Promise<DemoSummary['checksums']> {
-    this.view.event('transfers done; traffic stops; B and C hash their copies, A its source');
+    this.view.event('transfers done; traffic stops; B and C read their copies back and hash them');
     await Promise.all([...this.nodes.values()].map((node) => node.ask({ t: 'quiet' }, 'ack', 'stop its traffic', STEP_TIMEOUT_MS, this.signal)));
-    const [source, ...digests] = await Promise.all([
-      datasetDigest(this.seed, this.options.sizeBytes),
-      ...RECEIVERS.map((name) => this.finished.get(name)?.error !== undefined
-        ? Promise.resolve(null)
-        : this.nodes.get(name)!.ask({ t: 'verify', name: DATASET }, 'digest', 'hash its copy', 120_000, this.signal).then((d) => d.sha256)),
-    ]);
+    const digests = await Promise.all(RECEIVERS.map((name) => this.finished.get(name)?.error !== undefined
+      ? Promise.resolve(null)
+      : this.nodes.get(name)!.ask({ t: 'verify', name: DATASET }, 'digest', 'hash its copy', 120_000, this.signal).then((d) => d.sha256)));
+    // what A hashed as it generated and sent the dataset (the same for both transfers: one seed)
+    const sources = [...new Set(RECEIVERS.map((name) => this.finished.get(name)?.sourceSha256).filter((d) => d !== undefined))];
+    const source = sources.length === 1 ? sources[0]! : sources.join(' / ') || '(none)';
     const received = Object.fromEntries(RECEIVERS.map((name, i) => [name, digests[i] ?? null]));
-    return { source: source!, received, equal: Object.values(received).every((d) => d === source) };
+    return { source, received, equal: Object.values(received).every((d) => d === source) };
   }
 
   private onMessage(node: NodeProcess, message: FromNode): void {
@@ -236,18 +238,20 @@ export class Demo {
         if (message.transfers.length > 0) this.view.progress(message.transfers);
         break;
       case 'peer':
-        if (this.killing !== undefined && message.state !== 'ready' && message.lane === 'control') {
-          this.view.event(`${node.name}: peer ${message.peer} ${message.state}${message.error === undefined ? '' : ` (${message.error})`}${message.delayMs === undefined ? '' : `, next dial in ${Math.round(message.delayMs)} ms`}`);
-        }
+        this.onPeerEvent(node.name, message);
         break;
       case 'transfer-done':
       case 'transfer-failed':
-        this.finished.set(message.transfer.to, { progress: message.transfer, ...(message.t === 'transfer-failed' ? { error: message.error } : {}) });
+        this.finished.set(message.transfer.to, { progress: message.transfer, ...(message.t === 'transfer-failed' ? { error: message.error } : { sourceSha256: message.sourceSha256 }) });
         this.view.progress([message.transfer]);
-        this.view.event(message.t === 'transfer-done'
-          ? `A -> ${message.transfer.to}: done, ${formatBytes(message.transfer.totalBytes)} in ${((message.transfer.finishedAt! - message.transfer.startedAt) / 1000).toFixed(1)} s, sha256 confirmed by ${message.transfer.to}`
-          : `A -> ${message.transfer.to}: FAILED: ${message.error}`);
+        if (message.t === 'transfer-done') this.view.ended(message.transfer.to, `whole sha256 confirmed by ${message.transfer.to}`, true);
+        else this.view.ended(message.transfer.to, message.error, false);
         this.onProgress?.();
+        break;
+      case 'held':
+        this.killing ??= this.killAndRestart(message).catch((error: unknown) => {
+          this.stop.abort(error as Error);
+        });
         break;
       case 'failed':
         this.stop.abort(new Error(`node ${node.name}: ${message.error}`));
@@ -257,45 +261,57 @@ export class Demo {
     }
   }
 
+  /**
+   * While B is down (--kill): the first loss each node sees is shown, the failed redials that follow only counted
+   * (shown once the mesh is whole again).
+   */
+  private onPeerEvent(observer: string, event: Extract<FromNode, { t: 'peer' }>): void {
+    if (this.killing === undefined || this.kill?.downMs !== undefined || observer === 'B' || event.lane !== 'control' || event.state === 'ready') return;
+    const seen = this.failedDials.get(observer);
+    if (seen === undefined) {
+      this.failedDials.set(observer, 0);
+      this.view.event(`${observer} lost ${event.peer}${event.error === undefined ? '' : ` (${event.error})`}: calls to it fail at once, redialing`);
+    } else if (event.state === 'backoff') {
+      this.failedDials.set(observer, seen + 1);
+    }
+  }
+
   private onTransferProgress(progress: TransferProgress): void {
     const before = this.transfers.get(progress.to);
     this.transfers.set(progress.to, progress);
     if (before !== undefined && progress.attempts > before.attempts && progress.resumedFrom > 0) {
       this.view.event(`A -> ${progress.to}: resumed from ${formatBytes(progress.resumedFrom)} (${progress.to}'s last verified offset), attempt ${progress.attempts}`);
     }
-    if (this.options.kill && this.killing === undefined && progress.to === 'B' && progress.doneBytes >= KILL_AT * progress.totalBytes) {
-      this.killing = this.killAndRestart(progress).catch((error: unknown) => {
-        this.stop.abort(error as Error);
-      });
-    }
   }
 
   /** --kill: B dies by SIGKILL, A sees a fail-fast UNAVAILABLE, B restarts on its old address, the mesh redials. */
-  private async killAndRestart(at: TransferProgress): Promise<void> {
+  private async killAndRestart(held: { offset: number; verified: number }): Promise<void> {
     const victim = this.nodes.get('B')!;
     const a = this.nodes.get('A')!;
-    this.kill = { atBytes: at.doneBytes, atPercent: Math.round((100 * at.doneBytes) / at.totalBytes) };
+    this.kill = { atBytes: held.verified, atPercent: Math.round((100 * held.offset) / this.options.sizeBytes) };
     // failures of calls to and from B count as expected from here until the mesh is whole again
     await Promise.all(['A', 'C'].map((name) => this.nodes.get(name)!.ask({ t: 'window', node: 'B' }, 'ack', 'open the kill window', STEP_TIMEOUT_MS, this.signal)));
     const lost = a.next('peer', 'notice that B is gone', STEP_TIMEOUT_MS, this.signal, (m) => m.peer === 'B' && m.state !== 'ready');
     const killedAt = performance.now();
-    this.view.event(`--kill: SIGKILL to B (pid ${victim.pid}) at ${this.kill.atPercent} % of A -> B (${formatBytes(at.doneBytes)} verified)`);
+    this.view.event(`--kill: SIGKILL to B (pid ${victim.pid}) with A -> B at ${this.kill.atPercent} %`);
     victim.kill();
     await victim.exited;
+    a.send({ t: 'release', to: 'B' });
     await lost;
     const probe = await a.ask({ t: 'probe', peer: 'B', timeoutMs: PROBE_TIMEOUT_MS }, 'probed', 'call B', STEP_TIMEOUT_MS, this.signal);
     this.kill.probe = { status: probe.status, ms: probe.ms, timeoutMs: PROBE_TIMEOUT_MS };
-    this.view.event(`fail-fast: a call from A to B ended ${probe.status} after ${probe.ms.toFixed(1)} ms (its deadline was ${PROBE_TIMEOUT_MS / 1000} s)${probe.message === '' ? '' : `: ${probe.message}`}`);
+    this.view.event(`fail-fast: a call from A to B ended ${probe.status} after ${probe.ms.toFixed(2)} ms (its deadline was ${PROBE_TIMEOUT_MS / 1000} s)${probe.message === '' ? '' : `: ${probe.message}`}`);
     await sleep(Math.max(0, DOWN_MS - (performance.now() - killedAt)), this.signal);
-    const restartedAt = performance.now();
-    this.kill.downMs = Math.round(restartedAt - killedAt);
     const reborn = this.startNode(this.nodeConfig('B', this.urls.B!, this.peersOf('B')));
     this.links.delete('B');
     const listening = await reborn.next('listening', 'listen again', STEP_TIMEOUT_MS, this.signal);
-    this.view.event(`B restarted (pid ${listening.pid}) on ${listening.url} with the same store directory`);
+    const restartedAt = performance.now();
+    this.kill.downMs = Math.round(restartedAt - killedAt);
+    this.view.event(`B restarted (pid ${listening.pid}), listening on ${listening.url} again ${(this.kill.downMs / 1000).toFixed(1)} s after the kill, with its store directory`);
     await this.allLinksUp('redial B');
     this.kill.redialMs = Math.round(performance.now() - restartedAt);
-    this.view.event(`mesh whole again ${this.kill.redialMs} ms after B's restart: A-B and B-C, control and data lanes redialed`);
+    const refused = [...this.failedDials].map(([observer, n]) => `${observer} ${n}`).join(', ');
+    this.view.event(`mesh whole again ${this.kill.redialMs} ms later: A-B and B-C redialed, control and data lanes (failed dials while B was down: ${refused || 'none'})`);
     reborn.send({ t: 'traffic', intervalMs: this.options.intervalMs });
     await Promise.all(['A', 'C'].map((name) => this.nodes.get(name)!.ask({ t: 'window', node: null }, 'ack', 'close the kill window', STEP_TIMEOUT_MS, this.signal)));
   }

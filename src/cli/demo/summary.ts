@@ -131,7 +131,7 @@ export function summarizeTransfer(progress: TransferProgress, error?: string): T
   const ms = (progress.finishedAt ?? Date.now()) - progress.startedAt;
   return {
     from: 'A', to: progress.to, bytes: progress.doneBytes, ms, mibPerSec: round(progress.doneBytes / MiB / (ms / 1000)),
-    attempts: progress.attempts, resumedFrom: progress.resumedFrom, resentBytes: Math.max(0, progress.sentBytes - progress.totalBytes),
+    attempts: progress.attempts, resumedFrom: progress.resumedFrom, resentBytes: progress.resentBytes,
     ...(error === undefined ? {} : { error }),
   };
 }
