@@ -57,7 +57,10 @@ async function main(config: NodeConfig): Promise<void> {
   };
   if (config.peers !== undefined) addPeers(config.peers);
 
-  const tick = (): void => send({ t: 'tick', links: linkStates(mesh), calls: recorder.take(), transfers: replication?.progress() ?? [] });
+  const tick = (): void => {
+    const cpu = process.cpuUsage();
+    send({ t: 'tick', links: linkStates(mesh), calls: recorder.take(), transfers: replication?.progress() ?? [], cpuMs: Math.round((cpu.user + cpu.system) / 1000) });
+  };
   const ticker = setInterval(tick, config.tickMs);
   send({ t: 'listening', url: mesh.url!, pid: process.pid });
 

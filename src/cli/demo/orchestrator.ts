@@ -55,6 +55,8 @@ const KILL_AT = 0.4;
 const DOWN_MS = 1_000;
 const PROBE_TIMEOUT_MS = 5_000;
 const STEP_TIMEOUT_MS = 20_000;
+/** How long a node may take to stop when asked, before SIGKILL. */
+const STOP_GRACE_MS = 2_000;
 /** Room kept free beside the two copies. */
 const SPARE_BYTES = 64 * 1024 * 1024;
 
@@ -82,6 +84,8 @@ export class Demo {
   private kill: KillSummary | undefined;
   private killing: Promise<void> | undefined;
   private onProgress: (() => void) | undefined;
+  /** Each node process's CPU time at its last tick (a killed B and its restart apart). */
+  private readonly cpuMs = new Map<NodeProcess, number>();
   /** --kill: the dials of each node that failed while B was down. */
   private readonly failedDials = new Map<string, number>();
   /** The dataset's seed: a fresh one per run. */
@@ -108,6 +112,7 @@ export class Demo {
         transfers,
         unary: summarizeUnary(this.tally, this.options.intervalMs),
         checksums,
+        cpuMs: this.cpuByNode(),
         ...(kill === undefined ? {} : { kill }),
       };
       const directions = NODES.flatMap((from) => NODES.filter((to) => to !== from).map((to) => `${from}->${to}`));
@@ -228,10 +233,20 @@ export class Demo {
     return { source, received, equal: Object.values(received).every((d) => d === source) };
   }
 
+  /** CPU time per node name (both lives of a restarted B), and the orchestrator's own. */
+  private cpuByNode(): Record<string, number> {
+    const cpu: Record<string, number> = {};
+    for (const [node, ms] of this.cpuMs) cpu[node.name] = (cpu[node.name] ?? 0) + ms;
+    const own = process.cpuUsage();
+    cpu.orchestrator = Math.round((own.user + own.system) / 1000);
+    return cpu;
+  }
+
   private onMessage(node: NodeProcess, message: FromNode): void {
     if (this.nodes.get(node.name) !== node) return; // a killed incarnation's last words
     switch (message.t) {
       case 'tick':
+        this.cpuMs.set(node, message.cpuMs);
         this.links.set(node.name, message.links);
         this.tally.add(node.name, message.calls);
         for (const progress of message.transfers) this.onTransferProgress(progress);
@@ -316,11 +331,16 @@ export class Demo {
     await Promise.all(['A', 'C'].map((name) => this.nodes.get(name)!.ask({ t: 'window', node: null }, 'ack', 'close the kill window', STEP_TIMEOUT_MS, this.signal)));
   }
 
-  /** Every child stopped (SIGKILL: their work is over or abandoned), the run's directory removed. */
+  /**
+   * Every child stopped, the run's directory removed. A node is asked to stop (it closes its mesh with GOAWAY, and a
+   * node run with --cpu-prof writes its profile), and SIGKILLed if it has not exited within STOP_GRACE_MS.
+   */
   private async cleanup(): Promise<void> {
-    const nodes = [...this.nodes.values()];
-    for (const node of nodes) node.kill();
+    const nodes = [...this.nodes.values()].filter((node) => node.running);
+    for (const node of nodes) node.send({ t: 'stop' });
+    const grace = setTimeout(() => nodes.forEach((node) => node.kill()), this.signal.aborted ? 0 : STOP_GRACE_MS);
     await Promise.all(nodes.map((node) => node.exited));
+    clearTimeout(grace);
     if (this.dir !== '') await rm(this.dir, { recursive: true, force: true });
   }
 }

@@ -96,6 +96,8 @@ export interface DemoSummary {
     byDirection: Record<string, { calls: number; p50Ms: number; p99Ms: number; errors: number; expected: number }>;
   };
   checksums: { source: string; received: Record<string, string | null>; equal: boolean };
+  /** CPU time (user + system) of each node process and of the orchestrator, ms: what the run cost, however busy the machine. */
+  cpuMs: Record<string, number>;
   kill?: KillSummary;
 }
 
@@ -212,6 +214,8 @@ export function renderSummary(summary: DemoSummary): string {
     const expected = Object.entries(u.expectedErrors).map(([s, n]) => `${s} ${n}`).join(', ');
     lines.push(`  expected, during the kill of B: ${expected || 'none'}`);
   }
+  const cpu = Object.entries(summary.cpuMs).map(([node, ms]) => `${node} ${(ms / 1000).toFixed(1)} s`).join(', ');
+  lines.push(`  CPU time: ${cpu} (wall ${(summary.wallMs / 1000).toFixed(1)} s)`);
   lines.push('', 'checksums (sha256)');
   lines.push(...table([
     ['A (source)', summary.checksums.source, ''],
