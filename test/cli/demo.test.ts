@@ -143,6 +143,22 @@ void describe('gridwire demo', () => {
     assert.deepEqual(await readdir(parent), [], 'the run directory was removed');
   });
 
+  void test('a dataset larger than the free space: exit 1 before any node starts, saying how much is needed and where', { timeout: TEST_MS }, async (t) => {
+    const result = await demo(t, ['--size', '100TiB']);
+    assert.equal(result.code, 1, `${result.stdout}\n${result.stderr}`);
+    assert.match(result.stderr, /not enough disk space: B and C each write a 102400\.00 GiB copy, so the demo needs [\d.]+ GiB free in \S+, which has [\d.]+ [GMK]i?B; give a smaller --size or another --dir/);
+    assert.doesNotMatch(result.stdout, /started A/);
+  });
+
+  void test('without openssl on the PATH: exit 2, saying to install it or to pass --plain; no node started', { timeout: TEST_MS }, async (t) => {
+    const emptyPath = await mkdtemp(join(tmpdir(), 'gridwire-demo-nopath-'));
+    t.after(() => rm(emptyPath, { recursive: true, force: true }));
+    const result = await demo(t, ['--size', '1MiB'], { PATH: emptyPath });
+    assert.equal(result.code, 2, `${result.stdout}\n${result.stderr}`);
+    assert.match(result.stderr, /openssl is not installed.*Install it .* or pass --plain for a plain tcp:\/\/ mesh/);
+    assert.doesNotMatch(result.stdout, /started A/);
+  });
+
   void test('bad flags exit 2 with the reason: an unknown flag, a malformed size, a zero size, a stray argument', { timeout: TEST_MS }, async () => {
     const cases: Array<[string[], RegExp]> = [
       [['--bogus'], /Unknown option '--bogus'/],

@@ -175,6 +175,7 @@ export function failedChecks(summary: Omit<DemoSummary, 'ok' | 'failed'>, expect
 // --- the human table ---------------------------------------------------------------------------------------------
 
 export function formatBytes(bytes: number): string {
+  if (bytes >= 2 ** 40) return `${(bytes / 2 ** 40).toFixed(2)} TiB`;
   if (bytes >= 2 ** 30) return `${(bytes / 2 ** 30).toFixed(2)} GiB`;
   if (bytes >= MiB) return `${(bytes / MiB).toFixed(1)} MiB`;
   if (bytes >= 1024) return `${(bytes / 1024).toFixed(1)} KiB`;
