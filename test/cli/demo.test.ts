@@ -146,7 +146,7 @@ void describe('gridwire demo', () => {
   void test('a dataset larger than the free space: exit 1 before any node starts, saying how much is needed and where', { timeout: TEST_MS }, async (t) => {
     const result = await demo(t, ['--size', '100TiB']);
     assert.equal(result.code, 1, `${result.stdout}\n${result.stderr}`);
-    assert.match(result.stderr, /not enough disk space: B and C each write a 102400\.00 GiB copy, so the demo needs [\d.]+ GiB free in \S+, which has [\d.]+ [GMK]i?B; give a smaller --size or another --dir/);
+    assert.match(result.stderr, /not enough disk space: B and C each write a 100\.00 TiB copy, so the demo needs 200\.00 TiB free in \S+, which has [\d.]+ [GMK]i?B; give a smaller --size or another --dir/);
     assert.doesNotMatch(result.stdout, /started A/);
   });
 
