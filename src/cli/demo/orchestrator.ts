@@ -236,7 +236,8 @@ export class Demo {
   /** CPU time per node name (both lives of a restarted B), and the orchestrator's own. */
   private cpuByNode(): Record<string, number> {
     const cpu: Record<string, number> = {};
-    for (const [node, ms] of this.cpuMs) cpu[node.name] = (cpu[node.name] ?? 0) + ms;
+    for (const name of NODES) cpu[name] = 0;
+    for (const [node, ms] of this.cpuMs) cpu[node.name]! += ms;
     const own = process.cpuUsage();
     cpu.orchestrator = Math.round((own.user + own.system) / 1000);
     return cpu;
