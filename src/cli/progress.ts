@@ -35,7 +35,7 @@ export class ProgressBar {
   private readonly started: number;
   private ended: number | undefined;
   /** The last plain line printed for this bar (non-TTY), to print a final one once. */
-  lastPlainAt = 0;
+  lastPlainAt = -Infinity;
 
   constructor(
     private readonly board: ProgressBoard,

@@ -216,6 +216,14 @@ export class FileSink implements ChunkSink {
     await this.state?.close();
     await this.part.close();
   }
+
+  /** Closes, and removes the `.part` and its state when they hold nothing (a transfer that never got a chunk). */
+  async closeOrDiscard(): Promise<void> {
+    await this.close();
+    if (this.hashes.length > 0) return;
+    await rm(this.store.partPath(this.name), { force: true });
+    await rm(this.store.statePath(this.name), { force: true });
+  }
 }
 
 /**
