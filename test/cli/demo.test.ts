@@ -19,8 +19,8 @@ import { CLI_MAIN, runGridwire, type CliResult } from '../fixtures/cli.js';
 const TEST_MS = 40_000;
 const RUN_MS = 35_000;
 const SIZE = 64 * 1024 * 1024;
-/** What a resume may send again: the sender's unacknowledged window (4 chunks of 4 MiB) and the chunk in hand. */
-const RESEND_BOUND = 5 * 4 * 1024 * 1024;
+/** What a resume may send again: the sender's unacknowledged window (8 chunks of 1 MiB, replicate.ts) and the chunk in hand. */
+const RESEND_BOUND = 9 * 1024 * 1024;
 const DIRECTIONS = ['A->B', 'A->C', 'B->A', 'B->C', 'C->A', 'C->B'];
 
 /** Runs `gridwire demo ...args --dir <a fresh directory>`; asserts the demo left that directory empty. */

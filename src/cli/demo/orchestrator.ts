@@ -157,7 +157,7 @@ export class Demo {
     void node.exited.then(({ code, signal }) => {
       if (this.nodes.get(config.name) !== node || this.stop.signal.aborted) return;
       if (signal === 'SIGKILL' && this.killing !== undefined && config.name === 'B') return;
-      this.stop.abort(new Error(`node ${config.name} exited (${signal ?? `code ${code}`})${node.lastWords()}`));
+      this.stop.abort(new Error(`node ${config.name} exited unexpectedly (${signal ?? `code ${code}`})${node.lastWords()}`));
     });
     return node;
   }
