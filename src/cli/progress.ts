@@ -127,6 +127,7 @@ export class ProgressBoard {
   private timer: NodeJS.Timeout | undefined;
   /** Lines the last TTY draw left on screen (moved up over on the next). */
   private drawn = 0;
+  private footerText: string | undefined;
   private stopped = false;
 
   constructor(
@@ -165,6 +166,7 @@ export class ProgressBoard {
     this.timer = undefined;
     if (this.tty) this.draw();
     else for (const bar of this.bars) if (bar.state === 'running') this.printPlain(bar);
+    if (!this.tty && this.footerText) this.out.write(`${this.footerText}\n`);
     this.stopped = true;
   }
 
@@ -174,11 +176,25 @@ export class ProgressBoard {
       this.out.write(`${line}\n`);
       return;
     }
+    this.out.write(`\x1b[${this.drawn}A\r\x1b[2K${line}\n${this.rows()}`);
+  }
+
+  /**
+   * A line under the bars (the demo's live call latencies): redrawn with them on a TTY, printed after their periodic
+   * lines elsewhere. Once set, its row stays (an empty text leaves it blank).
+   */
+  footer(text: string): void {
+    this.footerText = text;
+  }
+
+  /** The bars and the footer, each on a cleared row; counts them in `drawn`. */
+  private rows(): string {
     const width = this.width();
-    let text = `\x1b[${this.drawn}A\r\x1b[2K${line}\n`;
+    let text = '';
     for (const bar of this.bars) text += `\r\x1b[2K${bar.line(width, true)}\n`;
-    this.drawn = this.bars.length;
-    this.out.write(text);
+    if (this.footerText !== undefined) text += `\r\x1b[2K${this.footerText.slice(0, width)}\n`;
+    this.drawn = this.bars.length + (this.footerText === undefined ? 0 : 1);
+    return text;
   }
 
   private width(): number {
@@ -190,14 +206,16 @@ export class ProgressBoard {
     if (this.stopped) return;
     if (!this.tty) {
       const now = this.now();
-      for (const bar of this.bars) if (bar.state === 'running' && now - bar.lastPlainAt >= this.plainIntervalMs) this.printPlain(bar);
+      let printed = false;
+      for (const bar of this.bars) {
+        if (bar.state !== 'running' || now - bar.lastPlainAt < this.plainIntervalMs) continue;
+        this.printPlain(bar);
+        printed = true;
+      }
+      if (printed && this.footerText) this.out.write(`${this.footerText}\n`);
       return;
     }
-    const width = this.width();
-    let text = this.drawn > 0 ? `\x1b[${this.drawn}A` : '';
-    for (const bar of this.bars) text += `\r\x1b[2K${bar.line(width, true)}\n`;
-    this.drawn = this.bars.length;
-    this.out.write(text);
+    this.out.write(`${this.drawn > 0 ? `\x1b[${this.drawn}A` : ''}${this.rows()}`);
   }
 
   private printPlain(bar: ProgressBar): void {
