@@ -221,6 +221,7 @@ export class Demo {
   }
 
   private async verify(): Promise<DemoSummary['checksums']> {
+    this.view.close(); // the bars' last state, then the events below them
     this.view.event('transfers done; traffic stops; B and C read their copies back and hash them');
     await Promise.all([...this.nodes.values()].map((node) => node.ask({ t: 'quiet' }, 'ack', 'stop its traffic', STEP_TIMEOUT_MS, this.signal)));
     const digests = await Promise.all(RECEIVERS.map((name) => this.finished.get(name)?.error !== undefined
@@ -250,6 +251,7 @@ export class Demo {
         this.cpuMs.set(node, message.cpuMs);
         this.links.set(node.name, message.links);
         this.tally.add(node.name, message.calls);
+        this.view.calls(message.calls);
         for (const progress of message.transfers) this.onTransferProgress(progress);
         if (message.transfers.length > 0) this.view.progress(message.transfers);
         break;

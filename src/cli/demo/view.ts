@@ -5,13 +5,18 @@
  */
 import type { CliIo } from '../command.js';
 import { ProgressBoard, type ProgressBar } from '../progress.js';
-import { formatBytes } from './summary.js';
-import type { TransferProgress } from './messages.js';
+import { formatBytes, quantile } from './summary.js';
+import type { CallDelta, TransferProgress } from './messages.js';
+
+/** The live latencies under the bars are those of the calls of the last few seconds. */
+const RECENT_MS = 3_000;
 
 export class DemoView {
   private readonly startedAt = performance.now();
   private board: ProgressBoard | undefined;
   private readonly bars = new Map<string, ProgressBar>();
+  private recent: Array<{ at: number; ms: number }> = [];
+  private readonly counts = { calls: 0, errors: 0, expected: 0 };
 
   constructor(private readonly io: CliIo, private readonly quiet: boolean) {}
 
@@ -36,6 +41,26 @@ export class DemoView {
       bar.update(transfer.doneBytes);
       if (transfer.attempts > 1 && transfer.finishedAt === undefined) bar.say(`resumed from ${formatBytes(transfer.resumedFrom)}`);
     }
+  }
+
+  /** A node's calls since its last report: the line under the bars shows the recent latencies and the counts. */
+  calls(deltas: Record<string, CallDelta>): void {
+    const now = performance.now();
+    for (const delta of Object.values(deltas)) {
+      for (const ms of delta.latenciesMs) this.recent.push({ at: now, ms });
+      for (const [status, n] of Object.entries(delta.byStatus)) {
+        this.counts.calls += n;
+        if (status !== 'OK') this.counts.errors += n;
+      }
+      for (const n of Object.values(delta.expected)) {
+        this.counts.calls += n;
+        this.counts.expected += n;
+      }
+    }
+    if (this.recent.length > 0 && now - this.recent[0]!.at > RECENT_MS) this.recent = this.recent.filter((s) => now - s.at <= RECENT_MS);
+    const latencies = this.recent.map((s) => s.ms);
+    const expected = this.counts.expected > 0 ? `, ${this.counts.expected} expected (the kill)` : '';
+    this.board?.footer(`unary calls every way: p50 ${quantile(latencies, 0.5).toFixed(1)} ms, p99 ${quantile(latencies, 0.99).toFixed(1)} ms over the last ${RECENT_MS / 1000} s; ${this.counts.calls} calls, ${this.counts.errors} errors${expected}`);
   }
 
   /** The transfer to `to` ended: its bar says how. */
