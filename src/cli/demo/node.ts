@@ -125,6 +125,8 @@ async function main(config: NodeConfig): Promise<void> {
 }
 
 process.on('disconnect', () => process.exit(0));
+// ^C in a terminal reaches the whole process group: the orchestrator decides when its nodes stop (it kills them)
+process.on('SIGINT', () => undefined);
 main(JSON.parse(process.argv[2] ?? '{}') as NodeConfig).catch((error: unknown) => {
   send({ t: 'failed', error: (error as Error).message });
   process.stderr.write(`${(error as Error).stack ?? String(error)}\n`);

@@ -99,6 +99,9 @@ export class Demo {
   /** Runs the demo; resolves with its summary (rejects on a setup failure or SIGINT). Never leaves a child running. */
   async run(): Promise<DemoSummary> {
     const started = performance.now();
+    // stdout closed under us (`gridwire demo | head`): stop the run, and clean up, rather than die on EPIPE
+    const onOutputError = (error: Error): void => this.stop.abort(new Error(`cannot write the output: ${error.message}`));
+    this.io.stdout.on('error', onOutputError);
     try {
       await this.prepare();
       await this.spawnAll();
@@ -121,6 +124,7 @@ export class Demo {
     } finally {
       this.view.close();
       await this.cleanup();
+      this.io.stdout.off('error', onOutputError);
     }
   }
 
