@@ -51,26 +51,41 @@ export async function verifyChunks(
   return bytes;
 }
 
-/** `iterable`, whose wait for the next item rejects with the signal's reason once it aborts. */
+/**
+ * `iterable`, whose wait for the next item rejects with the signal's reason once it aborts. Each wait listens for the
+ * abort on its own and stops listening when it settles: a race of every `next()` against one promise that lives as
+ * long as the body would keep each of those races, and the piece each one resolved with, reachable from that
+ * promise until the body ends (a receiver held every byte of an upload in memory).
+ */
 async function* abortable<T>(iterable: AsyncIterable<T>, signal: AbortSignal): AsyncGenerator<T> {
   const iterator = iterable[Symbol.asyncIterator]();
-  let onAbort!: () => void;
-  const aborted = new Promise<never>((_, reject) => {
-    onAbort = () => reject(signal.reason as Error);
-  });
-  aborted.catch(() => {});
-  signal.addEventListener('abort', onAbort, { once: true });
-  if (signal.aborted) onAbort();
   try {
     for (;;) {
-      const next = await Promise.race([iterator.next(), aborted]);
+      const next = await nextOrAbort(iterator, signal);
       if (next.done === true) return;
       yield next.value;
     }
   } finally {
-    signal.removeEventListener('abort', onAbort);
     void iterator.return?.();
   }
+}
+
+function nextOrAbort<T>(iterator: AsyncIterator<T>, signal: AbortSignal): Promise<IteratorResult<T>> {
+  if (signal.aborted) return Promise.reject(signal.reason as Error);
+  return new Promise((resolve, reject) => {
+    const onAbort = (): void => reject(signal.reason as Error);
+    signal.addEventListener('abort', onAbort, { once: true });
+    iterator.next().then(
+      (result) => {
+        signal.removeEventListener('abort', onAbort);
+        resolve(result);
+      },
+      (error: unknown) => {
+        signal.removeEventListener('abort', onAbort);
+        reject(error as Error);
+      },
+    );
+  });
 }
 
 /** Downloads `name` into `sink`; resolves with the summary (check `ok`), rejects when it could not finish. */
