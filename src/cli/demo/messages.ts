@@ -85,8 +85,8 @@ export type ToNode =
 
 export type FromNode =
   | { t: 'listening'; url: string; pid: number }
-  /** `cpuMs`: the node's CPU time so far (user + system), a measure that holds on a busy machine. */
-  | { t: 'tick'; links: LinkStates; calls: Record<string, CallDelta>; transfers: TransferProgress[]; cpuMs: number }
+  /** `cpuMs`: the node's CPU time so far (user + system), a measure that holds on a busy machine; `rssBytes` now. */
+  | { t: 'tick'; links: LinkStates; calls: Record<string, CallDelta>; transfers: TransferProgress[]; cpuMs: number; rssBytes: number }
   | { t: 'peer'; peer: string; state: string; lane: string; error?: string; delayMs?: number }
   | { t: 'ack' }
   | { t: 'held'; to: string; offset: number; verified: number }

@@ -59,7 +59,7 @@ async function main(config: NodeConfig): Promise<void> {
 
   const tick = (): void => {
     const cpu = process.cpuUsage();
-    send({ t: 'tick', links: linkStates(mesh), calls: recorder.take(), transfers: replication?.progress() ?? [], cpuMs: Math.round((cpu.user + cpu.system) / 1000) });
+    send({ t: 'tick', links: linkStates(mesh), calls: recorder.take(), transfers: replication?.progress() ?? [], cpuMs: Math.round((cpu.user + cpu.system) / 1000), rssBytes: process.memoryUsage.rss() });
   };
   const ticker = setInterval(tick, config.tickMs);
   send({ t: 'listening', url: mesh.url!, pid: process.pid });

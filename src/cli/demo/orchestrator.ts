@@ -86,6 +86,8 @@ export class Demo {
   private onProgress: (() => void) | undefined;
   /** Each node process's CPU time at its last tick (a killed B and its restart apart). */
   private readonly cpuMs = new Map<NodeProcess, number>();
+  /** Each node's highest RSS seen in a tick. */
+  private readonly peakRss = new Map<string, number>();
   /** --kill: the dials of each node that failed while B was down. */
   private readonly failedDials = new Map<string, number>();
   /** The dataset's seed: a fresh one per run. */
@@ -116,6 +118,7 @@ export class Demo {
         unary: summarizeUnary(this.tally, this.options.intervalMs),
         checksums,
         cpuMs: this.cpuByNode(),
+        peakRssBytes: Object.fromEntries(NODES.map((name) => [name, this.peakRss.get(name) ?? 0])),
         ...(kill === undefined ? {} : { kill }),
       };
       const directions = NODES.flatMap((from) => NODES.filter((to) => to !== from).map((to) => `${from}->${to}`));
@@ -253,6 +256,7 @@ export class Demo {
     switch (message.t) {
       case 'tick':
         this.cpuMs.set(node, message.cpuMs);
+        this.peakRss.set(node.name, Math.max(this.peakRss.get(node.name) ?? 0, message.rssBytes));
         this.links.set(node.name, message.links);
         this.tally.add(node.name, message.calls);
         this.view.calls(message.calls);

@@ -98,6 +98,8 @@ export interface DemoSummary {
   checksums: { source: string; received: Record<string, string | null>; equal: boolean };
   /** CPU time (user + system) of each node process and of the orchestrator, ms: what the run cost, however busy the machine. */
   cpuMs: Record<string, number>;
+  /** Each node's highest RSS (sampled every tick), bytes. */
+  peakRssBytes: Record<string, number>;
   kill?: KillSummary;
 }
 
@@ -217,6 +219,7 @@ export function renderSummary(summary: DemoSummary): string {
   }
   const cpu = Object.entries(summary.cpuMs).map(([node, ms]) => `${node} ${(ms / 1000).toFixed(1)} s`).join(', ');
   lines.push(`  CPU time: ${cpu} (wall ${(summary.wallMs / 1000).toFixed(1)} s)`);
+  lines.push(`  peak RSS: ${Object.entries(summary.peakRssBytes).map(([node, bytes]) => `${node} ${formatBytes(bytes)}`).join(', ')}`);
   lines.push('', 'checksums (sha256)');
   lines.push(...table([
     ['A (source)', summary.checksums.source, ''],
