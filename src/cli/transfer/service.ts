@@ -38,6 +38,17 @@ export interface TransferServerOptions {
   idleMs?: number;
 }
 
+interface Deferred {
+  promise: Promise<void>;
+  resolve(): void;
+}
+
+function deferred(): Deferred {
+  let resolve!: () => void;
+  const promise = new Promise<void>((r) => (resolve = r));
+  return { promise, resolve };
+}
+
 interface Expected {
   sha256: string;
   resolve(reply: { verified: number }): void;
@@ -51,8 +62,14 @@ interface Receiving {
   ready: Promise<FileSink>;
   sink: FileSink | undefined;
   upload: { abort: AbortController; done: Promise<void> } | undefined;
+  /**
+   * Resolved while an upload of the current transfer is receiving (after it truncated to its offset): commits wait
+   * for it, so a commit never races the truncate of the attempt it belongs to. A fresh pending one after each upload.
+   */
+  live: Deferred;
   expected: Map<number, Expected>;
-  waiter: { index: number; resolve(sha: string): void } | undefined;
+  /** The upload handler's waits for the hashes of chunks whose commit has not come yet (VERIFY_DEPTH at most). */
+  waiters: Map<number, (sha: string) => void>;
   idle: NodeJS.Timeout | undefined;
 }
 
@@ -90,6 +107,9 @@ export class TransferServer {
         checkChunkSize(request.chunkSize);
         checkCount(request.from, 'from');
         const sink = await this.claim(request.name, request.transferId, request.chunkSize);
+        // a new attempt of the transfer: its earlier attempt's upload (on a connection not yet seen dead) must stop
+        // appending before this answer, or the offset the sender picks from it would be stale
+        await this.endUpload(this.receiving.get(request.name), 'superseded by a new attempt of the same transfer');
         return { verifiedChunks: sink.hashes.length, hashes: sink.hashes.slice(request.from, request.from + MAX_HASHES_PER_PAGE) };
       },
       upload: (request, body, ctx) => this.upload(request, body, ctx),
@@ -137,7 +157,7 @@ export class TransferServer {
     }
     if (receiving === undefined) {
       const ready = this.store.open(name, chunkSize);
-      receiving = { transferId, chunkSize, ready, sink: undefined, upload: undefined, expected: new Map(), waiter: undefined, idle: undefined };
+      receiving = { transferId, chunkSize, ready, sink: undefined, upload: undefined, expected: new Map(), waiters: new Map(), idle: undefined, live: deferred() };
       this.receiving.set(name, receiving);
       const created = receiving;
       ready.then((sink) => (created.sink = sink), () => {
@@ -173,10 +193,7 @@ export class TransferServer {
     const { name, chunkSize } = request;
     const sink = await this.claim(name, request.transferId, chunkSize);
     const receiving = this.receiving.get(name)!;
-    if (receiving.upload !== undefined) {   // this transfer's previous attempt, on a connection not yet seen dead
-      receiving.upload.abort.abort(new RpcError(Status.ABORTED, 'superseded by a new attempt of the same transfer'));
-      await receiving.upload.done;
-    }
+    await this.endUpload(receiving, 'superseded by a new attempt of the same transfer');
     if (request.offset > sink.verifiedBytes) {
       throw new RpcError(Status.FAILED_PRECONDITION, `offset ${request.offset} is past the ${sink.verifiedBytes} bytes verified here; ask status first`);
     }
@@ -196,6 +213,7 @@ export class TransferServer {
         if (sink.hashes[index] === expected.sha256) expected.resolve({ verified: sink.verifiedBytes });
         else expected.reject(new RpcError(Status.DATA_LOSS, `chunk ${index} differs from the one verified here`));
       }
+      receiving.live.resolve();
       const received = await verifyChunks(body, sink, first, (index) => this.expect(receiving, index, abort.signal), (index) => {
         const expected = receiving.expected.get(index);
         receiving.expected.delete(index);
@@ -219,9 +237,18 @@ export class TransferServer {
     } finally {
       ctx.signal.removeEventListener('abort', onCallAbort);
       receiving.upload = undefined;
-      receiving.waiter = undefined;
+      receiving.waiters.clear();
+      receiving.live = deferred();
       ended();
       this.armIdle(name, receiving);
+    }
+  }
+
+  /** Ends the upload running for `receiving` (an earlier attempt's), and waits until it appends nothing more. */
+  private async endUpload(receiving: Receiving | undefined, why: string): Promise<void> {
+    while (receiving?.upload !== undefined) {
+      receiving.upload.abort.abort(new RpcError(Status.ABORTED, why));
+      await receiving.upload.done;
     }
   }
 
@@ -232,13 +259,10 @@ export class TransferServer {
     return new Promise((resolve, reject) => {
       const aborted = (): void => reject(signal.reason as Error);
       signal.addEventListener('abort', aborted, { once: true });
-      receiving.waiter = {
-        index,
-        resolve: (sha) => {
-          signal.removeEventListener('abort', aborted);
-          resolve(sha);
-        },
-      };
+      receiving.waiters.set(index, (sha) => {
+        signal.removeEventListener('abort', aborted);
+        resolve(sha);
+      });
     });
   }
 
@@ -248,9 +272,10 @@ export class TransferServer {
     checkCount(request.index, 'index');
     checkSha256(request.sha256);
     const receiving = this.receiving.get(request.name);
-    if (receiving === undefined || receiving.transferId !== request.transferId) {
-      throw new RpcError(Status.ABORTED, `no transfer ${request.transferId.slice(0, 8)} of ${request.name} here (taken over, or the server restarted): ask status`);
-    }
+    const gone = (): RpcError => new RpcError(Status.ABORTED, `no transfer ${request.transferId.slice(0, 8)} of ${request.name} here (taken over, or the server restarted): ask status`);
+    if (receiving === undefined || receiving.transferId !== request.transferId) throw gone();
+    await untilLive(receiving, ctx.signal);
+    if (this.receiving.get(request.name) !== receiving || receiving.transferId !== request.transferId) throw gone();
     const sink = await receiving.ready;
     const { index, sha256 } = request;
     if (index < sink.hashes.length) {
@@ -279,11 +304,9 @@ export class TransferServer {
       ctx.signal.addEventListener('abort', dropped, { once: true });
       receiving.expected.get(index)?.reject(new RpcError(Status.ABORTED, `a newer commit of chunk ${index} came`));
       receiving.expected.set(index, entry);
-      if (receiving.waiter?.index === index) {
-        const waiter = receiving.waiter;
-        receiving.waiter = undefined;
-        waiter.resolve(sha256);
-      }
+      const waiter = receiving.waiters.get(index);
+      receiving.waiters.delete(index);
+      waiter?.(sha256);
     });
   }
 
@@ -474,6 +497,21 @@ export class TransferServer {
     } finally {
       await file.close();
     }
+  }
+}
+
+/** Waits until an upload of `receiving` is live (or the commit's call ends: its reason is thrown). */
+async function untilLive(receiving: Receiving, signal: AbortSignal): Promise<void> {
+  for (let live = receiving.live; ; live = receiving.live) {
+    signal.throwIfAborted();
+    let onAbort!: () => void;
+    await Promise.race([live.promise, new Promise<void>((resolve) => {
+      onAbort = resolve;
+      signal.addEventListener('abort', onAbort, { once: true });
+    })]);
+    signal.removeEventListener('abort', onAbort);
+    signal.throwIfAborted();
+    if (receiving.live === live) return;   // still the upload it waited for (a new one replaced it: wait for that)
   }
 }
 
