@@ -24,7 +24,7 @@ import { RpcError } from '../../rpc/rpc-error.js';
 import type { ServiceImpl } from '../../rpc/server/registry.js';
 import { Status } from '../../wire/constants.js';
 import {
-  MAX_CHUNKS_AHEAD, MAX_HASHES_PER_PAGE, TransferService,
+  MAX_CHUNKS_AHEAD, MAX_HASHES_PER_PAGE, MAX_NAMES_RECEIVING, TransferService,
   checkChunkSize, checkCount, checkName, checkSha256, checkTransferId,
   type CommitRequest, type FinishRequest, type UploadRequest,
 } from './protocol.js';
@@ -141,6 +141,10 @@ export class TransferServer {
       receiving = undefined;
     }
     if (receiving === undefined) {
+      if (this.receiving.size >= MAX_NAMES_RECEIVING) await this.letGoOfIdle();
+      if (this.receiving.size >= MAX_NAMES_RECEIVING) {
+        throw new RpcError(Status.RESOURCE_EXHAUSTED, `this server is receiving ${MAX_NAMES_RECEIVING} names already; try again later`);
+      }
       const ready = this.store.open(name, chunkSize);
       receiving = { transferId, chunkSize, ready, sink: undefined, upload: undefined, expected: new Map(), waiters: new Map(), idle: undefined, live: deferred() };
       this.receiving.set(name, receiving);
@@ -160,6 +164,12 @@ export class TransferServer {
       if (receiving.upload === undefined && receiving.expected.size === 0) void this.letGo(name, receiving);
     }, this.idleMs);
     receiving.idle.unref();
+  }
+
+  /** Closes the names no upload is receiving (their partial state stays on disk; a later status reopens them). */
+  private async letGoOfIdle(): Promise<void> {
+    const idle = [...this.receiving].filter(([, receiving]) => receiving.upload === undefined && receiving.expected.size === 0);
+    await Promise.all(idle.map(([name, receiving]) => this.letGo(name, receiving)));
   }
 
   private async letGo(name: string, receiving: Receiving): Promise<void> {
