@@ -166,5 +166,11 @@ void describe('gridwire serve, send, recv: bad input', { timeout: 60_000 }, () =
       assert.ok(download instanceof RpcError && download.code === Status.INVALID_ARGUMENT);
     }
     assert.deepEqual(await readdir(dir), [], 'nothing was created');
+
+    // names idle (no upload running) are let go of when more than MAX_NAMES_RECEIVING (64) are asked for
+    for (let i = 0; i < 70; i++) {
+      const reply = await client.status({ name: `n${i}`, transferId: 't', chunkSize: 1 << 20, from: 0 });
+      assert.equal(reply.verifiedChunks, 0);
+    }
   });
 });

@@ -104,6 +104,21 @@ void describe('transfer core: resume', { timeout: 20_000 }, () => {
     assert.equal((await readFile(join(dir, 'empty'))).length, 0);
   });
 
+  void it('a whole sha256 that differs leaves the file out of place (and nothing of it behind)', async (t) => {
+    const dir = await tempDir(t);
+    const sink = await new FileStore(dir).open('w.bin', CHUNK);
+    const chunk = randomBytes(CHUNK);
+    await sink.append(0, chunk, sha256Hex(chunk));
+    const verdict = await sink.finish(CHUNK, digest(Buffer.from('something else')));
+    assert.equal(verdict.ok, false);
+    assert.equal(verdict.sha256, digest(chunk));
+    assert.deepEqual(await readdir(dir), [], 'not renamed into place, .part and state removed');
+    const good = await new FileStore(dir).open('w.bin', CHUNK);
+    await good.append(0, chunk, sha256Hex(chunk));
+    assert.equal((await good.finish(CHUNK, digest(chunk))).ok, true);
+    assert.deepEqual(await readdir(dir), ['w.bin']);
+  });
+
   void it('a send cut twice resumes from the verified offset and re-sends at most one window per cut', async (t) => {
     const dir = await tempDir(t);
     const data = randomBytes(CHUNK * 20 + 777);

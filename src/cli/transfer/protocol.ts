@@ -18,9 +18,14 @@ import { Status } from '../../wire/constants.js';
 
 /** Default chunk: small enough that a cut re-sends little, large enough that one hash message per chunk costs nothing. */
 export const DEFAULT_CHUNK_BYTES = 4 * 1024 * 1024;
-/** Chunk sizes a peer accepts (64 KiB .. 64 MiB): a receiver buffers one chunk in memory while it waits for its hash. */
+/**
+ * Chunk sizes a peer accepts (64 KiB .. 16 MiB): a receiver holds up to 4 chunks of an upload in memory while they
+ * wait for their hash and their write, so this bounds what one upload can make a server hold (64 MiB).
+ */
 export const MIN_CHUNK_BYTES = 64 * 1024;
-export const MAX_CHUNK_BYTES = 64 * 1024 * 1024;
+export const MAX_CHUNK_BYTES = 16 * 1024 * 1024;
+/** Names a server receives at once (each holds two open files until idle): a new one past this is RESOURCE_EXHAUSTED. */
+export const MAX_NAMES_RECEIVING = 64;
 /** Default unacknowledged window of a sender, in chunks: what a cut can make it send again (and what it holds in memory). */
 export const DEFAULT_WINDOW_CHUNKS = 4;
 /** A receiver holds expected hashes for at most this many chunks ahead of its verified end (a commit further ahead is refused). */

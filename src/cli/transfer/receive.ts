@@ -12,7 +12,7 @@ import { DEFAULT_CHUNK_BYTES, MAX_HASHES_PER_PAGE, checkName } from './protocol.
 import { clientOf, retrying, type RetryOptions, type TransferClient } from './retry.js';
 import type { TransferProgress, TransferSummary } from './send.js';
 import { sha256Hex, type ChunkSink } from './sink.js';
-import { chunksOf } from './source.js';
+import { BufferPool, chunksOf } from './source.js';
 
 export interface ReceiveOptions extends RetryOptions {
   client: TransferClient;
@@ -24,10 +24,14 @@ export interface ReceiveOptions extends RetryOptions {
 
 export { DEFAULT_CHUNK_BYTES };
 
+/** Chunks hashed and waiting for their expected hash or their write, at most, while the next one is read. */
+const VERIFY_DEPTH = 3;
+
 /**
  * Reads `body` from chunk `firstIndex` on; for each chunk (the last one may be short, and comes only at a clean end)
- * hashes it, waits for `expected(index)`, and appends it to `sink` when equal: DATA_LOSS when not. `signal` stops a
- * wait for more bytes. Resolves with the bytes taken.
+ * hashes it, waits for `expected(index)`, and appends it to `sink` when equal: DATA_LOSS when not. Up to VERIFY_DEPTH
+ * chunks wait for their hash and write (in order) while the next is read, so a write's latency does not stall the
+ * body. `signal` stops a wait for more bytes. Resolves with the bytes taken once all are appended.
  */
 export async function verifyChunks(
   body: AsyncIterable<Uint8Array>,
@@ -37,16 +41,41 @@ export async function verifyChunks(
   onVerified?: (index: number) => void,
   signal?: AbortSignal,
 ): Promise<number> {
+  const pool = sink.keepsChunks ? undefined : new BufferPool(sink.chunkSize, VERIFY_DEPTH + 1);
   let index = firstIndex;
   let bytes = 0;
-  for await (const chunk of chunksOf(signal === undefined ? body : abortable(body, signal), sink.chunkSize)) {
-    const mine = sha256Hex(chunk);
-    const theirs = await expected(index);
-    if (mine !== theirs) throw new RpcError(Status.DATA_LOSS, `chunk ${index} arrived with sha256 ${mine.slice(0, 12)}..., the sender's is ${theirs.slice(0, 12)}...`);
-    await sink.append(index, chunk, mine);
-    bytes += chunk.length;
-    onVerified?.(index);
-    index++;
+  let tail: Promise<void> = Promise.resolve();
+  const pending: Promise<void>[] = [];
+  let stopped = false;
+  let appending: Promise<void> | undefined;
+  try {
+    for await (const chunk of chunksOf(signal === undefined ? body : abortable(body, signal), sink.chunkSize, pool)) {
+      const at = index++;
+      const mine = sha256Hex(chunk);
+      const theirs = expected(at);
+      theirs.catch(() => {});   // awaited in turn below; an attempt that fails first must not leave it unhandled
+      tail = tail.then(async () => {
+        const sha = await theirs;
+        if (stopped) return;
+        if (mine !== sha) throw new RpcError(Status.DATA_LOSS, `chunk ${at} arrived with sha256 ${mine.slice(0, 12)}..., the sender's is ${sha.slice(0, 12)}...`);
+        appending = sink.append(at, chunk, mine);
+        await appending;
+        appending = undefined;
+        bytes += chunk.length;
+        pool?.give(chunk);
+        onVerified?.(at);
+      });
+      tail.catch(() => {});
+      pending.push(tail);
+      if (pending.length >= VERIFY_DEPTH) await pending.shift();
+    }
+    await tail;
+  } catch (error) {
+    // nothing may be appended once this returns: the next attempt truncates the sink and appends its own chunks
+    // (an append under way finishes; chunks still waiting for their hash see `stopped` and drop out)
+    stopped = true;
+    await appending?.catch(() => {});
+    throw error;
   }
   return bytes;
 }

@@ -14,7 +14,7 @@ import { Status } from '../../wire/constants.js';
 import type { Client } from '../../rpc/client/typed-client.js';
 import { DEFAULT_CHUNK_BYTES, DEFAULT_WINDOW_CHUNKS, checkChunkSize, checkName, type TransferMethods } from './protocol.js';
 import { clientOf, retrying, type RetryOptions, type TransferClient } from './retry.js';
-import { chunksOf, type TransferSource } from './source.js';
+import { BufferPool, chunksOf, type TransferSource } from './source.js';
 import { sha256Hex } from './sink.js';
 
 export interface TransferProgress {
@@ -80,6 +80,9 @@ export async function sendTransfer(options: SendOptions): Promise<TransferSummar
   }
 }
 
+/** A sender with a full window waits this long for an acknowledgement before it treats the silence as a cut. */
+const ACK_TIMEOUT_MS = 60_000;
+
 class ChunkSender {
   readonly transferId = randomUUID();
   /** sha256 of every chunk read so far, by index. */
@@ -102,12 +105,16 @@ class ChunkSender {
   resentBytes = 0;
   resumedFrom = -1;
   private roomWaiter: (() => void) | undefined;
+  /** Chunk buffers, given back once acknowledged (or skipped unsent). */
+  private readonly pool: BufferPool;
 
   constructor(
     private readonly options: SendOptions,
     private readonly chunkSize: number,
     private readonly windowChunks: number,
-  ) {}
+  ) {
+    this.pool = new BufferPool(chunkSize, windowChunks + 2);
+  }
 
   get verifiedBytes(): number {
     return this.ackedBytes;
@@ -195,7 +202,7 @@ class ChunkSender {
         throw new RpcError(Status.DATA_LOSS, `the receiver needs chunk ${index} again, which a stream source cannot give twice (it no longer holds what it had acknowledged)`);
       }
       await this.reader?.return?.();
-      this.reader = chunksOf(this.options.source.open(index * this.chunkSize), this.chunkSize)[Symbol.asyncIterator]();
+      this.reader = chunksOf(this.options.source.open(index * this.chunkSize), this.chunkSize, this.pool)[Symbol.asyncIterator]();
       this.nextIndex = index;
     }
     for (;;) {
@@ -216,6 +223,7 @@ class ChunkSender {
         if (index >= this.ackedChunks) this.window.set(index, next.value);
         return next.value;
       }
+      this.pool.give(next.value);   // read past (hashed, never sent)
     }
   }
 
@@ -236,14 +244,29 @@ class ChunkSender {
     }
   }
 
-  /** Resolves once an acknowledgement made room in the window, or rejects when the attempt is aborted. */
+  /**
+   * Resolves once an acknowledgement made room in the window; rejects when the attempt is aborted, or with
+   * DEADLINE_EXCEEDED (resumable) when none came for ACK_TIMEOUT_MS: a receiver that stopped answering is a cut.
+   */
   private room(signal: AbortSignal): Promise<void> {
     if (signal.aborted) return Promise.reject(signal.reason as Error);
     return new Promise((resolve, reject) => {
-      const aborted = (): void => reject(signal.reason as Error);
+      const done = (): void => {
+        clearTimeout(timer);
+        signal.removeEventListener('abort', aborted);
+      };
+      const aborted = (): void => {
+        done();
+        reject(signal.reason as Error);
+      };
+      const timer = setTimeout(() => {
+        done();
+        this.roomWaiter = undefined;
+        reject(new RpcError(Status.DEADLINE_EXCEEDED, `no acknowledgement from the receiver for ${ACK_TIMEOUT_MS / 1000} s`));
+      }, ACK_TIMEOUT_MS);
       signal.addEventListener('abort', aborted, { once: true });
       this.roomWaiter = () => {
-        signal.removeEventListener('abort', aborted);
+        done();
         resolve();
       };
     });
@@ -254,7 +277,9 @@ class ChunkSender {
     if (index < this.ackedChunks) return;
     this.acknowledged.add(index);
     while (this.acknowledged.delete(this.ackedChunks)) {
+      const bytes = this.window.get(this.ackedChunks);
       this.window.delete(this.ackedChunks);
+      if (bytes !== undefined) this.pool.give(bytes);
       this.ackedBytes += this.lengths[this.ackedChunks]!;
       this.ackedChunks++;
     }

@@ -1,6 +1,6 @@
 /**
  * The transfer service's handlers over one directory (`gridwire serve`, the demo's receivers): receiving uploads into
- * a FileStore, and serving downloads of the files in it. One upload per name at a time: a name is held by the
+ * a FileStore here, and serving downloads of the files in it through files.ts. One upload per name at a time: a name is held by the
  * transfer id that last claimed it; another id is refused (RESOURCE_EXHAUSTED) while an upload of the first runs, and
  * takes the name over (with its verified prefix, which the new sender checks against its own hashes) once none runs.
  * A new attempt of the same transfer ends the old attempt's upload (a half-open connection the server has not noticed).
@@ -9,6 +9,8 @@
  *
  *   event                        | upload handler                        | commit(index, sha)
  *   -----------------------------|---------------------------------------|-------------------------------------------
+ *   status of a new attempt      | the earlier attempt's upload is ended | -
+ *   no upload live yet           | (starting: truncates to its offset)   | waits until it is live
  *   chunk i complete, no commit  | waits (expect)                        | -
  *   commit i arrives             | woken with sha if it waits on i       | held in `expected` until i is verified
  *   hashes equal                 | appends, then answers the commit      | resolves { verified }
@@ -17,25 +19,35 @@
  *   index already verified       | -                                     | answered at once (equal) or DATA_LOSS
  *   index too far ahead          | -                                     | RESOURCE_EXHAUSTED (MAX_CHUNKS_AHEAD)
  */
-import { createHash } from 'node:crypto';
-import { open, stat, type FileHandle } from 'node:fs/promises';
 import { serve, type CallContext } from '../../rpc/handler.js';
 import { RpcError } from '../../rpc/rpc-error.js';
 import type { ServiceImpl } from '../../rpc/server/registry.js';
 import { Status } from '../../wire/constants.js';
 import {
-  MAX_CHUNKS_AHEAD, MAX_HASHES_PER_PAGE, TransferService,
+  MAX_CHUNKS_AHEAD, MAX_HASHES_PER_PAGE, MAX_NAMES_RECEIVING, TransferService,
   checkChunkSize, checkCount, checkName, checkSha256, checkTransferId,
-  type CommitRequest, type DownloadRequest, type FinishRequest, type HashesRequest, type UploadRequest,
+  type CommitRequest, type FinishRequest, type UploadRequest,
 } from './protocol.js';
+import { FileServer } from './files.js';
 import { verifyChunks } from './receive.js';
-import { sha256Hex, type FileSink, type FileStore } from './sink.js';
+import type { FileSink, FileStore } from './sink.js';
 
 export interface TransferServerOptions {
   /** One line per transfer event (start, resumed at, done, cut). Default: nothing. */
   log?: (line: string) => void;
   /** A name not uploaded to for this long lets go of its open files (its partial state stays on disk). Default 10 min. */
   idleMs?: number;
+}
+
+interface Deferred {
+  promise: Promise<void>;
+  resolve(): void;
+}
+
+function deferred(): Deferred {
+  let resolve!: () => void;
+  const promise = new Promise<void>((r) => (resolve = r));
+  return { promise, resolve };
 }
 
 interface Expected {
@@ -51,38 +63,28 @@ interface Receiving {
   ready: Promise<FileSink>;
   sink: FileSink | undefined;
   upload: { abort: AbortController; done: Promise<void> } | undefined;
+  /**
+   * Resolved while an upload of the current transfer is receiving (after it truncated to its offset): commits wait
+   * for it, so a commit never races the truncate of the attempt it belongs to. A fresh pending one after each upload.
+   */
+  live: Deferred;
   expected: Map<number, Expected>;
-  waiter: { index: number; resolve(sha: string): void } | undefined;
+  /** The upload handler's waits for the hashes of chunks whose commit has not come yet (VERIFY_DEPTH at most). */
+  waiters: Map<number, (sha: string) => void>;
   idle: NodeJS.Timeout | undefined;
 }
-
-/** A download in progress (or just ended): the hashes of the chunks it sent, for the receiver's `hashes` calls. */
-interface Sending {
-  name: string;
-  chunkSize: number;
-  first: number;
-  hashes: Map<number, string>;
-  ended: boolean;
-  waiters: Set<() => void>;
-  /** The whole sha256, when this download read the file from its start to its end. */
-  sha256: string | undefined;
-  size: number;
-}
-
-const KEEP_ENDED_DOWNLOAD_MS = 60_000;
-const MAX_DOWNLOAD_RECORDS = 256;
 
 export class TransferServer {
   readonly service: ServiceImpl;
   private readonly receiving = new Map<string, Receiving>();
-  private readonly sending = new Map<string, Sending>();
-  private readonly digests = new Map<string, { size: number; mtimeMs: number; sha256: string }>();
+  private readonly files: FileServer;
   private readonly log: (line: string) => void;
   private readonly idleMs: number;
 
   constructor(readonly store: FileStore, options: TransferServerOptions = {}) {
     this.log = options.log ?? (() => {});
     this.idleMs = options.idleMs ?? 600_000;
+    this.files = new FileServer(store, this.log);
     this.service = serve(TransferService, {
       status: async (request) => {
         checkName(request.name);
@@ -90,6 +92,9 @@ export class TransferServer {
         checkChunkSize(request.chunkSize);
         checkCount(request.from, 'from');
         const sink = await this.claim(request.name, request.transferId, request.chunkSize);
+        // a new attempt of the transfer: its earlier attempt's upload (on a connection not yet seen dead) must stop
+        // appending before this answer, or the offset the sender picks from it would be stale
+        await this.endUpload(this.receiving.get(request.name), 'superseded by a new attempt of the same transfer');
         return { verifiedChunks: sink.hashes.length, hashes: sink.hashes.slice(request.from, request.from + MAX_HASHES_PER_PAGE) };
       },
       upload: (request, body, ctx) => this.upload(request, body, ctx),
@@ -97,15 +102,15 @@ export class TransferServer {
       finish: (request) => this.finish(request),
       stat: async (request) => {
         checkName(request.name);
-        const info = await this.statFile(request.name);
+        const info = await this.files.statFile(request.name);
         return { size: info.size, mtimeMs: info.mtimeMs };
       },
-      download: (request, ctx) => this.download(request, ctx),
-      hashes: (request, ctx) => this.hashes(request, ctx),
+      download: (request, ctx) => this.files.download(request, ctx),
+      hashes: (request, ctx) => this.files.hashes(request, ctx),
       digest: async (request) => {
         checkName(request.name);
         checkTransferId(request.transferId);
-        return this.digest(request.name, request.transferId);
+        return this.files.digest(request.name, request.transferId);
       },
     });
   }
@@ -136,8 +141,12 @@ export class TransferServer {
       receiving = undefined;
     }
     if (receiving === undefined) {
+      if (this.receiving.size >= MAX_NAMES_RECEIVING) await this.letGoOfIdle();
+      if (this.receiving.size >= MAX_NAMES_RECEIVING) {
+        throw new RpcError(Status.RESOURCE_EXHAUSTED, `this server is receiving ${MAX_NAMES_RECEIVING} names already; try again later`);
+      }
       const ready = this.store.open(name, chunkSize);
-      receiving = { transferId, chunkSize, ready, sink: undefined, upload: undefined, expected: new Map(), waiter: undefined, idle: undefined };
+      receiving = { transferId, chunkSize, ready, sink: undefined, upload: undefined, expected: new Map(), waiters: new Map(), idle: undefined, live: deferred() };
       this.receiving.set(name, receiving);
       const created = receiving;
       ready.then((sink) => (created.sink = sink), () => {
@@ -157,6 +166,12 @@ export class TransferServer {
     receiving.idle.unref();
   }
 
+  /** Closes the names no upload is receiving (their partial state stays on disk; a later status reopens them). */
+  private async letGoOfIdle(): Promise<void> {
+    const idle = [...this.receiving].filter(([, receiving]) => receiving.upload === undefined && receiving.expected.size === 0);
+    await Promise.all(idle.map(([name, receiving]) => this.letGo(name, receiving)));
+  }
+
   private async letGo(name: string, receiving: Receiving): Promise<void> {
     clearTimeout(receiving.idle);
     if (this.receiving.get(name) === receiving) this.receiving.delete(name);
@@ -173,10 +188,7 @@ export class TransferServer {
     const { name, chunkSize } = request;
     const sink = await this.claim(name, request.transferId, chunkSize);
     const receiving = this.receiving.get(name)!;
-    if (receiving.upload !== undefined) {   // this transfer's previous attempt, on a connection not yet seen dead
-      receiving.upload.abort.abort(new RpcError(Status.ABORTED, 'superseded by a new attempt of the same transfer'));
-      await receiving.upload.done;
-    }
+    await this.endUpload(receiving, 'superseded by a new attempt of the same transfer');
     if (request.offset > sink.verifiedBytes) {
       throw new RpcError(Status.FAILED_PRECONDITION, `offset ${request.offset} is past the ${sink.verifiedBytes} bytes verified here; ask status first`);
     }
@@ -196,6 +208,7 @@ export class TransferServer {
         if (sink.hashes[index] === expected.sha256) expected.resolve({ verified: sink.verifiedBytes });
         else expected.reject(new RpcError(Status.DATA_LOSS, `chunk ${index} differs from the one verified here`));
       }
+      receiving.live.resolve();
       const received = await verifyChunks(body, sink, first, (index) => this.expect(receiving, index, abort.signal), (index) => {
         const expected = receiving.expected.get(index);
         receiving.expected.delete(index);
@@ -219,9 +232,18 @@ export class TransferServer {
     } finally {
       ctx.signal.removeEventListener('abort', onCallAbort);
       receiving.upload = undefined;
-      receiving.waiter = undefined;
+      receiving.waiters.clear();
+      receiving.live = deferred();
       ended();
       this.armIdle(name, receiving);
+    }
+  }
+
+  /** Ends the upload running for `receiving` (an earlier attempt's), and waits until it appends nothing more. */
+  private async endUpload(receiving: Receiving | undefined, why: string): Promise<void> {
+    while (receiving?.upload !== undefined) {
+      receiving.upload.abort.abort(new RpcError(Status.ABORTED, why));
+      await receiving.upload.done;
     }
   }
 
@@ -232,13 +254,10 @@ export class TransferServer {
     return new Promise((resolve, reject) => {
       const aborted = (): void => reject(signal.reason as Error);
       signal.addEventListener('abort', aborted, { once: true });
-      receiving.waiter = {
-        index,
-        resolve: (sha) => {
-          signal.removeEventListener('abort', aborted);
-          resolve(sha);
-        },
-      };
+      receiving.waiters.set(index, (sha) => {
+        signal.removeEventListener('abort', aborted);
+        resolve(sha);
+      });
     });
   }
 
@@ -248,9 +267,10 @@ export class TransferServer {
     checkCount(request.index, 'index');
     checkSha256(request.sha256);
     const receiving = this.receiving.get(request.name);
-    if (receiving === undefined || receiving.transferId !== request.transferId) {
-      throw new RpcError(Status.ABORTED, `no transfer ${request.transferId.slice(0, 8)} of ${request.name} here (taken over, or the server restarted): ask status`);
-    }
+    const gone = (): RpcError => new RpcError(Status.ABORTED, `no transfer ${request.transferId.slice(0, 8)} of ${request.name} here (taken over, or the server restarted): ask status`);
+    if (receiving === undefined || receiving.transferId !== request.transferId) throw gone();
+    await untilLive(receiving, ctx.signal);
+    if (this.receiving.get(request.name) !== receiving || receiving.transferId !== request.transferId) throw gone();
     const sink = await receiving.ready;
     const { index, sha256 } = request;
     if (index < sink.hashes.length) {
@@ -279,11 +299,9 @@ export class TransferServer {
       ctx.signal.addEventListener('abort', dropped, { once: true });
       receiving.expected.get(index)?.reject(new RpcError(Status.ABORTED, `a newer commit of chunk ${index} came`));
       receiving.expected.set(index, entry);
-      if (receiving.waiter?.index === index) {
-        const waiter = receiving.waiter;
-        receiving.waiter = undefined;
-        waiter.resolve(sha256);
-      }
+      const waiter = receiving.waiters.get(index);
+      receiving.waiters.delete(index);
+      waiter?.(sha256);
     });
   }
 
@@ -302,8 +320,7 @@ export class TransferServer {
     const verdict = await sink.finish(request.size, request.sha256);
     await this.letGo(name, receiving);
     if (verdict.ok) {
-      const info = await stat(this.store.filePath(name));
-      this.digests.set(name, { size: info.size, mtimeMs: info.mtimeMs, sha256: verdict.sha256 });
+      await this.files.noteDigest(name, verdict.sha256);
       this.log(`${name}: done, ${verdict.size} bytes, sha256 ${verdict.sha256}`);
     } else {
       this.log(`${name}: sha256 MISMATCH (ours ${verdict.sha256}, the sender's ${request.sha256}); discarded`);
@@ -311,178 +328,19 @@ export class TransferServer {
     return verdict;
   }
 
-  private async statFile(name: string): Promise<{ size: number; mtimeMs: number }> {
-    try {
-      const info = await stat(this.store.filePath(name));
-      if (!info.isFile()) throw new RpcError(Status.NOT_FOUND, `${name} is not a regular file here`);
-      return info;
-    } catch (error) {
-      if (error instanceof RpcError) throw error;
-      throw new RpcError(Status.NOT_FOUND, `no file ${name} here`);
-    }
-  }
-
-  private async openFile(name: string): Promise<FileHandle> {
-    await this.statFile(name);
-    try {
-      return await open(this.store.filePath(name), 'r');
-    } catch (error) {
-      throw new RpcError(Status.NOT_FOUND, `cannot read ${name}: ${(error as Error).message}`);
-    }
-  }
-
-  private async download(request: DownloadRequest, ctx: CallContext): Promise<AsyncIterable<Uint8Array>> {
-    checkName(request.name);
-    checkTransferId(request.transferId);
-    checkChunkSize(request.chunkSize);
-    checkCount(request.offset, 'offset');
-    const { name, chunkSize, offset } = request;
-    if (offset % chunkSize !== 0) throw new RpcError(Status.INVALID_ARGUMENT, 'offset must be a multiple of chunkSize');
-    const { size } = await this.statFile(name);
-    if (offset > size) throw new RpcError(Status.OUT_OF_RANGE, `offset ${offset} is past the end of ${name} (${size} bytes)`);
-    const sending: Sending = { name, chunkSize, first: offset / chunkSize, hashes: new Map(), ended: false, waiters: new Set(), sha256: undefined, size };
-    this.remember(request.transferId, sending);
-    const who = `${name} to ${ctx.peer.nodeName || 'peer'}`;
-    this.log(offset === 0 ? `${who}: sending ${size} bytes` : `${who}: resumed at ${offset}`);
-    const log = this.log;
-    const openFile = (): Promise<FileHandle> => this.openFile(name);
-    const forget = (): void => {
-      setTimeout(() => {
-        if (this.sending.get(request.transferId) === sending) this.sending.delete(request.transferId);
-      }, KEEP_ENDED_DOWNLOAD_MS).unref();
-    };
-    // the file is opened by the generator's first step: a call cancelled before its body is pulled leaves nothing open
-    return (async function* chunks() {
-      const whole = offset === 0 ? createHash('sha256') : undefined;
-      let at = offset;
-      const file = await openFile();
-      try {
-        for (let index = offset / chunkSize; at < size; index++) {
-          const bytes = Buffer.allocUnsafe(Math.min(chunkSize, size - at));
-          const { bytesRead } = await readFully(file, bytes, at);
-          if (bytesRead !== bytes.length) throw new RpcError(Status.DATA_LOSS, `${name} shrank while being sent`);
-          sending.hashes.set(index, sha256Hex(bytes));
-          whole?.update(bytes);
-          for (const wake of sending.waiters) wake();
-          at += bytes.length;
-          yield bytes;
-        }
-        sending.sha256 = whole?.digest('hex');
-        log(`${who}: sent through ${at}`);
-      } catch (error) {
-        log(`${who}: cut at ${at} (${(error as Error).message})`);
-        throw error;
-      } finally {
-        sending.ended = true;
-        for (const wake of sending.waiters) wake();
-        forget();
-        await file.close();
-      }
-    })();
-  }
-
-  /** Keeps a download's record for the receiver's `hashes` and `digest` calls (a while after it ends: see `forget`). */
-  private remember(transferId: string, sending: Sending): void {
-    const previous = this.sending.get(transferId);
-    if (previous !== undefined) for (const wake of previous.waiters) wake();
-    this.sending.delete(transferId);
-    this.sending.set(transferId, sending);
-    if (this.sending.size > MAX_DOWNLOAD_RECORDS) {
-      for (const [id, old] of this.sending) {
-        if (old.ended) {
-          this.sending.delete(id);
-          break;
-        }
-      }
-    }
-  }
-
-  private async hashes(request: HashesRequest, ctx: CallContext): Promise<{ hashes: string[] }> {
-    checkName(request.name);
-    checkTransferId(request.transferId);
-    checkChunkSize(request.chunkSize);
-    checkCount(request.from, 'from');
-    checkCount(request.count, 'count');
-    if (request.count > MAX_HASHES_PER_PAGE) throw new RpcError(Status.INVALID_ARGUMENT, `count must be at most ${MAX_HASHES_PER_PAGE}`);
-    const { name, chunkSize, from, count } = request;
-    const sending = this.sending.get(request.transferId);
-    if (sending !== undefined && sending.name === name && sending.chunkSize === chunkSize && from >= sending.first) {
-      const hashes: string[] = [];
-      for (let index = from; index < from + count; index++) {
-        const sha = await this.publishedHash(sending, index, ctx.signal);
-        if (sha === undefined) break;
-        hashes.push(sha);
-        sending.hashes.delete(index);   // asked once, in order
-      }
-      if (hashes.length > 0 || count === 0) return { hashes };
-    }
-    return { hashes: await this.hashesOnDisk(name, chunkSize, from, count) };
-  }
-
-  private async publishedHash(sending: Sending, index: number, signal: AbortSignal): Promise<string | undefined> {
-    while (!sending.hashes.has(index) && !sending.ended) {
-      signal.throwIfAborted();
-      await new Promise<void>((resolve) => {
-        const wake = (): void => {
-          sending.waiters.delete(wake);
-          signal.removeEventListener('abort', wake);
-          resolve();
-        };
-        sending.waiters.add(wake);
-        signal.addEventListener('abort', wake, { once: true });
-      });
-    }
-    return sending.hashes.get(index);
-  }
-
-  private async hashesOnDisk(name: string, chunkSize: number, from: number, count: number): Promise<string[]> {
-    const file = await this.openFile(name);
-    try {
-      const buffer = Buffer.allocUnsafe(chunkSize);
-      const hashes: string[] = [];
-      for (let index = from; index < from + count; index++) {
-        const { bytesRead } = await readFully(file, buffer, index * chunkSize);
-        if (bytesRead === 0) break;
-        hashes.push(sha256Hex(buffer.subarray(0, bytesRead)));
-        if (bytesRead < chunkSize) break;
-      }
-      return hashes;
-    } finally {
-      await file.close();
-    }
-  }
-
-  private async digest(name: string, transferId: string): Promise<{ size: number; sha256: string }> {
-    const info = await this.statFile(name);
-    const sending = this.sending.get(transferId);
-    if (sending?.sha256 !== undefined && sending.name === name && sending.size === info.size) return { size: info.size, sha256: sending.sha256 };
-    const known = this.digests.get(name);
-    if (known !== undefined && known.size === info.size && known.mtimeMs === info.mtimeMs) return { size: known.size, sha256: known.sha256 };
-    const file = await this.openFile(name);
-    try {
-      const whole = createHash('sha256');
-      const buffer = Buffer.allocUnsafe(1024 * 1024);
-      for (let at = 0; ;) {
-        const { bytesRead } = await file.read(buffer, 0, buffer.length, at);
-        if (bytesRead === 0) break;
-        whole.update(buffer.subarray(0, bytesRead));
-        at += bytesRead;
-      }
-      const sha256 = whole.digest('hex');
-      this.digests.set(name, { size: info.size, mtimeMs: info.mtimeMs, sha256 });
-      return { size: info.size, sha256 };
-    } finally {
-      await file.close();
-    }
-  }
 }
 
-async function readFully(file: FileHandle, buffer: Buffer, position: number): Promise<{ bytesRead: number }> {
-  let filled = 0;
-  while (filled < buffer.length) {
-    const { bytesRead } = await file.read(buffer, filled, buffer.length - filled, position + filled);
-    if (bytesRead === 0) break;
-    filled += bytesRead;
+/** Waits until an upload of `receiving` is live (or the commit's call ends: its reason is thrown). */
+async function untilLive(receiving: Receiving, signal: AbortSignal): Promise<void> {
+  for (let live = receiving.live; ; live = receiving.live) {
+    signal.throwIfAborted();
+    let onAbort!: () => void;
+    await Promise.race([live.promise, new Promise<void>((resolve) => {
+      onAbort = resolve;
+      signal.addEventListener('abort', onAbort, { once: true });
+    })]);
+    signal.removeEventListener('abort', onAbort);
+    signal.throwIfAborted();
+    if (receiving.live === live) return;   // still the upload it waited for (a new one replaced it: wait for that)
   }
-  return { bytesRead: filled };
 }

@@ -29,6 +29,8 @@ export interface ChunkSink {
   /** sha256 (hex) of each verified chunk. */
   readonly hashes: readonly string[];
   readonly verifiedBytes: number;
+  /** True when a chunk's bytes stay referenced after append() (a stream's queue): the caller must not reuse them. */
+  readonly keepsChunks: boolean;
   /** Keeps only the first `chunks` verified chunks (a resume that found a later one differs). */
   truncate(chunks: number): Promise<void>;
   /** Adds the next chunk, already verified against the sender's `sha256`. */
@@ -122,6 +124,7 @@ async function reverify(part: FileHandle, recorded: { sha256: string; length: nu
 
 /** One name being received into a FileStore. */
 export class FileSink implements ChunkSink {
+  readonly keepsChunks = false;
   private bytes: number;
   private state: FileHandle | undefined;
   private closed = false;
@@ -231,6 +234,7 @@ export class FileSink implements ChunkSink {
  * fails (a resume after a cut starts exactly at its verified offset, so it never needs to).
  */
 export class StreamSink implements ChunkSink {
+  readonly keepsChunks = true;
   readonly hashes: string[] = [];
   private bytes = 0;
   private readonly whole = createHash('sha256');

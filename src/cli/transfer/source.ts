@@ -49,11 +49,36 @@ export function generatedSource(size: number, open: (offset: number) => AsyncIte
 }
 
 /**
- * Cuts `pieces` into chunks of `chunkSize` bytes (the last may be shorter; none when there are no bytes), each a new
- * Buffer the caller may keep. `signal` stops a wait for the next piece (the iterator then throws its reason).
+ * Buffers of one size, given back once their bytes are no longer needed: a transfer allocates a few chunk buffers
+ * instead of one per chunk (large buffers allocated at that rate cost more in garbage collection than the copy into them).
  */
-export async function* chunksOf(pieces: AsyncIterable<Uint8Array> | Iterable<Uint8Array>, chunkSize: number): AsyncGenerator<Buffer, void, undefined> {
-  let chunk = Buffer.allocUnsafe(chunkSize);
+export class BufferPool {
+  private readonly free: Buffer[] = [];
+
+  constructor(
+    readonly size: number,
+    private readonly keep: number,
+  ) {}
+
+  take(): Buffer {
+    return this.free.pop() ?? Buffer.allocUnsafe(this.size);
+  }
+
+  /** `buffer` (or a view from its start) is not used any more by anyone. */
+  give(buffer: Uint8Array): void {
+    if (buffer.byteOffset === 0 && buffer.buffer.byteLength === this.size && this.free.length < this.keep) {
+      this.free.push(Buffer.from(buffer.buffer, 0, this.size));
+    }
+  }
+}
+
+/**
+ * Cuts `pieces` into chunks of `chunkSize` bytes (the last may be shorter; none when there are no bytes), each a
+ * Buffer the caller may keep (taken from `pool` when given: the caller gives it back when done).
+ */
+export async function* chunksOf(pieces: AsyncIterable<Uint8Array> | Iterable<Uint8Array>, chunkSize: number, pool?: BufferPool): AsyncGenerator<Buffer, void, undefined> {
+  const fresh = (): Buffer => pool?.take() ?? Buffer.allocUnsafe(chunkSize);
+  let chunk = fresh();
   let filled = 0;
   for await (const piece of pieces) {
     let at = 0;
@@ -64,7 +89,7 @@ export async function* chunksOf(pieces: AsyncIterable<Uint8Array> | Iterable<Uin
       at += take;
       if (filled === chunkSize) {
         yield chunk;
-        chunk = Buffer.allocUnsafe(chunkSize);
+        chunk = fresh();
         filled = 0;
       }
     }
