@@ -41,6 +41,7 @@ void test('verifyChunks with a signal lets go of each piece once it is written: 
   const written: string[] = [];
   const sink: ChunkSink = {
     chunkSize: PIECE,
+    keepsChunks: false,
     hashes: written,
     get verifiedBytes() { return written.length * PIECE; },
     truncate: () => Promise.resolve(),
