@@ -1,0 +1,186 @@
+/**
+ * The resumable transfer service, `gridwire.transfer.v1`: its methods, messages, limits and the rule for names.
+ * The data travels as bulk bodies (`upload` caller to handler, `download` handler to caller); hashes, acknowledgements
+ * and verdicts travel as small unary messages beside it. docs/CLI.md "serve, send, recv" says the protocol in prose.
+ *
+ * A file is cut into chunks of `chunkSize` bytes (the last one may be shorter); each chunk has a sha256. A receiver
+ * counts a chunk only once its own hash of the bytes equals the sender's: its verified offset is the end of the
+ * longest prefix of such chunks. A resume starts at a chunk boundary no later than that offset, after the sender
+ * compared the receiver's stored hashes with its own (so a stored prefix of another file is not trusted). The whole
+ * file's sha256 is compared at the end.
+ *
+ * Sending (client is the sender):   status (paged) -> upload(offset, body) + commit(index, sha256) per chunk -> finish
+ * Receiving (client is the receiver): stat -> hashes (paged, to check a local prefix) -> download(offset) + hashes(i) per chunk -> digest
+ */
+import { defineService, download, unary, upload } from '../../rpc/service.js';
+import { RpcError } from '../../rpc/rpc-error.js';
+import { Status } from '../../wire/constants.js';
+
+/** Default chunk: small enough that a cut re-sends little, large enough that one hash message per chunk costs nothing. */
+export const DEFAULT_CHUNK_BYTES = 4 * 1024 * 1024;
+/**
+ * Chunk sizes a peer accepts (64 KiB .. 16 MiB): a receiver holds up to 4 chunks of an upload in memory while they
+ * wait for their hash and their write, so this bounds what one upload can make a server hold (64 MiB).
+ */
+export const MIN_CHUNK_BYTES = 64 * 1024;
+export const MAX_CHUNK_BYTES = 16 * 1024 * 1024;
+/** Names a server receives at once (each holds two open files until idle): a new one past this is RESOURCE_EXHAUSTED. */
+export const MAX_NAMES_RECEIVING = 64;
+/** Default unacknowledged window of a sender, in chunks: what a cut can make it send again (and what it holds in memory). */
+export const DEFAULT_WINDOW_CHUNKS = 4;
+/** A receiver holds expected hashes for at most this many chunks ahead of its verified end (a commit further ahead is refused). */
+export const MAX_CHUNKS_AHEAD = 64;
+/** Hashes per status / hashes reply (a page): 1024 x 64 hex characters, well under any message limit. */
+export const MAX_HASHES_PER_PAGE = 1024;
+/** A name's bytes (as most file systems allow). */
+export const MAX_NAME_BYTES = 255;
+/** Suffixes of the receiver's own files: a transfer may not be named so. */
+export const PART_SUFFIX = '.part';
+export const STATE_SUFFIX = '.part.state';
+
+export interface StatusRequest {
+  name: string;
+  transferId: string;
+  chunkSize: number;
+  /** First chunk index of the page of hashes wanted. */
+  from: number;
+}
+export interface StatusReply {
+  /** Chunks the receiver holds verified (for this chunk size; 0 when it holds another chunk size or nothing). */
+  verifiedChunks: number;
+  /** Hashes of chunks from..from+n (n <= MAX_HASHES_PER_PAGE), hex. */
+  hashes: string[];
+}
+export interface UploadRequest {
+  name: string;
+  transferId: string;
+  chunkSize: number;
+  /** Where the body starts: a multiple of chunkSize, at most the receiver's verified offset. */
+  offset: number;
+  /** The whole size when the sender knows it (a file), else null (stdin). */
+  size: number | null;
+}
+export interface UploadReply {
+  /** Bytes the receiver took from this body. */
+  received: number;
+}
+export interface CommitRequest {
+  name: string;
+  transferId: string;
+  index: number;
+  sha256: string;
+}
+export interface CommitReply {
+  /** The receiver's verified offset once this chunk was verified. */
+  verified: number;
+}
+export interface FinishRequest {
+  name: string;
+  transferId: string;
+  size: number;
+  sha256: string;
+}
+export interface FinishReply {
+  /** True when the receiver's whole sha256 equals the sender's and the file is in place under its name. */
+  ok: boolean;
+  sha256: string;
+  size: number;
+}
+export interface StatRequest {
+  name: string;
+}
+export interface StatReply {
+  size: number;
+  mtimeMs: number;
+}
+export interface DownloadRequest {
+  name: string;
+  transferId: string;
+  chunkSize: number;
+  offset: number;
+}
+export interface HashesRequest {
+  name: string;
+  /** The download whose chunk hashes are wanted (the server hashes as it sends), or '' for the file on disk. */
+  transferId: string;
+  chunkSize: number;
+  from: number;
+  count: number;
+}
+export interface HashesReply {
+  hashes: string[];
+}
+export interface DigestRequest {
+  name: string;
+  transferId: string;
+}
+export interface DigestReply {
+  size: number;
+  sha256: string;
+}
+
+export const TransferService = defineService('gridwire.transfer.v1', {
+  /** Sending: the receiver's verified chunks of a name (a page of their hashes), to find where to resume. */
+  status: unary<StatusRequest, StatusReply>(),
+  /** Sending: the bytes from `offset`; the receiver hashes each chunk and waits for its commit. */
+  upload: upload<UploadRequest, UploadReply>(),
+  /** Sending: the sender's hash of one chunk; answers once the receiver verified (and wrote) that chunk. */
+  commit: unary<CommitRequest, CommitReply>(),
+  /** Sending: the whole size and sha256; the receiver compares and, when equal, renames the file into place. */
+  finish: unary<FinishRequest, FinishReply>(),
+  /** Receiving: a file's size. */
+  stat: unary<StatRequest, StatReply>(),
+  /** Receiving: the bytes of a file from `offset`. */
+  download: download<DownloadRequest>(),
+  /** Receiving: the server's hashes of chunks from..from+count (of a running download, or read from disk). */
+  hashes: unary<HashesRequest, HashesReply>(),
+  /** Receiving: the whole file's sha256. */
+  digest: unary<DigestRequest, DigestReply>(),
+});
+export type TransferMethods = (typeof TransferService)['methods'];
+
+/** Why `name` cannot be a transfer's name, or undefined when it can: a plain file name, no path. */
+export function nameProblem(name: unknown): string | undefined {
+  if (typeof name !== 'string' || name === '') return 'a name must be a non-empty string';
+  if (Buffer.byteLength(name, 'utf8') > MAX_NAME_BYTES) return `a name must be at most ${MAX_NAME_BYTES} bytes`;
+  if (name.includes('/') || name.includes('\\')) return `a name is a plain file name, without "/" or "\\" (got ${JSON.stringify(name)})`;
+  if (name.includes('\0')) return 'a name must not contain NUL';
+  if (name === '.' || name === '..') return `a name must not be "." or ".."`;
+  if (name.endsWith(PART_SUFFIX) || name.endsWith(STATE_SUFFIX)) return `a name must not end in ${PART_SUFFIX} or ${STATE_SUFFIX} (the receiver's partial files)`;
+  return undefined;
+}
+
+/** Throws INVALID_ARGUMENT when `name` is not a plain file name. */
+export function checkName(name: unknown): asserts name is string {
+  const problem = nameProblem(name);
+  if (problem !== undefined) throw new RpcError(Status.INVALID_ARGUMENT, problem);
+}
+
+/** Throws INVALID_ARGUMENT for a chunk size out of range. */
+export function checkChunkSize(chunkSize: unknown): asserts chunkSize is number {
+  if (typeof chunkSize !== 'number' || !Number.isSafeInteger(chunkSize) || chunkSize < MIN_CHUNK_BYTES || chunkSize > MAX_CHUNK_BYTES) {
+    throw new RpcError(Status.INVALID_ARGUMENT, `chunkSize must be an integer in ${MIN_CHUNK_BYTES}..${MAX_CHUNK_BYTES}`);
+  }
+}
+
+/** Throws INVALID_ARGUMENT unless `value` is a safe integer >= 0. */
+export function checkCount(value: unknown, what: string): asserts value is number {
+  if (typeof value !== 'number' || !Number.isSafeInteger(value) || value < 0) throw new RpcError(Status.INVALID_ARGUMENT, `${what} must be an integer >= 0`);
+}
+
+/** Throws INVALID_ARGUMENT unless `id` is a short string (a sender's random transfer id). */
+export function checkTransferId(id: unknown): asserts id is string {
+  if (typeof id !== 'string' || id.length > 64) throw new RpcError(Status.INVALID_ARGUMENT, 'transferId must be a string of at most 64 characters');
+}
+
+/** Throws INVALID_ARGUMENT unless `sha` is 64 lower-case hex characters. */
+export function checkSha256(sha: unknown): asserts sha is string {
+  if (typeof sha !== 'string' || !/^[0-9a-f]{64}$/.test(sha)) throw new RpcError(Status.INVALID_ARGUMENT, 'sha256 must be 64 lower-case hex characters');
+}
+
+/** Errors after which a transfer redials and resumes: the connection or the call was lost, or a chunk came corrupted. */
+export function isResumable(error: unknown): boolean {
+  if (!(error instanceof RpcError)) return false;
+  return error.code === Status.UNAVAILABLE || error.code === Status.ABORTED || error.code === Status.DEADLINE_EXCEEDED
+    || error.code === Status.DATA_LOSS || error.code === Status.CANCELLED;
+}
