@@ -199,7 +199,7 @@ class ChunkSender {
     if (this.ended && index >= this.hashes.length) return undefined;
     if (this.reader === undefined || index < this.nextIndex) {
       if (this.reader !== undefined && !this.options.source.seekable) {
-        throw new RpcError(Status.DATA_LOSS, `the receiver needs chunk ${index} again, which a stream source cannot give twice (it no longer holds what it had acknowledged)`);
+        throw new Error(`the receiver needs chunk ${index} again (it lost what it had acknowledged), which a stream source cannot give twice; send it again from its start`);
       }
       await this.reader?.return?.();
       this.reader = chunksOf(this.options.source.open(index * this.chunkSize), this.chunkSize, this.pool)[Symbol.asyncIterator]();
@@ -209,7 +209,7 @@ class ChunkSender {
       const next = await this.reader.next();
       if (next.done === true) {
         this.ended = true;
-        if (this.nextIndex < this.hashes.length) throw new RpcError(Status.DATA_LOSS, 'the source is shorter than when it was first read');
+        if (this.nextIndex < this.hashes.length) throw new Error('the source is shorter than when it was first read: it changed during the transfer');
         this.digest ??= this.whole.digest('hex');
         return undefined;
       }
