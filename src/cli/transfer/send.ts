@@ -105,6 +105,8 @@ class ChunkSender {
   resentBytes = 0;
   resumedFrom = -1;
   private roomWaiter: (() => void) | undefined;
+  /** The source read under way (chunk() calls run one after another). */
+  private reading: Promise<void> = Promise.resolve();
   /** Chunk buffers, given back once acknowledged (or skipped unsent). */
   private readonly pool: BufferPool;
 
@@ -192,8 +194,18 @@ class ChunkSender {
     return chunk === undefined ? undefined : this.hashes[index];
   }
 
-  /** Chunk `index`'s bytes: from the window, else from the source (read on, or reopened when seekable). */
-  private async chunk(index: number): Promise<Buffer | undefined> {
+  /**
+   * Chunk `index`'s bytes: from the window, else from the source (read on, or reopened when seekable). One read at a
+   * time: the body of a cut attempt may still be waiting for the source when the next attempt asks for the same chunk
+   * (it then finds it in the window, instead of both reading on and each getting the other's chunk).
+   */
+  private chunk(index: number): Promise<Buffer | undefined> {
+    const read = this.reading.then(() => this.chunkNow(index));
+    this.reading = read.then(() => {}, () => {});
+    return read;
+  }
+
+  private async chunkNow(index: number): Promise<Buffer | undefined> {
     const held = this.window.get(index);
     if (held !== undefined) return held;
     if (this.ended && index >= this.hashes.length) return undefined;
