@@ -105,6 +105,8 @@ class ChunkSender {
   resentBytes = 0;
   resumedFrom = -1;
   private roomWaiter: (() => void) | undefined;
+  /** The source read under way (chunk() calls run one after another). */
+  private reading: Promise<void> = Promise.resolve();
   /** Chunk buffers, given back once acknowledged (or skipped unsent). */
   private readonly pool: BufferPool;
 
@@ -192,14 +194,24 @@ class ChunkSender {
     return chunk === undefined ? undefined : this.hashes[index];
   }
 
-  /** Chunk `index`'s bytes: from the window, else from the source (read on, or reopened when seekable). */
-  private async chunk(index: number): Promise<Buffer | undefined> {
+  /**
+   * Chunk `index`'s bytes: from the window, else from the source (read on, or reopened when seekable). One read at a
+   * time: the body of a cut attempt may still be waiting for the source when the next attempt asks for the same chunk
+   * (it then finds it in the window, instead of both reading on and each getting the other's chunk).
+   */
+  private chunk(index: number): Promise<Buffer | undefined> {
+    const read = this.reading.then(() => this.chunkNow(index));
+    this.reading = read.then(() => {}, () => {});
+    return read;
+  }
+
+  private async chunkNow(index: number): Promise<Buffer | undefined> {
     const held = this.window.get(index);
     if (held !== undefined) return held;
     if (this.ended && index >= this.hashes.length) return undefined;
     if (this.reader === undefined || index < this.nextIndex) {
       if (this.reader !== undefined && !this.options.source.seekable) {
-        throw new RpcError(Status.DATA_LOSS, `the receiver needs chunk ${index} again, which a stream source cannot give twice (it no longer holds what it had acknowledged)`);
+        throw new Error(`the receiver needs chunk ${index} again (it lost what it had acknowledged), which a stream source cannot give twice; send it again from its start`);
       }
       await this.reader?.return?.();
       this.reader = chunksOf(this.options.source.open(index * this.chunkSize), this.chunkSize, this.pool)[Symbol.asyncIterator]();
@@ -209,7 +221,7 @@ class ChunkSender {
       const next = await this.reader.next();
       if (next.done === true) {
         this.ended = true;
-        if (this.nextIndex < this.hashes.length) throw new RpcError(Status.DATA_LOSS, 'the source is shorter than when it was first read');
+        if (this.nextIndex < this.hashes.length) throw new Error('the source is shorter than when it was first read: it changed during the transfer');
         this.digest ??= this.whole.digest('hex');
         return undefined;
       }
