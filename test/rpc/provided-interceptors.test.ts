@@ -31,7 +31,9 @@ import {
   type RpcSessionOptions,
   type ServerInterceptor,
 } from '../../src/index.js';
-import { memoryRpcPair } from '../fixtures/connections.js';
+import { defaultPeerKey } from '../../src/rpc/interceptors/rate-limit.js';
+import type { HandlerContext } from '../../src/rpc/server/context.js';
+import { connectTo, memoryRpcPair, startServer } from '../fixtures/connections.js';
 import { rejectsWithStatus, until, within } from '../helpers.js';
 
 const Svc = defineService('test.provided.v1', {
@@ -293,6 +295,34 @@ void describe('rate limits', () => {
     assert.equal(await client.echo('b', as('b')), 'b', 'b was evicted: a new, full bucket');
     assert.throws(() => rateLimitCalls({ limits: {}, perPeer: { maxPeers: 0 } }), RangeError);
     assert.throws(() => rateLimitCalls({ limits: { '*': { ratePerSec: 0 } } }), RangeError);
+  });
+});
+
+void describe('rate limits per peer, by default', () => {
+  void test('the default key is the address without the port, never the node name: connections from one host with different names share a bucket', async (t) => {
+    const state = { handled: [] as string[], endlessClosed: false };
+    const limiter = rateLimitCalls({ limits: { '*': { ratePerSec: 0.01, burst: 1 } }, perPeer: true });
+    const { server } = await startServer(t, { services: [service(state)], serverInterceptors: [limiter] });
+    const alice = (await connectTo(t, server.url, { nodeName: 'alice' })).client(Svc) as SvcClient;
+    const bob = (await connectTo(t, server.url, { nodeName: 'bob' })).client(Svc) as SvcClient;
+    assert.equal(await alice.echo('1'), '1');
+    // another port, another name, the same host: the same peer
+    await rejectsWithStatus(bob.echo('2'), Status.RESOURCE_EXHAUSTED, 'a new name from the same address');
+    const aliceAgain = (await connectTo(t, server.url, { nodeName: 'alice' })).client(Svc) as SvcClient;
+    await rejectsWithStatus(aliceAgain.echo('3'), Status.RESOURCE_EXHAUSTED, 'a reconnection from a new port');
+    assert.equal(state.handled.length, 1);
+  });
+
+  void test('the default key: a verified certificate first, else the IP address of tcp, tls, ws and wss without the port, else the address', () => {
+    const ctxOf = (peer: object) => ({ peer: { nodeName: 'claimed', label: '', features: 0, transport: 'tcp', ...peer } }) as unknown as HandlerContext;
+    assert.equal(defaultPeerKey(ctxOf({ address: 'tls://10.0.0.7:4000', identity: { fingerprint256: 'AB:CD' } })), 'AB:CD');
+    assert.equal(defaultPeerKey(ctxOf({ address: 'tcp://10.0.0.7:53122' })), '10.0.0.7');
+    assert.equal(defaultPeerKey(ctxOf({ address: 'tls://[2001:db8::1]:4000' })), '2001:db8::1');
+    assert.equal(defaultPeerKey(ctxOf({ address: 'tcp://[::ffff:10.0.0.7]:1' })), '10.0.0.7', 'IPv4 mapped into IPv6 is the IPv4 address');
+    assert.equal(defaultPeerKey(ctxOf({ address: 'wss://[::1]:443/rpc' })), '::1');
+    assert.equal(defaultPeerKey(ctxOf({ address: 'ws://10.0.0.8:80/rpc' })), '10.0.0.8');
+    assert.equal(defaultPeerKey(ctxOf({ address: 'unix:///run/gw.sock' })), 'unix:///run/gw.sock');
+    assert.equal(defaultPeerKey(ctxOf({ address: 'memory://a' })), 'memory://a');
   });
 });
 
