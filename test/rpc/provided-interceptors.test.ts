@@ -253,13 +253,15 @@ void describe('deadline defaults and caps', () => {
 
 void describe('rate limits', () => {
   void test('beyond the burst a call is refused RESOURCE_EXHAUSTED, before its handler runs, and the message says the limit', async (t) => {
-    const limits = { 'test.provided.v1/echo': { ratePerSec: 1, burst: 2 }, 'test.provided.v1/sum': { ratePerSec: 5, burst: 1 }, 'test.provided.v1/*': { ratePerSec: 0.001, burst: 1 } };
+    // rates that cannot refill while the test runs (one token per 100 s or more), however slow the machine
+    const limits = { 'test.provided.v1/echo': { ratePerSec: 0.01, burst: 2 }, 'test.provided.v1/*': { ratePerSec: 0.001, burst: 1 } };
     const { client, state } = await setup(t, {}, { serverInterceptors: [rateLimitCalls({ limits })] });
     assert.equal(await client.echo('1'), '1');
     assert.equal(await client.echo('2'), '2');
     const error = await rejectsWithStatus(client.echo('3'), Status.RESOURCE_EXHAUSTED, 'third echo');
-    assert.match(error.message, /rate limit of 1 calls\/s \(burst 2\) for test\.provided\.v1\/echo exceeded; retry in \d+ ms/);
-    assert.ok(Number(error.metadata['retry-after-ms']) > 0);
+    assert.match(error.message, /rate limit of 0\.01 calls\/s \(burst 2\) for test\.provided\.v1\/echo exceeded; retry in \d+ ms/);
+    const retryAfterMs = Number(error.metadata['retry-after-ms']);
+    assert.ok(retryAfterMs > 90_000 && retryAfterMs <= 100_000, `retry-after-ms ${retryAfterMs}: about 1/rate`);
     assert.equal(state.handled.filter((h) => h === 'echo').length, 2, 'the refused call never reached the handler');
     // each method its own bucket; streams and bulk are refused the same way
     assert.deepEqual(await collect(client.count(1)), [0]);
@@ -268,11 +270,39 @@ void describe('rate limits', () => {
     await rejectsWithStatus(client.put('x', new Uint8Array(5)), Status.RESOURCE_EXHAUSTED, 'second upload');
     assert.equal(state.handled.filter((h) => h === 'count').length, 1);
     assert.equal(state.handled.filter((h) => h === 'put').length, 1);
-    // refills at the rate: one token per 200 ms
-    assert.equal(await client.sum([1]), 1);
-    await rejectsWithStatus(client.sum([1]), Status.RESOURCE_EXHAUSTED, 'sum at once');
-    await sleep(250);
-    assert.equal(await client.sum([2]), 2, 'a token again after 1/rate');
+  });
+
+  void test('a refused caller gets a token again once the bucket refills at its rate', async (t) => {
+    const { client, state } = await setup(t, {}, { serverInterceptors: [rateLimitCalls({ limits: { 'test.provided.v1/echo': { ratePerSec: 5, burst: 1 } } })] });
+    // calls back to back until one is refused (a token per 200 ms: the first few calls in a row take far less on
+    // any machine; bounded, so a limiter that never refuses fails here)
+    let refused: RpcError | undefined;
+    let refusedSentAt = 0;
+    for (let i = 0; i < 50 && refused === undefined; i++) {
+      refusedSentAt = performance.now();
+      refused = await client.echo('x').then(
+        () => undefined,
+        (error: unknown) => error as RpcError,
+      );
+    }
+    assert.ok(refused instanceof RpcError && refused.code === Status.RESOURCE_EXHAUSTED, 'refused once the burst is spent');
+    const retryAfterMs = Number(refused.metadata['retry-after-ms']);
+    assert.ok(retryAfterMs > 0 && retryAfterMs <= 200, `retry-after-ms ${retryAfterMs}: at most 1/rate`);
+    const handled = state.handled.length;
+    // then admitted again: polled, bounded generously (a limiter that never refills fails here)
+    let admitted = false;
+    while (!admitted && performance.now() - refusedSentAt < 5000) {
+      await sleep(20);
+      admitted = await client.echo('y').then(
+        () => true,
+        () => false,
+      );
+    }
+    assert.ok(admitted, 'a token again within 5 s at 5 calls/s');
+    // and not before the hint (a lower bound, which a slow machine only makes easier to meet; 1 ms for its rounding up)
+    const waitedMs = performance.now() - refusedSentAt;
+    assert.ok(waitedMs >= retryAfterMs - 1, `admitted ${waitedMs.toFixed(1)} ms after the refusal, before its hint of ${retryAfterMs} ms: refilled too fast`);
+    assert.equal(state.handled.length, handled + 1, 'only the admitted call reached the handler');
   });
 
   void test('one limiter on several connections (each with its own chains, as a channel or mesh dials them) shares its buckets: reconnecting gets no new tokens', async (t) => {
