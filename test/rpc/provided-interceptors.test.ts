@@ -31,7 +31,9 @@ import {
   type RpcSessionOptions,
   type ServerInterceptor,
 } from '../../src/index.js';
-import { memoryRpcPair } from '../fixtures/connections.js';
+import { defaultPeerKey } from '../../src/rpc/interceptors/rate-limit.js';
+import type { HandlerContext } from '../../src/rpc/server/context.js';
+import { connectTo, memoryRpcPair, startServer } from '../fixtures/connections.js';
 import { rejectsWithStatus, until, within } from '../helpers.js';
 
 const Svc = defineService('test.provided.v1', {
@@ -251,13 +253,15 @@ void describe('deadline defaults and caps', () => {
 
 void describe('rate limits', () => {
   void test('beyond the burst a call is refused RESOURCE_EXHAUSTED, before its handler runs, and the message says the limit', async (t) => {
-    const limits = { 'test.provided.v1/echo': { ratePerSec: 1, burst: 2 }, 'test.provided.v1/sum': { ratePerSec: 5, burst: 1 }, 'test.provided.v1/*': { ratePerSec: 0.001, burst: 1 } };
+    // rates that cannot refill while the test runs (one token per 100 s or more), however slow the machine
+    const limits = { 'test.provided.v1/echo': { ratePerSec: 0.01, burst: 2 }, 'test.provided.v1/*': { ratePerSec: 0.001, burst: 1 } };
     const { client, state } = await setup(t, {}, { serverInterceptors: [rateLimitCalls({ limits })] });
     assert.equal(await client.echo('1'), '1');
     assert.equal(await client.echo('2'), '2');
     const error = await rejectsWithStatus(client.echo('3'), Status.RESOURCE_EXHAUSTED, 'third echo');
-    assert.match(error.message, /rate limit of 1 calls\/s \(burst 2\) for test\.provided\.v1\/echo exceeded; retry in \d+ ms/);
-    assert.ok(Number(error.metadata['retry-after-ms']) > 0);
+    assert.match(error.message, /rate limit of 0\.01 calls\/s \(burst 2\) for test\.provided\.v1\/echo exceeded; retry in \d+ ms/);
+    const retryAfterMs = Number(error.metadata['retry-after-ms']);
+    assert.ok(retryAfterMs > 90_000 && retryAfterMs <= 100_000, `retry-after-ms ${retryAfterMs}: about 1/rate`);
     assert.equal(state.handled.filter((h) => h === 'echo').length, 2, 'the refused call never reached the handler');
     // each method its own bucket; streams and bulk are refused the same way
     assert.deepEqual(await collect(client.count(1)), [0]);
@@ -266,11 +270,39 @@ void describe('rate limits', () => {
     await rejectsWithStatus(client.put('x', new Uint8Array(5)), Status.RESOURCE_EXHAUSTED, 'second upload');
     assert.equal(state.handled.filter((h) => h === 'count').length, 1);
     assert.equal(state.handled.filter((h) => h === 'put').length, 1);
-    // refills at the rate: one token per 200 ms
-    assert.equal(await client.sum([1]), 1);
-    await rejectsWithStatus(client.sum([1]), Status.RESOURCE_EXHAUSTED, 'sum at once');
-    await sleep(250);
-    assert.equal(await client.sum([2]), 2, 'a token again after 1/rate');
+  });
+
+  void test('a refused caller gets a token again once the bucket refills at its rate', async (t) => {
+    const { client, state } = await setup(t, {}, { serverInterceptors: [rateLimitCalls({ limits: { 'test.provided.v1/echo': { ratePerSec: 5, burst: 1 } } })] });
+    // calls back to back until one is refused (a token per 200 ms: the first few calls in a row take far less on
+    // any machine; bounded, so a limiter that never refuses fails here)
+    let refused: RpcError | undefined;
+    let refusedSentAt = 0;
+    for (let i = 0; i < 50 && refused === undefined; i++) {
+      refusedSentAt = performance.now();
+      refused = await client.echo('x').then(
+        () => undefined,
+        (error: unknown) => error as RpcError,
+      );
+    }
+    assert.ok(refused instanceof RpcError && refused.code === Status.RESOURCE_EXHAUSTED, 'refused once the burst is spent');
+    const retryAfterMs = Number(refused.metadata['retry-after-ms']);
+    assert.ok(retryAfterMs > 0 && retryAfterMs <= 200, `retry-after-ms ${retryAfterMs}: at most 1/rate`);
+    const handled = state.handled.length;
+    // then admitted again: polled, bounded generously (a limiter that never refills fails here)
+    let admitted = false;
+    while (!admitted && performance.now() - refusedSentAt < 5000) {
+      await sleep(20);
+      admitted = await client.echo('y').then(
+        () => true,
+        () => false,
+      );
+    }
+    assert.ok(admitted, 'a token again within 5 s at 5 calls/s');
+    // and not before the hint (a lower bound, which a slow machine only makes easier to meet; 1 ms for its rounding up)
+    const waitedMs = performance.now() - refusedSentAt;
+    assert.ok(waitedMs >= retryAfterMs - 1, `admitted ${waitedMs.toFixed(1)} ms after the refusal, before its hint of ${retryAfterMs} ms: refilled too fast`);
+    assert.equal(state.handled.length, handled + 1, 'only the admitted call reached the handler');
   });
 
   void test('one limiter on several connections (each with its own chains, as a channel or mesh dials them) shares its buckets: reconnecting gets no new tokens', async (t) => {
@@ -293,6 +325,34 @@ void describe('rate limits', () => {
     assert.equal(await client.echo('b', as('b')), 'b', 'b was evicted: a new, full bucket');
     assert.throws(() => rateLimitCalls({ limits: {}, perPeer: { maxPeers: 0 } }), RangeError);
     assert.throws(() => rateLimitCalls({ limits: { '*': { ratePerSec: 0 } } }), RangeError);
+  });
+});
+
+void describe('rate limits per peer, by default', () => {
+  void test('the default key is the address without the port, never the node name: connections from one host with different names share a bucket', async (t) => {
+    const state = { handled: [] as string[], endlessClosed: false };
+    const limiter = rateLimitCalls({ limits: { '*': { ratePerSec: 0.01, burst: 1 } }, perPeer: true });
+    const { server } = await startServer(t, { services: [service(state)], serverInterceptors: [limiter] });
+    const alice = (await connectTo(t, server.url, { nodeName: 'alice' })).client(Svc) as SvcClient;
+    const bob = (await connectTo(t, server.url, { nodeName: 'bob' })).client(Svc) as SvcClient;
+    assert.equal(await alice.echo('1'), '1');
+    // another port, another name, the same host: the same peer
+    await rejectsWithStatus(bob.echo('2'), Status.RESOURCE_EXHAUSTED, 'a new name from the same address');
+    const aliceAgain = (await connectTo(t, server.url, { nodeName: 'alice' })).client(Svc) as SvcClient;
+    await rejectsWithStatus(aliceAgain.echo('3'), Status.RESOURCE_EXHAUSTED, 'a reconnection from a new port');
+    assert.equal(state.handled.length, 1);
+  });
+
+  void test('the default key: a verified certificate first, else the IP address of tcp, tls, ws and wss without the port, else the address', () => {
+    const ctxOf = (peer: object) => ({ peer: { nodeName: 'claimed', label: '', features: 0, transport: 'tcp', ...peer } }) as unknown as HandlerContext;
+    assert.equal(defaultPeerKey(ctxOf({ address: 'tls://10.0.0.7:4000', identity: { fingerprint256: 'AB:CD' } })), 'AB:CD');
+    assert.equal(defaultPeerKey(ctxOf({ address: 'tcp://10.0.0.7:53122' })), '10.0.0.7');
+    assert.equal(defaultPeerKey(ctxOf({ address: 'tls://[2001:db8::1]:4000' })), '2001:db8::1');
+    assert.equal(defaultPeerKey(ctxOf({ address: 'tcp://[::ffff:10.0.0.7]:1' })), '10.0.0.7', 'IPv4 mapped into IPv6 is the IPv4 address');
+    assert.equal(defaultPeerKey(ctxOf({ address: 'wss://[::1]:443/rpc' })), '::1');
+    assert.equal(defaultPeerKey(ctxOf({ address: 'ws://10.0.0.8:80/rpc' })), '10.0.0.8');
+    assert.equal(defaultPeerKey(ctxOf({ address: 'unix:///run/gw.sock' })), 'unix:///run/gw.sock');
+    assert.equal(defaultPeerKey(ctxOf({ address: 'memory://a' })), 'memory://a');
   });
 });
 

@@ -1,10 +1,12 @@
 /**
  * Per-method rate limits, a server interceptor: a token bucket per method (and, optionally, per method and peer)
  * refuses a call beyond its rate with RESOURCE_EXHAUSTED before the handler runs. Keys are never what a peer sends:
- * methods are the registered ones (a path that matches none is UNIMPLEMENTED before any interceptor), and peer
- * buckets are kept in a map bounded by `maxPeers`, least recently used out, so the memory does not grow with how many
- * names or connections a peer makes up. A bucket is evicted full, which is what a peer that cycles names gets back:
- * keep a per-method limit (`perPeer: false`, or a separate interceptor) for a bound on everyone together.
+ * methods are the registered ones (a path that matches none is UNIMPLEMENTED before any interceptor), and a peer is
+ * named by default by what it cannot choose: its verified certificate, else its IP address (without the port, which a
+ * reconnecting peer changes), never the node name of its HELLO. Peer buckets are kept in a map bounded by `maxPeers`,
+ * least recently used out, so the memory does not grow with how many peers there are; a bucket is evicted full, which
+ * is what a peer that can take many addresses (or a `key` that trusts what it says) gets back: keep a per-method limit
+ * (`perPeer: false`, or a separate interceptor) for a bound on everyone together.
  */
 import { Status } from '../../wire/constants.js';
 import type { MethodInfo } from '../interceptor.js';
@@ -24,8 +26,13 @@ export interface RateLimitOptions {
   limits: MethodTable<RateLimit>;
   /**
    * Limit each peer separately (a bucket per method and peer) rather than all callers of a method together. `key`
-   * names the peer (default: its TLS certificate's fingerprint, else its node name, else its address); `maxPeers`
-   * bounds the buckets kept per method (default 1 000, 1 - 1 000 000; the least recently used goes).
+   * names the peer; the default is what the peer cannot choose: its verified TLS certificate's `fingerprint256`, else
+   * its IP address without the port (every connection from one host shares a bucket, whatever it calls itself; a
+   * Unix socket's or an in-memory pair's peers share one), else its address. A `key` returning `ctx.peer.nodeName`
+   * trusts the peer: the node name is whatever its HELLO says, so a peer gets a fresh bucket by changing it, drains
+   * another peer's bucket by claiming that peer's name, and evicts the others' buckets by making up `maxPeers` names;
+   * use it only where every peer is trusted (or the name is checked, e.g. against the certificate in `authorize`).
+   * `maxPeers` bounds the buckets kept per method (default 1 000, 1 - 1 000 000; the least recently used goes).
    */
   perPeer?: boolean | { key?: (ctx: HandlerContext) => string; maxPeers?: number };
 }
@@ -97,10 +104,47 @@ function checkRate(value: unknown, where: string): void {
   }
 }
 
-/** The default key of a peer: its certificate's fingerprint, else the name it gave, else its address. */
-function defaultPeerKey(ctx: HandlerContext): string {
+/** Schemes whose peer address is `scheme://host:port[/path]`, the host an IP address (an IPv6 one in brackets). */
+const HOST_PORT_SCHEMES = ['tcp://', 'tls://', 'ws://', 'wss://'];
+
+/**
+ * The host of a peer address (`tcp://10.0.0.7:53122` -> `10.0.0.7`, `tls://[::1]:4000` -> `::1`), an IPv4 address
+ * mapped into IPv6 written as IPv4 (a dual-stack listener sees `::ffff:10.0.0.7`); an address without a host and port
+ * (`unix://...`, `memory://...`) as it is.
+ */
+export function remoteHostOf(address: string): string {
+  const scheme = HOST_PORT_SCHEMES.find((s) => address.startsWith(s));
+  if (scheme === undefined) return address;
+  const start = scheme.length;
+  let host: string;
+  if (address.startsWith('[', start)) {
+    const end = address.indexOf(']', start);
+    if (end < 0) return address;
+    host = address.slice(start + 1, end);
+  } else {
+    const end = address.indexOf(':', start);
+    if (end < 0) return address;
+    host = address.slice(start, end);
+  }
+  const mapped = /^::ffff:(\d{1,3}(?:\.\d{1,3}){3})$/i.exec(host);
+  return mapped === null ? host : mapped[1]!;
+}
+
+/** The default keys of the sessions seen, so that a call parses nothing (one entry per session, gone with it). */
+const defaultKeys = new WeakMap<HandlerContext['peer'], string>();
+
+/**
+ * The default key of a peer: its verified certificate's fingerprint, else its IP address without the port, else its
+ * address. Never its node name: that is what the peer says it is.
+ */
+export function defaultPeerKey(ctx: HandlerContext): string {
   const peer = ctx.peer;
-  return peer.identity?.fingerprint256 ?? (peer.nodeName !== '' ? peer.nodeName : peer.address);
+  let key = defaultKeys.get(peer);
+  if (key === undefined) {
+    key = peer.identity?.fingerprint256 ?? remoteHostOf(peer.address);
+    defaultKeys.set(peer, key);
+  }
+  return key;
 }
 
 /**
