@@ -181,7 +181,9 @@ export class BinaryMessageReader {
             return more;
           }
           const n = Math.min(this.remaining, end - offset);
-          const piece = chunk.subarray(offset, offset + n);
+          // a read that is all payload is held as it came, not as a view of itself: a message dribbled a byte a read
+          // would otherwise hold a view per read beside the read itself (~60 bytes each)
+          const piece = n === end ? chunk : chunk.subarray(offset, offset + n);
           offset += n;
           this.remaining -= n;
           if (this.remaining > 0) {
