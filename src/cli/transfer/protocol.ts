@@ -19,11 +19,22 @@ import { Status } from '../../wire/constants.js';
 /** Default chunk: small enough that a cut re-sends little, large enough that one hash message per chunk costs nothing. */
 export const DEFAULT_CHUNK_BYTES = 4 * 1024 * 1024;
 /**
- * Chunk sizes a peer accepts (64 KiB .. 16 MiB): a receiver holds up to 4 chunks of an upload in memory while they
- * wait for their hash and their write, so this bounds what one upload can make a server hold (64 MiB).
+ * Chunk sizes a peer accepts (64 KiB .. 16 MiB). A receiver holds up to UPLOAD_BUFFERS_PER_UPLOAD chunk buffers of an
+ * upload while they wait for their hash and their write (64 MiB at 16 MiB chunks); what all uploads together may hold
+ * is DEFAULT_UPLOAD_BUFFER_BYTES (a server-wide budget), and a chunk whose commit does not come within
+ * DEFAULT_COMMIT_TIMEOUT_MS fails its upload (DEADLINE_EXCEEDED), which gives its buffers back.
  */
 export const MIN_CHUNK_BYTES = 64 * 1024;
 export const MAX_CHUNK_BYTES = 16 * 1024 * 1024;
+/** Chunk buffers one upload holds at most (the one being filled plus those waiting for their commit or write). */
+export const UPLOAD_BUFFERS_PER_UPLOAD = 4;
+/**
+ * Bytes of chunk buffers all uploads of a server may hold together: an upload reserves UPLOAD_BUFFERS_PER_UPLOAD x
+ * chunkSize when it starts and is refused RESOURCE_EXHAUSTED when that does not fit (16 uploads at the default chunk).
+ */
+export const DEFAULT_UPLOAD_BUFFER_BYTES = 256 * 1024 * 1024;
+/** How long a received chunk waits for its commit before its upload fails DEADLINE_EXCEEDED (and lets go of its buffers). */
+export const DEFAULT_COMMIT_TIMEOUT_MS = 30_000;
 /** Names a server receives at once (each holds two open files until idle): a new one past this is RESOURCE_EXHAUSTED. */
 export const MAX_NAMES_RECEIVING = 64;
 /** Default unacknowledged window of a sender, in chunks: what a cut can make it send again (and what it holds in memory). */

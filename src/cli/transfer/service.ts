@@ -24,7 +24,8 @@ import { RpcError } from '../../rpc/rpc-error.js';
 import type { ServiceImpl } from '../../rpc/server/registry.js';
 import { Status } from '../../wire/constants.js';
 import {
-  MAX_CHUNKS_AHEAD, MAX_HASHES_PER_PAGE, MAX_NAMES_RECEIVING, TransferService,
+  DEFAULT_COMMIT_TIMEOUT_MS, DEFAULT_UPLOAD_BUFFER_BYTES, MAX_CHUNKS_AHEAD, MAX_HASHES_PER_PAGE, MAX_NAMES_RECEIVING,
+  TransferService, UPLOAD_BUFFERS_PER_UPLOAD,
   checkChunkSize, checkCount, checkName, checkSha256, checkTransferId,
   type CommitRequest, type FinishRequest, type UploadRequest,
 } from './protocol.js';
@@ -37,6 +38,10 @@ export interface TransferServerOptions {
   log?: (line: string) => void;
   /** A name not uploaded to for this long lets go of its open files (its partial state stays on disk). Default 10 min. */
   idleMs?: number;
+  /** Bytes of chunk buffers all uploads may hold together (see DEFAULT_UPLOAD_BUFFER_BYTES). */
+  uploadBufferBytes?: number;
+  /** How long a received chunk waits for its commit before its upload fails (see DEFAULT_COMMIT_TIMEOUT_MS). */
+  commitTimeoutMs?: number;
 }
 
 interface Deferred {
@@ -80,10 +85,18 @@ export class TransferServer {
   private readonly files: FileServer;
   private readonly log: (line: string) => void;
   private readonly idleMs: number;
+  private readonly uploadBufferBytes: number;
+  private readonly commitTimeoutMs: number;
+  private bufferBytesReserved = 0;
 
   constructor(readonly store: FileStore, options: TransferServerOptions = {}) {
     this.log = options.log ?? (() => {});
     this.idleMs = options.idleMs ?? 600_000;
+    this.uploadBufferBytes = options.uploadBufferBytes ?? DEFAULT_UPLOAD_BUFFER_BYTES;
+    this.commitTimeoutMs = options.commitTimeoutMs ?? DEFAULT_COMMIT_TIMEOUT_MS;
+    for (const [what, value] of [['uploadBufferBytes', this.uploadBufferBytes], ['commitTimeoutMs', this.commitTimeoutMs]] as const) {
+      if (!Number.isSafeInteger(value) || value <= 0) throw new RangeError(`TransferServer: ${what} must be a positive integer (got ${value})`);
+    }
     this.files = new FileServer(store, this.log);
     this.service = serve(TransferService, {
       status: async (request) => {
@@ -113,6 +126,11 @@ export class TransferServer {
         return this.files.digest(request.name, request.transferId);
       },
     });
+  }
+
+  /** Bytes of chunk buffers the running uploads hold reserved (for tests and stats). */
+  get uploadBufferBytesInUse(): number {
+    return this.bufferBytesReserved;
   }
 
   /** Ends every upload and lets go of every open file (partial state stays on disk). */
@@ -192,6 +210,12 @@ export class TransferServer {
     if (request.offset > sink.verifiedBytes) {
       throw new RpcError(Status.FAILED_PRECONDITION, `offset ${request.offset} is past the ${sink.verifiedBytes} bytes verified here; ask status first`);
     }
+    // the chunk buffers this upload may hold, reserved from the server-wide budget before any is allocated
+    const reserved = UPLOAD_BUFFERS_PER_UPLOAD * chunkSize;
+    if (this.bufferBytesReserved + reserved > this.uploadBufferBytes) {
+      throw new RpcError(Status.RESOURCE_EXHAUSTED, `this server holds ${this.bufferBytesReserved} of its ${this.uploadBufferBytes} bytes of upload buffers already; try again later`);
+    }
+    this.bufferBytesReserved += reserved;
     const abort = new AbortController();
     let ended!: () => void;
     receiving.upload = { abort, done: new Promise((resolve) => (ended = resolve)) };
@@ -209,7 +233,7 @@ export class TransferServer {
         else expected.reject(new RpcError(Status.DATA_LOSS, `chunk ${index} differs from the one verified here`));
       }
       receiving.live.resolve();
-      const received = await verifyChunks(body, sink, first, (index) => this.expect(receiving, index, abort.signal), (index) => {
+      const received = await verifyChunks(body, sink, first, (index) => this.expect(receiving, index, abort), (index) => {
         const expected = receiving.expected.get(index);
         receiving.expected.delete(index);
         expected?.resolve({ verified: sink.verifiedBytes });
@@ -231,6 +255,7 @@ export class TransferServer {
       throw failure;
     } finally {
       ctx.signal.removeEventListener('abort', onCallAbort);
+      this.bufferBytesReserved -= reserved;
       receiving.upload = undefined;
       receiving.waiters.clear();
       receiving.live = deferred();
@@ -247,14 +272,29 @@ export class TransferServer {
     }
   }
 
-  /** The sender's hash of chunk `index`: at once when its commit came, else when it comes. */
-  private expect(receiving: Receiving, index: number, signal: AbortSignal): Promise<string> {
+  /**
+   * The sender's hash of chunk `index`: at once when its commit came, else when it comes; DEADLINE_EXCEEDED when it
+   * does not come within commitTimeoutMs (a sender that never commits would hold the upload's buffers forever).
+   */
+  private expect(receiving: Receiving, index: number, upload: AbortController): Promise<string> {
+    const signal = upload.signal;
     const expected = receiving.expected.get(index);
     if (expected !== undefined) return Promise.resolve(expected.sha256);
     return new Promise((resolve, reject) => {
-      const aborted = (): void => reject(signal.reason as Error);
+      const aborted = (): void => {
+        clearTimeout(timer);
+        reject(signal.reason as Error);
+      };
+      const timer = setTimeout(() => {
+        signal.removeEventListener('abort', aborted);
+        receiving.waiters.delete(index);
+        const late = new RpcError(Status.DEADLINE_EXCEEDED, `chunk ${index} got no commit within ${this.commitTimeoutMs} ms`);
+        upload.abort(late);   // the body may be waiting for more bytes that never come: stop that wait too
+        reject(late);
+      }, this.commitTimeoutMs);
       signal.addEventListener('abort', aborted, { once: true });
       receiving.waiters.set(index, (sha) => {
+        clearTimeout(timer);
         signal.removeEventListener('abort', aborted);
         resolve(sha);
       });

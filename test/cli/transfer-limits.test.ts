@@ -1,0 +1,84 @@
+/**
+ * What a hostile peer of `gridwire serve` can make the transfer service hold or do: upload chunk buffers are bounded
+ * server-wide and let go of when a commit does not come, disk hashing per call is capped and shared, names that collide
+ * with the receiver's own files or carry control characters are refused, peer strings are quoted in the log, and fs
+ * errors reach the peer without the server's paths.
+ */
+import assert from 'node:assert/strict';
+import { randomUUID } from 'node:crypto';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { describe, it, type TestContext } from 'node:test';
+
+import { createMemoryPair, createSession, RpcError, Status, type RpcSession } from '../../src/index.js';
+import { FileStore, TransferServer, TransferService, type TransferServerOptions } from '../../src/cli/transfer/index.js';
+import { UPLOAD_BUFFERS_PER_UPLOAD } from '../../src/cli/transfer/protocol.js';
+
+const CHUNK = 64 * 1024;
+
+async function tempDir(t: TestContext): Promise<string> {
+  const dir = await mkdtemp(join(tmpdir(), 'gw-transfer-limits-'));
+  t.after(() => rm(dir, { recursive: true, force: true }));
+  return dir;
+}
+
+async function harness(t: TestContext, dir: string, options: TransferServerOptions = {}, nodeName = 'tester') {
+  const server = new TransferServer(new FileStore(dir), options);
+  const sessions: RpcSession[] = [];
+  const [a, b] = createMemoryPair();
+  const serverSide = createSession(b, 'acceptor', { services: [server.service], log: () => {} });
+  const clientSide = createSession(a, 'dialer', { log: () => {}, nodeName });
+  sessions.push(serverSide, clientSide);
+  await Promise.all([serverSide.ready, clientSide.ready]);
+  t.after(async () => {
+    for (const session of sessions) session.destroy();
+    await server.close();
+  });
+  return { server, client: clientSide.client(TransferService) };
+}
+
+/** A body that sends one chunk and then never ends (until `stop` aborts). */
+async function* oneChunkThenHang(stop: AbortSignal): AsyncGenerator<Uint8Array> {
+  yield Buffer.alloc(CHUNK, 7);
+  await new Promise((resolve) => stop.addEventListener('abort', resolve, { once: true }));
+}
+
+async function codeOf(promise: Promise<unknown>): Promise<number | undefined> {
+  try {
+    await promise;
+    return undefined;
+  } catch (error) {
+    return error instanceof RpcError ? error.code : -1;
+  }
+}
+
+async function until(check: () => boolean, ms: number): Promise<void> {
+  const end = Date.now() + ms;
+  while (!check()) {
+    if (Date.now() > end) throw new Error('timed out waiting');
+    await new Promise((resolve) => setTimeout(resolve, 10));
+  }
+}
+
+void describe('transfer service limits', { timeout: 20_000 }, () => {
+  void it('uploads that never commit: refused RESOURCE_EXHAUSTED past the upload buffer budget, DEADLINE_EXCEEDED after the commit timeout, and the budget comes back', async (t) => {
+    const perUpload = UPLOAD_BUFFERS_PER_UPLOAD * CHUNK;
+    const { server, client } = await harness(t, await tempDir(t), { uploadBufferBytes: 2 * perUpload, commitTimeoutMs: 400 });
+    const stop = new AbortController();
+    t.after(() => stop.abort());
+    const upload = (name: string): Promise<unknown> =>
+      client.upload({ name, transferId: randomUUID(), chunkSize: CHUNK, offset: 0, size: null }, oneChunkThenHang(stop.signal));
+    const keepAlive = setInterval(() => {}, 1000);
+    t.after(() => clearInterval(keepAlive));
+    const held = [codeOf(upload('a')), codeOf(upload('b'))];
+    await until(() => server.uploadBufferBytesInUse === 2 * perUpload, 5000);
+    const finite = client.upload({ name: 'c', transferId: randomUUID(), chunkSize: CHUNK, offset: 0, size: null }, [Buffer.alloc(CHUNK, 7)]);
+    assert.equal(await codeOf(finite), Status.RESOURCE_EXHAUSTED, 'a third upload past the budget is refused');
+    assert.deepEqual(await Promise.all(held), [Status.DEADLINE_EXCEEDED, Status.DEADLINE_EXCEEDED], 'uploads whose chunk got no commit fail');
+    assert.equal(server.uploadBufferBytesInUse, 0, 'their buffers are given back');
+    const again = codeOf(upload('d'));
+    await until(() => server.uploadBufferBytesInUse === perUpload, 5000);
+    assert.equal(await again, Status.DEADLINE_EXCEEDED);
+  });
+});
