@@ -5,15 +5,15 @@
  * errors reach the peer without the server's paths.
  */
 import assert from 'node:assert/strict';
-import { randomUUID } from 'node:crypto';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { createHash, randomBytes, randomUUID } from 'node:crypto';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, it, type TestContext } from 'node:test';
 
 import { createMemoryPair, createSession, RpcError, Status, type RpcSession } from '../../src/index.js';
 import { FileStore, TransferServer, TransferService, type TransferServerOptions } from '../../src/cli/transfer/index.js';
-import { UPLOAD_BUFFERS_PER_UPLOAD } from '../../src/cli/transfer/protocol.js';
+import { MAX_HASHED_BYTES_PER_CALL, UPLOAD_BUFFERS_PER_UPLOAD } from '../../src/cli/transfer/protocol.js';
 
 const CHUNK = 64 * 1024;
 
@@ -80,5 +80,19 @@ void describe('transfer service limits', { timeout: 20_000 }, () => {
     const again = codeOf(upload('d'));
     await until(() => server.uploadBufferBytesInUse === perUpload, 5000);
     assert.equal(await again, Status.DEADLINE_EXCEEDED);
+  });
+
+  void it('hashes: a call covering more than MAX_HASHED_BYTES_PER_CALL is INVALID_ARGUMENT; concurrent disk hashings share at most 2 read buffers', async (t) => {
+    const dir = await tempDir(t);
+    const data = randomBytes(4 * 1024 * 1024);
+    await writeFile(join(dir, 'f'), data);
+    const { server, client } = await harness(t, dir);
+    const big = 1024 * 1024;
+    assert.ok(1024 * big > MAX_HASHED_BYTES_PER_CALL);
+    assert.equal(await codeOf(client.hashes({ name: 'f', transferId: '', chunkSize: big, from: 0, count: 1024 })), Status.INVALID_ARGUMENT);
+    const want = Array.from({ length: 64 }, (_, i) => createHash('sha256').update(data.subarray(i * CHUNK, (i + 1) * CHUNK)).digest('hex'));
+    const replies = await Promise.all(Array.from({ length: 8 }, () => client.hashes({ name: 'f', transferId: '', chunkSize: CHUNK, from: 0, count: 64 })));
+    for (const reply of replies) assert.deepEqual(reply.hashes, want);
+    assert.ok(server.diskHashBuffersAllocated >= 1 && server.diskHashBuffersAllocated <= 2, `${server.diskHashBuffersAllocated} read buffers for 8 concurrent calls`);
   });
 });

@@ -43,6 +43,15 @@ export const DEFAULT_WINDOW_CHUNKS = 4;
 export const MAX_CHUNKS_AHEAD = 64;
 /** Hashes per status / hashes reply (a page): 1024 x 64 hex characters, well under any message limit. */
 export const MAX_HASHES_PER_PAGE = 1024;
+/**
+ * Bytes of file a `hashes` call may ask the server to cover (count x chunkSize): a larger request is INVALID_ARGUMENT
+ * (a caller pages with hashesPageOf). Bounds the disk reading one small message can cause.
+ */
+export const MAX_HASHED_BYTES_PER_CALL = 64 * 1024 * 1024;
+/** Chunk hashes per `hashes` call at `chunkSize`: what MAX_HASHES_PER_PAGE and MAX_HASHED_BYTES_PER_CALL allow. */
+export function hashesPageOf(chunkSize: number): number {
+  return Math.max(1, Math.min(MAX_HASHES_PER_PAGE, Math.floor(MAX_HASHED_BYTES_PER_CALL / chunkSize)));
+}
 /** A name's bytes (as most file systems allow). */
 export const MAX_NAME_BYTES = 255;
 /** Suffixes of the receiver's own files: a transfer may not be named so. */

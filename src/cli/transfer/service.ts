@@ -133,6 +133,11 @@ export class TransferServer {
     return this.bufferBytesReserved;
   }
 
+  /** Read buffers the disk hashing of `hashes` and `digest` allocated so far (for tests). */
+  get diskHashBuffersAllocated(): number {
+    return this.files.diskHashBuffersAllocated;
+  }
+
   /** Ends every upload and lets go of every open file (partial state stays on disk). */
   async close(): Promise<void> {
     const ends: Promise<void>[] = [];
@@ -360,7 +365,7 @@ export class TransferServer {
     const verdict = await sink.finish(request.size, request.sha256);
     await this.letGo(name, receiving);
     if (verdict.ok) {
-      await this.files.noteDigest(name, verdict.sha256);
+      await this.files.noteDigest(name, verdict.sha256, sink.chunkSize, sink.hashes);
       this.log(`${name}: done, ${verdict.size} bytes, sha256 ${verdict.sha256}`);
     } else {
       this.log(`${name}: sha256 MISMATCH (ours ${verdict.sha256}, the sender's ${request.sha256}); discarded`);
