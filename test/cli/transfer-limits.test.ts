@@ -6,7 +6,7 @@
  */
 import assert from 'node:assert/strict';
 import { createHash, randomBytes, randomUUID } from 'node:crypto';
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, readdir, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, it, type TestContext } from 'node:test';
@@ -94,5 +94,35 @@ void describe('transfer service limits', { timeout: 20_000 }, () => {
     const replies = await Promise.all(Array.from({ length: 8 }, () => client.hashes({ name: 'f', transferId: '', chunkSize: CHUNK, from: 0, count: 64 })));
     for (const reply of replies) assert.deepEqual(reply.hashes, want);
     assert.ok(server.diskHashBuffersAllocated >= 1 && server.diskHashBuffersAllocated <= 2, `${server.diskHashBuffersAllocated} read buffers for 8 concurrent calls`);
+  });
+
+  void it('a name that got no chunk leaves no .part behind once let go of (idle)', async (t) => {
+    const dir = await tempDir(t);
+    const { client } = await harness(t, dir, { idleMs: 100 });
+    await client.status({ name: 'x', transferId: randomUUID(), chunkSize: CHUNK, from: 0 });
+    assert.ok((await readdir(dir)).length > 0, 'status opened its files');
+    await until(() => false, 400).catch(() => {});
+    assert.deepEqual(await readdir(dir), [], 'nothing left once idle');
+  });
+
+  void it('an upload that sends past its declared size fails OUT_OF_RANGE and writes nothing past the chunk holding the size', async (t) => {
+    const dir = await tempDir(t);
+    const { client } = await harness(t, dir);
+    const transferId = randomUUID();
+    const chunks = [Buffer.alloc(CHUNK, 1), Buffer.alloc(CHUNK, 2), Buffer.alloc(CHUNK, 3)];
+    const upload = codeOf(client.upload({ name: 'y', transferId, chunkSize: CHUNK, offset: 0, size: CHUNK }, chunks));
+    const stop = new AbortController();
+    const commits = chunks.map((chunk, index) => codeOf(client.commit({ name: 'y', transferId, index, sha256: createHash('sha256').update(chunk).digest('hex') }, { signal: stop.signal })));
+    assert.equal(await upload, Status.OUT_OF_RANGE);
+    stop.abort();   // the commits of chunks past the size wait for an upload that would take them (a sender cancels them)
+    await Promise.all(commits);
+    assert.ok((await stat(join(dir, 'y.part'))).size <= CHUNK, 'at most the declared size on disk');
+  });
+
+  void it('an upload that declares more bytes than the disk has free is RESOURCE_EXHAUSTED', async (t) => {
+    const dir = await tempDir(t);
+    const { client } = await harness(t, dir);
+    const huge = 2 ** 52;
+    assert.equal(await codeOf(client.upload({ name: 'z', transferId: randomUUID(), chunkSize: CHUNK, offset: 0, size: huge }, [])), Status.RESOURCE_EXHAUSTED);
   });
 });

@@ -19,6 +19,7 @@
  *   index already verified       | -                                     | answered at once (equal) or DATA_LOSS
  *   index too far ahead          | -                                     | RESOURCE_EXHAUSTED (MAX_CHUNKS_AHEAD)
  */
+import { statfs } from 'node:fs/promises';
 import { serve, type CallContext } from '../../rpc/handler.js';
 import { RpcError } from '../../rpc/rpc-error.js';
 import type { ServiceImpl } from '../../rpc/server/registry.js';
@@ -198,7 +199,8 @@ export class TransferServer {
   private async letGo(name: string, receiving: Receiving): Promise<void> {
     clearTimeout(receiving.idle);
     if (this.receiving.get(name) === receiving) this.receiving.delete(name);
-    await receiving.ready.then((sink) => sink.close(), () => {});
+    // a name that never got a verified chunk leaves nothing behind (each status of a new name creates its files)
+    await receiving.ready.then((sink) => sink.closeOrDiscard(), () => {});
   }
 
   private async upload(request: UploadRequest, body: AsyncIterable<Uint8Array>, ctx: CallContext): Promise<{ received: number }> {
@@ -215,6 +217,7 @@ export class TransferServer {
     if (request.offset > sink.verifiedBytes) {
       throw new RpcError(Status.FAILED_PRECONDITION, `offset ${request.offset} is past the ${sink.verifiedBytes} bytes verified here; ask status first`);
     }
+    if (request.size !== null && request.size > request.offset) await this.checkFreeSpace(request.size - request.offset);
     // the chunk buffers this upload may hold, reserved from the server-wide budget before any is allocated
     const reserved = UPLOAD_BUFFERS_PER_UPLOAD * chunkSize;
     if (this.bufferBytesReserved + reserved > this.uploadBufferBytes) {
@@ -238,7 +241,14 @@ export class TransferServer {
         else expected.reject(new RpcError(Status.DATA_LOSS, `chunk ${index} differs from the one verified here`));
       }
       receiving.live.resolve();
-      const received = await verifyChunks(body, sink, first, (index) => this.expect(receiving, index, abort), (index) => {
+      const declared = request.size;
+      const expect = (index: number): Promise<string> => {
+        if (declared === null || index * chunkSize < declared) return this.expect(receiving, index, abort);
+        const beyond = new RpcError(Status.OUT_OF_RANGE, `chunk ${index} is past the ${declared} bytes this upload declared`);
+        abort.abort(beyond);
+        return Promise.reject(beyond);
+      };
+      const received = await verifyChunks(body, sink, first, expect, (index) => {
         const expected = receiving.expected.get(index);
         receiving.expected.delete(index);
         expected?.resolve({ verified: sink.verifiedBytes });
@@ -267,6 +277,14 @@ export class TransferServer {
       ended();
       this.armIdle(name, receiving);
     }
+  }
+
+  /** RESOURCE_EXHAUSTED when the directory's file system has less than `bytes` free (skipped where statfs fails). */
+  private async checkFreeSpace(bytes: number): Promise<void> {
+    const info = await statfs(this.store.dir).catch(() => undefined);
+    if (info === undefined) return;
+    const free = info.bavail * info.bsize;
+    if (free < bytes) throw new RpcError(Status.RESOURCE_EXHAUSTED, `the receiver has ${free} bytes free, the upload needs ${bytes}`);
   }
 
   /** Ends the upload running for `receiving` (an earlier attempt's), and waits until it appends nothing more. */
