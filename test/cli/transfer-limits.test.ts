@@ -13,7 +13,7 @@ import { describe, it, type TestContext } from 'node:test';
 
 import { createMemoryPair, createSession, RpcError, Status, type RpcSession } from '../../src/index.js';
 import { FileStore, TransferServer, TransferService, type TransferServerOptions } from '../../src/cli/transfer/index.js';
-import { MAX_HASHED_BYTES_PER_CALL, UPLOAD_BUFFERS_PER_UPLOAD } from '../../src/cli/transfer/protocol.js';
+import { MAX_HASHED_BYTES_PER_CALL, UPLOAD_BUFFERS_PER_UPLOAD, nameProblem, quoted } from '../../src/cli/transfer/protocol.js';
 
 const CHUNK = 64 * 1024;
 
@@ -124,5 +124,17 @@ void describe('transfer service limits', { timeout: 20_000 }, () => {
     const { client } = await harness(t, dir);
     const huge = 2 ** 52;
     assert.equal(await codeOf(client.upload({ name: 'z', transferId: randomUUID(), chunkSize: CHUNK, offset: 0, size: huge }, [])), Status.RESOURCE_EXHAUSTED);
+  });
+
+  for (const name of ['a.part.state.tmp', 'a.PART', 'a.Part.State', 'A.PART.STATE.TMP', 'line\nbreak', 'esc\u001b[2Jx', 'c1\u009bx', 'del\u007fx', 'tab\tx']) {
+    void it(`names: ${quoted(name)} is refused (the receiver's own suffixes in any case, control characters), by the server too`, async (t) => {
+      assert.notEqual(nameProblem(name), undefined);
+      const { client } = await harness(t, await tempDir(t));
+      assert.equal(await codeOf(client.status({ name, transferId: randomUUID(), chunkSize: CHUNK, from: 0 })), Status.INVALID_ARGUMENT);
+    });
+  }
+
+  void it('names: plain names with dots, spaces and non-ASCII letters are still accepted', () => {
+    for (const name of ['a.partial', 'report.state', 'été 2026.tar', 'part']) assert.equal(nameProblem(name), undefined, name);
   });
 });

@@ -57,6 +57,11 @@ export const MAX_NAME_BYTES = 255;
 /** Suffixes of the receiver's own files: a transfer may not be named so. */
 export const PART_SUFFIX = '.part';
 export const STATE_SUFFIX = '.part.state';
+/** The suffix of the state file's temporary copy while it is rewritten. */
+export const STATE_TMP_SUFFIX = '.part.state.tmp';
+/** C0 and C1 control characters and DEL: they would forge lines in a log or a terminal (ESC). */
+// eslint-disable-next-line no-control-regex -- matching control characters is the point
+const CONTROL_CHARACTERS = /[\u0000-\u001f\u007f-\u009f]/;
 
 export interface StatusRequest {
   name: string;
@@ -159,14 +164,26 @@ export const TransferService = defineService('gridwire.transfer.v1', {
 });
 export type TransferMethods = (typeof TransferService)['methods'];
 
+/**
+ * `text` quoted for a log line or a message: JSON.stringify, plus the DEL and C1 controls it leaves raw (\u009b is a
+ * terminal's CSI). For strings a peer sent (a node name, a transfer name): they cannot forge a line or a terminal escape.
+ */
+export function quoted(text: string): string {
+  return JSON.stringify(text).replace(/[\u007f-\u009f]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
+}
+
 /** Why `name` cannot be a transfer's name, or undefined when it can: a plain file name, no path. */
 export function nameProblem(name: unknown): string | undefined {
   if (typeof name !== 'string' || name === '') return 'a name must be a non-empty string';
   if (Buffer.byteLength(name, 'utf8') > MAX_NAME_BYTES) return `a name must be at most ${MAX_NAME_BYTES} bytes`;
-  if (name.includes('/') || name.includes('\\')) return `a name is a plain file name, without "/" or "\\" (got ${JSON.stringify(name)})`;
-  if (name.includes('\0')) return 'a name must not contain NUL';
+  if (name.includes('/') || name.includes('\\')) return `a name is a plain file name, without "/" or "\\" (got ${quoted(name)})`;
+  if (CONTROL_CHARACTERS.test(name)) return `a name must not contain control characters (got ${quoted(name)})`;
   if (name === '.' || name === '..') return `a name must not be "." or ".."`;
-  if (name.endsWith(PART_SUFFIX) || name.endsWith(STATE_SUFFIX)) return `a name must not end in ${PART_SUFFIX} or ${STATE_SUFFIX} (the receiver's partial files)`;
+  // case-insensitive: on a case-insensitive file system NAME.PART is the receiver's own NAME.part
+  const lower = name.toLowerCase();
+  if (lower.endsWith(PART_SUFFIX) || lower.endsWith(STATE_SUFFIX) || lower.endsWith(STATE_TMP_SUFFIX)) {
+    return `a name must not end in ${PART_SUFFIX}, ${STATE_SUFFIX} or ${STATE_TMP_SUFFIX}, in any case (the receiver's partial files)`;
+  }
   return undefined;
 }
 
