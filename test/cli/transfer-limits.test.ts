@@ -137,4 +137,20 @@ void describe('transfer service limits', { timeout: 20_000 }, () => {
   void it('names: plain names with dots, spaces and non-ASCII letters are still accepted', () => {
     for (const name of ['a.partial', 'report.state', 'été 2026.tar', 'part']) assert.equal(nameProblem(name), undefined, name);
   });
+
+  void it('log lines quote the peer\'s node name and the transfer name: a node name with a newline gives one line', async (t) => {
+    const dir = await tempDir(t);
+    await writeFile(join(dir, 'f'), 'hello');
+    const lines: string[] = [];
+    const { client } = await harness(t, dir, { log: (line) => lines.push(line) }, 'evil\nFORGED serve: all fine');
+    const stop = new AbortController();
+    t.after(() => stop.abort());
+    await codeOf(client.upload({ name: 'g', transferId: randomUUID(), chunkSize: CHUNK, offset: 0, size: null }, []));
+    for await (const piece of client.download({ name: 'f', transferId: randomUUID(), chunkSize: CHUNK, offset: 0 })) assert.ok(piece.length > 0);
+    assert.ok(lines.length >= 2, lines.join('|'));
+    for (const line of lines) {
+      assert.ok(!line.includes('\n'), `one line: ${line}`);
+      assert.match(line, /^"[fg]" (from|to) "evil\\nFORGED serve: all fine"/);
+    }
+  });
 });

@@ -10,7 +10,7 @@ import type { CallContext } from '../../rpc/handler.js';
 import { RpcError } from '../../rpc/rpc-error.js';
 import { Status } from '../../wire/constants.js';
 import {
-  MAX_HASHED_BYTES_PER_CALL, MAX_HASHES_PER_PAGE, checkChunkSize, checkCount, checkName, checkTransferId, type DownloadRequest, type HashesRequest,
+  MAX_HASHED_BYTES_PER_CALL, MAX_HASHES_PER_PAGE, checkChunkSize, checkCount, checkName, checkTransferId, quoted, type DownloadRequest, type HashesRequest,
 } from './protocol.js';
 import { sha256Hex, type FileStore } from './sink.js';
 
@@ -129,7 +129,7 @@ export class FileServer {
     if (offset > size) throw new RpcError(Status.OUT_OF_RANGE, `offset ${offset} is past the end of ${name} (${size} bytes)`);
     const sending: Sending = { name, chunkSize, first: offset / chunkSize, hashes: new Map(), ended: false, waiters: new Set(), sha256: undefined, size };
     this.remember(request.transferId, sending);
-    const who = `${name} to ${ctx.peer.nodeName || 'peer'}`;
+    const who = `${quoted(name)} to ${quoted(ctx.peer.nodeName || 'peer')}`;   // peer strings, quoted: one log line each
     this.log(offset === 0 ? `${who}: sending ${size} bytes` : `${who}: resumed at ${offset}`);
     const log = this.log;
     const openFile = (): Promise<FileHandle> => this.openFile(name);

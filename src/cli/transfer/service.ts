@@ -27,7 +27,7 @@ import { Status } from '../../wire/constants.js';
 import {
   DEFAULT_COMMIT_TIMEOUT_MS, DEFAULT_UPLOAD_BUFFER_BYTES, MAX_CHUNKS_AHEAD, MAX_HASHES_PER_PAGE, MAX_NAMES_RECEIVING,
   TransferService, UPLOAD_BUFFERS_PER_UPLOAD,
-  checkChunkSize, checkCount, checkName, checkSha256, checkTransferId,
+  checkChunkSize, checkCount, checkName, checkSha256, checkTransferId, quoted,
   type CommitRequest, type FinishRequest, type UploadRequest,
 } from './protocol.js';
 import { FileServer } from './files.js';
@@ -154,7 +154,7 @@ export class TransferServer {
     let receiving = this.receiving.get(name);
     if (receiving !== undefined && receiving.transferId !== transferId) {
       if (receiving.upload !== undefined) throw new RpcError(Status.RESOURCE_EXHAUSTED, `${name} is being received from another sender; try again when it is done`);
-      this.log(`${name}: taken over by transfer ${transferId.slice(0, 8)} (the previous sender went away)`);
+      this.log(`${quoted(name)}: taken over by transfer ${quoted(transferId.slice(0, 8))} (the previous sender went away)`);
       receiving.transferId = transferId;
       for (const expected of receiving.expected.values()) expected.reject(new RpcError(Status.ABORTED, `${name} was taken over by another transfer`));
       receiving.expected.clear();
@@ -230,7 +230,7 @@ export class TransferServer {
     const onCallAbort = (): void => abort.abort(ctx.signal.reason);
     ctx.signal.addEventListener('abort', onCallAbort, { once: true });
     const first = request.offset / chunkSize;
-    const who = `${name} from ${ctx.peer.nodeName || 'peer'}`;
+    const who = `${quoted(name)} from ${quoted(ctx.peer.nodeName || 'peer')}`;   // peer strings, quoted: one log line each
     this.log(request.offset === 0 ? `${who}: receiving${request.size === null ? '' : ` ${request.size} bytes`}` : `${who}: resumed at ${request.offset}`);
     try {
       await sink.truncate(first);
@@ -384,9 +384,9 @@ export class TransferServer {
     await this.letGo(name, receiving);
     if (verdict.ok) {
       await this.files.noteDigest(name, verdict.sha256, sink.chunkSize, sink.hashes);
-      this.log(`${name}: done, ${verdict.size} bytes, sha256 ${verdict.sha256}`);
+      this.log(`${quoted(name)}: done, ${verdict.size} bytes, sha256 ${verdict.sha256}`);
     } else {
-      this.log(`${name}: sha256 MISMATCH (ours ${verdict.sha256}, the sender's ${request.sha256}); discarded`);
+      this.log(`${quoted(name)}: sha256 MISMATCH (ours ${verdict.sha256}, the sender's ${request.sha256}); discarded`);
     }
     return verdict;
   }
