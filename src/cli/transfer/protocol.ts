@@ -177,6 +177,7 @@ export function nameProblem(name: unknown): string | undefined {
   if (typeof name !== 'string' || name === '') return 'a name must be a non-empty string';
   if (Buffer.byteLength(name, 'utf8') > MAX_NAME_BYTES) return `a name must be at most ${MAX_NAME_BYTES} bytes`;
   if (name.includes('/') || name.includes('\\')) return `a name is a plain file name, without "/" or "\\" (got ${quoted(name)})`;
+  if (name.includes('\0')) return 'a name must not contain NUL';
   if (CONTROL_CHARACTERS.test(name)) return `a name must not contain control characters (got ${quoted(name)})`;
   if (name === '.' || name === '..') return `a name must not be "." or ".."`;
   // case-insensitive: on a case-insensitive file system NAME.PART is the receiver's own NAME.part
