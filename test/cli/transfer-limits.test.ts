@@ -153,4 +153,16 @@ void describe('transfer service limits', { timeout: 20_000 }, () => {
       assert.match(line, /^"[fg]" (from|to) "evil\\nFORGED serve: all fine"/);
     }
   });
+
+  void it('a file system error reaches the peer as a fixed message with the errno code only (no server path); the detail is logged', async (t) => {
+    const parent = await tempDir(t);
+    const notADirectory = join(parent, 'secret-path-file');
+    await writeFile(notADirectory, 'x');
+    const lines: string[] = [];
+    const { client } = await harness(t, notADirectory, { log: (line) => lines.push(line) });
+    const failure = await client.status({ name: 'n', transferId: randomUUID(), chunkSize: CHUNK, from: 0 }).then(() => undefined, (error: unknown) => error);
+    assert.ok(failure instanceof RpcError);
+    assert.equal(failure.rawMessage, 'the receiver could not write: ENOTDIR');
+    assert.ok(lines.some((line) => line.includes('secret-path-file')), 'the server logs the detail');
+  });
 });

@@ -12,6 +12,7 @@ import { Status } from '../../wire/constants.js';
 import {
   MAX_HASHED_BYTES_PER_CALL, MAX_HASHES_PER_PAGE, checkChunkSize, checkCount, checkName, checkTransferId, quoted, type DownloadRequest, type HashesRequest,
 } from './protocol.js';
+import { peerSafeError } from './fs-errors.js';
 import { sha256Hex, type FileStore } from './sink.js';
 
 /** A download in progress (or just ended): the hashes of the chunks it sent, for the receiver's `hashes` calls. */
@@ -114,7 +115,7 @@ export class FileServer {
     try {
       return await open(this.store.filePath(name), 'r');
     } catch (error) {
-      throw new RpcError(Status.NOT_FOUND, `cannot read ${name}: ${(error as Error).message}`);
+      throw peerSafeError(error, 'read', this.log, quoted(name));
     }
   }
 
@@ -158,7 +159,7 @@ export class FileServer {
         log(`${who}: sent through ${at}`);
       } catch (error) {
         log(`${who}: cut at ${at} (${(error as Error).message})`);
-        throw error;
+        throw peerSafeError(error, 'read', log, who);
       } finally {
         sending.ended = true;
         for (const wake of sending.waiters) wake();

@@ -28,9 +28,10 @@ import {
   DEFAULT_COMMIT_TIMEOUT_MS, DEFAULT_UPLOAD_BUFFER_BYTES, MAX_CHUNKS_AHEAD, MAX_HASHES_PER_PAGE, MAX_NAMES_RECEIVING,
   TransferService, UPLOAD_BUFFERS_PER_UPLOAD,
   checkChunkSize, checkCount, checkName, checkSha256, checkTransferId, quoted,
-  type CommitRequest, type FinishRequest, type UploadRequest,
+  type CommitRequest, type DownloadRequest, type FinishRequest, type HashesRequest, type UploadRequest,
 } from './protocol.js';
 import { FileServer } from './files.js';
+import { peerSafeError } from './fs-errors.js';
 import { verifyChunks } from './receive.js';
 import type { FileSink, FileStore } from './sink.js';
 
@@ -99,8 +100,23 @@ export class TransferServer {
       if (!Number.isSafeInteger(value) || value <= 0) throw new RangeError(`TransferServer: ${what} must be a positive integer (got ${value})`);
     }
     this.files = new FileServer(store, this.log);
+    // every handler's file system errors reach the peer as a fixed message with the errno code (fs-errors.ts)
+    const writing = <A extends unknown[], R>(handler: (...args: A) => Promise<R>) => async (...args: A): Promise<R> => {
+      try {
+        return await handler(...args);
+      } catch (error) {
+        throw peerSafeError(error, 'write', this.log, 'transfer service');
+      }
+    };
+    const reading = <A extends unknown[], R>(handler: (...args: A) => Promise<R>) => async (...args: A): Promise<R> => {
+      try {
+        return await handler(...args);
+      } catch (error) {
+        throw peerSafeError(error, 'read', this.log, 'transfer service');
+      }
+    };
     this.service = serve(TransferService, {
-      status: async (request) => {
+      status: writing(async (request) => {
         checkName(request.name);
         checkTransferId(request.transferId);
         checkChunkSize(request.chunkSize);
@@ -110,22 +126,22 @@ export class TransferServer {
         // appending before this answer, or the offset the sender picks from it would be stale
         await this.endUpload(this.receiving.get(request.name), 'superseded by a new attempt of the same transfer');
         return { verifiedChunks: sink.hashes.length, hashes: sink.hashes.slice(request.from, request.from + MAX_HASHES_PER_PAGE) };
-      },
-      upload: (request, body, ctx) => this.upload(request, body, ctx),
-      commit: (request, ctx) => this.commit(request, ctx),
-      finish: (request) => this.finish(request),
-      stat: async (request) => {
+      }),
+      upload: writing((request: UploadRequest, body: AsyncIterable<Uint8Array>, ctx: CallContext) => this.upload(request, body, ctx)),
+      commit: writing((request: CommitRequest, ctx: CallContext) => this.commit(request, ctx)),
+      finish: writing((request: FinishRequest) => this.finish(request)),
+      stat: reading(async (request: { name: string }) => {
         checkName(request.name);
         const info = await this.files.statFile(request.name);
         return { size: info.size, mtimeMs: info.mtimeMs };
-      },
-      download: (request, ctx) => this.files.download(request, ctx),
-      hashes: (request, ctx) => this.files.hashes(request, ctx),
-      digest: async (request) => {
+      }),
+      download: reading((request: DownloadRequest, ctx: CallContext) => this.files.download(request, ctx)),
+      hashes: reading((request: HashesRequest, ctx: CallContext) => this.files.hashes(request, ctx)),
+      digest: reading(async (request: { name: string; transferId: string }) => {
         checkName(request.name);
         checkTransferId(request.transferId);
         return this.files.digest(request.name, request.transferId);
-      },
+      }),
     });
   }
 
@@ -260,7 +276,7 @@ export class TransferServer {
       this.log(`${who}: upload ended at ${sink.verifiedBytes} verified bytes`);
       return { received };
     } catch (error) {
-      const failure = error instanceof RpcError ? error : new RpcError(Status.INTERNAL, `receiving ${name}: ${(error as Error).message}`);
+      const failure = peerSafeError(error, 'write', this.log, quoted(name));
       if (failure.code === Status.DATA_LOSS) {
         const expected = receiving.expected.get(sink.hashes.length);
         receiving.expected.delete(sink.hashes.length);
