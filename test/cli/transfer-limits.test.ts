@@ -12,7 +12,7 @@ import { join } from 'node:path';
 import { describe, it, type TestContext } from 'node:test';
 
 import { createMemoryPair, createSession, RpcError, Status, type RpcSession } from '../../src/index.js';
-import { FileStore, TransferServer, TransferService, type TransferServerOptions } from '../../src/cli/transfer/index.js';
+import { FileStore, TransferServer, TransferService, generatedSource, sendTransfer, type TransferServerOptions } from '../../src/cli/transfer/index.js';
 import { MAX_HASHED_BYTES_PER_CALL, UPLOAD_BUFFERS_PER_UPLOAD, nameProblem, quoted } from '../../src/cli/transfer/protocol.js';
 
 const CHUNK = 64 * 1024;
@@ -164,5 +164,16 @@ void describe('transfer service limits', { timeout: 20_000 }, () => {
     assert.ok(failure instanceof RpcError);
     assert.equal(failure.rawMessage, 'the receiver could not write: ENOTDIR');
     assert.ok(lines.some((line) => line.includes('secret-path-file')), 'the server logs the detail');
+  });
+
+  void it('hashes of a file a finished upload wrote come from that upload\'s chunk hashes, without reading the file', async (t) => {
+    const dir = await tempDir(t);
+    const { server, client } = await harness(t, dir);
+    const data = randomBytes(5 * CHUNK + 9);
+    const summary = await sendTransfer({ client: () => Promise.resolve(client), name: 'up', source: generatedSource(data.length, () => [data]), chunkSize: CHUNK });
+    assert.ok(summary.ok);
+    const want = Array.from({ length: 6 }, (_, i) => createHash('sha256').update(data.subarray(i * CHUNK, (i + 1) * CHUNK)).digest('hex'));
+    assert.deepEqual((await client.hashes({ name: 'up', transferId: '', chunkSize: CHUNK, from: 0, count: 64 })).hashes, want);
+    assert.equal(server.diskHashBuffersAllocated, 0, 'the file was not read');
   });
 });

@@ -29,6 +29,8 @@ interface Sending {
 }
 
 const KEEP_ENDED_DOWNLOAD_MS = 60_000;
+/** Finished uploads whose chunk hashes are kept to answer `hashes` without reading the file. */
+const KEEP_CHUNK_HASHES_OF_UPLOADS = 16;
 /** Reads of files to hash them (a `hashes` of a file on disk, a `digest`) running at once, server-wide; others queue. */
 export const DISK_HASHING_CONCURRENCY = 2;
 /** The buffer each of those reads in (a chunk is hashed in pieces of this size, whatever the chunk size). */
@@ -91,7 +93,13 @@ export class FileServer {
   /** A finished upload's whole sha256 and chunk hashes, so a download's digest and hashes need not read the file again. */
   async noteDigest(name: string, sha256: string, chunkSize?: number, hashes?: readonly string[]): Promise<void> {
     const info = await stat(this.store.filePath(name));
+    this.digests.delete(name);   // to the end of the insertion order: the newest
     this.digests.set(name, { size: info.size, mtimeMs: info.mtimeMs, sha256, chunkSize, hashes });
+    // chunk hashes are ~100 bytes per chunk: keep them for the newest few uploads only (the whole sha256 for all)
+    let withHashes = 0;
+    for (const record of [...this.digests.values()].reverse()) {
+      if (record.hashes !== undefined && ++withHashes > KEEP_CHUNK_HASHES_OF_UPLOADS) record.hashes = undefined;
+    }
   }
 
   /** Read buffers the disk hashing allocated so far (bounded by DISK_HASHING_CONCURRENCY; for tests). */
