@@ -135,12 +135,15 @@ export class TransferDisplay {
   }
 }
 
-/** Prints the summary (a line on stderr, or the JSON object on stdout) and returns the exit code. */
-export function reportSummary(io: CliIo, summary: TransferSummary, json: boolean, verb: string): number {
+/**
+ * Prints the summary (a line on stderr, or the JSON object on stdout; on stderr too when `stdoutCarriesData`, as for
+ * `recv -o -`, so the data is not followed by it) and returns the exit code.
+ */
+export function reportSummary(io: CliIo, summary: TransferSummary, json: boolean, verb: string, stdoutCarriesData = false): number {
   const code = summary.ok ? EXIT.OK : EXIT.FAILED;
   const round = (n: number, digits: number): number => Number(n.toFixed(digits));
   if (json) {
-    io.stdout.write(`${JSON.stringify({
+    (stdoutCarriesData ? io.stderr : io.stdout).write(`${JSON.stringify({
       ok: summary.ok, name: summary.name, bytes: summary.bytes, sha256: summary.sha256, peerSha256: summary.peerSha256,
       seconds: round(summary.seconds, 3), mibPerSecond: round(summary.mibPerSecond, 1), cuts: summary.cuts,
       resentBytes: summary.resentBytes, resumedFrom: summary.resumedFrom, exitCode: code,

@@ -54,8 +54,8 @@ void describe('gridwire serve, send, recv: happy paths', { timeout: 60_000 }, ()
     assert.equal(piped.code, 0, piped.stderr);
     assert.deepEqual(piped.stdoutBytes, data, 'stdout carries exactly the file');
 
-    assert.match(serve.stderr(), /copy\.bin from gridwire-cli: receiving/);
-    assert.match(serve.stderr(), /copy\.bin: done, \d+ bytes, sha256/);
+    assert.match(serve.stderr(), /"copy\.bin" from "gridwire-cli": receiving/);
+    assert.match(serve.stderr(), /"copy\.bin": done, \d+ bytes, sha256/);
     assert.equal(await serve.stop(), 0);
     assert.match(serve.stderr(), /closed/);
   });

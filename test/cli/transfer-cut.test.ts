@@ -75,7 +75,7 @@ void describe('gridwire send/recv: resume after cuts', { timeout: 60_000 }, () =
     assert.match(result.stderr, /transfer cut at .* redialing/);
     assert.match(result.stderr, /resumed at/);
     assert.deepEqual(await readFile(join(serve.dir, 'cut.bin')), data);
-    assert.match(serve.stderr(), /cut\.bin from gridwire-cli: resumed at \d+/);
+    assert.match(serve.stderr(), /"cut\.bin" from "gridwire-cli": resumed at \d+/);
   });
 
   void it('recv -o FILE: cut twice, resumes from its verified offset, ends with the right digest', async (t) => {

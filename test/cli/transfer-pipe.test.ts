@@ -51,4 +51,20 @@ void describe('gridwire send - / recv -o -: a tar stream through a pipe', { time
     assert.match(names, /a\/b\/two\.txt/);
     assert.match(names, /three\.bin/);
   });
+
+  void it('recv -o - --json: stdout is the data byte for byte, the JSON summary (or error) is on stderr', async (t) => {
+    const serve = await startServe(t);
+    const source = randomBytes(1024 * 1024 + 17);
+    await writeFile(join(serve.dir, 'blob.bin'), source);
+    const received = await runGridwire(['recv', serve.url, 'blob.bin', '-o', '-', '--json', '-q'], { timeoutMs: 20_000 });
+    assert.equal(received.code, 0, received.stderr);
+    assert.ok(received.stdoutBytes.equals(source), `stdout is the file only (${received.stdoutBytes.length} bytes for ${source.length})`);
+    const summary = JSON.parse(received.stderr.trim().split('\n').at(-1)!) as { ok: boolean; bytes: number };
+    assert.deepEqual([summary.ok, summary.bytes], [true, source.length]);
+
+    const missing = await runGridwire(['recv', serve.url, 'nothing-here', '-o', '-', '--json', '-q'], { timeoutMs: 20_000 });
+    assert.notEqual(missing.code, 0);
+    assert.equal(missing.stdoutBytes.length, 0, 'no error object on stdout');
+    assert.match(missing.stderr, /"ok":false/);
+  });
 });

@@ -19,11 +19,22 @@ import { Status } from '../../wire/constants.js';
 /** Default chunk: small enough that a cut re-sends little, large enough that one hash message per chunk costs nothing. */
 export const DEFAULT_CHUNK_BYTES = 4 * 1024 * 1024;
 /**
- * Chunk sizes a peer accepts (64 KiB .. 16 MiB): a receiver holds up to 4 chunks of an upload in memory while they
- * wait for their hash and their write, so this bounds what one upload can make a server hold (64 MiB).
+ * Chunk sizes a peer accepts (64 KiB .. 16 MiB). A receiver holds up to UPLOAD_BUFFERS_PER_UPLOAD chunk buffers of an
+ * upload while they wait for their hash and their write (64 MiB at 16 MiB chunks); what all uploads together may hold
+ * is DEFAULT_UPLOAD_BUFFER_BYTES (a server-wide budget), and a chunk whose commit does not come within
+ * DEFAULT_COMMIT_TIMEOUT_MS fails its upload (DEADLINE_EXCEEDED), which gives its buffers back.
  */
 export const MIN_CHUNK_BYTES = 64 * 1024;
 export const MAX_CHUNK_BYTES = 16 * 1024 * 1024;
+/** Chunk buffers one upload holds at most (the one being filled plus those waiting for their commit or write). */
+export const UPLOAD_BUFFERS_PER_UPLOAD = 4;
+/**
+ * Bytes of chunk buffers all uploads of a server may hold together: an upload reserves UPLOAD_BUFFERS_PER_UPLOAD x
+ * chunkSize when it starts and is refused RESOURCE_EXHAUSTED when that does not fit (16 uploads at the default chunk).
+ */
+export const DEFAULT_UPLOAD_BUFFER_BYTES = 256 * 1024 * 1024;
+/** How long a received chunk waits for its commit before its upload fails DEADLINE_EXCEEDED (and lets go of its buffers). */
+export const DEFAULT_COMMIT_TIMEOUT_MS = 30_000;
 /** Names a server receives at once (each holds two open files until idle): a new one past this is RESOURCE_EXHAUSTED. */
 export const MAX_NAMES_RECEIVING = 64;
 /** Default unacknowledged window of a sender, in chunks: what a cut can make it send again (and what it holds in memory). */
@@ -32,11 +43,25 @@ export const DEFAULT_WINDOW_CHUNKS = 4;
 export const MAX_CHUNKS_AHEAD = 64;
 /** Hashes per status / hashes reply (a page): 1024 x 64 hex characters, well under any message limit. */
 export const MAX_HASHES_PER_PAGE = 1024;
+/**
+ * Bytes of file a `hashes` call may ask the server to cover (count x chunkSize): a larger request is INVALID_ARGUMENT
+ * (a caller pages with hashesPageOf). Bounds the disk reading one small message can cause.
+ */
+export const MAX_HASHED_BYTES_PER_CALL = 64 * 1024 * 1024;
+/** Chunk hashes per `hashes` call at `chunkSize`: what MAX_HASHES_PER_PAGE and MAX_HASHED_BYTES_PER_CALL allow. */
+export function hashesPageOf(chunkSize: number): number {
+  return Math.max(1, Math.min(MAX_HASHES_PER_PAGE, Math.floor(MAX_HASHED_BYTES_PER_CALL / chunkSize)));
+}
 /** A name's bytes (as most file systems allow). */
 export const MAX_NAME_BYTES = 255;
 /** Suffixes of the receiver's own files: a transfer may not be named so. */
 export const PART_SUFFIX = '.part';
 export const STATE_SUFFIX = '.part.state';
+/** The suffix of the state file's temporary copy while it is rewritten. */
+export const STATE_TMP_SUFFIX = '.part.state.tmp';
+/** C0 and C1 control characters and DEL: they would forge lines in a log or a terminal (ESC). */
+// eslint-disable-next-line no-control-regex -- matching control characters is the point
+const CONTROL_CHARACTERS = /[\u0000-\u001f\u007f-\u009f]/;
 
 export interface StatusRequest {
   name: string;
@@ -139,14 +164,27 @@ export const TransferService = defineService('gridwire.transfer.v1', {
 });
 export type TransferMethods = (typeof TransferService)['methods'];
 
+/**
+ * `text` quoted for a log line or a message: JSON.stringify, plus the DEL and C1 controls it leaves raw (\u009b is a
+ * terminal's CSI). For strings a peer sent (a node name, a transfer name): they cannot forge a line or a terminal escape.
+ */
+export function quoted(text: string): string {
+  return JSON.stringify(text).replace(/[\u007f-\u009f]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
+}
+
 /** Why `name` cannot be a transfer's name, or undefined when it can: a plain file name, no path. */
 export function nameProblem(name: unknown): string | undefined {
   if (typeof name !== 'string' || name === '') return 'a name must be a non-empty string';
   if (Buffer.byteLength(name, 'utf8') > MAX_NAME_BYTES) return `a name must be at most ${MAX_NAME_BYTES} bytes`;
-  if (name.includes('/') || name.includes('\\')) return `a name is a plain file name, without "/" or "\\" (got ${JSON.stringify(name)})`;
+  if (name.includes('/') || name.includes('\\')) return `a name is a plain file name, without "/" or "\\" (got ${quoted(name)})`;
   if (name.includes('\0')) return 'a name must not contain NUL';
+  if (CONTROL_CHARACTERS.test(name)) return `a name must not contain control characters (got ${quoted(name)})`;
   if (name === '.' || name === '..') return `a name must not be "." or ".."`;
-  if (name.endsWith(PART_SUFFIX) || name.endsWith(STATE_SUFFIX)) return `a name must not end in ${PART_SUFFIX} or ${STATE_SUFFIX} (the receiver's partial files)`;
+  // case-insensitive: on a case-insensitive file system NAME.PART is the receiver's own NAME.part
+  const lower = name.toLowerCase();
+  if (lower.endsWith(PART_SUFFIX) || lower.endsWith(STATE_SUFFIX) || lower.endsWith(STATE_TMP_SUFFIX)) {
+    return `a name must not end in ${PART_SUFFIX}, ${STATE_SUFFIX} or ${STATE_TMP_SUFFIX}, in any case (the receiver's partial files)`;
+  }
   return undefined;
 }
 

@@ -8,7 +8,7 @@
 import { randomUUID } from 'node:crypto';
 import { RpcError } from '../../rpc/rpc-error.js';
 import { Status } from '../../wire/constants.js';
-import { DEFAULT_CHUNK_BYTES, MAX_HASHES_PER_PAGE, checkName } from './protocol.js';
+import { DEFAULT_CHUNK_BYTES, UPLOAD_BUFFERS_PER_UPLOAD, checkName, hashesPageOf } from './protocol.js';
 import { clientOf, retrying, type RetryOptions, type TransferClient } from './retry.js';
 import type { TransferProgress, TransferSummary } from './send.js';
 import { sha256Hex, type ChunkSink } from './sink.js';
@@ -25,7 +25,7 @@ export interface ReceiveOptions extends RetryOptions {
 export { DEFAULT_CHUNK_BYTES };
 
 /** Chunks hashed and waiting for their expected hash or their write, at most, while the next one is read. */
-const VERIFY_DEPTH = 3;
+const VERIFY_DEPTH = UPLOAD_BUFFERS_PER_UPLOAD - 1;
 
 /**
  * Reads `body` from chunk `firstIndex` on; for each chunk (the last one may be short, and comes only at a clean end)
@@ -146,7 +146,7 @@ export async function receiveTransfer(options: ReceiveOptions): Promise<Transfer
     // keep the local prefix only as far as the server's hashes agree with it
     let keep = 0;
     while (keep < sink.hashes.length) {
-      const count = Math.min(MAX_HASHES_PER_PAGE, sink.hashes.length - keep);
+      const count = Math.min(hashesPageOf(chunkSize), sink.hashes.length - keep);
       const page = await client.hashes({ name, transferId: '', chunkSize, from: keep, count });
       let i = 0;
       while (i < page.hashes.length && page.hashes[i] === sink.hashes[keep + i]) i++;

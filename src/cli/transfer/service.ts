@@ -19,16 +19,19 @@
  *   index already verified       | -                                     | answered at once (equal) or DATA_LOSS
  *   index too far ahead          | -                                     | RESOURCE_EXHAUSTED (MAX_CHUNKS_AHEAD)
  */
+import { statfs } from 'node:fs/promises';
 import { serve, type CallContext } from '../../rpc/handler.js';
 import { RpcError } from '../../rpc/rpc-error.js';
 import type { ServiceImpl } from '../../rpc/server/registry.js';
 import { Status } from '../../wire/constants.js';
 import {
-  MAX_CHUNKS_AHEAD, MAX_HASHES_PER_PAGE, MAX_NAMES_RECEIVING, TransferService,
-  checkChunkSize, checkCount, checkName, checkSha256, checkTransferId,
-  type CommitRequest, type FinishRequest, type UploadRequest,
+  DEFAULT_COMMIT_TIMEOUT_MS, DEFAULT_UPLOAD_BUFFER_BYTES, MAX_CHUNKS_AHEAD, MAX_HASHES_PER_PAGE, MAX_NAMES_RECEIVING,
+  TransferService, UPLOAD_BUFFERS_PER_UPLOAD,
+  checkChunkSize, checkCount, checkName, checkSha256, checkTransferId, quoted,
+  type CommitRequest, type DownloadRequest, type FinishRequest, type HashesRequest, type UploadRequest,
 } from './protocol.js';
 import { FileServer } from './files.js';
+import { peerSafeError } from './fs-errors.js';
 import { verifyChunks } from './receive.js';
 import type { FileSink, FileStore } from './sink.js';
 
@@ -37,6 +40,10 @@ export interface TransferServerOptions {
   log?: (line: string) => void;
   /** A name not uploaded to for this long lets go of its open files (its partial state stays on disk). Default 10 min. */
   idleMs?: number;
+  /** Bytes of chunk buffers all uploads may hold together (see DEFAULT_UPLOAD_BUFFER_BYTES). */
+  uploadBufferBytes?: number;
+  /** How long a received chunk waits for its commit before its upload fails (see DEFAULT_COMMIT_TIMEOUT_MS). */
+  commitTimeoutMs?: number;
 }
 
 interface Deferred {
@@ -80,13 +87,36 @@ export class TransferServer {
   private readonly files: FileServer;
   private readonly log: (line: string) => void;
   private readonly idleMs: number;
+  private readonly uploadBufferBytes: number;
+  private readonly commitTimeoutMs: number;
+  private bufferBytesReserved = 0;
 
   constructor(readonly store: FileStore, options: TransferServerOptions = {}) {
     this.log = options.log ?? (() => {});
     this.idleMs = options.idleMs ?? 600_000;
+    this.uploadBufferBytes = options.uploadBufferBytes ?? DEFAULT_UPLOAD_BUFFER_BYTES;
+    this.commitTimeoutMs = options.commitTimeoutMs ?? DEFAULT_COMMIT_TIMEOUT_MS;
+    for (const [what, value] of [['uploadBufferBytes', this.uploadBufferBytes], ['commitTimeoutMs', this.commitTimeoutMs]] as const) {
+      if (!Number.isSafeInteger(value) || value <= 0) throw new RangeError(`TransferServer: ${what} must be a positive integer (got ${value})`);
+    }
     this.files = new FileServer(store, this.log);
+    // every handler's file system errors reach the peer as a fixed message with the errno code (fs-errors.ts)
+    const writing = <A extends unknown[], R>(handler: (...args: A) => Promise<R>) => async (...args: A): Promise<R> => {
+      try {
+        return await handler(...args);
+      } catch (error) {
+        throw peerSafeError(error, 'write', this.log, 'transfer service');
+      }
+    };
+    const reading = <A extends unknown[], R>(handler: (...args: A) => Promise<R>) => async (...args: A): Promise<R> => {
+      try {
+        return await handler(...args);
+      } catch (error) {
+        throw peerSafeError(error, 'read', this.log, 'transfer service');
+      }
+    };
     this.service = serve(TransferService, {
-      status: async (request) => {
+      status: writing(async (request) => {
         checkName(request.name);
         checkTransferId(request.transferId);
         checkChunkSize(request.chunkSize);
@@ -96,23 +126,33 @@ export class TransferServer {
         // appending before this answer, or the offset the sender picks from it would be stale
         await this.endUpload(this.receiving.get(request.name), 'superseded by a new attempt of the same transfer');
         return { verifiedChunks: sink.hashes.length, hashes: sink.hashes.slice(request.from, request.from + MAX_HASHES_PER_PAGE) };
-      },
-      upload: (request, body, ctx) => this.upload(request, body, ctx),
-      commit: (request, ctx) => this.commit(request, ctx),
-      finish: (request) => this.finish(request),
-      stat: async (request) => {
+      }),
+      upload: writing((request: UploadRequest, body: AsyncIterable<Uint8Array>, ctx: CallContext) => this.upload(request, body, ctx)),
+      commit: writing((request: CommitRequest, ctx: CallContext) => this.commit(request, ctx)),
+      finish: writing((request: FinishRequest) => this.finish(request)),
+      stat: reading(async (request: { name: string }) => {
         checkName(request.name);
         const info = await this.files.statFile(request.name);
         return { size: info.size, mtimeMs: info.mtimeMs };
-      },
-      download: (request, ctx) => this.files.download(request, ctx),
-      hashes: (request, ctx) => this.files.hashes(request, ctx),
-      digest: async (request) => {
+      }),
+      download: reading((request: DownloadRequest, ctx: CallContext) => this.files.download(request, ctx)),
+      hashes: reading((request: HashesRequest, ctx: CallContext) => this.files.hashes(request, ctx)),
+      digest: reading(async (request: { name: string; transferId: string }) => {
         checkName(request.name);
         checkTransferId(request.transferId);
         return this.files.digest(request.name, request.transferId);
-      },
+      }),
     });
+  }
+
+  /** Bytes of chunk buffers the running uploads hold reserved (for tests and stats). */
+  get uploadBufferBytesInUse(): number {
+    return this.bufferBytesReserved;
+  }
+
+  /** Read buffers the disk hashing of `hashes` and `digest` allocated so far (for tests). */
+  get diskHashBuffersAllocated(): number {
+    return this.files.diskHashBuffersAllocated;
   }
 
   /** Ends every upload and lets go of every open file (partial state stays on disk). */
@@ -130,7 +170,7 @@ export class TransferServer {
     let receiving = this.receiving.get(name);
     if (receiving !== undefined && receiving.transferId !== transferId) {
       if (receiving.upload !== undefined) throw new RpcError(Status.RESOURCE_EXHAUSTED, `${name} is being received from another sender; try again when it is done`);
-      this.log(`${name}: taken over by transfer ${transferId.slice(0, 8)} (the previous sender went away)`);
+      this.log(`${quoted(name)}: taken over by transfer ${quoted(transferId.slice(0, 8))} (the previous sender went away)`);
       receiving.transferId = transferId;
       for (const expected of receiving.expected.values()) expected.reject(new RpcError(Status.ABORTED, `${name} was taken over by another transfer`));
       receiving.expected.clear();
@@ -175,7 +215,8 @@ export class TransferServer {
   private async letGo(name: string, receiving: Receiving): Promise<void> {
     clearTimeout(receiving.idle);
     if (this.receiving.get(name) === receiving) this.receiving.delete(name);
-    await receiving.ready.then((sink) => sink.close(), () => {});
+    // a name that never got a verified chunk leaves nothing behind (each status of a new name creates its files)
+    await receiving.ready.then((sink) => sink.closeOrDiscard(), () => {});
   }
 
   private async upload(request: UploadRequest, body: AsyncIterable<Uint8Array>, ctx: CallContext): Promise<{ received: number }> {
@@ -192,13 +233,20 @@ export class TransferServer {
     if (request.offset > sink.verifiedBytes) {
       throw new RpcError(Status.FAILED_PRECONDITION, `offset ${request.offset} is past the ${sink.verifiedBytes} bytes verified here; ask status first`);
     }
+    if (request.size !== null && request.size > request.offset) await this.checkFreeSpace(request.size - request.offset);
+    // the chunk buffers this upload may hold, reserved from the server-wide budget before any is allocated
+    const reserved = UPLOAD_BUFFERS_PER_UPLOAD * chunkSize;
+    if (this.bufferBytesReserved + reserved > this.uploadBufferBytes) {
+      throw new RpcError(Status.RESOURCE_EXHAUSTED, `this server holds ${this.bufferBytesReserved} of its ${this.uploadBufferBytes} bytes of upload buffers already; try again later`);
+    }
+    this.bufferBytesReserved += reserved;
     const abort = new AbortController();
     let ended!: () => void;
     receiving.upload = { abort, done: new Promise((resolve) => (ended = resolve)) };
     const onCallAbort = (): void => abort.abort(ctx.signal.reason);
     ctx.signal.addEventListener('abort', onCallAbort, { once: true });
     const first = request.offset / chunkSize;
-    const who = `${name} from ${ctx.peer.nodeName || 'peer'}`;
+    const who = `${quoted(name)} from ${quoted(ctx.peer.nodeName || 'peer')}`;   // peer strings, quoted: one log line each
     this.log(request.offset === 0 ? `${who}: receiving${request.size === null ? '' : ` ${request.size} bytes`}` : `${who}: resumed at ${request.offset}`);
     try {
       await sink.truncate(first);
@@ -209,7 +257,14 @@ export class TransferServer {
         else expected.reject(new RpcError(Status.DATA_LOSS, `chunk ${index} differs from the one verified here`));
       }
       receiving.live.resolve();
-      const received = await verifyChunks(body, sink, first, (index) => this.expect(receiving, index, abort.signal), (index) => {
+      const declared = request.size;
+      const expect = (index: number): Promise<string> => {
+        if (declared === null || index * chunkSize < declared) return this.expect(receiving, index, abort);
+        const beyond = new RpcError(Status.OUT_OF_RANGE, `chunk ${index} is past the ${declared} bytes this upload declared`);
+        abort.abort(beyond);
+        return Promise.reject(beyond);
+      };
+      const received = await verifyChunks(body, sink, first, expect, (index) => {
         const expected = receiving.expected.get(index);
         receiving.expected.delete(index);
         expected?.resolve({ verified: sink.verifiedBytes });
@@ -221,7 +276,7 @@ export class TransferServer {
       this.log(`${who}: upload ended at ${sink.verifiedBytes} verified bytes`);
       return { received };
     } catch (error) {
-      const failure = error instanceof RpcError ? error : new RpcError(Status.INTERNAL, `receiving ${name}: ${(error as Error).message}`);
+      const failure = peerSafeError(error, 'write', this.log, quoted(name));
       if (failure.code === Status.DATA_LOSS) {
         const expected = receiving.expected.get(sink.hashes.length);
         receiving.expected.delete(sink.hashes.length);
@@ -231,12 +286,21 @@ export class TransferServer {
       throw failure;
     } finally {
       ctx.signal.removeEventListener('abort', onCallAbort);
+      this.bufferBytesReserved -= reserved;
       receiving.upload = undefined;
       receiving.waiters.clear();
       receiving.live = deferred();
       ended();
       this.armIdle(name, receiving);
     }
+  }
+
+  /** RESOURCE_EXHAUSTED when the directory's file system has less than `bytes` free (skipped where statfs fails). */
+  private async checkFreeSpace(bytes: number): Promise<void> {
+    const info = await statfs(this.store.dir).catch(() => undefined);
+    if (info === undefined) return;
+    const free = info.bavail * info.bsize;
+    if (free < bytes) throw new RpcError(Status.RESOURCE_EXHAUSTED, `the receiver has ${free} bytes free, the upload needs ${bytes}`);
   }
 
   /** Ends the upload running for `receiving` (an earlier attempt's), and waits until it appends nothing more. */
@@ -247,14 +311,29 @@ export class TransferServer {
     }
   }
 
-  /** The sender's hash of chunk `index`: at once when its commit came, else when it comes. */
-  private expect(receiving: Receiving, index: number, signal: AbortSignal): Promise<string> {
+  /**
+   * The sender's hash of chunk `index`: at once when its commit came, else when it comes; DEADLINE_EXCEEDED when it
+   * does not come within commitTimeoutMs (a sender that never commits would hold the upload's buffers forever).
+   */
+  private expect(receiving: Receiving, index: number, upload: AbortController): Promise<string> {
+    const signal = upload.signal;
     const expected = receiving.expected.get(index);
     if (expected !== undefined) return Promise.resolve(expected.sha256);
     return new Promise((resolve, reject) => {
-      const aborted = (): void => reject(signal.reason as Error);
+      const aborted = (): void => {
+        clearTimeout(timer);
+        reject(signal.reason as Error);
+      };
+      const timer = setTimeout(() => {
+        signal.removeEventListener('abort', aborted);
+        receiving.waiters.delete(index);
+        const late = new RpcError(Status.DEADLINE_EXCEEDED, `chunk ${index} got no commit within ${this.commitTimeoutMs} ms`);
+        upload.abort(late);   // the body may be waiting for more bytes that never come: stop that wait too
+        reject(late);
+      }, this.commitTimeoutMs);
       signal.addEventListener('abort', aborted, { once: true });
       receiving.waiters.set(index, (sha) => {
+        clearTimeout(timer);
         signal.removeEventListener('abort', aborted);
         resolve(sha);
       });
@@ -320,10 +399,10 @@ export class TransferServer {
     const verdict = await sink.finish(request.size, request.sha256);
     await this.letGo(name, receiving);
     if (verdict.ok) {
-      await this.files.noteDigest(name, verdict.sha256);
-      this.log(`${name}: done, ${verdict.size} bytes, sha256 ${verdict.sha256}`);
+      await this.files.noteDigest(name, verdict.sha256, sink.chunkSize, sink.hashes);
+      this.log(`${quoted(name)}: done, ${verdict.size} bytes, sha256 ${verdict.sha256}`);
     } else {
-      this.log(`${name}: sha256 MISMATCH (ours ${verdict.sha256}, the sender's ${request.sha256}); discarded`);
+      this.log(`${quoted(name)}: sha256 MISMATCH (ours ${verdict.sha256}, the sender's ${request.sha256}); discarded`);
     }
     return verdict;
   }

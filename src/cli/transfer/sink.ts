@@ -14,7 +14,7 @@ import { join } from 'node:path';
 import type { Writable } from 'node:stream';
 import { RpcError } from '../../rpc/rpc-error.js';
 import { Status } from '../../wire/constants.js';
-import { PART_SUFFIX, STATE_SUFFIX } from './protocol.js';
+import { PART_SUFFIX, STATE_SUFFIX, STATE_TMP_SUFFIX } from './protocol.js';
 
 export interface Verdict {
   /** The receiver's whole sha256 equals the sender's (and a file sink renamed the file into place). */
@@ -152,8 +152,9 @@ export class FileSink implements ChunkSink {
     this.state = undefined;
     const lines = [`${STATE_HEADER}${this.chunkSize}`, ...this.hashes.map((sha, i) => `${sha} ${this.lengths[i]}`)];
     const path = this.store.statePath(this.name);
-    await writeFile(`${path}.tmp`, `${lines.join('\n')}\n`);
-    await rename(`${path}.tmp`, path);
+    const temporary = join(this.store.dir, this.name + STATE_TMP_SUFFIX);
+    await writeFile(temporary, `${lines.join('\n')}\n`);
+    await rename(temporary, path);
     this.state = await open(path, 'a');
   }
 
