@@ -79,6 +79,12 @@ if (isMain()) {
   };
   process.on('SIGINT', stop);
   process.on('SIGTERM', stop);
+  // the reader of our output went away (`gridwire ping ADDR | head -1`): stop as for ^C, quietly, instead of dying on
+  // an unhandled EPIPE with a stack trace; a command with its own handler (the demo) still sees the error too
+  process.stdout.on('error', (error: NodeJS.ErrnoException) => {
+    if (error.code !== 'EPIPE') throw error;
+    if (!controller.signal.aborted) controller.abort(new Error('stdout closed'));
+  });
   const io: CliIo = { stdin: process.stdin, stdout: process.stdout, stderr: process.stderr, env: process.env, signal: controller.signal };
   const code = await runCli(process.argv.slice(2), io);
   // stdout may be a pipe still draining (recv -o -): set the code and let the event loop finish writing
