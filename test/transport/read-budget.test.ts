@@ -10,6 +10,7 @@ import { SocketTransport } from '../../src/transport/socket.js';
 import type { Transport } from '../../src/transport/transport.js';
 import { dialWebSocket, listenWebSocket } from '../../src/transport/websocket.js';
 import { deferred, within } from '../helpers.js';
+import { meterTurns, patternedBytes } from '../fixtures/turn-meter.js';
 
 void test('a SocketTransport with a 64 KiB read budget delivers at most ~64 KiB per loop turn, every byte in order', { timeout: 10_000 }, async (t) => {
   const accepted = deferred<Socket>();
@@ -26,39 +27,15 @@ void test('a SocketTransport with a 64 KiB read budget delivers at most ~64 KiB 
   transport.setReadBudget(64 * 1024);
 
   const total = 8 * 1024 * 1024;
-  const payload = Buffer.alloc(total);
-  for (let i = 0; i < total; i += 4) payload.writeUInt32LE(i, i);
-  const hash = createHash('sha256');
-  let received = 0;
-  let thisTurn = 0;
-  let maxTurn = 0;
-  let turnScheduled = false;
-  const done = deferred();
-  transport.attach({
-    onData(chunk) {
-      hash.update(chunk);
-      received += chunk.length;
-      thisTurn += chunk.length;
-      maxTurn = Math.max(maxTurn, thisTurn);
-      if (!turnScheduled) {
-        turnScheduled = true;
-        setImmediate(() => {
-          turnScheduled = false;
-          thisTurn = 0;
-        });
-      }
-      if (received === total) done.resolve();
-    },
-    onEnd() {},
-    onClose() {},
-    onDrain() {},
-  });
+  const payload = patternedBytes(total);
+  const meter = meterTurns(total);
+  transport.attach(meter.sink);
   client.write(payload);
-  await within(done.promise, 8000, 'all bytes to arrive');
-  assert.equal(hash.digest('hex'), createHash('sha256').update(payload).digest('hex'), 'every byte, in order');
+  await within(meter.done, 8000, 'all bytes to arrive');
+  assert.equal(meter.digest(), createHash('sha256').update(payload).digest('hex'), 'every byte, in order');
   // pause() stops delivery, but the stream may already hold up to its highWaterMark, delivered on resume: the bound is a
   // few chunks per turn (measured ~190 KB), against ~2 MiB without a budget (libuv's 32 reads of 64 KiB)
-  assert.ok(maxTurn <= 256 * 1024, `at most ${maxTurn} bytes delivered in one loop turn`);
+  assert.ok(meter.maxTurn <= 256 * 1024, `at most ${meter.maxTurn} bytes delivered in one loop turn`);
   transport.destroy();
 });
 
@@ -76,38 +53,14 @@ void test('a WebSocketTransport with a 64 KiB read budget delivers at most ~64 K
   transport.setReadBudget!(64 * 1024);
 
   const total = 8 * 1024 * 1024;
-  const payload = Buffer.alloc(total);
-  for (let i = 0; i < total; i += 4) payload.writeUInt32LE(i, i);
-  const hash = createHash('sha256');
-  let received = 0;
-  let thisTurn = 0;
-  let maxTurn = 0;
-  let turnScheduled = false;
-  const done = deferred();
-  transport.attach({
-    onData(chunk) {
-      hash.update(chunk);
-      received += chunk.length;
-      thisTurn += chunk.length;
-      maxTurn = Math.max(maxTurn, thisTurn);
-      if (!turnScheduled) {
-        turnScheduled = true;
-        setImmediate(() => {
-          turnScheduled = false;
-          thisTurn = 0;
-        });
-      }
-      if (received === total) done.resolve();
-    },
-    onEnd() {},
-    onClose() {},
-    onDrain() {},
-  });
+  const payload = patternedBytes(total);
+  const meter = meterTurns(total);
+  transport.attach(meter.sink);
   const chunks: Buffer[] = [];
   for (let at = 0; at < total; at += 65_536) chunks.push(payload.subarray(at, at + 65_536));
   server.write(chunks);
-  await within(done.promise, 8000, 'all bytes to arrive');
-  assert.equal(hash.digest('hex'), createHash('sha256').update(payload).digest('hex'), 'every byte, in order');
+  await within(meter.done, 8000, 'all bytes to arrive');
+  assert.equal(meter.digest(), createHash('sha256').update(payload).digest('hex'), 'every byte, in order');
   // as over TCP: the socket pauses once a turn's messages reach the budget, and what it holds then still comes
-  assert.ok(maxTurn <= 256 * 1024, `at most ${maxTurn} bytes delivered in one loop turn`);
+  assert.ok(meter.maxTurn <= 256 * 1024, `at most ${meter.maxTurn} bytes delivered in one loop turn`);
 });

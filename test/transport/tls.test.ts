@@ -17,6 +17,7 @@ import { testPki } from '../fixtures/certs.js';
 import { connectTo, oneWarning, startServer } from '../fixtures/connections.js';
 import { clientTls, serverTls, startTlsServer, Who, whoService } from '../fixtures/tls.js';
 import { deferred, helloFrame, rejectsWithStatus, sleep, until, within } from '../helpers.js';
+import { meterTurns, patternedBytes } from '../fixtures/turn-meter.js';
 
 const TEST_MS = 15_000;
 const quiet = { log: (): void => undefined };
@@ -312,45 +313,21 @@ void describe('a SocketTransport over a TLSSocket', () => {
     });
     server.setReadBudget!(64 * 1024);
     const total = 8 * MiB;
-    const payload = Buffer.alloc(total);
-    for (let i = 0; i < total; i += 4) payload.writeUInt32LE(i, i);
-    const hash = createHash('sha256');
-    let received = 0;
-    let thisTurn = 0;
-    let maxTurn = 0;
-    let turnScheduled = false;
-    const all = deferred();
-    server.attach({
-      onData(chunk) {
-        hash.update(chunk);
-        received += chunk.length;
-        thisTurn += chunk.length;
-        maxTurn = Math.max(maxTurn, thisTurn);
-        if (!turnScheduled) {
-          turnScheduled = true;
-          setImmediate(() => {
-            turnScheduled = false;
-            thisTurn = 0;
-          });
-        }
-        if (received === total) all.resolve();
-      },
-      onEnd() {},
-      onClose() {},
-      onDrain() {},
-    });
+    const payload = patternedBytes(total);
+    const meter = meterTurns(total);
+    server.attach(meter.sink);
     dialed.attach({ onData() {}, onEnd() {}, onClose() {}, onDrain() {} });
     dialed.write([payload]);
-    await within(all.promise, 8_000, 'all bytes to arrive');
-    assert.equal(hash.digest('hex'), createHash('sha256').update(payload).digest('hex'), 'every byte, in order');
-    assert.ok(maxTurn <= 256 * 1024, `at most ${maxTurn} bytes delivered in one loop turn`);
+    await within(meter.done, 8_000, 'all bytes to arrive');
+    assert.equal(meter.digest(), createHash('sha256').update(payload).digest('hex'), 'every byte, in order');
+    assert.ok(meter.maxTurn <= 256 * 1024, `at most ${meter.maxTurn} bytes delivered in one loop turn`);
 
     // pauseReading: the server stops reading for good; what the dialer writes then waits on its side
     server.pauseReading!();
-    const before = received;
+    const before = meter.received;
     for (let i = 0; i < 16; i++) dialed.write([Buffer.alloc(MiB)]);
     await sleep(300);
-    assert.ok(received - before <= 256 * 1024, `${received - before} bytes delivered after pauseReading`);
+    assert.ok(meter.received - before <= 256 * 1024, `${meter.received - before} bytes delivered after pauseReading`);
     assert.ok(dialed.writableLength! > 4 * MiB, `the dialer holds what the server does not read (writableLength ${dialed.writableLength})`);
   });
 });
