@@ -5,19 +5,9 @@
  * snapshot the node answered).
  */
 import type { InspectSnapshot, InspectStream } from '../rpc/inspect/inspect-snapshot.js';
+import { formatBytes, table } from './format.js';
 
-/** `n` bytes as B, KiB, MiB or GiB. */
-export function formatBytes(n: number): string {
-  if (n < 1024) return `${n} B`;
-  const units = ['KiB', 'MiB', 'GiB', 'TiB'];
-  let value = n / 1024;
-  let unit = 0;
-  while (value >= 1024 && unit < units.length - 1) {
-    value /= 1024;
-    unit++;
-  }
-  return `${value.toFixed(value < 10 ? 1 : 0)} ${units[unit]}`;
-}
+const bytes = (n: number): string => formatBytes(n, 'compact');
 
 /** `ms` as ms below a second, else seconds, minutes, hours. */
 export function formatMs(ms: number | undefined): string {
@@ -27,13 +17,6 @@ export function formatMs(ms: number | undefined): string {
   if (ms < 60_000) return `${(ms / 1000).toFixed(1)}s`;
   if (ms < 3_600_000) return `${Math.floor(ms / 60_000)}m${Math.round((ms % 60_000) / 1000)}s`;
   return `${Math.floor(ms / 3_600_000)}h${Math.round((ms % 3_600_000) / 60_000)}m`;
-}
-
-/** Rows of cells as lines, each column as wide as its widest cell, two spaces apart. */
-export function table(rows: readonly (readonly string[])[], indent = ''): string[] {
-  const widths: number[] = [];
-  for (const row of rows) row.forEach((cell, i) => (widths[i] = Math.max(widths[i] ?? 0, cell.length)));
-  return rows.map((row) => indent + row.map((cell, i) => (i === row.length - 1 ? cell : cell.padEnd(widths[i]!))).join('  ').trimEnd());
 }
 
 const SLOW_SIDE = { peer: 'the peer (it does not read what it asked for)', local: 'this node (its reader takes nothing)' } as const;
@@ -63,14 +46,14 @@ export function renderSnapshot(snapshot: InspectSnapshot): string {
     const goaway = connection.peerGoaway === undefined ? '' : `  peer GOAWAY: ${connection.peerGoaway}`;
     lines.push(
       `- ${peer.nodeName || '(unnamed)'}${peer.label ? ` [${peer.label}]` : ''} ${peer.address}  ${connection.role}  ${connection.phase}${goaway}` +
-        `  age ${formatMs(connection.ageMs)}  rtt ${formatMs(connection.rttMs)}  in ${formatBytes(connection.bytesIn)}  out ${formatBytes(connection.bytesOut)}` +
-        `  send credit ${formatBytes(connection.sendCredit)}  streams ${connection.streamsOpen}${identity}`,
+        `  age ${formatMs(connection.ageMs)}  rtt ${formatMs(connection.rttMs)}  in ${bytes(connection.bytesIn)}  out ${bytes(connection.bytesOut)}` +
+        `  send credit ${bytes(connection.sendCredit)}  streams ${connection.streamsOpen}${identity}`,
     );
     if (connection.streams.length === 0) continue;
     lines.push(...table([
       ['', 'STREAM', 'METHOD', 'DIRECTION', 'KIND', 'STATE', 'SEND CREDIT', 'RECV WINDOW', 'QUEUED', 'UNREAD', 'BLOCKED', 'BLOCKED TOTAL', 'AGE'],
       ...connection.streams.map(streamRow),
-    ], '    '));
+    ], { indent: '    ' }));
     if (connection.streamsNotListed > 0) lines.push(`    (${connection.streamsNotListed} more streams not listed)`);
   }
   lines.push('');
@@ -79,7 +62,7 @@ export function renderSnapshot(snapshot: InspectSnapshot): string {
     lines.push('calls in flight: none');
   } else {
     lines.push('CALLS IN FLIGHT');
-    lines.push(...table([['METHOD', 'MADE', 'SERVED'], ...inFlight.map(([method, n]) => [method, String(n.made), String(n.served)])], '  '));
+    lines.push(...table([['METHOD', 'MADE', 'SERVED'], ...inFlight.map(([method, n]) => [method, String(n.made), String(n.served)])], { indent: '  ' }));
   }
   return `${lines.join('\n')}\n`;
 }
@@ -92,9 +75,9 @@ function streamRow(stream: InspectStream): string[] {
     stream.direction,
     stream.kind ?? '-',
     stream.state,
-    `${formatBytes(stream.sendCredit)}/${stream.sendMessageCredit} msg`,
-    `${formatBytes(stream.receiveWindow)}/${stream.receiveMessageWindow} msg`,
-    formatBytes(stream.queuedBytes),
+    `${bytes(stream.sendCredit)}/${stream.sendMessageCredit} msg`,
+    `${bytes(stream.receiveWindow)}/${stream.receiveMessageWindow} msg`,
+    bytes(stream.queuedBytes),
     String(stream.unconsumed),
     stream.blockedMs > 0 ? formatMs(stream.blockedMs) : '-',
     stream.blockedTotalMs > 0 ? formatMs(stream.blockedTotalMs) : '-',

@@ -22,7 +22,8 @@ import type { CliIo } from '../command.js';
 import type { FromNode, LinkStates, NodeConfig, TransferProgress } from './messages.js';
 import { NodeProcess } from './node-process.js';
 import { makeDemoPki, type NodeCertFiles } from './pki.js';
-import { CallTally, failedChecks, formatBytes, summarizeTransfer, summarizeUnary, type DemoSummary, type KillSummary, type TransferSummary } from './summary.js';
+import { formatBytes } from '../format.js';
+import { CallTally, failedChecks, summarizeTransfer, summarizeUnary, type DemoSummary, type KillSummary, type TransferSummary } from './summary.js';
 import { DemoView } from './view.js';
 
 export interface DemoOptions {

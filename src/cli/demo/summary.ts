@@ -3,6 +3,7 @@
  * checksums, the kill's story; the checks that decide the exit code; and the final table a human reads (or the one
  * object `--json` prints). Knows nothing of processes.
  */
+import { formatBytes, table } from '../format.js';
 import type { CallDelta, TransferProgress } from './messages.js';
 
 const MiB = 1024 * 1024;
@@ -176,20 +177,7 @@ export function failedChecks(summary: Omit<DemoSummary, 'ok' | 'failed'>, expect
 
 // --- the human table ---------------------------------------------------------------------------------------------
 
-export function formatBytes(bytes: number): string {
-  if (bytes >= 2 ** 40) return `${(bytes / 2 ** 40).toFixed(2)} TiB`;
-  if (bytes >= 2 ** 30) return `${(bytes / 2 ** 30).toFixed(2)} GiB`;
-  if (bytes >= MiB) return `${(bytes / MiB).toFixed(1)} MiB`;
-  if (bytes >= 1024) return `${(bytes / 1024).toFixed(1)} KiB`;
-  return `${bytes} B`;
-}
-
 const ms = (value: number): string => (Number.isNaN(value) ? '-' : value.toFixed(2));
-
-function table(rows: string[][], alignLeft = 1): string[] {
-  const widths = rows[0]!.map((_, i) => Math.max(...rows.map((row) => row[i]!.length)));
-  return rows.map((row) => `  ${row.map((cell, i) => (i < alignLeft ? cell.padEnd(widths[i]!) : cell.padStart(widths[i]!))).join('  ')}`.trimEnd());
-}
 
 /** The final report: transfers, unary calls, statuses, checksums, the kill, the verdict. */
 export function renderSummary(summary: DemoSummary): string {
@@ -201,7 +189,7 @@ export function renderSummary(summary: DemoSummary): string {
       `${t.from} -> ${t.to}`, formatBytes(t.bytes), `${(t.ms / 1000).toFixed(1)} s`, t.mibPerSec.toFixed(1), String(t.attempts),
       t.resumedFrom > 0 ? formatBytes(t.resumedFrom) : '-', t.resentBytes > 0 ? formatBytes(t.resentBytes) : '-',
     ]),
-  ]));
+  ], { indent: '  ', leftColumns: 1 }));
   const u = summary.unary;
   lines.push('', `unary calls during the transfers (one every ${u.intervalMs} ms per direction, control lanes)`);
   lines.push(...table([
@@ -210,7 +198,7 @@ export function renderSummary(summary: DemoSummary): string {
       key.replace('->', ' -> '), String(d.calls), ms(d.p50Ms), ms(d.p99Ms), String(d.errors), ...(summary.kill ? [String(d.expected)] : []),
     ]),
     ['all', String(u.calls), ms(u.p50Ms), ms(u.p99Ms), String(u.errors), ...(summary.kill ? [String(sum(u.expectedErrors))] : [])],
-  ]));
+  ], { indent: '  ', leftColumns: 1 }));
   const statuses = Object.entries(u.byStatus).map(([s, n]) => `${s} ${n}`).join(', ');
   lines.push(`  by status: ${statuses || 'none'}`);
   if (summary.kill !== undefined) {
@@ -226,7 +214,7 @@ export function renderSummary(summary: DemoSummary): string {
     ...Object.entries(summary.checksums.received).map(([node, digest]) => [
       node, digest ?? '(none)', digest === summary.checksums.source ? 'equal' : 'DIFFERS',
     ]),
-  ], 3));
+  ], { indent: '  ', leftColumns: 3 }));
   lines.push('');
   if (summary.ok) {
     lines.push(`ok: both copies complete and equal, ${u.calls - sum(u.expectedErrors)} unary calls with 0 errors${summary.kill ? ', B killed and resumed' : ''} (${(summary.wallMs / 1000).toFixed(1)} s)`);

@@ -5,7 +5,8 @@
  */
 import type { CliIo } from '../command.js';
 import { ProgressBoard, type ProgressBar } from '../progress.js';
-import { formatBytes, quantile } from './summary.js';
+import { formatBytes } from '../format.js';
+import { quantile } from './summary.js';
 import type { CallDelta, TransferProgress } from './messages.js';
 
 /** The live latencies under the bars are those of the calls of the last few seconds. */
