@@ -61,7 +61,8 @@ export function parseSize(text: string, flag: string): number {
   return bytes;
 }
 
-function readFlagFile(path: string, flag: string): Buffer {
+/** The contents of a file a flag names; a file that cannot be read is a usage error naming the flag. */
+export function readFlagFile(path: string, flag: string): Buffer {
   try {
     return readFileSync(path);
   } catch (error) {

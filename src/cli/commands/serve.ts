@@ -4,11 +4,11 @@
  * on disk and resume when the sender comes back). One line per transfer event on stderr.
  */
 import { mkdir, stat } from 'node:fs/promises';
-import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { listen, type ListenOptions } from '../../endpoint/endpoints.js';
 import type { CliCommand } from '../command.js';
 import { UsageError } from '../command.js';
+import { readFlagFile } from '../connect-flags.js';
 import { EXIT } from '../exit-codes.js';
 import { FileStore, TransferServer } from '../transfer/index.js';
 
@@ -32,14 +32,6 @@ Flags:
   --token-file FILE        require this token from every client (or set GRIDWIRE_TOKEN)
   --node-name NAME         our name in the handshake (default gridwire-serve)
   --json                   print {"listening": URL, "dir": DIR} on stdout once listening`;
-
-function readFlagFile(path: string, flag: string): Buffer {
-  try {
-    return readFileSync(path);
-  } catch (error) {
-    throw new UsageError(`${flag} ${path}: ${(error as Error).message}`);
-  }
-}
 
 export const command: CliCommand = {
   name: 'serve',
