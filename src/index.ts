@@ -85,6 +85,12 @@ export type { LogFn, LogLevel } from './log.js';
 export { Mesh, dialsTo } from './mesh/mesh.js';
 export { MeshPeer } from './mesh/mesh-peer.js';
 export type { MeshOptions, MeshTlsOptions, PeerState, PeerStateEvent } from './mesh/mesh.js';
+/** A mesh's peers from the user's source of truth (MeshOptions.membership): DNS A / AAAA or SRV records, a watched file. */
+export { dnsMembership, DnsMembership } from './mesh/membership/dns-membership.js';
+export type { DnsMembershipOptions, DnsPeerRecord } from './mesh/membership/dns-membership.js';
+export { fileMembership, FileMembership } from './mesh/membership/file-membership.js';
+export type { FileMembershipOptions } from './mesh/membership/file-membership.js';
+export type { MembershipSource, MembershipSink, MembershipChange, MembershipSourceOptions } from './mesh/membership/membership.js';
 export { createSession } from './rpc/rpc-session.js';
 export type { ListenOptions, ConnectOptions, Server } from './endpoint/endpoints.js';
 export type { CallOptions } from './rpc/client/call-options.js';

@@ -32,6 +32,8 @@ import { addSessionStats, emptySessionStats } from '../rpc/session-stats.js';
 import { meshStatsOf, type MeshStats } from './mesh-stats.js';
 import { resolveReconnectOptions, type ReconnectOptions, type ResolvedReconnectOptions } from '../channel/backoff.js';
 import { MAX_POOL, LANE_LABEL, laneReadBudget, MeshPeer, type PeerStateEvent } from './mesh-peer.js';
+import { MembershipReconciler } from './membership/reconciler.js';
+import type { MembershipChange, MembershipSource } from './membership/membership.js';
 
 export type { PeerState, PeerStateEvent } from './mesh-peer.js';
 
@@ -42,6 +44,12 @@ export interface MeshOptions extends RpcSessionOptions {
   listen?: string;
   /** The other nodes: name -> address, or null for a node that always dials us (we do not know its address). */
   peers?: Record<string, string | null>;
+  /**
+   * Peers from the user's source of truth, besides `peers`: `dnsMembership()`, `fileMembership()` or the application's
+   * own source (a list: the first to name a node wins). Read from start() on; the peers they add are removed when they
+   * leave it (after the source's `removeAfterMs`), never the static `peers`. Emits `membership` events.
+   */
+  membership?: MembershipSource | readonly MembershipSource[];
   /** Bulk calls (upload, download) get their own connection per pair, labelled `data`. Default false. */
   dataLane?: boolean;
   /** Control connections per pair; calls go to the one with the fewest streams. Default 1. */
@@ -77,7 +85,7 @@ export function dialsTo(self: string, other: string): boolean {
   return lowDials === (self === low);
 }
 
-export class Mesh extends EventEmitter<{ peer: [PeerStateEvent] }> {
+export class Mesh extends EventEmitter<{ peer: [PeerStateEvent]; membership: [MembershipChange] }> {
   readonly name: string;
   private readonly peerHandles = new Map<string, MeshPeer>();
   private readonly reconnect: ResolvedReconnectOptions;
@@ -93,13 +101,14 @@ export class Mesh extends EventEmitter<{ peer: [PeerStateEvent] }> {
   private readonly options: MeshOptions;
   /** What peers removed from the mesh counted (stats()). */
   private readonly removedCounted = emptySessionStats();
+  private readonly membership: MembershipReconciler | undefined;
 
   constructor(options: MeshOptions) {
     super();
     // checked below (checkConnectOptions); kept with the token sealed: util.inspect of a mesh never shows it
     this.options = options = withSealedAuth(options);
     if (typeof options.name !== 'string' || options.name === '') throw new TypeError('mesh name must be a non-empty string');
-    const { peers: _p, listen: _l, name, reconnect: _r, dataLane: _d, connectionsPerPeer: _c, fallbackDialAfterMs: _f, admit: _a, tls: _t, ...session } = options;
+    const { peers: _p, listen: _l, name, reconnect: _r, dataLane: _d, connectionsPerPeer: _c, fallbackDialAfterMs: _f, admit: _a, tls: _t, membership: _m, ...session } = options;
     this.sessionOptions = { ...session, nodeName: name }; // with `log`: authorize reports to it on dialed sessions too
     // inspect on: a snapshot asked on any connection shows every connection of the node, dialed or accepted
     if (options.inspect !== undefined && options.inspect !== false) this.sessionOptions.inspectScope = () => this.openSessions();
@@ -116,6 +125,7 @@ export class Mesh extends EventEmitter<{ peer: [PeerStateEvent] }> {
       throw new RangeError(`connectionsPerPeer must be an integer in 1..${MAX_POOL}, got ${this.poolSize}`);
     }
     for (const [name, url] of Object.entries(options.peers ?? {})) this.addPeer(name, url);
+    if (options.membership !== undefined) this.membership = new MembershipReconciler(options.membership, this.membershipTarget());
   }
 
   /** The listening address (with the real port when 0 was asked for), once started. */
@@ -170,6 +180,7 @@ export class Mesh extends EventEmitter<{ peer: [PeerStateEvent] }> {
       return;
     }
     for (const peer of this.peerHandles.values()) peer.start();
+    this.membership?.start();
   }
 
   /** The handle on a peer: usable at once, before (and between) connections. Throws for a name not in the mesh. */
@@ -217,9 +228,24 @@ export class Mesh extends EventEmitter<{ peer: [PeerStateEvent] }> {
   async stop(options: { graceMs?: number } = {}): Promise<void> {
     checkCloseOptions(options); // before anything stops: a bad option stops nothing
     this.stopped = true;
+    this.membership?.stop(); // no read, timer or watch of a source outlives the mesh
     await this.starting?.catch(() => undefined); // a start() still binding closes its listener itself, then returns
     const peers = [...this.peerHandles.values()];
     await Promise.all([...peers.map((peer) => peer.close({ ...options, reason: `node ${this.name} is stopping` })), this.server?.close(options)]);
+  }
+
+  /** What membership sources change the mesh through (membership/reconciler.ts). */
+  private membershipTarget(): ConstructorParameters<typeof MembershipReconciler>[1] {
+    return {
+      name: this.name,
+      scheme: this.options.tls === undefined ? 'tcp' : 'tls',
+      log: this.log,
+      has: (name) => this.peerHandles.has(name),
+      checkAddress: (url) => this.checkAddress(url, 'a membership address'),
+      addPeer: (name, url) => void this.addPeer(name, url),
+      removePeer: (name, graceMs) => this.removePeer(name, { graceMs }),
+      changed: (change) => this.emit('membership', change),
+    };
   }
 
   /**
