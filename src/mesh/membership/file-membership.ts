@@ -64,6 +64,7 @@ export class FileMembership implements MembershipSource {
     this.stopped = true;
     this.loop.stop();
     clearTimeout(this.settleTimer);
+    this.settleTimer = undefined;
     this.watcher?.close();
     this.watcher = undefined;
   }
