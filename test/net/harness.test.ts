@@ -11,8 +11,8 @@ import { nodeUrl, startNode } from './fixtures/net-node.js';
 const skip = netSkipReason() ?? linkSkipReason();
 if (skip !== undefined) console.log(`# test:net skipped: ${skip}`);
 
-describe('test network', { skip, timeout: 60_000 }, () => {
-  it('two nodes in two namespaces call each other; a 25 ms delay each way makes a ~50 ms round trip', async (t) => {
+void describe('test network', { skip, timeout: 60_000 }, () => {
+  void it('two nodes in two namespaces call each other; a 25 ms delay each way makes a ~50 ms round trip', async (t) => {
     const network = await TestNetwork.create(t, { hosts: 2 });
     const [h1, h2] = network.hosts as [typeof network.hosts[0], typeof network.hosts[0]];
     const a = await startNode(network, h1, { name: 'a', peers: { b: nodeUrl(h2) } });
@@ -27,7 +27,7 @@ describe('test network', { skip, timeout: 60_000 }, () => {
     assert.ok(best >= 49 && best < 80, `round trips ${rtts.map((r) => r.toFixed(1)).join(', ')} ms: expected ~50`);
   });
 
-  it('a partitioned host hears nothing until healed', async (t) => {
+  void it('a partitioned host hears nothing until healed', async (t) => {
     const network = await TestNetwork.create(t, { hosts: 2 });
     const [h1, h2] = network.hosts as [typeof network.hosts[0], typeof network.hosts[0]];
     const a = await startNode(network, h1, { name: 'a', peers: { b: nodeUrl(h2) } });
@@ -39,7 +39,7 @@ describe('test network', { skip, timeout: 60_000 }, () => {
     await a.request('echo', { peer: 'b', timeoutMs: 5_000 });
   });
 
-  it('a 100 Mbit/s link carries about 100 Mbit/s', async (t) => {
+  void it('a 100 Mbit/s link carries about 100 Mbit/s', async (t) => {
     const network = await TestNetwork.create(t, { hosts: 2 });
     const [h1, h2] = network.hosts as [typeof network.hosts[0], typeof network.hosts[0]];
     const a = await startNode(network, h1, { name: 'a', peers: { b: nodeUrl(h2) } });
