@@ -125,6 +125,17 @@ void describe('dnsMembership: SRV records', () => {
     assert.equal(sink.failures.length, 1);
   });
 
+  void test('a failing target stops the read: the targets not yet looked up are not asked for', async (t) => {
+    const resolver = new FakeResolver();
+    const records = Array.from({ length: 40 }, (_, i) => ({ name: `n${String(i).padStart(2, '0')}.x`, port: 1, priority: 0, weight: 0 }));
+    resolver.srv.set('_gw._tcp.x', records);
+    for (const { name } of records) resolver.a.set(name, ['10.0.0.1']);
+    resolver.a.set('n00.x', 'ETIMEOUT');
+    const { sink } = await started(t, resolver, { name: '_gw._tcp.x', srv: true, family: 4 });
+    assert.equal(sink.failures.length, 1);
+    assert.ok(resolver.queries <= 1 + 2 * 8, `${resolver.queries} queries: the 8 lookups at once, not all 40`);
+  });
+
   void test('more SRV targets than maxPeers: only the first maxPeers by name are looked up, one warning', async (t) => {
     const resolver = new FakeResolver();
     const records = Array.from({ length: 50 }, (_, i) => ({ name: `n${String(i).padStart(2, '0')}.x`, port: 1, priority: 0, weight: 0 }));
