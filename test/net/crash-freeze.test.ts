@@ -8,10 +8,10 @@
  *   - a frozen: b detects the silent peer within the keepalive bound (measured from the freeze), its sink and
  *     download fail UNAVAILABLE; a thawed fails its own side of the calls, and the pair reconnects;
  *   - b (the receiver) frozen: a, the sender of both, does not hang: its upload call and its download handler fail
- *     within the keepalive bound. Keepalive is what applies, not writeStallTimeoutMs: a frozen receiver stops reading
- *     and stops sending CREDIT, so the sender runs out of stream window, not of socket buffer (the transport never asks
- *     it to wait, and the write-stall watch only counts from then); keepalive counts bytes READ, and a frozen peer sends
- *     none;
+ *     within the keepalive bound. Keepalive is what applies, not writeStallTimeoutMs: keepalive counts bytes READ, and
+ *     a frozen peer sends none (no CREDIT, no PING ACK), so it fires 5-7 s after the freeze; the write-stall watch
+ *     starts only once the socket refuses our writes (the sender may run out of stream window first) and then waits
+ *     60 s by default: it is for a peer that stays alive, sending, but never reads;
  *   - throughout, the two hosts not involved call each other, and every call succeeds.
  *
  * Keepalive 2 000 + 3 000 ms: a silent peer is declared dead between 5 and 7 s after its last byte (docs/OPTIONS.md).
