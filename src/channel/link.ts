@@ -69,7 +69,7 @@ export interface DialPlan {
 export type Preference = (candidate: RpcSession, current: RpcSession) => boolean;
 
 interface Waiter {
-  /** Fail-fast calls wait only for a dial in progress: they are rejected when it fails. */
+  /** Fail-fast calls wait only for a dial in progress that follows no failure: they are rejected when it fails. */
   failFast: boolean;
   resolve(session: RpcSession): void;
   reject(error: RpcError): void;
@@ -88,6 +88,14 @@ export class Link extends EventEmitter<{ state: [LinkStateEvent] }> {
   private attachedAt = 0;
   private failuresInARow = 0;
   private lastWarned: string | undefined;
+  /**
+   * Set when a connection is lost or a dial fails, cleared when a session is attached (gRFC A62's sticky
+   * TRANSIENT_FAILURE): while set, fail-fast calls do not wait for a redial in progress. A host that has just gone
+   * silent (a partition, a crash without a reset) is not expected to answer the next dial, which then hangs until
+   * connectTimeoutMs; a fail-fast call fails at once instead. Only a link's first dial, and the peer's redial of a
+   * healthy retired connection, are waited for.
+   */
+  private failing = false;
   /** Armed while the peer is expected to dial in again at once, after a healthy connection was retired. */
   private peerRedialTimer: NodeJS.Timeout | undefined;
   /** Sessions attached once and not yet closed (the current one and ones replaced while their calls finish). */
@@ -129,11 +137,12 @@ export class Link extends EventEmitter<{ state: [LinkStateEvent] }> {
   }
 
   /**
-   * True while a dial (connect + handshake) is in progress, or while the peer is expected to dial in again at once (a
-   * healthy connection was just retired): fail-fast calls wait for either.
+   * True while a dial (connect + handshake) is in progress that is expected to succeed (nothing has failed since the
+   * last connection: `failing`), or while the peer is expected to dial in again at once (a healthy connection was just
+   * retired): fail-fast calls wait for either.
    */
   get dialing(): boolean {
-    return this.dialAbort !== undefined || this.peerRedialTimer !== undefined;
+    return (this.dialAbort !== undefined && !this.failing) || this.peerRedialTimer !== undefined;
   }
 
   /** What every session this link has held counted (closed ones too), summed. */
@@ -174,6 +183,7 @@ export class Link extends EventEmitter<{ state: [LinkStateEvent] }> {
     this.backoff?.connected();
     this.failuresInARow = 0;
     this.lastWarned = undefined;
+    this.failing = false;
     this.live.add(session);
     clearTimeout(this.dialTimer);
     clearTimeout(this.peerRedialTimer);
@@ -311,6 +321,7 @@ export class Link extends EventEmitter<{ state: [LinkStateEvent] }> {
     this.lastError = cause;
     this.log('info', `${this.description}: connection lost${cause ? `: ${cause.message}` : ''}`);
     if (retired && performance.now() - this.attachedAt >= SHORT_LIVED_MS) return this.replaceRetired(cause);
+    this.failing = true;
     if (this.dial === undefined || this.backoff === undefined) {
       this.setState({ state: 'connecting', error: cause });
       return;
@@ -395,6 +406,7 @@ export class Link extends EventEmitter<{ state: [LinkStateEvent] }> {
   private dialFailed(error: Error): void {
     if (this.currentState === 'closed' || this.current !== undefined) return;
     this.lastError = error;
+    this.failing = true;
     // no common version, a TLS/plain mismatch, or our token or certificate refused: a redial fails alike until someone
     // changes a configuration, so wait the longest and say so every time; a refusal of who we are is said once, at
     // once, and redialed as any failure
@@ -420,7 +432,8 @@ export class Link extends EventEmitter<{ state: [LinkStateEvent] }> {
 
   private setState(event: LinkStateEvent): void {
     this.currentState = event.state;
-    if (event.state === 'backoff') this.rejectFailFastWaiters();
+    // a fail-fast call waits for a dial that is expected to succeed, never for one after a failure (`failing`)
+    if (event.state === 'backoff' || (this.failing && !this.dialing)) this.rejectFailFastWaiters();
     this.emit('state', event);
   }
 

@@ -4,7 +4,8 @@
  * ones every session has; only where a call runs, and whether it runs twice, is decided here.
  *
  * Fail-fast calls (the default) get UNAVAILABLE at once while the link is down, and wait only for a dial already in
- * progress; `waitForReady` calls wait for a connection until their deadline or signal. The deadline is fixed once, at
+ * progress that nothing has failed before (a link's first dial; after a loss or a failed dial, none: gRFC A62's
+ * sticky TRANSIENT_FAILURE); `waitForReady` calls wait for a connection until their deadline or signal. The deadline is fixed once, at
  * the start, so waiting and every attempt share one budget.
  *
  * Transparent retry (gRFC A6): a call that provably never reached a handler (never written, refused by the peer, or
@@ -31,7 +32,7 @@ export interface Router {
   pick(kind: MethodKind, avoid?: RpcSession): RpcSession | undefined;
   /** A session for `kind` once one is ready; `failFast` waits only for a dial in progress. */
   wait(kind: MethodKind, failFast: boolean, signal: AbortSignal | undefined, deadline: number | undefined): Promise<RpcSession>;
-  /** True when a fail-fast call should wait: a dial for `kind`'s link is in progress. */
+  /** True when a fail-fast call should wait: a dial for `kind`'s link is in progress, and nothing failed since its last connection. */
   dialing(kind: MethodKind): boolean;
   /** The error a fail-fast call gets when no session is ready. */
   unavailable(kind: MethodKind): RpcError;
