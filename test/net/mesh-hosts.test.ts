@@ -1,7 +1,7 @@
 /**
  * Hosts (issue 14, deliver 1): N network namespaces on one bridge, each running a gridwire mesh node process with the
  * other N-1 as peers; every node calls every other (a unary echo, a server stream, an upload and a download whose
- * sha256 both ends compare), and every pair ends with exactly one control connection, the designated dialer's: as the
+ * sha256 both ends compare), and every pair ends with exactly one control connection, the same at both ends: as the
  * mesh reports it, and as each host's kernel does (its established TCP connections).
  *
  * N is 8; GRIDWIRE_NET_HOSTS=4..16 picks another (16 works on 2 cores within the bound: see the figures it prints).
@@ -75,7 +75,7 @@ async function meshSockets(host: Host): Promise<{ dialed: string[]; accepted: st
 }
 
 void describe('hosts: a mesh of network namespaces', { skip, timeout: 90_000 }, () => {
-  void it(`${HOSTS} hosts, each a mesh node with the other ${HOSTS - 1} as peers: every node calls every other (unary, server stream, upload and download with sha256 compared) and each pair keeps exactly one TCP connection, the designated dialer's`, async (t) => {
+  void it(`${HOSTS} hosts, each a mesh node with the other ${HOSTS - 1} as peers: every node calls every other (unary, server stream, upload and download with sha256 compared) and each pair keeps exactly one TCP connection`, async (t) => {
     const started = performance.now();
     const network = await TestNetwork.create(t, { hosts: HOSTS });
     const built = performance.now();
@@ -96,27 +96,33 @@ void describe('hosts: a mesh of network namespaces', { skip, timeout: 90_000 }, 
     assert.deepEqual(failures, [], 'every call of every ordered pair succeeds');
     assert.equal(log.calls, 4 * HOSTS * (HOSTS - 1));
 
-    // the mesh's view: one control connection per peer, made by the pair's designated dialer
+    // the mesh's view: one control connection per peer, the same one at both ends (one end dialed it, the other
+    // accepted it). Usually the designated dialer's: the other end dials only after fallbackDialAfterMs (3 s) without
+    // a connection, which a node that started late can see when the designated dialer is backing off from dials it
+    // refused; a lone fallback connection is kept (only when both dial does the designated dialer's win)
     const problems: string[] = [];
     const views = await Promise.all(nodes.map((node) => node.request<Connections>('connections')));
-    for (const [i, view] of views.entries()) {
-      const self = names[i]!;
+    const viewOf = new Map(views.map((view, i) => [names[i]!, view]));
+    let designated = 0;
+    for (const [self, view] of viewOf) {
       assert.deepEqual(Object.keys(view).sort(), names.filter((name) => name !== self));
       for (const [peer, c] of Object.entries(view)) {
-        const role = dialsTo(self, peer) ? 'dialer' : 'acceptor';
-        if (c.control !== 1 || c.roles[0] !== role || c.dials !== dialsTo(self, peer) || c.state !== 'ready') {
-          problems.push(`${self}->${peer}: ${c.control} control connection(s) ${c.roles.join('/')} (expected 1 ${role}), ${c.state}`);
-        }
+        const theirs = viewOf.get(peer)![self]!;
+        if (c.control !== 1 || c.state !== 'ready' || c.dials !== dialsTo(self, peer)) {
+          problems.push(`${self}->${peer}: ${c.control} control connection(s) (${c.roles.join('/')}), ${c.state}, dials ${c.dials}`);
+        } else if (theirs.control === 1 && (c.roles[0] === 'dialer') === (theirs.roles[0] === 'dialer')) {
+          problems.push(`${self}->${peer}: both ends are the ${c.roles[0]} of their connection: two different connections`);
+        } else if (c.roles[0] === 'dialer' && c.dials) designated++;
       }
     }
-    assert.deepEqual(problems, [], "the mesh's view: one control connection per pair, the designated dialer's");
+    assert.deepEqual(problems, [], "the mesh's view: one control connection per pair, the same at both ends");
 
-    // the kernel's view: each host has exactly one established connection with each other host, dialed by the
-    // designated dialer to the acceptor's port (a duplicate dial being closed may linger a moment: look again)
+    // the kernel's view: each host has exactly one established connection with each other host, from the end that
+    // dialed it to the other's port (a duplicate dial being closed may linger a moment: look again)
     const expected = (host: Host): { dialed: string[]; accepted: string[] } => {
-      const others = names.filter((name) => name !== nameOf(host));
-      const addresses = (list: string[]): string[] => list.map((name) => hostOf.get(name)!.ipv4).sort();
-      return { dialed: addresses(others.filter((peer) => dialsTo(nameOf(host), peer))), accepted: addresses(others.filter((peer) => !dialsTo(nameOf(host), peer))) };
+      const view = viewOf.get(nameOf(host))!;
+      const addresses = (dialed: boolean): string[] => Object.keys(view).filter((peer) => (view[peer]!.roles[0] === 'dialer') === dialed).map((peer) => hostOf.get(peer)!.ipv4).sort();
+      return { dialed: addresses(true), accepted: addresses(false) };
     };
     let sockets = await Promise.all(network.hosts.map(meshSockets));
     for (let tries = 0; tries < 30 && sockets.some((s, i) => JSON.stringify(s) !== JSON.stringify(expected(network.hosts[i]!))); tries++) {
@@ -127,11 +133,10 @@ void describe('hosts: a mesh of network namespaces', { skip, timeout: 90_000 }, 
     const connections = sockets.reduce((sum, s) => sum + s.dialed.length, 0);
     assert.equal(connections, (HOSTS * (HOSTS - 1)) / 2, 'one TCP connection per pair in all');
 
-
     const s = (ms: number): string => (ms / 1000).toFixed(1);
     t.diagnostic(
       `${HOSTS} hosts: network built in ${s(built - started)} s, ${HOSTS} nodes started in ${s(spawned - built)} s, ` +
-        `${log.calls} calls (${HOSTS * (HOSTS - 1)} ordered pairs x 4) in ${s(called - spawned)} s, ${mib(log.bytes)} MiB moved; ${connections} TCP connections (one per pair)`,
+        `${log.calls} calls (${HOSTS * (HOSTS - 1)} ordered pairs x 4) in ${s(called - spawned)} s, ${mib(log.bytes)} MiB moved; ${connections} TCP connections (one per pair), ${designated} of them the designated dialer's`,
     );
     for (const line of log.lines()) t.diagnostic(`  ${line}`);
   });
