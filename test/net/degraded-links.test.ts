@@ -44,7 +44,7 @@ const SHAPE = { delayMs: DELAY_MS, jitterMs: JITTER_MS, lossPercent: 1, reorderP
  * for up to 0.7 + 1.4 + 2.8 = 4.9 s, plus one trip (60 ms) (one run showed a third RTO pending, ss rto 3 616 ms =
  * 452 ms x 8: 3.2 s of silence already); four times (p = 1e-6) for 10 s, which is a real outage of this link. The
  * rest of the 6 s covers the nodes' scheduling on a shared 2-core machine. (With 1 s + 1.5 s, six hosts ran 25 s of
- * this traffic without a false timeout once: the margin is for the rare chain, not the common case.) The peer's own keepalive makes the silence one-sided only when the
+ * this traffic without a single false timeout: the margin is for the rare chain, not the common case.) The peer's own keepalive makes the silence one-sided only when the
  * stalled direction is the one towards us: a peer that hears nothing pings us within 2 intervals and that reads as life.
  * What this catches: a PING or its answer held back by gridwire behind bulk data, reads that stop (a credit never
  * sent, a stalled stream), a clock that reads never reset.
