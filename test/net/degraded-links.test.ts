@@ -3,11 +3,12 @@
  * 50 ± 10 ms each way (a round trip of 100 ± 20 ms: a path crosses two shaped ports, one per direction), 1 % loss,
  * 5 % reordering and 1 % duplicates, in segments of one MTU (mtuSizedPackets: the loss hits segments, not 64 KiB GSO
  * super-packets). For a bounded time every node calls every other at once: unary calls of several sizes, server
- * streams, uploads and downloads of a few MiB (sha256 compared: checksums equal), sleeps that outlast their deadline
- * and sleeps whose deadline covers them.
+ * streams, uploads and downloads of a few MiB (sha256 compared: checksums equal), transfers cut short by their
+ * deadline, sleeps that outlast their deadline and sleeps whose deadline covers them.
  *
  * Asserted: every call that should succeed succeeds; no false keepalive timeout (keepalive tightened so that a false
- * one would show here: KEEPALIVE); deadlines honoured both ways (DEADLINE_BOUND_MS, and the covered sleeps succeed).
+ * one would show here: KEEPALIVE); deadlines honoured both ways (DEADLINE_BOUND_MS, and the covered sleeps succeed);
+ * no stream left open once the traffic is over.
  * Printed: calls by kind with p50/p99, bytes moved, TCP retransmits and RTOs the hosts' kernels counted, the largest
  * RTO seen, and the packets the switch dropped, duplicated and delayed.
  *
@@ -19,7 +20,7 @@ import assert from 'node:assert/strict';
 import { describe, it, type TestContext } from 'node:test';
 import { netSkipReason, TestNetwork, type Host } from './fixtures/netns.js';
 import { linkSkipReason, shapeAll } from './fixtures/links.js';
-import { nodeUrl, startNode, type NetNode } from './fixtures/net-node.js';
+import { nodeUrl, startNode, type NetNode, type NodeCallError } from './fixtures/net-node.js';
 import { CallLog, congestionControl, largestRto, mib, percentile, switchCounters, tcpCounters, tcpDelta } from './fixtures/net-figures.js';
 
 const skip = netSkipReason() ?? linkSkipReason();
@@ -61,6 +62,14 @@ const KEEPALIVE = { keepaliveIntervalMs: 1_000, keepaliveTimeoutMs: 5_000 };
 const DEADLINE_BOUND_MS = MAX_RTT_MS + 200;
 const SLEEP_PAST_DEADLINE = { ms: 2_000, timeoutMs: 300 };
 
+/**
+ * Every fourth bulk call (the first included) is a transfer its deadline cuts short: 16 MiB (over a minute on this link) with 1.5 s. It
+ * must fail DEADLINE_EXCEEDED within DEADLINE_BOUND_MS of its deadline (measured by the test process: plus the IPC
+ * hop, CUT_IPC_MS) and leave no stream open at either end.
+ */
+const CUT = { bytes: 16 * 2 ** 20, timeoutMs: 1_500 };
+const CUT_IPC_MS = 100;
+
 /** Unary payload sizes (each echoed back). */
 const ECHO_BYTES = [16, 1024, 16 * 1024, 256 * 1024];
 /** Bulk sizes, alternately up and down: a few MiB. */
@@ -80,6 +89,17 @@ interface Transfer {
   expected: string;
 }
 
+/** What the traffic of every pair adds to. */
+interface Tally {
+  log: CallLog;
+  /** Calls that did not end as they should, and why. */
+  failures: string[];
+  /** Sleeps past their deadline: ms from the deadline to the caller's DEADLINE_EXCEEDED (measured in the node). */
+  overshoots: number[];
+  /** Transfers cut by their deadline: the same, measured by the test process. */
+  cuts: number[];
+}
+
 interface Run {
   /** Mesh options besides keepalive. */
   dataLane: boolean;
@@ -92,7 +112,8 @@ interface Run {
 const nameOf = (host: Host): string => `h${host.index}`;
 
 /** One caller's traffic to one peer until `endAt`: small calls in one loop, bulk in another, both at once. */
-async function traffic(from: NetNode, peer: string, seed: number, endAt: number, run: Run, log: CallLog, failures: string[], deadlines: number[]): Promise<void> {
+async function traffic(from: NetNode, peer: string, seed: number, endAt: number, run: Run, tally: Tally): Promise<void> {
+  const { log, failures } = tally;
   const call = async <T>(kind: string, cmd: string, args: Record<string, unknown>, timeoutMs: number, check: (result: T) => number): Promise<void> => {
     const started = performance.now();
     try {
@@ -116,7 +137,7 @@ async function traffic(from: NetNode, peer: string, seed: number, endAt: number,
       } else {
         await call<{ code: string; ms: number }>(`sleep ${SLEEP_PAST_DEADLINE.ms / 1000} s, deadline ${SLEEP_PAST_DEADLINE.timeoutMs} ms`, 'sleepOutcome', SLEEP_PAST_DEADLINE, SMALL_TIMEOUT_MS, (r) => {
           assert.equal(r.code, 'DEADLINE_EXCEEDED', `a sleep of ${SLEEP_PAST_DEADLINE.ms} ms with a deadline of ${SLEEP_PAST_DEADLINE.timeoutMs} ms ended ${r.code}`);
-          deadlines.push(r.ms - SLEEP_PAST_DEADLINE.timeoutMs);
+          tally.overshoots.push(r.ms - SLEEP_PAST_DEADLINE.timeoutMs);
           return 0;
         });
       }
@@ -124,7 +145,22 @@ async function traffic(from: NetNode, peer: string, seed: number, endAt: number,
   };
   const bulk = async (): Promise<void> => {
     for (let round = 0; performance.now() < endAt; round++) {
-      const bytes = BULK_BYTES[round % BULK_BYTES.length]!;
+      if (round % 4 === 0) {
+        // first, then after each three transfers: half the pairs cut a download, half an upload
+        const cmd = (seed / 1_000 + round / 4) % 2 === 0 ? 'download' : 'upload';
+        const started = performance.now();
+        const code = await from.request(cmd, { peer, ...CUT, seed }, CUT.timeoutMs + 15_000).then(() => 'OK', (error: NodeCallError) => error.code);
+        const ms = performance.now() - started;
+        if (code !== 'DEADLINE_EXCEEDED') {
+          log.fail(`${cmd} cut by its deadline`);
+          failures.push(`${from.name}->${peer} ${cmd} of ${CUT.bytes} bytes with a deadline of ${CUT.timeoutMs} ms ended ${code} after ${ms.toFixed(0)} ms`);
+        } else {
+          log.record(`${cmd} cut by its deadline`, ms);
+          tally.cuts.push(ms - CUT.timeoutMs);
+        }
+        continue;
+      }
+      const bytes = BULK_BYTES[(round % 4) - 1]!;
       const cmd = round % 2 === 0 ? 'upload' : 'download';
       await call<Transfer>(`${cmd} ${bytes / 2 ** 20} MiB`, cmd, { bytes, seed: seed + round }, BULK_TIMEOUT_MS, (r) => {
         assert.equal(r.bytes, bytes, 'bytes');
@@ -153,9 +189,8 @@ async function degradedMesh(t: TestContext, run: Run): Promise<void> {
   const eventsFrom = nodes.map((node) => node.events.length);
   const tcpBefore = await Promise.all(network.hosts.map((host) => tcpCounters(host.ns)));
 
-  const log = new CallLog();
-  const failures: string[] = [];
-  const overshoots: number[] = [];
+  const tally: Tally = { log: new CallLog(), failures: [], overshoots: [], cuts: [] };
+  const { log, overshoots, cuts } = tally;
   const started = performance.now();
   const endAt = started + run.trafficMs;
   let rto = 0;
@@ -166,9 +201,16 @@ async function degradedMesh(t: TestContext, run: Run): Promise<void> {
       for (const host of network.hosts) rto = Math.max(rto, await largestRto(host.ns));
     }
   })();
-  await Promise.all(nodes.flatMap((node, i) => names.filter((peer) => peer !== node.name).map((peer, k) => traffic(node, peer, 1_000 * (10 * i + k), endAt, run, log, failures, overshoots))));
+  await Promise.all(nodes.flatMap((node, i) => names.filter((peer) => peer !== node.name).map((peer, k) => traffic(node, peer, 1_000 * (10 * i + k), endAt, run, tally))));
   await sampling;
   const elapsed = performance.now() - started;
+  // what the cut transfers and the sleeps past their deadline left behind: every stream ends at both ends
+  let open: number[] = [];
+  for (const until = performance.now() + 5_000; performance.now() < until; ) {
+    open = (await Promise.all(nodes.map((node) => node.request<{ totals: { streamsOpen: number } }>('stats')))).map((s) => s.totals.streamsOpen);
+    if (open.every((n) => n === 0)) break;
+    await new Promise((resolve) => setTimeout(resolve, 200));
+  }
 
   const tcp = tcpDelta(tcpBefore, await Promise.all(network.hosts.map((host) => tcpCounters(host.ns))));
   const shaped = await switchCounters(network);
@@ -177,17 +219,21 @@ async function degradedMesh(t: TestContext, run: Run): Promise<void> {
 
   t.diagnostic(`${run.dataLane ? 'data lane' : 'one connection per pair'}: ${log.calls} calls in ${(elapsed / 1000).toFixed(1)} s (${run.trafficMs / 1000} s of new calls), ${mib(log.bytes)} MiB of payload, ${mib(written)} MiB written by the nodes' connections`);
   for (const line of log.lines()) t.diagnostic(`  ${line}`);
-  t.diagnostic(`  deadline exceeded: ${overshoots.length} calls, the caller's error at deadline + p50 ${percentile(overshoots, 50).toFixed(1)} / p99 ${percentile(overshoots, 99).toFixed(1)} / max ${Math.max(...overshoots).toFixed(1)} ms`);
+  t.diagnostic(`  deadline exceeded: ${overshoots.length} sleeps, the caller's error at deadline + p50 ${percentile(overshoots, 50).toFixed(1)} / p99 ${percentile(overshoots, 99).toFixed(1)} / max ${Math.max(...overshoots).toFixed(1)} ms; ${cuts.length} transfers cut, at deadline + p50 ${percentile(cuts, 50).toFixed(0)} / max ${Math.max(...cuts).toFixed(0)} ms (IPC included)`);
   t.diagnostic(`  TCP (${await congestionControl(network.hosts[0]!.ns)}, all hosts): ${tcp.OutSegs} segments sent, ${tcp.RetransSegs} retransmitted (${((100 * tcp.RetransSegs) / Math.max(1, tcp.OutSegs)).toFixed(1)} %), ${tcp.TCPTimeouts} RTOs, ${tcp.TCPLossProbes} loss probes, ${tcp.TCPDSACKRecv} D-SACKs, ${tcp.TCPToZeroWindowAdv} zero windows advertised, ${tcp.TCPWinProbe} zero-window probes; largest RTO seen ${rto} ms`);
   t.diagnostic(`  switch: ${shaped.delayed} packets through the delay lines, ${shaped.dropped} dropped, ${shaped.duplicated} duplicated`);
   t.diagnostic(`  credit stalls: ${stats.map((s, i) => `${names[i]} ${s.totals.creditStalls.count} (${(s.totals.creditStalls.blockedMs / 1000).toFixed(1)} s)`).join(', ')}`);
 
-  const problems = [...failures];
+  const problems = [...tally.failures];
   for (const node of nodes) for (const e of node.logs(/keepalive|unresponsive/i)) problems.push(`${node.name} logged: ${String(e.message)}`);
   for (const [i, node] of nodes.entries()) for (const e of node.events.slice(eventsFrom[i]).filter((e) => e.event === 'peer')) problems.push(`${node.name}: peer ${String(e.peer)} went ${String(e.state)}`);
   if (overshoots.length < names.length * (names.length - 1)) problems.push(`only ${overshoots.length} deadlines passed: every ordered pair must see one`);
   const worst = Math.max(...overshoots);
   if (worst > DEADLINE_BOUND_MS) problems.push(`DEADLINE_EXCEEDED ${worst.toFixed(0)} ms after the deadline (bound ${DEADLINE_BOUND_MS} ms)`);
+  if (cuts.length === 0) problems.push('no transfer was cut by its deadline');
+  const worstCut = Math.max(...cuts);
+  if (worstCut > DEADLINE_BOUND_MS + CUT_IPC_MS) problems.push(`a transfer cut by its deadline failed ${worstCut.toFixed(0)} ms after it (bound ${DEADLINE_BOUND_MS + CUT_IPC_MS} ms)`);
+  if (open.some((n) => n > 0)) problems.push(`streams still open 5 s after the traffic: ${open.join(', ')} (by node)`);
   if (percentile(overshoots, 50) >= MIN_RTT_MS / 2) problems.push(`DEADLINE_EXCEEDED at deadline + ${percentile(overshoots, 50).toFixed(0)} ms at the median: the caller waits for the server`);
   if (!(shaped.dropped > 0 && shaped.duplicated > 0 && tcp.RetransSegs > 0)) problems.push('the links did not lose and duplicate packets, or TCP did not retransmit: not a degraded link');
   // a connection that fails keeps failing calls while it redials: the first few problems say why
