@@ -29,7 +29,7 @@ if (skip !== undefined) console.log(`# test:net skipped: ${skip}`);
 const HOSTS = 4;
 const DELAY_MS = 50;
 const JITTER_MS = 10;
-/** The longest round trip the delay lines make: 2 x (50 + 10) ms; the shortest is 80 ms (a reordered packet skips its delay). */
+/** The longest round trip the delay lines make: 2 x (50 + 10) ms; the shortest 80 ms, but for reordered packets (5 %), which skip the delay. */
 const MAX_RTT_MS = 2 * (DELAY_MS + JITTER_MS);
 const MIN_RTT_MS = 2 * (DELAY_MS - JITTER_MS);
 const SHAPE = { delayMs: DELAY_MS, jitterMs: JITTER_MS, lossPercent: 1, reorderPercent: 5, duplicatePercent: 1, seed: 14 };
@@ -45,9 +45,9 @@ const SHAPE = { delayMs: DELAY_MS, jitterMs: JITTER_MS, lossPercent: 1, reorderP
  * for up to 0.7 + 1.4 + 2.8 = 4.9 s, plus one trip (60 ms) (one run showed a third RTO pending, ss rto 3 616 ms =
  * 452 ms x 8: 3.2 s of silence already); four times (p = 1e-6) for 10 s, which is a real outage of this link. The
  * rest of the 6 s covers the nodes' scheduling on a shared 2-core machine. (With 1 s + 1.5 s, six hosts ran 25 s of
- * this traffic without a single false timeout: the margin is for the rare chain, not the common case.) The peer's own keepalive makes the silence one-sided only when the
- * stalled direction is the one towards us: a peer that hears nothing pings us within 2 intervals and that reads as life.
- * What this catches: a PING or its answer held back by gridwire behind bulk data, reads that stop (a credit never
+ * this traffic without a single false timeout: the margin is for the rare chain, not the common case.) Only a stall
+ * of the direction towards us silences the peer: a peer that hears nothing pings us within two intervals, which reads
+ * as life. What this catches: a PING or its answer held back by gridwire behind bulk data, reads that stop (a credit never
  * sent, a stalled stream), a clock that reads never reset.
  */
 const KEEPALIVE = { keepaliveIntervalMs: 1_000, keepaliveTimeoutMs: 5_000 };
@@ -63,9 +63,9 @@ const DEADLINE_BOUND_MS = MAX_RTT_MS + 200;
 const SLEEP_PAST_DEADLINE = { ms: 2_000, timeoutMs: 300 };
 
 /**
- * Every fourth bulk call (the first included) is a transfer its deadline cuts short: 16 MiB (over a minute on this link) with 1.5 s. It
- * must fail DEADLINE_EXCEEDED within DEADLINE_BOUND_MS of its deadline (measured by the test process: plus the IPC
- * hop, CUT_IPC_MS) and leave no stream open at either end.
+ * Every fourth bulk call (the first included) is a transfer its deadline cuts short: 16 MiB (over a minute on this
+ * link) with 1.5 s. It must fail DEADLINE_EXCEEDED within DEADLINE_BOUND_MS of its deadline (measured by the test
+ * process: plus the IPC hop, CUT_IPC_MS) and leave no stream open at either end.
  */
 const CUT = { bytes: 16 * 2 ** 20, timeoutMs: 1_500 };
 const CUT_IPC_MS = 100;
@@ -80,7 +80,7 @@ const TICKS = { count: 32, bytes: 4096 };
  * pair they wait behind the pair's bulk bytes (above 3 s seen); they are there to fail the test, not to be measured.
  */
 const SMALL_TIMEOUT_MS = 20_000;
-/** 3 MiB at the slowest transfer rate seen on this link (~150 KiB/s with every pair busy), twice over. */
+/** 3 MiB at the slowest transfer rate seen on this link (~200 KiB/s with every pair busy: 15 s), three times over. */
 const BULK_TIMEOUT_MS = 45_000;
 
 interface Transfer {
