@@ -29,7 +29,7 @@ if (skip !== undefined) console.log(`# test:net skipped: ${skip}`);
 const HOSTS = 4;
 const DELAY_MS = 50;
 const JITTER_MS = 10;
-/** The longest round trip the delay lines make: 2 x (50 + 10) ms; the shortest 80 ms, but for reordered packets (5 %), which skip the delay. */
+/** Round trips the delay lines make: 80..120 ms (2 x (50 ± 10)), but for reordered packets (5 %), which skip the delay. */
 const MAX_RTT_MS = 2 * (DELAY_MS + JITTER_MS);
 const MIN_RTT_MS = 2 * (DELAY_MS - JITTER_MS);
 const SHAPE = { delayMs: DELAY_MS, jitterMs: JITTER_MS, lossPercent: 1, reorderPercent: 5, duplicatePercent: 1, seed: 14 };
@@ -47,8 +47,8 @@ const SHAPE = { delayMs: DELAY_MS, jitterMs: JITTER_MS, lossPercent: 1, reorderP
  * rest of the 6 s covers the nodes' scheduling on a shared 2-core machine. (With 1 s + 1.5 s, six hosts ran 25 s of
  * this traffic without a single false timeout: the margin is for the rare chain, not the common case.) Only a stall
  * of the direction towards us silences the peer: a peer that hears nothing pings us within two intervals, which reads
- * as life. What this catches: a PING or its answer held back by gridwire behind bulk data, reads that stop (a credit never
- * sent, a stalled stream), a clock that reads never reset.
+ * as life. What this catches: a PING or its answer held back by gridwire behind bulk data, reads that stop (a credit
+ * never sent, a stalled stream), a clock that reads never reset.
  */
 const KEEPALIVE = { keepaliveIntervalMs: 1_000, keepaliveTimeoutMs: 5_000 };
 
