@@ -159,6 +159,7 @@ export class Inbox<T> implements MessageStream<T> {
       return new Promise((resolve, reject) => this.settleWaiterWith({ resolve, reject }));
     }
     if (this.waiter !== undefined) return Promise.reject(new Error('next() called again before the previous one settled'));
+    if (!this.messages) this.stream?.readerWaits(); // a bulk body's reader idles: its window tuner measures it
     return new Promise((resolve, reject) => (this.waiter = { resolve, reject }));
   }
 

@@ -2,7 +2,8 @@
  * What one connection's peer may make us hold in memory, beyond a frame in transit, and the process-wide budget it
  * shares with every other connection: bytes of partly received messages (maxReassemblyBytes), bytes queued to send
  * on streams while the peer's credit holds them back (maxQueuedSendBytes), and the growth of bulk receive windows
- * beyond bulkWindow (window-tuner.ts; at most connectionWindow on all streams together). A reservation must fit both the
+ * beyond bulkWindow (window-tuner.ts; at most the larger of connectionWindow and maxBulkWindow on all streams together:
+ * one stream grown to the full, or several sharing that). A reservation must fit both the
  * connection's own limit and the process's MemoryBudget; a refusal comes back as the message a stream fails with
  * (RESOURCE_EXHAUSTED), naming the budget and how to raise it. Knows nothing of streams or frames: only bytes.
  */
@@ -12,8 +13,12 @@ import { reassemblyBudgetMessage } from './errors.js';
 export interface ConnectionMemoryOptions {
   readonly maxReassemblyBytes: number;
   readonly maxQueuedSendBytes: number;
-  /** Bounds the window growth of all bulk streams together: more could not be in flight on the connection anyway. */
+  /**
+   * The larger of the two bounds the window growth of all bulk streams together (one stream grown to the full, or
+   * several sharing that); the connection window grows with it (receive-budget.ts).
+   */
   readonly connectionWindow: number;
+  readonly maxBulkWindow?: number;
 }
 
 /** Why a stream failed whose queued bytes did not fit the connection's budget for them. */
@@ -38,10 +43,15 @@ export class ConnectionMemory {
    */
   lastRefusalShared = false;
 
+  /** What all bulk streams' windows may grow by together. */
+  private readonly windowGrowthLimit: number;
+
   constructor(
     private readonly options: ConnectionMemoryOptions,
     private readonly process: MemoryBudget,
-  ) {}
+  ) {
+    this.windowGrowthLimit = Math.max(options.connectionWindow, options.maxBulkWindow ?? 0);
+  }
 
   /** Bytes held for partly received messages. Returns why they cannot be (RESOURCE_EXHAUSTED), or undefined. */
   reserveReassembly(bytes: number): string | undefined {
@@ -86,10 +96,11 @@ export class ConnectionMemory {
 
   /**
    * Growth of a bulk stream's receive window (what a stopped reader would make us hold beyond bulkWindow). False,
-   * reserving nothing, past the connection's share (connectionWindow) or the process's budget: the window stays as it is.
+   * reserving nothing, past the connection's share (the larger of connectionWindow and maxBulkWindow) or the process's
+   * budget: the window stays as it is.
    */
   reserveWindowGrowth(bytes: number): boolean {
-    if (this.closed || this.windowGrowthBytes + bytes > this.options.connectionWindow || !this.process.tryReserve(bytes)) return false;
+    if (this.closed || this.windowGrowthBytes + bytes > this.windowGrowthLimit || !this.process.tryReserve(bytes)) return false;
     this.windowGrowthBytes += bytes;
     return true;
   }

@@ -38,10 +38,11 @@ export interface SessionOptions {
    */
   bulkWindow?: number;
   /**
-   * How far the receiver may grow one bulk body's window while the transfer shows that the window limits it (the
-   * reader idles waiting for credited data; a long fat link), within connectionWindow of growth per connection and
-   * the memoryBudget (session/window-tuner.ts). Default 16 MiB, or bulkWindow when that is larger; bulkWindow (or
-   * less) turns the growth off.
+   * How far the receiver may grow one bulk body's window while the transfer shows that the window limits it (a window
+   * consumed in under three credit loops while the reader waits for data; a long fat link), within the larger of
+   * connectionWindow and maxBulkWindow of growth per connection and the memoryBudget (session/window-tuner.ts); the
+   * connection window grows with it. Default 32 MiB, or bulkWindow when that is larger; bulkWindow (or less) turns the
+   * growth off.
    */
   maxBulkWindow?: number;
   /** Receive window granted to the whole connection. Default 16 MiB. */

@@ -168,7 +168,7 @@ export class Session implements StreamHost {
         this.transport.destroy(); // a dead peer will not answer our FIN: do not linger on it
       },
     });
-    this.windowTuner = new WindowTuner(this.options, this.memory);
+    this.windowTuner = new WindowTuner(this.options, this.memory, this.receiveBudget); // the connection window grows with the streams'
     this.closed = new Promise((resolve) => (this.resolveClosed = resolve));
     this.goingAway = new Promise((resolve) => (this.resolveGoingAway = resolve));
     this.decoder = new FrameDecoder(this.onFrame, {

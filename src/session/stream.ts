@@ -59,7 +59,7 @@ import { messageTooLargeMessage } from './errors.js';
 import type { PeerGuard } from './peer-guard.js';
 import { Reassembly, type ReassemblyLimits, type ReassemblyMemory } from './reassembly.js';
 import { dataFloorFor, highWaterFor, QueueStep, SendQueue, SMALL_MESSAGE_BYTES, WriteResult, type QueueMemory, type QueueOutput } from './send-queue.js';
-import type { TunedWindow, WindowTuner } from './window-tuner.js';
+import { bulkCreditBatch, type TunedWindow, type WindowTuner } from './window-tuner.js';
 import { creditStallBegins, creditStallEnds, type SessionCounters } from './session-counters.js';
 
 export interface StreamTrailer {
@@ -403,7 +403,7 @@ export class Stream {
     this.progress++;
     const final = (flags & Flag.END_STREAM) !== 0;
     this.recvWindow -= n;
-    if (this.tuned !== undefined) this.tuned.dataArrived(this.recvWindow, this.unconsumed === 0); // window-tuner.ts
+    if (this.tuned !== undefined) this.tuned.dataArrived(this.recvWindow); // window-tuner.ts
     if (this.rawInbound) {
       if (n > 0) this.deliver(payload, n, false, final);
     } else if (flags & Flag.MESSAGE_END) {
@@ -446,7 +446,7 @@ export class Stream {
   receivePiecesStart(n: number): void {
     this.progress++;
     this.recvWindow -= n;
-    if (this.tuned !== undefined) this.tuned.dataArrived(this.recvWindow, this.unconsumed === 0); // as receiveData
+    if (this.tuned !== undefined) this.tuned.dataArrived(this.recvWindow); // as receiveData
   }
 
   /** The next piece of that frame; `flags` (the frame's) with its last piece, else 0. */
@@ -462,10 +462,15 @@ export class Stream {
    */
   consume(charge: number, message: boolean): void {
     if (this.unconsumed === 0) return;
-    if (--this.unconsumed === 0 && this.tuned !== undefined) this.tuned.caughtUp(); // the reader waits now
+    this.unconsumed--;
     this.returnCredit(charge);
     if (message) this.returnMessageCredit();
     if (this.unconsumed === 0 && this.reassembly !== undefined) this.returnCredit(this.reassembly.takeUncredited());
+  }
+
+  /** The owner's reader asked for the next item and none was there: it waits for data (the window tuner's signal). */
+  readerWaits(): void {
+    if (this.tuned !== undefined) this.tuned.readerWaits();
   }
 
   /**
@@ -569,10 +574,12 @@ export class Stream {
     if (this.remoteDone || n === 0) return;
     this.recvUnacked += n;
     // batch credit: one CREDIT frame per half window, not one per message; a bulk body's per quarter window, so the
-    // sender gets credit back while three quarters are still in flight and a small window does not run the pipe dry
-    if (this.recvUnacked >= this.recvWindowSize >>> (this.tuned === undefined ? 1 : 2)) {
+    // sender gets credit back while three quarters are still in flight and a small window does not run the pipe dry,
+    // and at most per MAX_BULK_CREDIT_BATCH, so a grown window is nearly all in flight (window-tuner.ts)
+    const tuned = this.tuned;
+    if (this.recvUnacked >= (tuned === undefined ? this.recvWindowSize >>> 1 : bulkCreditBatch(this.recvWindowSize))) {
       // a bulk body's window may grow (this CREDIT carries more) or shrink (it carries less, maybe nothing)
-      const change = this.tuned === undefined ? 0 : this.tuned.credit(this.recvUnacked, this.recvWindowSize);
+      const change = tuned === undefined ? 0 : tuned.credit(this.recvUnacked, this.recvWindowSize);
       const increment = this.recvUnacked + change;
       this.recvWindowSize += change;
       this.recvWindow += increment;

@@ -1,63 +1,86 @@
 /**
  * Sizes the receive window of bulk bodies (a download's caller, an upload's handler) to what the connection needs,
  * instead of one fixed size: a window starts at `bulkWindow`, small enough that on a fast local link the bytes in
- * flight ahead of a small call's reply stay few, grows while the transfer shows that the window, not the reader, the
- * sender or the link, limits it (a long fat link: 1 Gbit/s x 50 ms needs ~6 MiB in flight), and shrinks back towards
- * `bulkWindow` once it no longer does. Growth is credit the receiver sends beyond the window it granted, shrinking is
- * credit it keeps back (CREDIT increments are the protocol's own: nothing changes on the wire). Growth goes up to
- * `maxBulkWindow` per stream and is reserved from the connection's memory (at most `connectionWindow` of growth on all
- * its streams together: more could not be in flight anyway) and from the process's budget: a grown window is what a
- * stopped reader makes us hold; it is given back as the window shrinks and when the stream closes. Knows nothing of
- * frames or of the rpc layer: a stream reports each DATA frame's arrival and each time its reader has caught up, and
+ * flight ahead of a small call's reply stay few, doubles while it holds less than what the path carries in
+ * GROWTH_FACTOR (3) credit loops (a long fat link: 1 Gbit/s x 50 ms carries ~6 MiB per loop), and shrinks back once it
+ * holds far more than that. Growth is credit the receiver sends beyond the window it granted, shrinking is credit it
+ * keeps back (CREDIT increments are the protocol's own: nothing changes on the wire). Growth goes up to
+ * `maxBulkWindow` per stream and is reserved from the connection's memory (at most the larger of `connectionWindow` and
+ * `maxBulkWindow` of growth on all its streams together: the per-peer budget) and from the process's budget: a grown
+ * window is what a stopped reader makes us hold; it is given back as the window shrinks and when the stream closes.
+ * The connection window (receive-budget.ts) grows and shrinks by the same amounts. Knows nothing of frames or of the
+ * rpc layer: a stream reports each DATA frame's arrival and each time its reader asks for more and finds nothing, and
  * asks, at each batch of credit it returns, by how much to change the window.
  *
- * What the window must hold is the delivery rate times the time credit takes to come back as data (ideas from HTTP/2's
- * BDP estimation and QUIC's window auto-tuning; no code taken). All is measured on the stream itself, no PING needed:
- * - the rate: each time the reader has consumed a whole window (an epoch), bytes / time;
- * - the credit loop: after a CREDIT is sent, the first byte beyond what the earlier credit allowed can only have been
- *   sent once that CREDIT arrived: the time from the CREDIT to that byte is a round trip plus the sender's turn, plus
- *   however long that byte queued behind earlier data;
- * - the reader's wait for it: from when the reader had consumed everything (or from the CREDIT, if later) to that
- *   byte; nothing when the reader was still busy with earlier data.
- * The loop alone would grow the window without end when the reader is the bottleneck (a fast local link): the byte
- * queues behind the window's own data, so the loop grows with the window. The wait tells the cases apart: when the
- * window limits the transfer the reader idles for most of a round trip at each CREDIT, and hardly before the frames
- * that follow in the same burst; when the reader is the limit it waits before every frame only as long as reading it
- * takes (the socket read, and a CREDIT written just before, fall between the reader catching up and the frame's
- * arrival); when the sender or the link is, it waits about as long before every frame. So what counts is the wait
- * before credited data beyond the wait before other frames: the window doubles when, at every CREDIT of the last two
- * epochs, that excess was at least 1/IDLE_SHARE of the time a window takes the reader (an eighth of its time over a
- * window's four CREDITs), and the window holds less than GROWTH_FACTOR x rate x loop, unless the previous doubling
- * raised the rate by less than MIN_RATE_GAIN (then something else is the limit). Smallest samples of two epochs: one
- * stall of our own event loop inflates one, not all. Once QUIET_EPOCHS epochs in a row show no such wait while the
- * reader was busy most of the time (it, not the window, is the limit again: a sender that was slow while warming up,
- * a burst of CPU contention that is over), the window gives back an eighth of itself, down to where it started: a
- * window grown by a passing cause does not keep a large queue ahead of small replies for the rest of the transfer.
- * A reader that mostly waits (the link or the sender is the limit: a long fat path) keeps its window: there the queue
- * is the path's, and giving back what it needs would cost throughput the reader's wait cannot show.
+ * What the window must hold is the delivery rate times the time credit takes to come back as data (the idea of
+ * QUIC's window auto-tuning and of HTTP/2's BDP estimation; no code taken). All is measured on the connection's own
+ * bulk streams, no PING needed:
+ * - the path's credit loop: after a CREDIT is sent, the first byte beyond what the earlier credit allowed can only
+ *   have been sent once that CREDIT arrived: the time from the CREDIT to that byte is a round trip plus the sender's
+ *   turn, plus however long that byte queued behind earlier data (in the sender's socket, at the path's bottleneck, in
+ *   our own socket while we were busy). The smallest loop the connection has seen is the path's: later ones are
+ *   inflated by the queue the window itself fills, and growing on them would grow the window without end. One CREDIT
+ *   is timed at a time; the one that carries a growth is not (its first byte leaves ahead of the queue it allows).
+ * - an epoch: the time the reader takes to consume a whole window. A window consumed in less than GROWTH_FACTOR path
+ *   loops holds less than GROWTH_FACTOR x rate x loop (rate = window / epoch): the window is, or is about to be, what
+ *   limits the transfer, and doubles. When the link, the sender or TCP's own ramp is the limit the epoch is long and
+ *   the window stays: no growth on rates the path does not carry, and no shrinking while TCP ramps up.
+ * - the reader's wait: from when it asked for more and found nothing (the inbox tells the stream) to the next frame.
+ *   A window is grown only if the reader spent at least MIN_WAITED_SHARE of the epoch waiting: a reader busy all the
+ *   time is the limit itself (on loopback, a reader taking every frame from a queue the window keeps full), and more
+ *   window would only queue more ahead of small replies.
+ * - the queue: a window is grown only while the loops of the last two epochs stay under QUEUED_LOOP_FACTOR times the
+ *   path's. Longer ones waited behind a queue (a link or a sender slower than the window: its loop is the time its
+ *   queue takes to drain), which the window already fills. The epoch after a growth is judged on loops timed before it
+ *   too, so a slow sender's window may double twice, never more.
+ * A loop under MIN_GROWTH_LOOP_MS never grows a window (loopback, a LAN: bulkWindow per loop is already 256 MiB/s), and
+ * takes back at once what the first loops grew: a stream's first milliseconds on loopback (the event loop still busy
+ * starting up, JIT, a loaded machine) can time loops of over 1 ms, and a window grown on them stayed grown (unary p99
+ * beside a download on loopback 3.9x idle instead of 1.8x).
+ * A window consumed in more than SHRINK_FACTOR loops holds more than twice what the path needs (the
+ * reader or the sender slowed down for good): after QUIET_EPOCHS such epochs in a row it gives back an eighth of
+ * itself, and again at each such epoch after, down to where it started, so a window grown for a fast phase does not
+ * keep a large queue ahead of small replies (the credit is kept back from as many batches as it takes).
  *
- * | state (per stream) | event (each at the end of an epoch: a whole window consumed)       | next                  |
- * |--------------------|--------------------------------------------------------------------|-----------------------|
- * | MEASURING          | the reader idled at every CREDIT, rate x loop says grow, the last  | SETTLING (doubled)    |
- * |                    | doubling paid, the budget allows                                   |                       |
- * | MEASURING          | idled, but nothing more to gain (or no budget)                     | MEASURING             |
- * | MEASURING          | the QUIET_EPOCHS-th epoch in a row without idling for credit, the  | MEASURING (shrinks)   |
- * |                    | reader busy most of each, the window grown                         |                       |
- * | MEASURING          | otherwise                                                          | MEASURING             |
- * | SETTLING           | (the doubling took effect during it: not measured)                 | MEASURING             |
- * | any                | the stream closed                                                  | released              |
+ * | state (per stream) | event (each at the end of an epoch: a whole window consumed)          | next                |
+ * |--------------------|-----------------------------------------------------------------------|---------------------|
+ * | NO_LOOP            | no credit loop measured on the connection yet                         | NO_LOOP             |
+ * | NO_LOOP            | a loop was measured (by this stream or another of the connection)     | TUNING              |
+ * | TUNING             | loop < MIN_GROWTH_LOOP_MS (a local path), the window grown            | TUNING (all growth  |
+ * |                    |                                                                       | given back)         |
+ * | TUNING             | epoch < GROWTH_FACTOR x loop, loop >= MIN_GROWTH_LOOP_MS, the reader  | TUNING (doubled; so |
+ * |                    | waited >= MIN_WAITED_SHARE of it, the recent loops < QUEUED_LOOP_     | is the connection   |
+ * |                    | FACTOR x loop, nothing kept back, below maxBulkWindow, budgets allow  | window)             |
+ * | TUNING             | epoch < GROWTH_FACTOR x loop, but any of the rest fails               | TUNING              |
+ * | TUNING             | epoch > SHRINK_FACTOR x loop for the QUIET_EPOCHS-th time in a row or | TUNING (an eighth   |
+ * |                    | later, the window grown                                               | kept back)          |
+ * | TUNING             | otherwise (the window holds what the path needs: 3-8 loops' worth)    | TUNING (quiet count |
+ * |                    |                                                                       | reset)              |
+ * | any                | the stream closed                                                     | released (growth    |
+ * |                    |                                                                       | given back)         |
  */
 
-/** The window must hold this many times rate x credit loop: the sender's turn and the credit batches need a margin. */
-export const GROWTH_FACTOR = 2;
-/** A doubling that raised the delivery rate by less than this was not what limited the transfer. */
-const MIN_RATE_GAIN = 1.25;
 /**
- * At each CREDIT (a quarter window, stream.ts) the reader must have idled, waiting for the credited data, for at least
- * 1/IDLE_SHARE of the time a window takes it: at 32, the four CREDITs of a window cost an eighth of its time or more.
+ * The window must hold this many times rate x path loop: TCP itself keeps up to twice the path's bandwidth-delay
+ * product in flight (BBR's congestion window gain of 2; CUBIC filling a bottleneck buffer of one BDP), and the sender's
+ * socket, its turn and our credit batches need a margin beyond that. At 2, a 1 Gbit/s x 50 ms path's window stopped at
+ * 16 MiB, and the sender waited for credit most of the time (~700 Mbit/s; 900-1000 at 3, test/net/long-fat-link).
  */
-const IDLE_SHARE = 32;
-/** Epochs in a row without the reader idling for credit before a grown window shrinks by an eighth. */
+export const GROWTH_FACTOR = 3;
+/** A window consumed in more than this many path loops holds more than twice what it needs: it may shrink. */
+export const SHRINK_FACTOR = 8;
+/**
+ * The reader must have waited for data at least this share of an epoch for its window to grow: a reader busy for more
+ * than three quarters of its time is about to be the limit itself, whatever the window.
+ */
+export const MIN_WAITED_SHARE = 0.25;
+/**
+ * A window grows only while the credit loops of the last two epochs stay under this many times the path's: a loop
+ * longer than that waited behind a queue (in the sender's socket, at the bottleneck), which the window already fills:
+ * the link or the sender is the limit, and more window would only lengthen that queue ahead of small replies.
+ */
+export const QUEUED_LOOP_FACTOR = 1.5;
+/** Epochs in a row consumed in more than SHRINK_FACTOR loops before a grown window shrinks by an eighth. */
 export const QUIET_EPOCHS = 4;
 /**
  * A credit loop shorter than this never grows a window: on loopback or a LAN the starting window already lets through
@@ -66,6 +89,19 @@ export const QUIET_EPOCHS = 4;
  * 256 KiB, 2.46x with the window grown; docs/BENCHMARKS.md). Long links (issue 14: 50-200 ms) are far above it.
  */
 export const MIN_GROWTH_LOOP_MS = 1;
+
+/**
+ * A bulk body's credit goes back in batches of a quarter of its window (stream.ts), but never more than this at once:
+ * a grown window's credit held back in one batch is window the path cannot use (a quarter of 16 MiB is 4 MiB, a third
+ * of what 1 Gbit/s x 50 ms holds in flight behind a full bottleneck queue). Sixteen CREDITs per 16 MiB window.
+ */
+export const MAX_BULK_CREDIT_BATCH = 1024 * 1024;
+
+/** When a bulk body of window `window` returns credit: a quarter of it, at most MAX_BULK_CREDIT_BATCH. */
+export function bulkCreditBatch(window: number): number {
+  const quarter = window >>> 2;
+  return quarter < MAX_BULK_CREDIT_BATCH ? quarter : MAX_BULK_CREDIT_BATCH;
+}
 
 export interface WindowTunerOptions {
   /** Where a bulk window starts (SessionOptions.bulkWindow). */
@@ -81,36 +117,54 @@ export interface WindowMemory {
   releaseWindowGrowth(bytes: number): void;
 }
 
+/** The connection window, which grows and shrinks with the streams' windows (receive-budget.ts). */
+export interface GrowingWindow {
+  grow(bytes: number): void;
+  shrink(bytes: number): void;
+}
+
 /** What the tuner has done on one connection, for tests and debugging. */
 export interface WindowStats {
   /** Bulk streams whose window is tuned now. */
   readonly streams: number;
   /** The largest receive window any bulk stream on the connection has had. */
   readonly largestWindowBytes: number;
+  /** The window of the bulk stream whose epoch ended last (0 before any did): with one transfer, its window now. */
+  readonly windowBytes: number;
   /** Window growth held now by open streams (reserved from the memory budgets). */
   readonly grownBytes: number;
   /** Doublings so far. */
   readonly growths: number;
   /** Shrinks (by an eighth) so far. */
   readonly shrinks: number;
-  /** The credit loop that last made a window grow, in ms (undefined before the first growth). */
+  /** The path's credit loop (the smallest measured on the connection), in ms; undefined before any. */
+  readonly pathLoopMs: number | undefined;
+  /** The delivery rate over the last epoch that ended, bytes per second (0 before any). */
+  readonly rateBytesPerSecond: number;
+  /** The path loop when a window last grew, in ms (undefined before the first growth). */
   readonly loopMs: number | undefined;
-  /** How long the reader had idled, waiting for credited data, when a window last grew, in ms. */
-  readonly idleMs: number | undefined;
+  /** The share of its epoch the reader spent waiting for data when a window last grew. */
+  readonly waitedShare: number | undefined;
 }
 
 export class WindowTuner {
   private streams = 0;
   private largestWindow = 0;
+  private lastWindow = 0;
+  private lastRate = 0;
   private grownBytes = 0;
   private growths = 0;
   private shrinks = 0;
   private lastLoopMs: number | undefined;
-  private lastIdleMs: number | undefined;
+  private lastWaitedShare: number | undefined;
+  /** The smallest credit loop measured on any bulk stream of the connection (ms): the path's. */
+  pathLoop = Infinity;
 
   constructor(
     private readonly options: WindowTunerOptions,
     private readonly memory: WindowMemory,
+    /** The connection window: grown and shrunk with the streams' windows (receive-budget.ts); none in some tests. */
+    private readonly connection: GrowingWindow | undefined,
     /** The clock, in ms (tests give their own). */
     readonly now: () => number = () => performance.now(),
   ) {}
@@ -119,11 +173,14 @@ export class WindowTuner {
     return {
       streams: this.streams,
       largestWindowBytes: this.largestWindow,
+      windowBytes: this.lastWindow,
       grownBytes: this.grownBytes,
       growths: this.growths,
       shrinks: this.shrinks,
+      pathLoopMs: this.pathLoop === Infinity ? undefined : this.pathLoop,
+      rateBytesPerSecond: this.lastRate,
       loopMs: this.lastLoopMs,
-      idleMs: this.lastIdleMs,
+      waitedShare: this.lastWaitedShare,
     };
   }
 
@@ -135,16 +192,21 @@ export class WindowTuner {
     return new TunedWindow(this, this.now());
   }
 
-  /** @internal For TunedWindow: how many bytes to add to a window of `window` bytes, from its measurements. */
-  growthFor(tuned: TunedWindow, rate: number, loopMs: number, idleMs: number, window: number): number {
-    if (loopMs < MIN_GROWTH_LOOP_MS || rate * loopMs * GROWTH_FACTOR <= window) return 0;
-    if (tuned.rateAtGrowth > 0 && rate < tuned.rateAtGrowth * MIN_RATE_GAIN) return 0;
+  /** @internal For TunedWindow: an epoch ended on a window of `window` bytes, consumed at `rate` bytes per ms. */
+  epochEnded(window: number, rate: number): void {
+    this.lastWindow = window;
+    this.lastRate = rate * 1000;
+  }
+
+  /** @internal For TunedWindow: how many bytes to add to a window of `window` bytes (doubling it), within the budgets. */
+  growthFor(window: number, waitedShare: number): number {
     const extra = Math.min(window * 2, this.options.maxBulkWindow) - window;
     if (extra <= 0 || !this.memory.reserveWindowGrowth(extra)) return 0;
+    this.connection?.grow(extra);
     this.grownBytes += extra;
     this.growths++;
-    this.lastLoopMs = loopMs;
-    this.lastIdleMs = idleMs;
+    this.lastLoopMs = this.pathLoop;
+    this.lastWaitedShare = waitedShare;
     if (window + extra > this.largestWindow) this.largestWindow = window + extra;
     return extra;
   }
@@ -153,7 +215,10 @@ export class WindowTuner {
   gaveBack(bytes: number, shrink: boolean): void {
     if (shrink) this.shrinks++;
     this.grownBytes -= bytes;
-    if (bytes > 0) this.memory.releaseWindowGrowth(bytes);
+    if (bytes > 0) {
+      this.memory.releaseWindowGrowth(bytes);
+      this.connection?.shrink(bytes);
+    }
   }
 
   /** @internal For TunedWindow: its stream closed. */
@@ -166,34 +231,24 @@ export class WindowTuner {
 export class TunedWindow {
   private epochStart: number;
   private epochBytes = 0;
-  /** The epoch after a doubling straddles the old and the new window: it is not measured. */
-  private settling = false;
-  /** Epochs in a row in which the reader did not idle for credit. */
+  /** Epochs in a row consumed in more than SHRINK_FACTOR path loops. */
   private quietEpochs = 0;
   /** When the CREDIT whose loop is being timed was sent (ms); -1: none pending. */
   private pendingAt = -1;
   /** Credit granted since (and with) that CREDIT: a DATA frame leaving less credit than this used it. */
   private creditSincePending = 0;
-  /** When the reader last caught up (consumed everything delivered), ms. */
-  private caughtUpAt = 0;
-  /** The smallest credit loop and reader's wait sampled in this epoch and the one before (ms). */
+  /** The smallest credit loop sampled in this epoch and the one before (ms). */
   private loopThisEpoch = Infinity;
   private loopLastEpoch = Infinity;
-  private idleThisEpoch = Infinity;
-  private idleLastEpoch = Infinity;
-  /** Over this epoch and the one before: frames that were not the first of a CREDIT's data, and the reader's total
-   * wait before them (ms). */
-  private otherFrames = 0;
-  private otherWait = 0;
-  private otherFramesLastEpoch = 0;
-  private otherWaitLastEpoch = 0;
-  /** The reader's wait before every frame of this epoch (ms): how much of it the reader spent waiting. */
+  /** Since when the reader has been waiting for data, having asked for more and found nothing (ms); -1: it is not. */
+  private waitingSince = -1;
+  /** How long the reader waited for data in this epoch (ms). */
   private waitedThisEpoch = 0;
   /** Bytes of window beyond where it started (reserved). */
   private grown = 0;
+  /** Credit still to keep back: the window shrank by that much more than the batches since have kept. */
+  private keptBack = 0;
   private released = false;
-  /** The delivery rate (bytes/ms) measured when the window last grew; 0 before, and after a shrink. */
-  rateAtGrowth = 0;
 
   constructor(
     private readonly tuner: WindowTuner,
@@ -202,32 +257,27 @@ export class TunedWindow {
     this.epochStart = now;
   }
 
-  /**
-   * A DATA frame arrived on the stream, leaving the peer `creditLeft` bytes of stream credit (stream.recvWindow);
-   * `readerWaiting`: everything delivered before it had been consumed.
-   */
-  dataArrived(creditLeft: number, readerWaiting: boolean): void {
-    if (this.pendingAt < 0 || creditLeft >= this.creditSincePending) {
-      this.otherFrames++;
-      if (!readerWaiting) return;
-      const waited = this.tuner.now() - this.caughtUpAt;
-      this.otherWait += waited;
-      this.waitedThisEpoch += waited;
-      return;
-    }
+  /** A DATA frame arrived on the stream, leaving the peer `creditLeft` bytes of stream credit (stream.recvWindow). */
+  dataArrived(creditLeft: number): void {
     // the first byte the pending CREDIT allowed: it could not leave the sender before that CREDIT arrived
+    const credited = this.pendingAt >= 0 && creditLeft < this.creditSincePending;
+    if (this.waitingSince < 0 && !credited) return;
     const now = this.tuner.now();
-    if (readerWaiting) this.waitedThisEpoch += now - this.caughtUpAt;
-    const loop = now - this.pendingAt;
-    const idle = readerWaiting ? now - (this.caughtUpAt > this.pendingAt ? this.caughtUpAt : this.pendingAt) : 0;
-    if (loop < this.loopThisEpoch) this.loopThisEpoch = loop;
-    if (idle < this.idleThisEpoch) this.idleThisEpoch = idle;
-    this.pendingAt = -1;
+    if (this.waitingSince >= 0) {
+      this.waitedThisEpoch += now - this.waitingSince;
+      this.waitingSince = -1;
+    }
+    if (credited) {
+      const loop = now - this.pendingAt;
+      if (loop < this.loopThisEpoch) this.loopThisEpoch = loop;
+      if (loop < this.tuner.pathLoop) this.tuner.pathLoop = loop;
+      this.pendingAt = -1;
+    }
   }
 
-  /** The reader has consumed everything delivered on the stream: from now on it waits for data. */
-  caughtUp(): void {
-    this.caughtUpAt = this.tuner.now();
+  /** The reader asked for more and nothing was there: it waits for data from now on. */
+  readerWaits(): void {
+    this.waitingSince = this.tuner.now();
   }
 
   /**
@@ -236,10 +286,20 @@ export class TunedWindow {
    */
   credit(bytes: number, window: number): number {
     if (this.released) return 0;
-    const change = this.endOfEpoch(bytes, window);
-    if (this.pendingAt < 0) {
-      this.pendingAt = this.tuner.now();
-      this.creditSincePending = 0;
+    this.epochBytes += bytes;
+    let change = this.epochBytes < window ? 0 : this.endOfEpoch(window);
+    if (change <= 0) {
+      if (this.keptBack > 0) {
+        // a shrink is credit kept back, from as many batches as it takes
+        change = this.keptBack < bytes ? -this.keptBack : -bytes;
+        this.keptBack += change;
+      }
+      if (this.pendingAt < 0) {
+        // (the CREDIT that grows the window is not timed: its first byte goes out ahead of the queue the growth lets
+        // the sender make, which the next CREDIT's loop shows)
+        this.pendingAt = this.tuner.now();
+        this.creditSincePending = 0;
+      }
     }
     this.creditSincePending += bytes + change;
     return change;
@@ -254,59 +314,59 @@ export class TunedWindow {
     this.grown = 0;
   }
 
-  /** Counts `bytes` consumed; once a whole window was, measures the epoch and decides the change. */
-  private endOfEpoch(bytes: number, window: number): number {
-    this.epochBytes += bytes;
-    if (this.epochBytes < window) return 0;
+  /** A whole window was consumed: measures the epoch and decides the change (the table in the module header). */
+  private endOfEpoch(window: number): number {
     const now = this.tuner.now();
     const elapsed = now - this.epochStart;
-    const rate = elapsed > 0 ? this.epochBytes / elapsed : Infinity;
-    const loop = this.loopThisEpoch < this.loopLastEpoch ? this.loopThisEpoch : this.loopLastEpoch;
-    const idle = this.idleThisEpoch < this.idleLastEpoch ? this.idleThisEpoch : this.idleLastEpoch;
-    const waitedShare = elapsed > 0 ? this.waitedThisEpoch / elapsed : 0;
-    this.waitedThisEpoch = 0;
-    const others = this.otherFrames + this.otherFramesLastEpoch;
-    const usualWait = others > 0 ? (this.otherWait + this.otherWaitLastEpoch) / others : 0;
-    this.otherFramesLastEpoch = this.otherFrames;
-    this.otherWaitLastEpoch = this.otherWait;
-    this.otherFrames = 0;
-    this.otherWait = 0;
-    this.epochStart = now;
-    this.epochBytes = 0;
+    const waitedShare = elapsed > 0 ? this.waitedThisEpoch / elapsed : 1;
+    const recentLoop = this.loopThisEpoch < this.loopLastEpoch ? this.loopThisEpoch : this.loopLastEpoch;
     this.loopLastEpoch = this.loopThisEpoch;
     this.loopThisEpoch = Infinity;
-    this.idleLastEpoch = this.idleThisEpoch;
-    this.idleThisEpoch = Infinity;
-    if (this.settling) {
-      this.settling = false;
-      return 0;
-    }
-    if (loop === Infinity) return 0; // no CREDIT's data has arrived yet
-    // what the reader could have taken while it waited for credited data, beyond its usual wait for a frame
-    if (rate * (idle - usualWait) * IDLE_SHARE < window) return this.quiet(bytes, window, waitedShare);
-    this.quietEpochs = 0;
-    const extra = this.tuner.growthFor(this, rate, loop, idle, window);
-    if (extra > 0) {
-      this.grown += extra;
-      this.rateAtGrowth = rate;
-      this.settling = true;
-    }
-    return extra;
+    this.waitedThisEpoch = 0;
+    this.epochStart = now;
+    this.epochBytes = 0;
+    const change = this.decide(window, elapsed, waitedShare, recentLoop);
+    this.tuner.epochEnded(window + change - this.keptBack, elapsed > 0 ? window / elapsed : 0);
+    return change;
   }
 
-  /**
-   * An epoch in which the reader did not wait for credit: after QUIET_EPOCHS in a row in which it was busy for most of
-   * its time (`waitedShare` is the part it spent waiting), a grown window shrinks.
-   */
-  private quiet(bytes: number, window: number, waitedShare: number): number {
-    if (waitedShare >= 0.5) this.quietEpochs = 0; // the path or the sender is the limit: the queue is not ours
+  private decide(window: number, elapsed: number, waitedShare: number, recentLoop: number): number {
+    const loop = this.tuner.pathLoop;
+    if (loop === Infinity) return 0; // NO_LOOP
+    if (loop < MIN_GROWTH_LOOP_MS) {
+      // a local path after all: growth made on the first loops (a stream's first milliseconds, our event loop still
+      // busy starting up, can time a loopback loop at over 1 ms) goes back at once
+      if (this.grown > 0) this.giveBack(this.grown);
+      return 0;
+    }
+    if (elapsed < GROWTH_FACTOR * loop) {
+      this.quietEpochs = 0;
+      if (waitedShare < MIN_WAITED_SHARE || recentLoop > QUEUED_LOOP_FACTOR * loop || this.keptBack > 0) return 0;
+      const extra = this.tuner.growthFor(window, waitedShare);
+      this.grown += extra;
+      if (extra > 0) {
+        // this epoch's loops were timed before the growth; the next epoch is judged on them and its own, the one after
+        // on loops timed after it only (credit() times the CREDIT after the one that carries it)
+        this.loopLastEpoch = this.loopThisEpoch;
+        this.loopThisEpoch = Infinity;
+      }
+      return extra;
+    }
+    if (elapsed <= SHRINK_FACTOR * loop) {
+      this.quietEpochs = 0;
+      return 0;
+    }
+    // QUIET_EPOCHS in a row, and each one after: an eighth of the window given back (the growth no longer reserved, the
+    // credit kept back from the next batches)
     if (this.grown === 0 || ++this.quietEpochs < QUIET_EPOCHS) return 0;
-    this.quietEpochs = 0;
-    // an eighth of the window, never more than it grew, nor more than this batch of credit (kept back from it)
-    const shrink = Math.min(window >>> 3, this.grown, bytes);
-    this.grown -= shrink;
-    this.rateAtGrowth = 0; // the next need may grow it again
-    this.tuner.gaveBack(shrink, true);
-    return -shrink;
+    this.giveBack(Math.min(window >>> 3, this.grown));
+    return 0;
+  }
+
+  /** Shrinks the window by `bytes` of its growth: no longer reserved, the credit kept back from the next batches. */
+  private giveBack(bytes: number): void {
+    this.grown -= bytes;
+    this.keptBack += bytes;
+    this.tuner.gaveBack(bytes, true);
   }
 }

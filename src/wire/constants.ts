@@ -187,7 +187,7 @@ export const DEFAULT_LIMITS = {
   initialStreamWindow: 256 * 1024,
   initialMessageWindow: 1024,
   bulkWindow: 256 * 1024,
-  maxBulkWindow: 16 * 1024 * 1024,
+  maxBulkWindow: 32 * 1024 * 1024,
   connectionWindow: 16 * 1024 * 1024,
   maxConcurrentStreams: 100,
   maxReassemblyBytes: 32 * 1024 * 1024,
