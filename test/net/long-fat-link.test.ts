@@ -8,8 +8,8 @@
  * this shared machine) shows more than the link for that epoch.
  *
  * The bound tests gridwire, not the machine: raw TCP (fixtures/raw-tcp.ts, plain node:net) crosses the same shaped
- * link in the same test just before. If it reaches 85 % of the nominal rate, gridwire must reach 80 % of the nominal
- * rate (the issue's target); if raw TCP itself stays below that, gridwire must reach 90 % of what raw TCP did: the
+ * link in the same test just before. gridwire must reach 80 % of the nominal rate (the issue's target) or 90 % of what
+ * raw TCP did, whichever is lower (continuous: no cliff at a threshold): the
  * machine (2 cores shared with other tests, a user-space delay line) may be loaded, and at 100 Mbit/s x 200 ms TCP's
  * own start-up takes ~1.5 s, so no transfer of a size this test can afford averages 80 % end to end (raw TCP: ~73 %
  * on 64 MiB). The test prints both rates and which bound it used. Rates are end to end, as a user sees them: from the
@@ -21,6 +21,9 @@
  * keeps the smallest round trip it saw for 10 s, and a connection made over the unshaped link believes the path is
  * 0.03 ms long, keeping a few dozen segments in flight until that estimate expires: an artefact of changing the path
  * under a live connection, which real paths do not do (and which held an earlier measurement to ~200 Mbit/s).
+ *
+ * test:net runs this file alone, after the others: it is CPU-bound (1 Gbit/s through a user-space delay line on 2
+ * cores), and a neighbour's load would be charged to gridwire.
  *
  * Sizes: 512 MiB each way at 1 Gbit/s (~4.5 s at line rate), 64 MiB at 100 Mbit/s (~5.4 s): long enough that the
  * window's ramp-up (about as long as TCP's own) does not decide the result; the whole file takes
@@ -41,8 +44,7 @@ const RAW_TCP = fileURLToPath(new URL('./fixtures/raw-tcp.ts', import.meta.url))
 const MiB = 1024 * 1024;
 /** The issue's target: gridwire reaches this share of the nominal link rate... */
 const TARGET_SHARE = 0.8;
-/** ...when raw TCP reaches this share on the machine now; otherwise gridwire must reach RAW_SHARE of raw TCP. */
-const RAW_HEALTHY_SHARE = 0.85;
+/** ...or this share of what raw TCP reached over the same link just before, whichever is lower (continuous: no cliff). */
 const RAW_SHARE = 0.9;
 
 interface Transfer {
@@ -69,9 +71,9 @@ const mbit = (bytes: number, ms: number): number => (bytes * 8) / ms / 1000;
 
 /** Raw TCP from `from` to `to` over the shaped link: Mbit/s end to end, and over the second half of the bytes. */
 async function rawTcp(network: TestNetwork, from: Host, to: Host, bytes: number): Promise<{ whole: number; secondHalf: number }> {
-  const receiver = network.spawn(to.ns, process.execPath, ['--import', 'tsx', RAW_TCP, 'recv', to.ipv4, '7100', String(bytes)], { stdio: ['ignore', 'pipe', 'inherit'] });
+  const receiver = network.spawn(to.ns, process.execPath, ['--import', 'tsx', RAW_TCP, 'recv', to.ipv4, '7100', String(bytes)], { stdio: ['pipe', 'pipe', 'inherit'] });
   await once(receiver.stdout!, 'data'); // "listening"
-  const sender = network.spawn(from.ns, process.execPath, ['--import', 'tsx', RAW_TCP, 'send', to.ipv4, '7100', String(bytes)], { stdio: ['ignore', 'pipe', 'inherit'] });
+  const sender = network.spawn(from.ns, process.execPath, ['--import', 'tsx', RAW_TCP, 'send', to.ipv4, '7100', String(bytes)], { stdio: ['pipe', 'pipe', 'inherit'] });
   let out = '';
   sender.stdout!.setEncoding('utf8').on('data', (text: string) => (out += text));
   await once(sender, 'exit');
@@ -80,15 +82,17 @@ async function rawTcp(network: TestNetwork, from: Host, to: Host, bytes: number)
   return { whole: mbit(result.bytes, result.ms), secondHalf: mbit(result.bytes / 2, result.secondHalfMs) };
 }
 
-/** The bound a rate must reach: TARGET_SHARE of nominal where raw TCP shows the machine can, else RAW_SHARE of raw TCP. */
+/**
+ * The bound a rate must reach: TARGET_SHARE of nominal, or RAW_SHARE of raw TCP when that is lower (raw TCP below ~89 %
+ * of the link: its own ramp-up at this size, or a loaded machine). Continuous, so a raw figure a hair either side of a
+ * threshold cannot move the bound by 5 %.
+ */
 function boundFor(rateMbit: number, raw: number): { bound: number; name: string } {
-  if (raw >= RAW_HEALTHY_SHARE * rateMbit) {
-    return { bound: TARGET_SHARE * rateMbit, name: `${TARGET_SHARE * 100} % of the nominal ${rateMbit} Mbit/s (raw TCP reached ${((raw / rateMbit) * 100).toFixed(0)} %)` };
-  }
-  return {
-    bound: RAW_SHARE * raw,
-    name: `${RAW_SHARE * 100} % of raw TCP (raw TCP reached only ${((raw / rateMbit) * 100).toFixed(0)} % of the nominal ${rateMbit} Mbit/s: its own ramp-up at this size, or a loaded machine)`,
-  };
+  const nominal = TARGET_SHARE * rateMbit;
+  const ofRaw = RAW_SHARE * raw;
+  const rawShare = `raw TCP reached ${((raw / rateMbit) * 100).toFixed(0)} % of the nominal ${rateMbit} Mbit/s`;
+  if (nominal <= ofRaw) return { bound: nominal, name: `${TARGET_SHARE * 100} % of the nominal ${rateMbit} Mbit/s (${rawShare})` };
+  return { bound: ofRaw, name: `${RAW_SHARE * 100} % of raw TCP (${rawShare}: its own ramp-up at this size, or a loaded machine)` };
 }
 
 /** Samples the receiver's window every 100 ms while `transfer` runs; returns its result and the time series. */
@@ -161,11 +165,11 @@ async function longFatLink(t: TestContext, rateMbit: number, rttMs: number, byte
 }
 
 void describe('long fat links: one bulk transfer fills the link with default options (issue 14)', { skip, timeout: 90_000 }, () => {
-  void it('1 Gbit/s x 50 ms RTT: upload and download reach 80 % of the link (or 90 % of raw TCP on a loaded machine)', async (t) => {
+  void it('1 Gbit/s x 50 ms RTT: upload and download reach 80 % of the link (or 90 % of raw TCP, when lower)', async (t) => {
     await longFatLink(t, 1000, 50, 512 * MiB);
   });
 
-  void it('100 Mbit/s x 200 ms RTT: upload and download reach 80 % of the link (or 90 % of raw TCP on a loaded machine)', async (t) => {
+  void it('100 Mbit/s x 200 ms RTT: upload and download reach 80 % of the link (or 90 % of raw TCP, when lower)', async (t) => {
     await longFatLink(t, 100, 200, 64 * MiB);
   });
 });
