@@ -7,11 +7,15 @@
  * stream whose window grows by n bytes grows the connection window by n too (a CREDIT on stream 0 at once), so that a
  * long fat link's transfer is not held to `connectionWindow` in flight (with credit returned a quarter at a time, 16 MiB
  * lets ~12 MiB through: less than 1 Gbit/s x 50 ms fills once TCP queues at the bottleneck), and other streams keep the
- * room they had. Shrinking keeps back credit from the next batches instead. The growth is the one the stream reserved
- * from the memory budgets: the connection window bounds bytes in transit (credit goes back on receipt), what is held is
- * bounded per stream, so it needs no reservation of its own.
+ * room they had. Shrinking keeps back credit from the next batches instead, and a growth while some is still to keep
+ * back first cancels that much of it (only the rest is sent), so the credit the peer holds never runs above the largest
+ * size the window has had. That size never passes MAX_WINDOW (2^31-1): the tuner asks canGrow first and leaves the
+ * stream's window as it is (a peer closes with FLOW_CONTROL on credit past it; connectionWindow and maxBulkWindow may
+ * each be up to 2^31-1, so their sum may not fit). The growth is the one the stream reserved from the memory budgets:
+ * the connection window bounds bytes in transit (credit goes back on receipt), what is held is bounded per stream, so
+ * it needs no reservation of its own.
  */
-import { FrameType } from '../wire/constants.js';
+import { FrameType, MAX_WINDOW } from '../wire/constants.js';
 import { ProtocolError, ProtocolErrorCode } from '../wire/errors.js';
 import { encodeCredit } from '../wire/payloads.js';
 
@@ -70,11 +74,26 @@ export class ReceiveBudget {
     }
   }
 
-  /** A bulk stream's window grew by `bytes`: so does the connection's, at once (window-tuner.ts). */
+  /** Whether the window may grow by `bytes`: never past MAX_WINDOW, which the peer would close on. */
+  canGrow(bytes: number): boolean {
+    return this.size + bytes <= MAX_WINDOW;
+  }
+
+  /**
+   * A bulk stream's window grew by `bytes` (canGrow said it may): so does the connection's, at once (window-tuner.ts).
+   * Credit still to keep back is cancelled first: the peer holds it already, and only the rest is sent.
+   */
   grow(bytes: number): void {
     this.size += bytes;
-    this.window += bytes;
-    this.output.writeFrame(FrameType.CREDIT, 0, 0, encodeCredit(bytes));
+    let increment = bytes;
+    if (this.keptBack > 0) {
+      const absorbed = this.keptBack < increment ? this.keptBack : increment;
+      this.keptBack -= absorbed;
+      increment -= absorbed;
+      if (increment === 0) return;
+    }
+    this.window += increment;
+    this.output.writeFrame(FrameType.CREDIT, 0, 0, encodeCredit(increment));
   }
 
   /** A bulk stream's window shrank by `bytes`, or it closed with them: the connection's shrinks back as credit is kept. */

@@ -2,7 +2,7 @@
  * One stream of a session: what it sends and its send credit (what cannot be written at once waits in send-queue.ts),
  * the delivery and credit of what it receives (a message that arrives in several frames is put together by
  * reassembly.ts), and its lifecycle. Carries opaque message bytes and trailers; knows nothing of methods, codecs or
- * handlers. Why this file is past ~500 lines (about 635): it is one job, the stream state machine, whose two tables
+ * handlers. Why this file is past ~500 lines (about 641): it is one job, the stream state machine, whose two tables
  * below are changed by both the send and the receive path; every transition lives next to the table it follows, and
  * what could leave has left (queued sends: send-queue.ts, partly received messages: reassembly.ts, the peer's frames:
  * stream-frames.ts, opening: stream-opener.ts / stream-acceptor.ts; what issue 12 added is wiring: the tuned

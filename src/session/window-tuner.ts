@@ -7,8 +7,10 @@
  * keeps back (CREDIT increments are the protocol's own: nothing changes on the wire). Growth goes up to
  * `maxBulkWindow` per stream and is reserved from the connection's memory (at most the larger of `connectionWindow` and
  * `maxBulkWindow` of growth on all its streams together: the per-peer budget) and from the process's budget: a grown
- * window is what a stopped reader makes us hold; it is given back as the window shrinks and when the stream closes.
- * The connection window (receive-budget.ts) grows and shrinks by the same amounts. Knows nothing of frames or of the
+ * window is what a stopped reader makes us hold, so a shrink keeps it reserved until its credit is actually kept back
+ * (from the batches the reader's consumption returns: until then the peer may still fill it), and it is all given
+ * back when the stream closes. The connection window (receive-budget.ts) grows and shrinks by the same amounts, at the
+ * same moments, and never past 2^31-1 (a growth that would take it there is refused: a peer closes on such credit). Knows nothing of frames or of the
  * rpc layer: a stream reports each DATA frame's arrival and each time its reader asks for more and finds nothing, and
  * asks, at each batch of credit it returns, by how much to change the window.
  *
@@ -37,27 +39,33 @@
  * takes back at once what the first loops grew: a stream's first milliseconds on loopback (the event loop still busy
  * starting up, JIT, a loaded machine) can time loops of over 1 ms, and a window grown on them stayed grown (unary p99
  * beside a download on loopback 3.9x idle instead of 1.8x).
- * A window consumed in more than SHRINK_FACTOR loops holds more than twice what the path needs (the
- * reader or the sender slowed down for good): after QUIET_EPOCHS such epochs in a row it gives back an eighth of
- * itself, and again at each such epoch after, down to where it started, so a window grown for a fast phase does not
- * keep a large queue ahead of small replies (the credit is kept back from as many batches as it takes).
+ * A window consumed in more than SHRINK_FACTOR (8) loops holds more than 8 x rate x loop, over two and a half times
+ * the GROWTH_FACTOR (3) loops' worth it grows to (the reader or the sender slowed down for good): after QUIET_EPOCHS
+ * such epochs in a row it gives back an eighth of itself, and again at each such epoch after, down to where it
+ * started, so a window grown for a fast phase does not keep a large queue ahead of small replies (the credit is kept
+ * back from as many batches as it takes, and each byte stays reserved until its credit is).
  *
  * | state (per stream) | event (each at the end of an epoch: a whole window consumed)          | next                |
  * |--------------------|-----------------------------------------------------------------------|---------------------|
  * | NO_LOOP            | no credit loop measured on the connection yet                         | NO_LOOP             |
  * | NO_LOOP            | a loop was measured (by this stream or another of the connection)     | TUNING              |
  * | TUNING             | loop < MIN_GROWTH_LOOP_MS (a local path), the window grown            | TUNING (all growth  |
- * |                    |                                                                       | given back)         |
+ * |                    |                                                                       | to keep back)       |
  * | TUNING             | epoch < GROWTH_FACTOR x loop, loop >= MIN_GROWTH_LOOP_MS, the reader  | TUNING (doubled; so |
  * |                    | waited >= MIN_WAITED_SHARE of it, the recent loops < QUEUED_LOOP_     | is the connection   |
- * |                    | FACTOR x loop, nothing kept back, below maxBulkWindow, budgets allow  | window)             |
+ * |                    | FACTOR x loop, nothing to keep back, below maxBulkWindow, budgets and | window)             |
+ * |                    | the connection window's 2^31-1 allow                                  |                     |
  * | TUNING             | epoch < GROWTH_FACTOR x loop, but any of the rest fails               | TUNING              |
  * | TUNING             | epoch > SHRINK_FACTOR x loop for the QUIET_EPOCHS-th time in a row or | TUNING (an eighth   |
- * |                    | later, the window grown                                               | kept back)          |
+ * |                    | later, the window grown                                               | to keep back)       |
+ * | any                | a batch of credit returned while some is to keep back                 | same (that much     |
+ * |                    |                                                                       | kept back, and only |
+ * |                    |                                                                       | then released)      |
  * | TUNING             | otherwise (the window holds what the path needs: 3-8 loops' worth)    | TUNING (quiet count |
  * |                    |                                                                       | reset)              |
  * | any                | the stream closed                                                     | released (growth    |
- * |                    |                                                                       | given back)         |
+ * |                    |                                                                       | and what was to keep|
+ * |                    |                                                                       | back given back)    |
  */
 
 /**
@@ -67,7 +75,10 @@
  * 16 MiB, and the sender waited for credit most of the time (~700 Mbit/s; 900-1000 at 3, test/net/long-fat-link).
  */
 export const GROWTH_FACTOR = 3;
-/** A window consumed in more than this many path loops holds more than twice what it needs: it may shrink. */
+/**
+ * A window consumed in more than this many path loops holds more than 8 x rate x loop, over two and a half times the
+ * GROWTH_FACTOR loops' worth it grows to: it may shrink.
+ */
 export const SHRINK_FACTOR = 8;
 /**
  * The reader must have waited for data at least this share of an epoch for its window to grow: a reader busy for more
@@ -119,6 +130,8 @@ export interface WindowMemory {
 
 /** The connection window, which grows and shrinks with the streams' windows (receive-budget.ts). */
 export interface GrowingWindow {
+  /** Whether the window may grow by `bytes` (it never goes past 2^31-1, MAX_WINDOW: the peer would close on it). */
+  canGrow(bytes: number): boolean;
   grow(bytes: number): void;
   shrink(bytes: number): void;
 }
@@ -131,7 +144,10 @@ export interface WindowStats {
   readonly largestWindowBytes: number;
   /** The window of the bulk stream whose epoch ended last (0 before any did): with one transfer, its window now. */
   readonly windowBytes: number;
-  /** Window growth held now by open streams (reserved from the memory budgets). */
+  /**
+   * Window growth held now by open streams (reserved from the memory budgets): what their windows hold beyond where
+   * they started, credit of a shrink not yet kept back included (the peer may still fill it).
+   */
   readonly grownBytes: number;
   /** Doublings so far. */
   readonly growths: number;
@@ -201,7 +217,9 @@ export class WindowTuner {
   /** @internal For TunedWindow: how many bytes to add to a window of `window` bytes (doubling it), within the budgets. */
   growthFor(window: number, waitedShare: number): number {
     const extra = Math.min(window * 2, this.options.maxBulkWindow) - window;
-    if (extra <= 0 || !this.memory.reserveWindowGrowth(extra)) return 0;
+    if (extra <= 0) return 0;
+    if (this.connection !== undefined && !this.connection.canGrow(extra)) return 0;
+    if (!this.memory.reserveWindowGrowth(extra)) return 0;
     this.connection?.grow(extra);
     this.grownBytes += extra;
     this.growths++;
@@ -211,14 +229,17 @@ export class WindowTuner {
     return extra;
   }
 
-  /** @internal For TunedWindow: `bytes` of its growth given back (it shrank, or its stream closed). */
-  gaveBack(bytes: number, shrink: boolean): void {
-    if (shrink) this.shrinks++;
+  /** @internal For TunedWindow: it decided to shrink (the credit is kept back, and released, later: released()). */
+  shrank(): void {
+    this.shrinks++;
+  }
+
+  /** @internal For TunedWindow: `bytes` of its window no longer held (credit kept back, or its stream closed). */
+  released(bytes: number): void {
+    if (bytes <= 0) return;
     this.grownBytes -= bytes;
-    if (bytes > 0) {
-      this.memory.releaseWindowGrowth(bytes);
-      this.connection?.shrink(bytes);
-    }
+    this.memory.releaseWindowGrowth(bytes);
+    this.connection?.shrink(bytes);
   }
 
   /** @internal For TunedWindow: its stream closed. */
@@ -244,9 +265,12 @@ export class TunedWindow {
   private waitingSince = -1;
   /** How long the reader waited for data in this epoch (ms). */
   private waitedThisEpoch = 0;
-  /** Bytes of window beyond where it started (reserved). */
+  /** Bytes of window beyond where it started, not to be kept back (reserved). */
   private grown = 0;
-  /** Credit still to keep back: the window shrank by that much more than the batches since have kept. */
+  /**
+   * Credit still to keep back: the window shrank by that much more than the batches since have kept. Still reserved:
+   * until a batch keeps it back the peer holds that credit, and a reader that stopped may be made to hold its bytes.
+   */
   private keptBack = 0;
   private released = false;
 
@@ -290,9 +314,10 @@ export class TunedWindow {
     let change = this.epochBytes < window ? 0 : this.endOfEpoch(window);
     if (change <= 0) {
       if (this.keptBack > 0) {
-        // a shrink is credit kept back, from as many batches as it takes
+        // a shrink is credit kept back, from as many batches as it takes; only now is that much no longer held
         change = this.keptBack < bytes ? -this.keptBack : -bytes;
         this.keptBack += change;
+        this.tuner.released(-change);
       }
       if (this.pendingAt < 0) {
         // (the CREDIT that grows the window is not timed: its first byte goes out ahead of the queue the growth lets
@@ -305,13 +330,14 @@ export class TunedWindow {
     return change;
   }
 
-  /** The stream closed: its growth goes back to the budgets. Idempotent. */
+  /** The stream closed: its growth, and what was still to keep back, go back to the budgets. Idempotent. */
   release(): void {
     if (this.released) return;
     this.released = true;
-    this.tuner.gaveBack(this.grown, false);
+    this.tuner.released(this.grown + this.keptBack);
     this.tuner.closed();
     this.grown = 0;
+    this.keptBack = 0;
   }
 
   /** A whole window was consumed: measures the epoch and decides the change (the table in the module header). */
@@ -335,7 +361,7 @@ export class TunedWindow {
     if (loop === Infinity) return 0; // NO_LOOP
     if (loop < MIN_GROWTH_LOOP_MS) {
       // a local path after all: growth made on the first loops (a stream's first milliseconds, our event loop still
-      // busy starting up, can time a loopback loop at over 1 ms) goes back at once
+      // busy starting up, can time a loopback loop at over 1 ms) is kept back at once, from the next batches
       if (this.grown > 0) this.giveBack(this.grown);
       return 0;
     }
@@ -356,17 +382,20 @@ export class TunedWindow {
       this.quietEpochs = 0;
       return 0;
     }
-    // QUIET_EPOCHS in a row, and each one after: an eighth of the window given back (the growth no longer reserved, the
-    // credit kept back from the next batches)
+    // QUIET_EPOCHS in a row, and each one after: an eighth of the window given back (the credit kept back from the
+    // next batches, the growth reserved until it is)
     if (this.grown === 0 || ++this.quietEpochs < QUIET_EPOCHS) return 0;
     this.giveBack(Math.min(window >>> 3, this.grown));
     return 0;
   }
 
-  /** Shrinks the window by `bytes` of its growth: no longer reserved, the credit kept back from the next batches. */
+  /**
+   * Shrinks the window by `bytes` of its growth: that credit is kept back from the next batches (credit()), and only
+   * as it is does it stop being reserved: until then the peer may still send it.
+   */
   private giveBack(bytes: number): void {
     this.grown -= bytes;
     this.keptBack += bytes;
-    this.tuner.gaveBack(bytes, true);
+    this.tuner.shrank();
   }
 }

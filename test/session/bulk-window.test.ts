@@ -1,9 +1,11 @@
 /**
  * The bulk receive window sized to what the connection needs (session/window-tuner.ts, issues 12 and 14): it starts
- * at bulkWindow and doubles while a window is consumed in less than two of the path's credit loops and the reader
- * waits for data at least a quarter of the time, up to maxBulkWindow per stream, connectionWindow of growth per
- * connection and the process's memoryBudget; it shrinks back by eighths once it holds more than four times what the
- * path needs.
+ * at bulkWindow and doubles while a window is consumed in less than three (GROWTH_FACTOR) of the path's credit loops
+ * and the reader waits for data at least a quarter of the time, up to maxBulkWindow per stream, the larger of
+ * connectionWindow and maxBulkWindow of growth per connection, and the process's memoryBudget; it shrinks back by
+ * eighths once windows are consumed in more than eight (SHRINK_FACTOR) loops for four epochs in a row (8 x rate x
+ * loop: over two and a half times the three loops' worth it grows to), each eighth reserved until its credit is kept
+ * back (test/session/window-shrink-reserved.test.ts; the connection window: connection-window.test.ts).
  * - Simulated links (an event-driven model of the credit loop on the tuner's clock, with TCP's slow start: the
  *   sender's congestion window starts at ten segments and doubles per round trip): a long fat link (1 Gbit/s x
  *   50 ms, ~6 MiB in flight; 100 Mbit/s x 200 ms, ~2.5 MB) grows the window as TCP ramps up, covers the path within
