@@ -24,6 +24,8 @@ export interface SoakOptions {
   keepaliveMs: number;
   /** Quiet time after the mesh has reconverged that still counts as the fault's window. */
   marginMs: number;
+  /** Where to write every health sample (JSON lines), to plot or fit again. */
+  samplesFile: string | undefined;
   /** A defect put in on purpose, to show that the check that should catch it fails the run. */
   selfTest: SelfTest | undefined;
 }
@@ -39,6 +41,7 @@ export const USAGE = `usage: npm run soak -- [options]
   --unary <n>        unary call loops per node, 1..16 (default 2; plus one stream and one bulk loop)
   --keepalive <d>    keepalive interval and timeout of the nodes; 0 = the library's defaults (default 5s)
   --margin <d>       a fault's window lasts until the mesh has reconverged plus this (default 5s)
+  --samples-file <f> write every health sample there (JSON lines)
   --self-test <what> put in a defect and show the soak catches it: ${SELF_TESTS.join(' | ')}
   --help`;
 
@@ -60,6 +63,7 @@ export function parseSoakArgs(argv: string[], now = Date.now()): SoakOptions | u
         keepalive: { type: 'string', default: '5s' },
         margin: { type: 'string', default: '5s' },
         'self-test': { type: 'string' },
+        'samples-file': { type: 'string' },
         help: { type: 'boolean', default: false },
       },
     }));
@@ -79,6 +83,7 @@ export function parseSoakArgs(argv: string[], now = Date.now()): SoakOptions | u
     unaryLoops: integer(values.unary, '--unary', 1, 16),
     keepaliveMs: parseDuration(values.keepalive, '--keepalive'),
     marginMs: parseDuration(values.margin, '--margin'),
+    samplesFile: values['samples-file'],
     selfTest: selfTest as SelfTest | undefined,
   };
   if (options.durationMs < 20_000) throw new UsageError('--duration must be at least 20s (a warm-up, one fault, its recovery)');

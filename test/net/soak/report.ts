@@ -67,6 +67,6 @@ function slope(perHour: number | undefined, stderr: number | undefined): string 
 function resources(health: { resources: Record<string, number>; connections: number } | undefined): string {
   if (health === undefined) return '?';
   const r = health.resources;
-  const handles = Object.entries(r).filter(([kind]) => kind !== 'Timeout').reduce((s, [, n]) => s + n, 0);
-  return `${handles}h+${r.Timeout ?? 0}t (${health.connections}c)`;
+  const handles = Object.entries(r).filter(([kind]) => kind !== 'Timeout' && kind !== 'TimersAll').reduce((s, [, n]) => s + n, 0);
+  return `${handles}h+${r.TimersAll ?? r.Timeout ?? 0}t (${health.connections}c)`;
 }

@@ -30,7 +30,9 @@
  *   10-minute run from failing on that, and still catches what the heap and external checks cannot see (a native leak);
  * - handles and timers flat: each node at rest (calls stopped, mesh reconverged, after a GC) has no more of any kind
  *   of getActiveResourcesInfo() than at the start, beyond what extra open connections explain (1 socket and 2
- *   timers each). At rest, not while calls run: in flight, every call holds a deadline timer.
+ *   timers each, and the keepalive probe that comes and goes on an idle one). At rest, not while calls run: in
+ *   flight, every call holds a deadline timer; and once settled: timers that lapse on their own (a connection's
+ *   write-stall watchdog, 60 s) get up to 75 s to do so. Timers are counted all, unref'd ones too (timer-count.ts).
  *
  * Self-tests (show a check can fail; the run must then exit 1): `--self-test truncation` checks one bulk success as
  * if it had ended one byte short; `--self-test leak` makes every node keep 256 KiB and one more timer each second
@@ -40,6 +42,7 @@
  * there is no loopback mode) or a bad flag. Without the link emulator (gcc, libnetfilter-queue-dev) it runs without
  * the degraded-link fault, and says so. SIGINT/SIGTERM remove the namespaces and every node before exiting.
  */
+import { writeFileSync } from 'node:fs';
 import { UsageError } from '../../../src/cli/command.js';
 import { linkSkipReason } from '../fixtures/links.js';
 import { netSkipReason, TestNetwork } from '../fixtures/netns.js';
@@ -56,6 +59,8 @@ import { Workload } from './workload.js';
 const EXIT_FAILED = 1;
 const EXIT_CANNOT_RUN = 2;
 const LEAK_BYTES_PER_SECOND = 256 * 1024;
+/** How long the handles and timers at rest get to come back to their count at the start: the write-stall watchdog's 60 s, and some. */
+const SETTLE_BOUND_MS = 75_000;
 
 async function main(): Promise<number> {
   let options: SoakOptions | undefined;
@@ -149,7 +154,9 @@ async function soak(network: TestNetwork, options: SoakOptions, kinds: FaultKind
   } catch (error) {
     finalConvergenceError = (error as Error).message;
   }
-  const atRestEnd = await restSampler.atRest();
+  const { samples: atRestEnd, settleMs } = await restSampler.settled(atRestStart, SETTLE_BOUND_MS);
+  say(`soak: handles and timers at rest ${settleMs < SETTLE_BOUND_MS ? `settled in ${(settleMs / 1000).toFixed(1)} s` : `did not settle in ${SETTLE_BOUND_MS / 1000} s`}`);
+  if (options.samplesFile !== undefined) writeFileSync(options.samplesFile, health.series.flatMap((series, i) => series.map((sample) => JSON.stringify({ node: cluster.names[i], ...sample }))).join('\n') + '\n');
   const summary = summarize({
     options,
     names: cluster.names,
