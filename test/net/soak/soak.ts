@@ -61,6 +61,8 @@ const EXIT_CANNOT_RUN = 2;
 const LEAK_BYTES_PER_SECOND = 256 * 1024;
 /** How long the handles and timers at rest get to come back to their count at the start: the write-stall watchdog's 60 s, and some. */
 const SETTLE_BOUND_MS = 75_000;
+/** The plan is printed up to this many faults (a 10-minute run injects about 10). */
+const PLAN_LINES = 20;
 
 async function main(): Promise<number> {
   let options: SoakOptions | undefined;
@@ -117,7 +119,8 @@ async function soak(network: TestNetwork, options: SoakOptions, kinds: FaultKind
   const warmupMs = Math.min(60_000, options.durationMs / 4);
   const plan = planFaults(random.fork(0), options.hosts, kinds, Math.ceil(options.durationMs / 15_000) + 1);
   say(`soak: seed ${options.seed}; warm-up ${formatDuration(warmupMs)}; the fault plan, in order, while time allows (then a gap of 5-15 s each):`);
-  plan.forEach((fault, n) => say(`  ${n + 1}. ${describe(fault, cluster.names[fault.host]!)}`));
+  plan.slice(0, PLAN_LINES).forEach((fault, n) => say(`  ${n + 1}. ${describe(fault, cluster.names[fault.host]!)}`));
+  if (plan.length > PLAN_LINES) say(`  ... ${plan.length - PLAN_LINES} more (each fault is printed when injected)`);
 
   const restSampler = new HealthSampler(cluster, options.sampleMs, 0);
   const atRestStart = await restSampler.atRest();

@@ -18,7 +18,10 @@ export type MemoryField = keyof typeof BUDGET_MIB_PER_HOUR;
 const MEMORY_FIELDS = Object.keys(BUDGET_MIB_PER_HOUR) as MemoryField[];
 /** A slope needs this much time of samples after the warm-ups, summed over a node's processes; less: no verdict. */
 export const MIN_FIT_SPAN_MS = 30_000;
-/** Memory is fitted on the lowest sample of each such span (verdict.ts memorySlope): 6 samples at the default 5 s. */
+/**
+ * Memory is fitted on the lowest sample of each such span (verdict.ts memorySlope): 6 samples at the default 5 s; in a
+ * run too short for 5 of them in its second half, a fifth of that half (at least one sample interval).
+ */
 export const FLOOR_BUCKET_MS = 30_000;
 /** A "connection lost" log line outside every fault window: a false keepalive timeout or a dropped connection. */
 const CONNECTION_LOST = /connection lost|did not answer a ping/;
@@ -74,7 +77,8 @@ export interface SoakRecord {
 
 export function summarize(record: SoakRecord): SoakSummary {
   const fitFrom = record.callsStartedAt + (record.callsStoppedAt - record.callsStartedAt) / 2;
-  const nodes = record.names.map((name, i) => nodeSummary(record, name, i, fitFrom));
+  const bucketMs = Math.max(record.options.sampleMs, Math.min(FLOOR_BUCKET_MS, (record.callsStoppedAt - fitFrom) / 5));
+  const nodes = record.names.map((name, i) => nodeSummary(record, name, i, fitFrom, bucketMs));
   const byKind = Object.values(record.tally.byKind);
   const sum = (pick: (k: (typeof byKind)[number]) => number): number => byKind.reduce((s, k) => s + pick(k), 0);
   const truncations = sum((k) => k.truncated);
@@ -95,10 +99,10 @@ export function summarize(record: SoakRecord): SoakSummary {
   return summary;
 }
 
-function nodeSummary(record: SoakRecord, name: string, i: number, fitFrom: number): NodeSummary {
+function nodeSummary(record: SoakRecord, name: string, i: number, fitFrom: number, bucketMs: number): NodeSummary {
   const series = record.series[i]!;
   const memory = Object.fromEntries(MEMORY_FIELDS.map((field) => {
-    const slope: Slope | undefined = memorySlope(series.map((s) => ({ t: s.t, incarnation: s.incarnation, incarnationStartedAt: s.incarnationStartedAt, value: s[field] })), fitFrom, record.warmupMs, Math.max(FLOOR_BUCKET_MS, record.options.sampleMs), MIN_FIT_SPAN_MS);
+    const slope: Slope | undefined = memorySlope(series.map((s) => ({ t: s.t, incarnation: s.incarnation, incarnationStartedAt: s.incarnationStartedAt, value: s[field] })), fitFrom, record.warmupMs, bucketMs, MIN_FIT_SPAN_MS);
     return [field, {
       startMiB: (series[0]?.[field] ?? NaN) / MiB,
       endMiB: (series[series.length - 1]?.[field] ?? NaN) / MiB,

@@ -114,8 +114,8 @@ export interface HealthPoint {
 /**
  * The slope a leak check judges: the points of the second half of the run (`from`), each process past its warm-up,
  * reduced to the lowest of each `bucketMs` (a leak raises the floor; bulk transfers in flight only add spikes above
- * it), fitted with an intercept per process. A fit needs `minSpanMs` of time in all; less, and there is no verdict
- * (undefined), never a pass by default.
+ * it), fitted with an intercept per process that has 3 floors or more. A fit needs `minSpanMs` of time in all; less,
+ * and there is no verdict (undefined), never a pass by default.
  */
 export function memorySlope(points: readonly HealthPoint[], from: number, warmupMs: number, bucketMs: number, minSpanMs: number): Slope | undefined {
   const floors = new Map<string, { t: number; y: number; group: number }>();
@@ -125,9 +125,13 @@ export function memorySlope(points: readonly HealthPoint[], from: number, warmup
     const floor = floors.get(key);
     if (floor === undefined || p.value < floor.y) floors.set(key, { t: p.t, y: p.value, group: p.incarnation });
   }
-  const slope = pooledSlope([...floors.values()]);
+  // a process with fewer than 3 floors (restarted late) would add a slope from 2 points: noise, not a trend
+  const counts = new Map<number, number>();
+  for (const floor of floors.values()) counts.set(floor.group, (counts.get(floor.group) ?? 0) + 1);
+  const slope = pooledSlope([...floors.values()].filter((floor) => counts.get(floor.group)! >= MIN_FLOORS_PER_PROCESS));
   return slope !== undefined && slope.spanMs >= minSpanMs ? slope : undefined;
 }
+const MIN_FLOORS_PER_PROCESS = 3;
 
 /**
  * What one open connection may hold at rest, by kind (getActiveResourcesInfo(), and TimersAll: every timer, unref'd
