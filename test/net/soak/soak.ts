@@ -21,8 +21,10 @@
  * - every fault undone and the mesh reconverged within 120 s, and no connection lost outside a fault window (a false
  *   keepalive timeout would be one);
  * - memory flat: per node, health after a full GC every --sample (5 s), a least-squares slope over the second half of
- *   the run, each process past its warm-up, on the lowest sample of each 30 s (bulk transfers in flight only add
- *   spikes above that floor; a leak raises it), with an intercept per process (a restarted node starts lower).
+ *   the run, outside fault windows (during one, a node rightly holds more: data for a slow peer, calls waiting; what
+ *   a fault leaks stays after it), each process past its warm-up, on the lowest sample of each 30 s (bulk transfers
+ *   in flight only add spikes above that floor; a leak raises it), with an intercept per process (a restarted node
+ *   starts lower).
  *   Budgets, MiB per hour: RSS 64, heap used 16, external 16. Why: the leaks a soak exists to find are per call or
  *   per connection. Each node here makes and serves ~40 calls/s, so 16 MiB/h of heap is ~120 bytes kept per call,
  *   and 16 MiB/h of external one 64 KiB buffer kept every 15 s (far fewer reconnects than that happen). Measured on

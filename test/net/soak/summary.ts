@@ -101,8 +101,10 @@ export function summarize(record: SoakRecord): SoakSummary {
 
 function nodeSummary(record: SoakRecord, name: string, i: number, fitFrom: number, bucketMs: number): NodeSummary {
   const series = record.series[i]!;
+  // memory is judged between faults: during one, a node rightly holds more (data for a slow peer, calls waiting)
+  const quiet = series.filter((s) => overlappedWindows({ startedAt: s.t, endedAt: s.t }, record.faults).length === 0);
   const memory = Object.fromEntries(MEMORY_FIELDS.map((field) => {
-    const slope: Slope | undefined = memorySlope(series.map((s) => ({ t: s.t, incarnation: s.incarnation, incarnationStartedAt: s.incarnationStartedAt, value: s[field] })), fitFrom, record.warmupMs, bucketMs, MIN_FIT_SPAN_MS);
+    const slope: Slope | undefined = memorySlope(quiet.map((s) => ({ t: s.t, incarnation: s.incarnation, incarnationStartedAt: s.incarnationStartedAt, value: s[field] })), fitFrom, record.warmupMs, bucketMs, MIN_FIT_SPAN_MS);
     return [field, {
       startMiB: (series[0]?.[field] ?? NaN) / MiB,
       endMiB: (series[series.length - 1]?.[field] ?? NaN) / MiB,
