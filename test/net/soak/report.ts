@@ -50,8 +50,9 @@ export function finalReport(summary: SoakSummary): string {
   }
   lines.push(`  budgets, MiB/h: RSS ${summary.budgets.rss}, heap ${summary.budgets.heapUsed}, external ${summary.budgets.external}; slopes fitted on the second half, each process past its warm-up`);
   lines.push('', 'checks:');
-  for (const c of summary.checks) lines.push(`  ${c.ok ? 'PASS' : 'FAIL'}  ${c.name}: ${c.detail}`);
-  lines.push('', summary.ok ? 'soak PASSED' : 'soak FAILED');
+  for (const c of summary.checks) lines.push(`  ${c.skipped === true ? 'SKIP' : c.ok ? 'PASS' : 'FAIL'}  ${c.name}: ${c.detail}`);
+  const skipped = summary.checks.filter((c) => c.skipped === true).length;
+  lines.push('', `${summary.ok ? 'soak PASSED' : 'soak FAILED'}${skipped > 0 ? ` (${skipped} checks not judged: too short a run)` : ''}`);
   return lines.join('\n');
 }
 
