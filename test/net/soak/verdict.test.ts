@@ -5,6 +5,7 @@
  */
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
+import { overBudget } from './summary.js';
 import { classifyCall, isTruncated, memorySlope, overlappedWindows, pooledSlope, resourceGrowth, type CallResult, type FaultWindow, type HealthPoint } from './verdict.js';
 
 const MiB = 2 ** 20;
@@ -73,6 +74,13 @@ void describe('soak verdict', () => {
     // a process restarted late is left out until its warm-up is over
     const restarted = flat.map((p) => (p.t >= 500_000 ? { ...p, incarnation: 2, incarnationStartedAt: 500_000, value: p.value + (p.t - 500_000) * 1000 } : p));
     assert.ok(Math.abs(memorySlope(restarted, 300_000, 120_000, 30_000, 30_000)!.perHour / MiB) < 16);
+  });
+
+  void it('a slope is over budget only beyond two standard errors of its fit', () => {
+    assert.equal(overBudget(72, 60, 64), false, 'a late restart: few floors, a wide error');
+    assert.equal(overBudget(1754, 435, 64), true, 'the self-test leak');
+    assert.equal(overBudget(70, 2, 64), true, 'a tight fit just over');
+    assert.equal(overBudget(undefined, undefined, 64), false);
   });
 
   void it('handles and timers at rest may not grow beyond what open connections explain', () => {
