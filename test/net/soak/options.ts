@@ -35,7 +35,8 @@ export const USAGE = `usage: npm run soak -- [options]
   --duration <d>     how long the calls and faults run: 30s, 10m, 2h (default 10m)
   --hosts <n>        mesh nodes, each in its own network namespace, 3..16 (default 4)
   --seed <n>         seed of the fault schedule and of the calls' choices (default: from the clock, printed)
-  --json             a machine-readable summary on stdout (the report goes to stderr)
+  --json             a machine-readable summary on stdout (the report goes to stderr; npm run -s soak
+                     keeps npm's banner off stdout)
   --sample <d>       health sample interval (default 5s)
   --progress <d>     progress line interval (default 30s)
   --unary <n>        unary call loops per node, 1..16 (default 2; plus one stream and one bulk loop)

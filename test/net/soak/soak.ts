@@ -3,7 +3,8 @@
  * schedule, that fails unless the nodes stay flat and every failure is explained by a fault (issue 14, deliver 7).
  * Not part of `npm test`, `test:net` or .ci/run: it takes minutes to hours, and the whole machine.
  *
- *   npm run soak -- --duration 10m --hosts 4 --seed 42 [--json] [--self-test truncation|leak|failure]
+ *   npm run soak -- --duration 10m --hosts 4 --seed 42 [--self-test truncation|leak|failure]
+ *   npm run -s soak -- --json > summary.json    (-s: no npm banner in the JSON)
  *
  * What runs: N hosts (test/net/fixtures: a bridge, a veth per host), a node on each (host-node.ts), each a peer of
  * every other, keepalive 5 s + 5 s (--keepalive; 0 = the library's 30 s + 20 s). Every node makes unary calls (echo,
