@@ -86,7 +86,21 @@ void describe('fileMembership: reading and watching', () => {
     await until(() => sink.answers.at(-1)?.n2 !== undefined, 3_000, 'the file read by the next poll');
   });
 
-  void test('an unchanged file is answered again at each read (the flap guard counts answers)', async (t) => {
+  void test('a file rewritten constantly is read at most once a second, not back to back', { timeout: 10_000 }, async (t) => {
+    const dir = await tempDir(t);
+    const path = join(dir, 'peers.json');
+    await writeFile(path, '{}');
+    const { sink } = await watched(t, path);
+    const until = performance.now() + 1_500;
+    for (let i = 0; performance.now() < until; i++) {
+      await writeFile(path, JSON.stringify({ n2: `tcp://10.0.0.2:${7000 + i}` }));
+      await new Promise((resolve) => setTimeout(resolve, 30)); // past the watch's settling, so each change is read
+    }
+    assert.ok(sink.events >= 2, 'the changes are read');
+    assert.ok(sink.events <= 3, `${sink.events} reads in 1.5 s`);
+  });
+
+  void test('an unchanged file is answered again at each read (a missing peer is removed only at an answer)', async (t) => {
     const dir = await tempDir(t);
     const path = join(dir, 'peers.json');
     await writeFile(path, JSON.stringify({ n2: 'tcp://10.0.0.2:7001' }));

@@ -150,6 +150,19 @@ void describe('membership: flap guard (removeAfterMs)', () => {
     assert.deepEqual(target.calls.filter((c) => c.startsWith('remove')), ['remove b grace=10000']);
   });
 
+  void test('by time, not by count: many answers without a peer in quick succession (watch events, refresh()) do not remove it sooner', () => {
+    const { target, clock, source } = setup(new ManualSource('file', 10_000));
+    source.answer({ a: 'tcp://10.0.0.1:1', b: 'tcp://10.0.0.2:1' });
+    for (let i = 0; i < 9; i++) {
+      source.answer({ a: 'tcp://10.0.0.1:1' });
+      clock.advance(1_000);
+    }
+    assert.ok(target.has('b'), 'nine answers without it over 9 s: stays');
+    clock.advance(1_000);
+    source.answer({ a: 'tcp://10.0.0.1:1' });
+    assert.ok(!target.has('b'));
+  });
+
   void test('the missing clock starts over when the peer comes back', () => {
     const { target, clock, source } = setup(new ManualSource('dns', 1_000));
     source.answer({ a: 'tcp://10.0.0.1:1' });

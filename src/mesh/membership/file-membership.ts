@@ -69,7 +69,10 @@ export class FileMembership implements MembershipSource {
     this.watcher = undefined;
   }
 
-  /** Reads now (or right after the read under way). */
+  /**
+   * Reads now, or as soon as it may (after the read under way, and at least a second after the last read ended);
+   * resolves once that read has ended. The next timed read comes one interval after it.
+   */
   refresh(): Promise<void> {
     this.changed = true;
     return this.loop.now();
@@ -89,7 +92,7 @@ export class FileMembership implements MembershipSource {
       const info = await stat(this.path);
       const key = `${info.ino}:${info.size}:${info.mtimeMs}:${info.ctimeMs}`;
       if (!forced && this.last?.key === key) {
-        sink.update(this.last.peers); // unchanged: the same answer again (the flap guard counts answers)
+        sink.update(this.last.peers); // unchanged: the same answer again (a missing peer is removed only at an answer)
         return;
       }
       const peers = parsePeers(await readBounded(this.path, MAX_MEMBERSHIP_FILE_BYTES), this.path);
@@ -123,7 +126,7 @@ export class FileMembership implements MembershipSource {
     clearTimeout(this.settleTimer);
     this.settleTimer = setTimeout(() => {
       this.settleTimer = undefined;
-      void this.loop.now();
+      this.loop.soon();
     }, WATCH_SETTLE_MS);
     this.settleTimer.unref();
   }
