@@ -243,6 +243,7 @@ export class Mesh extends EventEmitter<{ peer: [PeerStateEvent]; membership: [Me
       log: this.log,
       peer: (name) => this.peerHandles.get(name),
       checkAddress: (url) => this.checkAddress(url, 'a membership address'),
+      listenUrl: () => this.server?.url,
       addPeer: (name, url) => this.addPeer(name, url),
       removePeer: (name, graceMs) => this.removePeer(name, { graceMs }),
       changed: (change) => this.emit('membership', change),

@@ -3,8 +3,9 @@
  * the peers it added from them, and adds, removes (after the flap guard) and re-addresses those peers. It acts on a
  * peer only while the mesh's peer of that name is the very one it added: never on the static `peers` or `addPeer()`
  * calls, nor on a peer of its own that the application removed or replaced (the name is then the application's until
- * the source drops it). It skips the node's own name, bounds and validates every answer (a bad entry is skipped with
- * one warning, never thrown), and keeps the last good set while a source fails, with one warning per streak of
+ * the source drops it). It skips the node's own name silently, and an entry at the node's own listen address under
+ * another name with a warning that names the fix (a node named unlike the source names it would dial itself for
+ * ever). It bounds and validates every answer (a bad entry is skipped with one warning, never thrown), and keeps the last good set while a source fails, with one warning per streak of
  * failures. It knows the mesh only through MembershipTarget.
  *
  * A name it claimed, per answer (the union of every source's last good set, the first source winning a name). First,
@@ -31,6 +32,7 @@ import {
   type MembershipSink,
   type MembershipSource,
 } from './membership.js';
+import { ownAddressTest } from './own-address.js';
 
 /** @internal What the reconciler needs of a mesh. */
 export interface MembershipTarget {
@@ -42,6 +44,8 @@ export interface MembershipTarget {
   peer(name: string): object | undefined;
   /** Throws a TypeError for an address addPeer() would refuse. */
   checkAddress(url: string): void;
+  /** The node's listen address as bound (its real port), if it listens: an entry at it is the node itself. */
+  listenUrl(): string | undefined;
   /** Adds the peer and returns it (a new object at every call). */
   addPeer(name: string, url: string): object;
   removePeer(name: string, graceMs: number): Promise<void>;
@@ -188,9 +192,16 @@ export class MembershipReconciler {
     } else state.overflowWarned = false;
     const answer = new Map<string, string>();
     const bad = new Set<string>();
+    const listenUrl = this.target.listenUrl();
+    const isOwnAddress = ownAddressTest(listenUrl);
     for (const entry of entries) {
       const [name, url] = entry as readonly [unknown, unknown];
-      const problem = this.entryProblem(name, url) ?? (answer.has(name as string) ? `a second address for the same name (kept ${answer.get(name as string)})` : undefined);
+      const problem =
+        this.entryProblem(name, url) ??
+        (answer.has(name as string) ? `a second address for the same name (kept ${answer.get(name as string)})` : undefined) ??
+        (isOwnAddress(url as string)
+          ? `that is this node's own address (it listens on ${listenUrl}): the source calls this node ${JSON.stringify(name)}, not ${JSON.stringify(this.target.name)}; name it ${JSON.stringify(name)} (MeshOptions.name), as the other nodes know it (they refuse its connections under another name)`
+          : undefined);
       if (problem === undefined) {
         answer.set(name as string, url as string);
         continue;
