@@ -47,7 +47,8 @@ export interface MeshOptions extends RpcSessionOptions {
   /**
    * Peers from the user's source of truth, besides `peers`: `dnsMembership()`, `fileMembership()` or the application's
    * own source (a list: the first to name a node wins). Read from start() on; the peers they add are removed when they
-   * leave it (after the source's `removeAfterMs`), never the static `peers`. Emits `membership` events.
+   * leave it (after the source's `removeAfterMs`), never the static `peers`, `addPeer()`'s, nor a source's peer the
+   * application removed or replaced (docs/OPTIONS.md). Emits `membership` events.
    */
   membership?: MembershipSource | readonly MembershipSource[];
   /** Bulk calls (upload, download) get their own connection per pair, labelled `data`. Default false. */
@@ -240,9 +241,10 @@ export class Mesh extends EventEmitter<{ peer: [PeerStateEvent]; membership: [Me
       name: this.name,
       scheme: this.options.tls === undefined ? 'tcp' : 'tls',
       log: this.log,
-      has: (name) => this.peerHandles.has(name),
+      peer: (name) => this.peerHandles.get(name),
       checkAddress: (url) => this.checkAddress(url, 'a membership address'),
-      addPeer: (name, url) => void this.addPeer(name, url),
+      listenUrl: () => this.server?.url,
+      addPeer: (name, url) => this.addPeer(name, url),
       removePeer: (name, graceMs) => this.removePeer(name, { graceMs }),
       changed: (change) => this.emit('membership', change),
     };

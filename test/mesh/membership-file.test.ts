@@ -4,6 +4,8 @@
  * later); a half-written, invalid, missing or oversized file is a failed read; stop() leaves no watcher or timer.
  */
 import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import { closeSync, constants, openSync } from 'node:fs';
 import { mkdir, mkdtemp, rename, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -86,7 +88,21 @@ void describe('fileMembership: reading and watching', () => {
     await until(() => sink.answers.at(-1)?.n2 !== undefined, 3_000, 'the file read by the next poll');
   });
 
-  void test('an unchanged file is answered again at each read (the flap guard counts answers)', async (t) => {
+  void test('a file rewritten constantly is read at most once a second, not back to back', { timeout: 10_000 }, async (t) => {
+    const dir = await tempDir(t);
+    const path = join(dir, 'peers.json');
+    await writeFile(path, '{}');
+    const { sink } = await watched(t, path);
+    const until = performance.now() + 1_500;
+    for (let i = 0; performance.now() < until; i++) {
+      await writeFile(path, JSON.stringify({ n2: `tcp://10.0.0.2:${7000 + i}` }));
+      await new Promise((resolve) => setTimeout(resolve, 30)); // past the watch's settling, so each change is read
+    }
+    assert.ok(sink.events >= 2, 'the changes are read');
+    assert.ok(sink.events <= 3, `${sink.events} reads in 1.5 s`);
+  });
+
+  void test('an unchanged file is answered again at each read (a missing peer is removed only at an answer)', async (t) => {
     const dir = await tempDir(t);
     const path = join(dir, 'peers.json');
     await writeFile(path, JSON.stringify({ n2: 'tcp://10.0.0.2:7001' }));
@@ -117,6 +133,36 @@ void describe('fileMembership: files that are not a set', () => {
       assert.match(sink.failures.at(-1)!, new RegExp(path.replace(/[.]/g, '\\.')));
     });
   }
+
+  void test('a FIFO is refused as a failed read, never opened for a read that blocks a thread for ever', { skip: process.platform === 'win32' ? 'no FIFOs' : false }, async (t) => {
+    const dir = await tempDir(t);
+    const path = join(dir, 'peers.json');
+    execFileSync('mkfifo', [path]);
+    t.after(() => {
+      // had a read opened it (and blocked a thread-pool thread waiting for a writer), a writer that comes and goes frees it
+      try {
+        closeSync(openSync(path, constants.O_WRONLY | constants.O_NONBLOCK));
+      } catch {
+        // no reader: nothing blocked
+      }
+    });
+    const source = fileMembership({ path, intervalMs: 60_000 });
+    t.after(() => source.stop());
+    const sink = new RecordingSink();
+    source.start(sink);
+    await until(() => sink.events > 0, 2_000, 'the read to fail');
+    assert.deepEqual(sink.answers, []);
+    assert.match(sink.failures[0]!, /not a regular file \(a FIFO\)/);
+  });
+
+  void test('a directory is refused as a failed read that says so', async (t) => {
+    const dir = await tempDir(t);
+    const path = join(dir, 'peers.json');
+    await mkdir(path);
+    const { sink } = await watched(t, path);
+    assert.deepEqual(sink.answers, []);
+    assert.match(sink.failures[0]!, /not a regular file \(a directory\)/);
+  });
 
   void test(`a file over ${MAX_MEMBERSHIP_FILE_BYTES} bytes is refused without being read whole`, async (t) => {
     const dir = await tempDir(t);

@@ -62,6 +62,21 @@ void describe('mesh: membership', () => {
     assert.equal(source.stopped, true);
   });
 
+  void test("a source's peer the application takes over (await removePeer, then addPeer) stays the application's, whatever the source answers meanwhile", async (t) => {
+    const source = new ManualSource('manual', 0);
+    const mesh = newMesh(t, { name: 'a', membership: source });
+    await mesh.start();
+    source.answer({ x: 'tcp://127.0.0.1:2' });
+    const removing = mesh.removePeer('x', { graceMs: 0 });
+    source.answer({ x: 'tcp://127.0.0.1:2' }); // a read while the removal waits for its connections
+    await removing;
+    const mine = mesh.addPeer('x', 'tcp://127.0.0.1:3');
+    source.answer({});
+    source.answer({ x: 'tcp://127.0.0.1:4' });
+    assert.equal(mesh.peer('x'), mine);
+    assert.equal(mesh.peer('x').url, 'tcp://127.0.0.1:3');
+  });
+
   void test("entries addPeer would refuse are skipped with a warning in the mesh's log, never thrown", async (t) => {
     const source = new ManualSource('manual', 0);
     const logs: string[] = [];

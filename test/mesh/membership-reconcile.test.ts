@@ -67,12 +67,63 @@ void describe('membership: diffing answers against the mesh', () => {
     assert.deepEqual({ ...last }, { change: 'address', peer: 'a', url: 'tcp://10.0.0.7:7001', previousUrl: 'tcp://10.0.0.1:7001', source: 'manual' });
   });
 
-  void test('a peer removed by hand that the source still names is added again (the source is the truth)', () => {
+});
+
+void describe("membership: a source's peer the application removed or replaced is the application's", () => {
+  void test('taken over (removePeer, then addPeer at its own address): never removed when the source drops the name', () => {
+    const { target, clock, source } = setup();
+    source.answer({ x: 'tcp://10.0.0.1:1' });
+    void target.removePeer('x', 0);
+    target.addPeer('x', 'tcp://10.9.9.9:1');
+    clock.advance(10);
+    source.answer({});
+    source.answer({});
+    assert.deepEqual(target.snapshot(), { x: 'tcp://10.9.9.9:1' });
+    assert.deepEqual(target.changes.map((c) => `${c.change} ${c.peer}`), ['add x'], 'no remove reported for a peer that is not the source\'s');
+  });
+
+  void test('taken over: never re-addressed when the source moves the name, nor after it drops and names it again', () => {
     const { target, source } = setup();
-    source.answer({ a: 'tcp://10.0.0.1:7001' });
-    void target.removePeer('a', 0);
-    source.answer({ a: 'tcp://10.0.0.1:7001' });
-    assert.deepEqual(target.snapshot(), { a: 'tcp://10.0.0.1:7001' });
+    source.answer({ x: 'tcp://10.0.0.1:1' });
+    void target.removePeer('x', 0);
+    target.addPeer('x', 'tcp://10.9.9.9:1');
+    source.answer({ x: 'tcp://10.0.0.7:1' });
+    source.answer({});
+    source.answer({ x: 'tcp://10.0.0.8:1' });
+    assert.deepEqual(target.snapshot(), { x: 'tcp://10.9.9.9:1' });
+    assert.deepEqual(target.calls, ['add x tcp://10.0.0.1:1', 'remove x grace=0', 'add x tcp://10.9.9.9:1']);
+  });
+
+  void test('taken over at the same address: still the application\'s (the peer, not its address, says whose it is)', () => {
+    const { target, source } = setup();
+    source.answer({ x: 'tcp://10.0.0.1:1' });
+    void target.removePeer('x', 0);
+    target.addPeer('x', 'tcp://10.0.0.1:1');
+    source.answer({});
+    assert.deepEqual(target.snapshot(), { x: 'tcp://10.0.0.1:1' });
+  });
+
+  void test('removed by hand: stays out while the source names it; added again once the source dropped it (removeAfterMs) and names it again', () => {
+    const { target, clock, source } = setup(new ManualSource('dns', 1_000));
+    source.answer({ a: 'tcp://10.0.0.1:1', x: 'tcp://10.0.0.2:1' });
+    void target.removePeer('x', 0);
+    source.answer({ a: 'tcp://10.0.0.1:1', x: 'tcp://10.0.0.2:1' });
+    clock.advance(5_000);
+    source.answer({ a: 'tcp://10.0.0.1:1', x: 'tcp://10.0.0.3:1' });
+    assert.deepEqual(Object.keys(target.snapshot()), ['a'], 'not re-added, not even at a new address');
+    assert.equal(target.logs.filter((l) => l.level === 'info' && /x was removed by hand; this source leaves it alone/.test(l.message)).length, 1, 'said once');
+    // a partial answer is not the source dropping it (the flap guard)
+    source.answer({ a: 'tcp://10.0.0.1:1' });
+    clock.advance(500);
+    source.answer({ a: 'tcp://10.0.0.1:1', x: 'tcp://10.0.0.3:1' });
+    assert.deepEqual(Object.keys(target.snapshot()), ['a']);
+    // gone from the answers for removeAfterMs: the name is the source's again
+    source.answer({ a: 'tcp://10.0.0.1:1' });
+    clock.advance(1_000);
+    source.answer({ a: 'tcp://10.0.0.1:1' });
+    source.answer({ a: 'tcp://10.0.0.1:1', x: 'tcp://10.0.0.4:1' });
+    assert.deepEqual(target.snapshot(), { a: 'tcp://10.0.0.1:1', x: 'tcp://10.0.0.4:1' });
+    assert.deepEqual(target.changes.map((c) => `${c.change} ${c.peer}`), ['add a', 'add x', 'add x']);
   });
 });
 
@@ -97,6 +148,19 @@ void describe('membership: flap guard (removeAfterMs)', () => {
     source.answer({ a: 'tcp://10.0.0.1:1' });
     assert.deepEqual(Object.keys(target.snapshot()), ['a']);
     assert.deepEqual(target.calls.filter((c) => c.startsWith('remove')), ['remove b grace=10000']);
+  });
+
+  void test('by time, not by count: many answers without a peer in quick succession (watch events, refresh()) do not remove it sooner', () => {
+    const { target, clock, source } = setup(new ManualSource('file', 10_000));
+    source.answer({ a: 'tcp://10.0.0.1:1', b: 'tcp://10.0.0.2:1' });
+    for (let i = 0; i < 9; i++) {
+      source.answer({ a: 'tcp://10.0.0.1:1' });
+      clock.advance(1_000);
+    }
+    assert.ok(target.has('b'), 'nine answers without it over 9 s: stays');
+    clock.advance(1_000);
+    source.answer({ a: 'tcp://10.0.0.1:1' });
+    assert.ok(!target.has('b'));
   });
 
   void test('the missing clock starts over when the peer comes back', () => {

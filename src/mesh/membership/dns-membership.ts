@@ -104,7 +104,10 @@ export class DnsMembership implements MembershipSource {
     this.resolver.cancel(); // queries in flight end now (ECANCELLED), so no handle of ours outlives the mesh
   }
 
-  /** Reads now (or waits for the read under way); the next read comes one interval after it. */
+  /**
+   * Reads now, or as soon as it may (after the read under way, and at least a second after the last read ended);
+   * resolves once that read has ended. The next timed read comes one interval after it.
+   */
   refresh(): Promise<void> {
     return this.loop.now();
   }

@@ -3,9 +3,12 @@
  * directory says it changed (fs.watch on the directory, not the file: editors and `mv` replace the file, and a watch on
  * the old one would go quiet) and every `intervalMs` in any case (a watch can miss events, or be unavailable). JSON
  * because a half-written file is then invalid as a whole (no closing brace) rather than a valid shorter list: an
- * invalid, unreadable or missing file is a failed read, and the last good set stays. Knows nothing of meshes.
+ * invalid, unreadable or missing file is a failed read, and the last good set stays. Only a regular file is read: a
+ * FIFO (or a device) would block the thread-pool thread that opens or reads it until a writer comes, maybe for ever,
+ * so it is a failed read too, checked by stat and again on the handle, opened O_NONBLOCK (a FIFO swapped in between
+ * cannot block the open). Knows nothing of meshes.
  */
-import { watch, type FSWatcher } from 'node:fs';
+import { constants, watch, type FSWatcher, type Stats } from 'node:fs';
 import { open, stat } from 'node:fs/promises';
 import { basename, dirname, resolve } from 'node:path';
 import { RefreshLoop } from './refresh-loop.js';
@@ -69,7 +72,10 @@ export class FileMembership implements MembershipSource {
     this.watcher = undefined;
   }
 
-  /** Reads now (or right after the read under way). */
+  /**
+   * Reads now, or as soon as it may (after the read under way, and at least a second after the last read ended);
+   * resolves once that read has ended. The next timed read comes one interval after it.
+   */
   refresh(): Promise<void> {
     this.changed = true;
     return this.loop.now();
@@ -87,9 +93,10 @@ export class FileMembership implements MembershipSource {
     this.changed = false;
     try {
       const info = await stat(this.path);
+      refuseIrregular(this.path, info);
       const key = `${info.ino}:${info.size}:${info.mtimeMs}:${info.ctimeMs}`;
       if (!forced && this.last?.key === key) {
-        sink.update(this.last.peers); // unchanged: the same answer again (the flap guard counts answers)
+        sink.update(this.last.peers); // unchanged: the same answer again (a missing peer is removed only at an answer)
         return;
       }
       const peers = parsePeers(await readBounded(this.path, MAX_MEMBERSHIP_FILE_BYTES), this.path);
@@ -123,7 +130,7 @@ export class FileMembership implements MembershipSource {
     clearTimeout(this.settleTimer);
     this.settleTimer = setTimeout(() => {
       this.settleTimer = undefined;
-      void this.loop.now();
+      this.loop.soon();
     }, WATCH_SETTLE_MS);
     this.settleTimer.unref();
   }
@@ -131,8 +138,10 @@ export class FileMembership implements MembershipSource {
 
 /** The file's bytes, refused past `max` (counted while reading: the file may grow after any stat). */
 async function readBounded(path: string, max: number): Promise<Buffer> {
-  const handle = await open(path, 'r');
+  // O_NONBLOCK: opening a FIFO for reading waits for a writer otherwise; it changes nothing for a regular file
+  const handle = await open(path, constants.O_RDONLY | (constants.O_NONBLOCK ?? 0));
   try {
+    refuseIrregular(path, await handle.stat()); // what was opened, which may not be what stat saw
     const buffer = Buffer.allocUnsafe(max + 1); // only when the file changed: a read of an unchanged file stops at stat
     let length = 0;
     for (;;) {
@@ -144,6 +153,21 @@ async function readBounded(path: string, max: number): Promise<Buffer> {
   } finally {
     await handle.close();
   }
+}
+
+/** Throws unless `info` is a regular file's: reading anything else may block (a FIFO, a terminal) or never end. */
+function refuseIrregular(path: string, info: Stats): void {
+  if (info.isFile()) return;
+  const what = info.isFIFO()
+    ? 'a FIFO'
+    : info.isDirectory()
+      ? 'a directory'
+      : info.isSocket()
+        ? 'a socket'
+        : info.isCharacterDevice() || info.isBlockDevice()
+          ? 'a device'
+          : 'not a file';
+  throw new Error(`${path}: not a regular file (${what}); a membership file must be a regular file (a FIFO or device would block the read)`);
 }
 
 /** `{ name: address }` from the file's text; anything else throws (a failed read). Entries are checked by the mesh. */

@@ -10,7 +10,7 @@ import { MAX_TIMER_MS } from '../../timers.js';
 export interface MembershipSink {
   /**
    * The complete current set of peers, name -> address (`tcp://host:port`, or `tls://` when `scheme` is `tls`). Call it
-   * after every successful read, unchanged sets included: the flap guard counts answers.
+   * after every successful read, unchanged sets included: a peer the answers lack is removed only at an answer.
    */
   update(peers: Iterable<readonly [name: string, address: string]>): void;
   /** One read failed (a DNS SERVFAIL or timeout, an unreadable or malformed file): the last good set stays. */
@@ -60,7 +60,7 @@ export interface MembershipChange {
 export interface MembershipSourceOptions {
   /** How often the source is read again. At least 1 000 ms. */
   intervalMs?: number;
-  /** See MembershipSource.removeAfterMs. Default: two intervals (so one or two partial answers never remove a peer). */
+  /** See MembershipSource.removeAfterMs. Default: two intervals (a peer the answers lack for less than that stays). */
   removeAfterMs?: number;
   /** See MembershipSource.maxPeers. Default 1 000, at most 100 000. */
   maxPeers?: number;

@@ -1,18 +1,26 @@
 /**
  * What a mesh does with its membership sources' answers: keeps each source's last good set, diffs their union against
- * the peers it added from them, and adds, removes (after the flap guard) and re-addresses those peers. It never touches
- * a peer it did not add (the static `peers`, `addPeer()` calls), skips the node's own name, bounds and validates every
- * answer (a bad entry is skipped with one warning, never thrown), and keeps the last good set while a source fails,
- * with one warning per streak of failures. It knows the mesh only through MembershipTarget.
+ * the peers it added from them, and adds, removes (after the flap guard) and re-addresses those peers. It acts on a
+ * peer only while the mesh's peer of that name is the very one it added: never on the static `peers` or `addPeer()`
+ * calls, nor on a peer of its own that the application removed or replaced (the name is then the application's until
+ * the source drops it). It skips the node's own name silently, and an entry at the node's own listen address under
+ * another name with a warning that names the fix (a node named unlike the source names it would dial itself for
+ * ever). It bounds and validates every answer (a bad entry is skipped with one warning, never thrown), and keeps the last good set while a source fails, with one warning per streak of
+ * failures. It knows the mesh only through MembershipTarget.
  *
- * A peer it added, per answer (the union of every source's last good set, the first source winning a name):
+ * A name it claimed, per answer (the union of every source's last good set, the first source winning a name). First,
+ * a claim whose peer is no longer the mesh's peer of that name (removed, or replaced, by hand) becomes `released`
+ * (one info line). Then:
  *
- * | state          | the answer lists it, same address | lists it, another address          | lacks it                                         |
- * |----------------|-----------------------------------|------------------------------------|--------------------------------------------------|
- * | present        | present                           | re-addressed (remove + add) present | missing since now; removed at once if removeAfterMs is 0 |
- * | missing(since) | present                           | re-addressed, present              | removed once now - since >= removeAfterMs, else stays |
+ * | state                    | the answer lists it, same address | lists it, another address           | lacks it                                                |
+ * |--------------------------|-----------------------------------|-------------------------------------|---------------------------------------------------------|
+ * | present                  | present                           | re-addressed (remove + add) present | missing since now; removed at once if removeAfterMs is 0 |
+ * | missing(since)           | present                           | re-addressed, present               | removed once now - since >= removeAfterMs, else stays    |
+ * | released                 | released (not added back)         | released                            | released, missing since now; dropped as below            |
+ * | released, missing(since) | released                          | released                            | claim dropped (untouched) once now - since >= removeAfterMs |
  *
- * A source that fails delivers no answer: nothing moves, its last good set stays in the union.
+ * A name with no claim is added when the answer lists it and the mesh has no peer of that name. A source that fails
+ * delivers no answer: nothing moves, its last good set stays in the union.
  */
 import type { LogFn } from '../../log.js';
 import {
@@ -24,6 +32,7 @@ import {
   type MembershipSink,
   type MembershipSource,
 } from './membership.js';
+import { ownAddressTest } from './own-address.js';
 
 /** @internal What the reconciler needs of a mesh. */
 export interface MembershipTarget {
@@ -31,11 +40,14 @@ export interface MembershipTarget {
   readonly name: string;
   readonly scheme: 'tcp' | 'tls';
   readonly log: LogFn;
-  /** Whether the mesh has a peer of that name (whoever added it). */
-  has(name: string): boolean;
+  /** The mesh's peer of that name (whoever added it): compared with the one addPeer() returned to tell ours. */
+  peer(name: string): object | undefined;
   /** Throws a TypeError for an address addPeer() would refuse. */
   checkAddress(url: string): void;
-  addPeer(name: string, url: string): void;
+  /** The node's listen address as bound (its real port), if it listens: an entry at it is the node itself. */
+  listenUrl(): string | undefined;
+  /** Adds the peer and returns it (a new object at every call). */
+  addPeer(name: string, url: string): object;
   removePeer(name: string, graceMs: number): Promise<void>;
   changed(change: MembershipChange): void;
 }
@@ -63,12 +75,18 @@ interface SourceState {
   emptyWarned: boolean;
 }
 
-interface OwnedPeer {
+/** A name the reconciler added a peer for. */
+interface Claim {
   url: string;
   /** Index of the source whose answer gave it. */
   source: number;
   /** When an answer first lacked it (undefined while present). */
   missingSince: number | undefined;
+  /**
+   * The peer it added; undefined once released: the application removed or replaced it, and the name is the
+   * application's until the source drops it.
+   */
+  peer: object | undefined;
 }
 
 /** Sources already given to a mesh: one source feeding two meshes would be started twice. */
@@ -77,7 +95,7 @@ const claimed = new WeakSet<MembershipSource>();
 /** @internal */
 export class MembershipReconciler {
   private readonly sources: SourceState[];
-  private readonly owned = new Map<string, OwnedPeer>();
+  private readonly claims = new Map<string, Claim>();
   private stopped = false;
 
   constructor(
@@ -121,7 +139,7 @@ export class MembershipReconciler {
 
   /** Names of the peers the sources added (tests, and what a stats reader may want). */
   get peerNames(): string[] {
-    return [...this.owned.keys()];
+    return [...this.claims].filter(([, claim]) => claim.peer !== undefined).map(([name]) => name);
   }
 
   private prefix(source: MembershipSource): string {
@@ -174,9 +192,16 @@ export class MembershipReconciler {
     } else state.overflowWarned = false;
     const answer = new Map<string, string>();
     const bad = new Set<string>();
+    const listenUrl = this.target.listenUrl();
+    const isOwnAddress = ownAddressTest(listenUrl);
     for (const entry of entries) {
       const [name, url] = entry as readonly [unknown, unknown];
-      const problem = this.entryProblem(name, url) ?? (answer.has(name as string) ? `a second address for the same name (kept ${answer.get(name as string)})` : undefined);
+      const problem =
+        this.entryProblem(name, url) ??
+        (answer.has(name as string) ? `a second address for the same name (kept ${answer.get(name as string)})` : undefined) ??
+        (isOwnAddress(url as string)
+          ? `that is this node's own address (it listens on ${listenUrl}): the source calls this node ${JSON.stringify(name)}, not ${JSON.stringify(this.target.name)}; name it ${JSON.stringify(name)} (MeshOptions.name), as the other nodes know it (they refuse its connections under another name)`
+          : undefined);
       if (problem === undefined) {
         answer.set(name as string, url as string);
         continue;
@@ -218,40 +243,55 @@ export class MembershipReconciler {
       for (const [name, url] of state.last ?? []) if (!wanted.has(name)) wanted.set(name, { url, source });
     });
     const now = this.now();
-    for (const [name, peer] of this.owned) {
+    for (const [name, claim] of this.claims) {
+      if (claim.peer !== undefined && this.target.peer(name) !== claim.peer) this.release(name, claim);
       if (wanted.has(name)) continue;
-      const since = peer.missingSince ?? now;
-      peer.missingSince = since;
-      if (now - since >= this.sources[peer.source]!.removeAfterMs - CLOCK_SLACK_MS) this.remove(name, peer);
+      const since = claim.missingSince ?? now;
+      claim.missingSince = since;
+      if (now - since < this.sources[claim.source]!.removeAfterMs - CLOCK_SLACK_MS) continue;
+      if (claim.peer === undefined) this.claims.delete(name); // the source dropped it: the name is free again
+      else this.remove(name, claim);
     }
     for (const [name, { url, source }] of wanted) {
-      const peer = this.owned.get(name);
-      if (peer === undefined) {
-        if (!this.target.has(name)) this.add(name, url, source); // else a static or addPeer()'d peer: never ours
+      const claim = this.claims.get(name);
+      if (claim === undefined) {
+        if (this.target.peer(name) === undefined) this.add(name, url, source); // else a static or addPeer()'d peer: never ours
         continue;
       }
-      peer.missingSince = undefined;
-      peer.source = source;
-      if (peer.url !== url) this.readdress(name, peer, url);
-      else if (!this.target.has(name)) this.add(name, url, source); // removed by hand meanwhile: the source says it is there
+      claim.missingSince = undefined;
+      claim.source = source;
+      if (claim.peer !== undefined && claim.url !== url) this.readdress(name, claim, url);
     }
   }
 
+  /**
+   * The application removed our peer (removePeer) or put its own in its place (removePeer, addPeer): from now on the
+   * name is the application's. Not added back while the source names it (an operator who removed a node meant it,
+   * and `await removePeer(); addPeer()` must not find the source's peer back in between); free again once the source
+   * has dropped it for removeAfterMs.
+   */
+  private release(name: string, claim: Claim): void {
+    claim.peer = undefined;
+    const how = this.target.peer(name) === undefined ? 'removed' : 'replaced';
+    this.target.log('info', `${this.prefix(this.sources[claim.source]!.source)}: ${name} was ${how} by hand; this source leaves it alone until its answers drop it`);
+  }
+
   private add(name: string, url: string, source: number): void {
+    let peer: object;
     try {
-      this.target.addPeer(name, url);
+      peer = this.target.addPeer(name, url);
     } catch (error) {
       this.target.log('warn', `${this.prefix(this.sources[source]!.source)}: could not add ${name}: ${String(error)}`);
       return;
     }
-    this.owned.set(name, { url, source, missingSince: undefined });
+    this.claims.set(name, { url, source, missingSince: undefined, peer });
     this.report({ change: 'add', peer: name, url }, source);
   }
 
-  private remove(name: string, peer: OwnedPeer): void {
-    this.owned.delete(name);
-    this.detach(name, peer.source);
-    this.report({ change: 'remove', peer: name, url: peer.url }, peer.source);
+  private remove(name: string, claim: Claim): void {
+    this.claims.delete(name);
+    this.detach(name, claim.source);
+    this.report({ change: 'remove', peer: name, url: claim.url }, claim.source);
   }
 
   /**
@@ -259,22 +299,21 @@ export class MembershipReconciler {
    * IP) no longer answers at its old address, so its old connections are closed (gracefully) and a new peer of the same
    * name dials the new one: one path (removePeer, addPeer) that every other change takes too.
    */
-  private readdress(name: string, peer: OwnedPeer, url: string): void {
-    const previousUrl = peer.url;
-    this.detach(name, peer.source);
+  private readdress(name: string, claim: Claim, url: string): void {
+    const previousUrl = claim.url;
+    this.detach(name, claim.source);
     try {
-      this.target.addPeer(name, url);
+      claim.peer = this.target.addPeer(name, url);
     } catch (error) {
-      this.owned.delete(name);
-      this.target.log('warn', `${this.prefix(this.sources[peer.source]!.source)}: could not add ${name} at its new address: ${String(error)}`);
+      this.claims.delete(name);
+      this.target.log('warn', `${this.prefix(this.sources[claim.source]!.source)}: could not add ${name} at its new address: ${String(error)}`);
       return;
     }
-    peer.url = url;
-    this.report({ change: 'address', peer: name, url, previousUrl }, peer.source);
+    claim.url = url;
+    this.report({ change: 'address', peer: name, url, previousUrl }, claim.source);
   }
 
   private detach(name: string, source: number): void {
-    if (!this.target.has(name)) return;
     this.target.removePeer(name, this.sources[source]!.graceMs).catch((error: unknown) => {
       this.target.log('warn', `${this.prefix(this.sources[source]!.source)}: removing ${name}: ${String(error)}`);
     });
