@@ -35,9 +35,9 @@
  *   path's. Longer ones waited behind a queue (a link or a sender slower than the window: its loop is the time its
  *   queue takes to drain), which the window already fills. The epoch after a growth is judged on loops timed before it
  *   too, so a slow sender's window may double twice, never more.
- * A loop under MIN_GROWTH_LOOP_MS never grows a window (loopback, a LAN: bulkWindow per loop is already 256 MiB/s), and
+ * A loop under MIN_GROWTH_LOOP_MS never grows a window (loopback, a LAN: bulkWindow per loop is already 64 MiB/s), and
  * takes back at once what the first loops grew: a stream's first milliseconds on loopback (the event loop still busy
- * starting up, JIT, a loaded machine) can time loops of over 1 ms, and a window grown on them stayed grown (unary p99
+ * starting up, JIT, a loaded machine) can time loops of over MIN_GROWTH_LOOP_MS, and a window grown on them stayed grown (unary p99
  * beside a download on loopback 3.9x idle instead of 1.8x).
  * A window consumed in more than SHRINK_FACTOR (8) loops holds more than 8 x rate x loop, over two and a half times
  * the GROWTH_FACTOR (3) loops' worth it grows to (the reader or the sender slowed down for good): after QUIET_EPOCHS
@@ -95,11 +95,13 @@ export const QUEUED_LOOP_FACTOR = 1.5;
 export const QUIET_EPOCHS = 4;
 /**
  * A credit loop shorter than this never grows a window: on loopback or a LAN the starting window already lets through
- * bulkWindow per loop (256 KiB / 1 ms = 256 MiB/s at the least, far more on loopback's ~0.1 ms), and what a grown
- * window adds there is bytes queued ahead of every small reply (unary p99 beside a download on loopback: 1.97x idle at
- * 256 KiB, 2.46x with the window grown; docs/BENCHMARKS.md). Long links (issue 14: 50-200 ms) are far above it.
+ * bulkWindow per loop (256 KiB / 4 ms = 64 MiB/s at the least, far more on loopback's ~0.1 ms), and what a grown
+ * window adds there is bytes queued ahead of every small reply. 4, not 1: on a loaded loopback (the sender's event loop
+ * busy with the transfer and the calls beside it) loops stay at 1-3 ms, and growth on them put a small call's p99
+ * beside a download at 2.5x base's (unary-under-bulk, issue 14; test/session/bulk-window "a loaded loopback"). Long
+ * links (issue 14: 50-200 ms) are far above it; a path of 1-4 ms keeps 256 KiB per loop (over 500 Mbit/s at 4 ms).
  */
-export const MIN_GROWTH_LOOP_MS = 1;
+export const MIN_GROWTH_LOOP_MS = 4;
 
 /**
  * A bulk body's credit goes back in batches of a quarter of its window (stream.ts), but never more than this at once:
