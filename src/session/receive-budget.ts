@@ -61,16 +61,9 @@ export class ReceiveBudget {
   giveBack(bytes: number): void {
     this.unacked += bytes;
     if (this.unacked >= this.size >>> 2) {
-      let increment = this.unacked;
+      const batch = this.unacked;
       this.unacked = 0;
-      if (this.keptBack > 0) {
-        const kept = this.keptBack < increment ? this.keptBack : increment;
-        this.keptBack -= kept;
-        increment -= kept;
-        if (increment === 0) return;
-      }
-      this.window += increment;
-      this.output.writeFrame(FrameType.CREDIT, 0, 0, encodeCredit(increment));
+      this.grant(batch);
     }
   }
 
@@ -85,11 +78,16 @@ export class ReceiveBudget {
    */
   grow(bytes: number): void {
     this.size += bytes;
+    this.grant(bytes);
+  }
+
+  /** Grants the peer `bytes` of credit, less what is still to be kept back (that much is kept, the rest sent). */
+  private grant(bytes: number): void {
     let increment = bytes;
     if (this.keptBack > 0) {
-      const absorbed = this.keptBack < increment ? this.keptBack : increment;
-      this.keptBack -= absorbed;
-      increment -= absorbed;
+      const kept = this.keptBack < increment ? this.keptBack : increment;
+      this.keptBack -= kept;
+      increment -= kept;
       if (increment === 0) return;
     }
     this.window += increment;
