@@ -17,23 +17,13 @@ import { fileURLToPath } from 'node:url';
 import { dialsTo, RpcError, statusName } from '../../src/index.js';
 import { startNode, type ClusterNode } from './node.js';
 import { ClusterOps, Locker } from './services.js';
+import { within } from '../within.js';
 
 const NAMES = ['n1', 'n2', 'n3', 'n4'];
 const NODE_SCRIPT = fileURLToPath(new URL('./node-process.ts', import.meta.url));
 
 function log(line: string): void {
   console.log(`[n1] ${line}`);
-}
-
-/** `promise`, or a rejection naming `what` after `ms`: every wait of the example is bounded, so a failure says what. */
-async function within<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  const timeout = new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new Error(`${what}: nothing after ${ms} ms`)), ms)));
-  try {
-    return await Promise.race([promise, timeout]);
-  } finally {
-    clearTimeout(timer);
-  }
 }
 
 interface NodeProcess {

@@ -23,6 +23,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
 import { Mesh, RpcError, statusName, type MeshPeer } from '../../src/index.js';
 import { Sink, snapshotGuid, type Snapshot } from './services.js';
+import { within } from '../within.js';
 
 const DATASET = 'pool/data';
 const MiB = 1024 * 1024;
@@ -31,16 +32,6 @@ const STREAM_BYTES = 24 * MiB;
 
 function log(line: string): void {
   console.log(`[source] ${line}`);
-}
-/** `promise`, or a rejection naming `what` after `ms`: every wait of the example is bounded, so a failure says what. */
-async function within<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  const timeout = new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new Error(`${what}: nothing after ${ms} ms`)), ms)));
-  try {
-    return await Promise.race([promise, timeout]);
-  } finally {
-    clearTimeout(timer);
-  }
 }
 
 const mib = (bytes: number): string => `${(bytes / MiB).toFixed(1)} MiB`;

@@ -19,23 +19,13 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
 import { listen, RpcError, serve, statusName, type RpcSession, type Server } from '../../src/index.js';
 import { Agent, Controller } from './services.js';
+import { within } from '../within.js';
 
 const AGENT_NAME = 'agent-1';
 const AGENT_SCRIPT = fileURLToPath(new URL('./agent.ts', import.meta.url));
 
 function log(line: string): void {
   console.log(`[controller] ${line}`);
-}
-
-/** `promise`, or a rejection naming `what` after `ms`: every wait of the example is bounded, so a failure says what. */
-async function within<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  const timeout = new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new Error(`${what}: nothing after ${ms} ms`)), ms)));
-  try {
-    return await Promise.race([promise, timeout]);
-  } finally {
-    clearTimeout(timer);
-  }
 }
 
 // ---- The controller's registry: which connection reaches which agent -------------------------------------------
