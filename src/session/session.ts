@@ -10,7 +10,7 @@
  * nothing: pings, floods of empty frames or CREDIT, resets, refusals), stream.ts (one stream). Knows nothing of
  * methods or codecs: streams carry opaque messages.
  * lifetime.ts holds the time limits: a frame must complete in time; an idle or old connection retires (acceptor).
- * Why this file is past ~500 lines (about 600): what is left is one job, the connection's phase machine: the phase
+ * Why this file is past ~500 lines (about 603): what is left is one job, the connection's phase machine: the phase
  * table and its one teardown path, the frame dispatch, and the wiring of the modules above (each one field and a few
  * calls here; issue 13 added the read-only views stats and inspection take: counts(), streamList(), phaseName, each a
  * line or two over private fields, whose counting lives in session-counters.ts). Every job with its own state has its

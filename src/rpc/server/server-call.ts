@@ -5,7 +5,7 @@
  * iterable, or the chunks of a byte source) followed by the trailer. Enforces the deadline it was given. The
  * stream's concurrency slot is released only once the handler, and any response iterable it returned, has finished,
  * even when the call was cancelled earlier (the Rapid Reset lesson).
- * Past ~500 lines (520) because it is one job, a call's lifecycle across every kind, whose states are set from the
+ * Past ~500 lines (522) because it is one job, a call's lifecycle across every kind, whose states are set from the
  * request, handler and response paths alike; its parts that could leave have (response-pump.ts, held-input.ts,
  * draining.ts, authorize.ts, the lazy signal in context.ts, the source pumps in ../body-pump.ts; issue 13's counting
  * is a counter handed in, call-stats.ts). Splitting the request path from the response path would put one call's
