@@ -10,6 +10,7 @@ import { shapeLink } from '../fixtures/links.js';
 import type { SoakCluster } from './cluster.js';
 import type { SeededRandom } from './random.js';
 import type { FaultKind, FaultWindow } from './verdict.js';
+import { sleep } from '../../helpers.js';
 
 export interface PlannedFault {
   kind: FaultKind;
@@ -172,10 +173,6 @@ export function describe(fault: PlannedFault, name: string): string {
     case 'degrade':
       return `degrade the link towards ${name} for ${hold} (delay 50±10 ms, loss 1 %, reorder 5 %, duplicate 1 %)`;
   }
-}
-
-function sleep(ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, ms));
 }
 
 function sleepUntil(at: number): Promise<void> {

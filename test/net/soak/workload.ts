@@ -10,6 +10,7 @@ import { seededSha256 } from '../fixtures/net-service.js';
 import type { SoakCluster } from './cluster.js';
 import type { SeededRandom } from './random.js';
 import { CALL_KINDS, classifyCall, isTruncated, overlappedWindows, type CallKind, type CallOutcome, type CallResult, type FaultWindow } from './verdict.js';
+import { sleep } from '../../helpers.js';
 
 export type KindTally = Record<CallOutcome, number> & { inFault: number; bytes: number };
 
@@ -189,6 +190,3 @@ function emptyKindTally(): KindTally {
   return { ok: 0, truncated: 0, 'failed-expected': 0, 'failed-unexpected': 0, 'failed-outside': 0, inFault: 0, bytes: 0 };
 }
 
-function sleep(ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, ms));
-}
